@@ -1,0 +1,1 @@
+"""Telegram bot for a district Office of Education: computers for students, devices, vaccine doses."""

@@ -1,0 +1,40 @@
+"""Turn domain and validation errors into catalogue texts that say how to fix the answer."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from bot.texts import load, t
+from storage.errors import DomainError
+
+
+def render_error(exc: Exception, language: str | None = None) -> str:
+    if isinstance(exc, DomainError):
+        return _domain_text(exc.code, exc.params, language)
+    if isinstance(exc, ValidationError):
+        lines = []
+        for error in exc.errors():
+            context = error.get("ctx") or {}
+            inner = context.get("error")
+            if isinstance(inner, DomainError):
+                lines.append(_domain_text(inner.code, inner.params, language))
+            else:
+                field = ".".join(str(part) for part in error["loc"]) or "?"
+                lines.append(t("errors.field_invalid", language, field=field, detail=error["msg"]))
+        return "\n".join(lines)
+    return t("errors.unexpected", language)
+
+
+def _domain_text(code: str, params: dict[str, object], language: str | None) -> str:
+    key = f"errors.{code}"
+    if key not in load("vi"):
+        return t("errors.unknown_code", language, code=code)
+    values = {name: _show(value) for name, value in params.items()}
+    try:
+        return t(key, language, **values)
+    except KeyError:  # a placeholder the error did not fill: still say what went wrong
+        return load(language or "vi").get(key, key)
+
+
+def _show(value: object) -> object:
+    return getattr(value, "value", value)

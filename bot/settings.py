@@ -1,0 +1,104 @@
+"""Settings from the environment and `.env` (pydantic-settings). Built in `main()`, never at import."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/schoolbot.sqlite3"
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    telegram_bot_token: SecretStr | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    bot_timezone: str = "Asia/Ho_Chi_Minh"
+    telegram_api_base_url: str = "https://api.telegram.org"
+    log_level: str = "INFO"
+    # Conversations left idle this long end with a message; the draft stays for /resume.
+    conversation_timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Webhook mode (`schoolbot run --webhook`); polling is the default.
+    webhook_url: str | None = None
+    webhook_secret_token: SecretStr | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    # Uploads of Excel files.
+    import_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    import_max_rows: int = Field(default=50_000, ge=1)
+    # Reminders: no messages between these local hours (start inclusive, end exclusive).
+    quiet_hours_start: int = Field(default=21, ge=0, le=23)
+    quiet_hours_end: int = Field(default=7, ge=0, le=23)
+    reminder_hours_before: list[int] = Field(default_factory=lambda: [24, 2])
+    # Sandbox (`schoolbot sandbox`): its own database, never the production one.
+    sandbox_database_url: str = "sqlite+aiosqlite:///./data/sandbox.sqlite3"
+    sandbox_port: int = Field(default=8080, ge=1, le=65535)
+
+    @field_validator("database_url", "sandbox_database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("bot_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("telegram_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.bot_timezone)
+
+    @property
+    def bot_api_base_url(self) -> str:
+        """PTB appends the token: `<base>/bot<token>/method`."""
+        return f"{self.telegram_api_base_url}/bot"
+
+    @property
+    def bot_file_base_url(self) -> str:
+        return f"{self.telegram_api_base_url}/file/bot"
+
+    def sqlite_path(self) -> Path | None:
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix):
+            rest = self.database_url[len(prefix) :]
+            return None if rest in ("", ":memory:") else Path(rest)
+        return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning a validation error into one line that names the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "?"
+        raise SettingsError(f"Cấu hình sai / invalid setting {variable}: {first['msg']}") from exc

@@ -1,0 +1,1 @@
+"""Persistence: models, schemas, repositories, services and migrations. No Telegram imports here."""

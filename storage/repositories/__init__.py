@@ -1,0 +1,1 @@
+"""Repositories: queries and writes on a session they are given. They flush, never commit."""

@@ -1,0 +1,71 @@
+"""The audit log: who changed what, when, with the row before and after as JSON."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import AuditAction, AuditLog, Base
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return value
+
+
+def snapshot(row: Base) -> dict[str, Any]:
+    """The row's column values as JSON-ready data."""
+    mapper = inspect(row).mapper
+    return {column.key: _jsonable(getattr(row, column.key)) for column in mapper.column_attrs}
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    actor_id: int | None,
+    action: AuditAction,
+    row: Base,
+    before: dict[str, Any] | None = None,
+    school_id: int | None = None,
+) -> AuditLog:
+    """Write one audit row. Call after the change is flushed (so the row has its id)."""
+    after = None if action is AuditAction.DELETE else snapshot(row)
+    if action is AuditAction.DELETE and before is None:
+        before = snapshot(row)
+    identity = inspect(row).identity
+    entity_id = ",".join(str(part) for part in identity) if identity else str(getattr(row, "id", ""))
+    if school_id is None:
+        school_id = getattr(row, "school_id", None)
+    entry = AuditLog(
+        actor_id=actor_id,
+        action=action,
+        entity=type(row).__tablename__,
+        entity_id=entity_id,
+        school_id=school_id,
+        before=before,
+        after=after,
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def history(session: AsyncSession, entity: str, entity_id: str | int) -> list[AuditLog]:
+    result = await session.scalars(
+        select(AuditLog)
+        .where(AuditLog.entity == entity, AuditLog.entity_id == str(entity_id))
+        .order_by(AuditLog.id)
+    )
+    return list(result)

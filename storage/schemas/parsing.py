@@ -1,0 +1,150 @@
+"""Parsing what staff type on a phone, in Vietnamese, with or without diacritics.
+
+Each function returns a clean value or raises `DomainError` whose code names the catalogue text
+`errors.<code>` that says how to fix the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+from storage.errors import DomainError
+from storage.rules import PROGRAM_START
+from storage.text import fold, nfc
+
+_RELATIVE_DAYS = {
+    "hom nay": 0,
+    "nay": 0,
+    "today": 0,
+    "hom qua": 1,
+    "qua": 1,
+    "yesterday": 1,
+    "hom kia": 2,
+}
+_DMY = re.compile(r"^(\d{1,2})\s*[/\-.]\s*(\d{1,2})(?:\s*[/\-.]\s*(\d{2}|\d{4}))?$")
+_ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+_NAME_FORBIDDEN = re.compile(r"[0-9@#$%^&*_=+<>{}\[\]|\\/:;\"?!]")
+MAX_NAME_LENGTH = 100
+
+
+def parse_date(
+    text: str,
+    today: date,
+    *,
+    allow_future: bool = False,
+    not_before: date | None = None,
+) -> date:
+    """Accept `15/11/2021`, `15-11-2021`, `15.11.21`, `15/11`, `2021-11-15`, `hôm nay`, `hom qua`.
+
+    A day and month without a year mean the most recent such date that is not in the future.
+    """
+    raw = nfc(text)
+    folded = fold(raw)
+    if not folded:
+        raise DomainError("date.empty")
+    if folded in _RELATIVE_DAYS:
+        value = today - timedelta(days=_RELATIVE_DAYS[folded])
+    else:
+        value = _parse_numeric_date(folded, today)
+    if not allow_future and value > today:
+        raise DomainError("date.future", value=value.strftime("%d/%m/%Y"))
+    if not_before is not None and value < not_before:
+        raise DomainError(
+            "date.too_early", value=value.strftime("%d/%m/%Y"), earliest=not_before.strftime("%d/%m/%Y")
+        )
+    return value
+
+
+def _parse_numeric_date(folded: str, today: date) -> date:
+    iso = _ISO.match(folded)
+    if iso:
+        year, month, day = (int(part) for part in iso.groups())
+        return _make_date(year, month, day, folded)
+    dmy = _DMY.match(folded)
+    if not dmy:
+        raise DomainError("date.invalid", value=folded)
+    day, month = int(dmy.group(1)), int(dmy.group(2))
+    year_text = dmy.group(3)
+    if year_text is None:
+        value = _make_date(today.year, month, day, folded, leap_fallback=True)
+        if value > today:
+            value = _make_date(today.year - 1, month, day, folded)
+        return value
+    year = int(year_text)
+    if len(year_text) == 2:
+        year += 2000
+    return _make_date(year, month, day, folded)
+
+
+def _make_date(year: int, month: int, day: int, shown: str, *, leap_fallback: bool = False) -> date:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        if leap_fallback and month == 2 and day == 29:
+            # 29/02 typed in a non-leap year: the most recent 29 February is meant.
+            for back in range(1, 8):
+                try:
+                    return date(year - back, 2, 29)
+                except ValueError:
+                    continue
+        raise DomainError("date.impossible", value=shown) from None
+
+
+def parse_event_date(text: str, today: date, *, not_before: date | None = None) -> date:
+    """A receipt, handover or dose date: not in the future, not before the programme began."""
+    earliest = max(PROGRAM_START, not_before) if not_before else PROGRAM_START
+    return parse_date(text, today, not_before=earliest)
+
+
+def parse_quantity(text: str | int, *, maximum: int = 100_000) -> int:
+    """A whole number of devices: `12`, `1.000`, `1,000`, `1 000`; at least 1."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        raw = nfc(str(text))
+        cleaned = re.sub(r"[\s.,]", "", raw)
+        if not raw:
+            raise DomainError("quantity.empty")
+        if not re.fullmatch(r"[+-]?\d+", cleaned) or re.search(r"[.,]\d{1,2}$", raw):
+            raise DomainError("quantity.invalid", value=raw)
+        value = int(cleaned)
+    if value < 1:
+        raise DomainError("quantity.not_positive", value=value)
+    if value > maximum:
+        raise DomainError("quantity.too_large", value=value, maximum=maximum)
+    return value
+
+
+def clean_name(text: str, *, max_length: int = MAX_NAME_LENGTH) -> str:
+    """A person's name, NFC-normalised and trimmed; ALL CAPS or all lower case become Title Case."""
+    value = nfc(text)
+    if not value:
+        raise DomainError("name.empty")
+    if len(value) > max_length:
+        raise DomainError("name.too_long", maximum=max_length)
+    if _NAME_FORBIDDEN.search(value):
+        raise DomainError("name.invalid_characters", value=value)
+    if value == value.lower() or value == value.upper():
+        value = " ".join(word[:1].upper() + word[1:].lower() for word in value.split(" "))
+    return value
+
+
+def clean_text(text: str, *, max_length: int = 500, required: bool = False) -> str:
+    """Free text (a note, specs, a donor's contact): NFC, trimmed, bounded."""
+    value = nfc(text)
+    if required and not value:
+        raise DomainError("text.empty")
+    if len(value) > max_length:
+        raise DomainError("text.too_long", maximum=max_length)
+    return value
+
+
+def clean_code(text: str, *, max_length: int = 32) -> str:
+    """A ministry code (student, school): no spaces, upper case."""
+    value = re.sub(r"\s+", "", nfc(text)).upper()
+    if not value:
+        raise DomainError("code.empty")
+    if len(value) > max_length or not re.fullmatch(r"[0-9A-Z._\-]+", value):
+        raise DomainError("code.invalid", value=value)
+    return value

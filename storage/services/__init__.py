@@ -1,0 +1,64 @@
+"""Services: the domain's operations. They own transactions, write the audit log, return DTOs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage.clock import Clock
+from storage.services.donations import DonationService
+from storage.services.drafts import DraftService
+from storage.services.faq import FaqService
+from storage.services.handovers import HandoverService
+from storage.services.imports import ImportService
+from storage.services.needs import NeedService
+from storage.services.organisation import OrganisationService
+from storage.services.reports import ReportService
+from storage.services.rounds import RoundService
+from storage.services.staff import StaffService
+from storage.services.students import StudentService
+from storage.services.vaccines import VaccineService
+
+
+@dataclass
+class Services:
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    clock: Clock
+    organisation: OrganisationService
+    staff: StaffService
+    drafts: DraftService
+    students: StudentService
+    donations: DonationService
+    handovers: HandoverService
+    vaccines: VaccineService
+    needs: NeedService
+    imports: ImportService
+    reports: ReportService
+    rounds: RoundService
+    faq: FaqService
+
+
+def build_services(engine: AsyncEngine, clock: Clock) -> Services:
+    from storage.db import create_sessionmaker
+
+    sessionmaker = create_sessionmaker(engine)
+    args = (sessionmaker, clock)
+    return Services(
+        engine=engine,
+        sessionmaker=sessionmaker,
+        clock=clock,
+        organisation=OrganisationService(*args),
+        staff=StaffService(*args),
+        drafts=DraftService(*args),
+        students=StudentService(*args),
+        donations=DonationService(*args),
+        handovers=HandoverService(*args),
+        vaccines=VaccineService(*args),
+        needs=NeedService(*args),
+        imports=ImportService(*args),
+        reports=ReportService(*args),
+        rounds=RoundService(*args),
+        faq=FaqService(*args),
+    )

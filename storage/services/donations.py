@@ -1,0 +1,9 @@
+"""DonationService: to be filled by its issue."""
+
+from __future__ import annotations
+
+from storage.services.base import ServiceBase
+
+
+class DonationService(ServiceBase):
+    pass

@@ -1,0 +1,9 @@
+"""HandoverService: to be filled by its issue."""
+
+from __future__ import annotations
+
+from storage.services.base import ServiceBase
+
+
+class HandoverService(ServiceBase):
+    pass

@@ -1,0 +1,9 @@
+"""RoundService: to be filled by its issue."""
+
+from __future__ import annotations
+
+from storage.services.base import ServiceBase
+
+
+class RoundService(ServiceBase):
+    pass

@@ -1,0 +1,171 @@
+"""Staff accounts: invites, registration by invite, roles and scope, deactivation."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from storage.errors import DomainError, NotFound
+from storage.models import AuditAction, District, Invite, Role, School, Staff
+from storage.repositories import audit
+from storage.schemas.organisation import InviteIn, InviteOut, StaffOut
+from storage.services.base import ServiceBase
+
+
+def staff_out(staff: Staff) -> StaffOut:
+    school = staff.school
+    return StaffOut(
+        id=staff.id,
+        telegram_user_id=staff.telegram_user_id,
+        full_name=staff.full_name,
+        phone=staff.phone,
+        telegram_username=staff.telegram_username,
+        role=staff.role,
+        school_id=staff.school_id,
+        school_code=school.code if school else None,
+        school_name=school.name if school else None,
+        school_level=school.level if school else None,
+        district_id=staff.district_id,
+        language=staff.language,
+        active=staff.active,
+    )
+
+
+class StaffService(ServiceBase):
+    async def create_invite(self, data: InviteIn, *, actor_id: int | None = None) -> InviteOut:
+        async with self.sessionmaker.begin() as session:
+            school = None
+            district_id = None
+            if data.school_code:
+                school = await session.scalar(select(School).where(School.code == data.school_code.upper()))
+                if school is None:
+                    raise NotFound("school", code=data.school_code)
+                district_id = school.district_id
+            elif data.district_code:
+                district_id = await session.scalar(
+                    select(District.id).where(District.code == data.district_code.upper())
+                )
+                if district_id is None:
+                    raise NotFound("district", code=data.district_code)
+            else:
+                # One district is the common case: take it when there is exactly one.
+                ids = list(await session.scalars(select(District.id).limit(2)))
+                if len(ids) == 1:
+                    district_id = ids[0]
+            if data.role.is_school_scoped and school is None:
+                raise DomainError("invite.needs_school", role=data.role.value)
+            if not data.role.is_school_scoped and district_id is None and data.role is not Role.ADMIN:
+                raise DomainError("invite.needs_district", role=data.role.value)
+            invite = Invite(
+                code=secrets.token_urlsafe(12),
+                role=data.role,
+                school_id=school.id if school else None,
+                district_id=district_id,
+                full_name=data.full_name,
+                created_by_id=actor_id,
+                expires_at=self.clock.now() + timedelta(days=data.valid_days),
+            )
+            session.add(invite)
+            await session.flush()
+            await audit.record(session, actor_id=actor_id, action=AuditAction.CREATE, row=invite)
+            return InviteOut(
+                code=invite.code,
+                role=invite.role,
+                school_id=invite.school_id,
+                school_name=school.name if school else None,
+                district_id=district_id,
+                expires_at=invite.expires_at,
+            )
+
+    async def register(
+        self, telegram_user_id: int, code: str, *, full_name: str, username: str = "", language: str = "vi"
+    ) -> StaffOut:
+        """Bind a Telegram account to an invite's role and scope, once."""
+        try:
+            async with self.sessionmaker.begin() as session:
+                existing = await session.scalar(
+                    select(Staff).where(Staff.telegram_user_id == telegram_user_id)
+                )
+                if existing is not None:
+                    raise DomainError("invite.already_registered")
+                invite = await session.scalar(select(Invite).where(Invite.code == code.strip()))
+                if invite is None:
+                    raise DomainError("invite.unknown")
+                if invite.used_at is not None:
+                    raise DomainError("invite.used")
+                if invite.expires_at <= self.clock.now():
+                    raise DomainError("invite.expired")
+                staff = Staff(
+                    telegram_user_id=telegram_user_id,
+                    full_name=invite.full_name or full_name or str(telegram_user_id),
+                    telegram_username=username or "",
+                    role=invite.role,
+                    school_id=invite.school_id,
+                    district_id=invite.district_id,
+                    language=language,
+                )
+                session.add(staff)
+                await session.flush()
+                before = audit.snapshot(invite)
+                invite.used_at = self.clock.now()
+                invite.used_by_id = staff.id
+                await session.flush()
+                await audit.record(session, actor_id=staff.id, action=AuditAction.CREATE, row=staff)
+                await audit.record(
+                    session, actor_id=staff.id, action=AuditAction.UPDATE, row=invite, before=before
+                )
+        except IntegrityError as exc:
+            # Two taps on the same link at once: the second finds the invite used.
+            raise DomainError("invite.used") from exc
+        result = await self.by_telegram_id(telegram_user_id)
+        assert result is not None
+        return result
+
+    async def by_telegram_id(self, telegram_user_id: int) -> StaffOut | None:
+        async with self.sessionmaker() as session:
+            staff = await session.scalar(
+                select(Staff)
+                .options(selectinload(Staff.school))
+                .where(Staff.telegram_user_id == telegram_user_id)
+            )
+            return staff_out(staff) if staff else None
+
+    async def get(self, staff_id: int) -> StaffOut:
+        async with self.sessionmaker() as session:
+            staff = await session.get(Staff, staff_id, options=[selectinload(Staff.school)])
+            if staff is None:
+                raise NotFound("staff", id=staff_id)
+            return staff_out(staff)
+
+    async def list_staff(self, *, school_id: int | None = None, role: Role | None = None) -> list[StaffOut]:
+        async with self.sessionmaker() as session:
+            query = select(Staff).options(selectinload(Staff.school)).order_by(Staff.role, Staff.full_name)
+            if school_id is not None:
+                query = query.where(Staff.school_id == school_id)
+            if role is not None:
+                query = query.where(Staff.role == role)
+            return [staff_out(s) for s in await session.scalars(query)]
+
+    async def set_active(self, staff_id: int, active: bool, *, actor_id: int | None = None) -> StaffOut:
+        return await self._update(staff_id, actor_id=actor_id, active=active)
+
+    async def set_language(self, staff_id: int, language: str) -> StaffOut:
+        return await self._update(staff_id, actor_id=staff_id, language=language)
+
+    async def _update(self, staff_id: int, *, actor_id: int | None, **changes: object) -> StaffOut:
+        async with self.sessionmaker.begin() as session:
+            staff = await session.get(Staff, staff_id, options=[selectinload(Staff.school)])
+            if staff is None:
+                raise NotFound("staff", id=staff_id)
+            before = audit.snapshot(staff)
+            for key, value in changes.items():
+                setattr(staff, key, value)
+            await session.flush()
+            await audit.record(
+                session, actor_id=actor_id, action=AuditAction.UPDATE, row=staff, before=before
+            )
+            return staff_out(staff)

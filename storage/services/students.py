@@ -1,0 +1,9 @@
+"""StudentService: to be filled by its issue."""
+
+from __future__ import annotations
+
+from storage.services.base import ServiceBase
+
+
+class StudentService(ServiceBase):
+    pass

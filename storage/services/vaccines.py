@@ -1,0 +1,9 @@
+"""VaccineService: to be filled by its issue."""
+
+from __future__ import annotations
+
+from storage.services.base import ServiceBase
+
+
+class VaccineService(ServiceBase):
+    pass
