@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/schoolbot.sqlite3"
 
@@ -25,7 +27,7 @@ class Settings(BaseSettings):
     telegram_api_base_url: str = "https://api.telegram.org"
     log_level: str = "INFO"
     # Conversations left idle this long end with a message; the draft stays for /resume.
-    conversation_timeout_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    conversation_timeout_minutes: float = Field(default=30, gt=0, le=24 * 60)
     # Webhook mode (`schoolbot run --webhook`); polling is the default.
     webhook_url: str | None = None
     webhook_secret_token: SecretStr | None = None
@@ -102,3 +104,11 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         variable = str(first["loc"][0]).upper() if first["loc"] else "?"
         raise SettingsError(f"Cấu hình sai / invalid setting {variable}: {first['msg']}") from exc
+    except PydanticSettingsError as exc:
+        # A list or other complex value that is not valid JSON (e.g. REMINDER_HOURS_BEFORE=24,2) fails
+        # while the environment is read, before validation, with the field named in the message.
+        found = re.search(r'field "(\w+)"', str(exc))
+        variable = found.group(1).upper() if found else "?"
+        raise SettingsError(
+            f"Cấu hình sai / invalid setting {variable}: not valid JSON (e.g. [24, 2])"
+        ) from exc

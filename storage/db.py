@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# Execution option of read-only sessions on SQLite: `BEGIN` instead of `BEGIN IMMEDIATE`.
+_DEFERRED_BEGIN = "schoolbot_deferred_begin"
 
 
 def is_sqlite(url: str) -> bool:
@@ -61,8 +63,28 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Writers take the write lock at BEGIN: read-check-insert cannot interleave (no double booking).
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads (plain sessions, see `create_sessionmaker`) begin DEFERRED: in WAL mode they neither wait
+        # for a writer nor hold one up, and two open read sessions never lock each other out.
+        if conn.get_execution_options().get(_DEFERRED_BEGIN):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _SQLiteSessionmaker(async_sessionmaker[AsyncSession]):
+    """`sessionmaker()` (reads) begins DEFERRED; `sessionmaker.begin()` (writes) begins IMMEDIATE."""
+
+    def __init__(self, engine: AsyncEngine, **kw: Any) -> None:
+        super().__init__(engine.execution_options(**{_DEFERRED_BEGIN: True}), **kw)
+        self._write_engine = engine
+
+    def begin(self) -> Any:
+        session = self(bind=self._write_engine)
+        return session._maker_context_manager()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Services read in `sessionmaker()` sessions and write in `sessionmaker.begin()` ones."""
+    if engine.dialect.name == "sqlite":
+        return _SQLiteSessionmaker(engine, expire_on_commit=False)
     return async_sessionmaker(engine, expire_on_commit=False)

@@ -583,19 +583,6 @@ class FaqQuestion(Base):
     resolved: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
-class ConversationState(Base):
-    """python-telegram-bot ConversationHandler states, written through on every change."""
-
-    __tablename__ = "conversation_state"
-    __table_args__ = (UniqueConstraint("name", "key", name="uq_conversation_state_name_key"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str] = mapped_column(String(128))  # JSON of the key tuple
-    state: Mapped[int | None] = mapped_column(Integer)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
 class PersistedData(Base):
     """PTB user/chat/bot data and callback data, as JSON."""
 

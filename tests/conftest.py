@@ -26,6 +26,7 @@ from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.models import Base
 from storage.services import Services, build_services
+from tests.chat import harness  # noqa: F401  (the chat driver fixture)
 from tests.postgres import start_cluster
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

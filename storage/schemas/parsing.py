@@ -46,7 +46,7 @@ def parse_date(
     if folded in _RELATIVE_DAYS:
         value = today - timedelta(days=_RELATIVE_DAYS[folded])
     else:
-        value = _parse_numeric_date(folded, today)
+        value = _parse_numeric_date(folded, today, shown=raw)
     if not allow_future and value > today:
         raise DomainError("date.future", value=value.strftime("%d/%m/%Y"))
     if not_before is not None and value < not_before:
@@ -56,39 +56,43 @@ def parse_date(
     return value
 
 
-def _parse_numeric_date(folded: str, today: date) -> date:
+def _parse_numeric_date(folded: str, today: date, *, shown: str) -> date:
     iso = _ISO.match(folded)
     if iso:
         year, month, day = (int(part) for part in iso.groups())
-        return _make_date(year, month, day, folded)
+        return _make_date(year, month, day, shown)
     dmy = _DMY.match(folded)
     if not dmy:
-        raise DomainError("date.invalid", value=folded)
+        # Quote what the person typed (NFC, trimmed), not the folded copy without diacritics.
+        raise DomainError("date.invalid", value=shown)
     day, month = int(dmy.group(1)), int(dmy.group(2))
     year_text = dmy.group(3)
     if year_text is None:
-        value = _make_date(today.year, month, day, folded, leap_fallback=True)
-        if value > today:
-            value = _make_date(today.year - 1, month, day, folded)
-        return value
+        return _most_recent(month, day, today, shown)
     year = int(year_text)
     if len(year_text) == 2:
         year += 2000
-    return _make_date(year, month, day, folded)
+    return _make_date(year, month, day, shown)
 
 
-def _make_date(year: int, month: int, day: int, shown: str, *, leap_fallback: bool = False) -> date:
+def _make_date(year: int, month: int, day: int, shown: str) -> date:
     try:
         return date(year, month, day)
     except ValueError:
-        if leap_fallback and month == 2 and day == 29:
-            # 29/02 typed in a non-leap year: the most recent 29 February is meant.
-            for back in range(1, 8):
-                try:
-                    return date(year - back, 2, 29)
-                except ValueError:
-                    continue
         raise DomainError("date.impossible", value=shown) from None
+
+
+def _most_recent(month: int, day: int, today: date, shown: str) -> date:
+    """The most recent day/month that is not after `today` (29/02 goes back to the last leap year)."""
+    _make_date(2000, month, day, shown)  # a leap year: rejects 30/02, 31/04, 32/1, 15/13
+    for year in range(today.year, today.year - 9, -1):
+        try:
+            value = date(year, month, day)
+        except ValueError:  # 29/02 in a year that has none
+            continue
+        if value <= today:
+            return value
+    raise DomainError("date.impossible", value=shown)  # unreachable: a leap year comes every 8 years
 
 
 def parse_event_date(text: str, today: date, *, not_before: date | None = None) -> date:

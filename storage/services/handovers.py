@@ -1,9 +1,464 @@
-"""HandoverService: to be filled by its issue."""
+"""Handovers: one device of a batch to one student, as a gift or a loan until online learning ends.
+
+A batch never gives more than it received: gifts + open loans <= quantity, kept by the conditional
+UPDATE in `repositories.devices.allocate_one` in the same transaction as the handover's INSERT.
+"""
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.errors import Conflict, DomainError, NotFound
+from storage.models import (
+    AuditAction,
+    DonationBatch,
+    DonationSource,
+    Donor,
+    Handover,
+    HandoverKind,
+    Student,
+)
+from storage.repositories import audit
+from storage.repositories import devices as repo
+from storage.repositories import students as students_repo
+from storage.rules import is_late_entry
+from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate, check_event_date
+from storage.schemas.entries import RecentEntry, merge_recent
+from storage.schemas.students import show_date
 from storage.services.base import ServiceBase
+
+HandoverRows = tuple[Handover, DonationBatch, Student]
+
+
+def handover_out(
+    handover: Handover, batch: DonationBatch, student: Student, *, replayed: bool = False
+) -> HandoverOut:
+    return HandoverOut(
+        id=handover.id,
+        school_id=batch.school_id,
+        batch_id=batch.id,
+        batch_source=batch.source,
+        batch_device_type=batch.device_type,
+        batch_make_model=batch.make_model,
+        batch_received_on=batch.received_on,
+        batch_left=batch.quantity - batch.allocated,
+        student_id=student.id,
+        student_code=student.code,
+        student_name=student.full_name,
+        class_name=student.class_name,
+        student_date_of_birth=student.date_of_birth,
+        kind=handover.kind,
+        handed_on=handover.handed_on,
+        returned_on=handover.returned_on,
+        receipt_photo_file_id=handover.receipt_photo_file_id,
+        note=handover.note,
+        entered_late=handover.entered_late,
+        entered_at=handover.entered_at,
+        entered_by_id=handover.entered_by_id,
+        replayed=replayed,
+    )
+
+
+def _joined() -> Any:
+    return (
+        select(Handover, DonationBatch, Student)
+        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        .join(Student, Student.id == Handover.student_id)
+        # Fresh counters: the conditional UPDATEs bypass the session's copy of the batch.
+        .execution_options(populate_existing=True)
+    )
 
 
 class HandoverService(ServiceBase):
-    pass
+    async def create_handover(
+        self,
+        school_id: int,
+        data: HandoverIn,
+        *,
+        actor_id: int | None,
+        request_key: str | None = None,
+        confirm_second_program_device: bool = False,
+    ) -> HandoverOut:
+        """Hand one device of a batch to a student of the same school.
+
+        Refused (DomainError, nothing written): another school's batch or student (not found); a date
+        in the future, before the programme or before the batch was received; the student already
+        holding a device of this batch; no device left (`devices.batch_exhausted`, also for the loser
+        of two simultaneous confirms); a student already holding a programme device, unless
+        `confirm_second_program_device` (the chat asks first). The same `request_key` again returns
+        the handover already saved.
+        """
+        try:
+            async with self.sessionmaker.begin() as session:
+                if request_key is not None:
+                    saved = await self._by_request_key(session, request_key, school_id)
+                    if saved is not None:
+                        return saved
+                await repo.ensure_program_unlocked(session, school_id)
+                # Locking the student first serialises two handovers to the same child (PostgreSQL).
+                student = await students_repo.in_school(session, data.student_id, school_id, for_update=True)
+                if student is None:
+                    raise NotFound("student")
+                batch = await self._batch_in_school(session, data.batch_id, school_id)
+                self._check_handed_on(data.handed_on, batch)
+                await self._check_not_holding(session, batch, student)
+                if batch.source is DonationSource.PROGRAM and not confirm_second_program_device:
+                    await self._check_second_program_device(session, student)
+                if not await repo.allocate_one(session, batch.id):
+                    raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
+                now = self.clock.now()
+                handover = Handover(
+                    batch_id=batch.id,
+                    student_id=student.id,
+                    kind=data.kind,
+                    handed_on=data.handed_on,
+                    receipt_photo_file_id=data.receipt_photo_file_id,
+                    note=data.note,
+                    entered_by_id=actor_id,
+                    entered_at=now,
+                    entered_late=is_late_entry(data.handed_on, now, self.clock.tz),
+                    request_key=request_key,
+                )
+                session.add(handover)
+                await session.flush()
+                await audit.record(
+                    session, actor_id=actor_id, action=AuditAction.CREATE, row=handover, school_id=school_id
+                )
+                return await self._out(session, handover.id, school_id)
+        except IntegrityError as exc:
+            # Lost a race (PostgreSQL): the same confirm saved by the other request, or the same
+            # student given a device of this batch by someone else (the unique active index).
+            saved = await self._after_lost_race(school_id, request_key, data.batch_id, data.student_id)
+            if saved is not None:
+                return saved
+            raise Conflict("devices.save_conflict") from exc
+
+    async def get_handover(self, handover_id: int, *, school_id: int) -> HandoverOut:
+        async with self.sessionmaker() as session:
+            return await self._out(session, handover_id, school_id)
+
+    async def open_loans(self, school_id: int) -> list[HandoverOut]:
+        """Devices lent and not yet returned, oldest first (the /return picker)."""
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                _joined()
+                .where(
+                    DonationBatch.school_id == school_id,
+                    Handover.kind == HandoverKind.LOAN,
+                    Handover.returned_on.is_(None),
+                )
+                .order_by(Handover.handed_on, Handover.id)
+            )
+            return [handover_out(*row) for row in rows]
+
+    async def handovers_of_batch(self, batch_id: int, *, school_id: int) -> list[HandoverOut]:
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                _joined()
+                .where(DonationBatch.school_id == school_id, DonationBatch.id == batch_id)
+                .order_by(Handover.handed_on, Handover.id)
+            )
+            return [handover_out(*row) for row in rows]
+
+    async def handovers_of_student(self, student_id: int, *, school_id: int) -> list[HandoverOut]:
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                _joined()
+                .where(DonationBatch.school_id == school_id, Handover.student_id == student_id)
+                .order_by(Handover.handed_on, Handover.id)
+            )
+            return [handover_out(*row) for row in rows]
+
+    async def return_loan(
+        self, handover_id: int, returned_on: date, *, school_id: int, actor_id: int | None
+    ) -> HandoverOut:
+        """A lent device came back: the loan is closed and the device is back in the batch."""
+        async with self.sessionmaker.begin() as session:
+            handover, batch, _ = await self._rows_for_update(session, handover_id, school_id)
+            await repo.ensure_program_unlocked(session, school_id)
+            if handover.kind is not HandoverKind.LOAN:
+                raise DomainError("devices.not_a_loan")
+            if handover.returned_on is not None:
+                raise DomainError("devices.already_returned", returned_on=show_date(handover.returned_on))
+            self._check_returned_on(returned_on, handover.handed_on)
+            before = audit.snapshot(handover)
+            handover.returned_on = returned_on
+            handover.updated_at = self.clock.now()
+            await session.flush()
+            await repo.release_one(session, batch.id)
+            await audit.record(
+                session,
+                actor_id=actor_id,
+                action=AuditAction.UPDATE,
+                row=handover,
+                before=before,
+                school_id=school_id,
+            )
+            return await self._out(session, handover.id, school_id)
+
+    async def update_handover(
+        self,
+        handover_id: int,
+        data: HandoverUpdate,
+        *,
+        school_id: int,
+        actor_id: int | None,
+        confirm_second_program_device: bool = False,
+    ) -> HandoverOut:
+        """Fix a handover: the student, gift/loan, the dates, the photo, the note (the batch stays;
+        delete and hand over from the other batch instead). The same rules as a new handover."""
+        changes = data.changes()
+        try:
+            async with self.sessionmaker.begin() as session:
+                handover, batch, student = await self._rows_for_update(session, handover_id, school_id)
+                await repo.ensure_program_unlocked(session, school_id)
+                before = audit.snapshot(handover)
+                was_active = handover.returned_on is None
+                if "student_id" in changes and changes["student_id"] != student.id:
+                    found = await students_repo.in_school(
+                        session, changes["student_id"], school_id, for_update=True
+                    )
+                    if found is None:
+                        raise NotFound("student")
+                    student = found
+                kind: HandoverKind = changes.get("kind", handover.kind)
+                handed_on: date = changes.get("handed_on", handover.handed_on)
+                returned_on: date | None = changes.get("returned_on", handover.returned_on)
+                if returned_on is not None and kind is not HandoverKind.LOAN:
+                    raise DomainError(
+                        "devices.returned_kind_change" if "kind" in changes else "devices.not_a_loan"
+                    )
+                if "handed_on" in changes:
+                    self._check_handed_on(handed_on, batch)
+                if returned_on is not None:
+                    self._check_returned_on(returned_on, handed_on)
+                is_active = returned_on is None
+                if is_active and (student.id != handover.student_id or not was_active):
+                    await self._check_not_holding(session, batch, student, exclude_id=handover.id)
+                    if batch.source is DonationSource.PROGRAM and not confirm_second_program_device:
+                        await self._check_second_program_device(session, student, exclude_id=handover.id)
+                if is_active and not was_active and not await repo.allocate_one(session, batch.id):
+                    raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
+                if was_active and not is_active:
+                    await repo.release_one(session, batch.id)
+                handover.student_id = student.id
+                handover.kind, handover.handed_on, handover.returned_on = kind, handed_on, returned_on
+                for key in ("receipt_photo_file_id", "note"):
+                    if key in changes:
+                        setattr(handover, key, changes[key])
+                # Lateness is judged on when the handover was first entered, against the corrected date.
+                handover.entered_late = is_late_entry(handover.handed_on, handover.entered_at, self.clock.tz)
+                handover.updated_at = self.clock.now()
+                await session.flush()
+                await audit.record(
+                    session,
+                    actor_id=actor_id,
+                    action=AuditAction.UPDATE,
+                    row=handover,
+                    before=before,
+                    school_id=school_id,
+                )
+                return await self._out(session, handover.id, school_id)
+        except IntegrityError as exc:
+            # Someone else gave the same student a device of this batch meanwhile.
+            raise Conflict("devices.save_conflict") from exc
+
+    async def delete_handover(self, handover_id: int, *, school_id: int, actor_id: int | None) -> None:
+        """Delete a handover entered by mistake; its device goes back to the batch if it was out."""
+        async with self.sessionmaker.begin() as session:
+            handover, batch, _ = await self._rows_for_update(session, handover_id, school_id)
+            await repo.ensure_program_unlocked(session, school_id)
+            before = audit.snapshot(handover)
+            was_active = handover.returned_on is None
+            await session.delete(handover)
+            await session.flush()
+            if was_active:
+                await repo.release_one(session, batch.id)
+            await audit.record(
+                session,
+                actor_id=actor_id,
+                action=AuditAction.DELETE,
+                row=handover,
+                before=before,
+                school_id=school_id,
+            )
+
+    async def recent_entries(self, staff_id: int, limit: int = 10) -> list[RecentEntry]:
+        """The person's latest device records (batches received and handovers), newest first, each
+        marked editable unless the school's programme submission is submitted or approved."""
+        async with self.sessionmaker() as session:
+            batch_rows = await session.execute(
+                select(DonationBatch, Donor.name)
+                .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
+                .where(DonationBatch.entered_by_id == staff_id)
+                .order_by(DonationBatch.entered_at.desc(), DonationBatch.id.desc())
+                .limit(limit)
+            )
+            batch_rows = list(batch_rows)
+            handover_rows = list(
+                (
+                    await session.execute(
+                        _joined()
+                        .where(Handover.entered_by_id == staff_id)
+                        .order_by(Handover.entered_at.desc(), Handover.id.desc())
+                        .limit(limit)
+                    )
+                )
+            )
+            schools = {b.school_id for b, _ in batch_rows} | {b.school_id for _, b, _ in handover_rows}
+            locked = await repo.locked_school_rounds(session, schools)
+        batches = [
+            RecentEntry(
+                kind="batch",
+                id=batch.id,
+                school_id=batch.school_id,
+                event_on=batch.received_on,
+                subject=donor_name or "",
+                details={
+                    "source": batch.source.value,
+                    "quantity": batch.quantity,
+                    "device_type": batch.device_type.value,
+                    "make_model": batch.make_model,
+                    "left": batch.quantity - batch.allocated,
+                },
+                entered_at=batch.entered_at,
+                entered_late=batch.entered_late,
+                editable=batch.school_id not in locked,
+                locked_round=locked.get(batch.school_id),
+            )
+            for batch, donor_name in batch_rows
+        ]
+        handovers = [
+            RecentEntry(
+                kind="handover",
+                id=handover.id,
+                school_id=batch.school_id,
+                event_on=handover.handed_on,
+                subject=student.full_name,
+                details={
+                    "class_name": student.class_name,
+                    "kind": handover.kind.value,
+                    "device_type": batch.device_type.value,
+                    "batch_id": batch.id,
+                    "returned_on": handover.returned_on,
+                },
+                entered_at=handover.entered_at,
+                entered_late=handover.entered_late,
+                editable=batch.school_id not in locked,
+                locked_round=locked.get(batch.school_id),
+            )
+            for handover, batch, student in handover_rows
+        ]
+        return merge_recent(batches, handovers, limit=limit)
+
+    # --- internals --------------------------------------------------------------------------------
+
+    async def _out(
+        self, session: AsyncSession, handover_id: int, school_id: int, *, replayed: bool = False
+    ) -> HandoverOut:
+        row = (
+            await session.execute(
+                _joined().where(Handover.id == handover_id, DonationBatch.school_id == school_id)
+            )
+        ).first()
+        if row is None:
+            raise NotFound("record")
+        return handover_out(*row, replayed=replayed)
+
+    async def _rows_for_update(self, session: AsyncSession, handover_id: int, school_id: int) -> HandoverRows:
+        """The handover with its batch and student, the handover row-locked (PostgreSQL) so that two
+        changes of the same handover (two returns, a return and a delete) cannot both count."""
+        row = (
+            await session.execute(
+                _joined()
+                .where(Handover.id == handover_id, DonationBatch.school_id == school_id)
+                .with_for_update(of=Handover)
+            )
+        ).first()
+        if row is None:
+            raise NotFound("record")
+        return row[0], row[1], row[2]
+
+    async def _by_request_key(
+        self, session: AsyncSession, request_key: str, school_id: int
+    ) -> HandoverOut | None:
+        row = (await session.execute(_joined().where(Handover.request_key == request_key))).first()
+        if row is None:
+            return None
+        if row[1].school_id != school_id:
+            raise Conflict("devices.save_conflict")
+        return handover_out(*row, replayed=True)
+
+    async def _batch_in_school(self, session: AsyncSession, batch_id: int, school_id: int) -> DonationBatch:
+        batch = await session.scalar(
+            select(DonationBatch).where(DonationBatch.id == batch_id, DonationBatch.school_id == school_id)
+        )
+        if batch is None:
+            raise NotFound("batch")
+        return batch
+
+    def _check_handed_on(self, handed_on: date, batch: DonationBatch) -> None:
+        check_event_date(handed_on, self.clock.today())
+        if handed_on < batch.received_on:
+            raise DomainError(
+                "devices.handed_before_received",
+                value=show_date(handed_on),
+                received_on=show_date(batch.received_on),
+            )
+
+    def _check_returned_on(self, returned_on: date, handed_on: date) -> None:
+        check_event_date(returned_on, self.clock.today())
+        if returned_on < handed_on:
+            raise DomainError(
+                "devices.returned_before_handed",
+                value=show_date(returned_on),
+                handed_on=show_date(handed_on),
+            )
+
+    async def _check_not_holding(
+        self, session: AsyncSession, batch: DonationBatch, student: Student, *, exclude_id: int | None = None
+    ) -> None:
+        held = await repo.active_in_batch(session, batch.id, student.id)
+        if held is not None and held.id != exclude_id:
+            raise DomainError(
+                "devices.already_handed_from_batch",
+                student=student.full_name,
+                handed_on=show_date(held.handed_on),
+            )
+
+    async def _check_second_program_device(
+        self, session: AsyncSession, student: Student, *, exclude_id: int | None = None
+    ) -> None:
+        found = await repo.active_program_handover(session, student.id, exclude_handover_id=exclude_id)
+        if found is not None:
+            held, held_batch = found
+            raise DomainError(
+                "devices.second_program_device",
+                student=student.full_name,
+                handed_on=show_date(held.handed_on),
+                kind=held.kind.value,
+                batch_id=held_batch.id,
+            )
+
+    async def _after_lost_race(
+        self, school_id: int, request_key: str | None, batch_id: int, student_id: int
+    ) -> HandoverOut | None:
+        async with self.sessionmaker() as session:
+            if request_key is not None:
+                saved = await self._by_request_key(session, request_key, school_id)
+                if saved is not None:
+                    return saved
+            held = await repo.active_in_batch(session, batch_id, student_id)
+            if held is not None:
+                student = await session.get(Student, student_id)
+                raise DomainError(
+                    "devices.already_handed_from_batch",
+                    student=student.full_name if student else "",
+                    handed_on=show_date(held.handed_on),
+                )
+        return None

@@ -1,9 +1,358 @@
-"""NeedService: to be filled by its issue."""
+"""Students' needs for a computer under "Sóng và máy tính cho em" (menu 4.8.1) and the school's
+summary by priority group (4.8.2). One need record per student, updated in place."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.errors import Conflict, DomainError, NotFound
+from storage.models import AuditAction, NeedRecord, PriorityGroup, Student, SubmissionTrack
+from storage.repositories import audit
+from storage.schemas.entries import RecentEntry
+from storage.schemas.needs import (
+    NEED_GROUPS,
+    NeedChange,
+    NeedGroupSummary,
+    NeedIn,
+    NeedOut,
+    NeedSummary,
+)
+from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
+from storage.services.vaccines import day_text, given_name_order, lock_finding, locked_rounds, school_student
+
+
+def need_out(need: NeedRecord, student: Student) -> NeedOut:
+    return NeedOut(
+        id=need.id,
+        school_id=student.school_id,
+        student_id=student.id,
+        student_code=student.code,
+        student_name=student.full_name,
+        class_name=student.class_name,
+        category=need.category,
+        needs_device=need.needs_device,
+        needs_connectivity=need.needs_connectivity,
+        note=need.note,
+        entered_at=need.entered_at,
+        entered_by_id=need.entered_by_id,
+        updated_at=need.updated_at,
+    )
+
+
+def recent_need(need: NeedOut, locked_round: str | None) -> RecentEntry:
+    return RecentEntry(
+        kind="need",
+        id=need.id,
+        school_id=need.school_id,
+        event_on=None,  # a need has no event day; the 1-day rule does not apply to it
+        subject=need.student_name,
+        details={
+            "student_code": need.student_code,
+            "class_name": need.class_name,
+            "category": need.category.value,
+            "needs_device": need.needs_device,
+            "needs_connectivity": need.needs_connectivity,
+        },
+        entered_at=need.entered_at,
+        editable=locked_round is None,
+        locked_round=locked_round,
+    )
 
 
 class NeedService(ServiceBase):
-    pass
+    async def existing_need(self, school_id: int, student_id: int) -> NeedOut | None:
+        """The student's need if one is recorded: the chat then offers to update it."""
+        async with self.sessionmaker() as session:
+            student = await school_student(session, school_id, student_id)
+            need = await session.scalar(select(NeedRecord).where(NeedRecord.student_id == student.id))
+            return need_out(need, student) if need else None
+
+    async def get_need(self, school_id: int, need_id: int) -> NeedOut:
+        async with self.sessionmaker() as session:
+            need, student = await _school_need(session, school_id, need_id)
+            return need_out(need, student)
+
+    async def record_need(
+        self,
+        school_id: int,
+        data: NeedIn,
+        *,
+        actor_id: int | None,
+        request_key: str | None,
+        update: bool = False,
+    ) -> NeedOut:
+        """Record a student's need and set the student's priority group to its category.
+
+        A student already recorded is refused unless `update=True`, which updates that record in place.
+        The same `request_key` again (a double tap, a repeated confirm) returns the saved record.
+        """
+        try:
+            async with self.sessionmaker.begin() as session:
+                if request_key:
+                    saved = await _need_by_key(session, school_id, request_key)
+                    if saved is not None:
+                        return _replayed(saved, data.student_id)
+                await _refuse_if_locked(session, school_id)
+                student = await school_student(session, school_id, data.student_id, lock=True)
+                need = await session.scalar(select(NeedRecord).where(NeedRecord.student_id == student.id))
+                if need is not None and not update:
+                    raise DomainError(
+                        "needs.already_recorded",
+                        student=student.full_name,
+                        entered_on=day_text(need.entered_at.astimezone(self.clock.tz).date()),
+                    )
+                if need is None:
+                    need = NeedRecord(
+                        student_id=student.id,
+                        category=data.category,
+                        needs_device=data.needs_device,
+                        needs_connectivity=data.needs_connectivity,
+                        note=data.note,
+                        entered_by_id=actor_id,
+                        entered_at=self.clock.now(),
+                        request_key=request_key,
+                    )
+                    session.add(need)
+                    await session.flush()
+                    await audit.record(
+                        session, actor_id=actor_id, action=AuditAction.CREATE, row=need, school_id=school_id
+                    )
+                else:
+                    await self._apply(
+                        session, need, data, school_id=school_id, actor_id=actor_id, request_key=request_key
+                    )
+                await self._set_priority_group(session, student, data.category, actor_id=actor_id)
+                return need_out(need, student)
+        except IntegrityError as exc:
+            # A race lost on PostgreSQL: the same confirm saved first.
+            if request_key:
+                async with self.sessionmaker() as session:
+                    saved = await _need_by_key(session, school_id, request_key)
+                    if saved is not None:
+                        return _replayed(saved, data.student_id)
+            raise Conflict("needs.conflict") from exc
+
+    async def update_need(
+        self,
+        school_id: int,
+        need_id: int,
+        change: NeedChange,
+        *,
+        actor_id: int | None,
+        request_key: str | None = None,
+    ) -> NeedOut:
+        """Correct a need (from /my): only the fields given change."""
+        async with self.sessionmaker.begin() as session:
+            need, student = await _school_need(session, school_id, need_id, lock=True)
+            if request_key and need.request_key == request_key:
+                return need_out(need, student)  # this update was already saved
+            await _refuse_if_locked(session, school_id)
+            needs_device = need.needs_device if change.needs_device is None else change.needs_device
+            needs_connectivity = (
+                need.needs_connectivity if change.needs_connectivity is None else change.needs_connectivity
+            )
+            if not (needs_device or needs_connectivity):
+                raise DomainError("needs.nothing_needed")
+            data = NeedIn(
+                student_id=student.id,
+                category=change.category or need.category,
+                needs_device=needs_device,
+                needs_connectivity=needs_connectivity,
+                note=need.note if change.note is None else change.note,
+            )
+            await self._apply(
+                session, need, data, school_id=school_id, actor_id=actor_id, request_key=request_key
+            )
+            await self._set_priority_group(session, student, data.category, actor_id=actor_id)
+            return need_out(need, student)
+
+    async def delete_need(self, school_id: int, need_id: int, *, actor_id: int | None) -> NeedOut:
+        """Delete a need; returns what was deleted. The student's priority group is left as it is:
+        it belongs to the student list, which may have said so before the need was recorded."""
+        async with self.sessionmaker.begin() as session:
+            need, student = await _school_need(session, school_id, need_id, lock=True)
+            await _refuse_if_locked(session, school_id)
+            gone = need_out(need, student)
+            await audit.record(
+                session, actor_id=actor_id, action=AuditAction.DELETE, row=need, school_id=school_id
+            )
+            await session.delete(need)
+            await session.flush()
+            return gone
+
+    async def recent_entries(self, staff_id: int, limit: int = 10) -> list[RecentEntry]:
+        """The needs this person entered, newest first (for /my)."""
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                select(NeedRecord, Student)
+                .join(Student, Student.id == NeedRecord.student_id)
+                .where(NeedRecord.entered_by_id == staff_id)
+                .order_by(NeedRecord.entered_at.desc(), NeedRecord.id.desc())
+                .limit(limit)
+            )
+            needs = [need_out(need, student) for need, student in rows.tuples()]
+            locked = await locked_rounds(session, {n.school_id for n in needs}, SubmissionTrack.PROGRAM)
+        return [recent_need(need, locked.get(need.school_id)) for need in needs]
+
+    async def need_summary(self, school_id: int) -> NeedSummary:
+        """What 4.8.2 sends: per priority group, students needing a device, connectivity or both,
+        beside the school's student list per group, and the figures that disagree with that list."""
+        async with self.sessionmaker() as session:
+            rows = list(
+                (
+                    await session.execute(
+                        select(NeedRecord, Student)
+                        .join(Student, Student.id == NeedRecord.student_id)
+                        .where(Student.school_id == school_id)
+                    )
+                ).tuples()
+            )
+            listed_rows = await session.execute(
+                select(Student.priority_group, func.count(Student.id))
+                .where(Student.school_id == school_id, Student.active.is_(True))
+                .group_by(Student.priority_group)
+            )
+            listed = {group: count for group, count in listed_rows.tuples()}
+        rows.sort(key=lambda row: (row[1].class_name, *given_name_order(row[1].full_name, row[1].code)))
+
+        groups = {
+            group: NeedGroupSummary(category=group, listed=listed.get(group, 0)) for group in NEED_GROUPS
+        }
+        with_need_by_group: Counter[PriorityGroup] = Counter()
+        inconsistencies: list[Finding] = []
+        for need, student in rows:
+            who = {"student": student.full_name, "code": student.code, "class_name": student.class_name}
+            if not student.active:
+                # Not on the school's list any more: not counted, shown so the school can delete it.
+                inconsistencies.append(Finding(code="needs.inconsistency.student_not_on_list", params=who))
+                continue
+            summary = groups[need.category]
+            if need.needs_device and need.needs_connectivity:
+                summary.both += 1
+            elif need.needs_device:
+                summary.device_only += 1
+            else:
+                summary.connectivity_only += 1
+            if student.priority_group == need.category:
+                with_need_by_group[need.category] += 1
+            else:
+                inconsistencies.append(
+                    Finding(
+                        code="needs.inconsistency.category_differs",
+                        params={
+                            **who,
+                            "category": need.category.value,
+                            "listed_group": student.priority_group.value,
+                        },
+                    )
+                )
+        for group, summary in groups.items():
+            summary.listed_without_need = summary.listed - with_need_by_group[group]
+            if summary.total > summary.listed:
+                inconsistencies.append(
+                    Finding(
+                        code=f"needs.inconsistency.group_exceeds_list.{group.value}",
+                        params={"needs": summary.total, "listed": summary.listed},
+                    )
+                )
+        ordered = [groups[group] for group in NEED_GROUPS]
+        totals = NeedGroupSummary(
+            category=PriorityGroup.NONE,
+            device_only=sum(g.device_only for g in ordered),
+            connectivity_only=sum(g.connectivity_only for g in ordered),
+            both=sum(g.both for g in ordered),
+            listed=sum(g.listed for g in ordered),
+            listed_without_need=sum(g.listed_without_need for g in ordered),
+        )
+        return NeedSummary(
+            school_id=school_id,
+            groups=ordered,
+            totals=totals,
+            students_listed=sum(listed.values()),
+            inconsistencies=inconsistencies,
+        )
+
+    # Internals ------------------------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        need: NeedRecord,
+        data: NeedIn,
+        *,
+        school_id: int,
+        actor_id: int | None,
+        request_key: str | None,
+    ) -> None:
+        before = audit.snapshot(need)
+        need.category = data.category
+        need.needs_device = data.needs_device
+        need.needs_connectivity = data.needs_connectivity
+        need.note = data.note
+        need.updated_at = self.clock.now()
+        if request_key:
+            need.request_key = request_key  # a repeated confirm of this update finds it
+        await session.flush()
+        await audit.record(
+            session,
+            actor_id=actor_id,
+            action=AuditAction.UPDATE,
+            row=need,
+            before=before,
+            school_id=school_id,
+        )
+
+    async def _set_priority_group(
+        self, session: AsyncSession, student: Student, group: PriorityGroup, *, actor_id: int | None
+    ) -> None:
+        """The need's category is the student's priority group: keep the student list in step."""
+        if student.priority_group == group:
+            return
+        before = audit.snapshot(student)
+        student.priority_group = group
+        await session.flush()
+        await audit.record(session, actor_id=actor_id, action=AuditAction.UPDATE, row=student, before=before)
+
+
+async def _refuse_if_locked(session: AsyncSession, school_id: int) -> None:
+    locked = await lock_finding(session, school_id, SubmissionTrack.PROGRAM, "needs.locked")
+    if locked is not None:
+        raise locked.as_error()
+
+
+async def _school_need(
+    session: AsyncSession, school_id: int, need_id: int, *, lock: bool = False
+) -> tuple[NeedRecord, Student]:
+    query = (
+        select(NeedRecord, Student)
+        .join(Student, Student.id == NeedRecord.student_id)
+        .where(NeedRecord.id == need_id, Student.school_id == school_id)
+    )
+    if lock:
+        query = query.with_for_update(of=[NeedRecord, Student])
+    row = (await session.execute(query)).tuples().first()
+    if row is None:
+        raise NotFound("record", id=need_id)
+    return row
+
+
+async def _need_by_key(session: AsyncSession, school_id: int, request_key: str) -> NeedOut | None:
+    query = (
+        select(NeedRecord, Student)
+        .join(Student, Student.id == NeedRecord.student_id)
+        .where(NeedRecord.request_key == request_key, Student.school_id == school_id)
+    )
+    row = (await session.execute(query)).tuples().first()
+    return need_out(*row) if row else None
+
+
+def _replayed(saved: NeedOut, student_id: int) -> NeedOut:
+    if saved.student_id != student_id:
+        # The chat reused a draft's key for another student: a bug, never a silent overwrite.
+        raise Conflict("needs.request_key_reused")
+    return saved

@@ -1,9 +1,248 @@
-"""StudentService: to be filled by its issue."""
+"""Students of a school: the picker's search, adding a missing student in place, the Excel import's
+upsert by student code, and class lists for vaccination rounds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.errors import DomainError, NotFound
+from storage.models import AuditAction, AuditLog, School, SchoolLevel, Student
+from storage.repositories import audit
+from storage.repositories import students as repo
+from storage.schemas.students import (
+    ClassSummary,
+    RowVerdict,
+    StudentIn,
+    StudentOut,
+    StudentPage,
+    UpsertResult,
+    check_birth_date,
+    check_grade_in_school,
+    clean_class_name,
+)
 from storage.services.base import ServiceBase
+from storage.text import fold
+
+PAGE_SIZE = 8
+MIN_QUERY_LENGTH = 2
+# Columns an import or an edit may change; the code is the natural key and never changes.
+UPDATABLE = ("full_name", "search_name", "date_of_birth", "class_name", "grade", "gender", "active")
+
+
+@dataclass
+class _Plan:
+    verdicts: list[RowVerdict] = field(default_factory=list)
+    to_create: list[StudentIn] = field(default_factory=list)
+    to_update: list[tuple[Student, dict[str, Any]]] = field(default_factory=list)
+    unchanged: list[Student] = field(default_factory=list)
+    first_error: DomainError | None = None
+
+
+def _values(row: StudentIn) -> dict[str, Any]:
+    return {
+        "full_name": row.full_name,
+        "search_name": fold(row.full_name),
+        "date_of_birth": row.date_of_birth,
+        "class_name": row.class_name,
+        "grade": row.checked_grade,
+        "gender": row.gender,
+        "active": True,
+    }
 
 
 class StudentService(ServiceBase):
-    pass
+    async def search(
+        self, school_id: int, query: str, page: int = 1, page_size: int = PAGE_SIZE
+    ) -> StudentPage:
+        """Students of one school whose name (any case, with or without diacritics) or code
+        contains what was typed; `page` counts from 1."""
+        if len(fold(query).replace(" ", "")) < MIN_QUERY_LENGTH:
+            raise DomainError("students.query_too_short", minimum=MIN_QUERY_LENGTH)
+        page = max(1, page)
+        async with self.sessionmaker() as session:
+            rows, total = await repo.search(
+                session, school_id, query, offset=(page - 1) * page_size, limit=page_size
+            )
+            return StudentPage(
+                items=[StudentOut.model_validate(s) for s in rows],
+                total=total,
+                page=page,
+                page_size=page_size,
+            )
+
+    async def get(self, student_id: int, *, school_id: int) -> StudentOut:
+        """The student, only if they belong to `school_id` (another school's student is "not found")."""
+        async with self.sessionmaker() as session:
+            student = await repo.in_school(session, student_id, school_id)
+            if student is None:
+                raise NotFound("student")
+            return StudentOut.model_validate(student)
+
+    async def add(self, school_id: int, data: StudentIn, *, actor_id: int | None) -> StudentOut:
+        """Add a student missing from the list, from inside a flow."""
+        try:
+            async with self.sessionmaker.begin() as session:
+                level = await self._school_level(session, school_id)
+                self._check_row(data, level)
+                if await session.scalar(select(Student.id).where(Student.code == data.code)):
+                    raise DomainError("students.code_taken", code=data.code)
+                student = Student(
+                    school_id=school_id,
+                    code=data.code,
+                    entered_by_id=actor_id,
+                    entered_at=self.clock.now(),
+                    **_values(data),
+                )
+                session.add(student)
+                await session.flush()
+                await audit.record(session, actor_id=actor_id, action=AuditAction.CREATE, row=student)
+                return StudentOut.model_validate(student)
+        except IntegrityError as exc:
+            # Two people adding the same code at once: the second is told the code is taken.
+            raise DomainError("students.code_taken", code=data.code) from exc
+
+    async def preview_upsert(self, school_id: int, rows: Sequence[StudentIn]) -> list[RowVerdict]:
+        """What `upsert_many` would do with each row, writing nothing (the import's verdict)."""
+        async with self.sessionmaker() as session:
+            plan = await self._plan(session, school_id, rows)
+            return plan.verdicts
+
+    async def upsert_many(
+        self, school_id: int, rows: Sequence[StudentIn], *, actor_id: int | None
+    ) -> UpsertResult:
+        """Create or update students by code, in one transaction, audited. Any row that would be
+        rejected (see `preview_upsert`) refuses the whole call, writing nothing."""
+        try:
+            async with self.sessionmaker.begin() as session:
+                plan = await self._plan(session, school_id, rows)
+                if plan.first_error is not None:
+                    raise plan.first_error
+                return await self._apply(session, school_id, plan, actor_id)
+        except IntegrityError as exc:
+            # A code added by someone else since the plan was made.
+            raise DomainError("students.import_conflict") from exc
+
+    async def list_class(self, school_id: int, class_name: str) -> list[StudentOut]:
+        """The class's active students in the order of a Vietnamese class list (by given name)."""
+        name = clean_class_name(class_name)
+        async with self.sessionmaker() as session:
+            students = await repo.class_list(session, school_id, name)
+            return [StudentOut.model_validate(s) for s in students]
+
+    async def classes(self, school_id: int) -> list[ClassSummary]:
+        async with self.sessionmaker() as session:
+            return [
+                ClassSummary(class_name=name, grade=grade, student_count=count)
+                for name, grade, count in await repo.classes(session, school_id)
+            ]
+
+    # --- internals --------------------------------------------------------------------------------
+
+    async def _school_level(self, session: AsyncSession, school_id: int) -> SchoolLevel:
+        level = await session.scalar(select(School.level).where(School.id == school_id))
+        if level is None:
+            raise NotFound("school", code=str(school_id))
+        return level
+
+    def _check_row(self, row: StudentIn, level: SchoolLevel) -> None:
+        check_grade_in_school(row.checked_grade, level)
+        check_birth_date(row.date_of_birth, self.clock.today(), row.checked_grade)
+
+    async def _plan(self, session: AsyncSession, school_id: int, rows: Sequence[StudentIn]) -> _Plan:
+        level = await self._school_level(session, school_id)
+        existing = await repo.by_codes(session, (row.code for row in rows))
+        plan = _Plan()
+        seen: set[str] = set()
+        for index, row in enumerate(rows):
+            try:
+                if row.code in seen:
+                    raise DomainError("students.code_repeated", code=row.code)
+                seen.add(row.code)
+                self._check_row(row, level)
+                student = existing.get(row.code)
+                if student is not None and student.school_id != school_id:
+                    raise DomainError("students.code_in_other_school", code=row.code)
+            except DomainError as error:
+                error.params.setdefault("row", index + 1)
+                plan.verdicts.append(
+                    RowVerdict(
+                        index=index,
+                        code=row.code,
+                        outcome="rejected",
+                        error_code=error.code,
+                        error_params=error.params,
+                    )
+                )
+                plan.first_error = plan.first_error or error
+                continue
+            if student is None:
+                plan.to_create.append(row)
+                outcome = "created"
+            else:
+                values = _values(row)
+                if values["gender"] is None:  # a file without the column keeps what is known
+                    values["gender"] = student.gender
+                changes = {k: v for k, v in values.items() if getattr(student, k) != v}
+                if changes:
+                    plan.to_update.append((student, changes))
+                    outcome = "updated"
+                else:
+                    plan.unchanged.append(student)
+                    outcome = "unchanged"
+            plan.verdicts.append(RowVerdict(index=index, code=row.code, outcome=outcome))
+        return plan
+
+    async def _apply(
+        self, session: AsyncSession, school_id: int, plan: _Plan, actor_id: int | None
+    ) -> UpsertResult:
+        now = self.clock.now()
+        created = [
+            Student(
+                school_id=school_id, code=row.code, entered_by_id=actor_id, entered_at=now, **_values(row)
+            )
+            for row in plan.to_create
+        ]
+        session.add_all(created)
+        befores: list[dict[str, Any]] = []
+        for student, changes in plan.to_update:
+            befores.append(audit.snapshot(student))
+            for key, value in changes.items():
+                setattr(student, key, value)
+            student.updated_at = now
+        await session.flush()
+        # Audit rows are written in bulk: a 50,000-row import must not flush once per row.
+        entries = [_audit_entry(actor_id, AuditAction.CREATE, s, None, now) for s in created]
+        entries += [
+            _audit_entry(actor_id, AuditAction.UPDATE, s, before, now)
+            for (s, _), before in zip(plan.to_update, befores, strict=True)
+        ]
+        session.add_all(entries)
+        await session.flush()
+        ids = {s.code: s.id for s in created}
+        ids.update({s.code: s.id for s, _ in plan.to_update})
+        ids.update({s.code: s.id for s in plan.unchanged})
+        return UpsertResult(
+            created=len(created), updated=len(plan.to_update), unchanged=len(plan.unchanged), student_ids=ids
+        )
+
+
+def _audit_entry(
+    actor_id: int | None, action: AuditAction, student: Student, before: dict[str, Any] | None, now: Any
+) -> AuditLog:
+    """The row `audit.record` writes, without its flush per row."""
+    return AuditLog(
+        at=now,
+        actor_id=actor_id,
+        action=action,
+        entity=Student.__tablename__,
+        entity_id=str(student.id),
+        school_id=student.school_id,
+        before=before,
+        after=audit.snapshot(student),
+    )

@@ -1,9 +1,802 @@
-"""VaccineService: to be filled by its issue."""
+"""COVID-19 vaccine doses of students (menu 4.9.1): one dose at a time and whole-class rounds.
+
+The per-product rules (minimum age, minimum interval between doses) are rows of `vaccine_product`,
+not code: the district can correct them without a release.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.errors import Conflict, DomainError, NotFound
+from storage.models import (
+    AuditAction,
+    ReportingRound,
+    Student,
+    SubmissionTrack,
+    VaccineDose,
+    VaccineProduct,
+)
+from storage.repositories import audit, locks
+from storage.repositories import students as students_repo
+from storage.rules import PROGRAM_START, is_late_entry
+from storage.schemas.entries import RecentEntry
+from storage.schemas.students import clean_class_name
+from storage.schemas.vaccines import (
+    MAX_DOSE_NUMBER,
+    OTHER_PRODUCT_CODE,
+    DoseChange,
+    DoseCheck,
+    DoseIn,
+    DoseOut,
+    Finding,
+    RosterStudent,
+    RoundIn,
+    RoundResult,
+    RoundSaved,
+    RoundSkipped,
+    VaccineProductOut,
+)
 from storage.services.base import ServiceBase
+from storage.text import fold
+
+# No dose date before the programme's school year: the same floor as the chat's date parser
+# (storage.schemas.parsing.parse_event_date), so the bot and the Excel import agree.
+DOSE_DATE_FLOOR = PROGRAM_START
+
+
+class WarningsNotConfirmed(DomainError):
+    """Saving needs the person's confirmation of these warnings (e.g. a short interval)."""
+
+    def __init__(self, warnings: list[Finding]) -> None:
+        super().__init__(warnings[0].code, **warnings[0].params)
+        self.warnings = warnings
+
+
+def day_text(value: date) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+def add_years(born: date, years: int) -> date:
+    try:
+        return born.replace(year=born.year + years)
+    except ValueError:  # born on 29 February: of age on 1 March in a common year
+        return date(born.year + years, 3, 1)
+
+
+def given_name_order(full_name: str, code: str) -> tuple[str, str, str]:
+    """Vietnamese class lists sort by the given name (the last word), then the whole name."""
+    folded = fold(full_name)
+    return (folded.rsplit(" ", 1)[-1], folded, code)
+
+
+# --- queries on a session, shared with the needs service ------------------------------------------
+
+
+async def school_student(
+    session: AsyncSession, school_id: int, student_id: int, *, lock: bool = False
+) -> Student:
+    """An active student of this school; any other (another school's, unknown) is not found.
+
+    `lock` holds the student's row until commit on PostgreSQL, so two people saving records for the
+    same student are serialised (SQLite serialises writers with BEGIN IMMEDIATE anyway).
+    """
+    student = await students_repo.in_school(session, student_id, school_id, for_update=lock)
+    if student is None:
+        raise NotFound("student", id=student_id)
+    return student
+
+
+async def lock_finding(
+    session: AsyncSession, school_id: int, track: SubmissionTrack, code: str
+) -> Finding | None:
+    """A refusal when the school's submission of `track` is submitted or approved in the open round."""
+    submission = await locks.locking_submission(session, school_id, track)
+    if submission is None:
+        return None
+    round_name = await session.scalar(
+        select(ReportingRound.name).where(ReportingRound.id == submission.round_id)
+    )
+    return Finding(code=code, params={"round": round_name or "", "status": submission.status.value})
+
+
+async def locked_rounds(
+    session: AsyncSession, school_ids: Iterable[int], track: SubmissionTrack
+) -> dict[int, str]:
+    """school id -> name of the round whose submission of `track` locks that school's records."""
+    found = {}
+    for school_id in school_ids:
+        finding = await lock_finding(session, school_id, track, "locked")
+        if finding is not None:
+            found[school_id] = str(finding.params["round"])
+    return found
+
+
+def recent_dose(dose: DoseOut, locked_round: str | None) -> RecentEntry:
+    return RecentEntry(
+        kind="dose",
+        id=dose.id,
+        school_id=dose.school_id,
+        event_on=dose.given_on,
+        subject=dose.student_name,
+        details={
+            "student_code": dose.student_code,
+            "class_name": dose.class_name,
+            "dose_number": dose.dose_number,
+            "product": dose.product_label,
+            "place": dose.place.value,
+        },
+        entered_at=dose.entered_at,
+        entered_late=dose.entered_late,
+        editable=locked_round is None,
+        locked_round=locked_round,
+    )
+
+
+# --- the rules ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DoseFacts:
+    """What the rules look at: the proposed dose and the student's other doses."""
+
+    date_of_birth: date
+    dose_number: int
+    given_on: date
+    product: VaccineProduct
+    product_other_name: str
+    others: Sequence[VaccineDose]  # the student's doses, without the one being edited
+
+
+def judge_dose(
+    facts: DoseFacts, products: dict[int, VaccineProduct], today: date
+) -> tuple[list[Finding], list[Finding]]:
+    """(errors, warnings) for one dose. Errors refuse; warnings need the person's confirmation."""
+    errors: list[Finding] = []
+    warnings: list[Finding] = []
+    product, given_on, number = facts.product, facts.given_on, facts.dose_number
+    shown = day_text(given_on)
+
+    def error(code: str, **params: object) -> None:
+        errors.append(Finding(code=code, params=params))
+
+    if product.code == OTHER_PRODUCT_CODE and not facts.product_other_name:
+        error("vaccines.other_needs_name")
+    if given_on > today:
+        error("vaccines.future", given_on=shown)
+    if given_on < DOSE_DATE_FLOOR:
+        error("vaccines.too_early", given_on=shown, earliest=day_text(DOSE_DATE_FLOOR))
+
+    by_number = {dose.dose_number: dose for dose in facts.others}
+    if number in by_number:
+        error("vaccines.duplicate_dose", dose_number=number, given_on=day_text(by_number[number].given_on))
+    same_day = [dose for dose in facts.others if dose.given_on == given_on]
+    if same_day and number not in by_number:
+        error("vaccines.same_day", given_on=shown, dose_number=same_day[0].dose_number)
+
+    if given_on < facts.date_of_birth:
+        error("vaccines.before_birth", given_on=shown, date_of_birth=day_text(facts.date_of_birth))
+    else:
+        eligible_from = add_years(facts.date_of_birth, product.min_age_years)
+        if given_on < eligible_from:
+            error(
+                "vaccines.too_young",
+                given_on=shown,
+                product=product.name,
+                min_age=product.min_age_years,
+                eligible_from=day_text(eligible_from),
+            )
+
+    if number in by_number:
+        return errors, warnings  # the neighbours of a duplicate say nothing more
+    previous = max(
+        (d for d in facts.others if d.dose_number < number), key=lambda d: d.dose_number, default=None
+    )
+    following = min(
+        (d for d in facts.others if d.dose_number > number), key=lambda d: d.dose_number, default=None
+    )
+    if previous is not None and given_on < previous.given_on:
+        error(
+            "vaccines.before_previous",
+            dose_number=number,
+            given_on=shown,
+            previous_number=previous.dose_number,
+            previous_on=day_text(previous.given_on),
+        )
+    if following is not None and given_on > following.given_on:
+        error(
+            "vaccines.after_next",
+            dose_number=number,
+            given_on=shown,
+            next_number=following.dose_number,
+            next_on=day_text(following.given_on),
+        )
+    for neighbour in (previous, following):
+        if neighbour is None or neighbour.given_on == given_on:
+            continue
+        days = abs((given_on - neighbour.given_on).days)
+        rule = _interval_rule(product, products.get(neighbour.product_id))
+        if days < rule.min_interval_days:
+            warnings.append(
+                Finding(
+                    code="vaccines.short_interval",
+                    params={
+                        "dose_number": number,
+                        "other_number": neighbour.dose_number,
+                        "other_on": day_text(neighbour.given_on),
+                        "days": days,
+                        "minimum": rule.min_interval_days,
+                        "product": rule.name,
+                    },
+                )
+            )
+    missing = [n for n in range(1, number) if n not in by_number]
+    if missing:
+        warnings.append(
+            Finding(
+                code="vaccines.missing_earlier",
+                params={"dose_number": number, "missing": ", ".join(str(n) for n in missing)},
+            )
+        )
+    return errors, warnings
+
+
+def _interval_rule(product: VaccineProduct, neighbour: VaccineProduct | None) -> VaccineProduct:
+    """Mixed products: the longer minimum interval of the two applies."""
+    if neighbour is None or product.min_interval_days >= neighbour.min_interval_days:
+        return product
+    return neighbour
+
+
+def round_member_key(request_key: str, student_id: int) -> str:
+    """One round confirm saves many rows; each row keeps its own key derived from the round's."""
+    digest = hashlib.sha256(f"{request_key}/{student_id}".encode()).hexdigest()
+    return f"round:{digest[:56]}"  # fits the 64 characters of request_key
+
+
+# --- DTOs -----------------------------------------------------------------------------------------
+
+
+def product_out(product: VaccineProduct) -> VaccineProductOut:
+    return VaccineProductOut(
+        id=product.id,
+        code=product.code,
+        name=product.name,
+        min_age_years=product.min_age_years,
+        min_interval_days=product.min_interval_days,
+        sort_order=product.sort_order,
+    )
+
+
+def dose_out(dose: VaccineDose, student: Student, product: VaccineProduct) -> DoseOut:
+    return DoseOut(
+        id=dose.id,
+        school_id=student.school_id,
+        student_id=student.id,
+        student_code=student.code,
+        student_name=student.full_name,
+        class_name=student.class_name,
+        dose_number=dose.dose_number,
+        given_on=dose.given_on,
+        product_id=product.id,
+        product_code=product.code,
+        product_name=product.name,
+        product_other_name=dose.product_other_name,
+        place=dose.place,
+        entered_late=dose.entered_late,
+        entered_at=dose.entered_at,
+        entered_by_id=dose.entered_by_id,
+    )
+
+
+def _label(product: VaccineProduct, other_name: str) -> str:
+    return other_name if product.code == OTHER_PRODUCT_CODE and other_name else product.name
+
+
+# --- the service ----------------------------------------------------------------------------------
 
 
 class VaccineService(ServiceBase):
-    pass
+    # Products and one student's doses ----------------------------------------------------------
+
+    async def products(self) -> list[VaccineProductOut]:
+        """The active products in list order; the one with `needs_name` asks for a typed name."""
+        async with self.sessionmaker() as session:
+            rows = await session.scalars(
+                select(VaccineProduct)
+                .where(VaccineProduct.active.is_(True))
+                .order_by(VaccineProduct.sort_order, VaccineProduct.id)
+            )
+            return [product_out(p) for p in rows]
+
+    async def doses_of(self, student_id: int, school_id: int) -> list[DoseOut]:
+        async with self.sessionmaker() as session:
+            student = await school_student(session, school_id, student_id)
+            rows = await session.execute(
+                select(VaccineDose, VaccineProduct)
+                .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
+                .where(VaccineDose.student_id == student.id)
+                .order_by(VaccineDose.dose_number)
+            )
+            return [dose_out(dose, student, product) for dose, product in rows.tuples()]
+
+    async def next_dose_number(self, student_id: int, school_id: int) -> int:
+        """The number to suggest: one after the highest recorded."""
+        async with self.sessionmaker() as session:
+            student = await school_student(session, school_id, student_id)
+            highest = await session.scalar(
+                select(func.max(VaccineDose.dose_number)).where(VaccineDose.student_id == student.id)
+            )
+            return min((highest or 0) + 1, MAX_DOSE_NUMBER)
+
+    async def get_dose(self, school_id: int, dose_id: int) -> DoseOut:
+        async with self.sessionmaker() as session:
+            dose, student, product = await self._school_dose(session, school_id, dose_id)
+            return dose_out(dose, student, product)
+
+    # One dose ------------------------------------------------------------------------------------
+
+    async def check_dose(self, school_id: int, data: DoseIn) -> DoseCheck:
+        """The refusals and warnings saving `data` would meet; writes nothing."""
+        async with self.sessionmaker() as session:
+            student = await school_student(session, school_id, data.student_id)
+            check, _ = await self._check(session, school_id, student, data)
+            return check
+
+    async def record_dose(
+        self,
+        school_id: int,
+        data: DoseIn,
+        *,
+        actor_id: int | None,
+        request_key: str | None,
+        confirm_warnings: bool = False,
+    ) -> DoseOut:
+        """Save one dose. Refusals raise DomainError; unconfirmed warnings raise WarningsNotConfirmed.
+
+        The same `request_key` again (a double tap, a repeated confirm) returns the saved dose.
+        """
+        try:
+            async with self.sessionmaker.begin() as session:
+                if request_key:
+                    saved = await self._dose_by_key(session, school_id, request_key)
+                    if saved is not None:
+                        return self._replayed(saved, data.student_id)
+                student = await school_student(session, school_id, data.student_id, lock=True)
+                check, product = await self._check(session, school_id, student, data)
+                self._raise_unless_allowed(check, confirm_warnings)
+                assert product is not None
+                dose = VaccineDose(
+                    student_id=student.id,
+                    dose_number=data.dose_number,
+                    given_on=data.given_on,
+                    product_id=product.id,
+                    product_other_name=data.product_other_name if product.code == OTHER_PRODUCT_CODE else "",
+                    place=data.place,
+                    entered_by_id=actor_id,
+                    entered_at=self.clock.now(),
+                    entered_late=check.entered_late,
+                    request_key=request_key,
+                )
+                session.add(dose)
+                await session.flush()
+                await audit.record(
+                    session, actor_id=actor_id, action=AuditAction.CREATE, row=dose, school_id=school_id
+                )
+                return dose_out(dose, student, product)
+        except IntegrityError as exc:
+            # A race lost on PostgreSQL: the same confirm saved first, or someone took this dose number.
+            if request_key:
+                async with self.sessionmaker() as session:
+                    saved = await self._dose_by_key(session, school_id, request_key)
+                    if saved is not None:
+                        return self._replayed(saved, data.student_id)
+            raise Conflict("vaccines.duplicate_dose_race", dose_number=data.dose_number) from exc
+
+    async def update_dose(
+        self,
+        school_id: int,
+        dose_id: int,
+        change: DoseChange,
+        *,
+        actor_id: int | None,
+        request_key: str | None = None,
+        confirm_warnings: bool = False,
+    ) -> DoseOut:
+        """Correct a dose (from /my): the same checks as a new one, against the student's other doses."""
+        try:
+            async with self.sessionmaker.begin() as session:
+                dose, student, old_product = await self._school_dose(session, school_id, dose_id, lock=True)
+                if request_key and dose.request_key == request_key:
+                    return dose_out(dose, student, old_product)  # this update was already saved
+                product_id = change.product_id if change.product_id is not None else dose.product_id
+                other_name = (
+                    change.product_other_name
+                    if change.product_other_name is not None
+                    else dose.product_other_name
+                )
+                data = DoseIn(
+                    student_id=student.id,
+                    dose_number=change.dose_number or dose.dose_number,
+                    given_on=change.given_on or dose.given_on,
+                    product_id=product_id,
+                    product_other_name=other_name,
+                    place=change.place or dose.place,
+                )
+                check, product = await self._check(
+                    session,
+                    school_id,
+                    student,
+                    data,
+                    editing=dose,
+                    allow_inactive_product=product_id == dose.product_id,
+                )
+                self._raise_unless_allowed(check, confirm_warnings)
+                assert product is not None
+                before = audit.snapshot(dose)
+                dose.dose_number = data.dose_number
+                dose.given_on = data.given_on
+                dose.product_id = product.id
+                dose.product_other_name = (
+                    data.product_other_name if product.code == OTHER_PRODUCT_CODE else ""
+                )
+                dose.place = data.place
+                # Late is judged from when the dose was first entered, against its corrected date.
+                dose.entered_late = is_late_entry(dose.given_on, dose.entered_at, self.clock.tz)
+                dose.updated_at = self.clock.now()
+                if request_key:
+                    dose.request_key = request_key
+                await session.flush()
+                await audit.record(
+                    session,
+                    actor_id=actor_id,
+                    action=AuditAction.UPDATE,
+                    row=dose,
+                    before=before,
+                    school_id=school_id,
+                )
+                return dose_out(dose, student, product)
+        except IntegrityError as exc:
+            raise Conflict("vaccines.duplicate_dose_race", dose_number=change.dose_number or 0) from exc
+
+    async def delete_dose(self, school_id: int, dose_id: int, *, actor_id: int | None) -> DoseOut:
+        """Delete a dose; returns what was deleted (for the confirmation message)."""
+        async with self.sessionmaker.begin() as session:
+            dose, student, product = await self._school_dose(session, school_id, dose_id, lock=True)
+            locked = await lock_finding(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
+            if locked is not None:
+                raise locked.as_error()
+            gone = dose_out(dose, student, product)
+            await audit.record(
+                session, actor_id=actor_id, action=AuditAction.DELETE, row=dose, school_id=school_id
+            )
+            await session.delete(dose)
+            await session.flush()
+            return gone
+
+    async def recent_entries(self, staff_id: int, limit: int = 10) -> list[RecentEntry]:
+        """The doses this person entered, newest first (for /my)."""
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                select(VaccineDose, Student, VaccineProduct)
+                .join(Student, Student.id == VaccineDose.student_id)
+                .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
+                .where(VaccineDose.entered_by_id == staff_id)
+                .order_by(VaccineDose.entered_at.desc(), VaccineDose.id.desc())
+                .limit(limit)
+            )
+            doses = [dose_out(d, s, p) for d, s, p in rows.tuples()]
+            locked = await locked_rounds(session, {d.school_id for d in doses}, SubmissionTrack.VACCINE)
+        return [recent_dose(dose, locked.get(dose.school_id)) for dose in doses]
+
+    # Vaccination round at school --------------------------------------------------------------
+
+    async def class_roster(self, school_id: int, class_name: str) -> list[RosterStudent]:
+        """The class's active students in class-list order, with their dose count and last dose."""
+        async with self.sessionmaker() as session:
+            students = await students_repo.class_list(session, school_id, clean_class_name(class_name))
+            doses = await _doses_by_student(session, [s.id for s in students])
+        roster = []
+        for student in students:
+            own = doses.get(student.id, [])
+            last = max(own, key=lambda d: d.dose_number, default=None)
+            roster.append(
+                RosterStudent(
+                    student_id=student.id,
+                    code=student.code,
+                    full_name=student.full_name,
+                    date_of_birth=student.date_of_birth,
+                    dose_count=len(own),
+                    last_dose_number=last.dose_number if last else None,
+                    last_dose_on=last.given_on if last else None,
+                    next_dose_number=min((last.dose_number if last else 0) + 1, MAX_DOSE_NUMBER),
+                )
+            )
+        return roster
+
+    async def preview_round(self, school_id: int, data: RoundIn) -> RoundResult:
+        """Who would be saved and who skipped, and why; writes nothing (the summary before confirm)."""
+        async with self.sessionmaker() as session:
+            return await self._round(session, school_id, data, actor_id=None, request_key=None, write=False)
+
+    async def record_round(
+        self, school_id: int, data: RoundIn, *, actor_id: int | None, request_key: str | None
+    ) -> RoundResult:
+        """Give each ticked student their next dose, in one transaction.
+
+        A student who cannot get the dose (already has one that day, too young for the product, too
+        short an interval, ...) is skipped with the reason, not saved. Confirming again with the same
+        `request_key` adds nothing: students saved the first time are reported as saved.
+        """
+        try:
+            async with self.sessionmaker.begin() as session:
+                return await self._round(
+                    session, school_id, data, actor_id=actor_id, request_key=request_key, write=True
+                )
+        except IntegrityError as exc:
+            # Only a race with another writer on PostgreSQL gets here; the whole round was rolled back.
+            raise Conflict("vaccines.round.conflict") from exc
+
+    # Internals ------------------------------------------------------------------------------------
+
+    async def _round(
+        self,
+        session: AsyncSession,
+        school_id: int,
+        data: RoundIn,
+        *,
+        actor_id: int | None,
+        request_key: str | None,
+        write: bool,
+    ) -> RoundResult:
+        locked = await lock_finding(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
+        if locked is not None:
+            raise locked.as_error()
+        product = await _active_product(session, data.product_id)
+        # What is wrong for everybody refuses the whole round before anyone is looked at.
+        if product.code == OTHER_PRODUCT_CODE and not data.product_other_name:
+            raise DomainError("vaccines.other_needs_name")
+        today = self.clock.today()
+        if data.given_on > today:
+            raise DomainError("vaccines.future", given_on=day_text(data.given_on))
+        if data.given_on < DOSE_DATE_FLOOR:
+            raise DomainError(
+                "vaccines.too_early", given_on=day_text(data.given_on), earliest=day_text(DOSE_DATE_FLOOR)
+            )
+        other_name = data.product_other_name if product.code == OTHER_PRODUCT_CODE else ""
+        late = is_late_entry(data.given_on, self.clock.now(), self.clock.tz)
+        result = RoundResult(
+            given_on=data.given_on,
+            product_label=_label(product, other_name),
+            place=data.place,
+            entered_late=late,
+            preview=not write,
+        )
+
+        query = select(Student).where(
+            Student.id.in_(data.student_ids), Student.school_id == school_id, Student.active.is_(True)
+        )
+        if write:
+            query = query.order_by(Student.id).with_for_update()  # one lock order: no deadlocks
+        students = {s.id: s for s in await session.scalars(query)}
+        doses = await _doses_by_student(session, list(students))
+        products = await _all_products(session)
+        member_keys = {sid: round_member_key(request_key, sid) for sid in students} if request_key else {}
+        saved_before = {}
+        if member_keys:
+            rows = await session.scalars(
+                select(VaccineDose).where(VaccineDose.request_key.in_(list(member_keys.values())))
+            )
+            saved_before = {dose.student_id: dose for dose in rows}
+
+        new_doses: list[tuple[VaccineDose, Student]] = []
+        for student_id in data.student_ids:
+            student = students.get(student_id)
+            if student is None:
+                result.skipped.append(
+                    RoundSkipped(
+                        student_id=student_id,
+                        student_name="",
+                        reason=Finding(code="vaccines.round.not_in_school"),
+                    )
+                )
+                continue
+            replayed = saved_before.get(student_id)
+            if replayed is not None:
+                result.saved.append(
+                    RoundSaved(
+                        student_id=student_id,
+                        student_name=student.full_name,
+                        dose_number=replayed.dose_number,
+                        dose_id=replayed.id,
+                    )
+                )
+                continue
+            own = doses.get(student_id, [])
+            number, reason = _round_dose_number(own, data.dose_number)
+            if reason is None:
+                assert number is not None
+                facts = DoseFacts(
+                    date_of_birth=student.date_of_birth,
+                    dose_number=number,
+                    given_on=data.given_on,
+                    product=product,
+                    product_other_name=other_name,
+                    others=own,
+                )
+                errors, warnings = judge_dose(facts, products, today)
+                # In a round a warning is not confirmed student by student: the student is skipped.
+                findings = errors + [w for w in warnings if w.code != "vaccines.missing_earlier"]
+                reason = findings[0] if findings else None
+            if reason is not None:
+                result.skipped.append(
+                    RoundSkipped(student_id=student_id, student_name=student.full_name, reason=reason)
+                )
+                continue
+            assert number is not None
+            dose = VaccineDose(
+                student_id=student_id,
+                dose_number=number,
+                given_on=data.given_on,
+                product_id=product.id,
+                product_other_name=other_name,
+                place=data.place,
+                entered_by_id=actor_id,
+                entered_at=self.clock.now(),
+                entered_late=late,
+                request_key=member_keys.get(student_id),
+            )
+            new_doses.append((dose, student))
+            result.saved.append(
+                RoundSaved(
+                    student_id=student_id, student_name=student.full_name, dose_number=number, dose_id=0
+                )
+            )
+
+        if write and new_doses:
+            session.add_all([dose for dose, _ in new_doses])
+            await session.flush()
+            ids = {dose.student_id: dose.id for dose, _ in new_doses}
+            for dose, _ in new_doses:
+                await audit.record(
+                    session, actor_id=actor_id, action=AuditAction.CREATE, row=dose, school_id=school_id
+                )
+            for saved in result.saved:
+                saved.dose_id = ids.get(saved.student_id, saved.dose_id)
+        return result
+
+    async def _check(
+        self,
+        session: AsyncSession,
+        school_id: int,
+        student: Student,
+        data: DoseIn,
+        *,
+        editing: VaccineDose | None = None,
+        allow_inactive_product: bool = False,
+    ) -> tuple[DoseCheck, VaccineProduct | None]:
+        check = DoseCheck(entered_late=is_late_entry(data.given_on, self.clock.now(), self.clock.tz))
+        locked = await lock_finding(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
+        if locked is not None:
+            check.errors.append(locked)
+        product = await session.get(VaccineProduct, data.product_id)
+        if product is None or not (product.active or allow_inactive_product):
+            check.errors.append(Finding(code="vaccines.unknown_product"))
+            return check, None
+        others = [
+            d
+            for d in (await _doses_by_student(session, [student.id])).get(student.id, [])
+            if d is not editing
+        ]
+        facts = DoseFacts(
+            date_of_birth=student.date_of_birth,
+            dose_number=data.dose_number,
+            given_on=data.given_on,
+            product=product,
+            product_other_name=data.product_other_name,
+            others=others,
+        )
+        errors, warnings = judge_dose(facts, await _all_products(session), self.clock.today())
+        check.errors.extend(errors)
+        check.warnings.extend(warnings)
+        return check, product
+
+    @staticmethod
+    def _raise_unless_allowed(check: DoseCheck, confirm_warnings: bool) -> None:
+        if check.errors:
+            raise check.errors[0].as_error()
+        if check.warnings and not confirm_warnings:
+            raise WarningsNotConfirmed(check.warnings)
+
+    async def _school_dose(
+        self, session: AsyncSession, school_id: int, dose_id: int, *, lock: bool = False
+    ) -> tuple[VaccineDose, Student, VaccineProduct]:
+        query = (
+            select(VaccineDose, Student, VaccineProduct)
+            .join(Student, Student.id == VaccineDose.student_id)
+            .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
+            .where(VaccineDose.id == dose_id, Student.school_id == school_id)
+        )
+        if lock:
+            query = query.with_for_update(of=[VaccineDose, Student])
+        row = (await session.execute(query)).tuples().first()
+        if row is None:
+            raise NotFound("record", id=dose_id)
+        return row
+
+    async def _dose_by_key(self, session: AsyncSession, school_id: int, request_key: str) -> DoseOut | None:
+        row = (
+            (
+                await session.execute(
+                    select(VaccineDose, Student, VaccineProduct)
+                    .join(Student, Student.id == VaccineDose.student_id)
+                    .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
+                    .where(VaccineDose.request_key == request_key, Student.school_id == school_id)
+                )
+            )
+            .tuples()
+            .first()
+        )
+        return dose_out(*row) if row else None
+
+    @staticmethod
+    def _replayed(saved: DoseOut, student_id: int) -> DoseOut:
+        if saved.student_id != student_id:
+            # The chat reused a draft's key for another student: a bug, never a silent overwrite.
+            raise Conflict("vaccines.request_key_reused")
+        return saved
+
+
+def _round_dose_number(own: Sequence[VaccineDose], wanted: int | None) -> tuple[int | None, Finding | None]:
+    """The dose a student gets in a round, or why they get none before any date rule is looked at."""
+    highest = max((d.dose_number for d in own), default=0)
+    if wanted is None:
+        if highest >= MAX_DOSE_NUMBER:
+            return None, Finding(
+                code="vaccines.dose_number_range", params={"value": highest + 1, "maximum": MAX_DOSE_NUMBER}
+            )
+        return highest + 1, None
+    existing = next((d for d in own if d.dose_number == wanted), None)
+    if existing is not None:
+        return None, Finding(
+            code="vaccines.round.already_has_dose",
+            params={"dose_number": wanted, "given_on": day_text(existing.given_on)},
+        )
+    if highest + 1 < wanted:
+        return None, Finding(
+            code="vaccines.round.missing_earlier", params={"dose_number": wanted, "next_number": highest + 1}
+        )
+    return wanted, None
+
+
+async def _doses_by_student(
+    session: AsyncSession, student_ids: Iterable[int]
+) -> dict[int, list[VaccineDose]]:
+    ids = list(student_ids)
+    found: dict[int, list[VaccineDose]] = {}
+    if not ids:
+        return found
+    rows = await session.scalars(
+        select(VaccineDose).where(VaccineDose.student_id.in_(ids)).order_by(VaccineDose.dose_number)
+    )
+    for dose in rows:
+        found.setdefault(dose.student_id, []).append(dose)
+    return found
+
+
+async def _all_products(session: AsyncSession) -> dict[int, VaccineProduct]:
+    return {p.id: p for p in await session.scalars(select(VaccineProduct))}
+
+
+async def _active_product(session: AsyncSession, product_id: int) -> VaccineProduct:
+    product = await session.get(VaccineProduct, product_id)
+    if product is None or not product.active:
+        raise DomainError("vaccines.unknown_product")
+    return product

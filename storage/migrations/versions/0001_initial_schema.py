@@ -41,16 +41,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("telegram_user_id", "flow", name="uq_conversation_draft_user_flow"),
     )
     op.create_table(
-        "conversation_state",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("key", sa.String(length=128), nullable=False),
-        sa.Column("state", sa.Integer(), nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_state")),
-        sa.UniqueConstraint("name", "key", name="uq_conversation_state_name_key"),
-    )
-    op.create_table(
         "district",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("code", sa.String(length=32), nullable=False),
@@ -932,7 +922,6 @@ def downgrade() -> None:
     op.drop_table("vaccine_product")
     op.drop_table("persisted_data")
     op.drop_table("district")
-    op.drop_table("conversation_state")
     op.drop_table("conversation_draft")
     op.drop_table("contact")
     # ### end Alembic commands ###

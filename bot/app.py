@@ -1,0 +1,215 @@
+"""Wiring in one place: `build_application(settings, services)` builds the PTB Application.
+
+`main()` (bot/commands/run.py) builds Settings, the engine and the services, then calls this; tests
+call the same factory with a fake Bot API behind `request=`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import pkgutil
+import traceback
+import warnings
+from collections import OrderedDict
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from telegram import BotCommand, BotCommandScopeDefault, Update
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    ApplicationBuilder,
+    BaseHandler,
+    BaseRateLimiter,
+    BaseUpdateProcessor,
+    CommandHandler,
+    ContextTypes,
+    ConversationHandler,
+    Defaults,
+)
+from telegram.request import BaseRequest
+from telegram.warnings import PTBUserWarning
+
+import conversations
+from bot.context import BotContext, SchoolBotApplication
+from bot.menus import PUBLIC_COMMANDS
+from bot.settings import Settings, SettingsError
+from bot.texts import t
+from conversations import core
+from conversations.common import Flow
+from storage.persistence import SqlPersistence
+from storage.services import Services
+
+log = logging.getLogger(__name__)
+
+SKIPPED_MODULES = {"common", "core"}
+
+
+class PerChatUpdateProcessor(BaseUpdateProcessor):
+    """Updates of different chats run concurrently; one chat's updates run in order.
+
+    Telegram may deliver an update twice (a retried webhook, a restart before the offset was
+    confirmed): an update id seen recently is dropped, so a double delivery saves nothing twice.
+    """
+
+    def __init__(self, max_concurrent_updates: int = 256, remember: int = 10_000) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: dict[int, int] = {}
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._remember = remember
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        if isinstance(update, Update):
+            if update.update_id in self._seen:
+                coroutine.close()  # type: ignore[attr-defined]
+                return
+            self._seen[update.update_id] = None
+            if len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+        key = _chat_key(update)
+        if key is None:
+            await coroutine
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:  # nobody waits: forget the lock
+                del self._users[key]
+                self._locks.pop(key, None)
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""
+
+
+def _chat_key(update: object) -> int | None:
+    if isinstance(update, Update):
+        if update.effective_chat is not None:
+            return update.effective_chat.id
+        if update.effective_user is not None:
+            return update.effective_user.id
+    return None
+
+
+async def on_error(update: object, context: BotContext) -> None:
+    """Tell the person something failed and nothing was lost; log without personal data."""
+    error = context.error
+    frames = "".join(traceback.format_tb(error.__traceback__)) if error else ""
+    # Only the exception type and the stack: messages and update contents can hold names and phones.
+    log.error(
+        "Unhandled %s while handling update %s\n%s",
+        type(error).__name__,
+        getattr(update, "update_id", "-"),
+        frames,
+    )
+    if isinstance(update, Update) and update.effective_chat is not None:
+        try:
+            await update.effective_chat.send_message(context.text(update, "core.error"))
+        except TelegramError:
+            log.warning("Could not tell the person about the error")
+
+
+def flow_modules() -> list[Any]:
+    """Every module of the `conversations` package except the shared ones."""
+    names = sorted(m.name for m in pkgutil.iter_modules(conversations.__path__) if m.name not in SKIPPED_MODULES)
+    return [importlib.import_module(f"conversations.{name}") for name in names]
+
+
+def register_handlers(
+    application: SchoolBotApplication, settings: Settings, extra_flows: Sequence[Flow] = ()
+) -> None:
+    timeout = settings.conversation_timeout_minutes * 60
+    flow_titles: dict[str, str] = {}
+    extra: list[BaseHandler[Update, BotContext, Any]] = []
+    conversations_found: list[Flow | ConversationHandler[BotContext]] = list(extra_flows)
+    for module in flow_modules():
+        for name in sorted(dir(module)):
+            if name.startswith("build_") and name.endswith("_conversation"):
+                conversations_found.append(getattr(module, name)())
+        if hasattr(module, "extra_handlers"):
+            extra.extend(module.extra_handlers())
+    with warnings.catch_warnings():
+        # Buttons are tracked per chat, not per message, on purpose (PTB warns about that).
+        warnings.simplefilter("ignore", PTBUserWarning)
+        for flow in conversations_found:
+            if isinstance(flow, Flow):
+                flow_titles[flow.name] = flow.title_key
+                application.add_handler(flow.build(timeout_seconds=timeout))
+            else:
+                application.add_handler(flow)
+    application.add_handlers(core.handlers())
+    application.add_handlers(extra)
+    application.add_handlers(core.tail_handlers())
+    application.add_error_handler(on_error)  # type: ignore[arg-type]
+    application.flow_titles = flow_titles  # type: ignore[attr-defined]
+    application.registered_commands = _commands_of(application.handlers.get(0, []))
+
+
+def _commands_of(handlers: list[BaseHandler[Any, Any, Any]]) -> set[str]:
+    found: set[str] = set()
+    for handler in handlers:
+        if isinstance(handler, CommandHandler):
+            found |= set(handler.commands)
+        elif isinstance(handler, ConversationHandler):
+            found |= _commands_of(list(handler.entry_points))
+    return found
+
+
+async def _post_init(application: SchoolBotApplication) -> None:
+    """Public commands for people who have not registered (per language)."""
+    for language in ("vi", "en"):
+        commands = [BotCommand(c, t(f"menu.{c}.help", language)) for c in PUBLIC_COMMANDS if c != "start"]
+        commands.insert(0, BotCommand("start", t("menu.start_help", language)))
+        try:
+            await application.bot.set_my_commands(
+                commands, scope=BotCommandScopeDefault(), language_code=None if language == "vi" else language
+            )
+        except TelegramError:
+            log.warning("setMyCommands failed; commands menu not updated")
+
+
+def build_application(
+    settings: Settings,
+    services: Services,
+    *,
+    request: BaseRequest | None = None,
+    get_updates_request: BaseRequest | None = None,
+    rate_limiter: BaseRateLimiter[Any] | None = None,
+    persistence_interval: float = 60,
+    extra_flows: Sequence[Flow] = (),
+) -> SchoolBotApplication:
+    if settings.telegram_bot_token is None:
+        raise SettingsError("Cấu hình thiếu / missing setting TELEGRAM_BOT_TOKEN: create a bot with @BotFather")
+    builder = (
+        ApplicationBuilder()
+        .application_class(SchoolBotApplication)
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.bot_api_base_url)
+        .base_file_url(settings.bot_file_base_url)
+        .defaults(Defaults(parse_mode=ParseMode.HTML, tzinfo=settings.tz))
+        .context_types(ContextTypes(context=BotContext))
+        .persistence(SqlPersistence(services.sessionmaker, update_interval=persistence_interval))
+        .concurrent_updates(PerChatUpdateProcessor())
+        # Telegram allows ~30 messages/s per bot: bulk sends wait for their turn, never drop.
+        .rate_limiter(rate_limiter or AIORateLimiter(overall_max_rate=30, group_max_rate=20, max_retries=5))
+        .post_init(_post_init)
+    )
+    if request is not None:
+        builder = builder.request(request)
+    if get_updates_request is not None:
+        builder = builder.get_updates_request(get_updates_request)
+    application: SchoolBotApplication = builder.build()  # type: ignore[assignment]
+    application.services = services
+    application.settings = settings
+    register_handlers(application, settings, extra_flows)
+    return application

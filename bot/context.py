@@ -1,0 +1,66 @@
+"""The callback context every handler gets: services, settings, the person and their language."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from telegram import Update
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from bot.texts import DEFAULT_LANGUAGE, LANGUAGES, t
+from storage.schemas.organisation import StaffOut
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from storage.services import Services
+
+_UNSET = object()
+
+
+class SchoolBotApplication(Application):  # type: ignore[type-arg]
+    """PTB's Application with the services and settings the handlers use (set by build_application)."""
+
+    services: Services
+    settings: Settings
+    registered_commands: set[str]
+
+
+class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
+    """One context per update: the person is looked up once and kept for every handler group."""
+
+    def __init__(self, application: Application, chat_id: int | None = None, user_id: int | None = None):  # type: ignore[type-arg]
+        super().__init__(application, chat_id=chat_id, user_id=user_id)
+        self._staff: object = _UNSET
+        self._language: str | None = None
+
+    @property
+    def services(self) -> Services:
+        return self.application.services  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def settings(self) -> Settings:
+        return self.application.settings  # type: ignore[attr-defined,no-any-return]
+
+    async def staff_of(self, update: Update) -> StaffOut | None:
+        """The registered account of the person who sent the update (None for strangers)."""
+        if self._staff is _UNSET:
+            user = update.effective_user
+            self._staff = await self.services.staff.by_telegram_id(user.id) if user else None
+        return self._staff  # type: ignore[return-value]
+
+    def forget_staff(self) -> None:
+        self._staff = _UNSET
+        self._language = None
+
+    def language_of(self, update: Update) -> str:
+        if self._language is None:
+            staff = self._staff if isinstance(self._staff, StaffOut) else None
+            if staff is not None:
+                self._language = staff.language
+            else:
+                code = (update.effective_user.language_code or "") if update.effective_user else ""
+                self._language = "en" if code.startswith("en") else DEFAULT_LANGUAGE
+        return self._language if self._language in LANGUAGES else DEFAULT_LANGUAGE
+
+    def text(self, update: Update, key: str, /, **values: object) -> str:
+        return t(key, self.language_of(update), **values)

@@ -1,0 +1,334 @@
+"""What every flow shares: drafts written on every step, resume, cancel, timeout, access checks.
+
+A flow subclasses `Flow`, names its states in an `enum.IntEnum`, and writes three kinds of method:
+`begin` (the first question), `prompt` (send the question of a state), and step callbacks that read
+the answer, call a schema or service, and return `await turn.ask(NextState)` — or `turn.retry(error)`
+to stay at the same step with a message that says how to fix the answer. `turn.ask` writes the draft
+(step and answers) to the database before it sends the question, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from telegram import Message, Update
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot.access import refusal_key
+from bot.context import BotContext
+from bot.errors import render_error
+from bot.keyboards import main_menu, rows
+from bot.menus import BY_NAME, COMMANDS, keyboard_commands
+from bot.replies import ReplyMarkup, answer_alert, close_buttons, reply
+from bot.texts import LANGUAGES, t
+from storage.errors import DomainError
+from storage.permissions import Action
+from storage.schemas.organisation import StaffOut
+
+END = ConversationHandler.END
+# Internal state: an unfinished draft exists; continue it or start again?
+CHOOSE_DRAFT = 10_000
+
+
+def menu_labels() -> set[str]:
+    """Every reply-keyboard label in every language."""
+    return {t(c.button_key, lang) for c in COMMANDS for lang in LANGUAGES}
+
+
+def menu_filter() -> filters.BaseFilter:
+    return filters.Text(sorted(menu_labels()))
+
+
+def answer_filter() -> filters.BaseFilter:
+    """Typed answers: text that is neither a command nor a menu button."""
+    return filters.TEXT & ~filters.COMMAND & ~menu_filter()
+
+
+@dataclass
+class Turn:
+    """One step of a flow: the update, the person, the draft, and ways to answer."""
+
+    flow: Flow
+    update: Update
+    context: BotContext
+    staff: StaffOut
+    draft: dict[str, Any] = field(default_factory=dict)
+    step: int | None = None
+
+    @property
+    def language(self) -> str:
+        return self.context.language_of(self.update)
+
+    @property
+    def user_id(self) -> int:
+        assert self.update.effective_user is not None
+        return self.update.effective_user.id
+
+    def text(self, key: str, /, **values: object) -> str:
+        return t(key, self.language, **values)
+
+    @property
+    def answer(self) -> str:
+        """The typed text, or the value part of a tapped button's data (`flow:field:value` → value)."""
+        query = self.update.callback_query
+        if query is not None and query.data:
+            return query.data.split(":", 2)[-1]
+        message = self.update.effective_message
+        return (message.text or message.caption or "") if message else ""
+
+    @property
+    def message(self) -> Message | None:
+        return self.update.effective_message
+
+    async def reply(self, text: str, markup: ReplyMarkup = None) -> None:
+        await reply(self.update, text, markup)
+
+    async def save(self) -> None:
+        await self.context.services.drafts.save(self.user_id, self.flow.name, self.draft, self.step)
+
+    async def ask(self, state: int) -> int:
+        """Write the draft at `state`, then send that state's question."""
+        self.step = int(state)
+        await self.save()
+        await self.flow.prompt(self, state)
+        return self.step
+
+    async def advance(self, state: int) -> int:
+        """Go to `state`, or back to the summary when the person was editing one answer."""
+        if self.draft.pop("_editing", False) and self.flow.summary_state is not None:
+            return await self.ask(self.flow.summary_state)
+        return await self.ask(state)
+
+    async def retry(self, error: Exception | str) -> int | None:
+        """Stay at this step: say what is wrong and how to fix it."""
+        message = error if isinstance(error, str) else render_error(error, self.language)
+        if self.update.callback_query is not None:
+            await self.update.callback_query.answer()
+        await reply_plain(self.update, message)
+        return self.step
+
+    async def finish(self, text: str) -> int:
+        """The record is saved (or the flow is over): drop the draft, show the menu again."""
+        await self.context.services.drafts.discard(self.user_id, self.flow.name)
+        await self.reply(text, menu_for(self.context, self.staff))
+        return END
+
+
+async def reply_plain(update: Update, text: str) -> None:
+    """A message without touching the buttons of the tapped message (they still apply)."""
+    if update.effective_chat is not None:
+        await update.effective_chat.send_message(text)
+
+
+def menu_for(context: BotContext, staff: StaffOut) -> ReplyMarkup:
+    registered = getattr(context.application, "registered_commands", set())
+    return main_menu(keyboard_commands(staff, registered), staff.language)
+
+
+StepCallback = Callable[[Turn], Awaitable[int | None]]
+
+
+class Flow(abc.ABC):
+    """Base of every step-by-step flow (one ConversationHandler, one draft per person)."""
+
+    name: ClassVar[str]  # conversation and draft name
+    command: ClassVar[str]  # the /command that starts it (its menu button too)
+    title_key: ClassVar[str]  # catalogue key naming the flow in cancel / resume / timeout texts
+    action: ClassVar[Action] = Action.ENTER_RECORDS
+    summary_state: ClassVar[int | None] = None
+
+    # --- what a flow writes -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def begin(self, turn: Turn) -> int:
+        """Fill the fresh draft and ask the first question."""
+
+    @abc.abstractmethod
+    async def prompt(self, turn: Turn, state: int) -> None:
+        """Send the question of `state` (used on every step, on resume and after restarts)."""
+
+    @abc.abstractmethod
+    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+        """The handlers of each state, made with `on_text`, `on_button`, `on_photo`, `on_document`."""
+
+    # --- handler makers -----------------------------------------------------------------------
+
+    def on_text(self, callback: StepCallback) -> MessageHandler[BotContext, Any]:
+        return MessageHandler(answer_filter(), self._guard(callback))
+
+    def on_button(self, pattern: str, callback: StepCallback) -> CallbackQueryHandler[BotContext, Any]:
+        """Buttons whose data is `<flow>:<pattern…>` (a regular expression after the prefix)."""
+        return CallbackQueryHandler(self._guard(callback), pattern=f"^{self.name}:{pattern}")
+
+    def on_photo(self, callback: StepCallback) -> MessageHandler[BotContext, Any]:
+        return MessageHandler(filters.PHOTO, self._guard(callback))
+
+    def on_document(self, callback: StepCallback) -> MessageHandler[BotContext, Any]:
+        return MessageHandler(filters.Document.ALL, self._guard(callback))
+
+    def cb(self, *parts: object) -> str:
+        """Callback data for this flow's buttons."""
+        return ":".join([self.name, *(str(p) for p in parts)])
+
+    # --- the conversation ---------------------------------------------------------------------
+
+    def build(self, *, timeout_seconds: float | None = None) -> ConversationHandler[BotContext]:
+        entry = self._entry_guard(self._enter)
+        states: dict[object, list[BaseHandler[Update, BotContext, Any]]] = {
+            **self.steps(),
+            CHOOSE_DRAFT: [
+                CallbackQueryHandler(self._guard(self._continue_draft), pattern=f"^{self.name}:draft:continue$"),
+                CallbackQueryHandler(self._guard(self._restart_draft), pattern=f"^{self.name}:draft:restart$"),
+            ],
+            ConversationHandler.TIMEOUT: [TypeHandler(Update, self._on_timeout)],
+        }
+        return ConversationHandler(
+            entry_points=[
+                CommandHandler(self.command, entry),
+                *([MessageHandler(filters.Text(labels), entry)] if (labels := self._labels()) else []),
+                CallbackQueryHandler(self._entry_guard(self._resume), pattern=f"^resume:{self.name}$"),
+            ],
+            states=states,
+            fallbacks=[
+                CommandHandler("cancel", self._guard(self._cancel)),
+                CallbackQueryHandler(self._guard(self._cancel), pattern=f"^{self.name}:cancel$"),
+                CommandHandler("resume", self._guard(self._repeat)),
+                MessageHandler(filters.COMMAND | menu_filter(), self._guard(self._busy)),
+                CallbackQueryHandler(self._stale_button),
+            ],
+            name=self.name,
+            persistent=True,
+            allow_reentry=True,
+            conversation_timeout=timeout_seconds,
+        )
+
+    def _labels(self) -> list[str]:
+        """Its menu button in every language (flows outside the menu table have none)."""
+        if self.command not in BY_NAME:
+            return []
+        return [t(BY_NAME[self.command].button_key, lang) for lang in LANGUAGES]
+
+    async def _load(self, update: Update, context: BotContext, staff: StaffOut) -> Turn:
+        draft = await context.services.drafts.get(update.effective_user.id, self.name)  # type: ignore[union-attr]
+        turn = Turn(self, update, context, staff)
+        if draft is not None:
+            turn.draft, turn.step = draft.data, draft.step
+        return turn
+
+    def _entry_guard(self, callback: Callable[[Update, BotContext, StaffOut], Awaitable[object]]) -> Any:
+        async def handler(update: Update, context: BotContext) -> object:
+            staff = await context.staff_of(update)
+            refusal = refusal_key(staff, self.action)
+            if refusal is not None:
+                await reply(update, context.text(update, refusal))
+                return END
+            assert staff is not None
+            return await callback(update, context, staff)
+
+        return handler
+
+    def _guard(self, callback: StepCallback) -> Any:
+        """Every step re-checks access (a deactivated account stops at once) and loads the draft."""
+
+        async def handler(update: Update, context: BotContext) -> object:
+            staff = await context.staff_of(update)
+            refusal = refusal_key(staff, self.action)
+            if refusal is not None:
+                await reply(update, context.text(update, refusal))
+                return END
+            assert staff is not None
+            turn = await self._load(update, context, staff)
+            if turn.step is None:  # the draft is gone (saved or cancelled elsewhere)
+                await answer_alert(update, context.text(update, "core.stale_button"))
+                return END
+            try:
+                return await callback(turn)
+            except DomainError as exc:
+                return await turn.retry(exc)
+
+        return handler
+
+    async def _enter(self, update: Update, context: BotContext, staff: StaffOut) -> int:
+        turn = await self._load(update, context, staff)
+        if turn.step is not None and turn.step != CHOOSE_DRAFT:
+            # An unfinished draft: continue it or start again, never lose it silently.
+            turn.draft["_resume_step"] = turn.step
+            turn.step = CHOOSE_DRAFT
+            await turn.save()
+            await turn.reply(
+                turn.text("core.draft_exists", title=turn.text(self.title_key)),
+                rows(
+                    [(turn.text("core.draft_continue"), self.cb("draft", "continue"))],
+                    [(turn.text("core.draft_restart"), self.cb("draft", "restart"))],
+                ),
+            )
+            return CHOOSE_DRAFT
+        turn.draft = {"request_key": uuid.uuid4().hex}
+        return await self.begin(turn)
+
+    async def _continue_draft(self, turn: Turn) -> int:
+        state = int(turn.draft.pop("_resume_step"))
+        return await turn.ask(state)
+
+    async def _restart_draft(self, turn: Turn) -> int:
+        await close_buttons(turn.update)
+        turn.draft = {"request_key": uuid.uuid4().hex}
+        return await self.begin(turn)
+
+    async def _resume(self, update: Update, context: BotContext, staff: StaffOut) -> int:
+        turn = await self._load(update, context, staff)
+        if turn.step is None:
+            await answer_alert(update, context.text(update, "core.nothing_to_resume"))
+            return END
+        state = int(turn.draft.pop("_resume_step", turn.step))
+        return await turn.ask(state)
+
+    async def _repeat(self, turn: Turn) -> int | None:
+        assert turn.step is not None
+        if turn.step == CHOOSE_DRAFT:
+            return turn.step
+        await self.prompt(turn, turn.step)
+        return turn.step
+
+    async def _cancel(self, turn: Turn) -> int:
+        answers = len([k for k in turn.draft if not k.startswith("_") and k != "request_key"])
+        await turn.context.services.drafts.discard(turn.user_id, self.name)
+        await turn.reply(
+            turn.text("core.cancelled", title=turn.text(self.title_key), answers=answers),
+            menu_for(turn.context, turn.staff),
+        )
+        return END
+
+    async def _busy(self, turn: Turn) -> int | None:
+        await turn.reply(turn.text("core.busy", title=turn.text(self.title_key)))
+        return await self._repeat(turn)
+
+    async def _stale_button(self, update: Update, context: BotContext) -> None:
+        await answer_alert(update, context.text(update, "core.stale_button"))
+
+    async def _on_timeout(self, update: Update, context: BotContext) -> None:
+        user = update.effective_user
+        if user is None:
+            return
+        await context.services.drafts.suspend(user.id, self.name)
+        if update.effective_chat is not None:
+            await update.effective_chat.send_message(
+                context.text(update, "core.timed_out", title=context.text(update, self.title_key))
+            )
+
+
+def option_rows(options: Sequence[tuple[str, str]], *, columns: int = 2) -> list[list[tuple[str, str]]]:
+    """Lay (label, data) options out in rows, for `bot.keyboards.rows(*option_rows(...))`."""
+    return [list(options[i : i + columns]) for i in range(0, len(options), columns)]

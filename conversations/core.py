@@ -1,0 +1,178 @@
+"""Registration by invite, /me, /help, /lang, and what answers outside any flow
+(/cancel and /resume with nothing open, unknown commands, stale buttons, strangers)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.error import TelegramError
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+
+from bot.access import requires
+from bot.context import BotContext
+from bot.errors import render_error
+from bot.keyboards import rows
+from bot.menus import commands_for
+from bot.replies import answer_alert, reply
+from bot.texts import LANGUAGES, t
+from conversations.common import menu_for
+from storage.errors import DomainError
+from storage.permissions import Action
+from storage.schemas.organisation import StaffOut
+
+
+def describe(staff: StaffOut, language: str) -> str:
+    role = t(f"roles.{staff.role.value}", language)
+    scope = html.escape(staff.school_name) if staff.school_name else t("core.scope_district", language)
+    return t("core.me", language, name=html.escape(staff.full_name), role=role, scope=scope)
+
+
+async def publish_commands(context: BotContext, staff: StaffOut, chat_id: int) -> None:
+    """The person's own command list in Telegram's menu (setMyCommands, scope: this chat)."""
+    registered = getattr(context.application, "registered_commands", set())
+    commands = [
+        BotCommand(c.command, t(c.help_key, staff.language)[:256]) for c in commands_for(staff, registered)
+    ]
+    try:
+        await context.bot.set_my_commands(commands, scope=BotCommandScopeChat(chat_id))
+    except TelegramError:
+        pass  # the menu of commands is a convenience; /help always works
+
+
+async def start(update: Update, context: BotContext) -> None:
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return
+    code = context.args[0] if context.args else ""
+    staff = await context.staff_of(update)
+    if staff is not None:
+        if not staff.active:
+            await reply(update, context.text(update, "errors.access.deactivated"))
+            return
+        key = "errors.invite.already_registered" if code else "core.welcome_back"
+        await reply(update, t(key, staff.language, name=html.escape(staff.full_name)), menu_for(context, staff))
+        await publish_commands(context, staff, chat.id)
+        return
+    if not code:
+        await reply(update, context.text(update, "core.stranger"))
+        return
+    language = context.language_of(update)
+    try:
+        staff = await context.services.staff.register(
+            user.id, code, full_name=user.full_name, username=user.username or "", language=language
+        )
+    except DomainError as exc:
+        await reply(update, render_error(exc, language))
+        return
+    context.forget_staff()
+    text = t("core.registered", staff.language, details=describe(staff, staff.language))
+    await reply(update, text, menu_for(context, staff))
+    await publish_commands(context, staff, chat.id)
+
+
+@requires(Action.ASK)
+async def me(update: Update, context: BotContext, staff: StaffOut) -> None:
+    await reply(update, describe(staff, staff.language), menu_for(context, staff))
+
+
+@requires(Action.ASK)
+async def help_command(update: Update, context: BotContext, staff: StaffOut) -> None:
+    registered = getattr(context.application, "registered_commands", set())
+    lines = [t("core.help_header", staff.language, role=t(f"roles.{staff.role.value}", staff.language))]
+    lines += [f"/{c.command} — {t(c.help_key, staff.language)}" for c in commands_for(staff, registered)]
+    lines.append(t("core.help_footer", staff.language))
+    await reply(update, "\n".join(lines), menu_for(context, staff))
+
+
+@requires(Action.ASK)
+async def choose_language(update: Update, context: BotContext, staff: StaffOut) -> None:
+    await reply(
+        update,
+        t("core.lang_choose", staff.language),
+        rows([(t("core.lang_name", lang), f"lang:{lang}") for lang in LANGUAGES]),
+    )
+
+
+@requires(Action.ASK)
+async def set_language(update: Update, context: BotContext, staff: StaffOut) -> None:
+    language = (update.callback_query.data or "").split(":", 1)[1] if update.callback_query else ""
+    if language not in LANGUAGES:
+        await answer_alert(update, context.text(update, "core.stale_button"))
+        return
+    staff = await context.services.staff.set_language(staff.id, language)
+    context.forget_staff()
+    await reply(update, t("core.lang_set", language), menu_for(context, staff))
+    if update.effective_chat is not None:
+        await publish_commands(context, staff, update.effective_chat.id)
+
+
+@requires(Action.ASK)
+async def cancel_nothing(update: Update, context: BotContext, staff: StaffOut) -> None:
+    await reply(update, t("core.nothing_to_cancel", staff.language), menu_for(context, staff))
+
+
+@requires(Action.ASK)
+async def resume(update: Update, context: BotContext, staff: StaffOut) -> None:
+    draft = await context.services.drafts.latest(update.effective_user.id)  # type: ignore[union-attr]
+    titles: dict[str, str] = getattr(context.application, "flow_titles", {})
+    if draft is None or draft.flow not in titles:
+        await reply(update, t("core.nothing_to_resume", staff.language), menu_for(context, staff))
+        return
+    title = t(titles[draft.flow], staff.language)
+    await reply(
+        update,
+        t("core.resume_offer", staff.language, title=title),
+        rows(
+            [(t("core.draft_continue", staff.language), f"resume:{draft.flow}")],
+            [(t("core.draft_discard", staff.language), f"discard:{draft.flow}")],
+        ),
+    )
+
+
+@requires(Action.ASK)
+async def discard(update: Update, context: BotContext, staff: StaffOut) -> None:
+    flow = (update.callback_query.data or "").split(":", 1)[1] if update.callback_query else ""
+    await context.services.drafts.discard(update.effective_user.id, flow)  # type: ignore[union-attr]
+    await reply(update, t("core.draft_discarded", staff.language), menu_for(context, staff))
+
+
+async def unknown_command(update: Update, context: BotContext) -> None:
+    staff = await context.staff_of(update)
+    key = "core.stranger" if staff is None else "core.unknown_command"
+    await reply(update, context.text(update, key))
+
+
+async def plain_text(update: Update, context: BotContext) -> None:
+    """Text outside any flow, when no other handler (e.g. the FAQ) took it."""
+    staff = await context.staff_of(update)
+    key = "core.stranger" if staff is None else "core.use_menu"
+    await reply(update, context.text(update, key), menu_for(context, staff) if staff else None)
+
+
+async def stale_button(update: Update, context: BotContext) -> None:
+    await answer_alert(update, context.text(update, "core.stale_button"))
+
+
+def handlers() -> list[BaseHandler[Update, BotContext, Any]]:
+    """Commands that belong to no flow; registered after the flows."""
+    return [
+        CommandHandler("start", start),
+        CommandHandler("me", me),
+        CommandHandler("help", help_command),
+        CommandHandler("lang", choose_language),
+        CallbackQueryHandler(set_language, pattern="^lang:"),
+        CommandHandler("cancel", cancel_nothing),
+        CommandHandler("resume", resume),
+        CallbackQueryHandler(discard, pattern="^discard:"),
+    ]
+
+
+def tail_handlers() -> list[BaseHandler[Update, BotContext, Any]]:
+    """Registered last: whatever nothing else answered."""
+    return [
+        MessageHandler(filters.COMMAND, unknown_command),
+        MessageHandler(filters.TEXT, plain_text),
+        CallbackQueryHandler(stale_button),
+    ]

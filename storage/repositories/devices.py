@@ -1,0 +1,154 @@
+"""Batches and handovers: stock, the allocation counter, the round lock."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.errors import DomainError
+from storage.models import (
+    DonationBatch,
+    DonationSource,
+    Donor,
+    Handover,
+    HandoverKind,
+    ReportingRound,
+    School,
+    SubmissionTrack,
+)
+from storage.repositories.locks import locking_submission
+from storage.schemas.students import level_label
+
+
+async def ensure_program_unlocked(session: AsyncSession, school_id: int) -> None:
+    """Refuse changing devices data while the school's programme submission is submitted or approved.
+
+    The text says who can reopen it: the TH/THCS specialist, by sending the submission back.
+    """
+    submission = await locking_submission(session, school_id, SubmissionTrack.PROGRAM)
+    if submission is None:
+        return
+    round_name = await session.scalar(
+        select(ReportingRound.name).where(ReportingRound.id == submission.round_id)
+    )
+    level = await session.scalar(select(School.level).where(School.id == school_id))
+    raise DomainError(
+        "devices.locked",
+        round=round_name or "",
+        status=submission.status.value,
+        reviewer=level_label(level) if level is not None else "TH/THCS",
+    )
+
+
+async def locked_school_rounds(session: AsyncSession, school_ids: set[int]) -> dict[int, str]:
+    """school id -> the name of the round whose programme submission locks it."""
+    locked: dict[int, str] = {}
+    for school_id in school_ids:
+        submission = await locking_submission(session, school_id, SubmissionTrack.PROGRAM)
+        if submission is not None:
+            name = await session.scalar(
+                select(ReportingRound.name).where(ReportingRound.id == submission.round_id)
+            )
+            locked[school_id] = name or ""
+    return locked
+
+
+async def allocate_one(session: AsyncSession, batch_id: int) -> bool:
+    """Take one device from the batch, only if one is left. The conditional UPDATE is the guard:
+    SQLite's BEGIN IMMEDIATE serialises writers and PostgreSQL row-locks the batch, re-checking the
+    condition once the other writer commits, so two confirms of the last device cannot both win."""
+    result = await session.execute(
+        update(DonationBatch)
+        .where(DonationBatch.id == batch_id, DonationBatch.allocated < DonationBatch.quantity)
+        .values(allocated=DonationBatch.allocated + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
+async def release_one(session: AsyncSession, batch_id: int) -> None:
+    """Put one device back (a loan returned, a handover deleted)."""
+    await session.execute(
+        update(DonationBatch)
+        .where(DonationBatch.id == batch_id, DonationBatch.allocated > 0)
+        .values(allocated=DonationBatch.allocated - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _handover_counts() -> Any:
+    open_loan = and_(Handover.kind == HandoverKind.LOAN, Handover.returned_on.is_(None))
+    return (
+        select(
+            Handover.batch_id.label("batch_id"),
+            func.sum(case((Handover.kind == HandoverKind.GIFT, 1), else_=0)).label("gifts"),
+            func.sum(case((open_loan, 1), else_=0)).label("open_loans"),
+            func.sum(case((Handover.returned_on.is_not(None), 1), else_=0)).label("returned_loans"),
+        )
+        .group_by(Handover.batch_id)
+        .subquery()
+    )
+
+
+async def batches_with_counts(
+    session: AsyncSession,
+    school_id: int,
+    *,
+    batch_ids: list[int] | None = None,
+    with_stock_only: bool = False,
+) -> list[tuple[DonationBatch, str | None, int, int, int]]:
+    """(batch, donor name, gifts, open loans, returned loans), newest receipt first."""
+    counts = _handover_counts()
+    query = (
+        select(
+            DonationBatch,
+            Donor.name,
+            func.coalesce(counts.c.gifts, 0),
+            func.coalesce(counts.c.open_loans, 0),
+            func.coalesce(counts.c.returned_loans, 0),
+        )
+        .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
+        .outerjoin(counts, counts.c.batch_id == DonationBatch.id)
+        .where(DonationBatch.school_id == school_id)
+        .order_by(DonationBatch.received_on.desc(), DonationBatch.id.desc())
+    )
+    if batch_ids is not None:
+        query = query.where(DonationBatch.id.in_(batch_ids))
+    if with_stock_only:
+        query = query.where(DonationBatch.allocated < DonationBatch.quantity)
+    result = await session.execute(query)
+    return [
+        (batch, donor, int(gifts), int(loans), int(returned))
+        for batch, donor, gifts, loans, returned in result
+    ]
+
+
+async def active_program_handover(
+    session: AsyncSession, student_id: int, *, exclude_handover_id: int | None = None
+) -> tuple[Handover, DonationBatch] | None:
+    """The student's earliest active handover from a programme batch (a gift or an open loan)."""
+    query = (
+        select(Handover, DonationBatch)
+        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        .where(
+            Handover.student_id == student_id,
+            Handover.returned_on.is_(None),
+            DonationBatch.source == DonationSource.PROGRAM,
+        )
+        .order_by(Handover.handed_on, Handover.id)
+        .limit(1)
+    )
+    if exclude_handover_id is not None:
+        query = query.where(Handover.id != exclude_handover_id)
+    row = (await session.execute(query)).first()
+    return (row[0], row[1]) if row else None
+
+
+async def active_in_batch(session: AsyncSession, batch_id: int, student_id: int) -> Handover | None:
+    return await session.scalar(
+        select(Handover).where(
+            Handover.batch_id == batch_id, Handover.student_id == student_id, Handover.returned_on.is_(None)
+        )
+    )

@@ -1,0 +1,97 @@
+"""Student queries: the picker's search, lookups by code for the import, class lists."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Student
+from storage.text import fold, nfc
+
+# Codes are looked up in chunks: both databases cap the number of bound parameters.
+CODE_CHUNK = 500
+_CODE_CHARS = re.compile(r"[0-9A-Z._\-]+")
+
+
+def search_conditions(school_id: int, query: str) -> tuple[ColumnElement[bool], str, str]:
+    """WHERE clause of a picker search: every word of the query in the folded name, or the query in
+    the student code. Returns (clause, folded query, code query)."""
+    folded = fold(query)
+    code_query = re.sub(r"\s+", "", nfc(query)).upper()
+    words = [Student.search_name.contains(word, autoescape=True) for word in folded.split()]
+    matches: list[ColumnElement[bool]] = [and_(*words)] if words else []
+    if code_query and _CODE_CHARS.fullmatch(code_query):
+        matches.append(Student.code.contains(code_query, autoescape=True))
+    clause = and_(Student.school_id == school_id, Student.active.is_(True), or_(*matches))
+    return clause, folded, code_query
+
+
+async def search(
+    session: AsyncSession, school_id: int, query: str, *, offset: int, limit: int
+) -> tuple[list[Student], int]:
+    """One page of matches and the total. Exact code first, then names starting with the query,
+    then by name; namesakes next to each other, told apart by class and birth date."""
+    clause, folded, code_query = search_conditions(school_id, query)
+    total = await session.scalar(select(func.count(Student.id)).where(clause)) or 0
+    rows = await session.scalars(
+        select(Student)
+        .where(clause)
+        .order_by(
+            case((Student.code == code_query, 0), else_=1),
+            case((Student.search_name.startswith(folded, autoescape=True), 0), else_=1),
+            Student.search_name,
+            Student.class_name,
+            Student.date_of_birth,
+            Student.id,
+        )
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows), total
+
+
+async def in_school(
+    session: AsyncSession, student_id: int, school_id: int, *, for_update: bool = False
+) -> Student | None:
+    """The student if it belongs to `school_id` and is active; `for_update` row-locks it (PostgreSQL)."""
+    query = select(Student).where(
+        Student.id == student_id, Student.school_id == school_id, Student.active.is_(True)
+    )
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def by_codes(session: AsyncSession, codes: Iterable[str]) -> dict[str, Student]:
+    """Students of any school by code."""
+    wanted = sorted(set(codes))
+    found: dict[str, Student] = {}
+    for start in range(0, len(wanted), CODE_CHUNK):
+        chunk = wanted[start : start + CODE_CHUNK]
+        for student in await session.scalars(select(Student).where(Student.code.in_(chunk))):
+            found[student.code] = student
+    return found
+
+
+async def class_list(session: AsyncSession, school_id: int, class_name: str) -> Sequence[Student]:
+    rows = await session.scalars(
+        select(Student).where(
+            Student.school_id == school_id, Student.class_name == class_name, Student.active.is_(True)
+        )
+    )
+    # Vietnamese class lists are ordered by given name (the last word), then the whole name.
+    return sorted(rows, key=lambda s: (fold(s.full_name.split(" ")[-1]), s.search_name, s.date_of_birth))
+
+
+async def classes(session: AsyncSession, school_id: int) -> list[tuple[str, int, int]]:
+    """(class name, grade, active students) of a school, by grade then class name."""
+    result = await session.execute(
+        select(Student.class_name, Student.grade, func.count(Student.id))
+        .where(Student.school_id == school_id, Student.active.is_(True))
+        .group_by(Student.class_name, Student.grade)
+        .order_by(Student.grade, Student.class_name)
+    )
+    return [(name, grade, count) for name, grade, count in result]

@@ -1,0 +1,39 @@
+"""A person's recent records for /my, whatever their kind (batches, handovers, doses, needs).
+
+Each service that owns a kind of record offers `recent_entries(staff_id, limit)` returning these; the
+/my handler merges them with `merge_recent` and renders each with the catalogue text of its kind.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from pydantic import BaseModel, Field
+
+# A value the bot puts into the kind's text: plain, language-neutral (enum values, numbers, names).
+DetailValue = str | int | bool | date | None
+
+
+class RecentEntry(BaseModel):
+    kind: str  # "batch", "handover", "dose", "need": names the catalogue text that renders the entry
+    id: int
+    school_id: int
+    event_on: date | None  # the day it happened (received, handed over, given), if it has one
+    subject: str  # who or what it is about: the student's name, the donor
+    details: dict[str, DetailValue] = Field(default_factory=dict)
+    entered_at: datetime
+    entered_late: bool = False
+    # False while the school's round submission is submitted or approved (then `locked_round` names it).
+    editable: bool = True
+    locked_round: str | None = None
+
+
+def merge_recent(*groups: Iterable[RecentEntry], limit: int = 10) -> list[RecentEntry]:
+    """The newest `limit` entries of several kinds, newest first."""
+    return heapq.nlargest(limit, (entry for group in groups for entry in group), key=_newest_first)
+
+
+def _newest_first(entry: RecentEntry) -> tuple[datetime, str, int]:
+    return (entry.entered_at, entry.kind, entry.id)

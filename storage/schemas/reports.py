@@ -1,0 +1,211 @@
+"""Compiled Excel reports (/report, `schoolbot report`): what to report on, where, over which days.
+
+A scope is the whole district, one level of school, or one school. A level takes in the combined
+(TH&THCS) schools too, as the specialists' review does. A period is a reporting round (its
+`period_start`…`period_end`) or a date range; open ends mean "from the beginning" / "up to now".
+Records count in a period by the date they happened (received, handed over, given); a need, which has
+no such date, by when it was entered (local day).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from storage.errors import DomainError
+from storage.models import Role, SchoolLevel
+from storage.schemas.organisation import parse_level
+
+
+class ReportKind(enum.StrEnum):
+    NEEDS = "needs"  # 4.8.1 / 4.8.2
+    DEVICES = "devices"  # 4.8.3 (4.8.3.1 programme, 4.8.3.2 other sources)
+    VACCINATION = "vaccination"  # 4.9
+    TIMELINESS = "timeliness"  # the 1-day entry rule
+    DISTRICT = "district"  # the district's report for the province: all of the above
+
+
+class ScopeKind(enum.StrEnum):
+    DISTRICT = "district"
+    LEVEL = "level"
+    SCHOOL = "school"
+
+
+# A level scope covers the schools of that level and the combined schools.
+LEVEL_SCOPE_LEVELS: dict[SchoolLevel, tuple[SchoolLevel, ...]] = {
+    SchoolLevel.PRIMARY: (SchoolLevel.PRIMARY, SchoolLevel.COMBINED),
+    SchoolLevel.LOWER_SECONDARY: (SchoolLevel.LOWER_SECONDARY, SchoolLevel.COMBINED),
+    SchoolLevel.COMBINED: (SchoolLevel.COMBINED,),
+}
+
+
+class ReportScope(BaseModel):
+    """Where a report looks. Build it with the class methods; the service checks it against the
+    database (the school exists and belongs to the district) and against the person asking."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ScopeKind
+    district_id: int
+    level: SchoolLevel | None = None
+    school_id: int | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReportScope:
+        if self.kind is ScopeKind.LEVEL and self.level is None:
+            raise DomainError("reports.scope_invalid", value="level")
+        if self.kind is ScopeKind.SCHOOL and self.school_id is None:
+            raise DomainError("reports.scope_invalid", value="school")
+        return self
+
+    @classmethod
+    def district(cls, district_id: int) -> ReportScope:
+        return cls(kind=ScopeKind.DISTRICT, district_id=district_id)
+
+    @classmethod
+    def for_level(cls, district_id: int, level: SchoolLevel | str) -> ReportScope:
+        return cls(kind=ScopeKind.LEVEL, district_id=district_id, level=parse_level(level))
+
+    @classmethod
+    def for_school(cls, district_id: int, school_id: int) -> ReportScope:
+        return cls(kind=ScopeKind.SCHOOL, district_id=district_id, school_id=school_id)
+
+    @property
+    def levels(self) -> tuple[SchoolLevel, ...] | None:
+        return LEVEL_SCOPE_LEVELS[self.level] if self.kind is ScopeKind.LEVEL and self.level else None
+
+    def token(self) -> str:
+        """`district`, `level:TH`, `school:<id>`: for callback data and file names."""
+        if self.kind is ScopeKind.LEVEL:
+            return f"level:{self.level}"
+        if self.kind is ScopeKind.SCHOOL:
+            return f"school:{self.school_id}"
+        return "district"
+
+
+def parse_scope_text(text: str) -> tuple[ScopeKind, str]:
+    """`district` | `level:TH` | `level:THCS` | `school:CODE` -> (kind, value)."""
+    raw = text.strip()
+    head, _, value = raw.partition(":")
+    try:
+        kind = ScopeKind(head.strip().lower())
+    except ValueError:
+        raise DomainError("reports.scope_invalid", value=raw) from None
+    value = value.strip()
+    if kind is ScopeKind.DISTRICT:
+        if value:
+            raise DomainError("reports.scope_invalid", value=raw)
+        return kind, ""
+    if not value:
+        raise DomainError("reports.scope_invalid", value=raw)
+    if kind is ScopeKind.LEVEL:
+        parse_level(value)  # raises school.level_invalid
+    return kind, value
+
+
+class ReportPeriod(BaseModel):
+    """A round, or a date range (either end may be open), or neither (everything)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    round_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReportPeriod:
+        if self.round_id is not None and (self.date_from or self.date_to):
+            raise DomainError("reports.period_round_and_dates")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise DomainError(
+                "reports.period_invalid",
+                date_from=self.date_from.strftime("%d/%m/%Y"),
+                date_to=self.date_to.strftime("%d/%m/%Y"),
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class ResolvedPeriod:
+    """The days a report covers, after a round was looked up."""
+
+    date_from: date | None
+    date_to: date | None
+    round_id: int | None = None
+    round_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ScopeRights:
+    """Which scopes a person may ask for (see `allowed_scopes`).
+
+    `district_id` None with `any_district` means every district (an admin without one)."""
+
+    may_report: bool
+    district_id: int | None = None
+    any_district: bool = False
+    school_id: int | None = None  # school staff: this school only
+    levels: frozenset[SchoolLevel] | None = None  # specialists: schools of these levels only
+
+
+class ScopeOption(BaseModel):
+    """A scope the person may pick, with what the chat shows on its button."""
+
+    scope: ReportScope
+    label: str  # the district, level or school name as stored (the chat adds its own words)
+    school_code: str | None = None
+
+
+class RoundOption(BaseModel):
+    id: int
+    name: str
+    period_start: date
+    period_end: date
+
+
+@dataclass(frozen=True)
+class ReportProgress:
+    """Where a build is: `stage` names the catalogue text `reports.stage.<stage>`; rows so far of all."""
+
+    stage: str
+    done: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.total <= 0 else min(1.0, self.done / self.total)
+
+
+ProgressCallback = Callable[[ReportProgress], Awaitable[None] | None]
+
+
+@dataclass
+class ReportFile:
+    """A built workbook: what to send, and the one line to send with it."""
+
+    filename: str
+    content: bytes
+    summary: str
+    kind: ReportKind
+    scope: ReportScope
+    generated_at: datetime
+    rows: dict[str, int] = field(default_factory=dict)  # data rows written per sheet key
+    report_id: int | None = None  # the CompiledReport row when stored
+
+    media_type: str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@dataclass(frozen=True)
+class Requester:
+    """The person asking, as the scope rules need them."""
+
+    staff_id: int | None
+    full_name: str
+    role: Role | None  # None: the command line (an administrator on the server)
+    school_id: int | None = None
+    district_id: int | None = None
+    active: bool = True

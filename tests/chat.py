@@ -1,0 +1,208 @@
+"""The chat test driver: a fake Bot API in-process and people who talk to the bot like on a phone.
+
+    teacher = harness.person("teacher")
+    await teacher.send("/vaccine")
+    await teacher.tap("Hôm nay")
+    assert "Đã lưu" in teacher.last_text()
+
+Every Bot API call the bot makes is answered by bot.fakeapi.FakeBotApi through
+`HTTPXRequest(httpx_kwargs={"transport": httpx.MockTransport(...)})` and recorded in `harness.api.calls`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from telegram import Update
+from telegram.ext import AIORateLimiter
+from telegram.request import HTTPXRequest
+
+from bot.app import build_application
+from bot.context import SchoolBotApplication
+from bot.fakeapi import JSON, FakeBotApi
+from bot.settings import Settings
+from storage.services import Services
+from tests.factories import TELEGRAM_IDS
+
+FAKE_BASE_URL = "https://fake-telegram.test"
+
+
+def make_settings(db_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "telegram_bot_token": FakeBotApi.token,
+        "telegram_api_base_url": FAKE_BASE_URL,
+        "database_url": db_url,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def fake_request(api: FakeBotApi) -> HTTPXRequest:
+    return HTTPXRequest(httpx_kwargs={"transport": api.transport()}, connection_pool_size=16)
+
+
+class ButtonNotFound(AssertionError):
+    pass
+
+
+@dataclass
+class Person:
+    harness: Harness
+    user: JSON
+    seen: int = 0  # number of chat messages already looked at by `new_texts`
+
+    @property
+    def id(self) -> int:
+        return int(self.user["id"])
+
+    @property
+    def messages(self) -> list[JSON]:
+        return self.harness.api.chats.get(self.id, [])
+
+    def bot_messages(self) -> list[JSON]:
+        return [m for m in self.messages if m["from"]["is_bot"]]
+
+    async def send(self, text: str) -> None:
+        await self.harness.deliver(self.harness.api.incoming_message(self.user, text=text))
+
+    async def tap(self, label: str) -> None:
+        """Press a button on the latest message that has it; a reply-keyboard button sends its text."""
+        for message in reversed(self.bot_messages()):
+            for row in (message.get("reply_markup") or {}).get("inline_keyboard", []):
+                for button in row:
+                    if button["text"] == label:
+                        await self.harness.deliver(
+                            self.harness.api.callback_query(self.user, message, button["callback_data"])
+                        )
+                        return
+            if message.get("reply_markup"):
+                break  # only the latest message with buttons counts
+        if label in self.reply_keyboard():
+            await self.send(label)
+            return
+        raise ButtonNotFound(f"no button {label!r}; buttons now: {self.buttons()} / menu: {self.reply_keyboard()}")
+
+    def buttons(self) -> list[str]:
+        """Labels of the inline buttons on the latest message that has any."""
+        for message in reversed(self.bot_messages()):
+            markup = message.get("reply_markup")
+            if markup:
+                return [b["text"] for row in markup.get("inline_keyboard", []) for b in row]
+        return []
+
+    def reply_keyboard(self) -> list[str]:
+        for message in reversed(self.bot_messages()):
+            keyboard = message.get("_reply_keyboard")
+            if keyboard:
+                return [b["text"] if isinstance(b, dict) else b for row in keyboard["keyboard"] for b in row]
+        return []
+
+    async def upload(self, filename: str, content: bytes, mime_type: str | None = None, caption: str = "") -> None:
+        stored = self.harness.api.upload(content, filename, mime_type)
+        extra: JSON = {"document": self.harness.api.document_of(stored)}
+        if caption:
+            extra["caption"] = caption
+        await self.harness.deliver(self.harness.api.incoming_message(self.user, **extra))
+
+    async def photo(self, content: bytes, caption: str = "") -> None:
+        stored = self.harness.api.upload(content, None, "image/jpeg")
+        extra: JSON = {"photo": self.harness.api.photo_of(stored)}
+        if caption:
+            extra["caption"] = caption
+        await self.harness.deliver(self.harness.api.incoming_message(self.user, **extra))
+
+    def last_text(self) -> str:
+        for message in reversed(self.bot_messages()):
+            if "text" in message:
+                return str(message["text"])
+        raise AssertionError("the bot has sent no text")
+
+    def texts(self) -> list[str]:
+        return [str(m["text"]) for m in self.bot_messages() if "text" in m]
+
+    def new_texts(self) -> list[str]:
+        """Texts the bot sent since the last call (a turn's whole reply)."""
+        messages = self.messages[self.seen :]
+        self.seen = len(self.messages)
+        return [str(m["text"]) for m in messages if m["from"]["is_bot"] and "text" in m]
+
+    def last_document(self) -> tuple[str, bytes]:
+        for message in reversed(self.bot_messages()):
+            if "document" in message:
+                document = message["document"]
+                stored = self.harness.api.files[document["file_id"]]
+                return str(document.get("file_name")), stored.content
+        raise AssertionError("the bot has sent no document")
+
+    def alerts(self) -> list[str]:
+        return [str(a.get("text")) for a in self.harness.api.callback_answers if a.get("text")]
+
+
+@dataclass
+class Harness:
+    services: Services
+    settings: Settings
+    api: FakeBotApi = field(default_factory=FakeBotApi)
+    app: SchoolBotApplication | None = None
+    people: dict[int, Person] = field(default_factory=dict)
+    extra_flows: tuple[Any, ...] = ()
+
+    async def start(self) -> SchoolBotApplication:
+        self.app = build_application(
+            self.settings,
+            self.services,
+            request=fake_request(self.api),
+            get_updates_request=fake_request(self.api),
+            rate_limiter=AIORateLimiter(overall_max_rate=0, group_max_rate=0),
+            extra_flows=self.extra_flows,
+        )
+        await self.app.initialize()
+        return self.app
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.shutdown()
+            self.app = None
+
+    async def restart(self) -> None:
+        """The process dies and starts again on the same database (no graceful flush)."""
+        assert self.app is not None
+        # Kill: drop the application without letting persistence write what it held in memory.
+        self.app.persistence = None  # type: ignore[assignment]
+        await self.app.shutdown()
+        self.app = None
+        await self.start()
+
+    async def deliver(self, update: JSON) -> None:
+        assert self.app is not None, "harness not started"
+        await self.app.process_update(Update.de_json(update, self.app.bot))
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Let tasks the handlers started (e.g. non-blocking jobs) finish."""
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    def person(self, key: str, first_name: str | None = None, language_code: str = "vi") -> Person:
+        """A person of the test world (tests.factories.TELEGRAM_IDS), or any id for a stranger."""
+        user_id = TELEGRAM_IDS.get(key) if not key.isdigit() else int(key)
+        if user_id is None:
+            raise KeyError(key)
+        if user_id not in self.people:
+            self.people[user_id] = Person(self, self.api.user(user_id, first_name or key, language_code))
+        return self.people[user_id]
+
+    def stranger(self, user_id: int = 777_000_001) -> Person:
+        return self.person(str(user_id), "Người lạ")
+
+
+@pytest.fixture
+async def harness(services: Services, db_url: str) -> AsyncIterator[Harness]:
+    harness = Harness(services, make_settings(db_url))
+    await harness.start()
+    yield harness
+    await harness.stop()
