@@ -121,7 +121,9 @@ async def on_error(update: object, context: BotContext) -> None:
 
 def flow_modules() -> list[Any]:
     """Every module of the `conversations` package except the shared ones."""
-    names = sorted(m.name for m in pkgutil.iter_modules(conversations.__path__) if m.name not in SKIPPED_MODULES)
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(conversations.__path__) if m.name not in SKIPPED_MODULES
+    )
     return [importlib.import_module(f"conversations.{name}") for name in names]
 
 
@@ -189,7 +191,9 @@ def build_application(
     extra_flows: Sequence[Flow] = (),
 ) -> SchoolBotApplication:
     if settings.telegram_bot_token is None:
-        raise SettingsError("Cấu hình thiếu / missing setting TELEGRAM_BOT_TOKEN: create a bot with @BotFather")
+        raise SettingsError(
+            "Cấu hình thiếu / missing setting TELEGRAM_BOT_TOKEN: create a bot with @BotFather"
+        )
     builder = (
         ApplicationBuilder()
         .application_class(SchoolBotApplication)

@@ -9,6 +9,7 @@ polling, and stores uploaded and sent files for getFile and downloads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -63,6 +64,7 @@ class FakeBotApi:
     commands: dict[str, list[JSON]] = field(default_factory=dict)  # scope+language -> commands
     callback_answers: list[JSON] = field(default_factory=list)
     on_change: Callable[[int], None] | None = None  # the sandbox page listens to this
+    latency: float = 0.0  # seconds each call takes, to measure concurrency
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -148,6 +150,8 @@ class FakeBotApi:
 
     async def call(self, method: str, params: JSON, files: dict[str, StoredFile] | None = None) -> Any:
         self.calls.append(ApiCall(method, params, files or {}))
+        if self.latency:
+            await asyncio.sleep(self.latency)
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
             raise BotApiError(404, "Not Found")
@@ -173,10 +177,8 @@ class FakeBotApi:
         timeout = float(params.get("timeout") or 0)
         if not self._updates and timeout > 0:
             self._new_update.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new_update.wait(), timeout)
-            except TimeoutError:
-                pass
         return self._updates[:limit]
 
     async def _m_deletewebhook(self, params: JSON, files: dict[str, StoredFile]) -> bool:

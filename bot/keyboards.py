@@ -30,7 +30,12 @@ def rows(*button_rows: Sequence[tuple[str, str]]) -> InlineKeyboardMarkup:
 
 def date_choices(prefix: str, language: str) -> InlineKeyboardMarkup:
     """«Hôm nay» / «Hôm qua»; typed dates are accepted as well."""
-    return rows([(t("core.today", language), f"{prefix}:today"), (t("core.yesterday", language), f"{prefix}:yesterday")])
+    return rows(
+        [
+            (t("core.today", language), f"{prefix}:today"),
+            (t("core.yesterday", language), f"{prefix}:yesterday"),
+        ]
+    )
 
 
 def confirm_choices(prefix: str, language: str, *, edit: bool = True) -> InlineKeyboardMarkup:

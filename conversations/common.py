@@ -189,8 +189,12 @@ class Flow(abc.ABC):
         states: dict[object, list[BaseHandler[Update, BotContext, Any]]] = {
             **self.steps(),
             CHOOSE_DRAFT: [
-                CallbackQueryHandler(self._guard(self._continue_draft), pattern=f"^{self.name}:draft:continue$"),
-                CallbackQueryHandler(self._guard(self._restart_draft), pattern=f"^{self.name}:draft:restart$"),
+                CallbackQueryHandler(
+                    self._guard(self._continue_draft), pattern=f"^{self.name}:draft:continue$"
+                ),
+                CallbackQueryHandler(
+                    self._guard(self._restart_draft), pattern=f"^{self.name}:draft:restart$"
+                ),
             ],
             ConversationHandler.TIMEOUT: [TypeHandler(Update, self._on_timeout)],
         }

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 from typing import Any
 
@@ -35,10 +36,8 @@ async def publish_commands(context: BotContext, staff: StaffOut, chat_id: int) -
     commands = [
         BotCommand(c.command, t(c.help_key, staff.language)[:256]) for c in commands_for(staff, registered)
     ]
-    try:
+    with contextlib.suppress(TelegramError):  # the command menu is a convenience; /help always works
         await context.bot.set_my_commands(commands, scope=BotCommandScopeChat(chat_id))
-    except TelegramError:
-        pass  # the menu of commands is a convenience; /help always works
 
 
 async def start(update: Update, context: BotContext) -> None:
@@ -52,7 +51,9 @@ async def start(update: Update, context: BotContext) -> None:
             await reply(update, context.text(update, "errors.access.deactivated"))
             return
         key = "errors.invite.already_registered" if code else "core.welcome_back"
-        await reply(update, t(key, staff.language, name=html.escape(staff.full_name)), menu_for(context, staff))
+        await reply(
+            update, t(key, staff.language, name=html.escape(staff.full_name)), menu_for(context, staff)
+        )
         await publish_commands(context, staff, chat.id)
         return
     if not code:

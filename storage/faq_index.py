@@ -59,6 +59,7 @@ ACCENTED_WORDS: dict[str, str] = {
     "cô": "",  # the teacher asking
     "sở": "sogd",  # the provincial Department (not "số", a number)
     "trẻ": "tre_em",  # a child (not "trễ", late)
+    "nằm": "",  # lies (where something is), not "năm", a year
 }
 
 # Folded phrases -> canonical tokens. Longer phrases win over their parts; order here does not matter.
@@ -94,6 +95,18 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "jab",
         "covid vaccine",
     ),
+    "baonhieu": ("bao nhieu", "how many", "how much"),
+    "motem": ("mot em", "1 em", "mot hoc sinh", "1 hoc sinh", "1 hs", "mot hs", "one student", "a student",
+              "single student", "mot mui", "1 mui", "tung mui"),
+    "gomgi": ("nhung gi", "gom nhung gi", "gom gi", "thong tin gi", "can gi", "ghi gi", "nhung thong tin gi",
+              "nhung thong tin nao", "what details", "what information", "what info", "which details"),
+    "thongtin": ("thong tin", "information", "info", "details"),
+    "hoso": ("ho so", "record", "records", "recorded"),
+    "danhsach": ("danh sach", "list"),
+    "dauthanh": ("khong dau", "co dau", "go dau", "tieng viet khong dau", "dau tieng viet", "diacritics",
+                 "accents", "without accents", "bo dau"),
+    "ngay": ("ngay", "day", "days"),
+    "ai": ("ai", "who", "whom"),
     "mui": ("mui", "mui thu", "dose", "doses", "shot", "shots"),
     "nhaclai": ("nhac lai", "mui nhac", "tang cuong", "booster", "mui 3"),
     "maytinh": (
@@ -137,6 +150,17 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "sponsor",
         "sponsors",
         "sponsored",
+        "cong ty",
+        "doanh nghiep",
+        "company",
+        "companies",
+        "business",
+        "ca nhan",
+        "co quan",
+        "hoi phu huynh",
+        "ngan hang",
+        "bank",
+        "charity",
     ),
     "tang": ("tang", "trao tang", "bieu", "gift", "gifts", "given away"),
     "bangiao": (
@@ -176,8 +200,13 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "when",
         "how soon",
         "how long",
+        "how many days",
+        "how many hours",
         "due",
         "by when",
+        "baonhieu ngay",
+        "baonhieu gio",
+        "baonhieu lau",
     ),
     "tre": ("tre", "tre han", "qua han", "cham", "cham tre", "late", "overdue", "delay", "delayed"),
     "odau": (
@@ -195,6 +224,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "which menu",
         "menu",
         "which section",
+        "nam o dau",
+        "nam dau",
+        "o cho nao",
     ),
     "muc": ("muc", "item"),
     "lienhe": (
@@ -267,7 +299,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "xoa": ("xoa", "xoa bo", "huy ban ghi", "delete", "remove"),
     "excel": ("excel", "file excel", "tep excel", "xlsx", "xls", "bang tinh", "spreadsheet", "file", "tep",
               "tap tin", "files"),
-    "mau": ("mau", "file mau", "bieu mau", "tep mau", "template", "templates", "form", "mau excel"),
+    "mau": ("mau", "file mau", "bieu mau", "tep mau", "template", "templates", "form"),
     "tailen": ("tai len", "up", "upload", "uploaded", "day len", "gui file", "up file"),
     "taive": ("tai ve", "tai xuong", "download", "xuat", "export", "lay file"),
     "huongdan": ("sheet huong dan", "quy uoc", "quy dinh nhap", "instructions", "instruction"),
@@ -280,7 +312,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "covid": ("covid", "covid 19", "dich", "dich benh", "corona", "dich covid"),
     "khokhan": ("kho khan", "kho khan khac", "hoan canh kho khan", "hardship"),
     "doituong": ("doi tuong", "thuoc dien", "tieu chuan", "tieu chi", "du dieu kien", "dieu kien",
-                 "eligible", "qualify", "qualifies", "eligibility", "ai duoc", "nhung ai"),
+                 "eligible", "qualify", "qualifies", "eligibility", "ai duoc", "nhung ai", "em nao",
+                 "hoc sinh nao", "hs nao", "nhung em nao", "truong hop nao", "which students", "who can",
+                 "who gets", "who is eligible"),
     "csdl": (
         "csdl",
         "co so du lieu",
@@ -346,7 +380,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 
 STOPWORDS: frozenset[str] = frozenset(
     """
-    a ah ak anh ay ba ban bi biet bot cac cai can cho chi chu co con cua cung da dang day de den deu di
+    a ah ak anh ay ba ban bi biet cac cai can cho chi chu co con cua cung da dang day de den deu di
     do duoc dc dk em gi giup ha hay hoi hoac ja khi khong ko k kg la lai lam len luc ma minh mot moi nay nao
     neu nen nhe nha nhi nhung nhieu nua o oi phai ra roi sao se tai thi the thay toi tren trong tu va vao
     vay ve voi vui long xin xem duoc ad admin oke ok uh u vs thi dung hen
@@ -528,7 +562,11 @@ class FaqIndex:
 
     def terms(self, question: str) -> list[str]:
         """The question's canonical tokens after mending, each once, in order."""
-        return list(dict.fromkeys(analyse(question, self.mend)))
+        tokens = analyse(question, self.mend)
+        # A number or class name no entry knows ("20 laptop", "lớp 7A") is detail, not a topic.
+        return list(
+            dict.fromkeys(t for t in tokens if t in self._idf or not any(ch.isdigit() for ch in t))
+        )
 
     def search(self, question: str, limit: int = 5) -> list[Candidate]:
         """Entries ranked by score (0..1), best first; empty when the question has no content words."""

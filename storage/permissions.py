@@ -28,7 +28,9 @@ _OFFICER = {Action.ASK, Action.REPORT, Action.PROGRESS, Action.HISTORY, Action.M
 
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.TEACHER: frozenset({Action.ASK, Action.ENTER_RECORDS}),
-    Role.PRINCIPAL: frozenset({Action.ASK, Action.ENTER_RECORDS, Action.SUBMIT, Action.REPORT, Action.HISTORY}),
+    Role.PRINCIPAL: frozenset(
+        {Action.ASK, Action.ENTER_RECORDS, Action.SUBMIT, Action.REPORT, Action.HISTORY}
+    ),
     Role.PRIMARY_SPECIALIST: frozenset(_OFFICER | {Action.REVIEW_PROGRAM}),
     Role.SECONDARY_SPECIALIST: frozenset(_OFFICER | {Action.REVIEW_PROGRAM}),
     Role.HEALTH_OFFICER: frozenset(_OFFICER | {Action.REVIEW_VACCINE}),

@@ -81,7 +81,9 @@ class SqlPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, A
                 if not draft.data.get(SUSPENDED)
             }
 
-    async def update_conversation(self, name: str, key: tuple[int | str, ...], new_state: object | None) -> None:
+    async def update_conversation(
+        self, name: str, key: tuple[int | str, ...], new_state: object | None
+    ) -> None:
         """Nothing to do: flows wrote the draft's step before replying."""
 
     async def update_user_data(self, user_id: int, data: dict[str, Any]) -> None:

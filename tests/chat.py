@@ -84,7 +84,9 @@ class Person:
         if label in self.reply_keyboard():
             await self.send(label)
             return
-        raise ButtonNotFound(f"no button {label!r}; buttons now: {self.buttons()} / menu: {self.reply_keyboard()}")
+        raise ButtonNotFound(
+            f"no button {label!r}; buttons now: {self.buttons()} / menu: {self.reply_keyboard()}"
+        )
 
     def buttons(self) -> list[str]:
         """Labels of the inline buttons on the latest message that has any."""
@@ -101,7 +103,9 @@ class Person:
                 return [b["text"] if isinstance(b, dict) else b for row in keyboard["keyboard"] for b in row]
         return []
 
-    async def upload(self, filename: str, content: bytes, mime_type: str | None = None, caption: str = "") -> None:
+    async def upload(
+        self, filename: str, content: bytes, mime_type: str | None = None, caption: str = ""
+    ) -> None:
         stored = self.harness.api.upload(content, filename, mime_type)
         extra: JSON = {"document": self.harness.api.document_of(stored)}
         if caption:

@@ -44,7 +44,8 @@ class SampleFlow(Flow):
         else:
             d = turn.draft
             await turn.reply(
-                f"Summary: {d['name']} / {d['date']} / {d['quantity']}", confirm_choices(self.cb(), turn.language)
+                f"Summary: {d['name']} / {d['date']} / {d['quantity']}",
+                confirm_choices(self.cb(), turn.language),
             )
 
     def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:

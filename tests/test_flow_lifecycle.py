@@ -102,7 +102,9 @@ async def test_double_confirm_saves_once(services, flow_harness):
     summary = teacher.bot_messages()[-1]
     button = summary["reply_markup"]["inline_keyboard"][0][0]
     for _ in range(2):
-        await flow_harness.deliver(flow_harness.api.callback_query(teacher.user, summary, button["callback_data"]))
+        await flow_harness.deliver(
+            flow_harness.api.callback_query(teacher.user, summary, button["callback_data"])
+        )
     assert len(SampleFlow.saved) == 1
     assert any("không còn dùng được" in a for a in teacher.alerts())
 
@@ -116,13 +118,17 @@ async def test_same_update_delivered_twice_is_handled_once(services, flow_harnes
 
     processor = app.update_processor
     for _ in range(2):
-        await processor.process_update(Update.de_json(update, app.bot), app.process_update(Update.de_json(update, app.bot)))
+        await processor.process_update(
+            Update.de_json(update, app.bot), app.process_update(Update.de_json(update, app.bot))
+        )
     assert len([t for t in teacher.texts() if "Đỗ Thị Hoa" in t]) == 1
 
 
 async def test_timeout_keeps_the_draft_for_resume(services, db_url):
     await make_world(services)
-    harness = Harness(services, make_settings(db_url, conversation_timeout_minutes=0.01), extra_flows=(SampleFlow(),))
+    harness = Harness(
+        services, make_settings(db_url, conversation_timeout_minutes=0.01), extra_flows=(SampleFlow(),)
+    )
     app = await harness.start()
     await app.start()  # the job queue runs conversation timeouts
     try:

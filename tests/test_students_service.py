@@ -108,11 +108,21 @@ async def test_add_a_missing_student_is_audited(services):
     world = await make_world(services)
     teacher = world.staff_ids["teacher"]
     data = StudentIn.model_validate(
-        {"code": " hs 0100 ", "full_name": "nguyễn thị hoa", "date_of_birth": "14/3/2012", "class_name": "lớp 4a2"},
+        {
+            "code": " hs 0100 ",
+            "full_name": "nguyễn thị hoa",
+            "date_of_birth": "14/3/2012",
+            "class_name": "lớp 4a2",
+        },
         context={"today": TODAY},
     )
     added = await services.students.add(world.primary_school_id, data, actor_id=teacher)
-    assert (added.code, added.full_name, added.class_name, added.grade) == ("HS0100", "Nguyễn Thị Hoa", "4A2", 4)
+    assert (added.code, added.full_name, added.class_name, added.grade) == (
+        "HS0100",
+        "Nguyễn Thị Hoa",
+        "4A2",
+        4,
+    )
     assert added.date_of_birth == date(2012, 3, 14)
     found = await services.students.search(world.primary_school_id, "nguyen thi hoa")
     assert [s.id for s in found.items] == [added.id]
@@ -171,7 +181,9 @@ def test_student_input_rules():
             context={"today": TODAY},
         )
     assert "khối 4" in render_error(caught.value)
-    girl = StudentIn(code="x-1", full_name="An", date_of_birth=date(2012, 1, 1), class_name="6 / 2", gender="Nữ")
+    girl = StudentIn(
+        code="x-1", full_name="An", date_of_birth=date(2012, 1, 1), class_name="6 / 2", gender="Nữ"
+    )
     assert (girl.code, girl.class_name, girl.grade, girl.gender) == ("X-1", "6/2", 6, Gender.FEMALE)
     assert clean_class_name("Lớp 9a") == "9A"
 

@@ -530,7 +530,7 @@ async def test_a_submitted_vaccine_round_locks_the_schools_doses(services: Servi
         world.staff_ids["teacher"],
     )
     saved = await services.vaccines.record_dose(
-        school, dose(student, 1, date(2021, 11, 1), products["COMIRNATY"]), actor_id=teacher, request_key="a"
+        school, dose(student, 1, date(2021, 10, 15), products["COMIRNATY"]), actor_id=teacher, request_key="a"
     )
     submission_id = await lock_school(services, world, school, SubmissionTrack.VACCINE)
     second = dose(student, 2, TODAY, products["COMIRNATY"])

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import AuditAction, AuditLog, Base
+from storage.models import AuditAction, AuditLog, Base, School
 
 
 def _jsonable(value: Any) -> Any:
@@ -47,7 +47,8 @@ async def record(
     identity = inspect(row).identity
     entity_id = ",".join(str(part) for part in identity) if identity else str(getattr(row, "id", ""))
     if school_id is None:
-        school_id = getattr(row, "school_id", None)
+        # A school's own changes belong to its history too.
+        school_id = row.id if isinstance(row, School) else getattr(row, "school_id", None)
     entry = AuditLog(
         actor_id=actor_id,
         action=action,

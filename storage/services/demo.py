@@ -183,6 +183,8 @@ DEMO_ACCOUNTS = (
     ("admin", Role.ADMIN, None, "Ngô Thị Hồng Nhung"),
 )
 
+SCHOOL_ACCOUNT_LEVELS = (SchoolLevel.PRIMARY, SchoolLevel.LOWER_SECONDARY)
+
 # --- donors and devices ----------------------------------------------------------------------------
 
 DONOR_NAMES = {
@@ -476,7 +478,8 @@ class _Generator:
             )
         )
         base = max([FAKE_TELEGRAM_BASE, *(t for t in taken if t is not None)])
-        first_of = {level: next(s for s in schools if s.level is level) for level in SCHOOL_GRADES}
+        # School accounts go to the first TH and the first THCS school (indexes 0 and 1).
+        first_of = {level: next(s for s in schools if s.level is level) for level in SCHOOL_ACCOUNT_LEVELS}
         created_at = self.scenario.local(date(2021, 9, 6), 8)
         rows = []
         for offset, (_key, role, level, full_name) in enumerate(DEMO_ACCOUNTS, start=1):

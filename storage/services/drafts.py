@@ -31,7 +31,9 @@ def _draft(row: ConversationDraft) -> Draft:
 
 
 class DraftService(ServiceBase):
-    async def save(self, telegram_user_id: int, flow: str, data: dict[str, Any], step: int | None = None) -> None:
+    async def save(
+        self, telegram_user_id: int, flow: str, data: dict[str, Any], step: int | None = None
+    ) -> None:
         """Write the draft (an upsert: two quick taps cannot collide)."""
         async with self.sessionmaker.begin() as session:
             await upsert(

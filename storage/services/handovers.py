@@ -292,24 +292,21 @@ class HandoverService(ServiceBase):
         """The person's latest device records (batches received and handovers), newest first, each
         marked editable unless the school's programme submission is submitted or approved."""
         async with self.sessionmaker() as session:
-            batch_rows = await session.execute(
+            batch_result = await session.execute(
                 select(DonationBatch, Donor.name)
                 .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
                 .where(DonationBatch.entered_by_id == staff_id)
                 .order_by(DonationBatch.entered_at.desc(), DonationBatch.id.desc())
                 .limit(limit)
             )
-            batch_rows = list(batch_rows)
-            handover_rows = list(
-                (
-                    await session.execute(
-                        _joined()
-                        .where(Handover.entered_by_id == staff_id)
-                        .order_by(Handover.entered_at.desc(), Handover.id.desc())
-                        .limit(limit)
-                    )
-                )
+            batch_rows = list(batch_result)
+            handover_result = await session.execute(
+                _joined()
+                .where(Handover.entered_by_id == staff_id)
+                .order_by(Handover.entered_at.desc(), Handover.id.desc())
+                .limit(limit)
             )
+            handover_rows = list(handover_result)
             schools = {b.school_id for b, _ in batch_rows} | {b.school_id for _, b, _ in handover_rows}
             locked = await repo.locked_school_rounds(session, schools)
         batches = [

@@ -195,7 +195,7 @@ class NeedService(ServiceBase):
                 .order_by(NeedRecord.entered_at.desc(), NeedRecord.id.desc())
                 .limit(limit)
             )
-            needs = [need_out(need, student) for need, student in rows.tuples()]
+            needs = [need_out(need, student) for need, student in rows]
             locked = await locked_rounds(session, {n.school_id for n in needs}, SubmissionTrack.PROGRAM)
         return [recent_need(need, locked.get(need.school_id)) for need in needs]
 
@@ -203,21 +203,18 @@ class NeedService(ServiceBase):
         """What 4.8.2 sends: per priority group, students needing a device, connectivity or both,
         beside the school's student list per group, and the figures that disagree with that list."""
         async with self.sessionmaker() as session:
-            rows = list(
-                (
-                    await session.execute(
-                        select(NeedRecord, Student)
-                        .join(Student, Student.id == NeedRecord.student_id)
-                        .where(Student.school_id == school_id)
-                    )
-                ).tuples()
+            result = await session.execute(
+                select(NeedRecord, Student)
+                .join(Student, Student.id == NeedRecord.student_id)
+                .where(Student.school_id == school_id)
             )
+            rows = [(need, student) for need, student in result]
             listed_rows = await session.execute(
                 select(Student.priority_group, func.count(Student.id))
                 .where(Student.school_id == school_id, Student.active.is_(True))
                 .group_by(Student.priority_group)
             )
-            listed = {group: count for group, count in listed_rows.tuples()}
+            listed = {group: count for group, count in listed_rows}
         rows.sort(key=lambda row: (row[1].class_name, *given_name_order(row[1].full_name, row[1].code)))
 
         groups = {
@@ -335,10 +332,11 @@ async def _school_need(
     )
     if lock:
         query = query.with_for_update(of=[NeedRecord, Student])
-    row = (await session.execute(query)).tuples().first()
+    row = (await session.execute(query)).first()
     if row is None:
         raise NotFound("record", id=need_id)
-    return row
+    need, student = row
+    return need, student
 
 
 async def _need_by_key(session: AsyncSession, school_id: int, request_key: str) -> NeedOut | None:
@@ -347,7 +345,7 @@ async def _need_by_key(session: AsyncSession, school_id: int, request_key: str) 
         .join(Student, Student.id == NeedRecord.student_id)
         .where(NeedRecord.request_key == request_key, Student.school_id == school_id)
     )
-    row = (await session.execute(query)).tuples().first()
+    row = (await session.execute(query)).first()
     return need_out(*row) if row else None
 
 

@@ -325,7 +325,7 @@ class VaccineService(ServiceBase):
                 .where(VaccineDose.student_id == student.id)
                 .order_by(VaccineDose.dose_number)
             )
-            return [dose_out(dose, student, product) for dose, product in rows.tuples()]
+            return [dose_out(dose, student, product) for dose, product in rows]
 
     async def next_dose_number(self, student_id: int, school_id: int) -> int:
         """The number to suggest: one after the highest recorded."""
@@ -492,7 +492,7 @@ class VaccineService(ServiceBase):
                 .order_by(VaccineDose.entered_at.desc(), VaccineDose.id.desc())
                 .limit(limit)
             )
-            doses = [dose_out(d, s, p) for d, s, p in rows.tuples()]
+            doses = [dose_out(d, s, p) for d, s, p in rows]
             locked = await locked_rounds(session, {d.school_id for d in doses}, SubmissionTrack.VACCINE)
         return [recent_dose(dose, locked.get(dose.school_id)) for dose in doses]
 
@@ -726,24 +726,20 @@ class VaccineService(ServiceBase):
         )
         if lock:
             query = query.with_for_update(of=[VaccineDose, Student])
-        row = (await session.execute(query)).tuples().first()
+        row = (await session.execute(query)).first()
         if row is None:
             raise NotFound("record", id=dose_id)
-        return row
+        dose, student, product = row
+        return dose, student, product
 
     async def _dose_by_key(self, session: AsyncSession, school_id: int, request_key: str) -> DoseOut | None:
-        row = (
-            (
-                await session.execute(
-                    select(VaccineDose, Student, VaccineProduct)
-                    .join(Student, Student.id == VaccineDose.student_id)
-                    .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
-                    .where(VaccineDose.request_key == request_key, Student.school_id == school_id)
-                )
-            )
-            .tuples()
-            .first()
+        query = (
+            select(VaccineDose, Student, VaccineProduct)
+            .join(Student, Student.id == VaccineDose.student_id)
+            .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
+            .where(VaccineDose.request_key == request_key, Student.school_id == school_id)
         )
+        row = (await session.execute(query)).first()
         return dose_out(*row) if row else None
 
     @staticmethod

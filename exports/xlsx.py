@@ -1,0 +1,466 @@
+"""Shared xlsxwriter helpers: formats, formula-safe text, streamed table sheets, print setup.
+
+Every workbook is written in `constant_memory` mode: rows go to disk as they are written, so a sheet
+of 200,000 rows costs no more memory than one of 20. The price is that each sheet is written top to
+bottom, row by row; the table sheet below does exactly that (title, header, data, totals, signature).
+
+Text that people typed (names, donors, notes) is always written with `write_string`, and the workbook
+never turns strings into formulas, numbers or links. Text that starts with `=`, `+`, `-`, `@` (or a
+tab / carriage return) also gets Excel's quote prefix, so editing the cell later keeps it text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+import xlsxwriter
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
+
+# Column kinds.
+TEXT = "text"
+INT = "int"
+NUMBER = "number"
+PERCENT = "percent"
+DATE = "date"
+DATETIME = "datetime"  # aware datetimes, shown in the workbook's local time
+LABEL = "label"  # a stored code shown through `labels`
+BOOL = "bool"  # True / False shown through `labels` (True: "Có")
+
+FORMULA_TRIGGERS = frozenset("=+-@\t\r")
+EXCEL_MAX_ROWS = 1_048_576
+SHEET_NAME_MAX = 31
+
+# Table sheet layout: a title, a subtitle (scope and period), a note, then the header row.
+TITLE_ROW = 0
+SUBTITLE_ROW = 1
+NOTE_ROW = 2
+HEADER_ROW = 3
+FIRST_DATA_ROW = 4
+
+A4 = 9
+
+
+def workbook_options(tmpdir: str | None = None) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "constant_memory": True,
+        "strings_to_formulas": False,
+        "strings_to_numbers": False,
+        "strings_to_urls": False,
+        "remove_timezone": True,
+        "default_date_format": "dd/mm/yyyy",
+    }
+    if tmpdir:
+        options["tmpdir"] = tmpdir
+    return options
+
+
+def looks_like_formula(value: str) -> bool:
+    return bool(value) and value[0] in FORMULA_TRIGGERS
+
+
+def safe_sheet_name(name: str) -> str:
+    for char in "[]:*?/\\":
+        name = name.replace(char, "-")
+    return name[:SHEET_NAME_MAX]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    kind: str = TEXT
+    width: float = 12.0
+    labels: Mapping[Any, str] | None = None
+
+
+@dataclass(frozen=True)
+class PrintSetup:
+    landscape: bool = True
+    fit_width: bool = True
+    repeat_header: bool = True
+    footer: str = "&P/&N"
+
+
+class Formats:
+    """The workbook's cell formats, made once."""
+
+    def __init__(self, book: xlsxwriter.Workbook) -> None:
+        def make(**props: Any) -> Format:
+            return book.add_format({"font_name": "Times New Roman", "font_size": 11, "valign": "top", **props})
+
+        cell = {"border": 1}
+        self.title = make(bold=True, font_size=14)
+        self.subtitle = make(italic=True)
+        self.note = make(italic=True, font_size=10, font_color="#444444")
+        self.header = make(
+            bold=True, text_wrap=True, align="center", valign="vcenter", bg_color="#DDEBF7", **cell
+        )
+        self.body: dict[str, Format] = {}
+        self.bold: dict[str, Format] = {}
+        number_formats = {
+            TEXT: None,
+            LABEL: None,
+            BOOL: None,
+            INT: "#,##0",
+            NUMBER: "#,##0.0",
+            PERCENT: "0.0%",
+            DATE: "dd/mm/yyyy",
+            DATETIME: "dd/mm/yyyy hh:mm",
+        }
+        for kind, num_format in number_formats.items():
+            extra = {"num_format": num_format} if num_format else {}
+            self.body[kind] = make(**cell, **extra)
+            self.bold[kind] = make(bold=True, bg_color="#F2F2F2", **cell, **extra)
+        # The same text formats with Excel's quote prefix, for text that looks like a formula.
+        self.quoted = make(quote_prefix=True, **cell)
+        self.quoted_bold = make(quote_prefix=True, bold=True, bg_color="#F2F2F2", **cell)
+        # Free layout (cover sheet, signature block, metadata).
+        self.plain = make()
+        self.plain_wrap = make(text_wrap=True)
+        self.plain_bold = make(bold=True)
+        self.center = make(align="center", text_wrap=True)
+        self.center_bold = make(align="center", bold=True, text_wrap=True)
+        self.center_italic = make(align="center", italic=True, text_wrap=True)
+        self.center_title = make(align="center", valign="vcenter", bold=True, font_size=15, text_wrap=True)
+        self.key = make(bold=True, text_wrap=True, **cell)
+        self.value_text = make(text_wrap=True, **cell)
+        self.value_int = make(num_format="#,##0", **cell)
+        self.value_percent = make(num_format="0.0%", **cell)
+        self.value_date = make(num_format="dd/mm/yyyy", **cell, align="left")
+        self.value_datetime = make(num_format="dd/mm/yyyy hh:mm", **cell, align="left")
+
+
+CellWriter = Callable[[int, int, Any], None]
+
+
+class Workbook:
+    """An xlsxwriter workbook in constant-memory mode, with the helpers below."""
+
+    def __init__(self, target: str | IO[bytes], *, tz: ZoneInfo, tmpdir: str | None = None) -> None:
+        self.book = xlsxwriter.Workbook(target, workbook_options(tmpdir))
+        self.formats = Formats(self.book)
+        self.tz = tz
+
+    def add_sheet(self, name: str) -> Worksheet:
+        return self.book.add_worksheet(safe_sheet_name(name))
+
+    def table(
+        self,
+        name: str,
+        columns: Sequence[Column],
+        *,
+        title: str,
+        subtitle: str = "",
+        note: str = "",
+        print_setup: PrintSetup | None = None,
+        borders_on_blanks: bool = True,
+    ) -> TableSheet:
+        return TableSheet(
+            self,
+            self.add_sheet(name),
+            columns,
+            title=title,
+            subtitle=subtitle,
+            note=note,
+            print_setup=print_setup or PrintSetup(),
+            borders_on_blanks=borders_on_blanks,
+        )
+
+    def local(self, value: datetime) -> datetime:
+        """An aware datetime as the naive local time Excel shows."""
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(self.tz).replace(tzinfo=None)
+
+    def write_text(self, sheet: Worksheet, row: int, col: int, value: str, fmt: Format | None = None) -> None:
+        """Write text that may have come from a person: always a string, never a formula."""
+        if looks_like_formula(value):
+            quoted = self.formats.quoted if fmt is None or fmt is self.formats.body[TEXT] else fmt
+            sheet.write_string(row, col, value, quoted)
+        else:
+            sheet.write_string(row, col, value, fmt)
+
+    def close(self) -> None:
+        self.book.close()
+
+
+class TableSheet:
+    """A sheet holding one table: title, subtitle, note, a frozen and filtered header row, data rows
+    written as they come, bold total rows under them, and an optional signature block."""
+
+    def __init__(
+        self,
+        workbook: Workbook,
+        sheet: Worksheet,
+        columns: Sequence[Column],
+        *,
+        title: str,
+        subtitle: str,
+        note: str,
+        print_setup: PrintSetup,
+        borders_on_blanks: bool,
+    ) -> None:
+        self.workbook = workbook
+        self.sheet = sheet
+        self.columns = list(columns)
+        self.row = FIRST_DATA_ROW
+        self.data_rows = 0
+        self._filter_set = False
+        self._borders_on_blanks = borders_on_blanks
+        formats = workbook.formats
+        for index, column in enumerate(self.columns):
+            sheet.set_column(index, index, column.width)
+        sheet.set_row(HEADER_ROW, 45)
+        sheet.write_string(TITLE_ROW, 0, title, formats.title)
+        if subtitle:
+            workbook.write_text(sheet, SUBTITLE_ROW, 0, subtitle, formats.subtitle)
+        if note:
+            workbook.write_text(sheet, NOTE_ROW, 0, note, formats.note)
+        for index, column in enumerate(self.columns):
+            sheet.write_string(HEADER_ROW, index, column.header, formats.header)
+        sheet.freeze_panes(FIRST_DATA_ROW, 0)
+        sheet.set_paper(A4)
+        if print_setup.landscape:
+            sheet.set_landscape()
+        else:
+            sheet.set_portrait()
+        if print_setup.fit_width:
+            sheet.fit_to_pages(1, 0)
+        if print_setup.repeat_header:
+            sheet.repeat_rows(HEADER_ROW)
+        sheet.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.6)
+        sheet.center_horizontally()
+        if print_setup.footer:
+            sheet.set_footer(f"&C{print_setup.footer}")
+        self._writers = [self._cell_writer(column, bold=False) for column in self.columns]
+        self._bold_writers = [self._cell_writer(column, bold=True) for column in self.columns]
+
+    # -- cells -------------------------------------------------------------------------------------
+
+    def _cell_writer(self, column: Column, *, bold: bool) -> CellWriter:
+        formats = self.workbook.formats
+        sheet = self.sheet
+        kind = column.kind
+        fmt = (formats.bold if bold else formats.body)[kind]
+        write_string, write_number, write_datetime = sheet.write_string, sheet.write_number, sheet.write_datetime
+        if kind == TEXT:
+            quoted = formats.quoted_bold if bold else formats.quoted
+
+            def text(row: int, col: int, value: Any) -> None:
+                if not isinstance(value, str):
+                    value = str(value)
+                if value and value[0] in FORMULA_TRIGGERS:
+                    write_string(row, col, value, quoted)
+                elif value:
+                    write_string(row, col, value, fmt)
+
+            return text
+        if kind in (LABEL, BOOL):
+            labels = dict(column.labels or {})
+
+            def label(row: int, col: int, value: Any) -> None:
+                shown = labels.get(value)
+                if shown is None:
+                    shown = "" if value is None else str(value)
+                if shown:
+                    if shown[0] in FORMULA_TRIGGERS:
+                        write_string(row, col, shown, formats.quoted_bold if bold else formats.quoted)
+                    else:
+                        write_string(row, col, shown, fmt)
+
+            return label
+        if kind in (INT, NUMBER, PERCENT):
+
+            def number(row: int, col: int, value: Any) -> None:
+                write_number(row, col, value, fmt)
+
+            return number
+        if kind == DATE:
+
+            def day(row: int, col: int, value: Any) -> None:
+                write_datetime(row, col, value, fmt)
+
+            return day
+        if kind == DATETIME:
+            to_local = self.workbook.local
+
+            def moment(row: int, col: int, value: Any) -> None:
+                write_datetime(row, col, to_local(value), fmt)
+
+            return moment
+        raise ValueError(f"unknown column kind {kind!r}")
+
+    def write_rows(self, rows: Iterable[Sequence[Any]]) -> int:
+        """Write data rows (values in column order); None leaves a cell empty. Returns rows written."""
+        plan = list(enumerate(self._writers))
+        blank = self.sheet.write_blank if self._borders_on_blanks else None
+        blank_formats = [self.workbook.formats.body[c.kind] for c in self.columns]
+        row = self.row
+        for values in rows:
+            for col, write in plan:
+                value = values[col]
+                if value is None:
+                    if blank is not None:
+                        blank(row, col, None, blank_formats[col])
+                else:
+                    write(row, col, value)
+            row += 1
+        written = row - self.row
+        self.row = row
+        self.data_rows += written
+        return written
+
+    def write_records(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Write data rows given as mappings by column key."""
+        keys = [c.key for c in self.columns]
+        return self.write_rows([record.get(key) for key in keys] for record in records)
+
+    def end_data(self) -> None:
+        """Close the data part: the filter covers the header and the data rows (not the totals)."""
+        if not self._filter_set:
+            last = max(HEADER_ROW, self.row - 1)
+            self.sheet.autofilter(HEADER_ROW, 0, last, len(self.columns) - 1)
+            self._filter_set = True
+
+    def write_totals(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Bold total rows under the data (values computed by the database, not formulas)."""
+        self.end_data()
+        keys = [c.key for c in self.columns]
+        blank_formats = [self.workbook.formats.bold[c.kind] for c in self.columns]
+        for record in records:
+            for col, key in enumerate(keys):
+                value = record.get(key)
+                if value is None:
+                    self.sheet.write_blank(self.row, col, None, blank_formats[col])
+                else:
+                    self._bold_writers[col](self.row, col, value)
+            self.row += 1
+
+    # -- free rows ---------------------------------------------------------------------------------
+
+    def write_note_line(self, text: str) -> None:
+        self.end_data()
+        self.row += 1
+        self.workbook.write_text(self.sheet, self.row, 0, text, self.workbook.formats.note)
+        self.row += 1
+
+    def signature_block(self, block: SignatureBlock) -> None:
+        """Two signatures side by side under the table: người lập biểu (left) and trưởng phòng."""
+        self.end_data()
+        write_signature_block(self.workbook, self.sheet, self.row + 1, len(self.columns), block)
+        self.row += 1 + block.height
+
+    def finish(self) -> None:
+        self.end_data()
+
+
+@dataclass(frozen=True)
+class SignatureBlock:
+    place_date: str  # "Nhà Bè, ngày 15 tháng 11 năm 2021"
+    left_title: str
+    left_hint: str
+    left_name: str
+    right_title: str
+    right_hint: str
+    right_name: str = ""
+    gap_rows: int = 4
+
+    @property
+    def height(self) -> int:
+        return 4 + self.gap_rows
+
+
+def write_signature_block(
+    workbook: Workbook, sheet: Worksheet, first_row: int, width: int, block: SignatureBlock
+) -> None:
+    formats = workbook.formats
+    width = max(width, 2)
+    half = width // 2
+    left = (0, max(0, half - 1))
+    right = (half, width - 1)
+
+    def put(row: int, span: tuple[int, int], text: str, fmt: Format) -> None:
+        if span[0] == span[1]:
+            if text:
+                workbook.write_text(sheet, row, span[0], text, fmt)
+            else:
+                sheet.write_blank(row, span[0], None, fmt)
+        else:
+            sheet.merge_range(row, span[0], row, span[1], "", fmt)
+            if text:
+                workbook.write_text(sheet, row, span[0], text, fmt)
+
+    row = first_row
+    put(row, right, block.place_date, formats.center_italic)
+    row += 1
+    put(row, left, block.left_title, formats.center_bold)
+    put(row, right, block.right_title, formats.center_bold)
+    row += 1
+    put(row, left, block.left_hint, formats.center_italic)
+    put(row, right, block.right_hint, formats.center_italic)
+    row += 1 + block.gap_rows
+    put(row, left, block.left_name, formats.center_bold)
+    put(row, right, block.right_name, formats.center_bold)
+
+
+@dataclass
+class KeyValueSheet:
+    """A two-column sheet of labelled values (metadata, key figures)."""
+
+    workbook: Workbook
+    sheet: Worksheet
+    row: int = 0
+    widths: tuple[float, float] = (34.0, 70.0)
+    _started: bool = field(default=False)
+
+    def __post_init__(self) -> None:
+        self.sheet.set_column(0, 0, self.widths[0])
+        self.sheet.set_column(1, 1, self.widths[1])
+
+    def heading(self, text: str) -> None:
+        self.sheet.write_string(self.row, 0, text, self.workbook.formats.title)
+        self.row += 2
+
+    def pair(self, label: str, value: Any) -> None:
+        formats = self.workbook.formats
+        self.sheet.write_string(self.row, 0, label, formats.key)
+        write_value(self.workbook, self.sheet, self.row, 1, value)
+        self.row += 1
+
+
+def write_value(workbook: Workbook, sheet: Worksheet, row: int, col: int, value: Any) -> None:
+    """One free cell, by the value's type (text always as text)."""
+    formats = workbook.formats
+    if value is None:
+        sheet.write_blank(row, col, None, formats.value_text)
+    elif isinstance(value, bool):
+        sheet.write_boolean(row, col, value, formats.value_text)
+    elif isinstance(value, int | float):
+        sheet.write_number(row, col, value, formats.value_int)
+    elif isinstance(value, datetime):
+        sheet.write_datetime(row, col, workbook.local(value), formats.value_datetime)
+    elif isinstance(value, date):
+        sheet.write_datetime(row, col, value, formats.value_date)
+    elif isinstance(value, Percent):
+        sheet.write_number(row, col, value.value, formats.value_percent)
+    else:
+        workbook.write_text(sheet, row, col, str(value), formats.value_text)
+
+
+@dataclass(frozen=True)
+class Percent:
+    """A fraction to show as a percentage in a free cell."""
+
+    value: float
+
+
+def ratio(part: int | None, whole: int | None) -> float | None:
+    """part / whole, or None when there is nothing to divide by."""
+    if not whole:
+        return None
+    return (part or 0) / whole
