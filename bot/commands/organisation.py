@@ -95,7 +95,11 @@ async def _district_add(ctx: CliContext, args: argparse.Namespace) -> int:
 async def _school_add(ctx: CliContext, args: argparse.Namespace) -> int:
     services = await ctx.services()
     data = SchoolIn(
-        district_code=args.district_code, code=args.code, name=args.name, level=args.level, address=args.address
+        district_code=args.district_code,
+        code=args.code,
+        name=args.name,
+        level=args.level,
+        address=args.address,
     )
     school = await services.organisation.add_school(data)
     ctx.emit(t("cli.school_added", code=school.code, name=school.name), school.model_dump(mode="json"))
@@ -110,7 +114,10 @@ def read_school_rows(path: Path, default_district: str | None) -> list[dict[str,
         from openpyxl import load_workbook
 
         workbook = load_workbook(path, read_only=True, data_only=True)
-        table = [[("" if c is None else str(c)) for c in row] for row in workbook.active.iter_rows(values_only=True)]
+        table = [
+            [("" if c is None else str(c)) for c in row]
+            for row in workbook.active.iter_rows(values_only=True)
+        ]
         workbook.close()
     else:
         text = path.read_bytes().decode("utf-8-sig")

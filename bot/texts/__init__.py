@@ -1,9 +1,9 @@
 """The text catalogue: every user-facing string, Vietnamese first, English second.
 
 Texts live in TOML files, one per area: `bot/texts/vi/<area>.toml` and `bot/texts/en/<area>.toml`.
-A key `greeting` in `core.toml` is asked for as `core.greeting`; a file's stem may itself be dotted
-(`errors.devices.toml` holds the keys `errors.devices.*`), so each area keeps its own files. Placeholders use `str.format`
-(`{name}`), and both languages must have the same keys and placeholders (tested).
+A key `greeting` in `core.toml` is asked for as `core.greeting`; a file's stem may be dotted
+(`errors.devices.toml` holds the keys `errors.devices.*`), so each area keeps its own files.
+Placeholders use `str.format` (`{name}`), and both languages must have the same keys and placeholders (tested).
 """
 
 from __future__ import annotations
