@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+class MigrationError(RuntimeError):
+    """A migration left rows that break a foreign key; it was rolled back."""
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -20,9 +26,54 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def _sqlite_pragma(connection: Connection, statement: str) -> None:
+    """Run a PRAGMA outside any transaction (where `foreign_keys` takes effect)."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+@contextmanager
+def migration_transaction(connection: Connection) -> Iterator[None]:
+    """One transaction for a migration run; on SQLite with foreign keys off while it runs.
+
+    SQLite's batch mode changes a table by copying it, dropping the old one and renaming the copy. With
+    foreign keys on, that DROP would delete the rows of ON DELETE CASCADE children (every dose of every
+    student) or fail on RESTRICT children. So, as SQLite's documentation prescribes: keys off outside
+    the transaction, migrate, `PRAGMA foreign_key_check` before committing, keys on again.
+    """
+    sqlite = connection.dialect.name == "sqlite"
+    if connection.in_transaction():
+        connection.commit()
+    if sqlite:
+        _sqlite_pragma(connection, "PRAGMA foreign_keys=OFF")
+    try:
+        with connection.begin():
+            yield
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise MigrationError(f"foreign keys broken by the migration: {broken[:5]}")
+    finally:
+        if sqlite:
+            _sqlite_pragma(connection, "PRAGMA foreign_keys=ON")
+
+
+def _run(connection: Connection, action: Callable[[Config], None]) -> None:
+    with migration_transaction(connection):
+        action(alembic_config(connection))
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+    async with engine.connect() as connection:
+        await connection.run_sync(_run, lambda config: command.upgrade(config, revision))
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    async with engine.connect() as connection:
+        await connection.run_sync(_run, lambda config: command.downgrade(config, revision))
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

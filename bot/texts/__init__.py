@@ -3,7 +3,7 @@
 Texts live in TOML files, one per area: `bot/texts/vi/<area>.toml` and `bot/texts/en/<area>.toml`.
 A key `greeting` in `core.toml` is asked for as `core.greeting`; a file's stem may be dotted
 (`errors.devices.toml` holds the keys `errors.devices.*`), so each area keeps its own files.
-Placeholders use `str.format` (`{name}`), and both languages must have the same keys and placeholders (tested).
+Placeholders use `str.format` (`{name}`); both languages have the same keys and placeholders (tested).
 """
 
 from __future__ import annotations
