@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     sandbox_database_url: str = "sqlite+aiosqlite:///./data/sandbox.sqlite3"
     sandbox_port: int = Field(default=8080, ge=1, le=65535)
 
+    @field_validator("telegram_bot_token", "webhook_secret_token", "webhook_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`TELEGRAM_BOT_TOKEN=` in .env means "not configured yet"."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url", "sandbox_database_url")
     @classmethod
     def _supported_database(cls, value: str) -> str:

@@ -207,6 +207,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "baonhieu ngay",
         "baonhieu gio",
         "baonhieu lau",
+        "lich",
+        "schedule",
     ),
     "tre": ("tre", "tre han", "qua han", "cham", "cham tre", "late", "overdue", "delay", "delayed"),
     "odau": (
@@ -248,6 +250,11 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "phone",
         "call",
         "danh ba",
+        "who do i ask",
+        "who should i ask",
+        "who to ask",
+        "who can i ask",
+        "who do i call",
     ),
     "cach": (
         "lam sao",
@@ -304,7 +311,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "taive": ("tai ve", "tai xuong", "download", "xuat", "export", "lay file"),
     "huongdan": ("sheet huong dan", "quy uoc", "quy dinh nhap", "instructions", "instruction"),
     "nhucau": ("nhu cau", "can ho tro", "need", "needs", "can may"),
-    "hotro": ("ho tro", "support", "help"),
+    "hotro": ("ho tro", "support", "help", "mien phi", "free"),
     "ngheo": ("ho ngheo", "ngheo", "poor", "poverty"),
     "canngheo": ("can ngheo", "ho can ngheo", "near poor", "near-poor"),
     "tuvong": ("tu vong", "qua doi", "mo coi", "mat cha", "mat me", "cha me mat", "died", "dead", "orphan",
@@ -328,6 +335,11 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "moet",
         "csdl.moet.gov.vn",
         "database",
+        "ministry system",
+        "ministry database",
+        "he thong cua bo",
+        "csdl cua bo",
+        "he thong bo",
         "system",
         "trang",
         "link",
@@ -353,7 +365,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "huy": ("huy", "huy bo", "thoat", "cancel", "dung lai", "bo qua"),
     "tieptuc": ("tiep tuc", "lam tiep", "nhap tiep", "resume", "continue", "dang do", "nhap do", "lam do",
                 "bi gian doan", "gian doan", "nhap dang do"),
-    "cauhoi": ("cau hoi", "hoi dap", "faq", "thac mac", "cau hoi thuong gap", "question", "questions", "ask"),
+    "cauhoi": ("cau hoi", "hoi dap", "faq", "cau hoi thuong gap", "question", "questions"),
+    # "I have a question / a problem": the same filler in every "whom do I ask" question.
+    "vuongmac": ("thac mac", "vuong mac", "gap kho khan", "problem", "issue"),
     "lichsu": ("lich su", "nhat ky", "history", "log", "ai da"),
     "khop": ("khop", "trung khop", "thong nhat", "giong nhau", "lech", "khac nhau", "match", "mismatch",
              "chenh lech"),
@@ -361,7 +375,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "lop": ("lop", "ca lop", "class", "classes", "hang loat", "nhieu em", "cung luc", "mot luc"),
     "loai": ("loai", "brand", "type", "kind", "hang"),
     "ngoaitruong": ("ngoai truong", "noi khac", "ben ngoai", "o phuong", "tram y te", "cong dong",
-                    "dia phuong", "o que", "outside", "community", "elsewhere", "phuong", "xa"),
+                    "dia phuong", "o que", "outside", "community", "elsewhere", "phuong", "xa", "benh vien",
+                    "hospital", "phong kham", "trung tam y te", "tiem dich vu", "clinic"),
     "cauhinh": ("cau hinh", "thong so", "specs", "ram", "cpu", "chip"),
     "1ngay": ("1 ngay", "01 ngay", "mot ngay", "24h", "24 gio", "one day", "1 day", "ngay hom sau"),
     "5ngay": ("5 ngay", "05 ngay", "nam ngay", "five days", "5 days", "five day", "5 day"),
@@ -381,12 +396,12 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 STOPWORDS: frozenset[str] = frozenset(
     """
     a ah ak anh ay ba ban bi biet cac cai can cho chi chu co con cua cung da dang day de den deu di
-    do duoc dc dk em gi giup ha hay hoi hoac ja khi khong ko k kg la lai lam len luc ma minh mot moi nay nao
+    dau do duoc dc dk em gi giup ha hay hoi hoac ja khi khong ko k kg la lai lam len luc ma minh mot moi nay nao
     neu nen nhe nha nhi nhung nhieu nua o oi phai ra roi sao se tai thi the thay toi tren trong tu va vao
     vay ve voi vui long xin xem duoc ad admin oke ok uh u vs thi dung hen
     the an is are am was were be been do does did i we you my our your to of for in on at by with and or
     what which can could should must have has it this that there from as if about us get will would
-    please any some still not no yes into after before than then they them he she his her its do
+    please ask any some still not no yes into after before than then they them he she his her its do
     """.split()
 )
 
@@ -396,6 +411,7 @@ _TELEX_MARKS = (("aw", "a"), ("aa", "a"), ("ee", "e"), ("oo", "o"), ("ow", "o"),
 _TOKEN = re.compile(r"[a-z0-9]+(?:[._][a-z0-9]+)*")
 _WORD = re.compile(r"\w+")
 _COMMAND = re.compile(r"(?:(?<=\s)|^)/([a-z][a-z_]*)")
+_BARE_COMMAND = re.compile(r"(?<![\w/])(?!cmd_)([a-z]+(?:_[a-z]+)+)")
 
 
 def _phrase_table() -> tuple[re.Pattern[str], dict[str, str]]:
@@ -425,6 +441,8 @@ def analyse(text: str, mend: Callable[[str], str] | None = None) -> list[str]:
     lowered = unicodedata.normalize("NFC", text).lower()
     # A bot command is a token of its own ("/my" is not the English stop-word) and its word as well.
     lowered = _COMMAND.sub(lambda m: f"cmd_{m.group(1)} {m.group(1).replace('_', ' ')}", lowered)
+    # A command typed without its slash ("vaccine_round la gi") is still the command.
+    lowered = _BARE_COMMAND.sub(lambda m: f"cmd_{m.group(1)} {m.group(1).replace('_', ' ')}", lowered)
     words = _TOKEN.findall(fold(_tag_accented(lowered)))
     if mend is not None:
         words = [mend(word) for word in words]
@@ -448,12 +466,11 @@ def _bigrams(tokens: Sequence[str]) -> list[str]:
 
 
 def _telex_readings(word: str) -> list[str]:
-    """What a word typed in Telex with the Vietnamese keyboard off may mean: "tieems" -> "tiem"."""
-    readings = []
-    for index in range(len(word) - 1, 0, -1):
-        if word[index] in "sfrxj":
-            readings.append(word[:index] + word[index + 1 :])
-    readings.append(word)
+    """What a word typed in Telex with the Vietnamese keyboard off may mean: "tieems" -> "tiem".
+
+    The tone key comes last ("vawcs", "hocj"); the marks are doubled letters or a "w" inside the word.
+    """
+    readings = [word[:-1], word] if word[-1] in "sfrxj" else [word]
     result = []
     for reading in readings:
         for marked, plain in _TELEX_MARKS:

@@ -45,8 +45,6 @@ def migration_transaction(connection: Connection) -> Iterator[None]:
     the transaction, migrate, `PRAGMA foreign_key_check` before committing, keys on again.
     """
     sqlite = connection.dialect.name == "sqlite"
-    if connection.in_transaction():
-        connection.commit()
     if sqlite:
         _sqlite_pragma(connection, "PRAGMA foreign_keys=OFF")
     try:

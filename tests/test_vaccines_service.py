@@ -5,6 +5,7 @@ The clock is frozen at Monday 15 Nov 2021, 09:00 in Ho Chi Minh City.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -423,6 +424,39 @@ async def test_repeated_confirm_with_the_same_request_key_saves_one_row(services
     assert again.id == first.id
     assert await count(services, VaccineDose) == 1
     assert await count(services, AuditLog, AuditLog.entity == "vaccine_dose") == 1
+
+
+async def test_two_confirms_at_once_save_one_dose(services: Services) -> None:
+    """A double tap sends two confirms together; on PostgreSQL they really run concurrently."""
+    world = await make_world(services)
+    products = await product_ids(services)
+    data = dose(world.student_ids["HS0001"], 1, TODAY, products["COMIRNATY"])
+
+    first, second = await asyncio.gather(
+        services.vaccines.record_dose(world.primary_school_id, data, actor_id=None, request_key="twin"),
+        services.vaccines.record_dose(world.primary_school_id, data, actor_id=None, request_key="twin"),
+    )
+
+    assert first.id == second.id and await count(services, VaccineDose) == 1
+
+
+async def test_two_people_taking_the_same_dose_number_at_once(services: Services) -> None:
+    world = await make_world(services)
+    products = await product_ids(services)
+    data = dose(world.student_ids["HS0001"], 1, TODAY, products["COMIRNATY"])
+
+    outcomes = await asyncio.gather(
+        services.vaccines.record_dose(world.primary_school_id, data, actor_id=None, request_key="one"),
+        services.vaccines.record_dose(world.primary_school_id, data, actor_id=None, request_key="two"),
+        return_exceptions=True,
+    )
+
+    refused = [o for o in outcomes if isinstance(o, DomainError)]
+    assert len(refused) == 1 and refused[0].code in {
+        "vaccines.duplicate_dose",
+        "vaccines.duplicate_dose_race",
+    }
+    assert await count(services, VaccineDose) == 1
 
 
 async def test_update_and_delete_are_audited(services: Services) -> None:

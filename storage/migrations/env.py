@@ -38,9 +38,15 @@ async def _run_with_own_engine() -> None:
 
     engine = create_engine(_url())
     async with engine.connect() as connection:
-        await connection.run_sync(_configure)
-        await connection.commit()
+        await connection.run_sync(_configure_in_transaction)
     await engine.dispose()
+
+
+def _configure_in_transaction(connection: Connection) -> None:
+    from storage.migrate import migration_transaction
+
+    with migration_transaction(connection):
+        _configure(connection)
 
 
 def run_migrations_offline() -> None:

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -350,18 +350,30 @@ class _Generator:
         return random.Random(":".join(str(p) for p in (self.data.seed, *parts)))
 
     async def insert(self, model: type[Base], rows: list[dict[str, Any]], *, ids: bool = False) -> list[int]:
-        """Bulk insert in chunks; with `ids`, the new ids in the order of `rows`."""
+        """Bulk insert in chunks; with `ids`, the rows get their ids first (children refer to them)."""
         table_name = model.__tablename__
         self.counts[table_name] = self.counts.get(table_name, 0) + len(rows)
-        new_ids: list[int] = []
+        new_ids = await self.reserve_ids(model, len(rows)) if ids else []
+        for row, row_id in zip(rows, new_ids, strict=False):
+            row["id"] = row_id
         for start in range(0, len(rows), CHUNK_ROWS):
-            chunk = rows[start : start + CHUNK_ROWS]
-            if ids:
-                statement = insert(model).returning(model.id, sort_by_parameter_order=True)  # type: ignore[attr-defined]
-                new_ids.extend((await self.session.scalars(statement, chunk)).all())
-            else:
-                await self.session.execute(insert(model), chunk)
+            await self.session.execute(insert(model), rows[start : start + CHUNK_ROWS])
         return new_ids
+
+    async def reserve_ids(self, model: type[Base], count: int) -> list[int]:
+        """Ids for `count` new rows, taken before the insert: a plain executemany is several times faster
+        than RETURNING, which SQLite answers one row at a time."""
+        if count == 0:
+            return []
+        table = model.__table__
+        if self.session.bind.dialect.name == "postgresql":
+            sequence = func.pg_get_serial_sequence(table.name, "id")
+            numbers = select(func.nextval(sequence)).select_from(func.generate_series(1, count))
+            return sorted(await self.session.scalars(numbers))
+        # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so the next ids stay ours,
+        # and they are the ones SQLite itself would give.
+        last = await self.session.scalar(select(func.max(table.c.id))) or 0
+        return list(range(last + 1, last + count + 1))
 
     async def run(self) -> DemoDataOut:
         data = self.data
@@ -538,9 +550,7 @@ class _Generator:
 
     async def fill_school(self, school: _School, prefix: str, program_donor_id: int) -> None:
         students = self.make_students(school, prefix)
-        student_ids = await self.insert(Student, students, ids=True)
-        for row, student_id in zip(students, student_ids, strict=True):
-            row["id"] = student_id
+        await self.insert(Student, students, ids=True)
         needs = self.make_needs(school, students)
         await self.insert(NeedRecord, needs)
         device_needers = {row["student_id"] for row in needs if row["needs_device"]}

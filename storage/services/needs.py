@@ -93,12 +93,14 @@ class NeedService(ServiceBase):
         """
         try:
             async with self.sessionmaker.begin() as session:
+                # Lock first, then look for the key: a concurrent twin of this confirm waits here and
+                # then finds the record its twin saved.
+                student = await school_student(session, school_id, data.student_id, lock=True)
                 if request_key:
                     saved = await _need_by_key(session, school_id, request_key)
                     if saved is not None:
                         return _replayed(saved, data.student_id)
                 await _refuse_if_locked(session, school_id)
-                student = await school_student(session, school_id, data.student_id, lock=True)
                 need = await session.scalar(select(NeedRecord).where(NeedRecord.student_id == student.id))
                 if need is not None and not update:
                     raise DomainError(

@@ -365,11 +365,13 @@ class VaccineService(ServiceBase):
         """
         try:
             async with self.sessionmaker.begin() as session:
+                # Lock first, then look for the key: a concurrent twin of this confirm waits here and
+                # then finds the dose its twin saved, instead of a duplicate dose number.
+                student = await school_student(session, school_id, data.student_id, lock=True)
                 if request_key:
                     saved = await self._dose_by_key(session, school_id, request_key)
                     if saved is not None:
                         return self._replayed(saved, data.student_id)
-                student = await school_student(session, school_id, data.student_id, lock=True)
                 check, product = await self._check(session, school_id, student, data)
                 self._raise_unless_allowed(check, confirm_warnings)
                 assert product is not None

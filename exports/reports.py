@@ -1,0 +1,935 @@
+"""The compiled reports' workbooks: which sheets, which columns, which words.
+
+`write_report(kind, data, streams, target)` is a plain function: `data` holds the small tables the
+database aggregated (per school, per level, the whole scope; batches; inconsistencies; metadata), and
+`streams` hands over the long per-student lists one after another, in the order of `STREAMS[kind]`,
+as iterators of tuples whose fields are named by `STREAM_KEYS[name]`. Nothing here adds up a total:
+every total row is a value the database computed, and the tests check that each one matches the rows
+of the detail sheets.
+
+All words come from the catalogue (`bot/texts/<lang>/reports.toml`); the workbook is in Vietnamese
+unless another language is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime
+from typing import IO, Any, Protocol
+from zoneinfo import ZoneInfo
+
+from bot.texts import t
+from exports.xlsx import (
+    BOOL,
+    DATE,
+    DATETIME,
+    INT,
+    LABEL,
+    PERCENT,
+    TEXT,
+    Column,
+    KeyValueSheet,
+    Percent,
+    PrintSetup,
+    SignatureBlock,
+    TableSheet,
+    Workbook,
+    ratio,
+    write_signature_block,
+    write_value,
+)
+
+NEEDS = "needs"
+DEVICES = "devices"
+VACCINATION = "vaccination"
+TIMELINESS = "timeliness"
+DISTRICT = "district"
+KINDS = (NEEDS, DEVICES, VACCINATION, TIMELINESS, DISTRICT)
+
+PRIORITY_GROUPS = ("poor", "near_poor", "covid_orphan", "other_hardship")
+PROGRAM_GROUPS = ("poor", "near_poor", "covid_orphan")
+SOURCES = ("program", "other")
+PLACES = ("school", "community", "elsewhere")
+
+# The small tables each report needs (keys of `data`), and its long lists in the order they stream.
+AREAS: dict[str, tuple[str, ...]] = {
+    NEEDS: ("needs", "issues"),
+    DEVICES: ("devices", "batches", "issues"),
+    VACCINATION: ("vaccination", "issues"),
+    TIMELINESS: ("timeliness",),
+    DISTRICT: ("needs", "devices", "batches", "vaccination", "timeliness", "issues", "round_status"),
+}
+# Which inconsistencies each report lists (the district report: all of them).
+ISSUE_AREAS: dict[str, tuple[str, ...]] = {
+    NEEDS: ("needs",),
+    DEVICES: ("devices",),
+    VACCINATION: ("vaccination",),
+    TIMELINESS: (),
+    DISTRICT: ("needs", "devices", "vaccination"),
+}
+LATE_STREAMS = ("late_batches", "late_handovers", "late_doses", "late_needs")
+STREAMS: dict[str, tuple[str, ...]] = {
+    NEEDS: ("needs_students",),
+    DEVICES: ("device_gifts", "device_loans"),
+    VACCINATION: ("vaccination_doses",),
+    TIMELINESS: LATE_STREAMS,
+    DISTRICT: ("needs_students", "device_gifts", "device_loans", "vaccination_doses", *LATE_STREAMS),
+}
+
+_HANDOVER_KEYS = (
+    "school_code",
+    "school_name",
+    "batch_id",
+    "source",
+    "donor_name",
+    "device_type",
+    "make_model",
+    "student_code",
+    "full_name",
+    "class_name",
+    "handed_on",
+)
+_LATE_KEYS = (
+    "record_type",
+    "school_code",
+    "school_name",
+    "subject_code",
+    "subject_name",
+    "event_on",
+    "entered_at",
+    "entered_by",
+)
+# The fields of each streamed row, in order (the database query labels its columns with these).
+STREAM_KEYS: dict[str, tuple[str, ...]] = {
+    "needs_students": (
+        "school_code",
+        "school_name",
+        "student_code",
+        "full_name",
+        "date_of_birth",
+        "gender",
+        "grade",
+        "class_name",
+        "priority_group",
+        "category",
+        "needs_device",
+        "needs_connectivity",
+        "note",
+        "entered_late",
+    ),
+    "device_gifts": (*_HANDOVER_KEYS, "entered_late", "note"),
+    "device_loans": (*_HANDOVER_KEYS, "returned_on", "loan_status", "entered_late", "note"),
+    "vaccination_doses": (
+        "school_code",
+        "school_name",
+        "student_code",
+        "full_name",
+        "date_of_birth",
+        "grade",
+        "class_name",
+        "dose_number",
+        "given_on",
+        "product_name",
+        "product_other_name",
+        "place",
+        "entered_late",
+    ),
+    **{name: _LATE_KEYS for name in LATE_STREAMS},
+}
+
+
+class StreamSource(Protocol):
+    def rows(self, name: str, keys: Sequence[str]) -> Iterator[Sequence[Any]]:
+        """The rows of stream `name`, whose fields are `keys`; streams are asked for in order."""
+        ...
+
+
+class MappingStreams:
+    """Streams given as ready lists or iterators (tests, benchmarks, small reports)."""
+
+    def __init__(self, streams: Mapping[str, Any]) -> None:
+        self.streams = streams
+
+    def rows(self, name: str, keys: Sequence[str]) -> Iterator[Sequence[Any]]:
+        return iter(self.streams.get(name, ()))
+
+
+# --- words ----------------------------------------------------------------------------------------
+
+
+class Words:
+    """Catalogue texts of the reports in one language."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+
+    def __call__(self, key: str, **values: object) -> str:
+        return t(f"reports.{key}", self.language, **values)
+
+    def labels(self, group: str, values: Sequence[str]) -> dict[Any, str]:
+        return {value: self(f"label.{group}.{value}") for value in values}
+
+    def yes(self) -> dict[Any, str]:
+        return {True: self("label.yes"), 1: self("label.yes"), False: "", 0: ""}
+
+    def number(self, value: int | float | None) -> str:
+        value = value or 0
+        text = f"{value:,.0f}"
+        return text.replace(",", ".") if self.language == "vi" else text
+
+    def percent(self, fraction: float | None) -> str:
+        if fraction is None:
+            return "–"
+        text = f"{fraction * 100:.1f}%"
+        return text.replace(".", ",") if self.language == "vi" else text
+
+    def day(self, value: date | None) -> str:
+        return value.strftime("%d/%m/%Y") if value else ""
+
+
+LEVELS = ("TH", "THCS", "TH_THCS")
+GENDERS = ("male", "female")
+DONOR_KINDS = ("organisation", "individual", "agency", "business")
+DEVICE_TYPES = ("laptop", "desktop", "tablet", "phone", "other")
+CONDITIONS = ("new", "used")
+LOAN_STATUSES = ("open", "returned")
+DEADLINE_STATUSES = ("met", "missed", "pending", "no_handover")
+SUBMISSION_STATUSES = ("not_submitted", "submitted", "approved", "returned")
+RECORD_TYPES = ("batch", "handover", "dose", "need")
+ISSUE_CODES = (
+    "over_given",
+    "allocated_mismatch",
+    "two_program_devices",
+    "handover_before_receipt",
+    "handover_other_school",
+    "dose_not_enrolled",
+    "dose_gap",
+    "dose_order",
+    "need_category_mismatch",
+    "need_not_enrolled",
+    "need_already_met",
+)
+
+
+# --- columns --------------------------------------------------------------------------------------
+
+
+def _col(words: Words, key: str, kind: str = TEXT, width: float = 12.0, labels: Any = None) -> Column:
+    return Column(key=key, header=words(f"col.{key}"), kind=kind, width=width, labels=labels)
+
+
+def _school_cols(words: Words, *, level: bool = True) -> list[Column]:
+    columns = [_col(words, "school_code", TEXT, 11), _col(words, "school_name", TEXT, 32)]
+    if level:
+        columns.append(_col(words, "level", LABEL, 10, words.labels("level", LEVELS)))
+    return columns
+
+
+def needs_columns(words: Words) -> list[Column]:
+    columns = _school_cols(words)
+    columns += [_col(words, "students", INT, 10), _col(words, "students_priority", INT, 12)]
+    for group in PRIORITY_GROUPS:
+        columns.append(_col(words, f"device_{group}", INT, 11))
+        columns.append(_col(words, f"connectivity_{group}", INT, 11))
+    columns += [
+        _col(words, "device_program", INT, 12),
+        _col(words, "device_total", INT, 11),
+        _col(words, "connectivity_total", INT, 11),
+        _col(words, "needs_total", INT, 11),
+    ]
+    return columns
+
+
+def devices_columns(words: Words) -> list[Column]:
+    return [
+        *_school_cols(words),
+        _col(words, "source", LABEL, 16, words.labels("source", SOURCES)),
+        _col(words, "batches", INT, 9),
+        _col(words, "donors", INT, 9),
+        _col(words, "received", INT, 10),
+        _col(words, "given", INT, 10),
+        _col(words, "on_loan", INT, 10),
+        _col(words, "returned", INT, 10),
+        _col(words, "left", INT, 10),
+    ]
+
+
+def batch_columns(words: Words) -> list[Column]:
+    return [
+        _col(words, "batch_id", INT, 8),
+        *_school_cols(words, level=False),
+        _col(words, "source", LABEL, 16, words.labels("source", SOURCES)),
+        _col(words, "donor_name", TEXT, 28),
+        _col(words, "donor_kind", LABEL, 14, words.labels("donor_kind", DONOR_KINDS)),
+        _col(words, "received_on", DATE, 12),
+        _col(words, "device_type", LABEL, 14, words.labels("device_type", DEVICE_TYPES)),
+        _col(words, "make_model", TEXT, 20),
+        _col(words, "condition", LABEL, 10, words.labels("condition", CONDITIONS)),
+        _col(words, "quantity", INT, 9),
+        _col(words, "given", INT, 9),
+        _col(words, "on_loan", INT, 9),
+        _col(words, "returned", INT, 9),
+        _col(words, "left", INT, 9),
+        _col(words, "report_deadline", DATE, 12),
+        _col(words, "last_entered_on", DATE, 12),
+        _col(words, "deadline_status", LABEL, 16, words.labels("deadline_status", DEADLINE_STATUSES)),
+        _col(words, "entered_late", BOOL, 10, words.yes()),
+    ]
+
+
+def vaccination_columns(words: Words) -> list[Column]:
+    return [
+        *_school_cols(words),
+        _col(words, "enrolled", INT, 10),
+        _col(words, "dose1", INT, 10),
+        _col(words, "dose2", INT, 10),
+        _col(words, "dose3", INT, 10),
+        _col(words, "coverage1", PERCENT, 10),
+        _col(words, "coverage2", PERCENT, 10),
+        _col(words, "doses", INT, 10),
+        _col(words, "at_school", INT, 10),
+        _col(words, "in_community", INT, 10),
+        _col(words, "elsewhere", INT, 10),
+    ]
+
+
+def grade_columns(words: Words) -> list[Column]:
+    return [
+        *_school_cols(words, level=False),
+        _col(words, "grade", INT, 7),
+        _col(words, "enrolled", INT, 10),
+        _col(words, "dose1", INT, 10),
+        _col(words, "dose2", INT, 10),
+        _col(words, "dose3", INT, 10),
+        _col(words, "coverage1", PERCENT, 10),
+        _col(words, "coverage2", PERCENT, 10),
+    ]
+
+
+def _dose_split_cols(words: Words) -> list[Column]:
+    return [
+        _col(words, "doses", INT, 10),
+        _col(words, "first_doses", INT, 10),
+        _col(words, "second_doses", INT, 10),
+        _col(words, "booster_doses", INT, 12),
+    ]
+
+
+def product_columns(words: Words) -> list[Column]:
+    return [_col(words, "product_name", TEXT, 32), *_dose_split_cols(words)]
+
+
+def place_columns(words: Words) -> list[Column]:
+    return [_col(words, "place", LABEL, 24, words.labels("place", PLACES)), *_dose_split_cols(words)]
+
+
+def timeliness_columns(words: Words) -> list[Column]:
+    columns = _school_cols(words)
+    for record in ("batches", "handovers", "doses", "needs", "records"):
+        columns.append(_col(words, f"{record}_total", INT, 10))
+        columns.append(_col(words, f"{record}_late", INT, 10))
+    columns.append(_col(words, "on_time_rate", PERCENT, 11))
+    return columns
+
+
+def issue_columns(words: Words) -> list[Column]:
+    return [
+        _col(words, "area", LABEL, 12, words.labels("area", ("needs", "devices", "vaccination"))),
+        _col(words, "issue", LABEL, 30, words.labels("issue", ISSUE_CODES)),
+        *_school_cols(words, level=False),
+        _col(words, "subject", TEXT, 30),
+        _col(words, "detail", TEXT, 60),
+    ]
+
+
+def round_status_columns(words: Words) -> list[Column]:
+    statuses = words.labels("submission", SUBMISSION_STATUSES)
+    return [
+        *_school_cols(words),
+        _col(words, "program_status", LABEL, 14, statuses),
+        _col(words, "program_submitted_at", DATETIME, 16),
+        _col(words, "vaccine_status", LABEL, 14, statuses),
+        _col(words, "vaccine_submitted_at", DATETIME, 16),
+    ]
+
+
+def stream_columns(words: Words, name: str) -> list[Column]:
+    yes = words.yes()
+    if name == "needs_students":
+        groups = words.labels("priority", (*PRIORITY_GROUPS, "none"))
+        return [
+            *_school_cols(words, level=False),
+            _col(words, "student_code", TEXT, 13),
+            _col(words, "full_name", TEXT, 26),
+            _col(words, "date_of_birth", DATE, 12),
+            _col(words, "gender", LABEL, 7, words.labels("gender", GENDERS)),
+            _col(words, "grade", INT, 6),
+            _col(words, "class_name", TEXT, 8),
+            _col(words, "priority_group", LABEL, 20, groups),
+            _col(words, "category", LABEL, 20, groups),
+            _col(words, "needs_device", BOOL, 10, yes),
+            _col(words, "needs_connectivity", BOOL, 10, yes),
+            _col(words, "note", TEXT, 30),
+            _col(words, "entered_late", BOOL, 9, yes),
+        ]
+    if name in ("device_gifts", "device_loans"):
+        columns = [
+            *_school_cols(words, level=False),
+            _col(words, "batch_id", INT, 8),
+            _col(words, "source", LABEL, 16, words.labels("source", SOURCES)),
+            _col(words, "donor_name", TEXT, 26),
+            _col(words, "device_type", LABEL, 14, words.labels("device_type", DEVICE_TYPES)),
+            _col(words, "make_model", TEXT, 18),
+            _col(words, "student_code", TEXT, 13),
+            _col(words, "full_name", TEXT, 26),
+            _col(words, "class_name", TEXT, 8),
+            _col(words, "handed_on", DATE, 12),
+        ]
+        if name == "device_loans":
+            columns += [
+                _col(words, "returned_on", DATE, 12),
+                _col(words, "loan_status", LABEL, 14, words.labels("loan_status", LOAN_STATUSES)),
+            ]
+        return [*columns, _col(words, "entered_late", BOOL, 9, yes), _col(words, "note", TEXT, 30)]
+    if name == "vaccination_doses":
+        return [
+            *_school_cols(words, level=False),
+            _col(words, "student_code", TEXT, 13),
+            _col(words, "full_name", TEXT, 26),
+            _col(words, "date_of_birth", DATE, 12),
+            _col(words, "grade", INT, 6),
+            _col(words, "class_name", TEXT, 8),
+            _col(words, "dose_number", INT, 7),
+            _col(words, "given_on", DATE, 12),
+            _col(words, "product_name", TEXT, 26),
+            _col(words, "product_other_name", TEXT, 18),
+            _col(words, "place", LABEL, 18, words.labels("place", PLACES)),
+            _col(words, "entered_late", BOOL, 9, yes),
+        ]
+    if name == "late":
+        return [
+            _col(words, "record_type", LABEL, 14, words.labels("record_type", RECORD_TYPES)),
+            *_school_cols(words, level=False),
+            _col(words, "subject_code", TEXT, 14),
+            _col(words, "subject_name", TEXT, 30),
+            _col(words, "event_on", DATE, 12),
+            _col(words, "entered_at", DATETIME, 16),
+            _col(words, "days_after", INT, 9),
+            _col(words, "entered_by", TEXT, 24),
+        ]
+    raise KeyError(name)
+
+
+# --- the writer -----------------------------------------------------------------------------------
+
+
+class ReportWriter:
+    """Lays out one report; `write()` creates every sheet in tab order, fills the small ones, then
+    the long lists as they stream in, and closes the workbook."""
+
+    def __init__(
+        self,
+        kind: str,
+        data: Mapping[str, Any],
+        streams: StreamSource,
+        target: str | IO[bytes],
+        *,
+        tmpdir: str | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown report kind {kind!r}")
+        self.kind = kind
+        self.data = data
+        self.meta: Mapping[str, Any] = data["meta"]
+        self.words = Words(self.meta.get("language", "vi"))
+        self.tz = ZoneInfo(self.meta.get("tz", "Asia/Ho_Chi_Minh"))
+        self.streams = streams
+        self.book = Workbook(target, tz=self.tz, tmpdir=tmpdir)
+        self.rows: dict[str, int] = {}
+        self.printed = kind == DISTRICT  # the district report is printed, signed and stamped
+
+    # -- common pieces -----------------------------------------------------------------------------
+
+    def subtitle(self) -> str:
+        return self.words("subtitle", scope=self.meta["scope_label"], period=self.period_text())
+
+    def period_text(self) -> str:
+        w, meta = self.words, self.meta
+        date_from, date_to = meta.get("date_from"), meta.get("date_to")
+        if date_from and date_to:
+            span = w("period.range", date_from=w.day(date_from), date_to=w.day(date_to))
+        elif date_from:
+            span = w("period.since", date_from=w.day(date_from))
+        elif date_to:
+            span = w("period.until", date_to=w.day(date_to))
+        else:
+            span = w("period.all", today=w.day(meta.get("today")))
+        if meta.get("round_name"):
+            return w("period.round", round=meta["round_name"], span=span)
+        return span
+
+    def table(self, key: str, columns: list[Column], *, note: str = "", landscape: bool = True) -> TableSheet:
+        w = self.words
+        sheet = self.book.table(
+            w(f"sheet.{key}"),
+            columns,
+            title=w(f"title.{key}"),
+            subtitle=self.subtitle(),
+            note=note,
+            print_setup=PrintSetup(landscape=landscape, footer=w("page_footer")),
+            borders_on_blanks=True,
+        )
+        return sheet
+
+    def detail_table(self, key: str, columns: list[Column], *, note: str = "") -> TableSheet:
+        w = self.words
+        return self.book.table(
+            w(f"sheet.{key}"),
+            columns,
+            title=w(f"title.{key}"),
+            subtitle=self.subtitle(),
+            note=note,
+            print_setup=PrintSetup(landscape=True, footer=w("page_footer")),
+            borders_on_blanks=False,
+        )
+
+    def signature(self) -> SignatureBlock:
+        w, meta = self.words, self.meta
+        return SignatureBlock(
+            place_date=w(
+                "signature.place_date",
+                place=meta.get("place_name", ""),
+                day=f"{meta['today'].day:02d}",
+                month=f"{meta['today'].month:02d}",
+                year=meta["today"].year,
+            ),
+            left_title=w("signature.preparer"),
+            left_hint=w("signature.preparer_hint"),
+            left_name=meta.get("prepared_by") or "",
+            right_title=w("signature.head"),
+            right_hint=w("signature.head_hint"),
+            right_name=meta.get("head_name") or "",
+        )
+
+    def close_summary(self, sheet: TableSheet) -> None:
+        if self.printed:
+            sheet.signature_block(self.signature())
+        sheet.finish()
+
+    def level_totals(self, rollup: Mapping[str, Any], *, by_source: bool = False) -> list[dict[str, Any]]:
+        """The database's totals per level and for the whole scope, labelled for total rows."""
+        w = self.words
+        level_names = w.labels("level", LEVELS)
+        rows: list[dict[str, Any]] = []
+        for record in rollup.get("levels", []):
+            rows.append(
+                {**record, "school_name": w("total_level", level=level_names.get(record["level"], ""))}
+            )
+        for record in rollup.get("total", []):
+            label = w("total_all")
+            if by_source and record.get("source") is None:
+                label = w("total_all_sources")
+            rows.append({**record, "level": None, "school_name": label})
+        return rows
+
+    # -- the reports -------------------------------------------------------------------------------
+
+    def write(self) -> dict[str, int]:
+        kind = self.kind
+        if kind == DISTRICT:
+            cover = self.book.add_sheet(self.words("sheet.cover"))
+            if self.data.get("round_status") is not None:
+                self.round_status_sheet()
+        summaries = {
+            NEEDS: [self.needs_sheet],
+            DEVICES: [self.devices_sheet, self.batches_sheet],
+            VACCINATION: [self.vaccination_sheets],
+            TIMELINESS: [self.timeliness_sheet],
+            DISTRICT: [
+                self.needs_sheet,
+                self.devices_sheet,
+                self.batches_sheet,
+                self.vaccination_sheets,
+                self.timeliness_sheet,
+            ],
+        }[kind]
+        for make in summaries:
+            make()
+        if ISSUE_AREAS[kind]:
+            self.issues_sheet()
+        # The long lists: create their sheets now (tab order), fill them as the rows stream in.
+        details = self.detail_sheets()
+        meta_sheet = self.book.add_sheet(self.words("sheet.meta"))
+        if kind == DISTRICT:
+            self.cover_sheet(cover)
+        for name in STREAMS[kind]:
+            key, sheet = details[name]
+            self.rows[key] = self.rows.get(key, 0) + self.fill(sheet, name)
+        for key, sheet in {key: sheet for key, sheet in details.values()}.items():
+            sheet.finish()
+            del key
+        self.meta_sheet(meta_sheet)
+        self.book.close()
+        return self.rows
+
+    def detail_sheets(self) -> dict[str, tuple[str, TableSheet]]:
+        w = self.words
+        sheets: dict[str, tuple[str, TableSheet]] = {}
+        late_sheet: TableSheet | None = None
+        for name in STREAMS[self.kind]:
+            if name in LATE_STREAMS:
+                if late_sheet is None:
+                    late_sheet = self.detail_table("late", stream_columns(w, "late"), note=w("note.late"))
+                sheets[name] = ("late", late_sheet)
+                continue
+            key = name
+            note = w(f"note.{name}")
+            sheets[name] = (key, self.detail_table(key, stream_columns(w, name), note=note))
+        return sheets
+
+    def fill(self, sheet: TableSheet, name: str) -> int:
+        keys = STREAM_KEYS[name]
+        rows = self.streams.rows(name, keys)
+        if name in LATE_STREAMS:
+            rows = self._late_rows(rows)
+        return sheet.write_rows(rows)
+
+    def _late_rows(self, rows: Iterator[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+        tz = self.tz
+        for record_type, school_code, school_name, code, name, event_on, entered_at, entered_by in rows:
+            days = None
+            if event_on is not None and entered_at is not None:
+                days = (entered_at.astimezone(tz).date() - event_on).days
+            yield (record_type, school_code, school_name, code, name, event_on, entered_at, days, entered_by)
+
+    # needs
+
+    def needs_sheet(self) -> None:
+        w = self.words
+        rollup = self.data["needs"]
+        sheet = self.table("needs", needs_columns(w), note=w("note.needs"))
+        self.rows["needs"] = sheet.write_records(rollup["rows"])
+        sheet.write_totals(self.level_totals(rollup))
+        self.close_summary(sheet)
+
+    # devices
+
+    def devices_sheet(self) -> None:
+        w = self.words
+        rollup = self.data["devices"]
+        sheet = self.table("devices", devices_columns(w), note=w("note.devices"))
+        self.rows["devices"] = sheet.write_records(rollup["rows"])
+        sheet.write_totals(self.level_totals(rollup, by_source=True))
+        self.close_summary(sheet)
+
+    def batches_sheet(self) -> None:
+        w = self.words
+        sheet = self.table("batches", batch_columns(w), note=w("note.batches"))
+        self.rows["batches"] = sheet.write_records(self.data["batches"])
+        self.close_summary(sheet)
+
+    # vaccination
+
+    def vaccination_sheets(self) -> None:
+        w = self.words
+        data = self.data["vaccination"]
+        sheet = self.table("vaccination", vaccination_columns(w), note=w("note.vaccination"))
+        rows = [_with_coverage(r) for r in data["rows"]]
+        self.rows["vaccination"] = sheet.write_records(rows)
+        first, last = sheet.row - len(rows), sheet.row - 1
+        sheet.write_totals(_with_coverage(r) for r in self.level_totals(data))
+        self.close_summary(sheet)
+        self.coverage_chart(sheet, first, last)
+
+        grades = self.table("vaccination_grades", grade_columns(w), note=w("note.vaccination"))
+        self.rows["vaccination_grades"] = grades.write_records(_with_coverage(r) for r in data["grades"])
+        grade_totals = [
+            {**_with_coverage(r), "school_name": w("total_grade", grade=r["grade"])} for r in data["grade_totals"]
+        ]
+        grades.write_totals([*grade_totals, *(_with_coverage(r) for r in self.level_totals({"total": data["total"]}))])
+        self.close_summary(grades)
+
+        products = self.table("vaccination_products", product_columns(w), landscape=False)
+        self.rows["vaccination_products"] = products.write_records(data["products"])
+        products.write_totals([{**data["doses_total"], "product_name": w("total_all")}])
+        self.close_summary(products)
+
+        places = self.table("vaccination_places", place_columns(w), landscape=False)
+        self.rows["vaccination_places"] = places.write_records(data["places"])
+        places.write_totals([{**data["doses_total"], "place": w("total_all")}])
+        self.close_summary(places)
+
+    def coverage_chart(self, sheet: TableSheet, first: int, last: int) -> None:
+        """A bar per school: the share of enrolled students with at least one / two doses."""
+        w = self.words
+        chart_sheet = self.book.add_sheet(w("sheet.coverage_chart"))
+        chart_sheet.write_string(0, 0, w("title.coverage_chart"), self.book.formats.title)
+        chart_sheet.write_string(1, 0, self.subtitle(), self.book.formats.subtitle)
+        if last < first:
+            chart_sheet.write_string(3, 0, w("chart_empty"), self.book.formats.note)
+            return
+        columns = [c.key for c in sheet.columns]
+        name_col = columns.index("school_name")
+        chart = self.book.book.add_chart({"type": "bar"})
+        source = sheet.sheet.name
+        for key, color in (("coverage1", "#2E75B6"), ("coverage2", "#A9D18E")):
+            col = columns.index(key)
+            chart.add_series(
+                {
+                    "name": w(f"col.{key}"),
+                    "categories": [source, first, name_col, last, name_col],
+                    "values": [source, first, col, last, col],
+                    "fill": {"color": color},
+                    "gap": 60,
+                }
+            )
+        chart.set_title({"name": w("title.coverage_chart"), "name_font": {"size": 12}})
+        chart.set_x_axis({"min": 0, "max": 1, "num_format": "0%", "major_gridlines": {"visible": True}})
+        chart.set_y_axis({"reverse": True, "num_font": {"size": 8}})
+        chart.set_legend({"position": "top"})
+        schools = last - first + 1
+        chart.set_size({"width": 900, "height": max(320, 60 + 26 * schools)})
+        chart_sheet.insert_chart(3, 0, chart)
+        chart_sheet.set_paper(9)
+        chart_sheet.fit_to_pages(1, 0)
+
+    # timeliness
+
+    def timeliness_sheet(self) -> None:
+        w = self.words
+        rollup = self.data["timeliness"]
+        sheet = self.table("timeliness", timeliness_columns(w), note=w("note.timeliness"))
+        self.rows["timeliness"] = sheet.write_records(_with_on_time(r) for r in rollup["rows"])
+        sheet.write_totals(_with_on_time(r) for r in self.level_totals(rollup))
+        self.close_summary(sheet)
+
+    # inconsistencies
+
+    def issues_sheet(self) -> None:
+        w = self.words
+        areas = ISSUE_AREAS[self.kind]
+        sheet = self.table("issues", issue_columns(w), note=w("note.issues"))
+        issues = [i for i in self.data.get("issues", []) if i["area"] in areas]
+        records = [{**issue, "detail": w(f"issue_detail.{issue['issue']}", **issue["params"])} for issue in issues]
+        self.rows["issues"] = sheet.write_records(records)
+        if not records:
+            sheet.write_note_line(w("issues_none"))
+        self.close_summary(sheet)
+
+    # round
+
+    def round_status_sheet(self) -> None:
+        w = self.words
+        sheet = self.table("round_status", round_status_columns(w))
+        self.rows["round_status"] = sheet.write_records(self.data["round_status"])
+        self.close_summary(sheet)
+
+    # cover and metadata
+
+    def key_figures(self) -> list[tuple[str, Any]]:
+        w, data = self.words, self.data
+        needs = _total(data.get("needs"))
+        devices = _total(data.get("devices"), source=None)
+        vaccination = _total(data.get("vaccination"))
+        timeliness = _total(data.get("timeliness"))
+        batches = data.get("batches", [])
+        met = sum(1 for b in batches if b["deadline_status"] == "met")
+        issues = [i for i in data.get("issues", []) if i["area"] in ISSUE_AREAS[self.kind]]
+        return [
+            (w("figure.schools"), needs.get("schools", 0)),
+            (w("figure.students"), needs.get("students", 0)),
+            (w("figure.device_program"), needs.get("device_program", 0)),
+            (w("figure.device_total"), needs.get("device_total", 0)),
+            (w("figure.connectivity_total"), needs.get("connectivity_total", 0)),
+            (w("figure.batches"), devices.get("batches", 0)),
+            (w("figure.received"), devices.get("received", 0)),
+            (w("figure.given"), devices.get("given", 0)),
+            (w("figure.on_loan"), devices.get("on_loan", 0)),
+            (w("figure.left"), devices.get("left", 0)),
+            (w("figure.batches_met"), w("figure.of", part=met, whole=len(batches))),
+            (w("figure.dose1"), vaccination.get("dose1", 0)),
+            (w("figure.dose2"), vaccination.get("dose2", 0)),
+            (w("figure.dose3"), vaccination.get("dose3", 0)),
+            (w("figure.coverage1"), Percent(ratio(vaccination.get("dose1"), vaccination.get("enrolled")) or 0.0)),
+            (w("figure.records_late"), w("figure.of", part=timeliness.get("records_late", 0), whole=timeliness.get("records_total", 0))),
+            (w("figure.issues"), len(issues)),
+        ]
+
+    def cover_sheet(self, sheet: Any) -> None:
+        w, meta, formats = self.words, self.meta, self.book.formats
+        widths = (30, 16, 30, 16)
+        for col, width in enumerate(widths):
+            sheet.set_column(col, col, width)
+        sheet.set_paper(9)
+        sheet.set_portrait()
+        sheet.fit_to_pages(1, 0)
+        sheet.set_margins(left=0.6, right=0.5, top=0.6, bottom=0.6)
+        sheet.center_horizontally()
+        district = meta.get("district_name", "")
+        sheet.merge_range(0, 0, 0, 1, w("cover.authority", district=district.upper()), formats.center)
+        sheet.merge_range(0, 2, 0, 3, w("cover.nation"), formats.center_bold)
+        sheet.merge_range(1, 0, 1, 1, w("cover.office"), formats.center_bold)
+        sheet.merge_range(1, 2, 1, 3, w("cover.motto"), formats.center_bold)
+        sheet.merge_range(3, 2, 3, 3, self.signature().place_date, formats.center_italic)
+        sheet.set_row(5, 28)
+        sheet.merge_range(5, 0, 5, 3, w("cover.title"), formats.center_title)
+        sheet.set_row(6, 48)
+        sheet.merge_range(6, 0, 6, 3, w("cover.subtitle"), formats.center_bold)
+        row = 8
+        lines = [
+            (w("cover.to"), w("cover.to_value", province=meta.get("province", ""))),
+            (w("cover.from"), w("cover.from_value", district=district)),
+            (w("meta.scope"), meta["scope_label"]),
+            (w("meta.round"), meta.get("round_name") or "–"),
+            (w("meta.period"), self.period_text()),
+            (w("meta.generated_at"), meta["generated_at"]),
+            (w("meta.prepared_by"), meta.get("prepared_by") or "–"),
+        ]
+        for label, value in lines:
+            sheet.write_string(row, 0, label, formats.key)
+            sheet.merge_range(row, 1, row, 3, "", formats.value_text)
+            write_value(self.book, sheet, row, 1, value)
+            row += 1
+        row += 1
+        sheet.merge_range(row, 0, row, 3, w("cover.figures"), formats.plain_bold)
+        row += 1
+        for label, value in self.key_figures():
+            sheet.merge_range(row, 0, row, 2, "", formats.key)
+            sheet.write_string(row, 0, label, formats.key)
+            write_value(self.book, sheet, row, 3, value)
+            row += 1
+        row += 1
+        sheet.merge_range(row, 0, row, 3, w("cover.contents"), formats.note)
+        row += 1
+        write_signature_block(self.book, sheet, row + 1, 4, self.signature())
+
+    def meta_sheet(self, sheet: Any) -> None:
+        w, meta = self.words, self.meta
+        pairs = KeyValueSheet(self.book, sheet)
+        pairs.heading(w("title.meta"))
+        pairs.pair(w("meta.report"), w(f"kind.{self.kind}"))
+        pairs.pair(w("meta.district"), meta.get("district_name", ""))
+        pairs.pair(w("meta.scope"), meta["scope_label"])
+        pairs.pair(w("meta.round"), meta.get("round_name") or "–")
+        pairs.pair(w("meta.date_from"), meta.get("date_from") or "–")
+        pairs.pair(w("meta.date_to"), meta.get("date_to") or "–")
+        pairs.pair(w("meta.generated_at"), meta["generated_at"])
+        pairs.pair(w("meta.prepared_by"), meta.get("prepared_by") or w("meta.command_line"))
+        pairs.pair(w("meta.language"), w("meta.language_name"))
+        pairs.pair(w("meta.timezone"), str(self.tz))
+        for key, count in self.rows.items():
+            pairs.pair(w("meta.rows", sheet=w(f"sheet.{key}")), count)
+        pairs.row += 1
+        pairs.heading(w("meta.rules"))
+        for rule in ("period", "scope", "loan", "deadline", "late", "coverage", "totals", "text"):
+            pairs.pair(w(f"rule.{rule}.name"), w(f"rule.{rule}.text"))
+        sheet.set_paper(9)
+        sheet.fit_to_pages(1, 0)
+
+
+def _with_coverage(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        **record,
+        "coverage1": ratio(record.get("dose1"), record.get("enrolled")),
+        "coverage2": ratio(record.get("dose2"), record.get("enrolled")),
+    }
+
+
+def _with_on_time(record: Mapping[str, Any]) -> dict[str, Any]:
+    total = record.get("records_total") or 0
+    late = record.get("records_late") or 0
+    return {**record, "on_time_rate": ratio(total - late, total)}
+
+
+def _total(rollup: Mapping[str, Any] | None, **match: Any) -> Mapping[str, Any]:
+    """The whole-scope total row of a rollup (for devices: the row of all sources)."""
+    if not rollup:
+        return {}
+    for record in rollup.get("total", []):
+        if all(record.get(k) == v for k, v in match.items()):
+            return record
+    return {}
+
+
+def write_report(
+    kind: str,
+    data: Mapping[str, Any],
+    streams: StreamSource,
+    target: str | IO[bytes],
+    *,
+    tmpdir: str | None = None,
+) -> dict[str, int]:
+    """Write report `kind` to `target` (a path or a binary file); returns data rows per sheet key."""
+    return ReportWriter(kind, data, streams, target, tmpdir=tmpdir).write()
+
+
+# --- the one-line summary -------------------------------------------------------------------------
+
+
+def summary_line(kind: str, data: Mapping[str, Any], language: str = "vi") -> str:
+    """"32 trường, 18.402 học sinh, …": what the bot says with the file."""
+    w = Words(language)
+    n = w.number
+    needs = _total(data.get("needs"))
+    devices = _total(data.get("devices"), source=None)
+    vaccination = _total(data.get("vaccination"))
+    timeliness = _total(data.get("timeliness"))
+    issues = [i for i in data.get("issues", []) if i["area"] in ISSUE_AREAS[kind]]
+    first = needs or vaccination or timeliness or _total(data.get("devices"), source=None)
+    common = {"schools": n(first.get("schools")), "students": n(first.get("students", vaccination.get("enrolled")))}
+    if kind == NEEDS:
+        return w(
+            "summary.needs",
+            **common,
+            device=n(needs.get("device_total")),
+            program=n(needs.get("device_program")),
+            connectivity=n(needs.get("connectivity_total")),
+            issues=n(len(issues)),
+        )
+    if kind == DEVICES:
+        return w(
+            "summary.devices",
+            schools=n(devices.get("schools")),
+            batches=n(devices.get("batches")),
+            received=n(devices.get("received")),
+            given=n(devices.get("given")),
+            on_loan=n(devices.get("on_loan")),
+            left=n(devices.get("left")),
+            issues=n(len(issues)),
+        )
+    if kind == VACCINATION:
+        return w(
+            "summary.vaccination",
+            schools=n(vaccination.get("schools")),
+            students=n(vaccination.get("enrolled")),
+            dose1=n(vaccination.get("dose1")),
+            dose2=n(vaccination.get("dose2")),
+            coverage=w.percent(ratio(vaccination.get("dose1"), vaccination.get("enrolled"))),
+        )
+    if kind == TIMELINESS:
+        total = timeliness.get("records_total") or 0
+        late = timeliness.get("records_late") or 0
+        return w(
+            "summary.timeliness",
+            schools=n(timeliness.get("schools")),
+            records=n(total),
+            late=n(late),
+            on_time=w.percent(ratio(total - late, total)),
+        )
+    return w(
+        "summary.district",
+        **common,
+        device=n(needs.get("device_total")),
+        given=n(devices.get("given")),
+        on_loan=n(devices.get("on_loan")),
+        coverage=w.percent(ratio(vaccination.get("dose1"), vaccination.get("enrolled"))),
+        late=n(timeliness.get("records_late")),
+        issues=n(len(issues)),
+    )
+
+
+def filename(kind: str, scope_token: str, generated_at: datetime, language: str = "vi") -> str:
+    """An ASCII file name: bao-cao-thiet-bi_NB_20211115-0900.xlsx."""
+    stem = Words(language)(f"filename.{kind}")
+    safe_scope = "".join(ch if ch.isalnum() else "-" for ch in scope_token).strip("-")
+    return f"{stem}_{safe_scope}_{generated_at:%Y%m%d-%H%M}.xlsx"
