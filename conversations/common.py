@@ -81,10 +81,10 @@ class Turn:
 
     @property
     def answer(self) -> str:
-        """The typed text, or the value part of a tapped button's data (`flow:field:value` → value)."""
+        """The typed text, or the last part of a tapped button's data (`flow:field:value` → value)."""
         query = self.update.callback_query
         if query is not None and query.data:
-            return query.data.split(":", 2)[-1]
+            return query.data.rsplit(":", 1)[-1]
         message = self.update.effective_message
         return (message.text or message.caption or "") if message else ""
 

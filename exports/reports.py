@@ -565,9 +565,8 @@ class ReportWriter:
         for name in STREAMS[kind]:
             key, sheet = details[name]
             self.rows[key] = self.rows.get(key, 0) + self.fill(sheet, name)
-        for key, sheet in {key: sheet for key, sheet in details.values()}.items():
+        for sheet in {id(sheet): sheet for _, sheet in details.values()}.values():
             sheet.finish()
-            del key
         self.meta_sheet(meta_sheet)
         self.book.close()
         return self.rows

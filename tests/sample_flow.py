@@ -72,3 +72,55 @@ class SampleFlow(Flow):
     async def on_confirm(self, turn: Turn) -> int:
         self.saved.append(dict(turn.draft))
         return await turn.finish("Saved.")
+
+
+class PickStep(enum.IntEnum):
+    SEARCH = 1
+    NEW_NAME = 2
+    NEW_BIRTH = 3
+    NEW_CLASS = 4
+    NEW_CODE = 5
+    DATE = 6
+
+
+class PickerFlow(Flow):
+    """Pick a student (or add one), then a date."""
+
+    name = "pickdemo"
+    command = "pickdemo"
+    title_key = "menu.help.button"
+    picked: list[tuple[int, str]] = []
+
+    def __init__(self) -> None:
+        from conversations.pickers import PickerStates, StudentPicker
+
+        states = PickerStates(
+            PickStep.SEARCH, PickStep.NEW_NAME, PickStep.NEW_BIRTH, PickStep.NEW_CLASS, PickStep.NEW_CODE
+        )
+        self.picker = StudentPicker(self, states, self.on_student, prompt_key="menu.handover.help")
+
+    async def begin(self, turn: Turn) -> int:
+        return await self.picker.ask(turn)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        if self.picker.owns(state):
+            await self.picker.prompt(turn, state)
+        else:
+            await turn.reply("Date?", date_choices(self.cb("date"), turn.language))
+
+    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+        return {
+            **self.picker.handlers(),
+            PickStep.DATE: [self.on_button("date:", self.on_date), self.on_text(self.on_date)],
+        }
+
+    async def on_student(self, turn: Turn, student: Any) -> int:
+        turn.draft["student_id"] = student.id
+        return await turn.ask(PickStep.DATE)
+
+    async def on_date(self, turn: Turn) -> int:
+        from conversations.pickers import parse_picked_date
+
+        when = parse_picked_date(turn)
+        PickerFlow.picked.append((turn.draft["student_id"], when.isoformat()))
+        return await turn.finish("Picked.")

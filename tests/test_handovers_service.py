@@ -81,13 +81,16 @@ async def test_hand_over_a_gift(services):
     teacher = world.staff_ids["teacher"]
     handover = await services.handovers.create_handover(
         world.primary_school_id,
-        HandoverIn(
-            batch_id=batch.id,
-            student_id=world.student_ids["HS0001"],
-            kind="tặng",
-            handed_on="hôm nay",
-            receipt_photo_file_id="AgACAgUAAxkBAAIB",
-            note=" biên bản số 12 ",
+        HandoverIn.model_validate(
+            {
+                "batch_id": batch.id,
+                "student_id": world.student_ids["HS0001"],
+                "kind": "tặng",
+                "handed_on": "hôm nay",
+                "receipt_photo_file_id": "AgACAgUAAxkBAAIB",
+                "note": " biên bản số 12 ",
+            },
+            context={"today": TODAY},
         ),
         actor_id=teacher,
     )
@@ -262,8 +265,9 @@ async def test_many_concurrent_confirms_never_exceed_the_quantity(services):
     world = await make_world(services)
     school = world.primary_school_id
     students = await add_students(services, world, 8)
+    donor_id = await add_donor(services, world)
     for _ in range(RACE_ROUNDS):
-        batch = await make_batch_quick(services, school, quantity=5)
+        batch = await make_batch_quick(services, school, donor_id, quantity=5)
         results = await asyncio.gather(
             *(
                 services.handovers.create_handover(school, gift(batch.id, student), actor_id=None)
@@ -278,8 +282,14 @@ async def test_many_concurrent_confirms_never_exceed_the_quantity(services):
         assert await allocated(services, batch.id) == 5 == await active_handovers(services, batch.id)
 
 
-async def make_batch_quick(services, school_id: int, quantity: int) -> BatchOut:
-    data = BatchIn(source="program", received_on=date(2021, 11, 10), quantity=quantity, device_type="laptop")
+async def make_batch_quick(services, school_id: int, donor_id: int, quantity: int) -> BatchOut:
+    data = BatchIn(
+        source="other",
+        donor_id=donor_id,
+        received_on=date(2021, 11, 10),
+        quantity=quantity,
+        device_type="laptop",
+    )
     return await services.donations.create_batch(school_id, data, actor_id=None)
 
 
@@ -378,7 +388,7 @@ async def test_two_returns_at_once_release_one_device(services):
     assert await allocated(services, batch.id) == 1
 
 
-# --- edit and delete ------------------------------------------------------------------------------------------
+# --- edit and delete --------------------------------------------------------------------------------
 
 
 async def test_update_handover_is_audited(services):
@@ -511,7 +521,7 @@ async def test_locked_round_refuses_handover_changes(services):
     assert await allocated(services, batch.id) == 1
 
 
-# --- /my ---------------------------------------------------------------------------------------------------------
+# --- /my ------------------------------------------------------------------------------------------
 
 
 async def test_recent_entries_of_a_person(services, clock):

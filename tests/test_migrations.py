@@ -33,16 +33,20 @@ HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 @pytest.fixture
-async def empty_engine(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[AsyncEngine]:
+def server_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """The session's PostgreSQL server (a sync fixture: the server starts outside the event loop)."""
+    return request.getfixturevalue("postgres_url") if backend == "postgres" else None
+
+
+@pytest.fixture
+async def empty_engine(server_url: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """An engine on a brand-new empty database of the backend."""
-    if backend == "sqlite":
+    if server_url is None:
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}")
         yield engine
         await engine.dispose()
         return
-    server = make_url(request.getfixturevalue("postgres_url"))
+    server = make_url(server_url)
     name = f"schoolbot_migrate_{uuid.uuid4().hex[:8]}"
     admin = create_async_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
@@ -140,7 +144,8 @@ async def _seed_student_with_dose(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO district (code, name, province, created_at) VALUES ('NB', 'Nhà Bè', '', CURRENT_TIMESTAMP)"
+                "INSERT INTO district (code, name, province, created_at) "
+                "VALUES ('NB', 'Nhà Bè', '', CURRENT_TIMESTAMP)"
             )
         )
         await conn.execute(
@@ -151,9 +156,9 @@ async def _seed_student_with_dose(engine: AsyncEngine) -> None:
         )
         await conn.execute(
             text(
-                "INSERT INTO student (school_id, code, full_name, search_name, date_of_birth, grade, class_name, "
-                "priority_group, entered_at) VALUES (1, 'HS1', 'Lê An', 'le an', '2012-01-01', 4, '4A1', 'none', "
-                "CURRENT_TIMESTAMP)"
+                "INSERT INTO student (school_id, code, full_name, search_name, date_of_birth, grade, "
+                "class_name, priority_group, entered_at) VALUES (1, 'HS1', 'Lê An', 'le an', '2012-01-01', "
+                "4, '4A1', 'none', CURRENT_TIMESTAMP)"
             )
         )
         product = await conn.scalar(select(VaccineProduct.id).where(VaccineProduct.code == "COMIRNATY"))

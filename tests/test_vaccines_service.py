@@ -791,6 +791,22 @@ async def test_round_for_a_class_of_forty(services: Services) -> None:
     }
 
 
+async def test_two_round_confirms_at_once_save_each_dose_once(services: Services) -> None:
+    world = await make_world(services)
+    products = await product_ids(services)
+    ticked = [world.student_ids["HS0001"], world.student_ids["HS0002"], world.student_ids["HS0004"]]
+    data = RoundIn(student_ids=ticked, given_on=TODAY, product_id=products["COMIRNATY"])
+
+    first, second = await asyncio.gather(
+        services.vaccines.record_round(world.primary_school_id, data, actor_id=None, request_key="twin"),
+        services.vaccines.record_round(world.primary_school_id, data, actor_id=None, request_key="twin"),
+    )
+
+    assert len(first.saved) == len(second.saved) == 3
+    assert {r.dose_id for r in first.saved} == {r.dose_id for r in second.saved}
+    assert await count(services, VaccineDose) == 3
+
+
 async def test_round_with_short_interval_is_skipped_not_saved(services: Services) -> None:
     """Two days after dose 1: the student is skipped with the reason; a single dose could confirm it."""
     world = await make_world(services)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,23 +107,48 @@ async def _school_add(ctx: CliContext, args: argparse.Namespace) -> int:
     return 0
 
 
-def read_school_rows(path: Path, default_district: str | None) -> list[dict[str, str]]:
-    """Rows of a CSV or XLSX list of schools, with columns matched by header text."""
+REQUIRED_SCHOOL_COLUMNS = ("district_code", "code", "name", "level")
+
+
+def _cell(value: object) -> str:
+    """A spreadsheet cell as text; a whole number typed as 79785001 stays "79785001", not "79785001.0"."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_table(path: Path) -> list[list[str]]:
+    from storage.errors import DomainError
+
+    try:
+        if path.suffix.lower() in (".xlsx", ".xlsm"):
+            from openpyxl import load_workbook
+
+            workbook = load_workbook(path, read_only=True, data_only=True)
+            try:
+                return [[_cell(c) for c in row] for row in workbook.active.iter_rows(values_only=True)]
+            finally:
+                workbook.close()
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DomainError("school.import_encoding", path=str(path)) from exc
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # missing, unreadable, not a workbook
+        raise DomainError("school.import_unreadable", path=str(path)) from exc
+    lines = text.splitlines()
+    header = lines[0] if lines else ""
+    # The delimiter the header uses most (Excel writes ";" where "," is the decimal sign).
+    delimiter = max(";,\t", key=header.count)
+    return list(csv.reader(io.StringIO(text), delimiter=delimiter))
+
+
+def read_school_table(path: Path, default_district: str | None) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV or XLSX list of schools, with columns matched by header text."""
+    from storage.errors import DomainError
     from storage.text import fold_key
 
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        from openpyxl import load_workbook
-
-        workbook = load_workbook(path, read_only=True, data_only=True)
-        table = [
-            [("" if c is None else str(c)) for c in row]
-            for row in workbook.active.iter_rows(values_only=True)
-        ]
-        workbook.close()
-    else:
-        text = path.read_bytes().decode("utf-8-sig")
-        dialect = csv.Sniffer().sniff(text[:2048], delimiters=",;\t")
-        table = list(csv.reader(io.StringIO(text), dialect))
+    table = _read_table(path)
     if not table:
         return []
     header = [fold_key(cell) for cell in table[0]]
@@ -132,21 +158,48 @@ def read_school_rows(path: Path, default_district: str | None) -> list[dict[str,
             if name in aliases:
                 positions[field] = index
                 break
+    missing = [
+        field
+        for field in REQUIRED_SCHOOL_COLUMNS
+        if field not in positions and not (field == "district_code" and default_district)
+    ]
+    if missing:
+        columns = ", ".join(t(f"cli.school_column_{field}") for field in missing)
+        raise DomainError("school.import_columns", path=str(path), columns=columns)
     rows = []
-    for raw in table[1:]:
+    for number, raw in enumerate(table[1:], start=2):
         if not any(cell.strip() for cell in raw):
             continue
         row = {field: (raw[i].strip() if i < len(raw) else "") for field, i in positions.items()}
         if not row.get("district_code") and default_district:
             row["district_code"] = default_district
-        rows.append(row)
+        rows.append((number, row))
     return rows
 
 
+def read_school_rows(path: Path, default_district: str | None) -> list[dict[str, str]]:
+    """Rows of a CSV or XLSX list of schools, with columns matched by header text."""
+    return [row for _, row in read_school_table(path, default_district)]
+
+
 async def _school_import(ctx: CliContext, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bot.errors import render_error
+    from storage.errors import DomainError
+
     services = await ctx.services()
-    rows = read_school_rows(args.file, args.district_code)
-    schools = [SchoolIn.model_validate({"address": "", **row}) for row in rows]
+    schools: list[SchoolIn] = []
+    problems: list[str] = []
+    for number, row in read_school_table(args.file, args.district_code):
+        try:
+            schools.append(SchoolIn.model_validate({"address": "", **row}))
+        except (ValidationError, DomainError) as exc:
+            message = render_error(exc).replace("\n", "; ")
+            problems.append(t("cli.school_import_row", row=number, message=message))
+    if problems:
+        # All or nothing: a list with a wrong row changes no school.
+        raise DomainError("school.import_rows", count=len(problems), rows="\n".join(problems))
     created, updated, unchanged = await services.organisation.upsert_schools(schools)
     data = {"created": created, "updated": updated, "unchanged": unchanged}
     ctx.emit(t("cli.school_imported", **data), data)

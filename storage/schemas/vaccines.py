@@ -172,7 +172,7 @@ class RoundSaved(BaseModel):
     student_id: int
     student_name: str
     dose_number: int
-    dose_id: int
+    dose_id: int  # 0 in a preview: nothing was written
 
 
 class RoundSkipped(BaseModel):

@@ -329,17 +329,16 @@ class DemoDataService(ServiceBase):
         """Fill one new district; refuses when its code exists. One transaction: all or nothing."""
         try:
             async with self.sessionmaker.begin() as session:
-                return await _Generator(session, data, self.clock.now()).run()
+                return await _Generator(session, data).run()
         except IntegrityError as exc:
             # Someone else wrote the same codes at the same moment (PostgreSQL); nothing was written.
             raise Conflict("demo.conflict", code=data.district_code) from exc
 
 
 class _Generator:
-    def __init__(self, session: AsyncSession, data: DemoDataIn, now: datetime) -> None:
+    def __init__(self, session: AsyncSession, data: DemoDataIn) -> None:
         self.session = session
         self.data = data
-        self.now = now
         self.scenario = _Scenario()
         self.counts: dict[str, int] = {}
         self.products: list[VaccineProduct] = []
@@ -387,11 +386,10 @@ class _Generator:
             )
         )
         prefix = await self.free_code_prefix()
+        # The scenario's time, not the clock's: the same seed gives the same rows, audit row included.
+        created_at = self.scenario.local(date(2021, 8, 16), 8)
         district = District(
-            code=data.district_code,
-            name=data.district_name,
-            province=data.province,
-            created_at=self.scenario.local(date(2021, 8, 16), 8),
+            code=data.district_code, name=data.district_name, province=data.province, created_at=created_at
         )
         session.add(district)
         await session.flush()
@@ -408,7 +406,7 @@ class _Generator:
         self.counts["audit_log"] = 1
         session.add(
             AuditLog(
-                at=self.now,
+                at=created_at,
                 actor_id=None,
                 action=AuditAction.CREATE,
                 entity=District.__tablename__,
@@ -458,7 +456,7 @@ class _Generator:
         sizes = split(self.data.students, [size_factor[lv] * rng.uniform(0.6, 1.4) for lv in levels])
         namesakes = list(SCHOOL_NAMESAKES)
         rng.shuffle(namesakes)
-        created_at = self.scenario.local(date(2021, 8, 16), 8)
+        created_at = self.scenario.local(date(2021, 8, 16), 8)  # with the district
         rows = []
         for index, level in enumerate(levels):
             round_no, position = divmod(index, len(namesakes))
@@ -580,18 +578,19 @@ class _Generator:
                 while given in middle.split():  # "Nguyễn Thảo Thảo" is no name
                     given = rng.choice(GIVEN_NAMES[gender])
                 full_name = f"{family} {middle} {given}"
-                # Born in the calendar year the child turned 6 before grade 1; a few a year older.
+                search_name = fold(full_name)
+                # Grade 1 in 2021-2022: born in 2015 (6 in the calendar year of entry); a few a year older.
                 birth_year = 2016 - grade - (1 if rng.random() < 0.03 else 0)
                 born = date(birth_year, 1, 1) + timedelta(days=rng.randint(0, 364))
                 grade_rows.append(
                     (
                         position % classes + 1,
                         fold(given),
-                        fold(full_name),
+                        search_name,
                         {
                             "school_id": school.id,
                             "full_name": full_name,
-                            "search_name": fold(full_name),
+                            "search_name": search_name,
                             "date_of_birth": born,
                             "gender": gender,
                             "grade": grade,

@@ -111,7 +111,7 @@ async def locked_rounds(
     session: AsyncSession, school_ids: Iterable[int], track: SubmissionTrack
 ) -> dict[int, str]:
     """school id -> name of the round whose submission of `track` locks that school's records."""
-    found = {}
+    found: dict[int, str] = {}
     for school_id in school_ids:
         finding = await lock_finding(session, school_id, track, "locked")
         if finding is not None:
@@ -591,7 +591,7 @@ class VaccineService(ServiceBase):
         doses = await _doses_by_student(session, list(students))
         products = await _all_products(session)
         member_keys = {sid: round_member_key(request_key, sid) for sid in students} if request_key else {}
-        saved_before = {}
+        saved_before: dict[int, VaccineDose] = {}
         if member_keys:
             rows = await session.scalars(
                 select(VaccineDose).where(VaccineDose.request_key.in_(list(member_keys.values())))

@@ -1,0 +1,196 @@
+"""Pickers every flow that names a student or a date reuses.
+
+`StudentPicker`: type part of a name (with or without diacritics) or the student code; matches come
+back as buttons with name, class and date of birth (namesakes are told apart), with paging; only the
+person's own school. A missing student can be added in place (name → date of birth → class → code)
+without leaving the flow. The picker owns a few of the flow's states; the flow hands it their numbers
+and gets the chosen student in `on_picked`.
+
+`parse_picked_date`: «Hôm nay» / «Hôm qua» buttons or a typed date, through the same parsing rules.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from telegram import Update
+from telegram.ext import BaseHandler
+
+from bot.context import BotContext
+from bot.keyboards import rows
+from conversations.common import Flow, Turn
+from storage.schemas.parsing import clean_code, clean_name, parse_event_date
+from storage.schemas.students import (
+    StudentIn,
+    StudentOut,
+    clean_class_name,
+    grade_of_class,
+    parse_date_of_birth,
+    show_date,
+)
+
+OnPicked = Callable[[Turn, StudentOut], Awaitable[int]]
+DRAFT_KEY = "_picker"  # the picker's own answers inside the flow's draft
+
+
+@dataclass(frozen=True)
+class PickerStates:
+    """The flow's state numbers the picker uses."""
+
+    search: int
+    new_name: int
+    new_birth: int
+    new_class: int
+    new_code: int
+
+
+def student_label(student: StudentOut) -> str:
+    return f"{student.full_name} · {student.class_name} · {show_date(student.date_of_birth)}"
+
+
+class StudentPicker:
+    def __init__(self, flow: Flow, states: PickerStates, on_picked: OnPicked, *, prompt_key: str) -> None:
+        self.flow = flow
+        self.states = states
+        self.on_picked = on_picked
+        self.prompt_key = prompt_key  # the flow's own question, e.g. "Học sinh nhận máy là ai?"
+
+    # --- used by the flow -------------------------------------------------------------------------
+
+    async def ask(self, turn: Turn) -> int:
+        turn.draft.pop(DRAFT_KEY, None)
+        return await turn.ask(self.states.search)
+
+    def owns(self, state: int) -> bool:
+        return state in (
+            self.states.search,
+            self.states.new_name,
+            self.states.new_birth,
+            self.states.new_class,
+            self.states.new_code,
+        )
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        picker = turn.draft.get(DRAFT_KEY, {})
+        if state == self.states.search:
+            if picker.get("query"):
+                await self._show_results(turn, picker["query"], int(picker.get("page", 1)))
+            else:
+                await turn.reply(turn.text(self.prompt_key) + "\n" + turn.text("pickers.student_search_hint"))
+        elif state == self.states.new_name:
+            await turn.reply(turn.text("pickers.new_name"), self._back_button(turn))
+        elif state == self.states.new_birth:
+            await turn.reply(turn.text("pickers.new_birth"), self._back_button(turn))
+        elif state == self.states.new_class:
+            await turn.reply(turn.text("pickers.new_class"), self._back_button(turn))
+        elif state == self.states.new_code:
+            await turn.reply(turn.text("pickers.new_code"), self._back_button(turn))
+
+    def handlers(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+        f, s = self.flow, self.states
+        back = f.on_button("pick:back$", self._back_to_search)
+        return {
+            s.search: [
+                f.on_text(self._search),
+                f.on_button(r"pick:id:\d+$", self._picked),
+                f.on_button(r"pick:page:\d+$", self._page),
+                f.on_button("pick:add$", self._start_add),
+            ],
+            s.new_name: [f.on_text(self._new_name), back],
+            s.new_birth: [f.on_text(self._new_birth), back],
+            s.new_class: [f.on_text(self._new_class), back],
+            s.new_code: [f.on_text(self._new_code), back],
+        }
+
+    # --- searching ----------------------------------------------------------------------------------
+
+    async def _search(self, turn: Turn) -> int | None:
+        query = turn.answer.strip()
+        await turn.context.services.students.search(turn.staff.school_id or 0, query, 1)  # validates
+        turn.draft[DRAFT_KEY] = {"query": query, "page": 1}
+        return await turn.ask(self.states.search)
+
+    async def _page(self, turn: Turn) -> int | None:
+        picker = turn.draft.setdefault(DRAFT_KEY, {})
+        picker["page"] = int(turn.answer)
+        return await turn.ask(self.states.search)
+
+    async def _show_results(self, turn: Turn, query: str, page: int) -> None:
+        result = await turn.context.services.students.search(turn.staff.school_id or 0, query, page)
+        add = [(turn.text("pickers.add_student"), self.flow.cb("pick", "add"))]
+        if not result.items:
+            await turn.reply(turn.text("pickers.no_match", query=html.escape(query)), rows(add))
+            return
+        options = [[(student_label(s), self.flow.cb("pick", "id", s.id))] for s in result.items]
+        paging = []
+        if result.has_previous:
+            paging.append((turn.text("core.back"), self.flow.cb("pick", "page", page - 1)))
+        if result.has_next:
+            paging.append((turn.text("core.more"), self.flow.cb("pick", "page", page + 1)))
+        text = turn.text(
+            "pickers.matches", query=html.escape(query), total=result.total, page=page, pages=result.pages
+        )
+        await turn.reply(text, rows(*options, paging, add))
+
+    async def _picked(self, turn: Turn) -> int:
+        student = await turn.context.services.students.get(
+            int(turn.answer), school_id=turn.staff.school_id or 0
+        )
+        turn.draft.pop(DRAFT_KEY, None)
+        return await self.on_picked(turn, student)
+
+    # --- adding a missing student -------------------------------------------------------------------
+
+    def _back_button(self, turn: Turn) -> Any:
+        return rows([(turn.text("core.back"), self.flow.cb("pick", "back"))])
+
+    async def _back_to_search(self, turn: Turn) -> int:
+        return await self.ask(turn)
+
+    async def _start_add(self, turn: Turn) -> int:
+        turn.draft[DRAFT_KEY] = {"new": {}}
+        return await turn.ask(self.states.new_name)
+
+    def _new(self, turn: Turn) -> dict[str, Any]:
+        return turn.draft.setdefault(DRAFT_KEY, {}).setdefault("new", {})
+
+    async def _new_name(self, turn: Turn) -> int:
+        self._new(turn)["full_name"] = clean_name(turn.answer)
+        return await turn.ask(self.states.new_birth)
+
+    async def _new_birth(self, turn: Turn) -> int:
+        born = parse_date_of_birth(turn.answer, turn.context.services.clock.today())
+        self._new(turn)["date_of_birth"] = born.isoformat()
+        return await turn.ask(self.states.new_class)
+
+    async def _new_class(self, turn: Turn) -> int:
+        class_name = clean_class_name(turn.answer)
+        new = self._new(turn)
+        # The birth date must suit the class's grade: say so here, where it can be fixed.
+        parse_date_of_birth(
+            date.fromisoformat(new["date_of_birth"]),
+            turn.context.services.clock.today(),
+            grade_of_class(class_name),
+        )
+        new["class_name"] = class_name
+        return await turn.ask(self.states.new_code)
+
+    async def _new_code(self, turn: Turn) -> int:
+        new = {**self._new(turn), "code": clean_code(turn.answer)}
+        data = StudentIn.model_validate(new, context={"today": turn.context.services.clock.today()})
+        student = await turn.context.services.students.add(
+            turn.staff.school_id or 0, data, actor_id=turn.staff.id
+        )
+        turn.draft.pop(DRAFT_KEY, None)
+        await turn.reply(turn.text("pickers.student_added", name=html.escape(student_label(student))))
+        return await self.on_picked(turn, student)
+
+
+def parse_picked_date(turn: Turn, *, not_before: date | None = None) -> date:
+    """An event date from «Hôm nay»/«Hôm qua» (button data `today`/`yesterday`) or typed text:
+    not in the future, not before the programme began (or `not_before`)."""
+    return parse_event_date(turn.answer, turn.context.services.clock.today(), not_before=not_before)

@@ -1,0 +1,1120 @@
+"""The reports' queries: every figure is a GROUP BY / COUNT / SUM(CASE …) in the database.
+
+Small tables (per school, per level, the whole scope, per batch, the inconsistencies) come back as
+lists of plain dicts; the long per-student lists are statements the service streams. Columns are
+labelled with the names `exports.reports` uses, and enumerations are read as their stored strings
+(no Python enum per cell), so rows can go to the workbook writer as they are.
+
+Which rows count (the tests hold every sheet to these rules):
+- schools: the active schools of the scope;
+- needs: need records of active students, entered (local day) within the period;
+- devices: batches received within the period, with their handovers up to the period's end; a loan
+  is open when it was not returned by then; "left" = quantity − gifts − open loans;
+- vaccination: active students; their doses given within the period;
+- timeliness: every batch, handover, dose and need of the period, late or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    distinct,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
+
+from storage.models import (
+    DonationBatch,
+    DonationSource,
+    Donor,
+    DosePlace,
+    Handover,
+    HandoverKind,
+    NeedRecord,
+    PriorityGroup,
+    ReportingRound,
+    RoundSubmission,
+    School,
+    SchoolLevel,
+    Staff,
+    Student,
+    SubmissionStatus,
+    SubmissionTrack,
+    VaccineDose,
+    VaccineProduct,
+)
+
+PRIORITY_GROUPS = (
+    PriorityGroup.POOR,
+    PriorityGroup.NEAR_POOR,
+    PriorityGroup.COVID_ORPHAN,
+    PriorityGroup.OTHER_HARDSHIP,
+)
+PROGRAM_GROUPS = (PriorityGroup.POOR, PriorityGroup.NEAR_POOR, PriorityGroup.COVID_ORPHAN)
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    """The scope and the period, as the queries use them."""
+
+    district_id: int
+    levels: tuple[SchoolLevel, ...] | None = None
+    school_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    tz: ZoneInfo = ZoneInfo("Asia/Ho_Chi_Minh")
+
+    @property
+    def entered_from(self) -> datetime | None:
+        """The UTC instant the period's first local day begins."""
+        if self.date_from is None:
+            return None
+        return datetime.combine(self.date_from, time(0), self.tz).astimezone(UTC)
+
+    @property
+    def entered_before(self) -> datetime | None:
+        """The UTC instant after the period's last local day."""
+        if self.date_to is None:
+            return None
+        return datetime.combine(self.date_to + timedelta(days=1), time(0), self.tz).astimezone(UTC)
+
+
+# --- building blocks ------------------------------------------------------------------------------
+
+
+def _s(column: Any) -> Any:
+    """Read an enumeration column as its stored string."""
+    return type_coerce(column, String())
+
+
+def count_if(condition: ColumnElement[bool], label: str) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0).label(label)
+
+
+def _zero(column: Any, label: str) -> Any:
+    return cast(func.coalesce(column, 0), BigInteger).label(label)
+
+
+def school_condition(f: ReportFilter, school: Any = School) -> ColumnElement[bool]:
+    conditions = [school.district_id == f.district_id, school.active]
+    if f.levels is not None:
+        conditions.append(school.level.in_(f.levels))
+    if f.school_id is not None:
+        conditions.append(school.id == f.school_id)
+    return and_(*conditions)
+
+
+def in_period(column: Any, f: ReportFilter) -> list[ColumnElement[bool]]:
+    conditions = []
+    if f.date_from is not None:
+        conditions.append(column >= f.date_from)
+    if f.date_to is not None:
+        conditions.append(column <= f.date_to)
+    return conditions
+
+
+def up_to_end(column: Any, f: ReportFilter) -> list[ColumnElement[bool]]:
+    return [column <= f.date_to] if f.date_to is not None else []
+
+
+def entered_in_period(column: Any, f: ReportFilter) -> list[ColumnElement[bool]]:
+    conditions = []
+    if f.entered_from is not None:
+        conditions.append(column >= f.entered_from)
+    if f.entered_before is not None:
+        conditions.append(column < f.entered_before)
+    return conditions
+
+
+def _school_columns(school: Any = School) -> list[Any]:
+    return [
+        school.id.label("school_id"),
+        school.code.label("school_code"),
+        school.name.label("school_name"),
+        _s(school.level).label("level"),
+    ]
+
+
+def _school_order(school: Any = School) -> list[Any]:
+    return [school.level, school.code]
+
+
+async def _dicts(session: AsyncSession, statement: Select[Any]) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in await session.execute(statement)]
+
+
+async def rollup(
+    session: AsyncSession,
+    per_school: Select[Any],
+    metrics: Sequence[str],
+    *,
+    by: Sequence[str] = (),
+    with_grand_total: bool = False,
+) -> dict[str, Any]:
+    """The per-school rows and, from the same statement, the database's sums per level and for the
+    whole scope (optionally split by `by`, e.g. the source of a batch)."""
+    rows = await _dicts(session, per_school)
+    sub = per_school.order_by(None).subquery()
+    sums = [cast(func.coalesce(func.sum(sub.c[m]), 0), BigInteger).label(m) for m in metrics]
+    schools = func.count(distinct(sub.c.school_id)).label("schools")
+    split = [sub.c[name] for name in by]
+    level_rows = await _dicts(
+        session,
+        select(sub.c.level, *split, schools, *sums)
+        .group_by(sub.c.level, *split)
+        .order_by(sub.c.level, *[s.desc() for s in split]),
+    )
+    total_statement = select(*split, schools, *sums)
+    if split:
+        total_statement = total_statement.group_by(*split).order_by(*[s.desc() for s in split])
+    totals = await _dicts(session, total_statement)
+    if split and with_grand_total:
+        grand = (await _dicts(session, select(schools, *sums)))[0]
+        totals.append({**{name: None for name in by}, **grand})
+    return {"rows": rows, "levels": level_rows, "total": totals}
+
+
+# --- needs (4.8.1 / 4.8.2) ------------------------------------------------------------------------
+
+NEEDS_METRICS = (
+    "students",
+    "students_priority",
+    *[f"{kind}_{group.value}" for group in PRIORITY_GROUPS for kind in ("device", "connectivity")],
+    "device_program",
+    "device_total",
+    "connectivity_total",
+    "needs_total",
+)
+
+
+def needs_per_school(f: ReportFilter) -> Select[Any]:
+    category, device, connectivity = NeedRecord.category, NeedRecord.needs_device, NeedRecord.needs_connectivity
+    metrics = []
+    for group in PRIORITY_GROUPS:
+        metrics.append(count_if(and_(category == group, device), f"device_{group.value}"))
+        metrics.append(count_if(and_(category == group, connectivity), f"connectivity_{group.value}"))
+    metrics += [
+        count_if(and_(category.in_(PROGRAM_GROUPS), device), "device_program"),
+        count_if(device, "device_total"),
+        count_if(connectivity, "connectivity_total"),
+        func.count(NeedRecord.id).label("needs_total"),
+    ]
+    needs = (
+        select(Student.school_id.label("school_id"), *metrics)
+        .select_from(NeedRecord)
+        .join(Student, Student.id == NeedRecord.student_id)
+        .where(Student.active, *entered_in_period(NeedRecord.entered_at, f))
+        .group_by(Student.school_id)
+        .subquery()
+    )
+    students = _students_per_school()
+    return (
+        select(
+            *_school_columns(),
+            _zero(students.c.students, "students"),
+            _zero(students.c.students_priority, "students_priority"),
+            *[_zero(needs.c[m], m) for m in NEEDS_METRICS[2:]],
+        )
+        .select_from(School)
+        .outerjoin(students, students.c.school_id == School.id)
+        .outerjoin(needs, needs.c.school_id == School.id)
+        .where(school_condition(f))
+        .order_by(*_school_order())
+    )
+
+
+def _students_per_school() -> Any:
+    return (
+        select(
+            Student.school_id.label("school_id"),
+            func.count(Student.id).label("students"),
+            count_if(Student.priority_group != PriorityGroup.NONE, "students_priority"),
+        )
+        .where(Student.active)
+        .group_by(Student.school_id)
+        .subquery()
+    )
+
+
+async def needs_rollup(session: AsyncSession, f: ReportFilter) -> dict[str, Any]:
+    return await rollup(session, needs_per_school(f), NEEDS_METRICS)
+
+
+def needs_students(f: ReportFilter) -> Select[Any]:
+    return (
+        select(
+            School.code.label("school_code"),
+            School.name.label("school_name"),
+            Student.code.label("student_code"),
+            Student.full_name.label("full_name"),
+            Student.date_of_birth.label("date_of_birth"),
+            _s(Student.gender).label("gender"),
+            Student.grade.label("grade"),
+            Student.class_name.label("class_name"),
+            _s(Student.priority_group).label("priority_group"),
+            _s(NeedRecord.category).label("category"),
+            NeedRecord.needs_device.label("needs_device"),
+            NeedRecord.needs_connectivity.label("needs_connectivity"),
+            NeedRecord.note.label("note"),
+            NeedRecord.entered_late.label("entered_late"),
+        )
+        .select_from(NeedRecord)
+        .join(Student, Student.id == NeedRecord.student_id)
+        .join(School, School.id == Student.school_id)
+        .where(school_condition(f), Student.active, *entered_in_period(NeedRecord.entered_at, f))
+        .order_by(*_school_order(), Student.class_name, Student.search_name, Student.id)
+    )
+
+
+# --- devices (4.8.3) ------------------------------------------------------------------------------
+
+DEVICE_METRICS = ("batches", "donors", "received", "given", "on_loan", "returned", "left")
+
+
+def _loan_open(f: ReportFilter) -> ColumnElement[bool]:
+    loan = Handover.kind == HandoverKind.LOAN
+    if f.date_to is None:
+        return and_(loan, Handover.returned_on.is_(None))
+    return and_(loan, or_(Handover.returned_on.is_(None), Handover.returned_on > f.date_to))
+
+
+def _loan_returned(f: ReportFilter) -> ColumnElement[bool]:
+    loan = Handover.kind == HandoverKind.LOAN
+    if f.date_to is None:
+        return and_(loan, Handover.returned_on.is_not(None))
+    return and_(loan, Handover.returned_on <= f.date_to)
+
+
+def handovers_per_batch(f: ReportFilter) -> Any:
+    """Per batch: gifts, open loans, returned loans (as of the period's end), last entry."""
+    return (
+        select(
+            Handover.batch_id.label("batch_id"),
+            count_if(Handover.kind == HandoverKind.GIFT, "given"),
+            count_if(_loan_open(f), "on_loan"),
+            count_if(_loan_returned(f), "returned"),
+            func.count(Handover.id).label("handovers"),
+            func.max(Handover.entered_at).label("last_entered_at"),
+        )
+        .where(*up_to_end(Handover.handed_on, f))
+        .group_by(Handover.batch_id)
+        .subquery()
+    )
+
+
+def batches(f: ReportFilter) -> Select[Any]:
+    per_batch = handovers_per_batch(f)
+    given = func.coalesce(per_batch.c.given, 0)
+    on_loan = func.coalesce(per_batch.c.on_loan, 0)
+    return (
+        select(
+            DonationBatch.id.label("batch_id"),
+            *_school_columns(),
+            _s(DonationBatch.source).label("source"),
+            DonationBatch.donor_id.label("donor_id"),
+            Donor.name.label("donor_name"),
+            _s(Donor.kind).label("donor_kind"),
+            DonationBatch.received_on.label("received_on"),
+            _s(DonationBatch.device_type).label("device_type"),
+            DonationBatch.make_model.label("make_model"),
+            _s(DonationBatch.condition).label("condition"),
+            DonationBatch.quantity.label("quantity"),
+            _zero(per_batch.c.given, "given"),
+            _zero(per_batch.c.on_loan, "on_loan"),
+            _zero(per_batch.c.returned, "returned"),
+            cast(DonationBatch.quantity - given - on_loan, BigInteger).label("left"),
+            _zero(per_batch.c.handovers, "handovers"),
+            per_batch.c.last_entered_at.label("last_entered_at"),
+            DonationBatch.entered_late.label("entered_late"),
+        )
+        .select_from(DonationBatch)
+        .join(School, School.id == DonationBatch.school_id)
+        .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
+        .outerjoin(per_batch, per_batch.c.batch_id == DonationBatch.id)
+        .where(school_condition(f), *in_period(DonationBatch.received_on, f))
+        .order_by(*_school_order(), DonationBatch.received_on, DonationBatch.id)
+    )
+
+
+def _sources() -> Any:
+    return union_all(
+        select(literal("program", String()).label("source"), literal(0, Integer()).label("source_order")),
+        select(literal("other", String()).label("source"), literal(1, Integer()).label("source_order")),
+    ).subquery()
+
+
+def devices_per_school(f: ReportFilter) -> Select[Any]:
+    batch = batches(f).order_by(None).subquery()
+    per_source = (
+        select(
+            batch.c.school_id,
+            batch.c.source,
+            func.count(batch.c.batch_id).label("batches"),
+            func.count(distinct(batch.c.donor_id)).label("donors"),
+            func.sum(batch.c.quantity).label("received"),
+            func.sum(batch.c.given).label("given"),
+            func.sum(batch.c.on_loan).label("on_loan"),
+            func.sum(batch.c.returned).label("returned"),
+            func.sum(batch.c.left).label("left"),
+        )
+        .group_by(batch.c.school_id, batch.c.source)
+        .subquery()
+    )
+    sources = _sources()
+    return (
+        select(
+            *_school_columns(),
+            sources.c.source.label("source"),
+            *[_zero(per_source.c[m], m) for m in DEVICE_METRICS],
+        )
+        .select_from(School)
+        .join(sources, true())
+        .outerjoin(
+            per_source, and_(per_source.c.school_id == School.id, per_source.c.source == sources.c.source)
+        )
+        .where(school_condition(f))
+        .order_by(*_school_order(), sources.c.source_order)
+    )
+
+
+async def devices_rollup(session: AsyncSession, f: ReportFilter) -> dict[str, Any]:
+    return await rollup(
+        session, devices_per_school(f), DEVICE_METRICS, by=("source",), with_grand_total=True
+    )
+
+
+async def batch_rows(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
+    return await _dicts(session, batches(f))
+
+
+def device_handovers(f: ReportFilter, kind: HandoverKind) -> Select[Any]:
+    columns = [
+        School.code.label("school_code"),
+        School.name.label("school_name"),
+        DonationBatch.id.label("batch_id"),
+        _s(DonationBatch.source).label("source"),
+        Donor.name.label("donor_name"),
+        _s(DonationBatch.device_type).label("device_type"),
+        DonationBatch.make_model.label("make_model"),
+        Student.code.label("student_code"),
+        Student.full_name.label("full_name"),
+        Student.class_name.label("class_name"),
+        Handover.handed_on.label("handed_on"),
+    ]
+    if kind is HandoverKind.LOAN:
+        returned = _loan_returned(f)
+        columns += [
+            case((returned, Handover.returned_on), else_=null()).label("returned_on"),
+            case((returned, literal("returned", String())), else_=literal("open", String())).label(
+                "loan_status"
+            ),
+        ]
+    columns += [Handover.entered_late.label("entered_late"), Handover.note.label("note")]
+    return (
+        select(*columns)
+        .select_from(Handover)
+        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        .join(School, School.id == DonationBatch.school_id)
+        .join(Student, Student.id == Handover.student_id)
+        .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
+        .where(
+            school_condition(f),
+            Handover.kind == kind,
+            *in_period(DonationBatch.received_on, f),
+            *up_to_end(Handover.handed_on, f),
+        )
+        .order_by(*_school_order(), DonationBatch.id, Handover.handed_on, Student.class_name, Student.search_name)
+    )
+
+
+# --- vaccination (4.9) ----------------------------------------------------------------------------
+
+VACCINATION_METRICS = ("enrolled", "dose1", "dose2", "dose3", "doses", "at_school", "in_community", "elsewhere")
+COVERAGE_METRICS = ("enrolled", "dose1", "dose2", "dose3")
+
+
+def _doses_per_student(f: ReportFilter) -> Any:
+    return (
+        select(VaccineDose.student_id.label("student_id"), func.count(VaccineDose.id).label("doses"))
+        .where(*in_period(VaccineDose.given_on, f))
+        .group_by(VaccineDose.student_id)
+        .subquery()
+    )
+
+
+def _coverage_columns(per_student: Any) -> list[Any]:
+    doses = func.coalesce(per_student.c.doses, 0)
+    return [
+        func.count(Student.id).label("enrolled"),
+        count_if(doses >= 1, "dose1"),
+        count_if(doses >= 2, "dose2"),
+        count_if(doses >= 3, "dose3"),
+    ]
+
+
+def vaccination_per_school(f: ReportFilter) -> Select[Any]:
+    per_student = _doses_per_student(f)
+    coverage = (
+        select(Student.school_id.label("school_id"), *_coverage_columns(per_student))
+        .select_from(Student)
+        .outerjoin(per_student, per_student.c.student_id == Student.id)
+        .where(Student.active)
+        .group_by(Student.school_id)
+        .subquery()
+    )
+    place = VaccineDose.place
+    doses = (
+        select(
+            Student.school_id.label("school_id"),
+            func.count(VaccineDose.id).label("doses"),
+            count_if(place == DosePlace.SCHOOL, "at_school"),
+            count_if(place == DosePlace.COMMUNITY, "in_community"),
+            count_if(place == DosePlace.ELSEWHERE, "elsewhere"),
+        )
+        .select_from(VaccineDose)
+        .join(Student, Student.id == VaccineDose.student_id)
+        .where(Student.active, *in_period(VaccineDose.given_on, f))
+        .group_by(Student.school_id)
+        .subquery()
+    )
+    return (
+        select(
+            *_school_columns(),
+            *[_zero(coverage.c[m], m) for m in COVERAGE_METRICS],
+            *[_zero(doses.c[m], m) for m in ("doses", "at_school", "in_community", "elsewhere")],
+        )
+        .select_from(School)
+        .outerjoin(coverage, coverage.c.school_id == School.id)
+        .outerjoin(doses, doses.c.school_id == School.id)
+        .where(school_condition(f))
+        .order_by(*_school_order())
+    )
+
+
+def vaccination_per_grade(f: ReportFilter) -> Select[Any]:
+    per_student = _doses_per_student(f)
+    return (
+        select(
+            School.id.label("school_id"),
+            School.code.label("school_code"),
+            School.name.label("school_name"),
+            Student.grade.label("grade"),
+            *_coverage_columns(per_student),
+        )
+        .select_from(Student)
+        .join(School, School.id == Student.school_id)
+        .outerjoin(per_student, per_student.c.student_id == Student.id)
+        .where(school_condition(f), Student.active)
+        .group_by(School.id, School.code, School.name, School.level, Student.grade)
+        .order_by(*_school_order(), Student.grade)
+    )
+
+
+def _dose_split(place_or_product: list[Any]) -> list[Any]:
+    number = VaccineDose.dose_number
+    return [
+        *place_or_product,
+        func.count(VaccineDose.id).label("doses"),
+        count_if(number == 1, "first_doses"),
+        count_if(number == 2, "second_doses"),
+        count_if(number >= 3, "booster_doses"),
+    ]
+
+
+def _scoped_doses(statement: Select[Any], f: ReportFilter) -> Select[Any]:
+    return (
+        statement.join(Student, Student.id == VaccineDose.student_id)
+        .join(School, School.id == Student.school_id)
+        .where(school_condition(f), Student.active, *in_period(VaccineDose.given_on, f))
+    )
+
+
+async def vaccination_rollup(session: AsyncSession, f: ReportFilter) -> dict[str, Any]:
+    result = await rollup(session, vaccination_per_school(f), VACCINATION_METRICS)
+    grades = vaccination_per_grade(f)
+    result["grades"] = await _dicts(session, grades)
+    grade_sub = grades.order_by(None).subquery()
+    result["grade_totals"] = await _dicts(
+        session,
+        select(
+            grade_sub.c.grade,
+            func.count(distinct(grade_sub.c.school_id)).label("schools"),
+            *[cast(func.sum(grade_sub.c[m]), BigInteger).label(m) for m in COVERAGE_METRICS],
+        )
+        .group_by(grade_sub.c.grade)
+        .order_by(grade_sub.c.grade),
+    )
+    result["products"] = await _dicts(
+        session,
+        _scoped_doses(
+            select(*_dose_split([VaccineProduct.name.label("product_name")]))
+            .select_from(VaccineDose)
+            .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id),
+            f,
+        )
+        .group_by(VaccineProduct.id, VaccineProduct.name, VaccineProduct.sort_order)
+        .order_by(VaccineProduct.sort_order, VaccineProduct.name),
+    )
+    places = await _dicts(
+        session,
+        _scoped_doses(select(*_dose_split([_s(VaccineDose.place).label("place")])).select_from(VaccineDose), f)
+        .group_by(VaccineDose.place),
+    )
+    by_place = {row["place"]: row for row in places}
+    empty = {"doses": 0, "first_doses": 0, "second_doses": 0, "booster_doses": 0}
+    result["places"] = [by_place.get(p.value, {**empty, "place": p.value}) for p in DosePlace]
+    result["doses_total"] = (
+        await _dicts(session, _scoped_doses(select(*_dose_split([])).select_from(VaccineDose), f))
+    )[0]
+    return result
+
+
+def vaccination_doses(f: ReportFilter) -> Select[Any]:
+    return (
+        select(
+            School.code.label("school_code"),
+            School.name.label("school_name"),
+            Student.code.label("student_code"),
+            Student.full_name.label("full_name"),
+            Student.date_of_birth.label("date_of_birth"),
+            Student.grade.label("grade"),
+            Student.class_name.label("class_name"),
+            VaccineDose.dose_number.label("dose_number"),
+            VaccineDose.given_on.label("given_on"),
+            VaccineProduct.name.label("product_name"),
+            VaccineDose.product_other_name.label("product_other_name"),
+            _s(VaccineDose.place).label("place"),
+            VaccineDose.entered_late.label("entered_late"),
+        )
+        .select_from(VaccineDose)
+        .join(Student, Student.id == VaccineDose.student_id)
+        .join(School, School.id == Student.school_id)
+        .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
+        .where(school_condition(f), Student.active, *in_period(VaccineDose.given_on, f))
+        .order_by(*_school_order(), Student.class_name, Student.search_name, Student.id, VaccineDose.dose_number)
+    )
+
+
+# --- timeliness (the 1-day rule) ------------------------------------------------------------------
+
+TIMELINESS_METRICS = tuple(
+    f"{record}_{part}" for record in ("batches", "handovers", "doses", "needs", "records") for part in ("total", "late")
+)
+
+
+def _late_counts(school_id: Any, record_id: Any, late: Any, prefix: str) -> list[Any]:
+    return [
+        school_id.label("school_id"),
+        func.count(record_id).label(f"{prefix}_total"),
+        count_if(late, f"{prefix}_late"),
+    ]
+
+
+def timeliness_per_school(f: ReportFilter) -> Select[Any]:
+    batch_counts = (
+        select(*_late_counts(DonationBatch.school_id, DonationBatch.id, DonationBatch.entered_late, "batches"))
+        .where(*in_period(DonationBatch.received_on, f))
+        .group_by(DonationBatch.school_id)
+        .subquery()
+    )
+    handover_counts = (
+        select(*_late_counts(DonationBatch.school_id, Handover.id, Handover.entered_late, "handovers"))
+        .select_from(Handover)
+        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        .where(*in_period(Handover.handed_on, f))
+        .group_by(DonationBatch.school_id)
+        .subquery()
+    )
+    dose_counts = (
+        select(*_late_counts(Student.school_id, VaccineDose.id, VaccineDose.entered_late, "doses"))
+        .select_from(VaccineDose)
+        .join(Student, Student.id == VaccineDose.student_id)
+        .where(*in_period(VaccineDose.given_on, f))
+        .group_by(Student.school_id)
+        .subquery()
+    )
+    need_counts = (
+        select(*_late_counts(Student.school_id, NeedRecord.id, NeedRecord.entered_late, "needs"))
+        .select_from(NeedRecord)
+        .join(Student, Student.id == NeedRecord.student_id)
+        .where(*entered_in_period(NeedRecord.entered_at, f))
+        .group_by(Student.school_id)
+        .subquery()
+    )
+    parts = (("batches", batch_counts), ("handovers", handover_counts), ("doses", dose_counts), ("needs", need_counts))
+    columns = []
+    totals: dict[str, Any] = {"total": 0, "late": 0}
+    for prefix, sub in parts:
+        for part in ("total", "late"):
+            value = func.coalesce(sub.c[f"{prefix}_{part}"], 0)
+            columns.append(cast(value, BigInteger).label(f"{prefix}_{part}"))
+            totals[part] = totals[part] + value
+    statement = select(
+        *_school_columns(),
+        *columns,
+        cast(totals["total"], BigInteger).label("records_total"),
+        cast(totals["late"], BigInteger).label("records_late"),
+    ).select_from(School)
+    for _, sub in parts:
+        statement = statement.outerjoin(sub, sub.c.school_id == School.id)
+    return statement.where(school_condition(f)).order_by(*_school_order())
+
+
+async def timeliness_rollup(session: AsyncSession, f: ReportFilter) -> dict[str, Any]:
+    return await rollup(session, timeliness_per_school(f), TIMELINESS_METRICS)
+
+
+def late_records(f: ReportFilter, record_type: str) -> Select[Any]:
+    """The late entries of one kind of record, as rows of the "entered late" sheet."""
+    entered_by = aliased(Staff)
+    if record_type == "batch":
+        return (
+            select(
+                literal("batch", String()).label("record_type"),
+                School.code.label("school_code"),
+                School.name.label("school_name"),
+                (literal("#", String()) + cast(DonationBatch.id, String())).label("subject_code"),
+                func.coalesce(Donor.name, DonationBatch.make_model).label("subject_name"),
+                DonationBatch.received_on.label("event_on"),
+                DonationBatch.entered_at.label("entered_at"),
+                entered_by.full_name.label("entered_by"),
+            )
+            .select_from(DonationBatch)
+            .join(School, School.id == DonationBatch.school_id)
+            .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
+            .outerjoin(entered_by, entered_by.id == DonationBatch.entered_by_id)
+            .where(school_condition(f), DonationBatch.entered_late, *in_period(DonationBatch.received_on, f))
+            .order_by(*_school_order(), DonationBatch.received_on, DonationBatch.id)
+        )
+    if record_type == "handover":
+        return (
+            select(
+                literal("handover", String()).label("record_type"),
+                School.code.label("school_code"),
+                School.name.label("school_name"),
+                Student.code.label("subject_code"),
+                Student.full_name.label("subject_name"),
+                Handover.handed_on.label("event_on"),
+                Handover.entered_at.label("entered_at"),
+                entered_by.full_name.label("entered_by"),
+            )
+            .select_from(Handover)
+            .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+            .join(School, School.id == DonationBatch.school_id)
+            .join(Student, Student.id == Handover.student_id)
+            .outerjoin(entered_by, entered_by.id == Handover.entered_by_id)
+            .where(school_condition(f), Handover.entered_late, *in_period(Handover.handed_on, f))
+            .order_by(*_school_order(), Handover.handed_on, Handover.id)
+        )
+    if record_type == "dose":
+        return (
+            select(
+                literal("dose", String()).label("record_type"),
+                School.code.label("school_code"),
+                School.name.label("school_name"),
+                Student.code.label("subject_code"),
+                Student.full_name.label("subject_name"),
+                VaccineDose.given_on.label("event_on"),
+                VaccineDose.entered_at.label("entered_at"),
+                entered_by.full_name.label("entered_by"),
+            )
+            .select_from(VaccineDose)
+            .join(Student, Student.id == VaccineDose.student_id)
+            .join(School, School.id == Student.school_id)
+            .outerjoin(entered_by, entered_by.id == VaccineDose.entered_by_id)
+            .where(school_condition(f), VaccineDose.entered_late, *in_period(VaccineDose.given_on, f))
+            .order_by(*_school_order(), VaccineDose.given_on, VaccineDose.id)
+        )
+    if record_type == "need":
+        return (
+            select(
+                literal("need", String()).label("record_type"),
+                School.code.label("school_code"),
+                School.name.label("school_name"),
+                Student.code.label("subject_code"),
+                Student.full_name.label("subject_name"),
+                cast(null(), Date()).label("event_on"),
+                NeedRecord.entered_at.label("entered_at"),
+                entered_by.full_name.label("entered_by"),
+            )
+            .select_from(NeedRecord)
+            .join(Student, Student.id == NeedRecord.student_id)
+            .join(School, School.id == Student.school_id)
+            .outerjoin(entered_by, entered_by.id == NeedRecord.entered_by_id)
+            .where(school_condition(f), NeedRecord.entered_late, *entered_in_period(NeedRecord.entered_at, f))
+            .order_by(*_school_order(), NeedRecord.entered_at, NeedRecord.id)
+        )
+    raise ValueError(record_type)
+
+
+# --- reconciliation -------------------------------------------------------------------------------
+
+
+def _subject(code: str | None, name: str | None) -> str:
+    return " – ".join(part for part in (code, name) if part)
+
+
+def _issue(area: str, issue: str, row: dict[str, Any], subject: str, **params: Any) -> dict[str, Any]:
+    return {
+        "area": area,
+        "issue": issue,
+        "school_code": row["school_code"],
+        "school_name": row["school_name"],
+        "subject": subject,
+        "params": params,
+    }
+
+
+def _batch_subject(row: dict[str, Any]) -> str:
+    return _subject(f"#{row['batch_id']}", row.get("donor_name") or row.get("make_model"))
+
+
+async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
+    issues: list[dict[str, Any]] = []
+    # More given (gifts + open loans) than received.
+    for row in await batch_rows(session, f):
+        if row["given"] + row["on_loan"] > row["quantity"]:
+            issues.append(
+                _issue(
+                    "devices",
+                    "over_given",
+                    row,
+                    _batch_subject(row),
+                    received=row["quantity"],
+                    given=row["given"],
+                    on_loan=row["on_loan"],
+                    excess=row["given"] + row["on_loan"] - row["quantity"],
+                )
+            )
+    # The batch's running count of allocated devices disagrees with its handovers (all time).
+    held = (
+        select(
+            Handover.batch_id.label("batch_id"),
+            count_if(
+                or_(
+                    Handover.kind == HandoverKind.GIFT,
+                    and_(Handover.kind == HandoverKind.LOAN, Handover.returned_on.is_(None)),
+                ),
+                "held",
+            ),
+        )
+        .group_by(Handover.batch_id)
+        .subquery()
+    )
+    actual = func.coalesce(held.c.held, 0)
+    mismatched = await _dicts(
+        session,
+        select(
+            DonationBatch.id.label("batch_id"),
+            School.code.label("school_code"),
+            School.name.label("school_name"),
+            Donor.name.label("donor_name"),
+            DonationBatch.make_model.label("make_model"),
+            DonationBatch.allocated.label("stored"),
+            actual.label("actual"),
+        )
+        .select_from(DonationBatch)
+        .join(School, School.id == DonationBatch.school_id)
+        .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
+        .outerjoin(held, held.c.batch_id == DonationBatch.id)
+        .where(school_condition(f), *in_period(DonationBatch.received_on, f), DonationBatch.allocated != actual)
+        .order_by(*_school_order(), DonationBatch.id),
+    )
+    for row in mismatched:
+        issues.append(
+            _issue("devices", "allocated_mismatch", row, _batch_subject(row), stored=row["stored"], actual=row["actual"])
+        )
+    # A student holding two or more programme devices (gifts or open loans).
+    student_school = aliased(School)
+    holding = or_(
+        Handover.kind == HandoverKind.GIFT,
+        and_(Handover.kind == HandoverKind.LOAN, Handover.returned_on.is_(None)),
+    )
+    doubles = await _dicts(
+        session,
+        select(
+            student_school.code.label("school_code"),
+            student_school.name.label("school_name"),
+            Student.code.label("student_code"),
+            Student.full_name.label("full_name"),
+            func.count(Handover.id).label("devices"),
+            func.min(Handover.batch_id).label("first_batch"),
+            func.max(Handover.batch_id).label("last_batch"),
+        )
+        .select_from(Handover)
+        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        .join(Student, Student.id == Handover.student_id)
+        .join(student_school, student_school.id == Student.school_id)
+        .where(
+            school_condition(f, student_school),
+            DonationBatch.source == DonationSource.PROGRAM,
+            holding,
+            *up_to_end(Handover.handed_on, f),
+        )
+        .group_by(student_school.code, student_school.name, student_school.level, Student.id, Student.code, Student.full_name)
+        .having(func.count(Handover.id) >= 2)
+        .order_by(student_school.level, student_school.code, Student.code),
+    )
+    for row in doubles:
+        issues.append(
+            _issue(
+                "devices",
+                "two_program_devices",
+                row,
+                _subject(row["student_code"], row["full_name"]),
+                count=row["devices"],
+                batches=f"#{row['first_batch']}, #{row['last_batch']}",
+            )
+        )
+    # Handovers dated before the batch was received, or to a student of another school.
+    other_school = aliased(School)
+    handovers = await _dicts(
+        session,
+        select(
+            DonationBatch.id.label("batch_id"),
+            School.code.label("school_code"),
+            School.name.label("school_name"),
+            Donor.name.label("donor_name"),
+            DonationBatch.make_model.label("make_model"),
+            DonationBatch.received_on.label("received_on"),
+            Handover.handed_on.label("handed_on"),
+            Student.code.label("student_code"),
+            Student.full_name.label("full_name"),
+            other_school.code.label("student_school_code"),
+            (Handover.handed_on < DonationBatch.received_on).label("before_receipt"),
+            (Student.school_id != DonationBatch.school_id).label("other_school"),
+        )
+        .select_from(Handover)
+        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        .join(School, School.id == DonationBatch.school_id)
+        .join(Student, Student.id == Handover.student_id)
+        .join(other_school, other_school.id == Student.school_id)
+        .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
+        .where(
+            school_condition(f),
+            *in_period(DonationBatch.received_on, f),
+            *up_to_end(Handover.handed_on, f),
+            or_(Handover.handed_on < DonationBatch.received_on, Student.school_id != DonationBatch.school_id),
+        )
+        .order_by(*_school_order(), DonationBatch.id, Handover.id),
+    )
+    for row in handovers:
+        student = _subject(row["student_code"], row["full_name"])
+        if row["before_receipt"]:
+            issues.append(
+                _issue(
+                    "devices",
+                    "handover_before_receipt",
+                    row,
+                    _batch_subject(row),
+                    student=student,
+                    handed_on=row["handed_on"],
+                    received_on=row["received_on"],
+                )
+            )
+        if row["other_school"]:
+            issues.append(
+                _issue(
+                    "devices",
+                    "handover_other_school",
+                    row,
+                    _batch_subject(row),
+                    student=student,
+                    other_school=row["student_school_code"],
+                )
+            )
+    return issues
+
+
+async def vaccination_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
+    issues: list[dict[str, Any]] = []
+    # Doses of students who are no longer on the school's list.
+    gone = await _dicts(
+        session,
+        select(
+            School.code.label("school_code"),
+            School.name.label("school_name"),
+            Student.code.label("student_code"),
+            Student.full_name.label("full_name"),
+            func.count(VaccineDose.id).label("doses"),
+        )
+        .select_from(VaccineDose)
+        .join(Student, Student.id == VaccineDose.student_id)
+        .join(School, School.id == Student.school_id)
+        .where(school_condition(f), ~Student.active, *in_period(VaccineDose.given_on, f))
+        .group_by(School.code, School.name, School.level, Student.id, Student.code, Student.full_name)
+        .order_by(*_school_order(), Student.code),
+    )
+    for row in gone:
+        issues.append(
+            _issue(
+                "vaccination",
+                "dose_not_enrolled",
+                row,
+                _subject(row["student_code"], row["full_name"]),
+                doses=row["doses"],
+            )
+        )
+    # A dose N without dose N-1, or given before dose N-1.
+    previous = aliased(VaccineDose)
+    rows = await _dicts(
+        session,
+        select(
+            School.code.label("school_code"),
+            School.name.label("school_name"),
+            Student.code.label("student_code"),
+            Student.full_name.label("full_name"),
+            VaccineDose.dose_number.label("dose"),
+            VaccineDose.given_on.label("given_on"),
+            previous.given_on.label("previous_on"),
+        )
+        .select_from(VaccineDose)
+        .join(Student, Student.id == VaccineDose.student_id)
+        .join(School, School.id == Student.school_id)
+        .outerjoin(
+            previous,
+            and_(previous.student_id == VaccineDose.student_id, previous.dose_number == VaccineDose.dose_number - 1),
+        )
+        .where(
+            school_condition(f),
+            Student.active,
+            VaccineDose.dose_number > 1,
+            *in_period(VaccineDose.given_on, f),
+            or_(previous.id.is_(None), previous.given_on > VaccineDose.given_on),
+        )
+        .order_by(*_school_order(), Student.code, VaccineDose.dose_number),
+    )
+    for row in rows:
+        subject = _subject(row["student_code"], row["full_name"])
+        params = {"dose": row["dose"], "previous": row["dose"] - 1, "given_on": row["given_on"]}
+        if row["previous_on"] is None:
+            issues.append(_issue("vaccination", "dose_gap", row, subject, **params))
+        else:
+            issues.append(_issue("vaccination", "dose_order", row, subject, previous_on=row["previous_on"], **params))
+    return issues
+
+
+async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
+    issues: list[dict[str, Any]] = []
+    gift = aliased(Handover)
+    has_gift = (
+        select(func.min(gift.handed_on))
+        .where(gift.student_id == Student.id, gift.kind == HandoverKind.GIFT, *up_to_end(gift.handed_on, f))
+        .scalar_subquery()
+    )
+    rows = await _dicts(
+        session,
+        select(
+            School.code.label("school_code"),
+            School.name.label("school_name"),
+            Student.code.label("student_code"),
+            Student.full_name.label("full_name"),
+            Student.active.label("active"),
+            _s(Student.priority_group).label("group"),
+            _s(NeedRecord.category).label("category"),
+            NeedRecord.needs_device.label("needs_device"),
+            has_gift.label("gift_on"),
+        )
+        .select_from(NeedRecord)
+        .join(Student, Student.id == NeedRecord.student_id)
+        .join(School, School.id == Student.school_id)
+        .where(
+            school_condition(f),
+            *entered_in_period(NeedRecord.entered_at, f),
+            or_(
+                ~Student.active,
+                _s(Student.priority_group) != _s(NeedRecord.category),
+                and_(
+                    NeedRecord.needs_device,
+                    exists().where(
+                        gift.student_id == Student.id,
+                        gift.kind == HandoverKind.GIFT,
+                        *up_to_end(gift.handed_on, f),
+                    ),
+                ),
+            ),
+        )
+        .order_by(*_school_order(), Student.code),
+    )
+    for row in rows:
+        subject = _subject(row["student_code"], row["full_name"])
+        if not row["active"]:
+            issues.append(_issue("needs", "need_not_enrolled", row, subject))
+            continue
+        if row["group"] != row["category"]:
+            issues.append(
+                _issue("needs", "need_category_mismatch", row, subject, category=row["category"], group=row["group"])
+            )
+        if row["needs_device"] and row["gift_on"] is not None:
+            issues.append(_issue("needs", "need_already_met", row, subject, handed_on=row["gift_on"]))
+    return issues
+
+
+# --- rounds ---------------------------------------------------------------------------------------
+
+
+async def round_by_id(session: AsyncSession, round_id: int) -> ReportingRound | None:
+    return await session.get(ReportingRound, round_id)
+
+
+async def round_status(session: AsyncSession, f: ReportFilter, round_id: int) -> list[dict[str, Any]]:
+    program = aliased(RoundSubmission)
+    vaccine = aliased(RoundSubmission)
+    not_submitted = literal(SubmissionStatus.NOT_SUBMITTED.value, String())
+    return await _dicts(
+        session,
+        select(
+            *_school_columns(),
+            func.coalesce(_s(program.status), not_submitted).label("program_status"),
+            program.submitted_at.label("program_submitted_at"),
+            func.coalesce(_s(vaccine.status), not_submitted).label("vaccine_status"),
+            vaccine.submitted_at.label("vaccine_submitted_at"),
+        )
+        .select_from(School)
+        .outerjoin(
+            program,
+            and_(
+                program.school_id == School.id,
+                program.round_id == round_id,
+                program.track == SubmissionTrack.PROGRAM,
+            ),
+        )
+        .outerjoin(
+            vaccine,
+            and_(
+                vaccine.school_id == School.id,
+                vaccine.round_id == round_id,
+                vaccine.track == SubmissionTrack.VACCINE,
+            ),
+        )
+        .where(school_condition(f))
+        .order_by(*_school_order()),
+    )
+
+
+async def count_rows(session: AsyncSession, statement: Select[Any]) -> int:
+    sub = statement.order_by(None).subquery()
+    return int(await session.scalar(select(func.count()).select_from(sub)) or 0)
