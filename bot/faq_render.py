@@ -7,7 +7,7 @@ the command line shows what a teacher would see. Knowledge-base and user text is
 from __future__ import annotations
 
 from datetime import datetime
-from html import escape
+from html import escape as _escape
 from zoneinfo import ZoneInfo
 
 from bot.texts import t
@@ -15,6 +15,11 @@ from storage.schemas.faq import ContactOut, FaqAnswer, FaqEntryOut, FaqTopicOut,
 
 BUTTON_LABEL_LENGTH = 60
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def escape(text: str) -> str:
+    """Text for Telegram's HTML mode: <, > and & matter; quotes in text do not."""
+    return _escape(text, quote=False)
 
 
 def topic_title(topic: str, language: str | None = None) -> str:

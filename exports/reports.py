@@ -170,7 +170,7 @@ class Words:
         return {value: self(f"label.{group}.{value}") for value in values}
 
     def yes(self) -> dict[Any, str]:
-        return {True: self("label.yes"), 1: self("label.yes"), False: "", 0: ""}
+        return {True: self("label.yes"), False: ""}
 
     def number(self, value: int | float | None) -> str:
         value = value or 0
@@ -214,8 +214,10 @@ ISSUE_CODES = (
 # --- columns --------------------------------------------------------------------------------------
 
 
-def _col(words: Words, key: str, kind: str = TEXT, width: float = 12.0, labels: Any = None) -> Column:
-    return Column(key=key, header=words(f"col.{key}"), kind=kind, width=width, labels=labels)
+def _col(
+    words: Words, key: str, kind: str = TEXT, width: float = 12.0, labels: Any = None, *, header: str = ""
+) -> Column:
+    return Column(key=key, header=words(header or f"col.{key}"), kind=kind, width=width, labels=labels)
 
 
 def _school_cols(words: Words, *, level: bool = True) -> list[Column]:
@@ -326,8 +328,9 @@ def place_columns(words: Words) -> list[Column]:
 def timeliness_columns(words: Words) -> list[Column]:
     columns = _school_cols(words)
     for record in ("batches", "handovers", "doses", "needs", "records"):
-        columns.append(_col(words, f"{record}_total", INT, 10))
-        columns.append(_col(words, f"{record}_late", INT, 10))
+        for part in ("total", "late"):
+            key = f"{record}_{part}"
+            columns.append(_col(words, key, INT, 10, header=f"timely.{key}"))
     columns.append(_col(words, "on_time_rate", PERCENT, 11))
     return columns
 
@@ -440,8 +443,8 @@ class ReportWriter:
             raise ValueError(f"unknown report kind {kind!r}")
         self.kind = kind
         self.data = data
-        self.meta: Mapping[str, Any] = data["meta"]
-        self.words = Words(self.meta.get("language", "vi"))
+        self.words = Words(data["meta"].get("language", "vi"))
+        self.meta: Mapping[str, Any] = {**data["meta"], "scope_label": scope_label(data["meta"], self.words)}
         self.tz = ZoneInfo(self.meta.get("tz", "Asia/Ho_Chi_Minh"))
         self.streams = streams
         self.book = Workbook(target, tz=self.tz, tmpdir=tmpdir)
@@ -643,9 +646,12 @@ class ReportWriter:
         grades = self.table("vaccination_grades", grade_columns(w), note=w("note.vaccination"))
         self.rows["vaccination_grades"] = grades.write_records(_with_coverage(r) for r in data["grades"])
         grade_totals = [
-            {**_with_coverage(r), "school_name": w("total_grade", grade=r["grade"])} for r in data["grade_totals"]
+            {**_with_coverage(r), "school_name": w("total_grade", grade=r["grade"])}
+            for r in data["grade_totals"]
         ]
-        grades.write_totals([*grade_totals, *(_with_coverage(r) for r in self.level_totals({"total": data["total"]}))])
+        grades.write_totals(
+            [*grade_totals, *(_with_coverage(r) for r in self.level_totals({"total": data["total"]}))]
+        )
         self.close_summary(grades)
 
         products = self.table("vaccination_products", product_columns(w), landscape=False)
@@ -709,11 +715,23 @@ class ReportWriter:
         areas = ISSUE_AREAS[self.kind]
         sheet = self.table("issues", issue_columns(w), note=w("note.issues"))
         issues = [i for i in self.data.get("issues", []) if i["area"] in areas]
-        records = [{**issue, "detail": w(f"issue_detail.{issue['issue']}", **issue["params"])} for issue in issues]
+        records = [{**issue, "detail": self.issue_detail(issue)} for issue in issues]
         self.rows["issues"] = sheet.write_records(records)
         if not records:
             sheet.write_note_line(w("issues_none"))
         self.close_summary(sheet)
+
+    def issue_detail(self, issue: Mapping[str, Any]) -> str:
+        w = self.words
+        groups = w.labels("priority", (*PRIORITY_GROUPS, "none"))
+        params: dict[str, Any] = {}
+        for name, value in issue["params"].items():
+            if isinstance(value, date):
+                value = w.day(value)
+            elif name in ("category", "group"):
+                value = groups.get(value, value)
+            params[name] = value
+        return w(f"issue_detail.{issue['issue']}", **params)
 
     # round
 
@@ -749,8 +767,18 @@ class ReportWriter:
             (w("figure.dose1"), vaccination.get("dose1", 0)),
             (w("figure.dose2"), vaccination.get("dose2", 0)),
             (w("figure.dose3"), vaccination.get("dose3", 0)),
-            (w("figure.coverage1"), Percent(ratio(vaccination.get("dose1"), vaccination.get("enrolled")) or 0.0)),
-            (w("figure.records_late"), w("figure.of", part=timeliness.get("records_late", 0), whole=timeliness.get("records_total", 0))),
+            (
+                w("figure.coverage1"),
+                Percent(ratio(vaccination.get("dose1"), vaccination.get("enrolled")) or 0.0),
+            ),
+            (
+                w("figure.records_late"),
+                w(
+                    "figure.of",
+                    part=timeliness.get("records_late", 0),
+                    whole=timeliness.get("records_total", 0),
+                ),
+            ),
             (w("figure.issues"), len(issues)),
         ]
 
@@ -826,6 +854,17 @@ class ReportWriter:
         sheet.fit_to_pages(1, 0)
 
 
+def scope_label(meta: Mapping[str, Any], words: Words) -> str:
+    """ "Toàn Huyện Nhà Bè", "Cấp Tiểu học – Huyện Nhà Bè", "Trường TH Lê Văn Lương (79785001)"."""
+    kind = meta.get("scope_kind", "district")
+    if kind == "school":
+        return words("scope.school", school=meta.get("school_name", ""), code=meta.get("school_code", ""))
+    if kind == "level":
+        level = words.labels("level_scope", LEVELS).get(meta.get("scope_level"), "")
+        return words("scope.level", level=level, district=meta.get("district_name", ""))
+    return words("scope.district", district=meta.get("district_name", ""))
+
+
 def _with_coverage(record: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **record,
@@ -866,7 +905,7 @@ def write_report(
 
 
 def summary_line(kind: str, data: Mapping[str, Any], language: str = "vi") -> str:
-    """"32 trường, 18.402 học sinh, …": what the bot says with the file."""
+    """ "32 trường, 18.402 học sinh, …": what the bot says with the file."""
     w = Words(language)
     n = w.number
     needs = _total(data.get("needs"))
@@ -875,7 +914,10 @@ def summary_line(kind: str, data: Mapping[str, Any], language: str = "vi") -> st
     timeliness = _total(data.get("timeliness"))
     issues = [i for i in data.get("issues", []) if i["area"] in ISSUE_AREAS[kind]]
     first = needs or vaccination or timeliness or _total(data.get("devices"), source=None)
-    common = {"schools": n(first.get("schools")), "students": n(first.get("students", vaccination.get("enrolled")))}
+    common = {
+        "schools": n(first.get("schools")),
+        "students": n(first.get("students", vaccination.get("enrolled"))),
+    }
     if kind == NEEDS:
         return w(
             "summary.needs",

@@ -91,7 +91,9 @@ class Formats:
 
     def __init__(self, book: xlsxwriter.Workbook) -> None:
         def make(**props: Any) -> Format:
-            return book.add_format({"font_name": "Times New Roman", "font_size": 11, "valign": "top", **props})
+            return book.add_format(
+                {"font_name": "Times New Roman", "font_size": 11, "valign": "top", **props}
+            )
 
         cell = {"border": 1}
         self.title = make(bold=True, font_size=14)
@@ -247,7 +249,11 @@ class TableSheet:
         sheet = self.sheet
         kind = column.kind
         fmt = (formats.bold if bold else formats.body)[kind]
-        write_string, write_number, write_datetime = sheet.write_string, sheet.write_number, sheet.write_datetime
+        write_string, write_number, write_datetime = (
+            sheet.write_string,
+            sheet.write_number,
+            sheet.write_datetime,
+        )
         if kind == TEXT:
             quoted = formats.quoted_bold if bold else formats.quoted
 

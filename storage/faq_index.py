@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
 from rapidfuzz import fuzz, process
@@ -84,6 +85,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "vaxin",
         "vac xinh",
         "vacsin",
+        "vx",
         "vac sin",
         "vaccination",
         "vaccinated",
@@ -95,7 +97,16 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "jab",
         "covid vaccine",
     ),
-    "baonhieu": ("bao nhieu", "how many", "how much"),
+    "baonhieu": ("bao nhieu", "how many", "how much", "bn"),
+    # Reports to the provincial Department ("báo cáo Sở"; "so" alone is also "số", a number).
+    "baocao sogd": ("bao cao so", "bc so", "bao cao len so"),
+    "nop sogd": ("gui so", "nop so", "gui len so", "gui ve so"),
+    # Machines that are not computers: "xe máy" is a motorbike, "máy bay" a plane.
+    "xemay": ("xe may",),
+    "maykhac": ("may bay", "may giat", "may lanh", "may anh", "may chieu", "may pha", "may say", "may bom",
+                "may cat", "may phat dien", "may xuc"),
+    "yeucau": ("yeu cau", "require", "required", "requirement"),
+    "truong": ("truong", "school", "schools", "cac truong", "trg"),
     "motem": (
         "mot em",
         "1 em",
@@ -124,7 +135,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "what info",
         "which details",
     ),
-    "thongtin": ("thong tin", "information", "info", "details"),
+    "thongtin": ("thong tin", "information", "info", "details", "tt"),
     "hoso": ("ho so", "record", "records", "recorded"),
     "danhsach": ("danh sach", "list"),
     "dauthanh": (
@@ -253,6 +264,14 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "baonhieu lau",
         "lich",
         "schedule",
+        "kip",
+        "co kip",
+        "in time",
+        "bao nhieu ngay",
+        "bao nhieu lau",
+        "trong vong",
+        "trong bao nhieu ngay",
+        "bh",
     ),
     "tre": ("tre", "tre han", "qua han", "cham", "cham tre", "late", "overdue", "delay", "delayed"),
     "odau": (
@@ -315,8 +334,15 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "huong dan",
         "hd",
         "thao tac",
+        "ntn",
+        "lam gi",
+        "phai lam gi",
+        "can lam gi",
+        "lam gi tiep",
+        "what should i do",
+        "what do i do",
     ),
-    "lagi": ("la gi", "de lam gi", "dung de lam gi", "lam gi", "what is", "what for", "nghia la gi"),
+    "lagi": ("la gi", "de lam gi", "dung de lam gi", "what is", "what for", "nghia la gi"),
     "hocsinh": (
         "hoc sinh",
         "hs",
@@ -483,6 +509,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "huyen",
     ),
     "sogd": ("sogd", "so gd", "so gddt", "so gd dt", "so giao duc", "sgd", "department", "province"),
+    "tructuyen": ("truc tuyen", "hoc truc tuyen", "online", "hoc online", "hoc tu xa"),
     "ketnoi": (
         "ket noi",
         "mang",
@@ -536,7 +563,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "mismatch",
         "chenh lech",
     ),
-    "solieu": ("so lieu", "du lieu", "data", "figures", "numbers", "figure"),
+    "solieu": ("so lieu", "du lieu", "data", "figures", "numbers", "figure", "dl"),
     "lop": ("lop", "ca lop", "class", "classes", "hang loat", "nhieu em", "cung luc", "mot luc"),
     "loai": ("loai", "brand", "type", "kind", "hang"),
     "ngoaitruong": (
@@ -565,7 +592,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "5ngay": ("5 ngay", "05 ngay", "nam ngay", "five days", "5 days", "five day", "5 day"),
     "15h30": ("15h30", "15 gio 30", "15 gio 30 phut", "3 gio chieu", "3h30"),
     "tiendo": ("tien do", "progress", "theo doi", "don doc", "chua nop", "chua xong"),
-    "truong": ("truong", "school", "schools", "cac truong"),
     "yte": ("y te", "y te truong hoc", "school health", "health"),
     "trachnhiem": ("trach nhiem", "responsible", "responsibility", "nhiem vu"),
     "4.8.1": ("481", "4 8 1", "4.8.1"),
@@ -576,17 +602,19 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "4.9.1": ("491", "4 9 1", "4.9.1"),
 }
 
-STOPWORDS: frozenset[str] = frozenset(
-    """
-    a ah ak anh ay ba ban bi biet cac cai can cho chi chu co con cua cung da dang day de den deu di
-    dau do duoc dc dk em gi giup ha hay hoi hoac ja khi khong ko k kg la lai lam len luc ma minh mot moi nay nao
+_VIETNAMESE_STOPWORDS = """
+    a ah ak anh ay ba ban bi biet cac cai can cho chi chu co con cua cung da dang dau day de den deu di do
+    duoc dc dk em gi giup ha hay hoi hoac ja khi khong ko k kg la lai lam len luc ma minh mot moi nay nao
     neu nen nhe nha nhi nhung nhieu nua o oi phai ra roi sao se tai thi the thay toi tren trong tu va vao
-    vay ve voi vui long xin xem duoc ad admin oke ok uh u vs thi dung hen
+    vay ve voi vui long xin xem ad admin oke ok uh u vs dung hen j hok hong khg kh r z cx mk mn ae e c ng lm ms
+    chua nguoi vui thanks cam on
+"""
+_ENGLISH_STOPWORDS = """
     the an is are am was were be been do does did i we you my our your to of for in on at by with and or
     what which can could should must have has it this that there from as if about us get will would
-    please ask any some still not no yes into after before than then they them he she his her its do
-    """.split()
-)
+    please ask any some still not no yes into after before than then they them he she his her its
+"""
+STOPWORDS: frozenset[str] = frozenset((_VIETNAMESE_STOPWORDS + _ENGLISH_STOPWORDS).split())
 
 # Telex residue of typing with the Vietnamese keyboard switched off: "tieems" -> "tiem", "vawcs" -> "vac".
 _TELEX_MARKS = (("aw", "a"), ("aa", "a"), ("ee", "e"), ("oo", "o"), ("ow", "o"), ("uw", "u"), ("dd", "d"))
@@ -631,7 +659,8 @@ def analyse(text: str, mend: Callable[[str], str] | None = None) -> list[str]:
         words = [mend(word) for word in words]
     pattern, replacement = _phrases()
     canonical = pattern.sub(lambda m: replacement[m.group(0)], " ".join(words))
-    return [token for token in canonical.split() if token not in STOPWORDS]
+    # A lone letter is a leftover ("school's", "lớp 7 a"), not a word.
+    return [token for token in canonical.split() if token not in STOPWORDS and (len(token) > 1 or token.isdigit())]
 
 
 def known_words() -> frozenset[str]:
@@ -645,7 +674,7 @@ def known_words() -> frozenset[str]:
 
 
 def _bigrams(tokens: Sequence[str]) -> list[str]:
-    return [f"{a}+{b}" for a, b in zip(tokens, tokens[1:], strict=False) if a != b]
+    return [f"{a}+{b}" for a, b in pairwise(tokens) if a != b]
 
 
 def _telex_readings(word: str) -> list[str]:
@@ -690,10 +719,10 @@ class Candidate:
 # A word only in the answer says less about what the entry answers than one in a phrasing of its question.
 ANSWER_TERM_WEIGHT = 0.45
 # Weights of the parts of the score (they sum to 1).
-COVERAGE_WEIGHT = 0.45
-CLOSEST_PHRASING_WEIGHT = 0.25
+COVERAGE_WEIGHT = 0.35
+CLOSEST_PHRASING_WEIGHT = 0.30
 WORD_PAIRS_WEIGHT = 0.15
-FUZZY_WEIGHT = 0.15
+FUZZY_WEIGHT = 0.20
 
 
 class FaqIndex:
@@ -763,8 +792,13 @@ class FaqIndex:
     def terms(self, question: str) -> list[str]:
         """The question's canonical tokens after mending, each once, in order."""
         tokens = analyse(question, self.mend)
-        # A number or class name no entry knows ("20 laptop", "lớp 7A") is detail, not a topic.
-        return list(dict.fromkeys(t for t in tokens if t in self._idf or not any(ch.isdigit() for ch in t)))
+        # A number or class name no entry knows ("20 laptop", "lớp 7A") is detail, not a topic; a lone
+        # letter is a leftover ("school's").
+        return list(
+            dict.fromkeys(
+                t for t in tokens if t in self._idf or not (len(t) == 1 or any(ch.isdigit() for ch in t))
+            )
+        )
 
     def search(self, question: str, limit: int = 5) -> list[Candidate]:
         """Entries ranked by score (0..1), best first; empty when the question has no content words."""

@@ -321,7 +321,7 @@ def test_school_import_unreadable_files(district: Cli, tmp_path: Path) -> None:
     fake.write_bytes(b"not a workbook")
     district("school", "import", str(fake), code=1)
     assert "hong.xlsx" in district.err
-    legacy = tmp_path / "cp1258.csv"
-    legacy.write_bytes((HEADER + "\nNB;1;Trường TH Lê Văn Lương;TH;\n").encode("cp1258"))
+    legacy = tmp_path / "unicode_text.csv"  # Excel's "Unicode Text" is UTF-16
+    legacy.write_bytes((HEADER + "\nNB;1;Trường TH Lê Văn Lương;TH;\n").encode("utf-16"))
     district("school", "import", str(legacy), code=1)
     assert "CSV UTF-8" in district.err

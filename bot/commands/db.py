@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,8 @@ async def _backup(ctx: CliContext, args: argparse.Namespace) -> int:
         return 1
     args.path.parent.mkdir(parents=True, exist_ok=True)
     # SQLite's online backup: consistent even while the bot is writing.
-    with sqlite3.connect(source_path) as source, sqlite3.connect(args.path) as target:
+    # (`with sqlite3.connect()` only commits: `closing` really closes both files.)
+    with closing(sqlite3.connect(source_path)) as source, closing(sqlite3.connect(args.path)) as target:
         source.backup(target)
     size = args.path.stat().st_size
     ctx.emit(t("cli.db_backup_done", path=args.path, size=size), {"path": str(args.path), "bytes": size})

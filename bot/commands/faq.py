@@ -1,4 +1,4 @@
-"""`schoolbot faq ask | unanswered | resolve | list | export | import | remove` and `contacts list | import`."""
+"""`schoolbot faq ask | unanswered | resolve | list | export | import | remove`, `contacts list | import`."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ Which rows count (the tests hold every sheet to these rules):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -85,7 +85,7 @@ class ReportFilter:
     school_id: int | None = None
     date_from: date | None = None
     date_to: date | None = None
-    tz: ZoneInfo = ZoneInfo("Asia/Ho_Chi_Minh")
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Ho_Chi_Minh"))
 
     @property
     def entered_from(self) -> datetime | None:
@@ -211,7 +211,11 @@ NEEDS_METRICS = (
 
 
 def needs_per_school(f: ReportFilter) -> Select[Any]:
-    category, device, connectivity = NeedRecord.category, NeedRecord.needs_device, NeedRecord.needs_connectivity
+    category, device, connectivity = (
+        NeedRecord.category,
+        NeedRecord.needs_device,
+        NeedRecord.needs_connectivity,
+    )
     metrics = []
     for group in PRIORITY_GROUPS:
         metrics.append(count_if(and_(category == group, device), f"device_{group.value}"))
@@ -401,9 +405,7 @@ def devices_per_school(f: ReportFilter) -> Select[Any]:
 
 
 async def devices_rollup(session: AsyncSession, f: ReportFilter) -> dict[str, Any]:
-    return await rollup(
-        session, devices_per_school(f), DEVICE_METRICS, by=("source",), with_grand_total=True
-    )
+    return await rollup(session, devices_per_school(f), DEVICE_METRICS, by=("source",), with_grand_total=True)
 
 
 async def batch_rows(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
@@ -446,13 +448,24 @@ def device_handovers(f: ReportFilter, kind: HandoverKind) -> Select[Any]:
             *in_period(DonationBatch.received_on, f),
             *up_to_end(Handover.handed_on, f),
         )
-        .order_by(*_school_order(), DonationBatch.id, Handover.handed_on, Student.class_name, Student.search_name)
+        .order_by(
+            *_school_order(), DonationBatch.id, Handover.handed_on, Student.class_name, Student.search_name
+        )
     )
 
 
 # --- vaccination (4.9) ----------------------------------------------------------------------------
 
-VACCINATION_METRICS = ("enrolled", "dose1", "dose2", "dose3", "doses", "at_school", "in_community", "elsewhere")
+VACCINATION_METRICS = (
+    "enrolled",
+    "dose1",
+    "dose2",
+    "dose3",
+    "doses",
+    "at_school",
+    "in_community",
+    "elsewhere",
+)
 COVERAGE_METRICS = ("enrolled", "dose1", "dose2", "dose3")
 
 
@@ -580,8 +593,9 @@ async def vaccination_rollup(session: AsyncSession, f: ReportFilter) -> dict[str
     )
     places = await _dicts(
         session,
-        _scoped_doses(select(*_dose_split([_s(VaccineDose.place).label("place")])).select_from(VaccineDose), f)
-        .group_by(VaccineDose.place),
+        _scoped_doses(
+            select(*_dose_split([_s(VaccineDose.place).label("place")])).select_from(VaccineDose), f
+        ).group_by(VaccineDose.place),
     )
     by_place = {row["place"]: row for row in places}
     empty = {"doses": 0, "first_doses": 0, "second_doses": 0, "booster_doses": 0}
@@ -614,14 +628,18 @@ def vaccination_doses(f: ReportFilter) -> Select[Any]:
         .join(School, School.id == Student.school_id)
         .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
         .where(school_condition(f), Student.active, *in_period(VaccineDose.given_on, f))
-        .order_by(*_school_order(), Student.class_name, Student.search_name, Student.id, VaccineDose.dose_number)
+        .order_by(
+            *_school_order(), Student.class_name, Student.search_name, Student.id, VaccineDose.dose_number
+        )
     )
 
 
 # --- timeliness (the 1-day rule) ------------------------------------------------------------------
 
 TIMELINESS_METRICS = tuple(
-    f"{record}_{part}" for record in ("batches", "handovers", "doses", "needs", "records") for part in ("total", "late")
+    f"{record}_{part}"
+    for record in ("batches", "handovers", "doses", "needs", "records")
+    for part in ("total", "late")
 )
 
 
@@ -635,7 +653,9 @@ def _late_counts(school_id: Any, record_id: Any, late: Any, prefix: str) -> list
 
 def timeliness_per_school(f: ReportFilter) -> Select[Any]:
     batch_counts = (
-        select(*_late_counts(DonationBatch.school_id, DonationBatch.id, DonationBatch.entered_late, "batches"))
+        select(
+            *_late_counts(DonationBatch.school_id, DonationBatch.id, DonationBatch.entered_late, "batches")
+        )
         .where(*in_period(DonationBatch.received_on, f))
         .group_by(DonationBatch.school_id)
         .subquery()
@@ -664,7 +684,12 @@ def timeliness_per_school(f: ReportFilter) -> Select[Any]:
         .group_by(Student.school_id)
         .subquery()
     )
-    parts = (("batches", batch_counts), ("handovers", handover_counts), ("doses", dose_counts), ("needs", need_counts))
+    parts = (
+        ("batches", batch_counts),
+        ("handovers", handover_counts),
+        ("doses", dose_counts),
+        ("needs", need_counts),
+    )
     columns = []
     totals: dict[str, Any] = {"total": 0, "late": 0}
     for prefix, sub in parts:
@@ -840,12 +865,21 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
         .join(School, School.id == DonationBatch.school_id)
         .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
         .outerjoin(held, held.c.batch_id == DonationBatch.id)
-        .where(school_condition(f), *in_period(DonationBatch.received_on, f), DonationBatch.allocated != actual)
+        .where(
+            school_condition(f), *in_period(DonationBatch.received_on, f), DonationBatch.allocated != actual
+        )
         .order_by(*_school_order(), DonationBatch.id),
     )
     for row in mismatched:
         issues.append(
-            _issue("devices", "allocated_mismatch", row, _batch_subject(row), stored=row["stored"], actual=row["actual"])
+            _issue(
+                "devices",
+                "allocated_mismatch",
+                row,
+                _batch_subject(row),
+                stored=row["stored"],
+                actual=row["actual"],
+            )
         )
     # A student holding two or more programme devices (gifts or open loans).
     student_school = aliased(School)
@@ -874,7 +908,14 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
             holding,
             *up_to_end(Handover.handed_on, f),
         )
-        .group_by(student_school.code, student_school.name, student_school.level, Student.id, Student.code, Student.full_name)
+        .group_by(
+            student_school.code,
+            student_school.name,
+            student_school.level,
+            Student.id,
+            Student.code,
+            Student.full_name,
+        )
         .having(func.count(Handover.id) >= 2)
         .order_by(student_school.level, student_school.code, Student.code),
     )
@@ -996,7 +1037,10 @@ async def vaccination_issues(session: AsyncSession, f: ReportFilter) -> list[dic
         .join(School, School.id == Student.school_id)
         .outerjoin(
             previous,
-            and_(previous.student_id == VaccineDose.student_id, previous.dose_number == VaccineDose.dose_number - 1),
+            and_(
+                previous.student_id == VaccineDose.student_id,
+                previous.dose_number == VaccineDose.dose_number - 1,
+            ),
         )
         .where(
             school_condition(f),
@@ -1013,7 +1057,9 @@ async def vaccination_issues(session: AsyncSession, f: ReportFilter) -> list[dic
         if row["previous_on"] is None:
             issues.append(_issue("vaccination", "dose_gap", row, subject, **params))
         else:
-            issues.append(_issue("vaccination", "dose_order", row, subject, previous_on=row["previous_on"], **params))
+            issues.append(
+                _issue("vaccination", "dose_order", row, subject, previous_on=row["previous_on"], **params)
+            )
     return issues
 
 
@@ -1066,7 +1112,14 @@ async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str,
             continue
         if row["group"] != row["category"]:
             issues.append(
-                _issue("needs", "need_category_mismatch", row, subject, category=row["category"], group=row["group"])
+                _issue(
+                    "needs",
+                    "need_category_mismatch",
+                    row,
+                    subject,
+                    category=row["category"],
+                    group=row["group"],
+                )
             )
         if row["needs_device"] and row["gift_on"] is not None:
             issues.append(_issue("needs", "need_already_met", row, subject, handed_on=row["gift_on"]))
