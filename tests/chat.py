@@ -12,6 +12,7 @@ Every Bot API call the bot makes is answered by bot.fakeapi.FakeBotApi through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -204,9 +205,20 @@ class Harness:
         return self.person(str(user_id), "Người lạ")
 
 
+@contextlib.asynccontextmanager
+async def running_harness(
+    services: Services, db_url: str, *flows: Any, **settings: Any
+) -> AsyncIterator[Harness]:
+    """A started harness, with extra flows (tests' own) and setting overrides."""
+    harness = Harness(services, make_settings(db_url, **settings), extra_flows=flows)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
 @pytest.fixture
 async def harness(services: Services, db_url: str) -> AsyncIterator[Harness]:
-    harness = Harness(services, make_settings(db_url))
-    await harness.start()
-    yield harness
-    await harness.stop()
+    async with running_harness(services, db_url) as harness:
+        yield harness

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tests.chat import Harness, make_settings
+from tests.chat import running_harness
 from tests.factories import make_world
 from tests.sample_flow import SampleFlow
 
@@ -15,10 +15,8 @@ from tests.sample_flow import SampleFlow
 @pytest.fixture
 async def flow_harness(services, db_url):
     SampleFlow.saved = []
-    harness = Harness(services, make_settings(db_url), extra_flows=(SampleFlow(),))
-    await harness.start()
-    yield harness
-    await harness.stop()
+    async with running_harness(services, db_url, SampleFlow()) as harness:
+        yield harness
 
 
 async def test_happy_path_and_wrong_answers(services, flow_harness):
@@ -126,10 +124,12 @@ async def test_same_update_delivered_twice_is_handled_once(services, flow_harnes
 
 async def test_timeout_keeps_the_draft_for_resume(services, db_url):
     await make_world(services)
-    harness = Harness(
-        services, make_settings(db_url, conversation_timeout_minutes=0.01), extra_flows=(SampleFlow(),)
-    )
-    app = await harness.start()
+    async with running_harness(services, db_url, SampleFlow(), conversation_timeout_minutes=0.01) as harness:
+        await timeout_transcript(services, harness)
+
+
+async def timeout_transcript(services, harness) -> None:
+    app = harness.app
     await app.start()  # the job queue runs conversation timeouts
     try:
         teacher = harness.person("teacher")
@@ -149,4 +149,3 @@ async def test_timeout_keeps_the_draft_for_resume(services, db_url):
         assert teacher.last_text() == "Step 3: quantity?"
     finally:
         await app.stop()
-        await harness.stop()

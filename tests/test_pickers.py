@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chat import Harness, make_settings
+from tests.chat import running_harness
 from tests.factories import make_world
 from tests.sample_flow import PickerFlow
 
@@ -12,10 +12,8 @@ from tests.sample_flow import PickerFlow
 @pytest.fixture
 async def picker_harness(services, db_url):
     PickerFlow.picked = []
-    harness = Harness(services, make_settings(db_url), extra_flows=(PickerFlow(),))
-    await harness.start()
-    yield harness
-    await harness.stop()
+    async with running_harness(services, db_url, PickerFlow()) as harness:
+        yield harness
 
 
 async def test_search_without_diacritics_tells_namesakes_apart(services, picker_harness):
