@@ -114,6 +114,8 @@ STREAM_KEYS: dict[str, tuple[str, ...]] = {
         "category",
         "needs_device",
         "needs_connectivity",
+        "gift_on",
+        "loan_on",
         "note",
         "entered_late",
     ),
@@ -207,7 +209,6 @@ ISSUE_CODES = (
     "dose_order",
     "need_category_mismatch",
     "need_not_enrolled",
-    "need_already_met",
 )
 
 
@@ -236,6 +237,8 @@ def needs_columns(words: Words) -> list[Column]:
     columns += [
         _col(words, "device_program", INT, 12),
         _col(words, "device_total", INT, 11),
+        _col(words, "device_met", INT, 11),
+        _col(words, "device_unmet", INT, 11),
         _col(words, "connectivity_total", INT, 11),
         _col(words, "needs_total", INT, 11),
     ]
@@ -372,6 +375,8 @@ def stream_columns(words: Words, name: str) -> list[Column]:
             _col(words, "category", LABEL, 20, groups),
             _col(words, "needs_device", BOOL, 10, yes),
             _col(words, "needs_connectivity", BOOL, 10, yes),
+            _col(words, "gift_on", DATE, 12),
+            _col(words, "loan_on", DATE, 12),
             _col(words, "note", TEXT, 30),
             _col(words, "entered_late", BOOL, 9, yes),
         ]
@@ -425,31 +430,77 @@ def stream_columns(words: Words, name: str) -> list[Column]:
 
 # --- the writer -----------------------------------------------------------------------------------
 
+# The summary sheets of each report, in tab order (after the cover and the round's status).
+SUMMARY_SHEETS: dict[str, tuple[str, ...]] = {
+    NEEDS: ("needs",),
+    DEVICES: ("devices", "batches"),
+    VACCINATION: (
+        "vaccination",
+        "coverage_chart",
+        "vaccination_grades",
+        "vaccination_products",
+        "vaccination_places",
+    ),
+    TIMELINESS: ("timeliness",),
+    DISTRICT: (
+        "needs",
+        "devices",
+        "batches",
+        "vaccination",
+        "coverage_chart",
+        "vaccination_grades",
+        "vaccination_products",
+        "vaccination_places",
+        "timeliness",
+    ),
+}
+_SUMMARY_COLUMNS = {
+    "needs": needs_columns,
+    "devices": devices_columns,
+    "batches": batch_columns,
+    "vaccination": vaccination_columns,
+    "vaccination_grades": grade_columns,
+    "vaccination_products": product_columns,
+    "vaccination_places": place_columns,
+    "timeliness": timeliness_columns,
+    "issues": issue_columns,
+    "round_status": round_status_columns,
+}
+_NOTED = {"needs", "devices", "batches", "vaccination", "vaccination_grades", "timeliness", "issues"}
+_PORTRAIT = {"vaccination_products", "vaccination_places"}
+
 
 class ReportWriter:
-    """Lays out one report; `write()` creates every sheet in tab order, fills the small ones, then
-    the long lists as they stream in, and closes the workbook."""
+    """Lays out one report in three steps, so that the long lists can be written while the database
+    is still adding up the small tables:
+
+    1. `open()` creates every sheet in tab order (cover, summaries, lists, metadata) with its title
+       and header row;
+    2. `write_streams()` fills the long lists as their rows arrive;
+    3. `write_summaries(data)` fills the summary tables, the chart, the cover and the metadata, and
+       closes the workbook.
+
+    In constant-memory mode each sheet is written top to bottom, but sheets are independent, so the
+    order of the steps does not change the tab order."""
 
     def __init__(
-        self,
-        kind: str,
-        data: Mapping[str, Any],
-        streams: StreamSource,
-        target: str | IO[bytes],
-        *,
-        tmpdir: str | None = None,
+        self, kind: str, meta: Mapping[str, Any], target: str | IO[bytes], *, tmpdir: str | None = None
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown report kind {kind!r}")
         self.kind = kind
-        self.data = data
-        self.words = Words(data["meta"].get("language", "vi"))
-        self.meta: Mapping[str, Any] = {**data["meta"], "scope_label": scope_label(data["meta"], self.words)}
+        self.words = Words(meta.get("language", "vi"))
+        self.meta: Mapping[str, Any] = {**meta, "scope_label": scope_label(meta, self.words)}
         self.tz = ZoneInfo(self.meta.get("tz", "Asia/Ho_Chi_Minh"))
-        self.streams = streams
         self.book = Workbook(target, tz=self.tz, tmpdir=tmpdir)
         self.rows: dict[str, int] = {}
         self.printed = kind == DISTRICT  # the district report is printed, signed and stamped
+        self.sheets: dict[str, TableSheet] = {}
+        self.details: dict[str, tuple[str, TableSheet]] = {}
+        self.cover: Any = None
+        self.chart_sheet: Any = None
+        self.meta_ws: Any = None
+        self.data: Mapping[str, Any] = {}
 
     # -- common pieces -----------------------------------------------------------------------------
 
@@ -471,20 +522,7 @@ class ReportWriter:
             return w("period.round", round=meta["round_name"], span=span)
         return span
 
-    def table(self, key: str, columns: list[Column], *, note: str = "", landscape: bool = True) -> TableSheet:
-        w = self.words
-        sheet = self.book.table(
-            w(f"sheet.{key}"),
-            columns,
-            title=w(f"title.{key}"),
-            subtitle=self.subtitle(),
-            note=note,
-            print_setup=PrintSetup(landscape=landscape, footer=w("page_footer")),
-            borders_on_blanks=True,
-        )
-        return sheet
-
-    def detail_table(self, key: str, columns: list[Column], *, note: str = "") -> TableSheet:
+    def table(self, key: str, columns: list[Column], *, note: str = "", detail: bool = False) -> TableSheet:
         w = self.words
         return self.book.table(
             w(f"sheet.{key}"),
@@ -492,19 +530,20 @@ class ReportWriter:
             title=w(f"title.{key}"),
             subtitle=self.subtitle(),
             note=note,
-            print_setup=PrintSetup(landscape=True, footer=w("page_footer")),
-            borders_on_blanks=False,
+            print_setup=PrintSetup(landscape=key not in _PORTRAIT, footer=w("page_footer")),
+            borders_on_blanks=not detail,
         )
 
     def signature(self) -> SignatureBlock:
         w, meta = self.words, self.meta
+        today = meta["today"]
         return SignatureBlock(
             place_date=w(
                 "signature.place_date",
                 place=meta.get("place_name", ""),
-                day=f"{meta['today'].day:02d}",
-                month=f"{meta['today'].month:02d}",
-                year=meta["today"].year,
+                day=f"{today.day:02d}",
+                month=f"{today.month:02d}",
+                year=today.year,
             ),
             left_title=w("signature.preparer"),
             left_hint=w("signature.preparer_hint"),
@@ -535,66 +574,45 @@ class ReportWriter:
             rows.append({**record, "level": None, "school_name": label})
         return rows
 
-    # -- the reports -------------------------------------------------------------------------------
+    # -- step 1: every sheet, in tab order ---------------------------------------------------------
 
-    def write(self) -> dict[str, int]:
-        kind = self.kind
+    def open(self) -> None:
+        w, kind = self.words, self.kind
         if kind == DISTRICT:
-            cover = self.book.add_sheet(self.words("sheet.cover"))
-            if self.data.get("round_status") is not None:
-                self.round_status_sheet()
-        summaries = {
-            NEEDS: [self.needs_sheet],
-            DEVICES: [self.devices_sheet, self.batches_sheet],
-            VACCINATION: [self.vaccination_sheets],
-            TIMELINESS: [self.timeliness_sheet],
-            DISTRICT: [
-                self.needs_sheet,
-                self.devices_sheet,
-                self.batches_sheet,
-                self.vaccination_sheets,
-                self.timeliness_sheet,
-            ],
-        }[kind]
-        for make in summaries:
-            make()
-        if ISSUE_AREAS[kind]:
-            self.issues_sheet()
-        # The long lists: create their sheets now (tab order), fill them as the rows stream in.
-        details = self.detail_sheets()
-        meta_sheet = self.book.add_sheet(self.words("sheet.meta"))
-        if kind == DISTRICT:
-            self.cover_sheet(cover)
-        for name in STREAMS[kind]:
-            key, sheet = details[name]
-            self.rows[key] = self.rows.get(key, 0) + self.fill(sheet, name)
-        for sheet in {id(sheet): sheet for _, sheet in details.values()}.values():
-            sheet.finish()
-        self.meta_sheet(meta_sheet)
-        self.book.close()
-        return self.rows
-
-    def detail_sheets(self) -> dict[str, tuple[str, TableSheet]]:
-        w = self.words
-        sheets: dict[str, tuple[str, TableSheet]] = {}
+            self.cover = self.book.add_sheet(w("sheet.cover"))
+            if self.meta.get("round_id") is not None:
+                self.sheets["round_status"] = self.table("round_status", round_status_columns(w))
+        keys = list(SUMMARY_SHEETS[kind]) + (["issues"] if ISSUE_AREAS[kind] else [])
+        for key in keys:
+            if key == "coverage_chart":
+                self.chart_sheet = self.book.add_sheet(w("sheet.coverage_chart"))
+                continue
+            note = w(f"note.{key}") if key in _NOTED else ""
+            self.sheets[key] = self.table(key, _SUMMARY_COLUMNS[key](w), note=note)
         late_sheet: TableSheet | None = None
-        for name in STREAMS[self.kind]:
+        for name in STREAMS[kind]:
             if name in LATE_STREAMS:
                 if late_sheet is None:
-                    late_sheet = self.detail_table("late", stream_columns(w, "late"), note=w("note.late"))
-                sheets[name] = ("late", late_sheet)
-                continue
-            key = name
-            note = w(f"note.{name}")
-            sheets[name] = (key, self.detail_table(key, stream_columns(w, name), note=note))
-        return sheets
+                    late_sheet = self.table(
+                        "late", stream_columns(w, "late"), note=w("note.late"), detail=True
+                    )
+                self.details[name] = ("late", late_sheet)
+            else:
+                sheet = self.table(name, stream_columns(w, name), note=w(f"note.{name}"), detail=True)
+                self.details[name] = (name, sheet)
+        self.meta_ws = self.book.add_sheet(w("sheet.meta"))
 
-    def fill(self, sheet: TableSheet, name: str) -> int:
-        keys = STREAM_KEYS[name]
-        rows = self.streams.rows(name, keys)
-        if name in LATE_STREAMS:
-            rows = self._late_rows(rows)
-        return sheet.write_rows(rows)
+    # -- step 2: the long lists --------------------------------------------------------------------
+
+    def write_streams(self, streams: StreamSource) -> None:
+        for name in STREAMS[self.kind]:
+            key, sheet = self.details[name]
+            rows = streams.rows(name, STREAM_KEYS[name])
+            if name in LATE_STREAMS:
+                rows = self._late_rows(rows)
+            self.rows[key] = self.rows.get(key, 0) + sheet.write_rows(rows)
+        for sheet in {id(sheet): sheet for _, sheet in self.details.values()}.values():
+            sheet.finish()
 
     def _late_rows(self, rows: Iterator[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
         tz = self.tz
@@ -604,122 +622,90 @@ class ReportWriter:
                 days = (entered_at.astimezone(tz).date() - event_on).days
             yield (record_type, school_code, school_name, code, name, event_on, entered_at, days, entered_by)
 
-    # needs
+    # -- step 3: the small tables, the cover, the metadata -----------------------------------------
 
-    def needs_sheet(self) -> None:
-        w = self.words
+    def write_summaries(self, data: Mapping[str, Any]) -> dict[str, int]:
+        self.data = data
+        fill = {
+            "round_status": self.fill_round_status,
+            "needs": self.fill_needs,
+            "devices": self.fill_devices,
+            "batches": self.fill_batches,
+            "vaccination": self.fill_vaccination,
+            "vaccination_grades": self.fill_grades,
+            "vaccination_products": self.fill_products,
+            "vaccination_places": self.fill_places,
+            "timeliness": self.fill_timeliness,
+            "issues": self.fill_issues,
+        }
+        for key, sheet in self.sheets.items():
+            fill[key](sheet)
+            self.close_summary(sheet)
+        if self.chart_sheet is not None:
+            self.coverage_chart()
+        if self.cover is not None:
+            self.cover_sheet(self.cover)
+        self.meta_sheet(self.meta_ws)
+        self.book.close()
+        return self.rows
+
+    def _records(self, key: str, sheet: TableSheet, records: Any) -> None:
+        self.rows[key] = sheet.write_records(records)
+
+    def fill_round_status(self, sheet: TableSheet) -> None:
+        self._records("round_status", sheet, self.data.get("round_status") or [])
+
+    def fill_needs(self, sheet: TableSheet) -> None:
         rollup = self.data["needs"]
-        sheet = self.table("needs", needs_columns(w), note=w("note.needs"))
-        self.rows["needs"] = sheet.write_records(rollup["rows"])
+        self._records("needs", sheet, rollup["rows"])
         sheet.write_totals(self.level_totals(rollup))
-        self.close_summary(sheet)
 
-    # devices
-
-    def devices_sheet(self) -> None:
-        w = self.words
+    def fill_devices(self, sheet: TableSheet) -> None:
         rollup = self.data["devices"]
-        sheet = self.table("devices", devices_columns(w), note=w("note.devices"))
-        self.rows["devices"] = sheet.write_records(rollup["rows"])
+        self._records("devices", sheet, rollup["rows"])
         sheet.write_totals(self.level_totals(rollup, by_source=True))
-        self.close_summary(sheet)
 
-    def batches_sheet(self) -> None:
-        w = self.words
-        sheet = self.table("batches", batch_columns(w), note=w("note.batches"))
-        self.rows["batches"] = sheet.write_records(self.data["batches"])
-        self.close_summary(sheet)
+    def fill_batches(self, sheet: TableSheet) -> None:
+        self._records("batches", sheet, self.data["batches"])
 
-    # vaccination
-
-    def vaccination_sheets(self) -> None:
-        w = self.words
+    def fill_vaccination(self, sheet: TableSheet) -> None:
         data = self.data["vaccination"]
-        sheet = self.table("vaccination", vaccination_columns(w), note=w("note.vaccination"))
         rows = [_with_coverage(r) for r in data["rows"]]
-        self.rows["vaccination"] = sheet.write_records(rows)
-        first, last = sheet.row - len(rows), sheet.row - 1
+        self._records("vaccination", sheet, rows)
+        self._chart_rows = (sheet.row - len(rows), sheet.row - 1)
         sheet.write_totals(_with_coverage(r) for r in self.level_totals(data))
-        self.close_summary(sheet)
-        self.coverage_chart(sheet, first, last)
 
-        grades = self.table("vaccination_grades", grade_columns(w), note=w("note.vaccination"))
-        self.rows["vaccination_grades"] = grades.write_records(_with_coverage(r) for r in data["grades"])
-        grade_totals = [
+    def fill_grades(self, sheet: TableSheet) -> None:
+        w, data = self.words, self.data["vaccination"]
+        self._records("vaccination_grades", sheet, (_with_coverage(r) for r in data["grades"]))
+        totals = [
             {**_with_coverage(r), "school_name": w("total_grade", grade=r["grade"])}
             for r in data["grade_totals"]
         ]
-        grades.write_totals(
-            [*grade_totals, *(_with_coverage(r) for r in self.level_totals({"total": data["total"]}))]
-        )
-        self.close_summary(grades)
+        totals += [_with_coverage(r) for r in self.level_totals({"total": data["total"]})]
+        sheet.write_totals(totals)
 
-        products = self.table("vaccination_products", product_columns(w), landscape=False)
-        self.rows["vaccination_products"] = products.write_records(data["products"])
-        products.write_totals([{**data["doses_total"], "product_name": w("total_all")}])
-        self.close_summary(products)
+    def fill_products(self, sheet: TableSheet) -> None:
+        data = self.data["vaccination"]
+        self._records("vaccination_products", sheet, data["products"])
+        sheet.write_totals([{**data["doses_total"], "product_name": self.words("total_all")}])
 
-        places = self.table("vaccination_places", place_columns(w), landscape=False)
-        self.rows["vaccination_places"] = places.write_records(data["places"])
-        places.write_totals([{**data["doses_total"], "place": w("total_all")}])
-        self.close_summary(places)
+    def fill_places(self, sheet: TableSheet) -> None:
+        data = self.data["vaccination"]
+        self._records("vaccination_places", sheet, data["places"])
+        sheet.write_totals([{**data["doses_total"], "place": self.words("total_all")}])
 
-    def coverage_chart(self, sheet: TableSheet, first: int, last: int) -> None:
-        """A bar per school: the share of enrolled students with at least one / two doses."""
-        w = self.words
-        chart_sheet = self.book.add_sheet(w("sheet.coverage_chart"))
-        chart_sheet.write_string(0, 0, w("title.coverage_chart"), self.book.formats.title)
-        chart_sheet.write_string(1, 0, self.subtitle(), self.book.formats.subtitle)
-        if last < first:
-            chart_sheet.write_string(3, 0, w("chart_empty"), self.book.formats.note)
-            return
-        columns = [c.key for c in sheet.columns]
-        name_col = columns.index("school_name")
-        chart = self.book.book.add_chart({"type": "bar"})
-        source = sheet.sheet.name
-        for key, color in (("coverage1", "#2E75B6"), ("coverage2", "#A9D18E")):
-            col = columns.index(key)
-            chart.add_series(
-                {
-                    "name": w(f"col.{key}"),
-                    "categories": [source, first, name_col, last, name_col],
-                    "values": [source, first, col, last, col],
-                    "fill": {"color": color},
-                    "gap": 60,
-                }
-            )
-        chart.set_title({"name": w("title.coverage_chart"), "name_font": {"size": 12}})
-        chart.set_x_axis({"min": 0, "max": 1, "num_format": "0%", "major_gridlines": {"visible": True}})
-        chart.set_y_axis({"reverse": True, "num_font": {"size": 8}})
-        chart.set_legend({"position": "top"})
-        schools = last - first + 1
-        chart.set_size({"width": 900, "height": max(320, 60 + 26 * schools)})
-        chart_sheet.insert_chart(3, 0, chart)
-        chart_sheet.set_paper(9)
-        chart_sheet.fit_to_pages(1, 0)
-
-    # timeliness
-
-    def timeliness_sheet(self) -> None:
-        w = self.words
+    def fill_timeliness(self, sheet: TableSheet) -> None:
         rollup = self.data["timeliness"]
-        sheet = self.table("timeliness", timeliness_columns(w), note=w("note.timeliness"))
-        self.rows["timeliness"] = sheet.write_records(_with_on_time(r) for r in rollup["rows"])
+        self._records("timeliness", sheet, (_with_on_time(r) for r in rollup["rows"]))
         sheet.write_totals(_with_on_time(r) for r in self.level_totals(rollup))
-        self.close_summary(sheet)
 
-    # inconsistencies
-
-    def issues_sheet(self) -> None:
-        w = self.words
+    def fill_issues(self, sheet: TableSheet) -> None:
         areas = ISSUE_AREAS[self.kind]
-        sheet = self.table("issues", issue_columns(w), note=w("note.issues"))
         issues = [i for i in self.data.get("issues", []) if i["area"] in areas]
-        records = [{**issue, "detail": self.issue_detail(issue)} for issue in issues]
-        self.rows["issues"] = sheet.write_records(records)
-        if not records:
-            sheet.write_note_line(w("issues_none"))
-        self.close_summary(sheet)
+        self._records("issues", sheet, [{**issue, "detail": self.issue_detail(issue)} for issue in issues])
+        if not issues:
+            sheet.write_note_line(self.words("issues_none"))
 
     def issue_detail(self, issue: Mapping[str, Any]) -> str:
         w = self.words
@@ -733,13 +719,40 @@ class ReportWriter:
             params[name] = value
         return w(f"issue_detail.{issue['issue']}", **params)
 
-    # round
-
-    def round_status_sheet(self) -> None:
-        w = self.words
-        sheet = self.table("round_status", round_status_columns(w))
-        self.rows["round_status"] = sheet.write_records(self.data["round_status"])
-        self.close_summary(sheet)
+    def coverage_chart(self) -> None:
+        """A bar per school: the share of enrolled students with at least one / two doses."""
+        w, formats = self.words, self.book.formats
+        chart_sheet = self.chart_sheet
+        chart_sheet.write_string(0, 0, w("title.coverage_chart"), formats.title)
+        chart_sheet.write_string(1, 0, self.subtitle(), formats.subtitle)
+        chart_sheet.set_paper(9)
+        chart_sheet.fit_to_pages(1, 0)
+        first, last = getattr(self, "_chart_rows", (0, -1))
+        if last < first:
+            chart_sheet.write_string(3, 0, w("chart_empty"), formats.note)
+            return
+        table = self.sheets["vaccination"]
+        columns = [c.key for c in table.columns]
+        name_col = columns.index("school_name")
+        chart = self.book.book.add_chart({"type": "bar"})
+        for key, color in (("coverage1", "#2E75B6"), ("coverage2", "#A9D18E")):
+            col = columns.index(key)
+            chart.add_series(
+                {
+                    "name": w(f"col.{key}"),
+                    "categories": [table.sheet.name, first, name_col, last, name_col],
+                    "values": [table.sheet.name, first, col, last, col],
+                    "fill": {"color": color},
+                    "gap": 60,
+                }
+            )
+        chart.set_title({"name": w("title.coverage_chart"), "name_font": {"size": 12}})
+        chart.set_x_axis({"min": 0, "max": 1, "num_format": "0%", "major_gridlines": {"visible": True}})
+        chart.set_y_axis({"reverse": True, "num_font": {"size": 8}})
+        chart.set_legend({"position": "top"})
+        schools = last - first + 1
+        chart.set_size({"width": 900, "height": max(320, 60 + 26 * schools)})
+        chart_sheet.insert_chart(3, 0, chart)
 
     # cover and metadata
 
@@ -752,11 +765,16 @@ class ReportWriter:
         batches = data.get("batches", [])
         met = sum(1 for b in batches if b["deadline_status"] == "met")
         issues = [i for i in data.get("issues", []) if i["area"] in ISSUE_AREAS[self.kind]]
+        late = w(
+            "figure.of", part=timeliness.get("records_late", 0), whole=timeliness.get("records_total", 0)
+        )
+        coverage = ratio(vaccination.get("dose1"), vaccination.get("enrolled")) or 0.0
         return [
             (w("figure.schools"), needs.get("schools", 0)),
             (w("figure.students"), needs.get("students", 0)),
             (w("figure.device_program"), needs.get("device_program", 0)),
             (w("figure.device_total"), needs.get("device_total", 0)),
+            (w("figure.device_unmet"), needs.get("device_unmet", 0)),
             (w("figure.connectivity_total"), needs.get("connectivity_total", 0)),
             (w("figure.batches"), devices.get("batches", 0)),
             (w("figure.received"), devices.get("received", 0)),
@@ -767,25 +785,14 @@ class ReportWriter:
             (w("figure.dose1"), vaccination.get("dose1", 0)),
             (w("figure.dose2"), vaccination.get("dose2", 0)),
             (w("figure.dose3"), vaccination.get("dose3", 0)),
-            (
-                w("figure.coverage1"),
-                Percent(ratio(vaccination.get("dose1"), vaccination.get("enrolled")) or 0.0),
-            ),
-            (
-                w("figure.records_late"),
-                w(
-                    "figure.of",
-                    part=timeliness.get("records_late", 0),
-                    whole=timeliness.get("records_total", 0),
-                ),
-            ),
+            (w("figure.coverage1"), Percent(coverage)),
+            (w("figure.records_late"), late),
             (w("figure.issues"), len(issues)),
         ]
 
     def cover_sheet(self, sheet: Any) -> None:
         w, meta, formats = self.words, self.meta, self.book.formats
-        widths = (30, 16, 30, 16)
-        for col, width in enumerate(widths):
+        for col, width in enumerate((30, 16, 30, 16)):
             sheet.set_column(col, col, width)
         sheet.set_paper(9)
         sheet.set_portrait()
@@ -793,15 +800,15 @@ class ReportWriter:
         sheet.set_margins(left=0.6, right=0.5, top=0.6, bottom=0.6)
         sheet.center_horizontally()
         district = meta.get("district_name", "")
-        sheet.merge_range(0, 0, 0, 1, w("cover.authority", district=district.upper()), formats.center)
-        sheet.merge_range(0, 2, 0, 3, w("cover.nation"), formats.center_bold)
-        sheet.merge_range(1, 0, 1, 1, w("cover.office"), formats.center_bold)
-        sheet.merge_range(1, 2, 1, 3, w("cover.motto"), formats.center_bold)
-        sheet.merge_range(3, 2, 3, 3, self.signature().place_date, formats.center_italic)
+        self._merged(sheet, 0, 0, 1, w("cover.authority", district=district.upper()), formats.center)
+        self._merged(sheet, 0, 2, 3, w("cover.nation"), formats.center_bold)
+        self._merged(sheet, 1, 0, 1, w("cover.office"), formats.center_bold)
+        self._merged(sheet, 1, 2, 3, w("cover.motto"), formats.center_bold)
+        self._merged(sheet, 3, 2, 3, self.signature().place_date, formats.center_italic)
         sheet.set_row(5, 28)
-        sheet.merge_range(5, 0, 5, 3, w("cover.title"), formats.center_title)
+        self._merged(sheet, 5, 0, 3, w("cover.title"), formats.center_title)
         sheet.set_row(6, 48)
-        sheet.merge_range(6, 0, 6, 3, w("cover.subtitle"), formats.center_bold)
+        self._merged(sheet, 6, 0, 3, w("cover.subtitle"), formats.center_bold)
         row = 8
         lines = [
             (w("cover.to"), w("cover.to_value", province=meta.get("province", ""))),
@@ -814,21 +821,24 @@ class ReportWriter:
         ]
         for label, value in lines:
             sheet.write_string(row, 0, label, formats.key)
-            sheet.merge_range(row, 1, row, 3, "", formats.value_text)
+            sheet.merge_range(row, 1, row, 3, None, formats.value_text)
             write_value(self.book, sheet, row, 1, value)
             row += 1
         row += 1
-        sheet.merge_range(row, 0, row, 3, w("cover.figures"), formats.plain_bold)
+        self._merged(sheet, row, 0, 3, w("cover.figures"), formats.plain_bold)
         row += 1
         for label, value in self.key_figures():
-            sheet.merge_range(row, 0, row, 2, "", formats.key)
+            sheet.merge_range(row, 0, row, 2, None, formats.key)
             sheet.write_string(row, 0, label, formats.key)
             write_value(self.book, sheet, row, 3, value)
             row += 1
         row += 1
-        sheet.merge_range(row, 0, row, 3, w("cover.contents"), formats.note)
-        row += 1
-        write_signature_block(self.book, sheet, row + 1, 4, self.signature())
+        self._merged(sheet, row, 0, 3, w("cover.contents"), formats.note)
+        write_signature_block(self.book, sheet, row + 2, 4, self.signature())
+
+    def _merged(self, sheet: Any, row: int, first: int, last: int, text: str, fmt: Any) -> None:
+        sheet.merge_range(row, first, row, last, None, fmt)
+        self.book.write_text(sheet, row, first, text, fmt)
 
     def meta_sheet(self, sheet: Any) -> None:
         w, meta = self.words, self.meta
@@ -897,8 +907,12 @@ def write_report(
     *,
     tmpdir: str | None = None,
 ) -> dict[str, int]:
-    """Write report `kind` to `target` (a path or a binary file); returns data rows per sheet key."""
-    return ReportWriter(kind, data, streams, target, tmpdir=tmpdir).write()
+    """Write report `kind` to `target` (a path or a binary file); returns data rows per sheet key.
+    `data` holds "meta" and the small tables; `streams` the long lists."""
+    writer = ReportWriter(kind, data["meta"], target, tmpdir=tmpdir)
+    writer.open()
+    writer.write_streams(streams)
+    return writer.write_summaries(data)
 
 
 # --- the one-line summary -------------------------------------------------------------------------

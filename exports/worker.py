@@ -1,14 +1,19 @@
 """Write a report's workbook off the event loop, fed with rows while the database streams them.
 
-The event loop side (`WriterJob`) starts the writer with the small tables, then, for each long list in
-turn, sends `begin` (its name and field names), chunks of rows, and `end`. The writer side
-(`ChannelStreams`) hands those rows to `exports.reports.write_report` as plain iterators.
+The event loop side (`WriterJob`) starts the writer with the report's metadata (the writer creates
+every sheet), then, for each long list in turn, sends `begin` (its name and field names), chunks of
+rows and `end`, and last the small tables. The writer side (`ChannelStreams`) hands the rows to
+`exports.reports.ReportWriter` as plain iterators. The long lists go first so that the writer is busy
+with them while the database adds up the small tables.
 
 Two ways to run the writer:
-- `process` (the default for the bot): a spawned worker process. Writing a workbook is pure-Python
-  CPU work; in its own process it neither holds the bot's GIL nor waits for it, so the bot keeps
-  answering, and the database streaming (bot process) overlaps with the writing (worker) on two cores.
-  Rows cross a pipe pickled, one chunk at a time: at most two chunks are in flight.
+- `process` (the default for the bot): a worker process (`python -m exports.worker`, started with
+  asyncio's subprocess support, so nothing of the bot's own main module is re-imported). Writing a
+  workbook is pure-Python CPU work; in its own process it neither holds the bot's GIL nor waits for
+  it, so the bot keeps answering, and the database streaming (bot process) overlaps with the writing
+  (worker) on two cores. Messages cross the worker's stdin as pickles, one chunk of rows at a time;
+  up to 32 MiB of them may wait in the pipe, so the database can run ahead of the writer. The
+  worker answers on stdout.
 - `thread`: a thread of the bot's process, fed through a bounded queue. No process start-up, but the
   writer shares the GIL with the event loop (which still answers, between the writer's time slices).
 """
@@ -17,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
+import os
+import pickle
 import queue
 import resource
+import sys
 import threading
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +38,8 @@ PROCESS = "process"
 THREAD = "thread"
 MODES = (PROCESS, THREAD)
 
-_QUEUE_CHUNKS = 4  # thread mode: chunks waiting for the writer at most
+_QUEUE_CHUNKS = 16  # thread mode: chunks waiting for the writer at most
+_PIPE_BUFFER_BYTES = 32 * 1024 * 1024  # process mode: pickled rows waiting for the writer at most
 _PUT_POLL_SECONDS = 0.2
 
 
@@ -64,6 +72,13 @@ class ChannelStreams:
             raise _Aborted
         return message
 
+    def data(self) -> Mapping[str, Any]:
+        """The small tables, sent after the long lists."""
+        message = self._next()
+        if message[0] != "data":
+            raise ReportWriterError(f"expected the small tables, got {message[0]!r}")
+        return message[1]
+
     def rows(self, name: str, keys: Sequence[str]) -> Iterator[Sequence[Any]]:
         message = self._next()
         if message[0] != "begin" or message[1] != name:
@@ -80,28 +95,52 @@ class ChannelStreams:
                 raise ReportWriterError(f"unexpected message {message[0]!r} in {name!r}")
 
 
-def _write(kind: str, data: Mapping[str, Any], receive: Any, path: str, tmpdir: str | None) -> dict[str, int]:
-    from exports.reports import write_report
+def _write(kind: str, meta: Mapping[str, Any], receive: Any, path: str, tmpdir: str | None) -> dict[str, int]:
+    """Open every sheet, write the long lists as they come, then the small tables (sent last)."""
+    from exports.reports import ReportWriter
 
-    return write_report(kind, data, ChannelStreams(receive), path, tmpdir=tmpdir)
+    writer = ReportWriter(kind, meta, path, tmpdir=tmpdir)
+    writer.open()
+    streams = ChannelStreams(receive)
+    writer.write_streams(streams)
+    return writer.write_summaries(streams.data())
 
 
-def _process_main(connection: Any, kind: str, data: Mapping[str, Any], path: str, tmpdir: str | None) -> None:
-    """The worker process: write, then answer ("done", rows, peak RSS) or ("error", traceback)."""
+def _process_main() -> None:
+    """The worker process: read (kind, meta, path, tmpdir), the long lists and the small tables from
+    stdin, write the workbook, answer ("done", rows, peak RSS) or ("error", traceback) on stdout."""
+    answer = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the answer
+    source = sys.stdin.buffer
+
+    def receive() -> Any:
+        return pickle.load(source)
+
     try:
-        rows = _write(kind, data, connection.recv, path, tmpdir)
+        kind, meta, path, tmpdir = receive()
+        rows = _write(kind, meta, receive, path, tmpdir)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        connection.send(("done", rows, peak))
+        pickle.dump(("done", rows, peak), answer)
     except _Aborted:
-        pass
+        pickle.dump(("error", "aborted"), answer)
     except BaseException:
         with contextlib.suppress(OSError):
-            connection.send(("error", traceback.format_exc()))
+            pickle.dump(("error", traceback.format_exc()), answer)
     finally:
-        connection.close()
+        with contextlib.suppress(OSError):
+            answer.close()
 
 
 # --- the event loop side --------------------------------------------------------------------------
+
+
+def _worker_environment() -> dict[str, str]:
+    """The worker imports `exports` from wherever this process did."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = dict(os.environ)
+    paths = [root, *[p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return environment
 
 
 class WriterJob:
@@ -113,53 +152,57 @@ class WriterJob:
             raise ValueError(f"unknown writer mode {mode!r}")
         self.mode = mode
         self._pending: asyncio.Future[None] | None = None
-        self._process: Any = None
-        self._connection: Any = None
+        self._process: asyncio.subprocess.Process | None = None
         self._queue: queue.Queue[tuple[Any, ...]] | None = None
         self._thread_result: Future[dict[str, int]] | None = None
-        self._finished = False
 
     @classmethod
     async def start(
-        cls, mode: str, kind: str, data: Mapping[str, Any], path: str, *, tmpdir: str | None = None
+        cls, mode: str, kind: str, meta: Mapping[str, Any], path: str, *, tmpdir: str | None = None
     ) -> WriterJob:
         job = cls(mode)
         if mode == PROCESS:
-            context = multiprocessing.get_context("spawn")
-            parent, child = context.Pipe(duplex=True)
-            process = context.Process(
-                target=_process_main, args=(child, kind, dict(data), path, tmpdir), daemon=True
+            job._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "exports.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=_worker_environment(),
             )
-            await asyncio.to_thread(process.start)
-            child.close()
-            job._process, job._connection = process, parent
-        else:
-            job._queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
-            result: Future[dict[str, int]] = Future()
-            job._thread_result = result
-            receive = job._queue.get
+            assert job._process.stdin is not None
+            # Let the database run ahead of the writer by up to this many bytes of pickled rows.
+            job._process.stdin.transport.set_write_buffer_limits(high=_PIPE_BUFFER_BYTES)
+            await job._send(("start", kind, dict(meta), path, tmpdir))
+            return job
+        job._queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        result: Future[dict[str, int]] = Future()
+        job._thread_result = result
+        receive = job._queue.get
 
-            def run() -> None:
-                try:
-                    result.set_result(_write(kind, data, receive, path, tmpdir))
-                except _Aborted as exc:
-                    result.set_exception(exc)
-                except BaseException as exc:
-                    result.set_exception(exc)
+        def run() -> None:
+            try:
+                result.set_result(_write(kind, meta, receive, path, tmpdir))
+            except BaseException as exc:
+                result.set_exception(exc)
 
-            threading.Thread(target=run, name=f"report-writer-{kind}", daemon=True).start()
+        threading.Thread(target=run, name=f"report-writer-{kind}", daemon=True).start()
         return job
 
     # -- sending -----------------------------------------------------------------------------------
 
     async def _send(self, message: tuple[Any, ...]) -> None:
         if self.mode == PROCESS:
+            assert self._process is not None and self._process.stdin is not None
+            if message[0] == "start":
+                message = message[1:]
             try:
-                await asyncio.to_thread(self._connection.send, message)
-            except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
+                self._process.stdin.write(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+                await self._process.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError) as exc:
                 raise await self._writer_failure() from exc
             return
-        assert self._queue is not None and self._thread_result is not None
+        assert self._queue is not None
         try:
             self._queue.put_nowait(message)
             return
@@ -198,36 +241,47 @@ class WriterJob:
     async def end(self) -> None:
         await self._post(("end",))
 
+    async def data(self, data: Mapping[str, Any]) -> None:
+        """The small tables (sent after the long lists, so the writer starts on those first)."""
+        await self._post(("data", dict(data)))
+
     # -- results -----------------------------------------------------------------------------------
 
     async def finish(self) -> WriterResult:
         await self._flush()
-        self._finished = True
         if self.mode == PROCESS:
-            try:
-                message = await asyncio.to_thread(self._connection.recv)
-            except (EOFError, OSError) as exc:
-                raise await self._writer_failure() from exc
-            finally:
-                await self._close_process()
-            if message[0] == "error":
-                raise ReportWriterError(message[1])
+            assert self._process is not None and self._process.stdin is not None
+            self._process.stdin.close()
+            message = await self._answer()
+            if message is None or message[0] != "done":
+                raise ReportWriterError(message[1] if message else self._exit_text())
             return WriterResult(rows=message[1], peak_rss_kb=message[2])
         assert self._thread_result is not None
         rows = await asyncio.wrap_future(self._thread_result)
         return WriterResult(rows=rows, peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
+    async def _answer(self) -> tuple[Any, ...] | None:
+        """The worker's answer on stdout (None if it ended without one); waits for it to exit."""
+        assert self._process is not None and self._process.stdout is not None
+        raw = await self._process.stdout.read()
+        await self._process.wait()
+        if not raw:
+            return None
+        try:
+            return pickle.loads(raw)
+        except Exception:
+            return None
+
+    def _exit_text(self) -> str:
+        code = self._process.returncode if self._process is not None else None
+        return f"the report writer process ended without an answer (exit code {code})"
+
     async def _writer_failure(self) -> ReportWriterError:
         if self.mode == PROCESS:
-            try:
-                if await asyncio.to_thread(self._connection.poll, 1.0):
-                    message = self._connection.recv()
-                    if message[0] == "error":
-                        return ReportWriterError(message[1])
-            except (EOFError, OSError):
-                pass
-            code = self._process.exitcode if self._process is not None else None
-            return ReportWriterError(f"the report writer process ended (exit code {code})")
+            message = await self._answer()
+            if message is not None and message[0] == "error":
+                return ReportWriterError(message[1])
+            return ReportWriterError(self._exit_text())
         return ReportWriterError("the report writer stopped")
 
     async def abort(self) -> None:
@@ -238,27 +292,23 @@ class WriterJob:
                 await self._pending
             self._pending = None
         if self.mode == PROCESS:
-            if self._process is not None and self._process.is_alive():
-                self._process.terminate()
-            await self._close_process()
+            process = self._process
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                with contextlib.suppress(BaseException):
+                    await process.wait()
             return
         if self._queue is not None and self._thread_result is not None and not self._thread_result.done():
+            # Make room, then tell the writer to stop at its next read.
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
             with contextlib.suppress(queue.Full):
-                # Make room, then tell the writer to stop at its next read.
-                while True:
-                    try:
-                        self._queue.get_nowait()
-                    except queue.Empty:
-                        break
                 self._queue.put_nowait(("abort",))
 
-    async def _close_process(self) -> None:
-        process, self._process = self._process, None
-        if self._connection is not None:
-            with contextlib.suppress(OSError):
-                self._connection.close()
-        if process is not None:
-            await asyncio.to_thread(process.join, 10)
-            if process.is_alive():
-                process.kill()
-                await asyncio.to_thread(process.join, 5)
+
+if __name__ == "__main__":
+    _process_main()

@@ -39,7 +39,7 @@ KNOWLEDGE_BASE_PATH = Path(__file__).parent / "data" / "faq.yaml"
 # question there scores above it and every out-of-domain one below (see docs/faq.md).
 MATCH_THRESHOLD = 0.35
 # The question's information must be at least this much covered by the best entry, too.
-MIN_COVERAGE = 0.34
+MIN_COVERAGE = 0.30
 # Related questions (buttons) must score at least this, and this share of the best score.
 RELATED_MIN_SCORE = 0.25
 RELATED_MIN_SHARE = 0.55
@@ -97,14 +97,41 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "jab",
         "covid vaccine",
     ),
+    # Asking what to fill in ("cần nhập gì"), not where or when.
+    "nhap gomgi": ("nhap gi", "can nhap gi", "nhap nhung gi", "ghi nhung gi", "khai bao gi", "phai nhap gi"),
+    # "Only now entering" means entering late.
+    "nhap tre": ("moi nhap", "gio moi nhap", "bay gio moi nhap", "nhap bu"),
+    "cosao": ("co sao khong", "co bi sao khong", "co sao ko", "co bi gi khong", "co van de gi khong"),
+    "nhanh": ("nhanh", "cho nhanh", "lau qua", "mat thoi gian", "mat cong", "quickly", "faster"),
+    # "số liệu" (figures) is never "Sở" (the Department) however it is reached.
+    "nop solieu": ("gui so lieu", "nop so lieu", "gui len so lieu"),
+    "baocao solieu": ("bao cao so lieu",),
+    "khuyennghi": ("nen", "co nen", "should", "khuyen nghi", "recommended", "recommend", "tot hon", "better"),
+    "nhaptay": ("nhap tay", "nhap thu cong", "tung em mot", "tung hoc sinh mot", "by hand", "manually"),
+    "giadinh": ("gia dinh", "family", "household"),
+    "cauhoi bot": ("hoi bot",),
+    # Politeness before the question ("cho em hỏi", "xin hỏi"): nothing to match.
+    "_": ("cho em hoi", "cho hoi", "xin hoi", "cho toi hoi", "cho minh hoi", "em muon hoi", "toi muon hoi",
+          "hoi chut", "hoi xiu", "cho co hoi", "cho thay hoi", "cho em hoi chut"),
     "baonhieu": ("bao nhieu", "how many", "how much", "bn"),
     # Reports to the provincial Department ("báo cáo Sở"; "so" alone is also "số", a number).
     "baocao sogd": ("bao cao so", "bc so", "bao cao len so"),
     "nop sogd": ("gui so", "nop so", "gui len so", "gui ve so"),
     # Machines that are not computers: "xe máy" is a motorbike, "máy bay" a plane.
     "xemay": ("xe may",),
-    "maykhac": ("may bay", "may giat", "may lanh", "may anh", "may chieu", "may pha", "may say", "may bom",
-                "may cat", "may phat dien", "may xuc"),
+    "maykhac": (
+        "may bay",
+        "may giat",
+        "may lanh",
+        "may anh",
+        "may chieu",
+        "may pha",
+        "may say",
+        "may bom",
+        "may cat",
+        "may phat dien",
+        "may xuc",
+    ),
     "yeucau": ("yeu cau", "require", "required", "requirement"),
     "truong": ("truong", "school", "schools", "cac truong", "trg"),
     "motem": (
@@ -376,7 +403,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "fill",
         "fill in",
     ),
-    "baocao": ("bao cao", "report", "reports", "bc"),
+    "baocao": ("bao cao", "report", "reports", "bc", "reported", "reporting"),
     "nop": ("nop", "gui", "gui len", "gui di", "submit", "submits", "send", "sent"),
     "duyet": (
         "duyet",
@@ -393,10 +420,18 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "reviewed",
         "check",
     ),
-    "tralai": ("tra lai", "tra ve", "bi tra", "gui tra", "sent back", "returned", "return", "give back"),
+    "tralai": ("tra lai", "tra ve", "gui tra", "sent back", "returned", "return", "give back"),
     # Passive: "our report was sent back" (not the reviewer's act of sending it back).
-    "bitralai": ("bi tra", "bi tra lai", "bi tra ve", "bi tu choi", "bi gui tra", "was sent back", "got sent back",
-                 "were sent back"),
+    "bitralai": (
+        "bi tra",
+        "bi tra lai",
+        "bi tra ve",
+        "bi tu choi",
+        "bi gui tra",
+        "was sent back",
+        "got sent back",
+        "were sent back",
+    ),
     "tuchoi": ("tu choi", "khong tiep nhan", "khong nhan", "reject", "rejected", "rejects"),
     "loi": ("loi", "bi loi", "bao loi", "error", "errors", "khong hop le", "invalid", "fail", "failed"),
     "sua": (
@@ -429,9 +464,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "mau": ("mau", "file mau", "bieu mau", "tep mau", "template", "templates", "form"),
     "tailen": ("tai len", "up", "upload", "uploaded", "day len", "gui file", "up file"),
-    "taive": ("tai ve", "tai xuong", "download", "xuat", "export", "lay file"),
+    "taive": ("tai ve", "tai xuong", "download", "xuat", "export", "lay file", "lay", "lay ve"),
     "huongdan": ("sheet huong dan", "quy uoc", "quy dinh nhap", "instructions", "instruction"),
-    "nhucau": ("nhu cau", "can ho tro", "need", "needs", "can may"),
+    "nhucau": ("nhu cau", "can ho tro", "need", "needs", "can may", "needing", "needed"),
     "hotro": ("ho tro", "support", "help", "mien phi", "free"),
     "ngheo": ("ho ngheo", "ngheo", "poor", "poverty"),
     "canngheo": ("can ngheo", "ho can ngheo", "near poor", "near-poor"),
@@ -567,7 +602,22 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "chenh lech",
     ),
     "solieu": ("so lieu", "du lieu", "data", "figures", "numbers", "figure", "dl"),
-    "lop": ("lop", "ca lop", "class", "classes", "hang loat", "nhieu em", "cung luc", "mot luc"),
+    "lop": (
+        "lop",
+        "ca lop",
+        "class",
+        "classes",
+        "hang loat",
+        "nhieu em",
+        "cung luc",
+        "mot luc",
+        "ca khoi",
+        "khoi",
+        "ca truong",
+        "cung mot ngay",
+        "cung ngay",
+        "mot buoi",
+    ),
     "loai": ("loai", "brand", "type", "kind", "hang"),
     "ngoaitruong": (
         "ngoai truong",
@@ -594,7 +644,19 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "1ngay": ("1 ngay", "01 ngay", "mot ngay", "24h", "24 gio", "one day", "1 day", "ngay hom sau"),
     "5ngay": ("5 ngay", "05 ngay", "nam ngay", "five days", "5 days", "five day", "5 day"),
     "15h30": ("15h30", "15 gio 30", "15 gio 30 phut", "3 gio chieu", "3h30"),
-    "tiendo": ("tien do", "progress", "theo doi", "don doc", "chua nop", "chua xong"),
+    "tiendo": (
+        "tien do",
+        "progress",
+        "theo doi",
+        "don doc",
+        "chua nop",
+        "chua xong",
+        "truong nao",
+        "nhung truong nao",
+        "which schools",
+        "da nop chua",
+        "nop chua",
+    ),
     "yte": ("y te", "y te truong hoc", "school health", "health"),
     "trachnhiem": ("trach nhiem", "responsible", "responsibility", "nhiem vu"),
     "4.8.1": ("481", "4 8 1", "4.8.1"),
@@ -606,16 +668,16 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 
 _VIETNAMESE_STOPWORDS = """
-    a ah ak anh ay ba ban bi biet cac cai can cho chi chu co con cua cung da dang dau day de den deu di do
+    a ah ak anh ay ba ban bang bi biet cac cai can cho chi chu co con cua cung da dang dau day de den deu di do
     duoc dc dk em gi giup ha hay hoi hoac ja khi khong ko k kg la lai lam len luc ma minh mot moi nay nao
-    neu nen nhe nha nhi nhung nhieu nua o oi phai ra roi sao se tai thi the thay toi tren trong tu va vao
+    _ neu nhe nha nhi nhung nhieu nua o oi phai ra roi sao se tai thi the thay toi tren trong tu va vao
     vay ve voi vui long xin xem ad admin oke ok uh u vs dung hen j hok hong khg kh r z cx mk mn ae e c ng lm ms
     chua nguoi vui thanks cam on
 """
 _ENGLISH_STOPWORDS = """
     the an is are am was were be been do does did i we you my our your to of for in on at by with and or
-    what which can could should must have has it this that there from as if about us get will would
-    please ask any some still not no yes into after before than then they them he she his her its
+    what which can could must have has it this that there from as if about us get will would
+    please ask any some still got one not no yes into after before than then they them he she his her its
 """
 STOPWORDS: frozenset[str] = frozenset((_VIETNAMESE_STOPWORDS + _ENGLISH_STOPWORDS).split())
 
@@ -662,8 +724,13 @@ def analyse(text: str, mend: Callable[[str], str] | None = None) -> list[str]:
         words = [mend(word) for word in words]
     pattern, replacement = _phrases()
     canonical = pattern.sub(lambda m: replacement[m.group(0)], " ".join(words))
-    # A lone letter is a leftover ("school's", "lớp 7 a"), not a word.
-    return [token for token in canonical.split() if token not in STOPWORDS and (len(token) > 1 or token.isdigit())]
+    # A lone letter is a leftover ("school's"), and a bare number a detail ("15 máy", "lớp 7"): the numbers
+    # that matter became tokens above ("1ngay", "15h30", "4.8.1").
+    return [
+        token
+        for token in canonical.split()
+        if token not in STOPWORDS and len(token) > 1 and not token.isdigit()
+    ]
 
 
 def known_words() -> frozenset[str]:
@@ -795,13 +862,8 @@ class FaqIndex:
     def terms(self, question: str) -> list[str]:
         """The question's canonical tokens after mending, each once, in order."""
         tokens = analyse(question, self.mend)
-        # A number or class name no entry knows ("20 laptop", "lớp 7A") is detail, not a topic; a lone
-        # letter is a leftover ("school's").
-        return list(
-            dict.fromkeys(
-                t for t in tokens if t in self._idf or not (len(t) == 1 or any(ch.isdigit() for ch in t))
-            )
-        )
+        # A class name or code no entry knows ("7a", "79000001") is detail, not a topic.
+        return list(dict.fromkeys(t for t in tokens if t in self._idf or not any(ch.isdigit() for ch in t)))
 
     def search(self, question: str, limit: int = 5) -> list[Candidate]:
         """Entries ranked by score (0..1), best first; empty when the question has no content words."""

@@ -323,7 +323,17 @@ class NeedRecord(LateMixin, Base):
 
 class Donor(EnteredMixin, Base):
     __tablename__ = "donor"
-    __table_args__ = (UniqueConstraint("school_id", "name", name="uq_donor_school_name"),)
+    __table_args__ = (
+        UniqueConstraint("school_id", "name", name="uq_donor_school_name"),
+        # NULLs are distinct in a unique constraint: district-wide donors need their own index.
+        Index(
+            "uq_donor_district_name",
+            "name",
+            unique=True,
+            sqlite_where=text("school_id IS NULL"),
+            postgresql_where=text("school_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # A donor known to one school; NULL = known district-wide (e.g. the Ministry's programme).

@@ -21,6 +21,8 @@ from storage.models import (
     DeviceType,
     DonationBatch,
     DonationSource,
+    Donor,
+    DonorKind,
     DosePlace,
     Gender,
     Handover,
@@ -241,6 +243,28 @@ async def test_school_code_and_staff_telegram_id_are_unique(services: Services) 
         services,
         lambda s: _add(s, Staff(telegram_user_id=1001, full_name="Trùng", role=Role.ADMIN)),
     )
+
+
+async def test_donor_names_are_unique_per_school_and_district_wide(services: Services) -> None:
+    world = await make_world(services)
+
+    def donor(name: str, school_id: int | None) -> Donor:
+        return Donor(name=name, kind=DonorKind.ORGANISATION, school_id=school_id)
+
+    await write(
+        services, lambda s: _add(s, donor("Bộ GD&ĐT", None), donor("Viettel", world.primary_school_id))
+    )
+    await rejected(services, lambda s: _add(s, donor("Viettel", world.primary_school_id)))
+    # NULL school ids are distinct in a unique constraint: the partial index keeps one district-wide name.
+    await rejected(services, lambda s: _add(s, donor("Bộ GD&ĐT", None)))
+    # The same name at another school, or at a school and district-wide, is allowed.
+    await write(
+        services,
+        lambda s: _add(
+            s, donor("Viettel", world.secondary_school_id), donor("Bộ GD&ĐT", world.primary_school_id)
+        ),
+    )
+    assert await count(services, Donor) == 4
 
 
 # --- foreign keys ---------------------------------------------------------------------------------

@@ -1,9 +1,241 @@
-"""CLI commands of this area: to be filled by its issue."""
+"""`schoolbot round create | list | progress`, and the words of rounds shared with the chat:
+progress as text, the chart's labels, figures and inconsistencies in a language."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from bot.texts import load, t
+from storage.schemas.parsing import parse_date
+from storage.schemas.rounds import (
+    Inconsistency,
+    Progress,
+    RoundIn,
+    RoundOut,
+    parse_local_datetime,
+    show_local,
+)
+
+if TYPE_CHECKING:
+    from bot.cli import CliContext
+    from exports.charts import ChartLabels
+
+
+# --- words shared with the chat -------------------------------------------------------------------
+
+
+def status_label(status: Any, language: str | None = None) -> str:
+    return t(f"rounds.status.{getattr(status, 'value', status)}", language)
+
+
+def figure_label(key: str, language: str | None = None) -> str:
+    """The name of a figure (`SchoolFigures.numbers` key); the key itself if the catalogue has none."""
+    texts = load(language or "vi")
+    return texts.get(f"rounds.figure.{key}") or load("vi").get(f"rounds.figure.{key}") or key
+
+
+_GROUP_PARAMS = ("category", "group")
+
+
+def issue_text(issue: Inconsistency, language: str | None = None) -> str:
+    """An inconsistency in words, priority groups named in the language."""
+    params: dict[str, Any] = {**issue.params, "subject": issue.subject}
+    for name in _GROUP_PARAMS:
+        if name in params and f"rounds.group.{params[name]}" in load("vi"):
+            params[name] = t(f"rounds.group.{params[name]}", language)
+    key = f"rounds.issue.{issue.code}"
+    if key not in load("vi"):
+        return t("rounds.issue.unknown", language, code=issue.code, subject=issue.subject)
+    try:
+        return t(key, language, **params)
+    except (KeyError, IndexError):
+        return t("rounds.issue.unknown", language, code=issue.code, subject=issue.subject)
+
+
+def progress_text(progress: Progress, language: str | None, tz: ZoneInfo) -> str:
+    """The progress board as a short text: deadlines, totals per track, then one line per school."""
+    rnd = progress.round
+    totals = progress.totals
+    lines = [
+        t(
+            "rounds.progress.header",
+            language,
+            round=rnd.name,
+            id=rnd.id,
+            status=t(f"rounds.round_status.{rnd.status.value}", language),
+        ),
+        t(
+            "rounds.progress.deadlines",
+            language,
+            submit=show_local(rnd.submit_deadline, tz),
+            approve=show_local(rnd.approve_deadline, tz),
+            compile=show_local(rnd.compile_deadline, tz),
+        ),
+    ]
+    for track, counts in (("program", totals.program), ("vaccine", totals.vaccine)):
+        lines.append(
+            t(
+                "rounds.progress.track_line",
+                language,
+                track=t(f"rounds.track.{track}", language),
+                schools=totals.schools,
+                **{status: counts.get(status, 0) for status in ("approved", "submitted", "returned")},
+                not_submitted=counts.get("not_submitted", 0),
+            )
+        )
+    lines.append(t("rounds.progress.late_line", language, late=totals.program_late, records=totals.records))
+    if not progress.schools:
+        lines.append(t("rounds.progress.no_schools", language))
+    for school in progress.schools:
+        line = t(
+            "rounds.progress.school_line",
+            language,
+            code=school.school_code,
+            name=school.school_name,
+            records=school.records,
+            program=status_label(school.program, language),
+            vaccine=status_label(school.vaccine, language),
+        )
+        if school.program_late or school.vaccine_late:
+            line += t("rounds.progress.late_mark", language)
+        for reason in (school.program_reason, school.vaccine_reason):
+            if reason:
+                line += t("rounds.progress.reason", language, reason=reason)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def chart_labels(progress: Progress, language: str | None, tz: ZoneInfo, *, hidden: int = 0) -> ChartLabels:
+    from exports.charts import SEGMENTS, TRACKS, ChartLabels
+
+    return ChartLabels(
+        title=t("rounds.chart.title", language, round=progress.round.name),
+        subtitle=t(
+            "rounds.chart.subtitle", language, deadline=show_local(progress.round.submit_deadline, tz)
+        ),
+        schools_title=t("rounds.chart.schools_title", language),
+        records_axis=t("rounds.chart.records_axis", language),
+        count_axis=t("rounds.chart.count_axis", language),
+        tracks={track: t(f"rounds.track.{track}", language) for track in TRACKS},
+        segments={segment: t(f"rounds.chart.{segment}", language) for segment in SEGMENTS},
+        more_schools=t("rounds.chart.more_schools", language, count=hidden) if hidden else "",
+    )
+
+
+def progress_png(progress: Progress, language: str | None, tz: ZoneInfo) -> bytes:
+    """The progress chart in `language`."""
+    from exports.charts import progress_chart_series, render_progress_png
+
+    series = progress_chart_series(progress)
+    return render_progress_png(series, chart_labels(progress, language, tz, hidden=series.hidden_schools))
+
+
+# --- the command line -----------------------------------------------------------------------------
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """No commands yet."""
+    from bot.cli import json_flag
+
+    rounds = subparsers.add_parser("round", help=t("rounds.cli.help")).add_subparsers(
+        dest="round_command", required=True
+    )
+    create = rounds.add_parser("create", help=t("rounds.cli.create_help"))
+    create.add_argument("--name", required=True, help=t("rounds.cli.name_help"))
+    create.add_argument("--submit", required=True, help=t("rounds.cli.submit_help"))
+    create.add_argument("--approve", required=True, help=t("rounds.cli.approve_help"))
+    create.add_argument("--compile", required=True, help=t("rounds.cli.compile_help"))
+    create.add_argument("--from", dest="date_from", required=True, help=t("rounds.cli.from_help"))
+    create.add_argument("--to", dest="date_to", required=True, help=t("rounds.cli.to_help"))
+    create.add_argument("--district", dest="district_code", default=None, help=t("rounds.cli.district_help"))
+    create.set_defaults(handler=_create)
+    json_flag(create)
+
+    listing = rounds.add_parser("list", help=t("rounds.cli.list_help"))
+    listing.add_argument("--district", dest="district_code", default=None, help=t("rounds.cli.district_help"))
+    listing.set_defaults(handler=_list)
+    json_flag(listing)
+
+    progress = rounds.add_parser("progress", help=t("rounds.cli.progress_help"))
+    progress.add_argument("round_id", type=int)
+    progress.add_argument("--png", type=Path, default=None, help=t("rounds.cli.png_help"))
+    progress.set_defaults(handler=_progress)
+    json_flag(progress)
+
+
+def _day(value: date) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+def _round_json(rnd: RoundOut) -> dict[str, Any]:
+    return rnd.model_dump(mode="json")
+
+
+async def _create(ctx: CliContext, args: argparse.Namespace) -> int:
+    services = await ctx.services()
+    today = services.clock.today()
+    data = RoundIn(
+        name=args.name,
+        period_start=parse_date(args.date_from, today, allow_future=True),
+        period_end=parse_date(args.date_to, today, allow_future=True),
+        submit_deadline=parse_local_datetime(args.submit),
+        approve_deadline=parse_local_datetime(args.approve),
+        compile_deadline=parse_local_datetime(args.compile),
+    )
+    district_id = await services.rounds.district_id_by_code(args.district_code)
+    rnd = await services.rounds.create_round(district_id, data, actor_id=None)
+    tz = ctx.settings.tz
+    human = t(
+        "rounds.cli.created",
+        id=rnd.id,
+        name=rnd.name,
+        schools=rnd.schools,
+        period_start=_day(rnd.period_start),
+        period_end=_day(rnd.period_end),
+        submit=show_local(rnd.submit_deadline, tz),
+        approve=show_local(rnd.approve_deadline, tz),
+        compile=show_local(rnd.compile_deadline, tz),
+    )
+    ctx.emit(human, _round_json(rnd))
+    return 0
+
+
+async def _list(ctx: CliContext, args: argparse.Namespace) -> int:
+    services = await ctx.services()
+    district_id = (
+        await services.rounds.district_id_by_code(args.district_code) if args.district_code else None
+    )
+    rounds = await services.rounds.list_rounds(district_id)
+    tz = ctx.settings.tz
+    lines = [
+        t(
+            "rounds.cli.list_line",
+            id=r.id,
+            status=t(f"rounds.round_status.{r.status.value}"),
+            name=r.name,
+            submit=show_local(r.submit_deadline, tz),
+            schools=r.schools,
+        )
+        for r in rounds
+    ]
+    ctx.emit("\n".join(lines) or t("cli.none"), [_round_json(r) for r in rounds])
+    return 0
+
+
+async def _progress(ctx: CliContext, args: argparse.Namespace) -> int:
+    services = await ctx.services()
+    progress = await services.rounds.progress(args.round_id)
+    tz = ctx.settings.tz
+    human = progress_text(progress, None, tz)
+    data: dict[str, Any] = progress.model_dump(mode="json")
+    if args.png is not None:
+        content = progress_png(progress, None, tz)
+        args.png.parent.mkdir(parents=True, exist_ok=True)
+        args.png.write_bytes(content)
+        human += "\n" + t("rounds.cli.png_written", path=args.png)
+        data["png"] = str(args.png)
+    ctx.emit(human, data)
+    return 0

@@ -1,14 +1,17 @@
-"""`schoolbot run [--webhook]`: start the bot."""
+"""`schoolbot run [--webhook]`: start the bot; without a token, start the sandbox instead."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import TYPE_CHECKING
 
 from bot.texts import t
 
 if TYPE_CHECKING:
     from bot.cli import CliContext
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,14 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
+    if ctx.settings.telegram_bot_token is None:
+        # A fresh machine has no token: say how to get one, and let people try the bot meanwhile.
+        from bot.sandbox.server import run_sandbox
+
+        log.warning("%s", t("cli.run_no_token"))
+        log.warning("%s", t("sandbox.run_instead"))
+        return await run_sandbox(ctx.settings, out=ctx.out)
+
     from bot.runner import run_bot
     from storage.migrate import upgrade
 
     services = await ctx.services()
     await upgrade(services.engine)
-    if ctx.settings.telegram_bot_token is None:
-        # A fresh machine has no token: say how to get one instead of failing.
-        print(t("cli.run_no_token"), file=ctx.out)
-        return 0
     await run_bot(ctx.settings, services, webhook=args.webhook or bool(ctx.settings.webhook_url))
     return 0

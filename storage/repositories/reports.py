@@ -205,9 +205,19 @@ NEEDS_METRICS = (
     *[f"{kind}_{group.value}" for group in PRIORITY_GROUPS for kind in ("device", "connectivity")],
     "device_program",
     "device_total",
+    "device_met",
+    "device_unmet",
     "connectivity_total",
     "needs_total",
 )
+
+
+def _gift_received(f: ReportFilter, student_id: Any) -> Any:
+    """The student was given a device (a gift, not a loan) by the period's end."""
+    gift = aliased(Handover)
+    return exists().where(
+        gift.student_id == student_id, gift.kind == HandoverKind.GIFT, *up_to_end(gift.handed_on, f)
+    )
 
 
 def needs_per_school(f: ReportFilter) -> Select[Any]:
@@ -223,6 +233,8 @@ def needs_per_school(f: ReportFilter) -> Select[Any]:
     metrics += [
         count_if(and_(category.in_(PROGRAM_GROUPS), device), "device_program"),
         count_if(device, "device_total"),
+        count_if(and_(device, _gift_received(f, NeedRecord.student_id)), "device_met"),
+        count_if(and_(device, ~_gift_received(f, NeedRecord.student_id)), "device_unmet"),
         count_if(connectivity, "connectivity_total"),
         func.count(NeedRecord.id).label("needs_total"),
     ]
@@ -267,6 +279,18 @@ async def needs_rollup(session: AsyncSession, f: ReportFilter) -> dict[str, Any]
     return await rollup(session, needs_per_school(f), NEEDS_METRICS)
 
 
+def _first_handover(f: ReportFilter, kind: HandoverKind, *, open_only: bool = False) -> Any:
+    """The day the student was first given (or lent, still open at the period's end) a device."""
+    handover = aliased(Handover)
+    conditions = [handover.student_id == Student.id, handover.kind == kind, *up_to_end(handover.handed_on, f)]
+    if open_only:
+        if f.date_to is None:
+            conditions.append(handover.returned_on.is_(None))
+        else:
+            conditions.append(or_(handover.returned_on.is_(None), handover.returned_on > f.date_to))
+    return select(func.min(handover.handed_on)).where(*conditions).scalar_subquery()
+
+
 def needs_students(f: ReportFilter) -> Select[Any]:
     return (
         select(
@@ -282,6 +306,8 @@ def needs_students(f: ReportFilter) -> Select[Any]:
             _s(NeedRecord.category).label("category"),
             NeedRecord.needs_device.label("needs_device"),
             NeedRecord.needs_connectivity.label("needs_connectivity"),
+            _first_handover(f, HandoverKind.GIFT).label("gift_on"),
+            _first_handover(f, HandoverKind.LOAN, open_only=True).label("loan_on"),
             NeedRecord.note.label("note"),
             NeedRecord.entered_late.label("entered_late"),
         )
@@ -1064,13 +1090,9 @@ async def vaccination_issues(session: AsyncSession, f: ReportFilter) -> list[dic
 
 
 async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
+    """Needs of students no longer enrolled, and needs whose group disagrees with the student list
+    (so the needs totals per group would disagree with the list of students)."""
     issues: list[dict[str, Any]] = []
-    gift = aliased(Handover)
-    has_gift = (
-        select(func.min(gift.handed_on))
-        .where(gift.student_id == Student.id, gift.kind == HandoverKind.GIFT, *up_to_end(gift.handed_on, f))
-        .scalar_subquery()
-    )
     rows = await _dicts(
         session,
         select(
@@ -1081,8 +1103,6 @@ async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str,
             Student.active.label("active"),
             _s(Student.priority_group).label("group"),
             _s(NeedRecord.category).label("category"),
-            NeedRecord.needs_device.label("needs_device"),
-            has_gift.label("gift_on"),
         )
         .select_from(NeedRecord)
         .join(Student, Student.id == NeedRecord.student_id)
@@ -1090,18 +1110,7 @@ async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str,
         .where(
             school_condition(f),
             *entered_in_period(NeedRecord.entered_at, f),
-            or_(
-                ~Student.active,
-                _s(Student.priority_group) != _s(NeedRecord.category),
-                and_(
-                    NeedRecord.needs_device,
-                    exists().where(
-                        gift.student_id == Student.id,
-                        gift.kind == HandoverKind.GIFT,
-                        *up_to_end(gift.handed_on, f),
-                    ),
-                ),
-            ),
+            or_(~Student.active, _s(Student.priority_group) != _s(NeedRecord.category)),
         )
         .order_by(*_school_order(), Student.code),
     )
@@ -1109,8 +1118,7 @@ async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str,
         subject = _subject(row["student_code"], row["full_name"])
         if not row["active"]:
             issues.append(_issue("needs", "need_not_enrolled", row, subject))
-            continue
-        if row["group"] != row["category"]:
+        else:
             issues.append(
                 _issue(
                     "needs",
@@ -1121,8 +1129,6 @@ async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str,
                     group=row["group"],
                 )
             )
-        if row["needs_device"] and row["gift_on"] is not None:
-            issues.append(_issue("needs", "need_already_met", row, subject, handed_on=row["gift_on"]))
     return issues
 
 

@@ -25,7 +25,6 @@ from storage.models import (
     Role,
     RoundSubmission,
     School,
-    SchoolLevel,
     SentReminder,
     Staff,
     Student,
@@ -254,7 +253,11 @@ async def district_staff(
         .where(
             Staff.active,
             Staff.role.in_(list(roles)),
-            or_(Staff.district_id == district_id, School.district_id == district_id, Staff.district_id.is_(None)),
+            or_(
+                Staff.district_id == district_id,
+                School.district_id == district_id,
+                Staff.district_id.is_(None),
+            ),
         )
         .order_by(Staff.id)
     )
@@ -280,7 +283,3 @@ async def active_schools(session: AsyncSession, district_id: int) -> list[School
             select(School).where(School.district_id == district_id, School.active).order_by(School.code)
         )
     )
-
-
-def levels_filter(levels: Iterable[SchoolLevel] | None) -> Any:
-    return True if levels is None else School.level.in_(list(levels))

@@ -202,6 +202,12 @@ class DonationService(ServiceBase):
 
     async def delete_batch(self, batch_id: int, *, school_id: int, actor_id: int | None) -> None:
         """Delete a batch entered by mistake; refused while any handover of it exists."""
+        try:
+            await self._delete_batch(batch_id, school_id=school_id, actor_id=actor_id)
+        except IntegrityError as exc:  # a handover's foreign key: one was added meanwhile
+            raise Conflict("devices.save_conflict") from exc
+
+    async def _delete_batch(self, batch_id: int, *, school_id: int, actor_id: int | None) -> None:
         async with self.sessionmaker.begin() as session:
             batch = await self._batch_in_school(session, batch_id, school_id)
             await repo.ensure_program_unlocked(session, school_id)
@@ -230,8 +236,11 @@ class DonationService(ServiceBase):
         return await load_batch_out(session, batch.id, school_id, replayed=True)
 
     async def _batch_in_school(self, session: AsyncSession, batch_id: int, school_id: int) -> DonationBatch:
+        """The batch, row-locked (PostgreSQL) so that no handover is allocated from it meanwhile."""
         batch = await session.scalar(
-            select(DonationBatch).where(DonationBatch.id == batch_id, DonationBatch.school_id == school_id)
+            select(DonationBatch)
+            .where(DonationBatch.id == batch_id, DonationBatch.school_id == school_id)
+            .with_for_update()
         )
         if batch is None:
             raise NotFound("batch")

@@ -104,6 +104,11 @@ class HandoverService(ServiceBase):
                 student = await students_repo.in_school(session, data.student_id, school_id, for_update=True)
                 if student is None:
                     raise NotFound("student")
+                if request_key is not None:
+                    # The same confirm may have been waiting for the lock that its twin held.
+                    saved = await self._by_request_key(session, request_key, school_id)
+                    if saved is not None:
+                        return saved
                 batch = await self._batch_in_school(session, data.batch_id, school_id)
                 self._check_handed_on(data.handed_on, batch)
                 await self._check_not_holding(session, batch, student)

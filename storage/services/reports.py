@@ -262,23 +262,21 @@ class ReportService(ServiceBase):
             meta, report_filter, resolved = await self._prepare(session, kind, scope, period, language, who)
             meta["generated_at"] = generated_at
             meta["prepared_by"] = prepared_by if prepared_by is not None else (who.full_name if who else "")
-            await reporter.report("summary", 0, 0)
-            data = await self._small_tables(session, kind.value, report_filter, resolved)
-            data["meta"] = meta
             statements = {
                 name: self._stream_statement(name, report_filter) for name in layout.STREAMS[kind.value]
             }
-            total = 0
-            if progress is not None:
-                for statement in statements.values():
-                    total += await queries.count_rows(session, statement)
-            reporter.total = total
-            await reporter.report("summary", 0, total)
-
             handle, path = tempfile.mkstemp(prefix="schoolbot-report-", suffix=".xlsx")
             os.close(handle)
-            job = await WriterJob.start(self.executor, kind.value, data, path)
+            # The writer opens every sheet now, and writes the long lists while they stream in;
+            # the small tables are added up afterwards, while it is still busy writing.
+            job = await WriterJob.start(self.executor, kind.value, meta, path)
             try:
+                total = 0
+                if progress is not None:
+                    await reporter.report("summary", 0, 0, force=True)
+                    for statement in statements.values():
+                        total += await queries.count_rows(session, statement)
+                reporter.total = total
                 done = 0
                 for name, statement in statements.items():
                     await job.begin(name, layout.STREAM_KEYS[name])
@@ -290,6 +288,9 @@ class ReportService(ServiceBase):
                         done += len(chunk)
                         await reporter.report(name, done, total)
                     await job.end()
+                await reporter.report("summary", done, total, force=True)
+                data = await self._small_tables(session, kind.value, report_filter, resolved)
+                await job.data(data)
                 await reporter.report("finishing", done, total, force=True)
                 written = await job.finish()
             except BaseException:
@@ -297,6 +298,7 @@ class ReportService(ServiceBase):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
                 raise
+        data["meta"] = meta
         try:
             content = await asyncio.to_thread(Path(path).read_bytes)
         finally:
@@ -452,8 +454,14 @@ class ReportService(ServiceBase):
             return queries.device_handovers(f, HandoverKind.LOAN)
         if name == "vaccination_doses":
             return queries.vaccination_doses(f)
-        if name.startswith("late_"):
-            return queries.late_records(f, name.removeprefix("late_").removesuffix("s"))
+        late = {
+            "late_batches": "batch",
+            "late_handovers": "handover",
+            "late_doses": "dose",
+            "late_needs": "need",
+        }
+        if name in late:
+            return queries.late_records(f, late[name])
         raise KeyError(name)
 
     async def _store(self, report: ReportFile, round_id: int | None, who: Requester | None) -> int:

@@ -1,9 +1,1229 @@
-"""RoundService: to be filled by its issue."""
+"""Reporting rounds (section 5 of the directive): create, submit, review (approve or send back),
+compile; the progress board, the reminders, a school's history.
+
+Every change of a submission writes the audit log and a SubmissionEvent in the same transaction.
+While a school's submission of a track is submitted or approved in an open round, its records of that
+track are locked (storage.repositories.locks reads the status written here).
+
+Reminders are planned by the pure function `plan_reminders` from a snapshot of the open rounds; the
+chat runs `RoundService.due_reminders` from the job queue, sends each through the rate limiter and
+calls `mark_sent`, so nobody is reminded twice, across restarts too.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.errors import AccessDenied, DomainError
+from storage.models import (
+    AuditAction,
+    AuditLog,
+    CompiledReport,
+    District,
+    ReportingRound,
+    Role,
+    RoundStatus,
+    RoundSubmission,
+    School,
+    SchoolLevel,
+    SentReminder,
+    Staff,
+    SubmissionEvent,
+    SubmissionStatus,
+    SubmissionTrack,
+)
+from storage.permissions import SPECIALIST_LEVELS, Action, require, sees_school
+from storage.repositories import audit
+from storage.repositories import rounds as repo
+from storage.schemas.organisation import StaffOut
+from storage.schemas.parsing import clean_text
+from storage.schemas.rounds import (
+    CompileCheck,
+    CompiledOut,
+    HistoryEntry,
+    PendingReview,
+    Progress,
+    ProgressTotals,
+    Recipient,
+    ReminderDue,
+    ReviewOutcome,
+    ReviewSummary,
+    RoundIn,
+    RoundOut,
+    SchoolFigures,
+    SchoolProgress,
+    SchoolRef,
+    SubmissionOut,
+    SubmitResult,
+    SubmittedFigures,
+    clean_reason,
+    diff_figures,
+    show_local,
+)
+from storage.schemas.students import level_label
 from storage.services.base import ServiceBase
+from storage.services.staff import staff_out
+
+REVIEW_ACTIONS = {
+    SubmissionTrack.PROGRAM: Action.REVIEW_PROGRAM,
+    SubmissionTrack.VACCINE: Action.REVIEW_VACCINE,
+}
+REVIEWER_ROLES = {
+    SubmissionTrack.PROGRAM: (Role.PRIMARY_SPECIALIST, Role.SECONDARY_SPECIALIST),
+    SubmissionTrack.VACCINE: (Role.HEALTH_OFFICER,),
+}
+PENDING_STATUSES = (SubmissionStatus.NOT_SUBMITTED, SubmissionStatus.RETURNED)
+MAX_FILENAME = 200
+# Names listed in a reminder's digest; more are counted.
+MAX_DIGEST_NAMES = 30
+
+
+def to_utc(value: datetime, tz: ZoneInfo) -> datetime:
+    """A typed local wall time (naive) or an aware time, as aware UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(UTC)
+
+
+def round_out(rnd: ReportingRound, schools: int = 0) -> RoundOut:
+    return RoundOut(
+        id=rnd.id,
+        district_id=rnd.district_id,
+        name=rnd.name,
+        period_start=rnd.period_start,
+        period_end=rnd.period_end,
+        submit_deadline=rnd.submit_deadline,
+        approve_deadline=rnd.approve_deadline,
+        compile_deadline=rnd.compile_deadline,
+        status=rnd.status,
+        created_by_id=rnd.created_by_id,
+        created_at=rnd.created_at,
+        compiled_at=rnd.compiled_at,
+        compiled_by_id=rnd.compiled_by_id,
+        schools=schools,
+    )
+
+
+def submission_out(
+    submission: RoundSubmission, rnd: ReportingRound, school: School, *, late: bool = False
+) -> SubmissionOut:
+    return SubmissionOut(
+        id=submission.id,
+        round_id=rnd.id,
+        round_name=rnd.name,
+        school_id=school.id,
+        school_code=school.code,
+        school_name=school.name,
+        level=school.level,
+        track=submission.track,
+        status=submission.status,
+        submitted_at=submission.submitted_at,
+        submitted_by_id=submission.submitted_by_id,
+        reviewed_at=submission.reviewed_at,
+        reviewed_by_id=submission.reviewed_by_id,
+        return_reason=submission.return_reason,
+        late=late,
+    )
+
+
+def school_ref(school: School) -> SchoolRef:
+    return SchoolRef(
+        school_id=school.id, school_code=school.code, school_name=school.name, level=school.level
+    )
+
+
+def recipient(staff: Staff) -> Recipient:
+    return Recipient(
+        staff_id=staff.id,
+        full_name=staff.full_name,
+        role=staff.role,
+        telegram_user_id=staff.telegram_user_id,
+        language=staff.language,
+    )
+
+
+def stored_figures(payload: dict[str, Any] | None) -> SubmittedFigures | None:
+    """The figures a submission or an event stored, if any (and readable)."""
+    if not payload:
+        return None
+    try:
+        return SubmittedFigures.model_validate(payload)
+    except ValueError:
+        return None
+
+
+def is_late(first_submitted_at: datetime | None, deadline: datetime, now: datetime) -> bool:
+    """Late: first submitted after the deadline, or not submitted and the deadline has passed."""
+    if first_submitted_at is not None:
+        return first_submitted_at > deadline
+    return now > deadline
+
+
+# --- reminders: pure planning ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contact:
+    staff_id: int
+    telegram_user_id: int
+    language: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class SchoolState:
+    school_id: int
+    name: str
+    level: SchoolLevel
+    program: SubmissionStatus
+    vaccine: SubmissionStatus
+    program_late: bool  # as on the progress board
+
+
+@dataclass
+class RoundState:
+    """What the reminder rules look at for one open round."""
+
+    round_id: int
+    name: str
+    submit_deadline: datetime
+    approve_deadline: datetime
+    compile_deadline: datetime
+    schools: list[SchoolState]
+    principals: dict[int, list[Contact]] = field(default_factory=dict)  # school id -> principals
+    specialists: list[Contact] = field(default_factory=list)  # TH and THCS
+    health_officers: list[Contact] = field(default_factory=list)
+    statistics_officers: list[Contact] = field(default_factory=list)
+    deputy_heads: list[Contact] = field(default_factory=list)
+    sent: set[tuple[int, str]] = field(default_factory=set)  # (staff id, reminder key) already sent
+
+
+def in_quiet_hours(local: datetime, quiet_start: int, quiet_end: int) -> bool:
+    """Quiet from `quiet_start` (inclusive) to `quiet_end` (exclusive), local hours; may wrap midnight."""
+    if quiet_start == quiet_end:
+        return False
+    hour = local.hour
+    if quiet_start < quiet_end:
+        return quiet_start <= hour < quiet_end
+    return hour >= quiet_start or hour < quiet_end
+
+
+def reminder_offset(now: datetime, deadline: datetime, hours_before: Sequence[int]) -> int | None:
+    """The reminder due before `deadline`: the smallest offset whose time has come (a reminder held
+    back by quiet hours is overtaken by a later one), none once the deadline has passed."""
+    if now >= deadline:
+        return None
+    started = [h for h in hours_before if h > 0 and now >= deadline - timedelta(hours=h)]
+    return min(started) if started else None
+
+
+def _hours_left(now: datetime, deadline: datetime) -> int:
+    return max(1, math.ceil((deadline - now).total_seconds() / 3600))
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = list(names[:MAX_DIGEST_NAMES])
+    if len(names) > MAX_DIGEST_NAMES:
+        shown.append(f"(+{len(names) - MAX_DIGEST_NAMES})")
+    return "; ".join(shown)
+
+
+def plan_reminders(
+    rounds: Iterable[RoundState],
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    hours_before: Sequence[int],
+    quiet_start: int,
+    quiet_end: int,
+) -> list[ReminderDue]:
+    """The reminders due at `now`, none during quiet hours.
+
+    - before the submit deadline, at each offset: the principals of schools whose programme data is
+      not submitted (never, or sent back);
+    - before the approve deadline: TH/THCS specialists with programme submissions of their levels
+      waiting, the health officer with vaccine submissions waiting;
+    - the statistics officers: once every school's programme data is approved, and at each offset
+      before the compile deadline;
+    - after each deadline, one digest to the deputy head(s) of what is late, if anything is.
+    A reminder held back by quiet hours goes out when they end, if its deadline has not passed.
+    """
+    if in_quiet_hours(now.astimezone(tz), quiet_start, quiet_end):
+        return []
+    due: list[ReminderDue] = []
+    for state in rounds:
+        planner = _Planner(state, now, tz, due)
+        planner.submit(hours_before)
+        planner.approve(hours_before)
+        planner.compile(hours_before)
+        planner.late_digests()
+    return due
+
+
+@dataclass
+class _Planner:
+    state: RoundState
+    now: datetime
+    tz: ZoneInfo
+    due: list[ReminderDue]
+    planned: set[tuple[int, str]] = field(default_factory=set)
+
+    def add(self, contact: Contact, key: str, text_key: str, **params: str | int) -> None:
+        if (contact.staff_id, key) in self.state.sent or (contact.staff_id, key) in self.planned:
+            return
+        self.planned.add((contact.staff_id, key))
+        self.due.append(
+            ReminderDue(
+                round_id=self.state.round_id,
+                staff_id=contact.staff_id,
+                telegram_user_id=contact.telegram_user_id,
+                language=contact.language,
+                reminder_key=key,
+                text_key=text_key,
+                params={"round": self.state.name, **params},
+            )
+        )
+
+    def _deadline_params(self, deadline: datetime) -> dict[str, str | int]:
+        return {"deadline": show_local(deadline, self.tz), "hours_left": _hours_left(self.now, deadline)}
+
+    def submit(self, hours_before: Sequence[int]) -> None:
+        deadline = self.state.submit_deadline
+        offset = reminder_offset(self.now, deadline, hours_before)
+        if offset is None:
+            return
+        for school in self.state.schools:
+            if school.program not in PENDING_STATUSES:
+                continue
+            for principal in self.state.principals.get(school.school_id, []):
+                self.add(
+                    principal,
+                    f"submit:{offset}h",
+                    "rounds.reminder.submit",
+                    school=school.name,
+                    status=school.program.value,
+                    **self._deadline_params(deadline),
+                )
+
+    def approve(self, hours_before: Sequence[int]) -> None:
+        deadline = self.state.approve_deadline
+        offset = reminder_offset(self.now, deadline, hours_before)
+        if offset is None:
+            return
+        for specialist in self.state.specialists:
+            levels = SPECIALIST_LEVELS.get(specialist.role, frozenset())
+            waiting = [
+                s.name
+                for s in self.state.schools
+                if s.level in levels and s.program is SubmissionStatus.SUBMITTED
+            ]
+            if waiting:
+                self.add(
+                    specialist,
+                    f"approve:{offset}h",
+                    "rounds.reminder.approve",
+                    count=len(waiting),
+                    schools=_names(waiting),
+                    **self._deadline_params(deadline),
+                )
+        waiting = [s.name for s in self.state.schools if s.vaccine is SubmissionStatus.SUBMITTED]
+        if waiting:
+            for officer in self.state.health_officers:
+                self.add(
+                    officer,
+                    f"approve:{offset}h",
+                    "rounds.reminder.approve_vaccine",
+                    count=len(waiting),
+                    schools=_names(waiting),
+                    **self._deadline_params(deadline),
+                )
+
+    def compile(self, hours_before: Sequence[int]) -> None:
+        deadline = self.state.compile_deadline
+        if self.now >= deadline:
+            return
+        schools = self.state.schools
+        approved = sum(1 for s in schools if s.program is SubmissionStatus.APPROVED)
+        missing = [s.name for s in schools if s.program is not SubmissionStatus.APPROVED]
+        if schools and not missing:
+            for officer in self.state.statistics_officers:
+                self.add(
+                    officer,
+                    "compile:ready",
+                    "rounds.reminder.compile_ready",
+                    count=approved,
+                    **self._deadline_params(deadline),
+                )
+        offset = reminder_offset(self.now, deadline, hours_before)
+        if offset is None:
+            return
+        for officer in self.state.statistics_officers:
+            self.add(
+                officer,
+                f"compile:{offset}h",
+                "rounds.reminder.compile",
+                approved=approved,
+                total=len(schools),
+                missing=_names(missing) or "–",
+                **self._deadline_params(deadline),
+            )
+
+    def late_digests(self) -> None:
+        state = self.state
+        if self.now >= state.submit_deadline:
+            late = [s.name for s in state.schools if s.program_late]
+            self._digest("late:submit", "rounds.reminder.late_submit", state.submit_deadline, late)
+        if self.now >= state.approve_deadline:
+            waiting = [s.name for s in state.schools if SubmissionStatus.SUBMITTED in (s.program, s.vaccine)]
+            self._digest("late:approve", "rounds.reminder.late_approve", state.approve_deadline, waiting)
+        if self.now >= state.compile_deadline:
+            missing = [s.name for s in state.schools if s.program is not SubmissionStatus.APPROVED]
+            for deputy in state.deputy_heads:
+                self.add(
+                    deputy,
+                    "late:compile",
+                    "rounds.reminder.late_compile",
+                    deadline=show_local(state.compile_deadline, self.tz),
+                    count=len(missing),
+                    schools=_names(missing) or "–",
+                )
+
+    def _digest(self, key: str, text_key: str, deadline: datetime, names: list[str]) -> None:
+        if not names:
+            return
+        for deputy in self.state.deputy_heads:
+            self.add(
+                deputy,
+                key,
+                text_key,
+                deadline=show_local(deadline, self.tz),
+                count=len(names),
+                schools=_names(names),
+            )
+
+
+# --- the service ----------------------------------------------------------------------------------
 
 
 class RoundService(ServiceBase):
-    pass
+    # -- rounds ------------------------------------------------------------------------------------
+
+    async def create_round(self, district_id: int, data: RoundIn, actor_id: int | None) -> RoundOut:
+        """A new round with a submission per track for every active school of the district.
+        `actor_id` None: the command line (an administrator on the server)."""
+        tz = self.clock.tz
+        submit, approve, compile_ = (
+            to_utc(data.submit_deadline, tz),
+            to_utc(data.approve_deadline, tz),
+            to_utc(data.compile_deadline, tz),
+        )
+        if data.period_end < data.period_start:
+            raise DomainError(
+                "rounds.period_invalid",
+                period_start=data.period_start.strftime("%d/%m/%Y"),
+                period_end=data.period_end.strftime("%d/%m/%Y"),
+            )
+        if not submit < approve < compile_:
+            raise DomainError(
+                "rounds.deadlines_order",
+                submit=show_local(submit, tz),
+                approve=show_local(approve, tz),
+                compile=show_local(compile_, tz),
+            )
+        async with self.sessionmaker.begin() as session:
+            if actor_id is not None:
+                staff = await self._staff(session, actor_id)
+                require(staff, Action.MANAGE_ROUNDS)
+                if staff.district_id is not None and staff.district_id != district_id:
+                    raise AccessDenied("rounds.other_district")
+            if await session.get(District, district_id) is None:
+                raise DomainError("rounds.district_unknown")
+            schools = await repo.active_schools(session, district_id)
+            if not schools:
+                raise DomainError("rounds.no_schools")
+            rnd = ReportingRound(
+                district_id=district_id,
+                name=data.name,
+                period_start=data.period_start,
+                period_end=data.period_end,
+                submit_deadline=submit,
+                approve_deadline=approve,
+                compile_deadline=compile_,
+                status=RoundStatus.OPEN,
+                created_by_id=actor_id,
+                created_at=self.clock.now(),
+            )
+            session.add(rnd)
+            await session.flush()
+            await self._audit(session, actor_id=actor_id, action=AuditAction.CREATE, row=rnd)
+            for school in schools:
+                for track in SubmissionTrack:
+                    submission = RoundSubmission(
+                        round_id=rnd.id,
+                        school_id=school.id,
+                        track=track,
+                        status=SubmissionStatus.NOT_SUBMITTED,
+                        return_reason="",
+                    )
+                    session.add(submission)
+                    await session.flush()
+                    await self._audit(session, actor_id=actor_id, action=AuditAction.CREATE, row=submission)
+            return round_out(rnd, len(schools))
+
+    async def get_round(self, round_id: int) -> RoundOut:
+        async with self.sessionmaker() as session:
+            rnd = await self._round(session, round_id)
+            return round_out(rnd, await self._school_count(session, rnd.id))
+
+    async def list_rounds(self, district_id: int | None = None) -> list[RoundOut]:
+        """Rounds, newest first."""
+        async with self.sessionmaker() as session:
+            query = select(ReportingRound).order_by(
+                ReportingRound.submit_deadline.desc(), ReportingRound.id.desc()
+            )
+            if district_id is not None:
+                query = query.where(ReportingRound.district_id == district_id)
+            rounds = list(await session.scalars(query))
+            counts = dict(
+                (
+                    await session.execute(
+                        select(RoundSubmission.round_id, func.count(RoundSubmission.id))
+                        .where(RoundSubmission.track == SubmissionTrack.PROGRAM)
+                        .group_by(RoundSubmission.round_id)
+                    )
+                ).all()
+            )
+            return [round_out(r, int(counts.get(r.id, 0))) for r in rounds]
+
+    async def open_rounds(self, district_id: int) -> list[RoundOut]:
+        """The district's open rounds, the one due first first."""
+        async with self.sessionmaker() as session:
+            rounds = list(
+                await session.scalars(
+                    select(ReportingRound)
+                    .where(
+                        ReportingRound.district_id == district_id, ReportingRound.status == RoundStatus.OPEN
+                    )
+                    .order_by(ReportingRound.submit_deadline, ReportingRound.id)
+                )
+            )
+            return [round_out(r, await self._school_count(session, r.id)) for r in rounds]
+
+    async def current_round(self, district_id: int) -> RoundOut | None:
+        """The open round due first (the one /submit, /review and /compile work on), if any."""
+        rounds = await self.open_rounds(district_id)
+        return rounds[0] if rounds else None
+
+    async def district_id_by_code(self, code: str | None) -> int:
+        """The district of `code`, or the only district there is."""
+        async with self.sessionmaker() as session:
+            if code:
+                district_id = await session.scalar(
+                    select(District.id).where(District.code == code.strip().upper())
+                )
+                if district_id is None:
+                    raise DomainError("rounds.district_code_unknown", code=code)
+                return district_id
+            ids = list(await session.scalars(select(District.id).order_by(District.id).limit(2)))
+            if len(ids) != 1:
+                raise DomainError("rounds.district_required" if ids else "rounds.district_unknown")
+            return ids[0]
+
+    # -- figures and submissions -------------------------------------------------------------------
+
+    async def school_figures(self, round_id: int, school_id: int) -> SchoolFigures:
+        """The school's figures for the round now, with the inconsistencies found."""
+        async with self.sessionmaker() as session:
+            rnd = await self._round(session, round_id)
+            school = await self._school(session, school_id, rnd.district_id)
+            return await repo.school_figures(session, rnd, school, self.clock.tz)
+
+    async def submission(self, round_id: int, school_id: int, track: SubmissionTrack) -> SubmissionOut:
+        async with self.sessionmaker() as session:
+            rnd = await self._round(session, round_id)
+            submission = await self._submission_of(session, round_id, school_id, track)
+            school = await self._school(session, school_id, rnd.district_id)
+            first = await repo.first_submitted(session, [submission.id])
+            late = is_late(first.get(submission.id), rnd.submit_deadline, self.clock.now())
+            return submission_out(submission, rnd, school, late=late)
+
+    async def submit(
+        self, round_id: int, school_id: int, track: SubmissionTrack, actor_id: int
+    ) -> SubmitResult:
+        """The principal submits the school's data of `track`: the figures are stored and the
+        school's records of the track are locked. After the submit deadline it is still accepted,
+        flagged late."""
+        track = SubmissionTrack(track)
+        async with self.sessionmaker.begin() as session:
+            staff = await self._staff(session, actor_id)
+            require(staff, Action.SUBMIT)
+            if staff.school_id != school_id:
+                raise AccessDenied("rounds.not_your_school")
+            rnd = await self._open_round(session, round_id)
+            school = await self._school(session, school_id, rnd.district_id)
+            submission = await self._submission_of(session, round_id, school_id, track, lock=True)
+            if submission.status is SubmissionStatus.SUBMITTED:
+                raise DomainError("rounds.already_submitted", school=school.name)
+            if submission.status is SubmissionStatus.APPROVED:
+                raise DomainError("rounds.already_approved", school=school.name)
+            now = self.clock.now()
+            figures = await repo.school_figures(session, rnd, school, self.clock.tz)
+            late = now > rnd.submit_deadline
+            payload = SubmittedFigures(figures=figures, late=late, deadline=rnd.submit_deadline).model_dump(
+                mode="json"
+            )
+            before = audit.snapshot(submission)
+            previous = submission.status
+            submission.status = SubmissionStatus.SUBMITTED
+            submission.submitted_at = now
+            submission.submitted_by_id = actor_id
+            submission.reviewed_at = None
+            submission.reviewed_by_id = None
+            submission.return_reason = ""
+            submission.figures = payload
+            await self._changed(session, submission, before, previous, actor_id, now, figures=payload)
+            reviewers = await self._reviewers(session, rnd.district_id, school, track)
+            first = await repo.first_submitted(session, [submission.id])
+            return SubmitResult(
+                submission=submission_out(
+                    submission, rnd, school, late=is_late(first.get(submission.id), rnd.submit_deadline, now)
+                ),
+                figures=figures,
+                late=late,
+                notify_staff_ids=[s.id for s in reviewers],
+                notify=[recipient(s) for s in reviewers],
+            )
+
+    # -- review ------------------------------------------------------------------------------------
+
+    async def pending_reviews(
+        self, reviewer_staff_id: int, track: SubmissionTrack | None = None
+    ) -> list[PendingReview]:
+        """Submissions waiting for this reviewer: programme data of their level(s) for a TH/THCS
+        specialist, vaccine data for the school-health officer; in open rounds of their district."""
+        async with self.sessionmaker() as session:
+            staff = await self._staff(session, reviewer_staff_id)
+            track = self._reviewer_track(staff, track)
+            require(staff, REVIEW_ACTIONS[track])
+            query = (
+                select(RoundSubmission, ReportingRound, School, Staff.full_name)
+                .join(ReportingRound, ReportingRound.id == RoundSubmission.round_id)
+                .join(School, School.id == RoundSubmission.school_id)
+                .outerjoin(Staff, Staff.id == RoundSubmission.submitted_by_id)
+                .where(
+                    ReportingRound.status == RoundStatus.OPEN,
+                    RoundSubmission.track == track,
+                    RoundSubmission.status == SubmissionStatus.SUBMITTED,
+                )
+                .order_by(RoundSubmission.submitted_at, School.code)
+            )
+            if staff.district_id is not None:
+                query = query.where(ReportingRound.district_id == staff.district_id)
+            levels = SPECIALIST_LEVELS.get(staff.role) if track is SubmissionTrack.PROGRAM else None
+            if levels is not None:
+                query = query.where(School.level.in_(list(levels)))
+            rows = list(await session.execute(query))
+            ids = [submission.id for submission, *_ in rows]
+            first = await repo.first_submitted(session, ids)
+            times = await self._submission_counts(session, ids)
+            return [
+                PendingReview(
+                    submission_id=submission.id,
+                    round_id=rnd.id,
+                    round_name=rnd.name,
+                    school_id=school.id,
+                    school_code=school.code,
+                    school_name=school.name,
+                    level=school.level,
+                    track=submission.track,
+                    submitted_at=submission.submitted_at,
+                    submitted_by_name=name,
+                    approve_deadline=rnd.approve_deadline,
+                    late=is_late(first.get(submission.id), rnd.submit_deadline, self.clock.now()),
+                    resubmission=times.get(submission.id, 0) > 1,
+                )
+                for submission, rnd, school, name in rows
+            ]
+
+    async def review_summary(self, submission_id: int, reviewer_id: int) -> ReviewSummary:
+        """The school's figures now, as submitted, at the submission before (the one sent back), and
+        what changed since; the inconsistencies of the track."""
+        async with self.sessionmaker() as session:
+            submission, rnd, school = await self._submission_by_id(session, submission_id)
+            await self._check_reviewer(session, reviewer_id, school, submission.track)
+            now_figures = await repo.school_figures(session, rnd, school, self.clock.tz)
+            submitted = stored_figures(submission.figures)
+            events = await repo.submitted_events(session, submission.id)
+            previous = stored_figures(events[-2].figures) if len(events) >= 2 else None
+            track = submission.track
+            current = submitted.figures if submitted else now_figures
+            changes = (
+                diff_figures(previous.figures.numbers(track), current.numbers(track)) if previous else []
+            )
+            first = await repo.first_submitted(session, [submission.id])
+            return ReviewSummary(
+                submission=submission_out(
+                    submission,
+                    rnd,
+                    school,
+                    late=is_late(first.get(submission.id), rnd.submit_deadline, self.clock.now()),
+                ),
+                figures=now_figures,
+                submitted=submitted.figures if submitted else None,
+                previous=previous.figures if previous else None,
+                previous_reason=await repo.last_return_reason(session, submission.id),
+                changes=changes,
+                inconsistencies=now_figures.issues(track),
+                submissions=len(events),
+            )
+
+    async def approve(self, submission_id: int, reviewer_id: int) -> ReviewOutcome:
+        return await self._review(submission_id, reviewer_id, SubmissionStatus.APPROVED, "")
+
+    async def send_back(self, submission_id: int, reviewer_id: int, reason: str) -> ReviewOutcome:
+        """Return the submission to the school with a reason (required); its records unlock."""
+        return await self._review(submission_id, reviewer_id, SubmissionStatus.RETURNED, clean_reason(reason))
+
+    async def _review(
+        self, submission_id: int, reviewer_id: int, status: SubmissionStatus, reason: str
+    ) -> ReviewOutcome:
+        async with self.sessionmaker.begin() as session:
+            submission, rnd, school = await self._submission_by_id(session, submission_id, lock=True)
+            await self._check_reviewer(session, reviewer_id, school, submission.track)
+            if rnd.status is not RoundStatus.OPEN:
+                raise DomainError("rounds.closed", round=rnd.name)
+            if submission.status is SubmissionStatus.NOT_SUBMITTED:
+                raise DomainError("rounds.review_not_submitted", school=school.name)
+            if submission.status is SubmissionStatus.APPROVED:
+                raise DomainError("rounds.review_already_approved", school=school.name)
+            if submission.status is SubmissionStatus.RETURNED:
+                raise DomainError("rounds.review_already_returned", school=school.name)
+            now = self.clock.now()
+            before = audit.snapshot(submission)
+            previous = submission.status
+            submission.status = status
+            submission.reviewed_at = now
+            submission.reviewed_by_id = reviewer_id
+            submission.return_reason = reason
+            await self._changed(session, submission, before, previous, reviewer_id, now, reason=reason)
+            people = await repo.people_to_notify(session, rnd, school.id, submission.track, self.clock.tz)
+            people = [p for p in people if p.id != reviewer_id]
+            first = await repo.first_submitted(session, [submission.id])
+            return ReviewOutcome(
+                submission=submission_out(
+                    submission, rnd, school, late=is_late(first.get(submission.id), rnd.submit_deadline, now)
+                ),
+                reason=reason,
+                notify_staff_ids=[p.id for p in people],
+                notify=[recipient(p) for p in people],
+            )
+
+    # -- compile -----------------------------------------------------------------------------------
+
+    async def compile_check(self, round_id: int) -> CompileCheck:
+        """Schools approved and not yet approved; the programme track decides."""
+        async with self.sessionmaker() as session:
+            rnd = await self._round(session, round_id)
+            return await self._compile_check(session, rnd)
+
+    async def _compile_check(self, session: AsyncSession, rnd: ReportingRound) -> CompileCheck:
+        approved, missing, vaccine_missing = [], [], []
+        for submission, school in await repo.submissions_of_round(session, rnd.id):
+            ok = submission.status is SubmissionStatus.APPROVED
+            if submission.track is SubmissionTrack.PROGRAM:
+                (approved if ok else missing).append(school_ref(school))
+            elif not ok:
+                vaccine_missing.append(school_ref(school))
+        return CompileCheck(
+            round_id=rnd.id,
+            round_name=rnd.name,
+            status=rnd.status,
+            approved=approved,
+            missing=missing,
+            vaccine_missing=vaccine_missing,
+        )
+
+    async def mark_compiled(
+        self,
+        round_id: int,
+        actor_id: int | None,
+        missing_school_ids_acknowledged: Sequence[int],
+        report: bytes,
+        filename: str,
+    ) -> CompiledOut:
+        """Store the district report and mark the round compiled. Allowed when every school's
+        programme data is approved, or when `missing_school_ids_acknowledged` names exactly the
+        schools not approved (recorded in the audit log)."""
+        if not report:
+            raise DomainError("rounds.report_empty")
+        filename = clean_text(filename, max_length=MAX_FILENAME, required=True)
+        async with self.sessionmaker.begin() as session:
+            rnd = await self._round(session, round_id, lock=True)
+            if actor_id is not None:
+                staff = await self._staff(session, actor_id)
+                require(staff, Action.COMPILE)
+                if staff.district_id not in (None, rnd.district_id):
+                    raise AccessDenied("rounds.other_district")
+            if rnd.status is RoundStatus.COMPILED:
+                raise DomainError("rounds.already_compiled", round=rnd.name)
+            check = await self._compile_check(session, rnd)
+            missing = {s.school_id for s in check.missing}
+            acknowledged = set(missing_school_ids_acknowledged)
+            if missing != acknowledged:
+                names = "; ".join(s.school_name for s in check.missing)
+                if not acknowledged:
+                    raise DomainError("rounds.not_all_approved", count=len(missing), schools=names)
+                raise DomainError("rounds.missing_list_differs", count=len(missing), schools=names or "–")
+            now = self.clock.now()
+            stored = CompiledReport(
+                round_id=rnd.id,
+                kind="district",
+                filename=filename,
+                content=report,
+                created_by_id=actor_id,
+                created_at=now,
+            )
+            session.add(stored)
+            await session.flush()
+            await self._audit(session, actor_id=actor_id, action=AuditAction.CREATE, row=stored)
+            before = audit.snapshot(rnd)
+            rnd.status = RoundStatus.COMPILED
+            rnd.compiled_at = now
+            rnd.compiled_by_id = actor_id
+            await session.flush()
+            entry = await self._audit(
+                session, actor_id=actor_id, action=AuditAction.UPDATE, row=rnd, before=before
+            )
+            entry.after = {
+                **(entry.after or {}),
+                "missing_school_ids_acknowledged": sorted(acknowledged),
+                "compiled_report_id": stored.id,
+            }
+            await session.flush()
+            return CompiledOut(
+                round_id=rnd.id,
+                report_id=stored.id,
+                filename=filename,
+                size=len(report),
+                compiled_at=now,
+                compiled_by_id=actor_id,
+                missing_acknowledged=[s for s in check.missing if s.school_id in acknowledged],
+            )
+
+    # -- progress ----------------------------------------------------------------------------------
+
+    async def progress(self, round_id: int) -> Progress:
+        """Per school: records of the period entered, the status of each track, sent back (with
+        the reason), late; and the totals."""
+        async with self.sessionmaker() as session:
+            rnd = await self._round(session, round_id)
+            now = self.clock.now()
+            pairs = await repo.submissions_of_round(session, rnd.id)
+            first = await repo.first_submitted(session, [s.id for s, _ in pairs])
+            records = await repo.records_per_school(session, rnd, self.clock.tz)
+        by_school: dict[int, dict[str, Any]] = {}
+        for submission, school in pairs:
+            entry = by_school.setdefault(
+                school.id,
+                {
+                    "school_id": school.id,
+                    "school_code": school.code,
+                    "school_name": school.name,
+                    "level": school.level,
+                    "records": records.get(school.id, 0),
+                    "program": SubmissionStatus.NOT_SUBMITTED,
+                    "vaccine": SubmissionStatus.NOT_SUBMITTED,
+                },
+            )
+            name = submission.track.value
+            entry[name] = submission.status
+            entry[f"{name}_late"] = is_late(first.get(submission.id), rnd.submit_deadline, now)
+            if submission.status is SubmissionStatus.RETURNED:
+                entry[f"{name}_reason"] = submission.return_reason
+            if submission.track is SubmissionTrack.PROGRAM:
+                entry["program_submitted_at"] = submission.submitted_at
+        schools = [SchoolProgress(**entry) for entry in by_school.values()]
+        schools.sort(key=lambda s: s.school_code)
+        totals = ProgressTotals(
+            schools=len(schools),
+            records=sum(s.records for s in schools),
+            program={
+                status.value: sum(1 for s in schools if s.program is status) for status in SubmissionStatus
+            },
+            vaccine={
+                status.value: sum(1 for s in schools if s.vaccine is status) for status in SubmissionStatus
+            },
+            program_late=sum(1 for s in schools if s.program_late),
+            vaccine_late=sum(1 for s in schools if s.vaccine_late),
+            returned=sum(1 for s in schools if s.returned),
+        )
+        return Progress(round=round_out(rnd, len(schools)), now=now, schools=schools, totals=totals)
+
+    # -- reminders ---------------------------------------------------------------------------------
+
+    async def due_reminders(
+        self,
+        now: datetime | None = None,
+        *,
+        hours_before: Sequence[int] = (24, 2),
+        quiet_start: int = 21,
+        quiet_end: int = 7,
+    ) -> list[ReminderDue]:
+        """The reminders to send now for every open round (see `plan_reminders`); nothing is marked
+        sent here — call `mark_sent` after each message went out."""
+        now = now or self.clock.now()
+        tz = self.clock.tz
+        if in_quiet_hours(now.astimezone(tz), quiet_start, quiet_end):
+            return []
+        async with self.sessionmaker() as session:
+            states = await self._reminder_states(session, now)
+        return plan_reminders(
+            states, now, tz, hours_before=hours_before, quiet_start=quiet_start, quiet_end=quiet_end
+        )
+
+    async def mark_sent(self, round_id: int, staff_id: int, reminder_key: str) -> bool:
+        """Remember that the reminder went out; True the first time, False when already marked."""
+        async with self.sessionmaker.begin() as session:
+            dialect = session.bind.dialect.name if session.bind else "sqlite"
+            module = postgresql if dialect == "postgresql" else sqlite
+            statement = (
+                module.insert(SentReminder)
+                .values(
+                    round_id=round_id, staff_id=staff_id, reminder_key=reminder_key, sent_at=self.clock.now()
+                )
+                .on_conflict_do_nothing(index_elements=["round_id", "staff_id", "reminder_key"])
+            )
+            result = await session.execute(statement)
+            return bool(getattr(result, "rowcount", 0))
+
+    async def _reminder_states(self, session: AsyncSession, now: datetime) -> list[RoundState]:
+        rounds = list(
+            await session.scalars(
+                select(ReportingRound)
+                .where(ReportingRound.status == RoundStatus.OPEN)
+                .order_by(ReportingRound.id)
+            )
+        )
+        sent = await repo.sent_reminders(session, [r.id for r in rounds])
+        states = []
+        for rnd in rounds:
+            pairs = await repo.submissions_of_round(session, rnd.id)
+            first = await repo.first_submitted(session, [s.id for s, _ in pairs])
+            schools: dict[int, dict[str, Any]] = {}
+            for submission, school in pairs:
+                entry = schools.setdefault(
+                    school.id,
+                    {
+                        "school_id": school.id,
+                        "name": school.name,
+                        "level": school.level,
+                        "program": SubmissionStatus.NOT_SUBMITTED,
+                        "vaccine": SubmissionStatus.NOT_SUBMITTED,
+                        "program_late": False,
+                    },
+                )
+                entry[submission.track.value] = submission.status
+                if submission.track is SubmissionTrack.PROGRAM:
+                    entry["program_late"] = is_late(first.get(submission.id), rnd.submit_deadline, now)
+            officers = await repo.district_staff(
+                session,
+                rnd.district_id,
+                (
+                    Role.PRIMARY_SPECIALIST,
+                    Role.SECONDARY_SPECIALIST,
+                    Role.HEALTH_OFFICER,
+                    Role.STATISTICS_OFFICER,
+                    Role.DEPUTY_HEAD,
+                ),
+            )
+            principals = list(
+                await session.scalars(
+                    select(Staff).where(
+                        Staff.active,
+                        Staff.role == Role.PRINCIPAL,
+                        Staff.telegram_user_id.is_not(None),
+                        Staff.school_id.in_(list(schools)),
+                    )
+                )
+            )
+            state = RoundState(
+                round_id=rnd.id,
+                name=rnd.name,
+                submit_deadline=rnd.submit_deadline,
+                approve_deadline=rnd.approve_deadline,
+                compile_deadline=rnd.compile_deadline,
+                schools=[SchoolState(**entry) for entry in schools.values()],
+                sent={(staff_id, key) for round_id, staff_id, key in sent if round_id == rnd.id},
+            )
+            for principal in principals:
+                assert principal.school_id is not None
+                state.principals.setdefault(principal.school_id, []).append(_contact(principal))
+            for officer in officers:
+                contact = _contact(officer)
+                if officer.role in (Role.PRIMARY_SPECIALIST, Role.SECONDARY_SPECIALIST):
+                    state.specialists.append(contact)
+                elif officer.role is Role.HEALTH_OFFICER:
+                    state.health_officers.append(contact)
+                elif officer.role is Role.STATISTICS_OFFICER:
+                    state.statistics_officers.append(contact)
+                else:
+                    state.deputy_heads.append(contact)
+            states.append(state)
+        return states
+
+    # -- history -----------------------------------------------------------------------------------
+
+    async def history(
+        self, school_id: int, *, viewer_id: int | None = None, limit: int = 50
+    ) -> list[HistoryEntry]:
+        """The school's changes (audit log) and submission steps, newest first. Updates of a
+        submission are shown as its steps (the events), not twice."""
+        async with self.sessionmaker() as session:
+            school = await session.get(School, school_id)
+            if school is None:
+                raise DomainError("rounds.school_unknown")
+            if viewer_id is not None:
+                staff = await self._staff(session, viewer_id)
+                require(staff, Action.HISTORY)
+                if not sees_school(
+                    staff, school_id=school.id, level=school.level, district_id=school.district_id
+                ):
+                    raise AccessDenied("access.other_school")
+            audits = await session.execute(
+                select(AuditLog, Staff.full_name)
+                .outerjoin(Staff, Staff.id == AuditLog.actor_id)
+                .where(
+                    AuditLog.school_id == school_id,
+                    ~(
+                        (AuditLog.entity == RoundSubmission.__tablename__)
+                        & (AuditLog.action == AuditAction.UPDATE)
+                    ),
+                )
+                .order_by(AuditLog.at.desc(), AuditLog.id.desc())
+                .limit(limit)
+            )
+            events = await session.execute(
+                select(SubmissionEvent, RoundSubmission, ReportingRound, Staff.full_name)
+                .join(RoundSubmission, RoundSubmission.id == SubmissionEvent.submission_id)
+                .join(ReportingRound, ReportingRound.id == RoundSubmission.round_id)
+                .outerjoin(Staff, Staff.id == SubmissionEvent.actor_id)
+                .where(RoundSubmission.school_id == school_id)
+                .order_by(SubmissionEvent.at.desc(), SubmissionEvent.id.desc())
+                .limit(limit)
+            )
+            entries = [_audit_entry(row, name) for row, name in audits]
+            for event, submission, rnd, name in events:
+                stored = stored_figures(event.figures)
+                entries.append(
+                    HistoryEntry(
+                        kind="submission",
+                        at=event.at,
+                        actor_id=event.actor_id,
+                        actor_name=name,
+                        round_id=rnd.id,
+                        round_name=rnd.name,
+                        track=submission.track,
+                        from_status=event.from_status,
+                        to_status=event.to_status,
+                        reason=event.reason,
+                        late=bool(stored and stored.late and event.to_status is SubmissionStatus.SUBMITTED),
+                    )
+                )
+        # Events after audit rows of the same instant: a step reads after the change it explains.
+        entries.sort(key=lambda e: (e.at, e.kind == "submission"), reverse=True)
+        return entries[:limit]
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    async def _changed(
+        self,
+        session: AsyncSession,
+        submission: RoundSubmission,
+        before: dict[str, Any],
+        previous: SubmissionStatus,
+        actor_id: int | None,
+        now: datetime,
+        *,
+        reason: str = "",
+        figures: dict[str, Any] | None = None,
+    ) -> None:
+        """The audit row and the event of one status change (after the row was changed)."""
+        await session.flush()
+        await self._audit(
+            session,
+            actor_id=actor_id,
+            action=AuditAction.UPDATE,
+            row=submission,
+            before=before,
+            school_id=submission.school_id,
+        )
+        session.add(
+            SubmissionEvent(
+                submission_id=submission.id,
+                from_status=previous,
+                to_status=submission.status,
+                actor_id=actor_id,
+                at=now,
+                reason=reason,
+                figures=figures,
+            )
+        )
+        await session.flush()
+
+    async def _audit(self, session: AsyncSession, **kwargs: Any) -> AuditLog:
+        """An audit row stamped with the service's clock, like the submission events beside it."""
+        entry = await audit.record(session, **kwargs)
+        entry.at = self.clock.now()
+        await session.flush()
+        return entry
+
+    async def _staff(self, session: AsyncSession, staff_id: int) -> StaffOut:
+        staff = await session.get(Staff, staff_id, options=[selectinload(Staff.school)])
+        if staff is None:
+            raise AccessDenied("rounds.unknown_staff")
+        return staff_out(staff)
+
+    async def _round(self, session: AsyncSession, round_id: int, *, lock: bool = False) -> ReportingRound:
+        query = select(ReportingRound).where(ReportingRound.id == round_id)
+        if lock:
+            query = query.with_for_update()
+        rnd = await session.scalar(query)
+        if rnd is None:
+            raise DomainError("rounds.unknown", id=round_id)
+        return rnd
+
+    async def _open_round(self, session: AsyncSession, round_id: int) -> ReportingRound:
+        rnd = await self._round(session, round_id)
+        if rnd.status is not RoundStatus.OPEN:
+            raise DomainError("rounds.closed", round=rnd.name)
+        return rnd
+
+    async def _school(self, session: AsyncSession, school_id: int, district_id: int) -> School:
+        school = await session.get(School, school_id)
+        if school is None or school.district_id != district_id:
+            raise DomainError("rounds.school_unknown")
+        return school
+
+    async def _school_count(self, session: AsyncSession, round_id: int) -> int:
+        count = await session.scalar(
+            select(func.count(RoundSubmission.id)).where(
+                RoundSubmission.round_id == round_id, RoundSubmission.track == SubmissionTrack.PROGRAM
+            )
+        )
+        return int(count or 0)
+
+    async def _submission_of(
+        self,
+        session: AsyncSession,
+        round_id: int,
+        school_id: int,
+        track: SubmissionTrack,
+        *,
+        lock: bool = False,
+    ) -> RoundSubmission:
+        query = select(RoundSubmission).where(
+            RoundSubmission.round_id == round_id,
+            RoundSubmission.school_id == school_id,
+            RoundSubmission.track == track,
+        )
+        if lock:
+            query = query.with_for_update()
+        submission = await session.scalar(query)
+        if submission is None:
+            raise DomainError("rounds.school_not_in_round")
+        return submission
+
+    async def _submission_by_id(
+        self, session: AsyncSession, submission_id: int, *, lock: bool = False
+    ) -> tuple[RoundSubmission, ReportingRound, School]:
+        query = (
+            select(RoundSubmission, ReportingRound, School)
+            .join(ReportingRound, ReportingRound.id == RoundSubmission.round_id)
+            .join(School, School.id == RoundSubmission.school_id)
+            .where(RoundSubmission.id == submission_id)
+        )
+        if lock:
+            query = query.with_for_update(of=RoundSubmission)
+        row = (await session.execute(query)).first()
+        if row is None:
+            raise DomainError("rounds.submission_unknown")
+        submission, rnd, school = row
+        return submission, rnd, school
+
+    @staticmethod
+    def _reviewer_track(staff: StaffOut, track: SubmissionTrack | None) -> SubmissionTrack:
+        if track is not None:
+            return SubmissionTrack(track)
+        return SubmissionTrack.VACCINE if staff.role is Role.HEALTH_OFFICER else SubmissionTrack.PROGRAM
+
+    async def _check_reviewer(
+        self, session: AsyncSession, reviewer_id: int, school: School, track: SubmissionTrack
+    ) -> StaffOut:
+        """A TH/THCS specialist reviews programme data of schools of their level, the health officer
+        vaccine data, each in their own district."""
+        staff = await self._staff(session, reviewer_id)
+        require(staff, REVIEW_ACTIONS[track])
+        if not sees_school(staff, school_id=school.id, level=school.level, district_id=school.district_id):
+            if staff.district_id is not None and staff.district_id != school.district_id:
+                raise AccessDenied("rounds.other_district")
+            raise AccessDenied("rounds.wrong_level", level=level_label(school.level))
+        return staff
+
+    async def _reviewers(
+        self, session: AsyncSession, district_id: int, school: School, track: SubmissionTrack
+    ) -> list[Staff]:
+        people = await repo.district_staff(session, district_id, REVIEWER_ROLES[track], reachable=False)
+        return [
+            p for p in people if p.role not in SPECIALIST_LEVELS or school.level in SPECIALIST_LEVELS[p.role]
+        ]
+
+    async def _submission_counts(self, session: AsyncSession, submission_ids: list[int]) -> dict[int, int]:
+        if not submission_ids:
+            return {}
+        rows = await session.execute(
+            select(SubmissionEvent.submission_id, func.count(SubmissionEvent.id))
+            .where(
+                SubmissionEvent.submission_id.in_(submission_ids),
+                SubmissionEvent.to_status == SubmissionStatus.SUBMITTED,
+            )
+            .group_by(SubmissionEvent.submission_id)
+        )
+        return {submission_id: int(count) for submission_id, count in rows}
+
+
+def _contact(staff: Staff) -> Contact:
+    assert staff.telegram_user_id is not None
+    return Contact(
+        staff_id=staff.id, telegram_user_id=staff.telegram_user_id, language=staff.language, role=staff.role
+    )
+
+
+_NOT_CHANGES = {"updated_at"}
+
+
+def _audit_entry(row: AuditLog, actor_name: str | None) -> HistoryEntry:
+    changed: list[str] = []
+    if row.action is AuditAction.UPDATE and row.before and row.after:
+        changed = [
+            key for key in row.after if key not in _NOT_CHANGES and row.before.get(key) != row.after.get(key)
+        ]
+    return HistoryEntry(
+        kind="audit",
+        at=row.at,
+        actor_id=row.actor_id,
+        actor_name=actor_name,
+        action=row.action,
+        entity=row.entity,
+        entity_id=row.entity_id,
+        changed=changed,
+    )

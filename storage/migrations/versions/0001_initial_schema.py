@@ -218,6 +218,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("donor", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_donor_school_id"), ["school_id"], unique=False)
+        batch_op.create_index(
+            "uq_donor_district_name",
+            ["name"],
+            unique=True,
+            sqlite_where=sa.text("school_id IS NULL"),
+            postgresql_where=sa.text("school_id IS NULL"),
+        )
 
     op.create_table(
         "faq_entry",
@@ -901,6 +908,11 @@ def downgrade() -> None:
     op.drop_table("faq_question")
     op.drop_table("faq_entry")
     with op.batch_alter_table("donor", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_donor_district_name",
+            sqlite_where=sa.text("school_id IS NULL"),
+            postgresql_where=sa.text("school_id IS NULL"),
+        )
         batch_op.drop_index(batch_op.f("ix_donor_school_id"))
 
     op.drop_table("donor")

@@ -1,0 +1,349 @@
+"""/need: a student's need for a computer under "Song va may tinh cho em" (menu 4.8.1), and
+/need_summary: the school's summary by priority group (what 4.8.2 sends).
+
+student (picker) -> [already recorded: say so, offer to update] -> priority group -> device /
+connectivity / both -> note (or skip) -> summary -> confirm.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+from typing import Any
+
+from pydantic import ValidationError
+from telegram import InlineKeyboardMarkup, Update
+from telegram.ext import BaseHandler, CommandHandler
+
+from bot.access import requires
+from bot.context import BotContext
+from bot.errors import render_error
+from bot.keyboards import confirm_choices, rows
+from bot.replies import reply
+from bot.texts import t
+from conversations.common import Flow, Turn, menu_for, option_rows, reply_plain
+from conversations.pickers import PickerStates, StudentPicker, student_label
+from conversations.vaccine import Handlers, pack_lines
+from storage.errors import DomainError
+from storage.models import PriorityGroup
+from storage.permissions import Action
+from storage.schemas.needs import NEED_GROUPS, NeedIn, NeedOut, clean_note, parse_category
+from storage.schemas.organisation import StaffOut
+from storage.schemas.students import StudentOut, show_date
+from storage.text import fold
+
+# What the student needs -> (needs_device, needs_connectivity).
+KINDS: dict[str, tuple[bool, bool]] = {
+    "device": (True, False),
+    "connectivity": (False, True),
+    "both": (True, True),
+}
+
+
+class Step(enum.IntEnum):
+    SEARCH = 1
+    NEW_NAME = 2
+    NEW_BIRTH = 3
+    NEW_CLASS = 4
+    NEW_CODE = 5
+    EXISTING = 6
+    GROUP = 7
+    NEEDS = 8
+    NOTE = 9
+    SUMMARY = 10
+    EDIT = 11
+
+
+# Summary "Edit": field -> the step that asks it again.
+EDITABLE = {"group": Step.GROUP, "needs": Step.NEEDS, "note": Step.NOTE}
+
+
+def group_label(group: PriorityGroup | str, language: str) -> str:
+    return t(f"needs.group.{PriorityGroup(group).value}", language)
+
+
+def kind_of(need: NeedOut) -> str:
+    return next(k for k, v in KINDS.items() if v == (need.needs_device, need.needs_connectivity))
+
+
+def kind_label(kind: str, language: str) -> str:
+    return t(f"needs.kind.{kind}", language)
+
+
+def matching(typed: str, labels: dict[str, str]) -> str | None:
+    """The one option whose label is what was typed (or, failing that, holds it), without diacritics."""
+    folded = fold(typed)
+    if not folded:
+        return None
+    exact = [key for key, label in labels.items() if fold(label).strip() == folded]
+    if len(exact) == 1:
+        return exact[0]
+    partial = [key for key, label in labels.items() if folded in fold(label)]
+    return partial[0] if len(partial) == 1 else None
+
+
+class NeedFlow(Flow):
+    name = "need"
+    command = "need"
+    title_key = "needs.title"
+    summary_state = Step.SUMMARY
+
+    def __init__(self) -> None:
+        states = PickerStates(Step.SEARCH, Step.NEW_NAME, Step.NEW_BIRTH, Step.NEW_CLASS, Step.NEW_CODE)
+        self.picker = StudentPicker(self, states, self.on_student, prompt_key="needs.student_question")
+
+    # --- questions ------------------------------------------------------------------------------
+
+    async def begin(self, turn: Turn) -> int:
+        return await self.picker.ask(turn)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        if self.picker.owns(state):
+            await self.picker.prompt(turn, state)
+            return
+        draft, language = turn.draft, turn.language
+        current = draft.get("current") or {}
+        if state == Step.EXISTING:
+            await self._show_existing(turn)
+        elif state == Step.GROUP:
+            text = turn.text("needs.group_question", student=html.escape(draft["student"]))
+            if current:
+                text += "\n" + turn.text("needs.current", value=group_label(current["category"], language))
+            options = [(group_label(g, language), self.cb("group", g.value)) for g in NEED_GROUPS]
+            await turn.reply(text, rows(*option_rows(options, columns=1)))
+        elif state == Step.NEEDS:
+            text = turn.text("needs.needs_question")
+            if current:
+                text += "\n" + turn.text("needs.current", value=kind_label(current["kind"], language))
+            options = [(kind_label(k, language), self.cb("needs", k)) for k in KINDS]
+            await turn.reply(text, rows(*option_rows(options, columns=1)))
+        elif state == Step.NOTE:
+            await self._ask_note(turn, current.get("note", ""))
+        elif state == Step.SUMMARY:
+            await self._show_summary(turn)
+        elif state == Step.EDIT:
+            fields = [(turn.text(f"needs.field.{key}"), self.cb("field", key)) for key in EDITABLE]
+            back = (turn.text("needs.back_to_summary"), self.cb("field", "back"))
+            await turn.reply(turn.text("needs.edit_question"), rows(*option_rows(fields), [back]))
+
+    async def _show_existing(self, turn: Turn) -> None:
+        need = await turn.context.services.needs.existing_need(
+            turn.staff.school_id or 0, turn.draft["student_id"]
+        )
+        markup = rows(
+            [(turn.text("needs.update_button"), self.cb("update"))],
+            [(turn.text("core.cancel"), self.cb("cancel"))],
+        )
+        if need is None:  # deleted meanwhile: updating records it afresh
+            await turn.reply(turn.text("needs.press_button"), markup)
+            return
+        entered_on = need.entered_at.astimezone(turn.context.services.clock.tz).date()
+        note = turn.text("needs.existing_note", note=html.escape(need.note)) if need.note else ""
+        text = turn.text(
+            "needs.existing",
+            student=html.escape(turn.draft["student"]),
+            entered_on=show_date(entered_on),
+            group=group_label(need.category, turn.language),
+            needs=kind_label(kind_of(need), turn.language),
+            note=note,
+        )
+        await turn.reply(text, markup)
+
+    async def _ask_note(self, turn: Turn, current_note: str) -> None:
+        text = turn.text("needs.note_question")
+        if current_note:
+            text += "\n" + turn.text("needs.note_current", note=html.escape(current_note))
+            markup: InlineKeyboardMarkup = rows(
+                [(turn.text("needs.keep_note"), self.cb("note", "keep"))],
+                [(turn.text("needs.skip_note"), self.cb("note", "skip"))],
+            )
+        else:
+            markup = rows([(turn.text("core.skip"), self.cb("note", "skip"))])
+        await turn.reply(text, markup)
+
+    async def _show_summary(self, turn: Turn) -> None:
+        draft, language = turn.draft, turn.language
+        note = draft.get("note", "")
+        text = turn.text(
+            "needs.summary",
+            student=html.escape(draft["student"]),
+            group=group_label(draft["category"], language),
+            needs=kind_label(draft["kind"], language),
+            note=html.escape(note) if note else turn.text("needs.no_note"),
+        )
+        if draft.get("update"):
+            text += "\n\n" + turn.text("needs.summary_update")
+        await turn.reply(text, confirm_choices(self.cb(), language))
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def steps(self) -> Handlers:
+        press = self.on_text(self.press_button)
+        return {
+            **self.picker.handlers(),
+            Step.EXISTING: [self.on_button("update$", self.on_update), press],
+            Step.GROUP: [self.on_button(r"group:\w+$", self.on_group), self.on_text(self.on_group)],
+            Step.NEEDS: [self.on_button(r"needs:\w+$", self.on_needs), self.on_text(self.on_needs)],
+            Step.NOTE: [self.on_button(r"note:\w+$", self.on_note_button), self.on_text(self.on_note)],
+            Step.SUMMARY: [
+                self.on_button("confirm$", self.on_confirm),
+                self.on_button("edit$", self.on_edit),
+                press,
+            ],
+            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+        }
+
+    async def press_button(self, turn: Turn) -> int | None:
+        return await turn.retry(turn.text("needs.press_button"))
+
+    async def on_student(self, turn: Turn, student: StudentOut) -> int:
+        turn.draft["student_id"] = student.id
+        turn.draft["student"] = student_label(student)
+        existing = await turn.context.services.needs.existing_need(turn.staff.school_id or 0, student.id)
+        if existing is not None:
+            return await turn.ask(Step.EXISTING)
+        return await turn.ask(Step.GROUP)
+
+    async def on_update(self, turn: Turn) -> int:
+        need = await turn.context.services.needs.existing_need(
+            turn.staff.school_id or 0, turn.draft["student_id"]
+        )
+        turn.draft["update"] = need is not None
+        if need is not None:
+            turn.draft["current"] = {"category": need.category.value, "kind": kind_of(need), "note": need.note}
+        return await turn.ask(Step.GROUP)
+
+    async def on_group(self, turn: Turn) -> int | None:
+        if turn.update.callback_query is not None:
+            group = parse_category(turn.answer)
+        else:
+            labels = {g.value: group_label(g, turn.language) for g in NEED_GROUPS}
+            group = parse_category(matching(turn.answer, labels) or PriorityGroup.NONE)
+        turn.draft["category"] = group.value
+        return await turn.advance(Step.NEEDS)
+
+    async def on_needs(self, turn: Turn) -> int | None:
+        if turn.update.callback_query is not None:
+            kind = turn.answer if turn.answer in KINDS else None
+        else:
+            kind = matching(turn.answer, {k: kind_label(k, turn.language) for k in KINDS})
+        if kind is None:
+            raise DomainError("needs.nothing_needed")
+        turn.draft["kind"] = kind
+        return await turn.advance(Step.NOTE)
+
+    async def on_note(self, turn: Turn) -> int | None:
+        turn.draft["note"] = clean_note(turn.answer)
+        return await turn.advance(Step.SUMMARY)
+
+    async def on_note_button(self, turn: Turn) -> int | None:
+        current = turn.draft.get("current") or {}
+        turn.draft["note"] = current.get("note", "") if turn.answer == "keep" else ""
+        return await turn.advance(Step.SUMMARY)
+
+    async def on_edit(self, turn: Turn) -> int:
+        return await turn.ask(Step.EDIT)
+
+    async def on_field(self, turn: Turn) -> int | None:
+        state = EDITABLE.get(turn.answer)
+        if state is None:
+            return await turn.ask(Step.SUMMARY)
+        turn.draft["_editing"] = True
+        return await turn.ask(state)
+
+    async def on_confirm(self, turn: Turn) -> int | None:
+        draft = turn.draft
+        needs_device, needs_connectivity = KINDS[draft["kind"]]
+        try:
+            data = NeedIn(
+                student_id=draft["student_id"],
+                category=draft["category"],
+                needs_device=needs_device,
+                needs_connectivity=needs_connectivity,
+                note=draft.get("note", ""),
+            )
+        except ValidationError as exc:
+            return await turn.retry(exc)
+        update = bool(draft.get("update"))
+        try:
+            need = await turn.context.services.needs.record_need(
+                turn.staff.school_id or 0,
+                data,
+                actor_id=turn.staff.id,
+                request_key=draft["request_key"],
+                update=update,
+            )
+        except DomainError as exc:
+            if exc.code != "needs.already_recorded":
+                raise
+            # Recorded by someone else since this flow began: show it and offer to update it.
+            await reply_plain(turn.update, render_error(exc, turn.language))
+            return await turn.ask(Step.EXISTING)
+        text = turn.text(
+            "needs.updated" if update else "needs.saved",
+            student=html.escape(draft["student"]),
+            group=group_label(need.category, turn.language),
+            needs=kind_label(kind_of(need), turn.language),
+        )
+        return await turn.finish(text)
+
+
+def build_need_conversation() -> NeedFlow:
+    return NeedFlow()
+
+
+# --- /need_summary ---------------------------------------------------------------------------------
+
+
+@requires(Action.ENTER_RECORDS)
+async def need_summary(update: Update, context: BotContext, staff: StaffOut) -> None:
+    summary = await context.services.needs.need_summary(staff.school_id or 0)
+    language = staff.language
+
+    def text(key: str, **values: object) -> str:
+        return t(f"needs.summary_report.{key}", language, **values)
+
+    lines = [
+        text("header", school=html.escape(staff.school_name or ""), students=summary.students_listed),
+        "",
+    ]
+    for group in summary.groups:
+        lines.append(
+            text(
+                "group",
+                group=group_label(group.category, language),
+                total=group.total,
+                device=group.needs_device,
+                connectivity=group.needs_connectivity,
+                both=group.both,
+                listed=group.listed,
+                without_need=group.listed_without_need,
+            )
+        )
+    totals = summary.totals
+    lines.append(
+        text(
+            "totals",
+            total=totals.total,
+            device=totals.needs_device,
+            connectivity=totals.needs_connectivity,
+            both=totals.both,
+        )
+    )
+    lines.append("")
+    if summary.inconsistencies:
+        lines.append(text("inconsistencies", count=len(summary.inconsistencies)))
+        lines += [
+            text("line", text=html.escape(render_error(f.as_error(), language), quote=False))
+            for f in summary.inconsistencies
+        ]
+    else:
+        lines.append(text("consistent"))
+    first, *rest = pack_lines(lines)
+    await reply(update, first, menu_for(context, staff))
+    for chunk in rest:
+        await reply_plain(update, chunk)
+
+
+def extra_handlers() -> list[BaseHandler[Update, BotContext, Any]]:
+    return [CommandHandler("need_summary", need_summary)]

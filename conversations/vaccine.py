@@ -1,0 +1,443 @@
+"""/vaccine: one COVID-19 vaccine dose of one student (menu 4.9.1).
+
+student (picker) -> dose number (the next one suggested, the doses already recorded shown) -> date
+-> product (the "other" product asks for its name) -> place -> summary -> confirm. The service's
+refusals are said at the step that can fix them; its warnings (a short interval, a missing earlier
+dose) are shown on the summary and need a second, explicit button before the dose is saved.
+
+The product, place and dose-number helpers here are shared with /vaccine_round.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+import re
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+from telegram import InlineKeyboardMarkup, Update
+from telegram.ext import BaseHandler
+
+from bot.context import BotContext
+from bot.errors import render_error
+from bot.keyboards import confirm_choices, date_choices, rows
+from bot.texts import t
+from conversations.common import Flow, Turn, option_rows
+from conversations.pickers import PickerStates, StudentPicker, parse_picked_date, student_label
+from storage.errors import DomainError
+from storage.models import DosePlace
+from storage.schemas.parsing import clean_text
+from storage.schemas.students import StudentOut, show_date
+from storage.schemas.vaccines import MAX_DOSE_NUMBER, DoseChange, DoseCheck, DoseIn, DoseOut, VaccineProductOut
+from storage.services.vaccines import WarningsNotConfirmed
+from storage.text import fold
+
+Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
+PLACES: tuple[DosePlace, ...] = tuple(DosePlace)
+OTHER_NAME_LENGTH = 200  # as DoseIn keeps it
+TEXT_LIMIT = 3500  # one Telegram message holds 4096 characters; keep room for the markup
+# Refusals that say the chosen product does not suit the student: said at the product step.
+PRODUCT_ERRORS = frozenset({"vaccines.too_young", "vaccines.unknown_product", "vaccines.other_needs_name"})
+_ONE_NUMBER = re.compile(r"\D*?(\d{1,3})\D*")
+
+
+# --- helpers shared with /vaccine_round -----------------------------------------------------------
+
+
+def place_label(place: DosePlace | str, language: str) -> str:
+    return t(f"vaccines.place.{DosePlace(place).value}", language)
+
+
+def product_button_label(product: VaccineProductOut, language: str) -> str:
+    return t("vaccines.product_other", language) if product.needs_name else product.name
+
+
+def shown_product(draft: dict[str, Any]) -> str:
+    """The product as the person sees it: the typed name for "other", else the list's name (escaped)."""
+    return html.escape(draft.get("product_other_name") or draft.get("product", ""))
+
+
+def finding_text(exc: Exception, language: str) -> str:
+    """A rendered refusal or warning, safe inside an HTML message."""
+    return html.escape(render_error(exc, language), quote=False)
+
+
+def pack_lines(lines: Iterable[str], limit: int = TEXT_LIMIT) -> list[str]:
+    """Lines joined into as few messages as fit Telegram's limit."""
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        candidate = f"{current}\n{line}" if current else line
+        if current and len(candidate) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = candidate
+    return [*chunks, current] if current else chunks
+
+
+async def product_keyboard(turn: Turn, flow: Flow) -> InlineKeyboardMarkup:
+    products = await turn.context.services.vaccines.products()
+    options = [(product_button_label(p, turn.language), flow.cb("product", p.id)) for p in products]
+    return rows(*option_rows(options, columns=2))
+
+
+async def chosen_product(turn: Turn) -> VaccineProductOut:
+    """The tapped product, or the one product of the list whose name holds what was typed."""
+    products = await turn.context.services.vaccines.products()
+    if turn.update.callback_query is not None:
+        found = [p for p in products if str(p.id) == turn.answer]
+    else:
+        typed = fold(turn.answer)
+        found = [p for p in products if typed and not p.needs_name and typed in fold(p.name)]
+    if len(found) != 1:
+        raise DomainError("vaccines.unknown_product")
+    return found[0]
+
+
+def remember_product(draft: dict[str, Any], product: VaccineProductOut) -> None:
+    draft["product_id"] = product.id
+    draft["product"] = product.name
+    draft["product_needs_name"] = product.needs_name
+    if not product.needs_name:
+        draft.pop("product_other_name", None)
+
+
+def other_product_name(turn: Turn) -> str:
+    return clean_text(turn.answer, max_length=OTHER_NAME_LENGTH, required=True)
+
+
+def place_keyboard(flow: Flow, language: str) -> InlineKeyboardMarkup:
+    return rows(*[[(place_label(place, language), flow.cb("place", place.value))] for place in PLACES])
+
+
+def chosen_place(turn: Turn) -> DosePlace | None:
+    """The tapped place, or the one place whose label holds what was typed; None when unclear."""
+    if turn.update.callback_query is not None:
+        return next((p for p in PLACES if p.value == turn.answer), None)
+    typed = fold(turn.answer)
+    found = [p for p in PLACES if typed and typed in fold(place_label(p, turn.language))]
+    return found[0] if len(found) == 1 else None
+
+
+def typed_dose_number(text: str) -> int | None:
+    """`2`, `mui 2`, a tapped `2`: the number; anything else (no number, two numbers): None."""
+    match = _ONE_NUMBER.fullmatch(text.strip())
+    return int(match.group(1)) if match else None
+
+
+def check_dose_number(number: int) -> None:
+    """The schema's range rule (1..MAX_DOSE_NUMBER), as a DomainError."""
+    try:
+        DoseChange(dose_number=number)
+    except ValidationError as exc:
+        raise DomainError("vaccines.dose_number_range", value=number, maximum=MAX_DOSE_NUMBER) from exc
+
+
+# --- the flow ---------------------------------------------------------------------------------------
+
+
+class Step(enum.IntEnum):
+    SEARCH = 1
+    NEW_NAME = 2
+    NEW_BIRTH = 3
+    NEW_CLASS = 4
+    NEW_CODE = 5
+    DOSE = 6
+    DATE = 7
+    PRODUCT = 8
+    PRODUCT_NAME = 9
+    PLACE = 10
+    SUMMARY = 11
+    WARNINGS = 12
+    EDIT = 13
+
+
+# Summary "Edit": field -> the step that asks it again.
+EDITABLE = {"dose_number": Step.DOSE, "date": Step.DATE, "product": Step.PRODUCT, "place": Step.PLACE}
+
+
+class VaccineFlow(Flow):
+    name = "vaccine"
+    command = "vaccine"
+    title_key = "vaccines.dose.title"
+    summary_state = Step.SUMMARY
+
+    def __init__(self) -> None:
+        states = PickerStates(Step.SEARCH, Step.NEW_NAME, Step.NEW_BIRTH, Step.NEW_CLASS, Step.NEW_CODE)
+        self.picker = StudentPicker(self, states, self.on_student, prompt_key="vaccines.dose.student_question")
+
+    # --- questions ------------------------------------------------------------------------------
+
+    async def begin(self, turn: Turn) -> int:
+        return await self.picker.ask(turn)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        if self.picker.owns(state):
+            await self.picker.prompt(turn, state)
+            return
+        draft, language = turn.draft, turn.language
+        if state == Step.DOSE:
+            await self._ask_dose(turn)
+        elif state == Step.DATE:
+            text = turn.text("vaccines.dose.date_question", dose_number=draft["dose_number"])
+            await turn.reply(text, date_choices(self.cb("date"), language))
+        elif state == Step.PRODUCT:
+            given_on = show_date(date.fromisoformat(draft["given_on"]))
+            text = turn.text("vaccines.dose.product_question", given_on=given_on)
+            await turn.reply(text, await product_keyboard(turn, self))
+        elif state == Step.PRODUCT_NAME:
+            await turn.reply(turn.text("vaccines.product_name_question"))
+        elif state == Step.PLACE:
+            await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, language))
+        elif state == Step.SUMMARY:
+            await self._show_summary(turn)
+        elif state == Step.WARNINGS:
+            await self._show_warnings(turn)
+        elif state == Step.EDIT:
+            fields = [(turn.text(f"vaccines.dose.field.{key}"), self.cb("field", key)) for key in EDITABLE]
+            back = (turn.text("vaccines.back_to_summary"), self.cb("field", "back"))
+            await turn.reply(turn.text("vaccines.edit_question"), rows(*option_rows(fields), [back]))
+
+    async def _ask_dose(self, turn: Turn) -> None:
+        services, school_id = turn.context.services, turn.staff.school_id or 0
+        student_id = turn.draft["student_id"]
+        doses = await services.vaccines.doses_of(student_id, school_id)
+        suggested = await services.vaccines.next_dose_number(student_id, school_id)
+        if doses:
+            lines = [turn.text("vaccines.dose.recorded_header")]
+            lines += [self._recorded_line(turn, dose) for dose in doses]
+        else:
+            lines = [turn.text("vaccines.dose.recorded_none")]
+        text = turn.text(
+            "vaccines.dose.dose_question",
+            student=html.escape(turn.draft["student"]),
+            recorded="\n".join(lines),
+        )
+        taken = {dose.dose_number for dose in doses}
+        first = []
+        if suggested not in taken:
+            first = [(turn.text("vaccines.dose.next_button", dose_number=suggested), self.cb("dose", suggested))]
+        others = [
+            (turn.text("vaccines.dose.number_button", dose_number=n), self.cb("dose", n))
+            for n in range(1, min(suggested + 1, MAX_DOSE_NUMBER) + 1)
+            if n not in taken and n != suggested
+        ]
+        await turn.reply(text, rows(first, *option_rows(others, columns=4)))
+
+    @staticmethod
+    def _recorded_line(turn: Turn, dose: DoseOut) -> str:
+        return turn.text(
+            "vaccines.dose.recorded_line",
+            dose_number=dose.dose_number,
+            given_on=show_date(dose.given_on),
+            product=html.escape(dose.product_label),
+            place=place_label(dose.place, turn.language),
+        )
+
+    def _summary_text(self, turn: Turn) -> str:
+        draft = turn.draft
+        return turn.text(
+            "vaccines.dose.summary",
+            student=html.escape(draft["student"]),
+            dose_number=draft["dose_number"],
+            given_on=show_date(date.fromisoformat(draft["given_on"])),
+            product=shown_product(draft),
+            place=place_label(draft["place"], turn.language),
+        )
+
+    async def _show_summary(self, turn: Turn) -> None:
+        check = await self._check(turn)
+        lines = [self._summary_text(turn)]
+        if check.errors:
+            lines += ["", turn.text("vaccines.errors_header")]
+            lines += [turn.text("vaccines.line", text=finding_text(e.as_error(), turn.language)) for e in check.errors]
+        if check.warnings:
+            lines += ["", turn.text("vaccines.warnings_header")]
+            lines += [
+                turn.text("vaccines.line", text=finding_text(w.as_error(), turn.language)) for w in check.warnings
+            ]
+        if check.entered_late:
+            lines += ["", turn.text("core.late_flag")]
+        if check.errors:  # nothing can be saved: fix an answer or cancel
+            markup = rows([(turn.text("core.edit"), self.cb("edit"))], [(turn.text("core.cancel"), self.cb("cancel"))])
+        else:
+            markup = confirm_choices(self.cb(), turn.language)
+        await turn.reply("\n".join(lines), markup)
+
+    async def _show_warnings(self, turn: Turn) -> None:
+        check = await self._check(turn)
+        warnings = [
+            turn.text("vaccines.line", text=finding_text(w.as_error(), turn.language))
+            for w in check.errors + check.warnings
+        ]
+        text = self._summary_text(turn) + "\n\n"
+        text += turn.text("vaccines.dose.warnings_confirm", warnings="\n".join(warnings))
+        markup = rows(
+            [(turn.text("vaccines.dose.warnings_button"), self.cb("warn", "confirm"))],
+            [(turn.text("core.edit"), self.cb("edit")), (turn.text("core.cancel"), self.cb("cancel"))],
+        )
+        await turn.reply(text, markup)
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def steps(self) -> Handlers:
+        press = self.on_text(self.press_button)
+        return {
+            **self.picker.handlers(),
+            Step.DOSE: [self.on_button(r"dose:\d+$", self.on_dose), self.on_text(self.on_dose)],
+            Step.DATE: [self.on_button("date:", self.on_date), self.on_text(self.on_date)],
+            Step.PRODUCT: [self.on_button(r"product:\d+$", self.on_product), self.on_text(self.on_product)],
+            Step.PRODUCT_NAME: [self.on_text(self.on_product_name)],
+            Step.PLACE: [self.on_button(r"place:\w+$", self.on_place), self.on_text(self.on_place)],
+            Step.SUMMARY: [
+                self.on_button("confirm$", self.on_confirm),
+                self.on_button("edit$", self.on_edit),
+                press,
+            ],
+            Step.WARNINGS: [
+                self.on_button("warn:confirm$", self.on_confirm_warnings),
+                self.on_button("edit$", self.on_edit),
+                press,
+            ],
+            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+        }
+
+    async def press_button(self, turn: Turn) -> int | None:
+        return await turn.retry(turn.text("vaccines.press_button"))
+
+    async def on_student(self, turn: Turn, student: StudentOut) -> int:
+        turn.draft["student_id"] = student.id
+        turn.draft["student"] = student_label(student)
+        return await turn.ask(Step.DOSE)
+
+    async def on_dose(self, turn: Turn) -> int | None:
+        number = typed_dose_number(turn.answer)
+        if number is None:
+            text = turn.text(
+                "vaccines.dose.number_invalid", value=html.escape(turn.answer), maximum=MAX_DOSE_NUMBER
+            )
+            return await turn.retry(text)
+        check_dose_number(number)
+        doses = await turn.context.services.vaccines.doses_of(turn.draft["student_id"], turn.staff.school_id or 0)
+        taken = next((dose for dose in doses if dose.dose_number == number), None)
+        if taken is not None:  # one record per dose number: say so now, not at the summary
+            raise DomainError("vaccines.duplicate_dose", dose_number=number, given_on=show_date(taken.given_on))
+        turn.draft["dose_number"] = number
+        return await turn.advance(Step.DATE)
+
+    async def on_date(self, turn: Turn) -> int | None:
+        given_on = parse_picked_date(turn)
+        await self._check_date(turn, given_on)
+        turn.draft["given_on"] = given_on.isoformat()
+        return await turn.advance(Step.PRODUCT)
+
+    async def on_product(self, turn: Turn) -> int | None:
+        product = await chosen_product(turn)
+        remember_product(turn.draft, product)
+        if product.needs_name:
+            return await turn.ask(Step.PRODUCT_NAME)
+        await self._check_product(turn)
+        return await turn.advance(Step.PLACE)
+
+    async def on_product_name(self, turn: Turn) -> int | None:
+        turn.draft["product_other_name"] = other_product_name(turn)
+        await self._check_product(turn)
+        return await turn.advance(Step.PLACE)
+
+    async def on_place(self, turn: Turn) -> int | None:
+        place = chosen_place(turn)
+        if place is None:
+            return await turn.retry(turn.text("vaccines.place_hint"))
+        turn.draft["place"] = place.value
+        return await turn.advance(Step.SUMMARY)
+
+    async def on_edit(self, turn: Turn) -> int:
+        return await turn.ask(Step.EDIT)
+
+    async def on_field(self, turn: Turn) -> int | None:
+        state = EDITABLE.get(turn.answer)
+        if state is None:
+            return await turn.ask(Step.SUMMARY)
+        turn.draft["_editing"] = True
+        return await turn.ask(state)
+
+    async def on_confirm(self, turn: Turn) -> int | None:
+        try:
+            dose = await self._record(turn, confirm_warnings=False)
+        except WarningsNotConfirmed:
+            return await turn.ask(Step.WARNINGS)
+        return await self._saved(turn, dose)
+
+    async def on_confirm_warnings(self, turn: Turn) -> int | None:
+        return await self._saved(turn, await self._record(turn, confirm_warnings=True))
+
+    # --- calls to the service ---------------------------------------------------------------------
+
+    def _dose_in(self, turn: Turn, **override: Any) -> DoseIn:
+        draft = turn.draft
+        values: dict[str, Any] = {
+            "student_id": draft["student_id"],
+            "dose_number": draft["dose_number"],
+            "given_on": draft.get("given_on"),
+            "product_id": draft.get("product_id"),
+            "product_other_name": draft.get("product_other_name", ""),
+            "place": draft.get("place", DosePlace.SCHOOL.value),
+            **override,
+        }
+        return DoseIn.model_validate(values)
+
+    async def _check(self, turn: Turn, **override: Any) -> DoseCheck:
+        data = self._dose_in(turn, **override)
+        return await turn.context.services.vaccines.check_dose(turn.staff.school_id or 0, data)
+
+    async def _check_date(self, turn: Turn, given_on: date) -> None:
+        """Refusals the date alone decides (order of the doses, birth date, future), said at once.
+
+        Before a product is chosen, the check runs with the "other" product: it has no age or
+        interval rule, so only what the date decides can be refused here."""
+        override: dict[str, Any] = {"given_on": given_on}
+        if "product_id" not in turn.draft:
+            products = await turn.context.services.vaccines.products()
+            neutral = next((p for p in products if p.needs_name), None)
+            if neutral is None:
+                return  # the summary checks everything anyway
+            override |= {"product_id": neutral.id, "product_other_name": neutral.name}
+        check = await self._check(turn, **override)
+        if check.errors:
+            raise check.errors[0].as_error()
+
+    async def _check_product(self, turn: Turn) -> None:
+        check = await self._check(turn)
+        for error in check.errors:
+            if error.code in PRODUCT_ERRORS:
+                raise error.as_error()
+
+    async def _record(self, turn: Turn, *, confirm_warnings: bool) -> DoseOut:
+        return await turn.context.services.vaccines.record_dose(
+            turn.staff.school_id or 0,
+            self._dose_in(turn),
+            actor_id=turn.staff.id,
+            request_key=turn.draft["request_key"],
+            confirm_warnings=confirm_warnings,
+        )
+
+    async def _saved(self, turn: Turn, dose: DoseOut) -> int:
+        text = turn.text(
+            "vaccines.dose.saved",
+            dose_number=dose.dose_number,
+            student=html.escape(turn.draft["student"]),
+            given_on=show_date(dose.given_on),
+            product=html.escape(dose.product_label),
+            place=place_label(dose.place, turn.language),
+        )
+        if dose.entered_late:
+            text += "\n" + turn.text("core.late_flag")
+        return await turn.finish(text)
+
+
+def build_vaccine_conversation() -> VaccineFlow:
+    return VaccineFlow()

@@ -1,0 +1,487 @@
+"""/vaccine_round: a vaccination round at school, a whole class at a time.
+
+class -> date -> product -> place -> which dose (each student's next one, or a given number) -> the
+class list as toggle buttons (each student with the doses recorded so far; tick all / untick all;
+pages; typed list numbers such as `1-12, 15`) -> summary from the service's preview (who gets which
+dose, who is skipped and why) -> one confirm -> "saved N; skipped M: ..." with each reason.
+
+The ticks live in the draft, written on every tap, so a restart mid-round keeps them. A tap edits
+the list message in place instead of sending a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import html
+import math
+import re
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+from telegram import InlineKeyboardMarkup, Message
+from telegram.error import BadRequest
+
+from bot.keyboards import confirm_choices, date_choices, rows
+from bot.replies import answer_alert
+from conversations.common import Flow, Turn, option_rows, reply_plain
+from conversations.pickers import parse_picked_date
+from conversations.vaccine import (
+    Handlers,
+    check_dose_number,
+    chosen_place,
+    chosen_product,
+    finding_text,
+    other_product_name,
+    pack_lines,
+    place_keyboard,
+    place_label,
+    product_keyboard,
+    remember_product,
+    shown_product,
+    typed_dose_number,
+)
+from storage.errors import DomainError
+from storage.models import DosePlace
+from storage.schemas.students import clean_class_name, show_date
+from storage.schemas.vaccines import MAX_DOSE_NUMBER, RosterStudent, RoundIn, RoundResult
+
+PAGE_SIZE = 24  # students per page of toggle buttons: 8 rows of 3
+COLUMNS = 3
+ROUND_DOSES = (1, 2, 3)  # dose buttons offered for a round (any number can be typed)
+NEXT = "next"  # the round gives each student their own next dose
+_RANGE = re.compile(r"(\d{1,3})(?:-(\d{1,3}))?")
+
+
+class Step(enum.IntEnum):
+    CLASS = 1
+    DATE = 2
+    PRODUCT = 3
+    PRODUCT_NAME = 4
+    PLACE = 5
+    DOSE = 6
+    TICK = 7
+    SUMMARY = 8
+    EDIT = 9
+
+
+# Summary "Edit": field -> the step that asks it again.
+EDITABLE = {
+    "class": Step.CLASS,
+    "date": Step.DATE,
+    "product": Step.PRODUCT,
+    "place": Step.PLACE,
+    "dose": Step.DOSE,
+    "ticks": Step.TICK,
+}
+
+
+def list_numbers(text: str, size: int) -> list[int] | None:
+    """`1-12, 15` -> [1, ..., 12, 15] (positions in the class list); None when not such a list."""
+    cleaned = re.sub(r"\s*[-\u2013]\s*", "-", text.strip())
+    parts = [p for p in re.split(r"[,;\s]+", cleaned) if p]
+    numbers: list[int] = []
+    for part in parts:
+        match = _RANGE.fullmatch(part)
+        if match is None:
+            return None
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        if not 1 <= first <= last <= size:
+            return None
+        numbers.extend(range(first, last + 1))
+    return numbers or None
+
+
+def given_name(full_name: str) -> str:
+    """The name a class list is ordered by (the last word), short enough for a button."""
+    return full_name.rsplit(" ", 1)[-1]
+
+
+class VaccineRoundFlow(Flow):
+    name = "vaccine_round"
+    command = "vaccine_round"
+    title_key = "vaccines.round.title"
+    summary_state = Step.SUMMARY
+
+    # --- questions ------------------------------------------------------------------------------
+
+    async def begin(self, turn: Turn) -> int:
+        classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
+        if not classes:
+            return await turn.finish(turn.text("vaccines.round.no_classes"))
+        return await turn.ask(Step.CLASS)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        draft, language = turn.draft, turn.language
+        if state == Step.CLASS:
+            classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
+            options = [
+                (
+                    turn.text("vaccines.round.class_button", class_name=c.class_name, count=c.student_count),
+                    self.cb("class", c.class_name),
+                )
+                for c in classes
+            ]
+            await turn.reply(turn.text("vaccines.round.class_question"), rows(*option_rows(options, columns=4)))
+        elif state == Step.DATE:
+            text = turn.text("vaccines.round.date_question", class_name=html.escape(draft["class_name"]))
+            await turn.reply(text, date_choices(self.cb("date"), language))
+        elif state == Step.PRODUCT:
+            text = turn.text(
+                "vaccines.round.product_question",
+                class_name=html.escape(draft["class_name"]),
+                given_on=self._given_on(turn),
+            )
+            await turn.reply(text, await product_keyboard(turn, self))
+        elif state == Step.PRODUCT_NAME:
+            await turn.reply(turn.text("vaccines.product_name_question"))
+        elif state == Step.PLACE:
+            await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, language))
+        elif state == Step.DOSE:
+            numbers = [
+                (turn.text("vaccines.round.dose_button", dose_number=n), self.cb("dose", n)) for n in ROUND_DOSES
+            ]
+            markup = rows([(turn.text("vaccines.round.dose_next"), self.cb("dose", NEXT))], numbers)
+            await turn.reply(turn.text("vaccines.round.dose_question"), markup)
+        elif state == Step.TICK:
+            text, markup = self._tick_view(turn, await self._roster(turn))
+            await turn.reply(text, markup)
+        elif state == Step.SUMMARY:
+            await self._show_summary(turn)
+        elif state == Step.EDIT:
+            fields = [(turn.text(f"vaccines.round.field.{key}"), self.cb("field", key)) for key in EDITABLE]
+            back = (turn.text("vaccines.back_to_summary"), self.cb("field", "back"))
+            await turn.reply(turn.text("vaccines.edit_question"), rows(*option_rows(fields), [back]))
+
+    def _given_on(self, turn: Turn) -> str:
+        return show_date(date.fromisoformat(turn.draft["given_on"]))
+
+    def _dose_label(self, turn: Turn) -> str:
+        number = turn.draft.get("dose_number")
+        if number is None:
+            return turn.text("vaccines.round.dose_next_short")
+        return turn.text("vaccines.round.dose_short", dose_number=number)
+
+    async def _roster(self, turn: Turn) -> list[RosterStudent]:
+        return await turn.context.services.vaccines.class_roster(
+            turn.staff.school_id or 0, turn.draft["class_name"]
+        )
+
+    def _tick_view(self, turn: Turn, roster: list[RosterStudent]) -> tuple[str, InlineKeyboardMarkup]:
+        draft = turn.draft
+        ticked = set(draft.get("ticked", []))
+        pages = max(1, math.ceil(len(roster) / PAGE_SIZE))
+        page = min(max(1, int(draft.get("page", 1))), pages)
+        numbered = list(enumerate(roster, start=1))[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        header = turn.text(
+            "vaccines.round.tick_header",
+            class_name=html.escape(draft["class_name"]),
+            given_on=self._given_on(turn),
+            product=shown_product(draft),
+            place=place_label(draft["place"], turn.language),
+            dose=self._dose_label(turn),
+            ticked=len(ticked),
+            total=len(roster),
+            page=page,
+            pages=pages,
+        )
+        lines = [
+            turn.text(
+                "vaccines.round.tick_line_on" if s.student_id in ticked else "vaccines.round.tick_line",
+                number=n,
+                name=html.escape(s.full_name),
+                doses=s.dose_count,
+            )
+            for n, s in numbered
+        ]
+        toggles = [
+            (
+                turn.text(
+                    "vaccines.round.tick_on" if s.student_id in ticked else "vaccines.round.tick_off",
+                    number=n,
+                    name=given_name(s.full_name),
+                    doses=s.dose_count,
+                ),
+                self.cb("t", s.student_id),
+            )
+            for n, s in numbered
+        ]
+        paging = []
+        if page > 1:
+            paging.append((turn.text("vaccines.round.page_previous"), self.cb("page", page - 1)))
+        if page < pages:
+            paging.append((turn.text("vaccines.round.page_next"), self.cb("page", page + 1)))
+        markup = rows(
+            *option_rows(toggles, columns=COLUMNS),
+            [
+                (turn.text("vaccines.round.select_all"), self.cb("all")),
+                (turn.text("vaccines.round.select_none"), self.cb("none")),
+            ],
+            paging,
+            [(turn.text("vaccines.round.done", ticked=len(ticked)), self.cb("done"))],
+            [(turn.text("core.cancel"), self.cb("cancel"))],
+        )
+        return header + "\n\n" + "\n".join(lines), markup
+
+    def _who(self, numbers: dict[int, int], student_id: int, name: str) -> str:
+        number = numbers.get(student_id)
+        return f"{number}. {html.escape(name)}" if number else html.escape(name)
+
+    def _skip_lines(self, turn: Turn, result: RoundResult, numbers: dict[int, int]) -> list[str]:
+        return [
+            turn.text(
+                "vaccines.round.skip_line",
+                name=self._who(numbers, s.student_id, s.student_name),
+                reason=finding_text(s.reason.as_error(), turn.language),
+            )
+            for s in result.skipped
+        ]
+
+    def _details(self, turn: Turn) -> dict[str, str]:
+        return {
+            "class_name": html.escape(turn.draft["class_name"]),
+            "given_on": self._given_on(turn),
+            "product": shown_product(turn.draft),
+            "place": place_label(turn.draft["place"], turn.language),
+        }
+
+    async def _show_summary(self, turn: Turn) -> None:
+        edit_or_cancel = rows(
+            [(turn.text("core.edit"), self.cb("edit"))], [(turn.text("core.cancel"), self.cb("cancel"))]
+        )
+        roster = await self._roster(turn)
+        numbers = {s.student_id: n for n, s in enumerate(roster, start=1)}
+        try:
+            preview = await turn.context.services.vaccines.preview_round(
+                turn.staff.school_id or 0, self._round_in(turn)
+            )
+        except (DomainError, ValidationError) as exc:  # wrong for the whole round (e.g. records locked)
+            reason = finding_text(exc, turn.language)
+            await turn.reply(turn.text("vaccines.round.blocked", reason=reason), edit_or_cancel)
+            return
+        lines = [
+            turn.text("vaccines.round.summary_header", **self._details(turn), dose=self._dose_label(turn))
+        ]
+        if preview.saved:
+            lines += ["", turn.text("vaccines.round.will_save", count=len(preview.saved))]
+            lines += [
+                turn.text(
+                    "vaccines.round.will_save_line",
+                    name=self._who(numbers, s.student_id, s.student_name),
+                    dose_number=s.dose_number,
+                )
+                for s in preview.saved
+            ]
+        if preview.skipped:
+            lines += ["", turn.text("vaccines.round.will_skip", count=len(preview.skipped))]
+            lines += self._skip_lines(turn, preview, numbers)
+        if not preview.saved:
+            lines += ["", turn.text("vaccines.round.nothing_to_save")]
+        if preview.entered_late:
+            lines += ["", turn.text("core.late_flag")]
+        markup = confirm_choices(self.cb(), turn.language) if preview.saved else edit_or_cancel
+        await self._send(turn, lines, markup)
+
+    async def _send(self, turn: Turn, lines: list[str], markup: InlineKeyboardMarkup) -> None:
+        """A long text in several messages; the buttons go with the last one."""
+        chunks = pack_lines(lines)
+        if len(chunks) == 1:
+            await turn.reply(chunks[0], markup)
+            return
+        await turn.reply(chunks[0])
+        for chunk in chunks[1:-1]:
+            await reply_plain(turn.update, chunk)
+        if turn.update.effective_chat is not None:
+            await turn.update.effective_chat.send_message(chunks[-1], reply_markup=markup)
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def steps(self) -> Handlers:
+        press = self.on_text(self.press_button)
+        return {
+            Step.CLASS: [self.on_button("class:", self.on_class), self.on_text(self.on_class)],
+            Step.DATE: [self.on_button("date:", self.on_date), self.on_text(self.on_date)],
+            Step.PRODUCT: [self.on_button(r"product:\d+$", self.on_product), self.on_text(self.on_product)],
+            Step.PRODUCT_NAME: [self.on_text(self.on_product_name)],
+            Step.PLACE: [self.on_button(r"place:\w+$", self.on_place), self.on_text(self.on_place)],
+            Step.DOSE: [self.on_button(r"dose:\w+$", self.on_dose), self.on_text(self.on_dose)],
+            Step.TICK: [
+                self.on_button(r"t:\d+$", self.on_toggle),
+                self.on_button("all$", self.on_all),
+                self.on_button("none$", self.on_none),
+                self.on_button(r"page:\d+$", self.on_page),
+                self.on_button("done$", self.on_done),
+                self.on_text(self.on_numbers),
+            ],
+            Step.SUMMARY: [
+                self.on_button("confirm$", self.on_confirm),
+                self.on_button("edit$", self.on_edit),
+                press,
+            ],
+            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+        }
+
+    async def press_button(self, turn: Turn) -> int | None:
+        return await turn.retry(turn.text("vaccines.press_button"))
+
+    async def on_class(self, turn: Turn) -> int | None:
+        if turn.update.callback_query is not None:
+            wanted = turn.answer
+        else:
+            wanted = clean_class_name(turn.answer)
+        classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
+        if not any(c.class_name == wanted for c in classes):
+            return await turn.retry(turn.text("vaccines.round.class_unknown", class_name=html.escape(wanted)))
+        changed = turn.draft.get("class_name") != wanted
+        turn.draft["class_name"] = wanted
+        if changed:
+            turn.draft["ticked"] = []
+            turn.draft["page"] = 1
+            if turn.draft.get("_editing"):
+                return await turn.ask(Step.TICK)  # a new class list to tick; "Done" returns to the summary
+        return await turn.advance(Step.DATE)
+
+    async def on_date(self, turn: Turn) -> int | None:
+        turn.draft["given_on"] = parse_picked_date(turn).isoformat()
+        return await turn.advance(Step.PRODUCT)
+
+    async def on_product(self, turn: Turn) -> int | None:
+        product = await chosen_product(turn)
+        remember_product(turn.draft, product)
+        if product.needs_name:
+            return await turn.ask(Step.PRODUCT_NAME)
+        return await turn.advance(Step.PLACE)
+
+    async def on_product_name(self, turn: Turn) -> int | None:
+        turn.draft["product_other_name"] = other_product_name(turn)
+        return await turn.advance(Step.PLACE)
+
+    async def on_place(self, turn: Turn) -> int | None:
+        place = chosen_place(turn)
+        if place is None:
+            return await turn.retry(turn.text("vaccines.place_hint"))
+        turn.draft["place"] = place.value
+        return await turn.advance(Step.DOSE)
+
+    async def on_dose(self, turn: Turn) -> int | None:
+        if turn.update.callback_query is not None and turn.answer == NEXT:
+            number = None
+        else:
+            number = typed_dose_number(turn.answer)
+            if number is None:
+                text = turn.text(
+                    "vaccines.round.dose_invalid", value=html.escape(turn.answer), maximum=MAX_DOSE_NUMBER
+                )
+                return await turn.retry(text)
+            check_dose_number(number)
+        turn.draft["dose_number"] = number
+        turn.draft.setdefault("ticked", [])
+        return await turn.advance(Step.TICK)
+
+    # The class list: every tap is written to the draft, then the list message is redrawn in place.
+
+    async def on_toggle(self, turn: Turn) -> int | None:
+        roster = await self._roster(turn)
+        student_id = int(turn.answer)
+        if not any(s.student_id == student_id for s in roster):
+            await answer_alert(turn.update, turn.text("core.stale_button"))
+            return turn.step
+        ticked = set(turn.draft.get("ticked", []))
+        ticked ^= {student_id}
+        return await self._redraw(turn, roster, ticked)
+
+    async def on_all(self, turn: Turn) -> int | None:
+        roster = await self._roster(turn)
+        return await self._redraw(turn, roster, {s.student_id for s in roster})
+
+    async def on_none(self, turn: Turn) -> int | None:
+        return await self._redraw(turn, await self._roster(turn), set())
+
+    async def on_page(self, turn: Turn) -> int | None:
+        turn.draft["page"] = int(turn.answer)
+        roster = await self._roster(turn)
+        return await self._redraw(turn, roster, set(turn.draft.get("ticked", [])))
+
+    async def on_numbers(self, turn: Turn) -> int | None:
+        roster = await self._roster(turn)
+        numbers = list_numbers(turn.answer, len(roster))
+        if numbers is None:
+            text = turn.text(
+                "vaccines.round.numbers_invalid", value=html.escape(turn.answer), maximum=len(roster)
+            )
+            return await turn.retry(text)
+        ticked = set(turn.draft.get("ticked", [])) | {roster[n - 1].student_id for n in numbers}
+        return await self._redraw(turn, roster, ticked)
+
+    async def _redraw(self, turn: Turn, roster: list[RosterStudent], ticked: set[int]) -> int | None:
+        turn.draft["ticked"] = [s.student_id for s in roster if s.student_id in ticked]  # class-list order
+        await turn.save()
+        text, markup = self._tick_view(turn, roster)
+        query = turn.update.callback_query
+        if query is None or not isinstance(query.message, Message):
+            await turn.reply(text, markup)  # typed numbers: a fresh list below the person's message
+            return turn.step
+        await query.answer()
+        with contextlib.suppress(BadRequest):  # unchanged (a double tap): nothing to redraw
+            await query.edit_message_text(text, reply_markup=markup)
+        return turn.step
+
+    async def on_done(self, turn: Turn) -> int | None:
+        try:
+            self._round_in(turn)
+        except ValidationError as exc:
+            return await turn.retry(exc)
+        return await turn.advance(Step.SUMMARY)
+
+    # --- summary, edit, confirm -------------------------------------------------------------------
+
+    async def on_edit(self, turn: Turn) -> int:
+        return await turn.ask(Step.EDIT)
+
+    async def on_field(self, turn: Turn) -> int | None:
+        state = EDITABLE.get(turn.answer)
+        if state is None:
+            return await turn.ask(Step.SUMMARY)
+        turn.draft["_editing"] = True
+        return await turn.ask(state)
+
+    def _round_in(self, turn: Turn) -> RoundIn:
+        draft = turn.draft
+        return RoundIn(
+            student_ids=draft.get("ticked", []),
+            given_on=date.fromisoformat(draft["given_on"]),
+            product_id=draft["product_id"],
+            product_other_name=draft.get("product_other_name", ""),
+            place=DosePlace(draft["place"]),
+            dose_number=draft.get("dose_number"),
+        )
+
+    async def on_confirm(self, turn: Turn) -> int:
+        roster = await self._roster(turn)
+        numbers = {s.student_id: n for n, s in enumerate(roster, start=1)}
+        result = await turn.context.services.vaccines.record_round(
+            turn.staff.school_id or 0,
+            self._round_in(turn),
+            actor_id=turn.staff.id,
+            request_key=turn.draft["request_key"],
+        )
+        details = self._details(turn)
+        if result.skipped:
+            lines = [turn.text("vaccines.round.saved_skipped", saved=len(result.saved), skipped=len(result.skipped))]
+            lines += self._skip_lines(turn, result, numbers)
+            lines.append(turn.text("vaccines.round.saved_details", **details))
+        else:
+            lines = [turn.text("vaccines.round.saved", saved=len(result.saved), **details)]
+        if result.entered_late:
+            lines.append(turn.text("core.late_flag"))
+        first, *rest = pack_lines(lines)
+        state = await turn.finish(first)
+        for chunk in rest:
+            await reply_plain(turn.update, chunk)
+        return state
+
+
+def build_vaccine_round_conversation() -> VaccineRoundFlow:
+    return VaccineRoundFlow()
