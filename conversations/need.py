@@ -210,7 +210,11 @@ class NeedFlow(Flow):
         )
         turn.draft["update"] = need is not None
         if need is not None:
-            turn.draft["current"] = {"category": need.category.value, "kind": kind_of(need), "note": need.note}
+            turn.draft["current"] = {
+                "category": need.category.value,
+                "kind": kind_of(need),
+                "note": need.note,
+            }
         return await turn.ask(Step.GROUP)
 
     async def on_group(self, turn: Turn) -> int | None:

@@ -31,7 +31,14 @@ from storage.errors import DomainError
 from storage.models import DosePlace
 from storage.schemas.parsing import clean_text
 from storage.schemas.students import StudentOut, show_date
-from storage.schemas.vaccines import MAX_DOSE_NUMBER, DoseChange, DoseCheck, DoseIn, DoseOut, VaccineProductOut
+from storage.schemas.vaccines import (
+    MAX_DOSE_NUMBER,
+    DoseChange,
+    DoseCheck,
+    DoseIn,
+    DoseOut,
+    VaccineProductOut,
+)
 from storage.services.vaccines import WarningsNotConfirmed
 from storage.text import fold
 
@@ -168,7 +175,9 @@ class VaccineFlow(Flow):
 
     def __init__(self) -> None:
         states = PickerStates(Step.SEARCH, Step.NEW_NAME, Step.NEW_BIRTH, Step.NEW_CLASS, Step.NEW_CODE)
-        self.picker = StudentPicker(self, states, self.on_student, prompt_key="vaccines.dose.student_question")
+        self.picker = StudentPicker(
+            self, states, self.on_student, prompt_key="vaccines.dose.student_question"
+        )
 
     # --- questions ------------------------------------------------------------------------------
 
@@ -220,7 +229,9 @@ class VaccineFlow(Flow):
         taken = {dose.dose_number for dose in doses}
         first = []
         if suggested not in taken:
-            first = [(turn.text("vaccines.dose.next_button", dose_number=suggested), self.cb("dose", suggested))]
+            first = [
+                (turn.text("vaccines.dose.next_button", dose_number=suggested), self.cb("dose", suggested))
+            ]
         others = [
             (turn.text("vaccines.dose.number_button", dose_number=n), self.cb("dose", n))
             for n in range(1, min(suggested + 1, MAX_DOSE_NUMBER) + 1)
@@ -254,16 +265,22 @@ class VaccineFlow(Flow):
         lines = [self._summary_text(turn)]
         if check.errors:
             lines += ["", turn.text("vaccines.errors_header")]
-            lines += [turn.text("vaccines.line", text=finding_text(e.as_error(), turn.language)) for e in check.errors]
+            lines += [
+                turn.text("vaccines.line", text=finding_text(e.as_error(), turn.language))
+                for e in check.errors
+            ]
         if check.warnings:
             lines += ["", turn.text("vaccines.warnings_header")]
             lines += [
-                turn.text("vaccines.line", text=finding_text(w.as_error(), turn.language)) for w in check.warnings
+                turn.text("vaccines.line", text=finding_text(w.as_error(), turn.language))
+                for w in check.warnings
             ]
         if check.entered_late:
             lines += ["", turn.text("core.late_flag")]
         if check.errors:  # nothing can be saved: fix an answer or cancel
-            markup = rows([(turn.text("core.edit"), self.cb("edit"))], [(turn.text("core.cancel"), self.cb("cancel"))])
+            markup = rows(
+                [(turn.text("core.edit"), self.cb("edit"))], [(turn.text("core.cancel"), self.cb("cancel"))]
+            )
         else:
             markup = confirm_choices(self.cb(), turn.language)
         await turn.reply("\n".join(lines), markup)
@@ -322,10 +339,14 @@ class VaccineFlow(Flow):
             )
             return await turn.retry(text)
         check_dose_number(number)
-        doses = await turn.context.services.vaccines.doses_of(turn.draft["student_id"], turn.staff.school_id or 0)
+        doses = await turn.context.services.vaccines.doses_of(
+            turn.draft["student_id"], turn.staff.school_id or 0
+        )
         taken = next((dose for dose in doses if dose.dose_number == number), None)
         if taken is not None:  # one record per dose number: say so now, not at the summary
-            raise DomainError("vaccines.duplicate_dose", dose_number=number, given_on=show_date(taken.given_on))
+            raise DomainError(
+                "vaccines.duplicate_dose", dose_number=number, given_on=show_date(taken.given_on)
+            )
         turn.draft["dose_number"] = number
         return await turn.advance(Step.DATE)
 

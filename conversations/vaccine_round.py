@@ -17,7 +17,6 @@ import html
 import math
 import re
 from datetime import date
-from typing import Any
 
 from pydantic import ValidationError
 from telegram import InlineKeyboardMarkup, Message
@@ -124,7 +123,9 @@ class VaccineRoundFlow(Flow):
                 )
                 for c in classes
             ]
-            await turn.reply(turn.text("vaccines.round.class_question"), rows(*option_rows(options, columns=4)))
+            await turn.reply(
+                turn.text("vaccines.round.class_question"), rows(*option_rows(options, columns=4))
+            )
         elif state == Step.DATE:
             text = turn.text("vaccines.round.date_question", class_name=html.escape(draft["class_name"]))
             await turn.reply(text, date_choices(self.cb("date"), language))
@@ -141,7 +142,8 @@ class VaccineRoundFlow(Flow):
             await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, language))
         elif state == Step.DOSE:
             numbers = [
-                (turn.text("vaccines.round.dose_button", dose_number=n), self.cb("dose", n)) for n in ROUND_DOSES
+                (turn.text("vaccines.round.dose_button", dose_number=n), self.cb("dose", n))
+                for n in ROUND_DOSES
             ]
             markup = rows([(turn.text("vaccines.round.dose_next"), self.cb("dose", NEXT))], numbers)
             await turn.reply(turn.text("vaccines.round.dose_question"), markup)
@@ -327,10 +329,7 @@ class VaccineRoundFlow(Flow):
         return await turn.retry(turn.text("vaccines.press_button"))
 
     async def on_class(self, turn: Turn) -> int | None:
-        if turn.update.callback_query is not None:
-            wanted = turn.answer
-        else:
-            wanted = clean_class_name(turn.answer)
+        wanted = turn.answer if turn.update.callback_query is not None else clean_class_name(turn.answer)
         classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
         if not any(c.class_name == wanted for c in classes):
             return await turn.retry(turn.text("vaccines.round.class_unknown", class_name=html.escape(wanted)))
@@ -469,7 +468,11 @@ class VaccineRoundFlow(Flow):
         )
         details = self._details(turn)
         if result.skipped:
-            lines = [turn.text("vaccines.round.saved_skipped", saved=len(result.saved), skipped=len(result.skipped))]
+            lines = [
+                turn.text(
+                    "vaccines.round.saved_skipped", saved=len(result.saved), skipped=len(result.skipped)
+                )
+            ]
             lines += self._skip_lines(turn, result, numbers)
             lines.append(turn.text("vaccines.round.saved_details", **details))
         else:

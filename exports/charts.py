@@ -89,18 +89,17 @@ def progress_chart_series(progress: Progress) -> ChartSeries:
 
 
 def render_progress_png(progress: Progress | ChartSeries, labels: ChartLabels, *, dpi: int = 100) -> bytes:
-    """Two panels: schools per status for each track (stacked), records per school (coloured)."""
-    series = progress if isinstance(progress, ChartSeries) else progress_chart_series(progress)
+    """Two panels: schools per status for each track (stacked bars), then the records of each
+    school coloured by its programme status. The height grows with the number of schools."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
+    series = progress if isinstance(progress, ChartSeries) else progress_chart_series(progress)
     rows = max(1, len(series.schools))
-    top_height, row_height = 2.4, 0.3
-    bottom_height = 1.4 + row_height * rows
-    figure = Figure(figsize=(10, top_height + bottom_height + 0.8), dpi=dpi)
-    FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(2, 1, height_ratios=[top_height, bottom_height], hspace=0.45)
+    top_height, bottom_height = 2.8, 1.3 + 0.3 * rows
+    figure = Figure(figsize=(10, top_height + bottom_height + 0.6), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(figure)  # the Agg canvas, explicitly: no pyplot, no global state
+    grid = figure.add_gridspec(2, 1, height_ratios=[top_height, bottom_height])
     figure.suptitle(labels.title, fontsize=14, fontweight="bold")
 
     # Schools per status, one stacked bar per track.
@@ -127,7 +126,7 @@ def render_progress_png(progress: Progress | ChartSeries, labels: ChartLabels, *
                     str(width),
                     ha="center",
                     va="center",
-                    color="white" if segment != "not_submitted" else "black",
+                    color="black" if segment == "not_submitted" else "white",
                     fontsize=10,
                     fontweight="bold",
                 )
@@ -138,43 +137,30 @@ def render_progress_png(progress: Progress | ChartSeries, labels: ChartLabels, *
     counts_axes.set_xlabel(labels.count_axis)
     counts_axes.set_title(labels.subtitle, fontsize=11)
     counts_axes.xaxis.get_major_locator().set_params(integer=True)
-    counts_axes.legend(
-        loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=len(SEGMENTS), fontsize=8, frameon=False
-    )
+    counts_axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=3, fontsize=9, frameon=False)
 
-    # Records per school, coloured by the programme status.
+    # Records per school, coloured by the programme status (a square marks it when there are none).
     school_axes = figure.add_subplot(grid[1])
     schools = series.schools
     if schools:
         y = list(range(len(schools)))
-        school_axes.barh(
-            y,
-            [s.records for s in schools],
-            color=[COLOURS[s.segment] for s in schools],
-            height=0.7,
-        )
+        colours = [COLOURS[s.segment] for s in schools]
+        school_axes.barh(y, [s.records for s in schools], color=colours, height=0.7)
+        school_axes.scatter([0] * len(y), y, c=colours, marker="s", s=36, clip_on=False, zorder=3)
         for position, school in zip(y, schools, strict=True):
-            school_axes.text(school.records, position, f" {school.records}", va="center", fontsize=8)
+            school_axes.text(school.records, position, f"  {school.records}", va="center", fontsize=8)
         school_axes.set_yticks(y, [s.label for s in schools], fontsize=8)
-        school_axes.invert_yaxis()
+        school_axes.set_ylim(len(y) - 0.5, -0.5)
         school_axes.set_xlim(0, max(1, *(s.records for s in schools)) * 1.12)
     else:
         school_axes.set_yticks([])
     school_axes.set_xlabel(labels.records_axis)
-    school_axes.set_title(labels.schools_title, fontsize=11)
-    school_axes.legend(
-        handles=[Patch(color=COLOURS[s], label=labels.segments[s]) for s in SEGMENTS],
-        loc="lower right",
-        fontsize=8,
-    )
+    title = labels.schools_title
     if series.hidden_schools and labels.more_schools:
-        school_axes.text(
-            0, 1.0, labels.more_schools, transform=school_axes.transAxes, fontsize=8, va="bottom"
-        )
+        title += "\n" + labels.more_schools
+    school_axes.set_title(title, fontsize=11)
+    school_axes.grid(axis="x", alpha=0.3)
 
-    figure.subplots_adjust(
-        left=0.32, right=0.97, top=1 - 0.6 / figure.get_figheight(), bottom=0.6 / figure.get_figheight()
-    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()

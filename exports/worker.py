@@ -54,7 +54,8 @@ class _Aborted(Exception):
 @dataclass
 class WriterResult:
     rows: dict[str, int] = field(default_factory=dict)
-    peak_rss_kb: int = 0  # the worker process's peak resident memory (process mode)
+    peak_rss_kb: int = 0  # the writer's process's peak resident memory
+    cpu_seconds: float = 0.0  # the worker process's CPU time (process mode)
 
 
 # --- the writer side ------------------------------------------------------------------------------
@@ -119,8 +120,8 @@ def _process_main() -> None:
     try:
         kind, meta, path, tmpdir = receive()
         rows = _write(kind, meta, receive, path, tmpdir)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        pickle.dump(("done", rows, peak), answer)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        pickle.dump(("done", rows, _peak_rss_kb(), usage.ru_utime + usage.ru_stime), answer)
     except _Aborted:
         pickle.dump(("error", "aborted"), answer)
     except BaseException:
@@ -141,6 +142,24 @@ def _worker_environment() -> dict[str, str]:
     paths = [root, *[p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]]
     environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return environment
+
+
+def _encode(message: tuple[Any, ...]) -> bytes:
+    if message[0] == "rows":  # database rows become plain tuples on the way
+        message = ("rows", [tuple(row) for row in message[1]])
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory since it started its program (VmHWM; exec resets it)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class WriterJob:
@@ -196,8 +215,10 @@ class WriterJob:
             assert self._process is not None and self._process.stdin is not None
             if message[0] == "start":
                 message = message[1:]
+            # Pickling a chunk is milliseconds of CPU: done in a thread, the loop stays free.
+            payload = await asyncio.to_thread(_encode, message)
             try:
-                self._process.stdin.write(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+                self._process.stdin.write(payload)
                 await self._process.stdin.drain()
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise await self._writer_failure() from exc
@@ -235,7 +256,7 @@ class WriterJob:
     async def begin(self, name: str, keys: Sequence[str]) -> None:
         await self._post(("begin", name, tuple(keys)))
 
-    async def rows(self, rows: list[tuple[Any, ...]]) -> None:
+    async def rows(self, rows: Sequence[Sequence[Any]]) -> None:
         await self._post(("rows", rows))
 
     async def end(self) -> None:
@@ -255,10 +276,10 @@ class WriterJob:
             message = await self._answer()
             if message is None or message[0] != "done":
                 raise ReportWriterError(message[1] if message else self._exit_text())
-            return WriterResult(rows=message[1], peak_rss_kb=message[2])
+            return WriterResult(rows=message[1], peak_rss_kb=message[2], cpu_seconds=message[3])
         assert self._thread_result is not None
         rows = await asyncio.wrap_future(self._thread_result)
-        return WriterResult(rows=rows, peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        return WriterResult(rows=rows, peak_rss_kb=_peak_rss_kb())
 
     async def _answer(self) -> tuple[Any, ...] | None:
         """The worker's answer on stdout (None if it ended without one); waits for it to exit."""

@@ -12,8 +12,7 @@ typos, abbreviations ("hs", "sdt") and sometimes in English. Each text is reduce
 
 An entry is scored against a question by how much of the question's information (IDF-weighted) it
 covers, how close its best phrasing is, shared word pairs, and a rapidfuzz ratio for what is left of
-typos and order. The index is built once from the entries and answers in well under a millisecond per
-question.
+typos and order. The index is built once per set of entries; a question then takes about a millisecond.
 """
 
 from __future__ import annotations
@@ -63,7 +62,8 @@ ACCENTED_WORDS: dict[str, str] = {
     "nằm": "",  # lies (where something is), not "năm", a year
 }
 
-# Folded phrases -> canonical tokens. Longer phrases win over their parts; order here does not matter.
+# Folded phrases -> canonical tokens. Longer phrases win over their parts; order here does not matter. A
+# key with a space gives two tokens ("nop sogd"); "_" gives none (a stop-word).
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "chuongtrinh": (
         "chuong trinh",
@@ -97,87 +97,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "jab",
         "covid vaccine",
     ),
-    # Asking what to fill in ("cần nhập gì"), not where or when.
-    "nhap gomgi": ("nhap gi", "can nhap gi", "nhap nhung gi", "ghi nhung gi", "khai bao gi", "phai nhap gi"),
-    # "Only now entering" means entering late.
-    "nhap tre": ("moi nhap", "gio moi nhap", "bay gio moi nhap", "nhap bu"),
-    "cosao": ("co sao khong", "co bi sao khong", "co sao ko", "co bi gi khong", "co van de gi khong"),
-    "nhanh": ("nhanh", "cho nhanh", "lau qua", "mat thoi gian", "mat cong", "quickly", "faster"),
-    # "số liệu" (figures) is never "Sở" (the Department) however it is reached.
-    "nop solieu": ("gui so lieu", "nop so lieu", "gui len so lieu"),
-    "baocao solieu": ("bao cao so lieu",),
-    "khuyennghi": ("nen", "co nen", "should", "khuyen nghi", "recommended", "recommend", "tot hon", "better"),
-    "nhaptay": ("nhap tay", "nhap thu cong", "tung em mot", "tung hoc sinh mot", "by hand", "manually"),
-    "giadinh": ("gia dinh", "family", "household"),
-    "cauhoi bot": ("hoi bot",),
-    # Politeness before the question ("cho em hỏi", "xin hỏi"): nothing to match.
-    "_": ("cho em hoi", "cho hoi", "xin hoi", "cho toi hoi", "cho minh hoi", "em muon hoi", "toi muon hoi",
-          "hoi chut", "hoi xiu", "cho co hoi", "cho thay hoi", "cho em hoi chut"),
-    "baonhieu": ("bao nhieu", "how many", "how much", "bn"),
-    # Reports to the provincial Department ("báo cáo Sở"; "so" alone is also "số", a number).
-    "baocao sogd": ("bao cao so", "bc so", "bao cao len so"),
-    "nop sogd": ("gui so", "nop so", "gui len so", "gui ve so"),
-    # Machines that are not computers: "xe máy" is a motorbike, "máy bay" a plane.
-    "xemay": ("xe may",),
-    "maykhac": (
-        "may bay",
-        "may giat",
-        "may lanh",
-        "may anh",
-        "may chieu",
-        "may pha",
-        "may say",
-        "may bom",
-        "may cat",
-        "may phat dien",
-        "may xuc",
-    ),
-    "yeucau": ("yeu cau", "require", "required", "requirement"),
-    "truong": ("truong", "school", "schools", "cac truong", "trg"),
-    "motem": (
-        "mot em",
-        "1 em",
-        "mot hoc sinh",
-        "1 hoc sinh",
-        "1 hs",
-        "mot hs",
-        "one student",
-        "a student",
-        "single student",
-        "mot mui",
-        "1 mui",
-        "tung mui",
-    ),
-    "gomgi": (
-        "nhung gi",
-        "gom nhung gi",
-        "gom gi",
-        "thong tin gi",
-        "can gi",
-        "ghi gi",
-        "nhung thong tin gi",
-        "nhung thong tin nao",
-        "what details",
-        "what information",
-        "what info",
-        "which details",
-    ),
-    "thongtin": ("thong tin", "information", "info", "details", "tt"),
-    "hoso": ("ho so", "record", "records", "recorded"),
-    "danhsach": ("danh sach", "list"),
-    "dauthanh": (
-        "khong dau",
-        "co dau",
-        "go dau",
-        "tieng viet khong dau",
-        "dau tieng viet",
-        "diacritics",
-        "accents",
-        "without accents",
-        "bo dau",
-    ),
-    "ngay": ("ngay", "day", "days"),
-    "ai": ("ai", "who", "whom"),
     "mui": ("mui", "mui thu", "dose", "doses", "shot", "shots"),
     "nhaclai": ("nhac lai", "mui nhac", "tang cuong", "booster", "mui 3"),
     "maytinh": (
@@ -665,14 +584,108 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "4.8.3.1": ("4831", "4 8 3 1", "4.8.3.1"),
     "4.8.3.2": ("4832", "4 8 3 2", "4.8.3.2"),
     "4.9.1": ("491", "4 9 1", "4.9.1"),
+    # Phrases that carry two meanings, or none.
+    # Asking what to fill in ("cần nhập gì"), not where or when.
+    "nhap gomgi": ("nhap gi", "can nhap gi", "nhap nhung gi", "ghi nhung gi", "khai bao gi", "phai nhap gi"),
+    # "Only now entering" means entering late.
+    "nhap tre": ("moi nhap", "gio moi nhap", "bay gio moi nhap", "nhap bu"),
+    "cosao": ("co sao khong", "co bi sao khong", "co sao ko", "co bi gi khong", "co van de gi khong"),
+    "nhanh": ("nhanh", "cho nhanh", "lau qua", "mat thoi gian", "mat cong", "quickly", "faster"),
+    # "số liệu" (figures) is never "Sở" (the Department) however it is reached.
+    "nop solieu": ("gui so lieu", "nop so lieu", "gui len so lieu"),
+    "baocao solieu": ("bao cao so lieu",),
+    "khuyennghi": ("nen", "co nen", "should", "khuyen nghi", "recommended", "recommend", "tot hon", "better"),
+    "nhaptay": ("nhap tay", "nhap thu cong", "tung em mot", "tung hoc sinh mot", "by hand", "manually"),
+    "giadinh": ("gia dinh", "family", "household"),
+    "cauhoi bot": ("hoi bot",),
+    # Politeness before the question ("cho em hỏi", "xin hỏi"): nothing to match.
+    "_": (
+        "cho em hoi",
+        "cho hoi",
+        "xin hoi",
+        "cho toi hoi",
+        "cho minh hoi",
+        "em muon hoi",
+        "toi muon hoi",
+        "hoi chut",
+        "hoi xiu",
+        "cho co hoi",
+        "cho thay hoi",
+        "cho em hoi chut",
+    ),
+    "baonhieu": ("bao nhieu", "how many", "how much", "bn"),
+    # Reports to the provincial Department ("báo cáo Sở"; "so" alone is also "số", a number).
+    "baocao sogd": ("bao cao so", "bc so", "bao cao len so"),
+    "nop sogd": ("gui so", "nop so", "gui len so", "gui ve so"),
+    # Machines that are not computers: "xe máy" is a motorbike, "máy bay" a plane.
+    "xemay": ("xe may",),
+    "maykhac": (
+        "may bay",
+        "may giat",
+        "may lanh",
+        "may anh",
+        "may chieu",
+        "may pha",
+        "may say",
+        "may bom",
+        "may cat",
+        "may phat dien",
+        "may xuc",
+    ),
+    "yeucau": ("yeu cau", "require", "required", "requirement"),
+    "truong": ("truong", "school", "schools", "cac truong", "trg"),
+    "motem": (
+        "mot em",
+        "1 em",
+        "mot hoc sinh",
+        "1 hoc sinh",
+        "1 hs",
+        "mot hs",
+        "one student",
+        "a student",
+        "single student",
+        "mot mui",
+        "1 mui",
+        "tung mui",
+    ),
+    "gomgi": (
+        "nhung gi",
+        "gom nhung gi",
+        "gom gi",
+        "thong tin gi",
+        "can gi",
+        "ghi gi",
+        "nhung thong tin gi",
+        "nhung thong tin nao",
+        "what details",
+        "what information",
+        "what info",
+        "which details",
+    ),
+    "thongtin": ("thong tin", "information", "info", "details", "tt"),
+    "hoso": ("ho so", "records"),
+    "danhsach": ("danh sach", "list"),
+    "dauthanh": (
+        "khong dau",
+        "co dau",
+        "go dau",
+        "tieng viet khong dau",
+        "dau tieng viet",
+        "diacritics",
+        "accents",
+        "without accents",
+        "bo dau",
+    ),
+    "ngay": ("ngay", "day", "days"),
+    "ai": ("ai", "who", "whom"),
 }
 
 _VIETNAMESE_STOPWORDS = """
-    a ah ak anh ay ba ban bang bi biet cac cai can cho chi chu co con cua cung da dang dau day de den deu di do
-    duoc dc dk em gi giup ha hay hoi hoac ja khi khong ko k kg la lai lam len luc ma minh mot moi nay nao
-    _ neu nhe nha nhi nhung nhieu nua o oi phai ra roi sao se tai thi the thay toi tren trong tu va vao
-    vay ve voi vui long xin xem ad admin oke ok uh u vs dung hen j hok hong khg kh r z cx mk mn ae e c ng lm ms
-    chua nguoi vui thanks cam on
+    _ a ae ah ak anh ay ba ban bang bi biet c cac cai cam can cho chi chu chua co con cua cung cx da dang dau
+    day de den deu di do duoc dc dk dung e em gi giup ha hay hen hoac hoi hok hong ja j k kg kh khg khi
+    khong ko la lai lam len lm luc ma minh mk mn moi mot ms nay nao neu ng nguoi nhe nha nhi nhung nhieu nua
+    o oi ok oke on phai r ra roi sao se tai thanks thay the thi toi tren trong tu u uh va vao vay ve voi vs
+    vui long xin xem z ad admin
 """
 _ENGLISH_STOPWORDS = """
     the an is are am was were be been do does did i we you my our your to of for in on at by with and or

@@ -25,7 +25,7 @@ async def test_register_with_valid_invite(services, harness):
     staff = await services.staff.by_telegram_id(5001)
     assert staff is not None and staff.role is Role.TEACHER
     # The role's menu is on the keyboard, and the person's commands were published.
-    assert "🎁 Bàn giao máy" in newcomer.reply_keyboard() or newcomer.reply_keyboard() == []
+    assert "💉 Mũi tiêm" in newcomer.reply_keyboard()
     assert any('"chat_id": 5001' in key for key in harness.api.commands)
 
 
@@ -71,9 +71,11 @@ async def test_each_role_sees_its_own_menu_and_help(services, harness):
     help_text = teacher.last_text()
     assert "/cancel" in help_text and "/faq" in help_text
     assert "/compile" not in help_text and "/review" not in help_text
+    assert "💉 Mũi tiêm" in teacher.reply_keyboard()
     await specialist.send("/help")
     assert "/me" in specialist.last_text()
-    assert "/handover" not in specialist.last_text()
+    assert "/handover" not in specialist.last_text() and "/vaccine" not in specialist.last_text()
+    assert "💉 Mũi tiêm" not in specialist.reply_keyboard()
 
 
 async def test_me_shows_who_the_bot_thinks_you_are(services, harness):

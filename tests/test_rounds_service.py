@@ -3,6 +3,7 @@ the `schoolbot round …` command line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -641,3 +642,26 @@ def test_cli_round_create_list_progress(
     assert data["totals"]["schools"] == 2 and data["totals"]["program"]["not_submitted"] == 2
     out = run("round", "progress", "9", code=1)
     assert t("errors.rounds.unknown", "vi", id=9) in out
+
+
+async def test_two_taps_at_once_submit_and_approve_once(services: Services) -> None:
+    world = await make_world(services)
+    ids = world.staff_ids
+    round_id = await open_round(services, world)
+    results = await asyncio.gather(
+        *[
+            services.rounds.submit(round_id, world.primary_school_id, PROGRAM, ids["principal"])
+            for _ in range(2)
+        ],
+        return_exceptions=True,
+    )
+    codes = sorted(type(r).__name__ if not isinstance(r, DomainError) else r.code for r in results)
+    assert codes == ["SubmitResult", "rounds.already_submitted"]
+    submission_id = next(r for r in results if not isinstance(r, BaseException)).submission.id
+    results = await asyncio.gather(
+        services.rounds.approve(submission_id, ids["primary_specialist"]),
+        services.rounds.send_back(submission_id, ids["primary_specialist"], REASON),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, DomainError) for r in results) == 1
+    assert len(await events_of(services, submission_id)) == 2

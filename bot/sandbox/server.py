@@ -139,6 +139,7 @@ class Persona:
     name: str
     role: str
     school: str | None
+    level: str | None  # the school's level (TH, THCS, TH_THCS); None for district staff
     language: str
 
     def user(self) -> JSON:
@@ -151,6 +152,7 @@ class Persona:
             "role": self.role,
             "role_label": t(f"roles.{self.role}", language),
             "school": self.school,
+            "level": self.level,
         }
 
 
@@ -165,6 +167,7 @@ async def load_personas(services: Services) -> list[Persona]:
                 name=s.full_name,
                 role=s.role.value,
                 school=s.school_name,
+                level=s.school_level.value if s.school_level else None,
                 language=s.language,
             )
             for s in staff

@@ -195,6 +195,8 @@ class ReportFile:
     generated_at: datetime
     rows: dict[str, int] = field(default_factory=dict)  # data rows written per sheet key
     report_id: int | None = None  # the CompiledReport row when stored
+    writer_peak_rss_kb: int = 0  # the workbook writer's peak memory (its own process by default)
+    writer_cpu_seconds: float = 0.0
 
     media_type: str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

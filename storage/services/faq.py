@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from storage.clock import Clock
-from storage.errors import DomainError
+from storage.errors import Conflict, DomainError
 from storage.faq_index import (
     GUESS_MIN_SCORE,
     RELATED_MIN_SCORE,
@@ -158,7 +159,8 @@ class FaqService(ServiceBase):
         text = nfc(question)[:MAX_STORED_QUESTION]
         if not text:
             raise DomainError("faq.question_empty")
-        async with self.sessionmaker.begin() as session:
+        # Matching only reads; the write transaction is opened only to keep an unanswered question.
+        async with self.sessionmaker() as session:
             index = await self._knowledge(session)
             candidates = index.search(text[:MAX_MATCHED_QUESTION], limit=MAX_RELATED + 1)
             best = candidates[0] if candidates else None
@@ -181,8 +183,10 @@ class FaqService(ServiceBase):
             guess = best if best is not None and best.score >= GUESS_MIN_SCORE else None
             topic = guess.entry.topic if guess else ""
             contact_topic = guess.entry.contact_topic if guess else DEFAULT_CONTACT_TOPIC
-            unanswered_id = None
-            if record_unanswered:
+            contacts = await self._contacts_for(session, contact_topic, asked_by_staff_id)
+        unanswered_id = None
+        if record_unanswered:
+            async with self.sessionmaker.begin() as session:
                 row = FaqQuestion(
                     question=text,
                     guessed_topic=topic,
@@ -193,16 +197,15 @@ class FaqService(ServiceBase):
                 await session.flush()
                 await audit.record(session, actor_id=asked_by_staff_id, action=AuditAction.CREATE, row=row)
                 unanswered_id = row.id
-            suggestions = [c for c in candidates if c.score >= GUESS_MIN_SCORE]
-            return FaqAnswer(
-                question=text,
-                matched=False,
-                score=best.score if best else 0.0,
-                related=self._related(suggestions),
-                topic=topic,
-                contacts=await self._contacts_for(session, contact_topic, asked_by_staff_id),
-                unanswered_id=unanswered_id,
-            )
+        return FaqAnswer(
+            question=text,
+            matched=False,
+            score=best.score if best else 0.0,
+            related=self._related([c for c in candidates if c.score >= GUESS_MIN_SCORE]),
+            topic=topic,
+            contacts=contacts,
+            unanswered_id=unanswered_id,
+        )
 
     async def answer_for_entry(self, key: str, asked_by_staff_id: int | None = None) -> FaqAnswer:
         """An entry picked from a button (a topic menu or a related question), as an answer to render."""
@@ -211,7 +214,8 @@ class FaqService(ServiceBase):
             entry = next((e for e in index.entries if e.key == nfc(key).lower()), None)
             if entry is None:
                 raise DomainError("faq.entry_not_found", key=key)
-            others = [c for c in index.search(entry.question, limit=MAX_RELATED + 1) if c.entry.key != key]
+            candidates = index.search(entry.question, limit=MAX_RELATED + 1)
+            others = [c for c in candidates if c.entry.key != entry.key]
             related = [c for c in others if c.score >= RELATED_MIN_SCORE][:MAX_RELATED]
             return FaqAnswer(
                 question=entry.question,
@@ -231,10 +235,14 @@ class FaqService(ServiceBase):
 
     async def add_or_update_entry(self, data: FaqEntryIn, *, actor_id: int | None = None) -> FaqEntryOut:
         """Store an entry (a new key, or a custom version of an existing one), audited."""
-        async with self.sessionmaker.begin() as session:
-            row = await self._upsert(session, data, actor_id)
-            result = _entry_out(row) if row is not None else await self._effective(session, data.key)
-        self._forget_index()
+        try:
+            async with self.sessionmaker.begin() as session:
+                row = await self._upsert(session, data, actor_id)
+                result = _entry_out(row) if row is not None else await self._effective(session, data.key)
+        except IntegrityError as exc:  # the same new key saved by someone else at the same moment
+            raise Conflict("faq.saved_concurrently") from exc
+        finally:
+            self._forget_index()
         return result
 
     async def _effective(self, session: AsyncSession, key: str) -> FaqEntryOut:
@@ -295,17 +303,21 @@ class FaqService(ServiceBase):
         """Upsert every entry of a knowledge-base file (the faq.yaml format) in one transaction."""
         entries = parse_knowledge_base(content)
         result = FaqImportResult()
-        async with self.sessionmaker.begin() as session:
-            existing = {row.key for row in await session.scalars(select(FaqEntry))}
-            for data in entries:
-                row = await self._upsert(session, data, actor_id)
-                if row is None:
-                    result.unchanged += 1
-                elif data.key in existing:
-                    result.updated += 1
-                else:
-                    result.created += 1
-        self._forget_index()
+        try:
+            async with self.sessionmaker.begin() as session:
+                existing = {row.key for row in await session.scalars(select(FaqEntry))}
+                for data in entries:
+                    row = await self._upsert(session, data, actor_id)
+                    if row is None:
+                        result.unchanged += 1
+                    elif data.key in existing:
+                        result.updated += 1
+                    else:
+                        result.created += 1
+        except IntegrityError as exc:
+            raise Conflict("faq.saved_concurrently") from exc
+        finally:
+            self._forget_index()
         return result
 
     async def export_entries(self) -> bytes:
@@ -385,6 +397,15 @@ class FaqService(ServiceBase):
     ) -> ContactImportResult:
         """Create or update contacts by topic in one transaction, audited."""
         result = ContactImportResult()
+        try:
+            await self._import_contacts(contacts, actor_id, result)
+        except IntegrityError as exc:  # a contact of the same topic created at the same moment
+            raise Conflict("faq.saved_concurrently") from exc
+        return result
+
+    async def _import_contacts(
+        self, contacts: list[ContactIn], actor_id: int | None, result: ContactImportResult
+    ) -> None:
         async with self.sessionmaker.begin() as session:
             for data in contacts:
                 row = await session.scalar(select(Contact).where(Contact.topic == data.topic))
@@ -407,7 +428,6 @@ class FaqService(ServiceBase):
                     session, actor_id=actor_id, action=AuditAction.UPDATE, row=row, before=before
                 )
                 result.updated += 1
-        return result
 
     async def contacts_for(self, contact_topic: str, staff_id: int | None = None) -> list[ContactOut]:
         """Whom `staff_id` should call about an entry's contact topic ("program": by their school's level)."""

@@ -118,7 +118,7 @@ def check_scope(
 
 class ReportService(ServiceBase):
     executor: str = "process"  # or "thread"
-    chunk_rows: int = 2_000
+    chunk_rows: int = 1_000
     max_concurrent: int = 2
     progress_step: float = 0.02  # call `progress` again after this share of the rows
 
@@ -283,9 +283,8 @@ class ReportService(ServiceBase):
                     await reporter.report(name, done, total, force=True)
                     result = await session.stream(statement.execution_options(yield_per=self.chunk_rows))
                     async for partition in result.partitions():
-                        chunk = [tuple(row) for row in partition]
-                        await job.rows(chunk)
-                        done += len(chunk)
+                        await job.rows(partition)
+                        done += len(partition)
                         await reporter.report(name, done, total)
                     await job.end()
                 await reporter.report("summary", done, total, force=True)
@@ -316,6 +315,8 @@ class ReportService(ServiceBase):
             scope=scope,
             generated_at=generated_at,
             rows=written.rows,
+            writer_peak_rss_kb=written.peak_rss_kb,
+            writer_cpu_seconds=written.cpu_seconds,
         )
         if store:
             report.report_id = await self._store(report, resolved.round_id, who)

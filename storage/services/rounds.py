@@ -698,10 +698,9 @@ class RoundService(ServiceBase):
         self, submission_id: int, reviewer_id: int, status: SubmissionStatus, reason: str
     ) -> ReviewOutcome:
         async with self.sessionmaker.begin() as session:
-            submission, rnd, school = await self._submission_by_id(session, submission_id, lock=True)
+            submission, _, school = await self._submission_by_id(session, submission_id, lock=True)
             await self._check_reviewer(session, reviewer_id, school, submission.track)
-            if rnd.status is not RoundStatus.OPEN:
-                raise DomainError("rounds.closed", round=rnd.name)
+            rnd = await self._open_round(session, submission.round_id)
             if submission.status is SubmissionStatus.NOT_SUBMITTED:
                 raise DomainError("rounds.review_not_submitted", school=school.name)
             if submission.status is SubmissionStatus.APPROVED:
@@ -1093,17 +1092,23 @@ class RoundService(ServiceBase):
             raise AccessDenied("rounds.unknown_staff")
         return staff_out(staff)
 
-    async def _round(self, session: AsyncSession, round_id: int, *, lock: bool = False) -> ReportingRound:
+    async def _round(
+        self, session: AsyncSession, round_id: int, *, lock: bool = False, share: bool = False
+    ) -> ReportingRound:
+        """The round; `lock` (compiling) excludes `share` (submitting, reviewing) on PostgreSQL, so a
+        round is never compiled while a school's status is changing. SQLite serialises writers."""
         query = select(ReportingRound).where(ReportingRound.id == round_id)
         if lock:
             query = query.with_for_update()
+        elif share:
+            query = query.with_for_update(read=True)
         rnd = await session.scalar(query)
         if rnd is None:
             raise DomainError("rounds.unknown", id=round_id)
         return rnd
 
     async def _open_round(self, session: AsyncSession, round_id: int) -> ReportingRound:
-        rnd = await self._round(session, round_id)
+        rnd = await self._round(session, round_id, share=True)
         if rnd.status is not RoundStatus.OPEN:
             raise DomainError("rounds.closed", round=rnd.name)
         return rnd
