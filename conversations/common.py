@@ -182,6 +182,28 @@ class Flow(abc.ABC):
         """Callback data for this flow's buttons."""
         return ":".join([self.name, *(str(p) for p in parts)])
 
+    def entry_button(self, pattern: str, callback: StepCallback) -> CallbackQueryHandler[BotContext, Any]:
+        """A button that starts the flow again (e.g. «continue with the same batch» under a saved
+        record): data `<flow>:<pattern…>`; `callback` gets a Turn with a fresh draft. An unfinished
+        draft of the flow is offered to continue or restart first, as with the command."""
+
+        async def start(update: Update, context: BotContext, staff: StaffOut) -> object:
+            turn = await self._load(update, context, staff)
+            if turn.step is not None and turn.step != CHOOSE_DRAFT:
+                return await self._enter(update, context, staff)
+            turn.draft = {"request_key": uuid.uuid4().hex}
+            try:
+                return await callback(turn)
+            except DomainError as exc:
+                await reply(update, render_error(exc, turn.language))
+                return END
+
+        return CallbackQueryHandler(self._entry_guard(start), pattern=f"^{self.name}:{pattern}")
+
+    def entry_points(self) -> list[BaseHandler[Update, BotContext, Any]]:
+        """Extra ways into the flow besides its command and menu button (see `entry_button`)."""
+        return []
+
     # --- the conversation ---------------------------------------------------------------------
 
     def build(self, *, timeout_seconds: float | None = None) -> ConversationHandler[BotContext]:
@@ -203,6 +225,7 @@ class Flow(abc.ABC):
                 CommandHandler(self.command, entry),
                 *([MessageHandler(filters.Text(labels), entry)] if (labels := self._labels()) else []),
                 CallbackQueryHandler(self._entry_guard(self._resume), pattern=f"^resume:{self.name}$"),
+                *self.entry_points(),
             ],
             states=states,
             fallbacks=[

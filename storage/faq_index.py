@@ -34,8 +34,8 @@ from storage.text import fold
 
 KNOWLEDGE_BASE_PATH = Path(__file__).parent / "data" / "faq.yaml"
 
-# Below this a question takes the not-found path. Tuned on tests/faq_questions.py: every in-domain
-# question there scores above it and every out-of-domain one below (see docs/faq.md).
+# Below this a question takes the not-found path. Set on tests/faq_questions.py: the in-domain questions
+# answered right score above it, the out-of-domain ones below (see docs/faq.md).
 MATCH_THRESHOLD = 0.35
 # The question's information must be at least this much covered by the best entry, too.
 MIN_COVERAGE = 0.30
@@ -703,7 +703,9 @@ _COMMAND = re.compile(r"(?:(?<=\s)|^)/([a-z][a-z_]*)")
 _BARE_COMMAND = re.compile(r"(?<![\w/])(?!cmd_)([a-z]+(?:_[a-z]+)+)")
 
 
-def _phrase_table() -> tuple[re.Pattern[str], dict[str, str]]:
+@cache
+def _phrases() -> tuple[re.Pattern[str], dict[str, str]]:
+    """One regular expression for every phrase (longest first), and what each phrase becomes."""
     replacement: dict[str, str] = {}
     for canonical, phrases in SYNONYMS.items():
         for phrase in phrases:
@@ -711,11 +713,6 @@ def _phrase_table() -> tuple[re.Pattern[str], dict[str, str]]:
     ordered = sorted(replacement, key=lambda phrase: (-len(phrase.split()), -len(phrase)))
     pattern = re.compile(r"(?<![a-z0-9_.])(?:" + "|".join(re.escape(p) for p in ordered) + r")(?![a-z0-9_])")
     return pattern, replacement
-
-
-@cache
-def _phrases() -> tuple[re.Pattern[str], dict[str, str]]:
-    return _phrase_table()
 
 
 def _tag_accented(text: str) -> str:
@@ -746,11 +743,12 @@ def analyse(text: str, mend: Callable[[str], str] | None = None) -> list[str]:
     ]
 
 
+@cache
 def known_words() -> frozenset[str]:
     """Words the normalisation itself knows: stop-words and every word of every synonym phrase."""
     words = set(STOPWORDS)
     for canonical, phrases in SYNONYMS.items():
-        words.add(canonical)
+        words.update(canonical.split())
         for phrase in phrases:
             words.update(_TOKEN.findall(phrase))
     return frozenset(words)

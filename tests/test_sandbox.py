@@ -19,6 +19,7 @@ import httpx
 import pytest
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyKeyboardMarkup, ReplyKeyboardRemove
 
+from bot.sandbox.entities import parse_html
 from bot.sandbox.render import telegram_html
 from bot.sandbox.server import (
     SANDBOX_TOKEN,
@@ -434,29 +435,72 @@ async def test_run_without_a_token_starts_the_sandbox(tmp_path, monkeypatch, cap
     assert t("sandbox.run_instead") in caplog.text
 
 
-# --- Telegram's HTML, made safe for the page --------------------------------------------------------
+# --- Telegram's HTML: parsed like Telegram, shown safely on the page --------------------------------
 
 
 @pytest.mark.parametrize(
-    ("text", "html"),
+    ("text", "plain", "html"),
     [
+        ("<b>Đậm</b> <i>nghiêng</i> <u>gạch</u> <s>xoá</s>", "Đậm nghiêng gạch xoá", None),
+        ("<strong>a</strong><em>b</em><ins>c</ins><del>d</del>", "abcd", "<b>a</b><i>b</i><u>c</u><s>d</s>"),
+        ("<b>a<i>b</i></b>c", "abc", None),
+        ("👤 <b>Hà</b>", "👤 Hà", None),  # offsets count UTF-16 code units, as Telegram's do
+        ('<pre><code class="language-python">1 &lt; 2</code></pre>', "1 < 2", "<pre>1 &lt; 2</pre>"),
         (
-            "<b>Đậm</b> <i>nghiêng</i> <u>gạch</u> <s>xoá</s>",
-            "<b>Đậm</b> <i>nghiêng</i> <u>gạch</u> <s>xoá</s>",
+            "&lt;script&gt;alert(1)&lt;/script&gt;",
+            "<script>alert(1)</script>",
+            "&lt;script&gt;alert(1)&lt;/script&gt;",
         ),
-        ("<strong>a</strong><em>b</em><ins>c</ins><del>d</del>", "<b>a</b><i>b</i><u>c</u><s>d</s>"),
-        ("<pre><code class='x'>1 &lt; 2</code></pre>", "<pre><code>1 &lt; 2</code></pre>"),
-        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
-        ('<img src=x onerror="alert(1)">', "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"),
-        ('<a href="javascript:alert(1)">x</a>', "<a>x</a>"),
+        ('<a href="javascript:alert(1)">x</a>', "x", "<a>x</a>"),
         (
             '<a href="https://moet.gov.vn" onclick="x()">Bộ</a>',
+            "Bộ",
             '<a href="https://moet.gov.vn" target="_blank" rel="noopener noreferrer">Bộ</a>',
         ),
-        ("<b>không đóng", "<b>không đóng</b>"),
-        ("<tg-spoiler>bí mật</tg-spoiler>", "bí mật"),
-        ("a < b & c", "a &lt; b &amp; c"),
+        ("<tg-spoiler>bí mật</tg-spoiler> &amp; &#273;", "bí mật & đ", "bí mật &amp; đ"),
+        ("Tom & Jerry", "Tom & Jerry", "Tom &amp; Jerry"),
     ],
 )
-def test_telegram_html_is_rendered_safely(text, html):
-    assert telegram_html(text) == html
+def test_telegram_html_becomes_entities_and_safe_page_html(text, plain, html):
+    parsed, entities = parse_html(text)
+    assert parsed == plain
+    for entity in entities:
+        units = parsed.encode("utf-16-le")[entity["offset"] * 2 : (entity["offset"] + entity["length"]) * 2]
+        assert units.decode("utf-16-le")  # every entity covers whole characters
+    assert telegram_html(text) == (html if html is not None else text)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("<script>alert(1)</script>", 'Unsupported start tag "script" at byte offset 0'),
+        ('<img src=x onerror="alert(1)">', 'Unsupported start tag "img" at byte offset 0'),
+        ("1 < 2", 'Unsupported start tag "" at byte offset 2'),
+        ("<b>không đóng", 'Can\'t find end tag corresponding to start tag "b"'),
+        ("<b>x</i>", 'Unmatched end tag at byte offset 4, expected "</b>", found "</i>"'),
+    ],
+)
+def test_bad_html_is_refused_like_telegram_does(text, error):
+    with pytest.raises(ValueError, match="can't parse entities") as raised:
+        parse_html(text)
+    assert str(raised.value) == f"Bad Request: can't parse entities: {error}"
+
+
+async def test_the_bot_sees_messages_as_telegram_returns_them(sandbox, http):
+    """Plain text and entities: `text_html` of a message is what the bot sent."""
+    teacher = await persona(http, "teacher", "TH")
+    bot = sandbox.application.bot
+    sent = await bot.send_message(teacher["id"], "👤 <b>Hà</b> &amp; <i>lớp 4A1</i>")
+    assert sent.text == "👤 Hà & lớp 4A1"
+    assert sent.text_html == "👤 <b>Hà</b> &amp; <i>lớp 4A1</i>"
+    edited = await bot.edit_message_text(f"{sent.text_html}\n<i>Đã chọn</i>", teacher["id"], sent.message_id)
+    assert edited.text_html.endswith("<i>Đã chọn</i>")
+    from telegram.error import BadRequest
+
+    with pytest.raises(BadRequest, match="not modified"):
+        await bot.edit_message_text(edited.text_html, teacher["id"], sent.message_id)
+    with pytest.raises(BadRequest, match="(?i)unsupported start tag"):
+        await bot.send_message(teacher["id"], "1 <2")
+    state = await chat(http, teacher["id"])
+    assert state["messages"][-1]["html"] == "👤 <b>Hà</b> &amp; <i>lớp 4A1</i>\n<i>Đã chọn</i>"
+    assert state["messages"][-1]["edited"] is True

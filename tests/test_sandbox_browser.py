@@ -143,8 +143,6 @@ async def test_a_teacher_chats_with_the_bot_in_the_browser(sandbox, page, tmp_pa
     await button.click()
     await bot_says(page, "Switched to English.")
     assert await page.locator(".inline-button", has_text="English").count() == 0  # buttons closed
-    await type_message(page, "/help")
-    await bot_says(page, "/me")
 
     # Another person has a chat of their own; coming back shows the teacher's again.
     await choose(page, officer.user_id)
@@ -154,6 +152,14 @@ async def test_a_teacher_chats_with_the_bot_in_the_browser(sandbox, page, tmp_pa
     await choose(page, teacher.user_id)
     await bot_says(page, "Switched to English.")
     assert await page.locator(".msg.bot", has_text=officer.name).count() == 0
+
+    await type_message(page, "/lang")
+    await page.locator(".inline-button", has_text="Tiếng Việt").click()
+    await bot_says(page, t("core.lang_set", "vi"))
+    await type_message(page, "/help")
+    await bot_says(page, "/me")
+    await type_message(page, "/lang")  # its buttons stay on the screenshot
+    await page.locator(".inline-button", has_text="English").wait_for()
 
     screenshot = Path(os.environ.get("SANDBOX_SCREENSHOT") or tmp_path / "sandbox.png")
     await page.screenshot(path=str(screenshot))

@@ -19,6 +19,7 @@ import json
 import logging
 import signal
 import sys
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from bot.context import SchoolBotApplication
-from bot.fakeapi import JSON, FakeBotApi, StoredFile
+from bot.fakeapi import JSON, BotApiError, FakeBotApi, StoredFile
 from bot.sandbox import DEFAULT_SCHOOLS, DEFAULT_STUDENTS
+from bot.sandbox.entities import HtmlParseError, parse_html, utf16_len
 from bot.sandbox.render import keyboard_labels, page_message
 from bot.settings import Settings
 from bot.texts import LANGUAGES, load, t
@@ -49,6 +51,12 @@ SANDBOX_TOKEN = f"{SANDBOX_BOT_ID}:SANDBOX-not-a-real-token"
 SANDBOX_BOT_USERNAME = "phong_gddt_sandbox_bot"
 POLL_TIMEOUT = 10  # seconds the bot's getUpdates waits (as with Telegram)
 PAGE_WAIT_MAX = 30.0  # seconds a page's long poll may wait
+MAX_TEXT = 4096  # Telegram's limits, in UTF-16 code units
+MAX_CAPTION = 1024
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are exactly the "
+    "same as a current content and reply markup of the message"
+)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # what a bot may download from Telegram
 KEEP_CALLS = 1000  # recorded Bot API calls kept (a sandbox runs for hours)
 KEEP_NOTICES = 20
@@ -182,8 +190,13 @@ async def load_personas(services: Services) -> list[Persona]:
 
 @dataclass
 class SandboxBotApi(FakeBotApi):
-    """FakeBotApi plus what a chat client shows: the reply keyboard of each chat (also after it was
-    removed) and the pop-ups of answered button presses."""
+    """FakeBotApi as Telegram is over HTTP, plus what a chat client shows.
+
+    Texts sent with parse_mode HTML are parsed the way Telegram does: the message keeps the plain text
+    and its entities (so the bot's `message.text_html` is right), and bad markup is refused with
+    Telegram's "can't parse entities" error. The client side: each chat's reply keyboard (also once it
+    is removed) and the pop-ups of answered button presses.
+    """
 
     keyboards: dict[int, JSON] = field(default_factory=dict)
     notices: dict[int, list[JSON]] = field(default_factory=dict)
@@ -192,6 +205,75 @@ class SandboxBotApi(FakeBotApi):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._notice_ids = itertools.count(1)
+
+    @staticmethod
+    def _formatted(params: JSON, key: str) -> tuple[str | None, list[JSON] | None]:
+        """The text (or caption) of a call and its entities, as Telegram stores them."""
+        raw = params.get(key)
+        if raw is None:
+            return None, None
+        text = str(raw)
+        if str(params.get("parse_mode") or "").lower() == "html":
+            try:
+                text, entities = parse_html(text)
+            except HtmlParseError as exc:
+                raise BotApiError(400, str(exc)) from exc
+            return text, entities or None
+        explicit = params.get("entities" if key == "text" else "caption_entities")
+        return text, explicit if isinstance(explicit, list) and explicit else None
+
+    async def _m_sendmessage(self, params: JSON, files: dict[str, StoredFile]) -> JSON:
+        text, entities = self._formatted(params, "text")
+        if not (text or "").strip():
+            raise BotApiError(400, "Bad Request: message text is empty")
+        if utf16_len(text or "") > MAX_TEXT:
+            raise BotApiError(400, "Bad Request: message is too long")
+        return self._bot_message(params, text=text, entities=entities)
+
+    def _caption(self, params: JSON) -> tuple[str | None, list[JSON] | None]:
+        caption, entities = self._formatted(params, "caption")
+        if caption and utf16_len(caption) > MAX_CAPTION:
+            raise BotApiError(400, "Bad Request: message caption is too long")
+        return caption or None, entities
+
+    async def _m_senddocument(self, params: JSON, files: dict[str, StoredFile]) -> JSON:
+        stored = self._file_param(params, files, "document")
+        caption, entities = self._caption(params)
+        return self._bot_message(
+            params, document=self.document_of(stored), caption=caption, caption_entities=entities
+        )
+
+    async def _m_sendphoto(self, params: JSON, files: dict[str, StoredFile]) -> JSON:
+        stored = self._file_param(params, files, "photo")
+        caption, entities = self._caption(params)
+        return self._bot_message(
+            params, photo=self.photo_of(stored), caption=caption, caption_entities=entities
+        )
+
+    async def _m_editmessagetext(self, params: JSON, files: dict[str, StoredFile]) -> JSON:
+        message = self._find(params)
+        if "text" not in message:
+            raise BotApiError(400, "Bad Request: there is no text in the message to edit")
+        text, entities = self._formatted(params, "text")
+        if not (text or "").strip():
+            raise BotApiError(400, "Bad Request: message text is empty")
+        markup = params.get("reply_markup")
+        inline = markup if isinstance(markup, dict) and "inline_keyboard" in markup else None
+        if (
+            message.get("text") == text
+            and message.get("entities") == entities
+            and message.get("reply_markup") == inline
+        ):
+            raise BotApiError(400, NOT_MODIFIED)
+        message["text"] = text
+        if entities:
+            message["entities"] = entities
+        else:
+            message.pop("entities", None)
+        message["edit_date"] = int(time.time())
+        self._set_markup(message, markup)
+        self._changed(message["chat"]["id"])
+        return {k: v for k, v in message.items() if not k.startswith("_")}
 
     async def call(self, method: str, params: JSON, files: dict[str, StoredFile] | None = None) -> Any:
         try:

@@ -1,9 +1,1246 @@
-"""ImportService: to be filled by its issue."""
+"""ImportService: bulk entry by Excel — a verdict for every row before anything is written, then an
+idempotent upsert by natural keys in one transaction, audited.
+
+The file is read by `exports.reader` (python-calamine; the table and its kind found from the headers).
+Each row is validated with the domain's own schemas and rules — `StudentIn` and the student service's
+plan, `NeedIn`, `DoseIn` with `judge_dose`, `BatchIn`/`DonorIn` with `check_event_date`, `HandoverIn`
+with the handover rules — so the chat and the file accept exactly the same records.
+
+Natural keys: student code; the student's need; student + dose number; batch + student (an active
+handover); school + donor + date received + device type for batches. A row whose values equal what is
+stored is "unchanged" and writes nothing, so the same file twice changes nothing the second time.
+
+In the chat the checked upload waits in `pending_upload` (it survives a restart) until the person
+confirms; confirming reads it again and plans again inside the write transaction, so what is written
+is judged against the database as it is then.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exports.reader import Table, read_table
+from storage.errors import AccessDenied, Conflict, DomainError, NotFound
+from storage.models import (
+    AuditAction,
+    AuditLog,
+    Base,
+    DeviceCondition,
+    DonationBatch,
+    DonationSource,
+    Donor,
+    Handover,
+    NeedRecord,
+    PendingUpload,
+    Role,
+    School,
+    SchoolLevel,
+    SubmissionTrack,
+    VaccineDose,
+    VaccineProduct,
+)
+from storage.permissions import SPECIALIST_LEVELS
+from storage.repositories import audit
+from storage.repositories import devices as devices_repo
+from storage.repositories import students as students_repo
+from storage.rules import is_late_entry
+from storage.schemas.devices import BatchIn, DonorIn, HandoverIn, check_event_date
+from storage.schemas.imports import (
+    ERROR_FIELDS,
+    SPECS,
+    BatchChoice,
+    CellIssue,
+    ImportCheck,
+    ImportKind,
+    ImportScope,
+    Outcome,
+    ReadLimits,
+    RowResult,
+    TemplateContext,
+    cell_date,
+    cell_int,
+    cell_text,
+    cell_yes_no,
+    is_blank,
+    parse_batch_ref,
+    parse_condition,
+    parse_device_type,
+    parse_donor_kind,
+    parse_handover_kind,
+    parse_place,
+    parse_priority,
+    parse_source,
+    product_keys,
+    same_name,
+)
+from storage.schemas.needs import NeedIn
+from storage.schemas.organisation import StaffOut
+from storage.schemas.parsing import clean_code, parse_date
+from storage.schemas.students import StudentIn, show_date
+from storage.schemas.vaccines import OTHER_PRODUCT_CODE, DoseIn
 from storage.services.base import ServiceBase
+from storage.services.students import StudentService
+from storage.services.vaccines import DoseFacts, judge_dose, lock_finding
+from storage.text import fold, fold_key
+
+# A checked upload waits this long for its confirmation.
+PENDING_HOURS = 24
+# District officers who may import rows of the schools they see.
+OFFICER_ROLES = frozenset(
+    {
+        Role.DEPUTY_HEAD,
+        Role.ADMIN,
+        Role.STATISTICS_OFFICER,
+        Role.PRIMARY_SPECIALIST,
+        Role.SECONDARY_SPECIALIST,
+        Role.HEALTH_OFFICER,
+    }
+)
+CHUNK = 500  # ids and codes per IN (…): both databases cap bound parameters
+
+
+# --- rows -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _School:
+    id: int
+    code: str
+    level: SchoolLevel
+    district_id: int
+
+
+@dataclass
+class _Row:
+    result: RowResult
+    values: dict[str, Any]
+    school: _School | None = None
+    failed: set[str] = field(default_factory=set)  # fields with a problem already
+    parsed: Any = None  # the schema object once valid
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(not issue.warning for issue in self.result.issues)
+
+    def reject(self, name: str | None, error: DomainError, *, warning: bool = False) -> None:
+        target = name if name is not None else ERROR_FIELDS.get(error.code)
+        self.result.issues.append(CellIssue(target, error.code, dict(error.params), warning=warning))
+        if not warning:
+            self.result.outcome = Outcome.REJECTED
+            if target:
+                self.failed.add(target)
+
+    def text(self, name: str) -> str:
+        return cell_text(self.values.get(name))
+
+    def blank(self, name: str) -> bool:
+        return is_blank(self.values.get(name))
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _validate(
+    row: _Row, model: type[BaseModel], data: dict[str, Any], names: dict[str, str | None], today: date
+) -> Any:
+    """Validate `data` with a domain schema; every refusal lands on the cell it is about."""
+    try:
+        return model.model_validate(data, context={"today": today})
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = error["loc"]
+            schema_field = str(loc[0]) if loc else None
+            column = names.get(schema_field, schema_field) if schema_field else None
+            if column in row.failed:
+                continue  # already said, from the cell itself
+            inner = (error.get("ctx") or {}).get("error")
+            if isinstance(inner, DomainError):
+                row.reject(column, inner)
+            elif error["type"] == "missing":
+                row.reject(column, DomainError("excel.cell.required", column=column or ""))
+            else:
+                shown = cell_text(error.get("input"))
+                row.reject(column, DomainError("excel.cell.invalid", value=shown, column=column or ""))
+        return None
+
+
+def _coerce(row: _Row, name: str, convert: Any, *, optional: bool = True) -> Any:
+    """A cell converted for the schema; a blank optional cell is None; a refusal marks the cell."""
+    if name in row.failed:
+        return None
+    value = row.values.get(name)
+    if is_blank(value):
+        return None
+    try:
+        return convert(value)
+    except DomainError as error:
+        row.reject(name, error)
+        return None
+
+
+def _audit(
+    actor_id: int | None,
+    action: AuditAction,
+    row: Base,
+    before: dict[str, Any] | None,
+    now: datetime,
+    school_id: int | None,
+) -> dict[str, Any]:
+    """The row `audit.record` writes, as parameters of one bulk INSERT (no flush per row)."""
+    return {
+        "at": now,
+        "actor_id": actor_id,
+        "action": action,
+        "entity": type(row).__tablename__,
+        "entity_id": str(getattr(row, "id", "")),
+        "school_id": school_id,
+        "before": before,
+        "after": audit.snapshot(row),
+    }
+
+
+async def _write_audit(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+    if entries:
+        await session.execute(insert(AuditLog), entries)
+
+
+# --- the plan of one file -------------------------------------------------------------------------
+
+
+class _Plan:
+    """What one file would do: checks shared by every kind, then the kind's own plan and apply."""
+
+    def __init__(self, service: ImportService, scope: ImportScope, table: Table) -> None:
+        self.service = service
+        self.scope = scope
+        self.table = table
+        self.spec = SPECS[table.kind]
+        self.clock = service.clock
+        self.today = service.clock.today()
+        self.rows = [_Row(RowResult(number), values) for number, values in table.records()]
+
+    # Shared checks ---------------------------------------------------------------------------------
+
+    async def prepare(self, session: AsyncSession) -> None:
+        for row in self.rows:
+            for name in self.spec.required:
+                if row.blank(name):
+                    row.reject(name, DomainError("excel.cell.required", column=name))
+        await self._schools(session)
+
+    async def _schools(self, session: AsyncSession) -> None:
+        scope = self.scope
+        wanted: set[str] = set()
+        codes: dict[int, str] = {}
+        for index, row in enumerate(self.rows):
+            if row.blank("school_code"):
+                if not scope.single_school:
+                    row.reject("school_code", DomainError("excel.cell.required", column="school_code"))
+                continue
+            try:
+                codes[index] = clean_code(row.text("school_code"))
+            except DomainError as error:
+                row.reject("school_code", error)
+                continue
+            wanted.add(codes[index])
+        if scope.school_id is not None:
+            wanted.add(scope.school_code or "")
+        found: dict[str, _School] = {}
+        for chunk in _chunks(sorted(wanted)):
+            result = await session.execute(
+                select(School.id, School.code, School.level, School.district_id).where(School.code.in_(chunk))
+            )
+            for school_id, code, level, district_id in result:
+                found[code] = _School(school_id, code, level, district_id)
+        own = next((s for s in found.values() if s.id == scope.school_id), None)
+        if scope.school_id is not None and own is None:
+            own_school = await session.get(School, scope.school_id)
+            if own_school is None:
+                raise NotFound("school", code=str(scope.school_id))
+            own = _School(own_school.id, own_school.code, own_school.level, own_school.district_id)
+        for index, row in enumerate(self.rows):
+            code = codes.get(index)
+            if own is not None:
+                if code is not None and code != own.code:
+                    row.reject("school_code", DomainError("excel.row.other_school", code=code, own=own.code))
+                else:
+                    row.school = own
+                continue
+            if code is None:
+                continue
+            school = found.get(code)
+            if school is None:
+                row.reject("school_code", DomainError("excel.row.school_unknown", code=code))
+            elif (scope.district_id is not None and school.district_id != scope.district_id) or (
+                scope.levels is not None and school.level not in scope.levels
+            ):
+                row.reject("school_code", DomainError("excel.row.school_out_of_scope", code=code))
+            else:
+                row.school = school
+
+    def live(self) -> list[_Row]:
+        """Rows still worth looking at: a school, and no refusal so far."""
+        return [row for row in self.rows if row.school is not None and row.ok]
+
+    def mark_duplicates(self, rows: Sequence[_Row], key: Any, columns: Sequence[str]) -> list[_Row]:
+        """A second row with the same natural key is refused, pointing at the first."""
+        first: dict[Any, _Row] = {}
+        kept: list[_Row] = []
+        for row in rows:
+            value = key(row)
+            if value in first:
+                row.reject(
+                    columns[-1],
+                    DomainError(
+                        "excel.row.duplicate", other_row=first[value].result.row, columns=list(columns)
+                    ),
+                )
+                continue
+            first[value] = row
+            kept.append(row)
+        return kept
+
+    async def students_by_code(self, session: AsyncSession, rows: Sequence[_Row]) -> None:
+        """Resolve each row's student code to a student of the row's school (`row.extra['student']`);
+        a name given beside the code must be that student's."""
+        codes: dict[int, str] = {}
+        for index, row in enumerate(rows):
+            try:
+                codes[index] = clean_code(row.text("student_code"))
+            except DomainError as error:
+                row.reject("student_code", error)
+        found = await students_repo.by_codes(session, codes.values())
+        for index, row in enumerate(rows):
+            code = codes.get(index)
+            if code is None:
+                continue
+            student = found.get(code)
+            assert row.school is not None
+            if student is None or not student.active:
+                row.reject("student_code", DomainError("excel.student.unknown", code=code))
+            elif student.school_id != row.school.id:
+                row.reject("student_code", DomainError("excel.student.other_school", code=code))
+            else:
+                row.extra["student"] = student
+                if "full_name" in self.table.columns and not row.blank("full_name"):
+                    given = row.text("full_name")
+                    if not same_name(given, student.full_name):
+                        row.reject(
+                            "full_name",
+                            DomainError(
+                                "excel.student.name_mismatch",
+                                code=code,
+                                listed=student.full_name,
+                                given=given,
+                            ),
+                        )
+
+    async def refuse_locked(
+        self, session: AsyncSession, rows: Sequence[_Row], track: SubmissionTrack, code: str
+    ) -> None:
+        """Rows of a school whose submission is under review are refused with the lock's reason."""
+        by_school: dict[int, list[_Row]] = defaultdict(list)
+        for row in rows:
+            assert row.school is not None
+            by_school[row.school.id].append(row)
+        for school_id, school_rows in by_school.items():
+            finding = await lock_finding(session, school_id, track, code)
+            if finding is None:
+                continue
+            for row in school_rows:
+                row.reject(None, finding.as_error())
+
+    def check(self, filename: str) -> ImportCheck:
+        return ImportCheck(
+            kind=self.table.kind,
+            filename=filename,
+            sheet=self.table.sheet,
+            header_row=self.table.header_row + 1,
+            columns=dict(self.table.columns),
+            rows=[row.result for row in self.rows],
+            ignored_headers=list(self.table.ignored_headers),
+            table=self.table,
+        )
+
+    # Each kind ---------------------------------------------------------------------------------------
+
+    async def plan(self, session: AsyncSession) -> None:
+        raise NotImplementedError
+
+    async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
+        raise NotImplementedError
+
+
+class _StudentsPlan(_Plan):
+    """Students by code, through the student service's own plan (grade in the school, age)."""
+
+    NAMES: dict[str, str | None] = {"code": "student_code"}
+
+    async def plan(self, session: AsyncSession) -> None:
+        self.students = StudentService(self.service.sessionmaker, self.clock)
+        self.plans: dict[int, tuple[Any, list[_Row]]] = {}
+        for row in self.live():
+            data = {
+                "code": row.text("student_code"),
+                "full_name": row.text("full_name"),
+                "date_of_birth": _coerce(row, "date_of_birth", cell_date),
+                "class_name": row.text("class_name"),
+                "grade": _coerce(row, "grade", cell_int),
+                "gender": _coerce(row, "gender", cell_text),
+            }
+            data = {k: v for k, v in data.items() if k not in ("date_of_birth",) or v is not None}
+            row.parsed = _validate(row, StudentIn, data, self.NAMES, self.today)
+        rows = self.mark_duplicates(
+            [r for r in self.live() if r.parsed is not None], lambda r: r.parsed.code, ["student_code"]
+        )
+        by_school: dict[int, list[_Row]] = defaultdict(list)
+        for row in rows:
+            assert row.school is not None
+            by_school[row.school.id].append(row)
+        for school_id, school_rows in by_school.items():
+            plan = await self.students._plan(session, school_id, [r.parsed for r in school_rows])
+            for verdict in plan.verdicts:
+                row = school_rows[verdict.index]
+                if verdict.outcome == "rejected":
+                    assert verdict.error_code is not None
+                    params = {k: v for k, v in (verdict.error_params or {}).items() if k != "row"}
+                    row.reject(None, DomainError(verdict.error_code, **params))
+                else:
+                    row.result.outcome = Outcome(verdict.outcome)
+            self.plans[school_id] = (plan, school_rows)
+
+    async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
+        for school_id, (plan, _) in self.plans.items():
+            await self.students._apply(session, school_id, plan, actor_id)
+
+
+class _NeedsPlan(_Plan):
+    """One need per student (4.8.1); the need's group is also the student's priority group."""
+
+    NAMES: dict[str, str | None] = {"student_id": "student_code"}
+
+    async def plan(self, session: AsyncSession) -> None:
+        live = self.live()
+        await self.students_by_code(session, live)
+        await self.refuse_locked(session, live, SubmissionTrack.PROGRAM, "needs.locked")
+        for row in self.live():
+            student = row.extra["student"]
+            data = {
+                "student_id": student.id,
+                "category": _coerce(row, "category", parse_priority),
+                "needs_device": bool(_coerce(row, "needs_device", cell_yes_no)),
+                "needs_connectivity": bool(_coerce(row, "needs_connectivity", cell_yes_no)),
+                "note": row.text("note"),
+            }
+            if row.ok:
+                row.parsed = _validate(row, NeedIn, data, self.NAMES, self.today)
+        rows = self.mark_duplicates(
+            [r for r in self.live() if r.parsed is not None], lambda r: r.parsed.student_id, ["student_code"]
+        )
+        ids = [row.parsed.student_id for row in rows]
+        existing: dict[int, NeedRecord] = {}
+        for chunk in _chunks(ids):
+            for need in await session.scalars(select(NeedRecord).where(NeedRecord.student_id.in_(chunk))):
+                existing[need.student_id] = need
+        self.creates: list[_Row] = []
+        self.updates: list[tuple[_Row, NeedRecord]] = []
+        for row in rows:
+            data: NeedIn = row.parsed
+            need = existing.get(data.student_id)
+            student = row.extra["student"]
+            if need is None:
+                row.result.outcome = Outcome.CREATED
+                self.creates.append(row)
+                continue
+            same = (need.category, need.needs_device, need.needs_connectivity, need.note) == (
+                data.category,
+                data.needs_device,
+                data.needs_connectivity,
+                data.note,
+            )
+            if same and student.priority_group == data.category:
+                row.result.outcome = Outcome.UNCHANGED
+            else:
+                row.result.outcome = Outcome.UPDATED
+                self.updates.append((row, need))
+
+    async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
+        now = self.clock.now()
+        created = []
+        for row in self.creates:
+            data: NeedIn = row.parsed
+            need = NeedRecord(
+                student_id=data.student_id,
+                category=data.category,
+                needs_device=data.needs_device,
+                needs_connectivity=data.needs_connectivity,
+                note=data.note,
+                entered_by_id=actor_id,
+                entered_at=now,
+            )
+            created.append((row, need))
+        session.add_all([need for _, need in created])
+        befores = []
+        for row, need in self.updates:
+            data = row.parsed
+            befores.append(audit.snapshot(need))
+            need.category, need.needs_device = data.category, data.needs_device
+            need.needs_connectivity, need.note = data.needs_connectivity, data.note
+            need.updated_at = now
+        students = []
+        for row in [r for r, _ in created] + [r for r, _ in self.updates]:
+            student = row.extra["student"]
+            if student.priority_group != row.parsed.category:
+                students.append((student, audit.snapshot(student)))
+                student.priority_group = row.parsed.category
+                student.updated_at = now
+        await session.flush()
+        entries = [_audit(actor_id, AuditAction.CREATE, n, None, now, r.school.id) for r, n in created]
+        entries += [
+            _audit(actor_id, AuditAction.UPDATE, n, before, now, r.school.id)
+            for (r, n), before in zip(self.updates, befores, strict=True)
+        ]
+        entries += [_audit(actor_id, AuditAction.UPDATE, s, b, now, s.school_id) for s, b in students]
+        await _write_audit(session, entries)
+
+
+class _DosesPlan(_Plan):
+    """Doses by student and dose number, judged by `judge_dose` against the student's other doses —
+    those stored and those of the same file."""
+
+    NAMES: dict[str, str | None] = {"student_id": "student_code", "product_id": "product"}
+
+    async def plan(self, session: AsyncSession) -> None:
+        live = self.live()
+        await self.students_by_code(session, live)
+        await self.refuse_locked(session, live, SubmissionTrack.VACCINE, "vaccines.locked")
+        products = {p.id: p for p in await session.scalars(select(VaccineProduct))}
+        by_key: dict[str, VaccineProduct] = {}
+        for product in sorted(products.values(), key=lambda p: (not p.active, p.sort_order, p.id)):
+            for key in product_keys(product.code, product.name):
+                by_key.setdefault(key, product)
+
+        def product_of(value: Any) -> VaccineProduct:
+            found = by_key.get(fold_key(cell_text(value)))
+            if found is None:
+                raise DomainError("vaccines.unknown_product")
+            return found
+
+        def given_on(value: Any) -> date:
+            parsed = cell_date(value)
+            return parsed if isinstance(parsed, date) else parse_date(parsed, self.today, allow_future=True)
+
+        for row in self.live():
+            product = _coerce(row, "product", product_of)
+            data = {
+                "student_id": row.extra["student"].id,
+                "dose_number": _coerce(row, "dose_number", cell_int),
+                "given_on": _coerce(row, "given_on", given_on),
+                "product_id": product.id if product is not None else None,
+                "product_other_name": row.text("product_other_name"),
+                "place": _coerce(row, "place", parse_place),
+            }
+            if row.ok:
+                row.parsed = _validate(row, DoseIn, data, self.NAMES, self.today)
+                row.extra["product"] = product
+        rows = self.mark_duplicates(
+            [r for r in self.live() if r.parsed is not None],
+            lambda r: (r.parsed.student_id, r.parsed.dose_number),
+            ["student_code", "dose_number"],
+        )
+        student_ids = sorted({row.parsed.student_id for row in rows})
+        stored: dict[int, dict[int, VaccineDose]] = defaultdict(dict)
+        for chunk in _chunks(student_ids):
+            for dose in await session.scalars(select(VaccineDose).where(VaccineDose.student_id.in_(chunk))):
+                stored[dose.student_id][dose.dose_number] = dose
+        # Each student's doses as they would be after the import: the stored ones, replaced or
+        # completed by the rows of the file.
+        merged: dict[int, dict[int, tuple[date, int]]] = defaultdict(dict)
+        for student_id, doses in stored.items():
+            for number, dose in doses.items():
+                merged[student_id][number] = (dose.given_on, dose.product_id)
+        for row in rows:
+            merged[row.parsed.student_id][row.parsed.dose_number] = (
+                row.parsed.given_on,
+                row.parsed.product_id,
+            )
+        self.creates: list[_Row] = []
+        self.updates: list[tuple[_Row, VaccineDose]] = []
+        for row in rows:
+            data: DoseIn = row.parsed
+            product: VaccineProduct = row.extra["product"]
+            other_name = data.product_other_name if product.code == OTHER_PRODUCT_CODE else ""
+            existing = stored[data.student_id].get(data.dose_number)
+            if existing is not None and (
+                existing.given_on,
+                existing.product_id,
+                existing.product_other_name,
+                existing.place,
+            ) == (data.given_on, product.id, other_name, data.place):
+                row.result.outcome = Outcome.UNCHANGED
+                continue
+            if not product.active and (existing is None or existing.product_id != product.id):
+                row.reject("product", DomainError("vaccines.unknown_product"))
+                continue
+            others = [
+                VaccineDose(dose_number=number, given_on=given, product_id=product_id)
+                for number, (given, product_id) in merged[data.student_id].items()
+                if number != data.dose_number
+            ]
+            facts = DoseFacts(
+                date_of_birth=row.extra["student"].date_of_birth,
+                dose_number=data.dose_number,
+                given_on=data.given_on,
+                product=product,
+                product_other_name=other_name,
+                others=others,
+            )
+            errors, warnings = judge_dose(facts, products, self.today)
+            for finding in errors:
+                row.reject(None, finding.as_error())
+            if errors:
+                continue
+            for finding in warnings:
+                row.reject(None, finding.as_error(), warning=True)
+            row.extra["other_name"] = other_name
+            if existing is None:
+                row.result.outcome = Outcome.CREATED
+                self.creates.append(row)
+            else:
+                row.result.outcome = Outcome.UPDATED
+                self.updates.append((row, existing))
+
+    async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
+        now, tz = self.clock.now(), self.clock.tz
+        created = []
+        for row in self.creates:
+            data: DoseIn = row.parsed
+            created.append(
+                (
+                    row,
+                    VaccineDose(
+                        student_id=data.student_id,
+                        dose_number=data.dose_number,
+                        given_on=data.given_on,
+                        product_id=data.product_id,
+                        product_other_name=row.extra["other_name"],
+                        place=data.place,
+                        entered_by_id=actor_id,
+                        entered_at=now,
+                        entered_late=is_late_entry(data.given_on, now, tz),
+                    ),
+                )
+            )
+        session.add_all([dose for _, dose in created])
+        befores = []
+        for row, dose in self.updates:
+            data = row.parsed
+            befores.append(audit.snapshot(dose))
+            dose.given_on, dose.product_id = data.given_on, data.product_id
+            dose.product_other_name, dose.place = row.extra["other_name"], data.place
+            # Late is judged from when the dose was first entered, against its corrected date.
+            dose.entered_late = is_late_entry(dose.given_on, dose.entered_at, tz)
+            dose.updated_at = now
+        await session.flush()
+        entries = [_audit(actor_id, AuditAction.CREATE, d, None, now, r.school.id) for r, d in created]
+        entries += [
+            _audit(actor_id, AuditAction.UPDATE, d, before, now, r.school.id)
+            for (r, d), before in zip(self.updates, befores, strict=True)
+        ]
+        await _write_audit(session, entries)
+
+
+class _BatchesPlan(_Plan):
+    """Batches by school + donor + date received + device type; unknown donors are added."""
+
+    NAMES: dict[str, str | None] = {"donor_id": "donor_name"}
+    NEW_DONOR = -1  # a donor this import adds: the schema only needs to know there is one
+
+    async def plan(self, session: AsyncSession) -> None:
+        live = self.live()
+        schools = sorted({row.school.id for row in live if row.school is not None})
+        locked: set[int] = set()
+        for school_id in schools:
+            try:
+                await devices_repo.ensure_program_unlocked(session, school_id)
+            except DomainError as error:
+                locked.add(school_id)
+                for row in live:
+                    if row.school is not None and row.school.id == school_id:
+                        row.reject(None, error)
+        donors: dict[int, dict[str, Donor]] = defaultdict(dict)
+        batches: dict[tuple[Any, ...], list[DonationBatch]] = defaultdict(list)
+        for school_id in schools:
+            rows = await session.scalars(
+                select(Donor).where(or_(Donor.school_id == school_id, Donor.school_id.is_(None)))
+            )
+            for donor in sorted(rows, key=lambda d: (d.school_id is None, d.id)):
+                donors[school_id].setdefault(fold(donor.name), donor)
+            for batch in await session.scalars(
+                select(DonationBatch).where(DonationBatch.school_id == school_id)
+            ):
+                batches[(school_id, batch.donor_id, batch.received_on, batch.device_type)].append(batch)
+        self.new_donors: dict[tuple[int, str], DonorIn] = {}
+        for row in self.live():
+            assert row.school is not None
+            donor_id: int | None = None
+            if not row.blank("donor_name"):
+                name = row.text("donor_name")
+                donor = donors[row.school.id].get(fold(name))
+                if donor is not None:
+                    donor_id = donor.id
+                else:
+                    donor_id = self.NEW_DONOR
+                    self._new_donor(row, name)
+            row.extra["donor_id"] = donor_id
+            data = {
+                "source": _coerce(row, "source", parse_source),
+                "donor_id": donor_id,
+                "received_on": _coerce(row, "received_on", cell_date),
+                "quantity": _coerce(row, "quantity", cell_int),
+                "device_type": _coerce(row, "device_type", parse_device_type),
+                "make_model": row.text("make_model"),
+                "condition": _coerce(row, "condition", parse_condition) or DeviceCondition.NEW,
+                "specs": row.text("specs"),
+                "note": row.text("note"),
+            }
+            if not row.ok:
+                continue
+            parsed = _validate(row, BatchIn, data, self.NAMES, self.today)
+            if parsed is None:
+                continue
+            try:
+                check_event_date(parsed.received_on, self.today)
+            except DomainError as error:
+                row.reject("received_on", error)
+                continue
+            row.parsed = parsed
+
+        def key(row: _Row) -> tuple[Any, ...]:
+            donor = row.extra["donor_id"]
+            identity = ("new", fold(row.text("donor_name"))) if donor == self.NEW_DONOR else donor
+            return (
+                row.school.id if row.school else 0,
+                identity,
+                row.parsed.received_on,
+                row.parsed.device_type,
+            )
+
+        rows = self.mark_duplicates(
+            [r for r in self.live() if r.parsed is not None],
+            key,
+            ["school_code", "donor_name", "received_on", "device_type"]
+            if "school_code" in self.table.columns
+            else ["donor_name", "received_on", "device_type"],
+        )
+        self.creates: list[_Row] = []
+        self.updates: list[tuple[_Row, DonationBatch]] = []
+        for row in rows:
+            data: BatchIn = row.parsed
+            assert row.school is not None
+            found = (
+                []
+                if data.donor_id == self.NEW_DONOR
+                else batches[(row.school.id, data.donor_id, data.received_on, data.device_type)]
+            )
+            if len(found) > 1:
+                row.reject(None, DomainError("excel.batch.ambiguous", count=len(found)))
+                continue
+            if not found:
+                row.result.outcome = Outcome.CREATED
+                self.creates.append(row)
+                continue
+            batch = found[0]
+            changes = {
+                name: getattr(data, name)
+                for name in ("source", "quantity", "make_model", "condition", "specs", "note")
+                if getattr(batch, name) != getattr(data, name)
+            }
+            if not changes:
+                row.result.outcome = Outcome.UNCHANGED
+                continue
+            if "quantity" in changes and data.quantity < batch.allocated:
+                row.reject(
+                    "quantity",
+                    DomainError(
+                        "devices.quantity_below_handed", quantity=data.quantity, handed=batch.allocated
+                    ),
+                )
+                continue
+            row.extra["changes"] = changes
+            row.result.outcome = Outcome.UPDATED
+            self.updates.append((row, batch))
+        # A new donor is added only if one of its rows is written.
+        wanted = {
+            (row.school.id, fold(row.text("donor_name")))
+            for row in self.creates
+            if row.school is not None and row.parsed.donor_id == self.NEW_DONOR
+        }
+        self.new_donors = {key: donor for key, donor in self.new_donors.items() if key in wanted}
+
+    def _new_donor(self, row: _Row, name: str) -> None:
+        assert row.school is not None
+        key = (row.school.id, fold(name))
+        if key in self.new_donors:
+            return
+        if row.blank("donor_kind"):
+            row.reject("donor_kind", DomainError("excel.donor.kind_required", name=name))
+            return
+        kind = _coerce(row, "donor_kind", parse_donor_kind)
+        if kind is None:
+            return
+        donor = _validate(
+            row,
+            DonorIn,
+            {"name": name, "kind": kind, "contact": row.text("donor_contact")},
+            {"name": "donor_name", "kind": "donor_kind", "contact": "donor_contact"},
+            self.today,
+        )
+        if donor is not None:
+            self.new_donors[key] = donor
+
+    async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
+        now, tz = self.clock.now(), self.clock.tz
+        donors = {
+            key: Donor(
+                school_id=key[0],
+                name=data.name,
+                kind=data.kind,
+                contact=data.contact,
+                entered_by_id=actor_id,
+                entered_at=now,
+            )
+            for key, data in self.new_donors.items()
+        }
+        session.add_all(donors.values())
+        await session.flush()
+        created = []
+        for row in self.creates:
+            data: BatchIn = row.parsed
+            assert row.school is not None
+            donor_id = data.donor_id
+            if donor_id == self.NEW_DONOR:
+                donor_id = donors[(row.school.id, fold(row.text("donor_name")))].id
+            created.append(
+                (
+                    row,
+                    DonationBatch(
+                        school_id=row.school.id,
+                        source=data.source,
+                        donor_id=donor_id,
+                        received_on=data.received_on,
+                        quantity=data.quantity,
+                        device_type=data.device_type,
+                        make_model=data.make_model,
+                        condition=data.condition,
+                        specs=data.specs,
+                        note=data.note,
+                        allocated=0,
+                        entered_by_id=actor_id,
+                        entered_at=now,
+                        entered_late=is_late_entry(data.received_on, now, tz),
+                    ),
+                )
+            )
+        session.add_all([batch for _, batch in created])
+        befores = []
+        for row, batch in self.updates:
+            befores.append(audit.snapshot(batch))
+            for name, value in row.extra["changes"].items():
+                setattr(batch, name, value)
+            batch.updated_at = now
+        await session.flush()
+        entries = [_audit(actor_id, AuditAction.CREATE, d, None, now, d.school_id) for d in donors.values()]
+        entries += [_audit(actor_id, AuditAction.CREATE, b, None, now, b.school_id) for _, b in created]
+        entries += [
+            _audit(actor_id, AuditAction.UPDATE, b, before, now, b.school_id)
+            for (_, b), before in zip(self.updates, befores, strict=True)
+        ]
+        await _write_audit(session, entries)
+
+
+class _HandoversPlan(_Plan):
+    """Handovers by batch and student; a batch never gives more devices than it has left."""
+
+    NAMES: dict[str, str | None] = {
+        "batch_id": "batch",
+        "student_id": "student_code",
+        "kind": "handover_kind",
+    }
+
+    async def plan(self, session: AsyncSession) -> None:
+        live = self.live()
+        await self.students_by_code(session, live)
+        for school_id in sorted({row.school.id for row in live if row.school is not None}):
+            try:
+                await devices_repo.ensure_program_unlocked(session, school_id)
+            except DomainError as error:
+                for row in live:
+                    if row.school is not None and row.school.id == school_id:
+                        row.reject(None, error)
+        refs = {id(row): _coerce(row, "batch", parse_batch_ref) for row in self.live()}
+        wanted = sorted({ref for ref in refs.values() if ref is not None})
+        batches: dict[int, DonationBatch] = {}
+        for chunk in _chunks(wanted):
+            for batch in await session.scalars(select(DonationBatch).where(DonationBatch.id.in_(chunk))):
+                batches[batch.id] = batch
+        for row in self.live():
+            ref = refs.get(id(row))
+            if ref is None:
+                continue
+            batch = batches.get(ref)
+            if batch is None or row.school is None or batch.school_id != row.school.id:
+                row.reject("batch", DomainError("excel.batch.unknown", batch=ref))
+                continue
+            data = {
+                "batch_id": batch.id,
+                "student_id": row.extra["student"].id,
+                "kind": _coerce(row, "handover_kind", parse_handover_kind),
+                "handed_on": _coerce(row, "handed_on", cell_date),
+                "note": row.text("note"),
+            }
+            if not row.ok:
+                continue
+            parsed = _validate(row, HandoverIn, data, self.NAMES, self.today)
+            if parsed is None:
+                continue
+            try:
+                check_event_date(parsed.handed_on, self.today)
+                if parsed.handed_on < batch.received_on:
+                    raise DomainError(
+                        "devices.handed_before_received",
+                        value=show_date(parsed.handed_on),
+                        received_on=show_date(batch.received_on),
+                    )
+            except DomainError as error:
+                row.reject("handed_on", error)
+                continue
+            row.parsed = parsed
+            row.extra["batch"] = batch
+        rows = self.mark_duplicates(
+            [r for r in self.live() if r.parsed is not None],
+            lambda r: (r.parsed.batch_id, r.parsed.student_id),
+            ["batch", "student_code"],
+        )
+        student_ids = sorted({row.parsed.student_id for row in rows})
+        active: dict[tuple[int, int], Handover] = {}
+        program_held: dict[int, tuple[Handover, DonationBatch]] = {}
+        for chunk in _chunks(student_ids):
+            result = await session.execute(
+                select(Handover, DonationBatch)
+                .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+                .where(Handover.student_id.in_(chunk), Handover.returned_on.is_(None))
+                .order_by(Handover.handed_on, Handover.id)
+            )
+            for handover, batch in result:
+                active[(handover.batch_id, handover.student_id)] = handover
+                if batch.source is DonationSource.PROGRAM:
+                    program_held.setdefault(handover.student_id, (handover, batch))
+        self.creates: list[_Row] = []
+        self.updates: list[tuple[_Row, Handover]] = []
+        taken: dict[int, int] = defaultdict(int)
+        for row in rows:
+            data: HandoverIn = row.parsed
+            batch = row.extra["batch"]
+            existing = active.get((data.batch_id, data.student_id))
+            if existing is not None:
+                if (existing.kind, existing.handed_on, existing.note) == (
+                    data.kind,
+                    data.handed_on,
+                    data.note,
+                ):
+                    row.result.outcome = Outcome.UNCHANGED
+                else:
+                    row.result.outcome = Outcome.UPDATED
+                    self.updates.append((row, existing))
+                continue
+            if batch.allocated + taken[batch.id] >= batch.quantity:
+                row.reject("batch", DomainError("devices.batch_exhausted", quantity=batch.quantity))
+                continue
+            taken[batch.id] += 1
+            held = program_held.get(data.student_id)
+            if batch.source is DonationSource.PROGRAM and held is not None and held[1].id != batch.id:
+                student = row.extra["student"]
+                row.reject(
+                    "student_code",
+                    DomainError(
+                        "devices.second_program_device",
+                        student=student.full_name,
+                        handed_on=show_date(held[0].handed_on),
+                        kind=held[0].kind.value,
+                        batch_id=held[1].id,
+                    ),
+                    warning=True,
+                )
+            if batch.source is DonationSource.PROGRAM and held is None:
+                program_held[data.student_id] = (
+                    Handover(batch_id=batch.id, handed_on=data.handed_on, kind=data.kind),
+                    batch,
+                )
+            row.result.outcome = Outcome.CREATED
+            self.creates.append(row)
+        self.taken = dict(taken)
+
+    async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
+        now, tz = self.clock.now(), self.clock.tz
+        for batch_id, count in sorted(self.taken.items()):
+            # The same guard as `allocate_one`, for several devices at once.
+            result = await session.execute(
+                update(DonationBatch)
+                .where(
+                    DonationBatch.id == batch_id, DonationBatch.allocated + count <= DonationBatch.quantity
+                )
+                .values(allocated=DonationBatch.allocated + count)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                raise Conflict("excel.conflict")
+        created = []
+        for row in self.creates:
+            data: HandoverIn = row.parsed
+            created.append(
+                (
+                    row,
+                    Handover(
+                        batch_id=data.batch_id,
+                        student_id=data.student_id,
+                        kind=data.kind,
+                        handed_on=data.handed_on,
+                        note=data.note,
+                        entered_by_id=actor_id,
+                        entered_at=now,
+                        entered_late=is_late_entry(data.handed_on, now, tz),
+                    ),
+                )
+            )
+        session.add_all([handover for _, handover in created])
+        befores = []
+        for row, handover in self.updates:
+            data = row.parsed
+            befores.append(audit.snapshot(handover))
+            handover.kind, handover.handed_on, handover.note = data.kind, data.handed_on, data.note
+            handover.entered_late = is_late_entry(handover.handed_on, handover.entered_at, tz)
+            handover.updated_at = now
+        await session.flush()
+        entries = [_audit(actor_id, AuditAction.CREATE, h, None, now, r.school.id) for r, h in created]
+        entries += [
+            _audit(actor_id, AuditAction.UPDATE, h, before, now, r.school.id)
+            for (r, h), before in zip(self.updates, befores, strict=True)
+        ]
+        await _write_audit(session, entries)
+
+
+PLANS: dict[ImportKind, type[_Plan]] = {
+    ImportKind.STUDENTS: _StudentsPlan,
+    ImportKind.NEEDS: _NeedsPlan,
+    ImportKind.DOSES: _DosesPlan,
+    ImportKind.BATCHES: _BatchesPlan,
+    ImportKind.HANDOVERS: _HandoversPlan,
+}
+
+
+# --- the service ----------------------------------------------------------------------------------
 
 
 class ImportService(ServiceBase):
-    pass
+    # Who may import which rows --------------------------------------------------------------------
+
+    async def scope_for(self, staff: StaffOut) -> ImportScope:
+        """School staff: their school. District officers: the schools they see (every row names its
+        school). Others are refused."""
+        if not staff.active:
+            raise AccessDenied("access.deactivated")
+        if staff.role.is_school_scoped and staff.school_id is not None:
+            return ImportScope(school_id=staff.school_id, school_code=staff.school_code)
+        if staff.role in OFFICER_ROLES and staff.district_id is not None:
+            return ImportScope(district_id=staff.district_id, levels=SPECIALIST_LEVELS.get(staff.role))
+        raise AccessDenied("excel.access.cannot_import")
+
+    async def scope_for_school(self, school_code: str | None) -> ImportScope:
+        """The command line: one school, or (no code) any school, each row naming its own."""
+        if not school_code:
+            return ImportScope()
+        code = clean_code(school_code)
+        async with self.sessionmaker() as session:
+            school = await session.scalar(select(School).where(School.code == code))
+        if school is None:
+            raise NotFound("school", code=code)
+        return ImportScope(school_id=school.id, school_code=school.code)
+
+    async def template_context(self, kind: ImportKind, scope: ImportScope) -> TemplateContext:
+        """What the template of `kind` shows for this scope: the products, the school's batches."""
+        async with self.sessionmaker() as session:
+            products = list(
+                await session.scalars(
+                    select(VaccineProduct.name)
+                    .where(VaccineProduct.active.is_(True))
+                    .order_by(VaccineProduct.sort_order, VaccineProduct.id)
+                )
+            )
+            context = TemplateContext(
+                kind=kind, with_school_column=not scope.single_school, products=products
+            )
+            if scope.school_id is not None:
+                school = await session.get(School, scope.school_id)
+                if school is not None:
+                    context.school_code, context.school_name = school.code, school.name
+                if kind is ImportKind.HANDOVERS:
+                    rows = await devices_repo.batches_with_counts(
+                        session, scope.school_id, with_stock_only=True
+                    )
+                    context.batches = [
+                        BatchChoice(
+                            id=batch.id,
+                            received_on=batch.received_on,
+                            device_type=batch.device_type,
+                            donor_name=donor,
+                            left=batch.quantity - batch.allocated,
+                        )
+                        for batch, donor, *_ in rows
+                    ]
+        return context
+
+    # Checking and importing -----------------------------------------------------------------------
+
+    async def check(
+        self,
+        scope: ImportScope,
+        filename: str,
+        content: bytes,
+        limits: ReadLimits,
+        *,
+        stage_for: int | None = None,
+    ) -> ImportCheck:
+        """The verdict of every row, writing nothing. With `stage_for` (a staff id) an upload with
+        rows to write is kept in `pending_upload` until `confirm` (its id in `pending_id`)."""
+        table = await self._read(scope, filename, content, limits)
+        async with self.sessionmaker() as session:
+            plan = await self._plan(session, scope, table)
+        check = plan.check(filename)
+        if stage_for is not None and check.counts.to_write:
+            check.pending_id = await self._stage(stage_for, scope, table.kind, filename, content)
+        return check
+
+    async def import_file(
+        self,
+        scope: ImportScope,
+        filename: str,
+        content: bytes,
+        limits: ReadLimits,
+        *,
+        actor_id: int | None,
+        dry_run: bool = False,
+    ) -> ImportCheck:
+        """Check and (unless `dry_run`) write the valid rows in one transaction (the command line)."""
+        table = await self._read(scope, filename, content, limits)
+        if dry_run:
+            async with self.sessionmaker() as session:
+                return (await self._plan(session, scope, table)).check(filename)
+        try:
+            async with self.sessionmaker.begin() as session:
+                plan = await self._plan(session, scope, table)
+                await plan.apply(session, actor_id)
+        except IntegrityError as exc:
+            raise Conflict("excel.conflict") from exc
+        check = plan.check(filename)
+        check.written = True
+        return check
+
+    async def confirm(self, pending_id: int, staff: StaffOut, limits: ReadLimits) -> ImportCheck:
+        """Write the valid rows of a checked upload, judged again against the database as it is now.
+        A second confirm (a double tap) finds the upload gone and writes nothing."""
+        scope = await self.scope_for(staff)
+        pending = await self._pending(pending_id, staff)
+        table = await self._read(scope, pending.filename, pending.content, limits)
+        try:
+            async with self.sessionmaker.begin() as session:
+                held = await session.scalar(
+                    select(PendingUpload).where(PendingUpload.id == pending_id).with_for_update()
+                )
+                if held is None:
+                    raise DomainError("excel.pending.gone")
+                plan = await self._plan(session, scope, table)
+                await plan.apply(session, staff.id)
+                await session.delete(held)
+        except IntegrityError as exc:
+            raise Conflict("excel.conflict") from exc
+        check = plan.check(pending.filename)
+        check.written = True
+        return check
+
+    async def discard(self, pending_id: int, staff: StaffOut) -> str:
+        """Drop a checked upload; returns its file name."""
+        async with self.sessionmaker.begin() as session:
+            pending = await session.scalar(
+                select(PendingUpload).where(
+                    PendingUpload.id == pending_id, PendingUpload.staff_id == staff.id
+                )
+            )
+            if pending is None:
+                raise DomainError("excel.pending.gone")
+            filename = pending.filename
+            await session.delete(pending)
+            return filename
+
+    # Internals ------------------------------------------------------------------------------------
+
+    async def _read(self, scope: ImportScope, filename: str, content: bytes, limits: ReadLimits) -> Table:
+        table = await asyncio.to_thread(read_table, content, filename, limits)
+        if not scope.single_school and "school_code" not in table.columns:
+            raise DomainError("excel.table.school_column_required", columns=["school_code"])
+        return table
+
+    async def _plan(self, session: AsyncSession, scope: ImportScope, table: Table) -> _Plan:
+        plan = PLANS[table.kind](self, scope, table)
+        await plan.prepare(session)
+        await plan.plan(session)
+        return plan
+
+    async def _stage(
+        self, staff_id: int, scope: ImportScope, kind: ImportKind, filename: str, content: bytes
+    ) -> int:
+        now = self.clock.now()
+        async with self.sessionmaker.begin() as session:
+            await session.execute(
+                delete(PendingUpload).where(PendingUpload.created_at < now - timedelta(hours=PENDING_HOURS))
+            )
+            pending = PendingUpload(
+                staff_id=staff_id,
+                kind=kind.value,
+                filename=filename[:200],
+                content=content,
+                school_id=scope.school_id,
+                created_at=now,
+            )
+            session.add(pending)
+            await session.flush()
+            return pending.id
+
+    async def _pending(self, pending_id: int, staff: StaffOut) -> PendingUpload:
+        async with self.sessionmaker() as session:
+            pending = await session.scalar(
+                select(PendingUpload).where(
+                    PendingUpload.id == pending_id, PendingUpload.staff_id == staff.id
+                )
+            )
+        if pending is None:
+            raise DomainError("excel.pending.gone")
+        if pending.created_at < self.clock.now() - timedelta(hours=PENDING_HOURS):
+            async with self.sessionmaker.begin() as session:
+                await session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id))
+            sent_at = pending.created_at.astimezone(self.clock.tz).strftime("%H:%M %d/%m/%Y")
+            raise DomainError("excel.pending.expired", sent_at=sent_at, hours=PENDING_HOURS)
+        return pending

@@ -1,0 +1,388 @@
+"""The bulk entry templates: one workbook per kind, written with openpyxl.
+
+`build_template(context, language)` returns the .xlsx bytes. Each workbook has
+- the data sheet: a title, a note, the header row (required columns marked *, each header with a
+  comment stating its rule), an example row (its «STT» cell says «Ví dụ», so the import skips it),
+  column widths and formats (dates dd/mm/yyyy, codes as text), and data validation: a drop-down list
+  for every coded column, whole numbers and dates where they apply;
+- the instruction sheet «Hướng dẫn»: how to fill and send the file, the accepted date form, and a
+  table with every column's rule and accepted values;
+- a hidden sheet «Danh mục» holding the drop-down lists (lists can hold commas and be long).
+Every word comes from the catalogue (`bot/texts/<lang>/excel.toml`).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.comments import Comment
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.utils import get_column_letter, quote_sheetname
+from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.worksheet import Worksheet
+
+from bot.texts import t
+from storage.models import (
+    DeviceCondition,
+    DeviceType,
+    DonationSource,
+    DonorKind,
+    DosePlace,
+    Gender,
+    HandoverKind,
+    PriorityGroup,
+)
+from storage.schemas.imports import (
+    SPECS,
+    BatchChoice,
+    CodeList,
+    ColumnSpec,
+    ColumnType,
+    TemplateContext,
+)
+from storage.schemas.students import MAX_GRADE, MIN_GRADE
+from storage.schemas.vaccines import MAX_DOSE_NUMBER
+
+TITLE_ROW = 1
+NOTE_ROW = 2
+HEADER_ROW = 3
+EXAMPLE_ROW = 4
+FIRST_DATA_ROW = 5
+# Rows below the header that carry the drop-downs and formats (the import's row limit).
+VALIDATED_ROWS = 50_000
+MAX_QUANTITY = 100_000
+REQUIRED_MARK = " *"
+DATE_FORMAT = "DD/MM/YYYY"
+TEXT_FORMAT = "@"
+DATE_MIN = date(1990, 1, 1)
+DATE_MAX = date(2099, 12, 31)
+
+HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
+REQUIRED_FILL = PatternFill("solid", fgColor="FCE4D6")
+EXAMPLE_FONT = Font(italic=True, color="7F7F7F")
+THIN = Side(style="thin", color="A6A6A6")
+BORDER = Border(left=THIN, right=THIN, top=THIN, bottom=THIN)
+WRAP = Alignment(wrap_text=True, vertical="top")
+
+# The stored values of each coded list, in the order the drop-down shows them.
+CODE_VALUES: dict[CodeList, tuple[str, ...]] = {
+    CodeList.GENDER: tuple(g.value for g in Gender),
+    CodeList.PRIORITY_GROUP: tuple(g.value for g in PriorityGroup if g is not PriorityGroup.NONE),
+    CodeList.YES_NO: ("yes", "no"),
+    CodeList.SOURCE: tuple(s.value for s in DonationSource),
+    CodeList.DONOR_KIND: tuple(k.value for k in DonorKind),
+    CodeList.DEVICE_TYPE: tuple(d.value for d in DeviceType),
+    CodeList.CONDITION: tuple(c.value for c in DeviceCondition),
+    CodeList.HANDOVER_KIND: tuple(k.value for k in HandoverKind),
+    CodeList.PLACE: tuple(p.value for p in DosePlace),
+}
+WHOLE_RANGES: dict[str, tuple[int, int]] = {
+    "quantity": (1, MAX_QUANTITY),
+    "dose_number": (1, MAX_DOSE_NUMBER),
+}
+
+
+def code_label(codes: CodeList, value: str, language: str) -> str:
+    return t(f"excel.codes.{codes.value}.{value}", language)
+
+
+def code_labels(codes: CodeList, language: str) -> list[str]:
+    return [code_label(codes, value, language) for value in CODE_VALUES[codes]]
+
+
+def header_text(column: ColumnSpec, language: str) -> str:
+    return t(f"excel.column.{column.field}.header", language)
+
+
+def rule_text(column: ColumnSpec, language: str) -> str:
+    key = "rule_check" if column.informative else "rule"
+    return t(f"excel.column.{column.field}.{key}", language)
+
+
+def batch_label(batch: BatchChoice, language: str) -> str:
+    values: dict[str, Any] = {
+        "id": batch.id,
+        "received_on": batch.received_on.strftime("%d/%m/%Y"),
+        "device_type": code_label(CodeList.DEVICE_TYPE, batch.device_type.value, language),
+        "left": batch.left,
+    }
+    if batch.donor_name:
+        return t("excel.template.batch_label", language, donor=batch.donor_name, **values)
+    return t("excel.template.batch_label_no_donor", language, **values)
+
+
+def template_columns(context: TemplateContext) -> list[ColumnSpec]:
+    columns = list(SPECS[context.kind].columns)
+    if not context.with_school_column:
+        columns = [c for c in columns if c.field != "school_code"]
+    return columns
+
+
+def is_required(column: ColumnSpec, context: TemplateContext) -> bool:
+    return column.required or (column.field == "school_code" and context.with_school_column)
+
+
+def list_values(column: ColumnSpec, context: TemplateContext, language: str) -> list[str] | None:
+    """The drop-down values of a column, or None when it has no list."""
+    if column.codes is None:
+        return None
+    if column.codes is CodeList.GRADE:
+        return [str(grade) for grade in range(MIN_GRADE, MAX_GRADE + 1)]
+    if column.codes is CodeList.PRODUCT:
+        return list(context.products)
+    if column.codes is CodeList.BATCH:
+        return [batch_label(b, language) for b in context.batches] or None
+    return code_labels(column.codes, language)
+
+
+def example_value(column: ColumnSpec, context: TemplateContext, language: str) -> Any:
+    def label(codes: CodeList, value: str) -> str:
+        return code_label(codes, value, language)
+
+    values: dict[str, Any] = {
+        "row_number": t("excel.template.example_mark", language),
+        "school_code": context.school_code or "79785001",
+        "student_code": "7978500123",
+        "full_name": t("excel.example.full_name", language),
+        "date_of_birth": date(2012, 3, 14),
+        "gender": label(CodeList.GENDER, Gender.MALE.value),
+        "class_name": "4A1",
+        "grade": 4,
+        "category": label(CodeList.PRIORITY_GROUP, PriorityGroup.POOR.value),
+        "needs_device": label(CodeList.YES_NO, "yes"),
+        "needs_connectivity": label(CodeList.YES_NO, "no"),
+        "note": t("excel.example.note", language),
+        "source": label(CodeList.SOURCE, DonationSource.OTHER.value),
+        "donor_name": t("excel.example.donor_name", language),
+        "donor_kind": label(CodeList.DONOR_KIND, DonorKind.BUSINESS.value),
+        "donor_contact": t("excel.example.donor_contact", language),
+        "received_on": date(2021, 11, 12),
+        "device_type": label(CodeList.DEVICE_TYPE, DeviceType.LAPTOP.value),
+        "quantity": 20,
+        "make_model": t("excel.example.make_model", language),
+        "condition": label(CodeList.CONDITION, DeviceCondition.NEW.value),
+        "specs": t("excel.example.specs", language),
+        "batch": (
+            batch_label(context.batches[0], language)
+            if context.batches
+            else t("excel.template.batch_example", language)
+        ),
+        "handover_kind": label(CodeList.HANDOVER_KIND, HandoverKind.GIFT.value),
+        "handed_on": date(2021, 11, 13),
+        "dose_number": 1,
+        "given_on": date(2021, 11, 10),
+        "product": context.products[0] if context.products else "COMIRNATY",
+        "product_other_name": None,
+        "place": label(CodeList.PLACE, DosePlace.SCHOOL.value),
+    }
+    return values.get(column.field)
+
+
+def accepted_values(column: ColumnSpec, context: TemplateContext, language: str) -> str:
+    values = list_values(column, context, language)
+    if values:
+        return "; ".join(values)
+    if column.codes is CodeList.BATCH:
+        return t("excel.guide.values_batch_free", language)
+    if column.type is ColumnType.DATE:
+        return t("excel.guide.values_date", language)
+    if column.field in WHOLE_RANGES:
+        minimum, maximum = WHOLE_RANGES[column.field]
+        return t("excel.guide.values_whole", language, minimum=minimum, maximum=maximum)
+    return ""
+
+
+def build_template(
+    context: TemplateContext, language: str = "vi", *, max_bytes: int = 10 * 2**20, max_rows: int = 50_000
+) -> bytes:
+    """The template of `context.kind` as .xlsx bytes."""
+    kind = context.kind
+    columns = template_columns(context)
+    workbook = Workbook()
+    data = workbook.active
+    assert data is not None
+    data.title = t(f"excel.sheet.{kind.value}", language)
+    guide = workbook.create_sheet(t("excel.sheet.guide", language))
+    lists = workbook.create_sheet(t("excel.sheet.lists", language))
+    lists.sheet_state = "hidden"
+
+    _write_data_sheet(data, lists, columns, context, language)
+    _write_guide(guide, data.title, columns, context, language, max_bytes=max_bytes, max_rows=max_rows)
+    workbook.active = 0
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def _write_data_sheet(
+    sheet: Worksheet,
+    lists: Worksheet,
+    columns: Sequence[ColumnSpec],
+    context: TemplateContext,
+    language: str,
+) -> None:
+    guide_name = t("excel.sheet.guide", language)
+    last = get_column_letter(len(columns))
+    sheet.cell(
+        TITLE_ROW, 1, t("excel.template.title", language, kind=t(f"excel.kind.{context.kind}", language))
+    )
+    sheet.cell(TITLE_ROW, 1).font = Font(bold=True, size=14)
+    if context.school_code and not context.with_school_column:
+        note = t(
+            "excel.template.subtitle_school",
+            language,
+            school=context.school_name or "",
+            code=context.school_code,
+            first_row=FIRST_DATA_ROW,
+            guide=guide_name,
+        )
+    else:
+        note = t("excel.template.subtitle_district", language, first_row=FIRST_DATA_ROW, guide=guide_name)
+    sheet.cell(NOTE_ROW, 1, note).font = Font(italic=True)
+    sheet.merge_cells(f"A{TITLE_ROW}:{last}{TITLE_ROW}")
+    sheet.merge_cells(f"A{NOTE_ROW}:{last}{NOTE_ROW}")
+    sheet.row_dimensions[NOTE_ROW].height = 30
+    sheet.cell(NOTE_ROW, 1).alignment = WRAP
+    author = t("excel.annotate.comment_author", language)
+    last_row = HEADER_ROW + VALIDATED_ROWS
+    list_column = 0
+    for index, column in enumerate(columns, start=1):
+        letter = get_column_letter(index)
+        required = is_required(column, context)
+        header = sheet.cell(
+            HEADER_ROW, index, header_text(column, language) + (REQUIRED_MARK if required else "")
+        )
+        header.font = Font(bold=True)
+        header.fill = REQUIRED_FILL if required else HEADER_FILL
+        header.alignment = Alignment(wrap_text=True, vertical="center", horizontal="center")
+        header.border = BORDER
+        comment = Comment(rule_text(column, language), author)
+        comment.width, comment.height = 320, 140
+        header.comment = comment
+        example = sheet.cell(EXAMPLE_ROW, index, example_value(column, context, language))
+        example.font = EXAMPLE_FONT
+        dimension = sheet.column_dimensions[letter]
+        dimension.width = column.width
+        if column.type is ColumnType.DATE:
+            dimension.number_format = DATE_FORMAT
+            example.number_format = DATE_FORMAT
+        elif column.type in (ColumnType.CODE, ColumnType.TEXT, ColumnType.NAME) and column.codes is None:
+            dimension.number_format = TEXT_FORMAT
+        cells = f"{letter}{EXAMPLE_ROW}:{letter}{last_row}"
+        values = list_values(column, context, language)
+        if values:
+            list_column += 1
+            reference = _write_list(lists, list_column, header_text(column, language), values)
+            validation = DataValidation(
+                type="list",
+                formula1=reference,
+                allow_blank=True,
+                showErrorMessage=True,
+                errorTitle=t("excel.template.list_error_title", language),
+                error=t("excel.template.list_error", language, guide=guide_name),
+            )
+        elif column.type is ColumnType.DATE:
+            validation = DataValidation(
+                type="date",
+                operator="between",
+                formula1=f"DATE({DATE_MIN.year},{DATE_MIN.month},{DATE_MIN.day})",
+                formula2=f"DATE({DATE_MAX.year},{DATE_MAX.month},{DATE_MAX.day})",
+                allow_blank=True,
+                showErrorMessage=True,
+                errorStyle="warning",  # a date typed as text (dd/mm/yyyy on an English Excel) is fine
+                errorTitle=t("excel.template.date_error_title", language),
+                error=t("excel.template.date_error", language),
+            )
+        elif column.field in WHOLE_RANGES:
+            minimum, maximum = WHOLE_RANGES[column.field]
+            validation = DataValidation(
+                type="whole",
+                operator="between",
+                formula1=str(minimum),
+                formula2=str(maximum),
+                allow_blank=True,
+                showErrorMessage=True,
+                errorTitle=t("excel.template.whole_error_title", language),
+                error=t("excel.template.whole_error", language, minimum=minimum, maximum=maximum),
+            )
+        else:
+            continue
+        validation.add(cells)
+        sheet.add_data_validation(validation)
+    sheet.row_dimensions[HEADER_ROW].height = 32
+    sheet.freeze_panes = f"A{EXAMPLE_ROW}"
+
+
+def _write_list(sheet: Worksheet, column: int, header: str, values: Sequence[str]) -> str:
+    sheet.cell(1, column, header).font = Font(bold=True)
+    for row, value in enumerate(values, start=2):
+        sheet.cell(row, column, value)
+    letter = get_column_letter(column)
+    sheet.column_dimensions[letter].width = max(12, min(60, max(len(v) for v in values) + 2))
+    return f"{quote_sheetname(sheet.title)}!${letter}$2:${letter}${len(values) + 1}"
+
+
+def _write_guide(
+    sheet: Worksheet,
+    data_title: str,
+    columns: Sequence[ColumnSpec],
+    context: TemplateContext,
+    language: str,
+    *,
+    max_bytes: int,
+    max_rows: int,
+) -> None:
+    kind = context.kind
+    sheet.cell(1, 1, t("excel.guide.title", language, kind=t(f"excel.kind.{kind}", language)))
+    sheet.cell(1, 1).font = Font(bold=True, size=14)
+    intro = t(
+        "excel.guide.intro",
+        language,
+        sheet=data_title,
+        first_row=FIRST_DATA_ROW,
+        max_mb=max_bytes // 2**20,
+        max_rows=f"{max_rows:,}".replace(",", "."),
+        key=t(f"excel.guide.key_{kind.value}", language),
+    )
+    row = 3
+    for line in intro.splitlines():
+        cell = sheet.cell(row, 1, line)
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        sheet.merge_cells(start_row=row, start_column=1, end_row=row, end_column=5)
+        sheet.row_dimensions[row].height = 15 * max(1, -(-len(line) // 120))
+        row += 1
+    row += 1
+    headers = ("table_column", "table_required", "table_rule", "table_values")
+    sheet.cell(row, 1, "#").font = Font(bold=True)
+    for offset, key in enumerate(headers, start=2):
+        cell = sheet.cell(row, offset, t(f"excel.guide.{key}", language))
+        cell.font = Font(bold=True)
+        cell.fill = HEADER_FILL
+        cell.border = BORDER
+    for number, column in enumerate(columns, start=1):
+        row += 1
+        if column.field == "school_code":
+            required = t("excel.guide.required_district", language)
+        elif column.required:
+            required = t("excel.guide.required_yes", language)
+        else:
+            required = t("excel.guide.required_no", language)
+        values = (
+            number,
+            header_text(column, language),
+            required,
+            rule_text(column, language),
+            accepted_values(column, context, language),
+        )
+        for offset, value in enumerate(values, start=1):
+            cell = sheet.cell(row, offset, value)
+            cell.alignment = WRAP
+            cell.border = BORDER
+        longest = max(len(str(values[3])), len(str(values[4])) // 2)
+        sheet.row_dimensions[row].height = 15 * max(1, -(-longest // 60))
+    for letter, width in zip("ABCDE", (5, 24, 18, 70, 50), strict=True):
+        sheet.column_dimensions[letter].width = width
