@@ -20,7 +20,7 @@ from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.comments import Comment
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
@@ -141,8 +141,7 @@ def _mark_row(
             per_cell.setdefault(column, []).append(issue)
     for column, issues in per_cell.items():
         cell = values[column]
-        if not isinstance(cell, WriteOnlyCell):
-            cell = _cell(sheet, cell)
+        cell = _cell(sheet, cell)
         warning_only = all(issue.warning for issue in issues)
         cell.fill = WARNING_FILL if warning_only else ERROR_FILL
         cell.comment = _comment("\n".join(issue_text(i, language) for i in issues), author)
@@ -167,7 +166,7 @@ def _comment(text: str, author: str) -> Comment:
 
 
 def _cell(sheet: WriteOnlyWorksheet, value: Any) -> WriteOnlyCell:
-    if isinstance(value, WriteOnlyCell):
+    if isinstance(value, Cell):
         return value
     cell = WriteOnlyCell(sheet, value=value)
     if isinstance(value, str) and value.startswith("="):

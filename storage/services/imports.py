@@ -45,6 +45,7 @@ from storage.models import (
     Role,
     School,
     SchoolLevel,
+    Student,
     SubmissionTrack,
     VaccineDose,
     VaccineProduct,
@@ -156,9 +157,11 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
 def _validate(
     row: _Row, model: type[BaseModel], data: dict[str, Any], names: dict[str, str | None], today: date
 ) -> Any:
-    """Validate `data` with a domain schema; every refusal lands on the cell it is about."""
+    """Validate `data` with a domain schema; every refusal lands on the cell it is about. Values that
+    are None (a blank optional cell, or a cell already refused) are left to the schema's defaults."""
+    data = {name: value for name, value in data.items() if value is not None}
     try:
-        return model.model_validate(data, context={"today": today})
+        parsed = model.model_validate(data, context={"today": today})
     except ValidationError as exc:
         for error in exc.errors():
             loc = error["loc"]
@@ -175,9 +178,10 @@ def _validate(
                 shown = cell_text(error.get("input"))
                 row.reject(column, DomainError("excel.cell.invalid", value=shown, column=column or ""))
         return None
+    return parsed if row.ok else None
 
 
-def _coerce(row: _Row, name: str, convert: Any, *, optional: bool = True) -> Any:
+def _coerce(row: _Row, name: str, convert: Any) -> Any:
     """A cell converted for the schema; a blank optional cell is None; a refusal marks the cell."""
     if name in row.failed:
         return None
@@ -210,6 +214,12 @@ def _audit(
         "before": before,
         "after": audit.snapshot(row),
     }
+
+
+def _student_id(row: _Row) -> int:
+    """The resolved student's id; 0 when the code was refused (the schema still checks the rest)."""
+    student = row.extra.get("student")
+    return student.id if student is not None else 0
 
 
 async def _write_audit(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
@@ -291,8 +301,12 @@ class _Plan:
             else:
                 row.school = school
 
+    def placed(self) -> list[_Row]:
+        """Rows whose school is known: every cell of them is checked, to say all that is wrong."""
+        return [row for row in self.rows if row.school is not None]
+
     def live(self) -> list[_Row]:
-        """Rows still worth looking at: a school, and no refusal so far."""
+        """Rows still worth comparing with the database: a school, and no refusal so far."""
         return [row for row in self.rows if row.school is not None and row.ok]
 
     def mark_duplicates(self, rows: Sequence[_Row], key: Any, columns: Sequence[str]) -> list[_Row]:
@@ -392,7 +406,7 @@ class _StudentsPlan(_Plan):
     async def plan(self, session: AsyncSession) -> None:
         self.students = StudentService(self.service.sessionmaker, self.clock)
         self.plans: dict[int, tuple[Any, list[_Row]]] = {}
-        for row in self.live():
+        for row in self.placed():
             data = {
                 "code": row.text("student_code"),
                 "full_name": row.text("full_name"),
@@ -401,11 +415,22 @@ class _StudentsPlan(_Plan):
                 "grade": _coerce(row, "grade", cell_int),
                 "gender": _coerce(row, "gender", cell_text),
             }
-            data = {k: v for k, v in data.items() if k not in ("date_of_birth",) or v is not None}
             row.parsed = _validate(row, StudentIn, data, self.NAMES, self.today)
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None], lambda r: r.parsed.code, ["student_code"]
         )
+        # Another school's student: said first, before rules of this school (grades, ages) would.
+        owners: dict[str, int] = {}
+        for chunk in _chunks([row.parsed.code for row in rows]):
+            result = await session.execute(
+                select(Student.code, Student.school_id).where(Student.code.in_(chunk))
+            )
+            owners.update({code: school_id for code, school_id in result})
+        for row in rows:
+            owner = owners.get(row.parsed.code)
+            if row.school is not None and owner is not None and owner != row.school.id:
+                row.reject("student_code", DomainError("students.code_in_other_school", code=row.parsed.code))
+        rows = [row for row in rows if row.ok]
         by_school: dict[int, list[_Row]] = defaultdict(list)
         for row in rows:
             assert row.school is not None
@@ -433,20 +458,18 @@ class _NeedsPlan(_Plan):
     NAMES: dict[str, str | None] = {"student_id": "student_code"}
 
     async def plan(self, session: AsyncSession) -> None:
-        live = self.live()
-        await self.students_by_code(session, live)
-        await self.refuse_locked(session, live, SubmissionTrack.PROGRAM, "needs.locked")
-        for row in self.live():
-            student = row.extra["student"]
+        placed = self.placed()
+        await self.students_by_code(session, placed)
+        await self.refuse_locked(session, self.live(), SubmissionTrack.PROGRAM, "needs.locked")
+        for row in placed:
             data = {
-                "student_id": student.id,
+                "student_id": _student_id(row),
                 "category": _coerce(row, "category", parse_priority),
                 "needs_device": bool(_coerce(row, "needs_device", cell_yes_no)),
                 "needs_connectivity": bool(_coerce(row, "needs_connectivity", cell_yes_no)),
                 "note": row.text("note"),
             }
-            if row.ok:
-                row.parsed = _validate(row, NeedIn, data, self.NAMES, self.today)
+            row.parsed = _validate(row, NeedIn, data, self.NAMES, self.today)
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None], lambda r: r.parsed.student_id, ["student_code"]
         )
@@ -524,9 +547,9 @@ class _DosesPlan(_Plan):
     NAMES: dict[str, str | None] = {"student_id": "student_code", "product_id": "product"}
 
     async def plan(self, session: AsyncSession) -> None:
-        live = self.live()
-        await self.students_by_code(session, live)
-        await self.refuse_locked(session, live, SubmissionTrack.VACCINE, "vaccines.locked")
+        placed = self.placed()
+        await self.students_by_code(session, placed)
+        await self.refuse_locked(session, self.live(), SubmissionTrack.VACCINE, "vaccines.locked")
         products = {p.id: p for p in await session.scalars(select(VaccineProduct))}
         by_key: dict[str, VaccineProduct] = {}
         for product in sorted(products.values(), key=lambda p: (not p.active, p.sort_order, p.id)):
@@ -543,19 +566,18 @@ class _DosesPlan(_Plan):
             parsed = cell_date(value)
             return parsed if isinstance(parsed, date) else parse_date(parsed, self.today, allow_future=True)
 
-        for row in self.live():
+        for row in placed:
             product = _coerce(row, "product", product_of)
             data = {
-                "student_id": row.extra["student"].id,
+                "student_id": _student_id(row),
                 "dose_number": _coerce(row, "dose_number", cell_int),
                 "given_on": _coerce(row, "given_on", given_on),
                 "product_id": product.id if product is not None else None,
                 "product_other_name": row.text("product_other_name"),
                 "place": _coerce(row, "place", parse_place),
             }
-            if row.ok:
-                row.parsed = _validate(row, DoseIn, data, self.NAMES, self.today)
-                row.extra["product"] = product
+            row.parsed = _validate(row, DoseIn, data, self.NAMES, self.today)
+            row.extra["product"] = product
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None],
             lambda r: (r.parsed.student_id, r.parsed.dose_number),
@@ -670,7 +692,7 @@ class _BatchesPlan(_Plan):
     NEW_DONOR = -1  # a donor this import adds: the schema only needs to know there is one
 
     async def plan(self, session: AsyncSession) -> None:
-        live = self.live()
+        live = self.placed()
         schools = sorted({row.school.id for row in live if row.school is not None})
         locked: set[int] = set()
         for school_id in schools:
@@ -694,7 +716,7 @@ class _BatchesPlan(_Plan):
             ):
                 batches[(school_id, batch.donor_id, batch.received_on, batch.device_type)].append(batch)
         self.new_donors: dict[tuple[int, str], DonorIn] = {}
-        for row in self.live():
+        for row in live:
             assert row.school is not None
             donor_id: int | None = None
             if not row.blank("donor_name"):
@@ -717,8 +739,6 @@ class _BatchesPlan(_Plan):
                 "specs": row.text("specs"),
                 "note": row.text("note"),
             }
-            if not row.ok:
-                continue
             parsed = _validate(row, BatchIn, data, self.NAMES, self.today)
             if parsed is None:
                 continue
@@ -882,7 +902,7 @@ class _HandoversPlan(_Plan):
     }
 
     async def plan(self, session: AsyncSession) -> None:
-        live = self.live()
+        live = self.placed()
         await self.students_by_code(session, live)
         for school_id in sorted({row.school.id for row in live if row.school is not None}):
             try:
@@ -891,31 +911,27 @@ class _HandoversPlan(_Plan):
                 for row in live:
                     if row.school is not None and row.school.id == school_id:
                         row.reject(None, error)
-        refs = {id(row): _coerce(row, "batch", parse_batch_ref) for row in self.live()}
+        refs = {id(row): _coerce(row, "batch", parse_batch_ref) for row in live}
         wanted = sorted({ref for ref in refs.values() if ref is not None})
         batches: dict[int, DonationBatch] = {}
         for chunk in _chunks(wanted):
             for batch in await session.scalars(select(DonationBatch).where(DonationBatch.id.in_(chunk))):
                 batches[batch.id] = batch
-        for row in self.live():
+        for row in live:
             ref = refs.get(id(row))
-            if ref is None:
-                continue
-            batch = batches.get(ref)
-            if batch is None or row.school is None or batch.school_id != row.school.id:
+            batch = batches.get(ref) if ref is not None else None
+            if ref is not None and (batch is None or row.school is None or batch.school_id != row.school.id):
                 row.reject("batch", DomainError("excel.batch.unknown", batch=ref))
-                continue
+                batch = None
             data = {
-                "batch_id": batch.id,
-                "student_id": row.extra["student"].id,
+                "batch_id": batch.id if batch is not None else 0,
+                "student_id": _student_id(row),
                 "kind": _coerce(row, "handover_kind", parse_handover_kind),
                 "handed_on": _coerce(row, "handed_on", cell_date),
                 "note": row.text("note"),
             }
-            if not row.ok:
-                continue
             parsed = _validate(row, HandoverIn, data, self.NAMES, self.today)
-            if parsed is None:
+            if parsed is None or batch is None:
                 continue
             try:
                 check_event_date(parsed.handed_on, self.today)
