@@ -205,9 +205,8 @@ async def main(args: argparse.Namespace) -> None:
     built = statistics.median(run["seconds"] for run in report_runs)
     last = report_runs[-1]
     print(f"raw xlsxwriter (constant_memory, write_row): {raw:.2f} s  (runs: {_fmt(raw_times)})")
-    print(
-        f"district report, end to end:                 {built:.2f} s  (runs: {_fmt(r['seconds'] for r in report_runs)})"
-    )
+    runs = _fmt(r["seconds"] for r in report_runs)
+    print(f"district report, end to end:                 {built:.2f} s  (runs: {runs})")
     print(f"ratio report / raw writer: {built / raw:.2f}  (goal ≤ 1.5)")
     print(
         f"memory above baseline ({last['rss_baseline']:.0f} MB): peak "
@@ -222,7 +221,8 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"event loop latency while building ({last['ticks']} ticks of 10 ms): "
         f"p50 {statistics.median(r['p50_ms'] for r in report_runs):.1f} ms, "
-        f"p99 {max(r['p99_ms'] for r in report_runs):.1f} ms, max {max(r['max_ms'] for r in report_runs):.1f} ms"
+        f"p99 {max(r['p99_ms'] for r in report_runs):.1f} ms, "
+        f"max {max(r['max_ms'] for r in report_runs):.1f} ms"
     )
     print(f"workbook: {last['bytes'] / 1e6:.1f} MB, {last['rows']:,} data rows; {last['summary']}")
     with contextlib.suppress(OSError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from pydantic import ValidationError
 
 from bot.texts import load, t
@@ -23,6 +25,11 @@ def render_error(exc: Exception, language: str | None = None) -> str:
                 lines.append(t("errors.field_invalid", language, field=field, detail=error["msg"]))
         return "\n".join(lines)
     return t("errors.unexpected", language)
+
+
+def render_error_html(exc: Exception, language: str | None = None) -> str:
+    """`render_error` for a chat message in HTML parse mode: values the person typed (`<3`) are escaped."""
+    return html.escape(render_error(exc, language), quote=False)
 
 
 def _domain_text(code: str, params: dict[str, object], language: str | None) -> str:

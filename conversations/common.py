@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
 from telegram import Message, Update
 from telegram.ext import (
     BaseHandler,
@@ -28,7 +29,7 @@ from telegram.ext import (
 
 from bot.access import refusal_key
 from bot.context import BotContext
-from bot.errors import render_error
+from bot.errors import render_error_html
 from bot.keyboards import main_menu, rows
 from bot.menus import BY_NAME, COMMANDS, keyboard_commands
 from bot.replies import ReplyMarkup, answer_alert, close_buttons, reply
@@ -113,7 +114,7 @@ class Turn:
 
     async def retry(self, error: Exception | str) -> int | None:
         """Stay at this step: say what is wrong and how to fix it."""
-        message = error if isinstance(error, str) else render_error(error, self.language)
+        message = error if isinstance(error, str) else render_error_html(error, self.language)
         if self.update.callback_query is not None:
             await self.update.callback_query.answer()
         await reply_plain(self.update, message)
@@ -195,7 +196,7 @@ class Flow(abc.ABC):
             try:
                 return await callback(turn)
             except DomainError as exc:
-                await reply(update, render_error(exc, turn.language))
+                await reply(update, render_error_html(exc, turn.language))
                 return END
 
         return CallbackQueryHandler(self._entry_guard(start), pattern=f"^{self.name}:{pattern}")
@@ -262,9 +263,27 @@ class Flow(abc.ABC):
                 await reply(update, context.text(update, refusal))
                 return END
             assert staff is not None
+            other = await self._other_open_flow(update, context)
+            if other is not None:
+                # One flow at a time: the answers typed next must not go to the wrong one.
+                await reply(
+                    update, context.text(update, "core.busy_other", title=context.text(update, other))
+                )
+                return END
             return await callback(update, context, staff)
 
         return handler
+
+    async def _other_open_flow(self, update: Update, context: BotContext) -> str | None:
+        """The title key of another flow the person is in the middle of, if any."""
+        user = update.effective_user
+        if user is None:
+            return None
+        titles: dict[str, str] = getattr(context.application, "flow_titles", {})
+        for flow in await context.services.drafts.active_flows(user.id):
+            if flow != self.name and flow in titles:
+                return titles[flow]
+        return None
 
     def _guard(self, callback: StepCallback) -> Any:
         """Every step re-checks access (a deactivated account stops at once) and loads the draft."""
@@ -282,7 +301,7 @@ class Flow(abc.ABC):
                 return END
             try:
                 return await callback(turn)
-            except DomainError as exc:
+            except (DomainError, ValidationError) as exc:
                 return await turn.retry(exc)
 
         return handler

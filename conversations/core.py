@@ -13,7 +13,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Mess
 
 from bot.access import requires
 from bot.context import BotContext
-from bot.errors import render_error
+from bot.errors import render_error_html
 from bot.keyboards import rows
 from bot.menus import commands_for
 from bot.replies import answer_alert, reply
@@ -65,7 +65,7 @@ async def start(update: Update, context: BotContext) -> None:
             user.id, code, full_name=user.full_name, username=user.username or "", language=language
         )
     except DomainError as exc:
-        await reply(update, render_error(exc, language))
+        await reply(update, render_error_html(exc, language))
         return
     context.forget_staff()
     text = t("core.registered", staff.language, details=describe(staff, staff.language))
@@ -110,7 +110,19 @@ async def set_language(update: Update, context: BotContext, staff: StaffOut) -> 
 
 
 @requires(Action.ASK)
-async def cancel_nothing(update: Update, context: BotContext, staff: StaffOut) -> None:
+async def cancel_outside(update: Update, context: BotContext, staff: StaffOut) -> None:
+    """/cancel that no flow took: drop any draft left open (e.g. a flow ended by a lost access)."""
+    user_id = update.effective_user.id  # type: ignore[union-attr]
+    titles: dict[str, str] = getattr(context.application, "flow_titles", {})
+    open_flows = [f for f in await context.services.drafts.active_flows(user_id) if f in titles]
+    for flow in open_flows:
+        await context.services.drafts.discard(user_id, flow)
+    if open_flows:
+        names = ", ".join(t(titles[f], staff.language) for f in open_flows)
+        await reply(
+            update, t("core.drafts_cancelled", staff.language, titles=names), menu_for(context, staff)
+        )
+        return
     await reply(update, t("core.nothing_to_cancel", staff.language), menu_for(context, staff))
 
 
@@ -164,7 +176,7 @@ def handlers() -> list[BaseHandler[Update, BotContext, Any]]:
         CommandHandler("help", help_command),
         CommandHandler("lang", choose_language),
         CallbackQueryHandler(set_language, pattern="^lang:"),
-        CommandHandler("cancel", cancel_nothing),
+        CommandHandler("cancel", cancel_outside),
         CommandHandler("resume", resume),
         CallbackQueryHandler(discard, pattern="^discard:"),
     ]

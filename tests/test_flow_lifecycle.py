@@ -149,3 +149,39 @@ async def timeout_transcript(services, harness) -> None:
         assert teacher.last_text() == "Step 3: quantity?"
     finally:
         await app.stop()
+
+
+async def test_one_flow_at_a_time_in_both_directions(services, db_url):
+    from tests.sample_flow import PickerFlow
+
+    await make_world(services)
+    async with running_harness(services, db_url, SampleFlow(), PickerFlow()) as harness:
+        teacher = harness.person("teacher")
+        await teacher.send("/pickdemo")  # registered after /sample
+        await teacher.send("/sample")
+        assert "đang nhập dở" in teacher.last_text()
+        assert await services.drafts.get(teacher.id, "sample") is None
+        await teacher.send("nguyen van an")  # still answers the picker
+        assert "2 học sinh" in teacher.last_text()
+
+
+async def test_cancel_outside_a_flow_drops_a_draft_left_open(services, flow_harness):
+    world = await make_world(services)
+    teacher = flow_harness.person("teacher")
+    await teacher.send("/sample")
+    await teacher.send("Lan")
+    await services.staff.set_active(world.staff_ids["teacher"], False)
+    await teacher.send("hôm nay")  # the flow ends: access is gone, the draft stays
+    await services.staff.set_active(world.staff_ids["teacher"], True)
+    await teacher.send("/cancel")
+    assert "Đã huỷ việc đang nhập dở" in teacher.last_text()
+    assert await services.drafts.active_flows(teacher.id) == []
+
+
+async def test_typed_html_in_an_answer_is_escaped_in_the_hint(services, flow_harness):
+    await make_world(services)
+    teacher = flow_harness.person("teacher")
+    await teacher.send("/sample")
+    await teacher.send("Lan")
+    await teacher.send("<3")
+    assert "«&lt;3»" in teacher.last_text()

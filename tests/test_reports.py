@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zipfile
 from collections import Counter, defaultdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from io import BytesIO
 from typing import Any
 
@@ -808,3 +808,31 @@ async def test_empty_district_gives_a_workbook_with_zero_totals(services: Servic
 
 def test_today_is_the_directive_day(clock: Any) -> None:
     assert clock.today() == date(2021, 11, 15)
+
+
+async def test_a_report_reads_one_snapshot_and_never_blocks_writers(
+    services: Services, rw: ReportWorld
+) -> None:
+    """A need entered while the report streams is written at once (no lock held by the report), and
+    the report shows neither it in its list nor in its totals: one consistent snapshot."""
+    written = []
+
+    async def progress(update: Any) -> None:
+        if update.stage == "needs_students" and not written:
+            async with services.sessionmaker.begin() as session:
+                session.add(
+                    NeedRecord(
+                        student_id=rw.students["HS0008"],
+                        category=PriorityGroup.POOR,
+                        entered_at=datetime(2021, 11, 10, 2, 0, tzinfo=UTC),
+                    )
+                )
+            written.append(True)
+
+    report = await services.reports.build("needs", ReportScope.district(rw.district_id), progress=progress)
+    assert written == [True]
+    wb = open_workbook(report.content)
+    assert read_table(wb, "needs", needs_columns(W)).totals[-1]["needs_total"] == 6
+    assert len(read_table(wb, "needs_students", stream_columns(W, "needs_students")).rows) == 6
+    again = await services.reports.build("needs", ReportScope.district(rw.district_id))
+    assert read_table(open_workbook(again.content), "needs", needs_columns(W)).totals[-1]["needs_total"] == 7

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 HOST = "127.0.0.1"
+LOCAL_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # A fixed fake token: the sandbox's bot never talks to Telegram.
 SANDBOX_BOT_ID = 7000000001
 SANDBOX_TOKEN = f"{SANDBOX_BOT_ID}:SANDBOX-not-a-real-token"
@@ -318,6 +319,7 @@ class ChangeFeed:
         self._counter = 0
         self._event = asyncio.Event()
         self.closed = False
+        self.waiting = 0  # page requests waiting now
 
     def changed(self, chat_id: int) -> None:
         self._counter += 1
@@ -331,12 +333,16 @@ class ChangeFeed:
     async def wait(self, chat_id: int, after: int, timeout: float) -> int:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.version(chat_id) <= after and not self.closed:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), remaining)
+        self.waiting += 1
+        try:
+            while self.version(chat_id) <= after and not self.closed:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._event.wait(), remaining)
+        finally:
+            self.waiting -= 1
         return self.version(chat_id)
 
     def close(self) -> None:
@@ -461,6 +467,12 @@ class Sandbox:
         http, self.http = self.http, None
         if http is not None:
             http.stop()
+            # Let the pages' waiting requests answer before their connections close (bounded).
+            for _ in range(100):
+                if self.feed is None or not self.feed.waiting:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
             await http.close_all_connections()
         services, self.services = self.services, None
         if services is not None:
@@ -561,7 +573,10 @@ class PageApiHandler(tornado.web.RequestHandler):
         self.sandbox = sandbox
 
     def prepare(self) -> None:
-        # Another web site open in the same browser may not post to the sandbox.
+        # Only this machine's own names (no DNS rebinding), and another web site open in the same
+        # browser may not post to the sandbox.
+        if self.request.host_name not in LOCAL_NAMES:
+            raise tornado.web.HTTPError(403)
         origin = self.request.headers.get("Origin")
         if (
             self.request.method != "GET"

@@ -374,7 +374,7 @@ RECOGNITION_ORDER = (
 ERROR_FIELDS: dict[str, str] = {
     "students.class_grade_mismatch": "class_name",
     "students.grade_not_in_school": "class_name",
-    "students.grade_invalid": "grade",
+    "students.grade_invalid": "class_name",
     "students.age_grade_mismatch": "date_of_birth",
     "students.birth_year_out_of_range": "date_of_birth",
     "students.code_in_other_school": "student_code",
@@ -424,6 +424,11 @@ PRIORITY_WORDS: dict[str, PriorityGroup] = {
     "khokhankhac": PriorityGroup.OTHER_HARDSHIP,
     "khokhan": PriorityGroup.OTHER_HARDSHIP,
     "hoancanhkhokhan": PriorityGroup.OTHER_HARDSHIP,
+    "poorhousehold": PriorityGroup.POOR,
+    "nearpoorhousehold": PriorityGroup.NEAR_POOR,
+    "nearpoor": PriorityGroup.NEAR_POOR,
+    "parentdiedofcovid19": PriorityGroup.COVID_ORPHAN,
+    "covid19orphan": PriorityGroup.COVID_ORPHAN,
 }
 YES_WORDS = frozenset({"co", "c", "x", "1", "yes", "y", "true", "dung", "can"})
 NO_WORDS = frozenset({"khong", "k", "ko", "0", "no", "n", "false", "sai", ""})
@@ -439,6 +444,8 @@ PLACE_WORDS: dict[str, DosePlace] = {
     "taitramyte": DosePlace.COMMUNITY,
     "noikhac": DosePlace.ELSEWHERE,
     "khac": DosePlace.ELSEWHERE,
+    "atschool": DosePlace.SCHOOL,
+    "inthecommunity": DosePlace.COMMUNITY,
 }
 # The devices schema's own words, as folded keys, and the template's longer labels.
 SOURCE_KEYS: dict[str, DonationSource] = {
@@ -447,13 +454,29 @@ SOURCE_KEYS: dict[str, DonationSource] = {
     "chuongtrinhsongvamaytinhchoem4831": DonationSource.PROGRAM,
     "songvamaytinhchoem4831": DonationSource.PROGRAM,
     "nguonkhac4832": DonationSource.OTHER,
+    "programme": DonationSource.PROGRAM,
+    "wavesandcomputersforchildrenprogramme": DonationSource.PROGRAM,
+    "wavesandcomputersforchildrenprogramme4831": DonationSource.PROGRAM,
+    "othersource": DonationSource.OTHER,
+    "othersource4832": DonationSource.OTHER,
 }
-DONOR_KIND_KEYS: dict[str, DonorKind] = _keys(DONOR_KIND_WORDS)
-DEVICE_TYPE_KEYS: dict[str, DeviceType] = _keys(DEVICE_TYPE_WORDS)
+DONOR_KIND_KEYS: dict[str, DonorKind] = {
+    **_keys(DONOR_KIND_WORDS),
+    "organization": DonorKind.ORGANISATION,
+    "agencyorunit": DonorKind.AGENCY,
+    "unit": DonorKind.AGENCY,
+}
+DEVICE_TYPE_KEYS: dict[str, DeviceType] = {
+    **_keys(DEVICE_TYPE_WORDS),
+    "desktopcomputer": DeviceType.DESKTOP,
+    "laptopcomputer": DeviceType.LAPTOP,
+    "mobilephone": DeviceType.PHONE,
+}
 CONDITION_KEYS: dict[str, DeviceCondition] = _keys(CONDITION_WORDS)
 HANDOVER_KIND_KEYS: dict[str, HandoverKind] = {
     **_keys(HANDOVER_KIND_WORDS),
     "chomuontamdenkhihethoctructuyen": HandoverKind.LOAN,
+    "lent": HandoverKind.LOAN,
 }
 
 

@@ -77,6 +77,19 @@ class DraftService(ServiceBase):
                     return draft
             return None
 
+    async def active_flows(self, telegram_user_id: int) -> list[str]:
+        """Flows the person is in the middle of (a step, not paused by a timeout), newest first."""
+        async with self.sessionmaker() as session:
+            rows = await session.scalars(
+                select(ConversationDraft)
+                .where(
+                    ConversationDraft.telegram_user_id == telegram_user_id,
+                    ConversationDraft.step.is_not(None),
+                )
+                .order_by(ConversationDraft.updated_at.desc(), ConversationDraft.id.desc())
+            )
+            return [row.flow for row in rows if not row.data.get(SUSPENDED)]
+
     async def suspend(self, telegram_user_id: int, flow: str) -> None:
         """Keep the draft for /resume without restoring its conversation on restart."""
         async with self.sessionmaker.begin() as session:

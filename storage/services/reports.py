@@ -21,9 +21,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import AccessDenied, DomainError, NotFound
 from storage.models import CompiledReport, District, ReportingRound, Role, School, SchoolLevel, Staff
@@ -483,47 +482,16 @@ class ReportService(ServiceBase):
 
     @contextlib.asynccontextmanager
     async def _read_session(self) -> AsyncIterator[AsyncSession]:
-        engine: AsyncEngine = self.sessionmaker.kw["bind"]
-        if engine.dialect.name == "sqlite":
-            url = engine.url
-            database = url.database or ""
-            if database and database != ":memory:":
-                # The bot's engine starts every transaction with BEGIN IMMEDIATE (the write lock);
-                # a report reads for seconds, so it gets its own engine with a deferred BEGIN: a WAL
-                # read snapshot that lets everyone else keep writing.
-                reader = _sqlite_reader(url.render_as_string(hide_password=False))
-                try:
-                    async with async_sessionmaker(reader, expire_on_commit=False)() as session:
-                        yield session
-                finally:
-                    await reader.dispose()
-                return
-            async with self.sessionmaker() as session:
-                yield session
-            return
+        """One read transaction for the whole report, so totals and lists agree even while people
+        keep entering records: SQLite's read sessions begin DEFERRED (a WAL snapshot that holds no
+        lock, see storage.db); PostgreSQL gets a REPEATABLE READ, READ ONLY transaction."""
         async with self.sessionmaker() as session:
-            await session.connection(
-                execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
-            )
+            bind = session.bind
+            if bind is not None and bind.dialect.name == "postgresql":
+                await session.connection(
+                    execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+                )
             yield session
-
-
-def _sqlite_reader(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 15})
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=15000")
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN DEFERRED")
-
-    return engine
 
 
 def _permitted(who: Requester, scope: ReportScope, school_level: SchoolLevel | None) -> bool:

@@ -1,0 +1,479 @@
+"""/donation: a batch of donated devices received by the school (menu 4.8.3).
+
+source (programme 4.8.3.1 / other source 4.8.3.2) -> donor (other sources: one of the school's known
+donors, or a new one: name -> kind -> contact) -> date received -> quantity -> device type -> make and
+model -> new or used -> specs (optional) -> photo of the receipt (optional) -> summary with Edit /
+Confirm / Cancel. Nothing is written before Confirm: a new donor is added together with the batch.
+The confirmation says when the entry is late (more than one day after receipt) and by when the
+district reports the batch's handovers (5 days after receipt).
+
+The photo, label and message helpers here are shared with /handover, /return and /my.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+from telegram import InlineKeyboardMarkup, Update
+from telegram.ext import BaseHandler
+
+from bot.context import BotContext
+from bot.keyboards import confirm_choices, date_choices, rows
+from bot.replies import ReplyMarkup
+from bot.texts import t
+from conversations.common import Flow, Turn, option_rows
+from conversations.pickers import parse_picked_date
+from storage.errors import DomainError
+from storage.models import DeviceCondition, DeviceType, DonationSource, DonorKind
+from storage.rules import district_report_deadline, is_late_entry
+from storage.schemas.devices import (
+    CONDITION_WORDS,
+    DEVICE_TYPE_WORDS,
+    DONOR_KIND_WORDS,
+    MAX_DONOR_NAME,
+    MAX_MAKE_MODEL,
+    MAX_SPECS,
+    SOURCE_WORDS,
+    BatchIn,
+    BatchOut,
+    DonorIn,
+    DonorOut,
+    parse_coded,
+)
+from storage.schemas.parsing import clean_text, parse_quantity
+from storage.schemas.students import show_date
+from storage.text import fold
+
+Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
+MAX_DONOR_BUTTONS = 12  # more known donors than this: type part of the name to find one
+MAX_CONTACT = 300  # as DonorIn keeps it
+
+
+# --- helpers shared by the device flows -----------------------------------------------------------
+
+
+def shown_date(value: str | date) -> str:
+    """An ISO date from the draft (or a date) as the person reads it: 15/11/2021."""
+    return show_date(date.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def device_name(device_type: DeviceType | str, language: str) -> str:
+    return t(f"devices.device_name.{DeviceType(device_type).value}", language)
+
+
+def photo_file_id(turn: Turn) -> str | None:
+    """The file id of a photo sent (or an image sent as a file); None for anything else."""
+    message = turn.message
+    if message is None:
+        return None
+    if message.photo:
+        return message.photo[-1].file_id
+    document = message.document
+    if document is not None and (document.mime_type or "").startswith("image/"):
+        return document.file_id
+    return None
+
+
+async def send(turn: Turn, text: str, markup: ReplyMarkup = None) -> None:
+    """One more message after the turn's reply (a tapped button is already answered)."""
+    chat = turn.update.effective_chat
+    if chat is not None:
+        await chat.send_message(text, reply_markup=markup)
+
+
+def skip_keyboard(flow: Flow, language: str, field: str) -> InlineKeyboardMarkup:
+    return rows([(t("core.skip", language), flow.cb(field, "skip"))])
+
+
+def edit_keyboard(turn: Turn, flow: Flow, fields: list[str], text_prefix: str) -> InlineKeyboardMarkup:
+    """The summary's "Edit": one button per answer, and back to the summary."""
+    options = [(turn.text(f"{text_prefix}.field.{key}"), flow.cb("field", key)) for key in fields]
+    back = (turn.text("devices.back_to_summary"), flow.cb("field", "back"))
+    return rows(*option_rows(options), [back])
+
+
+# --- the flow -------------------------------------------------------------------------------------
+
+
+class Step(enum.IntEnum):
+    SOURCE = 1
+    DONOR = 2
+    DONOR_NAME = 3
+    DONOR_KIND = 4
+    DONOR_CONTACT = 5
+    RECEIVED = 6
+    QUANTITY = 7
+    DEVICE_TYPE = 8
+    MAKE_MODEL = 9
+    CONDITION = 10
+    SPECS = 11
+    PHOTO = 12
+    SUMMARY = 13
+    EDIT = 14
+
+
+# Summary "Edit": answer -> the step that asks it again.
+EDITABLE = {
+    "source": Step.SOURCE,
+    "donor": Step.DONOR,
+    "received_on": Step.RECEIVED,
+    "quantity": Step.QUANTITY,
+    "device_type": Step.DEVICE_TYPE,
+    "make_model": Step.MAKE_MODEL,
+    "condition": Step.CONDITION,
+    "specs": Step.SPECS,
+    "photo": Step.PHOTO,
+}
+
+
+class DonationFlow(Flow):
+    name = "donation"
+    command = "donation"
+    title_key = "devices.donation.title"
+    summary_state = Step.SUMMARY
+
+    # --- questions ------------------------------------------------------------------------------
+
+    async def begin(self, turn: Turn) -> int:
+        return await turn.ask(Step.SOURCE)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        language = turn.language
+        if state == Step.SOURCE:
+            options = [
+                (turn.text(f"devices.source.{s.value}"), self.cb("source", s.value)) for s in DonationSource
+            ]
+            await turn.reply(turn.text("devices.donation.source_question"), rows(*[[o] for o in options]))
+        elif state == Step.DONOR:
+            await self._ask_donor(turn)
+        elif state == Step.DONOR_NAME:
+            await turn.reply(turn.text("devices.donation.donor_name_question"))
+        elif state == Step.DONOR_KIND:
+            options = [
+                (turn.text(f"devices.donor_kind.{k.value}"), self.cb("kind", k.value)) for k in DonorKind
+            ]
+            name = html.escape(turn.draft["new_donor"]["name"])
+            await turn.reply(
+                turn.text("devices.donation.donor_kind_question", name=name), rows(*option_rows(options))
+            )
+        elif state == Step.DONOR_CONTACT:
+            text = turn.text("devices.donation.donor_contact_question")
+            await turn.reply(text, skip_keyboard(self, language, "contact"))
+        elif state == Step.RECEIVED:
+            await turn.reply(
+                turn.text("devices.donation.date_question"), date_choices(self.cb("date"), language)
+            )
+        elif state == Step.QUANTITY:
+            await turn.reply(turn.text("devices.donation.quantity_question"))
+        elif state == Step.DEVICE_TYPE:
+            options = [
+                (turn.text(f"devices.device_type.{d.value}"), self.cb("type", d.value)) for d in DeviceType
+            ]
+            await turn.reply(turn.text("devices.donation.type_question"), rows(*option_rows(options)))
+        elif state == Step.MAKE_MODEL:
+            await turn.reply(turn.text("devices.donation.make_model_question"))
+        elif state == Step.CONDITION:
+            options = [
+                (turn.text(f"devices.condition.{c.value}"), self.cb("cond", c.value)) for c in DeviceCondition
+            ]
+            await turn.reply(turn.text("devices.donation.condition_question"), rows(options))
+        elif state == Step.SPECS:
+            await turn.reply(
+                turn.text("devices.donation.specs_question"), skip_keyboard(self, language, "specs")
+            )
+        elif state == Step.PHOTO:
+            await turn.reply(
+                turn.text("devices.donation.photo_question"), skip_keyboard(self, language, "photo")
+            )
+        elif state == Step.SUMMARY:
+            await turn.reply(self._summary_text(turn), confirm_choices(self.cb(), language))
+        elif state == Step.EDIT:
+            fields = [k for k in EDITABLE if k != "donor" or turn.draft.get("source") == DonationSource.OTHER]
+            await turn.reply(
+                turn.text("devices.edit_question"), edit_keyboard(turn, self, fields, "devices.donation")
+            )
+
+    async def _ask_donor(self, turn: Turn) -> None:
+        donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
+        query = turn.draft.get("_donor_query")
+        if query:
+            donors = matching_donors(donors, query)
+            text = turn.text("devices.donation.donor_filtered", query=html.escape(query))
+        elif donors:
+            text = turn.text("devices.donation.donor_question")
+        else:
+            text = turn.text("devices.donation.donor_question_empty")
+        buttons = [[(d.name, self.cb("donor", d.id))] for d in donors[:MAX_DONOR_BUTTONS]]
+        extra = [(turn.text("devices.donation.donor_add"), self.cb("donor", "new"))]
+        if query:
+            extra.append((turn.text("devices.donation.donor_all"), self.cb("donor", "all")))
+        await turn.reply(text, rows(*buttons, extra))
+
+    def _donor_text(self, turn: Turn) -> str:
+        draft = turn.draft
+        if draft.get("source") != DonationSource.OTHER:
+            return turn.text("devices.donation.donor_program")
+        new = draft.get("new_donor")
+        if new and "donor_id" not in draft:
+            kind = turn.text(f"devices.donor_kind.{new['kind']}")
+            return turn.text("devices.donation.donor_new", name=html.escape(new["name"]), kind=kind)
+        kind = turn.text(f"devices.donor_kind.{draft['donor_kind']}")
+        return turn.text("devices.donation.donor_line", name=html.escape(draft["donor_name"]), kind=kind)
+
+    def _summary_text(self, turn: Turn) -> str:
+        draft, none = turn.draft, turn.text("devices.none")
+        text = turn.text(
+            "devices.donation.summary",
+            source=turn.text(f"devices.source_name.{draft['source']}"),
+            donor=self._donor_text(turn),
+            received_on=shown_date(draft["received_on"]),
+            quantity=draft["quantity"],
+            device_type=device_name(draft["device_type"], turn.language),
+            make_model=html.escape(draft["make_model"]),
+            condition=turn.text(f"devices.condition_name.{draft['condition']}"),
+            specs=html.escape(draft.get("specs") or "") or none,
+            photo=turn.text("devices.photo_attached") if draft.get("photo") else none,
+        )
+        clock = turn.context.services.clock
+        if is_late_entry(date.fromisoformat(draft["received_on"]), clock.now(), clock.tz):
+            text += "\n\n" + turn.text("devices.late_preview")
+        return text
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def steps(self) -> Handlers:
+        press = self.on_text(self.press_button)
+        return {
+            Step.SOURCE: [self.on_button(r"source:\w+$", self.on_source), self.on_text(self.on_source)],
+            Step.DONOR: [
+                self.on_button(r"donor:\d+$", self.on_donor),
+                self.on_button("donor:new$", self.on_donor_new),
+                self.on_button("donor:all$", self.on_donor_all),
+                self.on_text(self.on_donor_typed),
+            ],
+            Step.DONOR_NAME: [self.on_text(self.on_donor_name)],
+            Step.DONOR_KIND: [
+                self.on_button(r"kind:\w+$", self.on_donor_kind),
+                self.on_text(self.on_donor_kind),
+            ],
+            Step.DONOR_CONTACT: [
+                self.on_button("contact:skip$", self.on_donor_contact),
+                self.on_text(self.on_donor_contact),
+            ],
+            Step.RECEIVED: [self.on_button("date:", self.on_received), self.on_text(self.on_received)],
+            Step.QUANTITY: [self.on_text(self.on_quantity)],
+            Step.DEVICE_TYPE: [
+                self.on_button(r"type:\w+$", self.on_device_type),
+                self.on_text(self.on_device_type),
+            ],
+            Step.MAKE_MODEL: [self.on_text(self.on_make_model)],
+            Step.CONDITION: [
+                self.on_button(r"cond:\w+$", self.on_condition),
+                self.on_text(self.on_condition),
+            ],
+            Step.SPECS: [self.on_button("specs:skip$", self.on_specs), self.on_text(self.on_specs)],
+            Step.PHOTO: [
+                self.on_photo(self.on_photo_sent),
+                self.on_document(self.on_photo_sent),
+                self.on_button("photo:skip$", self.on_photo_skip),
+                self.on_text(self.on_photo_sent),
+            ],
+            Step.SUMMARY: [
+                self.on_button("confirm$", self.on_confirm),
+                self.on_button("edit$", self.on_edit),
+                press,
+            ],
+            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+        }
+
+    async def press_button(self, turn: Turn) -> int | None:
+        return await turn.retry(turn.text("devices.press_button"))
+
+    async def on_source(self, turn: Turn) -> int | None:
+        source = parse_coded(turn.answer, DonationSource, SOURCE_WORDS, "devices.source_invalid")
+        turn.draft["source"] = source.value
+        if source is DonationSource.PROGRAM:
+            for key in ("donor_id", "donor_name", "donor_kind", "new_donor", "_donor_query"):
+                turn.draft.pop(key, None)
+            return await turn.advance(Step.RECEIVED)
+        if "donor_id" not in turn.draft and "new_donor" not in turn.draft:
+            return await turn.ask(Step.DONOR)  # an edit of the source goes on to the donor first
+        return await turn.advance(Step.RECEIVED)
+
+    async def on_donor(self, turn: Turn) -> int | None:
+        donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
+        donor = next((d for d in donors if str(d.id) == turn.answer), None)
+        if donor is None:
+            raise DomainError("devices.donor_not_found")
+        return await self._donor_chosen(turn, donor)
+
+    async def _donor_chosen(self, turn: Turn, donor: DonorOut) -> int | None:
+        turn.draft.update(donor_id=donor.id, donor_name=donor.name, donor_kind=donor.kind.value)
+        turn.draft.pop("new_donor", None)
+        turn.draft.pop("_donor_query", None)
+        return await turn.advance(Step.RECEIVED)
+
+    async def on_donor_typed(self, turn: Turn) -> int | None:
+        query = clean_text(turn.answer, max_length=MAX_DONOR_NAME, required=True)
+        donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
+        found = matching_donors(donors, query)
+        if len(found) == 1:
+            return await self._donor_chosen(turn, found[0])
+        if not found:
+            text = turn.text("devices.donation.donor_no_match", query=html.escape(query))
+            return await turn.retry(text)
+        turn.draft["_donor_query"] = query
+        return await turn.ask(Step.DONOR)
+
+    async def on_donor_all(self, turn: Turn) -> int | None:
+        turn.draft.pop("_donor_query", None)
+        return await turn.ask(Step.DONOR)
+
+    async def on_donor_new(self, turn: Turn) -> int | None:
+        turn.draft.pop("_donor_query", None)
+        return await turn.ask(Step.DONOR_NAME)
+
+    async def on_donor_name(self, turn: Turn) -> int | None:
+        name = clean_text(turn.answer, max_length=MAX_DONOR_NAME, required=True)
+        known = await turn.context.services.donations.donor_by_name(turn.staff.school_id or 0, name)
+        if known is not None:  # already in the list: take it rather than refuse
+            await turn.reply(turn.text("devices.donation.donor_known", name=html.escape(known.name)))
+            return await self._donor_chosen(turn, known)
+        turn.draft["new_donor"] = {"name": name}
+        return await turn.ask(Step.DONOR_KIND)
+
+    async def on_donor_kind(self, turn: Turn) -> int | None:
+        kind = parse_coded(turn.answer, DonorKind, DONOR_KIND_WORDS, "devices.donor_kind_invalid")
+        turn.draft.setdefault("new_donor", {})["kind"] = kind.value
+        return await turn.ask(Step.DONOR_CONTACT)
+
+    async def on_donor_contact(self, turn: Turn) -> int | None:
+        skipped = turn.update.callback_query is not None
+        contact = "" if skipped else clean_text(turn.answer, max_length=MAX_CONTACT)
+        new = turn.draft["new_donor"]
+        new["contact"] = contact
+        try:
+            DonorIn.model_validate(new)  # the whole donor, by the schema the service takes
+        except ValidationError as exc:
+            return await turn.retry(exc)
+        for key in ("donor_id", "donor_name", "donor_kind"):
+            turn.draft.pop(key, None)
+        return await turn.advance(Step.RECEIVED)
+
+    async def on_received(self, turn: Turn) -> int | None:
+        turn.draft["received_on"] = parse_picked_date(turn).isoformat()
+        return await turn.advance(Step.QUANTITY)
+
+    async def on_quantity(self, turn: Turn) -> int | None:
+        turn.draft["quantity"] = parse_quantity(turn.answer)
+        return await turn.advance(Step.DEVICE_TYPE)
+
+    async def on_device_type(self, turn: Turn) -> int | None:
+        device_type = parse_coded(turn.answer, DeviceType, DEVICE_TYPE_WORDS, "devices.device_type_invalid")
+        turn.draft["device_type"] = device_type.value
+        return await turn.advance(Step.MAKE_MODEL)
+
+    async def on_make_model(self, turn: Turn) -> int | None:
+        turn.draft["make_model"] = clean_text(turn.answer, max_length=MAX_MAKE_MODEL, required=True)
+        return await turn.advance(Step.CONDITION)
+
+    async def on_condition(self, turn: Turn) -> int | None:
+        condition = parse_coded(turn.answer, DeviceCondition, CONDITION_WORDS, "devices.condition_invalid")
+        turn.draft["condition"] = condition.value
+        return await turn.advance(Step.SPECS)
+
+    async def on_specs(self, turn: Turn) -> int | None:
+        skipped = turn.update.callback_query is not None
+        turn.draft["specs"] = "" if skipped else clean_text(turn.answer, max_length=MAX_SPECS, required=True)
+        return await turn.advance(Step.PHOTO)
+
+    async def on_photo_sent(self, turn: Turn) -> int | None:
+        file_id = photo_file_id(turn)
+        if file_id is None:
+            return await turn.retry(turn.text("devices.photo_hint"))
+        turn.draft["photo"] = file_id
+        return await turn.advance(Step.SUMMARY)
+
+    async def on_photo_skip(self, turn: Turn) -> int | None:
+        turn.draft.pop("photo", None)
+        return await turn.advance(Step.SUMMARY)
+
+    async def on_edit(self, turn: Turn) -> int:
+        return await turn.ask(Step.EDIT)
+
+    async def on_field(self, turn: Turn) -> int | None:
+        state = EDITABLE.get(turn.answer)
+        if state is None:
+            return await turn.ask(Step.SUMMARY)
+        turn.draft["_editing"] = True
+        return await turn.ask(state)
+
+    async def on_confirm(self, turn: Turn) -> int | None:
+        services, school_id, draft = turn.context.services, turn.staff.school_id or 0, turn.draft
+        donor_id = draft.get("donor_id")
+        if draft.get("source") == DonationSource.OTHER and donor_id is None:
+            new = DonorIn.model_validate(draft["new_donor"])
+            # A second Confirm after a failed save finds the donor the first one added.
+            donor = await services.donations.donor_by_name(school_id, new.name)
+            if donor is None:
+                donor = await services.donations.add_donor(school_id, new, actor_id=turn.staff.id)
+            donor_id = donor.id
+        values = {
+            "source": draft["source"],
+            "donor_id": donor_id,
+            "received_on": draft["received_on"],
+            "quantity": draft["quantity"],
+            "device_type": draft["device_type"],
+            "make_model": draft["make_model"],
+            "condition": draft["condition"],
+            "specs": draft.get("specs", ""),
+            "receipt_photo_file_id": draft.get("photo"),
+        }
+        try:
+            data = BatchIn.model_validate(values, context={"today": services.clock.today()})
+        except ValidationError as exc:
+            return await turn.retry(exc)
+        batch = await services.donations.create_batch(
+            school_id, data, actor_id=turn.staff.id, request_key=draft["request_key"]
+        )
+        end = await turn.finish(self._saved_text(turn, batch))
+        offer = turn.text("devices.donation.handover_offer", batch_id=batch.id)
+        button = (turn.text("devices.donation.handover_button"), f"handover:again:{batch.id}")
+        await send(turn, offer, rows([button]))
+        return end
+
+    def _saved_text(self, turn: Turn, batch: BatchOut) -> str:
+        lines = [
+            turn.text(
+                "devices.donation.saved",
+                batch_id=batch.id,
+                quantity=batch.quantity,
+                device_type=device_name(batch.device_type, turn.language),
+                make_model=html.escape(batch.make_model),
+                condition=turn.text(f"devices.condition_name.{batch.condition.value}"),
+                received_on=show_date(batch.received_on),
+                source=turn.text(f"devices.source_name.{batch.source.value}"),
+                donor=html.escape(batch.donor_name) if batch.donor_name else turn.text("devices.none"),
+            ),
+            turn.text(
+                "devices.donation.deadline", deadline=show_date(district_report_deadline(batch.received_on))
+            ),
+        ]
+        if batch.entered_late:
+            lines.append(turn.text("core.late_flag"))
+        return "\n\n".join(lines)
+
+
+def matching_donors(donors: list[DonorOut], query: str) -> list[DonorOut]:
+    """Donors whose name holds what was typed, ignoring case and diacritics."""
+    wanted = fold(query)
+    exact = [d for d in donors if fold(d.name) == wanted]
+    return exact or [d for d in donors if wanted and wanted in fold(d.name)]
+
+
+def build_donation_conversation() -> DonationFlow:
+    return DonationFlow()

@@ -1,0 +1,375 @@
+"""/handover: one device of a batch to one student (menu 4.8.3), as a gift or a temporary loan.
+
+batch with devices left (received / handed over / left) -> student (picker) -> gift or loan (a loan
+until online learning ends does not count as having a device) -> date -> photo of the signed receipt
+(optional) -> summary -> confirm. After saving, «Bàn giao tiếp từ lô này» starts a new handover with
+the same batch, straight at the student. A student who already holds a programme device gets the
+service's warning on the summary and a separate button to go ahead anyway. The loser of a race for a
+batch's last device is told so (`devices.batch_exhausted`) and stays at the summary: nothing changed.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+from datetime import date
+from typing import Any
+
+from telegram import InlineKeyboardMarkup, Update
+from telegram.ext import BaseHandler
+
+from bot.context import BotContext
+from bot.errors import render_error
+from bot.keyboards import confirm_choices, date_choices, rows
+from bot.texts import t
+from conversations.common import Flow, Turn
+from conversations.donation import (
+    device_name,
+    edit_keyboard,
+    photo_file_id,
+    send,
+    shown_date,
+    skip_keyboard,
+)
+from conversations.pickers import PickerStates, StudentPicker, parse_picked_date, student_label
+from storage.errors import DomainError
+from storage.models import DonationSource, HandoverKind
+from storage.rules import is_late_entry
+from storage.schemas.devices import HANDOVER_KIND_WORDS, BatchOut, HandoverIn, HandoverOut, parse_coded
+from storage.schemas.students import StudentOut, show_date
+
+Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
+
+
+class Step(enum.IntEnum):
+    BATCH = 1
+    SEARCH = 2
+    NEW_NAME = 3
+    NEW_BIRTH = 4
+    NEW_CLASS = 5
+    NEW_CODE = 6
+    KIND = 7
+    DATE = 8
+    PHOTO = 9
+    SUMMARY = 10
+    EDIT = 11
+
+
+# Summary "Edit": answer -> the step that asks it again.
+EDITABLE = {
+    "batch": Step.BATCH,
+    "student": Step.SEARCH,
+    "kind": Step.KIND,
+    "handed_on": Step.DATE,
+    "photo": Step.PHOTO,
+}
+
+
+def batch_button_label(batch: BatchOut, language: str) -> str:
+    return t(
+        "devices.handover.batch_button",
+        language,
+        batch_id=batch.id,
+        device_type=device_name(batch.device_type, language),
+        received_on=show_date(batch.received_on),
+        quantity=batch.quantity,
+        handed=batch.handed_over,
+        left=batch.left,
+    )
+
+
+class HandoverFlow(Flow):
+    name = "handover"
+    command = "handover"
+    title_key = "devices.handover.title"
+    summary_state = Step.SUMMARY
+
+    def __init__(self) -> None:
+        states = PickerStates(Step.SEARCH, Step.NEW_NAME, Step.NEW_BIRTH, Step.NEW_CLASS, Step.NEW_CODE)
+        self.picker = StudentPicker(
+            self, states, self.on_student, prompt_key="devices.handover.student_question"
+        )
+
+    def entry_points(self) -> list[BaseHandler[Update, BotContext, Any]]:
+        # «Bàn giao tiếp từ lô này» under a saved handover (or a saved batch): the same batch again.
+        return [self.entry_button(r"again:\d+$", self.on_again)]
+
+    # --- questions ------------------------------------------------------------------------------
+
+    async def begin(self, turn: Turn) -> int:
+        batches = await self._batches(turn)
+        if not batches:
+            return await turn.finish(turn.text("devices.handover.no_batches"))
+        return await turn.ask(Step.BATCH)
+
+    async def on_again(self, turn: Turn) -> int:
+        batch = await self._batch_with_stock(turn, int(turn.answer))
+        self._remember_batch(turn, batch)
+        return await self.picker.ask(turn)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        if self.picker.owns(state):
+            await self.picker.prompt(turn, state)
+            return
+        draft, language = turn.draft, turn.language
+        if state == Step.BATCH:
+            batches = await self._batches(turn)
+            if not batches:
+                await turn.reply(turn.text("devices.handover.no_batches"))
+                return
+            options = [[(batch_button_label(b, language), self.cb("batch", b.id))] for b in batches]
+            await turn.reply(turn.text("devices.handover.batch_question"), rows(*options))
+        elif state == Step.KIND:
+            options = [(turn.text(f"devices.kind.{k.value}"), self.cb("kind", k.value)) for k in HandoverKind]
+            text = turn.text("devices.handover.kind_question", student=html.escape(draft["student"]))
+            await turn.reply(text, rows(options))
+        elif state == Step.DATE:
+            text = turn.text("devices.handover.date_question", received_on=shown_date(draft["received_on"]))
+            await turn.reply(text, date_choices(self.cb("date"), language))
+        elif state == Step.PHOTO:
+            text = turn.text("devices.handover.photo_question")
+            await turn.reply(text, skip_keyboard(self, language, "photo"))
+        elif state == Step.SUMMARY:
+            await self._show_summary(turn)
+        elif state == Step.EDIT:
+            fields = list(EDITABLE)
+            markup = edit_keyboard(turn, self, fields, "devices.handover")
+            await turn.reply(turn.text("devices.edit_question"), markup)
+
+    async def _show_summary(self, turn: Turn) -> None:
+        draft, none = turn.draft, turn.text("devices.none")
+        lines = [
+            turn.text(
+                "devices.handover.summary",
+                batch_id=draft["batch_id"],
+                device_type=device_name(draft["device_type"], turn.language),
+                make_model=html.escape(draft.get("make_model", "")),
+                received_on=shown_date(draft["received_on"]),
+                student=html.escape(draft["student"]),
+                kind=turn.text(f"devices.kind_name.{draft['kind']}"),
+                handed_on=shown_date(draft["handed_on"]),
+                photo=turn.text("devices.photo_attached") if draft.get("photo") else none,
+            )
+        ]
+        if draft["kind"] == HandoverKind.LOAN:
+            lines.append(turn.text("devices.handover.loan_note"))
+        clock = turn.context.services.clock
+        if is_late_entry(date.fromisoformat(draft["handed_on"]), clock.now(), clock.tz):
+            lines.append(turn.text("devices.late_preview"))
+        warning = await self._second_device_warning(turn)
+        if warning:
+            lines.append(turn.text("devices.handover.second_warning", warning=html.escape(warning)))
+        await turn.reply("\n\n".join(lines), self._summary_keyboard(turn, warned=bool(warning)))
+
+    def _summary_keyboard(self, turn: Turn, *, warned: bool) -> InlineKeyboardMarkup:
+        if not warned:
+            return confirm_choices(self.cb(), turn.language)
+        return rows(
+            [(turn.text("devices.handover.second_button"), self.cb("confirm_second"))],
+            [(turn.text("core.edit"), self.cb("edit")), (turn.text("core.cancel"), self.cb("cancel"))],
+        )
+
+    async def _second_device_warning(self, turn: Turn) -> str | None:
+        """The service's warning when a programme device goes to a student who holds one already."""
+        draft = turn.draft
+        if draft.get("_second_warning"):  # said by the service on a Confirm
+            return str(draft["_second_warning"])
+        if draft.get("source") != DonationSource.PROGRAM:
+            return None
+        held = await turn.context.services.handovers.handovers_of_student(
+            draft["student_id"], school_id=turn.staff.school_id or 0
+        )
+        program = [h for h in held if h.active and h.batch_source is DonationSource.PROGRAM]
+        if not program:
+            return None
+        error = DomainError(
+            "devices.second_program_device",
+            student=draft["student_name"],
+            handed_on=show_date(program[0].handed_on),
+        )
+        return render_error(error, turn.language)
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def steps(self) -> Handlers:
+        press = self.on_text(self.press_button)
+        return {
+            Step.BATCH: [self.on_button(r"batch:\d+$", self.on_batch), press],
+            **self.picker.handlers(),
+            Step.KIND: [self.on_button(r"kind:\w+$", self.on_kind), self.on_text(self.on_kind)],
+            Step.DATE: [self.on_button("date:", self.on_date), self.on_text(self.on_date)],
+            Step.PHOTO: [
+                self.on_photo(self.on_photo_sent),
+                self.on_document(self.on_photo_sent),
+                self.on_button("photo:skip$", self.on_photo_skip),
+                self.on_text(self.on_photo_sent),
+            ],
+            Step.SUMMARY: [
+                self.on_button("confirm$", self.on_confirm),
+                self.on_button("confirm_second$", self.on_confirm_second),
+                self.on_button("edit$", self.on_edit),
+                press,
+            ],
+            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+        }
+
+    async def press_button(self, turn: Turn) -> int | None:
+        return await turn.retry(turn.text("devices.press_button"))
+
+    async def on_batch(self, turn: Turn) -> int | None:
+        batch = await self._batch_with_stock(turn, int(turn.answer))
+        draft = turn.draft
+        if "student_id" in draft:  # changing the batch from the summary: the student must fit it too
+            await self._check_not_holding(turn, batch.id, draft["student_id"], draft["student_name"])
+        self._remember_batch(turn, batch)
+        if "handed_on" in draft and date.fromisoformat(draft["handed_on"]) < batch.received_on:
+            draft.pop("handed_on")
+            return await turn.ask(Step.DATE)  # the date no longer fits: ask it, then back to the summary
+        if draft.get("_editing"):
+            return await turn.advance(Step.SEARCH)
+        return await self.picker.ask(turn)
+
+    async def on_student(self, turn: Turn, student: StudentOut) -> int:
+        await self._check_not_holding(turn, turn.draft["batch_id"], student.id, student.full_name)
+        turn.draft.update(
+            student_id=student.id, student=student_label(student), student_name=student.full_name
+        )
+        turn.draft.pop("_second_warning", None)
+        return await turn.advance(Step.KIND)
+
+    async def on_kind(self, turn: Turn) -> int | None:
+        kind = parse_coded(turn.answer, HandoverKind, HANDOVER_KIND_WORDS, "devices.handover_kind_invalid")
+        turn.draft["kind"] = kind.value
+        return await turn.advance(Step.DATE)
+
+    async def on_date(self, turn: Turn) -> int | None:
+        handed_on = parse_picked_date(turn)
+        received_on = date.fromisoformat(turn.draft["received_on"])
+        if handed_on < received_on:
+            raise DomainError(
+                "devices.handed_before_received",
+                value=show_date(handed_on),
+                received_on=show_date(received_on),
+            )
+        turn.draft["handed_on"] = handed_on.isoformat()
+        return await turn.advance(Step.PHOTO)
+
+    async def on_photo_sent(self, turn: Turn) -> int | None:
+        file_id = photo_file_id(turn)
+        if file_id is None:
+            return await turn.retry(turn.text("devices.photo_hint"))
+        turn.draft["photo"] = file_id
+        return await turn.advance(Step.SUMMARY)
+
+    async def on_photo_skip(self, turn: Turn) -> int | None:
+        turn.draft.pop("photo", None)
+        return await turn.advance(Step.SUMMARY)
+
+    async def on_edit(self, turn: Turn) -> int:
+        return await turn.ask(Step.EDIT)
+
+    async def on_field(self, turn: Turn) -> int | None:
+        state = EDITABLE.get(turn.answer)
+        if state is None:
+            return await turn.ask(Step.SUMMARY)
+        turn.draft["_editing"] = True
+        if state == Step.SEARCH:
+            return await self.picker.ask(turn)
+        return await turn.ask(state)
+
+    async def on_confirm(self, turn: Turn) -> int | None:
+        return await self._save(turn, confirm_second=False)
+
+    async def on_confirm_second(self, turn: Turn) -> int | None:
+        return await self._save(turn, confirm_second=True)
+
+    async def _save(self, turn: Turn, *, confirm_second: bool) -> int | None:
+        draft, school_id = turn.draft, turn.staff.school_id or 0
+        data = HandoverIn(
+            batch_id=draft["batch_id"],
+            student_id=draft["student_id"],
+            kind=draft["kind"],
+            handed_on=date.fromisoformat(draft["handed_on"]),
+            receipt_photo_file_id=draft.get("photo"),
+        )
+        try:
+            handover = await turn.context.services.handovers.create_handover(
+                school_id,
+                data,
+                actor_id=turn.staff.id,
+                request_key=draft["request_key"],
+                confirm_second_program_device=confirm_second,
+            )
+        except DomainError as exc:
+            if exc.code != "devices.second_program_device" or confirm_second:
+                raise
+            draft["_second_warning"] = render_error(exc, turn.language)
+            return await turn.ask(Step.SUMMARY)  # the summary again, with the warning to confirm
+        return await self._saved(turn, handover)
+
+    async def _saved(self, turn: Turn, handover: HandoverOut) -> int:
+        language = turn.language
+        text = turn.text(
+            "devices.handover.saved",
+            kind=turn.text(f"devices.kind_name.{handover.kind.value}"),
+            device_type=device_name(handover.batch_device_type, language),
+            batch_id=handover.batch_id,
+            student=html.escape(turn.draft["student"]),
+            handed_on=show_date(handover.handed_on),
+        )
+        if handover.kind is HandoverKind.LOAN:
+            text += "\n" + turn.text("devices.handover.loan_note")
+        if handover.entered_late:
+            text += "\n" + turn.text("core.late_flag")
+        end = await turn.finish(text)
+        if handover.batch_left > 0:
+            left = turn.text("devices.handover.left", batch_id=handover.batch_id, left=handover.batch_left)
+            again = (turn.text("devices.handover.again"), self.cb("again", handover.batch_id))
+            await send(turn, left, rows([again]))
+        else:
+            batch = await turn.context.services.donations.get_batch(
+                handover.batch_id, school_id=handover.school_id
+            )
+            await send(
+                turn, turn.text("devices.handover.batch_done", batch_id=batch.id, quantity=batch.quantity)
+            )
+        return end
+
+    # --- data -----------------------------------------------------------------------------------
+
+    async def _batches(self, turn: Turn) -> list[BatchOut]:
+        return await turn.context.services.donations.batches_with_stock(
+            turn.staff.school_id or 0, with_stock_only=True
+        )
+
+    async def _batch_with_stock(self, turn: Turn, batch_id: int) -> BatchOut:
+        """The school's batch (another school's is not found), with a device left."""
+        batch = await turn.context.services.donations.get_batch(batch_id, school_id=turn.staff.school_id or 0)
+        if batch.left <= 0:
+            raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
+        return batch
+
+    def _remember_batch(self, turn: Turn, batch: BatchOut) -> None:
+        turn.draft.update(
+            batch_id=batch.id,
+            source=batch.source.value,
+            device_type=batch.device_type.value,
+            make_model=batch.make_model,
+            received_on=batch.received_on.isoformat(),
+        )
+        turn.draft.pop("_second_warning", None)
+
+    async def _check_not_holding(self, turn: Turn, batch_id: int, student_id: int, name: str) -> None:
+        """Said at the student step: the student already holds a device of this batch."""
+        held = await turn.context.services.handovers.handovers_of_student(
+            student_id, school_id=turn.staff.school_id or 0
+        )
+        same = next((h for h in held if h.batch_id == batch_id and h.active), None)
+        if same is not None:
+            raise DomainError(
+                "devices.already_handed_from_batch", student=name, handed_on=show_date(same.handed_on)
+            )
+
+
+def build_handover_conversation() -> HandoverFlow:
+    return HandoverFlow()
