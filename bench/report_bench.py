@@ -1,10 +1,11 @@
 """How fast and lean is the district report, and does the bot stay responsive while it is built?
 
     .venv/bin/python bench/report_bench.py [--schools 100] [--students 100000] [--repeat 3]
-                                           [--executor process|thread] [--db PATH] [--postgres URL]
+                                           [--executor process|thread] [--db PATH] [--postgres URL|auto]
 
 1. A district from the demo generator (`schoolbot demo-data`, storage/services/demo.py) in a SQLite file
-   (kept under /tmp and reused), or a PostgreSQL database given by URL (filled when empty).
+   (kept under /tmp and reused), or a PostgreSQL database given by URL (filled when empty), or a
+   throw-away local PostgreSQL cluster (`--postgres auto`, as the tests start one).
 2. The raw writer: every row the district report writes (the long lists and the small tables), read
    into memory first, then written with plain xlsxwriter `write_row` in constant-memory mode. Only the
    writing is timed.
@@ -179,8 +180,41 @@ async def timed_report(services: Any, district_id: int) -> dict[str, Any]:
     }
 
 
+async def postgres_database(url: str) -> str:
+    """A fresh database on the server of `url` (dropped and created again)."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    admin = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text('DROP DATABASE IF EXISTS "schoolbot_bench"'))
+        await connection.execute(text('CREATE DATABASE "schoolbot_bench"'))
+    await admin.dispose()
+    return make_url(url).set(database="schoolbot_bench").render_as_string(hide_password=False)
+
+
 async def main(args: argparse.Namespace) -> None:
-    url = args.postgres or f"sqlite+aiosqlite:///{args.db}"
+    url = f"sqlite+aiosqlite:///{args.db}"
+    cluster = None
+    if args.postgres == "auto":
+        from tests.postgres import start_cluster
+
+        cluster, reason = start_cluster()
+        if cluster is None:
+            raise SystemExit(f"no PostgreSQL: {reason}")
+        url = await postgres_database(cluster.url)
+    elif args.postgres:
+        url = args.postgres
+    try:
+        await run(args, url)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+async def run(args: argparse.Namespace, url: str) -> None:
     services, district_id = await prepare_database(url, args.schools, args.students)
     services.reports.executor = args.executor
     print(f"database: {url.split('@')[-1]}  executor: {args.executor}  cores: {os.cpu_count()}")
@@ -211,7 +245,11 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"memory above baseline ({last['rss_baseline']:.0f} MB): peak "
         f"{max(r['rss_peak_above'] for r in report_runs):.0f} MB in this process (goal < 150 MB); "
-        f"the writer's process peak {max(r['writer_peak_mb'] for r in report_runs):.0f} MB"
+        + (
+            f"the writer process's own peak {max(r['writer_peak_mb'] for r in report_runs):.0f} MB"
+            if args.executor == "process"
+            else "the writer is a thread of this process"
+        )
     )
     print(
         f"CPU seconds (load-independent): raw writer {statistics.median(c for _, c in raw_runs):.2f}; "
@@ -248,7 +286,11 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--executor", choices=("process", "thread"), default="process")
     parser.add_argument("--db", default=None, help="SQLite file (default: /tmp/schoolbot-bench-S-N.sqlite3)")
-    parser.add_argument("--postgres", default=None, help="postgresql+asyncpg://… to use instead of SQLite")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        help="postgresql+asyncpg://… to use instead of SQLite, or 'auto' for a throw-away local cluster",
+    )
     arguments = parser.parse_args()
     if arguments.db is None:
         arguments.db = (

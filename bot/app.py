@@ -216,4 +216,12 @@ def build_application(
     application.services = services
     application.settings = settings
     register_handlers(application, settings, extra_flows)
+    schedule_jobs(application)
     return application
+
+
+def schedule_jobs(application: SchoolBotApplication) -> None:
+    """Repeating jobs: each conversations module may define `schedule_jobs(application)`."""
+    for module in flow_modules():
+        if hasattr(module, "schedule_jobs"):
+            module.schedule_jobs(application)

@@ -137,7 +137,12 @@ async def on_document(update: Update, context: BotContext, staff: StaffOut) -> N
 async def _ask(update: Update, check: ImportCheck, language: str) -> None:
     counts = check.counts
     if check.pending_id is None or not counts.to_write:
-        key = "excel.reply.nothing_valid" if not counts.unchanged else "excel.reply.nothing_new"
+        if not check.rows:
+            key = "excel.reply.no_rows"
+        elif counts.unchanged:
+            key = "excel.reply.nothing_new"
+        else:
+            key = "excel.reply.nothing_valid"
         await reply(update, t(key, language))
         return
     await reply(
@@ -184,7 +189,12 @@ def extra_handlers() -> list[BaseHandler[Update, BotContext, Any]]:
     return [
         CommandHandler("template", template_menu),
         CallbackQueryHandler(template_chosen, pattern=rf"^{PREFIX}:tpl:\w+$"),
-        MessageHandler(filters.Document.ALL, on_document),
+        # .yaml/.yml documents are FAQ knowledge-base files (conversations/faq.py).
+        MessageHandler(
+            filters.Document.ALL
+            & ~(filters.Document.FileExtension("yaml") | filters.Document.FileExtension("yml")),
+            on_document,
+        ),
         CallbackQueryHandler(on_confirm, pattern=rf"^{PREFIX}:ok:\d+$"),
         CallbackQueryHandler(on_cancel, pattern=rf"^{PREFIX}:no:\d+$"),
     ]

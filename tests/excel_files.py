@@ -155,10 +155,9 @@ def zip_bomb(megabytes: int = 40) -> bytes:
     return buffer.getvalue()
 
 
-def lying_zip(rows: Sequence[Sequence[Any]], declared: int = 3 * 2**30) -> bytes:
-    """A real .xlsx whose central directory claims its sheet unpacks to `declared` bytes."""
-    content = bytearray(xlsx(rows))
-    name = b"xl/worksheets/sheet1.xml"
+def lying_zip(content: bytes, declared: int = 3 * 2**30, name: bytes = b"xl/worksheets/sheet1.xml") -> bytes:
+    """A zip whose central directory claims its part `name` unpacks to `declared` bytes."""
+    content = bytearray(content)
     start = content.find(b"PK\x01\x02")  # the central directory
     while start != -1:
         name_length = struct.unpack_from("<H", content, start + 28)[0]

@@ -172,3 +172,50 @@ def test_needs_columns_are_named_in_both_languages() -> None:
     vi, en = needs_columns(words("vi")), needs_columns(words("en"))
     assert [c.key for c in vi] == [c.key for c in en]
     assert vi[0].header == "Mã trường" and en[0].header == "School code"
+
+
+async def test_a_cancelled_build_stops_its_worker(
+    services: Services, rw: ReportWorld, monkeypatch: Any
+) -> None:
+    services.reports.executor = "process"
+    jobs: list[WriterJob] = []
+    original_start = WriterJob.start
+
+    async def start(*args: Any, **kwargs: Any) -> WriterJob:
+        job = await original_start(*args, **kwargs)
+        jobs.append(job)
+        return job
+
+    monkeypatch.setattr(WriterJob, "start", start)
+    streaming = asyncio.Event()
+
+    def progress(update: Any) -> None:
+        if update.stage == "vaccination_doses":
+            streaming.set()
+
+    task = asyncio.create_task(
+        services.reports.build("district", ReportScope.district(rw.district_id), progress=progress)
+    )
+    await streaming.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(jobs) == 1 and jobs[0]._process is not None
+    assert jobs[0]._process.returncode is not None  # killed, not left behind
+
+
+async def test_reports_wait_their_turn_and_unknown_kinds_are_refused(
+    services: Services, rw: ReportWorld
+) -> None:
+    from storage.errors import DomainError
+
+    services.reports.executor = "thread"
+    services.reports.max_concurrent = 1
+    scope = ReportScope.district(rw.district_id)
+    first, second = await asyncio.gather(
+        services.reports.build("needs", scope), services.reports.build("vaccination", scope)
+    )
+    assert first.kind == "needs" and second.kind == "vaccination"
+    with pytest.raises(DomainError) as unknown:
+        await services.reports.build("weather", scope)
+    assert unknown.value.code == "reports.kind_invalid"

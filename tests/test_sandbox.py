@@ -242,6 +242,15 @@ async def test_attaching_a_document_sends_it_to_the_bot(sandbox, http):
     assert bytes(await telegram_file.download_as_bytearray()) == content
     missing = await http.post(f"/api/chats/{teacher['id']}/documents", data={"caption": "x"})
     assert missing.status_code == 400
+    # A picture goes as a photo (e.g. the signed handover receipt), as Telegram's apps send it.
+    picture = b"\xff\xd8\xff\xe0 fake jpeg"
+    response = await http.post(
+        f"/api/chats/{teacher['id']}/documents", files={"file": ("biên bản.jpg", picture, "image/jpeg")}
+    )
+    assert response.status_code == 200
+    sent_photo = next(m for m in (await chat(http, teacher["id"]))["messages"] if m["photo"])
+    assert sent_photo["document"] is None and not sent_photo["from_bot"]
+    assert (await http.get(sent_photo["photo"]["url"])).content == picture
 
 
 async def test_a_button_pop_up_shows_on_the_page(sandbox, http):

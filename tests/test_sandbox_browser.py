@@ -9,6 +9,7 @@ screenshot of the documentation.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import shutil
@@ -35,7 +36,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-REPLY_TIMEOUT_MS = 30_000  # how long a step may wait for the bot; a bound, not a measurement
+REPLY_TIMEOUT_MS = 60_000  # how long a step may wait for the bot; a bound, not a measurement
+REPLY_ROUNDS = 1500  # polls of 20 ms for an update to reach the bot; a bound as well
 
 
 def _missing() -> str | None:
@@ -87,94 +89,132 @@ def person(sandbox: Sandbox, role: str, level: str | None = None) -> Persona:
 
 # --- the page as a person sees it -------------------------------------------------------------------
 
-SIGNATURE = """() => {
-  const messages = document.querySelectorAll('#messages .msg');
-  const last = messages[messages.length - 1];
-  const menu = document.querySelector('#menu').innerText;
-  return messages.length + '|' + (last ? last.innerText : '') + '|' + menu;
-}"""
+
+class Visitor:
+    """The page in the browser, and a way to wait until the bot has answered and the page shows it:
+    the update reached the bot, the bot finished with it, and the page shows the chat's last version."""
+
+    def __init__(self, page: Any, sandbox: Sandbox) -> None:
+        self.page = page
+        self.sandbox = sandbox
+        self.user_id = 0
+
+    async def open(self, query: str = "") -> None:
+        await self.page.goto(f"{self.sandbox.url}/{query}")
+        await self.page.wait_for_selector(".persona")
+
+    async def choose(self, persona: Persona) -> None:
+        self.user_id = persona.user_id
+        await self.page.click(f'.persona[data-user-id="{persona.user_id}"]')
+        await self.page.wait_for_selector(f'.persona[data-user-id="{persona.user_id}"][aria-pressed="true"]')
+        await self.shown()
+
+    async def act(self, action: Any) -> None:
+        """Do something that sends the bot an update, then wait for the bot and the page."""
+        api = self.sandbox.api
+        pushed = api.pushed
+        await action()
+        for _ in range(REPLY_ROUNDS):
+            if api.pushed > pushed:
+                break
+            await asyncio.sleep(0.02)
+        await self.settle()
+
+    async def settle(self) -> None:
+        api, application = self.sandbox.api, self.sandbox.application
+        for _ in range(REPLY_ROUNDS):
+            if not api.pending_updates:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(application.update_queue.join(), REPLY_TIMEOUT_MS / 1000)
+        await self.shown()
+
+    async def shown(self) -> None:
+        version = self.sandbox.feed.version(self.user_id)
+        await self.page.wait_for_function(
+            "v => Number(document.body.dataset.version ?? -1) >= v", arg=version, timeout=REPLY_TIMEOUT_MS
+        )
+
+    async def type(self, text: str) -> None:
+        async def send() -> None:
+            await self.page.fill("#text", text)
+            await self.page.press("#text", "Enter")
+
+        await self.act(send)
+
+    async def tap(self, label: str) -> None:
+        """An inline button of the latest bot message that has it."""
+        button = self.page.locator(".msg.bot button.inline-button", has_text=label).last
+        await self.act(button.click)
+
+    async def tap_menu(self, label: str) -> None:
+        await self.act(self.page.locator(".menu-button", has_text=label).first.click)
+
+    async def says(self, text: str) -> None:
+        await self.page.locator(".msg.bot", has_text=text).last.wait_for(timeout=REPLY_TIMEOUT_MS)
+
+    async def latest(self) -> tuple[str, list[str]]:
+        """The bot's latest message: its text and the labels of its inline buttons."""
+        last = self.page.locator(".msg.bot").last
+        labels = [await b.inner_text() for b in await last.locator("button.inline-button").all()]
+        return await last.inner_text(), labels
 
 
-async def signature(page: Any) -> str:
-    return str(await page.evaluate(SIGNATURE))
+@pytest.fixture
+def visitor(page: Any, sandbox: Sandbox) -> Visitor:
+    return Visitor(page, sandbox)
 
 
-async def wait_for_change(page: Any, before: str) -> None:
-    """Until the chat shows something new (the bot's answer)."""
-    await page.wait_for_function(
-        f"before => ({SIGNATURE})() !== before", arg=before, timeout=REPLY_TIMEOUT_MS
-    )
-
-
-async def choose(page: Any, user_id: int) -> None:
-    await page.click(f'.persona[data-user-id="{user_id}"]')
-    await page.wait_for_selector(f'.persona[data-user-id="{user_id}"][aria-pressed="true"]')
-
-
-async def type_message(page: Any, text: str) -> None:
-    before = await signature(page)
-    await page.fill("#text", text)
-    await page.press("#text", "Enter")
-    await wait_for_change(page, before)
-
-
-async def bot_says(page: Any, text: str) -> None:
-    await page.locator(".msg.bot", has_text=text).last.wait_for(timeout=REPLY_TIMEOUT_MS)
-
-
-async def test_a_teacher_chats_with_the_bot_in_the_browser(sandbox, page, tmp_path):
+async def test_a_teacher_chats_with_the_bot_in_the_browser(sandbox, visitor, tmp_path):
+    page = visitor.page
     teacher = person(sandbox, "teacher", "TH")
     officer = person(sandbox, "statistics_officer")
-    await page.goto(sandbox.url)
-    await page.wait_for_selector(".persona")
-    banner = await page.inner_text("#banner")
-    assert t("sandbox.page.banner", "vi") in banner
-    await choose(page, teacher.user_id)
+    await visitor.open()
+    assert t("sandbox.page.banner", "vi") in await page.inner_text("#banner")
+    await visitor.choose(teacher)
 
-    await type_message(page, "/me")
-    await bot_says(page, teacher.name)
-    assert teacher.school and teacher.school in await page.locator(".msg.bot").last.inner_text()
-    # Telegram's HTML is rendered: the name is bold.
+    await visitor.type("/me")
+    await visitor.says(teacher.name)
+    assert teacher.school and teacher.school in (await visitor.latest())[0]
+    # Telegram's formatting is shown: the name is bold.
     assert await page.locator(".msg.bot b", has_text=teacher.name).count() == 1
 
-    await type_message(page, "/lang")
-    button = page.locator(".inline-button", has_text="English")
-    await button.wait_for()
-    await button.click()
-    await bot_says(page, "Switched to English.")
+    await visitor.type("/lang")
+    await visitor.tap("English")
+    await visitor.says("Switched to English.")
     assert await page.locator(".inline-button", has_text="English").count() == 0  # buttons closed
 
     # Another person has a chat of their own; coming back shows the teacher's again.
-    await choose(page, officer.user_id)
+    await visitor.choose(officer)
     await page.wait_for_selector("#messages .empty")
-    await type_message(page, "/me")
-    await bot_says(page, officer.name)
-    await choose(page, teacher.user_id)
-    await bot_says(page, "Switched to English.")
+    await visitor.type("/me")
+    await visitor.says(officer.name)
+    await visitor.choose(teacher)
+    await visitor.says("Switched to English.")
     assert await page.locator(".msg.bot", has_text=officer.name).count() == 0
 
-    await type_message(page, "/lang")
-    await page.locator(".inline-button", has_text="Tiếng Việt").click()
-    await bot_says(page, t("core.lang_set", "vi"))
-    await type_message(page, "/help")
-    await bot_says(page, "/me")
-    await type_message(page, "/lang")  # its buttons stay on the screenshot
-    await page.locator(".inline-button", has_text="English").wait_for()
+    await visitor.type("/lang")
+    await visitor.tap("Tiếng Việt")
+    await visitor.says(t("core.lang_set", "vi"))
+    await visitor.type("/help")
+    await visitor.says("/me")
+    await visitor.type("/lang")  # its buttons stay on the screenshot
+    assert (await visitor.latest())[1] == ["Tiếng Việt", "English"]
 
     screenshot = Path(os.environ.get("SANDBOX_SCREENSHOT") or tmp_path / "sandbox.png")
     await page.screenshot(path=str(screenshot))
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-async def test_a_document_is_attached_and_the_bots_file_downloaded(sandbox, page, tmp_path):
+async def test_a_document_is_attached_and_the_bots_file_downloaded(sandbox, visitor, tmp_path):
+    page = visitor.page
     teacher = person(sandbox, "teacher", "TH")
-    await page.goto(f"{sandbox.url}/?as={teacher.user_id}")
+    await visitor.open(f"?as={teacher.user_id}")
+    visitor.user_id = teacher.user_id
     await page.wait_for_selector(f'.persona[data-user-id="{teacher.user_id}"][aria-pressed="true"]')
     upload = tmp_path / "danh sách lớp.csv"
     upload.write_text("họ tên;lớp\n", encoding="utf-8")
-    before = await signature(page)
-    await page.set_input_files("#file", str(upload))
-    await wait_for_change(page, before)
+    await visitor.act(lambda: page.set_input_files("#file", str(upload)))
     assert "danh sách lớp.csv" in await page.locator(".msg.me .doc-name").last.inner_text()
 
     await sandbox.application.bot.send_document(
@@ -206,33 +246,33 @@ def _pick(labels: list[str], preferred: list[str]) -> str | None:
     return None
 
 
-async def latest_bot_message(page: Any) -> tuple[str, list[str]]:
-    last = page.locator(".msg.bot").last
-    text = await last.inner_text()
-    labels = [await b.inner_text() for b in await last.locator("button.inline-button").all()]
-    return text, labels
-
-
 async def click_through(
-    page: Any, preferred: list[str], answer: str | None, done: Any, steps: int = 15
+    visitor: Visitor, preferred: list[str], answer: str | None, done: Any, steps: int = 15
 ) -> None:
     """Answer the bot's questions: the preferred button where there is one, else the first harmless
-    one; `answer` typed where the bot asks for text (a student's name)."""
+    one; `answer` typed where the bot asks for text (a student's name); else wait for the bot."""
     for _ in range(steps):
+        await visitor.settle()
         if await done():
             return
-        _text, labels = await latest_bot_message(page)
-        before = await signature(page)
+        _text, labels = await visitor.latest()
         choice = _pick(labels, preferred) if labels else None
         if choice is not None:
-            await page.locator(".msg.bot").last.locator("button.inline-button", has_text=choice).first.click()
+            await visitor.tap(choice)
         elif answer is not None:
-            await page.fill("#text", answer)
-            await page.press("#text", "Enter")
-        else:
-            raise AssertionError(f"stuck: {await latest_bot_message(page)}")
-        await wait_for_change(page, before)
-    assert await done(), f"not done after {steps} steps: {await latest_bot_message(page)}"
+            await visitor.type(answer)
+        else:  # working (a workbook being built): wait for its next message
+            before = await visitor.page.evaluate(LAST_MESSAGES)
+            await visitor.page.wait_for_function(
+                f"before => ({LAST_MESSAGES})() !== before", arg=before, timeout=REPLY_TIMEOUT_MS
+            )
+    assert await done(), f"not done after {steps} steps: {await visitor.latest()}"
+
+
+LAST_MESSAGES = """() => {
+  const messages = document.querySelectorAll('#messages .msg');
+  return messages.length + '|' + (messages.length ? messages[messages.length - 1].innerText : '');
+}"""
 
 
 async def handovers(sandbox: Sandbox) -> int:
@@ -255,17 +295,17 @@ async def student_without_device(sandbox: Sandbox, school_name: str) -> str:
     return str(name)
 
 
-async def officer_report(page: Any, sandbox: Sandbox, officer: Persona, tmp_path: Path, name: str) -> Path:
-    await choose(page, officer.user_id)
-    documents = page.locator(".msg.bot a.document")
+async def officer_report(visitor: Visitor, officer: Persona, tmp_path: Path, name: str) -> Path:
+    await visitor.choose(officer)
+    documents = visitor.page.locator(".msg.bot a.document")
     count = await documents.count()
-    await type_message(page, "/report")
+    await visitor.type("/report")
 
     async def has_workbook() -> bool:
         return await documents.count() > count
 
-    await click_through(page, ["thiết bị", "devices", "toàn huyện", "district"], None, has_workbook)
-    async with page.expect_download() as info:
+    await click_through(visitor, ["thiết bị", "devices", "toàn huyện", "district"], None, has_workbook)
+    async with visitor.page.expect_download() as info:
         await documents.last.click()
     target = tmp_path / name
     await (await info.value).save_as(str(target))
@@ -300,37 +340,33 @@ def handover_cells_up_by_one(before: Path, after: Path) -> list[str]:
     return found
 
 
-async def test_a_handover_by_buttons_shows_in_the_officers_workbook(sandbox, page, tmp_path):
+async def test_a_handover_by_buttons_shows_in_the_officers_workbook(sandbox, visitor, tmp_path):
     commands = sandbox.application.registered_commands
     missing = sorted({"handover", "report"} - commands)
     if missing:
         pytest.skip(f"not registered yet: /{', /'.join(missing)} (the flows of issues 4 and 7)")
     teacher = person(sandbox, "teacher", "TH")
     officer = person(sandbox, "statistics_officer")
-    await page.goto(sandbox.url)
-    await page.wait_for_selector(".persona")
+    await visitor.open()
 
-    before = await officer_report(page, sandbox, officer, tmp_path, "before.xlsx")
+    before = await officer_report(visitor, officer, tmp_path, "before.xlsx")
 
-    await choose(page, teacher.user_id)
-    await type_message(page, "/me")
+    await visitor.choose(teacher)
+    await visitor.type("/me")  # the menu for her role
     assert teacher.school is not None
     student = await student_without_device(sandbox, teacher.school)
     count = await handovers(sandbox)
     menu_label = t("menu.handover.button", teacher.language)
-    menu_button = page.locator(".menu-button", has_text=menu_label)
-    previous = await signature(page)
-    if await menu_button.count():
-        await menu_button.first.click()  # the reply-keyboard menu, as on a phone
-        await wait_for_change(page, previous)
+    if await visitor.page.locator(".menu-button", has_text=menu_label).count():
+        await visitor.tap_menu(menu_label)  # the reply-keyboard menu, as on a phone
     else:
-        await type_message(page, "/handover")
+        await visitor.type("/handover")
 
     async def saved() -> bool:
         return await handovers(sandbox) == count + 1
 
     preferred = [student, t("core.confirm", "vi"), t("core.today", "vi"), "tặng", "gift", "bỏ qua", "skip"]
-    await click_through(page, preferred, student, saved)
+    await click_through(visitor, preferred, student, saved)
 
-    after = await officer_report(page, sandbox, officer, tmp_path, "after.xlsx")
+    after = await officer_report(visitor, officer, tmp_path, "after.xlsx")
     assert handover_cells_up_by_one(before, after), "no handover count went up by one in the workbook"

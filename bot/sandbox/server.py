@@ -58,7 +58,8 @@ NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are exactly the "
     "same as a current content and reply markup of the message"
 )
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # what a bot may download from Telegram
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}  # what a bot may download from Telegram
 KEEP_CALLS = 1000  # recorded Bot API calls kept (a sandbox runs for hours)
 KEEP_NOTICES = 20
 SQLITE_PREFIX = "sqlite+aiosqlite:///"
@@ -206,6 +207,16 @@ class SandboxBotApi(FakeBotApi):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._notice_ids = itertools.count(1)
+        self.pushed = 0  # updates queued so far
+
+    def push_update(self, update: JSON) -> None:
+        self.pushed += 1
+        super().push_update(update)
+
+    @property
+    def pending_updates(self) -> int:
+        """Updates not yet confirmed by the bot's next getUpdates."""
+        return len(self._updates)
 
     @staticmethod
     def _formatted(params: JSON, key: str) -> tuple[str | None, list[JSON] | None]:
@@ -520,9 +531,13 @@ class Sandbox:
     def send_document(
         self, persona: Persona, content: bytes, file_name: str, mime_type: str | None, caption: str
     ) -> int:
+        """An attached file; a JPEG, PNG or WebP picture goes as a photo, as Telegram's apps send it."""
         assert self.api is not None
         stored = self.api.upload(content, file_name, mime_type or None)
-        extra: JSON = {"document": self.api.document_of(stored)}
+        if (mime_type or "").lower() in PHOTO_TYPES:
+            extra: JSON = {"photo": self.api.photo_of(stored)}
+        else:
+            extra = {"document": self.api.document_of(stored)}
         if caption:
             extra["caption"] = caption
         update = self.api.incoming_message(persona.user(), **extra)

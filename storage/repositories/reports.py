@@ -174,27 +174,69 @@ async def rollup(
     by: Sequence[str] = (),
     with_grand_total: bool = False,
 ) -> dict[str, Any]:
-    """The per-school rows and, from the same statement, the database's sums per level and for the
-    whole scope (optionally split by `by`, e.g. the source of a batch)."""
-    rows = await _dicts(session, per_school)
-    sub = per_school.order_by(None).subquery()
-    sums = [cast(func.coalesce(func.sum(sub.c[m]), 0), BigInteger).label(m) for m in metrics]
-    schools = func.count(distinct(sub.c.school_id)).label("schools")
-    split = [sub.c[name] for name in by]
-    level_rows = await _dicts(
-        session,
-        select(sub.c.level, *split, schools, *sums)
-        .group_by(sub.c.level, *split)
-        .order_by(sub.c.level, *[s.desc() for s in split]),
-    )
-    total_statement = select(*split, schools, *sums)
-    if split:
-        total_statement = total_statement.group_by(*split).order_by(*[s.desc() for s in split])
-    totals = await _dicts(session, total_statement)
+    """The per-school rows and the database's sums of them per level and for the whole scope
+    (optionally split by `by`, e.g. the source of a batch; its last column orders the split).
+
+    One statement: the per-school query is a common table expression, referenced by the UNION ALL
+    of the school rows, the level sums and the scope's sums, so both databases compute it once."""
+    table = per_school.order_by(None).cte("per_school")
+    c = table.c
+    split = [c[name] for name in by]
+    sums = [cast(func.coalesce(func.sum(c[m]), 0), BigInteger).label(m) for m in metrics]
+    schools = func.count(distinct(c.school_id)).label("schools")
+    no_int, no_text = cast(null(), Integer()), cast(null(), String())
+
+    def part(number: int) -> Any:
+        return literal(number, Integer()).label("part")
+
+    parts = [
+        select(
+            part(0),
+            c.school_id,
+            c.school_code,
+            c.school_name,
+            c.level,
+            *split,
+            literal(1, Integer()).label("schools"),
+            *[c[m] for m in metrics],
+        ),
+        select(part(1), no_int, no_text, no_text, c.level, *split, schools, *sums).group_by(c.level, *split),
+        select(part(2), no_int, no_text, no_text, no_text, *split, schools, *sums).group_by(*split),
+    ]
     if split and with_grand_total:
-        grand = (await _dicts(session, select(schools, *sums)))[0]
-        totals.append({**{name: None for name in by}, **grand})
-    return {"rows": rows, "levels": level_rows, "total": totals}
+        parts.append(
+            select(
+                part(3),
+                no_int,
+                no_text,
+                no_text,
+                no_text,
+                *[cast(null(), col.type) for col in split],
+                schools,
+                *sums,
+            )
+        )
+    names = ["part", "school_id", "school_code", "school_name", "level", *by, "schools", *metrics]
+    statement = union_all(*parts)
+    ordered = statement.subquery()
+    rows = await session.execute(
+        select(*[ordered.c[i] for i in range(len(names))]).order_by(
+            ordered.c[0], ordered.c[4], ordered.c[2], *[ordered.c[5 + i] for i in range(len(by))][-1:]
+        )
+    )
+    result: dict[str, Any] = {"rows": [], "levels": [], "total": []}
+    for values in rows:
+        record = dict(zip(names, values, strict=True))
+        number = record.pop("part")
+        if number == 0:
+            result["rows"].append(record)
+            continue
+        for name in ("school_id", "school_code", "school_name"):
+            record.pop(name)
+        if number >= 2:
+            record.pop("level")
+        result["levels" if number == 1 else "total"].append(record)
+    return result
 
 
 # --- needs (4.8.1 / 4.8.2) ------------------------------------------------------------------------
@@ -418,6 +460,7 @@ def devices_per_school(f: ReportFilter) -> Select[Any]:
         select(
             *_school_columns(),
             sources.c.source.label("source"),
+            sources.c.source_order.label("source_order"),
             *[_zero(per_source.c[m], m) for m in DEVICE_METRICS],
         )
         .select_from(School)
@@ -431,7 +474,9 @@ def devices_per_school(f: ReportFilter) -> Select[Any]:
 
 
 async def devices_rollup(session: AsyncSession, f: ReportFilter) -> dict[str, Any]:
-    return await rollup(session, devices_per_school(f), DEVICE_METRICS, by=("source",), with_grand_total=True)
+    return await rollup(
+        session, devices_per_school(f), DEVICE_METRICS, by=("source", "source_order"), with_grand_total=True
+    )
 
 
 async def batch_rows(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
@@ -560,6 +605,7 @@ def vaccination_per_grade(f: ReportFilter) -> Select[Any]:
             School.id.label("school_id"),
             School.code.label("school_code"),
             School.name.label("school_name"),
+            _s(School.level).label("level"),
             Student.grade.label("grade"),
             *_coverage_columns(per_student),
         )
@@ -593,19 +639,57 @@ def _scoped_doses(statement: Select[Any], f: ReportFilter) -> Select[Any]:
 
 async def vaccination_rollup(session: AsyncSession, f: ReportFilter) -> dict[str, Any]:
     result = await rollup(session, vaccination_per_school(f), VACCINATION_METRICS)
-    grades = vaccination_per_grade(f)
-    result["grades"] = await _dicts(session, grades)
-    grade_sub = grades.order_by(None).subquery()
-    result["grade_totals"] = await _dicts(
-        session,
-        select(
-            grade_sub.c.grade,
-            func.count(distinct(grade_sub.c.school_id)).label("schools"),
-            *[cast(func.sum(grade_sub.c[m]), BigInteger).label(m) for m in COVERAGE_METRICS],
-        )
-        .group_by(grade_sub.c.grade)
-        .order_by(grade_sub.c.grade),
+    # The school × grade rows and the sums per grade, in one statement over one CTE.
+    grades = vaccination_per_grade(f).order_by(None).cte("per_grade")
+    g = grades.c
+    no_int, no_text = cast(null(), Integer()), cast(null(), String())
+    rows = select(
+        literal(0, Integer()).label("part"),
+        g.school_id,
+        g.school_code,
+        g.school_name,
+        g.level,
+        g.grade,
+        literal(1, Integer()).label("schools"),
+        *[g[m] for m in COVERAGE_METRICS],
     )
+    sums = select(
+        literal(1, Integer()),
+        no_int,
+        no_text,
+        no_text,
+        no_text,
+        g.grade,
+        func.count(distinct(g.school_id)),
+        *[cast(func.sum(g[m]), BigInteger) for m in COVERAGE_METRICS],
+    ).group_by(g.grade)
+    both = union_all(rows, sums).subquery()
+    names = [
+        "part",
+        "school_id",
+        "school_code",
+        "school_name",
+        "level",
+        "grade",
+        "schools",
+        *COVERAGE_METRICS,
+    ]
+    ordered = select(*[both.c[i] for i in range(len(names))]).order_by(
+        both.c[0], both.c[4], both.c[2], both.c[5]
+    )
+    result["grades"], result["grade_totals"] = [], []
+    for values in await session.execute(ordered):
+        record = dict(zip(names, values, strict=True))
+        if record.pop("part") == 0:
+            result["grades"].append(record)
+        else:
+            result["grade_totals"].append(
+                {
+                    k: v
+                    for k, v in record.items()
+                    if k not in ("school_id", "school_code", "school_name", "level")
+                }
+            )
     result["products"] = await _dicts(
         session,
         _scoped_doses(

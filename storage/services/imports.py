@@ -88,7 +88,7 @@ from storage.schemas.needs import NeedIn
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_code, parse_date
 from storage.schemas.students import StudentIn, show_date
-from storage.schemas.vaccines import OTHER_PRODUCT_CODE, DoseIn
+from storage.schemas.vaccines import OTHER_PRODUCT_CODE, DoseIn, Finding
 from storage.services.base import ServiceBase
 from storage.services.students import StudentService
 from storage.services.vaccines import DoseFacts, judge_dose, lock_finding
@@ -214,6 +214,17 @@ def _audit(
         "before": before,
         "after": audit.snapshot(row),
     }
+
+
+def _forget(
+    merged: dict[int, dict[int, tuple[date, int]]], stored: dict[int, dict[int, VaccineDose]], data: DoseIn
+) -> None:
+    """A refused dose row: the student keeps the stored dose of that number, if any."""
+    kept = stored[data.student_id].get(data.dose_number)
+    if kept is not None:
+        merged[data.student_id][data.dose_number] = (kept.given_on, kept.product_id)
+    else:
+        merged[data.student_id].pop(data.dose_number, None)
 
 
 def _student_id(row: _Row) -> int:
@@ -601,11 +612,14 @@ class _DosesPlan(_Plan):
             )
         self.creates: list[_Row] = []
         self.updates: list[tuple[_Row, VaccineDose]] = []
+        judged: list[_Row] = []
         for row in rows:
             data: DoseIn = row.parsed
             product: VaccineProduct = row.extra["product"]
             other_name = data.product_other_name if product.code == OTHER_PRODUCT_CODE else ""
+            row.extra["other_name"] = other_name
             existing = stored[data.student_id].get(data.dose_number)
+            row.extra["existing"] = existing
             if existing is not None and (
                 existing.given_on,
                 existing.product_id,
@@ -613,37 +627,51 @@ class _DosesPlan(_Plan):
                 existing.place,
             ) == (data.given_on, product.id, other_name, data.place):
                 row.result.outcome = Outcome.UNCHANGED
-                continue
-            if not product.active and (existing is None or existing.product_id != product.id):
+            elif not product.active and (existing is None or existing.product_id != product.id):
                 row.reject("product", DomainError("vaccines.unknown_product"))
-                continue
-            others = [
-                VaccineDose(dose_number=number, given_on=given, product_id=product_id)
-                for number, (given, product_id) in merged[data.student_id].items()
-                if number != data.dose_number
-            ]
-            facts = DoseFacts(
-                date_of_birth=row.extra["student"].date_of_birth,
-                dose_number=data.dose_number,
-                given_on=data.given_on,
-                product=product,
-                product_other_name=other_name,
-                others=others,
-            )
-            errors, warnings = judge_dose(facts, products, self.today)
-            for finding in errors:
-                row.reject(None, finding.as_error())
-            if errors:
-                continue
-            for finding in warnings:
+                _forget(merged, stored, data)
+            else:
+                judged.append(row)
+        # A refused row's dose will not be there: judge the others again without it, until stable.
+        while True:
+            verdicts = {id(row): self._judge(row, merged, products) for row in judged}
+            refused = [row for row in judged if verdicts[id(row)][0]]
+            for row in refused:
+                for finding in verdicts[id(row)][0]:
+                    row.reject(None, finding.as_error())
+                _forget(merged, stored, row.parsed)
+            judged = [row for row in judged if not verdicts[id(row)][0]]
+            if not refused:
+                break
+        for row in judged:
+            for finding in verdicts[id(row)][1]:
                 row.reject(None, finding.as_error(), warning=True)
-            row.extra["other_name"] = other_name
+            existing = row.extra["existing"]
             if existing is None:
                 row.result.outcome = Outcome.CREATED
                 self.creates.append(row)
             else:
                 row.result.outcome = Outcome.UPDATED
                 self.updates.append((row, existing))
+
+    def _judge(
+        self, row: _Row, merged: dict[int, dict[int, tuple[date, int]]], products: dict[int, VaccineProduct]
+    ) -> tuple[list[Finding], list[Finding]]:
+        data: DoseIn = row.parsed
+        others = [
+            VaccineDose(dose_number=number, given_on=given, product_id=product_id)
+            for number, (given, product_id) in merged[data.student_id].items()
+            if number != data.dose_number
+        ]
+        facts = DoseFacts(
+            date_of_birth=row.extra["student"].date_of_birth,
+            dose_number=data.dose_number,
+            given_on=data.given_on,
+            product=row.extra["product"],
+            product_other_name=row.extra["other_name"],
+            others=others,
+        )
+        return judge_dose(facts, products, self.today)
 
     async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
         now, tz = self.clock.now(), self.clock.tz

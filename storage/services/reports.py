@@ -229,7 +229,10 @@ class ReportService(ServiceBase):
         """Build one workbook. `actor_id` is the staff member asking (None: the command line); their
         scope is checked. `progress` is called with `ReportProgress` as rows are written (sync or
         async; errors in it are logged, never fatal). `store` keeps a copy as a CompiledReport."""
-        kind = ReportKind(kind)
+        try:
+            kind = ReportKind(kind)
+        except ValueError:
+            raise DomainError("reports.kind_invalid", value=str(kind)) from None
         period = period or ReportPeriod()
         who = await self.requester(actor_id) if actor_id is not None else None
         slots = self._concurrency()

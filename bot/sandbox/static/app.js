@@ -96,6 +96,7 @@
     if (id === state.user) return;
     state.user = id;
     state.version = -1;
+    delete document.body.dataset.version;
     localStorage.setItem("sandbox.user", String(id));
     const url = new URL(location.href);
     url.searchParams.set("as", String(id));
@@ -130,6 +131,7 @@
           const first = state.version === -1;
           state.version = chat.version;
           renderChat(chat, first);
+          document.body.dataset.version = String(chat.version); // what is shown (tests wait on it)
         }
       } catch (error) {
         if (error.name === "AbortError") continue;

@@ -1,0 +1,494 @@
+"""Reporting rounds in the chat (section 5 of the directive), part one, and what the round chats share.
+
+- `/round` (deputy head, admin): a flow that opens a round: name → period from → period to → the three
+  deadlines as local date and time (`15/11/2021 15:30`) → summary (edit any answer) → confirm.
+- `/progress [round number]` (deputy head and officers): the board as a short text per school, then
+  the PNG chart.
+- `/history [school code]` (a principal: their own school; officers: the schools they see): the
+  audit and status history of a school, newest first.
+
+/submit is in conversations/submit.py, /review and /review_vaccine in conversations/review.py, /compile
+in conversations/compile_round.py, the reminder job in conversations/reminders.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import html
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from telegram import InlineKeyboardMarkup, Update
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
+
+from bot.access import requires
+from bot.commands.rounds import figure_label, issue_text, progress_png, progress_text, status_label
+from bot.context import BotContext
+from bot.errors import render_error
+from bot.keyboards import confirm_choices, rows
+from bot.menus import BY_NAME
+from bot.replies import reply
+from bot.texts import LANGUAGES, load, t
+from conversations.common import Flow, Turn, menu_for, option_rows
+from storage.errors import DomainError
+from storage.models import SubmissionTrack
+from storage.permissions import Action
+from storage.schemas.organisation import StaffOut
+from storage.schemas.parsing import clean_text, parse_date
+from storage.schemas.rounds import (
+    MAX_ROUND_NAME,
+    HistoryEntry,
+    Inconsistency,
+    Progress,
+    Recipient,
+    RoundIn,
+    RoundOut,
+    SchoolFigures,
+    parse_local_datetime,
+    show_local,
+)
+
+log = logging.getLogger(__name__)
+
+TEXT_LIMIT = 3500  # a Telegram message holds 4096 characters; keep room for markup
+HISTORY_LIMIT = 40
+# The command that reviews each track (told to the reviewers when a school submits).
+REVIEW_COMMANDS = {SubmissionTrack.PROGRAM: "review", SubmissionTrack.VACCINE: "review_vaccine"}
+
+
+# --- shared by the round chats --------------------------------------------------------------------
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def error_text(exc: Exception, language: str) -> str:
+    """A refusal in words, safe inside an HTML message (it may quote what was typed)."""
+    return esc(render_error(exc, language))
+
+
+async def retry(turn: Turn, exc: Exception) -> int | None:
+    """Stay at the step with the refusal, escaped (it may quote what was typed)."""
+    return await turn.retry(error_text(exc, turn.language))
+
+
+def day_text(value: date) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+def track_label(track: SubmissionTrack | str, language: str) -> str:
+    return t(f"rounds.track.{SubmissionTrack(track).value}", language)
+
+
+async def district_of(context: BotContext, staff: StaffOut) -> int:
+    """The person's district: their own, their school's, or the only district there is."""
+    if staff.district_id is not None:
+        return staff.district_id
+    if staff.school_code:
+        school = await context.services.organisation.school_by_code(staff.school_code)
+        if school is not None:
+            return int(school.district_id)
+    return await context.services.rounds.district_id_by_code(None)
+
+
+def pack(lines: Iterable[str], limit: int = TEXT_LIMIT) -> list[str]:
+    """Lines joined into as few messages as fit Telegram's limit."""
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        candidate = f"{current}\n{line}" if current else line
+        if current and len(candidate) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = candidate
+    return [*chunks, current] if current else chunks
+
+
+async def send_lines(
+    update: Update, lines: Sequence[str], markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """A long answer as several messages; the buttons go on the last one. A tapped button is
+    answered and closed first (by `reply`), once."""
+    chunks = pack(lines) or [""]
+    await reply(update, chunks[0], markup if len(chunks) == 1 else None)
+    chat = update.effective_chat
+    if chat is None:
+        return
+    for index, chunk in enumerate(chunks[1:], start=2):
+        await chat.send_message(chunk, reply_markup=markup if index == len(chunks) else None)
+
+
+def figure_lines(figures: SchoolFigures, track: SubmissionTrack, language: str) -> list[str]:
+    """The figures of a track that are not zero, then one line for the zeros."""
+    lines = [
+        t("rounds_chat.figure_line", language, label=esc(figure_label(key, language)), value=value)
+        for key, value in figures.numbers(track).items()
+        if value
+    ]
+    if len(lines) < len(figures.numbers(track)):
+        lines.append(t("rounds_chat.zero_figures", language))
+    return lines
+
+
+def issue_lines(issues: Sequence[Inconsistency], more: int, language: str) -> list[str]:
+    if not issues:
+        return [t("rounds_chat.no_issues", language)]
+    lines = [t("rounds_chat.issues_header", language, count=len(issues) + more)]
+    lines += [t("rounds_chat.bullet", language, text=esc(issue_text(issue, language))) for issue in issues]
+    if more:
+        lines.append(t("rounds.issue.more", language, count=more))
+    return lines
+
+
+def names_of(people: Sequence[Recipient], language: str) -> str:
+    return ", ".join(esc(p.full_name) for p in people) or t("rounds_chat.nobody", language)
+
+
+async def notify(
+    context: BotContext, recipients: Sequence[Recipient], text_for: Callable[[str], str]
+) -> list[Recipient]:
+    """Tell each recipient who uses the bot, in their language; the ones told. A person who blocked
+    the bot (or any failed send) is logged and skipped: the change itself is already saved."""
+    told: list[Recipient] = []
+    seen: set[int] = set()
+    for person in recipients:
+        if person.telegram_user_id is None or person.staff_id in seen:
+            continue
+        seen.add(person.staff_id)
+        try:
+            await context.bot.send_message(person.telegram_user_id, text_for(person.language))
+        except Forbidden:
+            log.info("Staff %s has blocked the bot; not told", person.staff_id)
+        except TelegramError as exc:
+            log.warning("Could not tell staff %s: %s", person.staff_id, type(exc).__name__)
+        else:
+            told.append(person)
+    return told
+
+
+# --- /round ---------------------------------------------------------------------------------------
+
+
+class Step(enum.IntEnum):
+    NAME = 1
+    PERIOD_START = 2
+    PERIOD_END = 3
+    SUBMIT = 4
+    APPROVE = 5
+    COMPILE = 6
+    SUMMARY = 7
+    EDIT = 8
+
+
+QUESTIONS = {
+    Step.NAME: "rounds_chat.round.name_question",
+    Step.PERIOD_START: "rounds_chat.round.period_start_question",
+    Step.PERIOD_END: "rounds_chat.round.period_end_question",
+    Step.SUBMIT: "rounds_chat.round.submit_question",
+    Step.APPROVE: "rounds_chat.round.approve_question",
+    Step.COMPILE: "rounds_chat.round.compile_question",
+}
+# Summary «Edit»: field -> the step that asks it again.
+EDITABLE = {
+    "name": Step.NAME,
+    "period_start": Step.PERIOD_START,
+    "period_end": Step.PERIOD_END,
+    "submit": Step.SUBMIT,
+    "approve": Step.APPROVE,
+    "compile": Step.COMPILE,
+}
+DEADLINE_FIELDS = {Step.SUBMIT: "submit", Step.APPROVE: "approve", Step.COMPILE: "compile"}
+
+
+def round_in(draft: dict[str, Any]) -> RoundIn:
+    return RoundIn(
+        name=draft["name"],
+        period_start=date.fromisoformat(draft["period_start"]),
+        period_end=date.fromisoformat(draft["period_end"]),
+        submit_deadline=datetime.fromisoformat(draft["submit"]),
+        approve_deadline=datetime.fromisoformat(draft["approve"]),
+        compile_deadline=datetime.fromisoformat(draft["compile"]),
+    )
+
+
+def typed_time(value: str) -> str:
+    """A deadline kept in the draft (a naive local wall time) as people type it."""
+    return datetime.fromisoformat(value).strftime("%H:%M %d/%m/%Y")
+
+
+class RoundFlow(Flow):
+    name = "round"
+    command = "round"
+    title_key = "rounds_chat.round.title"
+    action = Action.MANAGE_ROUNDS
+    summary_state = Step.SUMMARY
+
+    async def begin(self, turn: Turn) -> int:
+        try:
+            turn.draft["_district_id"] = await district_of(turn.context, turn.staff)
+        except DomainError as exc:
+            return await turn.finish(error_text(exc, turn.language))
+        return await turn.ask(Step.NAME)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        if state in QUESTIONS:
+            await turn.reply(turn.text(QUESTIONS[Step(state)]))
+        elif state == Step.SUMMARY:
+            await turn.reply(self._summary(turn), confirm_choices(self.name, turn.language))
+        elif state == Step.EDIT:
+            fields = [
+                (turn.text(f"rounds_chat.round.field.{key}"), self.cb("field", key)) for key in EDITABLE
+            ]
+            back = (turn.text("rounds_chat.round.back_to_summary"), self.cb("field", "back"))
+            await turn.reply(turn.text("rounds_chat.round.edit_question"), rows(*option_rows(fields), [back]))
+
+    def _summary(self, turn: Turn) -> str:
+        draft = turn.draft
+        return turn.text(
+            "rounds_chat.round.summary",
+            name=esc(draft["name"]),
+            period_start=day_text(date.fromisoformat(draft["period_start"])),
+            period_end=day_text(date.fromisoformat(draft["period_end"])),
+            submit=typed_time(draft["submit"]),
+            approve=typed_time(draft["approve"]),
+            compile=typed_time(draft["compile"]),
+        )
+
+    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+        return {
+            Step.NAME: [self.on_text(self.on_name)],
+            Step.PERIOD_START: [self.on_text(self.on_period_start)],
+            Step.PERIOD_END: [self.on_text(self.on_period_end)],
+            Step.SUBMIT: [self.on_text(self.on_deadline)],
+            Step.APPROVE: [self.on_text(self.on_deadline)],
+            Step.COMPILE: [self.on_text(self.on_deadline)],
+            Step.SUMMARY: [
+                self.on_button("confirm$", self.on_confirm),
+                self.on_button("edit$", self.on_edit),
+            ],
+            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field)],
+        }
+
+    async def on_name(self, turn: Turn) -> int | None:
+        try:
+            turn.draft["name"] = clean_text(turn.answer, max_length=MAX_ROUND_NAME, required=True)
+        except DomainError as exc:
+            return await retry(turn, exc)
+        return await turn.advance(Step.PERIOD_START)
+
+    async def _on_date(self, turn: Turn, key: str, following: Step) -> int | None:
+        try:
+            value = parse_date(turn.answer, turn.context.services.clock.today(), allow_future=True)
+        except DomainError as exc:
+            return await retry(turn, exc)
+        turn.draft[key] = value.isoformat()
+        return await turn.advance(following)
+
+    async def on_period_start(self, turn: Turn) -> int | None:
+        return await self._on_date(turn, "period_start", Step.PERIOD_END)
+
+    async def on_period_end(self, turn: Turn) -> int | None:
+        return await self._on_date(turn, "period_end", Step.SUBMIT)
+
+    async def on_deadline(self, turn: Turn) -> int | None:
+        assert turn.step is not None
+        step = Step(turn.step)
+        try:
+            turn.draft[DEADLINE_FIELDS[step]] = parse_local_datetime(turn.answer).isoformat()
+        except DomainError as exc:
+            return await retry(turn, exc)
+        following = {Step.SUBMIT: Step.APPROVE, Step.APPROVE: Step.COMPILE, Step.COMPILE: Step.SUMMARY}
+        return await turn.advance(following[step])
+
+    async def on_edit(self, turn: Turn) -> int:
+        return await turn.ask(Step.EDIT)
+
+    async def on_field(self, turn: Turn) -> int:
+        key = turn.answer
+        if key not in EDITABLE:
+            return await turn.ask(Step.SUMMARY)
+        turn.draft["_editing"] = True
+        return await turn.ask(EDITABLE[key])
+
+    async def on_confirm(self, turn: Turn) -> int:
+        services = turn.context.services
+        try:
+            created = await services.rounds.create_round(
+                int(turn.draft["_district_id"]), round_in(turn.draft), actor_id=turn.staff.id
+            )
+        except DomainError as exc:
+            await turn.reply(
+                turn.text("rounds_chat.round.not_created", reason=error_text(exc, turn.language))
+            )
+            return await turn.ask(Step.EDIT)
+        return await turn.finish(created_text(created, turn.language, services.clock.tz))
+
+
+def created_text(created: RoundOut, language: str, tz: Any) -> str:
+    return t(
+        "rounds_chat.round.created",
+        language,
+        id=created.id,
+        name=esc(created.name),
+        schools=created.schools,
+        period_start=day_text(created.period_start),
+        period_end=day_text(created.period_end),
+        submit=show_local(created.submit_deadline, tz),
+        approve=show_local(created.approve_deadline, tz),
+        compile=show_local(created.compile_deadline, tz),
+    )
+
+
+def build_round_conversation() -> RoundFlow:
+    return RoundFlow()
+
+
+# --- /progress ------------------------------------------------------------------------------------
+
+
+def escaped_progress(progress: Progress) -> Progress:
+    """The board with every name and reason made safe for an HTML message (the chart gets the raw one)."""
+    schools = [
+        school.model_copy(
+            update={
+                "school_code": esc(school.school_code),
+                "school_name": esc(school.school_name),
+                "program_reason": esc(school.program_reason),
+                "vaccine_reason": esc(school.vaccine_reason),
+            }
+        )
+        for school in progress.schools
+    ]
+    shown_round = progress.round.model_copy(update={"name": esc(progress.round.name)})
+    return progress.model_copy(update={"round": shown_round, "schools": schools})
+
+
+async def _round_to_show(context: BotContext, staff: StaffOut, args: Sequence[str]) -> RoundOut | None:
+    """`/progress 3`: round 3 (of the person's district); `/progress`: the open round due first, else
+    the latest round."""
+    rounds = context.services.rounds
+    district_id = await district_of(context, staff)
+    if args:
+        shown = await rounds.get_round(int(args[0]))
+        if staff.district_id is not None and shown.district_id != staff.district_id:
+            raise DomainError("rounds.other_district")
+        return shown
+    current = await rounds.current_round(district_id)
+    if current is not None:
+        return current
+    every = await rounds.list_rounds(district_id)
+    return every[0] if every else None
+
+
+@requires(Action.PROGRESS)
+async def progress_command(update: Update, context: BotContext, staff: StaffOut) -> None:
+    language = staff.language
+    args = list(context.args or [])
+    if args and not args[0].isdigit():
+        await reply(update, t("rounds_chat.progress.usage", language))
+        return
+    try:
+        shown = await _round_to_show(context, staff, args)
+        if shown is None:
+            await reply(update, t("rounds_chat.no_rounds", language), menu_for(context, staff))
+            return
+        progress = await context.services.rounds.progress(shown.id)
+    except DomainError as exc:
+        await reply(update, error_text(exc, language))
+        return
+    tz = context.services.clock.tz
+    text = progress_text(escaped_progress(progress), language, tz)
+    await send_lines(update, text.split("\n"))
+    png = await asyncio.to_thread(progress_png, progress, language, tz)
+    chat = update.effective_chat
+    if chat is not None:
+        caption = t("rounds_chat.progress.caption", language, round=esc(progress.round.name))
+        await chat.send_photo(photo=png, caption=caption, reply_markup=menu_for(context, staff))
+
+
+# --- /history -------------------------------------------------------------------------------------
+
+
+def history_line(entry: HistoryEntry, language: str, tz: Any) -> str:
+    at = show_local(entry.at, tz)
+    actor = esc(entry.actor_name) if entry.actor_name else t("rounds_chat.history.system", language)
+    if entry.kind == "submission":
+        return t(
+            "rounds_chat.history.submission_line",
+            language,
+            at=at,
+            actor=actor,
+            track=track_label(entry.track or SubmissionTrack.PROGRAM, language),
+            round=esc(entry.round_name),
+            from_status=status_label(entry.from_status, language) if entry.from_status else "–",
+            to_status=status_label(entry.to_status, language) if entry.to_status else "–",
+            late=t("rounds_chat.history.late", language) if entry.late else "",
+            reason=t("rounds_chat.history.reason", language, reason=esc(entry.reason))
+            if entry.reason
+            else "",
+        )
+    entity_key = f"rounds_chat.history.entity.{entry.entity}"
+    action = entry.action.value if entry.action else "update"
+    changed = (
+        t("rounds_chat.history.changed", language, fields=esc(", ".join(entry.changed)))
+        if entry.changed
+        else ""
+    )
+    return t(
+        "rounds_chat.history.audit_line",
+        language,
+        at=at,
+        actor=actor,
+        action=t(f"rounds_chat.history.action.{action}", language),
+        entity=t(entity_key, language) if entity_key in load("vi") else esc(entry.entity),
+        id=esc(entry.entity_id),
+        changed=changed,
+    )
+
+
+@requires(Action.HISTORY)
+async def history_command(update: Update, context: BotContext, staff: StaffOut) -> None:
+    language = staff.language
+    services = context.services
+    args = list(context.args or [])
+    code = args[0] if args else staff.school_code
+    if not code:
+        await reply(update, t("rounds_chat.history.usage", language))
+        return
+    school = await services.organisation.school_by_code(code)
+    if school is None:
+        await reply(update, t("rounds_chat.history.unknown_school", language, code=esc(code)))
+        return
+    try:
+        entries = await services.rounds.history(school.id, viewer_id=staff.id, limit=HISTORY_LIMIT)
+    except DomainError as exc:
+        await reply(update, error_text(exc, language))
+        return
+    tz = services.clock.tz
+    lines = [t("rounds_chat.history.header", language, school=esc(school.name), code=esc(school.code))]
+    lines += [history_line(entry, language, tz) for entry in entries] or [
+        t("rounds_chat.history.empty", language)
+    ]
+    await send_lines(update, lines)
+
+
+def menu_button(
+    command: str, callback: Callable[[Update, BotContext], Awaitable[Any]]
+) -> MessageHandler[BotContext, Any]:
+    """The reply-keyboard button of a command that is not a flow (its label in every language)."""
+    labels = [t(BY_NAME[command].button_key, language) for language in LANGUAGES]
+    return MessageHandler(filters.Text(labels), callback)
+
+
+def extra_handlers() -> list[BaseHandler[Update, BotContext, Any]]:
+    return [
+        CommandHandler("progress", progress_command),
+        menu_button("progress", progress_command),
+        CommandHandler("history", history_command),
+    ]

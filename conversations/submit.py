@@ -1,0 +1,225 @@
+"""/submit: the principal reviews the school's figures for the current round and submits them.
+
+(which data, when both parts are still to be submitted: programme, vaccination, or both) → the
+figures of each part with the inconsistencies found, and the reason of the last send-back → confirm →
+submitted; the school's records of that part are locked (the services refuse changes from then on),
+and the reviewers — the TH/THCS specialist, or the school-health officer — are told in chat.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from typing import Any
+
+from telegram import Update
+from telegram.ext import BaseHandler
+
+from bot.commands.rounds import status_label
+from bot.context import BotContext
+from bot.keyboards import rows
+from bot.texts import t
+from conversations.common import Flow, Turn
+from conversations.rounds import (
+    REVIEW_COMMANDS,
+    district_of,
+    error_text,
+    esc,
+    figure_lines,
+    issue_lines,
+    names_of,
+    notify,
+    send_lines,
+    track_label,
+)
+from storage.errors import DomainError
+from storage.models import SubmissionTrack
+from storage.permissions import Action
+from storage.schemas.rounds import SubmissionOut, show_local
+from storage.services.rounds import PENDING_STATUSES
+
+BOTH = "both"
+
+
+class Step(enum.IntEnum):
+    TRACK = 1
+    CONFIRM = 2
+
+
+class SubmitFlow(Flow):
+    name = "submit"
+    command = "submit"
+    title_key = "rounds_chat.submit.title"
+    action = Action.SUBMIT
+
+    async def begin(self, turn: Turn) -> int:
+        staff, services = turn.staff, turn.context.services
+        if staff.school_id is None:
+            return await turn.finish(turn.text("rounds_chat.no_school"))
+        try:
+            current = await services.rounds.current_round(await district_of(turn.context, staff))
+            if current is None:
+                return await turn.finish(turn.text("rounds_chat.no_round"))
+            submissions = [
+                await services.rounds.submission(current.id, staff.school_id, track)
+                for track in SubmissionTrack
+            ]
+        except DomainError as exc:
+            return await turn.finish(error_text(exc, turn.language))
+        pending = [s.track.value for s in submissions if s.status in PENDING_STATUSES]
+        turn.draft.update(_round_id=current.id, _pending=pending)
+        if not pending:
+            deadline = show_local(current.submit_deadline, services.clock.tz)
+            lines = [self._header(turn, submissions, deadline), turn.text("rounds_chat.submit.nothing_left")]
+            return await turn.finish("\n".join(lines))
+        if len(pending) == 1:
+            turn.draft["tracks"] = pending
+            return await turn.ask(Step.CONFIRM)
+        return await turn.ask(Step.TRACK)
+
+    async def _submissions(self, turn: Turn) -> list[SubmissionOut]:
+        rounds, school_id = turn.context.services.rounds, turn.staff.school_id or 0
+        return [
+            await rounds.submission(turn.draft["_round_id"], school_id, track) for track in SubmissionTrack
+        ]
+
+    def _header(self, turn: Turn, submissions: list[SubmissionOut], deadline: str) -> str:
+        first = submissions[0]
+        lines = [
+            turn.text(
+                "rounds_chat.submit.header",
+                round=esc(first.round_name),
+                deadline=deadline,
+                school=esc(first.school_name),
+            )
+        ]
+        lines += [
+            turn.text(
+                "rounds_chat.submit.track_status",
+                track=track_label(s.track, turn.language),
+                status=status_label(s.status, turn.language),
+            )
+            for s in submissions
+        ]
+        return "\n".join(lines)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        services = turn.context.services
+        current = await services.rounds.get_round(turn.draft["_round_id"])
+        deadline = show_local(current.submit_deadline, services.clock.tz)
+        submissions = await self._submissions(turn)
+        if state == Step.TRACK:
+            options = [
+                [(track_label(track, turn.language), self.cb("track", track))]
+                for track in turn.draft["_pending"]
+            ]
+            options.append([(turn.text("rounds_chat.submit.both"), self.cb("track", BOTH))])
+            text = self._header(turn, submissions, deadline) + "\n\n" + turn.text("rounds_chat.submit.choose")
+            await turn.reply(text, rows(*options))
+        elif state == Step.CONFIRM:
+            await self._show_figures(turn, submissions, deadline)
+
+    async def _show_figures(self, turn: Turn, submissions: list[SubmissionOut], deadline: str) -> None:
+        services, language = turn.context.services, turn.language
+        figures = await services.rounds.school_figures(turn.draft["_round_id"], turn.staff.school_id or 0)
+        by_track = {s.track: s for s in submissions}
+        lines: list[str] = []
+        for value in turn.draft["tracks"]:
+            track = SubmissionTrack(value)
+            submission = by_track[track]
+            lines.append("")
+            lines.append(
+                turn.text(
+                    "rounds_chat.submit.figures_header",
+                    track=track_label(track, language),
+                    school=esc(submission.school_name),
+                    round=esc(submission.round_name),
+                )
+            )
+            if submission.return_reason:
+                lines.append(turn.text("rounds_chat.submit.returned", reason=esc(submission.return_reason)))
+            lines += figure_lines(figures, track, language)
+            issues = figures.issues(track)
+            lines += issue_lines(issues, figures.more_inconsistencies if issues else 0, language)
+            if issues:
+                lines.append(turn.text("rounds_chat.submit.issues_hint"))
+        if any(by_track[SubmissionTrack(v)].late for v in turn.draft["tracks"]):
+            lines.append(turn.text("rounds_chat.submit.late_warning", deadline=deadline))
+        lines.append("")
+        lines.append(turn.text("rounds_chat.submit.confirm_question"))
+        markup = rows(
+            [(turn.text("rounds_chat.submit.confirm_button"), self.cb("confirm"))],
+            [(turn.text("rounds_chat.submit.cancel_button"), self.cb("cancel"))],
+        )
+        await send_lines(turn.update, lines[1:], markup)
+
+    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+        return {
+            Step.TRACK: [self.on_button(r"track:\w+$", self.on_track)],
+            Step.CONFIRM: [self.on_button("confirm$", self.on_confirm)],
+        }
+
+    async def on_track(self, turn: Turn) -> int | None:
+        pending = turn.draft["_pending"]
+        chosen = pending if turn.answer == BOTH else [turn.answer]
+        if not set(chosen) <= set(pending):
+            return await turn.ask(Step.TRACK)
+        turn.draft["tracks"] = chosen
+        return await turn.ask(Step.CONFIRM)
+
+    async def on_confirm(self, turn: Turn) -> int:
+        context, staff, language = turn.context, turn.staff, turn.language
+        lines: list[str] = []
+        for value in turn.draft["tracks"]:
+            track = SubmissionTrack(value)
+            try:
+                result = await context.services.rounds.submit(
+                    turn.draft["_round_id"], staff.school_id or 0, track, staff.id
+                )
+            except DomainError as exc:
+                lines.append(
+                    turn.text(
+                        "rounds_chat.submit.failed",
+                        track=track_label(track, language),
+                        reason=error_text(exc, language),
+                    )
+                )
+                continue
+            submission = result.submission
+            school, round_name = esc(submission.school_name), esc(submission.round_name)
+
+            told = await notify(
+                context,
+                result.notify,
+                functools.partial(
+                    reviewer_text, track=track, school=school, round_name=round_name, late=result.late
+                ),
+            )
+            lines.append(
+                turn.text(
+                    "rounds_chat.submit.submitted",
+                    track=track_label(track, language),
+                    school=school,
+                    round=round_name,
+                    late=turn.text("rounds_chat.late_suffix") if result.late else "",
+                    people=names_of(told, language),
+                )
+            )
+        return await turn.finish("\n\n".join(lines))
+
+
+def reviewer_text(language: str, *, track: SubmissionTrack, school: str, round_name: str, late: bool) -> str:
+    """What the reviewers read when a school submits (names already escaped)."""
+    return t(
+        "rounds_chat.submit.notify_reviewer",
+        language,
+        school=school,
+        track=track_label(track, language),
+        round=round_name,
+        late=t("rounds_chat.late_suffix", language) if late else "",
+        command=REVIEW_COMMANDS[track],
+    )
+
+
+def build_submit_conversation() -> SubmitFlow:
+    return SubmitFlow()
