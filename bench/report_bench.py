@@ -84,15 +84,14 @@ async def prepare_database(url: str, schools: int, students: int) -> tuple[Any, 
 async def report_rows(services: Any, district_id: int) -> dict[str, list[tuple[Any, ...]]]:
     """Every row the district report writes, per sheet, as plain tuples (read before timing)."""
     from exports import reports as layout
-    from storage.repositories import reports as queries
-    from storage.schemas.reports import ReportPeriod, ReportScope
+    from storage.schemas.reports import ReportKind, ReportPeriod, ReportScope
 
     service = services.reports
     sheets: dict[str, list[tuple[Any, ...]]] = {}
     async with service._read_session() as session:
         scope = ReportScope.district(district_id)
         _, report_filter, resolved = await service._prepare(
-            session, layout_kind(), scope, ReportPeriod(), "vi", None
+            session, ReportKind.DISTRICT, scope, ReportPeriod(), "vi", None
         )
         for name in layout.STREAMS["district"]:
             statement = service._stream_statement(name, report_filter)
@@ -107,14 +106,7 @@ async def report_rows(services: Any, district_id: int) -> dict[str, list[tuple[A
                     sheets[f"{area}_{part}"] = [_plain(r) for r in rows]
         elif isinstance(value, list):
             sheets[area] = [_plain(r) for r in value]
-    del queries
     return sheets
-
-
-def layout_kind() -> Any:
-    from storage.schemas.reports import ReportKind
-
-    return ReportKind.DISTRICT
 
 
 def _plain(record: dict[str, Any]) -> tuple[Any, ...]:

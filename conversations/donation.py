@@ -222,7 +222,7 @@ class DonationFlow(Flow):
             kind = turn.text(f"devices.donor_kind.{new['kind']}")
             return turn.text("devices.donation.donor_new", name=html.escape(new["name"]), kind=kind)
         kind = turn.text(f"devices.donor_kind.{draft['donor_kind']}")
-        return turn.text("devices.donation.donor_line", name=html.escape(draft["donor_name"]), kind=kind)
+        return turn.text("devices.donation.donor_line", name=html.escape(draft["_donor_name"]), kind=kind)
 
     def _summary_text(self, turn: Turn) -> str:
         draft, none = turn.draft, turn.text("devices.none")
@@ -297,7 +297,7 @@ class DonationFlow(Flow):
         source = parse_coded(turn.answer, DonationSource, SOURCE_WORDS, "devices.source_invalid")
         turn.draft["source"] = source.value
         if source is DonationSource.PROGRAM:
-            for key in ("donor_id", "donor_name", "donor_kind", "new_donor", "_donor_query"):
+            for key in ("donor_id", "_donor_name", "_donor_kind", "new_donor", "_donor_query"):
                 turn.draft.pop(key, None)
             return await turn.advance(Step.RECEIVED)
         if "donor_id" not in turn.draft and "new_donor" not in turn.draft:
@@ -312,7 +312,7 @@ class DonationFlow(Flow):
         return await self._donor_chosen(turn, donor)
 
     async def _donor_chosen(self, turn: Turn, donor: DonorOut) -> int | None:
-        turn.draft.update(donor_id=donor.id, donor_name=donor.name, donor_kind=donor.kind.value)
+        turn.draft.update(donor_id=donor.id, _donor_name=donor.name, _donor_kind=donor.kind.value)
         turn.draft.pop("new_donor", None)
         turn.draft.pop("_donor_query", None)
         return await turn.advance(Step.RECEIVED)
@@ -360,7 +360,7 @@ class DonationFlow(Flow):
             DonorIn.model_validate(new)  # the whole donor, by the schema the service takes
         except ValidationError as exc:
             return await turn.retry(exc)
-        for key in ("donor_id", "donor_name", "donor_kind"):
+        for key in ("donor_id", "_donor_name", "_donor_kind"):
             turn.draft.pop(key, None)
         return await turn.advance(Step.RECEIVED)
 

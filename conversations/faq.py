@@ -432,7 +432,7 @@ class FaqAddFlow(Flow):
         if field in turn.draft:
             current = self._shown(turn, field, room=TEXT_LIMIT - len(text) - 100)
             text += "\n\n" + turn.text("faq_chat.add.current", value=current)
-            buttons.append([(turn.text("faq_chat.add.keep"), self.cb("keep"))])
+            buttons.append([(turn.text("faq_chat.add.keep"), self.cb("keep", int(state)))])
         await turn.reply(text, rows(*buttons) if buttons else None)
 
     def _shown(self, turn: Turn, field: str, room: int = TEXT_LIMIT) -> str:
@@ -493,7 +493,7 @@ class FaqAddFlow(Flow):
 
     def steps(self) -> Handlers:
         press = self.on_text(self.press_button)
-        keep = self.on_button("keep$", self.on_keep)
+        keep = self.on_button(r"keep:\d+$", self.on_keep)
         return {
             Step.PICK: [
                 self.on_text(self.on_search),
@@ -563,9 +563,11 @@ class FaqAddFlow(Flow):
         return await turn.ask(Step.TOPIC)
 
     async def on_keep(self, turn: Turn) -> int | None:
+        """«Keep» carries its step: the button of an earlier question does not skip the current one."""
         assert turn.step is not None
-        if FIELD_OF.get(turn.step) not in turn.draft:
-            return await self.press_button(turn)
+        if int(turn.answer) != turn.step or FIELD_OF.get(turn.step) not in turn.draft:
+            await answer_alert(turn.update, turn.text("core.stale_button"))
+            return turn.step
         return await turn.advance(NEXT[turn.step])
 
     async def on_topic(self, turn: Turn) -> int | None:

@@ -121,10 +121,10 @@ class HandoverFlow(Flow):
             await turn.reply(turn.text("devices.handover.batch_question"), rows(*options))
         elif state == Step.KIND:
             options = [(turn.text(f"devices.kind.{k.value}"), self.cb("kind", k.value)) for k in HandoverKind]
-            text = turn.text("devices.handover.kind_question", student=html.escape(draft["student"]))
+            text = turn.text("devices.handover.kind_question", student=html.escape(draft["_student"]))
             await turn.reply(text, rows(options))
         elif state == Step.DATE:
-            text = turn.text("devices.handover.date_question", received_on=shown_date(draft["received_on"]))
+            text = turn.text("devices.handover.date_question", received_on=shown_date(draft["_received_on"]))
             await turn.reply(text, date_choices(self.cb("date"), language))
         elif state == Step.PHOTO:
             text = turn.text("devices.handover.photo_question")
@@ -142,10 +142,10 @@ class HandoverFlow(Flow):
             turn.text(
                 "devices.handover.summary",
                 batch_id=draft["batch_id"],
-                device_type=device_name(draft["device_type"], turn.language),
-                make_model=html.escape(draft.get("make_model", "")),
-                received_on=shown_date(draft["received_on"]),
-                student=html.escape(draft["student"]),
+                device_type=device_name(draft["_device_type"], turn.language),
+                make_model=html.escape(draft.get("_make_model", "")),
+                received_on=shown_date(draft["_received_on"]),
+                student=html.escape(draft["_student"]),
                 kind=turn.text(f"devices.kind_name.{draft['kind']}"),
                 handed_on=shown_date(draft["handed_on"]),
                 photo=turn.text("devices.photo_attached") if draft.get("photo") else none,
@@ -174,7 +174,7 @@ class HandoverFlow(Flow):
         draft = turn.draft
         if draft.get("_second_warning"):  # said by the service on a Confirm
             return str(draft["_second_warning"])
-        if draft.get("source") != DonationSource.PROGRAM:
+        if draft.get("_source") != DonationSource.PROGRAM:
             return None
         held = await turn.context.services.handovers.handovers_of_student(
             draft["student_id"], school_id=turn.staff.school_id or 0
@@ -184,7 +184,7 @@ class HandoverFlow(Flow):
             return None
         error = DomainError(
             "devices.second_program_device",
-            student=draft["student_name"],
+            student=draft["_student_name"],
             handed_on=show_date(program[0].handed_on),
         )
         return render_error(error, turn.language)
@@ -220,7 +220,7 @@ class HandoverFlow(Flow):
         batch = await self._batch_with_stock(turn, int(turn.answer))
         draft = turn.draft
         if "student_id" in draft:  # changing the batch from the summary: the student must fit it too
-            await self._check_not_holding(turn, batch.id, draft["student_id"], draft["student_name"])
+            await self._check_not_holding(turn, batch.id, draft["student_id"], draft["_student_name"])
         self._remember_batch(turn, batch)
         if "handed_on" in draft and date.fromisoformat(draft["handed_on"]) < batch.received_on:
             draft.pop("handed_on")
@@ -232,7 +232,7 @@ class HandoverFlow(Flow):
     async def on_student(self, turn: Turn, student: StudentOut) -> int:
         await self._check_not_holding(turn, turn.draft["batch_id"], student.id, student.full_name)
         turn.draft.update(
-            student_id=student.id, student=student_label(student), student_name=student.full_name
+            student_id=student.id, _student=student_label(student), _student_name=student.full_name
         )
         turn.draft.pop("_second_warning", None)
         return await turn.advance(Step.KIND)
@@ -244,7 +244,7 @@ class HandoverFlow(Flow):
 
     async def on_date(self, turn: Turn) -> int | None:
         handed_on = parse_picked_date(turn)
-        received_on = date.fromisoformat(turn.draft["received_on"])
+        received_on = date.fromisoformat(turn.draft["_received_on"])
         if handed_on < received_on:
             raise DomainError(
                 "devices.handed_before_received",
@@ -314,7 +314,7 @@ class HandoverFlow(Flow):
             kind=turn.text(f"devices.kind_name.{handover.kind.value}"),
             device_type=device_name(handover.batch_device_type, language),
             batch_id=handover.batch_id,
-            student=html.escape(turn.draft["student"]),
+            student=html.escape(turn.draft["_student"]),
             handed_on=show_date(handover.handed_on),
         )
         if handover.kind is HandoverKind.LOAN:
@@ -352,10 +352,10 @@ class HandoverFlow(Flow):
     def _remember_batch(self, turn: Turn, batch: BatchOut) -> None:
         turn.draft.update(
             batch_id=batch.id,
-            source=batch.source.value,
-            device_type=batch.device_type.value,
-            make_model=batch.make_model,
-            received_on=batch.received_on.isoformat(),
+            _source=batch.source.value,
+            _device_type=batch.device_type.value,
+            _make_model=batch.make_model,
+            _received_on=batch.received_on.isoformat(),
         )
         turn.draft.pop("_second_warning", None)
 

@@ -66,19 +66,19 @@ class ReturnFlow(Flow):
         elif state == Step.DATE:
             text = turn.text(
                 "devices.loan_return.date_question",
-                student=html.escape(draft["student"]),
-                device_type=device_name(draft["device_type"], language),
-                batch_id=draft["batch_id"],
-                handed_on=shown_date(draft["handed_on"]),
+                student=html.escape(draft["_student"]),
+                device_type=device_name(draft["_device_type"], language),
+                batch_id=draft["_batch_id"],
+                handed_on=shown_date(draft["_handed_on"]),
             )
             await turn.reply(text, date_choices(self.cb("date"), language))
         elif state == Step.SUMMARY:
             text = turn.text(
                 "devices.loan_return.summary",
-                student=html.escape(draft["student"]),
-                device_type=device_name(draft["device_type"], language),
-                batch_id=draft["batch_id"],
-                handed_on=shown_date(draft["handed_on"]),
+                student=html.escape(draft["_student"]),
+                device_type=device_name(draft["_device_type"], language),
+                batch_id=draft["_batch_id"],
+                handed_on=shown_date(draft["_handed_on"]),
                 returned_on=shown_date(draft["returned_on"]),
             )
             await turn.reply(text, confirm_choices(self.cb(), language, edit=False))
@@ -161,16 +161,16 @@ class ReturnFlow(Flow):
             raise DomainError("devices.already_returned", returned_on=show_date(loan.returned_on))
         turn.draft.update(
             handover_id=loan.id,
-            student=f"{loan.student_name} · {loan.class_name}",
-            device_type=loan.batch_device_type.value,
-            batch_id=loan.batch_id,
-            handed_on=loan.handed_on.isoformat(),
+            _student=f"{loan.student_name} · {loan.class_name}",
+            _device_type=loan.batch_device_type.value,
+            _batch_id=loan.batch_id,
+            _handed_on=loan.handed_on.isoformat(),
         )
         return await turn.ask(Step.DATE)
 
     async def on_date(self, turn: Turn) -> int | None:
         returned_on = parse_picked_date(turn)
-        handed_on = date.fromisoformat(turn.draft["handed_on"])
+        handed_on = date.fromisoformat(turn.draft["_handed_on"])
         if returned_on < handed_on:
             raise DomainError(
                 "devices.returned_before_handed", value=show_date(returned_on), handed_on=show_date(handed_on)
@@ -188,7 +188,7 @@ class ReturnFlow(Flow):
         )
         text = turn.text(
             "devices.loan_return.saved",
-            student=html.escape(draft["student"]),
+            student=html.escape(draft["_student"]),
             device_type=device_name(loan.batch_device_type, turn.language),
             returned_on=show_date(loan.returned_on or date.fromisoformat(draft["returned_on"])),
             batch_id=loan.batch_id,

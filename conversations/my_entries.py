@@ -6,6 +6,10 @@ Edit / Delete -> Edit: which answer -> the new value (typed, or buttons), checke
 update schema -> before → after, Save -> saved through the owning service (audited, before/after).
 Delete asks to confirm; the services refuse what may not go (a locked round: their text says who can
 reopen it; a batch that has handovers: the reason).
+
+Looking is not entering: the list and the details are plain messages whose buttons start the flow,
+so a person who only looked has nothing open (other flows are not blocked). A draft exists only
+while an edit or a deletion is under way.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from telegram.ext import BaseHandler
 from bot.context import BotContext
 from bot.errors import render_error, render_error_html
 from bot.keyboards import date_choices, rows
-from conversations.common import Flow, Turn, option_rows
+from conversations.common import END, Flow, Turn, option_rows
 from conversations.donation import device_name
 from storage.errors import DomainError, NotFound
 from storage.models import HandoverKind
@@ -91,8 +95,6 @@ def field_of(kind: str, name: str) -> EditableField:
 
 
 class Step(enum.IntEnum):
-    LIST = 1
-    DETAIL = 2
     FIELD = 3
     VALUE = 4
     CHANGE = 5
@@ -106,17 +108,30 @@ class MyEntriesFlow(Flow):
 
     # --- questions ------------------------------------------------------------------------------
 
+    def entry_points(self) -> list[BaseHandler[Update, BotContext, Any]]:
+        # The buttons of the list and of a record's details: usable whenever, nothing held open.
+        return [
+            self.entry_button("list$", self.begin),
+            self.entry_button(r"open:\w+\.\d+$", self.on_open),
+            self.entry_button(r"edit:\w+\.\d+$", self.on_edit),
+            self.entry_button(r"delete:\w+\.\d+$", self.on_delete),
+        ]
+
     async def begin(self, turn: Turn) -> int:
-        if not await self._entries(turn):
+        entries = await self._entries(turn)
+        if not entries:
             return await turn.finish(turn.text("my.empty"))
-        return await turn.ask(Step.LIST)
+        options = [[(self._entry_label(turn, e), self.cb("open", f"{e.kind}.{e.id}"))] for e in entries]
+        await turn.reply(turn.text("my.list_header"), rows(*options))
+        return await self._close(turn)
+
+    async def _close(self, turn: Turn) -> int:
+        """Nothing under way: no draft left behind (a stale one, e.g. from «start again», goes too)."""
+        await turn.context.services.drafts.discard(turn.user_id, self.name)
+        return END
 
     async def prompt(self, turn: Turn, state: int) -> None:
-        if state == Step.LIST:
-            await self._show_list(turn)
-        elif state == Step.DETAIL:
-            await self._show_detail(turn)
-        elif state == Step.FIELD:
+        if state == Step.FIELD:
             kind = turn.draft["kind"]
             options = [(turn.text(f"my.field.{f.name}"), self.cb("field", f.name)) for f in FIELDS[kind]]
             back = (turn.text("my.back"), self.cb("back"))
@@ -132,14 +147,6 @@ class MyEntriesFlow(Flow):
                 [(turn.text("my.back"), self.cb("back"))],
             )
             await turn.reply(turn.text("my.delete_question", details=details), markup)
-
-    async def _show_list(self, turn: Turn) -> None:
-        entries = await self._entries(turn)
-        if not entries:
-            await turn.reply(turn.text("my.empty"))
-            return
-        options = [[(self._entry_label(turn, e), self.cb("open", f"{e.kind}.{e.id}"))] for e in entries]
-        await turn.reply(turn.text("my.list_header"), rows(*options))
 
     def _entry_label(self, turn: Turn, entry: RecentEntry) -> str:
         details, language = entry.details, turn.language
@@ -166,18 +173,21 @@ class MyEntriesFlow(Flow):
         label = turn.text(f"my.entry.{entry.kind}", **values)
         return (turn.text("my.locked_mark") + label) if not entry.editable else label
 
-    async def _show_detail(self, turn: Turn) -> None:
+    async def _show_detail(self, turn: Turn) -> int:
+        """The record with Edit / Delete / back to the list; the flow holds nothing meanwhile."""
         record = await self._record(turn)
         lines = [await self._details_text(turn, record)]
         if getattr(record, "entered_late", False):
             lines.append(turn.text("my.late"))
         if turn.draft.get("locked_round") is not None:
             lines.append(turn.text("my.locked", round=html.escape(turn.draft["locked_round"])))
+        key = f"{turn.draft['kind']}.{turn.draft['id']}"
         markup = rows(
-            [(turn.text("my.edit"), self.cb("edit")), (turn.text("my.delete"), self.cb("delete"))],
+            [(turn.text("my.edit"), self.cb("edit", key)), (turn.text("my.delete"), self.cb("delete", key))],
             [(turn.text("my.back_to_list"), self.cb("list"))],
         )
         await turn.reply("\n\n".join(lines), markup)
+        return await self._close(turn)
 
     async def _details_text(self, turn: Turn, record: Record) -> str:
         none, language = turn.text("devices.none"), turn.language
@@ -201,6 +211,7 @@ class MyEntriesFlow(Flow):
                 handed=record.handed_over,
                 gifts=record.gifts,
                 open_loans=record.open_loans,
+                returned_loans=record.returned_loans,
                 left=record.left,
             )
         if isinstance(record, HandoverOut):
@@ -310,13 +321,6 @@ class MyEntriesFlow(Flow):
         press = self.on_text(self.press_button)
         back = self.on_button("back$", self.on_back)
         return {
-            Step.LIST: [self.on_button(r"open:\w+\.\d+$", self.on_open), press],
-            Step.DETAIL: [
-                self.on_button("edit$", self.on_edit),
-                self.on_button("delete$", self.on_delete),
-                self.on_button("list$", self.on_list),
-                press,
-            ],
             Step.FIELD: [self.on_button(r"field:\w+$", self.on_field), back, press],
             Step.VALUE: [
                 self.on_button("date:", self.on_value),
@@ -337,10 +341,11 @@ class MyEntriesFlow(Flow):
     async def press_button(self, turn: Turn) -> int | None:
         return await turn.retry(turn.text("my.press_button"))
 
-    async def on_open(self, turn: Turn) -> int | None:
+    async def _choose(self, turn: Turn) -> None:
+        """The record the tapped button names (`kind.id`), only one of this person's recent records."""
         kind, _, number = turn.answer.partition(".")
         entry = next((e for e in await self._entries(turn) if e.kind == kind and str(e.id) == number), None)
-        if entry is None:  # not one of this person's recent records
+        if entry is None:
             raise NotFound("record")
         turn.draft.update(
             kind=entry.kind,
@@ -348,23 +353,25 @@ class MyEntriesFlow(Flow):
             label=self._entry_label(turn, entry).removeprefix(turn.text("my.locked_mark")),
             locked_round=entry.locked_round,
         )
-        return await turn.ask(Step.DETAIL)
 
-    async def on_list(self, turn: Turn) -> int:
-        return await turn.ask(Step.LIST)
+    async def on_open(self, turn: Turn) -> int:
+        await self._choose(turn)
+        return await self._show_detail(turn)
 
     async def on_back(self, turn: Turn) -> int:
-        """Back one step: value -> which field; change, delete and fields -> the record."""
+        """Back one step: value -> which field; change, delete and fields -> the record (flow ends)."""
         turn.draft.pop("_warnings", None)
         if turn.step == Step.VALUE:
             return await turn.ask(Step.FIELD)
-        return await turn.ask(Step.DETAIL)
+        return await self._show_detail(turn)
 
-    async def on_edit(self, turn: Turn) -> int | None:
+    async def on_edit(self, turn: Turn) -> int:
+        await self._choose(turn)
         self._refuse_if_locked(turn)
         return await turn.ask(Step.FIELD)
 
-    async def on_delete(self, turn: Turn) -> int | None:
+    async def on_delete(self, turn: Turn) -> int:
+        await self._choose(turn)
         self._refuse_if_locked(turn)
         return await turn.ask(Step.DELETE)
 
@@ -474,7 +481,7 @@ class MyEntriesFlow(Flow):
                 await services.needs.delete_need(school_id, record_id, actor_id=actor_id)
         except DomainError as exc:  # refused (a batch with handovers, a locked round): say why, back to it
             await turn.reply(render_error_html(exc, turn.language))
-            return await turn.ask(Step.DETAIL)
+            return await self._show_detail(turn)
         return await turn.finish(turn.text("my.deleted", entry=html.escape(draft["label"])))
 
     # --- data -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import PurePath
 from typing import Any
 
-from python_calamine import CalamineError, CalamineWorkbook, PasswordError
+from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, PasswordError
 
 from bot.texts import LANGUAGES, t
 from storage.errors import DomainError
@@ -95,7 +95,9 @@ class Table:
 
     def record(self, row: int) -> dict[str, Any]:
         """The row's values by field; a missing column gives None, a blank cell ""."""
-        return {name: self.value(row, name) for name in self.columns}
+        cells = self.grid[row]
+        size = len(cells)
+        return {name: cells[column] if column < size else None for name, column in self.columns.items()}
 
     def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """(Excel row number, values by field) of every data row."""
@@ -311,14 +313,21 @@ def open_workbook(content: bytes) -> CalamineWorkbook:
         raise DomainError("excel.file.corrupted") from exc
 
 
-def _rows(workbook: CalamineWorkbook, name: str, nrows: int | None) -> tuple[list[list[Any]], int]:
-    """(the sheet's values from A1, at most `nrows` rows; the number of rows the sheet spans)."""
+def _sheet(workbook: CalamineWorkbook, name: str) -> CalamineSheet:
+    """The sheet, parsed (once: calamine reads the whole sheet here)."""
     try:
-        sheet = workbook.get_sheet_by_name(name)
-        spans = sheet.start[0] + sheet.height if sheet.start else 0
-        return sheet.to_python(skip_empty_area=False, nrows=nrows), spans
+        return workbook.get_sheet_by_name(name)
     except PasswordError as exc:
         raise DomainError("excel.file.encrypted", filename="") from exc
+    except Exception as exc:
+        raise DomainError("excel.file.corrupted") from exc
+
+
+def _rows(sheet: CalamineSheet, nrows: int | None) -> tuple[list[list[Any]], int]:
+    """(the sheet's values from A1, at most `nrows` rows; the number of rows the sheet spans)."""
+    try:
+        spans = sheet.start[0] + sheet.height if sheet.start else 0
+        return sheet.to_python(skip_empty_area=False, nrows=nrows), spans
     except Exception as exc:
         raise DomainError("excel.file.corrupted") from exc
 
@@ -340,8 +349,10 @@ def read_table(content: bytes, filename: str, limits: ReadLimits) -> Table:
         best: _Match | None = None
         best_sheet = ""
         closest: _Match | None = None
+        sheets: dict[str, CalamineSheet] = {}
         for name in _visible_sheets(workbook):
-            head, _ = _rows(workbook, name, HEADER_SCAN_ROWS)
+            sheets[name] = _sheet(workbook, name)
+            head, _ = _rows(sheets[name], HEADER_SCAN_ROWS)
             match, near = find_header(head)
             if match is not None and (best is None or _rank(match) < _rank(best)):
                 best, best_sheet = match, name
@@ -353,7 +364,8 @@ def read_table(content: bytes, filename: str, limits: ReadLimits) -> Table:
                 raise DomainError("excel.table.missing_columns", kind=closest.kind.value, columns=missing)
             raise DomainError("excel.table.not_found")
         wanted = best.row + 2 + limits.max_rows + BLANK_ROWS_SLACK
-        grid, spans = _rows(workbook, best_sheet, wanted)
+        grid, spans = _rows(sheets[best_sheet], wanted)
+        sheets.clear()
     finally:
         workbook.close()
     table = Table(
@@ -386,8 +398,12 @@ def _data_rows(table: Table) -> list[int]:
     first = table.header_row + 1
     for index in range(first, len(table.grid)):
         cells = table.grid[index]
-        values = [cells[c] if c < len(cells) else None for c in columns]
-        filled = [v for v in values if not is_blank(v)]
+        size = len(cells)
+        filled = [
+            value
+            for value in (cells[c] for c in columns if c < size)
+            if value is not None and value != "" and not (isinstance(value, str) and value.isspace())
+        ]
         if not filled:
             continue
         if not found and index <= first + 1 and _is_numbering(filled):

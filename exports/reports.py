@@ -919,7 +919,7 @@ def write_report(
 
 
 def summary_line(kind: str, data: Mapping[str, Any], language: str = "vi") -> str:
-    """ "32 trường, 18.402 học sinh, …": what the bot says with the file."""
+    """The line the bot sends with the file: «32 trường, 18.402 học sinh, …»."""
     w = Words(language)
     n = w.number
     needs = _total(data.get("needs"))
@@ -927,11 +927,7 @@ def summary_line(kind: str, data: Mapping[str, Any], language: str = "vi") -> st
     vaccination = _total(data.get("vaccination"))
     timeliness = _total(data.get("timeliness"))
     issues = [i for i in data.get("issues", []) if i["area"] in ISSUE_AREAS[kind]]
-    first = needs or vaccination or timeliness or _total(data.get("devices"), source=None)
-    common = {
-        "schools": n(first.get("schools")),
-        "students": n(first.get("students", vaccination.get("enrolled"))),
-    }
+    common = {"schools": n(needs.get("schools")), "students": n(needs.get("students"))}
     if kind == NEEDS:
         return w(
             "summary.needs",

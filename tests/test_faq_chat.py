@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from bot.faq_render import button_label, render_answer, topic_title
 from bot.texts import t
-from conversations.faq import TOPIC_PAGE_SIZE
+from conversations.faq import TOPIC_PAGE_SIZE, Step
 from storage.models import FaqEntry, FaqQuestion
 from storage.schemas.faq import ContactIn
 from storage.services import Services
@@ -368,7 +368,13 @@ async def test_faq_add_edits_an_existing_entry_found_by_typing(services: Service
     assert "Sửa mục <b>vaccine_where</b>" in officer.texts()[-2]
     for _ in range(3):  # topic, question, other phrasings: unchanged
         await officer.tap("↩️ Giữ nguyên")
+    answer_prompt = officer.bot_messages()[-1]
     await officer.send("Vào mục 4.9.1 trên CSDL ngành; nhập chậm nhất 1 ngày sau khi tiêm.")
+    # «Keep» under the answer's question (still there: it was answered by typing) keeps nothing now.
+    [keep] = [b for row in answer_prompt["reply_markup"]["inline_keyboard"] for b in row]
+    await harness.deliver(harness.api.callback_query(officer.user, answer_prompt, keep["callback_data"]))
+    assert "Nút này không còn dùng được" in officer.alerts()[-1]
+    assert (await services.drafts.get(officer.id, "faq_add")).step == Step.CONTACT
     await officer.tap("↩️ Giữ nguyên")  # contact
     assert "Sửa mục hỏi – đáp vaccine_where" in officer.last_text()
     await officer.tap(CONFIRM)
@@ -460,3 +466,17 @@ async def test_faq_add_summary_of_the_longest_entry_fits_one_message(services: S
     answer = teacher.new_texts()
     assert len(answer) >= 2 and all(len(text) <= 4096 for text in answer)
     assert "&amp;" * 2000 in "".join(answer), "cut between entities, nothing lost"
+
+
+async def test_the_frame_follows_the_persons_language(services: Services, harness: Harness):
+    world = await make_world(services)
+    await services.staff.set_language(world.staff_ids["principal"], "en")
+    principal = harness.person("principal")
+    await principal.send("/faq")
+    assert "Frequently asked questions" in principal.last_text()
+    vaccine = len(await services.faq.entries_for_topic("vaccine"))
+    assert f"{topic_title('vaccine', 'en')} ({vaccine})" in principal.buttons()
+    await principal.send("where do I enter vaccination records")
+    assert "For more, contact" in principal.last_text()
+    await principal.send("how to cook rice")
+    assert principal.last_text().startswith("Sorry, the bot has no answer")

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exports.reader import Table, read_table
+from storage.clock import Clock
 from storage.errors import AccessDenied, Conflict, DomainError, NotFound
 from storage.models import (
     AuditAction,
@@ -111,6 +112,17 @@ CHUNK = 500  # ids and codes per IN (…): both databases cap bound parameters
 
 
 # --- rows -----------------------------------------------------------------------------------------
+
+
+class _PinnedClock(Clock):
+    """One import, one instant: "today" is worked out once, not once per row."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(tz=clock.tz, frozen_at=clock.now())
+        self._today = clock.today()
+
+    def today(self) -> date:
+        return self._today
 
 
 @dataclass
@@ -415,7 +427,7 @@ class _StudentsPlan(_Plan):
     NAMES: dict[str, str | None] = {"code": "student_code"}
 
     async def plan(self, session: AsyncSession) -> None:
-        self.students = StudentService(self.service.sessionmaker, self.clock)
+        self.students = StudentService(self.service.sessionmaker, _PinnedClock(self.clock))
         self.plans: dict[int, tuple[Any, list[_Row]]] = {}
         for row in self.placed():
             data = {

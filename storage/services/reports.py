@@ -269,10 +269,11 @@ class ReportService(ServiceBase):
             }
             handle, path = tempfile.mkstemp(prefix="schoolbot-report-", suffix=".xlsx")
             os.close(handle)
-            # The writer opens every sheet now, and writes the long lists while they stream in;
-            # the small tables are added up afterwards, while it is still busy writing.
-            job = await WriterJob.start(self.executor, kind.value, meta, path)
+            job: WriterJob | None = None
             try:
+                # The writer opens every sheet now, and writes the long lists while they stream in;
+                # the small tables are added up afterwards, while it is still busy writing.
+                job = await self._start_writer(kind.value, meta, path)
                 total = 0
                 if progress is not None:
                     await reporter.report("summary", 0, 0, force=True)
@@ -295,7 +296,8 @@ class ReportService(ServiceBase):
                 await reporter.report("finishing", done, total, force=True)
                 written = await job.finish()
             except BaseException:
-                await job.abort()
+                if job is not None:
+                    await job.abort()
                 with contextlib.suppress(OSError):
                     os.unlink(path)
                 raise
@@ -324,6 +326,17 @@ class ReportService(ServiceBase):
             report.report_id = await self._store(report, resolved.round_id, who)
         await reporter.report("done", reporter.total, reporter.total, force=True)
         return report
+
+    async def _start_writer(self, kind: str, meta: dict[str, Any], path: str) -> Any:
+        from exports.worker import THREAD, WriterJob
+
+        try:
+            return await WriterJob.start(self.executor, kind, meta, path)
+        except OSError:  # no worker process here (a sandbox without fork/exec): write in a thread
+            if self.executor == THREAD:
+                raise
+            log.warning("report worker process could not start; writing in a thread", exc_info=True)
+            return await WriterJob.start(THREAD, kind, meta, path)
 
     async def _prepare(
         self,
