@@ -56,8 +56,9 @@ COMMANDS: tuple[MenuCommand, ...] = (
     MenuCommand("help", Action.ASK),
 )
 BY_NAME = {command.command: command for command in COMMANDS}
-# Commands everyone has, registered or not (setMyCommands default scope).
-PUBLIC_COMMANDS = ("start", "help", "faq")
+# Commands shown to people who have not registered (setMyCommands default scope): the FAQ names
+# contacts, so it is for registered staff.
+PUBLIC_COMMANDS = ("start", "help")
 
 
 def commands_for(staff: StaffOut, registered: set[str]) -> list[MenuCommand]:

@@ -221,7 +221,7 @@ class DonationFlow(Flow):
         if new and "donor_id" not in draft:
             kind = turn.text(f"devices.donor_kind.{new['kind']}")
             return turn.text("devices.donation.donor_new", name=html.escape(new["name"]), kind=kind)
-        kind = turn.text(f"devices.donor_kind.{draft['donor_kind']}")
+        kind = turn.text(f"devices.donor_kind.{draft['_donor_kind']}")
         return turn.text("devices.donation.donor_line", name=html.escape(draft["_donor_name"]), kind=kind)
 
     def _summary_text(self, turn: Turn) -> str:

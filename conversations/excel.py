@@ -4,7 +4,7 @@
   and the vaccine products).
 - A workbook sent as a document, no command needed: the kind is recognised from the headers. The bot
   replies with the counts (new / updated / unchanged / rejected), the first refusals and, when a row is
-  rejected or has a note, the checked copy as a document; then «Nhập N dòng hợp lệ» / «Huỷ». Nothing is
+  rejected or has a note, the checked copy as a document; then the confirm / cancel buttons. Nothing is
   written before the tap. The upload waits in the database (`pending_upload`), so the buttons still
   work after a restart; the ids travel in the buttons' data.
 """

@@ -179,9 +179,9 @@ class MyEntriesFlow(Flow):
         lines = [await self._details_text(turn, record)]
         if getattr(record, "entered_late", False):
             lines.append(turn.text("my.late"))
-        if turn.draft.get("locked_round") is not None:
-            lines.append(turn.text("my.locked", round=html.escape(turn.draft["locked_round"])))
-        key = f"{turn.draft['kind']}.{turn.draft['id']}"
+        if turn.draft.get("_locked_round") is not None:
+            lines.append(turn.text("my.locked", round=html.escape(turn.draft["_locked_round"])))
+        key = f"{turn.draft['kind']}.{turn.draft['_id']}"
         markup = rows(
             [(turn.text("my.edit"), self.cb("edit", key)), (turn.text("my.delete"), self.cb("delete", key))],
             [(turn.text("my.back_to_list"), self.cb("list"))],
@@ -349,9 +349,9 @@ class MyEntriesFlow(Flow):
             raise NotFound("record")
         turn.draft.update(
             kind=entry.kind,
-            id=entry.id,
-            label=self._entry_label(turn, entry).removeprefix(turn.text("my.locked_mark")),
-            locked_round=entry.locked_round,
+            _id=entry.id,
+            _label=self._entry_label(turn, entry).removeprefix(turn.text("my.locked_mark")),
+            _locked_round=entry.locked_round,
         )
 
     async def on_open(self, turn: Turn) -> int:
@@ -398,7 +398,7 @@ class MyEntriesFlow(Flow):
         except ValidationError as exc:
             return await turn.retry(exc)
         draft["change"] = change.model_dump(mode="json", exclude_unset=True)
-        draft["edit_key"] = uuid.uuid4().hex  # one key per change: a double Save saves it once
+        draft["_edit_key"] = uuid.uuid4().hex  # one key per change: a double Save saves it once
         draft.pop("_warnings", None)
         return await turn.ask(Step.CHANGE)
 
@@ -433,7 +433,7 @@ class MyEntriesFlow(Flow):
             change = self._change(turn, draft["kind"], field, draft["change"][field.name])
         except ValidationError as exc:
             return await turn.retry(exc)
-        record_id, key = draft["id"], draft["edit_key"]
+        record_id, key = draft["_id"], draft["_edit_key"]
         after: Record
         try:
             if isinstance(change, BatchUpdate):
@@ -469,7 +469,7 @@ class MyEntriesFlow(Flow):
     async def on_delete_confirmed(self, turn: Turn) -> int | None:
         draft = turn.draft
         services, school_id, actor_id = turn.context.services, turn.staff.school_id or 0, turn.staff.id
-        kind, record_id = draft["kind"], draft["id"]
+        kind, record_id = draft["kind"], draft["_id"]
         try:
             if kind == "batch":
                 await services.donations.delete_batch(record_id, school_id=school_id, actor_id=actor_id)
@@ -482,7 +482,7 @@ class MyEntriesFlow(Flow):
         except DomainError as exc:  # refused (a batch with handovers, a locked round): say why, back to it
             await turn.reply(render_error_html(exc, turn.language))
             return await self._show_detail(turn)
-        return await turn.finish(turn.text("my.deleted", entry=html.escape(draft["label"])))
+        return await turn.finish(turn.text("my.deleted", entry=html.escape(draft["_label"])))
 
     # --- data -----------------------------------------------------------------------------------
 
@@ -497,7 +497,7 @@ class MyEntriesFlow(Flow):
 
     async def _record(self, turn: Turn) -> Record:
         services, school_id = turn.context.services, turn.staff.school_id or 0
-        kind, record_id = turn.draft["kind"], int(turn.draft["id"])
+        kind, record_id = turn.draft["kind"], int(turn.draft["_id"])
         if kind == "batch":
             return await services.donations.get_batch(record_id, school_id=school_id)
         if kind == "handover":
@@ -508,7 +508,7 @@ class MyEntriesFlow(Flow):
 
     def _refuse_if_locked(self, turn: Turn) -> None:
         """The owning service's own refusal text, which says who can reopen the round."""
-        locked_round = turn.draft.get("locked_round")
+        locked_round = turn.draft.get("_locked_round")
         if locked_round is None:
             return
         level = turn.staff.school_level

@@ -28,7 +28,7 @@ from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 from bot.access import requires
 from bot.commands.rounds import figure_label, issue_text, progress_png, progress_text, status_label
 from bot.context import BotContext
-from bot.errors import render_error
+from bot.errors import render_error_html
 from bot.keyboards import confirm_choices, rows
 from bot.menus import BY_NAME
 from bot.replies import reply
@@ -69,7 +69,7 @@ def esc(value: object) -> str:
 
 def error_text(exc: Exception, language: str) -> str:
     """A refusal in words, safe inside an HTML message (it may quote what was typed)."""
-    return esc(render_error(exc, language))
+    return render_error_html(exc, language)
 
 
 async def retry(turn: Turn, exc: Exception) -> int | None:

@@ -1,9 +1,9 @@
 """/submit: the principal reviews the school's figures for the current round and submits them.
 
-(which data, when both parts are still to be submitted: programme, vaccination, or both) → the
-figures of each part with the inconsistencies found, and the reason of the last send-back → confirm →
-submitted; the school's records of that part are locked (the services refuse changes from then on),
-and the reviewers — the TH/THCS specialist, or the school-health officer — are told in chat.
+which data (asked only when both parts are still to be submitted: programme, vaccination, or both)
+→ the figures of each part with the inconsistencies found, and the reason of the last send-back →
+confirm → submitted: the school's records of that part are locked (the services refuse changes from
+then on) and the reviewers — the TH/THCS specialist, or the school-health officer — are told in chat.
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from typing import Any
 
 from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, PasswordError
 
-from bot.texts import LANGUAGES, t
 from storage.errors import DomainError
 from storage.schemas.imports import (
     HEADER_SCAN_ROWS,
@@ -125,6 +124,9 @@ def sniff(content: bytes, filename: str) -> str:
         return _zip_format(content, name)
     if content.startswith(CFB_MAGIC):
         return _cfb_format(content, name)
+    if _looks_like_html(content):
+        # Web systems often save an HTML table under an .xls name.
+        raise DomainError("excel.file.html", filename=name)
     if extension in TEXT_EXTENSIONS or _looks_like_csv(content):
         raise DomainError("excel.file.csv", filename=name)
     raise DomainError("excel.file.not_spreadsheet", filename=name)
@@ -153,6 +155,11 @@ def _cfb_format(content: bytes, name: str) -> str:
     if any(mark in content for mark in _XLS_STREAMS):
         return "xls"
     raise DomainError("excel.file.not_spreadsheet", filename=name)
+
+
+def _looks_like_html(content: bytes) -> bool:
+    head = content[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<table")) or b"<html" in head[:512]
 
 
 def _looks_like_csv(content: bytes) -> bool:
@@ -233,15 +240,14 @@ def _mb(size: int) -> str:
 
 @cache
 def header_keys() -> dict[ImportKind, dict[str, str]]:
-    """kind -> {header key -> field}: the aliases, the field's name and its catalogue header in every
-    language (so a template made in English reads back too)."""
+    """kind -> {header key -> field}: each column's aliases and its field name. The catalogue's
+    headers of every language are among the aliases (tested), so a template reads back in any
+    language, and this module needs no catalogue."""
     found: dict[ImportKind, dict[str, str]] = {}
     for kind, spec in SPECS.items():
         keys: dict[str, str] = {}
         for column in spec.columns:
-            names = [*column.aliases, column.field]
-            names += [header_key(t(f"excel.column.{column.field}.header", lang)) for lang in LANGUAGES]
-            for name in names:
+            for name in (*column.aliases, column.field):
                 keys.setdefault(header_key(name), column.field)
         found[kind] = keys
     return found

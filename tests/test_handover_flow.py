@@ -227,7 +227,7 @@ async def test_cancel_saves_nothing(services: Services, harness: Harness) -> Non
     teacher = harness.person("teacher")
     await to_summary(teacher, batch, "an", AN)
     await teacher.tap("✖️ Huỷ")
-    assert "Đã huỷ <b>phiếu bàn giao thiết bị</b>" in teacher.last_text()
+    assert "Đã huỷ <b>phiếu bàn giao thiết bị</b>. 4 câu trả lời" in teacher.last_text()
     assert await handovers(services) == [] and await allocated(services, batch.id) == 0
     assert await step_of(services, teacher) is None
 

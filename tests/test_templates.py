@@ -64,6 +64,19 @@ CODED = {
 }
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_catalogue_headers_are_aliases_of_their_columns(language: str) -> None:
+    from exports.reader import header_keys
+    from storage.schemas.imports import header_key
+
+    for kind, spec in SPECS.items():
+        keys = header_keys()[kind]
+        for column in spec.columns:
+            header = t(f"excel.column.{column.field}.header", language)
+            assert keys.get(header_key(header)) == column.field, (kind, header)
+            assert keys.get(header_key(header + " *")) == column.field
+
+
 def test_openpyxl_parses_xml_with_defusedxml() -> None:
     assert openpyxl.DEFUSEDXML is True
 

@@ -2,9 +2,8 @@
 
 A column is matched by its header's `fold_key` (case, diacritics, spaces, line breaks, NFC/NFD and
 punctuation ignored; a part in parentheses and the required mark `*` dropped), against the aliases
-here — the ministry's own student lists and older template versions — and against the catalogue's
-header of that column in every language (added by `exports.reader`). Aliases are folded keys, not
-user-facing text.
+here: the ministry's own student lists, older template versions, and the catalogue's header of the
+column in every language (a test keeps them in step). Aliases are folded keys, not user-facing text.
 
 Cell values are turned into what the domain schemas expect (`StudentIn`, `NeedIn`, `DoseIn`,
 `BatchIn`, `HandoverIn`), which then apply the same rules as the chat flows.
@@ -123,13 +122,16 @@ class KindSpec:
 
 ROW_NUMBER = ColumnSpec("row_number", ColumnType.TEXT, aliases=("stt", "sothutu", "tt", "no"), width=6)
 SCHOOL_CODE = ColumnSpec(
-    "school_code", ColumnType.CODE, aliases=("matruong", "madonvi", "matruonghoc", "schoolcode"), width=12
+    "school_code",
+    ColumnType.CODE,
+    aliases=("matruong", "madonvi", "matruonghoc", "schoolcode", "school"),
+    width=12,
 )
 STUDENT_CODE = ColumnSpec(
     "student_code",
     ColumnType.CODE,
     required=True,
-    aliases=("mahocsinh", "mahs", "mahsinh", "mahocsinhcsdl", "studentcode"),
+    aliases=("mahocsinh", "mahs", "mahsinh", "mahocsinhcsdl", "studentcode", "studentid"),
     width=16,
 )
 FULL_NAME = ColumnSpec(
@@ -144,7 +146,15 @@ DATE_OF_BIRTH = ColumnSpec(
     "date_of_birth",
     ColumnType.DATE,
     required=True,
-    aliases=("ngaysinh", "ngaythangnamsinh", "sinhngay", "ngaysinhhocsinh", "dateofbirth", "dob"),
+    aliases=(
+        "ngaysinh",
+        "ngaythangnamsinh",
+        "sinhngay",
+        "ngaysinhhocsinh",
+        "dateofbirth",
+        "birthdate",
+        "dob",
+    ),
     width=14,
 )
 CLASS_NAME = ColumnSpec(
@@ -189,21 +199,28 @@ SPECS: dict[ImportKind, KindSpec] = {
                 "category",
                 ColumnType.CODED,
                 required=True,
-                aliases=("nhomuutien", "doituong", "doituonguutien", "hoancanh", "category"),
+                aliases=("nhomuutien", "doituong", "doituonguutien", "hoancanh", "prioritygroup", "category"),
                 codes=CodeList.PRIORITY_GROUP,
                 width=30,
             ),
             ColumnSpec(
                 "needs_device",
                 ColumnType.YES_NO,
-                aliases=("canmaytinh", "nhucaumaytinh", "maytinh", "needsdevice"),
+                aliases=("canmaytinh", "nhucaumaytinh", "maytinh", "needsacomputer", "needsdevice"),
                 codes=CodeList.YES_NO,
                 width=14,
             ),
             ColumnSpec(
                 "needs_connectivity",
                 ColumnType.YES_NO,
-                aliases=("canketnoiinternet", "canketnoi", "nhucauketnoi", "internet", "needsconnectivity"),
+                aliases=(
+                    "canketnoiinternet",
+                    "canketnoi",
+                    "nhucauketnoi",
+                    "internet",
+                    "needsinternet",
+                    "needsconnectivity",
+                ),
                 codes=CodeList.YES_NO,
                 width=14,
             ),
@@ -228,7 +245,7 @@ SPECS: dict[ImportKind, KindSpec] = {
             ColumnSpec(
                 "donor_name",
                 ColumnType.TEXT,
-                aliases=("nhataitro", "tennhataitro", "donvitaitro", "donor"),
+                aliases=("nhataitro", "tennhataitro", "donvitaitro", "donor", "donorname"),
                 width=28,
             ),
             ColumnSpec(
@@ -239,13 +256,16 @@ SPECS: dict[ImportKind, KindSpec] = {
                 width=16,
             ),
             ColumnSpec(
-                "donor_contact", ColumnType.TEXT, aliases=("lienhe", "lienhenhataitro", "contact"), width=22
+                "donor_contact",
+                ColumnType.TEXT,
+                aliases=("lienhe", "lienhenhataitro", "donorcontact", "contact"),
+                width=22,
             ),
             ColumnSpec(
                 "received_on",
                 ColumnType.DATE,
                 required=True,
-                aliases=("ngaynhan", "ngaytiepnhan", "receivedon"),
+                aliases=("ngaynhan", "ngaytiepnhan", "datereceived", "receivedon"),
                 width=14,
             ),
             ColumnSpec(
@@ -260,7 +280,7 @@ SPECS: dict[ImportKind, KindSpec] = {
             ColumnSpec(
                 "make_model",
                 ColumnType.TEXT,
-                aliases=("hangmodel", "hang", "model", "nhanhieu", "makemodel"),
+                aliases=("hangmodel", "hang", "model", "nhanhieu", "makeandmodel", "makemodel"),
                 width=22,
             ),
             ColumnSpec(
@@ -270,7 +290,12 @@ SPECS: dict[ImportKind, KindSpec] = {
                 codes=CodeList.CONDITION,
                 width=16,
             ),
-            ColumnSpec("specs", ColumnType.TEXT, aliases=("cauhinh", "thongsokythuat", "specs"), width=26),
+            ColumnSpec(
+                "specs",
+                ColumnType.TEXT,
+                aliases=("cauhinh", "thongsokythuat", "specifications", "specs"),
+                width=26,
+            ),
             NOTE,
         ),
         key=("school_code", "donor_name", "received_on", "device_type"),
@@ -285,7 +310,7 @@ SPECS: dict[ImportKind, KindSpec] = {
                 "batch",
                 ColumnType.TEXT,
                 required=True,
-                aliases=("lo", "solo", "malo", "lothietbi", "batch"),
+                aliases=("lo", "solo", "malo", "lothietbi", "devicebatch", "batch"),
                 codes=CodeList.BATCH,
                 width=40,
             ),
@@ -296,7 +321,7 @@ SPECS: dict[ImportKind, KindSpec] = {
                 "handover_kind",
                 ColumnType.CODED,
                 required=True,
-                aliases=("hinhthuc", "hinhthucbangiao", "tanghaymuon", "handoverkind"),
+                aliases=("hinhthuc", "hinhthucbangiao", "tanghaymuon", "giftorloan", "handoverkind"),
                 codes=CodeList.HANDOVER_KIND,
                 width=18,
             ),
@@ -304,7 +329,7 @@ SPECS: dict[ImportKind, KindSpec] = {
                 "handed_on",
                 ColumnType.DATE,
                 required=True,
-                aliases=("ngaybangiao", "ngaynhanmay", "handedon"),
+                aliases=("ngaybangiao", "ngaynhanmay", "datehandedover", "handedon"),
                 width=14,
             ),
             NOTE,
@@ -324,14 +349,14 @@ SPECS: dict[ImportKind, KindSpec] = {
                 "dose_number",
                 ColumnType.INT,
                 required=True,
-                aliases=("muithu", "somui", "mui", "muitiem", "dosenumber"),
+                aliases=("muithu", "somui", "mui", "muitiem", "dosenumber", "dose"),
                 width=8,
             ),
             ColumnSpec(
                 "given_on",
                 ColumnType.DATE,
                 required=True,
-                aliases=("ngaytiem", "ngaytiemchung", "givenon"),
+                aliases=("ngaytiem", "ngaytiemchung", "dategiven", "givenon"),
                 width=14,
             ),
             ColumnSpec(
@@ -345,7 +370,7 @@ SPECS: dict[ImportKind, KindSpec] = {
             ColumnSpec(
                 "product_other_name",
                 ColumnType.TEXT,
-                aliases=("tenvacxinkhac", "vacxinkhac", "othervaccine"),
+                aliases=("tenvacxinkhac", "vacxinkhac", "othervaccinename", "othervaccine"),
                 width=20,
             ),
             ColumnSpec(

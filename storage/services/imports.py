@@ -239,6 +239,12 @@ def _forget(
         merged[data.student_id].pop(data.dose_number, None)
 
 
+async def _breathe(index: int) -> None:
+    """Checking rows is CPU work on the event loop: every thousand rows let other chats' updates run."""
+    if index and not index % 1000:
+        await asyncio.sleep(0)
+
+
 def _student_id(row: _Row) -> int:
     """The resolved student's id; 0 when the code was refused (the schema still checks the rest)."""
     student = row.extra.get("student")
@@ -429,7 +435,8 @@ class _StudentsPlan(_Plan):
     async def plan(self, session: AsyncSession) -> None:
         self.students = StudentService(self.service.sessionmaker, _PinnedClock(self.clock))
         self.plans: dict[int, tuple[Any, list[_Row]]] = {}
-        for row in self.placed():
+        for index, row in enumerate(self.placed()):
+            await _breathe(index)
             data = {
                 "code": row.text("student_code"),
                 "full_name": row.text("full_name"),
@@ -484,7 +491,8 @@ class _NeedsPlan(_Plan):
         placed = self.placed()
         await self.students_by_code(session, placed)
         await self.refuse_locked(session, self.live(), SubmissionTrack.PROGRAM, "needs.locked")
-        for row in placed:
+        for index, row in enumerate(placed):
+            await _breathe(index)
             data = {
                 "student_id": _student_id(row),
                 "category": _coerce(row, "category", parse_priority),
@@ -589,7 +597,8 @@ class _DosesPlan(_Plan):
             parsed = cell_date(value)
             return parsed if isinstance(parsed, date) else parse_date(parsed, self.today, allow_future=True)
 
-        for row in placed:
+        for index, row in enumerate(placed):
+            await _breathe(index)
             product = _coerce(row, "product", product_of)
             data = {
                 "student_id": _student_id(row),
@@ -625,7 +634,8 @@ class _DosesPlan(_Plan):
         self.creates: list[_Row] = []
         self.updates: list[tuple[_Row, VaccineDose]] = []
         judged: list[_Row] = []
-        for row in rows:
+        for index, row in enumerate(rows):
+            await _breathe(index)
             data: DoseIn = row.parsed
             product: VaccineProduct = row.extra["product"]
             other_name = data.product_other_name if product.code == OTHER_PRODUCT_CODE else ""
@@ -756,7 +766,8 @@ class _BatchesPlan(_Plan):
             ):
                 batches[(school_id, batch.donor_id, batch.received_on, batch.device_type)].append(batch)
         self.new_donors: dict[tuple[int, str], DonorIn] = {}
-        for row in live:
+        for index, row in enumerate(live):
+            await _breathe(index)
             assert row.school is not None
             donor_id: int | None = None
             if not row.blank("donor_name"):
@@ -957,7 +968,8 @@ class _HandoversPlan(_Plan):
         for chunk in _chunks(wanted):
             for batch in await session.scalars(select(DonationBatch).where(DonationBatch.id.in_(chunk))):
                 batches[batch.id] = batch
-        for row in live:
+        for index, row in enumerate(live):
+            await _breathe(index)
             ref = refs.get(id(row))
             batch = batches.get(ref) if ref is not None else None
             if ref is not None and (batch is None or row.school is None or batch.school_id != row.school.id):
