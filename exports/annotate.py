@@ -55,6 +55,7 @@ def message(code: str, params: Mapping[str, Any], language: str) -> str:
     columns = values.get("columns")
     if isinstance(columns, list | tuple):
         values["columns"] = ", ".join(f"«{column_label(str(c), language)}»" for c in columns)
+    values.setdefault("rule", "")
     kind = values.get("kind")
     if isinstance(kind, str) and kind in _KINDS:
         values["kind"] = t(f"excel.kind.{kind}", language)

@@ -34,6 +34,7 @@ from storage.schemas.imports import (
     HEADER_SCAN_ROWS,
     RECOGNITION_ORDER,
     SPECS,
+    VERDICT_HEADER_KEYS,
     ImportKind,
     ReadLimits,
     header_key,
@@ -276,9 +277,11 @@ def match_row(cells: Sequence[Any], row: int, kind: ImportKind) -> _Match:
     for index, cell in enumerate(cells):
         if not isinstance(cell, str) or not cell.strip():
             continue
-        name = keys.get(header_key(cell))
+        key = header_key(cell)
+        name = keys.get(key)
         if name is None or name in columns:
-            ignored.append(" ".join(cell.split()))
+            if key not in VERDICT_HEADER_KEYS:
+                ignored.append(" ".join(cell.split()))
         else:
             columns[name] = index
     return _Match(kind, row, columns, ignored)

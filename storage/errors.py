@@ -7,7 +7,10 @@ from typing import Any
 
 
 class DomainError(ValueError):
-    """A rule said no (a ValueError, so pydantic validators report it per field). `code` names the text `errors.<code>`; `params` fill its placeholders."""
+    """A rule said no (a ValueError, so pydantic validators report it per field).
+
+    `code` names the text `errors.<code>`; `params` fill its placeholders.
+    """
 
     def __init__(self, code: str, /, **params: Any) -> None:
         super().__init__(code)

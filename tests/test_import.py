@@ -237,6 +237,20 @@ async def test_errors_give_the_exact_annotated_cells(services: Services) -> None
     assert sheet["D2"].number_format == "DD/MM/YYYY" and sheet["D3"].value == "31/02/2013"
 
 
+async def test_the_checked_copy_sent_back_after_fixing_imports(services: Services) -> None:
+    await make_world(services)
+    check = await check_as(services, "teacher", files.xlsx(ERRORS_FILE[:3]))
+    copy = load_workbook(io.BytesIO(annotated_copy(check, "vi")))
+    sheet = copy.active
+    assert sheet is not None
+    sheet["C3"], sheet["D3"] = "Ngô Văn Bình", "28/02/2013"
+    buffer = io.BytesIO()
+    copy.save(buffer)
+    fixed = await check_as(services, "teacher", buffer.getvalue(), "danh-sach (kiểm tra).xlsx")
+    assert outcomes(fixed) == {2: "created", 3: "created"}
+    assert fixed.ignored_headers == []  # the verdict column is the bot's own
+
+
 async def test_confirm_writes_only_valid_rows_and_the_same_file_again_changes_nothing(
     services: Services,
 ) -> None:
@@ -279,6 +293,29 @@ async def test_a_corrected_file_updates_only_what_changed(services: Services) ->
     async with services.sessionmaker() as session:
         updates = list(await session.scalars(select(AuditLog).where(AuditLog.action == AuditAction.UPDATE)))
     assert [(u.before["full_name"], u.after["full_name"]) for u in updates] == [("Tô Gia Huy", "Tô Gia Hưng")]
+
+
+async def test_large_files_are_written_in_slices_in_one_transaction(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storage.services import imports
+
+    monkeypatch.setattr(imports, "WRITE_SLICE", 2)
+    await make_world(services)
+    rows = [STUDENT_HEADER] + [
+        [i, f"HS41{i:02d}", name, date(2013, i, 1), "3A1", "Nữ"]
+        for i, name in enumerate(["Lê Thu", "Tô Mai", "Vũ Lan", "Hà Vy", "Lò Na"], start=1)
+    ]
+    await confirm_as(services, "teacher", await check_as(services, "teacher", files.xlsx(rows)))
+    for row in rows[1:]:
+        row[4] = "3A2"
+    rows[5][4] = "3A1"
+    check = await check_as(services, "teacher", files.xlsx(rows))
+    assert list(outcomes(check).values()) == ["updated"] * 4 + ["unchanged"]
+    await confirm_as(services, "teacher", check)
+    students = await students_by_code(services)
+    assert [students[f"HS41{i:02d}"].class_name for i in range(1, 6)] == ["3A2"] * 4 + ["3A1"]
+    assert await count(services, AuditLog, AuditLog.action == AuditAction.UPDATE) == 4
 
 
 async def test_a_second_confirm_writes_nothing_and_cancel_drops_the_upload(services: Services) -> None:
@@ -588,7 +625,11 @@ GOOD = [STUDENT_HEADER, [1, "HS7001", "Lê Văn Bảy", date(2013, 1, 1), "3A1",
         ("danh-sach.xlsx", files.encrypted_workbook(), "excel.file.encrypted"),
         ("danh-sach.xlsx", files.truncated(files.xlsx(GOOD)), "excel.file.corrupted"),
         ("anh-chup.xlsx", files.PNG, "excel.file.not_spreadsheet"),
-        ("xuat-tu-web.xls", b"<html><body><table><tr><td>1</td></tr></table></body></html>", "excel.file.html"),
+        (
+            "xuat-tu-web.xls",
+            b"<html><body><table><tr><td>1</td></tr></table></body></html>",
+            "excel.file.html",
+        ),
         ("rong.xlsx", b"", "excel.file.empty"),
         ("khong-co-bang.xlsx", files.xlsx([["Ghi chú"], ["Không có gì"]]), "excel.table.not_found"),
         ("thieu-cot.xlsx", files.xlsx([["Mã học sinh", "Họ và tên", "Lớp"]]), "excel.table.missing_columns"),

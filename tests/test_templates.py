@@ -75,6 +75,9 @@ def test_catalogue_headers_are_aliases_of_their_columns(language: str) -> None:
             header = t(f"excel.column.{column.field}.header", language)
             assert keys.get(header_key(header)) == column.field, (kind, header)
             assert keys.get(header_key(header + " *")) == column.field
+    from storage.schemas.imports import VERDICT_HEADER_KEYS
+
+    assert header_key(t("excel.annotate.verdict_header", language)) in VERDICT_HEADER_KEYS
 
 
 def test_openpyxl_parses_xml_with_defusedxml() -> None:

@@ -43,6 +43,8 @@ HEADER_SCAN_ROWS = 30
 # The first column of Vietnamese forms, "STT": a row whose STT cell says one of these is the
 # template's example row and is skipped.
 EXAMPLE_MARKS = frozenset({"vd", "vidu", "mau", "dongmau", "example", "sample"})
+# The verdict column of the bot's own checked copy: a corrected copy sent back ignores it quietly.
+VERDICT_HEADER_KEYS = frozenset({"ketquakiemtra", "checkresult"})
 # A row whose first filled cell says one of these is a total line of a form, not data.
 TOTAL_MARKS = frozenset({"tong", "tongcong", "cong", "total"})
 

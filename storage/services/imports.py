@@ -109,6 +109,7 @@ OFFICER_ROLES = frozenset(
     }
 )
 CHUNK = 500  # ids and codes per IN (…): both databases cap bound parameters
+WRITE_SLICE = 5_000  # students written per flush
 
 
 # --- rows -----------------------------------------------------------------------------------------
@@ -478,8 +479,14 @@ class _StudentsPlan(_Plan):
             self.plans[school_id] = (plan, school_rows)
 
     async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
+        # In slices: the INSERT parameters and audit rows of 50,000 students never exist at once (the
+        # session's identity map lets written rows go once nothing refers to them).
         for school_id, (plan, _) in self.plans.items():
-            await self.students._apply(session, school_id, plan, actor_id)
+            for start in range(0, max(len(plan.to_create), len(plan.to_update)), WRITE_SLICE):
+                part = type(plan)()
+                part.to_create = plan.to_create[start : start + WRITE_SLICE]
+                part.to_update = plan.to_update[start : start + WRITE_SLICE]
+                await self.students._apply(session, school_id, part, actor_id)
 
 
 class _NeedsPlan(_Plan):
