@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/import_bench.py                 # both files, on a fresh SQLite file each
     .venv/bin/python bench/import_bench.py students:20000  # chosen sizes, KIND:ROWS
-    BENCH_DATABASE_URL=postgresql+asyncpg://… .venv/bin/python bench/import_bench.py  # PostgreSQL
+    .venv/bin/python bench/import_bench.py --postgres      # on a throw-away PostgreSQL cluster
+    BENCH_DATABASE_URL=postgresql+asyncpg://… .venv/bin/python bench/import_bench.py  # a server of yours
 
 `BENCH_DATABASE_URL` names an empty database (migrated here); without it each run gets a new SQLite file.
 
@@ -209,24 +210,61 @@ def run_one(kind: str, rows: int) -> dict[str, Any]:
     return figures
 
 
+def _postgres_database(cluster_url: str, name: str) -> str:
+    """A new empty database on the throw-away cluster; its URL."""
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    async def create() -> None:
+        admin = create_async_engine(cluster_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        await admin.dispose()
+
+    asyncio.run(create())
+    return make_url(cluster_url).set(database=name).render_as_string(hide_password=False)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         print(json.dumps(run_one(argv[1], int(argv[2]))))
         return 0
+    cluster = None
+    if "--postgres" in argv:
+        # The tests' throw-away cluster (tests/postgres.py: initdb + pg_ctl, fsync off).
+        from tests.postgres import start_cluster
+
+        argv = [a for a in argv if a != "--postgres"]
+        cluster, reason = start_cluster()
+        if cluster is None:
+            print(reason, file=sys.stderr)
+            return 2
     runs = [(a.split(":")[0], int(a.split(":")[1])) for a in argv] or list(DEFAULT_RUNS)
-    for kind, rows in runs:
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", kind, str(rows)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        )
-        if child.returncode != 0:
-            print(child.stderr, file=sys.stderr)
-            return child.returncode
-        figures = json.loads(child.stdout.strip().splitlines()[-1])
-        print(json.dumps(figures, ensure_ascii=False))
+    try:
+        for kind, rows in runs:
+            env = dict(os.environ)
+            if cluster is not None:
+                env["BENCH_DATABASE_URL"] = _postgres_database(cluster.url, f"bench_{kind}_{rows}")
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", kind, str(rows)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env=env,
+                check=False,
+            )
+            if child.returncode != 0:
+                print(child.stderr, file=sys.stderr)
+                return child.returncode
+            figures = json.loads(child.stdout.strip().splitlines()[-1])
+            print(json.dumps(figures, ensure_ascii=False))
+    finally:
+        if cluster is not None:
+            cluster.stop()
     return 0
 
 

@@ -159,6 +159,7 @@ async def timed_report(services: Any, district_id: int) -> dict[str, Any]:
         "seconds": elapsed,
         "cpu_main": cpu,
         "cpu_writer": report.writer_cpu_seconds,
+        "writer_waited": report.writer_wait_seconds,
         "writer_peak_mb": report.writer_peak_rss_kb / 1024,
         "bytes": len(report.content),
         "rows": sum(report.rows.values()),
@@ -246,7 +247,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
     print(
         f"CPU seconds (load-independent): raw writer {statistics.median(c for _, c in raw_runs):.2f}; "
         f"report: this process {statistics.median(r['cpu_main'] for r in report_runs):.2f} "
-        f"+ writer process {statistics.median(r['cpu_writer'] for r in report_runs):.2f}"
+        f"+ writer process {statistics.median(r['cpu_writer'] for r in report_runs):.2f}; "
+        f"the writer waited {statistics.median(r['writer_waited'] for r in report_runs):.2f} s for rows"
     )
     print(
         f"event loop latency while building ({last['ticks']} ticks of 10 ms): "

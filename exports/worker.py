@@ -28,6 +28,7 @@ import queue
 import resource
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -56,6 +57,7 @@ class WriterResult:
     rows: dict[str, int] = field(default_factory=dict)
     peak_rss_kb: int = 0  # the writer's process's peak resident memory
     cpu_seconds: float = 0.0  # the worker process's CPU time (process mode)
+    wait_seconds: float = 0.0  # how long the worker waited for rows from the bot process
 
 
 # --- the writer side ------------------------------------------------------------------------------
@@ -113,15 +115,21 @@ def _process_main() -> None:
     answer = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the answer
     source = sys.stdin.buffer
+    waited = [0.0]  # seconds spent waiting for the bot process to send more (not unpickling)
 
     def receive() -> Any:
-        return pickle.load(source)
+        wall, cpu = time.perf_counter(), time.process_time()
+        message = pickle.load(source)
+        waited[0] += max(0.0, (time.perf_counter() - wall) - (time.process_time() - cpu))
+        return message
 
     try:
         kind, meta, path, tmpdir = receive()
+        waited[0] = 0.0  # not the start-up
         rows = _write(kind, meta, receive, path, tmpdir)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        pickle.dump(("done", rows, _peak_rss_kb(), usage.ru_utime + usage.ru_stime), answer)
+        cpu_seconds = usage.ru_utime + usage.ru_stime
+        pickle.dump(("done", rows, _peak_rss_kb(), cpu_seconds, waited[0]), answer)
     except _Aborted:
         pickle.dump(("error", "aborted"), answer)
     except BaseException:
@@ -276,7 +284,9 @@ class WriterJob:
             message = await self._answer()
             if message is None or message[0] != "done":
                 raise ReportWriterError(message[1] if message else self._exit_text())
-            return WriterResult(rows=message[1], peak_rss_kb=message[2], cpu_seconds=message[3])
+            return WriterResult(
+                rows=message[1], peak_rss_kb=message[2], cpu_seconds=message[3], wait_seconds=message[4]
+            )
         assert self._thread_result is not None
         rows = await asyncio.wrap_future(self._thread_result)
         return WriterResult(rows=rows, peak_rss_kb=_peak_rss_kb())

@@ -197,6 +197,7 @@ class ReportFile:
     report_id: int | None = None  # the CompiledReport row when stored
     writer_peak_rss_kb: int = 0  # the workbook writer's peak memory (its own process by default)
     writer_cpu_seconds: float = 0.0
+    writer_wait_seconds: float = 0.0  # the writer waiting for rows: the database side was slower
 
     media_type: str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,6 +110,7 @@ OFFICER_ROLES = frozenset(
 )
 CHUNK = 500  # ids and codes per IN (…): both databases cap bound parameters
 WRITE_SLICE = 5_000  # students written per flush
+ANALYZE_FROM_ROWS = 1_000  # rows written at once that make PostgreSQL's statistics stale
 
 
 # --- rows -----------------------------------------------------------------------------------------
@@ -244,6 +245,18 @@ async def _breathe(index: int) -> None:
     """Checking rows is CPU work on the event loop: every thousand rows let other chats' updates run."""
     if index and not index % 1000:
         await asyncio.sleep(0)
+
+
+async def refresh_statistics(session: AsyncSession, model: type[Base], written: int) -> None:
+    """PostgreSQL plans `code IN (…)` lookups from the table's statistics; right after thousands of
+    rows arrive they still describe the old table (a sequential scan per lookup: the next check of a
+    50,000-row file took minutes). ANALYZE samples the table again, in this transaction."""
+    if (
+        written >= ANALYZE_FROM_ROWS
+        and session.bind is not None
+        and session.bind.dialect.name == "postgresql"
+    ):
+        await session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
 def _student_id(row: _Row) -> int:
@@ -487,6 +500,7 @@ class _StudentsPlan(_Plan):
                 part.to_create = plan.to_create[start : start + WRITE_SLICE]
                 part.to_update = plan.to_update[start : start + WRITE_SLICE]
                 await self.students._apply(session, school_id, part, actor_id)
+                await refresh_statistics(session, Student, len(part.to_create))
 
 
 class _NeedsPlan(_Plan):
@@ -576,6 +590,7 @@ class _NeedsPlan(_Plan):
         ]
         entries += [_audit(actor_id, AuditAction.UPDATE, s, b, now, s.school_id) for s, b in students]
         await _write_audit(session, entries)
+        await refresh_statistics(session, NeedRecord, len(created))
 
 
 class _DosesPlan(_Plan):
@@ -740,6 +755,7 @@ class _DosesPlan(_Plan):
             for (r, d), before in zip(self.updates, befores, strict=True)
         ]
         await _write_audit(session, entries)
+        await refresh_statistics(session, VaccineDose, len(created))
 
 
 class _BatchesPlan(_Plan):
@@ -948,6 +964,7 @@ class _BatchesPlan(_Plan):
             for (_, b), before in zip(self.updates, befores, strict=True)
         ]
         await _write_audit(session, entries)
+        await refresh_statistics(session, DonationBatch, len(created))
 
 
 class _HandoversPlan(_Plan):
@@ -1116,6 +1133,7 @@ class _HandoversPlan(_Plan):
             for (r, h), before in zip(self.updates, befores, strict=True)
         ]
         await _write_audit(session, entries)
+        await refresh_statistics(session, Handover, len(created))
 
 
 PLANS: dict[ImportKind, type[_Plan]] = {

@@ -321,6 +321,7 @@ class ReportService(ServiceBase):
             rows=written.rows,
             writer_peak_rss_kb=written.peak_rss_kb,
             writer_cpu_seconds=written.cpu_seconds,
+            writer_wait_seconds=written.wait_seconds,
         )
         if store:
             report.report_id = await self._store(report, resolved.round_id, who)
