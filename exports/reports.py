@@ -507,7 +507,7 @@ class ReportWriter:
     def subtitle(self) -> str:
         return self.words("subtitle", scope=self.meta["scope_label"], period=self.period_text())
 
-    def period_text(self) -> str:
+    def period_text(self, *, with_round: bool = True) -> str:
         w, meta = self.words, self.meta
         date_from, date_to = meta.get("date_from"), meta.get("date_to")
         if date_from and date_to:
@@ -518,7 +518,7 @@ class ReportWriter:
             span = w("period.until", date_to=w.day(date_to))
         else:
             span = w("period.all", today=w.day(meta.get("today")))
-        if meta.get("round_name"):
+        if with_round and meta.get("round_name"):
             return w("period.round", round=meta["round_name"], span=span)
         return span
 
@@ -815,7 +815,7 @@ class ReportWriter:
             (w("cover.from"), w("cover.from_value", district=district)),
             (w("meta.scope"), meta["scope_label"]),
             (w("meta.round"), meta.get("round_name") or "–"),
-            (w("meta.period"), self.period_text()),
+            (w("meta.period"), self.period_text(with_round=False)),
             (w("meta.generated_at"), meta["generated_at"]),
             (w("meta.prepared_by"), meta.get("prepared_by") or "–"),
         ]

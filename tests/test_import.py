@@ -424,6 +424,7 @@ async def test_needs_import_sets_the_priority_group_and_is_idempotent(services: 
             ["HS0004", "Lê Hoàng Cường", "5A1", "Khó khăn khác", "Không", "Không", ""],
             ["HS9999", "", "", "Hộ nghèo", "Có", "", ""],
             ["HS0005", "Phạm Thị Dung", "8A3", "Giàu", "Có", "", ""],
+            [None, "Ai Đó", "4A1", None, "Có", "", ""],
         ]
     )
     check = await check_as(services, "teacher", content)
@@ -435,6 +436,7 @@ async def test_needs_import_sets_the_priority_group_and_is_idempotent(services: 
         5: "rejected",
         6: "rejected",
         7: "rejected",
+        8: "rejected",
     }
     assert issues(check)[4] == [("full_name", "excel.student.name_mismatch")]
     assert issues(check)[5] == [("needs_device", "needs.nothing_needed")]
@@ -443,6 +445,7 @@ async def test_needs_import_sets_the_priority_group_and_is_idempotent(services: 
         ("student_code", "excel.student.other_school"),
         ("category", "excel.cell.priority_invalid"),
     ]
+    assert issues(check)[8] == [("student_code", "excel.cell.required"), ("category", "excel.cell.required")]
     await confirm_as(services, "teacher", check)
     students = await students_by_code(services)
     assert students["HS0003"].priority_group is PriorityGroup.COVID_ORPHAN

@@ -375,6 +375,8 @@ class _Plan:
         a name given beside the code must be that student's."""
         codes: dict[int, str] = {}
         for index, row in enumerate(rows):
+            if "student_code" in row.failed:
+                continue
             try:
                 codes[index] = clean_code(row.text("student_code"))
             except DomainError as error:
