@@ -96,6 +96,10 @@ class Turn:
     async def reply(self, text: str, markup: ReplyMarkup = None) -> None:
         await reply(self.update, text, markup)
 
+    def remember(self, **answers: Any) -> None:
+        """Keep answers in the draft (written with the next step)."""
+        self.draft.update(answers)
+
     async def save(self) -> None:
         await self.context.services.drafts.save(self.user_id, self.flow.name, self.draft, self.step)
 

@@ -45,7 +45,7 @@ class CompileFlow(Flow):
             return await turn.finish(error_text(exc, turn.language))
         if current is None:
             return await turn.finish(turn.text("rounds_chat.no_round"))
-        turn.draft.update(_round_id=current.id, _district_id=current.district_id)
+        turn.remember(_round_id=current.id, _district_id=current.district_id)
         return await turn.ask(Step.CHECK)
 
     def _school_lines(self, turn: Turn, schools: list[SchoolRef]) -> str:

@@ -312,7 +312,7 @@ class DonationFlow(Flow):
         return await self._donor_chosen(turn, donor)
 
     async def _donor_chosen(self, turn: Turn, donor: DonorOut) -> int | None:
-        turn.draft.update(donor_id=donor.id, _donor_name=donor.name, _donor_kind=donor.kind.value)
+        turn.remember(donor_id=donor.id, _donor_name=donor.name, _donor_kind=donor.kind.value)
         turn.draft.pop("new_donor", None)
         turn.draft.pop("_donor_query", None)
         return await turn.advance(Step.RECEIVED)

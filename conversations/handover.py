@@ -231,7 +231,7 @@ class HandoverFlow(Flow):
 
     async def on_student(self, turn: Turn, student: StudentOut) -> int:
         await self._check_not_holding(turn, turn.draft["batch_id"], student.id, student.full_name)
-        turn.draft.update(
+        turn.remember(
             student_id=student.id, _student=student_label(student), _student_name=student.full_name
         )
         turn.draft.pop("_second_warning", None)
@@ -350,7 +350,7 @@ class HandoverFlow(Flow):
         return batch
 
     def _remember_batch(self, turn: Turn, batch: BatchOut) -> None:
-        turn.draft.update(
+        turn.remember(
             batch_id=batch.id,
             _source=batch.source.value,
             _device_type=batch.device_type.value,

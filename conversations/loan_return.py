@@ -145,7 +145,7 @@ class ReturnFlow(Flow):
             return await self._chosen(turn, found[0])
         if not found:
             return await turn.retry(turn.text("devices.loan_return.loan_no_match", query=html.escape(query)))
-        turn.draft.update(_query=query, _page=1)
+        turn.remember(_query=query, _page=1)
         return await turn.ask(Step.LOAN)
 
     async def on_loan(self, turn: Turn) -> int | None:
@@ -159,7 +159,7 @@ class ReturnFlow(Flow):
             raise DomainError("devices.not_a_loan")
         if loan.returned_on is not None:
             raise DomainError("devices.already_returned", returned_on=show_date(loan.returned_on))
-        turn.draft.update(
+        turn.remember(
             handover_id=loan.id,
             _student=f"{loan.student_name} · {loan.class_name}",
             _device_type=loan.batch_device_type.value,

@@ -347,7 +347,7 @@ class MyEntriesFlow(Flow):
         entry = next((e for e in await self._entries(turn) if e.kind == kind and str(e.id) == number), None)
         if entry is None:
             raise NotFound("record")
-        turn.draft.update(
+        turn.remember(
             kind=entry.kind,
             _id=entry.id,
             _label=self._entry_label(turn, entry).removeprefix(turn.text("my.locked_mark")),

@@ -57,7 +57,7 @@ class StudentPicker:
         self.flow = flow
         self.states = states
         self.on_picked = on_picked
-        self.prompt_key = prompt_key  # the flow's own question, e.g. "Học sinh nhận máy là ai?"
+        self.prompt_key = prompt_key  # the flow's own question ("who receives the device?")
 
     # --- used by the flow -------------------------------------------------------------------------
 

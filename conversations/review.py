@@ -203,7 +203,7 @@ class ReviewFlow(Flow):
         if item is None:  # reviewed by someone else meanwhile
             await reply(turn.update, turn.text("core.stale_button"))
             return await self.on_list(turn)
-        turn.draft.update(
+        turn.remember(
             submission_id=item.submission_id,
             _school=item.school_name,
             _round_id=item.round_id,

@@ -67,7 +67,7 @@ class SubmitFlow(Flow):
         except DomainError as exc:
             return await turn.finish(error_text(exc, turn.language))
         pending = [s.track.value for s in submissions if s.status in PENDING_STATUSES]
-        turn.draft.update(_round_id=current.id, _pending=pending)
+        turn.remember(_round_id=current.id, _pending=pending)
         if not pending:
             deadline = show_local(current.submit_deadline, services.clock.tz)
             lines = [self._header(turn, submissions, deadline), turn.text("rounds_chat.submit.nothing_left")]

