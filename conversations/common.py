@@ -238,7 +238,8 @@ class Flow(abc.ABC):
                 CallbackQueryHandler(self._guard(self._cancel), pattern=f"^{self.name}:cancel$"),
                 CommandHandler("resume", self._guard(self._repeat)),
                 MessageHandler(filters.COMMAND | menu_filter(), self._guard(self._busy)),
-                CallbackQueryHandler(self._stale_button),
+                # Old buttons of this flow; other buttons (an upload's confirm, FAQ links) go on.
+                CallbackQueryHandler(self._stale_button, pattern=f"^{self.name}:"),
             ],
             name=self.name,
             persistent=True,

@@ -36,6 +36,9 @@ WARNING_FILL = PatternFill("solid", fgColor="FFEB9C")
 VALID_FILL = PatternFill("solid", fgColor="C6EFCE")
 DATE_FORMAT = "DD/MM/YYYY"
 VERDICT_WIDTH = 48
+MAX_IGNORED_SHOWN = 8
+MAX_PROBLEM_CHARS = 400  # a chat message holds 4096 characters: a long cell must not crowd it out
+MAX_COMMENT_CHARS = 2000
 SHEET_NAME_MAX = 31
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 _KINDS = {kind.value for kind in ImportKind}
@@ -159,8 +162,12 @@ def _mark_row(
     values.append(verdict)
 
 
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _comment(text: str, author: str) -> Comment:
-    comment = Comment(text, author)
+    comment = Comment(_short(text, MAX_COMMENT_CHARS), author)
     lines = sum(1 + len(line) // 48 for line in text.splitlines())
     comment.width, comment.height = 340, min(400, 24 + 16 * lines)
     return comment
@@ -205,7 +212,7 @@ def problem_lines(check: ImportCheck, language: str, limit: int) -> list[str]:
     ]
     lines = []
     for row, issue in problems[:limit]:
-        text = message(issue.code, issue.params, language)
+        text = _short(message(issue.code, issue.params, language), MAX_PROBLEM_CHARS)
         if issue.field and issue.field in check.columns:
             column = column_label(issue.field, language)
             lines.append(t("excel.reply.problem", language, row=row.row, column=column, message=text))
@@ -236,7 +243,10 @@ def verdict_text(check: ImportCheck, language: str, *, max_problems: int = 5) ->
     if counts.warned:
         lines.append(t("excel.reply.verdict_warned", language, warned=counts.warned))
     if check.ignored_headers:
-        columns = ", ".join(f"«{header}»" for header in check.ignored_headers)
+        shown = [_short(header, 40) for header in check.ignored_headers[:MAX_IGNORED_SHOWN]]
+        columns = ", ".join(f"«{header}»" for header in shown)
+        if len(check.ignored_headers) > MAX_IGNORED_SHOWN:
+            columns += ", …"
         lines.append(t("excel.reply.ignored_columns", language, columns=columns))
     problems = problem_lines(check, language, max_problems)
     if problems:

@@ -318,7 +318,8 @@ def open_workbook(content: bytes) -> CalamineWorkbook:
         raise DomainError("excel.file.encrypted", filename="") from exc
     except (CalamineError, ValueError, OSError) as exc:
         raise DomainError("excel.file.corrupted") from exc
-    except Exception as exc:  # calamine's other errors (XmlError, ZipError, …) share no base class
+    except BaseException as exc:  # XmlError, ZipError…, and a Rust panic (pyo3: a BaseException)
+        _reraise_interrupts(exc)
         raise DomainError("excel.file.corrupted") from exc
 
 
@@ -328,7 +329,8 @@ def _sheet(workbook: CalamineWorkbook, name: str) -> CalamineSheet:
         return workbook.get_sheet_by_name(name)
     except PasswordError as exc:
         raise DomainError("excel.file.encrypted", filename="") from exc
-    except Exception as exc:
+    except BaseException as exc:
+        _reraise_interrupts(exc)
         raise DomainError("excel.file.corrupted") from exc
 
 
@@ -337,8 +339,14 @@ def _rows(sheet: CalamineSheet, nrows: int | None) -> tuple[list[list[Any]], int
     try:
         spans = sheet.start[0] + sheet.height if sheet.start else 0
         return sheet.to_python(skip_empty_area=False, nrows=nrows), spans
-    except Exception as exc:
+    except BaseException as exc:
+        _reraise_interrupts(exc)
         raise DomainError("excel.file.corrupted") from exc
+
+
+def _reraise_interrupts(exc: BaseException) -> None:
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit | MemoryError):
+        raise exc
 
 
 def _visible_sheets(workbook: CalamineWorkbook) -> list[str]:

@@ -10,6 +10,7 @@ no such date, by when it was entered (local day).
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from storage.errors import DomainError
 from storage.models import Role, SchoolLevel
 from storage.schemas.organisation import parse_level
+from storage.schemas.parsing import parse_date
+from storage.text import fold
 
 
 class ReportKind(enum.StrEnum):
@@ -127,6 +130,34 @@ class ReportPeriod(BaseModel):
                 date_to=self.date_to.strftime("%d/%m/%Y"),
             )
         return self
+
+
+# "01/09/2021 - 15/11/2021", "1/9/2021 đến 15/11/2021", "từ 01/09 tới 15/11", "01/09/2021–15/11/2021"
+# (matched on the folded text: "đến" is "den").
+_RANGE_LEAD = re.compile(r"^(?:tu|from)\s+")
+_RANGE_SEPARATOR = re.compile(r"\s+(?:-|den|toi|to)\s+|\s*(?:–|—|→|->|~)\s*")
+
+
+def parse_date_range(text: str, today: date) -> ReportPeriod:
+    """A typed date range (both ends) as a period; `reports.period_range_invalid` when it is not one,
+    the date errors of `parse_date` when an end is not a date, `reports.period_invalid` when the
+    start is after the end."""
+    shown = text.strip()
+    folded = _RANGE_LEAD.sub("", fold(shown))
+    parts = _RANGE_SEPARATOR.split(folded)
+    if len(parts) != 2:
+        parts = folded.split("-")  # "01/09/2021-15/11/2021": a hyphen between two dates
+    parts = [part.strip() for part in parts]
+    if len(parts) != 2 or not all(parts):
+        raise DomainError("reports.period_range_invalid", value=shown)
+    date_from, date_to = (parse_date(part, today, allow_future=True) for part in parts)
+    if date_from > date_to:
+        raise DomainError(
+            "reports.period_invalid",
+            date_from=date_from.strftime("%d/%m/%Y"),
+            date_to=date_to.strftime("%d/%m/%Y"),
+        )
+    return ReportPeriod(date_from=date_from, date_to=date_to)
 
 
 @dataclass(frozen=True)

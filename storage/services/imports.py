@@ -1317,7 +1317,7 @@ class ImportService(ServiceBase):
     ) -> _Plan:
         plan = PLANS[table.kind](self, scope, table)
         await plan.prepare(session)
-        if write and False:
+        if write:
             await plan.lock(session)
         await plan.plan(session)
         return plan

@@ -1,0 +1,658 @@
+"""/report: compiled Excel reports in the chat, for officers (and principals, for their own school).
+
+report (needs, devices, vaccination, timeliness, district) → scope (the whole district, one level, one
+school: buttons from `services.reports.available_scopes`, schools paged, or typed code/name to find
+one) → period (a round of `services.reports.rounds`, all data, a typed range `01/09/2021 - 15/11/2021`,
+or from… to… in two steps) → the request is accepted: the draft is discarded and the conversation
+ends at once, a «đang tạo báo cáo…» message is sent and the workbook is built in a task of its own.
+
+The build never holds up the bot: the handler returns as soon as the task is started, so other
+people's updates (and this person's /cancel, /help …) are answered while the worker writes. The
+progress message is edited as `ReportProgress` comes in (at most one edit in flight and one every
+`EDIT_INTERVAL` seconds; «message is not modified» is ignored), carries a «Huỷ báo cáo này» button
+that cancels the task, and ends as «Đã tạo xong» (then the document with the one-line summary as
+its caption), or says why the report could not be built.
+
+A teacher never gets here (Action.REPORT); a principal is offered their own school only, and a
+forged button for another scope is refused by the service's `check_scope`. One report at a time
+per person; the service caps how many are written at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import html
+import logging
+import math
+import time
+import traceback
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+from telegram import Bot, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import Application, BaseHandler, CallbackQueryHandler
+
+from bot.context import BotContext
+from bot.errors import render_error_html
+from bot.keyboards import rows
+from bot.replies import ReplyMarkup, answer_alert, reply
+from bot.texts import t
+from conversations.common import END, Flow, Turn, menu_for
+from storage.errors import AccessDenied, DomainError
+from storage.permissions import Action
+from storage.schemas.parsing import parse_date
+from storage.schemas.reports import (
+    ReportKind,
+    ReportPeriod,
+    ReportProgress,
+    ReportScope,
+    RoundOption,
+    ScopeKind,
+    ScopeOption,
+    parse_date_range,
+)
+from storage.services import Services
+from storage.services.reports import check_scope
+from storage.text import fold
+
+log = logging.getLogger(__name__)
+
+SCHOOLS_PER_PAGE = 8
+MAX_ROUNDS = 6  # the latest rounds offered as buttons
+ROUND_NAME_SHOWN = 40  # characters of a round's name on its button
+EDIT_INTERVAL = 1.5  # seconds between two progress edits (Telegram allows about one a second per chat)
+FINAL_EDIT_WAIT = 10.0  # seconds the last edit waits for a progress edit still in flight
+CAPTION_LIMIT = 1024  # Telegram's limit for a document's caption
+STOP_PREFIX = "reportjob"  # the «cancel this report» button: `reportjob:stop:<request key>`
+
+
+class Step(enum.IntEnum):
+    KIND = 1
+    SCOPE = 2
+    PERIOD = 3
+    DATE_FROM = 4
+    DATE_TO = 5
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def day(value: date) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+# --- what the person picked, in words -------------------------------------------------------------
+
+
+def scope_label(option: ScopeOption, language: str) -> str:
+    """The scope as the report names it (plain text: escape it for HTML)."""
+    scope = option.scope
+    if scope.kind is ScopeKind.SCHOOL:
+        return t("reports.scope.school", language, school=option.label, code=option.school_code or "")
+    if scope.kind is ScopeKind.LEVEL:
+        return t(f"reports.label.level_scope.{scope.level}", language)
+    return t("reports.scope.district", language, district=option.label)
+
+
+def scope_button(option: ScopeOption, language: str) -> str:
+    scope = option.scope
+    if scope.kind is ScopeKind.SCHOOL:
+        return t("report_chat.school_button", language, code=option.school_code or "", name=option.label)
+    if scope.kind is ScopeKind.LEVEL:
+        level = t(f"reports.label.level_scope.{scope.level}", language)
+        return t("report_chat.level_button", language, level=level)
+    return t("report_chat.district_button", language, district=option.label)
+
+
+def period_label(period: ReportPeriod, round_name: str | None, today: date, language: str) -> str:
+    """The period as the workbook's subtitle says it (plain text)."""
+    if period.date_from and period.date_to:
+        span = t(
+            "reports.period.range", language, date_from=day(period.date_from), date_to=day(period.date_to)
+        )
+    elif period.date_from:
+        span = t("reports.period.since", language, date_from=day(period.date_from))
+    elif period.date_to:
+        span = t("reports.period.until", language, date_to=day(period.date_to))
+    else:
+        span = t("reports.period.all", language, today=day(today))
+    if round_name:
+        return t("reports.period.round", language, round=round_name, span=span)
+    return span
+
+
+def matches(option: ScopeOption, query: str) -> bool:
+    """A school whose code or name contains what was typed (without diacritics)."""
+    wanted = fold(query)
+    return bool(wanted) and (wanted in fold(option.label) or wanted in fold(option.school_code or ""))
+
+
+def scope_of_token(token: str, district_id: int) -> ReportScope:
+    """`district` | `level:TH` | `school:<id>` (the buttons' data) as a scope of `district_id`."""
+    head, _, value = token.partition(":")
+    if head == ScopeKind.SCHOOL and value.isdigit():
+        return ReportScope.for_school(district_id, int(value))
+    if head == ScopeKind.LEVEL:
+        return ReportScope.for_level(district_id, value)
+    return ReportScope.district(district_id)
+
+
+# --- the build, in a task of its own --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """Everything the build needs once the conversation is over."""
+
+    key: str  # the draft's request key: names the «cancel» button
+    kind: ReportKind
+    scope: ReportScope
+    period: ReportPeriod
+    language: str
+    staff_id: int
+    user_id: int
+    chat_id: int
+    kind_label: str
+    scope_label: str
+    period_label: str
+
+    def text(self, key: str, /, **values: object) -> str:
+        return t(key, self.language, **values)
+
+    def framed(self, key: str, /, **values: object) -> str:
+        """A text that names the report, its scope and its period (escaped)."""
+        return self.text(
+            key,
+            kind=esc(self.kind_label),
+            scope=esc(self.scope_label),
+            period=esc(self.period_label),
+            **values,
+        )
+
+    def progress_text(self, update: ReportProgress | None) -> str:
+        if update is None:
+            line = self.text("report_chat.preparing")
+        else:
+            stage_key = f"reports.stage.{update.stage}"
+            try:
+                stage = self.text(stage_key)
+            except KeyError:
+                stage = self.text("reports.stage.summary")
+            line = self.text("reports.stage.progress", percent=int(update.fraction * 100), stage=stage)
+        return self.framed("report_chat.progress", progress=line)
+
+    def stop_markup(self) -> InlineKeyboardMarkup:
+        return rows([(self.text("report_chat.stop_button"), f"{STOP_PREFIX}:stop:{self.key}")])
+
+
+@dataclass
+class ReportJob:
+    """One person's report being built: the progress message, its edits, the document at the end."""
+
+    request: ReportRequest
+    services: Services
+    bot: Bot
+    message_id: int
+    menu: ReplyMarkup
+    jobs: dict[int, ReportJob]
+    task: asyncio.Task[None] | None = None
+    built: bool = False  # the workbook exists: it is being sent, no longer cancelled
+    _edit: asyncio.Task[None] | None = field(default=None, repr=False)
+    _shown: str = ""
+    _last_edit: float = 0.0
+    _edits: int = 0
+
+    async def run(self) -> None:
+        request = self.request
+        try:
+            try:
+                report = await self.services.reports.build(
+                    request.kind,
+                    request.scope,
+                    request.period,
+                    request.language,
+                    actor_id=request.staff_id,
+                    progress=self.progress,
+                )
+            except asyncio.CancelledError:
+                await self.close(request.framed("report_chat.stopped"))
+                raise
+            except (DomainError, ValidationError) as exc:
+                reason = render_error_html(exc, request.language)
+                await self.close(request.framed("report_chat.failed", reason=reason))
+                return
+            except Exception as exc:
+                # The exception type and the stack only: messages can hold names.
+                frames = "".join(traceback.format_tb(exc.__traceback__))
+                log.error("Report %s failed: %s\n%s", request.kind.value, type(exc).__name__, frames)
+                await self.close(request.framed("report_chat.failed_unexpected"))
+                return
+            self.built = True
+            await self.close(request.framed("report_chat.done"))
+            await self.send(report.content, report.filename, report.summary)
+        finally:
+            if self.jobs.get(request.user_id) is self:
+                del self.jobs[request.user_id]
+
+    async def send(self, content: bytes, filename: str, summary: str) -> None:
+        request = self.request
+        caption = request.framed("report_chat.caption", summary=esc(summary))
+        if len(caption) > CAPTION_LIMIT:
+            caption = esc(summary)[:CAPTION_LIMIT]
+        try:
+            await self.bot.send_document(
+                request.chat_id,
+                document=content,
+                filename=filename,
+                caption=caption,
+                reply_markup=self.menu,
+            )
+        except TelegramError as exc:
+            log.warning("Could not send a report (%s bytes): %s", len(content), type(exc).__name__)
+            size = math.ceil(len(content) / 1024)
+            with contextlib.suppress(TelegramError):
+                await self.bot.send_message(
+                    request.chat_id,
+                    request.framed("report_chat.send_failed", size=size),
+                    reply_markup=self.menu,
+                )
+
+    # -- the progress message ----------------------------------------------------------------------
+
+    def progress(self, update: ReportProgress) -> None:
+        """Called by the service as rows are written: start an edit unless one is in flight, the last
+        was too recent, or nothing changed. Never waits for Telegram (the build goes on)."""
+        if update.stage == "done":
+            return  # the last edit is `close`
+        text = self.request.progress_text(update)
+        now = time.monotonic()
+        if text == self._shown or (self._edit is not None and not self._edit.done()):
+            return
+        if self._edits and now - self._last_edit < EDIT_INTERVAL:
+            return
+        self._shown, self._last_edit = text, now
+        self._edits += 1
+        self._edit = asyncio.ensure_future(self._apply(text, self.request.stop_markup()))
+
+    async def close(self, text: str) -> None:
+        """The last edit: what happened, without the «cancel» button."""
+        if self._edit is not None and not self._edit.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self._edit), FINAL_EDIT_WAIT)
+            if not self._edit.done():
+                self._edit.cancel()
+        await self._apply(text, None)
+
+    async def _apply(self, text: str, markup: InlineKeyboardMarkup | None) -> None:
+        try:
+            await self.bot.edit_message_text(
+                text, chat_id=self.request.chat_id, message_id=self.message_id, reply_markup=markup
+            )
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                log.warning("Could not edit a report's progress: %s", exc)
+        except TelegramError as exc:
+            log.warning("Could not edit a report's progress: %s", type(exc).__name__)
+
+
+def report_jobs(application: Application[Any, Any, Any, Any, Any, Any]) -> dict[int, ReportJob]:
+    """The reports being built, by the Telegram user who asked (one each)."""
+    jobs: dict[int, ReportJob] | None = getattr(application, "report_jobs", None)
+    if jobs is None:
+        jobs = {}
+        application.report_jobs = jobs  # type: ignore[attr-defined]
+    return jobs
+
+
+def running_reports(application: Application[Any, Any, Any, Any, Any, Any]) -> list[asyncio.Task[None]]:
+    """The tasks of the reports being built (tests and shutdown wait for them)."""
+    return [job.task for job in report_jobs(application).values() if job.task is not None]
+
+
+def spawn(
+    application: Application[Any, Any, Any, Any, Any, Any], coroutine: Coroutine[Any, Any, None], name: str
+) -> asyncio.Task[None]:
+    """A task the application waits for when it stops (when it is running: polling, webhook)."""
+    if application.running:
+        return application.create_task(coroutine, name=name)
+    return asyncio.create_task(coroutine, name=name)
+
+
+# --- the conversation -----------------------------------------------------------------------------
+
+
+class ReportFlow(Flow):
+    name = "report"
+    command = "report"
+    title_key = "report_chat.title"
+    action = Action.REPORT
+
+    def entry_points(self) -> list[BaseHandler[Update, BotContext, Any]]:
+        # The «cancel this report» button works in and out of the conversation.
+        return [CallbackQueryHandler(self.on_stop, pattern=rf"^{STOP_PREFIX}:stop:\w+$")]
+
+    # --- questions ------------------------------------------------------------------------------
+
+    async def _options(self, turn: Turn) -> list[ScopeOption]:
+        return await turn.context.services.reports.available_scopes(turn.staff.id)
+
+    async def begin(self, turn: Turn) -> int:
+        if not await self._options(turn):
+            return await turn.finish(turn.text("report_chat.no_scope"))
+        return await turn.ask(Step.KIND)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        if state == Step.KIND:
+            options = [
+                [(turn.text(f"report_chat.kind.{k.value}"), self.cb("kind", k.value))] for k in ReportKind
+            ]
+            await turn.reply(turn.text("report_chat.kind_question"), rows(*options))
+        elif state == Step.SCOPE:
+            await self._ask_scope(turn)
+        elif state == Step.PERIOD:
+            await self._ask_period(turn)
+        elif state == Step.DATE_FROM:
+            await turn.reply(turn.text("report_chat.from_question"), self._back(turn))
+        elif state == Step.DATE_TO:
+            date_from = date.fromisoformat(turn.draft["date_from"])
+            markup = rows(
+                [(turn.text("report_chat.to_today"), self.cb("to", "today"))],
+                [(turn.text("core.back"), self.cb("back"))],
+            )
+            await turn.reply(turn.text("report_chat.to_question", date_from=day(date_from)), markup)
+
+    def _back(self, turn: Turn) -> InlineKeyboardMarkup:
+        return rows([(turn.text("core.back"), self.cb("back"))])
+
+    def _kind_label(self, turn: Turn) -> str:
+        return turn.text(f"reports.kind.{turn.draft['kind']}")
+
+    async def _ask_scope(self, turn: Turn) -> None:
+        options = await self._options(turn)
+        areas = [o for o in options if o.scope.kind is not ScopeKind.SCHOOL]
+        schools = [o for o in options if o.scope.kind is ScopeKind.SCHOOL]
+        query = str(turn.draft.get("_query") or "")
+        shown = [o for o in schools if matches(o, query)] if query else schools
+        pages = max(1, math.ceil(len(shown) / SCHOOLS_PER_PAGE))
+        page = min(max(1, int(turn.draft.get("_page") or 1)), pages)
+        first = (page - 1) * SCHOOLS_PER_PAGE
+        language = turn.language
+        buttons: list[Sequence[tuple[str, str]]] = []
+        if not query:
+            buttons += [[(scope_button(o, language), self.cb("scope", o.scope.token()))] for o in areas]
+        buttons += [
+            [(scope_button(o, language), self.cb("scope", o.scope.token()))]
+            for o in shown[first : first + SCHOOLS_PER_PAGE]
+        ]
+        paging = []
+        if page > 1:
+            paging.append((turn.text("report_chat.page_previous"), self.cb("page", page - 1)))
+        if page < pages:
+            paging.append((turn.text("report_chat.page_next"), self.cb("page", page + 1)))
+        buttons.append(paging)
+        if query:
+            buttons.append([(turn.text("report_chat.all_schools"), self.cb("page", 1))])
+        buttons.append([(turn.text("core.back"), self.cb("back"))])
+        kind = esc(self._kind_label(turn))
+        if query:
+            text = turn.text(
+                "report_chat.scope_found",
+                kind=kind,
+                query=esc(query),
+                count=len(shown),
+                page=page,
+                pages=pages,
+            )
+        elif len(schools) > 1:
+            text = turn.text(
+                "report_chat.scope_question_schools", kind=kind, count=len(schools), page=page, pages=pages
+            )
+        else:
+            text = turn.text("report_chat.scope_question", kind=kind)
+        await turn.reply(text, rows(*buttons))
+
+    async def _rounds(self, turn: Turn) -> list[RoundOption]:
+        rounds = await turn.context.services.reports.rounds(int(turn.draft["_district_id"]))
+        return rounds[:MAX_ROUNDS]
+
+    async def _ask_period(self, turn: Turn) -> None:
+        buttons: list[Sequence[tuple[str, str]]] = [
+            [(turn.text("report_chat.period_all"), self.cb("period", "all"))]
+        ]
+        for option in await self._rounds(turn):
+            name = (
+                option.name
+                if len(option.name) <= ROUND_NAME_SHOWN
+                else option.name[: ROUND_NAME_SHOWN - 1] + "…"
+            )
+            label = turn.text(
+                "report_chat.period_round",
+                name=name,
+                start=day(option.period_start),
+                end=day(option.period_end),
+            )
+            buttons.append([(label, self.cb("round", option.id))])
+        buttons.append([(turn.text("report_chat.period_dates"), self.cb("period", "dates"))])
+        buttons.append([(turn.text("core.back"), self.cb("back"))])
+        text = turn.text(
+            "report_chat.period_question",
+            kind=esc(self._kind_label(turn)),
+            scope=esc(turn.draft["_scope_label"]),
+        )
+        await turn.reply(text, rows(*buttons))
+
+    # --- answers --------------------------------------------------------------------------------
+
+    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+        return {
+            Step.KIND: [
+                self.on_button(r"kind:\w+$", self.on_kind),
+                self.on_text(self.on_kind_typed),
+            ],
+            Step.SCOPE: [
+                self.on_button(r"scope:(district|level:\w+|school:\d+)$", self.on_scope),
+                self.on_button(r"page:\d+$", self.on_page),
+                self.on_button("back$", self.on_back),
+                self.on_text(self.on_school_typed),
+            ],
+            Step.PERIOD: [
+                self.on_button("period:all$", self.on_all),
+                self.on_button("period:dates$", self.on_dates),
+                self.on_button(r"round:\d+$", self.on_round),
+                self.on_button("back$", self.on_back),
+                self.on_text(self.on_range),
+            ],
+            Step.DATE_FROM: [
+                self.on_text(self.on_date_from),
+                self.on_button("back$", self.on_back),
+            ],
+            Step.DATE_TO: [
+                self.on_text(self.on_date_to),
+                self.on_button("to:today$", self.on_to_today),
+                self.on_button("back$", self.on_back),
+            ],
+        }
+
+    async def on_kind(self, turn: Turn) -> int | None:
+        kind = turn.answer
+        if kind not in {k.value for k in ReportKind}:
+            return await turn.retry(turn.text("report_chat.kind_hint"))
+        turn.remember(kind=kind, _query="", _page=1)
+        return await turn.ask(Step.SCOPE)
+
+    async def on_kind_typed(self, turn: Turn) -> int | None:
+        return await turn.retry(turn.text("report_chat.kind_hint"))
+
+    async def on_back(self, turn: Turn) -> int:
+        previous = {
+            Step.SCOPE: Step.KIND,
+            Step.PERIOD: Step.SCOPE,
+            Step.DATE_FROM: Step.PERIOD,
+            Step.DATE_TO: Step.PERIOD,
+        }
+        assert turn.step is not None
+        return await turn.ask(previous.get(Step(turn.step), Step.KIND))
+
+    async def on_page(self, turn: Turn) -> int:
+        page = int(turn.answer)
+        if page == 1:
+            turn.remember(_query="")
+        turn.remember(_page=page)
+        return await turn.ask(Step.SCOPE)
+
+    async def on_school_typed(self, turn: Turn) -> int | None:
+        query = turn.answer.strip()
+        schools = [o for o in await self._options(turn) if o.scope.kind is ScopeKind.SCHOOL]
+        found = [o for o in schools if matches(o, query)]
+        if not found:
+            return await turn.retry(turn.text("report_chat.scope_not_found", query=esc(query)))
+        if len(found) == 1:
+            return await self._chosen(turn, found[0])
+        turn.remember(_query=query, _page=1)
+        return await turn.ask(Step.SCOPE)
+
+    async def on_scope(self, turn: Turn) -> int | None:
+        query = turn.update.callback_query
+        token = (query.data or "").split(":", 2)[2] if query is not None else ""
+        options = await self._options(turn)
+        chosen = next((o for o in options if o.scope.token() == token), None)
+        if chosen is not None:
+            return await self._chosen(turn, chosen)
+        # Not offered to this person (a forged or outdated button): the service says why.
+        services = turn.context.services
+        who = await services.reports.requester(turn.staff.id)
+        district_id = who.district_id or (options[0].scope.district_id if options else 0)
+        try:
+            check_scope(
+                who.role,
+                who.school_id,
+                who.district_id,
+                scope_of_token(token, district_id),
+                active=who.active,
+            )
+        except AccessDenied as exc:
+            return await turn.retry(exc)
+        return await turn.retry(turn.text("report_chat.scope_gone"))
+
+    async def _chosen(self, turn: Turn, option: ScopeOption) -> int:
+        turn.remember(
+            scope=option.scope.model_dump(mode="json"),
+            _district_id=option.scope.district_id,
+            _scope_label=scope_label(option, turn.language),
+            _query="",
+        )
+        return await turn.ask(Step.PERIOD)
+
+    async def on_all(self, turn: Turn) -> int | None:
+        return await self._start(turn, ReportPeriod())
+
+    async def on_round(self, turn: Turn) -> int | None:
+        chosen = int(turn.answer)
+        rounds = await turn.context.services.reports.rounds(int(turn.draft["_district_id"]))
+        found = next((r for r in rounds if r.id == chosen), None)
+        if found is None:
+            return await turn.retry(turn.text("report_chat.round_gone"))
+        return await self._start(turn, ReportPeriod(round_id=found.id), found.name)
+
+    async def on_range(self, turn: Turn) -> int | None:
+        try:
+            period = parse_date_range(turn.answer, turn.context.services.clock.today())
+        except (DomainError, ValidationError) as exc:
+            hint = turn.text("report_chat.period_hint")
+            return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
+        return await self._start(turn, period)
+
+    async def on_dates(self, turn: Turn) -> int:
+        return await turn.ask(Step.DATE_FROM)
+
+    def _typed_date(self, turn: Turn) -> date:
+        return parse_date(turn.answer, turn.context.services.clock.today(), allow_future=True)
+
+    async def on_date_from(self, turn: Turn) -> int | None:
+        try:
+            date_from = self._typed_date(turn)
+        except DomainError as exc:
+            hint = turn.text("report_chat.date_hint")
+            return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
+        turn.remember(date_from=date_from.isoformat())
+        return await turn.ask(Step.DATE_TO)
+
+    async def on_date_to(self, turn: Turn) -> int | None:
+        try:
+            period = ReportPeriod(
+                date_from=date.fromisoformat(turn.draft["date_from"]), date_to=self._typed_date(turn)
+            )
+        except (DomainError, ValidationError) as exc:
+            hint = turn.text("report_chat.date_hint")
+            return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
+        return await self._start(turn, period)
+
+    async def on_to_today(self, turn: Turn) -> int | None:
+        return await self._start(turn, ReportPeriod(date_from=date.fromisoformat(turn.draft["date_from"])))
+
+    # --- the request ----------------------------------------------------------------------------
+
+    async def _start(self, turn: Turn, period: ReportPeriod, round_name: str | None = None) -> int | None:
+        """Accept the request: end the conversation, send the progress message, build in a task."""
+        context, draft = turn.context, turn.draft
+        application = context.application
+        jobs = report_jobs(application)
+        if turn.user_id in jobs:
+            return await turn.retry(turn.text("report_chat.already_running"))
+        chat = turn.update.effective_chat
+        assert chat is not None
+        services = context.services
+        request = ReportRequest(
+            key=str(draft.get("request_key") or turn.user_id),
+            kind=ReportKind(draft["kind"]),
+            scope=ReportScope.model_validate(draft["scope"]),
+            period=period,
+            language=turn.language,
+            staff_id=turn.staff.id,
+            user_id=turn.user_id,
+            chat_id=chat.id,
+            kind_label=self._kind_label(turn),
+            scope_label=str(draft["_scope_label"]),
+            period_label=period_label(period, round_name, services.clock.today(), turn.language),
+        )
+        await services.drafts.discard(turn.user_id, self.name)
+        message = await reply(turn.update, request.progress_text(None), request.stop_markup())
+        if message is None:
+            return END
+        job = ReportJob(
+            request=request,
+            services=services,
+            bot=context.bot,
+            message_id=message.message_id,
+            menu=menu_for(context, turn.staff),
+            jobs=jobs,
+        )
+        jobs[turn.user_id] = job
+        job.task = spawn(application, job.run(), f"report-{request.kind.value}-{turn.user_id}")
+        return END
+
+    async def on_stop(self, update: Update, context: BotContext) -> None:
+        """«Huỷ báo cáo này» on a progress message: cancel that build (only the asker's own)."""
+        await context.staff_of(update)  # for the language of the answer
+        query = update.callback_query
+        user = update.effective_user
+        if query is None or user is None:
+            return
+        key = (query.data or "").rsplit(":", 1)[-1]
+        job = report_jobs(context.application).get(user.id)
+        if job is None or job.request.key != key or job.task is None or job.task.done() or job.built:
+            await answer_alert(update, context.text(update, "report_chat.stop_stale"))
+            return
+        await query.answer(context.text(update, "report_chat.stopping"))
+        job.task.cancel()
+
+
+def build_report_conversation() -> ReportFlow:
+    return ReportFlow()
