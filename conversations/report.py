@@ -111,20 +111,21 @@ def scope_button(option: ScopeOption, language: str) -> str:
     return t("report_chat.district_button", language, district=option.label)
 
 
-def period_label(period: ReportPeriod, round_name: str | None, today: date, language: str) -> str:
+def period_label(period: ReportPeriod, round_: RoundOption | None, today: date, language: str) -> str:
     """The period as the workbook's subtitle says it (plain text)."""
-    if period.date_from and period.date_to:
-        span = t(
-            "reports.period.range", language, date_from=day(period.date_from), date_to=day(period.date_to)
-        )
-    elif period.date_from:
-        span = t("reports.period.since", language, date_from=day(period.date_from))
-    elif period.date_to:
-        span = t("reports.period.until", language, date_to=day(period.date_to))
+    date_from, date_to = (
+        (round_.period_start, round_.period_end) if round_ else (period.date_from, period.date_to)
+    )
+    if date_from and date_to:
+        span = t("reports.period.range", language, date_from=day(date_from), date_to=day(date_to))
+    elif date_from:
+        span = t("reports.period.since", language, date_from=day(date_from))
+    elif date_to:
+        span = t("reports.period.until", language, date_to=day(date_to))
     else:
         span = t("reports.period.all", language, today=day(today))
-    if round_name:
-        return t("reports.period.round", language, round=round_name, span=span)
+    if round_ is not None:
+        return t("reports.period.round", language, round=round_.name, span=span)
     return span
 
 
@@ -559,7 +560,7 @@ class ReportFlow(Flow):
         found = next((r for r in rounds if r.id == chosen), None)
         if found is None:
             return await turn.retry(turn.text("report_chat.round_gone"))
-        return await self._start(turn, ReportPeriod(round_id=found.id), found.name)
+        return await self._start(turn, ReportPeriod(round_id=found.id), found)
 
     async def on_range(self, turn: Turn) -> int | None:
         try:
@@ -599,7 +600,7 @@ class ReportFlow(Flow):
 
     # --- the request ----------------------------------------------------------------------------
 
-    async def _start(self, turn: Turn, period: ReportPeriod, round_name: str | None = None) -> int | None:
+    async def _start(self, turn: Turn, period: ReportPeriod, round_: RoundOption | None = None) -> int | None:
         """Accept the request: end the conversation, send the progress message, build in a task."""
         context, draft = turn.context, turn.draft
         application = context.application
@@ -620,7 +621,7 @@ class ReportFlow(Flow):
             chat_id=chat.id,
             kind_label=self._kind_label(turn),
             scope_label=str(draft["_scope_label"]),
-            period_label=period_label(period, round_name, services.clock.today(), turn.language),
+            period_label=period_label(period, round_, services.clock.today(), turn.language),
         )
         await services.drafts.discard(turn.user_id, self.name)
         message = await reply(turn.update, request.progress_text(None), request.stop_markup())
