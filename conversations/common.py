@@ -4,14 +4,16 @@ A flow subclasses `Flow`, names its states in an `enum.IntEnum`, and writes thre
 `begin` (the first question), `prompt` (send the question of a state), and step callbacks that read
 the answer, call a schema or service, and return `await turn.ask(NextState)` — or `turn.retry(error)`
 to stay at the same step with a message that says how to fix the answer. `turn.ask` writes the draft
-(step and answers) to the database before it sends the question, so a restart loses nothing.
+(step and answers) to the database before it sends the question, so a restart loses nothing. A flow
+whose summary offers «Edit» subclasses `EditableFlow`, which answers the summary's and the edit
+list's buttons.
 """
 
 from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -129,6 +131,12 @@ class Turn:
         await self.context.services.drafts.discard(self.user_id, self.flow.name)
         await self.reply(text, menu_for(self.context, self.staff))
         return END
+
+    async def finish_saved(self, text: str, *, late: bool) -> int:
+        """`finish` with what was saved, flagged on a line of its own when it was entered late."""
+        if late:
+            text += "\n" + self.text("core.late_flag")
+        return await self.finish(text)
 
 
 async def reply_plain(update: Update, text: str) -> None:
@@ -260,14 +268,21 @@ class Flow(abc.ABC):
             turn.draft, turn.step = draft.data, draft.step
         return turn
 
+    async def _allowed_staff(self, update: Update, context: BotContext) -> StaffOut | None:
+        """The person, if their role may use this flow; otherwise they are told why, and None."""
+        staff = await context.staff_of(update)
+        refusal = refusal_key(staff, self.action)
+        if refusal is not None:
+            await reply(update, context.text(update, refusal))
+            return None
+        assert staff is not None
+        return staff
+
     def _entry_guard(self, callback: Callable[[Update, BotContext, StaffOut], Awaitable[object]]) -> Any:
         async def handler(update: Update, context: BotContext) -> object:
-            staff = await context.staff_of(update)
-            refusal = refusal_key(staff, self.action)
-            if refusal is not None:
-                await reply(update, context.text(update, refusal))
+            staff = await self._allowed_staff(update, context)
+            if staff is None:
                 return END
-            assert staff is not None
             other = await self._other_open_flow(update, context)
             if other is not None:
                 # One flow at a time: the answers typed next must not go to the wrong one.
@@ -294,12 +309,9 @@ class Flow(abc.ABC):
         """Every step re-checks access (a deactivated account stops at once) and loads the draft."""
 
         async def handler(update: Update, context: BotContext) -> object:
-            staff = await context.staff_of(update)
-            refusal = refusal_key(staff, self.action)
-            if refusal is not None:
-                await reply(update, context.text(update, refusal))
+            staff = await self._allowed_staff(update, context)
+            if staff is None:
                 return END
-            assert staff is not None
             turn = await self._load(update, context, staff)
             if turn.step is None:  # the draft is gone (saved or cancelled elsewhere)
                 await answer_alert(update, context.text(update, "core.stale_button"))
@@ -378,6 +390,65 @@ class Flow(abc.ABC):
             await update.effective_chat.send_message(
                 context.text(update, "core.timed_out", title=context.text(update, self.title_key))
             )
+
+
+class EditableFlow(Flow):
+    """A flow whose summary offers «Edit»: the list of its answers; the one tapped is asked again,
+    then `Turn.advance` goes back to the summary.
+
+    Its `steps` take the summary's and the edit list's handlers from `summary_steps`; its prompt of
+    `edit_state` calls `ask_field_list`. Texts: `<field_labels>.<name>` for each answer,
+    `<edit_texts>.edit_question` and `<edit_texts>.back_to_summary`."""
+
+    edit_state: ClassVar[int]
+    editable: ClassVar[Mapping[str, int]]  # answer -> the step that asks it again
+    field_labels: ClassVar[str]
+    edit_texts: ClassVar[str]
+
+    @abc.abstractmethod
+    async def on_confirm(self, turn: Turn) -> int | None:
+        """The summary's «Confirm»: save, then `turn.finish`."""
+
+    def summary_steps(
+        self,
+        *extra: BaseHandler[Update, BotContext, Any],
+        typed: BaseHandler[Update, BotContext, Any] | None = None,
+    ) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+        """The summary (Confirm, any `extra` buttons, Edit) and the edit list (`field:<name>`);
+        `typed` takes text typed at either (e.g. «press a button»)."""
+        assert self.summary_state is not None
+        tail = [typed] if typed is not None else []
+        return {
+            self.summary_state: [
+                self.on_button("confirm$", self.on_confirm),
+                *extra,
+                self.on_button("edit$", self.on_edit),
+                *tail,
+            ],
+            self.edit_state: [self.on_button(r"field:\w+$", self.on_field), *tail],
+        }
+
+    async def ask_field_list(self, turn: Turn, fields: Iterable[str] | None = None) -> None:
+        """The edit list: every editable answer, or only `fields` (those that apply to this draft)."""
+        names = self.editable if fields is None else fields
+        options = [(turn.text(f"{self.field_labels}.{name}"), self.cb("field", name)) for name in names]
+        back = (turn.text(f"{self.edit_texts}.back_to_summary"), self.cb("field", "back"))
+        await turn.reply(turn.text(f"{self.edit_texts}.edit_question"), rows(*option_rows(options), [back]))
+
+    async def on_edit(self, turn: Turn) -> int:
+        return await turn.ask(self.edit_state)
+
+    async def on_field(self, turn: Turn) -> int | None:
+        state = self.editable.get(turn.answer)
+        if state is None:  # «back to the summary»
+            assert self.summary_state is not None
+            return await turn.ask(self.summary_state)
+        turn.draft["_editing"] = True
+        return await self.ask_again(turn, state)
+
+    async def ask_again(self, turn: Turn, state: int) -> int:
+        """Ask one answer again (a flow that asks some step another way, e.g. a picker, overrides)."""
+        return await turn.ask(state)
 
 
 def option_rows(options: Sequence[tuple[str, str]], *, columns: int = 2) -> list[list[tuple[str, str]]]:

@@ -18,7 +18,8 @@ from telegram.ext import BaseHandler
 from bot.context import BotContext
 from bot.keyboards import rows
 from conversations.common import Flow, Turn
-from conversations.rounds import district_of, error_text, esc, send_lines
+from conversations.rounds import district_of, error_text, esc
+from conversations.widgets import send_lines
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.schemas.reports import ReportKind, ReportPeriod, ReportScope

@@ -25,7 +25,7 @@ from bot.context import BotContext
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import ReplyMarkup
 from bot.texts import t
-from conversations.common import Flow, Turn, option_rows
+from conversations.common import EditableFlow, Flow, Turn, option_rows
 from conversations.pickers import parse_picked_date
 from storage.errors import DomainError
 from storage.models import DeviceCondition, DeviceType, DonationSource, DonorKind
@@ -78,6 +78,29 @@ def photo_file_id(turn: Turn) -> str | None:
     return None
 
 
+def photo_handlers(flow: Flow, following: int) -> list[BaseHandler[Update, BotContext, Any]]:
+    """An optional photo step (kept as `photo` in the draft): a photo, an image sent as a file, or
+    «skip» (`<flow>:photo:skip`); then `following`, or back to the summary when editing."""
+
+    async def sent(turn: Turn) -> int | None:
+        file_id = photo_file_id(turn)
+        if file_id is None:
+            return await turn.retry(turn.text("devices.photo_hint"))
+        turn.draft["photo"] = file_id
+        return await turn.advance(following)
+
+    async def skipped(turn: Turn) -> int | None:
+        turn.draft.pop("photo", None)
+        return await turn.advance(following)
+
+    return [
+        flow.on_photo(sent),
+        flow.on_document(sent),
+        flow.on_button("photo:skip$", skipped),
+        flow.on_text(sent),
+    ]
+
+
 async def send(turn: Turn, text: str, markup: ReplyMarkup = None) -> None:
     """One more message after the turn's reply (a tapped button is already answered)."""
     chat = turn.update.effective_chat
@@ -87,13 +110,6 @@ async def send(turn: Turn, text: str, markup: ReplyMarkup = None) -> None:
 
 def skip_keyboard(flow: Flow, language: str, field: str) -> InlineKeyboardMarkup:
     return rows([(t("core.skip", language), flow.cb(field, "skip"))])
-
-
-def edit_keyboard(turn: Turn, flow: Flow, fields: list[str], text_prefix: str) -> InlineKeyboardMarkup:
-    """The summary's "Edit": one button per answer, and back to the summary."""
-    options = [(turn.text(f"{text_prefix}.field.{key}"), flow.cb("field", key)) for key in fields]
-    back = (turn.text("devices.back_to_summary"), flow.cb("field", "back"))
-    return rows(*option_rows(options), [back])
 
 
 # --- the flow -------------------------------------------------------------------------------------
@@ -130,11 +146,15 @@ EDITABLE = {
 }
 
 
-class DonationFlow(Flow):
+class DonationFlow(EditableFlow):
     name = "donation"
     command = "donation"
     title_key = "devices.donation.title"
     summary_state = Step.SUMMARY
+    edit_state = Step.EDIT
+    editable = EDITABLE
+    field_labels = "devices.donation.field"
+    edit_texts = "devices"
 
     # --- questions ------------------------------------------------------------------------------
 
@@ -193,9 +213,7 @@ class DonationFlow(Flow):
             await turn.reply(self._summary_text(turn), confirm_choices(self.cb(), language))
         elif state == Step.EDIT:
             fields = [k for k in EDITABLE if k != "donor" or turn.draft.get("source") == DonationSource.OTHER]
-            await turn.reply(
-                turn.text("devices.edit_question"), edit_keyboard(turn, self, fields, "devices.donation")
-            )
+            await self.ask_field_list(turn, fields)
 
     async def _ask_donor(self, turn: Turn) -> None:
         donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
@@ -276,18 +294,8 @@ class DonationFlow(Flow):
                 self.on_text(self.on_condition),
             ],
             Step.SPECS: [self.on_button("specs:skip$", self.on_specs), self.on_text(self.on_specs)],
-            Step.PHOTO: [
-                self.on_photo(self.on_photo_sent),
-                self.on_document(self.on_photo_sent),
-                self.on_button("photo:skip$", self.on_photo_skip),
-                self.on_text(self.on_photo_sent),
-            ],
-            Step.SUMMARY: [
-                self.on_button("confirm$", self.on_confirm),
-                self.on_button("edit$", self.on_edit),
-                press,
-            ],
-            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+            Step.PHOTO: photo_handlers(self, Step.SUMMARY),
+            **self.summary_steps(typed=press),
         }
 
     async def press_button(self, turn: Turn) -> int | None:
@@ -390,27 +398,6 @@ class DonationFlow(Flow):
         skipped = turn.update.callback_query is not None
         turn.draft["specs"] = "" if skipped else clean_text(turn.answer, max_length=MAX_SPECS, required=True)
         return await turn.advance(Step.PHOTO)
-
-    async def on_photo_sent(self, turn: Turn) -> int | None:
-        file_id = photo_file_id(turn)
-        if file_id is None:
-            return await turn.retry(turn.text("devices.photo_hint"))
-        turn.draft["photo"] = file_id
-        return await turn.advance(Step.SUMMARY)
-
-    async def on_photo_skip(self, turn: Turn) -> int | None:
-        turn.draft.pop("photo", None)
-        return await turn.advance(Step.SUMMARY)
-
-    async def on_edit(self, turn: Turn) -> int:
-        return await turn.ask(Step.EDIT)
-
-    async def on_field(self, turn: Turn) -> int | None:
-        state = EDITABLE.get(turn.answer)
-        if state is None:
-            return await turn.ask(Step.SUMMARY)
-        turn.draft["_editing"] = True
-        return await turn.ask(state)
 
     async def on_confirm(self, turn: Turn) -> int | None:
         services, school_id, draft = turn.context.services, turn.staff.school_id or 0, turn.draft

@@ -48,7 +48,7 @@ from bot.keyboards import CALLBACK_DATA_LIMIT, confirm_choices, rows
 from bot.menus import BY_NAME
 from bot.replies import answer_alert, reply
 from bot.texts import LANGUAGES, t
-from conversations.common import Flow, Turn, answer_filter, option_rows
+from conversations.common import EditableFlow, Turn, answer_filter, option_rows
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.schemas.faq import (
@@ -386,12 +386,16 @@ def checked(**values: Any) -> FaqEntryIn:
     return FaqEntryIn.model_validate({**_PROBE, **values})
 
 
-class FaqAddFlow(Flow):
+class FaqAddFlow(EditableFlow):
     name = "faq_add"
     command = "faq_add"
     title_key = "faq_chat.add.title"
     action = Action.MANAGE_FAQ
     summary_state = Step.SUMMARY
+    edit_state = Step.EDIT
+    editable = EDITABLE
+    field_labels = "faq_chat.add.field"
+    edit_texts = "faq_chat.add"
 
     # --- questions ------------------------------------------------------------------------------
 
@@ -418,9 +422,7 @@ class FaqAddFlow(Flow):
         elif state == Step.SUMMARY:
             await turn.reply(self._summary(turn), confirm_choices(self.cb(), turn.language))
         elif state == Step.EDIT:
-            fields = [(turn.text(f"faq_chat.add.field.{name}"), self.cb("field", name)) for name in EDITABLE]
-            back = (turn.text("faq_chat.add.back_to_summary"), self.cb("field", "back"))
-            await turn.reply(turn.text("faq_chat.add.edit_question"), rows(*option_rows(fields), [back]))
+            await self.ask_field_list(turn)
 
     async def _ask(
         self, turn: Turn, key: str, state: int, options: list[tuple[str, str]] | None = None, **values: object
@@ -509,12 +511,7 @@ class FaqAddFlow(Flow):
             ],
             Step.ANSWER: [self.on_text(self.on_answer), keep],
             Step.CONTACT: [self.on_button(r"contact:\w+$", self.on_contact), keep, press],
-            Step.SUMMARY: [
-                self.on_button("confirm$", self.on_confirm),
-                self.on_button("edit$", self.on_edit),
-                press,
-            ],
-            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+            **self.summary_steps(typed=press),
         }
 
     async def press_button(self, turn: Turn) -> int | None:
@@ -609,16 +606,6 @@ class FaqAddFlow(Flow):
         except ValidationError as exc:
             return await self._invalid(turn, exc)
         return await turn.advance(Step.SUMMARY)
-
-    async def on_edit(self, turn: Turn) -> int:
-        return await turn.ask(Step.EDIT)
-
-    async def on_field(self, turn: Turn) -> int:
-        state = EDITABLE.get(turn.answer)
-        if state is None:
-            return await turn.ask(Step.SUMMARY)
-        turn.draft["_editing"] = True
-        return await turn.ask(state)
 
     async def on_confirm(self, turn: Turn) -> int | None:
         draft, faq = turn.draft, turn.context.services.faq

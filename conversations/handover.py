@@ -22,11 +22,10 @@ from bot.context import BotContext
 from bot.errors import render_error
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.texts import t
-from conversations.common import Flow, Turn
+from conversations.common import EditableFlow, Turn
 from conversations.donation import (
     device_name,
-    edit_keyboard,
-    photo_file_id,
+    photo_handlers,
     send,
     shown_date,
     skip_keyboard,
@@ -78,11 +77,15 @@ def batch_button_label(batch: BatchOut, language: str) -> str:
     )
 
 
-class HandoverFlow(Flow):
+class HandoverFlow(EditableFlow):
     name = "handover"
     command = "handover"
     title_key = "devices.handover.title"
     summary_state = Step.SUMMARY
+    edit_state = Step.EDIT
+    editable = EDITABLE
+    field_labels = "devices.handover.field"
+    edit_texts = "devices"
 
     def __init__(self) -> None:
         states = PickerStates(Step.SEARCH, Step.NEW_NAME, Step.NEW_BIRTH, Step.NEW_CLASS, Step.NEW_CODE)
@@ -132,9 +135,7 @@ class HandoverFlow(Flow):
         elif state == Step.SUMMARY:
             await self._show_summary(turn)
         elif state == Step.EDIT:
-            fields = list(EDITABLE)
-            markup = edit_keyboard(turn, self, fields, "devices.handover")
-            await turn.reply(turn.text("devices.edit_question"), markup)
+            await self.ask_field_list(turn)
 
     async def _show_summary(self, turn: Turn) -> None:
         draft, none = turn.draft, turn.text("devices.none")
@@ -198,19 +199,8 @@ class HandoverFlow(Flow):
             **self.picker.handlers(),
             Step.KIND: [self.on_button(r"kind:\w+$", self.on_kind), self.on_text(self.on_kind)],
             Step.DATE: [self.on_button("date:", self.on_date), self.on_text(self.on_date)],
-            Step.PHOTO: [
-                self.on_photo(self.on_photo_sent),
-                self.on_document(self.on_photo_sent),
-                self.on_button("photo:skip$", self.on_photo_skip),
-                self.on_text(self.on_photo_sent),
-            ],
-            Step.SUMMARY: [
-                self.on_button("confirm$", self.on_confirm),
-                self.on_button("confirm_second$", self.on_confirm_second),
-                self.on_button("edit$", self.on_edit),
-                press,
-            ],
-            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+            Step.PHOTO: photo_handlers(self, Step.SUMMARY),
+            **self.summary_steps(self.on_button("confirm_second$", self.on_confirm_second), typed=press),
         }
 
     async def press_button(self, turn: Turn) -> int | None:
@@ -231,9 +221,7 @@ class HandoverFlow(Flow):
 
     async def on_student(self, turn: Turn, student: StudentOut) -> int:
         await self._check_not_holding(turn, turn.draft["batch_id"], student.id, student.full_name)
-        turn.remember(
-            student_id=student.id, _student=student_label(student), _student_name=student.full_name
-        )
+        turn.remember(student_id=student.id, _student=student_label(student), _student_name=student.full_name)
         turn.draft.pop("_second_warning", None)
         return await turn.advance(Step.KIND)
 
@@ -254,25 +242,7 @@ class HandoverFlow(Flow):
         turn.draft["handed_on"] = handed_on.isoformat()
         return await turn.advance(Step.PHOTO)
 
-    async def on_photo_sent(self, turn: Turn) -> int | None:
-        file_id = photo_file_id(turn)
-        if file_id is None:
-            return await turn.retry(turn.text("devices.photo_hint"))
-        turn.draft["photo"] = file_id
-        return await turn.advance(Step.SUMMARY)
-
-    async def on_photo_skip(self, turn: Turn) -> int | None:
-        turn.draft.pop("photo", None)
-        return await turn.advance(Step.SUMMARY)
-
-    async def on_edit(self, turn: Turn) -> int:
-        return await turn.ask(Step.EDIT)
-
-    async def on_field(self, turn: Turn) -> int | None:
-        state = EDITABLE.get(turn.answer)
-        if state is None:
-            return await turn.ask(Step.SUMMARY)
-        turn.draft["_editing"] = True
+    async def ask_again(self, turn: Turn, state: int) -> int:
         if state == Step.SEARCH:
             return await self.picker.ask(turn)
         return await turn.ask(state)
@@ -319,9 +289,7 @@ class HandoverFlow(Flow):
         )
         if handover.kind is HandoverKind.LOAN:
             text += "\n" + turn.text("devices.handover.loan_note")
-        if handover.entered_late:
-            text += "\n" + turn.text("core.late_flag")
-        end = await turn.finish(text)
+        end = await turn.finish_saved(text, late=handover.entered_late)
         if handover.batch_left > 0:
             left = turn.text("devices.handover.left", batch_id=handover.batch_id, left=handover.batch_left)
             again = (turn.text("devices.handover.again"), self.cb("again", handover.batch_id))

@@ -462,9 +462,7 @@ class MyEntriesFlow(Flow):
             before=self._shown(turn, field, getattr(before, field.name)),
             after=self._shown(turn, field, getattr(after, field.name)),
         )
-        if getattr(after, "entered_late", False):
-            text += "\n" + turn.text("core.late_flag")
-        return await turn.finish(text)
+        return await turn.finish_saved(text, late=getattr(after, "entered_late", False))
 
     async def on_delete_confirmed(self, turn: Turn) -> int | None:
         draft = turn.draft

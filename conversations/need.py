@@ -21,9 +21,10 @@ from bot.errors import render_error
 from bot.keyboards import confirm_choices, rows
 from bot.replies import reply
 from bot.texts import t
-from conversations.common import Flow, Turn, menu_for, option_rows, reply_plain
+from conversations.common import EditableFlow, Turn, menu_for, option_rows, reply_plain
 from conversations.pickers import PickerStates, StudentPicker, student_label
-from conversations.vaccine import Handlers, pack_lines
+from conversations.vaccine import Handlers
+from conversations.widgets import pack_lines
 from storage.errors import DomainError
 from storage.models import PriorityGroup
 from storage.permissions import Action
@@ -82,11 +83,15 @@ def matching(typed: str, labels: dict[str, str]) -> str | None:
     return partial[0] if len(partial) == 1 else None
 
 
-class NeedFlow(Flow):
+class NeedFlow(EditableFlow):
     name = "need"
     command = "need"
     title_key = "needs.title"
     summary_state = Step.SUMMARY
+    edit_state = Step.EDIT
+    editable = EDITABLE
+    field_labels = "needs.field"
+    edit_texts = "needs"
 
     def __init__(self) -> None:
         states = PickerStates(Step.SEARCH, Step.NEW_NAME, Step.NEW_BIRTH, Step.NEW_CLASS, Step.NEW_CODE)
@@ -122,9 +127,7 @@ class NeedFlow(Flow):
         elif state == Step.SUMMARY:
             await self._show_summary(turn)
         elif state == Step.EDIT:
-            fields = [(turn.text(f"needs.field.{key}"), self.cb("field", key)) for key in EDITABLE]
-            back = (turn.text("needs.back_to_summary"), self.cb("field", "back"))
-            await turn.reply(turn.text("needs.edit_question"), rows(*option_rows(fields), [back]))
+            await self.ask_field_list(turn)
 
     async def _show_existing(self, turn: Turn) -> None:
         need = await turn.context.services.needs.existing_need(
@@ -185,12 +188,7 @@ class NeedFlow(Flow):
             Step.GROUP: [self.on_button(r"group:\w+$", self.on_group), self.on_text(self.on_group)],
             Step.NEEDS: [self.on_button(r"needs:\w+$", self.on_needs), self.on_text(self.on_needs)],
             Step.NOTE: [self.on_button(r"note:\w+$", self.on_note_button), self.on_text(self.on_note)],
-            Step.SUMMARY: [
-                self.on_button("confirm$", self.on_confirm),
-                self.on_button("edit$", self.on_edit),
-                press,
-            ],
-            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+            **self.summary_steps(typed=press),
         }
 
     async def press_button(self, turn: Turn) -> int | None:
@@ -244,16 +242,6 @@ class NeedFlow(Flow):
         current = turn.draft.get("current") or {}
         turn.draft["note"] = current.get("note", "") if turn.answer == "keep" else ""
         return await turn.advance(Step.SUMMARY)
-
-    async def on_edit(self, turn: Turn) -> int:
-        return await turn.ask(Step.EDIT)
-
-    async def on_field(self, turn: Turn) -> int | None:
-        state = EDITABLE.get(turn.answer)
-        if state is None:
-            return await turn.ask(Step.SUMMARY)
-        turn.draft["_editing"] = True
-        return await turn.ask(state)
 
     async def on_confirm(self, turn: Turn) -> int | None:
         draft = turn.draft

@@ -4,13 +4,13 @@ report (needs, devices, vaccination, timeliness, district) → scope (the whole 
 school: buttons from `services.reports.available_scopes`, schools paged, or typed code/name to find
 one) → period (a round of `services.reports.rounds`, all data, a typed range `01/09/2021 - 15/11/2021`,
 or from… to… in two steps) → the request is accepted: the draft is discarded and the conversation
-ends at once, a «đang tạo báo cáo…» message is sent and the workbook is built in a task of its own.
+ends at once, a «building the report…» message is sent and the workbook is built in a task of its own.
 
 The build never holds up the bot: the handler returns as soon as the task is started, so other
 people's updates (and this person's /cancel, /help …) are answered while the worker writes. The
 progress message is edited as `ReportProgress` comes in (at most one edit in flight and one every
-`EDIT_INTERVAL` seconds; «message is not modified» is ignored), carries a «Huỷ báo cáo này» button
-that cancels the task, and ends as «Đã tạo xong» (then the document with the one-line summary as
+`EDIT_INTERVAL` seconds; «message is not modified» is ignored), carries a «cancel this report» button
+that cancels the task, and ends as «the report is ready» (then the document with the one-line summary as
 its caption), or says why the report could not be built.
 
 A teacher never gets here (Action.REPORT); a principal is offered their own school only, and a
@@ -186,7 +186,10 @@ class ReportRequest:
                 stage = self.text(stage_key)
             except KeyError:
                 stage = self.text("reports.stage.summary")
-            line = self.text("reports.stage.progress", percent=int(update.fraction * 100), stage=stage)
+            # Before the rows are counted there is no share to show (the service says 1.0 for 0 of 0).
+            counted = update.total > 0 or update.stage == "finishing"
+            percent = int(update.fraction * 100) if counted else 0
+            line = self.text("reports.stage.progress", percent=percent, stage=stage)
         return self.framed("report_chat.progress", progress=line)
 
     def stop_markup(self) -> InlineKeyboardMarkup:
@@ -285,7 +288,7 @@ class ReportJob:
     async def close(self, text: str) -> None:
         """The last edit: what happened, without the «cancel» button."""
         if self._edit is not None and not self._edit.done():
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):  # a timeout: the edit is dropped below
                 await asyncio.wait_for(asyncio.shield(self._edit), FINAL_EDIT_WAIT)
             if not self._edit.done():
                 self._edit.cancel()
@@ -640,7 +643,7 @@ class ReportFlow(Flow):
         return END
 
     async def on_stop(self, update: Update, context: BotContext) -> None:
-        """«Huỷ báo cáo này» on a progress message: cancel that build (only the asker's own)."""
+        """«Cancel this report» on a progress message: cancel that build (only the asker's own)."""
         await context.staff_of(update)  # for the language of the answer
         query = update.callback_query
         user = update.effective_user

@@ -28,9 +28,9 @@ from conversations.rounds import (
     issue_lines,
     names_of,
     notify,
-    send_lines,
     track_label,
 )
+from conversations.widgets import send_lines
 from storage.errors import DomainError
 from storage.models import SubmissionStatus, SubmissionTrack
 from storage.permissions import Action

@@ -17,11 +17,11 @@ import asyncio
 import enum
 import html
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 
@@ -29,11 +29,12 @@ from bot.access import requires
 from bot.commands.rounds import figure_label, issue_text, progress_png, progress_text, status_label
 from bot.context import BotContext
 from bot.errors import render_error_html
-from bot.keyboards import confirm_choices, rows
+from bot.keyboards import confirm_choices
 from bot.menus import BY_NAME
 from bot.replies import reply
 from bot.texts import LANGUAGES, load, t
-from conversations.common import Flow, Turn, menu_for, option_rows
+from conversations.common import EditableFlow, Turn, menu_for
+from conversations.widgets import send_lines
 from storage.errors import DomainError
 from storage.models import SubmissionTrack
 from storage.permissions import Action
@@ -54,7 +55,6 @@ from storage.schemas.rounds import (
 
 log = logging.getLogger(__name__)
 
-TEXT_LIMIT = 3500  # a Telegram message holds 4096 characters; keep room for markup
 HISTORY_LIMIT = 40
 # The command that reviews each track (told to the reviewers when a school submits).
 REVIEW_COMMANDS = {SubmissionTrack.PROGRAM: "review", SubmissionTrack.VACCINE: "review_vaccine"}
@@ -94,34 +94,6 @@ async def district_of(context: BotContext, staff: StaffOut) -> int:
         if school is not None:
             return int(school.district_id)
     return await context.services.rounds.district_id_by_code(None)
-
-
-def pack(lines: Iterable[str], limit: int = TEXT_LIMIT) -> list[str]:
-    """Lines joined into as few messages as fit Telegram's limit."""
-    chunks: list[str] = []
-    current = ""
-    for line in lines:
-        candidate = f"{current}\n{line}" if current else line
-        if current and len(candidate) > limit:
-            chunks.append(current)
-            current = line
-        else:
-            current = candidate
-    return [*chunks, current] if current else chunks
-
-
-async def send_lines(
-    update: Update, lines: Sequence[str], markup: InlineKeyboardMarkup | None = None
-) -> None:
-    """A long answer as several messages; the buttons go on the last one. A tapped button is
-    answered and closed first (by `reply`), once."""
-    chunks = pack(lines) or [""]
-    await reply(update, chunks[0], markup if len(chunks) == 1 else None)
-    chat = update.effective_chat
-    if chat is None:
-        return
-    for index, chunk in enumerate(chunks[1:], start=2):
-        await chat.send_message(chunk, reply_markup=markup if index == len(chunks) else None)
 
 
 def figure_lines(figures: SchoolFigures, track: SubmissionTrack, language: str) -> list[str]:
@@ -222,12 +194,16 @@ def typed_time(value: str) -> str:
     return datetime.fromisoformat(value).strftime("%H:%M %d/%m/%Y")
 
 
-class RoundFlow(Flow):
+class RoundFlow(EditableFlow):
     name = "round"
     command = "round"
     title_key = "rounds_chat.round.title"
     action = Action.MANAGE_ROUNDS
     summary_state = Step.SUMMARY
+    edit_state = Step.EDIT
+    editable = EDITABLE
+    field_labels = "rounds_chat.round.field"
+    edit_texts = "rounds_chat.round"
 
     async def begin(self, turn: Turn) -> int:
         try:
@@ -242,11 +218,7 @@ class RoundFlow(Flow):
         elif state == Step.SUMMARY:
             await turn.reply(self._summary(turn), confirm_choices(self.name, turn.language))
         elif state == Step.EDIT:
-            fields = [
-                (turn.text(f"rounds_chat.round.field.{key}"), self.cb("field", key)) for key in EDITABLE
-            ]
-            back = (turn.text("rounds_chat.round.back_to_summary"), self.cb("field", "back"))
-            await turn.reply(turn.text("rounds_chat.round.edit_question"), rows(*option_rows(fields), [back]))
+            await self.ask_field_list(turn)
 
     def _summary(self, turn: Turn) -> str:
         draft = turn.draft
@@ -268,11 +240,7 @@ class RoundFlow(Flow):
             Step.SUBMIT: [self.on_text(self.on_deadline)],
             Step.APPROVE: [self.on_text(self.on_deadline)],
             Step.COMPILE: [self.on_text(self.on_deadline)],
-            Step.SUMMARY: [
-                self.on_button("confirm$", self.on_confirm),
-                self.on_button("edit$", self.on_edit),
-            ],
-            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field)],
+            **self.summary_steps(),
         }
 
     async def on_name(self, turn: Turn) -> int | None:
@@ -305,16 +273,6 @@ class RoundFlow(Flow):
             return await retry(turn, exc)
         following = {Step.SUBMIT: Step.APPROVE, Step.APPROVE: Step.COMPILE, Step.COMPILE: Step.SUMMARY}
         return await turn.advance(following[step])
-
-    async def on_edit(self, turn: Turn) -> int:
-        return await turn.ask(Step.EDIT)
-
-    async def on_field(self, turn: Turn) -> int:
-        key = turn.answer
-        if key not in EDITABLE:
-            return await turn.ask(Step.SUMMARY)
-        turn.draft["_editing"] = True
-        return await turn.ask(EDITABLE[key])
 
     async def on_confirm(self, turn: Turn) -> int:
         services = turn.context.services

@@ -13,7 +13,6 @@ from __future__ import annotations
 import enum
 import html
 import re
-from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -25,7 +24,7 @@ from bot.context import BotContext
 from bot.errors import render_error
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.texts import t
-from conversations.common import Flow, Turn, option_rows
+from conversations.common import EditableFlow, Flow, Turn, option_rows
 from conversations.pickers import PickerStates, StudentPicker, parse_picked_date, student_label
 from storage.errors import DomainError
 from storage.models import DosePlace
@@ -45,7 +44,6 @@ from storage.text import fold
 Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 PLACES: tuple[DosePlace, ...] = tuple(DosePlace)
 OTHER_NAME_LENGTH = 200  # as DoseIn keeps it
-TEXT_LIMIT = 3500  # one Telegram message holds 4096 characters; keep room for the markup
 # Refusals that say the chosen product does not suit the student: said at the product step.
 PRODUCT_ERRORS = frozenset({"vaccines.too_young", "vaccines.unknown_product", "vaccines.other_needs_name"})
 _ONE_NUMBER = re.compile(r"\D*?(\d{1,3})\D*")
@@ -70,20 +68,6 @@ def shown_product(draft: dict[str, Any]) -> str:
 def finding_text(exc: Exception, language: str) -> str:
     """A rendered refusal or warning, safe inside an HTML message."""
     return html.escape(render_error(exc, language), quote=False)
-
-
-def pack_lines(lines: Iterable[str], limit: int = TEXT_LIMIT) -> list[str]:
-    """Lines joined into as few messages as fit Telegram's limit."""
-    chunks: list[str] = []
-    current = ""
-    for line in lines:
-        candidate = f"{current}\n{line}" if current else line
-        if current and len(candidate) > limit:
-            chunks.append(current)
-            current = line
-        else:
-            current = candidate
-    return [*chunks, current] if current else chunks
 
 
 async def product_keyboard(turn: Turn, flow: Flow) -> InlineKeyboardMarkup:
@@ -167,11 +151,15 @@ class Step(enum.IntEnum):
 EDITABLE = {"dose_number": Step.DOSE, "date": Step.DATE, "product": Step.PRODUCT, "place": Step.PLACE}
 
 
-class VaccineFlow(Flow):
+class VaccineFlow(EditableFlow):
     name = "vaccine"
     command = "vaccine"
     title_key = "vaccines.dose.title"
     summary_state = Step.SUMMARY
+    edit_state = Step.EDIT
+    editable = EDITABLE
+    field_labels = "vaccines.dose.field"
+    edit_texts = "vaccines"
 
     def __init__(self) -> None:
         states = PickerStates(Step.SEARCH, Step.NEW_NAME, Step.NEW_BIRTH, Step.NEW_CLASS, Step.NEW_CODE)
@@ -207,9 +195,7 @@ class VaccineFlow(Flow):
         elif state == Step.WARNINGS:
             await self._show_warnings(turn)
         elif state == Step.EDIT:
-            fields = [(turn.text(f"vaccines.dose.field.{key}"), self.cb("field", key)) for key in EDITABLE]
-            back = (turn.text("vaccines.back_to_summary"), self.cb("field", "back"))
-            await turn.reply(turn.text("vaccines.edit_question"), rows(*option_rows(fields), [back]))
+            await self.ask_field_list(turn)
 
     async def _ask_dose(self, turn: Turn) -> None:
         services, school_id = turn.context.services, turn.staff.school_id or 0
@@ -310,17 +296,12 @@ class VaccineFlow(Flow):
             Step.PRODUCT: [self.on_button(r"product:\d+$", self.on_product), self.on_text(self.on_product)],
             Step.PRODUCT_NAME: [self.on_text(self.on_product_name)],
             Step.PLACE: [self.on_button(r"place:\w+$", self.on_place), self.on_text(self.on_place)],
-            Step.SUMMARY: [
-                self.on_button("confirm$", self.on_confirm),
-                self.on_button("edit$", self.on_edit),
-                press,
-            ],
+            **self.summary_steps(typed=press),
             Step.WARNINGS: [
                 self.on_button("warn:confirm$", self.on_confirm_warnings),
                 self.on_button("edit$", self.on_edit),
                 press,
             ],
-            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
         }
 
     async def press_button(self, turn: Turn) -> int | None:
@@ -375,16 +356,6 @@ class VaccineFlow(Flow):
             return await turn.retry(turn.text("vaccines.place_hint"))
         turn.draft["place"] = place.value
         return await turn.advance(Step.SUMMARY)
-
-    async def on_edit(self, turn: Turn) -> int:
-        return await turn.ask(Step.EDIT)
-
-    async def on_field(self, turn: Turn) -> int | None:
-        state = EDITABLE.get(turn.answer)
-        if state is None:
-            return await turn.ask(Step.SUMMARY)
-        turn.draft["_editing"] = True
-        return await turn.ask(state)
 
     async def on_confirm(self, turn: Turn) -> int | None:
         try:
@@ -455,9 +426,7 @@ class VaccineFlow(Flow):
             product=html.escape(dose.product_label),
             place=place_label(dose.place, turn.language),
         )
-        if dose.entered_late:
-            text += "\n" + turn.text("core.late_flag")
-        return await turn.finish(text)
+        return await turn.finish_saved(text, late=dose.entered_late)
 
 
 def build_vaccine_conversation() -> VaccineFlow:

@@ -24,7 +24,7 @@ from telegram.error import BadRequest
 
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import answer_alert
-from conversations.common import Flow, Turn, option_rows, reply_plain
+from conversations.common import EditableFlow, Turn, option_rows, reply_plain
 from conversations.pickers import parse_picked_date
 from conversations.vaccine import (
     Handlers,
@@ -33,7 +33,6 @@ from conversations.vaccine import (
     chosen_product,
     finding_text,
     other_product_name,
-    pack_lines,
     place_keyboard,
     place_label,
     product_keyboard,
@@ -41,6 +40,7 @@ from conversations.vaccine import (
     shown_product,
     typed_dose_number,
 )
+from conversations.widgets import pack_lines, send_lines
 from storage.errors import DomainError
 from storage.models import DosePlace
 from storage.schemas.students import clean_class_name, show_date
@@ -98,11 +98,15 @@ def given_name(full_name: str) -> str:
     return full_name.rsplit(" ", 1)[-1]
 
 
-class VaccineRoundFlow(Flow):
+class VaccineRoundFlow(EditableFlow):
     name = "vaccine_round"
     command = "vaccine_round"
     title_key = "vaccines.round.title"
     summary_state = Step.SUMMARY
+    edit_state = Step.EDIT
+    editable = EDITABLE
+    field_labels = "vaccines.round.field"
+    edit_texts = "vaccines"
 
     # --- questions ------------------------------------------------------------------------------
 
@@ -153,9 +157,7 @@ class VaccineRoundFlow(Flow):
         elif state == Step.SUMMARY:
             await self._show_summary(turn)
         elif state == Step.EDIT:
-            fields = [(turn.text(f"vaccines.round.field.{key}"), self.cb("field", key)) for key in EDITABLE]
-            back = (turn.text("vaccines.back_to_summary"), self.cb("field", "back"))
-            await turn.reply(turn.text("vaccines.edit_question"), rows(*option_rows(fields), [back]))
+            await self.ask_field_list(turn)
 
     def _given_on(self, turn: Turn) -> str:
         return show_date(date.fromisoformat(turn.draft["given_on"]))
@@ -284,19 +286,7 @@ class VaccineRoundFlow(Flow):
         if preview.entered_late:
             lines += ["", turn.text("core.late_flag")]
         markup = confirm_choices(self.cb(), turn.language) if preview.saved else edit_or_cancel
-        await self._send(turn, lines, markup)
-
-    async def _send(self, turn: Turn, lines: list[str], markup: InlineKeyboardMarkup) -> None:
-        """A long text in several messages; the buttons go with the last one."""
-        chunks = pack_lines(lines)
-        if len(chunks) == 1:
-            await turn.reply(chunks[0], markup)
-            return
-        await turn.reply(chunks[0])
-        for chunk in chunks[1:-1]:
-            await reply_plain(turn.update, chunk)
-        if turn.update.effective_chat is not None:
-            await turn.update.effective_chat.send_message(chunks[-1], reply_markup=markup)
+        await send_lines(turn.update, lines, markup)
 
     # --- steps ----------------------------------------------------------------------------------
 
@@ -317,12 +307,7 @@ class VaccineRoundFlow(Flow):
                 self.on_button("done$", self.on_done),
                 self.on_text(self.on_numbers),
             ],
-            Step.SUMMARY: [
-                self.on_button("confirm$", self.on_confirm),
-                self.on_button("edit$", self.on_edit),
-                press,
-            ],
-            Step.EDIT: [self.on_button(r"field:\w+$", self.on_field), press],
+            **self.summary_steps(typed=press),
         }
 
     async def press_button(self, turn: Turn) -> int | None:
@@ -435,16 +420,6 @@ class VaccineRoundFlow(Flow):
         return await turn.advance(Step.SUMMARY)
 
     # --- summary, edit, confirm -------------------------------------------------------------------
-
-    async def on_edit(self, turn: Turn) -> int:
-        return await turn.ask(Step.EDIT)
-
-    async def on_field(self, turn: Turn) -> int | None:
-        state = EDITABLE.get(turn.answer)
-        if state is None:
-            return await turn.ask(Step.SUMMARY)
-        turn.draft["_editing"] = True
-        return await turn.ask(state)
 
     def _round_in(self, turn: Turn) -> RoundIn:
         draft = turn.draft

@@ -208,6 +208,9 @@ class WriterJob:
         receive = job._queue.get
 
         def run() -> None:
+            # Running futures cannot be cancelled: a build cancelled while it waits for the writer
+            # (asyncio.wrap_future cancels the future) must not make the answer below raise here.
+            result.set_running_or_notify_cancel()
             try:
                 result.set_result(_write(kind, meta, receive, path, tmpdir))
             except BaseException as exc:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.cli import main as cli_main
 from exports.annotate import annotated_copy, message
@@ -40,6 +40,7 @@ from storage.schemas.organisation import StaffOut
 from storage.services import Services
 from tests import excel_files as files
 from tests.factories import TELEGRAM_IDS, make_world
+from tests.helpers import count
 
 LIMITS = ReadLimits(max_bytes=10 * 2**20, max_rows=50_000)
 STUDENT_HEADER = ["STT", "Mã học sinh", "Họ và tên", "Ngày sinh", "Lớp", "Giới tính"]
@@ -81,11 +82,6 @@ def issues(check: ImportCheck) -> dict[int, list[tuple[str | None, str]]]:
 async def students_by_code(services: Services) -> dict[str, Student]:
     async with services.sessionmaker() as session:
         return {s.code: s for s in await session.scalars(select(Student))}
-
-
-async def count(services: Services, model: Any, *where: Any) -> int:
-    async with services.sessionmaker() as session:
-        return await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 # --- reading any file -----------------------------------------------------------------------------

@@ -5,11 +5,12 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from conversations.need import Step
-from storage.models import AuditAction, AuditLog, NeedRecord, PriorityGroup, Student
+from storage.models import AuditAction, NeedRecord, PriorityGroup, Student
 from storage.schemas.needs import NeedIn
 from storage.services import Services
 from tests.chat import Harness, Person
 from tests.factories import World, make_world
+from tests.helpers import audit_of, priority_group
 
 AN_3A2 = "Nguyễn Văn An · 3A2 · 20/01/2013"  # HS0003, no priority group on the list
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002, near-poor on the list
@@ -24,23 +25,6 @@ async def step_of(services: Services, person: Person) -> int | None:
 async def needs_of(services: Services, student_id: int) -> list[NeedRecord]:
     async with services.sessionmaker() as session:
         return list(await session.scalars(select(NeedRecord).where(NeedRecord.student_id == student_id)))
-
-
-async def audit_of(services: Services, entity: str, entity_id: int) -> list[AuditLog]:
-    async with services.sessionmaker() as session:
-        rows = await session.scalars(
-            select(AuditLog)
-            .where(AuditLog.entity == entity, AuditLog.entity_id == str(entity_id))
-            .order_by(AuditLog.id)
-        )
-        return list(rows)
-
-
-async def priority_group(services: Services, student_id: int) -> PriorityGroup:
-    async with services.sessionmaker() as session:
-        student = await session.get(Student, student_id)
-        assert student is not None
-        return student.priority_group
 
 
 async def record(

@@ -6,13 +6,11 @@ from datetime import date, timedelta
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import func, select
 
 from bot.errors import render_error
 from storage.errors import DomainError
 from storage.models import (
     AuditAction,
-    AuditLog,
     Gender,
     NeedRecord,
     PriorityGroup,
@@ -24,6 +22,7 @@ from storage.schemas.needs import NeedChange, NeedIn
 from storage.services import Services
 from storage.text import fold
 from tests.factories import World, make_world
+from tests.helpers import audit_of, count, priority_group
 from tests.test_vaccines_service import lock_school, set_submission_status
 
 
@@ -42,28 +41,6 @@ def need(
         needs_connectivity=connectivity,
         note=note,
     )
-
-
-async def count(services: Services, model: type, *where: object) -> int:
-    async with services.sessionmaker() as session:
-        return await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
-
-
-async def audit_of(services: Services, entity: str, entity_id: int) -> list[AuditLog]:
-    async with services.sessionmaker() as session:
-        rows = await session.scalars(
-            select(AuditLog)
-            .where(AuditLog.entity == entity, AuditLog.entity_id == str(entity_id))
-            .order_by(AuditLog.id)
-        )
-        return list(rows)
-
-
-async def priority_group(services: Services, student_id: int) -> PriorityGroup:
-    async with services.sessionmaker() as session:
-        student = await session.get(Student, student_id)
-        assert student is not None
-        return student.priority_group
 
 
 async def test_need_recorded_refused_again_then_updated_with_audit(services: Services) -> None:

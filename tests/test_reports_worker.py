@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import os
+import signal
+import threading
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 from openpyxl import load_workbook
 
+from exports import worker
 from exports.reports import MappingStreams, needs_columns, stream_columns, timeliness_columns, write_report
 from exports.worker import ReportWriterError, WriterJob
 from exports.xlsx import workbook_options
@@ -43,29 +48,84 @@ async def test_worker_process_writes_the_same_workbook_as_a_thread(
         ], name
 
 
+HOLD_BOUND = 60  # seconds: a bound so that a blocked event loop fails the test instead of hanging it
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
 async def test_other_people_are_answered_while_a_report_is_written(
-    services: Services, rw: ReportWorld
+    services: Services, rw: ReportWorld, mode: str, monkeypatch: Any
 ) -> None:
-    """While the worker writes the workbook, the event loop answers someone else's message."""
-    services.reports.executor = "process"
+    """While the writer is busy with the workbook, the event loop answers someone else's message.
+
+    Deterministic: the writer is held until that answer has arrived, so the report can only be sent
+    after it, however busy the machine is. In a thread, the writer waits on a threading.Event before
+    it writes; in a worker process, the process is stopped (SIGSTOP) once it started, and continued
+    after the answer. Both holds are bounded: if the loop were blocked, the writer would be let go
+    after HOLD_BOUND seconds, the report would come first, and the order below would fail."""
+    services.reports.executor = mode
     events: list[str] = []
     writing = asyncio.Event()
+    released = threading.Event()
+    held_too_long: list[bool] = []
+    jobs: list[WriterJob] = []
+    timers: list[threading.Timer] = []
+
+    if mode == "thread":
+        original_write = worker._write
+
+        def held_write(*args: Any) -> dict[str, int]:
+            if not released.wait(HOLD_BOUND):
+                held_too_long.append(True)
+            return original_write(*args)
+
+        monkeypatch.setattr(worker, "_write", held_write)
+    else:
+        original_start = WriterJob.start
+
+        async def start(*args: Any, **kwargs: Any) -> WriterJob:
+            job = await original_start(*args, **kwargs)
+            jobs.append(job)
+            return job
+
+        monkeypatch.setattr(WriterJob, "start", start)
+
+    def release() -> None:
+        released.set()
+        for job in jobs:
+            if job._process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(job._process.pid, signal.SIGCONT)
 
     def progress(update: Any) -> None:
-        if update.stage == "finishing":  # every row is sent; the worker is writing
-            writing.set()
+        if writing.is_set():
+            return
+        for job in jobs:  # the worker process has started: stop it until the answer has arrived
+            assert job._process is not None
+            os.kill(job._process.pid, signal.SIGSTOP)
+        timer = threading.Timer(HOLD_BOUND, lambda: (held_too_long.append(True), release()))
+        timer.daemon = True
+        timer.start()
+        timers.append(timer)
+        writing.set()
 
     async def someone_else() -> None:
-        await writing.wait()
+        await writing.wait()  # the writer is held now
         counts = await services.organisation.counts()  # a quick question to the bot
         assert counts["schools"] == 3
         events.append("answered")
+        release()
 
     async def officer() -> None:
         await services.reports.build("district", ReportScope.district(rw.district_id), progress=progress)
         events.append("report sent")
 
-    await asyncio.gather(officer(), someone_else())
+    try:
+        await asyncio.wait_for(asyncio.gather(officer(), someone_else()), HOLD_BOUND * 2)
+    finally:
+        for timer in timers:
+            timer.cancel()
+        release()
+    assert not held_too_long, "the writer was let go by the bound, not by the answer"
     assert events == ["answered", "report sent"]
 
 

@@ -11,20 +11,17 @@ from sqlalchemy import select
 
 from storage.models import (
     CompiledReport,
-    DeviceType,
-    DonationSource,
-    HandoverKind,
     PriorityGroup,
     RoundStatus,
     SubmissionStatus,
     SubmissionTrack,
 )
-from storage.schemas.devices import BatchIn, HandoverIn
 from storage.schemas.needs import NeedIn
 from storage.schemas.rounds import RoundIn
 from storage.services import Services
 from tests.chat import Harness, Person
 from tests.factories import World, make_world
+from tests.helpers import laptops_with_one_gift
 
 CONFIRM = "✅ Xác nhận"
 SUBMIT = "📤 Gửi lên Phòng"
@@ -50,27 +47,7 @@ def directive_round() -> RoundIn:
 async def school_records(services: Services, world: World) -> None:
     """The primary school: a programme batch of 3 laptops and one gift; the lower-secondary school: a
     need, entered by its teacher."""
-    teacher = world.staff_ids["teacher"]
-    batch = await services.donations.create_batch(
-        world.primary_school_id,
-        BatchIn(
-            source=DonationSource.PROGRAM,
-            received_on=date(2021, 11, 10),
-            quantity=3,
-            device_type=DeviceType.LAPTOP,
-        ),
-        actor_id=teacher,
-    )
-    await services.handovers.create_handover(
-        world.primary_school_id,
-        HandoverIn(
-            batch_id=batch.id,
-            student_id=world.student_ids["HS0001"],
-            kind=HandoverKind.GIFT,
-            handed_on=date(2021, 11, 14),
-        ),
-        actor_id=teacher,
-    )
+    await laptops_with_one_gift(services, world)
     await record_need(services, world, "HS0005", PriorityGroup.OTHER_HARDSHIP)
 
 

@@ -16,10 +16,7 @@ from bot.errors import render_error
 from bot.texts import t
 from storage.errors import AccessDenied, DomainError
 from storage.models import (
-    AuditLog,
     CompiledReport,
-    DeviceType,
-    DonationSource,
     HandoverKind,
     PriorityGroup,
     RoundStatus,
@@ -29,12 +26,13 @@ from storage.models import (
     SubmissionTrack,
 )
 from storage.repositories.locks import locking_submission
-from storage.schemas.devices import BatchIn, HandoverIn
+from storage.schemas.devices import HandoverIn
 from storage.schemas.needs import NeedIn
 from storage.schemas.rounds import RoundIn, parse_local_datetime
 from storage.services import Services
 from tests.conftest import TZ
 from tests.factories import World, make_world
+from tests.helpers import audit_of, laptops_with_one_gift
 
 PROGRAM, VACCINE = SubmissionTrack.PROGRAM, SubmissionTrack.VACCINE
 REASON = "Thiếu biên bản bàn giao máy cho lớp 4A1"
@@ -64,26 +62,7 @@ async def open_round(services: Services, world: World) -> int:
 async def primary_records(services: Services, world: World) -> int:
     """A programme batch of 3 laptops, one gift and one need at the primary school; the batch id."""
     school, teacher = world.primary_school_id, world.staff_ids["teacher"]
-    batch = await services.donations.create_batch(
-        school,
-        BatchIn(
-            source=DonationSource.PROGRAM,
-            received_on=date(2021, 11, 10),
-            quantity=3,
-            device_type=DeviceType.LAPTOP,
-        ),
-        actor_id=teacher,
-    )
-    await services.handovers.create_handover(
-        school,
-        HandoverIn(
-            batch_id=batch.id,
-            student_id=world.student_ids["HS0001"],
-            kind=HandoverKind.GIFT,
-            handed_on=date(2021, 11, 14),
-        ),
-        actor_id=teacher,
-    )
+    batch_id = await laptops_with_one_gift(services, world)
     await services.needs.record_need(
         school,
         NeedIn(
@@ -95,7 +74,7 @@ async def primary_records(services: Services, world: World) -> int:
         actor_id=teacher,
         request_key=None,
     )
-    return batch.id
+    return batch_id
 
 
 async def locked(services: Services, school_id: int, track: SubmissionTrack = PROGRAM) -> bool:
@@ -109,16 +88,6 @@ async def events_of(services: Services, submission_id: int) -> list[SubmissionEv
             select(SubmissionEvent)
             .where(SubmissionEvent.submission_id == submission_id)
             .order_by(SubmissionEvent.id)
-        )
-        return list(rows)
-
-
-async def audit_of(services: Services, entity: str, entity_id: int) -> list[AuditLog]:
-    async with services.sessionmaker() as session:
-        rows = await session.scalars(
-            select(AuditLog)
-            .where(AuditLog.entity == entity, AuditLog.entity_id == str(entity_id))
-            .order_by(AuditLog.id)
         )
         return list(rows)
 

@@ -320,30 +320,33 @@ async def officer_report(visitor: Visitor, officer: Persona, tmp_path: Path, nam
 
 
 def handover_cells_up_by_one(before: Path, after: Path) -> list[str]:
-    """Cells under a header about handing over (bàn giao / đã giao / trao) that went up by exactly one."""
+    """Cells under the devices tables' «Đã tặng» / «Đang cho mượn» headers (the handovers, counted per
+    school, per level and in total) that went up by exactly one."""
     from openpyxl import load_workbook
 
     old, new = load_workbook(before, data_only=True), load_workbook(after, data_only=True)
+    wanted = {t("reports.col.given", "vi"), t("reports.col.on_loan", "vi")}
     found = []
     for sheet in new.sheetnames:
         if sheet not in old.sheetnames:
             continue
         old_sheet, new_sheet = old[sheet], new[sheet]
-        headers: dict[int, str] = {}
+        header_row: dict[int, int] = {}  # column -> the row of its handover header
         for row in new_sheet.iter_rows():
             for cell in row:
+                if isinstance(cell.value, str) and cell.value in wanted:
+                    header_row[cell.column] = cell.row
+        for column, first in header_row.items():
+            for (cell,) in new_sheet.iter_rows(min_row=first + 1, min_col=column, max_col=column):
                 value = cell.value
-                if isinstance(value, str):
-                    headers[cell.column] = headers.get(cell.column, "") + " " + fold(value)
-                elif isinstance(value, int | float) and not isinstance(value, bool):
-                    was = old_sheet.cell(row=cell.row, column=cell.column).value
-                    header = headers.get(cell.column, "")
-                    if (
-                        isinstance(was, int | float)
-                        and value - was == 1
-                        and ("giao" in header or "trao" in header)
-                    ):
-                        found.append(f"{sheet}!{cell.coordinate}")
+                was = old_sheet.cell(row=cell.row, column=column).value
+                if (
+                    isinstance(value, int | float)
+                    and isinstance(was, int | float)
+                    and not isinstance(value, bool)
+                    and value - was == 1
+                ):
+                    found.append(f"{sheet}!{cell.coordinate}")
     return found
 
 

@@ -57,6 +57,15 @@ async def start(person: Person, query: str, label: str) -> None:
     await person.tap(label)
 
 
+async def first_dose_to_summary(person: Person) -> None:
+    """Bình's first dose, today, Comirnaty, at school: up to the summary."""
+    await start(person, "hs0002", BINH)
+    await person.tap("Mũi 1 (mũi tiếp theo)")
+    await person.tap("Hôm nay")
+    await person.tap("Comirnaty (Pfizer-BioNTech)")
+    await person.tap("🏫 Tại trường")
+
+
 async def test_happy_path_one_dose(services: Services, harness: Harness) -> None:
     world = await make_world(services)
     teacher = harness.person("teacher")
@@ -155,11 +164,7 @@ async def test_duplicate_dose_saved_meanwhile_is_refused_at_confirm(
 ) -> None:
     world = await make_world(services)
     teacher = harness.person("teacher")
-    await start(teacher, "hs0002", BINH)
-    await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
-    await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await first_dose_to_summary(teacher)
     await seed_dose(services, world, "HS0002", 1, date(2021, 11, 14))  # someone else, meanwhile
     await teacher.tap(CONFIRM)
     assert "đã có mũi 1 (tiêm ngày 14/11/2021)" in teacher.last_text()
@@ -262,11 +267,7 @@ async def test_late_entry_is_flagged(services: Services, harness: Harness, clock
 async def test_edit_one_answer_from_the_summary(services: Services, harness: Harness) -> None:
     world = await make_world(services)
     teacher = harness.person("teacher")
-    await start(teacher, "hs0002", BINH)
-    await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
-    await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await first_dose_to_summary(teacher)
     await teacher.tap("✏️ Sửa")
     assert teacher.buttons() == [
         "💉 Số mũi",
@@ -291,11 +292,7 @@ async def test_edit_one_answer_from_the_summary(services: Services, harness: Har
 async def test_double_confirm_saves_one_dose(services: Services, harness: Harness) -> None:
     world = await make_world(services)
     teacher = harness.person("teacher")
-    await start(teacher, "hs0002", BINH)
-    await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
-    await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await first_dose_to_summary(teacher)
     summary = teacher.bot_messages()[-1]
     data = summary["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     for _ in range(2):
@@ -308,11 +305,7 @@ async def test_same_request_key_saves_once(services: Services, harness: Harness)
     """The service sees the draft's request key: a confirm repeated after a lost reply adds nothing."""
     world = await make_world(services)
     teacher = harness.person("teacher")
-    await start(teacher, "hs0002", BINH)
-    await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
-    await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await first_dose_to_summary(teacher)
     draft = await services.drafts.get(teacher.id, "vaccine")
     assert draft is not None
     await teacher.tap(CONFIRM)

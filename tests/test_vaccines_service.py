@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.errors import render_error
 from bot.texts import load
@@ -34,6 +34,7 @@ from storage.services.vaccines import WarningsNotConfirmed
 from storage.text import fold
 from tests.conftest import TZ
 from tests.factories import World, make_world
+from tests.helpers import audit_of, count
 
 TODAY = date(2021, 11, 15)
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,21 +53,6 @@ def dose(student_id: int, number: int, given_on: date, product_id: int, **extra:
         place=extra.pop("place", DosePlace.SCHOOL),
         **extra,
     )
-
-
-async def count(services: Services, model: type, *where: object) -> int:
-    async with services.sessionmaker() as session:
-        return await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
-
-
-async def audit_rows(services: Services, entity: str, entity_id: int) -> list[AuditLog]:
-    async with services.sessionmaker() as session:
-        rows = await session.scalars(
-            select(AuditLog)
-            .where(AuditLog.entity == entity, AuditLog.entity_id == str(entity_id))
-            .order_by(AuditLog.id)
-        )
-        return list(rows)
 
 
 async def lock_school(
@@ -144,7 +130,7 @@ async def test_record_a_dose_shows_it_and_suggests_the_next(services: Services) 
     assert saved.entered_late is False and saved.entered_by_id == teacher
     assert [d.id for d in await services.vaccines.doses_of(student, school)] == [saved.id]
     assert await services.vaccines.next_dose_number(student, school) == 2
-    (entry,) = await audit_rows(services, "vaccine_dose", saved.id)
+    (entry,) = await audit_of(services, "vaccine_dose", saved.id)
     assert entry.action is AuditAction.CREATE and entry.actor_id == teacher
     assert entry.school_id == school and entry.before is None
     assert entry.after is not None and entry.after["dose_number"] == 1
@@ -484,7 +470,7 @@ async def test_update_and_delete_are_audited(services: Services) -> None:
 
     assert changed.given_on == date(2021, 11, 10) and changed.place is DosePlace.COMMUNITY
     assert again.given_on == date(2021, 11, 10)  # the repeated confirm changed nothing
-    _created, updated = await audit_rows(services, "vaccine_dose", saved.id)
+    _created, updated = await audit_of(services, "vaccine_dose", saved.id)
     assert updated.action is AuditAction.UPDATE and updated.actor_id == teacher
     assert updated.before is not None and updated.after is not None
     assert (updated.before["given_on"], updated.after["given_on"]) == ("2021-11-15", "2021-11-10")
@@ -492,7 +478,7 @@ async def test_update_and_delete_are_audited(services: Services) -> None:
 
     gone = await services.vaccines.delete_dose(school, saved.id, actor_id=teacher)
     assert gone.id == saved.id and await count(services, VaccineDose) == 0
-    *_, deleted = await audit_rows(services, "vaccine_dose", saved.id)
+    *_, deleted = await audit_of(services, "vaccine_dose", saved.id)
     assert deleted.action is AuditAction.DELETE and deleted.after is None
     assert deleted.before is not None and deleted.before["given_on"] == "2021-11-10"
 

@@ -42,6 +42,16 @@ async def ensure_program_unlocked(session: AsyncSession, school_id: int) -> None
     )
 
 
+async def batch_in_school(
+    session: AsyncSession, batch_id: int, school_id: int, *, for_update: bool = False
+) -> DonationBatch | None:
+    """The batch if it belongs to `school_id`; `for_update` row-locks it (PostgreSQL)."""
+    query = select(DonationBatch).where(DonationBatch.id == batch_id, DonationBatch.school_id == school_id)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
 async def locked_school_rounds(session: AsyncSession, school_ids: set[int]) -> dict[int, str]:
     """school id -> the name of the round whose programme submission locks it."""
     locked: dict[int, str] = {}

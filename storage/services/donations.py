@@ -237,11 +237,7 @@ class DonationService(ServiceBase):
 
     async def _batch_in_school(self, session: AsyncSession, batch_id: int, school_id: int) -> DonationBatch:
         """The batch, row-locked (PostgreSQL) so that no handover is allocated from it meanwhile."""
-        batch = await session.scalar(
-            select(DonationBatch)
-            .where(DonationBatch.id == batch_id, DonationBatch.school_id == school_id)
-            .with_for_update()
-        )
+        batch = await repo.batch_in_school(session, batch_id, school_id, for_update=True)
         if batch is None:
             raise NotFound("batch")
         return batch

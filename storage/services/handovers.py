@@ -149,35 +149,15 @@ class HandoverService(ServiceBase):
 
     async def open_loans(self, school_id: int) -> list[HandoverOut]:
         """Devices lent and not yet returned, oldest first (the /return picker)."""
-        async with self.sessionmaker() as session:
-            rows = await session.execute(
-                _joined()
-                .where(
-                    DonationBatch.school_id == school_id,
-                    Handover.kind == HandoverKind.LOAN,
-                    Handover.returned_on.is_(None),
-                )
-                .order_by(Handover.handed_on, Handover.id)
-            )
-            return [handover_out(*row) for row in rows]
+        return await self._listed(
+            school_id, Handover.kind == HandoverKind.LOAN, Handover.returned_on.is_(None)
+        )
 
     async def handovers_of_batch(self, batch_id: int, *, school_id: int) -> list[HandoverOut]:
-        async with self.sessionmaker() as session:
-            rows = await session.execute(
-                _joined()
-                .where(DonationBatch.school_id == school_id, DonationBatch.id == batch_id)
-                .order_by(Handover.handed_on, Handover.id)
-            )
-            return [handover_out(*row) for row in rows]
+        return await self._listed(school_id, DonationBatch.id == batch_id)
 
     async def handovers_of_student(self, student_id: int, *, school_id: int) -> list[HandoverOut]:
-        async with self.sessionmaker() as session:
-            rows = await session.execute(
-                _joined()
-                .where(DonationBatch.school_id == school_id, Handover.student_id == student_id)
-                .order_by(Handover.handed_on, Handover.id)
-            )
-            return [handover_out(*row) for row in rows]
+        return await self._listed(school_id, Handover.student_id == student_id)
 
     async def return_loan(
         self, handover_id: int, returned_on: date, *, school_id: int, actor_id: int | None
@@ -360,6 +340,16 @@ class HandoverService(ServiceBase):
 
     # --- internals --------------------------------------------------------------------------------
 
+    async def _listed(self, school_id: int, *conditions: Any) -> list[HandoverOut]:
+        """The school's handovers that meet `conditions`, oldest handed first."""
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                _joined()
+                .where(DonationBatch.school_id == school_id, *conditions)
+                .order_by(Handover.handed_on, Handover.id)
+            )
+            return [handover_out(*row) for row in rows]
+
     async def _out(
         self, session: AsyncSession, handover_id: int, school_id: int, *, replayed: bool = False
     ) -> HandoverOut:
@@ -397,9 +387,7 @@ class HandoverService(ServiceBase):
         return handover_out(*row, replayed=True)
 
     async def _batch_in_school(self, session: AsyncSession, batch_id: int, school_id: int) -> DonationBatch:
-        batch = await session.scalar(
-            select(DonationBatch).where(DonationBatch.id == batch_id, DonationBatch.school_id == school_id)
-        )
+        batch = await repo.batch_in_school(session, batch_id, school_id)
         if batch is None:
             raise NotFound("batch")
         return batch

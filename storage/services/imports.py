@@ -273,6 +273,22 @@ async def _write_audit(session: AsyncSession, entries: list[dict[str, Any]]) -> 
 # --- the plan of one file -------------------------------------------------------------------------
 
 
+def _row_audit(
+    actor_id: int | None,
+    created: Sequence[tuple[_Row, Base]],
+    updated: Sequence[tuple[_Row, Base]],
+    befores: Sequence[dict[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The audit rows of the records a file's rows added and changed, each under its row's school."""
+    entries = [_audit(actor_id, AuditAction.CREATE, record, None, now, r.school.id) for r, record in created]
+    entries += [
+        _audit(actor_id, AuditAction.UPDATE, record, before, now, r.school.id)
+        for (r, record), before in zip(updated, befores, strict=True)
+    ]
+    return entries
+
+
 class _Plan:
     """What one file would do: checks shared by every kind, then the kind's own plan and apply."""
 
@@ -590,11 +606,7 @@ class _NeedsPlan(_Plan):
                 student.priority_group = row.parsed.category
                 student.updated_at = now
         await session.flush()
-        entries = [_audit(actor_id, AuditAction.CREATE, n, None, now, r.school.id) for r, n in created]
-        entries += [
-            _audit(actor_id, AuditAction.UPDATE, n, before, now, r.school.id)
-            for (r, n), before in zip(self.updates, befores, strict=True)
-        ]
+        entries = _row_audit(actor_id, created, self.updates, befores, now)
         entries += [_audit(actor_id, AuditAction.UPDATE, s, b, now, s.school_id) for s, b in students]
         await _write_audit(session, entries)
         await refresh_statistics(session, NeedRecord, len(created))
@@ -756,11 +768,7 @@ class _DosesPlan(_Plan):
             dose.entered_late = is_late_entry(dose.given_on, dose.entered_at, tz)
             dose.updated_at = now
         await session.flush()
-        entries = [_audit(actor_id, AuditAction.CREATE, d, None, now, r.school.id) for r, d in created]
-        entries += [
-            _audit(actor_id, AuditAction.UPDATE, d, before, now, r.school.id)
-            for (r, d), before in zip(self.updates, befores, strict=True)
-        ]
+        entries = _row_audit(actor_id, created, self.updates, befores, now)
         await _write_audit(session, entries)
         await refresh_statistics(session, VaccineDose, len(created))
 
@@ -1143,11 +1151,7 @@ class _HandoversPlan(_Plan):
             handover.entered_late = is_late_entry(handover.handed_on, handover.entered_at, tz)
             handover.updated_at = now
         await session.flush()
-        entries = [_audit(actor_id, AuditAction.CREATE, h, None, now, r.school.id) for r, h in created]
-        entries += [
-            _audit(actor_id, AuditAction.UPDATE, h, before, now, r.school.id)
-            for (r, h), before in zip(self.updates, befores, strict=True)
-        ]
+        entries = _row_audit(actor_id, created, self.updates, befores, now)
         await _write_audit(session, entries)
         await refresh_statistics(session, Handover, len(created))
 

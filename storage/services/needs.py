@@ -23,7 +23,13 @@ from storage.schemas.needs import (
 )
 from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
-from storage.services.vaccines import day_text, given_name_order, lock_finding, locked_rounds, school_student
+from storage.services.vaccines import (
+    day_text,
+    given_name_order,
+    locked_rounds,
+    refuse_if_locked,
+    school_student,
+)
 
 
 def need_out(need: NeedRecord, student: Student) -> NeedOut:
@@ -319,9 +325,7 @@ class NeedService(ServiceBase):
 
 
 async def _refuse_if_locked(session: AsyncSession, school_id: int) -> None:
-    locked = await lock_finding(session, school_id, SubmissionTrack.PROGRAM, "needs.locked")
-    if locked is not None:
-        raise locked.as_error()
+    await refuse_if_locked(session, school_id, SubmissionTrack.PROGRAM, "needs.locked")
 
 
 async def _school_need(

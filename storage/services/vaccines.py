@@ -107,6 +107,13 @@ async def lock_finding(
     return Finding(code=code, params={"round": round_name or "", "status": submission.status.value})
 
 
+async def refuse_if_locked(session: AsyncSession, school_id: int, track: SubmissionTrack, code: str) -> None:
+    """Raise `lock_finding`'s refusal, if any: the records of `track` cannot change meanwhile."""
+    locked = await lock_finding(session, school_id, track, code)
+    if locked is not None:
+        raise locked.as_error()
+
+
 async def locked_rounds(
     session: AsyncSession, school_ids: Iterable[int], track: SubmissionTrack
 ) -> dict[int, str]:
@@ -472,9 +479,7 @@ class VaccineService(ServiceBase):
         """Delete a dose; returns what was deleted (for the confirmation message)."""
         async with self.sessionmaker.begin() as session:
             dose, student, product = await self._school_dose(session, school_id, dose_id, lock=True)
-            locked = await lock_finding(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
-            if locked is not None:
-                raise locked.as_error()
+            await refuse_if_locked(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
             gone = dose_out(dose, student, product)
             await audit.record(
                 session, actor_id=actor_id, action=AuditAction.DELETE, row=dose, school_id=school_id
@@ -558,9 +563,7 @@ class VaccineService(ServiceBase):
         request_key: str | None,
         write: bool,
     ) -> RoundResult:
-        locked = await lock_finding(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
-        if locked is not None:
-            raise locked.as_error()
+        await refuse_if_locked(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
         product = await _active_product(session, data.product_id)
         # What is wrong for everybody refuses the whole round before anyone is looked at.
         if product.code == OTHER_PRODUCT_CODE and not data.product_other_name:
