@@ -100,7 +100,7 @@ class Turn:
 
     def remember(self, **answers: Any) -> None:
         """Keep answers in the draft (written with the next step)."""
-        self.draft.update(answers)
+        self.draft |= answers
 
     async def save(self) -> None:
         await self.context.services.drafts.save(self.user_id, self.flow.name, self.draft, self.step)
