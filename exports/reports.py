@@ -285,12 +285,7 @@ def batch_columns(words: Words) -> list[Column]:
 def vaccination_columns(words: Words) -> list[Column]:
     return [
         *_school_cols(words),
-        _col(words, "enrolled", INT, 10),
-        _col(words, "dose1", INT, 10),
-        _col(words, "dose2", INT, 10),
-        _col(words, "dose3", INT, 10),
-        _col(words, "coverage1", PERCENT, 10),
-        _col(words, "coverage2", PERCENT, 10),
+        *_coverage_cols(words),
         _col(words, "doses", INT, 10),
         _col(words, "at_school", INT, 10),
         _col(words, "in_community", INT, 10),
@@ -302,6 +297,13 @@ def grade_columns(words: Words) -> list[Column]:
     return [
         *_school_cols(words, level=False),
         _col(words, "grade", INT, 7),
+        *_coverage_cols(words),
+    ]
+
+
+def _coverage_cols(words: Words) -> list[Column]:
+    """Enrolled, with ≥1/≥2/≥3 doses, and coverage: the same columns per school and per grade."""
+    return [
         _col(words, "enrolled", INT, 10),
         _col(words, "dose1", INT, 10),
         _col(words, "dose2", INT, 10),
