@@ -29,13 +29,16 @@ from telegram.ext import (
     ContextTypes,
     ConversationHandler,
     Defaults,
+    TypeHandler,
 )
-from telegram.request import BaseRequest
+from telegram.request import BaseRequest, HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
 import conversations
 from bot.context import BotContext, SchoolBotApplication
 from bot.menus import PUBLIC_COMMANDS
+from bot.privacy import private_chats_only
+from bot.sending import SchoolBot
 from bot.settings import Settings, SettingsError
 from bot.texts import t
 from conversations import core
@@ -149,6 +152,8 @@ def register_handlers(
                 application.add_handler(flow.build(timeout_seconds=timeout))
             else:
                 application.add_handler(flow)
+    # Before every other handler: student data never goes to a group chat.
+    application.add_handler(TypeHandler(Update, private_chats_only), group=-1)
     application.add_handlers(core.handlers())
     application.add_handlers(extra)
     application.add_handlers(core.tail_handlers())
@@ -194,24 +199,25 @@ def build_application(
         raise SettingsError(
             "Cấu hình thiếu / missing setting TELEGRAM_BOT_TOKEN: create a bot with @BotFather"
         )
+    bot = SchoolBot(
+        token=settings.telegram_bot_token.get_secret_value(),
+        base_url=settings.bot_api_base_url,
+        base_file_url=settings.bot_file_base_url,
+        defaults=Defaults(parse_mode=ParseMode.HTML, tzinfo=settings.tz),
+        request=request or HTTPXRequest(connection_pool_size=256),
+        get_updates_request=get_updates_request or HTTPXRequest(),
+        # Telegram allows ~30 messages/s per bot: bulk sends wait for their turn, never drop.
+        rate_limiter=rate_limiter or AIORateLimiter(overall_max_rate=30, group_max_rate=20, max_retries=5),
+    )
     builder = (
         ApplicationBuilder()
         .application_class(SchoolBotApplication)
-        .token(settings.telegram_bot_token.get_secret_value())
-        .base_url(settings.bot_api_base_url)
-        .base_file_url(settings.bot_file_base_url)
-        .defaults(Defaults(parse_mode=ParseMode.HTML, tzinfo=settings.tz))
+        .bot(bot)
         .context_types(ContextTypes(context=BotContext))
         .persistence(SqlPersistence(services.sessionmaker, update_interval=persistence_interval))
         .concurrent_updates(PerChatUpdateProcessor())
-        # Telegram allows ~30 messages/s per bot: bulk sends wait for their turn, never drop.
-        .rate_limiter(rate_limiter or AIORateLimiter(overall_max_rate=30, group_max_rate=20, max_retries=5))
         .post_init(_post_init)
     )
-    if request is not None:
-        builder = builder.request(request)
-    if get_updates_request is not None:
-        builder = builder.get_updates_request(get_updates_request)
     application: SchoolBotApplication = builder.build()  # type: ignore[assignment]
     application.services = services
     application.settings = settings

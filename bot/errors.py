@@ -43,5 +43,13 @@ def _domain_text(code: str, params: dict[str, object], language: str | None) -> 
         return load(language or "vi").get(key, key)
 
 
+# A value the person typed is echoed at most this long, so an error about a 5,000-character answer
+# stays a short message.
+ECHO_LIMIT = 80
+
+
 def _show(value: object) -> object:
-    return getattr(value, "value", value)
+    value = getattr(value, "value", value)
+    if isinstance(value, str) and len(value) > ECHO_LIMIT:
+        return value[: ECHO_LIMIT - 1] + "…"
+    return value

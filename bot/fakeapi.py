@@ -83,12 +83,15 @@ class FakeBotApi:
             user["username"] = username
         return user
 
-    def incoming_message(self, user: JSON, *, text: str | None = None, **extra: Any) -> JSON:
-        """A message from the person: stored in the chat and returned as an update."""
+    def incoming_message(
+        self, user: JSON, *, text: str | None = None, chat: JSON | None = None, **extra: Any
+    ) -> JSON:
+        """A message from the person: stored in the chat and returned as an update. By default in
+        their private chat; `chat` (e.g. `group_chat(-100…)`) puts it in a group."""
         message: JSON = {
             "message_id": next(self._ids),
             "date": int(time.time()),
-            "chat": {"id": user["id"], "type": "private", "first_name": user["first_name"]},
+            "chat": chat or {"id": user["id"], "type": "private", "first_name": user["first_name"]},
             "from": user,
         }
         if text is not None:
@@ -97,8 +100,14 @@ class FakeBotApi:
                 command = text.split()[0]
                 message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
         message.update(extra)
-        self._store(user["id"], message)
+        self._store(int(message["chat"]["id"]), message)
         return {"update_id": next(self._update_ids), "message": message}
+
+    @staticmethod
+    def group_chat(
+        chat_id: int = -100_123_456, title: str = "Tổ giáo viên", kind: str = "supergroup"
+    ) -> JSON:
+        return {"id": chat_id, "type": kind, "title": title}
 
     def callback_query(self, user: JSON, message: JSON, data: str) -> JSON:
         query = {
@@ -155,6 +164,7 @@ class FakeBotApi:
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
             raise BotApiError(404, "Not Found")
+        self._check_limits(params)
         return await handler(params, files or {})
 
     async def _m_getme(self, params: JSON, files: dict[str, StoredFile]) -> JSON:
@@ -207,6 +217,17 @@ class FakeBotApi:
             raise BotApiError(400, "Bad Request: message is too long")
         return self._bot_message(params, text=text)
 
+    # Telegram's limits, so a reply that would be refused there is refused here too.
+    @staticmethod
+    def _check_limits(params: JSON) -> None:
+        if len(str(params.get("caption") or "")) > 1024:
+            raise BotApiError(400, "Bad Request: message caption is too long")
+        markup = params.get("reply_markup") or {}
+        for row in markup.get("inline_keyboard", []) if isinstance(markup, dict) else []:
+            for button in row:
+                if len(str(button.get("callback_data", "")).encode()) > 64:
+                    raise BotApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+
     async def _m_senddocument(self, params: JSON, files: dict[str, StoredFile]) -> JSON:
         stored = self._file_param(params, files, "document")
         return self._bot_message(params, document=self.document_of(stored), caption=params.get("caption"))
@@ -218,6 +239,8 @@ class FakeBotApi:
     async def _m_editmessagetext(self, params: JSON, files: dict[str, StoredFile]) -> JSON:
         message = self._find(params)
         text = str(params.get("text") or "")
+        if len(text) > 4096:
+            raise BotApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         markup = params.get("reply_markup")
         if message.get("text") == text and message.get("reply_markup") == markup:
             raise BotApiError(
@@ -241,6 +264,8 @@ class FakeBotApi:
         return message
 
     async def _m_answercallbackquery(self, params: JSON, files: dict[str, StoredFile]) -> bool:
+        if len(str(params.get("text") or "")) > 200:
+            raise BotApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         self.callback_answers.append(params)
         return True
 

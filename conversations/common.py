@@ -12,6 +12,7 @@ list's buttons.
 from __future__ import annotations
 
 import abc
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from telegram.ext import (
 from bot.access import refusal_key
 from bot.context import BotContext
 from bot.errors import render_error_html
-from bot.keyboards import main_menu, rows
+from bot.keyboards import STAMP_MARK, flow_stamp, main_menu, rows
 from bot.menus import BY_NAME, COMMANDS, keyboard_commands
 from bot.replies import ReplyMarkup, answer_alert, close_buttons, reply
 from bot.texts import LANGUAGES, t
@@ -43,6 +44,24 @@ from storage.schemas.organisation import StaffOut
 END = ConversationHandler.END
 # Internal state: an unfinished draft exists; continue it or start again?
 CHOOSE_DRAFT = 10_000
+# `<flow>~<stamp>:…` or `<flow>:…` (buttons sent before stamps existed, or built outside a turn).
+_BUTTON_DATA = re.compile(rf"^(?P<flow>\w+)(?:{STAMP_MARK}(?P<stamp>[0-9a-z]+))?:")
+
+
+def button_flow_and_stamp(data: str | None) -> tuple[str | None, str | None]:
+    """(the flow a button belongs to, its draft stamp if it carries one)."""
+    match = _BUTTON_DATA.match(data or "")
+    return (match["flow"], match["stamp"]) if match else (None, None)
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text
 
 
 def menu_labels() -> set[str]:
@@ -83,6 +102,19 @@ class Turn:
         return t(key, self.language, **values)
 
     @property
+    def stamp(self) -> str:
+        """The draft's identity and question number, carried by the buttons of its questions: three
+        characters of its request key and how many questions it has asked."""
+        key = str(self.draft.get("request_key", ""))[:3].lower()
+        if not key.isalnum():
+            return ""
+        return key + _base36(int(self.draft.get("_v", 0)))
+
+    def next_question(self) -> None:
+        """A new question is about to be sent: buttons of the earlier ones become stale."""
+        self.draft["_v"] = int(self.draft.get("_v", 0)) + 1
+
+    @property
     def answer(self) -> str:
         """The typed text, or the last part of a tapped button's data (`flow:field:value` → value)."""
         query = self.update.callback_query
@@ -108,6 +140,7 @@ class Turn:
     async def ask(self, state: int) -> int:
         """Write the draft at `state`, then send that state's question."""
         self.step = int(state)
+        self.next_question()
         await self.save()
         await self.flow.prompt(self, state)
         return self.step
@@ -161,6 +194,9 @@ class Flow(abc.ABC):
     title_key: ClassVar[str]  # catalogue key naming the flow in cancel / resume / timeout texts
     action: ClassVar[Action] = Action.ENTER_RECORDS
     summary_state: ClassVar[int | None] = None
+    # The longest typed answer any step takes (the longest field: specs, a send-back reason); a
+    # longer one is refused at the step, before it reaches the draft or is echoed back.
+    answer_limit: ClassVar[int] = 1000
 
     # --- what a flow writes -------------------------------------------------------------------
 
@@ -179,11 +215,23 @@ class Flow(abc.ABC):
     # --- handler makers -----------------------------------------------------------------------
 
     def on_text(self, callback: StepCallback) -> MessageHandler[BotContext, Any]:
-        return MessageHandler(answer_filter(), self._guard(callback))
+        async def bounded(turn: Turn) -> int | None:
+            length = len(turn.answer)
+            if length > self.answer_limit:
+                return await turn.retry(
+                    turn.text("core.answer_too_long", length=length, maximum=self.answer_limit)
+                )
+            return await callback(turn)
+
+        return MessageHandler(answer_filter(), self._guard(bounded))
 
     def on_button(self, pattern: str, callback: StepCallback) -> CallbackQueryHandler[BotContext, Any]:
-        """Buttons whose data is `<flow>:<pattern…>` (a regular expression after the prefix)."""
-        return CallbackQueryHandler(self._guard(callback), pattern=f"^{self.name}:{pattern}")
+        """Buttons whose data is `<flow>:<pattern…>` (a regular expression after the prefix); the
+        draft's stamp after the flow name (`<flow>~<stamp>:…`) is checked by the guard."""
+        return CallbackQueryHandler(self._guard(callback), pattern=self.button_pattern(pattern))
+
+    def button_pattern(self, pattern: str) -> str:
+        return f"^{self.name}(?:{STAMP_MARK}[0-9a-z]+)?:{pattern}"
 
     def on_photo(self, callback: StepCallback) -> MessageHandler[BotContext, Any]:
         return MessageHandler(filters.PHOTO, self._guard(callback))
@@ -211,7 +259,7 @@ class Flow(abc.ABC):
                 await reply(update, render_error_html(exc, turn.language))
                 return END
 
-        return CallbackQueryHandler(self._entry_guard(start), pattern=f"^{self.name}:{pattern}")
+        return CallbackQueryHandler(self._entry_guard(start), pattern=self.button_pattern(pattern))
 
     def entry_points(self) -> list[BaseHandler[Update, BotContext, Any]]:
         """Extra ways into the flow besides its command and menu button (see `entry_button`)."""
@@ -225,10 +273,10 @@ class Flow(abc.ABC):
             **self.steps(),
             CHOOSE_DRAFT: [
                 CallbackQueryHandler(
-                    self._guard(self._continue_draft), pattern=f"^{self.name}:draft:continue$"
+                    self._guard(self._continue_draft), pattern=self.button_pattern("draft:continue$")
                 ),
                 CallbackQueryHandler(
-                    self._guard(self._restart_draft), pattern=f"^{self.name}:draft:restart$"
+                    self._guard(self._restart_draft), pattern=self.button_pattern("draft:restart$")
                 ),
             ],
             ConversationHandler.TIMEOUT: [TypeHandler(Update, self._on_timeout)],
@@ -243,11 +291,11 @@ class Flow(abc.ABC):
             states=states,
             fallbacks=[
                 CommandHandler("cancel", self._guard(self._cancel)),
-                CallbackQueryHandler(self._guard(self._cancel), pattern=f"^{self.name}:cancel$"),
+                CallbackQueryHandler(self._guard(self._cancel), pattern=self.button_pattern("cancel$")),
                 CommandHandler("resume", self._guard(self._repeat)),
                 MessageHandler(filters.COMMAND | menu_filter(), self._guard(self._busy)),
                 # Old buttons of this flow; other buttons (an upload's confirm, FAQ links) go on.
-                CallbackQueryHandler(self._stale_button, pattern=f"^{self.name}:"),
+                CallbackQueryHandler(self._stale_button, pattern=self.button_pattern("")),
             ],
             name=self.name,
             persistent=True,
@@ -266,6 +314,8 @@ class Flow(abc.ABC):
         turn = Turn(self, update, context, staff)
         if draft is not None:
             turn.draft, turn.step = draft.data, draft.step
+        # Buttons of this flow built while this update is handled carry the draft's stamp.
+        flow_stamp.set((self.name, lambda: turn.stamp))
         return turn
 
     async def _allowed_staff(self, update: Update, context: BotContext) -> StaffOut | None:
@@ -316,6 +366,8 @@ class Flow(abc.ABC):
             if turn.step is None:  # the draft is gone (saved or cancelled elsewhere)
                 await answer_alert(update, context.text(update, "core.stale_button"))
                 return END
+            if self._outdated(update, turn):
+                return await self._reask(turn)
             try:
                 return await callback(turn)
             except (DomainError, ValidationError) as exc:
@@ -323,20 +375,42 @@ class Flow(abc.ABC):
 
         return handler
 
+    def _outdated(self, update: Update, turn: Turn) -> bool:
+        """A tapped button that carries another draft's stamp, or an earlier question's."""
+        query = update.callback_query
+        if query is None:
+            return False
+        flow, stamp = button_flow_and_stamp(query.data)
+        return flow == self.name and stamp is not None and stamp != turn.stamp
+
+    async def _reask(self, turn: Turn) -> int | None:
+        """An old button of an open draft: say so, and ask the current question again."""
+        await answer_alert(turn.update, turn.text("core.button_outdated", title=turn.text(self.title_key)))
+        assert turn.step is not None
+        if turn.step == CHOOSE_DRAFT:
+            await self._offer_draft(turn)
+        else:
+            await self.prompt(turn, turn.step)
+        return turn.step
+
+    async def _offer_draft(self, turn: Turn) -> None:
+        await turn.reply(
+            turn.text("core.draft_exists", title=turn.text(self.title_key)),
+            rows(
+                [(turn.text("core.draft_continue"), self.cb("draft", "continue"))],
+                [(turn.text("core.draft_restart"), self.cb("draft", "restart"))],
+            ),
+        )
+
     async def _enter(self, update: Update, context: BotContext, staff: StaffOut) -> int:
         turn = await self._load(update, context, staff)
         if turn.step is not None and turn.step != CHOOSE_DRAFT:
             # An unfinished draft: continue it or start again, never lose it silently.
             turn.draft["_resume_step"] = turn.step
             turn.step = CHOOSE_DRAFT
+            turn.next_question()
             await turn.save()
-            await turn.reply(
-                turn.text("core.draft_exists", title=turn.text(self.title_key)),
-                rows(
-                    [(turn.text("core.draft_continue"), self.cb("draft", "continue"))],
-                    [(turn.text("core.draft_restart"), self.cb("draft", "restart"))],
-                ),
-            )
+            await self._offer_draft(turn)
             return CHOOSE_DRAFT
         turn.draft = {"request_key": uuid.uuid4().hex}
         return await self.begin(turn)
@@ -378,8 +452,17 @@ class Flow(abc.ABC):
         await turn.reply(turn.text("core.busy", title=turn.text(self.title_key)))
         return await self._repeat(turn)
 
-    async def _stale_button(self, update: Update, context: BotContext) -> None:
-        await answer_alert(update, context.text(update, "core.stale_button"))
+    async def _stale_button(self, update: Update, context: BotContext) -> object:
+        """A button of this flow that the current step does not take: an earlier question's (the
+        draft is still open: re-ask where the person is) or a finished draft's."""
+        staff = await self._allowed_staff(update, context)
+        if staff is None:
+            return END
+        turn = await self._load(update, context, staff)
+        if turn.step is None:
+            await answer_alert(update, context.text(update, "core.stale_button"))
+            return END
+        return await self._reask(turn)
 
     async def _on_timeout(self, update: Update, context: BotContext) -> None:
         user = update.effective_user

@@ -18,7 +18,7 @@ from bot.keyboards import rows
 from bot.menus import commands_for
 from bot.replies import answer_alert, reply
 from bot.texts import LANGUAGES, t
-from conversations.common import menu_for
+from conversations.common import button_flow_and_stamp, menu_for
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.schemas.organisation import StaffOut
@@ -165,6 +165,26 @@ async def plain_text(update: Update, context: BotContext) -> None:
 
 
 async def stale_button(update: Update, context: BotContext) -> None:
+    """A button nothing took. If it belongs to a flow whose draft is still open (e.g. a button sent
+    before a restart), say so and offer to continue; only a finished task's button is "done"."""
+    user, query = update.effective_user, update.callback_query
+    flow, _ = button_flow_and_stamp(query.data if query else None)
+    titles: dict[str, str] = getattr(context.application, "flow_titles", {})
+    staff = await context.staff_of(update)
+    if user is not None and staff is not None and staff.active and flow in titles:
+        draft = await context.services.drafts.get(user.id, flow)
+        if draft is not None:
+            title = t(titles[flow], staff.language)
+            await answer_alert(update, t("core.button_of_open_draft", staff.language, title=title))
+            await reply(
+                update,
+                t("core.resume_offer", staff.language, title=title),
+                rows(
+                    [(t("core.draft_continue", staff.language), f"resume:{flow}")],
+                    [(t("core.draft_discard", staff.language), f"discard:{flow}")],
+                ),
+            )
+            return
     await answer_alert(update, context.text(update, "core.stale_button"))
 
 

@@ -388,6 +388,7 @@ def checked(**values: Any) -> FaqEntryIn:
 
 class FaqAddFlow(EditableFlow):
     name = "faq_add"
+    answer_limit = MAX_ANSWER_LENGTH
     command = "faq_add"
     title_key = "faq_chat.add.title"
     action = Action.MANAGE_FAQ

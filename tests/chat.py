@@ -166,10 +166,22 @@ class Harness:
             extra_flows=self.extra_flows,
         )
         await self.app.initialize()
+        # Running, as in production: updates go through the update queue and the application's
+        # update processor (deduplication, one chat's updates in order). The job queue is paused:
+        # a test that needs its jobs (timeouts, reminders) calls `resume_jobs`.
+        await self.app.start()
+        if self.app.job_queue is not None:
+            self.app.job_queue.scheduler.pause()
         return self.app
+
+    def resume_jobs(self) -> None:
+        assert self.app is not None and self.app.job_queue is not None
+        self.app.job_queue.scheduler.resume()
 
     async def stop(self) -> None:
         if self.app is not None:
+            if self.app.running:
+                await self.app.stop()
             await self.app.shutdown()
             self.app = None
 
@@ -178,13 +190,17 @@ class Harness:
         assert self.app is not None
         # Kill: drop the application without letting persistence write what it held in memory.
         self.app.persistence = None  # type: ignore[assignment]
+        await self.app.stop()
         await self.app.shutdown()
         self.app = None
         await self.start()
 
     async def deliver(self, update: JSON) -> None:
+        """Hand the update to the running application as polling or the webhook does, and wait until
+        every queued update is handled (concurrent deliveries wait for each other)."""
         assert self.app is not None, "harness not started"
-        await self.app.process_update(Update.de_json(update, self.app.bot))
+        await self.app.update_queue.put(Update.de_json(update, self.app.bot))
+        await self.app.update_queue.join()
         await self.settle()
 
     async def settle(self) -> None:

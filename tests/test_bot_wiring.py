@@ -29,7 +29,7 @@ async def test_real_polling_loop_honours_offsets(services, harness):
     await make_world(services)
     app, api = harness.app, harness.api
     teacher = harness.person("teacher")
-    await app.start()
+    # The harness runs the application already (as production does).
     await app.updater.start_polling(poll_interval=0, timeout=1)
     try:
         first = api.incoming_message(teacher.user, text="/me")
@@ -40,7 +40,6 @@ async def test_real_polling_loop_honours_offsets(services, harness):
         await wait_for(lambda: len(teacher.texts()) >= 2)
     finally:
         await app.updater.stop()
-        await app.stop()
     offsets = [int(c.params.get("offset") or 0) for c in api.calls if c.method == "getUpdates"]
     assert first["update_id"] + 1 in offsets and second["update_id"] + 1 in offsets
     assert "Đỗ Thị Hoa" in teacher.texts()[0]  # each update handled once, in order
@@ -52,7 +51,7 @@ async def test_chats_run_concurrently_but_each_chat_in_order(services, harness):
     app, api = harness.app, harness.api
     api.latency = 0.05
     teacher, principal = harness.person("teacher"), harness.person("principal")
-    await app.start()
+    # The harness runs the application already (as production does).
     try:
         for person in (teacher, principal):
             for text in ("/me", "/help", "/cancel"):
@@ -63,7 +62,7 @@ async def test_chats_run_concurrently_but_each_chat_in_order(services, harness):
                 )
         await wait_for(lambda: len(teacher.texts()) == 3 and len(principal.texts()) == 3)
     finally:
-        await app.stop()
+        await app.update_queue.join()
     sends = [int(c.params["chat_id"]) for c in api.calls if c.method == "sendMessage"]
     # Each chat's replies in the order of its messages …
     assert "Đỗ Thị Hoa" in teacher.texts()[0] and "Không có việc gì" in teacher.texts()[2]
@@ -102,7 +101,7 @@ async def test_webhook_checks_the_secret_token_and_serves_health(services, harne
     app, api = harness.app, harness.api
     teacher = harness.person("teacher")
     port = free_port()
-    await app.start()
+    # The harness runs the application already (as production does).
     server = await start_server(app, "s3cret-token_1", "127.0.0.1", port)
     try:
         url = f"http://127.0.0.1:{port}/telegram"
@@ -119,7 +118,6 @@ async def test_webhook_checks_the_secret_token_and_serves_health(services, harne
             assert health.status_code == 200 and health.json()["database"] == "ok"
     finally:
         server.stop()
-        await app.stop()
     assert "Đỗ Thị Hoa" in teacher.last_text()
 
 

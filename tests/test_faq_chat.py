@@ -373,7 +373,7 @@ async def test_faq_add_edits_an_existing_entry_found_by_typing(services: Service
     # «Keep» under the answer's question (still there: it was answered by typing) keeps nothing now.
     [keep] = [b for row in answer_prompt["reply_markup"]["inline_keyboard"] for b in row]
     await harness.deliver(harness.api.callback_query(officer.user, answer_prompt, keep["callback_data"]))
-    assert "Nút này không còn dùng được" in officer.alerts()[-1]
+    assert "thuộc một câu hỏi trước" in officer.alerts()[-1]
     assert (await services.drafts.get(officer.id, "faq_add")).step == Step.CONTACT
     await officer.tap("↩️ Giữ nguyên")  # contact
     assert "Sửa mục hỏi – đáp vaccine_where" in officer.last_text()

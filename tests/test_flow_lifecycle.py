@@ -108,18 +108,25 @@ async def test_double_confirm_saves_once(services, flow_harness):
 
 
 async def test_same_update_delivered_twice_is_handled_once(services, flow_harness):
+    """The harness delivers through the update queue and the update processor, as polling does."""
     await make_world(services)
-    app = flow_harness.app
     teacher = flow_harness.person("teacher")
     update = flow_harness.api.incoming_message(teacher.user, text="/me")
-    from telegram import Update
-
-    processor = app.update_processor
-    for _ in range(2):
-        await processor.process_update(
-            Update.de_json(update, app.bot), app.process_update(Update.de_json(update, app.bot))
-        )
+    await asyncio.gather(flow_harness.deliver(update), flow_harness.deliver(dict(update)))
+    await flow_harness.deliver(update)  # and once more, later
     assert len([t for t in teacher.texts() if "Đỗ Thị Hoa" in t]) == 1
+
+
+async def test_one_chats_updates_are_handled_in_order(services, flow_harness):
+    """Answers typed quickly one after the other reach the flow in order, never interleaved."""
+    await make_world(services)
+    teacher = flow_harness.person("teacher")
+    await teacher.send("/sample")
+    updates = [
+        flow_harness.api.incoming_message(teacher.user, text=text) for text in ("Lan", "hôm nay", "3")
+    ]
+    await asyncio.gather(*(flow_harness.deliver(update) for update in updates))
+    assert "Lan" in teacher.last_text() and "3" in teacher.last_text()
 
 
 async def test_timeout_keeps_the_draft_for_resume(services, db_url):
@@ -129,26 +136,22 @@ async def test_timeout_keeps_the_draft_for_resume(services, db_url):
 
 
 async def timeout_transcript(services, harness) -> None:
-    app = harness.app
-    await app.start()  # the job queue runs conversation timeouts
-    try:
-        teacher = harness.person("teacher")
-        await teacher.send("/sample")
-        await teacher.send("Lan")
-        for _ in range(50):
-            await asyncio.sleep(0.1)
-            if "tạm dừng" in teacher.last_text():
-                break
-        assert "tạm dừng" in teacher.last_text()
-        draft = await services.drafts.get(teacher.id, "sample")
-        assert draft is not None and draft.suspended and draft.data["name"] == "Lan"
-        await teacher.send("/resume")
-        await teacher.tap("▶️ Tiếp tục")
-        assert teacher.last_text() == "Step 2: date?"
-        await teacher.send("hôm nay")
-        assert teacher.last_text() == "Step 3: quantity?"
-    finally:
-        await app.stop()
+    harness.resume_jobs()  # the job queue runs conversation timeouts
+    teacher = harness.person("teacher")
+    await teacher.send("/sample")
+    await teacher.send("Lan")
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if "tạm dừng" in teacher.last_text():
+            break
+    assert "tạm dừng" in teacher.last_text()
+    draft = await services.drafts.get(teacher.id, "sample")
+    assert draft is not None and draft.suspended and draft.data["name"] == "Lan"
+    await teacher.send("/resume")
+    await teacher.tap("▶️ Tiếp tục")
+    assert teacher.last_text() == "Step 2: date?"
+    await teacher.send("hôm nay")
+    assert teacher.last_text() == "Step 3: quantity?"
 
 
 async def test_one_flow_at_a_time_in_both_directions(services, db_url):
