@@ -6,16 +6,36 @@ import re
 import unicodedata
 
 _SPACES = re.compile(r"\s+")
+# Characters that change how text reads without being seen: C0/C1 controls (tabs and line breaks are
+# turned into spaces first), zero-width characters (U+200B–U+200D, U+2060, U+FEFF), bidi controls
+# (U+200E, U+200F, U+061C, U+202A–U+202E, U+2066–U+2069: an U+202E override shows "Nguyễn" reversed),
+# the rest of Unicode's format characters (category Cf: soft hyphen, invisible operators, tags, …) and
+# the Hangul fillers that render as blank letters. `tests/test_names_and_invites.py` checks that every
+# Cc and Cf code point is listed here.
+_INVISIBLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u180e"
+    "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]"
+)
+
+
+def strip_invisible(value: str) -> str:
+    """Drop control, zero-width, bidi and other invisible formatting characters (white space is kept)."""
+    return _INVISIBLE.sub("", _SPACES.sub(" ", value))
 
 
 def nfc(value: str) -> str:
-    """NFC-normalise and collapse white space (phones and Excel mix NFC and NFD)."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFC", value)).strip()
+    """NFC-normalise, drop invisible characters and collapse white space (phones and Excel mix NFC and
+    NFD; copied text carries zero-width and bidi characters)."""
+    # Invisible characters go before composing: "e\u200b\u0301" must become "é", not "e\u0301".
+    return _SPACES.sub(" ", unicodedata.normalize("NFC", strip_invisible(value))).strip()
 
 
 def fold(value: str) -> str:
     """Lower case without diacritics: "Nguyễn Văn Ân" -> "nguyen van an"; "Đ" -> "d"."""
-    decomposed = unicodedata.normalize("NFD", value.replace("đ", "d").replace("Đ", "D"))
+    visible = strip_invisible(value)
+    decomposed = unicodedata.normalize("NFD", visible.replace("đ", "d").replace("Đ", "D"))
     stripped = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
     return _SPACES.sub(" ", stripped.casefold()).strip()
 

@@ -271,6 +271,26 @@ def test_clean_name_length_counts_after_trimming() -> None:
 
 
 @pytest.mark.parametrize(
+    ("typed", "code", "shown"),
+    [
+        ("Nguyễn Văn An 😀", "name.invalid_characters", "😀"),
+        ("Lan ★", "name.invalid_characters", "★"),
+        ("...", "name.no_letters", "..."),
+        ("\u200b\u202e", "name.empty", None),
+    ],
+)
+def test_clean_name_rejects_emoji_symbols_and_names_without_letters(
+    typed: str, code: str, shown: str | None
+) -> None:
+    assert_rejected(lambda: clean_name(typed), code, *([shown] if shown else []))
+
+
+def test_clean_name_drops_zero_width_and_bidi_characters() -> None:
+    assert clean_name("\u202eNguyễn\u200b Văn\u200f An\ufeff") == "Nguyễn Văn An"
+    assert clean_name(nfd("\u2066trần thị bình\u2069")) == "Trần Thị Bình"
+
+
+@pytest.mark.parametrize(
     ("typed", "expected"),
     [
         ("HS0001", "HS0001"),

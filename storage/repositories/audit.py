@@ -63,6 +63,46 @@ async def record(
     return entry
 
 
+async def record_event(
+    session: AsyncSession,
+    *,
+    action: AuditAction,
+    entity: str,
+    entity_id: str,
+    at: datetime,
+    after: dict[str, Any] | None = None,
+    actor_id: int | None = None,
+    school_id: int | None = None,
+) -> AuditLog:
+    """Write one audit row about something that is not a row (a wrong invite code), at the service's
+    clock (`at`), so that counting recent events follows the same time as the rules do."""
+    entry = AuditLog(
+        at=at,
+        actor_id=actor_id,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        school_id=school_id,
+        after=after,
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def event_times(
+    session: AsyncSession, entity: str, entity_id: str, *, since: datetime, limit: int
+) -> list[datetime]:
+    """When the newest `limit` audit rows of (entity, entity_id) after `since` were written, newest first."""
+    result = await session.scalars(
+        select(AuditLog.at)
+        .where(AuditLog.entity == entity, AuditLog.entity_id == entity_id, AuditLog.at > since)
+        .order_by(AuditLog.at.desc(), AuditLog.id.desc())
+        .limit(limit)
+    )
+    return list(result)
+
+
 async def history(session: AsyncSession, entity: str, entity_id: str | int) -> list[AuditLog]:
     result = await session.scalars(
         select(AuditLog)

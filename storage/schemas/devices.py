@@ -22,7 +22,7 @@ from storage.models import (
     HandoverKind,
 )
 from storage.rules import PROGRAM_START
-from storage.schemas.parsing import clean_text, parse_event_date, parse_quantity
+from storage.schemas.parsing import clean_name, clean_text, parse_event_date, parse_quantity
 from storage.schemas.students import context_today, show_date
 from storage.text import fold, nfc
 
@@ -132,7 +132,8 @@ class DonorIn(BaseModel):
     kind: DonorKind
     contact: str = ""
 
-    _name = field_validator("name")(lambda v: clean_text(v, max_length=MAX_DONOR_NAME, required=True))
+    # A donor is a company, a fund or a neighbour: a name with digits and punctuation, but no emoji.
+    _name = field_validator("name")(lambda v: clean_name(v, max_length=MAX_DONOR_NAME, organisation=True))
     _contact = field_validator("contact", mode="before")(lambda v: clean_text(str(v or ""), max_length=300))
 
     @field_validator("kind", mode="before")

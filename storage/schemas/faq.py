@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from storage.errors import DomainError
-from storage.schemas.parsing import clean_text
+from storage.schemas.parsing import clean_name, clean_text
 from storage.text import fold_key, nfc
 
 # Topics for browsing (/faq); their titles are catalogue texts `faq.topic.<topic>`. Order = menu order.
@@ -254,8 +254,12 @@ class ContactIn(BaseModel):
     telegram_username: str = ""
 
     _topic = field_validator("topic", mode="before")(lambda v: clean_contact_topic(v))
-    _texts = field_validator("role", "name", mode="before")(
+    _role = field_validator("role", mode="before")(
         lambda v: clean_text("" if v is None else str(v), max_length=200)
+    )
+    # A person or a desk ("Bộ phận một cửa"): the name rule for organisations; optional.
+    _name = field_validator("name", mode="before")(
+        lambda v: clean_name(str(v), max_length=200, organisation=True) if nfc(str(v or "")) else ""
     )
     _phone = field_validator("phone", mode="before")(lambda v: clean_phone(v))
     _username = field_validator("telegram_username", mode="before")(lambda v: clean_username(v))

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from storage.models import Role, SchoolLevel
 from storage.schemas.parsing import clean_code, clean_name, clean_text
-from storage.text import fold
+from storage.text import fold, nfc
 
 
 class DistrictIn(BaseModel):
@@ -80,7 +80,8 @@ class InviteIn(BaseModel):
     @field_validator("full_name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return clean_name(value) if value.strip() else ""
+        # Optional; text of nothing but invisible characters counts as none.
+        return clean_name(value) if nfc(value) else ""
 
 
 class InviteOut(BaseModel):

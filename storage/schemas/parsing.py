@@ -7,6 +7,7 @@ Each function returns a clean value or raises `DomainError` whose code names the
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, timedelta
 
 from storage.errors import DomainError
@@ -24,8 +25,14 @@ _RELATIVE_DAYS = {
 }
 _DMY = re.compile(r"^(\d{1,2})\s*[/\-.]\s*(\d{1,2})(?:\s*[/\-.]\s*(\d{2}|\d{4}))?$")
 _ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
-_NAME_FORBIDDEN = re.compile(r"[0-9@#$%^&*_=+<>{}\[\]|\\/:;\"?!]")
 MAX_NAME_LENGTH = 100
+# Marks on one letter that no NFC form absorbs; Vietnamese needs none after NFC (and two before: ệ is
+# e + U+0302 + U+0323 in NFD), so more than two is stacked-up noise.
+MAX_COMBINING_MARKS = 2
+# Besides letters, a person's name has spaces, apostrophes (O'Neil, K'Bang), hyphens and dots (Nguyễn T.).
+_NAME_PUNCTUATION = frozenset(" '’ʼ-‐‑.")
+_VARIATION_SELECTOR = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]")
+_EMOJI_MODIFIER = re.compile("[\U0001f3fb-\U0001f3ff]")
 
 
 def parse_date(
@@ -120,22 +127,121 @@ def parse_quantity(text: str | int, *, maximum: int = 100_000) -> int:
     return value
 
 
-def clean_name(text: str, *, max_length: int = MAX_NAME_LENGTH) -> str:
-    """A person's name, NFC-normalised and trimmed; ALL CAPS or all lower case become Title Case."""
+def refused_name_characters(value: str, *, organisation: bool = False) -> list[str]:
+    """The characters of `value` (already `nfc`) a name may not contain, each shown once.
+
+    A person's name is letters (any script, with their diacritics), spaces, apostrophes, hyphens and
+    dots. An organisation's name (a donor, a contact desk) may also have digits and punctuation. Neither
+    may have emoji or other symbols, nor unassigned, private-use or surrogate code points: they make
+    names unsearchable, unprintable on the ministry's forms, or a way to look like someone else.
+    Combining marks must follow a letter, at most two in a row (more stack into unreadable text).
+    """
+    shown = [_show_char(value[start:end]) for start, end in _refused_runs(value, organisation)]
+    return list(dict.fromkeys(shown))
+
+
+def without_refused_name_characters(value: str, *, organisation: bool = False) -> str:
+    """`value` with what `refused_name_characters` lists taken out (for names Telegram gives us)."""
+    kept, position = [], 0
+    for start, end in _refused_runs(value, organisation):
+        kept.append(value[position:start])
+        position = end
+    kept.append(value[position:])
+    return nfc("".join(kept))
+
+
+def _refused_runs(value: str, organisation: bool) -> list[tuple[int, int]]:
+    """(start, end) of each refused character, with an emoji's selectors, keycap and skin tone."""
+    runs: list[tuple[int, int]] = []
+    previous_refused = False
+    marks = 0
+    for index, char in enumerate(value):
+        category = unicodedata.category(char)
+        if category.startswith("M"):
+            marks += 1
+            on_letter = index >= marks and unicodedata.category(value[index - marks]).startswith("L")
+            ok = (
+                on_letter
+                and marks <= MAX_COMBINING_MARKS
+                and category != "Me"
+                and not _VARIATION_SELECTOR.match(char)
+            )
+            attaches = previous_refused and not unicodedata.category(value[runs[-1][0]]).startswith("M")
+        else:
+            marks = 0
+            ok = _name_char_ok(char, category, organisation)
+            attaches = previous_refused and bool(_EMOJI_MODIFIER.match(char))
+        if not ok and attaches:
+            runs[-1] = (runs[-1][0], index + 1)
+        elif not ok:
+            runs.append((index, index + 1))
+        previous_refused = not ok
+    return runs
+
+
+def _name_char_ok(char: str, category: str, organisation: bool) -> bool:
+    if category.startswith("L") or char in _NAME_PUNCTUATION:
+        return True
+    if not organisation:
+        return False
+    return category in ("Nd", "Zs", "Sm", "Sc") or category.startswith("P")
+
+
+def _show_char(item: str) -> str:
+    """An unprintable or invisible character as U+XXXX, so the message can say what to delete."""
+    if len(item) == 1 and unicodedata.category(item)[0] in "CMZ":
+        return f"U+{ord(item):04X}"
+    return item
+
+
+def clean_name(text: str, *, max_length: int = MAX_NAME_LENGTH, organisation: bool = False) -> str:
+    """A name, the one rule for every name the domain stores: NFC, invisible characters dropped, white
+    space collapsed (`nfc`); emoji and symbols refused (`refused_name_characters`); at least one letter.
+
+    A person's name in ALL CAPS or all lower case becomes Title Case; an organisation's is kept as
+    typed ("VNPT"), and empty or too long reads as any other text.
+    """
     value = nfc(text)
-    if not value:
-        raise DomainError("name.empty")
-    if len(value) > max_length:
-        raise DomainError("name.too_long", maximum=max_length)
-    if _NAME_FORBIDDEN.search(value):
-        raise DomainError("name.invalid_characters", value=value)
-    if value == value.lower() or value == value.upper():
+    # One branch per kind, each code a literal (tests/test_catalogue.py finds the texts by them).
+    if organisation:
+        _check_organisation_name(value, max_length)
+    else:
+        _check_person_name(value, max_length)
+    if not organisation and (value == value.lower() or value == value.upper()):
         value = " ".join(word[:1].upper() + word[1:].lower() for word in value.split(" "))
     return value
 
 
+def _check_person_name(value: str, max_length: int) -> None:
+    if not value:
+        raise DomainError("name.empty")
+    if len(value) > max_length:
+        raise DomainError("name.too_long", maximum=max_length)
+    refused = refused_name_characters(value)
+    if refused:
+        raise DomainError("name.invalid_characters", value=value, characters=" ".join(refused))
+    if not _has_letter(value):
+        raise DomainError("name.no_letters", value=value)
+
+
+def _check_organisation_name(value: str, max_length: int) -> None:
+    if not value:
+        raise DomainError("text.empty")
+    if len(value) > max_length:
+        raise DomainError("text.too_long", maximum=max_length)
+    refused = refused_name_characters(value, organisation=True)
+    if refused:
+        raise DomainError("name.organisation_invalid_characters", value=value, characters=" ".join(refused))
+    if not _has_letter(value):
+        raise DomainError("name.organisation_no_letters", value=value)
+
+
+def _has_letter(value: str) -> bool:
+    return any(unicodedata.category(char).startswith("L") for char in value)
+
+
 def clean_text(text: str, *, max_length: int = 500, required: bool = False) -> str:
-    """Free text (a note, specs, a donor's contact): NFC, trimmed, bounded."""
+    """Free text (a note, specs, a donor's contact): NFC, invisible characters dropped, trimmed, bounded."""
     value = nfc(text)
     if required and not value:
         raise DomainError("text.empty")

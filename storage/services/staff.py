@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import secrets
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage.errors import DomainError, NotFound
 from storage.models import AuditAction, District, Invite, Role, School, Staff
 from storage.repositories import audit
 from storage.schemas.organisation import InviteIn, InviteOut, StaffOut
+from storage.schemas.parsing import clean_name, without_refused_name_characters
 from storage.services.base import ServiceBase
+from storage.text import nfc
+
+log = logging.getLogger(__name__)
+
+# Guessing invite codes: after this many wrong codes from one Telegram account within the window, every
+# code (even a right one) is refused until the oldest of them has left the window.
+INVITE_MAX_FAILURES = 5
+INVITE_FAILURE_WINDOW = timedelta(minutes=10)
+# Wrong attempts are audit rows of this pseudo-entity, keyed by the Telegram id (no table of their own).
+INVITE_ATTEMPT_ENTITY = "invite_attempt"
+# What counts as a wrong code; "already registered" is not a guess.
+WRONG_INVITE_CODES = frozenset({"invite.unknown", "invite.used", "invite.expired"})
+
+
+def telegram_name(full_name: str) -> str:
+    """A staff name from a Telegram profile, which often carries emoji: what the name rule refuses is
+    dropped rather than refusing the registration; "" when no name is left."""
+    try:
+        return clean_name(full_name)
+    except DomainError:
+        try:
+            return clean_name(without_refused_name_characters(nfc(full_name)))
+        except DomainError:
+            return ""
 
 
 def staff_out(staff: Staff) -> StaffOut:
@@ -84,7 +112,62 @@ class StaffService(ServiceBase):
     async def register(
         self, telegram_user_id: int, code: str, *, full_name: str, username: str = "", language: str = "vi"
     ) -> StaffOut:
-        """Bind a Telegram account to an invite's role and scope, once."""
+        """Bind a Telegram account to an invite's role and scope, once.
+
+        Wrong codes are audited and limited per Telegram account (`INVITE_MAX_FAILURES` in
+        `INVITE_FAILURE_WINDOW`); while the limit holds, even a right code is refused, or guessing would
+        simply go on. The code itself is never logged nor audited.
+        """
+        async with self.sessionmaker() as session:
+            wait = await self._lockout_left(session, telegram_user_id)
+        if wait is not None:
+            minutes = max(1, math.ceil(wait.total_seconds() / 60))
+            log.warning("invite: Telegram user %s locked out for %s more minutes", telegram_user_id, minutes)
+            raise DomainError("invite.too_many_attempts", minutes=minutes)
+        try:
+            await self._bind_invite(
+                telegram_user_id, code, full_name=full_name, username=username, language=language
+            )
+        except DomainError as exc:
+            if exc.code in WRONG_INVITE_CODES:
+                await self._record_wrong_code(telegram_user_id, exc.code)
+            raise
+        result = await self.by_telegram_id(telegram_user_id)
+        assert result is not None
+        return result
+
+    async def _lockout_left(self, session: AsyncSession, telegram_user_id: int) -> timedelta | None:
+        """How long this account must still wait, or None when it may try a code."""
+        now = self.clock.now()
+        recent = await audit.event_times(
+            session,
+            INVITE_ATTEMPT_ENTITY,
+            str(telegram_user_id),
+            since=now - INVITE_FAILURE_WINDOW,
+            limit=INVITE_MAX_FAILURES,
+        )
+        if len(recent) < INVITE_MAX_FAILURES:
+            return None
+        # The lock lifts when the oldest of the last `INVITE_MAX_FAILURES` wrong codes leaves the window.
+        return recent[-1] + INVITE_FAILURE_WINDOW - now
+
+    async def _record_wrong_code(self, telegram_user_id: int, reason: str) -> None:
+        async with self.sessionmaker.begin() as session:
+            # No audit action of its own (that would need a migration of the CHECK constraint): a wrong
+            # attempt is a "create" of the pseudo-entity `invite_attempt`, keyed by the Telegram id.
+            await audit.record_event(
+                session,
+                action=AuditAction.CREATE,
+                entity=INVITE_ATTEMPT_ENTITY,
+                entity_id=str(telegram_user_id),
+                at=self.clock.now(),
+                after={"telegram_user_id": telegram_user_id, "reason": reason},
+            )
+        log.info("invite: wrong code from Telegram user %s (%s)", telegram_user_id, reason)
+
+    async def _bind_invite(
+        self, telegram_user_id: int, code: str, *, full_name: str, username: str, language: str
+    ) -> None:
         try:
             async with self.sessionmaker.begin() as session:
                 existing = await session.scalar(
@@ -101,7 +184,7 @@ class StaffService(ServiceBase):
                     raise DomainError("invite.expired")
                 staff = Staff(
                     telegram_user_id=telegram_user_id,
-                    full_name=invite.full_name or full_name or str(telegram_user_id),
+                    full_name=invite.full_name or telegram_name(full_name) or str(telegram_user_id),
                     telegram_username=username or "",
                     role=invite.role,
                     school_id=invite.school_id,
@@ -121,9 +204,6 @@ class StaffService(ServiceBase):
         except IntegrityError as exc:
             # Two taps on the same link at once: the second finds the invite used.
             raise DomainError("invite.used") from exc
-        result = await self.by_telegram_id(telegram_user_id)
-        assert result is not None
-        return result
 
     async def by_telegram_id(self, telegram_user_id: int) -> StaffOut | None:
         async with self.sessionmaker() as session:
