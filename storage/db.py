@@ -18,15 +18,31 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL, also in URI form (`sqlite+aiosqlite:///file:/p.db?mode=ro&uri=true`);
+    None for another database or an in-memory one."""
+    if not is_sqlite(url):
+        return None
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):
+        if parsed.query.get("mode") == "memory":
+            return None
+        database = database[len("file:") :]
+    return None if database in ("", ":memory:") else Path(database)
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, foreign keys, a busy timeout and `BEGIN IMMEDIATE`."""
     kwargs: dict[str, Any] = {"echo": echo}
     if is_sqlite(url):
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        file = sqlite_file(url)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-        if not path or path == ":memory:":
+        if file is None:
             # One shared in-memory database needs one connection.
             from sqlalchemy.pool import StaticPool
 

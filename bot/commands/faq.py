@@ -120,6 +120,10 @@ async def _list(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 async def _export(ctx: CliContext, args: argparse.Namespace) -> int:
+    from bot.cli import prepare_out, write_out
+
+    if args.out is not None:
+        prepare_out(args.out)
     services = await ctx.services()
     content = await services.faq.export_entries()
     count = len(await services.faq.entries())
@@ -127,8 +131,7 @@ async def _export(ctx: CliContext, args: argparse.Namespace) -> int:
         sys.stdout.flush()
         ctx.out.write(content.decode("utf-8"))
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(content)
+    write_out(args.out, content)
     ctx.emit(t("faq.cli.exported", count=count, path=args.out), {"path": str(args.out), "entries": count})
     return 0
 

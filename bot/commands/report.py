@@ -47,6 +47,9 @@ async def _report(ctx: CliContext, args: argparse.Namespace) -> int:
         from storage.errors import DomainError
 
         raise DomainError("reports.period_round_and_dates")
+    from bot.cli import prepare_out, write_out
+
+    prepare_out(args.out)  # a wrong --out is said before the report is built, not after
     services = await ctx.services()
     today = services.clock.today()
     period = ReportPeriod(
@@ -59,8 +62,7 @@ async def _report(ctx: CliContext, args: argparse.Namespace) -> int:
     report = await services.reports.build(
         args.kind, scope, period, args.language, prepared_by=args.prepared_by or None
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(report.content)
+    write_out(args.out, report.content)
     data = {
         "path": str(args.out),
         "filename": report.filename,

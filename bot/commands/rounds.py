@@ -226,6 +226,10 @@ async def _list(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 async def _progress(ctx: CliContext, args: argparse.Namespace) -> int:
+    from bot.cli import prepare_out, write_out
+
+    if args.png is not None:
+        prepare_out(args.png)
     services = await ctx.services()
     progress = await services.rounds.progress(args.round_id)
     tz = ctx.settings.tz
@@ -233,8 +237,7 @@ async def _progress(ctx: CliContext, args: argparse.Namespace) -> int:
     data: dict[str, Any] = progress.model_dump(mode="json")
     if args.png is not None:
         content = progress_png(progress, None, tz)
-        args.png.parent.mkdir(parents=True, exist_ok=True)
-        args.png.write_bytes(content)
+        write_out(args.png, content)
         human += "\n" + t("rounds.cli.png_written", path=args.png)
         data["png"] = str(args.png)
     ctx.emit(human, data)

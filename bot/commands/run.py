@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help=t("cli.run_help"))
     run.add_argument("--webhook", action="store_true", help=t("cli.run_webhook_help"))
-    run.set_defaults(handler=_run)
+    # `run` migrates the database itself, so it may create it.
+    run.set_defaults(handler=_run, creates_database=True, needs_schema=False)
 
 
 async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -29,10 +30,13 @@ async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
         log.warning("%s", t("sandbox.run_instead"))
         return await run_sandbox(ctx.settings, out=ctx.out)
 
-    from bot.runner import run_bot
+    from bot.runner import check_webhook_settings, run_bot
     from storage.migrate import upgrade
 
+    webhook = args.webhook or bool(ctx.settings.webhook_url)
+    if webhook:
+        check_webhook_settings(ctx.settings)  # one line before the database is touched, not a traceback
     services = await ctx.services()
     await upgrade(services.engine)
-    await run_bot(ctx.settings, services, webhook=args.webhook or bool(ctx.settings.webhook_url))
+    await run_bot(ctx.settings, services, webhook=webhook)
     return 0
