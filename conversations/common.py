@@ -12,6 +12,7 @@ list's buttons.
 from __future__ import annotations
 
 import abc
+import functools
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -36,10 +37,11 @@ from bot.errors import render_error_html
 from bot.keyboards import STAMP_MARK, flow_stamp, main_menu, rows
 from bot.menus import BY_NAME, COMMANDS, keyboard_commands
 from bot.replies import ReplyMarkup, answer_alert, close_buttons, reply
-from bot.texts import LANGUAGES, t
+from bot.texts import LANGUAGES, load, t
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.schemas.organisation import StaffOut
+from storage.text import fold
 
 END = ConversationHandler.END
 # Internal state: an unfinished draft exists; continue it or start again?
@@ -67,6 +69,53 @@ def _base36(number: int) -> str:
 def menu_labels() -> set[str]:
     """Every reply-keyboard label in every language."""
     return {t(c.button_key, lang) for c in COMMANDS for lang in LANGUAGES}
+
+
+_BUTTON_KEY = re.compile(r"(button|^today|^yesterday|^confirm|^edit|^cancel|^skip|^draft_\w+)$")
+
+
+@functools.cache
+def button_words() -> frozenset[str]:
+    """Folded words of every button label of the catalogue (menu and inline, every language): typed
+    alone outside a flow they are a stray tap, not a question."""
+    labels = set(menu_labels())
+    for language in LANGUAGES:
+        for key, value in load(language).items():
+            if _BUTTON_KEY.search(key.rsplit(".", 1)[-1]) and "{" not in value and len(value) <= 40:
+                labels.add(value)
+    return frozenset(word for label in labels for word in fold(label).split() if len(word) >= 2)
+
+
+def message_kind(update: Update) -> str:
+    """What the person sent, as a `core.kind.*` key ("photo", "sticker", "location", …)."""
+    message = update.effective_message
+    if message is None:
+        return "other"
+    for kind in KINDS:
+        if getattr(message, kind, None):
+            return kind
+    return "other"
+
+
+# The kinds of message Telegram delivers that a person can send (most specific first).
+KINDS = (
+    "text",
+    "animation",
+    "sticker",
+    "photo",
+    "video_note",
+    "video",
+    "voice",
+    "audio",
+    "document",
+    "venue",
+    "location",
+    "contact",
+    "poll",
+    "dice",
+    "game",
+    "story",
+)
 
 
 def menu_filter() -> filters.BaseFilter:
@@ -194,9 +243,10 @@ class Flow(abc.ABC):
     title_key: ClassVar[str]  # catalogue key naming the flow in cancel / resume / timeout texts
     action: ClassVar[Action] = Action.ENTER_RECORDS
     summary_state: ClassVar[int | None] = None
-    # The longest typed answer any step takes (the longest field: specs, a send-back reason); a
-    # longer one is refused at the step, before it reaches the draft or is echoed back.
-    answer_limit: ClassVar[int] = 1000
+    # A typed answer longer than this is refused at the step, before it reaches the draft or is
+    # echoed back. Above every field's own limit (specs, a send-back reason: 1,000), so that the
+    # field's message, which names the field, comes first for anything a field could take.
+    answer_limit: ClassVar[int] = 2000
 
     # --- what a flow writes -------------------------------------------------------------------
 
@@ -296,6 +346,16 @@ class Flow(abc.ABC):
                 MessageHandler(filters.COMMAND | menu_filter(), self._guard(self._busy)),
                 # Old buttons of this flow; other buttons (an upload's confirm, FAQ links) go on.
                 CallbackQueryHandler(self._stale_button, pattern=self.button_pattern("")),
+                # Anything else the person sends (a photo at a button step, a sticker, a location,
+                # text where a button is asked): say so and ask the question again. Documents go on
+                # to the Excel import, which answers them.
+                MessageHandler(
+                    ~filters.COMMAND
+                    & ~(filters.Document.ALL & ~filters.ANIMATION)
+                    & ~filters.StatusUpdate.ALL
+                    & ~filters.UpdateType.EDITED,
+                    self._guard(self._unexpected),
+                ),
             ],
             name=self.name,
             persistent=True,
@@ -447,6 +507,12 @@ class Flow(abc.ABC):
             menu_for(turn.context, turn.staff),
         )
         return END
+
+    async def _unexpected(self, turn: Turn) -> int | None:
+        kind = message_kind(turn.update)
+        key = "core.press_a_button" if kind == "text" else "core.unexpected_in_flow"
+        await turn.reply(turn.text(key, kind=turn.text(f"core.kind.{kind}")))
+        return await self._repeat(turn)
 
     async def _busy(self, turn: Turn) -> int | None:
         await turn.reply(turn.text("core.busy", title=turn.text(self.title_key)))

@@ -18,7 +18,7 @@ from bot.keyboards import rows
 from bot.menus import commands_for
 from bot.replies import answer_alert, reply
 from bot.texts import LANGUAGES, t
-from conversations.common import button_flow_and_stamp, menu_for
+from conversations.common import button_flow_and_stamp, menu_for, message_kind
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.schemas.organisation import StaffOut
@@ -202,10 +202,23 @@ def handlers() -> list[BaseHandler[Update, BotContext, Any]]:
     ]
 
 
+async def unsupported_message(update: Update, context: BotContext) -> None:
+    """A photo, sticker, voice note, location, contact, video… outside any flow: say what the bot
+    can do with it (nothing here) and show the menu, never silence."""
+    staff = await context.staff_of(update)
+    if staff is None:
+        await reply(update, context.text(update, "core.stranger"))
+        return
+    kind = t(f"core.kind.{message_kind(update)}", staff.language)
+    text = t("core.unsupported_outside_flow", staff.language, kind=kind)
+    await reply(update, text, menu_for(context, staff))
+
+
 def tail_handlers() -> list[BaseHandler[Update, BotContext, Any]]:
     """Registered last: whatever nothing else answered."""
     return [
         MessageHandler(filters.COMMAND, unknown_command),
         MessageHandler(filters.TEXT, plain_text),
+        MessageHandler(~filters.StatusUpdate.ALL & ~filters.UpdateType.EDITED, unsupported_message),
         CallbackQueryHandler(stale_button),
     ]

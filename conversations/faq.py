@@ -48,7 +48,7 @@ from bot.keyboards import CALLBACK_DATA_LIMIT, confirm_choices, rows
 from bot.menus import BY_NAME
 from bot.replies import answer_alert, reply
 from bot.texts import LANGUAGES, t
-from conversations.common import EditableFlow, Turn, answer_filter, option_rows
+from conversations.common import EditableFlow, Turn, answer_filter, button_words, menu_for, option_rows
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.schemas.faq import (
@@ -56,13 +56,14 @@ from storage.schemas.faq import (
     MAX_ALTERNATIVES,
     MAX_ANSWER_LENGTH,
     MAX_KNOWLEDGE_FILE_BYTES,
+    MAX_QUESTION_LENGTH,
     TOPICS,
     FaqAnswer,
     FaqEntryIn,
     FaqEntryOut,
 )
 from storage.schemas.organisation import StaffOut
-from storage.text import fold
+from storage.text import fold, is_stray_text
 
 Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 
@@ -201,6 +202,10 @@ async def on_question(update: Update, context: BotContext, staff: StaffOut) -> N
     if message is None or not message.text:
         return
     language = staff.language
+    if is_stray_text(message.text, set(button_words())):
+        # "0", "15/11", "bỏ qua" typed outside a flow: no question; the menu, nothing logged.
+        await reply(update, t("core.stray_text", language), menu_for(context, staff))
+        return
     try:
         answer = await context.services.faq.ask(message.text, staff.id)
     except DomainError as exc:
@@ -388,7 +393,8 @@ def checked(**values: Any) -> FaqEntryIn:
 
 class FaqAddFlow(EditableFlow):
     name = "faq_add"
-    answer_limit = MAX_ANSWER_LENGTH
+    # The longest field: up to 20 alternative questions of 300 characters, one per line.
+    answer_limit = max(MAX_ANSWER_LENGTH, MAX_ALTERNATIVES * (MAX_QUESTION_LENGTH + 1))
     command = "faq_add"
     title_key = "faq_chat.add.title"
     action = Action.MANAGE_FAQ

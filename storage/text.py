@@ -43,3 +43,44 @@ def fold(value: str) -> str:
 def fold_key(value: str) -> str:
     """`fold` without any punctuation or spaces, for matching Excel headers and codes."""
     return re.sub(r"[^0-9a-z]", "", fold(value))
+
+
+_STRAY_NUMBERS = re.compile(r"^[\d\s.,:/\-+]*\d[\d\s.,:/\-+]*$")
+_DAY_WORDS = {"hom nay", "hom qua", "hom kia", "today", "yesterday"}
+# Acknowledgements and one-word answers typed after a flow ended (folded).
+_ACK_WORDS = {
+    "ok",
+    "oke",
+    "okay",
+    "okie",
+    "vang",
+    "da",
+    "u",
+    "uh",
+    "co",
+    "khong",
+    "duoc",
+    "roi",
+    "xong",
+    "cam on",
+    "thanks",
+    "thank you",
+    "yes",
+    "no",
+    "done",
+}
+
+
+def is_stray_text(value: str, button_words: set[str]) -> bool:
+    """Text typed outside any flow that is no question: a number or a date ("0", "15/11/2021"), a
+    day word ("hôm nay"), an acknowledgement ("ok", "cảm ơn") or one or two words of a button label
+    ("xác nhận", "bỏ qua"). Answered with the
+    menu and never kept as an unanswered question for the officers. `button_words` are folded."""
+    folded = " ".join(fold(value).split())
+    if not folded or _STRAY_NUMBERS.match(folded) or folded in _DAY_WORDS | _ACK_WORDS:
+        return True
+    words = [word for word in folded.split() if any(ch.isalnum() for ch in word)]  # no "✅"
+    letters = sum(ch.isalpha() for ch in folded)
+    if letters < 2:
+        return True
+    return len(words) <= 2 and all(word in button_words for word in words)
