@@ -41,6 +41,7 @@ COMMANDS: tuple[MenuCommand, ...] = (
     MenuCommand("review", Action.REVIEW_PROGRAM, on_keyboard=True),
     MenuCommand("review_vaccine", Action.REVIEW_VACCINE, on_keyboard=True),
     MenuCommand("compile", Action.COMPILE, on_keyboard=True),
+    MenuCommand("reopen", Action.REOPEN),
     MenuCommand("report", Action.REPORT, on_keyboard=True),
     MenuCommand("progress", Action.PROGRESS, on_keyboard=True),
     MenuCommand("round", Action.MANAGE_ROUNDS),

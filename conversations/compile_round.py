@@ -1,10 +1,11 @@
 """/compile: the statistics officer compiles the district report of the current round.
 
 The check first (which schools are approved): when every school's programme data is approved,
-«Compile»; otherwise the missing schools are listed and compiling needs a second, explicit
-confirmation of exactly that list (the service refuses when it changed meanwhile). Then the district
-report is built (services.reports), stored with the round (services.rounds.mark_compiled, which
-closes the round), and sent here as a document.
+«Compile»; otherwise the missing schools are listed and the officer chooses, explicitly, to leave
+them out (named on the cover and the status sheet) or to include their live data marked row by row
+"chưa duyệt"; a second confirmation names exactly that list (the service refuses when it changed
+meanwhile). Then the district workbook is built from the approved snapshots and stored with the
+round (services.rounds.compile, which closes the round), and sent here as a document.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from conversations.rounds import district_of, error_text, esc
 from conversations.widgets import send_lines
 from storage.errors import DomainError
 from storage.permissions import Action
-from storage.schemas.reports import ReportKind, ReportPeriod, ReportScope
-from storage.schemas.rounds import CompileCheck, SchoolRef
+from storage.schemas.rounds import CompileCheck, CompileChoice, SchoolRef
 
 
 class Step(enum.IntEnum):
@@ -66,6 +66,7 @@ class CompileFlow(Flow):
                 round=esc(turn.draft["_round_name"]),
                 count=len(missing),
                 schools=self._school_lines(turn, missing),
+                choice=turn.text(f"rounds_chat.compile.choice_{turn.draft['_choice']}"),
             )
             markup = rows(
                 [
@@ -94,11 +95,20 @@ class CompileFlow(Flow):
                     schools=self._school_lines(turn, check.missing),
                 )
             ]
-            button = [
-                (
-                    turn.text("rounds_chat.compile.without_button", count=len(check.missing)),
-                    self.cb("without"),
-                )
+            count = len(check.missing)
+            choices = [
+                [
+                    (
+                        turn.text("rounds_chat.compile.without_button", count=count),
+                        self.cb("without", "leave_out"),
+                    )
+                ],
+                [
+                    (
+                        turn.text("rounds_chat.compile.include_button", count=count),
+                        self.cb("without", "include_live"),
+                    )
+                ],
             ]
         if check.vaccine_missing:
             lines.append(
@@ -110,13 +120,15 @@ class CompileFlow(Flow):
             )
         if check.ready:
             lines.append(turn.text("rounds_chat.compile.ready_question"))
-        await send_lines(turn.update, lines, rows(button, cancel))
+            await send_lines(turn.update, lines, rows(button, cancel))
+        else:
+            await send_lines(turn.update, lines, rows(*choices, cancel))
 
     def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
         return {
             Step.CHECK: [
                 self.on_button("run:all$", self.on_compile),
-                self.on_button("without$", self.on_without),
+                self.on_button("without:(leave_out|include_live)$", self.on_without),
             ],
             Step.MISSING: [self.on_button("run:without$", self.on_compile)],
         }
@@ -127,28 +139,19 @@ class CompileFlow(Flow):
             return await turn.ask(Step.CHECK)
         turn.draft["_round_name"] = check.round_name
         turn.draft["_missing"] = [s.model_dump(mode="json") for s in check.missing]
+        turn.draft["_choice"] = CompileChoice(turn.answer).value
         return await turn.ask(Step.MISSING)
 
     async def on_compile(self, turn: Turn) -> int:
         services, language = turn.context.services, turn.language
         draft = turn.draft
-        missing = draft.get("_missing", []) if turn.answer == "without" else []
+        without = turn.answer == "without"
+        missing = draft.get("_missing", []) if without else []
+        choice = CompileChoice(draft["_choice"]) if without else CompileChoice.ALL_APPROVED
         await turn.reply(turn.text("rounds_chat.compile.building"))
         try:
-            report = await services.reports.build(
-                ReportKind.DISTRICT,
-                ReportScope.district(draft["_district_id"]),
-                ReportPeriod(round_id=draft["_round_id"]),
-                language,
-                actor_id=turn.staff.id,
-                store=False,
-            )
-            compiled = await services.rounds.mark_compiled(
-                draft["_round_id"],
-                turn.staff.id,
-                [s["school_id"] for s in missing],
-                report.content,
-                report.filename,
+            compiled, content = await services.rounds.compile(
+                draft["_round_id"], turn.staff.id, choice, [s["school_id"] for s in missing], language
             )
         except DomainError as exc:
             failed = turn.text("rounds_chat.compile.failed", reason=error_text(exc, language))
@@ -161,7 +164,7 @@ class CompileFlow(Flow):
         chat = turn.update.effective_chat
         if chat is not None:
             caption = turn.text("rounds_chat.compile.caption", round=esc(current.name))
-            await chat.send_document(document=report.content, filename=compiled.filename, caption=caption)
+            await chat.send_document(document=content, filename=compiled.filename, caption=caption)
         text = turn.text("rounds_chat.compile.done", round=esc(current.name), filename=esc(compiled.filename))
         if compiled.missing_acknowledged:
             text += turn.text(

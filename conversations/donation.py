@@ -373,7 +373,10 @@ class DonationFlow(EditableFlow):
         return await turn.advance(Step.RECEIVED)
 
     async def on_received(self, turn: Turn) -> int | None:
-        turn.draft["received_on"] = parse_picked_date(turn).isoformat()
+        received_on = parse_picked_date(turn)
+        # Known once dated: a batch of a locked period is refused here, before the other questions.
+        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "devices", received_on)
+        turn.draft["received_on"] = received_on.isoformat()
         return await turn.advance(Step.QUANTITY)
 
     async def on_quantity(self, turn: Turn) -> int | None:

@@ -239,6 +239,8 @@ class HandoverFlow(EditableFlow):
                 value=show_date(handed_on),
                 received_on=show_date(received_on),
             )
+        # Known once dated: a handover of a locked period is refused here, before the other questions.
+        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "devices", handed_on)
         turn.draft["handed_on"] = handed_on.isoformat()
         return await turn.advance(Step.PHOTO)
 

@@ -175,6 +175,7 @@ class ReturnFlow(Flow):
             raise DomainError(
                 "devices.returned_before_handed", value=show_date(returned_on), handed_on=show_date(handed_on)
             )
+        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "devices", returned_on)
         turn.draft["returned_on"] = returned_on.isoformat()
         return await turn.ask(Step.SUMMARY)
 

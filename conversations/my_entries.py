@@ -37,21 +37,14 @@ from storage.schemas.devices import BatchOut, BatchUpdate, HandoverOut, Handover
 from storage.schemas.entries import RecentEntry, merge_recent
 from storage.schemas.needs import NEED_GROUPS, NeedChange, NeedOut
 from storage.schemas.parsing import parse_event_date
-from storage.schemas.students import level_label, show_date
-from storage.schemas.vaccines import MAX_DOSE_NUMBER, DoseChange, DoseOut
+from storage.schemas.students import show_date
+from storage.schemas.vaccines import MAX_DOSE_NUMBER, DoseChange, DoseOut, Finding
 from storage.services.vaccines import WarningsNotConfirmed
 
 Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 Record = BatchOut | HandoverOut | DoseOut | NeedOut
 LIMIT = 10
 _NUMBER = re.compile(r"\D*?(\d{1,3})\D*")
-# The service's refusal for a record of a submitted or approved round, per kind of record.
-LOCK_CODES = {
-    "batch": "devices.locked",
-    "handover": "devices.locked",
-    "dose": "vaccines.locked",
-    "need": "needs.locked",
-}
 
 
 @dataclass(frozen=True)
@@ -352,6 +345,7 @@ class MyEntriesFlow(Flow):
             _id=entry.id,
             _label=self._entry_label(turn, entry).removeprefix(turn.text("my.locked_mark")),
             _locked_round=entry.locked_round,
+            _refusal=entry.refusal.model_dump(mode="json") if entry.refusal else None,
         )
 
     async def on_open(self, turn: Turn) -> int:
@@ -505,13 +499,11 @@ class MyEntriesFlow(Flow):
         return await services.needs.get_need(school_id, record_id)
 
     def _refuse_if_locked(self, turn: Turn) -> None:
-        """The owning service's own refusal text, which says who can reopen the round."""
-        locked_round = turn.draft.get("_locked_round")
-        if locked_round is None:
+        """The owning service's own refusal text: which period, who can reopen it, what to do instead."""
+        refusal = turn.draft.get("_refusal")
+        if refusal is None:
             return
-        level = turn.staff.school_level
-        reviewer = level_label(level) if level is not None else "TH/THCS"
-        raise DomainError(LOCK_CODES[turn.draft["kind"]], round=locked_round, reviewer=reviewer)
+        raise Finding.model_validate(refusal).as_error()
 
 
 def _dose_number(text: object) -> int | None:

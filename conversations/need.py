@@ -2,13 +2,19 @@
 /need_summary: the school's summary by priority group (what 4.8.2 sends).
 
 student (picker) -> [already recorded: say so, offer to update] -> priority group -> device /
-connectivity / both -> note (or skip) -> summary -> confirm.
+connectivity / both -> note (or skip) -> summary -> confirm. The summary's "since" (today unless
+changed there) is the day the need or the change counts from.
+
+A need has no event day: a change dated today alters every period ending today or later. When today
+is inside a locked period, /need refuses at once, before any question; a "since" typed in the summary
+is checked as soon as it is given. The service checks again on confirm.
 """
 
 from __future__ import annotations
 
 import enum
 import html
+from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,11 +24,11 @@ from telegram.ext import BaseHandler, CommandHandler
 from bot.access import requires
 from bot.context import BotContext
 from bot.errors import render_error
-from bot.keyboards import confirm_choices, rows
+from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import reply
 from bot.texts import t
 from conversations.common import EditableFlow, Turn, menu_for, option_rows, reply_plain
-from conversations.pickers import PickerStates, StudentPicker, student_label
+from conversations.pickers import PickerStates, StudentPicker, parse_picked_date, student_label
 from conversations.vaccine import Handlers
 from conversations.widgets import pack_lines
 from storage.errors import DomainError
@@ -53,10 +59,11 @@ class Step(enum.IntEnum):
     NOTE = 9
     SUMMARY = 10
     EDIT = 11
+    SINCE = 12
 
 
 # Summary "Edit": field -> the step that asks it again.
-EDITABLE = {"group": Step.GROUP, "needs": Step.NEEDS, "note": Step.NOTE}
+EDITABLE = {"group": Step.GROUP, "needs": Step.NEEDS, "note": Step.NOTE, "since": Step.SINCE}
 
 
 def group_label(group: PriorityGroup | str, language: str) -> str:
@@ -100,6 +107,10 @@ class NeedFlow(EditableFlow):
     # --- questions ------------------------------------------------------------------------------
 
     async def begin(self, turn: Turn) -> int:
+        refusal = await turn.context.services.needs.change_refusal(turn.staff.school_id or 0)
+        if refusal is not None:
+            # Today is inside a locked period: every change would alter it; say so before asking.
+            return await turn.finish(render_error(refusal.as_error(), turn.language))
         return await self.picker.ask(turn)
 
     async def prompt(self, turn: Turn, state: int) -> None:
@@ -128,6 +139,8 @@ class NeedFlow(EditableFlow):
             await self._show_summary(turn)
         elif state == Step.EDIT:
             await self.ask_field_list(turn)
+        elif state == Step.SINCE:
+            await turn.reply(turn.text("needs.since_question"), date_choices(self.cb("since"), language))
 
     async def _show_existing(self, turn: Turn) -> None:
         need = await turn.context.services.needs.existing_need(
@@ -174,6 +187,11 @@ class NeedFlow(EditableFlow):
             needs=kind_label(draft["kind"], language),
             note=html.escape(note) if note else turn.text("needs.no_note"),
         )
+        since = draft.get("since")
+        text += "\n" + turn.text(
+            "needs.summary_since",
+            since=show_date(date.fromisoformat(since)) if since else turn.text("needs.since_today"),
+        )
         if draft.get("update"):
             text += "\n\n" + turn.text("needs.summary_update")
         await turn.reply(text, confirm_choices(self.cb(), language))
@@ -188,6 +206,7 @@ class NeedFlow(EditableFlow):
             Step.GROUP: [self.on_button(r"group:\w+$", self.on_group), self.on_text(self.on_group)],
             Step.NEEDS: [self.on_button(r"needs:\w+$", self.on_needs), self.on_text(self.on_needs)],
             Step.NOTE: [self.on_button(r"note:\w+$", self.on_note_button), self.on_text(self.on_note)],
+            Step.SINCE: [self.on_button("since:", self.on_since), self.on_text(self.on_since)],
             **self.summary_steps(typed=press),
         }
 
@@ -243,6 +262,13 @@ class NeedFlow(EditableFlow):
         turn.draft["note"] = current.get("note", "") if turn.answer == "keep" else ""
         return await turn.advance(Step.SUMMARY)
 
+    async def on_since(self, turn: Turn) -> int | None:
+        since = parse_picked_date(turn)
+        # Known once dated: a change the locked period would see is refused now, not at the confirm.
+        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "needs", since)
+        turn.draft["since"] = since.isoformat()
+        return await turn.advance(Step.SUMMARY)
+
     async def on_confirm(self, turn: Turn) -> int | None:
         draft = turn.draft
         needs_device, needs_connectivity = KINDS[draft["kind"]]
@@ -253,6 +279,7 @@ class NeedFlow(EditableFlow):
                 needs_device=needs_device,
                 needs_connectivity=needs_connectivity,
                 note=draft.get("note", ""),
+                since=draft.get("since"),
             )
         except ValidationError as exc:
             return await turn.retry(exc)

@@ -328,7 +328,10 @@ class VaccineRoundFlow(EditableFlow):
         return await turn.advance(Step.DATE)
 
     async def on_date(self, turn: Turn) -> int | None:
-        turn.draft["given_on"] = parse_picked_date(turn).isoformat()
+        given_on = parse_picked_date(turn)
+        # Known once dated: a round of a locked period is refused here, before the other questions.
+        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "vaccines", given_on)
+        turn.draft["given_on"] = given_on.isoformat()
         return await turn.advance(Step.PRODUCT)
 
     async def on_product(self, turn: Turn) -> int | None:

@@ -314,8 +314,33 @@ class NeedRecord(LateMixin, Base):
     needs_device: Mapped[bool] = mapped_column(Boolean, default=True)
     needs_connectivity: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str] = mapped_column(Text, default="")
+    # A need has no event day: it stands from `opened_on`; its current state from `changed_on`
+    # (local days). Its earlier states are in NeedHistory, so a period counts it as it stood then.
+    opened_on: Mapped[date] = mapped_column(Date)
+    changed_on: Mapped[date] = mapped_column(Date)
 
     student: Mapped[Student] = relationship()
+
+
+class NeedHistory(Base):
+    """One state of a student's need from a day on: opened, changed, or closed (`closed`). Needs are
+    counted as they stood at a period's end: per student, the latest state dated on or before it."""
+
+    __tablename__ = "need_history"
+    __table_args__ = (
+        Index("ix_need_history_student_day", "student_id", "changed_on"),
+        CheckConstraint("closed OR needs_device OR needs_connectivity", name="open_needs_something"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("student.id", ondelete="CASCADE"))
+    changed_on: Mapped[date] = mapped_column(Date)
+    category: Mapped[PriorityGroup] = mapped_column(str_enum(PriorityGroup, "need_history_category"))
+    needs_device: Mapped[bool] = mapped_column(Boolean, default=True)
+    needs_connectivity: Mapped[bool] = mapped_column(Boolean, default=False)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    entered_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # --- devices --------------------------------------------------------------------------------------
@@ -504,6 +529,35 @@ class SubmissionEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     reason: Mapped[str] = mapped_column(Text, default="")
     figures: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+
+
+class SubmissionSnapshot(Base):
+    """The school's figures of one part as submitted: frozen at submit, approved as they are.
+
+    A new snapshot is taken at every submit (`number` 1, 2, …); approval stamps the one submitted,
+    and a reopen stamps the approved one as reopened. Compile reads approved, not reopened snapshots.
+    """
+
+    __tablename__ = "submission_snapshot"
+    __table_args__ = (
+        UniqueConstraint("submission_id", "number", name="uq_submission_snapshot_submission_number"),
+        CheckConstraint("reopened_at IS NULL OR reopen_reason <> ''", name="reopen_has_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("round_submission.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    taken_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    figures: Mapped[dict[str, Any]] = mapped_column()  # SchoolFigures as JSON
+    approved_at: Mapped[datetime | None] = mapped_column(default=None)
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    reopened_at: Mapped[datetime | None] = mapped_column(default=None)
+    reopened_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    reopen_reason: Mapped[str] = mapped_column(Text, default="")
 
 
 class SentReminder(Base):

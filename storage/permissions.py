@@ -22,6 +22,7 @@ class Action(enum.StrEnum):
     HISTORY = "history"  # a school's history of changes
     MANAGE_ROUNDS = "manage_rounds"  # create reporting rounds
     MANAGE_FAQ = "manage_faq"  # edit the knowledge base, see unanswered questions
+    REOPEN = "reopen"  # reopen a school's approved period (with a reason, audited)
 
 
 _OFFICER = {Action.ASK, Action.REPORT, Action.PROGRESS, Action.HISTORY, Action.MANAGE_FAQ}
@@ -34,10 +35,10 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.PRIMARY_SPECIALIST: frozenset(_OFFICER | {Action.REVIEW_PROGRAM}),
     Role.SECONDARY_SPECIALIST: frozenset(_OFFICER | {Action.REVIEW_PROGRAM}),
     Role.HEALTH_OFFICER: frozenset(_OFFICER | {Action.REVIEW_VACCINE}),
-    Role.STATISTICS_OFFICER: frozenset(_OFFICER | {Action.COMPILE}),
+    Role.STATISTICS_OFFICER: frozenset(_OFFICER | {Action.COMPILE, Action.REOPEN}),
     Role.DEPUTY_HEAD: frozenset(_OFFICER | {Action.MANAGE_ROUNDS}),
     Role.TECH_SUPPORT: frozenset({Action.ASK, Action.MANAGE_FAQ}),
-    Role.ADMIN: frozenset(_OFFICER | {Action.MANAGE_ROUNDS}),
+    Role.ADMIN: frozenset(_OFFICER | {Action.MANAGE_ROUNDS, Action.REOPEN}),
 }
 
 # The levels of school a specialist reviews; combined schools belong to both.

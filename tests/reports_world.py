@@ -35,6 +35,7 @@ from storage.models import (
     DosePlace,
     Handover,
     HandoverKind,
+    NeedHistory,
     NeedRecord,
     PriorityGroup,
     ReportingRound,
@@ -73,6 +74,19 @@ def nov(day: int) -> date:
 
 def oct_(day: int) -> date:
     return date(2021, 10, day)
+
+
+def need_state(
+    student_id: int, category: PriorityGroup, device: bool, connectivity: bool, day: date
+) -> NeedHistory:
+    """The need's history row: needs are counted as they stood at a period's end (issue 14)."""
+    return NeedHistory(
+        student_id=student_id,
+        changed_on=day,
+        category=category,
+        needs_device=device,
+        needs_connectivity=connectivity,
+    )
 
 
 @dataclass
@@ -134,8 +148,11 @@ async def make_report_world(services: Services) -> ReportWorld:
                     note="=1+1" if code == "HS0001" else "",
                     entered_at=at(nov(10)),
                     entered_late=late,
+                    opened_on=nov(10),
+                    changed_on=nov(10),
                 )
             )
+            session.add(need_state(students[code], category, device, connectivity, nov(10)))
 
         # --- donors ---
         donors: dict[str, int] = {}
@@ -292,7 +309,16 @@ async def make_report_world(services: Services) -> ReportWorld:
         )
         session.add(stranger)
         await session.flush()
-        session.add(NeedRecord(student_id=stranger.id, category=PriorityGroup.POOR, entered_at=at(nov(10))))
+        session.add(
+            NeedRecord(
+                student_id=stranger.id,
+                category=PriorityGroup.POOR,
+                entered_at=at(nov(10)),
+                opened_on=nov(10),
+                changed_on=nov(10),
+            )
+        )
+        session.add(need_state(stranger.id, PriorityGroup.POOR, True, False, nov(10)))
         session.add(
             VaccineDose(
                 student_id=stranger.id,

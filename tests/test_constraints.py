@@ -352,6 +352,8 @@ async def test_need_must_need_something(services: Services) -> None:
             "category": PriorityGroup.POOR,
             "needs_device": True,
             "needs_connectivity": False,
+            "opened_on": date(2021, 11, 15),
+            "changed_on": date(2021, 11, 15),
         }
         values.update(overrides)
         return NeedRecord(**values)

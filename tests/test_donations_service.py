@@ -394,10 +394,16 @@ async def test_locked_round_refuses_batch_changes(services, status):
     for attempt in attempts:
         with pytest.raises(DomainError) as caught:
             await attempt
-        assert caught.value.code == "devices.locked"
+        # Issue 14: the text names the round, the period, who can reopen it and what to do instead.
+        approved = status is SubmissionStatus.APPROVED
+        assert caught.value.code == ("devices.locked_approved" if approved else "devices.locked")
         text = render_error(caught.value)
-        assert "Đợt 15/11/2021" in text and "chuyên viên TH" in text and "trả lại" in text
-        assert "TH specialist" in render_error(caught.value, "en")
+        assert "Đợt 15/11/2021" in text and "01/09/2021 – 15/11/2021" in text and "16/11/2021" in text
+        if approved:
+            assert "Thống kê hoặc quản trị viên" in text and "/reopen" in text
+        else:
+            assert "chuyên viên Tiểu học/THCS" in text and "trả lại" in text
+            assert "primary/lower-secondary specialist" in render_error(caught.value, "en")
     # The other school is not locked.
     await services.donations.create_batch(
         world.secondary_school_id,

@@ -517,7 +517,7 @@ async def test_locked_round_refuses_handover_changes(services):
     for attempt in attempts:
         with pytest.raises(DomainError) as caught:
             await attempt
-        assert caught.value.code == "devices.locked"
+        assert caught.value.code == "devices.locked_approved"  # issue 14: approved, only a reopen
     assert await allocated(services, batch.id) == 1
 
 

@@ -197,7 +197,13 @@ async def test_edit_from_summary(services: Services, harness: Harness) -> None:
     await enter_need(teacher, "hs0003", AN_3A2, "Hộ nghèo", "💻 Cần máy tính")
     await teacher.tap("Bỏ qua")
     await teacher.tap("✏️ Sửa")
-    assert teacher.buttons() == ["🏷 Diện ưu tiên", "🖥 Nhu cầu", "📝 Ghi chú", "◀️ Quay lại bảng tóm tắt"]
+    assert teacher.buttons() == [
+        "🏷 Diện ưu tiên",
+        "🖥 Nhu cầu",
+        "📝 Ghi chú",
+        "📅 Tính từ ngày",
+        "◀️ Quay lại bảng tóm tắt",
+    ]
     await teacher.tap("📝 Ghi chú")
     await teacher.send("Mồ côi mẹ")
     assert "Ghi chú: Mồ côi mẹ" in teacher.last_text() and "Kiểm tra lại" in teacher.last_text()

@@ -825,6 +825,8 @@ async def test_a_report_reads_one_snapshot_and_never_blocks_writers(
                         student_id=rw.students["HS0008"],
                         category=PriorityGroup.POOR,
                         entered_at=datetime(2021, 11, 10, 2, 0, tzinfo=UTC),
+                        opened_on=date(2021, 11, 10),
+                        changed_on=date(2021, 11, 10),
                     )
                 )
             written.append(True)

@@ -147,17 +147,12 @@ async def test_whole_round_for_two_schools(services: Services, harness: Harness)
     assert "/review" in primary_specialist.last_text()
     assert await status(services, rnd.id, world.primary_school_id, SubmissionTrack.PROGRAM) == "submitted"
 
-    # Its records are locked for the staff: a new need is refused with the locked text.
+    # Its period (to 15/11, today) is locked: a need changed today would alter it, so /need refuses
+    # at once, before its questions, naming the round and period and who can reopen it.
     assert "need" in harness.app.registered_commands
     await teacher.send("/need")
-    await teacher.send("hs0003")
-    await teacher.tap("Nguyễn Văn An · 3A2 · 20/01/2013")
-    await teacher.tap("Hộ nghèo")
-    await teacher.tap("💻 Cần máy tính")
-    await teacher.tap("Bỏ qua")
-    await teacher.tap(CONFIRM)
     assert "đang bị khoá" in teacher.last_text() and "Báo cáo CV 1128/GDĐT" in teacher.last_text()
-    await teacher.send("/cancel")
+    assert "01/09/2021 – 15/11/2021" in teacher.last_text() and teacher.buttons() == []
 
     # The lower-secondary principal submits both parts at once: each reviewer is told.
     await principal_thcs.send("/submit")
@@ -272,7 +267,7 @@ async def test_compile_with_the_missing_schools_confirmed(services: Services, ha
     statistics = harness.person("statistics_officer")
     await statistics.send("/compile")
     assert "2/2 trường chưa được duyệt" in statistics.last_text()
-    await statistics.tap("⚠️ Tổng hợp khi thiếu 2 trường")
+    await statistics.tap("⚠️ Bỏ ra 2 trường chưa duyệt")
     confirm = statistics.last_text()
     assert "<b>thiếu 2 trường</b>" in confirm and "79785001 Trường TH Lê Văn Lương" in confirm
     await statistics.tap("⚠️ Đồng ý tổng hợp khi thiếu 2 trường")
@@ -377,15 +372,15 @@ async def test_records_are_locked_for_staff_after_submit(services: Services, har
     assert {"need", "vaccine"} <= commands
 
     # Programme data (needs) and vaccine data (doses) are refused with the locked text; nothing saved.
-    await enter_need(teacher)
+    # The need flow refuses before its questions (today is inside the locked period).
+    await teacher.send("/need")
     assert "nên đang bị khoá: không thêm, sửa hay xoá nhu cầu được" in teacher.last_text()
-    await teacher.send("/cancel")
     await teacher.send("/vaccine")
     await teacher.send("tran thi binh")
     await teacher.tap("Trần Thị Bình · 4A1 · 02/07/2012")
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
     await teacher.tap("Hôm nay")  # the dose is checked against the lock as soon as it is dated
-    assert "nên đang bị khoá: không thêm, sửa hay xoá mũi tiêm được" in teacher.last_text()
+    assert "nên đang bị khoá: không thêm, sửa hay xoá mũi tiêm có ngày tiêm trong kỳ" in teacher.last_text()
     await teacher.send("/cancel")
     assert (await services.rounds.school_figures(rnd.id, world.primary_school_id))["needs.total"] == 0
 

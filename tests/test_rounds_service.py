@@ -25,7 +25,7 @@ from storage.models import (
     SubmissionStatus,
     SubmissionTrack,
 )
-from storage.repositories.locks import locking_submission
+from storage.repositories.locks import school_locks
 from storage.schemas.devices import HandoverIn
 from storage.schemas.needs import NeedIn
 from storage.schemas.rounds import RoundIn, parse_local_datetime
@@ -79,7 +79,7 @@ async def primary_records(services: Services, world: World) -> int:
 
 async def locked(services: Services, school_id: int, track: SubmissionTrack = PROGRAM) -> bool:
     async with services.sessionmaker() as session:
-        return await locking_submission(session, school_id, track) is not None
+        return bool(await school_locks(session, school_id, track))
 
 
 async def events_of(services: Services, submission_id: int) -> list[SubmissionEvent]:
@@ -261,7 +261,8 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
     assert changes == {"devices.program.given": (1, 2, 1), "devices.program.left": (2, 1, -1)}
     await services.rounds.approve(pending.submission_id, ids["primary_specialist"])
 
-    # Everything approved: the statistics officer compiles; the round closes and unlocks.
+    # Everything approved: the statistics officer compiles; the round closes. What was reported stays
+    # locked (issue 14: the period's records of an approved part, whatever the round's status).
     check = await services.rounds.compile_check(round_id)
     assert check.ready and {s.school_id for s in check.approved} == {primary, secondary}
     assert {s.school_id for s in check.vaccine_missing} == {primary, secondary}
@@ -271,7 +272,7 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
     assert compiled.size == 13 and compiled.missing_acknowledged == []
     rnd = await services.rounds.get_round(round_id)
     assert rnd.status is RoundStatus.COMPILED and rnd.compiled_by_id == ids["statistics_officer"]
-    assert not await locked(services, primary) and not await locked(services, secondary)
+    assert await locked(services, primary) and await locked(services, secondary)
     async with services.sessionmaker() as session:
         report = await session.get(CompiledReport, compiled.report_id)
         assert report is not None and report.content == b"PK\x03\x04 workbook" and report.round_id == round_id

@@ -2,44 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.errors import DomainError
 from storage.models import (
     DonationBatch,
     DonationSource,
     Donor,
     Handover,
     HandoverKind,
-    ReportingRound,
-    School,
-    SubmissionTrack,
 )
-from storage.repositories.locks import locking_submission
-from storage.schemas.students import level_label
+from storage.repositories import locks
 
 
-async def ensure_program_unlocked(session: AsyncSession, school_id: int) -> None:
-    """Refuse changing devices data while the school's programme submission is submitted or approved.
-
-    The text says who can reopen it: the TH/THCS specialist, by sending the submission back.
-    """
-    submission = await locking_submission(session, school_id, SubmissionTrack.PROGRAM)
-    if submission is None:
-        return
-    round_name = await session.scalar(
-        select(ReportingRound.name).where(ReportingRound.id == submission.round_id)
-    )
-    level = await session.scalar(select(School.level).where(School.id == school_id))
-    raise DomainError(
-        "devices.locked",
-        round=round_name or "",
-        status=submission.status.value,
-        reviewer=level_label(level) if level is not None else "TH/THCS",
-    )
+async def ensure_program_unlocked(session: AsyncSession, school_id: int, *days: date | None) -> None:
+    """Refuse a devices record dated any of `days` (an edit: the old day and the new one) when a
+    locked period of the school's programme part holds it (storage.repositories.locks)."""
+    await locks.refuse_event(session, school_id, "devices", *days)
 
 
 async def batch_in_school(
@@ -50,19 +32,6 @@ async def batch_in_school(
     if for_update:
         query = query.with_for_update()
     return await session.scalar(query)
-
-
-async def locked_school_rounds(session: AsyncSession, school_ids: set[int]) -> dict[int, str]:
-    """school id -> the name of the round whose programme submission locks it."""
-    locked: dict[int, str] = {}
-    for school_id in school_ids:
-        submission = await locking_submission(session, school_id, SubmissionTrack.PROGRAM)
-        if submission is not None:
-            name = await session.scalar(
-                select(ReportingRound.name).where(ReportingRound.id == submission.round_id)
-            )
-            locked[school_id] = name or ""
-    return locked
 
 
 async def allocate_one(session: AsyncSession, batch_id: int) -> bool:

@@ -1,27 +1,166 @@
-"""Records of a school whose round submission is submitted or approved are locked for staff."""
+"""Locks scoped to a round's period (as DHIS2's data approval): a school's submission of a part that is
+submitted or approved locks that school's records of the part **of that period**, nothing else.
+
+- A record with an event day (a batch received, a handover, a return, a dose given) is locked when its
+  day falls inside a locked period: `event_lock`.
+- A need has no event day: it stands from a day on. A change dated `day` alters the stock of every
+  period ending on or after `day`, so it is locked when a locked period ends on or after it:
+  `standing_lock`.
+
+A lock lasts while the submission is submitted or approved, whether the round is open or compiled:
+what was reported stays as reported. A send-back (before approval) or a reopen (after it) lifts it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ReportingRound, RoundStatus, RoundSubmission, SubmissionStatus, SubmissionTrack
+from storage.models import ReportingRound, RoundSubmission, SubmissionStatus, SubmissionTrack
+from storage.schemas.vaccines import Finding
 
 LOCKING_STATUSES = (SubmissionStatus.SUBMITTED, SubmissionStatus.APPROVED)
+# The catalogue area of each kind of record (errors.<area>.locked…) and the part it belongs to.
+AREA_TRACK = {
+    "devices": SubmissionTrack.PROGRAM,
+    "needs": SubmissionTrack.PROGRAM,
+    "vaccines": SubmissionTrack.VACCINE,
+}
 
 
-async def locking_submission(
-    session: AsyncSession, school_id: int, track: SubmissionTrack
-) -> RoundSubmission | None:
-    """The open round's submission that locks this school's records of `track`, if any."""
-    return await session.scalar(
-        select(RoundSubmission)
+@dataclass(frozen=True)
+class PeriodLock:
+    """One locked period of one school's part."""
+
+    round_id: int
+    round_name: str
+    school_id: int
+    track: SubmissionTrack
+    period_start: date
+    period_end: date
+    status: SubmissionStatus  # submitted (the reviewer can send back) or approved (only a reopen)
+
+    def holds_event(self, day: date) -> bool:
+        return self.period_start <= day <= self.period_end
+
+    def holds_standing(self, day: date) -> bool:
+        return day <= self.period_end
+
+
+async def period_locks(
+    session: AsyncSession, school_ids: Iterable[int], track: SubmissionTrack
+) -> dict[int, list[PeriodLock]]:
+    """school id -> its locked periods of `track`, the latest period first."""
+    ids = sorted(set(school_ids))
+    found: dict[int, list[PeriodLock]] = {school_id: [] for school_id in ids}
+    if not ids:
+        return found
+    rows = await session.execute(
+        select(RoundSubmission, ReportingRound)
         .join(ReportingRound, ReportingRound.id == RoundSubmission.round_id)
         .where(
-            RoundSubmission.school_id == school_id,
+            RoundSubmission.school_id.in_(ids),
             RoundSubmission.track == track,
             RoundSubmission.status.in_(LOCKING_STATUSES),
-            ReportingRound.status == RoundStatus.OPEN,
         )
-        .limit(1)
+        .order_by(ReportingRound.period_end.desc(), ReportingRound.id.desc())
     )
+    for submission, rnd in rows:
+        found[submission.school_id].append(
+            PeriodLock(
+                round_id=rnd.id,
+                round_name=rnd.name,
+                school_id=submission.school_id,
+                track=submission.track,
+                period_start=rnd.period_start,
+                period_end=rnd.period_end,
+                status=submission.status,
+            )
+        )
+    return found
+
+
+async def school_locks(session: AsyncSession, school_id: int, track: SubmissionTrack) -> list[PeriodLock]:
+    return (await period_locks(session, [school_id], track))[school_id]
+
+
+def event_lock(locks: Sequence[PeriodLock], *days: date | None) -> PeriodLock | None:
+    """The locked period holding any of `days` (an edit checks the old day and the new one)."""
+    for lock in locks:
+        if any(day is not None and lock.holds_event(day) for day in days):
+            return lock
+    return None
+
+
+def standing_lock(locks: Sequence[PeriodLock], *days: date | None) -> PeriodLock | None:
+    """The locked period whose stock a need change dated any of `days` would alter."""
+    for lock in locks:
+        if any(day is not None and lock.holds_standing(day) for day in days):
+            return lock
+    return None
+
+
+def _day(value: date) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+def refusal(lock: PeriodLock, area: str) -> Finding:
+    """The refusal of a change to a locked period: which round and period, who can reopen it (the
+    reviewer while submitted: `<area>.locked`; after approval the statistics officer or an admin:
+    `<area>.locked_approved`), and from which day records are accepted again."""
+    code = f"{area}.locked_approved" if lock.status is SubmissionStatus.APPROVED else f"{area}.locked"
+    return Finding(
+        code=code,
+        params={
+            "round": lock.round_name,
+            "start": _day(lock.period_start),
+            "end": _day(lock.period_end),
+            "after": _day(lock.period_end + timedelta(days=1)),
+        },
+    )
+
+
+async def event_refusal(
+    session: AsyncSession, school_id: int, area: str, *days: date | None
+) -> Finding | None:
+    """The refusal of a record of `area` dated any of `days`, if a locked period holds one."""
+    lock = event_lock(await school_locks(session, school_id, AREA_TRACK[area]), *days)
+    return refusal(lock, area) if lock else None
+
+
+async def refuse_event(session: AsyncSession, school_id: int, area: str, *days: date | None) -> None:
+    found = await event_refusal(session, school_id, area, *days)
+    if found is not None:
+        raise found.as_error()
+
+
+async def standing_refusal(session: AsyncSession, school_id: int, *days: date | None) -> Finding | None:
+    """The refusal of a need change dated any of `days`, if it would alter a locked period's stock."""
+    lock = standing_lock(await school_locks(session, school_id, SubmissionTrack.PROGRAM), *days)
+    return refusal(lock, "needs") if lock else None
+
+
+async def refuse_standing(session: AsyncSession, school_id: int, *days: date | None) -> None:
+    found = await standing_refusal(session, school_id, *days)
+    if found is not None:
+        raise found.as_error()
+
+
+async def entry_locks(
+    session: AsyncSession, area: str, entries: Sequence[tuple[int, date | None]], *, standing: bool = False
+) -> list[PeriodLock | None]:
+    """For (school id, day) pairs: the locked period each one is in (a need's: whose stock it is in)."""
+    found = await period_locks(session, {school_id for school_id, _ in entries}, AREA_TRACK[area])
+    pick = standing_lock if standing else event_lock
+    return [pick(found[school_id], day) if day is not None else None for school_id, day in entries]
+
+
+def entry_marks(lock: PeriodLock | None, area: str) -> dict[str, object]:
+    """The fields of a recent entry (/my) that say whether and why it is locked."""
+    if lock is None:
+        return {"editable": True, "locked_round": None, "refusal": None}
+    return {"editable": False, "locked_round": lock.round_name, "refusal": refusal(lock, area)}

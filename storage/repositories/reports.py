@@ -7,7 +7,8 @@ labelled with the names `exports.reports` uses, and enumerations are read as the
 
 Which rows count (the tests hold every sheet to these rules):
 - schools: the active schools of the scope;
-- needs: need records of active students, entered (local day) within the period;
+- needs: needs of active students as they stood at the period's end (stock): per student the latest
+  state of need_history dated on or before it, unless closed; with no end, the needs recorded now;
 - devices: batches received within the period, with their handovers up to the period's end; a loan
   is open when it was not returned by then; "left" = quantity − gifts − open loans;
 - vaccination: active students; their doses given within the period;
@@ -53,6 +54,7 @@ from storage.models import (
     DosePlace,
     Handover,
     HandoverKind,
+    NeedHistory,
     NeedRecord,
     PriorityGroup,
     ReportingRound,
@@ -262,11 +264,46 @@ def _gift_received(f: ReportFilter, student_id: Any) -> Any:
     )
 
 
+def needs_as_of(f: ReportFilter) -> Any:
+    """The needs standing at the period's end, one row per student: student_id, category,
+    needs_device, needs_connectivity. A need has no event day, so the period's start does not matter."""
+    if f.date_to is None:
+        return select(
+            NeedRecord.student_id.label("student_id"),
+            NeedRecord.category.label("category"),
+            NeedRecord.needs_device.label("needs_device"),
+            NeedRecord.needs_connectivity.label("needs_connectivity"),
+        ).subquery("needs_now")
+    ranked = (
+        select(
+            NeedHistory.student_id.label("student_id"),
+            NeedHistory.category.label("category"),
+            NeedHistory.needs_device.label("needs_device"),
+            NeedHistory.needs_connectivity.label("needs_connectivity"),
+            NeedHistory.closed.label("closed"),
+            func.row_number()
+            .over(
+                partition_by=NeedHistory.student_id,
+                order_by=(NeedHistory.changed_on.desc(), NeedHistory.id.desc()),
+            )
+            .label("rank"),
+        )
+        .where(NeedHistory.changed_on <= f.date_to)
+        .subquery("need_states")
+    )
+    return (
+        select(ranked.c.student_id, ranked.c.category, ranked.c.needs_device, ranked.c.needs_connectivity)
+        .where(ranked.c.rank == 1, ~ranked.c.closed)
+        .subquery("needs_as_of")
+    )
+
+
 def needs_per_school(f: ReportFilter) -> Select[Any]:
+    standing = needs_as_of(f)
     category, device, connectivity = (
-        NeedRecord.category,
-        NeedRecord.needs_device,
-        NeedRecord.needs_connectivity,
+        standing.c.category,
+        standing.c.needs_device,
+        standing.c.needs_connectivity,
     )
     metrics = []
     for group in PRIORITY_GROUPS:
@@ -275,16 +312,16 @@ def needs_per_school(f: ReportFilter) -> Select[Any]:
     metrics += [
         count_if(and_(category.in_(PROGRAM_GROUPS), device), "device_program"),
         count_if(device, "device_total"),
-        count_if(and_(device, _gift_received(f, NeedRecord.student_id)), "device_met"),
-        count_if(and_(device, ~_gift_received(f, NeedRecord.student_id)), "device_unmet"),
+        count_if(and_(device, _gift_received(f, standing.c.student_id)), "device_met"),
+        count_if(and_(device, ~_gift_received(f, standing.c.student_id)), "device_unmet"),
         count_if(connectivity, "connectivity_total"),
-        func.count(NeedRecord.id).label("needs_total"),
+        func.count(standing.c.student_id).label("needs_total"),
     ]
     needs = (
         select(Student.school_id.label("school_id"), *metrics)
-        .select_from(NeedRecord)
-        .join(Student, Student.id == NeedRecord.student_id)
-        .where(Student.active, *entered_in_period(NeedRecord.entered_at, f))
+        .select_from(standing)
+        .join(Student, Student.id == standing.c.student_id)
+        .where(Student.active)
         .group_by(Student.school_id)
         .subquery()
     )
@@ -334,6 +371,7 @@ def _first_handover(f: ReportFilter, kind: HandoverKind, *, open_only: bool = Fa
 
 
 def needs_students(f: ReportFilter) -> Select[Any]:
+    standing = needs_as_of(f)
     return (
         select(
             School.code.label("school_code"),
@@ -345,18 +383,19 @@ def needs_students(f: ReportFilter) -> Select[Any]:
             Student.grade.label("grade"),
             Student.class_name.label("class_name"),
             _s(Student.priority_group).label("priority_group"),
-            _s(NeedRecord.category).label("category"),
-            NeedRecord.needs_device.label("needs_device"),
-            NeedRecord.needs_connectivity.label("needs_connectivity"),
+            _s(standing.c.category).label("category"),
+            standing.c.needs_device.label("needs_device"),
+            standing.c.needs_connectivity.label("needs_connectivity"),
             _first_handover(f, HandoverKind.GIFT).label("gift_on"),
             _first_handover(f, HandoverKind.LOAN, open_only=True).label("loan_on"),
-            NeedRecord.note.label("note"),
-            NeedRecord.entered_late.label("entered_late"),
+            func.coalesce(NeedRecord.note, "").label("note"),
+            func.coalesce(NeedRecord.entered_late, False).label("entered_late"),
         )
-        .select_from(NeedRecord)
-        .join(Student, Student.id == NeedRecord.student_id)
+        .select_from(standing)
+        .join(Student, Student.id == standing.c.student_id)
         .join(School, School.id == Student.school_id)
-        .where(school_condition(f), Student.active, *entered_in_period(NeedRecord.entered_at, f))
+        .outerjoin(NeedRecord, NeedRecord.student_id == standing.c.student_id)
+        .where(school_condition(f), Student.active)
         .order_by(*_school_order(), Student.class_name, Student.search_name, Student.id)
     )
 
@@ -1177,6 +1216,7 @@ async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str,
     """Needs of students no longer enrolled, and needs whose group disagrees with the student list
     (so the needs totals per group would disagree with the list of students)."""
     issues: list[dict[str, Any]] = []
+    standing = needs_as_of(f)
     rows = await _dicts(
         session,
         select(
@@ -1186,15 +1226,14 @@ async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str,
             Student.full_name.label("full_name"),
             Student.active.label("active"),
             _s(Student.priority_group).label("group"),
-            _s(NeedRecord.category).label("category"),
+            _s(standing.c.category).label("category"),
         )
-        .select_from(NeedRecord)
-        .join(Student, Student.id == NeedRecord.student_id)
+        .select_from(standing)
+        .join(Student, Student.id == standing.c.student_id)
         .join(School, School.id == Student.school_id)
         .where(
             school_condition(f),
-            *entered_in_period(NeedRecord.entered_at, f),
-            or_(~Student.active, _s(Student.priority_group) != _s(NeedRecord.category)),
+            or_(~Student.active, _s(Student.priority_group) != _s(standing.c.category)),
         )
         .order_by(*_school_order(), Student.code),
     )

@@ -74,12 +74,21 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-async def school_figures(
-    session: AsyncSession, rnd: ReportingRound, school: School, tz: ZoneInfo
-) -> SchoolFigures:
-    f = report_filter(rnd, tz, school_id=school.id)
+def figure_statements(f: Any) -> dict[str, Select[Any]]:
+    """The statements a school's figures come from (the district report's per-school tables); the
+    one place a figure is defined, so the chat, the snapshots and the compiled report agree."""
+    return {
+        "needs": report_queries.needs_per_school(f),
+        "devices": report_queries.devices_per_school(f),
+        "vaccination": report_queries.vaccination_per_school(f),
+        "timeliness": report_queries.timeliness_per_school(f),
+    }
+
+
+def figure_values(rows: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+    """The figures (keys of PROGRAM_FIGURES / VACCINE_FIGURES) from the rows of `figure_statements`."""
     values: dict[str, int] = {}
-    needs = await _rows(session, report_queries.needs_per_school(f))
+    needs = rows.get("needs") or []
     if needs:
         row = needs[0]
         values["students"] = int(row["students"])
@@ -90,20 +99,29 @@ async def school_figures(
         values["needs.device_total"] = int(row["device_total"])
         values["needs.connectivity_total"] = int(row["connectivity_total"])
         values["needs.total"] = int(row["needs_total"])
-    for row in await _rows(session, report_queries.devices_per_school(f)):
+    for row in rows.get("devices") or []:
         source = DonationSource(row["source"]).value
         for name in ("batches", "received", "given", "on_loan", "returned", "left"):
             values[f"devices.{source}.{name}"] = int(row[name])
-    vaccination = await _rows(session, report_queries.vaccination_per_school(f))
+    vaccination = rows.get("vaccination") or []
     if vaccination:
         row = vaccination[0]
         for name in ("enrolled", "dose1", "dose2", "dose3", "doses"):
             values[f"vaccination.{name}"] = int(row[name])
-    timeliness = await _rows(session, report_queries.timeliness_per_school(f))
+    timeliness = rows.get("timeliness") or []
     if timeliness:
         row = timeliness[0]
         for name in ("batches", "handovers", "doses", "needs"):
             values[f"late.{name}"] = int(row[f"{name}_late"])
+    return values
+
+
+async def school_figures(
+    session: AsyncSession, rnd: ReportingRound, school: School, tz: ZoneInfo
+) -> SchoolFigures:
+    f = report_filter(rnd, tz, school_id=school.id)
+    rows = {name: await _rows(session, statement) for name, statement in figure_statements(f).items()}
+    values = figure_values(rows)
 
     found = [
         *await report_queries.needs_issues(session, f),

@@ -12,6 +12,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
+from storage.schemas.vaccines import Finding
+
 # A value the bot puts into the kind's text: plain, language-neutral (enum values, numbers, names).
 DetailValue = str | int | bool | date | None
 
@@ -25,9 +27,11 @@ class RecentEntry(BaseModel):
     details: dict[str, DetailValue] = Field(default_factory=dict)
     entered_at: datetime
     entered_late: bool = False
-    # False while the school's round submission is submitted or approved (then `locked_round` names it).
+    # False while its day is in a locked period (then `locked_round` names the round, and `refusal`
+    # is the owning service's refusal: which period, who can reopen it, what to do instead).
     editable: bool = True
     locked_round: str | None = None
+    refusal: Finding | None = None
 
 
 def merge_recent(*groups: Iterable[RecentEntry], limit: int = 10) -> list[RecentEntry]:

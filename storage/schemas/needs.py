@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
@@ -40,6 +40,9 @@ class NeedIn(BaseModel):
     needs_device: bool
     needs_connectivity: bool
     note: str = ""
+    # The day the need (or this change of it) stands from; None: today. A need has no event day, so
+    # this says which periods count it: every period ending on or after it.
+    since: date | None = None
 
     _check_category = field_validator("category", mode="before")(lambda v: parse_category(v))
     _check_note = field_validator("note", mode="before")(lambda v: clean_note(v))
@@ -84,6 +87,8 @@ class NeedOut(BaseModel):
     entered_at: datetime
     entered_by_id: int | None
     updated_at: datetime | None
+    opened_on: date | None = None  # stands since
+    changed_on: date | None = None  # its current state since
 
 
 class NeedGroupSummary(BaseModel):

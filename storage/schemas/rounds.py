@@ -8,6 +8,7 @@ specialist) and vaccine data (reviewed by the school-health officer).
 
 from __future__ import annotations
 
+import enum
 import re
 from datetime import date, datetime
 from typing import Any
@@ -342,6 +343,77 @@ class CompiledOut(BaseModel):
     missing_acknowledged: list[SchoolRef]
 
 
+class CompileChoice(enum.StrEnum):
+    """What the officer chose for schools not approved (shown on the compile screen, never implied)."""
+
+    ALL_APPROVED = "all_approved"  # nothing to choose: every school's programme data is approved
+    LEAVE_OUT = "leave_out"  # left out, named on the cover and the status sheet
+    INCLUDE_LIVE = "include_live"  # included from their live data, each row marked "not approved"
+
+
+class SnapshotOut(BaseModel):
+    """A school's figures of one part, frozen at a submit."""
+
+    id: int
+    submission_id: int
+    number: int  # 1 for the first submit of the round, 2 after a send-back, …
+    taken_at: datetime
+    taken_by_id: int | None
+    late: bool
+    figures: SchoolFigures
+    approved_at: datetime | None
+    approved_by_id: int | None
+    reopened_at: datetime | None
+    reopen_reason: str = ""
+
+
+class TrackState(BaseModel):
+    """One part of one school on the round's status sheet and board."""
+
+    status: SubmissionStatus = SubmissionStatus.NOT_SUBMITTED
+    submitted_at: datetime | None = None  # the latest submit
+    late: bool = False  # first submitted after the deadline (or not yet, the deadline passed)
+    approved_at: datetime | None = None
+    approved_by: str = ""
+    sent_back: int = 0  # times the reviewer sent it back
+    last_reason: str = ""  # of the latest send-back or reopen
+    reopened: int = 0  # times reopened after approval
+
+
+class CompiledSchool(BaseModel):
+    """One school's row of the compiled report: approved snapshot figures, or live ones (marked)."""
+
+    school: SchoolRef
+    program: TrackState
+    vaccine: TrackState
+    program_source: str  # "approved", "live" (not approved, included), "left_out"
+    vaccine_source: str
+    values: dict[str, int] = Field(default_factory=dict)  # PROGRAM_FIGURES and VACCINE_FIGURES keys
+
+
+class CompiledRound(BaseModel):
+    """Everything the compiled district workbook shows, from the approved snapshots (and, by the
+    officer's choice, the live data of schools not approved)."""
+
+    round: RoundOut
+    choice: CompileChoice
+    generated_at: datetime
+    schools: list[CompiledSchool]  # by school code
+    approved: int  # schools whose programme data is approved
+    total: int
+    left_out: list[SchoolRef]  # programme data not approved and left out
+    included_unapproved: list[SchoolRef]  # programme data not approved, included from live data
+    totals: dict[str, int]  # per figure, over the rows included (approved or live)
+    vaccine_totals: dict[str, int]
+
+
+class ReopenOutcome(BaseModel):
+    submission: SubmissionOut
+    reason: str
+    # The school (principal, staff who entered the period's records) and the part's reviewers.
+    notify: list[Recipient] = Field(default_factory=list)
+
+
 # --- progress -------------------------------------------------------------------------------------
 
 
@@ -358,6 +430,9 @@ class SchoolProgress(BaseModel):
     program_late: bool = False  # submitted after the deadline, or not submitted and the deadline passed
     vaccine_late: bool = False
     program_submitted_at: datetime | None = None
+    # Both parts in full: submitted at (late), approved at and by whom, sent back (times, last reason).
+    program_state: TrackState = Field(default_factory=TrackState)
+    vaccine_state: TrackState = Field(default_factory=TrackState)
 
     @property
     def returned(self) -> bool:

@@ -38,6 +38,7 @@ from storage.models import (
     Gender,
     Handover,
     HandoverKind,
+    NeedHistory,
     NeedRecord,
     PriorityGroup,
     ReportingRound,
@@ -551,6 +552,11 @@ class _Generator:
         await self.insert(Student, students, ids=True)
         needs = self.make_needs(school, students)
         await self.insert(NeedRecord, needs)
+        # Each need stands from the day it was recorded (its history's first state).
+        states = ("student_id", "category", "needs_device", "needs_connectivity", "entered_by_id")
+        states += ("entered_at",)
+        history = [{**{k: row[k] for k in states}, "changed_on": row["opened_on"]} for row in needs]
+        await self.insert(NeedHistory, history)
         device_needers = {row["student_id"] for row in needs if row["needs_device"]}
         donor_ids, donor_kinds = await self.add_donors(school)
         await self.add_batches(school, students, device_needers, program_donor_id, donor_ids, donor_kinds)
@@ -645,6 +651,8 @@ class _Generator:
                     "entered_by_id": school.teacher_id,
                     "entered_at": self.scenario.local(recorded_on, rng.randint(8, 16), rng.randint(0, 59)),
                     "entered_late": False,  # needs have no event date: the 1-day rule does not apply
+                    "opened_on": recorded_on,
+                    "changed_on": recorded_on,
                 }
             )
         return rows

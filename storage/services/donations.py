@@ -121,7 +121,7 @@ class DonationService(ServiceBase):
                     saved = await self._by_request_key(session, request_key, school_id)
                     if saved is not None:
                         return saved
-                await repo.ensure_program_unlocked(session, school_id)
+                await repo.ensure_program_unlocked(session, school_id, data.received_on)
                 await self._check_donor(session, school_id, data.source, data.donor_id)
                 check_event_date(data.received_on, self.clock.today())
                 now = self.clock.now()
@@ -174,7 +174,9 @@ class DonationService(ServiceBase):
         try:
             async with self.sessionmaker.begin() as session:
                 batch = await self._batch_in_school(session, batch_id, school_id)
-                await repo.ensure_program_unlocked(session, school_id)
+                await repo.ensure_program_unlocked(
+                    session, school_id, batch.received_on, changes.get("received_on")
+                )
                 before = audit.snapshot(batch)
                 source = changes.get("source", batch.source)
                 donor_id = changes.get("donor_id", batch.donor_id)
@@ -210,7 +212,7 @@ class DonationService(ServiceBase):
     async def _delete_batch(self, batch_id: int, *, school_id: int, actor_id: int | None) -> None:
         async with self.sessionmaker.begin() as session:
             batch = await self._batch_in_school(session, batch_id, school_id)
-            await repo.ensure_program_unlocked(session, school_id)
+            await repo.ensure_program_unlocked(session, school_id, batch.received_on)
             handovers = await session.scalar(
                 select(func.count(Handover.id)).where(Handover.batch_id == batch_id)
             )

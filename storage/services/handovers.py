@@ -23,7 +23,7 @@ from storage.models import (
     HandoverKind,
     Student,
 )
-from storage.repositories import audit
+from storage.repositories import audit, locks
 from storage.repositories import devices as repo
 from storage.repositories import students as students_repo
 from storage.rules import is_late_entry
@@ -99,7 +99,7 @@ class HandoverService(ServiceBase):
                     saved = await self._by_request_key(session, request_key, school_id)
                     if saved is not None:
                         return saved
-                await repo.ensure_program_unlocked(session, school_id)
+                await repo.ensure_program_unlocked(session, school_id, data.handed_on)
                 # Locking the student first serialises two handovers to the same child (PostgreSQL).
                 student = await students_repo.in_school(session, data.student_id, school_id, for_update=True)
                 if student is None:
@@ -165,7 +165,8 @@ class HandoverService(ServiceBase):
         """A lent device came back: the loan is closed and the device is back in the batch."""
         async with self.sessionmaker.begin() as session:
             handover, batch, _ = await self._rows_for_update(session, handover_id, school_id)
-            await repo.ensure_program_unlocked(session, school_id)
+            # A return is an event of its own day: the loan's period is not touched by it.
+            await repo.ensure_program_unlocked(session, school_id, returned_on)
             if handover.kind is not HandoverKind.LOAN:
                 raise DomainError("devices.not_a_loan")
             if handover.returned_on is not None:
@@ -201,7 +202,15 @@ class HandoverService(ServiceBase):
         try:
             async with self.sessionmaker.begin() as session:
                 handover, batch, student = await self._rows_for_update(session, handover_id, school_id)
-                await repo.ensure_program_unlocked(session, school_id)
+                # Every day the handover has or gets: none may be in a locked period.
+                await repo.ensure_program_unlocked(
+                    session,
+                    school_id,
+                    handover.handed_on,
+                    handover.returned_on,
+                    changes.get("handed_on"),
+                    changes.get("returned_on"),
+                )
                 before = audit.snapshot(handover)
                 was_active = handover.returned_on is None
                 if "student_id" in changes and changes["student_id"] != student.id:
@@ -257,7 +266,7 @@ class HandoverService(ServiceBase):
         """Delete a handover entered by mistake; its device goes back to the batch if it was out."""
         async with self.sessionmaker.begin() as session:
             handover, batch, _ = await self._rows_for_update(session, handover_id, school_id)
-            await repo.ensure_program_unlocked(session, school_id)
+            await repo.ensure_program_unlocked(session, school_id, handover.handed_on, handover.returned_on)
             before = audit.snapshot(handover)
             was_active = handover.returned_on is None
             await session.delete(handover)
@@ -275,7 +284,7 @@ class HandoverService(ServiceBase):
 
     async def recent_entries(self, staff_id: int, limit: int = 10) -> list[RecentEntry]:
         """The person's latest device records (batches received and handovers), newest first, each
-        marked editable unless the school's programme submission is submitted or approved."""
+        marked editable unless its day is in a locked period of the school's programme part."""
         async with self.sessionmaker() as session:
             batch_result = await session.execute(
                 select(DonationBatch, Donor.name)
@@ -292,8 +301,12 @@ class HandoverService(ServiceBase):
                 .limit(limit)
             )
             handover_rows = list(handover_result)
-            schools = {b.school_id for b, _ in batch_rows} | {b.school_id for _, b, _ in handover_rows}
-            locked = await repo.locked_school_rounds(session, schools)
+            batch_locks = await locks.entry_locks(
+                session, "devices", [(b.school_id, b.received_on) for b, _ in batch_rows]
+            )
+            handover_locks = await locks.entry_locks(
+                session, "devices", [(b.school_id, h.handed_on) for h, b, _ in handover_rows]
+            )
         batches = [
             RecentEntry(
                 kind="batch",
@@ -310,10 +323,9 @@ class HandoverService(ServiceBase):
                 },
                 entered_at=batch.entered_at,
                 entered_late=batch.entered_late,
-                editable=batch.school_id not in locked,
-                locked_round=locked.get(batch.school_id),
+                **locks.entry_marks(lock, "devices"),  # type: ignore[arg-type]
             )
-            for batch, donor_name in batch_rows
+            for (batch, donor_name), lock in zip(batch_rows, batch_locks, strict=True)
         ]
         handovers = [
             RecentEntry(
@@ -331,10 +343,9 @@ class HandoverService(ServiceBase):
                 },
                 entered_at=handover.entered_at,
                 entered_late=handover.entered_late,
-                editable=batch.school_id not in locked,
-                locked_round=locked.get(batch.school_id),
+                **locks.entry_marks(lock, "devices"),  # type: ignore[arg-type]
             )
-            for handover, batch, student in handover_rows
+            for (handover, batch, student), lock in zip(handover_rows, handover_locks, strict=True)
         ]
         return merge_recent(batches, handovers, limit=limit)
 

@@ -18,6 +18,7 @@ is judged against the database as it is then.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from sqlalchemy import delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exports.reader import Table, read_table
+from exports.reader import Table
+from exports.upload_worker import read_upload
 from storage.clock import Clock
 from storage.errors import AccessDenied, Conflict, DomainError, NotFound
 from storage.models import (
@@ -41,18 +43,18 @@ from storage.models import (
     DonationSource,
     Donor,
     Handover,
+    NeedHistory,
     NeedRecord,
     PendingUpload,
     Role,
     School,
     SchoolLevel,
     Student,
-    SubmissionTrack,
     VaccineDose,
     VaccineProduct,
 )
 from storage.permissions import SPECIALIST_LEVELS
-from storage.repositories import audit
+from storage.repositories import audit, locks
 from storage.repositories import devices as devices_repo
 from storage.repositories import students as students_repo
 from storage.rules import is_late_entry
@@ -92,7 +94,7 @@ from storage.schemas.students import StudentIn, show_date
 from storage.schemas.vaccines import OTHER_PRODUCT_CODE, DoseIn, Finding
 from storage.services.base import ServiceBase
 from storage.services.students import StudentService
-from storage.services.vaccines import DoseFacts, judge_dose, lock_finding
+from storage.services.vaccines import DoseFacts, judge_dose
 from storage.text import fold, fold_key
 
 # A checked upload waits this long for its confirmation.
@@ -110,6 +112,7 @@ OFFICER_ROLES = frozenset(
 )
 CHUNK = 500  # ids and codes per IN (…): both databases cap bound parameters
 WRITE_SLICE = 5_000  # students written per flush
+PLAN_SLICE = 2_000  # students planned between two turns of the event loop
 ANALYZE_FROM_ROWS = 1_000  # rows written at once that make PostgreSQL's statistics stale
 
 
@@ -241,10 +244,16 @@ def _forget(
         merged[data.student_id].pop(data.dose_number, None)
 
 
+_BREATH_SECONDS = 0.02
+_last_breath = [0.0]
+
+
 async def _breathe(index: int) -> None:
-    """Checking rows is CPU work on the event loop: every thousand rows let other chats' updates run."""
-    if index and not index % 1000:
+    """Checking rows is CPU work on the event loop: every 20 ms of it (looked at every 50 rows; a
+    row's validation can take a millisecond) let other chats' updates run."""
+    if index % 50 == 0 and time.perf_counter() - _last_breath[0] > _BREATH_SECONDS:
         await asyncio.sleep(0)
+        _last_breath[0] = time.perf_counter()
 
 
 async def refresh_statistics(session: AsyncSession, model: type[Base], written: int) -> None:
@@ -299,15 +308,18 @@ class _Plan:
         self.spec = SPECS[table.kind]
         self.clock = service.clock
         self.today = service.clock.today()
-        self.rows = [_Row(RowResult(number), values) for number, values in table.records()]
+        self.rows: list[_Row] = []
 
     # Shared checks ---------------------------------------------------------------------------------
 
     async def prepare(self, session: AsyncSession) -> None:
-        for row in self.rows:
+        for index, (number, values) in enumerate(self.table.records()):
+            await _breathe(index)
+            row = _Row(RowResult(number), values)
             for name in self.spec.required:
                 if row.blank(name):
                     row.reject(name, DomainError("excel.cell.required", column=name))
+            self.rows.append(row)
         await self._schools(session)
 
     async def _schools(self, session: AsyncSession) -> None:
@@ -315,6 +327,7 @@ class _Plan:
         wanted: set[str] = set()
         codes: dict[int, str] = {}
         for index, row in enumerate(self.rows):
+            await _breathe(index)
             if row.blank("school_code"):
                 if not scope.single_school:
                     row.reject("school_code", DomainError("excel.cell.required", column="school_code"))
@@ -341,6 +354,7 @@ class _Plan:
                 raise NotFound("school", code=str(scope.school_id))
             own = _School(own_school.id, own_school.code, own_school.level, own_school.district_id)
         for index, row in enumerate(self.rows):
+            await _breathe(index)
             code = codes.get(index)
             if own is not None:
                 if code is not None and code != own.code:
@@ -424,19 +438,17 @@ class _Plan:
                         )
 
     async def refuse_locked(
-        self, session: AsyncSession, rows: Sequence[_Row], track: SubmissionTrack, code: str
+        self, session: AsyncSession, area: str, field: str, day_of: Any, *, standing: bool = False
     ) -> None:
-        """Rows of a school whose submission is under review are refused with the lock's reason."""
-        by_school: dict[int, list[_Row]] = defaultdict(list)
-        for row in rows:
-            assert row.school is not None
-            by_school[row.school.id].append(row)
-        for school_id, school_rows in by_school.items():
-            finding = await lock_finding(session, school_id, track, code)
-            if finding is None:
-                continue
-            for row in school_rows:
-                row.reject(None, finding.as_error())
+        """Row by row, as in the chat: a row dated inside a locked period of its school's part is
+        refused with the lock's reason; rows of other days go in."""
+        rows = [row for row in self.live() if row.parsed is not None and row.school is not None]
+        found = await locks.entry_locks(
+            session, area, [(row.school.id, day_of(row.parsed)) for row in rows], standing=standing
+        )
+        for row, lock in zip(rows, found, strict=True):
+            if lock is not None:
+                row.reject(field, locks.refusal(lock, area).as_error())
 
     def check(self, filename: str) -> ImportCheck:
         return ImportCheck(
@@ -503,15 +515,28 @@ class _StudentsPlan(_Plan):
             assert row.school is not None
             by_school[row.school.id].append(row)
         for school_id, school_rows in by_school.items():
-            plan = await self.students._plan(session, school_id, [r.parsed for r in school_rows])
-            for verdict in plan.verdicts:
-                row = school_rows[verdict.index]
-                if verdict.outcome == "rejected":
-                    assert verdict.error_code is not None
-                    params = {k: v for k, v in (verdict.error_params or {}).items() if k != "row"}
-                    row.reject(None, DomainError(verdict.error_code, **params))
+            # The student service's plan is CPU work on the event loop: a slice at a time, so other
+            # chats' updates run between slices. The slices never share a code (duplicates were
+            # refused above), so the plans of the slices add up to the plan of the whole.
+            plan: Any = None
+            for start in range(0, len(school_rows), PLAN_SLICE):
+                part = school_rows[start : start + PLAN_SLICE]
+                sliced = await self.students._plan(session, school_id, [r.parsed for r in part])
+                await asyncio.sleep(0)
+                for verdict in sliced.verdicts:
+                    row = part[verdict.index]
+                    if verdict.outcome == "rejected":
+                        assert verdict.error_code is not None
+                        params = {k: v for k, v in (verdict.error_params or {}).items() if k != "row"}
+                        row.reject(None, DomainError(verdict.error_code, **params))
+                    else:
+                        row.result.outcome = Outcome(verdict.outcome)
+                if plan is None:
+                    plan = sliced
                 else:
-                    row.result.outcome = Outcome(verdict.outcome)
+                    plan.to_create += sliced.to_create
+                    plan.to_update += sliced.to_update
+                    plan.unchanged += sliced.unchanged
             self.plans[school_id] = (plan, school_rows)
 
     async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
@@ -534,7 +559,6 @@ class _NeedsPlan(_Plan):
     async def plan(self, session: AsyncSession) -> None:
         placed = self.placed()
         await self.students_by_code(session, placed)
-        await self.refuse_locked(session, self.live(), SubmissionTrack.PROGRAM, "needs.locked")
         for index, row in enumerate(placed):
             await _breathe(index)
             data = {
@@ -545,6 +569,8 @@ class _NeedsPlan(_Plan):
                 "note": row.text("note"),
             }
             row.parsed = _validate(row, NeedIn, data, self.NAMES, self.today)
+        # An imported need or change stands from today.
+        await self.refuse_locked(session, "needs", "category", lambda _: self.today, standing=True)
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None], lambda r: r.parsed.student_id, ["student_code"]
         )
@@ -588,6 +614,8 @@ class _NeedsPlan(_Plan):
                 note=data.note,
                 entered_by_id=actor_id,
                 entered_at=now,
+                opened_on=self.today,
+                changed_on=self.today,
             )
             created.append((row, need))
         session.add_all([need for _, need in created])
@@ -598,6 +626,22 @@ class _NeedsPlan(_Plan):
             need.category, need.needs_device = data.category, data.needs_device
             need.needs_connectivity, need.note = data.needs_connectivity, data.note
             need.updated_at = now
+            need.changed_on = self.today
+        # Each need's state from today (a second row the same day wins by its id).
+        session.add_all(
+            [
+                NeedHistory(
+                    student_id=need.student_id,
+                    changed_on=self.today,
+                    category=need.category,
+                    needs_device=need.needs_device,
+                    needs_connectivity=need.needs_connectivity,
+                    entered_by_id=actor_id,
+                    entered_at=now,
+                )
+                for _, need in created + self.updates
+            ]
+        )
         students = []
         for row in [r for r, _ in created] + [r for r, _ in self.updates]:
             student = row.extra["student"]
@@ -621,7 +665,6 @@ class _DosesPlan(_Plan):
     async def plan(self, session: AsyncSession) -> None:
         placed = self.placed()
         await self.students_by_code(session, placed)
-        await self.refuse_locked(session, self.live(), SubmissionTrack.VACCINE, "vaccines.locked")
         products = {p.id: p for p in await session.scalars(select(VaccineProduct))}
         by_key: dict[str, VaccineProduct] = {}
         for product in sorted(products.values(), key=lambda p: (not p.active, p.sort_order, p.id)):
@@ -651,6 +694,7 @@ class _DosesPlan(_Plan):
             }
             row.parsed = _validate(row, DoseIn, data, self.NAMES, self.today)
             row.extra["product"] = product
+        await self.refuse_locked(session, "vaccines", "given_on", lambda parsed: parsed.given_on)
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None],
             lambda r: (r.parsed.student_id, r.parsed.dose_number),
@@ -791,15 +835,6 @@ class _BatchesPlan(_Plan):
     async def plan(self, session: AsyncSession) -> None:
         live = self.placed()
         schools = sorted({row.school.id for row in live if row.school is not None})
-        locked: set[int] = set()
-        for school_id in schools:
-            try:
-                await devices_repo.ensure_program_unlocked(session, school_id)
-            except DomainError as error:
-                locked.add(school_id)
-                for row in live:
-                    if row.school is not None and row.school.id == school_id:
-                        row.reject(None, error)
         donors: dict[int, dict[str, Donor]] = defaultdict(dict)
         batches: dict[tuple[Any, ...], list[DonationBatch]] = defaultdict(list)
         for school_id in schools:
@@ -846,6 +881,7 @@ class _BatchesPlan(_Plan):
                 row.reject("received_on", error)
                 continue
             row.parsed = parsed
+        await self.refuse_locked(session, "devices", "received_on", lambda parsed: parsed.received_on)
 
         def key(row: _Row) -> tuple[Any, ...]:
             donor = row.extra["donor_id"]
@@ -1003,13 +1039,6 @@ class _HandoversPlan(_Plan):
     async def plan(self, session: AsyncSession) -> None:
         live = self.placed()
         await self.students_by_code(session, live)
-        for school_id in sorted({row.school.id for row in live if row.school is not None}):
-            try:
-                await devices_repo.ensure_program_unlocked(session, school_id)
-            except DomainError as error:
-                for row in live:
-                    if row.school is not None and row.school.id == school_id:
-                        row.reject(None, error)
         refs = {id(row): _coerce(row, "batch", parse_batch_ref) for row in live}
         wanted = sorted({ref for ref in refs.values() if ref is not None})
         batches: dict[int, DonationBatch] = {}
@@ -1046,6 +1075,7 @@ class _HandoversPlan(_Plan):
                 continue
             row.parsed = parsed
             row.extra["batch"] = batch
+        await self.refuse_locked(session, "devices", "handed_on", lambda parsed: parsed.handed_on)
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None],
             lambda r: (r.parsed.batch_id, r.parsed.student_id),
@@ -1311,7 +1341,9 @@ class ImportService(ServiceBase):
     # Internals ------------------------------------------------------------------------------------
 
     async def _read(self, scope: ImportScope, filename: str, content: bytes, limits: ReadLimits) -> Table:
-        table = await asyncio.to_thread(read_table, content, filename, limits)
+        # In a worker process with a memory cap: a file that would cost more is refused, and the
+        # parse (which holds the GIL) never holds the event loop.
+        table = await read_upload(content, filename, limits)
         if not scope.single_school and "school_code" not in table.columns:
             raise DomainError("excel.table.school_column_required", columns=["school_code"])
         return table

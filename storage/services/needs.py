@@ -1,17 +1,24 @@
 """Students' needs for a computer under "Sóng và máy tính cho em" (menu 4.8.1) and the school's
-summary by priority group (4.8.2). One need record per student, updated in place."""
+summary by priority group (4.8.2). One need record per student, updated in place; every state it had
+is kept with its day in need_history, so a period counts needs as they stood at its end.
+
+A need has no event day: a change is dated by the day it stands from (`NeedIn.since`, today by
+default). A change dated on or before the end of a locked period of the school's programme part would
+alter what was submitted, and is refused (storage.repositories.locks.standing_lock)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import Conflict, DomainError, NotFound
-from storage.models import AuditAction, NeedRecord, PriorityGroup, Student, SubmissionTrack
-from storage.repositories import audit
+from storage.models import AuditAction, NeedRecord, PriorityGroup, Student
+from storage.repositories import audit, locks
+from storage.repositories import needs as history
 from storage.schemas.entries import RecentEntry
 from storage.schemas.needs import (
     NEED_GROUPS,
@@ -23,13 +30,7 @@ from storage.schemas.needs import (
 )
 from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
-from storage.services.vaccines import (
-    day_text,
-    given_name_order,
-    locked_rounds,
-    refuse_if_locked,
-    school_student,
-)
+from storage.services.vaccines import day_text, given_name_order, school_student
 
 
 def need_out(need: NeedRecord, student: Student) -> NeedOut:
@@ -47,10 +48,12 @@ def need_out(need: NeedRecord, student: Student) -> NeedOut:
         entered_at=need.entered_at,
         entered_by_id=need.entered_by_id,
         updated_at=need.updated_at,
+        opened_on=need.opened_on,
+        changed_on=need.changed_on,
     )
 
 
-def recent_need(need: NeedOut, locked_round: str | None) -> RecentEntry:
+def recent_need(need: NeedOut, lock: locks.PeriodLock | None) -> RecentEntry:
     return RecentEntry(
         kind="need",
         id=need.id,
@@ -65,8 +68,7 @@ def recent_need(need: NeedOut, locked_round: str | None) -> RecentEntry:
             "needs_connectivity": need.needs_connectivity,
         },
         entered_at=need.entered_at,
-        editable=locked_round is None,
-        locked_round=locked_round,
+        **locks.entry_marks(lock, "needs"),  # type: ignore[arg-type]
     )
 
 
@@ -106,7 +108,8 @@ class NeedService(ServiceBase):
                     saved = await _need_by_key(session, school_id, request_key)
                     if saved is not None:
                         return _replayed(saved, data.student_id)
-                await _refuse_if_locked(session, school_id)
+                day = self._since(data.since)
+                await locks.refuse_standing(session, school_id, day)
                 need = await session.scalar(select(NeedRecord).where(NeedRecord.student_id == student.id))
                 if need is not None and not update:
                     raise DomainError(
@@ -114,6 +117,10 @@ class NeedService(ServiceBase):
                         student=student.full_name,
                         entered_on=day_text(need.entered_at.astimezone(self.clock.tz).date()),
                     )
+                latest = await history.latest_state(session, student.id)
+                if latest is not None and day < latest.changed_on:
+                    # Changes are kept in order of their days: one cannot go before the last one.
+                    raise DomainError("needs.since_before_change", since=day_text(latest.changed_on))
                 if need is None:
                     need = NeedRecord(
                         student_id=student.id,
@@ -124,6 +131,8 @@ class NeedService(ServiceBase):
                         entered_by_id=actor_id,
                         entered_at=self.clock.now(),
                         request_key=request_key,
+                        opened_on=day,
+                        changed_on=day,
                     )
                     session.add(need)
                     await session.flush()
@@ -132,8 +141,15 @@ class NeedService(ServiceBase):
                     )
                 else:
                     await self._apply(
-                        session, need, data, school_id=school_id, actor_id=actor_id, request_key=request_key
+                        session,
+                        need,
+                        data,
+                        day=day,
+                        school_id=school_id,
+                        actor_id=actor_id,
+                        request_key=request_key,
                     )
+                await history.record_state(session, need, day, actor_id=actor_id, at=self.clock.now())
                 await self._set_priority_group(session, student, data.category, actor_id=actor_id)
                 return need_out(need, student)
         except IntegrityError as exc:
@@ -159,7 +175,12 @@ class NeedService(ServiceBase):
             need, student = await _school_need(session, school_id, need_id, lock=True)
             if request_key and need.request_key == request_key:
                 return need_out(need, student)  # this update was already saved
-            await _refuse_if_locked(session, school_id)
+            # A correction of the need as it stands, when no locked period counted that state; else
+            # a change from today (refused too when today is inside a locked period).
+            day = need.changed_on
+            if await locks.standing_refusal(session, school_id, day) is not None:
+                day = self.clock.today()
+                await locks.refuse_standing(session, school_id, day)
             needs_device = need.needs_device if change.needs_device is None else change.needs_device
             needs_connectivity = (
                 need.needs_connectivity if change.needs_connectivity is None else change.needs_connectivity
@@ -174,8 +195,9 @@ class NeedService(ServiceBase):
                 note=need.note if change.note is None else change.note,
             )
             await self._apply(
-                session, need, data, school_id=school_id, actor_id=actor_id, request_key=request_key
+                session, need, data, day=day, school_id=school_id, actor_id=actor_id, request_key=request_key
             )
+            await history.record_state(session, need, day, actor_id=actor_id, at=self.clock.now())
             await self._set_priority_group(session, student, data.category, actor_id=actor_id)
             return need_out(need, student)
 
@@ -184,7 +206,16 @@ class NeedService(ServiceBase):
         it belongs to the student list, which may have said so before the need was recorded."""
         async with self.sessionmaker.begin() as session:
             need, student = await _school_need(session, school_id, need_id, lock=True)
-            await _refuse_if_locked(session, school_id)
+            if await locks.standing_refusal(session, school_id, need.opened_on) is None:
+                # Seen by no locked period: a mistake, gone with its history.
+                await history.forget(session, student.id, need.opened_on)
+            else:
+                # A locked period counted it: it stays there, and is closed from today.
+                today = self.clock.today()
+                await locks.refuse_standing(session, school_id, today)
+                await history.record_state(
+                    session, need, today, actor_id=actor_id, at=self.clock.now(), closed=True
+                )
             gone = need_out(need, student)
             await audit.record(
                 session, actor_id=actor_id, action=AuditAction.DELETE, row=need, school_id=school_id
@@ -204,8 +235,20 @@ class NeedService(ServiceBase):
                 .limit(limit)
             )
             needs = [need_out(need, student) for need, student in rows]
-            locked = await locked_rounds(session, {n.school_id for n in needs}, SubmissionTrack.PROGRAM)
-        return [recent_need(need, locked.get(need.school_id)) for need in needs]
+            # Editable while a change dated today alters no locked period.
+            today = self.clock.today()
+            found = await locks.entry_locks(
+                session, "needs", [(n.school_id, today) for n in needs], standing=True
+            )
+        return [
+            recent_need(need, lock) for need, lock in zip(needs, found, strict=True)
+        ]
+
+    async def change_refusal(self, school_id: int, since: date | None = None) -> Finding | None:
+        """Why a need change dated `since` (today by default) would be refused, if it would: the chat
+        asks before its questions."""
+        async with self.sessionmaker() as session:
+            return await locks.standing_refusal(session, school_id, self._since(since))
 
     async def need_summary(self, school_id: int) -> NeedSummary:
         """What 4.8.2 sends: per priority group, students needing a device, connectivity or both,
@@ -284,17 +327,27 @@ class NeedService(ServiceBase):
 
     # Internals ------------------------------------------------------------------------------------
 
+    def _since(self, since: date | None) -> date:
+        today = self.clock.today()
+        if since is None:
+            return today
+        if since > today:
+            raise DomainError("needs.since_future", since=day_text(since))
+        return since
+
     async def _apply(
         self,
         session: AsyncSession,
         need: NeedRecord,
         data: NeedIn,
         *,
+        day: date,
         school_id: int,
         actor_id: int | None,
         request_key: str | None,
     ) -> None:
         before = audit.snapshot(need)
+        need.changed_on = day
         need.category = data.category
         need.needs_device = data.needs_device
         need.needs_connectivity = data.needs_connectivity
@@ -322,10 +375,6 @@ class NeedService(ServiceBase):
         student.priority_group = group
         await session.flush()
         await audit.record(session, actor_id=actor_id, action=AuditAction.UPDATE, row=student, before=before)
-
-
-async def _refuse_if_locked(session: AsyncSession, school_id: int) -> None:
-    await refuse_if_locked(session, school_id, SubmissionTrack.PROGRAM, "needs.locked")
 
 
 async def _school_need(

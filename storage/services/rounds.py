@@ -2,8 +2,11 @@
 compile; the progress board, the reminders, a school's history.
 
 Every change of a submission writes the audit log and a SubmissionEvent in the same transaction.
-While a school's submission of a track is submitted or approved in an open round, its records of that
-track are locked (storage.repositories.locks reads the status written here).
+A submit freezes the school's figures of the part as a SubmissionSnapshot; approval approves that
+snapshot; a reopen (after approval, by the statistics officer or an admin, with a reason) stamps it
+reopened. While a submission is submitted or approved, the school's records of that part dated inside
+the round's period are locked (storage.repositories.locks reads the status written here); records of
+later days never are. /compile builds the district workbook from the approved snapshots.
 
 Reminders are planned by the pure function `plan_reminders` from a snapshot of the open rounds; the
 chat runs `RoundService.due_reminders` from the job queue, sends each through the rate limiter and
@@ -12,10 +15,12 @@ calls `mark_sent`, so nobody is reminded twice, across restarts too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,23 +44,29 @@ from storage.models import (
     SentReminder,
     Staff,
     SubmissionEvent,
+    SubmissionSnapshot,
     SubmissionStatus,
     SubmissionTrack,
 )
 from storage.permissions import SPECIALIST_LEVELS, Action, require, sees_school
-from storage.repositories import audit
+from storage.repositories import audit, locks
 from storage.repositories import rounds as repo
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_text
 from storage.schemas.rounds import (
+    TRACK_FIGURES,
     CompileCheck,
+    CompileChoice,
     CompiledOut,
+    CompiledRound,
+    CompiledSchool,
     HistoryEntry,
     PendingReview,
     Progress,
     ProgressTotals,
     Recipient,
     ReminderDue,
+    ReopenOutcome,
     ReviewOutcome,
     ReviewSummary,
     RoundIn,
@@ -63,9 +74,11 @@ from storage.schemas.rounds import (
     SchoolFigures,
     SchoolProgress,
     SchoolRef,
+    SnapshotOut,
     SubmissionOut,
     SubmitResult,
     SubmittedFigures,
+    TrackState,
     clean_reason,
     diff_figures,
     show_local,
@@ -548,6 +561,22 @@ class RoundService(ServiceBase):
             school = await self._school(session, school_id, rnd.district_id)
             return await repo.school_figures(session, rnd, school, self.clock.tz)
 
+    async def check_entry_day(self, school_id: int, area: str, day: date) -> None:
+        """Refuse a record of `area` ("devices", "vaccines", "needs") dated `day` when a locked period
+        holds it (a need change: when it would alter a locked period's stock). The chat asks this as
+        soon as a flow knows the day; the owning service checks again when saving."""
+        async with self.sessionmaker() as session:
+            if area == "needs":
+                await locks.refuse_standing(session, school_id, day)
+            else:
+                await locks.refuse_event(session, school_id, area, day)
+
+    async def snapshots(self, round_id: int, school_id: int, track: SubmissionTrack) -> list[SnapshotOut]:
+        """The school's snapshots of the part in this round, oldest first."""
+        async with self.sessionmaker() as session:
+            submission = await self._submission_of(session, round_id, school_id, SubmissionTrack(track))
+            return [_snapshot_out(s) for s in await self._snapshots(session, submission.id)]
+
     async def submission(self, round_id: int, school_id: int, track: SubmissionTrack) -> SubmissionOut:
         async with self.sessionmaker() as session:
             rnd = await self._round(session, round_id)
@@ -592,6 +621,7 @@ class RoundService(ServiceBase):
             submission.return_reason = ""
             submission.figures = payload
             await self._changed(session, submission, before, previous, actor_id, now, figures=payload)
+            await self._take_snapshot(session, submission, figures, late=late, actor_id=actor_id, now=now)
             reviewers = await self._reviewers(session, rnd.district_id, school, track)
             first = await repo.first_submitted(session, [submission.id])
             return SubmitResult(
@@ -662,13 +692,19 @@ class RoundService(ServiceBase):
             submission, rnd, school = await self._submission_by_id(session, submission_id)
             await self._check_reviewer(session, reviewer_id, school, submission.track)
             now_figures = await repo.school_figures(session, rnd, school, self.clock.tz)
-            submitted = stored_figures(submission.figures)
+            snapshots = await self._snapshots(session, submission.id)
             events = await repo.submitted_events(session, submission.id)
-            previous = stored_figures(events[-2].figures) if len(events) >= 2 else None
+            # The snapshot under review, and the one before it (sent back or reopened).
+            submitted = SchoolFigures.model_validate(snapshots[-1].figures) if snapshots else None
+            previous_figures = (
+                SchoolFigures.model_validate(snapshots[-2].figures) if len(snapshots) >= 2 else None
+            )
             track = submission.track
-            current = submitted.figures if submitted else now_figures
+            current = submitted if submitted is not None else now_figures
             changes = (
-                diff_figures(previous.figures.numbers(track), current.numbers(track)) if previous else []
+                diff_figures(previous_figures.numbers(track), current.numbers(track))
+                if previous_figures
+                else []
             )
             first = await repo.first_submitted(session, [submission.id])
             return ReviewSummary(
@@ -679,12 +715,12 @@ class RoundService(ServiceBase):
                     late=is_late(first.get(submission.id), rnd.submit_deadline, self.clock.now()),
                 ),
                 figures=now_figures,
-                submitted=submitted.figures if submitted else None,
-                previous=previous.figures if previous else None,
+                submitted=submitted,
+                previous=previous_figures,
                 previous_reason=await repo.last_return_reason(session, submission.id),
                 changes=changes,
-                inconsistencies=now_figures.issues(track),
-                submissions=len(events),
+                inconsistencies=current.issues(track),
+                submissions=max(len(events), len(snapshots)),
             )
 
     async def approve(self, submission_id: int, reviewer_id: int) -> ReviewOutcome:
@@ -715,6 +751,13 @@ class RoundService(ServiceBase):
             submission.reviewed_by_id = reviewer_id
             submission.return_reason = reason
             await self._changed(session, submission, before, previous, reviewer_id, now, reason=reason)
+            if status is SubmissionStatus.APPROVED:
+                # Approval approves the snapshot as submitted (the period's records were locked since).
+                snapshots = await self._snapshots(session, submission.id)
+                if snapshots:
+                    snapshots[-1].approved_at = now
+                    snapshots[-1].approved_by_id = reviewer_id
+                    await session.flush()
             people = await repo.people_to_notify(session, rnd, school.id, submission.track, self.clock.tz)
             people = [p for p in people if p.id != reviewer_id]
             first = await repo.first_submitted(session, [submission.id])
@@ -726,6 +769,72 @@ class RoundService(ServiceBase):
                 notify_staff_ids=[p.id for p in people],
                 notify=[recipient(p) for p in people],
             )
+
+    # -- reopen ------------------------------------------------------------------------------------
+
+    async def reopen(self, submission_id: int, actor_id: int, reason: str) -> ReopenOutcome:
+        """Reopen a school's approved period: only the statistics officer or an admin, with a reason
+        (required). The approved snapshot is stamped reopened (it stays as it was, and compile no
+        longer uses it), the part goes back to the school (status returned, the reason given), its
+        records of the period unlock; the school submits again and the new snapshot is reviewed."""
+        reason = clean_reason(reason)
+        async with self.sessionmaker.begin() as session:
+            staff = await self._staff(session, actor_id)
+            require(staff, Action.REOPEN)
+            submission, _, school = await self._submission_by_id(session, submission_id, lock=True)
+            if staff.district_id not in (None, school.district_id):
+                raise AccessDenied("rounds.other_district")
+            rnd = await self._open_round(session, submission.round_id)
+            if submission.status is not SubmissionStatus.APPROVED:
+                raise DomainError("rounds.reopen_not_approved", school=school.name)
+            now = self.clock.now()
+            before = audit.snapshot(submission)
+            submission.status = SubmissionStatus.RETURNED
+            submission.return_reason = reason
+            submission.reviewed_at = now
+            submission.reviewed_by_id = actor_id
+            await self._changed(
+                session, submission, before, SubmissionStatus.APPROVED, actor_id, now, reason=reason
+            )
+            snapshots = await self._snapshots(session, submission.id)
+            if snapshots:
+                approved = snapshots[-1]
+                snapshot_before = audit.snapshot(approved)
+                approved.reopened_at = now
+                approved.reopened_by_id = actor_id
+                approved.reopen_reason = reason
+                await session.flush()
+                await self._audit(
+                    session,
+                    actor_id=actor_id,
+                    action=AuditAction.UPDATE,
+                    row=approved,
+                    before=snapshot_before,
+                    school_id=school.id,
+                )
+            people = await repo.people_to_notify(session, rnd, school.id, submission.track, self.clock.tz)
+            reviewers = await self._reviewers(session, rnd.district_id, school, submission.track)
+            told: dict[int, Staff] = {p.id: p for p in [*people, *reviewers] if p.id != actor_id}
+            first = await repo.first_submitted(session, [submission.id])
+            return ReopenOutcome(
+                submission=submission_out(
+                    submission, rnd, school, late=is_late(first.get(submission.id), rnd.submit_deadline, now)
+                ),
+                reason=reason,
+                notify=[recipient(p) for p in told.values()],
+            )
+
+    async def approved_submissions(self, round_id: int, actor_id: int) -> list[SubmissionOut]:
+        """The approved parts of the round's schools (what a reopen can choose), by school code."""
+        async with self.sessionmaker() as session:
+            staff = await self._staff(session, actor_id)
+            require(staff, Action.REOPEN)
+            rnd = await self._round(session, round_id)
+            return [
+                submission_out(submission, rnd, school)
+                for submission, school in await repo.submissions_of_round(session, rnd.id)
+                if submission.status is SubmissionStatus.APPROVED
+            ]
 
     # -- compile -----------------------------------------------------------------------------------
 
@@ -752,6 +861,99 @@ class RoundService(ServiceBase):
             vaccine_missing=vaccine_missing,
         )
 
+    async def compiled_round(self, round_id: int, choice: CompileChoice | str) -> CompiledRound:
+        """What the compiled workbook shows: approved snapshots' figures per school and part; for a
+        part not approved, nothing (`leave_out`) or the live figures marked not approved
+        (`include_live`). The same snapshots give the same figures, whenever it is built."""
+        choice = CompileChoice(choice)
+        async with self._read_session() as session:
+            rnd = await self._round(session, round_id)
+            pairs = await repo.submissions_of_round(session, rnd.id)
+            states = await self._track_states(session, rnd, pairs)
+            approved = await self._approved_snapshots(session, [s.id for s, _ in pairs])
+            schools: dict[int, CompiledSchool] = {}
+            live: dict[int, SchoolFigures] = {}
+            for submission, school in pairs:
+                entry = schools.setdefault(
+                    school.id,
+                    CompiledSchool(
+                        school=school_ref(school),
+                        program=states[(school.id, SubmissionTrack.PROGRAM)],
+                        vaccine=states[(school.id, SubmissionTrack.VACCINE)],
+                        program_source="left_out",
+                        vaccine_source="left_out",
+                    ),
+                )
+                track = submission.track
+                snapshot = approved.get(submission.id)
+                if submission.status is SubmissionStatus.APPROVED and snapshot is not None:
+                    figures = SchoolFigures.model_validate(snapshot.figures)
+                    source = "approved"
+                elif choice is CompileChoice.INCLUDE_LIVE:
+                    if school.id not in live:
+                        live[school.id] = await repo.school_figures(session, rnd, school, self.clock.tz)
+                    figures = live[school.id]
+                    source = "live"
+                else:
+                    continue
+                entry.values.update(figures.numbers(track))
+                setattr(entry, f"{track.value}_source", source)
+        rows = sorted(schools.values(), key=lambda s: s.school.school_code)
+        program_keys = TRACK_FIGURES[SubmissionTrack.PROGRAM]
+        vaccine_keys = TRACK_FIGURES[SubmissionTrack.VACCINE]
+        return CompiledRound(
+            round=round_out(rnd, len(rows)),
+            choice=choice,
+            generated_at=self.clock.now(),
+            schools=rows,
+            approved=sum(1 for s in rows if s.program_source == "approved"),
+            total=len(rows),
+            left_out=[s.school for s in rows if s.program_source == "left_out"],
+            included_unapproved=[s.school for s in rows if s.program_source == "live"],
+            totals={
+                key: sum(s.values.get(key, 0) for s in rows if s.program_source != "left_out")
+                for key in program_keys
+            },
+            vaccine_totals={
+                key: sum(s.values.get(key, 0) for s in rows if s.vaccine_source != "left_out")
+                for key in vaccine_keys
+            },
+        )
+
+    async def compiled_workbook(
+        self, round_id: int, choice: CompileChoice | str, language: str = "vi", *, prepared_by: str = ""
+    ) -> tuple[bytes, str, CompiledRound]:
+        """The compiled district workbook of the round (not stored): bytes, file name, and its data."""
+        from exports import round_report
+
+        data = await self.compiled_round(round_id, choice)
+        content = await asyncio.to_thread(
+            round_report.write_round_report, data, language, self.clock.tz, prepared_by
+        )
+        return content, round_report.filename(data, language, self.clock.tz), data
+
+    async def compile(
+        self,
+        round_id: int,
+        actor_id: int | None,
+        choice: CompileChoice | str,
+        missing_school_ids_acknowledged: Sequence[int] = (),
+        language: str = "vi",
+    ) -> tuple[CompiledOut, bytes]:
+        """Build the compiled workbook from the approved snapshots, by the officer's choice for the
+        schools not approved, store it and close the round (see `mark_compiled`)."""
+        prepared_by = ""
+        if actor_id is not None:
+            async with self.sessionmaker() as session:
+                prepared_by = (await self._staff(session, actor_id)).full_name
+        content, filename, data = await self.compiled_workbook(
+            round_id, choice, language, prepared_by=prepared_by
+        )
+        compiled = await self.mark_compiled(
+            round_id, actor_id, missing_school_ids_acknowledged, content, filename, choice=data.choice
+        )
+        return compiled, content
+
     async def mark_compiled(
         self,
         round_id: int,
@@ -759,6 +961,8 @@ class RoundService(ServiceBase):
         missing_school_ids_acknowledged: Sequence[int],
         report: bytes,
         filename: str,
+        *,
+        choice: CompileChoice | str = CompileChoice.LEAVE_OUT,
     ) -> CompiledOut:
         """Store the district report and mark the round compiled. Allowed when every school's
         programme data is approved, or when `missing_school_ids_acknowledged` names exactly the
@@ -806,6 +1010,7 @@ class RoundService(ServiceBase):
             entry.after = {
                 **(entry.after or {}),
                 "missing_school_ids_acknowledged": sorted(acknowledged),
+                "compile_choice": CompileChoice(choice).value,
                 "compiled_report_id": stored.id,
             }
             await session.flush()
@@ -830,6 +1035,7 @@ class RoundService(ServiceBase):
             pairs = await repo.submissions_of_round(session, rnd.id)
             first = await repo.first_submitted(session, [s.id for s, _ in pairs])
             records = await repo.records_per_school(session, rnd, self.clock.tz)
+            states = await self._track_states(session, rnd, pairs)
         by_school: dict[int, dict[str, Any]] = {}
         for submission, school in pairs:
             entry = by_school.setdefault(
@@ -846,6 +1052,7 @@ class RoundService(ServiceBase):
             )
             name = submission.track.value
             entry[name] = submission.status
+            entry[f"{name}_state"] = states[(school.id, submission.track)]
             entry[f"{name}_late"] = is_late(first.get(submission.id), rnd.submit_deadline, now)
             if submission.status is SubmissionStatus.RETURNED:
                 entry[f"{name}_reason"] = submission.return_reason
@@ -1192,6 +1399,125 @@ class RoundService(ServiceBase):
             p for p in people if p.role not in SPECIALIST_LEVELS or school.level in SPECIALIST_LEVELS[p.role]
         ]
 
+    async def _take_snapshot(
+        self,
+        session: AsyncSession,
+        submission: RoundSubmission,
+        figures: SchoolFigures,
+        *,
+        late: bool,
+        actor_id: int | None,
+        now: datetime,
+    ) -> SubmissionSnapshot:
+        number = await session.scalar(
+            select(func.count(SubmissionSnapshot.id)).where(SubmissionSnapshot.submission_id == submission.id)
+        )
+        snapshot = SubmissionSnapshot(
+            submission_id=submission.id,
+            number=int(number or 0) + 1,
+            taken_at=now,
+            taken_by_id=actor_id,
+            late=late,
+            figures=figures.model_dump(mode="json"),
+            reopen_reason="",
+        )
+        session.add(snapshot)
+        await session.flush()
+        await self._audit(
+            session,
+            actor_id=actor_id,
+            action=AuditAction.CREATE,
+            row=snapshot,
+            school_id=submission.school_id,
+        )
+        return snapshot
+
+    @staticmethod
+    async def _snapshots(session: AsyncSession, submission_id: int) -> list[SubmissionSnapshot]:
+        return list(
+            await session.scalars(
+                select(SubmissionSnapshot)
+                .where(SubmissionSnapshot.submission_id == submission_id)
+                .order_by(SubmissionSnapshot.number)
+            )
+        )
+
+    @staticmethod
+    async def _approved_snapshots(
+        session: AsyncSession, submission_ids: list[int]
+    ) -> dict[int, SubmissionSnapshot]:
+        """Submission id -> its approved snapshot that was not reopened (the latest, if several)."""
+        if not submission_ids:
+            return {}
+        rows = await session.scalars(
+            select(SubmissionSnapshot)
+            .where(
+                SubmissionSnapshot.submission_id.in_(submission_ids),
+                SubmissionSnapshot.approved_at.is_not(None),
+                SubmissionSnapshot.reopened_at.is_(None),
+            )
+            .order_by(SubmissionSnapshot.submission_id, SubmissionSnapshot.number)
+        )
+        return {row.submission_id: row for row in rows}
+
+    async def _track_states(
+        self, session: AsyncSession, rnd: ReportingRound, pairs: list[tuple[RoundSubmission, School]]
+    ) -> dict[tuple[int, SubmissionTrack], TrackState]:
+        """(school id, part) -> its line on the status sheet: submitted at and late, approved at and
+        by whom, how many times sent back and the last reason, reopens."""
+        ids = [submission.id for submission, _ in pairs]
+        first = await repo.first_submitted(session, ids)
+        events: dict[int, list[SubmissionEvent]] = {}
+        names: dict[int, str] = {}
+        if ids:
+            for event in await session.scalars(
+                select(SubmissionEvent)
+                .where(SubmissionEvent.submission_id.in_(ids))
+                .order_by(SubmissionEvent.at, SubmissionEvent.id)
+            ):
+                events.setdefault(event.submission_id, []).append(event)
+            reviewer_ids = {s.reviewed_by_id for s, _ in pairs if s.reviewed_by_id is not None}
+            if reviewer_ids:
+                found = await session.execute(
+                    select(Staff.id, Staff.full_name).where(Staff.id.in_(reviewer_ids))
+                )
+                names = {staff_id: name for staff_id, name in found}
+        now = self.clock.now()
+        returned, submitted, approved = (
+            SubmissionStatus.RETURNED,
+            SubmissionStatus.SUBMITTED,
+            SubmissionStatus.APPROVED,
+        )
+        states: dict[tuple[int, SubmissionTrack], TrackState] = {}
+        for submission, school in pairs:
+            own = events.get(submission.id, [])
+            sent_back = [e for e in own if e.from_status is submitted and e.to_status is returned]
+            reopened = [e for e in own if e.from_status is approved and e.to_status is returned]
+            returns = sorted([*sent_back, *reopened], key=lambda e: (e.at, e.id))
+            is_approved = submission.status is approved
+            states[(school.id, submission.track)] = TrackState(
+                status=submission.status,
+                submitted_at=submission.submitted_at,
+                late=is_late(first.get(submission.id), rnd.submit_deadline, now),
+                approved_at=submission.reviewed_at if is_approved else None,
+                approved_by=names.get(submission.reviewed_by_id or 0, "") if is_approved else "",
+                sent_back=len(sent_back),
+                last_reason=returns[-1].reason if returns else "",
+                reopened=len(reopened),
+            )
+        return states
+
+    @contextlib.asynccontextmanager
+    async def _read_session(self) -> AsyncIterator[AsyncSession]:
+        """One consistent read for a whole compile (PostgreSQL: REPEATABLE READ, READ ONLY)."""
+        async with self.sessionmaker() as session:
+            bind = session.bind
+            if bind is not None and bind.dialect.name == "postgresql":
+                await session.connection(
+                    execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+                )
+            yield session
+
     async def _submission_counts(self, session: AsyncSession, submission_ids: list[int]) -> dict[int, int]:
         if not submission_ids:
             return {}
@@ -1204,6 +1530,22 @@ class RoundService(ServiceBase):
             .group_by(SubmissionEvent.submission_id)
         )
         return {submission_id: int(count) for submission_id, count in rows}
+
+
+def _snapshot_out(row: SubmissionSnapshot) -> SnapshotOut:
+    return SnapshotOut(
+        id=row.id,
+        submission_id=row.submission_id,
+        number=row.number,
+        taken_at=row.taken_at,
+        taken_by_id=row.taken_by_id,
+        late=row.late,
+        figures=SchoolFigures.model_validate(row.figures),
+        approved_at=row.approved_at,
+        approved_by_id=row.approved_by_id,
+        reopened_at=row.reopened_at,
+        reopen_reason=row.reopen_reason,
+    )
 
 
 def _contact(staff: Staff) -> Contact:

@@ -18,9 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.errors import Conflict, DomainError, NotFound
 from storage.models import (
     AuditAction,
-    ReportingRound,
     Student,
-    SubmissionTrack,
     VaccineDose,
     VaccineProduct,
 )
@@ -94,39 +92,7 @@ async def school_student(
     return student
 
 
-async def lock_finding(
-    session: AsyncSession, school_id: int, track: SubmissionTrack, code: str
-) -> Finding | None:
-    """A refusal when the school's submission of `track` is submitted or approved in the open round."""
-    submission = await locks.locking_submission(session, school_id, track)
-    if submission is None:
-        return None
-    round_name = await session.scalar(
-        select(ReportingRound.name).where(ReportingRound.id == submission.round_id)
-    )
-    return Finding(code=code, params={"round": round_name or "", "status": submission.status.value})
-
-
-async def refuse_if_locked(session: AsyncSession, school_id: int, track: SubmissionTrack, code: str) -> None:
-    """Raise `lock_finding`'s refusal, if any: the records of `track` cannot change meanwhile."""
-    locked = await lock_finding(session, school_id, track, code)
-    if locked is not None:
-        raise locked.as_error()
-
-
-async def locked_rounds(
-    session: AsyncSession, school_ids: Iterable[int], track: SubmissionTrack
-) -> dict[int, str]:
-    """school id -> name of the round whose submission of `track` locks that school's records."""
-    found: dict[int, str] = {}
-    for school_id in school_ids:
-        finding = await lock_finding(session, school_id, track, "locked")
-        if finding is not None:
-            found[school_id] = str(finding.params["round"])
-    return found
-
-
-def recent_dose(dose: DoseOut, locked_round: str | None) -> RecentEntry:
+def recent_dose(dose: DoseOut, lock: locks.PeriodLock | None) -> RecentEntry:
     return RecentEntry(
         kind="dose",
         id=dose.id,
@@ -142,8 +108,7 @@ def recent_dose(dose: DoseOut, locked_round: str | None) -> RecentEntry:
         },
         entered_at=dose.entered_at,
         entered_late=dose.entered_late,
-        editable=locked_round is None,
-        locked_round=locked_round,
+        **locks.entry_marks(lock, "vaccines"),  # type: ignore[arg-type]
     )
 
 
@@ -479,7 +444,7 @@ class VaccineService(ServiceBase):
         """Delete a dose; returns what was deleted (for the confirmation message)."""
         async with self.sessionmaker.begin() as session:
             dose, student, product = await self._school_dose(session, school_id, dose_id, lock=True)
-            await refuse_if_locked(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
+            await locks.refuse_event(session, school_id, "vaccines", dose.given_on)
             gone = dose_out(dose, student, product)
             await audit.record(
                 session, actor_id=actor_id, action=AuditAction.DELETE, row=dose, school_id=school_id
@@ -500,8 +465,10 @@ class VaccineService(ServiceBase):
                 .limit(limit)
             )
             doses = [dose_out(d, s, p) for d, s, p in rows]
-            locked = await locked_rounds(session, {d.school_id for d in doses}, SubmissionTrack.VACCINE)
-        return [recent_dose(dose, locked.get(dose.school_id)) for dose in doses]
+            found = await locks.entry_locks(session, "vaccines", [(d.school_id, d.given_on) for d in doses])
+        return [
+            recent_dose(dose, lock) for dose, lock in zip(doses, found, strict=True)
+        ]
 
     # Vaccination round at school --------------------------------------------------------------
 
@@ -563,7 +530,7 @@ class VaccineService(ServiceBase):
         request_key: str | None,
         write: bool,
     ) -> RoundResult:
-        await refuse_if_locked(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
+        await locks.refuse_event(session, school_id, "vaccines", data.given_on)
         product = await _active_product(session, data.product_id)
         # What is wrong for everybody refuses the whole round before anyone is looked at.
         if product.code == OTHER_PRODUCT_CODE and not data.product_other_name:
@@ -688,7 +655,9 @@ class VaccineService(ServiceBase):
         allow_inactive_product: bool = False,
     ) -> tuple[DoseCheck, VaccineProduct | None]:
         check = DoseCheck(entered_late=is_late_entry(data.given_on, self.clock.now(), self.clock.tz))
-        locked = await lock_finding(session, school_id, SubmissionTrack.VACCINE, "vaccines.locked")
+        locked = await locks.event_refusal(
+            session, school_id, "vaccines", data.given_on, editing.given_on if editing else None
+        )
         if locked is not None:
             check.errors.append(locked)
         product = await session.get(VaccineProduct, data.product_id)
