@@ -569,7 +569,15 @@ class ReportFlow(Flow):
         try:
             period = parse_date_range(turn.answer, turn.context.services.clock.today())
         except (DomainError, ValidationError) as exc:
-            hint = turn.text("report_chat.period_hint")
+            if isinstance(exc, DomainError) and exc.code == "reports.period_invalid":
+                # The ends typed the other way round: offer the range the person most likely meant.
+                hint = turn.text(
+                    "report_chat.period_reversed_hint",
+                    date_from=exc.params["date_to"],
+                    date_to=exc.params["date_from"],
+                )
+            else:
+                hint = turn.text("report_chat.period_hint")
             return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
         return await self._start(turn, period)
 
@@ -583,6 +591,10 @@ class ReportFlow(Flow):
         try:
             date_from = self._typed_date(turn)
         except DomainError as exc:
+            # A whole range typed here (as the period question suggests) is taken as it is.
+            with contextlib.suppress(DomainError, ValidationError):
+                period = parse_date_range(turn.answer, turn.context.services.clock.today())
+                return await self._start(turn, period)
             hint = turn.text("report_chat.date_hint")
             return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
         turn.remember(date_from=date_from.isoformat())

@@ -10,11 +10,18 @@ the progress figures); `render_progress_png(series, labels)` draws them. Every w
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from storage.models import SubmissionStatus
 from storage.schemas.rounds import Progress
+
+if TYPE_CHECKING:
+    from matplotlib.backend_bases import RendererBase
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
 
 TRACKS = ("program", "vaccine")
 # Bar segments, left to right: done first, the ones to chase last.
@@ -29,6 +36,12 @@ COLOURS = {
 # Per-school bars drawn; beyond this the chart notes how many more there are (the text lists all).
 MAX_SCHOOL_BARS = 60
 MAX_LABEL = 42
+# The title carries the round's name, which can be a long sentence: it wraps to the figure width in
+# at most this many lines, shrinking from TITLE_SIZE down to MIN_TITLE_SIZE when it needs more.
+TITLE_SIZE = 14
+MIN_TITLE_SIZE = 10
+MAX_TITLE_LINES = 3
+TITLE_MARGIN_INCHES = 0.15  # kept clear at each side of the title
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,31 @@ def progress_chart_series(progress: Progress) -> ChartSeries:
     return ChartSeries(round_name=progress.round.name, counts=counts, schools=bars, hidden_schools=hidden)
 
 
-def render_progress_png(progress: Progress | ChartSeries, labels: ChartLabels, *, dpi: int = 100) -> bytes:
+def fit_text(artist: Text, max_width: float, renderer: RendererBase) -> None:
+    """Wrap `artist`'s text so it is at most `max_width` pixels wide, as measured by `renderer`:
+    the widest wrap that fits in MAX_TITLE_LINES lines at the largest size from the artist's own
+    down to MIN_TITLE_SIZE; failing that, the widest wrap that fits at MIN_TITLE_SIZE, however
+    many lines (a name has no length limit, and a clipped title is worse than a tall one)."""
+    text = " ".join(artist.get_text().split())
+    size = artist.get_fontsize()
+    while True:
+        artist.set_fontsize(size)
+        chars = len(text)
+        while True:
+            # Words are only broken when a single word is wider than the figure.
+            wrapped = textwrap.fill(text, max(chars, 1), break_long_words=True, break_on_hyphens=False)
+            artist.set_text(wrapped)
+            width = artist.get_window_extent(renderer).width
+            if width <= max_width or chars <= 1:
+                break
+            # Jump close to the width that fits (text is roughly proportional), then step down.
+            chars = min(chars - 1, int(chars * max_width / width))
+        if wrapped.count("\n") < MAX_TITLE_LINES or size <= MIN_TITLE_SIZE:
+            return
+        size = max(MIN_TITLE_SIZE, size - 1)
+
+
+def progress_figure(progress: Progress | ChartSeries, labels: ChartLabels, *, dpi: int = 100) -> Figure:
     """Two panels: schools per status for each track (stacked bars), then the records of each
     school coloured by its programme status. The height grows with the number of schools."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -98,9 +135,12 @@ def render_progress_png(progress: Progress | ChartSeries, labels: ChartLabels, *
     rows = max(1, len(series.schools))
     top_height, bottom_height = 2.8, 1.3 + 0.3 * rows
     figure = Figure(figsize=(10, top_height + bottom_height + 0.6), dpi=dpi, layout="constrained")
-    FigureCanvasAgg(figure)  # the Agg canvas, explicitly: no pyplot, no global state
+    canvas = FigureCanvasAgg(figure)  # the Agg canvas, explicitly: no pyplot, no global state
     grid = figure.add_gridspec(2, 1, height_ratios=[top_height, bottom_height])
-    figure.suptitle(labels.title, fontsize=14, fontweight="bold")
+    heading = figure.suptitle(labels.title, fontsize=TITLE_SIZE, fontweight="bold")
+    # Centred on the figure, so it fits when it is narrower than the figure less a margin each side;
+    # constrained layout then makes room for however many lines it took.
+    fit_text(heading, figure.bbox.width - 2 * TITLE_MARGIN_INCHES * dpi, canvas.get_renderer())
 
     # Schools per status, one stacked bar per track.
     counts_axes = figure.add_subplot(grid[0])
@@ -160,7 +200,11 @@ def render_progress_png(progress: Progress | ChartSeries, labels: ChartLabels, *
         title += "\n" + labels.more_schools
     school_axes.set_title(title, fontsize=11)
     school_axes.grid(axis="x", alpha=0.3)
+    return figure
 
+
+def render_progress_png(progress: Progress | ChartSeries, labels: ChartLabels, *, dpi: int = 100) -> bytes:
+    """`progress_figure` as PNG bytes."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    progress_figure(progress, labels, dpi=dpi).savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()

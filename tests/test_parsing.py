@@ -25,6 +25,7 @@ from storage.schemas.parsing import (
     parse_event_date,
     parse_quantity,
 )
+from storage.schemas.reports import ReportPeriod, parse_date_range
 from storage.text import fold, fold_key
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -388,3 +389,103 @@ def test_local_day_decides_not_utc() -> None:
     # 06:00 UTC on D+1 is 13:00 local on D+1: on time; 17:00 UTC on D+1 is 00:00 local on D+2: late.
     assert not is_late_entry(event, datetime(2021, 11, 16, 6, 0, tzinfo=UTC), TZ)
     assert is_late_entry(event, datetime(2021, 11, 16, 17, 0, tzinfo=UTC), TZ)
+
+
+# --- date ranges (/report's typed period) ---------------------------------------------------------
+
+
+def period(date_from: date, date_to: date) -> ReportPeriod:
+    return ReportPeriod(date_from=date_from, date_to=date_to)
+
+
+SEPT_TO_NOV = period(date(2021, 9, 1), date(2021, 11, 15))
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "01/09/2021 - 15/11/2021",  # the pattern the period question shows
+        "01/09/2021 – 15/11/2021",  # a round's button (en dash)
+        "từ 01/09/2021 đến 15/11/2021",  # a report's caption
+        "01/09/2021-15/11/2021",
+        "01/09/2021 -15/11/2021",
+        "01/09/2021 —  15/11/2021",
+        "01/09/2021 − 15/11/2021",  # minus sign
+        "01/09/2021 ‐ 15/11/2021",  # Unicode hyphen
+        "01/09/2021 → 15/11/2021",
+        "01/09/2021 -> 15/11/2021",
+        "01/09/2021 ~ 15/11/2021",
+        "01/09/2021 đến 15/11/2021",
+        "01/09/2021 den 15/11/2021",
+        "01/09/2021 tới 15/11/2021",
+        "01/09/2021 đến hết 15/11/2021",
+        "Từ 01/09/2021 đến 15/11/2021",
+        "tu 01/09/2021 den 15/11/2021",
+        nfd("từ 01/09/2021 đến 15/11/2021"),
+        "từ ngày 01/09/2021 đến ngày 15/11/2021",
+        "from 01/09/2021 to 15/11/2021",
+        "  01/09/2021   -   15/11/2021.  ",
+        "1/9/2021 - 15/11/2021",
+        "01-09-2021 - 15-11-2021",
+        "01.09.21-15.11.21",
+        "2021-09-01 - 2021-11-15",
+        "1/9 - 15/11",
+        "1/9-15/11",
+        "từ 1/9 đến 15/11",
+        "tu 1/9 den 15/11",
+        "1/9 - 15/11/2021",
+        "01/09/2021 - 15/11",
+        "từ 1/9 đến nay",
+        "tu 01/09/2021 den hom nay",
+    ],
+)
+def test_parse_date_range_accepts(typed: str) -> None:
+    assert parse_date_range(typed, TODAY) == SEPT_TO_NOV
+
+
+@pytest.mark.parametrize(
+    ("typed", "today", "expected"),
+    [
+        # Without a year, the current school year (September to August) - even for a day not yet
+        # come: "15/11" typed on 10/11/2021 is 15/11/2021, not the year before (a reversed range).
+        ("1/9 - 15/11", date(2021, 11, 10), SEPT_TO_NOV),
+        ("1/9 - 15/11", date(2022, 1, 10), SEPT_TO_NOV),
+        ("1/9 - 15/11", date(2021, 9, 1), SEPT_TO_NOV),
+        ("1/9 - 15/11", date(2022, 8, 31), SEPT_TO_NOV),
+        ("1/9 - 15/11", date(2022, 9, 1), period(date(2022, 9, 1), date(2022, 11, 15))),
+        ("1/12 - 31/1", TODAY, period(date(2021, 12, 1), date(2022, 1, 31))),
+        ("1/2 - 31/3", TODAY, period(date(2022, 2, 1), date(2022, 3, 31))),
+        # One end with a year: the other end is in that end's school year.
+        ("1/9 - 15/11/2020", TODAY, period(date(2020, 9, 1), date(2020, 11, 15))),
+        ("01/09/2020 - 31/5", TODAY, period(date(2020, 9, 1), date(2021, 5, 31))),
+        ("hôm qua - hôm nay", TODAY, period(date(2021, 11, 14), TODAY)),
+    ],
+)
+def test_parse_date_range_years(typed: str, today: date, expected: ReportPeriod) -> None:
+    assert parse_date_range(typed, today) == expected
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["15/11/2021 - 01/09/2021", "15/11 - 1/9", "15/11/2021 - 1/9"],
+)
+def test_parse_date_range_refuses_a_reversed_range(typed: str) -> None:
+    message = assert_rejected(lambda: parse_date_range(typed, TODAY), "reports.period_invalid")
+    assert "sau ngày kết thúc" in message
+
+
+@pytest.mark.parametrize(
+    ("typed", "code", "shown"),
+    [
+        ("01/11/2021", "reports.period_range_invalid", "«01/11/2021»"),
+        ("01/09/2021 15/11/2021", "reports.period_range_invalid", "01/09/2021 15/11/2021"),
+        ("01/09/2021 - 15/11/2021 - 20/11/2021", "reports.period_range_invalid", "20/11/2021"),
+        ("tháng 9 đến tháng 11", "reports.period_range_invalid", "tháng 9 đến tháng 11"),
+        ("31/02/2021 - 01/03/2021", "date.impossible", "31/02/2021"),
+        ("30/2 - 1/3", "date.impossible", "30/2"),
+        ("29/2 - 1/3", "date.impossible", "29/2"),  # February 2022 has 28 days
+        ("", "reports.period_range_invalid", "«»"),
+    ],
+)
+def test_parse_date_range_rejects(typed: str, code: str, shown: str) -> None:
+    assert_rejected(lambda: parse_date_range(typed, TODAY), code, shown)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 from datetime import UTC, date, datetime
 
+import pytest
+
 from bot.commands.rounds import chart_labels, progress_png
 from exports.charts import (
     MAX_SCHOOL_BARS,
     SEGMENTS,
+    TITLE_SIZE,
     ChartSeries,
     progress_chart_series,
+    progress_figure,
     render_progress_png,
 )
 from storage.models import RoundStatus, SchoolLevel, SubmissionStatus, SubmissionTrack
@@ -150,4 +154,57 @@ async def test_chart_of_a_real_round(services: Services) -> None:
     assert series.counts["program"]["submitted"] == progress.totals.program["submitted"]
     assert [(bar.records, bar.segment) for bar in series.schools] == [(3, "submitted"), (0, "not_submitted")]
     content = progress_png(progress, "vi", TZ)
+    assert content.startswith(PNG_MAGIC) and png_size(content)[0] == 1000
+
+
+LONG_ROUND_NAME = (
+    'Báo cáo tiến độ thực hiện Chương trình "Sóng và máy tính cho em" và tiêm vắc xin phòng COVID-19 '
+    "cho học sinh, đợt tháng 11/2021"
+)
+
+
+def named(progress: Progress, name: str) -> Progress:
+    return progress.model_copy(update={"round": progress.round.model_copy(update={"name": name})})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Đợt 1",
+        "Báo cáo CV 1128/GDĐT",
+        LONG_ROUND_NAME,
+        LONG_ROUND_NAME + " – " + LONG_ROUND_NAME,  # longer than three lines at full size
+        "Báo-cáo-" * 30,  # one "word" wider than the figure
+    ],
+)
+@pytest.mark.parametrize("language", ["vi", "en"])
+def test_title_is_never_clipped(name: str, language: str) -> None:
+    """Every title line, measured by the renderer after layout, lies inside the figure, and the
+    whole name is still there (wrapping only changes the spaces)."""
+    progress = named(progress_of(6), name)
+    labels = chart_labels(progress, language, TZ)
+    figure = progress_figure(progress, labels)
+    figure.canvas.draw()  # runs constrained layout, as saving does
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    frame = figure.bbox
+    titles = [text for text in figure.texts if text.get_text()]
+    assert len(titles) == 1
+    titles += [axes.title for axes in figure.axes if axes.get_title()]
+    for title in titles:
+        box = title.get_window_extent(renderer)
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1, (title.get_text(), box, frame)
+        assert frame.y0 <= box.y0 and box.y1 <= frame.y1, (title.get_text(), box, frame)
+    shown = titles[0].get_text()
+    assert "".join(shown.split()) == "".join(labels.title.split())
+    if len(name) < 30:
+        assert "\n" not in shown and titles[0].get_fontsize() == TITLE_SIZE
+    if name == LONG_ROUND_NAME:
+        assert shown.count("\n") in (1, 2) and titles[0].get_fontsize() == TITLE_SIZE
+    # The title, however tall, stays above the first panel.
+    top_panel = figure.axes[0].get_tightbbox(renderer)
+    assert titles[0].get_window_extent(renderer).y0 >= top_panel.y1 - 1
+
+
+def test_long_title_png_is_valid() -> None:
+    content = progress_png(named(progress_of(6), LONG_ROUND_NAME), "vi", TZ)
     assert content.startswith(PNG_MAGIC) and png_size(content)[0] == 1000

@@ -6,6 +6,8 @@ people; a principal gets only their school, a teacher nothing."""
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -358,6 +360,91 @@ async def test_a_typed_date_range_wrong_then_right(
     doses = read_table(wb, "vaccination_doses", stream_columns(W, "vaccination_doses"))
     assert len(doses.rows) == 8  # the two doses given in November are outside October
     assert all(r["given_on"].month == 10 for r in doses.rows)
+
+
+def code_in(text: str) -> str:
+    """The example the bot shows between <code>…</code> (as a person reads it, unescaped)."""
+    found = re.search(r"<code>(.*?)</code>", text, re.DOTALL)
+    assert found is not None, text
+    return html.unescape(found.group(1))
+
+
+async def at_the_period(officer: Person) -> str:
+    await officer.send("/report")
+    await officer.tap(VACCINATION)
+    await officer.tap(WHOLE_DISTRICT)
+    return officer.last_text()
+
+
+async def test_the_range_the_question_shows_is_accepted(
+    services: Services, harness: Harness, rw: ReportWorld
+) -> None:
+    """Typing exactly the example of the period question (read from the bot's message, so the test
+    follows the catalogue) builds the report for that range."""
+    officer = harness.person("health_officer")
+    shown = code_in(await at_the_period(officer))
+    await officer.send(shown)
+    await built(harness)
+    _, wb, caption = await workbook_of(officer)
+    assert "từ 01/09/2021 đến 15/11/2021" in caption
+    meta = meta_of(wb)
+    assert meta["Từ ngày"].date().isoformat() == "2021-09-01"
+    assert meta["Đến ngày"].date().isoformat() == "2021-11-15"
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "01/09/2021-15/11/2021",
+        "01/09/2021 – 15/11/2021",  # the en dash of a round's button
+        "01/09/2021 đến 15/11/2021",
+        "từ 01/09/2021 đến 15/11/2021",  # a report's caption
+        "tu 01/09/2021 den 15/11/2021",
+        "1/9 - 15/11",  # this school year
+        "tu 1/9 den 15/11",
+    ],
+)
+async def test_the_usual_ways_to_type_a_range(
+    services: Services, harness: Harness, rw: ReportWorld, typed: str
+) -> None:
+    officer = harness.person("health_officer")
+    await at_the_period(officer)
+    await officer.send(typed)
+    await built(harness)
+    _, _, caption = await workbook_of(officer)
+    assert "từ 01/09/2021 đến 15/11/2021" in caption
+
+
+async def test_the_hints_examples_are_accepted(services: Services, harness: Harness, rw: ReportWorld) -> None:
+    """A reversed range is refused, saying which day is after which, and the hint offers the range
+    the other way round: typing that (as shown) builds the report. So does the plain hint's example."""
+    officer = harness.person("health_officer")
+    await at_the_period(officer)
+    await officer.send("15/11/2021 - 01/10/2021")
+    refusal = officer.last_text()
+    assert "Ngày bắt đầu 15/11/2021 sau ngày kết thúc 01/10/2021" in refusal
+    assert code_in(refusal) == "01/10/2021 - 15/11/2021"
+    assert await step_of(services, officer) == Step.PERIOD
+    assert not running_reports(harness.app)  # type: ignore[arg-type]
+    await officer.send("không biết")
+    hint = officer.last_text()
+    assert "không phải là một khoảng ngày" in hint
+    assert code_in(hint) == "01/09/2021 - 15/11/2021"
+    await officer.send(code_in(refusal))
+    await built(harness)
+    _, _, caption = await workbook_of(officer)
+    assert "từ 01/10/2021 đến 15/11/2021" in caption
+
+
+async def test_a_range_typed_at_the_from_step(services: Services, harness: Harness, rw: ReportWorld) -> None:
+    officer = harness.person("health_officer")
+    shown = code_in(await at_the_period(officer))
+    await officer.tap(FROM_TO)
+    assert "Báo cáo từ ngày nào?" in officer.last_text()
+    await officer.send(shown)
+    await built(harness)
+    _, _, caption = await workbook_of(officer)
+    assert "từ 01/09/2021 đến 15/11/2021" in caption
 
 
 async def test_from_and_to_in_two_steps(services: Services, harness: Harness, rw: ReportWorld) -> None:

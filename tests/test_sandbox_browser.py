@@ -380,3 +380,101 @@ async def test_a_handover_by_buttons_shows_in_the_officers_workbook(sandbox, vis
 
     after = await officer_report(visitor, officer, tmp_path, "after.xlsx")
     assert handover_cells_up_by_one(before, after), "no handover count went up by one in the workbook"
+
+
+# --- at phone width -----------------------------------------------------------------------------------
+
+PHONE = {"width": 390, "height": 844}
+PHONE_MARGIN = 2  # pixels of rounding allowed when comparing boxes
+
+# Where the page's layout stands, read in one go: the viewport, the document's height, and the boxes
+# (viewport coordinates) of the message pane, the composer and the latest bot message.
+LAYOUT = """() => {
+  const box = (node) => {
+    if (!node) return null;
+    const r = node.getBoundingClientRect();
+    return { top: r.top, bottom: r.bottom, height: r.height };
+  };
+  const replies = document.querySelectorAll('#messages .msg.bot');
+  return {
+    viewport: window.innerHeight,
+    document: Math.max(document.documentElement.scrollHeight, document.body.scrollHeight),
+    pane: box(document.getElementById('messages')),
+    composer: box(document.getElementById('composer')),
+    reply: box(replies[replies.length - 1]),
+  };
+}"""
+
+
+@pytest.fixture
+async def phone(browser: Any) -> AsyncIterator[Any]:
+    context = await browser.new_context(
+        viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, accept_downloads=True
+    )
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    await context.close()
+    assert errors == [], f"errors in the page's script: {errors}"
+
+
+async def assert_reply_in_view(page: Any) -> dict[str, Any]:
+    """The page is one screen high (its chat scrolls, not the page), the composer is on screen, and
+    the latest reply is in view: whole when it fits the pane, from its first line when it is taller."""
+    layout = await page.evaluate(LAYOUT)
+    viewport, pane, composer, reply = layout["viewport"], layout["pane"], layout["composer"], layout["reply"]
+    assert layout["document"] <= viewport + PHONE_MARGIN, layout
+    assert composer["top"] >= 0 and composer["bottom"] <= viewport + PHONE_MARGIN, layout
+    assert pane["bottom"] <= composer["top"] + PHONE_MARGIN and pane["height"] > 200, layout
+    assert reply is not None, layout
+    assert reply["top"] >= 0 and pane["top"] - PHONE_MARGIN <= reply["top"] < pane["bottom"], layout
+    if reply["height"] <= pane["height"]:
+        assert reply["bottom"] <= pane["bottom"] + PHONE_MARGIN and reply["bottom"] <= viewport, layout
+    return layout
+
+
+async def test_at_phone_width_the_latest_reply_stays_in_view(sandbox, phone, tmp_path):
+    """390×844: after each message, the page is still one screen high and the bot's latest reply is in
+    view above the composer; long replies (/help) start at their first line."""
+    visitor = Visitor(phone, sandbox)
+    teacher = person(sandbox, "teacher", "TH")
+    await visitor.open(f"?as={teacher.user_id}")
+    visitor.user_id = teacher.user_id
+    await phone.wait_for_selector(f'.persona[data-user-id="{teacher.user_id}"][aria-pressed="true"]')
+    await visitor.shown()
+
+    tall = 0
+    for typed in ["/me", "/help", "/me", "/help", "/lang"]:
+        await visitor.type(typed)
+        layout = await assert_reply_in_view(phone)
+        tall += layout["reply"]["height"] > layout["pane"]["height"]
+    assert tall, "no reply was taller than the pane: the long-reply case was not exercised"
+    await visitor.tap("English")
+    await visitor.says("Switched to English.")
+    await assert_reply_in_view(phone)
+    await visitor.type("/me")
+    await assert_reply_in_view(phone)
+    await visitor.type("/lang")
+    await visitor.tap("Tiếng Việt")
+    await visitor.says(t("core.lang_set", "vi"))
+    await assert_reply_in_view(phone)
+    await visitor.type("/me")
+    await assert_reply_in_view(phone)
+    await visitor.type("/lang")  # its buttons stay on the screenshot
+    await assert_reply_in_view(phone)
+
+    screenshot = Path(os.environ.get("SANDBOX_PHONE_SCREENSHOT") or tmp_path / "sandbox-phone.png")
+    await phone.screenshot(path=str(screenshot))
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_at_desktop_width_the_latest_reply_is_scrolled_into_view(sandbox, visitor):
+    teacher = person(sandbox, "teacher", "TH")
+    await visitor.open(f"?as={teacher.user_id}")
+    visitor.user_id = teacher.user_id
+    await visitor.page.wait_for_selector(f'.persona[data-user-id="{teacher.user_id}"][aria-pressed="true"]')
+    await visitor.shown()
+    for typed in ["/help", "/me", "/help", "/help", "/me"]:
+        await visitor.type(typed)
+        await assert_reply_in_view(visitor.page)

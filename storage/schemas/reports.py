@@ -21,6 +21,7 @@ from storage.errors import DomainError
 from storage.models import Role, SchoolLevel
 from storage.schemas.organisation import parse_level
 from storage.schemas.parsing import parse_date
+from storage.schemas.students import SCHOOL_YEAR_START_MONTH, school_year_start
 from storage.text import fold
 
 
@@ -132,25 +133,52 @@ class ReportPeriod(BaseModel):
         return self
 
 
-# "01/09/2021 - 15/11/2021", "1/9/2021 đến 15/11/2021", "từ 01/09 tới 15/11", "01/09/2021–15/11/2021"
-# (matched on the folded text: "đến" is "den").
-_RANGE_LEAD = re.compile(r"^(?:tu|from)\s+")
-_RANGE_SEPARATOR = re.compile(r"\s+(?:-|den|toi|to)\s+|\s*(?:–|—|→|->|~)\s*")
+# A typed range, matched on the folded text (lower case, no diacritics: "đến" is "den"). Accepted: what
+# the bot shows ("01/09/2021 - 15/11/2021" in the question, "01/09/2021 – 15/11/2021" on a round's
+# button, "từ 01/09/2021 đến 15/11/2021" in a report's caption) and the usual variants: no spaces round
+# the dash, any dash or arrow, "đến"/"tới"/"to", "ngày" before a date, "15-11-2021", "15.11.21",
+# "2021-11-15", a day and month without the year ("1/9 - 15/11"), "hôm nay" ("từ 1/9 đến nay").
+_RANGE_DATE = (
+    r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}\s*[/.-]\s*\d{1,2}(?:\s*[/.-]\s*\d{2,4})?"
+    r"|hom nay|hom qua|hom kia|nay|today|yesterday"  # the day words `parse_date` knows
+)
+_RANGE_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212~→⇒>"  # hyphens, dashes, minus, arrows
+_RANGE = re.compile(
+    rf"(?:tu|from)?\s*(?:ngay|day)?\s*(?P<start>{_RANGE_DATE})"
+    rf"(?:\s*[{_RANGE_DASHES}]+\s*|\s+(?:den|toi|to|until|till)(?:\s+het)?\s+)"
+    rf"(?:ngay|day)?\s*(?P<end>{_RANGE_DATE})\s*[.,;]?"
+)
+_DAY_MONTH = re.compile(r"(\d{1,2})\s*[/.-]\s*(\d{1,2})")
+
+
+def _in_school_year(day_month: re.Match[str], reference: date) -> date:
+    """A day and month without the year, in the school year (September to August) of `reference`:
+    "1/9 - 15/11" typed on 10/11/2021 is 01/09/2021 - 15/11/2021 (not "the most recent 15/11", a year
+    earlier, which would reverse the range)."""
+    day, month = int(day_month.group(1)), int(day_month.group(2))
+    first_year = school_year_start(reference)
+    year = first_year if month >= SCHOOL_YEAR_START_MONTH else first_year + 1
+    try:
+        return date(year, month, day)
+    except ValueError:
+        raise DomainError("date.impossible", value=day_month.group(0)) from None
 
 
 def parse_date_range(text: str, today: date) -> ReportPeriod:
     """A typed date range (both ends) as a period; `reports.period_range_invalid` when it is not one,
     the date errors of `parse_date` when an end is not a date, `reports.period_invalid` when the
     start is after the end."""
-    shown = text.strip()
-    folded = _RANGE_LEAD.sub("", fold(shown))
-    parts = _RANGE_SEPARATOR.split(folded)
-    if len(parts) != 2:
-        parts = folded.split("-")  # "01/09/2021-15/11/2021": a hyphen between two dates
-    parts = [part.strip() for part in parts]
-    if len(parts) != 2 or not all(parts):
+    shown = " ".join(text.split())
+    found = _RANGE.fullmatch(fold(shown))
+    if found is None:
         raise DomainError("reports.period_range_invalid", value=shown)
-    date_from, date_to = (parse_date(part, today, allow_future=True) for part in parts)
+    start, end = (" ".join(found.group(name).split()) for name in ("start", "end"))
+    start_bare, end_bare = _DAY_MONTH.fullmatch(start), _DAY_MONTH.fullmatch(end)  # no year
+    dated_from = None if start_bare else parse_date(start, today, allow_future=True)
+    dated_to = None if end_bare else parse_date(end, today, allow_future=True)
+    # Without a year: the school year of the other end when it has one, else the current one.
+    date_from = dated_from or _in_school_year(start_bare, dated_to or today)  # type: ignore[arg-type]
+    date_to = dated_to or _in_school_year(end_bare, date_from)  # type: ignore[arg-type]
     if date_from > date_to:
         raise DomainError(
             "reports.period_invalid",

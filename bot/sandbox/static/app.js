@@ -154,10 +154,29 @@
     }
     for (const message of chat.messages) box.append(renderMessage(message));
     const last = chat.messages.length ? chat.messages[chat.messages.length - 1].id : 0;
-    if (first || nearBottom || last !== state.lastId) box.scrollTop = box.scrollHeight;
+    if (first || last !== state.lastId) {
+      showLatest(); // a new message: bring it into view
+    } else if (nearBottom) {
+      box.scrollTop = box.scrollHeight; // an edit, while reading the end: stay at the end
+    }
     state.lastId = last;
     renderMenu(chat.keyboard);
     renderNotices(chat.notices, first);
+  }
+
+  // The latest message in view, instantly (a smooth scroll would still be moving when the next message
+  // comes): a message that fits the pane is shown whole, at the bottom, like Telegram; one taller than
+  // the pane (a long /help) from its first line, so it is read from the start.
+  function showLatest() {
+    const box = $("messages");
+    const latest = box.lastElementChild;
+    if (!latest) return;
+    const gap = 8;
+    if (latest.offsetHeight + 2 * gap > box.clientHeight) {
+      box.scrollTop = latest.offsetTop - gap;
+    } else {
+      box.scrollTop = box.scrollHeight;
+    }
   }
 
   function renderMessage(message) {
@@ -169,6 +188,12 @@
       const image = el("img");
       image.src = message.photo.url;
       image.alt = text("photo");
+      // A picture gets its height when it has loaded: bring the latest message back into view if this
+      // is it (nobody has scrolled away in between, as far as we can tell: the pane was at its end).
+      image.addEventListener("load", () => {
+        const box = $("messages");
+        if (box.lastElementChild === bubble) showLatest();
+      });
       link.append(image);
       bubble.append(link);
     }
