@@ -218,3 +218,46 @@ async def test_sqlite_migration_breaking_a_foreign_key_is_rolled_back(tmp_path: 
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
     finally:
         await engine.dispose()
+
+
+async def test_0002_keeps_submitted_rounds_working(empty_engine: AsyncEngine) -> None:
+    """Issue 14: existing needs get their day and history; a submitted round gets its snapshot from
+    the data as it stands at upgrade time, an approved one stamped approved."""
+    await upgrade(empty_engine, "0001")
+    async with empty_engine.begin() as conn:
+        for statement in (
+            "INSERT INTO district (code, name, province, created_at) "
+            "VALUES ('NB', 'Nhà Bè', '', CURRENT_TIMESTAMP)",
+            "INSERT INTO school (district_id, code, name, level, address, active, created_at) "
+            "VALUES (1, '79785001', 'Trường TH', 'TH', '', true, CURRENT_TIMESTAMP)",
+            "INSERT INTO student (school_id, code, full_name, search_name, date_of_birth, grade, class_name, "
+            "priority_group, active, entered_at) VALUES (1, 'HS1', 'Lê An', 'le an', '2012-01-01', 4, '4A1', "
+            "'poor', true, '2021-11-10 02:00:00+00:00')",
+            "INSERT INTO need_record (student_id, category, needs_device, needs_connectivity, note, "
+            "entered_late, entered_at) "
+            "VALUES (1, 'poor', true, false, '', false, '2021-11-09 20:00:00+00:00')",
+            "INSERT INTO reporting_round (district_id, name, period_start, period_end, submit_deadline, "
+            "approve_deadline, compile_deadline, status, created_at) VALUES (1, 'Đợt 1', '2021-09-01', "
+            "'2021-11-15', '2021-11-15 08:30:00+00:00', '2021-11-16 04:30:00+00:00', "
+            "'2021-11-16 10:00:00+00:00', 'open', CURRENT_TIMESTAMP)",
+            "INSERT INTO round_submission (round_id, school_id, track, status, submitted_at, return_reason, "
+            "reviewed_at) VALUES (1, 1, 'program', 'approved', '2021-11-15 02:00:00+00:00', '', "
+            "'2021-11-15 03:00:00+00:00')",
+            "INSERT INTO round_submission (round_id, school_id, track, status, return_reason) "
+            "VALUES (1, 1, 'vaccine', 'not_submitted', '')",
+        ):
+            await conn.execute(text(statement))
+    await upgrade(empty_engine)
+    async with empty_engine.connect() as conn:
+        need = (await conn.execute(text("SELECT opened_on, changed_on FROM need_record"))).one()
+        assert str(need[0]) == "2021-11-10" and str(need[1]) == "2021-11-10"  # 03:00 local on 10/11
+        history = (await conn.execute(text("SELECT changed_on, closed FROM need_history"))).all()
+        assert [(str(day), bool(closed)) for day, closed in history] == [("2021-11-10", False)]
+        rows = (
+            await conn.execute(
+                text("SELECT submission_id, number, figures, approved_at FROM submission_snapshot")
+            )
+        ).all()
+    assert len(rows) == 1 and rows[0][0] == 1 and rows[0][1] == 1 and rows[0][3] is not None
+    figures = rows[0][2] if isinstance(rows[0][2], dict) else __import__("json").loads(rows[0][2])
+    assert figures["values"]["needs.total"] == 1 and figures["values"]["students"] == 1
