@@ -57,13 +57,31 @@ def render_answer(answer: FaqAnswer, language: str | None = None) -> str:
         parts.append("\n".join(lines))
         heading = t("faq.contact_heading_not_found", language)
     if answer.contacts:
-        contact_lines = [render_contact(contact, language) for contact in answer.contacts]
-        parts.append("\n".join([heading, *contact_lines]))
+        parts.append(_answer_contacts(answer, heading, language))
     if answer.matched and answer.related:
         parts.append(t("faq.related", language))
     if not answer.matched:
         parts.append(t("faq.browse_hint", language))
     return "\n\n".join(parts)
+
+
+def _answer_contacts(answer: FaqAnswer, heading: str, language: str | None) -> str:
+    """Whom to ask next. Nobody filled in yet: one line naming the office (a teacher cannot act on a
+    hint meant for the administrator); otherwise the filled contacts, and the roles still empty."""
+    if not any(contact.is_filled for contact in answer.contacts):
+        who = t("faq.ask_role_separator", language).join(
+            escape(contact.role or t(f"faq.ask_role.{contact.topic}", language))
+            for contact in answer.contacts
+        )
+        key = "faq.ask_office_answer" if answer.matched else "faq.ask_office_not_found"
+        return t(key, language, who=who)
+    lines = [
+        render_contact(contact, language)
+        if contact.is_filled
+        else t("faq.contact_role_only", language, role=escape(contact_role(contact, language)))
+        for contact in answer.contacts
+    ]
+    return "\n".join([heading, *lines])
 
 
 def button_label(text: str) -> str:

@@ -56,6 +56,11 @@ def place_label(place: DosePlace | str, language: str) -> str:
     return t(f"vaccines.place.{DosePlace(place).value}", language)
 
 
+def place_button_label(place: DosePlace, language: str) -> str:
+    # The button has an icon; the value in a sentence does not ("📍 Nơi tiêm: Nơi khác").
+    return t(f"vaccines.place_button.{place.value}", language)
+
+
 def product_button_label(product: VaccineProductOut, language: str) -> str:
     return t("vaccines.product_other", language) if product.needs_name else product.name
 
@@ -102,7 +107,7 @@ def other_product_name(turn: Turn) -> str:
 
 
 def place_keyboard(flow: Flow, language: str) -> InlineKeyboardMarkup:
-    return rows(*[[(place_label(place, language), flow.cb("place", place.value))] for place in PLACES])
+    return rows(*[[(place_button_label(place, language), flow.cb("place", place.value))] for place in PLACES])
 
 
 def chosen_place(turn: Turn) -> DosePlace | None:

@@ -94,6 +94,15 @@ def code_labels(codes: CodeList, language: str) -> list[str]:
     return [code_label(codes, value, language) for value in CODE_VALUES[codes]]
 
 
+def product_label(name: str, language: str) -> str:
+    """A product as the template shows it. A bilingual name in the product table ("Khác / Other":
+    Vietnamese, then English) shows only the template's language; the import accepts either side."""
+    parts = [part.strip() for part in name.split(" / ")]
+    if len(parts) != 2 or not all(parts):
+        return name
+    return parts[0] if language == "vi" else parts[1]
+
+
 def header_text(column: ColumnSpec, language: str) -> str:
     return t(f"excel.column.{column.field}.header", language)
 
@@ -133,7 +142,7 @@ def list_values(column: ColumnSpec, context: TemplateContext, language: str) -> 
     if column.codes is CodeList.GRADE:
         return [str(grade) for grade in range(MIN_GRADE, MAX_GRADE + 1)]
     if column.codes is CodeList.PRODUCT:
-        return list(context.products)
+        return [product_label(name, language) for name in context.products]
     if column.codes is CodeList.BATCH:
         return [batch_label(b, language) for b in context.batches] or None
     return code_labels(column.codes, language)
@@ -175,7 +184,7 @@ def example_value(column: ColumnSpec, context: TemplateContext, language: str) -
         "handed_on": date(2021, 11, 13),
         "dose_number": 1,
         "given_on": date(2021, 11, 10),
-        "product": context.products[0] if context.products else "COMIRNATY",
+        "product": product_label(context.products[0], language) if context.products else "COMIRNATY",
         "product_other_name": None,
         "place": label(CodeList.PLACE, DosePlace.SCHOOL.value),
     }

@@ -181,12 +181,12 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "gave",
     ),
     "tiepnhan": ("tiep nhan", "nhan", "nhan duoc", "nhan ve", "received", "receive", "receipt"),
+    # "hạn nộp" keeps its verb: submitting is what tells a round's deadline from the 5-day rule.
     "han": (
         "han",
         "han chot",
         "han cuoi",
         "thoi han",
-        "han nop",
         "deadline",
         "deadlines",
         "khi nao",

@@ -379,7 +379,26 @@ FIFTH_BATCH: list[tuple[str, str]] = [
     ("How do I record a vaccine dose in the bot?", "vaccine_one_dose_bot"),
 ]
 
-IN_DOMAIN: list[tuple[str, str]] = FIRST_BATCH + SECOND_BATCH + THIRD_BATCH + FOURTH_BATCH + FIFTH_BATCH
+# Reported by teachers in their first week (issue 16): the example the bot's /help suggests, and the
+# programme's eligible groups, which were answered by the neighbouring entries.
+SIXTH_BATCH: list[tuple[str, str]] = [
+    ("hạn nộp báo cáo khi nào", "deadline_school_submit"),
+    ("han nop bao cao khi nao", "deadline_school_submit"),
+    ("when is the report due", "deadline_school_submit"),
+    ("khi nào hết hạn nộp báo cáo vậy", "deadline_school_submit"),
+    ("hạn gửi báo cáo đợt này là ngày mấy", "deadline_school_submit"),
+    ("han nop va han duyet cua dot bao cao", "deadline_school_submit"),
+    ("chương trình hỗ trợ những đối tượng nào", "program_who_qualifies"),
+    ("chuong trinh ho tro nhung doi tuong nao", "program_who_qualifies"),
+    ("chương trình dành cho những em nào", "program_who_qualifies"),
+    ("doi tuong cua chuong trinh song va may tinh gom nhung ai", "program_who_qualifies"),
+    ("con ho can ngheo co thuoc doi tuong cua chuong trinh khong", "program_who_qualifies"),
+    ("which students does the programme support", "program_who_qualifies"),
+]
+
+IN_DOMAIN: list[tuple[str, str]] = (
+    FIRST_BATCH + SECOND_BATCH + THIRD_BATCH + FOURTH_BATCH + FIFTH_BATCH + SIXTH_BATCH
+)
 
 # Questions outside the domain: each must take the not-found path.
 OUT_OF_DOMAIN: list[str] = [

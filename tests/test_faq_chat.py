@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func, select
 
 from bot.faq_render import button_label, render_answer, topic_title
@@ -11,6 +13,7 @@ from conversations.faq import TOPIC_PAGE_SIZE, Step
 from storage.models import FaqEntry, FaqQuestion
 from storage.schemas.faq import ContactIn
 from storage.services import Services
+from storage.text import fold
 from tests.chat import Harness, Person
 from tests.factories import World, make_world
 
@@ -480,3 +483,35 @@ async def test_the_frame_follows_the_persons_language(services: Services, harnes
     assert "For more, contact" in principal.last_text()
     await principal.send("how to cook rice")
     assert principal.last_text().startswith("Sorry, the bot has no answer")
+
+
+async def test_the_example_question_of_help_gets_the_round_deadlines_and_whom_to_ask(
+    services: Services, harness: Harness
+):
+    await make_world(services)
+    teacher = harness.person("teacher")
+    await teacher.send("/help")
+    example = re.search(r"«([^»]+)»", teacher.last_text())
+    assert example is not None, "/help suggests a question"
+    for question in (example.group(1), fold(example.group(1))):
+        await teacher.send(question)
+        text = teacher.last_text()
+        assert text.startswith("❓ <b>Hạn nộp báo cáo của đợt là khi nào?</b>"), text
+        assert "15 giờ 30 phút thứ Hai, ngày 15/11/2021" in text and "buổi chiều 16/11/2021" in text
+        assert "05 ngày" not in text, "not the district's 5-day rule"
+        # Nobody filled in the contacts: "ask the office" once, no administrator's hint.
+        assert "hỏi Phòng GD&ĐT (Phó Trưởng phòng)" in text
+        assert "quản trị viên" not in text and "chưa có tên" not in text
+
+
+async def test_who_the_programme_supports_is_answered_with_the_eligible_groups(
+    services: Services, harness: Harness
+):
+    await make_world(services)
+    teacher = harness.person("teacher")
+    for question in ("chương trình hỗ trợ những đối tượng nào", "chuong trinh ho tro nhung doi tuong nao"):
+        await teacher.send(question)
+        text = teacher.last_text()
+        for group in ("hộ nghèo", "hộ cận nghèo", "cha, mẹ tử vong do dịch", "khó khăn khác"):
+            assert group in text, (question, text)
+        assert "Là chương trình quốc gia" not in text, "not what the programme is"

@@ -72,6 +72,58 @@ def test_out_of_domain_questions_are_not_found(index: FaqIndex, question: str) -
     assert not (candidates and is_match(candidates[0])), (question, candidates[:1])
 
 
+# Questions the bot itself suggests typing: a quoted example after "ví dụ" / "e.g." / "for example" in a
+# catalogue text about asking (/help, /faq, /faq_add…). Each must be answered by the entry meant; a new
+# example added to the catalogue fails the test below until it is mapped here.
+SUGGESTED_QUESTIONS: dict[str, str] = {
+    "hạn nộp báo cáo khi nào": "deadline_school_submit",
+    "when is the report due": "deadline_school_submit",
+    "chương trình hỗ trợ những đối tượng nào": "program_who_qualifies",
+    "which students does the programme support": "program_who_qualifies",
+    "Máy cho mượn tạm có được tính là học sinh đã có máy không?": "devices_loan",
+    "Does a loaned laptop count as the student having a device?": "devices_loan",
+}
+_QUOTE = r"(?:«[^»]+»|“[^”]+”|\"[^\"]+\")"
+_EXAMPLES = re.compile(
+    rf"(?:ví dụ|e\.g\.|for example)[:,]?\s*((?:{_QUOTE}(?:\s*(?:,|/|hoặc|or)\s*)?)+)", re.IGNORECASE
+)
+_QUOTED = re.compile(r"«([^»]+)»|“([^”]+)”|\"([^\"]+)\"")
+_ABOUT_ASKING = re.compile(r"câu hỏi|\bhỏi\b|question|\bask", re.IGNORECASE)
+
+
+def suggested_questions() -> dict[str, list[str]]:
+    """Every example question of the catalogue, both languages: example -> where ("language:key")."""
+    found: dict[str, list[str]] = {}
+    for language in LANGUAGES:
+        for key, text in load(language).items():
+            if not _ABOUT_ASKING.search(text):
+                continue
+            for examples in _EXAMPLES.finditer(text):
+                for groups in _QUOTED.findall(examples.group(1)):
+                    example = next(group for group in groups if group)
+                    found.setdefault(example, []).append(f"{language}:{key}")
+    return found
+
+
+def test_the_catalogue_scan_finds_the_known_examples() -> None:
+    found = suggested_questions()
+    assert "vi:core.help_footer" in found["hạn nộp báo cáo khi nào"]
+    assert "en:core.help_footer" in found["when is the report due"]
+    assert "vi:faq.menu_title" in found["chương trình hỗ trợ những đối tượng nào"]
+    assert "thiếu 2 biên bản bàn giao lớp 4A1" not in found, "an example reason is not a question"
+
+
+def test_every_question_the_bot_suggests_is_answered_by_its_entry(index: FaqIndex) -> None:
+    found = suggested_questions()
+    unmapped = {example: where for example, where in found.items() if example not in SUGGESTED_QUESTIONS}
+    assert unmapped == {}, "map each example question to the entry meant to answer it (SUGGESTED_QUESTIONS)"
+    assert set(SUGGESTED_QUESTIONS) <= set(found), "an example no longer in the catalogue"
+    for example, key in SUGGESTED_QUESTIONS.items():
+        # As shown, and as a teacher types it without diacritics.
+        for form in {example, fold(example)}:
+            assert _top(index, form) == key, (form, found[example], index.search(form, 3))
+
+
 def test_case_diacritics_and_word_order_do_not_matter(index: FaqIndex) -> None:
     forms = [
         "Nhập mũi tiêm vắc xin ở mục nào?",
@@ -273,11 +325,31 @@ def test_a_matched_answer_escapes_text_and_names_the_contact_role_when_nobody_is
     )
     text = render_answer(answer, "vi")
     assert text.startswith("❓ <b>Nhập tiêm ở đâu?</b>\n\nVào mục &lt;4.9.1&gt; &amp; nhập.")
-    assert "Phụ trách Y tế trường học, Phòng GD&amp;ĐT: chưa có tên, số điện thoại" in text
-    assert "quản trị viên có thể bổ sung" in text
+    # Nobody filled in: "ask the office" once, never the administrator's hint.
+    assert "📞 Cần hỏi thêm: hỏi Phòng GD&ĐT (người phụ trách Y tế trường học)." in text
+    assert text.count("Phòng GD&ĐT") == 1
+    assert "quản trị viên" not in text and "chưa có tên" not in text
     assert "Câu hỏi liên quan" in text
     english = render_answer(answer, "en")
-    assert "School-health officer" in english and "an administrator can fill in the contacts" in english
+    assert "For more, contact the District Office of Education (the school-health officer)." in english
+    assert "administrator" not in english
+
+
+def test_unfilled_contacts_of_an_answer_are_named_once_and_without_the_admin_hint() -> None:
+    both = [ContactOut(topic="program_primary"), ContactOut(topic="program_secondary")]
+    answer = FaqAnswer(
+        question="q", matched=True, score=0.9, entry=_entry("A"), topic="program", contacts=both
+    )
+    text = render_answer(answer, "vi")
+    assert text.endswith(
+        "📞 Cần hỏi thêm: hỏi Phòng GD&ĐT (chuyên viên phụ trách Tiểu học hoặc chuyên viên phụ trách THCS)."
+    )
+    # One filled, one not: the filled one with its details, the other by its role only.
+    mixed = [ContactOut(topic="program_primary", name="Trần Lê Hồng Phúc"), both[1]]
+    text = render_answer(answer.model_copy(update={"contacts": mixed}), "vi")
+    assert "• Chuyên viên phụ trách Tiểu học, Phòng GD&amp;ĐT: Trần Lê Hồng Phúc" in text
+    assert "• Chuyên viên phụ trách THCS, Phòng GD&amp;ĐT" in text
+    assert "quản trị viên" not in text and "chưa có tên" not in text
 
 
 def test_a_filled_contact_shows_name_phone_and_username() -> None:
@@ -304,7 +376,7 @@ def test_the_not_found_reply_says_so_and_points_to_a_contact_and_to_browsing() -
     )
     text = render_answer(answer, "vi")
     assert text.startswith("Xin lỗi, bot chưa có câu trả lời cho câu hỏi này.")
-    assert "📞 Bạn có thể liên hệ:\n• Phó Trưởng phòng GD&amp;ĐT" in text
+    assert "📞 Bạn có thể liên hệ Phòng GD&ĐT (Phó Trưởng phòng)." in text
     assert text.endswith("Gõ /faq để xem các câu hỏi theo chủ đề.")
     guessed = render_answer(answer.model_copy(update={"topic": "vaccine"}), "vi")
     assert "«Tiêm vắc-xin (4.9.1)»" in guessed

@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 from openpyxl.utils import column_index_from_string, range_boundaries
 
 from bot.texts import LANGUAGES, t
+from exports.annotate import message
 from exports.reader import read_table
 from exports.templates import (
     CODE_VALUES,
@@ -18,6 +19,7 @@ from exports.templates import (
     HEADER_ROW,
     build_template,
     code_labels,
+    product_label,
     template_columns,
 )
 from storage.models import DosePlace
@@ -37,9 +39,11 @@ from storage.schemas.imports import (
     parse_place,
     parse_priority,
     parse_source,
+    product_keys,
 )
 from storage.schemas.students import parse_gender
 from storage.services import Services
+from storage.text import fold_key
 from tests.factories import make_world
 
 LIMITS = ReadLimits(max_bytes=10 * 2**20, max_rows=50_000)
@@ -189,7 +193,7 @@ async def test_products_come_from_the_table(services: Services) -> None:
     assert doses.products[0] == "Comirnaty (Pfizer-BioNTech)" and "Khác / Other" in doses.products
     workbook = load_workbook(io.BytesIO(build_template(doses, "vi")))
     lists = workbook[t("excel.sheet.lists", "vi")]
-    assert [c.value for c in lists["A"][1:]] == doses.products
+    assert [c.value for c in lists["A"][1:]] == [product_label(name, "vi") for name in doses.products]
 
 
 def test_without_batches_the_batch_column_takes_a_number() -> None:
@@ -240,3 +244,71 @@ def test_template_reads_back_as_its_kind_without_rows(kind: ImportKind, language
 
 def test_place_words_cover_every_place() -> None:
     assert {parse_place(word) for word in ("tai truong", "Tại địa phương", "noi khac")} == set(DosePlace)
+
+
+# --- wording (issue 16): what the template says must match the chat and the directive -------------
+
+
+def _texts(workbook: openpyxl.Workbook) -> str:
+    """Every cell value and header comment of every sheet, one per line."""
+    texts = []
+    for sheet in workbook.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                if cell.value is not None:
+                    texts.append(str(cell.value))
+                if cell.comment is not None:
+                    texts.append(cell.comment.text)
+    return "\n".join(texts)
+
+
+def _dose_template(language: str) -> openpyxl.Workbook:
+    context = TemplateContext(
+        kind=ImportKind.DOSES,
+        with_school_column=False,
+        school_code="79785001",
+        products=["Comirnaty (Pfizer-BioNTech)", "Khác / Other"],
+    )
+    return load_workbook(io.BytesIO(build_template(context, language)))
+
+
+def test_the_dose_template_says_one_row_per_dose_not_per_student() -> None:
+    vi = _texts(_dose_template("vi"))
+    assert "Mỗi học sinh chỉ một dòng" not in vi
+    assert "Mỗi mũi tiêm một dòng" in vi and "Mỗi học sinh mỗi mũi một dòng" in vi
+    en = _texts(_dose_template("en"))
+    assert "One row per student." not in en and "One row per dose" in en
+    students = TemplateContext(kind=ImportKind.STUDENTS, with_school_column=False, school_code="79785001")
+    assert "Mỗi học sinh một dòng" in _texts(load_workbook(io.BytesIO(build_template(students, "vi"))))
+
+
+def test_the_place_list_says_in_the_community_and_old_files_still_import() -> None:
+    workbook = _dose_template("vi")
+    lists = workbook[t("excel.sheet.lists", "vi")]
+    offered = [str(c.value) for column in lists.iter_cols() for c in column[1:] if c.value]
+    assert "Tại cộng đồng" in offered
+    assert "địa phương" not in _texts(workbook), "the chat and the directive say «tại cộng đồng»"
+    # Files filled in before (and people who type it) still import.
+    for word in ("Tại cộng đồng", "tai cong dong", "Tại địa phương", "In the community"):
+        assert parse_place(word) is DosePlace.COMMUNITY
+
+
+def test_the_product_list_is_in_the_templates_language_and_reads_back() -> None:
+    for language, shown, hidden in (("vi", "Khác", "Other"), ("en", "Other", "Khác")):
+        lists = _dose_template(language)[t("excel.sheet.lists", language)]
+        offered = [str(c.value) for column in lists.iter_cols() for c in column[1:] if c.value]
+        assert shown in offered and "Comirnaty (Pfizer-BioNTech)" in offered
+        assert not any(hidden in value for value in offered), (language, offered)
+        assert fold_key(shown) in product_keys("OTHER", "Khác / Other")  # the import reads it back
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_excel_comments_do_not_point_to_chat_buttons(language: str) -> None:
+    # A date in the future is explained in a cell comment of the checked file, where there are no buttons.
+    for code, params in (
+        ("date.future", {"value": "20/11/2021"}),
+        ("vaccines.future", {"given_on": "20/11/2021"}),
+    ):
+        text = message(code, params, language)
+        assert "«" not in text and "bấm" not in text.lower() and "tap" not in text.lower(), text
+        assert "20/11/2021" in text
