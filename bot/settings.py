@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # Uploads of Excel files.
     import_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     import_max_rows: int = Field(default=50_000, ge=1)
+    import_max_columns: int = Field(default=200, ge=10, le=16_384)
+    # The process reading an upload may use this much address space (MiB); over it, the file is refused.
+    import_worker_max_mb: int = Field(default=1024, ge=256)
     # Reminders: no messages between these local hours (start inclusive, end exclusive).
     quiet_hours_start: int = Field(default=21, ge=0, le=23)
     quiet_hours_end: int = Field(default=7, ge=0, le=23)

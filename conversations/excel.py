@@ -37,7 +37,12 @@ PREFIX = "excel"
 
 def read_limits(context: BotContext) -> ReadLimits:
     settings = context.settings
-    return ReadLimits(max_bytes=settings.import_max_bytes, max_rows=settings.import_max_rows)
+    return ReadLimits(
+        max_bytes=settings.import_max_bytes,
+        max_rows=settings.import_max_rows,
+        max_columns=settings.import_max_columns,
+        worker_max_mb=settings.import_worker_max_mb,
+    )
 
 
 def _escaped_error(exc: DomainError, language: str) -> str:
@@ -192,6 +197,7 @@ def extra_handlers() -> list[BaseHandler[Update, BotContext, Any]]:
         # .yaml/.yml documents are FAQ knowledge-base files (conversations/faq.py).
         MessageHandler(
             filters.Document.ALL
+            & ~filters.ANIMATION  # a GIF arrives as a document too: it is no upload
             & ~(filters.Document.FileExtension("yaml") | filters.Document.FileExtension("yml")),
             on_document,
         ),

@@ -2,7 +2,8 @@
 
 `annotated_copy(check, language)` writes (openpyxl, write-only: a 50,000-row file costs little memory)
 the sheet that was read, cell for cell at the same addresses — values as read, formulas as their
-cached values — plus a verdict column after the last one. Each cell with a problem is filled (red for
+cached values, text that looks like a formula (= + - @, tab, CR first) as text with Excel's quote
+prefix — plus a verdict column after the last one. Each cell with a problem is filled (red for
 a refusal, yellow for a warning) and carries a comment with the catalogue text saying what is wrong
 and how to fix it; problems of the row as a whole go on its verdict cell.
 
@@ -28,6 +29,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from bot.errors import render_error
 from bot.texts import LANGUAGES, load, t
+from exports.xlsx import looks_like_formula
 from storage.errors import DomainError
 from storage.schemas.imports import SPECS, CellIssue, ImportCheck, ImportKind, Outcome, RowResult
 
@@ -177,8 +179,12 @@ def _cell(sheet: WriteOnlyWorksheet, value: Any) -> WriteOnlyCell:
     if isinstance(value, Cell):
         return value
     cell = WriteOnlyCell(sheet, value=value)
-    if isinstance(value, str) and value.startswith("="):
-        cell.data_type = "s"  # a text that looks like a formula stays text
+    if isinstance(value, str) and looks_like_formula(value):
+        # A text starting with = + - @ (or tab, CR) stays text, and with Excel's quote prefix (as in
+        # the reports) editing the cell later does not turn it into a formula: the copy goes back to
+        # the person who may open it and fix it, and its text came from someone else's file.
+        cell.data_type = "s"
+        cell.quotePrefix = True
     if isinstance(value, date):
         cell.number_format = DATE_FORMAT if not isinstance(value, datetime) else "DD/MM/YYYY HH:MM"
     return cell
@@ -196,7 +202,7 @@ def _plain(sheet: WriteOnlyWorksheet, value: Any) -> Any:
         return None
     if isinstance(value, str):
         value = ILLEGAL_CHARACTERS_RE.sub("", value)
-        return _cell(sheet, value) if value.startswith("=") else value
+        return _cell(sheet, value) if looks_like_formula(value) else value
     if isinstance(value, date):
         return _cell(sheet, value)
     return value

@@ -11,7 +11,15 @@ Safety, before any parser sees the bytes:
   its declared size (zipfile stops there and checks the CRC), and XML parts declaring a DTD or an
   entity (`<!DOCTYPE`, `<!ENTITY`: "billion laughs") are refused — OOXML and ODF never need one;
 - macro workbooks (a `vbaProject`), password-protected files (OLE CFB with `EncryptedPackage`), CSV
-  and anything that is not a spreadsheet are refused with their own reply.
+  and anything that is not a spreadsheet are refused with their own reply;
+- the extent of every sheet — its declared dimension and its farthest cell — is bounded in rows and
+  columns (`ReadLimits.max_rows` plus slack, `max_columns`), found in the same pass: calamine builds a
+  dense grid over a sheet's used range (32 bytes a cell), so one cell at XFD1048576 in a 5 KB file
+  would cost 512 GiB. `.xlsx`: `<dimension ref>`, `<row r>`, `<c r>`; `.xlsb`: BrtWsDim, row and cell
+  records; `.ods`: rows and cells with their `number-*-repeated`; `.xls`: the DIMENSIONS and cell
+  records of each sheet's BIFF substream.
+Whatever these checks miss is bounded by the process that reads uploads (`exports.upload_worker`:
+a memory cap, and its death is a refusal).
 python-calamine never evaluates formulas: a formula cell is read as the value Excel last cached.
 """
 
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -26,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import PurePath
 from typing import Any
+from xml.parsers import expat
 
 from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, PasswordError
 
@@ -66,6 +76,8 @@ ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
 TEXT_EXTENSIONS = (".csv", ".tsv", ".txt")
 # Rows read beyond the limit, so blank lines between data rows do not hide rows over the limit.
 BLANK_ROWS_SLACK = 1_000
+# An attribute list longer than this is not a cell's (`sqref` lists of data validation can be long).
+_TAG_TAIL_MAX = 4096
 _NUMBERING = re.compile(r"^\(?\d{1,3}\)?$")
 
 
@@ -114,17 +126,21 @@ def check_size(size: int | None, limits: ReadLimits) -> None:
         raise DomainError("excel.file.too_big", size_mb=_mb(size), max_mb=_mb(limits.max_bytes))
 
 
-def sniff(content: bytes, filename: str) -> str:
+def sniff(content: bytes, filename: str, limits: ReadLimits | None = None) -> str:
     """The spreadsheet format of `content` ("xlsx", "xlsb", "xls" or "ods"), judged by its bytes, not
-    its name; anything else is refused with the reply that fits it."""
+    its name; anything else is refused with the reply that fits it. With `limits`, a sheet spanning
+    more rows or columns than they allow is refused too."""
     name = PurePath(filename or "").name
     extension = PurePath(name).suffix.lower()
     if not content:
         raise DomainError("excel.file.empty", filename=name)
     if content.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _zip_format(content, name)
+        return _zip_format(content, name, limits)
     if content.startswith(CFB_MAGIC):
-        return _cfb_format(content, name)
+        fmt = _cfb_format(content, name)
+        if limits is not None:
+            check_xls_extent(content, limits)
+        return fmt
     if _looks_like_html(content):
         # Web systems often save an HTML table under an .xls name.
         raise DomainError("excel.file.html", filename=name)
@@ -133,8 +149,8 @@ def sniff(content: bytes, filename: str) -> str:
     raise DomainError("excel.file.not_spreadsheet", filename=name)
 
 
-def _zip_format(content: bytes, name: str) -> str:
-    parts = inspect_zip(content)
+def _zip_format(content: bytes, name: str, limits: ReadLimits | None) -> str:
+    parts = inspect_zip(content, limits)
     lowered = {part.lower() for part in parts}
     if any(part.endswith("vbaproject.bin") for part in lowered):
         raise DomainError("excel.file.macro", filename=name)
@@ -178,12 +194,13 @@ def _looks_like_csv(content: bytes) -> bool:
     return bool(lines) and all(any(sep in line for sep in ",;\t") for line in lines)
 
 
-def inspect_zip(content: bytes) -> dict[str, bytes]:
+def inspect_zip(content: bytes, limits: ReadLimits | None = None) -> dict[str, bytes]:
     """Check a zip without trusting it; returns its part names (with the `mimetype` part's content).
 
     Declared sizes and ratios first (nothing is decompressed yet), then every part is decompressed
     in chunks: zipfile never returns more than the declared size and checks the CRC at the end, so a
-    zip that lies about its sizes fails here, with bounded memory, before any parser sees it."""
+    zip that lies about its sizes fails here, with bounded memory, before any parser sees it. With
+    `limits`, the sheets' extents are measured in the same pass (see `_extent_scanner`)."""
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             infos = archive.infolist()
@@ -202,16 +219,27 @@ def inspect_zip(content: bytes) -> dict[str, bytes]:
             for info in infos:
                 if info.is_dir():
                     continue
-                parts[info.filename] = _scan_part(archive, info)
+                scanner = _extent_scanner(info.filename, limits) if limits is not None else None
+                parts[info.filename] = _scan_part(archive, info, scanner)
             return parts
     except DomainError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        struct.error,
+        expat.ExpatError,
+    ) as exc:
         raise DomainError("excel.file.corrupted") from exc
 
 
-def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """Decompress one part in chunks; refuse a DTD in XML; return the content of `mimetype` only."""
+def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, scanner: _Extent | None = None) -> bytes:
+    """Decompress one part in chunks; refuse a DTD in XML; feed a sheet's chunks to its extent
+    scanner; return the content of `mimetype` only."""
     is_xml = info.filename.lower().endswith(_XML_PARTS)
     keep = info.filename == "mimetype"
     kept = b""
@@ -227,9 +255,372 @@ def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
                 if any(mark in window for mark in _DTD_MARKS):
                     raise DomainError("excel.file.unsafe_xml")
                 tail = window[-32:]
+            if scanner is not None:
+                scanner.feed(chunk)  # after the DTD check: a scanner never sees a DTD
             if keep and len(kept) < 256:
                 kept += chunk[:256]
+    if scanner is not None:
+        scanner.close()
     return kept
+
+
+# --- the extent of a sheet ------------------------------------------------------------------------
+
+
+def sheet_row_limit(limits: ReadLimits) -> int:
+    """Rows a sheet may span: the data rows, the header (found in the first HEADER_SCAN_ROWS rows),
+    the row of column numbers under it, and the blank lines `read_table` reads beyond the limit."""
+    return limits.max_rows + HEADER_SCAN_ROWS + 2 + BLANK_ROWS_SLACK
+
+
+class _Extent:
+    """The rows and columns a sheet spans (1-based, the farthest cell or declared end), refused as
+    soon as either goes over the limits — before the rest of the part is even decompressed."""
+
+    def __init__(self, limits: ReadLimits) -> None:
+        self.max_rows = sheet_row_limit(limits)
+        self.max_columns = limits.max_columns
+        self.rows = 0
+        self.columns = 0
+
+    def reach(self, row: int, column: int) -> None:
+        if row > self.rows or column > self.columns:
+            self.rows, self.columns = max(self.rows, row), max(self.columns, column)
+            if self.rows > self.max_rows or self.columns > self.max_columns:
+                raise DomainError(
+                    "excel.file.sheet_too_large",
+                    rows=self.rows,
+                    columns=self.columns,
+                    max_rows=self.max_rows,
+                    max_columns=self.max_columns,
+                )
+
+    def feed(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """The part is complete."""
+
+
+def _extent_scanner(name: str, limits: ReadLimits) -> _Extent | None:
+    lowered = name.lower()
+    if lowered.startswith("xl/worksheets/") and lowered.endswith(".xml"):
+        return _XlsxSheetExtent(limits)
+    if lowered.startswith("xl/worksheets/") and lowered.endswith(".bin"):
+        return _XlsbSheetExtent(limits)
+    if lowered == "content.xml":
+        return _OdsExtent(limits)
+    return None
+
+
+# <row …>, <c …>, <dimension …> with any namespace prefix; not <cols>, <col>, <cfRule>, <c:chart>.
+_XLSX_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?(row|c|dimension)(?=[\s/>])([^>]*)>")
+_XLSX_REF_ATTR = re.compile(rb"""(?:^|\s)(?:r|ref)\s*=\s*["']([^"']*)["']""")
+_CELL_REF = re.compile(rb"\$?([A-Za-z]*)\$?(\d*)")
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters.upper():
+        number = number * 26 + letter - 64
+    return number
+
+
+class _XlsxSheetExtent(_Extent):
+    """`<dimension ref="A1:F51">` as declared, and every cell where calamine will put it: `<c r="…">`,
+    or for a cell without `r` the column after the previous one, in the row of `<row r>` (or the row
+    after the previous). Empty `<row>` elements (a row height) span nothing."""
+
+    def __init__(self, limits: ReadLimits) -> None:
+        super().__init__(limits)
+        self.tail = b""
+        self.skipping = False  # inside a long tag that is not a cell's: skip to its '>'
+        self.row = 0
+        self.column = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if self.skipping:
+            end = chunk.find(b">")
+            if end == -1:
+                return
+            chunk, self.skipping = chunk[end + 1 :], False
+        window = self.tail + chunk
+        cut = window.rfind(b"<")
+        if cut != -1 and window.find(b">", cut) == -1:
+            window, self.tail = window[:cut], window[cut:]
+            if len(self.tail) > _TAG_TAIL_MAX:
+                # A tag this long is not a cell's (a long `sqref`): read what matters, skip the rest.
+                window, self.tail, self.skipping = window + self.tail[:_TAG_TAIL_MAX] + b">", b"", True
+        else:
+            self.tail = b""
+        for match in _XLSX_TAG.finditer(window):
+            self._tag(match.group(1), match.group(2))
+
+    def _tag(self, name: bytes, attributes: bytes) -> None:
+        found = _XLSX_REF_ATTR.search(attributes)
+        ref = found.group(1) if found else None
+        if name == b"c":
+            if ref:
+                letters, digits = _CELL_REF.match(ref).groups()  # type: ignore[union-attr]
+                self.column = _column_number(letters) if letters else self.column + 1
+                if digits:
+                    self.row = int(digits)
+            else:
+                self.column += 1
+            self.reach(max(self.row, 1), self.column)
+        elif name == b"row":
+            self.row = int(ref) if ref and ref.isdigit() else self.row + 1
+            self.column = 0
+        elif ref:  # dimension: "A1:F51", or a single cell "A1"
+            for corner in ref.split(b":"):
+                letters, digits = _CELL_REF.match(corner).groups()  # type: ignore[union-attr]
+                self.reach(int(digits) if digits else 0, _column_number(letters))
+
+
+# xlsb (MS-XLSB): BrtRowHdr (0) starts a row: rw; BrtCellBlank … BrtFmlaError (1–11) and
+# BrtCellRString (62) start with their column; the "short" cells (12–19) sit in the next column;
+# BrtWsDim (148) declares rwFirst, rwLast, colFirst, colLast (0-based, inclusive).
+_XLSB_CELLS = frozenset({*range(1, 12), 62})
+_XLSB_SHORT_CELLS = frozenset(range(12, 20))
+
+
+class _XlsbSheetExtent(_Extent):
+    def __init__(self, limits: ReadLimits) -> None:
+        super().__init__(limits)
+        self.buffer = bytearray()
+        self.skip = 0  # bytes of the current record's body not needed
+        self.row = 0
+        self.column = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if self.skip:
+            dropped = min(self.skip, len(chunk))
+            chunk, self.skip = chunk[dropped:], self.skip - dropped
+        self.buffer += chunk
+        data = self.buffer
+        position = 0
+        while True:
+            header = _xlsb_header(data, position)
+            if header is None:
+                break
+            kind, size, body = header
+            needed = min(size, 16)
+            if len(data) - body < needed:
+                break
+            self._record(kind, bytes(data[body : body + needed]))
+            if len(data) - body >= size:
+                position = body + size
+            else:
+                self.skip = size - (len(data) - body)
+                position = len(data)
+                break
+        del data[:position]
+
+    def _record(self, kind: int, body: bytes) -> None:
+        if kind == 0 and len(body) >= 4:
+            self.row = struct.unpack_from("<I", body)[0] + 1
+            self.column = 0
+        elif kind in _XLSB_CELLS and len(body) >= 4:
+            self.column = struct.unpack_from("<I", body)[0] + 1
+            self.reach(max(self.row, 1), self.column)
+        elif kind in _XLSB_SHORT_CELLS:
+            self.column += 1
+            self.reach(max(self.row, 1), self.column)
+        elif kind == 148 and len(body) >= 16:
+            _, last_row, _, last_column = struct.unpack_from("<IIII", body)
+            self.reach(last_row + 1, last_column + 1)
+
+
+def _xlsb_header(data: bytearray, position: int) -> tuple[int, int, int] | None:
+    """(record type, body size, body offset) of the record at `position`; None if incomplete."""
+    values = []
+    for width in (2, 4):  # the type: at most 2 bytes of 7 bits; the size: at most 4
+        value = shift = 0
+        for index in range(width):
+            if position >= len(data):
+                return None
+            byte = data[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+            if index == width - 1:
+                raise DomainError("excel.file.corrupted")
+        values.append(value)
+    return values[0], values[1], position
+
+
+_ODS_TABLE = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
+_ODS_OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+_ODS_CELLS = (f"{_ODS_TABLE} table-cell", f"{_ODS_TABLE} covered-table-cell")
+
+
+class _OdsExtent(_Extent):
+    """content.xml, streamed through expat (after the DTD check): each `table:table` is a sheet; a
+    row or cell repeated `number-rows-repeated` / `number-columns-repeated` times spans them all when
+    it holds something (a value type or text). Empty repeats (LibreOffice ends every sheet with
+    ~1,000 empty columns and ~1,000,000 empty rows) span nothing, as calamine skips them."""
+
+    def __init__(self, limits: ReadLimits) -> None:
+        super().__init__(limits)
+        self.parser = expat.ParserCreate(namespace_separator=" ")
+        self.parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        self.parser.StartElementHandler = self._start
+        self.parser.EndElementHandler = self._end
+        self.row = 0  # rows before the current one, in the current sheet
+        self.row_repeat = 1
+        self.column = 0  # columns before the current cell's end
+        self.row_end = 0  # the end of the last cell holding something in the current row
+        self.in_cell = False
+
+    def feed(self, chunk: bytes) -> None:
+        self.parser.Parse(chunk, False)
+
+    def close(self) -> None:
+        self.parser.Parse(b"", True)
+
+    @staticmethod
+    def _repeat(attributes: dict[str, str], name: str) -> int:
+        value = attributes.get(f"{_ODS_TABLE} {name}")
+        return max(int(value), 1) if value else 1
+
+    def _start(self, name: str, attributes: dict[str, str]) -> None:
+        if self.in_cell:
+            self.row_end = self.column  # text in the cell
+        elif name in _ODS_CELLS:
+            self.column += self._repeat(attributes, "number-columns-repeated")
+            self.in_cell = True
+            if f"{_ODS_OFFICE} value-type" in attributes:
+                self.row_end = self.column
+        elif name == f"{_ODS_TABLE} table-row":
+            self.row_repeat = self._repeat(attributes, "number-rows-repeated")
+            self.column = self.row_end = 0
+        elif name == f"{_ODS_TABLE} table":
+            self.row = 0
+
+    def _end(self, name: str) -> None:
+        if name in _ODS_CELLS:
+            self.in_cell = False
+        elif name == f"{_ODS_TABLE} table-row":
+            if self.row_end:
+                self.reach(self.row + self.row_repeat, self.row_end)
+            self.row += self.row_repeat
+
+
+# .xls: an OLE compound file (MS-CFB) holding a BIFF stream (MS-XLS) ------------------------------
+
+_CFB_FREE = 0xFFFFFFFF
+_CFB_END = 0xFFFFFFFE
+_BIFF_BOF, _BIFF_EOF, _BIFF_DIMENSIONS = 0x0809, 0x000A, 0x0200
+# Cell records: row (2 bytes), column (2 bytes) first. MULRK/MULBLANK end with their last column.
+_BIFF_CELLS = frozenset({0x0006, 0x00FD, 0x0203, 0x027E, 0x0205, 0x0204, 0x0201, 0x00D6})
+_BIFF_MULTI = frozenset({0x00BD, 0x00BE})
+
+
+def check_xls_extent(content: bytes, limits: ReadLimits) -> None:
+    """Refuse an .xls whose sheets span more rows or columns than `limits` allow: each worksheet
+    substream's DIMENSIONS record and its farthest cell record."""
+    try:
+        stream = _cfb_stream(content, ("Workbook", "Book"))
+    except (IndexError, struct.error, ValueError) as exc:
+        raise DomainError("excel.file.corrupted") from exc
+    if stream is None:
+        raise DomainError("excel.file.corrupted")
+    sheets: list[_Extent] = []  # substreams open (a chart may sit inside a sheet)
+    position, size = 0, len(stream)
+    while position + 4 <= size:
+        kind, length = struct.unpack_from("<HH", stream, position)
+        body = position + 4
+        position = body + length
+        if kind == _BIFF_BOF:
+            sheets.append(_Extent(limits))
+        elif kind == _BIFF_EOF:
+            if sheets:
+                sheets.pop()
+        elif not sheets:
+            continue
+        elif kind in _BIFF_CELLS and length >= 4:
+            row, column = struct.unpack_from("<HH", stream, body)
+            sheets[-1].reach(row + 1, column + 1)
+        elif kind in _BIFF_MULTI and length >= 6:
+            row = struct.unpack_from("<H", stream, body)[0]
+            last = struct.unpack_from("<H", stream, body + length - 2)[0]
+            sheets[-1].reach(row + 1, last + 1)
+        elif kind == _BIFF_DIMENSIONS and length >= 14:  # BIFF8: rwMac, colMac are one past the end
+            _, rows, _, columns = struct.unpack_from("<IIHH", stream, body)
+            sheets[-1].reach(rows, columns)
+        elif kind == _BIFF_DIMENSIONS and length >= 8:  # BIFF5
+            _, rows, _, columns = struct.unpack_from("<HHHH", stream, body)
+            sheets[-1].reach(rows, columns)
+
+
+def _cfb_stream(content: bytes, names: Sequence[str]) -> bytes | None:
+    """The first stream named in `names` of an OLE compound file, following its FAT (or mini FAT)
+    chain; every index is bounds-checked and every chain is bounded by the number of sectors."""
+    shift, mini_shift = struct.unpack_from("<HH", content, 30)
+    if not 7 <= shift <= 16 or not 2 <= mini_shift < shift:
+        raise ValueError("bad sector size")
+    sector_size, mini_size = 1 << shift, 1 << mini_shift
+    fat_count, first_directory = struct.unpack_from("<II", content, 44)
+    mini_cutoff, first_mini_fat, _, first_difat, difat_count = struct.unpack_from("<IIIII", content, 56)
+    sector_count = max(0, (len(content) - sector_size) // sector_size)
+    per_sector = sector_size // 4
+
+    def sector(index: int) -> bytes:
+        if index >= sector_count:
+            raise ValueError("sector out of the file")
+        start = (index + 1) * sector_size
+        return content[start : start + sector_size]
+
+    fat_sectors = [s for s in struct.unpack_from("<109I", content, 76) if s < sector_count]
+    next_difat = first_difat
+    for _ in range(min(difat_count, sector_count)):
+        if next_difat >= sector_count:
+            break
+        entries = struct.unpack(f"<{per_sector}I", sector(next_difat))
+        fat_sectors += [s for s in entries[:-1] if s < sector_count]
+        next_difat = entries[-1]
+    del fat_sectors[fat_count:]
+    fat: list[int] = []
+    for index in fat_sectors:
+        fat += struct.unpack(f"<{per_sector}I", sector(index))
+
+    def chain(start: int, table: list[int], limit: int) -> list[int]:
+        found = []
+        while start < len(table) and start not in (_CFB_FREE, _CFB_END) and len(found) <= limit:
+            found.append(start)
+            start = table[start]
+        if len(found) > limit:
+            raise ValueError("a chain loops")
+        return found
+
+    directory = b"".join(sector(i) for i in chain(first_directory, fat, sector_count))
+    entries = [directory[i : i + 128] for i in range(0, len(directory) - 127, 128)]
+    if not entries:
+        return None
+    root_start, root_size = struct.unpack_from("<IQ", entries[0], 116)
+    for entry in entries:
+        name_size = struct.unpack_from("<H", entry, 64)[0]
+        name = entry[: max(0, min(name_size, 64) - 2)].decode("utf-16-le", "replace")
+        if entry[66] != 2 or name not in names:
+            continue
+        start, size = struct.unpack_from("<IQ", entry, 116)
+        if shift == 9:
+            size &= 0xFFFFFFFF  # version 3 files: the high half of the size is undefined
+        if size >= mini_cutoff:
+            data = b"".join(sector(i) for i in chain(start, fat, sector_count))
+            return data[:size]
+        mini_fat: list[int] = []
+        for index in chain(first_mini_fat, fat, sector_count):
+            mini_fat += struct.unpack(f"<{per_sector}I", sector(index))
+        mini_stream = b"".join(sector(i) for i in chain(root_start, fat, sector_count))[:root_size]
+        limit = len(mini_stream) // mini_size
+        data = b"".join(
+            mini_stream[i * mini_size : (i + 1) * mini_size] for i in chain(start, mini_fat, limit)
+        )
+        return data[:size]
+    return None
 
 
 def _mb(size: int) -> str:
@@ -360,19 +751,21 @@ def _visible_sheets(workbook: CalamineWorkbook) -> list[str]:
 def read_table(content: bytes, filename: str, limits: ReadLimits) -> Table:
     """Check, open and read an upload; find the table and its data rows."""
     check_size(len(content), limits)
-    fmt = sniff(content, filename)
+    fmt = sniff(content, filename, limits)
     workbook = open_workbook(content)
     try:
         best: _Match | None = None
         best_sheet = ""
         closest: _Match | None = None
-        sheets: dict[str, CalamineSheet] = {}
+        sheets: dict[str, CalamineSheet] = {}  # the best sheet so far only: each holds its whole grid
         for name in _visible_sheets(workbook):
-            sheets[name] = _sheet(workbook, name)
-            head, _ = _rows(sheets[name], HEADER_SCAN_ROWS)
+            sheet = _sheet(workbook, name)
+            head, _ = _rows(sheet, HEADER_SCAN_ROWS)
             match, near = find_header(head)
             if match is not None and (best is None or _rank(match) < _rank(best)):
                 best, best_sheet = match, name
+                sheets = {name: sheet}
+            del sheet
             if near is not None and (closest is None or near.signature_found > closest.signature_found):
                 closest = near
         if best is None:

@@ -53,7 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _limits(ctx: CliContext) -> ReadLimits:
-    return ReadLimits(max_bytes=ctx.settings.import_max_bytes, max_rows=ctx.settings.import_max_rows)
+    settings = ctx.settings
+    return ReadLimits(
+        max_bytes=settings.import_max_bytes,
+        max_rows=settings.import_max_rows,
+        max_columns=settings.import_max_columns,
+        worker_max_mb=settings.import_worker_max_mb,
+    )
 
 
 def _refused(ctx: CliContext, exc: DomainError, language: str) -> int:

@@ -660,10 +660,19 @@ class ImportScope:
         return self.school_id is not None
 
 
+# Columns a sheet may span: the widest real list (the ministry's export) has well under 100; a sheet
+# spanning thousands of columns is a grid calamine would allocate cell by cell (32 bytes each).
+MAX_COLUMNS = 200
+# The address space of the process that reads an upload (exports.upload_worker), in MiB.
+WORKER_MAX_MB = 1024
+
+
 @dataclass(frozen=True)
 class ReadLimits:
     max_bytes: int
-    max_rows: int
+    max_rows: int  # data rows; a sheet may span this many plus the header and blank-row slack
+    max_columns: int = MAX_COLUMNS
+    worker_max_mb: int = WORKER_MAX_MB
 
 
 @dataclass
