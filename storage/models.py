@@ -686,3 +686,43 @@ class PendingUpload(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     school_id: Mapped[int | None] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- running: the update inbox and the leader lease -----------------------------------------------
+
+
+class InboxStatus(enum.StrEnum):
+    PENDING = "pending"  # received, not yet handled
+    HANDLING = "handling"  # handling started (attempts says how many times)
+    HANDLED = "handled"
+    FAILED = "failed"  # its handling ended the process twice: never tried again
+
+
+class UpdateInbox(Base):
+    """Every update Telegram gave us, written before Telegram is told it was received (the next
+    getUpdates offset, the webhook's 200), so a killed process loses none; handled from here."""
+
+    __tablename__ = "update_inbox"
+    __table_args__ = (Index("ix_update_inbox_status", "status", "update_id"),)
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The update as JSON; cleared once handled (it holds what people typed).
+    payload: Mapped[dict[str, Any] | None] = mapped_column()
+    status: Mapped[InboxStatus] = mapped_column(str_enum(InboxStatus, "inbox_status"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class LeaderLease(Base):
+    """Which instance polls Telegram and runs the jobs: the holder until `expires_at` (renewed every few
+    seconds). `term` grows with every new holder: writes of a former leader are refused by it."""
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    term: Mapped[int] = mapped_column(Integer, default=1)
+    acquired_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
