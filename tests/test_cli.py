@@ -98,8 +98,8 @@ def test_db_upgrade_creates_the_database(cli: Cli) -> None:
     assert not cli.database.exists()
     out = cli("db", "upgrade")
     assert cli.database.exists()
-    assert "0001" in out
-    assert cli.json("db", "upgrade") == {"revision": "0001"}
+    assert "0002" in out
+    assert cli.json("db", "upgrade") == {"revision": "0002"}
 
 
 def test_status(cli: Cli) -> None:
@@ -108,14 +108,14 @@ def test_status(cli: Cli) -> None:
     assert not cli.database.exists()
     cli("db", "upgrade")
     status = cli.json("status")
-    assert status["revision"] == "0001"
+    assert status["revision"] == "0002"
     assert status["schools"] == 0 and status["districts"] == 0 and status["staff"] == 0
     assert status["token_configured"] is False
     assert status["database"].startswith("sqlite+aiosqlite:///")
     human = cli("status")
-    assert "0001" in human
+    assert "0002" in human
     # --json before the command works as well.
-    assert json.loads(cli("--json", "status"))["revision"] == "0001"
+    assert json.loads(cli("--json", "status"))["revision"] == "0002"
 
 
 def test_district_and_school_add(district: Cli) -> None:
