@@ -688,6 +688,66 @@ class PendingUpload(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# --- the sector database (CSDL): upload files and what is already there ----------------------------
+
+
+class CsdlRecordKind(enum.StrEnum):
+    """The records a CSDL upload file holds (menus 4.8.1, 4.8.3.1, 4.8.3.2, 4.9.1)."""
+
+    NEED = "need"
+    BATCH = "batch"
+    HANDOVER = "handover"
+    DOSE = "dose"
+
+
+class CsdlLayout(Base):
+    """A menu's upload layout replaced by an admin (YAML text); without a row the shipped file counts."""
+
+    __tablename__ = "csdl_layout"
+
+    menu: Mapped[str] = mapped_column(String(32), primary_key=True)
+    content: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+
+
+class CsdlExport(Base):
+    """One upload file handed out: which records it held and their fields then, so «Đã tải lên CSDL»
+    (or the file itself, by its token) marks exactly those, as they were in the file."""
+
+    __tablename__ = "csdl_export"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    menu: Mapped[str] = mapped_column(String(32))
+    # [{"kind": …, "id": …, "fingerprint": …, "fields": {…}}, …]
+    items: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    marked_at: Mapped[datetime | None] = mapped_column(default=None)
+    marked_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+
+
+class CsdlMark(Base):
+    """A record is in the CSDL as it was at `fields_at`: its fields then and their fingerprint. A record
+    whose fields no longer give that fingerprint is "to upload" again (what changed: `fields`)."""
+
+    __tablename__ = "csdl_mark"
+    __table_args__ = (UniqueConstraint("record_kind", "record_id", name="uq_csdl_mark_record"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_kind: Mapped[CsdlRecordKind] = mapped_column(str_enum(CsdlRecordKind, "csdl_record_kind"))
+    record_id: Mapped[int] = mapped_column(Integer)
+    school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="CASCADE"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    fields_at: Mapped[datetime] = mapped_column()  # when the fields were read (the file's export)
+    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    marked_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    export_id: Mapped[int | None] = mapped_column(ForeignKey("csdl_export.id", ondelete="SET NULL"))
+
+
 # --- running: the update inbox and the leader lease -----------------------------------------------
 
 

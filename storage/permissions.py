@@ -23,6 +23,7 @@ class Action(enum.StrEnum):
     MANAGE_ROUNDS = "manage_rounds"  # create reporting rounds
     MANAGE_FAQ = "manage_faq"  # edit the knowledge base, see unanswered questions
     REOPEN = "reopen"  # reopen a school's approved period (with a reason, audited)
+    CSDL = "csdl"  # upload files for the sector database (CSDL) and marking them uploaded
 
 
 _OFFICER = {Action.ASK, Action.REPORT, Action.PROGRESS, Action.HISTORY, Action.MANAGE_FAQ}
@@ -30,14 +31,14 @@ _OFFICER = {Action.ASK, Action.REPORT, Action.PROGRESS, Action.HISTORY, Action.M
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.TEACHER: frozenset({Action.ASK, Action.ENTER_RECORDS}),
     Role.PRINCIPAL: frozenset(
-        {Action.ASK, Action.ENTER_RECORDS, Action.SUBMIT, Action.REPORT, Action.HISTORY}
+        {Action.ASK, Action.ENTER_RECORDS, Action.SUBMIT, Action.REPORT, Action.HISTORY, Action.CSDL}
     ),
     Role.PRIMARY_SPECIALIST: frozenset(_OFFICER | {Action.REVIEW_PROGRAM}),
     Role.SECONDARY_SPECIALIST: frozenset(_OFFICER | {Action.REVIEW_PROGRAM}),
     Role.HEALTH_OFFICER: frozenset(_OFFICER | {Action.REVIEW_VACCINE}),
     Role.STATISTICS_OFFICER: frozenset(_OFFICER | {Action.COMPILE, Action.REOPEN}),
     Role.DEPUTY_HEAD: frozenset(_OFFICER | {Action.MANAGE_ROUNDS}),
-    Role.TECH_SUPPORT: frozenset({Action.ASK, Action.MANAGE_FAQ}),
+    Role.TECH_SUPPORT: frozenset({Action.ASK, Action.MANAGE_FAQ, Action.CSDL}),
     Role.ADMIN: frozenset(_OFFICER | {Action.MANAGE_ROUNDS, Action.REOPEN}),
 }
 

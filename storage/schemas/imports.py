@@ -217,6 +217,7 @@ SPECS: dict[ImportKind, KindSpec] = {
                 ColumnType.YES_NO,
                 aliases=(
                     "canketnoiinternet",
+                    "nhucauketnoiinternet",  # the CSDL upload layout (storage/data/csdl/needs.yaml)
                     "canketnoi",
                     "nhucauketnoi",
                     "internet",
@@ -260,7 +261,7 @@ SPECS: dict[ImportKind, KindSpec] = {
             ColumnSpec(
                 "donor_contact",
                 ColumnType.TEXT,
-                aliases=("lienhe", "lienhenhataitro", "donorcontact", "contact"),
+                aliases=("lienhe", "lienhenhataitro", "thongtinlienhe", "donorcontact", "contact"),
                 width=22,
             ),
             ColumnSpec(
@@ -312,7 +313,17 @@ SPECS: dict[ImportKind, KindSpec] = {
                 "batch",
                 ColumnType.TEXT,
                 required=True,
-                aliases=("lo", "solo", "malo", "lothietbi", "devicebatch", "batch"),
+                # "madottiepnhan", "madottaitro": the CSDL upload layouts (storage/data/csdl/*.yaml)
+                aliases=(
+                    "lo",
+                    "solo",
+                    "malo",
+                    "lothietbi",
+                    "madottiepnhan",
+                    "madottaitro",
+                    "devicebatch",
+                    "batch",
+                ),
                 codes=CodeList.BATCH,
                 width=40,
             ),
@@ -351,7 +362,7 @@ SPECS: dict[ImportKind, KindSpec] = {
                 "dose_number",
                 ColumnType.INT,
                 required=True,
-                aliases=("muithu", "somui", "mui", "muitiem", "dosenumber", "dose"),
+                aliases=("muithu", "somui", "mui", "muitiem", "muitiemso", "dosenumber", "dose"),
                 width=8,
             ),
             ColumnSpec(
