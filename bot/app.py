@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import pkgutil
+import time
 import traceback
 import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from telegram import BotCommand, BotCommandScopeDefault, Update
 from telegram.constants import ParseMode
@@ -37,6 +39,7 @@ from telegram.warnings import PTBUserWarning
 import conversations
 from bot.context import BotContext, SchoolBotApplication
 from bot.menus import PUBLIC_COMMANDS
+from bot.metrics import count
 from bot.privacy import private_chats_only
 from bot.sending import SchoolBot
 from bot.settings import Settings, SettingsError
@@ -56,6 +59,10 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
 
     Telegram may deliver an update twice (a retried webhook, a restart before the offset was
     confirmed): an update id seen recently is dropped, so a double delivery saves nothing twice.
+
+    `hooks` (set by the runner: the update inbox, bot/inbox.py) are told when an update's handling
+    starts and ends, inside its chat's turn; `running` holds the tasks handling (or waiting for their
+    chat's turn to handle) an update, for a stop that cannot wait for them.
     """
 
     def __init__(self, max_concurrent_updates: int = 256, remember: int = 10_000) -> None:
@@ -64,8 +71,22 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         self._users: dict[int, int] = {}
         self._seen: OrderedDict[int, None] = OrderedDict()
         self._remember = remember
+        self.hooks: UpdateHooks | None = None
+        self.running: set[asyncio.Task[Any]] = set()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.running.add(task)
+        try:
+            await self._process(update, coroutine)
+        finally:
+            if task is not None:
+                self.running.discard(task)
+            if inspect.iscoroutine(coroutine) and inspect.getcoroutinestate(coroutine) == "CORO_CREATED":
+                coroutine.close()  # cancelled while waiting for its chat's turn
+
+    async def _process(self, update: object, coroutine: Awaitable[Any]) -> None:
         if isinstance(update, Update):
             if update.update_id in self._seen:
                 coroutine.close()  # type: ignore[attr-defined]
@@ -75,24 +96,44 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
                 self._seen.popitem(last=False)
         key = _chat_key(update)
         if key is None:
-            await coroutine
+            await self._handle(update, coroutine)
             return
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._users[key] = self._users.get(key, 0) + 1
         try:
             async with lock:
-                await coroutine
+                await self._handle(update, coroutine)
         finally:
             self._users[key] -= 1
             if not self._users[key]:  # nobody waits: forget the lock
                 del self._users[key]
                 self._locks.pop(key, None)
 
+    async def _handle(self, update: object, coroutine: Awaitable[Any]) -> None:
+        hooks = self.hooks
+        if hooks is None:
+            await coroutine
+            return
+        try:
+            await hooks.started(update)
+        except BaseException:
+            coroutine.close()  # type: ignore[attr-defined]
+            raise
+        began = time.monotonic()
+        await coroutine
+        await hooks.finished(update, time.monotonic() - began)
+
     async def initialize(self) -> None:
         """Nothing to set up."""
 
     async def shutdown(self) -> None:
         """Nothing to release."""
+
+
+class UpdateHooks(Protocol):
+    async def started(self, update: object) -> None: ...
+
+    async def finished(self, update: object, seconds: float) -> None: ...
 
 
 def _chat_key(update: object) -> int | None:
@@ -107,6 +148,7 @@ def _chat_key(update: object) -> int | None:
 async def on_error(update: object, context: BotContext) -> None:
     """Tell the person something failed and nothing was lost; log without personal data."""
     error = context.error
+    count(context.application, "errors")
     frames = "".join(traceback.format_tb(error.__traceback__)) if error else ""
     # Only the exception type and the stack: messages and update contents can hold names and phones.
     log.error(

@@ -8,6 +8,7 @@ level: it formats the record, redacts the text, and stores the result as the mes
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import urllib.parse
@@ -109,6 +110,26 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """`LOG_FORMAT=json`: one JSON object a line. The redacting filter has run before (it sits on the
+    handler), so the message and the traceback are already the redacted ones."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def secrets_of(settings: Settings) -> list[str]:
     """The values of settings that must never be written to a log."""
     from sqlalchemy.engine import make_url
@@ -157,4 +178,6 @@ def configure_logging(settings: Settings) -> None:
     secrets = secrets_of(settings)
     for handler in logging.getLogger().handlers:
         install_filter(handler, secrets)
+        if settings.log_format == "json":
+            handler.setFormatter(JsonFormatter())
     set_levels(settings.log_level)

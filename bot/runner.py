@@ -1,4 +1,10 @@
-"""Running the bot: long polling (default) or a webhook, until SIGINT/SIGTERM."""
+"""Running the bot: long polling (default) or a webhook, until SIGINT/SIGTERM.
+
+Several instances may run against one database: one leads (polls or takes the webhook's posts, runs
+the jobs), the others stand by (bot/leader.py). Every update is stored before Telegram is told it was
+received (bot/inbox.py). /healthz and /metrics are served by the webhook's server, or in polling mode
+on HEALTH_PORT when set.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,7 @@ import contextlib
 import logging
 import signal
 
-from telegram import Update
-
-from bot.app import build_application
+from bot.leader import Node
 from bot.settings import Settings, SettingsError
 from bot.texts import t
 from storage.services import Services
@@ -31,52 +35,57 @@ def check_webhook_settings(settings: Settings) -> None:
         raise SettingsError(t("cli.webhook_missing", missing=", ".join(missing)))
 
 
-async def run_bot(settings: Settings, services: Services, *, webhook: bool = False) -> None:
+async def run_bot(
+    settings: Settings, services: Services, *, webhook: bool = False, stop: asyncio.Event | None = None
+) -> None:
     if webhook:
         check_webhook_settings(settings)
-    application = build_application(settings, services)
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+
+    def on_signal() -> None:
+        stop.set()
+        # A second Ctrl-C interrupts at once, should stopping hang.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGINT)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # not on every platform
-            loop.add_signal_handler(sig, stop.set)
-    async with application:
-        if application.post_init is not None:
-            await application.post_init(application)
-        await application.start()
-        server = None
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not on every platform
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+    node = Node(settings, services, webhook=webhook)
+    server = None
+    try:
         if webhook:
             from bot.webhook import start_server, webhook_path
 
             assert settings.webhook_url is not None and settings.webhook_secret_token is not None
-            secret = settings.webhook_secret_token.get_secret_value()
             # The path Telegram posts to is WEBHOOK_URL's (a proxy in front may only change host and port).
             server = await start_server(
-                application,
-                secret,
+                None,
+                settings.webhook_secret_token.get_secret_value(),
                 settings.webhook_listen,
                 settings.webhook_port,
                 webhook_url=settings.webhook_url,
-            )
-            await application.bot.set_webhook(
-                settings.webhook_url, secret_token=secret, allowed_updates=Update.ALL_TYPES
+                node=node,
             )
             log.info(
-                "Webhook mode: listening on %s:%s%s",
+                "Webhook server on %s:%s%s",
                 settings.webhook_listen,
                 settings.webhook_port,
                 webhook_path(settings.webhook_url),
             )
-        else:
-            assert application.updater is not None
-            await application.updater.start_polling(
-                allowed_updates=Update.ALL_TYPES, drop_pending_updates=False
-            )
-            log.info("Polling Telegram for updates")
-        await stop.wait()
-        log.info("Stopping")
+        elif settings.health_port is not None:
+            from bot.webhook import start_health_server
+
+            server = await start_health_server(node, settings.health_listen, settings.health_port)
+            log.info("Health on %s:%s/healthz", settings.health_listen, settings.health_port)
+        await node.run(stop)
+    finally:
         if server is not None:
             server.stop()
-        elif application.updater is not None:
-            await application.updater.stop()
-        await application.stop()
+        for sig in installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        log.info("Exited")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -43,11 +44,25 @@ class Settings(BaseSettings):
     quiet_hours_start: int = Field(default=21, ge=0, le=23)
     quiet_hours_end: int = Field(default=7, ge=0, le=23)
     reminder_hours_before: list[int] = Field(default_factory=lambda: [24, 2])
+    # Two instances, one leader (`schoolbot run` on two machines): the leader's lease in the database
+    # lasts this long and is renewed every third of it; a standby takes over once it has run out.
+    leader_lease_seconds: float = Field(default=10, ge=2, le=120)
+    # The first reminder run after an instance becomes the leader (seconds).
+    reminder_first_run_seconds: float = Field(default=30, ge=0, le=3600)
+    # SIGTERM: updates in progress and reports being built get this long, then the process exits.
+    shutdown_timeout_seconds: float = Field(default=30, ge=1, le=600)
+    # /healthz and /metrics in polling mode (in webhook mode they are on the webhook's server).
+    health_listen: str = "127.0.0.1"
+    health_port: int | None = Field(default=None, ge=1, le=65535)
+    # `json`: one JSON object a line (for journald and log collectors); `text` otherwise.
+    log_format: Literal["text", "json"] = "text"
     # Sandbox (`schoolbot sandbox`): its own database, never the production one.
     sandbox_database_url: str = "sqlite+aiosqlite:///./data/sandbox.sqlite3"
     sandbox_port: int = Field(default=8080, ge=1, le=65535)
 
-    @field_validator("telegram_bot_token", "webhook_secret_token", "webhook_url", mode="before")
+    @field_validator(
+        "telegram_bot_token", "webhook_secret_token", "webhook_url", "health_port", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """`TELEGRAM_BOT_TOKEN=` in .env means "not configured yet"."""

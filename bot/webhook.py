@@ -1,5 +1,6 @@
 """Webhook mode: a small tornado server that takes Telegram's POSTs and serves a health endpoint.
-Updates go to the application's queue like polled ones.
+Under `schoolbot run` each update is written to the leader's inbox before the 200 (bot/inbox.py) and
+handled from there like polled ones; a standby answers 503, so Telegram retries.
 
 What a stranger can send costs little: the secret-token header is checked before a byte of the body is
 read, the body is capped (`MAX_BODY_BYTES`, 413 beyond), and anything that is not an update object is
@@ -13,7 +14,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -22,6 +23,9 @@ from telegram import Update
 from tornado.httpserver import HTTPServer
 
 from bot.context import SchoolBotApplication
+
+if TYPE_CHECKING:
+    from bot.leader import Node
 
 log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -87,10 +91,17 @@ class TelegramUpdateHandler(tornado.web.RequestHandler):
     """POST only. `prepare` runs once the headers are in and before the body is read (streamed body):
     the secret and the announced size are checked there, so a refused request costs no memory."""
 
-    def initialize(self, bot_app: SchoolBotApplication, secret: str, max_body: int = MAX_BODY_BYTES) -> None:
+    def initialize(
+        self,
+        bot_app: SchoolBotApplication | None,
+        secret: str,
+        max_body: int = MAX_BODY_BYTES,
+        node: Node | None = None,
+    ) -> None:
         self.bot_app = bot_app
         self.secret = secret
         self.max_body = max_body
+        self.node = node
         self.chunks: list[bytes] = []
 
     def prepare(self) -> None:
@@ -115,14 +126,33 @@ class TelegramUpdateHandler(tornado.web.RequestHandler):
     async def post(self) -> None:
         body = b"".join(self.chunks)
         self.chunks = []
+        inbox = None
+        if self.node is not None:
+            # A standby (or a leader that is stopping) takes nothing: Telegram retries, the leader gets it.
+            inbox = self.node.inbox if self.node.accepting else None
+            if inbox is None:
+                raise tornado.web.HTTPError(503)
+            bot = inbox.application.bot
+        else:
+            assert self.bot_app is not None
+            bot = self.bot_app.bot
         try:
             data = parse_update(body)
-            update = Update.de_json(data, self.bot_app.bot)
+            update = Update.de_json(data, bot)
         except Exception as exc:  # whatever the body holds, the answer is 400 (the bot never sees it)
             reason = str(exc) if isinstance(exc, BadUpdate) else type(exc).__name__
             log.warning("Webhook request refused: not an update (%s)", reason)
             raise tornado.web.HTTPError(400) from None
-        await self.bot_app.update_queue.put(update)
+        if inbox is None:
+            assert self.bot_app is not None
+            await self.bot_app.update_queue.put(update)
+        else:
+            # In the database before the 200: once Telegram has its 200 it never sends the update again.
+            try:
+                await inbox.receive_json(data)
+            except Exception as exc:  # the database or the lease: not received, Telegram retries
+                log.warning("Webhook update %s not stored: %s", data["update_id"], type(exc).__name__)
+                raise tornado.web.HTTPError(503) from None
         self.set_status(200)
 
     def check_xsrf_cookie(self) -> None:
@@ -159,11 +189,26 @@ class WebhookCheck:
 
 
 class HealthHandler(tornado.web.RequestHandler):
-    def initialize(self, bot_app: SchoolBotApplication, webhook_check: WebhookCheck | None = None) -> None:
+    """200 when this instance is healthy, leader or standby (`role` says which); 503 with the problems.
+    `/healthz/leader` is 200 only on the leader (for a load balancer in front of two instances)."""
+
+    def initialize(
+        self,
+        bot_app: SchoolBotApplication | None,
+        webhook_check: WebhookCheck | None = None,
+        node: Node | None = None,
+        leader_only: bool = False,
+    ) -> None:
         self.bot_app = bot_app
         self.webhook_check = webhook_check
+        self.node = node
+        self.leader_only = leader_only
 
     async def get(self) -> None:
+        if self.node is not None:
+            await self._node_health(self.node)
+            return
+        assert self.bot_app is not None
         database = "ok"
         try:
             async with self.bot_app.services.engine.connect() as connection:
@@ -180,28 +225,93 @@ class HealthHandler(tornado.web.RequestHandler):
         self.set_status(200 if not problems else 503)
         self.write({"status": "ok" if not problems else "degraded", **report, "problems": problems})
 
+    async def _node_health(self, node: Node) -> None:
+        _healthy, report = await node.health()
+        problems: list[str] = report.pop("problems")
+        application = node.application
+        if self.webhook_check is not None and node.role == "leader" and application is not None:
+            webhook_problem = await self.webhook_check.current(application.bot)
+            report["webhook"] = "ok" if webhook_problem is None else "error"
+            if webhook_problem:
+                problems.append(webhook_problem)
+        if self.leader_only and node.role != "leader":
+            problems.append(f"not the leader ({node.role})")
+        ok = not problems
+        self.set_status(200 if ok else 503)
+        self.write(
+            {
+                "status": ("ok" if node.role == "leader" else node.role) if ok else "degraded",
+                **report,
+                "problems": problems,
+            }
+        )
+
+
+class MetricsHandler(tornado.web.RequestHandler):
+    """Prometheus' text format; 404 without prometheus-client."""
+
+    def initialize(self, node: Node) -> None:
+        self.node = node
+
+    def get(self) -> None:
+        rendered = self.node.metrics.render()
+        if rendered is None:
+            raise tornado.web.HTTPError(404)
+        content_type, body = rendered
+        self.set_header("Content-Type", content_type)
+        self.write(body)
+
 
 def make_web_app(
-    application: SchoolBotApplication,
+    application: SchoolBotApplication | None,
     secret: str,
     path: str = DEFAULT_PATH,
     *,
     webhook_url: str | None = None,
     max_body: int = MAX_BODY_BYTES,
     check_seconds: float = WEBHOOK_CHECK_SECONDS,
+    node: Node | None = None,
 ) -> tornado.web.Application:
-    """`webhook_url`: the URL set with Telegram; /healthz then fails when Telegram has another one."""
+    """`webhook_url`: the URL set with Telegram; /healthz then fails when Telegram has another one.
+    With `node` (`schoolbot run`), updates go to its leader's inbox and /healthz reports the node."""
     check = WebhookCheck(webhook_url, ttl=check_seconds) if webhook_url else None
+    update_args = {"bot_app": application, "secret": secret, "max_body": max_body, "node": node}
+    health_args = {"bot_app": application, "webhook_check": check, "node": node}
     return tornado.web.Application(
         [
-            (path, TelegramUpdateHandler, {"bot_app": application, "secret": secret, "max_body": max_body}),
-            ("/healthz", HealthHandler, {"bot_app": application, "webhook_check": check}),
-        ]
+            (path, TelegramUpdateHandler, update_args),
+            *_health_routes(health_args, node),
+        ],
+        log_function=_log_request,
     )
 
 
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Only server errors: health probes and Telegram's posts come all the time (refusals log themselves)."""
+    if handler.get_status() >= 500 and handler.get_status() != 503:
+        log.warning("%s %s -> %s", handler.request.method, handler.request.path, handler.get_status())
+
+
+def _health_routes(health_args: dict[str, Any], node: Node | None) -> list[Any]:
+    routes: list[Any] = [("/healthz", HealthHandler, health_args)]
+    if node is not None:
+        routes.append(("/healthz/leader", HealthHandler, {**health_args, "leader_only": True}))
+        routes.append(("/metrics", MetricsHandler, {"node": node}))
+    return routes
+
+
+async def start_health_server(node: Node, host: str, port: int) -> HTTPServer:
+    """Polling mode: /healthz, /healthz/leader and /metrics only (no body is ever accepted)."""
+    app = tornado.web.Application(
+        _health_routes({"bot_app": None, "node": node}, node), log_function=_log_request
+    )
+    server = HTTPServer(app, max_body_size=1024)
+    server.listen(port, address=host)
+    return server
+
+
 async def start_server(
-    application: SchoolBotApplication,
+    application: SchoolBotApplication | None,
     secret: str,
     host: str,
     port: int,
@@ -210,6 +320,7 @@ async def start_server(
     path: str | None = None,
     max_body: int = MAX_BODY_BYTES,
     check_seconds: float = WEBHOOK_CHECK_SECONDS,
+    node: Node | None = None,
 ) -> HTTPServer:
     """Listen on host:port; the update path is WEBHOOK_URL's path (or `path`, or /telegram)."""
     app = make_web_app(
@@ -219,6 +330,7 @@ async def start_server(
         webhook_url=webhook_url,
         max_body=max_body,
         check_seconds=check_seconds,
+        node=node,
     )
     # The server-wide cap is the handler's too: no other handler takes a body.
     server = HTTPServer(app, max_body_size=max_body)

@@ -2,11 +2,17 @@
 
 Every few minutes (first soon after start) the job asks the rounds service which reminders are due
 (`due_reminders`: before each deadline to the people whose step is not done, the late digest to the
-deputy head after it, nothing in the quiet hours), sends each in the person's language, and marks it
-sent right after (`mark_sent`): the SentReminder table is the memory, so a restart never sends one
-twice. Sends go through the application's rate limiter (AIORateLimiter), so a broadcast to thousands
-queues rather than hits Telegram's limits; a few run side by side so the limiter, not the round trips,
-sets the pace.
+deputy head after it, nothing in the quiet hours) and sends each in the person's language.
+
+At most once: each reminder is marked sent (`mark_sent`, unique per round, person and key) *before*
+it is sent, and only the run that marked it sends it. So neither a restart nor a second instance taking
+over (a leader killed mid-run) sends one twice; a process killed between the mark and the send loses
+that one reminder instead. A send that surely did not reach Telegram (an error answer) is unmarked for
+the next run; a timeout is not (Telegram may have delivered it).
+
+Sends go through the application's rate limiter (AIORateLimiter), so a broadcast to thousands queues
+rather than hits Telegram's limits; a few run side by side so the limiter, not the round trips, sets
+the pace.
 
 A person who blocked the bot (Forbidden) or whose chat is gone is logged and marked, never retried; a
 network error or a flood wait leaves the reminder unmarked, for the next run.
@@ -19,9 +25,10 @@ import html
 import logging
 from dataclasses import dataclass, field
 
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, TelegramError, TimedOut
 
 from bot.context import BotContext, SchoolBotApplication
+from bot.metrics import count
 from bot.texts import t
 from storage.schemas.rounds import ReminderDue
 
@@ -64,6 +71,9 @@ async def send_due_reminders(context: BotContext) -> ReminderRun:
 
     async def deliver(reminder: ReminderDue) -> None:
         async with slots:
+            keys = (reminder.round_id, reminder.staff_id, reminder.reminder_key)
+            if not await services.rounds.mark_sent(*keys):
+                return  # another run (another instance) has it
             try:
                 await context.bot.send_message(reminder.telegram_user_id, reminder_text(reminder))
             except (Forbidden, BadRequest) as exc:
@@ -75,6 +85,10 @@ async def send_due_reminders(context: BotContext) -> ReminderRun:
                     type(exc).__name__,
                 )
                 run.unreachable.append(reminder)
+            except TimedOut:
+                # Telegram may have delivered it: at most once, so it stays marked.
+                log.warning("Reminder %s to staff %s timed out", reminder.reminder_key, reminder.staff_id)
+                run.failed.append(reminder)
             except TelegramError as exc:
                 log.warning(
                     "Reminder %s to staff %s failed (%s); next run retries",
@@ -83,10 +97,9 @@ async def send_due_reminders(context: BotContext) -> ReminderRun:
                     type(exc).__name__,
                 )
                 run.failed.append(reminder)
-                return
+                await services.rounds.forget_sent(*keys)
             else:
                 run.sent.append(reminder)
-            await services.rounds.mark_sent(reminder.round_id, reminder.staff_id, reminder.reminder_key)
 
     await asyncio.gather(*(deliver(reminder) for reminder in due))
     log.info(
@@ -95,6 +108,7 @@ async def send_due_reminders(context: BotContext) -> ReminderRun:
         len(run.unreachable),
         len(run.failed),
     )
+    count(application, "reminders_sent", len(run.sent))
     return run
 
 
@@ -104,4 +118,5 @@ def schedule_jobs(application: SchoolBotApplication) -> None:
     if queue is None:
         log.warning("No job queue (install python-telegram-bot[job-queue]): deadline reminders are off")
         return
-    queue.run_repeating(send_due_reminders, interval=INTERVAL_SECONDS, first=FIRST_RUN_SECONDS, name=JOB_NAME)
+    first = getattr(application.settings, "reminder_first_run_seconds", FIRST_RUN_SECONDS)
+    queue.run_repeating(send_due_reminders, interval=INTERVAL_SECONDS, first=first, name=JOB_NAME)

@@ -41,6 +41,7 @@ from telegram.ext import Application, BaseHandler, CallbackQueryHandler
 from bot.context import BotContext
 from bot.errors import render_error_html
 from bot.keyboards import rows
+from bot.metrics import count
 from bot.replies import ReplyMarkup, answer_alert, reply
 from bot.texts import t
 from conversations.common import END, Flow, Turn, menu_for
@@ -208,6 +209,8 @@ class ReportJob:
     jobs: dict[int, ReportJob]
     task: asyncio.Task[None] | None = None
     built: bool = False  # the workbook exists: it is being sent, no longer cancelled
+    interrupted: bool = False  # cancelled because the bot is stopping, not by the person
+    application: Any = field(default=None, repr=False)  # for its metrics
     _edit: asyncio.Task[None] | None = field(default=None, repr=False)
     _shown: str = ""
     _last_edit: float = 0.0
@@ -226,7 +229,8 @@ class ReportJob:
                     progress=self.progress,
                 )
             except asyncio.CancelledError:
-                await self.close(request.framed("report_chat.stopped"))
+                key = "report_chat.interrupted" if self.interrupted else "report_chat.stopped"
+                await self.close(request.framed(key))
                 raise
             except (DomainError, ValidationError) as exc:
                 reason = render_error_html(exc, request.language)
@@ -239,6 +243,7 @@ class ReportJob:
                 await self.close(request.framed("report_chat.failed_unexpected"))
                 return
             self.built = True
+            count(self.application, "reports_built")
             await self.close(request.framed("report_chat.done"))
             await self.send(report.content, report.filename, report.summary)
         finally:
@@ -318,6 +323,18 @@ def report_jobs(application: Application[Any, Any, Any, Any, Any, Any]) -> dict[
 def running_reports(application: Application[Any, Any, Any, Any, Any, Any]) -> list[asyncio.Task[None]]:
     """The tasks of the reports being built (tests and shutdown wait for them)."""
     return [job.task for job in report_jobs(application).values() if job.task is not None]
+
+
+def interrupt_reports(application: Application[Any, Any, Any, Any, Any, Any]) -> list[asyncio.Task[None]]:
+    """The bot is stopping: cancel the reports still being built (not those being sent); each tells its
+    person it was interrupted and to ask again. The tasks, to wait for their last message."""
+    tasks = []
+    for job in list(report_jobs(application).values()):
+        if job.task is not None and not job.task.done() and not job.built:
+            job.interrupted = True
+            job.task.cancel()
+            tasks.append(job.task)
+    return tasks
 
 
 def spawn(
@@ -649,6 +666,7 @@ class ReportFlow(Flow):
             message_id=message.message_id,
             menu=menu_for(context, turn.staff),
             jobs=jobs,
+            application=application,
         )
         jobs[turn.user_id] = job
         job.task = spawn(application, job.run(), f"report-{request.kind.value}-{turn.user_id}")

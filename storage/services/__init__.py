@@ -12,6 +12,8 @@ from storage.services.drafts import DraftService
 from storage.services.faq import FaqService
 from storage.services.handovers import HandoverService
 from storage.services.imports import ImportService
+from storage.services.inbox import InboxService
+from storage.services.lease import LeaseService
 from storage.services.needs import NeedService
 from storage.services.organisation import OrganisationService
 from storage.services.reports import ReportService
@@ -38,6 +40,8 @@ class Services:
     reports: ReportService
     rounds: RoundService
     faq: FaqService
+    inbox: InboxService
+    lease: LeaseService
 
 
 def build_services(engine: AsyncEngine, clock: Clock) -> Services:
@@ -61,4 +65,6 @@ def build_services(engine: AsyncEngine, clock: Clock) -> Services:
         reports=ReportService(*args),
         rounds=RoundService(*args),
         faq=FaqService(*args),
+        inbox=InboxService(*args),
+        lease=LeaseService(*args),
     )

@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -1111,6 +1111,17 @@ class RoundService(ServiceBase):
             )
             result = await session.execute(statement)
             return bool(getattr(result, "rowcount", 0))
+
+    async def forget_sent(self, round_id: int, staff_id: int, reminder_key: str) -> None:
+        """Undo `mark_sent` for a reminder that surely did not go out (the next run sends it)."""
+        async with self.sessionmaker.begin() as session:
+            await session.execute(
+                delete(SentReminder).where(
+                    SentReminder.round_id == round_id,
+                    SentReminder.staff_id == staff_id,
+                    SentReminder.reminder_key == reminder_key,
+                )
+            )
 
     async def _reminder_states(self, session: AsyncSession, now: datetime) -> list[RoundState]:
         rounds = list(

@@ -1,0 +1,187 @@
+"""Durable receipt: every update is in the database before Telegram is told it was received.
+
+Polling: `poll_updates` asks getUpdates itself (not PTB's Updater, which confirms a batch by the offset
+of its next call whether or not the batch was handled): each batch is written to the inbox, and only
+then is getUpdates asked with the next offset. The webhook writes the update before answering 200
+(bot/webhook.py). Updates are handled from there: `Inbox` puts them on the application's queue and, as
+the update processor's hooks, marks each one started and handled (storage/services/inbox.py).
+
+On start and on takeover, `drain` hands the unfinished updates to the queue first, oldest first (the
+update processor keeps one chat's updates in order); one whose handling was started twice without
+finishing (it ended the process twice) is marked failed and its person told, never tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from telegram import Update
+from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
+
+from bot.context import SchoolBotApplication
+from bot.metrics import Metrics
+from bot.texts import t
+from storage.services.inbox import InboxService, InboxUpdate, Received
+from storage.services.lease import Fence
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT = 10  # seconds a getUpdates waits for an update (long polling)
+POLL_LIMIT = 100  # updates a getUpdates returns at most (Telegram's maximum)
+RETRY_SECONDS = (0.5, 1, 2, 5, 10)  # waits after failed getUpdates calls, then 10 s each
+MARK_RETRY_SECONDS = (0.2, 0.5, 1.0)  # waits before marking an update started again
+
+
+def chat_of(update: Update) -> int | None:
+    if update.effective_chat is not None:
+        return update.effective_chat.id
+    if update.effective_user is not None:
+        return update.effective_user.id
+    return None
+
+
+@dataclass
+class Inbox:
+    """The inbox of one leader term: receives updates, feeds them to the application, and (as the
+    update processor's hooks) marks them started and handled."""
+
+    application: SchoolBotApplication
+    service: InboxService
+    fence: Fence | None = None
+    metrics: Metrics | None = None
+    tracked: set[int] = field(default_factory=set)  # ids fed from the inbox, not yet handled
+    handled_count: int = 0
+    last_update_id: int | None = None
+    last_handled_at: datetime | None = None
+
+    async def receive(self, updates: list[Update]) -> list[int]:
+        """Write the updates, then queue those new to the inbox; their ids. Raises `LeaseLost` when
+        this instance is no longer the leader (nothing written then)."""
+        received = [Received(u.update_id, chat_of(u), u.to_dict()) for u in updates]
+        new = set(await self.service.receive(received, self.fence))
+        for update in updates:
+            if update.update_id in new:
+                await self._queue(update)
+            else:
+                log.info("Update %s is in the inbox already: not handled twice", update.update_id)
+        return [u.update_id for u in updates if u.update_id in new]
+
+    async def receive_json(self, data: dict[str, Any]) -> bool:
+        """The webhook's update (the JSON Telegram posted); whether it was new."""
+        update = Update.de_json(data, self.application.bot)
+        received = Received(update.update_id, chat_of(update), data)
+        new = await self.service.receive([received], self.fence)
+        if new:
+            await self._queue(update)
+        return bool(new)
+
+    async def drain(self) -> int:
+        """Queue what a previous process left unfinished (oldest first); give up poison updates."""
+        pending, failed = await self.service.recover()
+        for item in failed:
+            log.error(
+                "Update %s given up: its handling was started %s times and never finished",
+                item.update_id,
+                item.attempts,
+            )
+            if self.metrics is not None:
+                self.metrics.count("updates_failed")
+            await self._tell_failed(item)
+        for item in pending:
+            await self._queue(Update.de_json(item.payload, self.application.bot))
+        if pending or failed:
+            log.info("Inbox: %d unfinished updates queued, %d given up", len(pending), len(failed))
+        return len(pending)
+
+    async def _queue(self, update: Update) -> None:
+        self.tracked.add(update.update_id)
+        await self.application.update_queue.put(update)
+
+    async def _tell_failed(self, item: InboxUpdate) -> None:
+        update = Update.de_json(item.payload, self.application.bot)
+        chat = chat_of(update)
+        if chat is None:
+            return
+        user = update.effective_user
+        language = "en" if user is not None and (user.language_code or "").startswith("en") else "vi"
+        try:
+            await self.application.bot.send_message(chat, t("core.error", language))
+        except TelegramError as exc:
+            log.warning("Could not tell the person about a given-up update: %s", type(exc).__name__)
+
+    # --- the update processor's hooks ----------------------------------------------------------------
+
+    async def started(self, update: object) -> None:
+        if not isinstance(update, Update) or update.update_id not in self.tracked:
+            return
+        for wait in (*MARK_RETRY_SECONDS, None):
+            try:
+                await self.service.started(update.update_id)
+                return
+            except Exception:  # the database, briefly: try again; then the update waits in the inbox
+                if wait is None:
+                    raise
+                await asyncio.sleep(wait)
+
+    async def finished(self, update: object, seconds: float) -> None:
+        if not isinstance(update, Update):
+            return
+        if update.update_id in self.tracked:
+            self.tracked.discard(update.update_id)
+            try:
+                await self.service.handled(update.update_id)
+            except Exception as exc:  # handled all the same; the next drain handles it once more
+                log.warning("Update %s handled but not marked: %s", update.update_id, type(exc).__name__)
+        self.handled_count += 1
+        self.last_update_id = update.update_id
+        self.last_handled_at = datetime.now(UTC)
+        if self.metrics is not None:
+            self.metrics.handled(seconds)
+
+
+async def poll_updates(
+    application: SchoolBotApplication, inbox: Inbox, *, timeout: float = POLL_TIMEOUT
+) -> None:
+    """Long polling until cancelled. A batch is confirmed to Telegram (the next offset) only once it
+    is in the inbox; `LeaseLost` and a wrong token end the loop (raised)."""
+    bot = application.bot
+    offset: int | None = None
+    failures = 0
+    while True:
+        try:
+            updates = await bot.get_updates(
+                offset=offset,
+                limit=POLL_LIMIT,
+                timeout=int(timeout),
+                allowed_updates=Update.ALL_TYPES,
+                read_timeout=timeout + 10,
+            )
+        except InvalidToken:
+            raise
+        except RetryAfter as exc:
+            await asyncio.sleep(float(exc.retry_after if isinstance(exc.retry_after, int | float) else 5))
+            continue
+        except Conflict:
+            # Another getUpdates (a former leader's last call) or a webhook is set: wait it out.
+            failures += 1
+            log.warning("getUpdates conflict (another poller or a webhook); retrying")
+            await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1])
+            continue
+        except TelegramError as exc:
+            failures += 1
+            wait = RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1]
+            log.warning("getUpdates failed (%s); retrying in %s s", type(exc).__name__, wait)
+            await asyncio.sleep(wait)
+            continue
+        failures = 0
+        if not updates:
+            continue
+        began = time.monotonic()
+        await inbox.receive(list(updates))
+        log.debug("Stored %d updates in %.3f s", len(updates), time.monotonic() - began)
+        offset = updates[-1].update_id + 1
