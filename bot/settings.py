@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
     # Sandbox (`schoolbot sandbox`): its own database, never the production one.
     sandbox_database_url: str = "sqlite+aiosqlite:///./data/sandbox.sqlite3"
     sandbox_port: int = Field(default=8080, ge=1, le=65535)
+    # Daily backup (bot/backups.py) at BACKUP_TIME local time into BACKUP_DIR, keeping the newest
+    # BACKUP_KEEP of its own files; an empty BACKUP_DIR means no backup job.
+    backup_dir: Path | None = None
+    backup_time: dt_time = dt_time(2, 30)
+    backup_keep: int = Field(default=14, ge=1, le=3650)
 
     @field_validator(
         "telegram_bot_token", "webhook_secret_token", "webhook_url", "health_port", mode="before"
@@ -98,6 +104,26 @@ class Settings(BaseSettings):
         if level not in logging.getLevelNamesMapping():
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @field_validator("backup_dir", mode="before")
+    @classmethod
+    def _blank_dir_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("backup_time", mode="before")
+    @classmethod
+    def _clock_time(cls, value: object) -> object:
+        """`2:30` as well as `02:30`; a local time of BOT_TIMEZONE, so no zone of its own."""
+        if isinstance(value, str):
+            found = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
+            if found:
+                hour, minute = int(found.group(1)), int(found.group(2))
+                if hour > 23 or minute > 59:
+                    raise ValueError("must be a time of day HH:MM, e.g. 02:30")
+                return dt_time(hour, minute)
+        if isinstance(value, str) and re.search(r"[+-]\d{2}:?\d{2}$|Z$", value.strip()):
+            raise ValueError("must be a local time HH:MM without a time zone (BOT_TIMEZONE applies)")
+        return value
 
     @property
     def tz(self) -> ZoneInfo:

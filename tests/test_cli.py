@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -272,14 +273,27 @@ def test_db_backup(district: Cli, tmp_path: Path) -> None:
     assert "copy2.sqlite3" in district("db", "backup", str(tmp_path / "copy2.sqlite3"))
 
 
-def test_db_backup_for_postgresql_prints_pg_dump(
+def test_db_backup_for_postgresql_runs_pg_dump(
     cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # pg_dump itself is not run (no server here; tests/test_backup.py runs it against a real one).
+    import storage.backup
+
+    calls: list[tuple[list[str], dict[str, str]]] = []
+
+    def fake_run(command: list[str], **kwargs: Any) -> Any:
+        calls.append((command, kwargs["env"]))
+        Path(command[2].removeprefix("--file=")).write_bytes(b"PGDMP")
+        return subprocess.CompletedProcess(command, 0, b"", b"")
+
+    monkeypatch.setattr(storage.backup.subprocess, "run", fake_run)
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot:secret@db.example:5433/schoolbot")
     data = cli.json("db", "backup", str(tmp_path / "dump"))
-    assert data["command"].startswith("pg_dump ")
-    assert "--host=db.example" in data["command"] and "--port=5433" in data["command"]
-    assert "schoolbot" in data["command"] and "secret" not in data["command"]
+    assert data == {"path": str(tmp_path / "dump"), "bytes": 5, "kind": "postgresql"}
+    ((command, env),) = calls
+    assert command[0].endswith("pg_dump") and "--format=custom" in command
+    assert "--dbname=postgresql://bot@db.example:5433/schoolbot" in command
+    assert "secret" not in " ".join(command) and env["PGPASSWORD"] == "secret"
 
 
 def test_a_bad_setting_stops_with_one_line(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
