@@ -22,7 +22,6 @@ from telegram import BotCommand, BotCommandScopeDefault, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     ApplicationBuilder,
     BaseHandler,
     BaseRateLimiter,
@@ -41,6 +40,7 @@ from bot.context import BotContext, SchoolBotApplication
 from bot.menus import PUBLIC_COMMANDS
 from bot.metrics import count
 from bot.privacy import private_chats_only
+from bot.ratelimit import build_rate_limiter, build_request
 from bot.sending import SchoolBot
 from bot.settings import Settings, SettingsError
 from bot.texts import t
@@ -246,10 +246,10 @@ def build_application(
         base_url=settings.bot_api_base_url,
         base_file_url=settings.bot_file_base_url,
         defaults=Defaults(parse_mode=ParseMode.HTML, tzinfo=settings.tz),
-        request=request or HTTPXRequest(connection_pool_size=256),
+        request=request or build_request(settings),
         get_updates_request=get_updates_request or HTTPXRequest(),
-        # Telegram allows ~30 messages/s per bot: bulk sends wait for their turn, never drop.
-        rate_limiter=rate_limiter or AIORateLimiter(overall_max_rate=30, group_max_rate=20, max_retries=5),
+        # Replies limited per chat, broadcasts at ~30 messages/s overall; nothing is dropped.
+        rate_limiter=rate_limiter or build_rate_limiter(settings),
     )
     builder = (
         ApplicationBuilder()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from telegram import Update
 from telegram.ext import Application, CallbackContext, ExtBot
 
+from bot.ratelimit import handling_chat
 from bot.texts import DEFAULT_LANGUAGE, LANGUAGES, t
 from storage.schemas.organisation import StaffOut
 
@@ -23,6 +24,21 @@ class SchoolBotApplication(Application):  # type: ignore[type-arg]
     services: Services
     settings: Settings
     registered_commands: set[str]
+
+    async def process_update(self, update: object) -> None:
+        """Handle the update with its chat known to the rate limiter: requests to that chat are
+        replies (per-chat limit), any other request a broadcast (bot/ratelimit.py)."""
+        chat = None
+        if isinstance(update, Update):
+            if update.effective_chat is not None:
+                chat = update.effective_chat.id
+            elif update.effective_user is not None:
+                chat = update.effective_user.id
+        token = handling_chat.set(chat)
+        try:
+            await super().process_update(update)
+        finally:
+            handling_chat.reset(token)
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):

@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     quiet_hours_start: int = Field(default=21, ge=0, le=23)
     quiet_hours_end: int = Field(default=7, ge=0, le=23)
     reminder_hours_before: list[int] = Field(default_factory=lambda: [24, 2])
+    # Telegram's flood limits (bot/ratelimit.py): messages to many people (reminders, notices) at most
+    # this many a second; replies to a person's own conversation only per chat: this many a second,
+    # with short bursts of CHAT_BURST; a group chat this many a minute.
+    broadcast_max_per_second: float = Field(default=30, gt=0, le=1000)
+    chat_max_per_second: float = Field(default=1, gt=0, le=100)
+    chat_burst: int = Field(default=3, ge=1, le=100)
+    group_max_per_minute: float = Field(default=20, gt=0, le=1000)
+    # Connections kept open to the Bot API (HTTP/1.1 keep-alive): as many as replies in flight at once.
+    bot_api_connections: int = Field(default=256, ge=8, le=4096)
     # Two instances, one leader (`schoolbot run` on two machines): the leader's lease in the database
     # lasts this long and is renewed every third of it; a standby takes over once it has run out.
     leader_lease_seconds: float = Field(default=10, ge=2, le=120)
