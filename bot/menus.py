@@ -37,6 +37,7 @@ COMMANDS: tuple[MenuCommand, ...] = (
     MenuCommand("my", Action.ENTER_RECORDS, on_keyboard=True),
     MenuCommand("need_summary", Action.ENTER_RECORDS),
     MenuCommand("template", Action.ENTER_RECORDS),
+    MenuCommand("csdl", Action.CSDL),
     MenuCommand("submit", Action.SUBMIT, on_keyboard=True),
     MenuCommand("review", Action.REVIEW_PROGRAM, on_keyboard=True),
     MenuCommand("review_vaccine", Action.REVIEW_VACCINE, on_keyboard=True),

@@ -52,7 +52,17 @@ class ReminderRun:
 def reminder_text(reminder: ReminderDue) -> str:
     """The reminder in the person's language; names in it made safe for HTML."""
     params = {k: html.escape(v, quote=False) if isinstance(v, str) else v for k, v in reminder.params.items()}
-    return t(reminder.text_key, reminder.language, **params)
+    text = t(reminder.text_key, reminder.language, **params)
+    if params.get("csdl_count"):
+        # The principal's reminder names the records not in the sector database a day after entry.
+        line = t(
+            "csdl.reminder.line",
+            reminder.language,
+            count=params["csdl_count"],
+            records=params["csdl_records"],
+        )
+        text += "\n" + line
+    return text
 
 
 async def send_due_reminders(context: BotContext) -> ReminderRun:

@@ -52,6 +52,7 @@ from storage.schemas.rounds import (
     parse_local_datetime,
     show_local,
 )
+from storage.services.csdl import CsdlService
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +362,9 @@ async def progress_command(update: Update, context: BotContext, staff: StaffOut)
         await reply(update, error_text(exc, language))
         return
     tz = context.services.clock.tz
-    text = progress_text(escaped_progress(progress), language, tz)
+    overdue = await CsdlService.of(context.services).not_in_csdl([s.school_id for s in progress.schools])
+    not_in_csdl = {school_id: entry.count for school_id, entry in overdue.items()}
+    text = progress_text(escaped_progress(progress), language, tz, not_in_csdl)
     await send_lines(update, text.split("\n"))
     png = await asyncio.to_thread(progress_png, progress, language, tz)
     chat = update.effective_chat

@@ -337,6 +337,7 @@ def timeliness_columns(words: Words) -> list[Column]:
             key = f"{record}_{part}"
             columns.append(_col(words, key, INT, 10, header=f"timely.{key}"))
     columns.append(_col(words, "on_time_rate", PERCENT, 11))
+    columns.append(_col(words, "not_in_csdl", INT, 12, header="csdl.not_in_csdl"))
     return columns
 
 

@@ -111,7 +111,12 @@ async def make_csdl_world(services: Services) -> CsdlWorld:
         ]
         for code, batch_id, kind, day, note in handovers:
             handover = Handover(
-                batch_id=batch_id, student_id=ids[code], kind=kind, handed_on=day, note=note, entered_at=at(day)
+                batch_id=batch_id,
+                student_id=ids[code],
+                kind=kind,
+                handed_on=day,
+                note=note,
+                entered_at=at(day),
             )
             session.add(handover)
             await session.flush()

@@ -9,5 +9,6 @@ COMMAND_MODULES = (
     "bot.commands.excel",
     "bot.commands.report",
     "bot.commands.rounds",
+    "bot.commands.csdl",
     "bot.commands.sandbox",
 )

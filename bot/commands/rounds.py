@@ -4,6 +4,7 @@ progress as text, the chart's labels, figures and inconsistencies in a language.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,8 +57,11 @@ def issue_text(issue: Inconsistency, language: str | None = None) -> str:
         return t("rounds.issue.unknown", language, code=issue.code, subject=issue.subject)
 
 
-def progress_text(progress: Progress, language: str | None, tz: ZoneInfo) -> str:
-    """The progress board as a short text: deadlines, totals per track, then one line per school."""
+def progress_text(
+    progress: Progress, language: str | None, tz: ZoneInfo, not_in_csdl: Mapping[int, int] | None = None
+) -> str:
+    """The progress board as a short text: deadlines, totals per track, then one line per school.
+    `not_in_csdl`: per school id, records in the bot for over a day and not in the CSDL (issue 19)."""
     rnd = progress.round
     totals = progress.totals
     lines = [
@@ -88,6 +92,8 @@ def progress_text(progress: Progress, language: str | None, tz: ZoneInfo) -> str
             )
         )
     lines.append(t("rounds.progress.late_line", language, late=totals.program_late, records=totals.records))
+    if not_in_csdl is not None:
+        lines.append(t("csdl.progress.total", language, count=sum(not_in_csdl.values())))
     if not progress.schools:
         lines.append(t("rounds.progress.no_schools", language))
     for school in progress.schools:
@@ -102,6 +108,8 @@ def progress_text(progress: Progress, language: str | None, tz: ZoneInfo) -> str
         )
         if school.program_late or school.vaccine_late:
             line += t("rounds.progress.late_mark", language)
+        if not_in_csdl and not_in_csdl.get(school.school_id):
+            line += t("csdl.progress.school", language, count=not_in_csdl[school.school_id])
         for reason in (school.program_reason, school.vaccine_reason):
             if reason:
                 line += t("rounds.progress.reason", language, reason=reason)
@@ -233,8 +241,13 @@ async def _progress(ctx: CliContext, args: argparse.Namespace) -> int:
     services = await ctx.services()
     progress = await services.rounds.progress(args.round_id)
     tz = ctx.settings.tz
-    human = progress_text(progress, None, tz)
+    from storage.services.csdl import CsdlService
+
+    overdue = await CsdlService.of(services).not_in_csdl([s.school_id for s in progress.schools])
+    not_in_csdl = {school_id: entry.count for school_id, entry in overdue.items()}
+    human = progress_text(progress, None, tz, not_in_csdl)
     data: dict[str, Any] = progress.model_dump(mode="json")
+    data["not_in_csdl"] = {str(school_id): count for school_id, count in not_in_csdl.items()}
     if args.png is not None:
         content = progress_png(progress, None, tz)
         write_out(args.png, content)

@@ -861,6 +861,23 @@ async def timeliness_rollup(session: AsyncSession, f: ReportFilter) -> dict[str,
     return await rollup(session, timeliness_per_school(f), TIMELINESS_METRICS)
 
 
+async def add_not_in_csdl(session: AsyncSession, rollup: dict[str, Any], touched_before: datetime) -> None:
+    """Add `not_in_csdl` to the timeliness rollup's school, level and total rows: records entered or
+    changed in the bot before `touched_before` that are not in the sector database (issue 19; a count
+    as of now, whatever the period: see storage.repositories.csdl)."""
+    from storage.repositories.csdl import not_in_csdl
+
+    found = await not_in_csdl(session, [row["school_id"] for row in rollup["rows"]], touched_before)
+    by_level: dict[str, int] = {}
+    for row in rollup["rows"]:
+        row["not_in_csdl"] = found.get(row["school_id"], (0, []))[0]
+        by_level[row["level"]] = by_level.get(row["level"], 0) + row["not_in_csdl"]
+    for row in rollup["levels"]:
+        row["not_in_csdl"] = by_level.get(row["level"], 0)
+    for row in rollup["total"]:
+        row["not_in_csdl"] = sum(by_level.values())
+
+
 def late_records(f: ReportFilter, record_type: str) -> Select[Any]:
     """The late entries of one kind of record, as rows of the "entered late" sheet."""
     entered_by = aliased(Staff)

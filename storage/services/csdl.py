@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from storage.clock import Clock
 from storage.errors import AccessDenied, DomainError, NotFound
 from storage.models import (
     AuditAction,
@@ -59,6 +60,13 @@ from storage.services.base import ServiceBase
 EXPORT_KEPT_DAYS = 60
 # The 1-day rule: a record entered (or changed) on local day D is due in the CSDL by the end of D + 1.
 GRACE_DAYS = 1
+
+
+def csdl_cutoff(clock: Clock) -> datetime:
+    """Records written in the bot before this instant are past the 1-day rule for the CSDL: the start
+    of yesterday, local time (entered on day D, due by the end of D + 1), as `is_late_entry` judges."""
+    today = clock.today()
+    return datetime.combine(today - timedelta(days=GRACE_DAYS), time(0), clock.tz).astimezone(UTC)
 
 
 class CsdlService(ServiceBase):
@@ -160,9 +168,7 @@ class CsdlService(ServiceBase):
         return parts
 
     def _cutoff(self) -> datetime:
-        """Records written before this instant are past the 1-day rule: the start of yesterday (local)."""
-        today = self.clock.today()
-        return datetime.combine(today - timedelta(days=GRACE_DAYS), time(0), self.clock.tz).astimezone(UTC)
+        return csdl_cutoff(self.clock)
 
     async def export(
         self, school: SchoolRef, menu: CsdlMenu, *, everything: bool = False, actor_id: int | None = None

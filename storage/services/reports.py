@@ -46,6 +46,7 @@ from storage.schemas.reports import (
     parse_scope_text,
 )
 from storage.services.base import ServiceBase
+from storage.services.csdl import csdl_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -429,6 +430,7 @@ class ReportService(ServiceBase):
             data["vaccination"] = await queries.vaccination_rollup(session, f)
         if "timeliness" in areas:
             data["timeliness"] = await queries.timeliness_rollup(session, f)
+            await queries.add_not_in_csdl(session, data["timeliness"], csdl_cutoff(self.clock))
         if "issues" in areas:
             issues: list[dict[str, Any]] = []
             issue_areas = layout.ISSUE_AREAS[kind]

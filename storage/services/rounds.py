@@ -50,6 +50,7 @@ from storage.models import (
 )
 from storage.permissions import SPECIALIST_LEVELS, Action, require, sees_school
 from storage.repositories import audit, locks
+from storage.repositories import csdl as csdl_repo
 from storage.repositories import rounds as repo
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_text
@@ -85,6 +86,7 @@ from storage.schemas.rounds import (
 )
 from storage.schemas.students import level_label
 from storage.services.base import ServiceBase
+from storage.services.csdl import csdl_cutoff
 from storage.services.staff import staff_out
 
 REVIEW_ACTIONS = {
@@ -201,6 +203,9 @@ class SchoolState:
     program: SubmissionStatus
     vaccine: SubmissionStatus
     program_late: bool  # as on the progress board
+    # Records in the bot for over a day and not in the sector database (issue 19), the first by name.
+    not_in_csdl: int = 0
+    not_in_csdl_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -318,6 +323,12 @@ class _Planner:
         for school in self.state.schools:
             if school.program not in PENDING_STATUSES:
                 continue
+            # The CSDL's records not uploaded a day after entry, named (conversations.reminders adds them).
+            csdl: dict[str, str | int] = (
+                {"csdl_count": school.not_in_csdl, "csdl_records": _names(school.not_in_csdl_names)}
+                if school.not_in_csdl
+                else {}
+            )
             for principal in self.state.principals.get(school.school_id, []):
                 self.add(
                     principal,
@@ -326,6 +337,7 @@ class _Planner:
                     school=school.name,
                     status=school.program.value,
                     **self._deadline_params(deadline),
+                    **csdl,
                 )
 
     def approve(self, hours_before: Sequence[int]) -> None:
@@ -1173,6 +1185,12 @@ class RoundService(ServiceBase):
                     )
                 )
             )
+            overdue = await csdl_repo.not_in_csdl(
+                session, list(schools), csdl_cutoff(self.clock), with_names=True
+            )
+            for school_id, (count, names) in overdue.items():
+                schools[school_id]["not_in_csdl"] = count
+                schools[school_id]["not_in_csdl_names"] = tuple(names)
             state = RoundState(
                 round_id=rnd.id,
                 name=rnd.name,

@@ -1,0 +1,326 @@
+"""`schoolbot csdl export | mark-uploaded | status | layout import|show|reset`, and the words of the
+CSDL upload files shared with the chat (/csdl): the status, the changed records, the file itself.
+
+    schoolbot csdl export doses --school 79785001 --out mui-tiem.xlsx [--all]
+    schoolbot csdl mark-uploaded mui-tiem.xlsx
+    schoolbot csdl status --school 79785001
+    schoolbot csdl layout import mau-4.9.1.xlsx --menu doses     # or a .yaml layout
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from bot.texts import LANGUAGES, t
+from storage.schemas.csdl import (
+    MENU_CODES,
+    CsdlExportOut,
+    CsdlLayoutSpec,
+    CsdlMenu,
+    CsdlState,
+    CsdlStatus,
+    layout_yaml,
+    parse_layout,
+)
+from storage.schemas.rounds import show_local
+
+if TYPE_CHECKING:
+    from bot.cli import CliContext
+
+# Changed records listed in a chat reply; the rest are counted (all are in the file's comments).
+MAX_CHANGED_SHOWN = 10
+
+
+# --- words shared with the chat -------------------------------------------------------------------
+
+
+def menu_label(menu: CsdlMenu, language: str | None = None) -> str:
+    return t(f"csdl.menu.{menu.value}", language)
+
+
+def fields_text(fields: list[str], language: str | None = None) -> str:
+    return ", ".join(t(f"csdl.field.{name}", language) for name in fields)
+
+
+def status_text(status: CsdlStatus, language: str | None, tz: ZoneInfo) -> str:
+    lines = [t("csdl.title", language, school=f"{status.school_name} ({status.school_code})")]
+    for entry in status.menus:
+        lines.append(
+            t(
+                "csdl.status_line",
+                language,
+                menu=menu_label(entry.menu, language),
+                new=entry.new,
+                changed=entry.changed,
+                uploaded=entry.uploaded,
+            )
+        )
+    lines.append(
+        t("csdl.overdue", language, count=status.overdue)
+        if status.overdue
+        else t("csdl.no_overdue", language)
+    )
+    if status.last_marked_at is not None:
+        lines.append(t("csdl.last_marked", language, time=show_local(status.last_marked_at, tz)))
+    return "\n".join(lines)
+
+
+def export_counts(export: CsdlExportOut) -> dict[str, int]:
+    return {
+        "count": export.count,
+        "new": export.count_of(CsdlState.NEW),
+        "changed": export.count_of(CsdlState.CHANGED),
+        "uploaded": export.count_of(CsdlState.UPLOADED),
+    }
+
+
+def caption_text(export: CsdlExportOut, language: str | None) -> str:
+    return t(
+        "csdl.caption",
+        language,
+        menu=menu_label(export.menu, language),
+        school=export.school_name,
+        **export_counts(export),
+    )
+
+
+def changed_lines(
+    export: CsdlExportOut, language: str | None, limit: int | None = MAX_CHANGED_SHOWN
+) -> list[str]:
+    changed = [r for r in export.records if r.state is CsdlState.CHANGED]
+    if not changed:
+        return []
+    lines = [t("csdl.changed_header", language)]
+    for record in changed[:limit]:
+        what = f"{t(f'csdl.record.{record.kind.value}', language)} · {record.who}"
+        lines.append(t("csdl.changed_line", language, who=what, fields=fields_text(record.changed, language)))
+    if limit is not None and len(changed) > limit:
+        lines.append(t("csdl.changed_more", language, count=len(changed) - limit))
+    return lines
+
+
+def export_filename(export: CsdlExportOut, language: str | None) -> str:
+    return t(
+        "csdl.filename",
+        language,
+        code=MENU_CODES[export.menu],
+        school=export.school_code,
+        day=export.created_at.strftime("%Y%m%d-%H%M"),
+    )
+
+
+def export_workbook(
+    export: CsdlExportOut, layout: CsdlLayoutSpec, language: str | None, tz: ZoneInfo
+) -> bytes:
+    """The upload file; a changed record's first cell says what changed (a comment: the CSDL reads
+    values only)."""
+    from exports.csdl import build_csdl_workbook
+
+    notes = {
+        (r.kind.value, r.id): t("csdl.note_changed", language, fields=fields_text(r.changed, language))
+        for r in export.records
+        if r.state is CsdlState.CHANGED
+    }
+    return build_csdl_workbook(
+        layout,
+        export.sheets,
+        token=export.token,
+        tz=tz,
+        row_notes=notes,
+        title=f"{layout.title} — {export.school_name}",
+    )
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from bot.cli import json_flag
+
+    menus = [menu.value for menu in CsdlMenu]
+    csdl = subparsers.add_parser("csdl", help=t("csdl.cli.help")).add_subparsers(
+        dest="csdl_command", required=True
+    )
+    export = csdl.add_parser("export", help=t("csdl.cli.export_help"))
+    export.add_argument("menu", choices=menus)
+    export.add_argument("--school", dest="school_code", required=True, help=t("csdl.cli.school_help"))
+    export.add_argument("--out", required=True, type=Path, help=t("csdl.cli.out_help"))
+    export.add_argument("--all", dest="everything", action="store_true", help=t("csdl.cli.all_help"))
+    export.add_argument("--lang", default="vi", choices=LANGUAGES, help=t("csdl.cli.lang_help"))
+    export.set_defaults(handler=_export)
+    json_flag(export)
+
+    mark = csdl.add_parser("mark-uploaded", help=t("csdl.cli.mark_help"))
+    mark.add_argument("file", type=Path, help=t("csdl.cli.file_help"))
+    mark.add_argument("--lang", default="vi", choices=LANGUAGES, help=t("csdl.cli.lang_help"))
+    mark.set_defaults(handler=_mark)
+    json_flag(mark)
+
+    status = csdl.add_parser("status", help=t("csdl.cli.status_help"))
+    status.add_argument("--school", dest="school_code", required=True, help=t("csdl.cli.school_help"))
+    status.add_argument("--lang", default="vi", choices=LANGUAGES, help=t("csdl.cli.lang_help"))
+    status.set_defaults(handler=_status)
+    json_flag(status)
+
+    layout = csdl.add_parser("layout", help=t("csdl.cli.layout_help")).add_subparsers(
+        dest="layout_command", required=True
+    )
+    replace = layout.add_parser("import", help=t("csdl.cli.layout_import_help"))
+    replace.add_argument("file", type=Path, help=t("csdl.cli.file_help"))
+    replace.add_argument("--menu", choices=menus, default=None, help=t("csdl.cli.menu_help"))
+    replace.set_defaults(handler=_layout_import)
+    json_flag(replace)
+    show = layout.add_parser("show", help=t("csdl.cli.layout_show_help"))
+    show.add_argument("menu", choices=menus)
+    show.set_defaults(handler=_layout_show)
+    json_flag(show)
+    reset = layout.add_parser("reset", help=t("csdl.cli.layout_reset_help"))
+    reset.add_argument("menu", choices=menus)
+    reset.set_defaults(handler=_layout_reset)
+    json_flag(reset)
+
+
+def _service(services: Any) -> Any:
+    from storage.services.csdl import CsdlService
+
+    return CsdlService.of(services)
+
+
+def _read(path: Path) -> bytes:
+    from bot.cli import CliError
+
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CliError("csdl.unreadable", path=path) from exc
+
+
+async def _export(ctx: CliContext, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bot.cli import prepare_out, write_out
+
+    prepare_out(args.out)
+    csdl = _service(await ctx.services())
+    menu = CsdlMenu(args.menu)
+    school = await csdl.school_by_code(args.school_code)
+    layout = await csdl.layout(menu)
+    export = await csdl.export(school, menu, everything=args.everything)
+    content = await asyncio.to_thread(export_workbook, export, layout, args.lang, ctx.settings.tz)
+    write_out(args.out, content)
+    counts = export_counts(export)
+    human = [t("csdl.cli.written", args.lang, path=args.out, menu=menu_label(menu, args.lang), **counts)]
+    human += changed_lines(export, args.lang, limit=None)
+    ctx.emit(
+        "\n".join(human),
+        {
+            "path": str(args.out),
+            "menu": menu.value,
+            "school": school.code,
+            "export_id": export.id,
+            **counts,
+            "changed_records": [
+                {"kind": r.kind.value, "id": r.id, "who": r.who, "fields": r.changed}
+                for r in export.records
+                if r.state is CsdlState.CHANGED
+            ],
+        },
+    )
+    return 0
+
+
+async def _mark(ctx: CliContext, args: argparse.Namespace) -> int:
+    from bot.cli import CliError
+    from exports.csdl import export_token
+
+    content = _read(args.file)
+    token = export_token(content)
+    if token is None:
+        raise CliError("csdl.no_token", path=args.file)
+    csdl = _service(await ctx.services())
+    result = await csdl.mark_uploaded(token=token)
+    menu = menu_label(result.menu, args.lang)
+    if result.already:
+        human = t("csdl.cli.already", args.lang, time=show_local(result.marked_at, ctx.settings.tz))
+    else:
+        human = t("csdl.cli.marked", args.lang, count=result.marked, menu=menu, school=result.school_code)
+    ctx.emit(
+        human,
+        {
+            "export_id": result.export_id,
+            "menu": result.menu.value,
+            "school": result.school_code,
+            "marked": result.marked,
+            "already": result.already,
+            "marked_at": result.marked_at.isoformat(),
+        },
+    )
+    return 0
+
+
+async def _status(ctx: CliContext, args: argparse.Namespace) -> int:
+    csdl = _service(await ctx.services())
+    school = await csdl.school_by_code(args.school_code)
+    status = await csdl.status(school)
+    ctx.emit(
+        status_text(status, args.lang, ctx.settings.tz),
+        {
+            "school": status.school_code,
+            "overdue": status.overdue,
+            "menus": {
+                m.menu.value: {
+                    "new": m.new,
+                    "changed": m.changed,
+                    "uploaded": m.uploaded,
+                    "overdue": m.overdue,
+                }
+                for m in status.menus
+            },
+        },
+    )
+    return 0
+
+
+async def _layout_import(ctx: CliContext, args: argparse.Namespace) -> int:
+    from bot.cli import CliError
+    from exports.csdl import layout_from_template
+
+    content = _read(args.file)
+    csdl = _service(await ctx.services())
+    menu = CsdlMenu(args.menu) if args.menu else None
+    if content.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # a workbook: a real CSDL template
+        if menu is None:
+            raise CliError("csdl.menu_required")
+        layout = layout_from_template(content, args.file.name, await csdl.layout(menu))
+    else:
+        layout = parse_layout(content, menu)
+    await csdl.replace_layout(layout)
+    columns = sum(len(sheet.columns) for sheet in layout.sheets)
+    ctx.emit(
+        t("csdl.cli.layout_replaced", menu=layout.menu.value, sheets=len(layout.sheets), columns=columns),
+        {"menu": layout.menu.value, "sheets": len(layout.sheets), "columns": columns},
+    )
+    return 0
+
+
+async def _layout_show(ctx: CliContext, args: argparse.Namespace) -> int:
+    csdl = _service(await ctx.services())
+    menu = CsdlMenu(args.menu)
+    layout = await csdl.layout(menu)
+    ctx.emit(
+        layout_yaml(layout).rstrip(),
+        {"menu": menu.value, "source": await csdl.layout_source(menu), **layout.model_dump(mode="json")},
+    )
+    return 0
+
+
+async def _layout_reset(ctx: CliContext, args: argparse.Namespace) -> int:
+    csdl = _service(await ctx.services())
+    menu = CsdlMenu(args.menu)
+    reset = await csdl.reset_layout(menu)
+    key = "csdl.cli.layout_reset" if reset else "csdl.cli.layout_was_shipped"
+    ctx.emit(t(key, menu=menu.value), {"menu": menu.value, "reset": reset})
+    return 0
