@@ -36,6 +36,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
 import conversations
+from bot.backups import schedule_backup_job
 from bot.context import BotContext, SchoolBotApplication
 from bot.menus import PUBLIC_COMMANDS
 from bot.metrics import count
@@ -273,3 +274,4 @@ def schedule_jobs(application: SchoolBotApplication) -> None:
     for module in flow_modules():
         if hasattr(module, "schedule_jobs"):
             module.schedule_jobs(application)
+    schedule_backup_job(application)
