@@ -421,6 +421,9 @@ class Handover(LateMixin, Base):
     returned_on: Mapped[date | None] = mapped_column(Date)
     receipt_photo_file_id: Mapped[str | None] = mapped_column(String(200))
     note: Mapped[str] = mapped_column(Text, default="")
+    # A return is an event of its own: when it was entered, and whether after the 1-day rule (issue 15).
+    return_entered_at: Mapped[datetime | None] = mapped_column(default=None)
+    return_entered_late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     batch: Mapped[DonationBatch] = relationship()
     student: Mapped[Student] = relationship()
@@ -585,6 +588,20 @@ class CompiledReport(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BatchReport(Base):
+    """The district reported a batch's handovers to the province (the 5-day rule): by `/compile` of a
+    round holding the batch, or by the statistics officer's "đã báo cáo Sở" (issue 15)."""
+
+    __tablename__ = "batch_report"
+
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("donation_batch.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    reported_at: Mapped[datetime] = mapped_column()
+    reported_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("reporting_round.id", ondelete="SET NULL"))
 
 
 # --- audit, FAQ, conversations --------------------------------------------------------------------
