@@ -49,6 +49,7 @@ from storage.schemas.rounds import (
     RoundIn,
     RoundOut,
     SchoolFigures,
+    TrackState,
     parse_local_datetime,
     show_local,
 )
@@ -320,12 +321,20 @@ def escaped_progress(progress: Progress) -> Progress:
                 "school_name": esc(school.school_name),
                 "program_reason": esc(school.program_reason),
                 "vaccine_reason": esc(school.vaccine_reason),
+                "program_state": _escaped_state(school.program_state),
+                "vaccine_state": _escaped_state(school.vaccine_state),
             }
         )
         for school in progress.schools
     ]
     shown_round = progress.round.model_copy(update={"name": esc(progress.round.name)})
     return progress.model_copy(update={"round": shown_round, "schools": schools})
+
+
+def _escaped_state(state: TrackState) -> TrackState:
+    return state.model_copy(
+        update={"last_reason": esc(state.last_reason), "approved_by": esc(state.approved_by)}
+    )
 
 
 async def _round_to_show(context: BotContext, staff: StaffOut, args: Sequence[str]) -> RoundOut | None:

@@ -537,6 +537,19 @@ async def test_progress_numbers_and_lateness(services: Services, clock) -> None:
     text = progress_text(progress, "vi", TZ)
     assert "79785101 Trường THCS Nguyễn Bỉnh Khiêm: 0 bản ghi · CT chờ duyệt · VX chưa nộp · trễ hạn" in text
     assert "15:30 15/11/2021" in text
+    # Each part's history on the board: submitted at (late), sent back how often and why.
+    lines = text.splitlines()
+    primary_part = lines[lines.index(next(x for x in lines if x.startswith("79785001"))) + 1]
+    assert primary_part.startswith("   Chương trình") or "nộp" in primary_part, primary_part
+    assert "trả lại 1 lần" in primary_part and f"lý do lần cuối: «{REASON}»" in primary_part
+    secondary_part = lines[lines.index(next(x for x in lines if x.startswith("79785101"))) + 1]
+    assert "nộp " in secondary_part and "⏰ trễ hạn" in secondary_part
+    # Approved: when and by whom.
+    await services.rounds.approve(late.submission.id, ids["secondary_specialist"])
+    text = progress_text(await services.rounds.progress(round_id), "vi", TZ)
+    lines = text.splitlines()
+    secondary_part = lines[lines.index(next(x for x in lines if x.startswith("79785101"))) + 1]
+    assert "duyệt " in secondary_part and "(" in secondary_part, secondary_part
     history = await services.rounds.history(world.secondary_school_id)
     assert any(h.kind == "submission" and h.late for h in history)
 

@@ -17,6 +17,7 @@ from storage.schemas.rounds import (
     Progress,
     RoundIn,
     RoundOut,
+    TrackState,
     parse_local_datetime,
     show_local,
 )
@@ -110,11 +111,40 @@ def progress_text(
             line += t("rounds.progress.late_mark", language)
         if not_in_csdl and not_in_csdl.get(school.school_id):
             line += t("csdl.progress.school", language, count=not_in_csdl[school.school_id])
-        for reason in (school.program_reason, school.vaccine_reason):
-            if reason:
-                line += t("rounds.progress.reason", language, reason=reason)
         lines.append(line)
+        for track, state in (("program", school.program_state), ("vaccine", school.vaccine_state)):
+            details = part_details(state, language, tz)
+            if details:
+                track_name = t(f"rounds.track.{track}", language)
+                lines.append(t("rounds.progress.part_line", language, track=track_name, details=details))
     return "\n".join(lines)
+
+
+def part_details(state: TrackState, language: str | None, tz: ZoneInfo) -> str:
+    """One part's history on the board: submitted at (late?), approved at and by whom, how often it
+    was sent back (the last reason) or reopened. Empty when nothing happened yet."""
+    pieces = []
+    if state.submitted_at is not None:
+        pieces.append(t("rounds.progress.detail_submitted", language, at=show_local(state.submitted_at, tz)))
+    if state.late:
+        pieces.append(t("rounds.progress.detail_late", language))
+    if state.approved_at is not None:
+        by = t("rounds.progress.detail_by", language, name=state.approved_by) if state.approved_by else ""
+        pieces.append(
+            t("rounds.progress.detail_approved", language, at=show_local(state.approved_at, tz), by=by)
+        )
+    if state.sent_back:
+        pieces.append(t("rounds.progress.detail_sent_back", language, count=state.sent_back))
+    if state.reopened:
+        pieces.append(t("rounds.progress.detail_reopened", language, count=state.reopened))
+    if state.last_reason and (state.sent_back or state.reopened):
+        pieces.append(t("rounds.progress.detail_reason", language, reason=shorten(state.last_reason, 120)))
+    return " · ".join(pieces)
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def chart_labels(progress: Progress, language: str | None, tz: ZoneInfo, *, hidden: int = 0) -> ChartLabels:
