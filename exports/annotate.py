@@ -1,9 +1,11 @@
 """The checked copy of an upload, and the words of an import's verdict.
 
 `annotated_copy(check, language)` writes (openpyxl, write-only: a 50,000-row file costs little memory)
-the sheet that was read, cell for cell at the same addresses — values as read, formulas as their
-cached values, text that looks like a formula (= + - @, tab, CR first) as text with Excel's quote
-prefix — plus a verdict column after the last one. Each cell with a problem is filled (red for
+every sheet of the upload in its order and visibility (instructions and hidden lists included), the
+table's data validations (drop-downs) and the workbook's names, and the table's sheet cell for cell
+at the same addresses — values as read, formulas as their cached values, text that looks like a
+formula (= + - @, tab, CR first) as text with Excel's quote prefix — plus a verdict column after the
+last one. Each cell with a problem is filled (red for
 a refusal, yellow for a warning) and carries a comment with the catalogue text saying what is wrong
 and how to fix it; problems of the row as a whole go on its verdict cell.
 
@@ -25,10 +27,13 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.comments import Comment
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
+from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.worksheet.datavalidation import DataValidation
 
 from bot.errors import render_error
 from bot.texts import LANGUAGES, load, t
+from exports.reader import SheetInfo, ValidationRule
 from exports.xlsx import looks_like_formula
 from storage.errors import DomainError
 from storage.schemas.imports import SPECS, CellIssue, ImportCheck, ImportKind, Outcome, RowResult
@@ -38,6 +43,7 @@ WARNING_FILL = PatternFill("solid", fgColor="FFEB9C")
 VALID_FILL = PatternFill("solid", fgColor="C6EFCE")
 DATE_FORMAT = "DD/MM/YYYY"
 VERDICT_WIDTH = 48
+MIN_PLAIN_WIDTH, MAX_PLAIN_WIDTH = 10, 80
 MAX_IGNORED_SHOWN = 8
 MAX_PROBLEM_CHARS = 400  # a chat message holds 4096 characters: a long cell must not crowd it out
 MAX_COMMENT_CHARS = 2000
@@ -89,14 +95,79 @@ def annotated_filename(filename: str, language: str) -> str:
 
 
 def annotated_copy(check: ImportCheck, language: str = "vi") -> bytes:
-    """The sheet that was read, with the problems marked and a verdict column (.xlsx bytes)."""
+    """The workbook that was read — every sheet in its order and visibility (the instructions, the
+    hidden lists), the table's drop-downs and other data validations — with the table's problems
+    marked and a verdict column (.xlsx bytes), so fixing and sending it back keeps the help."""
     table = check.table
     assert table is not None, "the check keeps the table it read"
     workbook = Workbook(write_only=True)
-    title = _SHEET_FORBIDDEN.sub(" ", check.sheet).strip()[:SHEET_NAME_MAX] or t(
-        f"excel.sheet.{check.kind.value}", language
-    )
-    sheet = workbook.create_sheet(title)
+    data_title = _sheet_title(check.sheet) or t(f"excel.sheet.{check.kind.value}", language)
+    infos = list(getattr(table, "sheets", []) or [])
+    if not any(info.name == check.sheet for info in infos):
+        infos.insert(0, SheetInfo(check.sheet, "visible"))
+    titles = _unique_titles(infos, check.sheet, data_title)
+    other_grids: dict[str, list[list[Any]]] = getattr(table, "other_grids", {}) or {}
+    for position, info in enumerate(infos):
+        if info.name == check.sheet:
+            sheet = workbook.create_sheet(titles[info.name])
+            _write_table_sheet(sheet, check, language)
+            workbook.active = position
+        else:
+            other = workbook.create_sheet(titles[info.name])
+            other.sheet_state = info.state
+            _write_plain_sheet(other, other_grids.get(info.name, []))
+    for name, value in getattr(table, "defined_names", []) or []:
+        try:
+            workbook.defined_names[name] = DefinedName(name, attr_text=value)
+        except ValueError:
+            continue  # a name openpyxl cannot write: the lists themselves are still there
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def _sheet_title(name: str) -> str:
+    return _SHEET_FORBIDDEN.sub(" ", name).strip()[:SHEET_NAME_MAX]
+
+
+def _unique_titles(infos: list[SheetInfo], table_sheet: str, table_title: str) -> dict[str, str]:
+    """A valid, distinct title for every sheet; the names are kept as they were wherever Excel allows
+    it, since the drop-downs refer to their lists by sheet name."""
+    titles: dict[str, str] = {}
+    taken: set[str] = set()
+    for info in infos:
+        title = table_title if info.name == table_sheet else (_sheet_title(info.name) or "Sheet")
+        base, number = title, 1
+        while title.casefold() in taken:
+            number += 1
+            suffix = f" ({number})"
+            title = base[: SHEET_NAME_MAX - len(suffix)] + suffix
+        taken.add(title.casefold())
+        titles[info.name] = title
+    return titles
+
+
+def _write_plain_sheet(sheet: WriteOnlyWorksheet, grid: list[list[Any]]) -> None:
+    """Another sheet of the upload, values as read (formulas as their cached values, formula-looking
+    text quoted), columns as wide as their text so the instructions stay readable."""
+    widths: dict[int, int] = {}
+    for cells in grid:
+        for column, value in enumerate(cells):
+            if isinstance(value, str) and value:
+                longest = max(len(line) for line in value.splitlines() or [value])
+                widths[column] = max(widths.get(column, 0), longest)
+    for column, longest in widths.items():
+        sheet.column_dimensions[get_column_letter(column + 1)].width = min(
+            MAX_PLAIN_WIDTH, max(MIN_PLAIN_WIDTH, longest + 2)
+        )
+    for cells in grid:
+        sheet.append([_plain(sheet, value) for value in cells])
+
+
+def _write_table_sheet(sheet: WriteOnlyWorksheet, check: ImportCheck, language: str) -> None:
+    """The table's sheet cell for cell at the same addresses, its data validations, the problems
+    marked and the verdict column after the last column."""
+    table = check.table
     width = max(table.width, max(check.columns.values(), default=0) + 1)
     verdict_column = width  # 0-based: right of everything the sheet had
     spec = SPECS[check.kind]
@@ -106,6 +177,10 @@ def annotated_copy(check: ImportCheck, language: str = "vi") -> bytes:
             sheet.column_dimensions[letter].width = column.width
     sheet.column_dimensions[get_column_letter(verdict_column + 1)].width = VERDICT_WIDTH
     sheet.freeze_panes = f"A{check.header_row + 1}"
+    for rule in getattr(table, "validations", []) or []:
+        validation = _validation(rule)
+        if validation is not None:
+            sheet.data_validations.append(validation)
     results = {row.row: row for row in check.rows}
     by_column = {index: name for name, index in check.columns.items()}
     author = t("excel.annotate.comment_author", language)
@@ -122,9 +197,32 @@ def annotated_copy(check: ImportCheck, language: str = "vi") -> bytes:
         elif result is not None:
             _mark_row(sheet, values, result, by_column, verdict_column, author, language)
         sheet.append(values)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+
+
+_VALIDATION_FLAGS = ("allowBlank", "showErrorMessage", "showInputMessage", "showDropDown")
+_VALIDATION_TEXTS = (
+    "type",
+    "operator",
+    "errorStyle",
+    "errorTitle",
+    "error",
+    "promptTitle",
+    "prompt",
+    "imeMode",
+)
+
+
+def _validation(rule: ValidationRule) -> DataValidation | None:
+    """A data validation of the upload as openpyxl writes it; one it cannot write is left out."""
+    attributes = rule.attributes
+    values: dict[str, Any] = {key: attributes[key] for key in _VALIDATION_TEXTS if key in attributes}
+    for key in _VALIDATION_FLAGS:
+        if key in attributes:
+            values[key] = attributes[key].strip().lower() in ("1", "true")
+    try:
+        return DataValidation(formula1=rule.formula1, formula2=rule.formula2, sqref=rule.sqref, **values)
+    except (TypeError, ValueError):
+        return None
 
 
 def _mark_row(

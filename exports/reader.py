@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import PurePath
 from typing import Any
+from xml.etree import ElementTree
 from xml.parsers import expat
 
 from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, PasswordError
@@ -81,6 +82,23 @@ _TAG_TAIL_MAX = 4096
 _NUMBERING = re.compile(r"^\(?\d{1,3}\)?$")
 
 
+@dataclass(frozen=True)
+class SheetInfo:
+    name: str
+    state: str  # "visible", "hidden" or "veryHidden", as in the xlsx workbook part
+
+
+@dataclass(frozen=True)
+class ValidationRule:
+    """One data validation (a drop-down list, a date or number range) of the table's sheet: its
+    attributes as in the xlsx (`type`, `allowBlank`, …), its formulas and the cells it covers."""
+
+    attributes: dict[str, str]
+    formula1: str | None
+    formula2: str | None
+    sqref: str
+
+
 @dataclass
 class Table:
     """The table found in a workbook: `grid` holds the sheet's values from A1 (row i = Excel row i+1)."""
@@ -93,6 +111,13 @@ class Table:
     grid: list[list[Any]]
     data_rows: list[int] = field(default_factory=list)  # 0-based indexes of the rows to import
     ignored_headers: list[str] = field(default_factory=list)
+    # What the checked copy keeps besides the table (the template's instructions and drop-downs):
+    # every sheet in the workbook's order with its visibility, the other sheets' values, the table
+    # sheet's data validations and the workbook's names (xlsx only; plain data, it crosses processes).
+    sheets: list[SheetInfo] = field(default_factory=list)
+    other_grids: dict[str, list[list[Any]]] = field(default_factory=dict)
+    validations: list[ValidationRule] = field(default_factory=list)
+    defined_names: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def width(self) -> int:
@@ -748,6 +773,96 @@ def _visible_sheets(workbook: CalamineWorkbook) -> list[str]:
     return names or list(workbook.sheet_names)
 
 
+def _sheet_state(visible: Any) -> str:
+    text = str(visible)
+    if text.endswith("VeryHidden"):
+        return "veryHidden"
+    return "hidden" if text.endswith("Hidden") else "visible"
+
+
+def _other_sheets(
+    workbook: CalamineWorkbook, table_sheet: str, nrows: int
+) -> tuple[list[SheetInfo], dict[str, list[list[Any]]]]:
+    """Every worksheet in order with its visibility, and the values of those besides the table's
+    (bounded like the table's: their extent was checked before anything was parsed)."""
+    infos: list[SheetInfo] = []
+    grids: dict[str, list[list[Any]]] = {}
+    for meta in workbook.sheets_metadata:
+        if not str(meta.typ).endswith("WorkSheet"):
+            continue  # a chart sheet holds no cells
+        infos.append(SheetInfo(meta.name, _sheet_state(meta.visible)))
+        if meta.name != table_sheet:
+            try:
+                grids[meta.name], _ = _rows(_sheet(workbook, meta.name), nrows)
+            except DomainError:
+                grids[meta.name] = []  # unreadable: the copy keeps its place, the import is unharmed
+    return infos, grids
+
+
+_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_PACKAGE_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_X14_NS = "http://schemas.microsoft.com/office/spreadsheetml/2009/9/main"
+_XM_NS = "http://schemas.microsoft.com/office/excel/2006/main"
+
+
+def xlsx_validations(content: bytes, sheet_name: str) -> tuple[list[ValidationRule], list[tuple[str, str]]]:
+    """The data validations of one sheet of an xlsx — both the plain ones and those Excel 2010+
+    writes in its extension list (lists drawn from another sheet, as a saved template has them) —
+    and the workbook's global names (a list may refer to one). The file passed `sniff` (no DTD, no
+    bomb). Anything unreadable here only loses the drop-downs of the copy, never the import."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+            rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+            targets = {
+                r.get("Id"): r.get("Target", "") for r in rels.iter(f"{{{_PACKAGE_REL_NS}}}Relationship")
+            }
+            names = [
+                (d.get("name", ""), d.text or "")
+                for d in workbook.iter(f"{{{_MAIN_NS}}}definedName")
+                if d.get("localSheetId") is None and not d.get("name", "").startswith("_xlnm.")
+            ]
+            part = None
+            for sheet in workbook.iter(f"{{{_MAIN_NS}}}sheet"):
+                if sheet.get("name") == sheet_name:
+                    target = targets.get(sheet.get(f"{{{_REL_NS}}}id"), "")
+                    part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            if part is None:
+                return [], names
+            with archive.open(part) as stream:
+                return _validations_in(stream), names
+    except (KeyError, zipfile.BadZipFile, ElementTree.ParseError, ValueError, OSError):
+        return [], []
+
+
+def _validations_in(stream: Any) -> list[ValidationRule]:
+    rules: list[ValidationRule] = []
+    plain, extended = f"{{{_MAIN_NS}}}dataValidation", f"{{{_X14_NS}}}dataValidation"
+    for _, element in ElementTree.iterparse(stream):
+        if element.tag == plain:
+            rules.append(
+                ValidationRule(
+                    attributes={k: v for k, v in element.attrib.items() if k != "sqref"},
+                    formula1=element.findtext(f"{{{_MAIN_NS}}}formula1"),
+                    formula2=element.findtext(f"{{{_MAIN_NS}}}formula2"),
+                    sqref=element.get("sqref", ""),
+                )
+            )
+        elif element.tag == extended:
+            rules.append(
+                ValidationRule(
+                    attributes={k: v for k, v in element.attrib.items() if "}" not in k},
+                    formula1=element.findtext(f"{{{_X14_NS}}}formula1/{{{_XM_NS}}}f"),
+                    formula2=element.findtext(f"{{{_X14_NS}}}formula2/{{{_XM_NS}}}f"),
+                    sqref=element.findtext(f"{{{_XM_NS}}}sqref") or "",
+                )
+            )
+        elif element.tag == f"{{{_MAIN_NS}}}row":
+            element.clear()  # the cells are not needed here: keep the memory flat
+    return [rule for rule in rules if rule.sqref]
+
+
 def read_table(content: bytes, filename: str, limits: ReadLimits) -> Table:
     """Check, open and read an upload; find the table and its data rows."""
     check_size(len(content), limits)
@@ -776,6 +891,7 @@ def read_table(content: bytes, filename: str, limits: ReadLimits) -> Table:
         wanted = best.row + 2 + limits.max_rows + BLANK_ROWS_SLACK
         grid, spans = _rows(sheets[best_sheet], wanted)
         sheets.clear()
+        infos, other_grids = _other_sheets(workbook, best_sheet, wanted)
     finally:
         workbook.close()
     table = Table(
@@ -786,7 +902,11 @@ def read_table(content: bytes, filename: str, limits: ReadLimits) -> Table:
         columns=best.columns,
         grid=grid,
         ignored_headers=best.ignored,
+        sheets=infos,
+        other_grids=other_grids,
     )
+    if fmt == "xlsx":
+        table.validations, table.defined_names = xlsx_validations(content, best_sheet)
     table.data_rows = _data_rows(table)
     if len(table.data_rows) > limits.max_rows or spans > wanted:
         raise DomainError(
