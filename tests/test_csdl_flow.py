@@ -41,6 +41,8 @@ async def test_tech_support_gets_the_file_marks_it_and_then_only_changes_come_ba
     made = await make_csdl_world(services)
     await add_tech_support(services, made.world.primary_school_id)
     tech = harness.person(str(TECH_ID))
+    await tech.send("/help")
+    assert "/csdl" in tech.last_text() and "/handover" not in tech.last_text()
     await tech.send("/csdl")
     status = tech.last_text()
     assert "🗂 Tệp tải lên CSDL toàn ngành — Trường TH Lê Văn Lương (79785001)" in status
