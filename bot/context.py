@@ -34,6 +34,10 @@ class SchoolBotApplication(Application):  # type: ignore[type-arg]
                 chat = update.effective_chat.id
             elif update.effective_user is not None:
                 chat = update.effective_user.id
+            message = update.message or update.edited_message
+            note = getattr(self.bot, "note_message", None)
+            if chat is not None and message is not None and note is not None:
+                note(chat, message.message_id)  # the person wrote last: a question above is not the latest
         token = handling_chat.set(chat)
         try:
             await super().process_update(update)

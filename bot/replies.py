@@ -1,9 +1,12 @@
-"""Sending replies the same way everywhere: answer a button tap, then send the new message."""
+"""Sending replies the same way everywhere: answer a button tap, then send the new message (or, for
+the next question of a flow, put it in place of the tapped one: `replace`)."""
 
 from __future__ import annotations
 
 from telegram import InlineKeyboardMarkup, Message, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
 from telegram.error import BadRequest
+
+from bot.sending import MESSAGE_LIMIT, telegram_length
 
 ReplyMarkup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None
 
@@ -19,6 +22,33 @@ async def reply(update: Update, text: str, markup: ReplyMarkup = None) -> Messag
     if chat is None:
         return None
     return await chat.send_message(text, reply_markup=markup)
+
+
+async def replace(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> Message | None:
+    """The next question in place of the tapped one: its text and keyboard in one edit (one message
+    per step, and the answered question's buttons gone in the same call). Only when the tapped message
+    is a text that is still the latest of the chat, and the new text fits one message; otherwise, or
+    when Telegram refuses the edit, as `reply`."""
+    query = update.callback_query
+    message = query.message if query is not None else None
+    is_latest = getattr(update.get_bot(), "is_latest", None) if message is not None else None
+    if (
+        query is None
+        or not isinstance(message, Message)
+        or message.text is None
+        or is_latest is None
+        or not is_latest(message)
+        or telegram_length(text) > MESSAGE_LIMIT
+    ):
+        return await reply(update, text, markup)
+    await query.answer()
+    try:
+        edited = await message.edit_text(text, reply_markup=markup)
+    except BadRequest:  # e.g. the same text and keyboard, or too old to edit: a new message
+        await close_buttons(update)
+        chat = update.effective_chat
+        return await chat.send_message(text, reply_markup=markup) if chat is not None else None
+    return edited if isinstance(edited, Message) else None
 
 
 async def close_buttons(update: Update, note: str | None = None) -> None:

@@ -116,7 +116,29 @@ def _is_html(kwargs: dict[str, Any], defaults: Any) -> bool:
 
 
 class SchoolBot(ExtBot[None]):
-    """`ExtBot` whose texts always fit Telegram's limits (see the module's docstring)."""
+    """`ExtBot` whose texts always fit Telegram's limits (see the module's docstring).
+
+    It also knows the latest message of each chat it has seen (`latest`), so a tapped question can be
+    edited in place only when nothing came after it (bot/replies.py `replace`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._latest: dict[int, int] = {}  # chat id -> the highest message id seen in it
+
+    def note_message(self, chat_id: int, message_id: int) -> None:
+        if message_id > self._latest.get(chat_id, 0):
+            self._latest[chat_id] = message_id
+
+    def is_latest(self, message: Message) -> bool:
+        """Whether `message` is the newest message of its chat this process has seen (unknown: no)."""
+        return self._latest.get(message.chat_id) == message.message_id
+
+    async def _send_message(self, *args: Any, **kwargs: Any) -> Any:
+        result = await super()._send_message(*args, **kwargs)
+        if isinstance(result, Message):
+            self.note_message(result.chat_id, result.message_id)
+        return result
 
     async def send_message(self, chat_id: Any, text: str, *args: Any, **kwargs: Any) -> Message:  # type: ignore[override]
         html = _is_html(kwargs, self.defaults)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
-from telegram import Message, Update
+from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.ext import (
     BaseHandler,
     CallbackQueryHandler,
@@ -36,7 +36,7 @@ from bot.context import BotContext
 from bot.errors import render_error_html
 from bot.keyboards import STAMP_MARK, flow_stamp, main_menu, rows
 from bot.menus import BY_NAME, COMMANDS, keyboard_commands
-from bot.replies import ReplyMarkup, answer_alert, close_buttons, reply
+from bot.replies import ReplyMarkup, answer_alert, close_buttons, replace, reply
 from bot.texts import LANGUAGES, load, t
 from storage.errors import DomainError
 from storage.permissions import Action
@@ -137,6 +137,10 @@ class Turn:
     staff: StaffOut
     draft: dict[str, Any] = field(default_factory=dict)
     step: int | None = None
+    # The tapped button answered the question asked (set by the guard): the next question takes that
+    # message's place. Not for a summary, asked or answered: summaries stay in the history.
+    in_place: bool = False
+    replied: bool = False  # this update has had its first reply (the tap is answered)
 
     @property
     def language(self) -> str:
@@ -177,7 +181,17 @@ class Turn:
         return self.update.effective_message
 
     async def reply(self, text: str, markup: ReplyMarkup = None) -> None:
-        await reply(self.update, text, markup)
+        first, self.replied = not self.replied, True
+        if not first:  # the tap is answered and its buttons dealt with: a plain message
+            await reply_plain(self.update, text, markup)
+        elif (
+            self.in_place
+            and self.step != self.flow.summary_state
+            and isinstance(markup, InlineKeyboardMarkup | None)
+        ):
+            await replace(self.update, text, markup)
+        else:
+            await reply(self.update, text, markup)
 
     def remember(self, **answers: Any) -> None:
         """Keep answers in the draft (written with the next step)."""
@@ -221,10 +235,10 @@ class Turn:
         return await self.finish(text)
 
 
-async def reply_plain(update: Update, text: str) -> None:
+async def reply_plain(update: Update, text: str, markup: ReplyMarkup = None) -> None:
     """A message without touching the buttons of the tapped message (they still apply)."""
     if update.effective_chat is not None:
-        await update.effective_chat.send_message(text)
+        await update.effective_chat.send_message(text, reply_markup=markup)
 
 
 def menu_for(context: BotContext, staff: StaffOut) -> ReplyMarkup:
@@ -428,6 +442,7 @@ class Flow(abc.ABC):
                 return END
             if self._outdated(update, turn):
                 return await self._reask(turn)
+            turn.in_place = update.callback_query is not None and turn.step != self.summary_state
             try:
                 return await callback(turn)
             except (DomainError, ValidationError) as exc:

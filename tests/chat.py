@@ -55,6 +55,8 @@ class Person:
     harness: Harness
     user: JSON
     seen: int = 0  # number of chat messages already looked at by `new_texts`
+    # message id -> its text when `new_texts` last looked: a question edited in place since is new
+    shown: dict[int, str] = field(default_factory=dict)
 
     @property
     def id(self) -> int:
@@ -130,10 +132,16 @@ class Person:
         return [str(m["text"]) for m in self.bot_messages() if "text" in m]
 
     def new_texts(self) -> list[str]:
-        """Texts the bot sent since the last call (a turn's whole reply)."""
-        messages = self.messages[self.seen :]
+        """Texts the bot sent since the last call (a turn's whole reply): new messages, and questions
+        the bot has put in place of a tapped one (edited to a new text), in the chat's order."""
         self.seen = len(self.messages)
-        return [str(m["text"]) for m in messages if m["from"]["is_bot"] and "text" in m]
+        texts = []
+        for message in self.bot_messages():
+            if "text" in message and self.shown.get(message["message_id"]) != message["text"]:
+                texts.append(str(message["text"]))
+            if "text" in message:
+                self.shown[message["message_id"]] = str(message["text"])
+        return texts
 
     def last_document(self) -> tuple[str, bytes]:
         for message in reversed(self.bot_messages()):
