@@ -30,12 +30,19 @@ from conversations.donation import (
     shown_date,
     skip_keyboard,
 )
-from conversations.pickers import PickerStates, StudentPicker, parse_picked_date, student_label
+from conversations.pickers import (
+    Picked,
+    PickerStates,
+    StudentPicker,
+    parse_picked_date,
+    remember_student,
+    student_of,
+)
 from storage.errors import DomainError
 from storage.models import DonationSource, HandoverKind
 from storage.rules import is_late_entry
 from storage.schemas.devices import HANDOVER_KIND_WORDS, BatchOut, HandoverIn, HandoverOut, parse_coded
-from storage.schemas.students import StudentOut, show_date
+from storage.schemas.students import show_date
 
 Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 
@@ -175,8 +182,8 @@ class HandoverFlow(EditableFlow):
         draft = turn.draft
         if draft.get("_second_warning"):  # said by the service on a Confirm
             return str(draft["_second_warning"])
-        if draft.get("_source") != DonationSource.PROGRAM:
-            return None
+        if draft.get("_source") != DonationSource.PROGRAM or draft.get("student_id") is None:
+            return None  # a new student holds no device yet
         held = await turn.context.services.handovers.handovers_of_student(
             draft["student_id"], school_id=turn.staff.school_id or 0
         )
@@ -209,7 +216,7 @@ class HandoverFlow(EditableFlow):
     async def on_batch(self, turn: Turn) -> int | None:
         batch = await self._batch_with_stock(turn, int(turn.answer))
         draft = turn.draft
-        if "student_id" in draft:  # changing the batch from the summary: the student must fit it too
+        if draft.get("student_id") is not None:  # changing the batch at the summary: the student too
             await self._check_not_holding(turn, batch.id, draft["student_id"], draft["_student_name"])
         self._remember_batch(turn, batch)
         if "handed_on" in draft and date.fromisoformat(draft["handed_on"]) < batch.received_on:
@@ -219,9 +226,11 @@ class HandoverFlow(EditableFlow):
             return await turn.advance(Step.SEARCH)
         return await self.picker.ask(turn)
 
-    async def on_student(self, turn: Turn, student: StudentOut) -> int:
-        await self._check_not_holding(turn, turn.draft["batch_id"], student.id, student.full_name)
-        turn.remember(student_id=student.id, _student=student_label(student), _student_name=student.full_name)
+    async def on_student(self, turn: Turn, student: Picked) -> int:
+        if student.id is not None:  # a new student, added at the confirm, holds nothing yet
+            await self._check_not_holding(turn, turn.draft["batch_id"], student.id, student.full_name)
+        remember_student(turn.draft, student)
+        turn.remember(_student=student.label, _student_name=student.full_name)
         turn.draft.pop("_second_warning", None)
         return await turn.advance(Step.KIND)
 
@@ -259,7 +268,7 @@ class HandoverFlow(EditableFlow):
         draft, school_id = turn.draft, turn.staff.school_id or 0
         data = HandoverIn(
             batch_id=draft["batch_id"],
-            student_id=draft["student_id"],
+            **student_of(draft),
             kind=draft["kind"],
             handed_on=date.fromisoformat(draft["handed_on"]),
             receipt_photo_file_id=draft.get("photo"),

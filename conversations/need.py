@@ -28,7 +28,14 @@ from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import reply
 from bot.texts import t
 from conversations.common import EditableFlow, Turn, menu_for, option_rows, reply_plain
-from conversations.pickers import PickerStates, StudentPicker, parse_picked_date, student_label
+from conversations.pickers import (
+    Picked,
+    PickerStates,
+    StudentPicker,
+    parse_picked_date,
+    remember_student,
+    student_of,
+)
 from conversations.vaccine import Handlers
 from conversations.widgets import pack_lines
 from storage.errors import DomainError
@@ -36,7 +43,7 @@ from storage.models import PriorityGroup
 from storage.permissions import Action
 from storage.schemas.needs import NEED_GROUPS, NeedIn, NeedOut, clean_note, parse_category
 from storage.schemas.organisation import StaffOut
-from storage.schemas.students import StudentOut, show_date
+from storage.schemas.students import show_date
 from storage.text import fold
 
 # What the student needs -> (needs_device, needs_connectivity).
@@ -213,9 +220,11 @@ class NeedFlow(EditableFlow):
     async def press_button(self, turn: Turn) -> int | None:
         return await turn.retry(turn.text("needs.press_button"))
 
-    async def on_student(self, turn: Turn, student: StudentOut) -> int:
-        turn.draft["student_id"] = student.id
-        turn.draft["student"] = student_label(student)
+    async def on_student(self, turn: Turn, student: Picked) -> int:
+        remember_student(turn.draft, student)
+        turn.draft["student"] = student.label
+        if student.id is None:  # a new student, added at the confirm: no need recorded yet
+            return await turn.ask(Step.GROUP)
         existing = await turn.context.services.needs.existing_need(turn.staff.school_id or 0, student.id)
         if existing is not None:
             return await turn.ask(Step.EXISTING)
@@ -274,7 +283,7 @@ class NeedFlow(EditableFlow):
         needs_device, needs_connectivity = KINDS[draft["kind"]]
         try:
             data = NeedIn(
-                student_id=draft["student_id"],
+                **student_of(draft),
                 category=draft["category"],
                 needs_device=needs_device,
                 needs_connectivity=needs_connectivity,

@@ -2,9 +2,12 @@
 
 `StudentPicker`: type part of a name (with or without diacritics) or the student code; matches come
 back as buttons with name, class and date of birth (namesakes are told apart), with paging; only the
-person's own school. A missing student can be added in place (name → date of birth → class → code)
-without leaving the flow. The picker owns a few of the flow's states; the flow hands it their numbers
-and gets the chosen student in `on_picked`.
+person's own school. A missing student can be added in place (name → date of birth → class → CSDL
+code, which can be skipped) without leaving the flow: nothing is written then; the new student rides
+in the draft (`new_student`) and the flow's service creates them together with the record at its
+confirm, so `/cancel` leaves no student behind. The picker owns a few of the flow's states; the flow
+hands it their numbers and gets the chosen (or new) student in `on_picked`; `remember_student` and
+`student_of` keep it in the draft and hand it to the record's input schema.
 
 `parse_picked_date`: «Hôm nay» / «Hôm qua» buttons or a typed date, through the same parsing rules.
 """
@@ -23,9 +26,9 @@ from telegram.ext import BaseHandler
 from bot.context import BotContext
 from bot.keyboards import rows
 from conversations.common import Flow, Turn
-from storage.schemas.parsing import clean_code, clean_name, parse_event_date
+from storage.schemas.parsing import clean_name, parse_event_date
 from storage.schemas.students import (
-    StudentIn,
+    NewStudentIn,
     StudentOut,
     clean_class_name,
     grade_of_class,
@@ -33,8 +36,42 @@ from storage.schemas.students import (
     show_date,
 )
 
-OnPicked = Callable[[Turn, StudentOut], Awaitable[int]]
 DRAFT_KEY = "_picker"  # the picker's own answers inside the flow's draft
+
+
+@dataclass(frozen=True)
+class Picked:
+    """The student a flow goes on with: one of the school's (`id`), or a new one (`new`, the
+    NewStudentIn as JSON) that the flow's service adds with the record at the confirm."""
+
+    id: int | None
+    full_name: str
+    label: str  # as questions and summaries show it; a new student's label says so
+    new: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, student: StudentOut) -> Picked:
+        return cls(student.id, student.full_name, student_label(student))
+
+
+OnPicked = Callable[[Turn, Picked], Awaitable[int]]
+
+
+def remember_student(draft: dict[str, Any], picked: Picked) -> None:
+    """Keep the student in the draft: its id, or the new student's answers (never both)."""
+    if picked.id is not None:
+        draft["student_id"] = picked.id
+        draft.pop("new_student", None)
+    else:
+        draft["new_student"] = picked.new
+        draft.pop("student_id", None)
+
+
+def student_of(draft: dict[str, Any]) -> dict[str, Any]:
+    """The student part of a record's input schema (`ForStudent`): the id, or the new student."""
+    if draft.get("new_student") is not None:
+        return {"new_student": draft["new_student"]}
+    return {"student_id": draft["student_id"]}
 
 
 @dataclass(frozen=True)
@@ -88,7 +125,11 @@ class StudentPicker:
         elif state == self.states.new_class:
             await turn.reply(turn.text("pickers.new_class"), self._back_button(turn))
         elif state == self.states.new_code:
-            await turn.reply(turn.text("pickers.new_code"), self._back_button(turn))
+            markup = rows(
+                [(turn.text("pickers.skip_code"), self.flow.cb("pick", "nocode"))],
+                [(turn.text("core.back"), self.flow.cb("pick", "back"))],
+            )
+            await turn.reply(turn.text("pickers.new_code"), markup)
 
     def handlers(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
         f, s = self.flow, self.states
@@ -103,7 +144,7 @@ class StudentPicker:
             s.new_name: [f.on_text(self._new_name), back],
             s.new_birth: [f.on_text(self._new_birth), back],
             s.new_class: [f.on_text(self._new_class), back],
-            s.new_code: [f.on_text(self._new_code), back],
+            s.new_code: [f.on_text(self._new_code), f.on_button("pick:nocode$", self._no_code), back],
         }
 
     # --- searching ----------------------------------------------------------------------------------
@@ -141,7 +182,7 @@ class StudentPicker:
             int(turn.answer), school_id=turn.staff.school_id or 0
         )
         turn.draft.pop(DRAFT_KEY, None)
-        return await self.on_picked(turn, student)
+        return await self.on_picked(turn, Picked.of(student))
 
     # --- adding a missing student -------------------------------------------------------------------
 
@@ -180,14 +221,33 @@ class StudentPicker:
         return await turn.ask(self.states.new_code)
 
     async def _new_code(self, turn: Turn) -> int:
-        new = {**self._new(turn), "code": clean_code(turn.answer)}
-        data = StudentIn.model_validate(new, context={"today": turn.context.services.clock.today()})
-        student = await turn.context.services.students.add(
-            turn.staff.school_id or 0, data, actor_id=turn.staff.id
-        )
+        return await self._new_ready(turn, turn.answer)
+
+    async def _no_code(self, turn: Turn) -> int:
+        return await self._new_ready(turn, None)
+
+    async def _new_ready(self, turn: Turn, code: str | None) -> int:
+        """The new student's answers checked (code format, code not taken, grade of this school,
+        age), kept in the draft; nothing is written until the record's confirm."""
+        new = {**self._new(turn), "code": code}
+        data = NewStudentIn.model_validate(new, context={"today": turn.context.services.clock.today()})
+        await turn.context.services.students.check_new(turn.staff.school_id or 0, data)
         turn.draft.pop(DRAFT_KEY, None)
-        await turn.reply(turn.text("pickers.student_added", name=html.escape(student_label(student))))
-        return await self.on_picked(turn, student)
+        label = new_student_label(turn, data)
+        picked = Picked(None, data.full_name, label, data.model_dump(mode="json"))
+        await turn.reply(turn.text("pickers.student_new", name=html.escape(label)))
+        return await self.on_picked(turn, picked)
+
+
+def new_student_label(turn: Turn, data: NewStudentIn) -> str:
+    """A new student as summaries show them: marked new, and without a CSDL code if so."""
+    return turn.text(
+        "pickers.new_label",
+        name=data.full_name,
+        class_name=data.class_name,
+        born=show_date(data.date_of_birth),
+        code=turn.text("pickers.code_label", code=data.code) if data.code else turn.text("pickers.no_code"),
+    )
 
 
 def parse_picked_date(turn: Turn, *, not_before: date | None = None) -> date:

@@ -25,11 +25,18 @@ from bot.errors import render_error
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.texts import t
 from conversations.common import EditableFlow, Flow, Turn, option_rows
-from conversations.pickers import PickerStates, StudentPicker, parse_picked_date, student_label
+from conversations.pickers import (
+    Picked,
+    PickerStates,
+    StudentPicker,
+    parse_picked_date,
+    remember_student,
+    student_of,
+)
 from storage.errors import DomainError
 from storage.models import DosePlace
 from storage.schemas.parsing import clean_text
-from storage.schemas.students import StudentOut, show_date
+from storage.schemas.students import show_date
 from storage.schemas.vaccines import (
     MAX_DOSE_NUMBER,
     DoseChange,
@@ -204,9 +211,11 @@ class VaccineFlow(EditableFlow):
 
     async def _ask_dose(self, turn: Turn) -> None:
         services, school_id = turn.context.services, turn.staff.school_id or 0
-        student_id = turn.draft["student_id"]
-        doses = await services.vaccines.doses_of(student_id, school_id)
-        suggested = await services.vaccines.next_dose_number(student_id, school_id)
+        student_id = turn.draft.get("student_id")
+        doses, suggested = [], 1  # a new student, added at the confirm, has none yet
+        if student_id is not None:
+            doses = await services.vaccines.doses_of(student_id, school_id)
+            suggested = await services.vaccines.next_dose_number(student_id, school_id)
         if doses:
             lines = [turn.text("vaccines.dose.recorded_header")]
             lines += [self._recorded_line(turn, dose) for dose in doses]
@@ -312,9 +321,9 @@ class VaccineFlow(EditableFlow):
     async def press_button(self, turn: Turn) -> int | None:
         return await turn.retry(turn.text("vaccines.press_button"))
 
-    async def on_student(self, turn: Turn, student: StudentOut) -> int:
-        turn.draft["student_id"] = student.id
-        turn.draft["student"] = student_label(student)
+    async def on_student(self, turn: Turn, student: Picked) -> int:
+        remember_student(turn.draft, student)
+        turn.draft["student"] = student.label
         return await turn.ask(Step.DOSE)
 
     async def on_dose(self, turn: Turn) -> int | None:
@@ -325,8 +334,11 @@ class VaccineFlow(EditableFlow):
             )
             return await turn.retry(text)
         check_dose_number(number)
-        doses = await turn.context.services.vaccines.doses_of(
-            turn.draft["student_id"], turn.staff.school_id or 0
+        student_id = turn.draft.get("student_id")
+        doses = (
+            await turn.context.services.vaccines.doses_of(student_id, turn.staff.school_id or 0)
+            if student_id is not None
+            else []
         )
         taken = next((dose for dose in doses if dose.dose_number == number), None)
         if taken is not None:  # one record per dose number: say so now, not at the summary
@@ -377,7 +389,7 @@ class VaccineFlow(EditableFlow):
     def _dose_in(self, turn: Turn, **override: Any) -> DoseIn:
         draft = turn.draft
         values: dict[str, Any] = {
-            "student_id": draft["student_id"],
+            **student_of(draft),
             "dose_number": draft["dose_number"],
             "given_on": draft.get("given_on"),
             "product_id": draft.get("product_id"),

@@ -115,12 +115,15 @@ class PickerFlow(Flow):
         }
 
     async def on_student(self, turn: Turn, student: Any) -> int:
-        turn.draft["student_id"] = student.id
+        from conversations.pickers import remember_student
+
+        remember_student(turn.draft, student)
         return await turn.ask(PickStep.DATE)
 
     async def on_date(self, turn: Turn) -> int:
         from conversations.pickers import parse_picked_date
 
         when = parse_picked_date(turn)
-        PickerFlow.picked.append((turn.draft["student_id"], when.isoformat()))
+        student = turn.draft.get("student_id") or turn.draft["new_student"]
+        PickerFlow.picked.append((student, when.isoformat()))
         return await turn.finish("Picked.")

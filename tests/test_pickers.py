@@ -66,6 +66,7 @@ async def test_too_short_query_and_paging(services, picker_harness):
 
 
 async def test_add_missing_student_in_place(services, picker_harness):
+    """The new student is checked at each step but not written: the flow's record adds them."""
     await make_world(services)
     teacher = picker_harness.person("teacher")
     await teacher.send("/pickdemo")
@@ -78,10 +79,15 @@ async def test_add_missing_student_in_place(services, picker_harness):
     await teacher.send("9A1")  # a primary school has no grade 9 / age does not fit
     assert "Lớp?" not in teacher.last_text()
     await teacher.send("3A1")
+    assert teacher.buttons() == ["Bỏ qua (chưa có mã)", "◀️ Quay lại"]
     await teacher.send("HS0001")  # taken
     assert "HS0001" in teacher.last_text()
     await teacher.send("HS9001")
-    assert any("Đã thêm học sinh: Hoàng Thị Mới · 3A1 · 01/06/2013" in t for t in teacher.texts())
+    assert any(
+        "Học sinh mới: Hoàng Thị Mới · 3A1 · 01/06/2013 (🆕 học sinh mới, mã HS9001)" in t
+        for t in teacher.texts()
+    )
+    assert (await services.students.search(1, "HS9001")).total == 0  # nothing written yet
     await teacher.tap("Hôm nay")
-    student = (await services.students.search(1, "HS9001")).items[0]
-    assert PickerFlow.picked == [(student.id, "2021-11-15")]
+    [(new, day)] = PickerFlow.picked
+    assert new["code"] == "HS9001" and new["full_name"] == "Hoàng Thị Mới" and day == "2021-11-15"

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, func, or_, select, type_coerce
+from sqlalchemy import Select, String, and_, case, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -33,6 +33,7 @@ from storage.models import (
     VaccineProduct,
 )
 from storage.schemas.csdl import CsdlMenu, fingerprint, fingerprint_fields
+from storage.schemas.students import PROVISIONAL_CODE_PREFIX
 
 # Names a reminder lists per school; more are counted.
 NAMES_PER_SCHOOL = 5
@@ -44,7 +45,11 @@ def _s(column: Any) -> Any:
 
 def _student_columns() -> list[Any]:
     return [
-        Student.code.label("student_code"),
+        # A student added in a flow without a CSDL code yet: the code cell stays empty for the school
+        # to fill in (never the placeholder); once the real code is known the row reads as changed.
+        case((Student.code.startswith(PROVISIONAL_CODE_PREFIX), ""), else_=Student.code).label(
+            "student_code"
+        ),
         Student.full_name.label("full_name"),
         Student.date_of_birth.label("date_of_birth"),
         _s(Student.gender).label("gender"),
@@ -264,4 +269,5 @@ def _name(kind: CsdlRecordKind, values: Any) -> str:
     if kind is CsdlRecordKind.BATCH:
         day = values["received_on"].strftime("%d/%m/%Y") if values["received_on"] else ""
         return f"{values['donor_name'] or '–'} ({day})"
-    return f"{values['full_name']} ({values['student_code']})"
+    code = values["student_code"]
+    return f"{values['full_name']} ({code})" if code else str(values["full_name"])

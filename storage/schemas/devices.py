@@ -23,7 +23,7 @@ from storage.models import (
 )
 from storage.rules import PROGRAM_START
 from storage.schemas.parsing import clean_name, clean_text, parse_event_date, parse_quantity
-from storage.schemas.students import context_today, show_date
+from storage.schemas.students import ForStudent, context_today, show_date
 from storage.text import fold, nfc
 
 MAX_DONOR_NAME = 200
@@ -310,11 +310,10 @@ class _HandoverFields(BaseModel):
         return _optional_file_id(value)
 
 
-class HandoverIn(_HandoverFields):
+class HandoverIn(ForStudent, _HandoverFields):
     """One device of a batch to one student: a gift, or a loan until online learning ends."""
 
     batch_id: int
-    student_id: int
     kind: HandoverKind
     handed_on: date
     receipt_photo_file_id: str | None = None

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, computed_field, field_validator, model_va
 from storage.errors import DomainError
 from storage.models import PriorityGroup
 from storage.schemas.parsing import clean_text
+from storage.schemas.students import ForStudent
 from storage.schemas.vaccines import Finding
 
 NEED_GROUPS = (
@@ -34,8 +35,7 @@ def clean_note(value: str | None) -> str:
     return clean_text(value or "", max_length=MAX_NOTE_LENGTH)
 
 
-class NeedIn(BaseModel):
-    student_id: int
+class NeedIn(ForStudent):
     category: PriorityGroup
     needs_device: bool
     needs_connectivity: bool

@@ -8,6 +8,7 @@ again with its own clock, so a schema built without context cannot slip an impos
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,6 +47,18 @@ _GENDER_WORDS = {
     "gai": Gender.FEMALE,
 }
 _FALLBACK_TZ = "Asia/Ho_Chi_Minh"
+# A student added in a flow before their CSDL code is known gets a placeholder code with this prefix:
+# `clean_code` never yields it, so no typed or imported ministry code can collide with one.
+PROVISIONAL_CODE_PREFIX = "#"
+
+
+def is_provisional_code(code: str) -> bool:
+    """True for a student without a CSDL code yet (a placeholder, never sent to the ministry)."""
+    return code.startswith(PROVISIONAL_CODE_PREFIX)
+
+
+def provisional_code() -> str:
+    return PROVISIONAL_CODE_PREFIX + secrets.token_hex(6).upper()
 
 
 def show_date(value: date) -> str:
@@ -202,6 +215,31 @@ class StudentIn(BaseModel):
         return self.grade
 
 
+class NewStudentIn(StudentIn):
+    """A student added from inside a flow, saved with the flow's record at its confirm (one
+    transaction). `code` None: the CSDL code is not known yet; the student gets a placeholder code."""
+
+    code: str | None = None  # type: ignore[assignment]
+
+    _code = field_validator("code", mode="before")(
+        lambda v: clean_code(str(v)) if v not in (None, "") else None
+    )
+
+
+class ForStudent(BaseModel):
+    """The student a record (handover, dose, need) is about: one of the school's (`student_id`), or
+    one added in the flow (`new_student`), created by the service in the record's transaction."""
+
+    student_id: int | None = None
+    new_student: NewStudentIn | None = None
+
+    @model_validator(mode="after")
+    def _one_student(self) -> ForStudent:
+        if (self.student_id is None) == (self.new_student is None):
+            raise ValueError("give exactly one of student_id and new_student")
+        return self
+
+
 class StudentOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -214,6 +252,10 @@ class StudentOut(BaseModel):
     grade: int
     gender: Gender | None
     active: bool
+
+    @property
+    def has_csdl_code(self) -> bool:
+        return not is_provisional_code(self.code)
 
 
 class StudentPage(BaseModel):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, computed_field, field_validator
 from storage.errors import DomainError
 from storage.models import DosePlace
 from storage.schemas.parsing import clean_text
+from storage.schemas.students import ForStudent
 
 # The schema's CHECK constraint: dose numbers 1..10.
 MAX_DOSE_NUMBER = 10
@@ -52,8 +53,7 @@ class VaccineProductOut(BaseModel):
         return self.code == OTHER_PRODUCT_CODE
 
 
-class DoseIn(BaseModel):
-    student_id: int
+class DoseIn(ForStudent):
     dose_number: int
     given_on: date
     product_id: int

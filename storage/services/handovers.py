@@ -31,6 +31,7 @@ from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate, che
 from storage.schemas.entries import RecentEntry, merge_recent
 from storage.schemas.students import show_date
 from storage.services.base import ServiceBase
+from storage.services.students import StudentService
 
 HandoverRows = tuple[Handover, DonationBatch, Student]
 
@@ -100,8 +101,16 @@ class HandoverService(ServiceBase):
                     if saved is not None:
                         return saved
                 await repo.ensure_program_unlocked(session, school_id, data.handed_on)
-                # Locking the student first serialises two handovers to the same child (PostgreSQL).
-                student = await students_repo.in_school(session, data.student_id, school_id, for_update=True)
+                if data.new_student is not None:
+                    # Created here, in the handover's transaction: a refused handover leaves no student.
+                    student: Student | None = await StudentService(self.sessionmaker, self.clock).create_in(
+                        session, school_id, data.new_student, actor_id=actor_id
+                    )
+                else:
+                    # Locking the student first serialises two handovers to the same child (PostgreSQL).
+                    student = await students_repo.in_school(
+                        session, data.student_id or 0, school_id, for_update=True
+                    )
                 if student is None:
                     raise NotFound("student")
                 if request_key is not None:
@@ -138,7 +147,7 @@ class HandoverService(ServiceBase):
         except IntegrityError as exc:
             # Lost a race (PostgreSQL): the same confirm saved by the other request, or the same
             # student given a device of this batch by someone else (the unique active index).
-            saved = await self._after_lost_race(school_id, request_key, data.batch_id, data.student_id)
+            saved = await self._after_lost_race(school_id, request_key, data.batch_id, data.student_id or 0)
             if saved is not None:
                 return saved
             raise Conflict("devices.save_conflict") from exc

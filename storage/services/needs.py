@@ -30,6 +30,7 @@ from storage.schemas.needs import (
 )
 from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
+from storage.services.students import StudentService
 from storage.services.vaccines import day_text, given_name_order, school_student
 
 
@@ -103,8 +104,18 @@ class NeedService(ServiceBase):
             async with self.sessionmaker.begin() as session:
                 # Lock first, then look for the key: a concurrent twin of this confirm waits here and
                 # then finds the record its twin saved.
-                student = await school_student(session, school_id, data.student_id, lock=True)
                 if request_key:
+                    saved = await _need_by_key(session, school_id, request_key)
+                    if saved is not None and data.new_student is not None:
+                        return saved  # the twin confirm saved the need and its new student
+                if data.new_student is not None:
+                    # Created here, in the need's transaction: a refused need leaves no student.
+                    student = await StudentService(self.sessionmaker, self.clock).create_in(
+                        session, school_id, data.new_student, actor_id=actor_id
+                    )
+                else:
+                    student = await school_student(session, school_id, data.student_id or 0, lock=True)
+                if request_key and data.new_student is None:
                     saved = await _need_by_key(session, school_id, request_key)
                     if saved is not None:
                         return _replayed(saved, data.student_id)
@@ -404,8 +415,8 @@ async def _need_by_key(session: AsyncSession, school_id: int, request_key: str) 
     return need_out(*row) if row else None
 
 
-def _replayed(saved: NeedOut, student_id: int) -> NeedOut:
-    if saved.student_id != student_id:
+def _replayed(saved: NeedOut, student_id: int | None) -> NeedOut:
+    if student_id is not None and saved.student_id != student_id:
         # The chat reused a draft's key for another student: a bug, never a silent overwrite.
         raise Conflict("needs.request_key_reused")
     return saved

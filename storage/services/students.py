@@ -17,6 +17,7 @@ from storage.repositories import audit
 from storage.repositories import students as repo
 from storage.schemas.students import (
     ClassSummary,
+    NewStudentIn,
     RowVerdict,
     StudentIn,
     StudentOut,
@@ -25,6 +26,7 @@ from storage.schemas.students import (
     check_birth_date,
     check_grade_in_school,
     clean_class_name,
+    provisional_code,
 )
 from storage.services.base import ServiceBase
 from storage.text import fold
@@ -110,6 +112,30 @@ class StudentService(ServiceBase):
     async def preview_upsert(self, school_id: int, rows: Sequence[StudentIn]) -> list[RowVerdict]:
         """What `upsert_many` would do with each row, writing nothing (the import's verdict)."""
         async with self.sessionmaker() as session:
+    async def check_new(self, school_id: int, data: NewStudentIn) -> None:
+        """Refusals adding `data` would meet (grade not in the school, age, code taken); writes
+        nothing. The chat asks this where it can be fixed, before the record's confirm adds it."""
+        async with self.sessionmaker() as session:
+            self._check_row(data, await self._school_level(session, school_id))
+            if data.code and await session.scalar(select(Student.id).where(Student.code == data.code)):
+                raise DomainError("students.code_taken", code=data.code)
+
+    async def create_in(
+        self, session: AsyncSession, school_id: int, data: NewStudentIn, *, actor_id: int | None
+    ) -> Student:
+        """Add a new student inside the caller's transaction (a handover, dose or need saved with
+        its new student: both or neither). No code yet: a placeholder, `is_provisional_code`."""
+        self._check_row(data, await self._school_level(session, school_id))
+        code = data.code or provisional_code()
+        if await session.scalar(select(Student.id).where(Student.code == code)):
+            raise DomainError("students.code_taken", code=code)
+        student = unsaved_student(school_id, data, code=code)
+        student.entered_by_id, student.entered_at = actor_id, self.clock.now()
+        session.add(student)
+        await session.flush()
+        await audit.record(session, actor_id=actor_id, action=AuditAction.CREATE, row=student)
+        return student
+
             plan = await self._plan(session, school_id, rows)
             return plan.verdicts
 
@@ -255,3 +281,9 @@ def _audit_entry(
         "before": before,
         "after": audit.snapshot(student),
     }
+def unsaved_student(school_id: int, data: StudentIn, *, code: str = "") -> Student:
+    """A student row not added to any session: what a record's checks look at before the confirm
+    that creates the student (no id, no doses, no handovers yet)."""
+    return Student(school_id=school_id, code=code or data.code or "", **_values(data))
+
+

@@ -43,6 +43,7 @@ from storage.schemas.vaccines import (
     VaccineProductOut,
 )
 from storage.services.base import ServiceBase
+from storage.services.students import StudentService, unsaved_student
 from storage.text import fold
 
 # No dose date before the programme's school year: the same floor as the chat's date parser
@@ -318,7 +319,10 @@ class VaccineService(ServiceBase):
     async def check_dose(self, school_id: int, data: DoseIn) -> DoseCheck:
         """The refusals and warnings saving `data` would meet; writes nothing."""
         async with self.sessionmaker() as session:
-            student = await school_student(session, school_id, data.student_id)
+            if data.new_student is not None:  # added with this dose at its confirm: no doses yet
+                student = unsaved_student(school_id, data.new_student)
+            else:
+                student = await school_student(session, school_id, data.student_id or 0)
             check, _ = await self._check(session, school_id, student, data)
             return check
 
@@ -339,8 +343,17 @@ class VaccineService(ServiceBase):
             async with self.sessionmaker.begin() as session:
                 # Lock first, then look for the key: a concurrent twin of this confirm waits here and
                 # then finds the dose its twin saved, instead of a duplicate dose number.
-                student = await school_student(session, school_id, data.student_id, lock=True)
-                if request_key:
+                if data.new_student is not None:
+                    saved = await self._dose_by_key(session, school_id, request_key) if request_key else None
+                    if saved is not None:
+                        return saved  # the twin confirm saved the dose and its new student
+                    # Created here, in the dose's transaction: a refused dose leaves no student.
+                    student = await StudentService(self.sessionmaker, self.clock).create_in(
+                        session, school_id, data.new_student, actor_id=actor_id
+                    )
+                else:
+                    student = await school_student(session, school_id, data.student_id or 0, lock=True)
+                if request_key and data.new_student is None:
                     saved = await self._dose_by_key(session, school_id, request_key)
                     if saved is not None:
                         return self._replayed(saved, data.student_id)
@@ -717,8 +730,8 @@ class VaccineService(ServiceBase):
         return dose_out(*row) if row else None
 
     @staticmethod
-    def _replayed(saved: DoseOut, student_id: int) -> DoseOut:
-        if saved.student_id != student_id:
+    def _replayed(saved: DoseOut, student_id: int | None) -> DoseOut:
+        if student_id is not None and saved.student_id != student_id:
             # The chat reused a draft's key for another student: a bug, never a silent overwrite.
             raise Conflict("vaccines.request_key_reused")
         return saved
