@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from storage.errors import DomainError, NotFound
 from storage.models import AuditAction, District, Invite, Role, School, Staff
@@ -30,6 +31,10 @@ INVITE_FAILURE_WINDOW = timedelta(minutes=10)
 INVITE_ATTEMPT_ENTITY = "invite_attempt"
 # What counts as a wrong code; "already registered" is not a guess.
 WRONG_INVITE_CODES = frozenset({"invite.unknown", "invite.used", "invite.expired"})
+# Every update looks its sender up: accounts are kept this long in memory. A change made through this
+# service (deactivation, language, role) drops the entry at once; one made by another process (the
+# command line on the same database) is seen within this many seconds.
+STAFF_CACHE_SECONDS = 5.0
 
 
 def telegram_name(full_name: str) -> str:
@@ -64,6 +69,24 @@ def staff_out(staff: Staff) -> StaffOut:
 
 
 class StaffService(ServiceBase):
+    # telegram user id -> (the account, time.monotonic() when read); registered accounts only
+    _cache: dict[int, tuple[StaffOut, float]]
+
+    def _cached(self, telegram_user_id: int) -> StaffOut | None:
+        cache = self.__dict__.setdefault("_cache", {})
+        entry = cache.get(telegram_user_id)
+        if entry is None or time.monotonic() - entry[1] > STAFF_CACHE_SECONDS:
+            return None
+        return entry[0]
+
+    def forget(self, telegram_user_id: int | None = None) -> None:
+        """Drop a cached account (every account: None), e.g. after changing it in the database."""
+        cache = self.__dict__.setdefault("_cache", {})
+        if telegram_user_id is None:
+            cache.clear()
+        else:
+            cache.pop(telegram_user_id, None)
+
     async def create_invite(self, data: InviteIn, *, actor_id: int | None = None) -> InviteOut:
         async with self.sessionmaker.begin() as session:
             school = None
@@ -132,6 +155,7 @@ class StaffService(ServiceBase):
             if exc.code in WRONG_INVITE_CODES:
                 await self._record_wrong_code(telegram_user_id, exc.code)
             raise
+        self.forget(telegram_user_id)
         result = await self.by_telegram_id(telegram_user_id)
         assert result is not None
         return result
@@ -206,13 +230,21 @@ class StaffService(ServiceBase):
             raise DomainError("invite.used") from exc
 
     async def by_telegram_id(self, telegram_user_id: int) -> StaffOut | None:
+        """The account of a Telegram user (cached for `STAFF_CACHE_SECONDS`; strangers are not)."""
+        cached = self._cached(telegram_user_id)
+        if cached is not None:
+            return cached
         async with self.sessionmaker() as session:
             staff = await session.scalar(
                 select(Staff)
-                .options(selectinload(Staff.school))
+                .options(joinedload(Staff.school))  # one statement, not two
                 .where(Staff.telegram_user_id == telegram_user_id)
             )
-            return staff_out(staff) if staff else None
+            if staff is None:
+                return None
+            found = staff_out(staff)
+        self.__dict__.setdefault("_cache", {})[telegram_user_id] = (found, time.monotonic())
+        return found
 
     async def get(self, staff_id: int) -> StaffOut:
         async with self.sessionmaker() as session:
@@ -248,4 +280,8 @@ class StaffService(ServiceBase):
             await audit.record(
                 session, actor_id=actor_id, action=AuditAction.UPDATE, row=staff, before=before
             )
-            return staff_out(staff)
+            changed = staff_out(staff)
+        # After the commit: a read meanwhile would otherwise put the old account back.
+        if changed.telegram_user_id is not None:
+            self.forget(changed.telegram_user_id)
+        return changed
