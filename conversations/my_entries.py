@@ -1,15 +1,15 @@
-"""/my: the person's latest records — device batches, handovers, vaccine doses and needs — to view,
-correct or delete.
+"""/my: every record the person entered (a principal: every record of the school) — batches received,
+handovers, returns, vaccine doses, needs — to find, view, correct or delete.
 
-list (buttons, newest first; 🔒 marks a record of a submitted or approved round) -> details with
-Edit / Delete -> Edit: which answer -> the new value (typed, or buttons), checked by the record's
-update schema -> before → after, Save -> saved through the owning service (audited, before/after).
-Delete asks to confirm; the services refuse what may not go (a locked round: their text says who can
-reopen it; a batch that has handovers: the reason).
+list (newest first, 8 a page; a filter by kind; a search by student name or code, typed after
+«🔍» or as `/my <name>`; 🔒 marks a record inside a submitted or approved period) -> the record with
+one button per answer its entry flow asked -> the new value (typed, tapped, or a photo), checked by the
+record's update schema -> before → after, Save -> saved through the owning service (audited, rules and
+period locks its own: a refusal is said at Save, which stays open). Delete asks to confirm first.
 
-Looking is not entering: the list and the details are plain messages whose buttons start the flow,
-so a person who only looked has nothing open (other flows are not blocked). A draft exists only
-while an edit or a deletion is under way.
+Looking is not entering: the list and the record are plain messages whose buttons carry their own
+position (kind, page, search), so a person who only looked has nothing open and other flows start at
+once. A draft exists only while a search is typed or an edit or a deletion is under way.
 """
 
 from __future__ import annotations
@@ -30,54 +30,71 @@ from bot.context import BotContext
 from bot.errors import render_error, render_error_html
 from bot.keyboards import date_choices, rows
 from conversations.common import END, Flow, Turn, option_rows
-from conversations.donation import device_name
+from conversations.donation import device_name, photo_file_id
+from conversations.vaccine import place_button_label, place_label, product_button_label
 from storage.errors import DomainError, NotFound
-from storage.models import HandoverKind
+from storage.models import DeviceCondition, DeviceType, DonationSource, DosePlace, HandoverKind, Role
 from storage.schemas.devices import BatchOut, BatchUpdate, HandoverOut, HandoverUpdate
-from storage.schemas.entries import RecentEntry, merge_recent
+from storage.schemas.entries import RecentEntry
 from storage.schemas.needs import NEED_GROUPS, NeedChange, NeedOut
 from storage.schemas.parsing import parse_event_date
 from storage.schemas.students import show_date
 from storage.schemas.vaccines import MAX_DOSE_NUMBER, DoseChange, DoseOut, Finding
+from storage.services.entries import KINDS
 from storage.services.vaccines import WarningsNotConfirmed
+from storage.text import fold
 
 Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 Record = BatchOut | HandoverOut | DoseOut | NeedOut
-LIMIT = 10
+ALL = "all"
+FILTERS = (ALL, *KINDS)
+QUERY_LIMIT = 16  # a search travels in the buttons' data (64 bytes with the rest)
+MIN_QUERY = 2
 _NUMBER = re.compile(r"\D*?(\d{1,3})\D*")
+NEEDS = {"device": (True, False), "connectivity": (False, True), "both": (True, True)}
 
 
 @dataclass(frozen=True)
 class EditableField:
-    name: str  # the attribute of the record's DTO and of its update schema
-    kind: str  # "date", "quantity", "text", "handover_kind", "number", "category"
-    clearable: bool = False  # an optional text: "Leave empty" offered
+    name: str  # the update schema's field (or, for `needs`, the pair it sets); my.field.<name>
+    kind: str  # "date", "quantity", "text", "number", "choice", "photo", "product"
+    clearable: bool = False  # optional: «Leave empty» offered
 
 
-# What /my can change: the main answers the services' update_* accept.
+def _f(name: str, kind: str, clearable: bool = False) -> EditableField:
+    return EditableField(name, kind, clearable)
+
+
+# Every answer the entry flow asked, per kind of record.
 FIELDS: dict[str, tuple[EditableField, ...]] = {
     "batch": (
-        EditableField("received_on", "date"),
-        EditableField("quantity", "quantity"),
-        EditableField("make_model", "text"),
-        EditableField("specs", "text", clearable=True),
-        EditableField("note", "text", clearable=True),
+        _f("source", "choice"),
+        _f("donor_id", "choice"),
+        _f("received_on", "date"),
+        _f("quantity", "quantity"),
+        _f("device_type", "choice"),
+        _f("make_model", "text"),
+        _f("condition", "choice"),
+        _f("specs", "text", clearable=True),
+        _f("receipt_photo_file_id", "photo", clearable=True),
+        _f("note", "text", clearable=True),
     ),
     "handover": (
-        EditableField("handed_on", "date"),
-        EditableField("kind", "handover_kind"),
-        EditableField("note", "text", clearable=True),
+        _f("kind", "choice"),
+        _f("handed_on", "date"),
+        _f("receipt_photo_file_id", "photo", clearable=True),
+        _f("note", "text", clearable=True),
     ),
-    "dose": (EditableField("given_on", "date"), EditableField("dose_number", "number")),
-    "need": (EditableField("category", "category"), EditableField("note", "text", clearable=True)),
+    "return": (_f("returned_on", "date"),),
+    "dose": (
+        _f("given_on", "date"),
+        _f("product_id", "product"),
+        _f("dose_number", "number"),
+        _f("place", "choice"),
+    ),
+    "need": (_f("category", "choice"), _f("needs", "choice"), _f("note", "text", clearable=True)),
 }
-HINTS = {
-    "date": "date",
-    "quantity": "quantity",
-    "number": "number",
-    "handover_kind": "choice",
-    "category": "choice",
-}
+HINTS = {"date": "date", "quantity": "quantity", "number": "number", "choice": "choice", "product": "choice"}
 
 
 def field_of(kind: str, name: str) -> EditableField:
@@ -87,11 +104,17 @@ def field_of(kind: str, name: str) -> EditableField:
     return found
 
 
+def clean_query(text: str) -> str:
+    """A search as the buttons carry it: folded, without the separator, bounded."""
+    return fold(text).replace(":", " ").strip()[:QUERY_LIMIT].strip()
+
+
 class Step(enum.IntEnum):
-    FIELD = 3
     VALUE = 4
     CHANGE = 5
     DELETE = 6
+    SEARCH = 7
+    PRODUCT_NAME = 8
 
 
 class MyEntriesFlow(Flow):
@@ -99,23 +122,71 @@ class MyEntriesFlow(Flow):
     command = "my"
     title_key = "my.title"
 
-    # --- questions ------------------------------------------------------------------------------
+    # --- the list -------------------------------------------------------------------------------
 
     def entry_points(self) -> list[BaseHandler[Update, BotContext, Any]]:
-        # The buttons of the list and of a record's details: usable whenever, nothing held open.
+        # The buttons of the list and of a record: usable whenever, nothing held open.
         return [
-            self.entry_button("list$", self.begin),
-            self.entry_button(r"open:\w+\.\d+$", self.on_open),
-            self.entry_button(r"edit:\w+\.\d+$", self.on_edit),
+            self.entry_button(r"list:\w+:\d+:[^:]*$", self.on_list),
+            self.entry_button(r"search:\w+$", self.on_search),
+            self.entry_button(r"open:\w+\.\d+(:\w+:\d+:[^:]*)?$", self.on_open),
+            self.entry_button(r"field:\w+\.\d+:\w+$", self.on_field),
             self.entry_button(r"delete:\w+\.\d+$", self.on_delete),
         ]
 
     async def begin(self, turn: Turn) -> int:
-        entries = await self._entries(turn)
-        if not entries:
-            return await turn.finish(turn.text("my.empty"))
-        options = [[(self._entry_label(turn, e), self.cb("open", f"{e.kind}.{e.id}"))] for e in entries]
-        await turn.reply(turn.text("my.list_header"), rows(*options))
+        typed = turn.message.text if turn.message is not None and turn.message.text else ""
+        query = typed.split(maxsplit=1)[1] if typed.startswith("/") and " " in typed.strip() else ""
+        if query:
+            self._check_query(query)
+        return await self._list(turn, ALL, 1, clean_query(query))
+
+    async def _list(self, turn: Turn, kind: str, page: int, query: str) -> int:
+        services = turn.context.services
+        found = await services.entries.page(
+            turn.staff, kind=None if kind == ALL else kind, query=query, page=page
+        )
+        if found.total == 0 and kind == ALL and not query:
+            await turn.reply(turn.text("my.empty"))
+            return await self._close(turn)
+        scope = "school" if turn.staff.role is Role.PRINCIPAL else "mine"
+        text = turn.text(
+            "my.list_header",
+            scope=turn.text(f"my.scope.{scope}"),
+            filter=turn.text(f"my.filter_name.{kind}"),
+            page=found.page,
+            pages=found.pages,
+            total=found.total,
+        )
+        if query:
+            text += "\n" + turn.text("my.searching", query=html.escape(query))
+        if not found.items:
+            text += "\n" + turn.text("my.no_match")
+        page = found.page
+        options = [
+            [(self._entry_label(turn, e), self.cb("open", f"{e.kind}.{e.id}", kind, page, query))]
+            for e in found.items
+        ]
+        paging = []
+        if page > 2:
+            paging.append((turn.text("my.first"), self.cb("list", kind, 1, query)))
+        if page > 1:
+            paging.append((turn.text("my.previous"), self.cb("list", kind, page - 1, query)))
+        if page < found.pages:
+            paging.append((turn.text("my.next"), self.cb("list", kind, page + 1, query)))
+        if page < found.pages - 1:
+            paging.append((turn.text("my.last"), self.cb("list", kind, found.pages, query)))
+        filters = [
+            (
+                (turn.text("my.current") if f == kind else "") + turn.text(f"my.filter.{f}"),
+                self.cb("list", f, 1, query),
+            )
+            for f in FILTERS
+        ]
+        search = [(turn.text("my.search"), self.cb("search", kind))]
+        if query:
+            search.append((turn.text("my.clear_search"), self.cb("list", kind, 1, "")))
+        await turn.reply(text, rows(*options, paging, *option_rows(filters, columns=3), search))
         return await self._close(turn)
 
     async def _close(self, turn: Turn) -> int:
@@ -123,23 +194,28 @@ class MyEntriesFlow(Flow):
         await turn.context.services.drafts.discard(turn.user_id, self.name)
         return END
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        if state == Step.FIELD:
-            kind = turn.draft["kind"]
-            options = [(turn.text(f"my.field.{f.name}"), self.cb("field", f.name)) for f in FIELDS[kind]]
-            back = (turn.text("my.back"), self.cb("back"))
-            await turn.reply(turn.text("my.field_question"), rows(*option_rows(options), [back]))
-        elif state == Step.VALUE:
-            await self._ask_value(turn)
-        elif state == Step.CHANGE:
-            await self._show_change(turn)
-        elif state == Step.DELETE:
-            details = await self._details_text(turn, await self._record(turn))
-            markup = rows(
-                [(turn.text("my.delete_confirm"), self.cb("delete_yes"))],
-                [(turn.text("my.back"), self.cb("back"))],
-            )
-            await turn.reply(turn.text("my.delete_question", details=details), markup)
+    def _args(self, turn: Turn) -> list[str]:
+        """The parts of the tapped button's data after its action (`my~st:open:dose.5:all:1:an`)."""
+        query = turn.update.callback_query
+        return (query.data or "").split(":")[2:] if query is not None else []
+
+    async def on_list(self, turn: Turn) -> int:
+        kind, page, query = self._args(turn)[:3]
+        return await self._list(turn, kind if kind in FILTERS else ALL, int(page), clean_query(query))
+
+    async def on_search(self, turn: Turn) -> int:
+        kind = self._args(turn)[0]
+        turn.draft["_filter"] = kind if kind in FILTERS else ALL
+        return await turn.ask(Step.SEARCH)
+
+    async def on_query(self, turn: Turn) -> int | None:
+        self._check_query(turn.answer)
+        return await self._list(turn, turn.draft.get("_filter", ALL), 1, clean_query(turn.answer))
+
+    @staticmethod
+    def _check_query(text: str) -> None:
+        if len(clean_query(text).replace(" ", "")) < MIN_QUERY:
+            raise DomainError("students.query_too_short", minimum=MIN_QUERY)
 
     def _entry_label(self, turn: Turn, entry: RecentEntry) -> str:
         details, language = entry.details, turn.language
@@ -147,13 +223,15 @@ class MyEntriesFlow(Flow):
         values: dict[str, object] = {"id": entry.id, "subject": entry.subject, "event_on": event_on}
         if entry.kind == "batch":
             values |= {
+                "id": details.get("number", entry.id),  # the school's own number, «lô #3»
                 "quantity": details.get("quantity"),
                 "device_type": device_name(str(details["device_type"]), language),
             }
-        elif entry.kind == "handover":
+        elif entry.kind in ("handover", "return"):
             values |= {
                 "class_name": details.get("class_name"),
                 "kind": turn.text(f"devices.kind_name.{details['kind']}"),
+                "batch_id": details.get("batch_number", details.get("batch_id")),
             }
         elif entry.kind == "dose":
             values |= {"dose_number": details.get("dose_number")}
@@ -166,21 +244,36 @@ class MyEntriesFlow(Flow):
         label = turn.text(f"my.entry.{entry.kind}", **values)
         return (turn.text("my.locked_mark") + label) if not entry.editable else label
 
-    async def _show_detail(self, turn: Turn) -> int:
-        """The record with Edit / Delete / back to the list; the flow holds nothing meanwhile."""
+    # --- one record -----------------------------------------------------------------------------
+
+    async def on_open(self, turn: Turn) -> int:
+        args = self._args(turn)
+        await self._choose(turn, args[0])
+        position = args[1:4] if len(args) >= 4 else [ALL, "1", ""]
+        return await self._show_detail(turn, position)
+
+    async def _show_detail(self, turn: Turn, position: list[str] | None = None) -> int:
+        """The record, one button per answer, Delete, back to the list; the flow holds nothing."""
         record = await self._record(turn)
         lines = [await self._details_text(turn, record)]
-        if getattr(record, "entered_late", False):
+        if getattr(record, "entered_late", False) and turn.draft["kind"] != "return":
             lines.append(turn.text("my.late"))
-        if turn.draft.get("_locked_round") is not None:
-            lines.append(turn.text("my.locked", round=html.escape(turn.draft["_locked_round"])))
-        key = f"{turn.draft['kind']}.{turn.draft['_id']}"
+        refusal = turn.draft.get("_refusal")
+        if refusal is not None:  # shown, not hidden: which period, who can reopen it
+            lines.append(turn.text("my.locked_because", reason=html.escape(self._refusal_text(turn))))
+        kind, key = turn.draft["kind"], f"{turn.draft['kind']}.{turn.draft['_id']}"
+        fields = [(turn.text(f"my.field.{f.name}"), self.cb("field", key, f.name)) for f in FIELDS[kind]]
+        filter_, page, query = position or [ALL, "1", ""]
         markup = rows(
-            [(turn.text("my.edit"), self.cb("edit", key)), (turn.text("my.delete"), self.cb("delete", key))],
-            [(turn.text("my.back_to_list"), self.cb("list"))],
+            *option_rows(fields),
+            [(turn.text("my.delete"), self.cb("delete", key))] if kind != "return" else [],
+            [(turn.text("my.back_to_list"), self.cb("list", filter_, page, query))],
         )
         await turn.reply("\n\n".join(lines), markup)
         return await self._close(turn)
+
+    def _refusal_text(self, turn: Turn) -> str:
+        return render_error(Finding.model_validate(turn.draft["_refusal"]).as_error(), turn.language)
 
     async def _details_text(self, turn: Turn, record: Record) -> str:
         none, language = turn.text("devices.none"), turn.language
@@ -188,10 +281,13 @@ class MyEntriesFlow(Flow):
         def text(value: str) -> str:
             return html.escape(value) if value else none
 
+        def photo(file_id: str | None) -> str:
+            return turn.text("devices.photo_attached") if file_id else none
+
         if isinstance(record, BatchOut):
             return turn.text(
                 "my.detail.batch",
-                id=record.id,
+                id=record.number,
                 source=turn.text(f"devices.source_name.{record.source.value}"),
                 donor=text(record.donor_name or ""),
                 received_on=show_date(record.received_on),
@@ -200,6 +296,7 @@ class MyEntriesFlow(Flow):
                 make_model=text(record.make_model),
                 condition=turn.text(f"devices.condition_name.{record.condition.value}"),
                 specs=text(record.specs),
+                photo=photo(record.receipt_photo_file_id),
                 note=text(record.note),
                 handed=record.handed_over,
                 gifts=record.gifts,
@@ -218,12 +315,13 @@ class MyEntriesFlow(Flow):
                 id=record.id,
                 student=html.escape(record.student_name),
                 class_name=html.escape(record.class_name),
-                batch_id=record.batch_id,
+                batch_id=record.batch_number,
                 device_type=device_name(record.batch_device_type, language),
                 make_model=html.escape(record.batch_make_model),
                 kind=turn.text(f"devices.kind_name.{record.kind.value}"),
                 handed_on=show_date(record.handed_on),
                 returned=returned,
+                photo=photo(record.receipt_photo_file_id),
                 note=text(record.note),
             )
         if isinstance(record, DoseOut):
@@ -234,61 +332,130 @@ class MyEntriesFlow(Flow):
                 class_name=html.escape(record.class_name),
                 given_on=show_date(record.given_on),
                 product=html.escape(record.product_label),
+                place=place_label(record.place, language),
             )
-        needs = (
-            "both"
-            if record.needs_device and record.needs_connectivity
-            else ("device" if record.needs_device else "connectivity")
-        )
         return turn.text(
             "my.detail.need",
             student=html.escape(record.student_name),
             class_name=html.escape(record.class_name),
             category=turn.text(f"my.need_group.{record.category.value}"),
-            needs=turn.text(f"my.needs.{needs}"),
+            needs=turn.text(f"my.needs.{_needs_of(record)}"),
             note=text(record.note),
         )
 
+    # --- editing --------------------------------------------------------------------------------
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        back = [(turn.text("my.back"), self.cb("back"))]
+        if state == Step.SEARCH:
+            await turn.reply(turn.text("my.search_question"), rows(back))
+        elif state == Step.VALUE:
+            await self._ask_value(turn)
+        elif state == Step.PRODUCT_NAME:
+            await turn.reply(turn.text("vaccines.product_name_question"), rows(back))
+        elif state == Step.CHANGE:
+            await self._show_change(turn)
+        elif state == Step.DELETE:
+            details = await self._details_text(turn, await self._record(turn))
+            markup = rows([(turn.text("my.delete_confirm"), self.cb("delete_yes"))], back)
+            await turn.reply(turn.text("my.delete_question", details=details), markup)
+
     async def _ask_value(self, turn: Turn) -> None:
-        kind, field = turn.draft["kind"], field_of(turn.draft["kind"], turn.draft["field"])
+        field = field_of(turn.draft["kind"], turn.draft["field"])
         record = await self._record(turn)
-        hint = "text_clearable" if field.clearable else HINTS.get(field.kind, "text")
+        hint = HINTS.get(field.kind, "text")
+        if field.kind == "photo":
+            hint = "photo"
+        elif field.clearable:
+            hint = "text_clearable"
         text = turn.text(
             "my.value_question",
             field=turn.text(f"my.field.{field.name}"),
-            current=self._shown(turn, field, getattr(record, field.name)),
+            current=await self._shown_record(turn, record, field),
             hint=turn.text(f"my.hint.{hint}"),
         )
-        await turn.reply(text, self._value_keyboard(turn, kind, field))
+        await turn.reply(text, await self._value_keyboard(turn, field))
 
-    def _value_keyboard(self, turn: Turn, kind: str, field: EditableField) -> InlineKeyboardMarkup:
+    async def _options(self, turn: Turn, field: EditableField) -> list[tuple[str, str]]:
+        """(value, label) of a field answered by a button."""
+        language, name = turn.language, field.name
+        if name == "source":
+            return [(s.value, turn.text(f"devices.source.{s.value}")) for s in DonationSource]
+        if name == "donor_id":
+            donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
+            return [(str(d.id), d.name) for d in donors]
+        if name == "device_type":
+            return [(d.value, turn.text(f"devices.device_type.{d.value}")) for d in DeviceType]
+        if name == "condition":
+            return [(c.value, turn.text(f"devices.condition.{c.value}")) for c in DeviceCondition]
+        if name == "kind":
+            return [(k.value, turn.text(f"devices.kind.{k.value}")) for k in HandoverKind]
+        if name == "place":
+            return [(p.value, place_button_label(p, language)) for p in DosePlace]
+        if name == "category":
+            return [(g.value, turn.text(f"my.need_group.{g.value}")) for g in NEED_GROUPS]
+        if name == "needs":
+            return [(k, turn.text(f"needs.kind.{k}")) for k in NEEDS]
+        if name == "product_id":
+            products = await turn.context.services.vaccines.products()
+            return [(str(p.id), product_button_label(p, language)) for p in products]
+        return []
+
+    async def _value_keyboard(self, turn: Turn, field: EditableField) -> InlineKeyboardMarkup:
         back = [(turn.text("my.back"), self.cb("back"))]
+        clear = [(turn.text("my.clear"), self.cb("clear"))] if field.clearable else []
         if field.kind == "date":
             days = date_choices(self.cb("date"), turn.language).inline_keyboard[0]
             return rows([(b.text, str(b.callback_data)) for b in days], back)
-        if field.kind == "handover_kind":
-            options = [
-                (turn.text(f"devices.kind.{k.value}"), self.cb("value", k.value)) for k in HandoverKind
-            ]
-            return rows(options, back)
-        if field.kind == "category":
-            options = [
-                (turn.text(f"my.need_group.{g.value}"), self.cb("value", g.value)) for g in NEED_GROUPS
-            ]
-            return rows(*option_rows(options), back)
-        if field.clearable:
-            return rows([(turn.text("my.clear"), self.cb("clear"))], back)
-        return rows(back)
+        options = [(label, self.cb("value", value)) for value, label in await self._options(turn, field)]
+        return rows(*option_rows(options), clear, back)
+
+    async def _shown_record(self, turn: Turn, record: Record, field: EditableField) -> str:
+        """The field's current value as the person reads it."""
+        if field.name == "needs":
+            return turn.text(f"my.needs.{_needs_of(record)}")  # type: ignore[arg-type]
+        if field.name == "product_id":
+            return html.escape(getattr(record, "product_label", ""))
+        if field.name == "donor_id":
+            return html.escape(getattr(record, "donor_name", None) or "") or turn.text("devices.none")
+        return await self._shown(turn, field, getattr(record, field.name))
+
+    async def _shown(self, turn: Turn, field: EditableField, value: Any) -> str:
+        """A value (of the record, or the new one) as the person reads it."""
+        if field.kind == "photo":
+            return turn.text("devices.photo_attached") if value else turn.text("devices.none")
+        if value is None or value == "":
+            return turn.text("devices.none")
+        if field.kind == "date":
+            return show_date(date.fromisoformat(value) if isinstance(value, str) else value)
+        value = getattr(value, "value", value)
+        if field.name == "source":
+            return turn.text(f"devices.source_name.{value}")
+        if field.name == "device_type":
+            return device_name(str(value), turn.language)
+        if field.name == "condition":
+            return turn.text(f"devices.condition_name.{value}")
+        if field.name == "kind":
+            return turn.text(f"devices.kind_name.{value}")
+        if field.name == "place":
+            return place_label(str(value), turn.language)
+        if field.name == "category":
+            return turn.text(f"my.need_group.{value}")
+        if field.name == "needs":
+            return turn.text(f"my.needs.{value}")
+        if field.kind in ("choice", "product"):
+            labels = dict(await self._options(turn, field))
+            return html.escape(labels.get(str(value), str(value)))
+        return html.escape(str(value))
 
     async def _show_change(self, turn: Turn) -> None:
         draft = turn.draft
         field = field_of(draft["kind"], draft["field"])
-        record = await self._record(turn)
         text = turn.text(
             "my.change_summary",
             field=turn.text(f"my.field.{field.name}"),
-            before=self._shown(turn, field, getattr(record, field.name)),
-            after=self._shown(turn, field, draft["change"][field.name]),
+            before=await self._shown_record(turn, await self._record(turn), field),
+            after=draft["_after"],
         )
         if draft.get("_warnings"):
             text += "\n\n" + turn.text("my.warnings", warnings=html.escape(draft["_warnings"]))
@@ -297,31 +464,23 @@ class MyEntriesFlow(Flow):
             first = [(turn.text("my.save"), self.cb("save"))]
         await turn.reply(text, rows(first, [(turn.text("my.back"), self.cb("back"))]))
 
-    def _shown(self, turn: Turn, field: EditableField, value: Any) -> str:
-        if value is None or value == "":
-            return turn.text("devices.none")
-        if field.kind == "date":
-            return show_date(date.fromisoformat(value) if isinstance(value, str) else value)
-        if field.kind == "handover_kind":
-            return turn.text(f"devices.kind_name.{getattr(value, 'value', value)}")
-        if field.kind == "category":
-            return turn.text(f"my.need_group.{getattr(value, 'value', value)}")
-        return html.escape(str(value))
-
     # --- steps ----------------------------------------------------------------------------------
 
     def steps(self) -> Handlers:
         press = self.on_text(self.press_button)
         back = self.on_button("back$", self.on_back)
         return {
-            Step.FIELD: [self.on_button(r"field:\w+$", self.on_field), back, press],
+            Step.SEARCH: [self.on_text(self.on_query), back],
             Step.VALUE: [
                 self.on_button("date:", self.on_value),
-                self.on_button(r"value:\w+$", self.on_value),
+                self.on_button(r"value:[\w\-]+$", self.on_value),
                 self.on_button("clear$", self.on_clear),
                 back,
+                self.on_photo(self.on_photo_value),
+                self.on_document(self.on_photo_value),
                 self.on_text(self.on_value),
             ],
+            Step.PRODUCT_NAME: [self.on_text(self.on_product_name), back],
             Step.CHANGE: [
                 self.on_button("save$", self.on_save),
                 self.on_button("force$", self.on_force),
@@ -334,64 +493,101 @@ class MyEntriesFlow(Flow):
     async def press_button(self, turn: Turn) -> int | None:
         return await turn.retry(turn.text("my.press_button"))
 
-    async def _choose(self, turn: Turn) -> None:
-        """The record the tapped button names (`kind.id`), only one of this person's recent records."""
-        kind, _, number = turn.answer.partition(".")
-        entry = next((e for e in await self._entries(turn) if e.kind == kind and str(e.id) == number), None)
-        if entry is None:
+    async def _choose(self, turn: Turn, key: str) -> None:
+        """The record the tapped button names (`kind.id`): only one of this person's list."""
+        kind, _, number = key.partition(".")
+        if not number.isdigit():
             raise NotFound("record")
+        entry = await turn.context.services.entries.entry(turn.staff, kind, int(number))
         turn.remember(
             kind=entry.kind,
             _id=entry.id,
             _label=self._entry_label(turn, entry).removeprefix(turn.text("my.locked_mark")),
-            _locked_round=entry.locked_round,
             _refusal=entry.refusal.model_dump(mode="json") if entry.refusal else None,
         )
 
-    async def on_open(self, turn: Turn) -> int:
-        await self._choose(turn)
-        return await self._show_detail(turn)
-
     async def on_back(self, turn: Turn) -> int:
-        """Back one step: value -> which field; change, delete and fields -> the record (flow ends)."""
+        """Back one step: the change -> the value; the value, a deletion -> the record; a search ->
+        the list (the flow ends)."""
         turn.draft.pop("_warnings", None)
-        if turn.step == Step.VALUE:
-            return await turn.ask(Step.FIELD)
+        if turn.step == Step.SEARCH:
+            return await self._list(turn, turn.draft.get("_filter", ALL), 1, "")
+        if turn.step == Step.CHANGE:
+            return await turn.ask(Step.VALUE)
         return await self._show_detail(turn)
 
-    async def on_edit(self, turn: Turn) -> int:
-        await self._choose(turn)
+    async def on_field(self, turn: Turn) -> int:
+        key, name = self._args(turn)[:2]
+        await self._choose(turn, key)
+        field = field_of(turn.draft["kind"], name)
         self._refuse_if_locked(turn)
-        return await turn.ask(Step.FIELD)
-
-    async def on_delete(self, turn: Turn) -> int:
-        await self._choose(turn)
-        self._refuse_if_locked(turn)
-        return await turn.ask(Step.DELETE)
-
-    async def on_field(self, turn: Turn) -> int | None:
-        field = field_of(turn.draft["kind"], turn.answer)
         turn.draft["field"] = field.name
         return await turn.ask(Step.VALUE)
 
+    async def on_delete(self, turn: Turn) -> int:
+        await self._choose(turn, self._args(turn)[0])
+        if turn.draft["kind"] == "return":
+            raise NotFound("record")
+        self._refuse_if_locked(turn)
+        return await turn.ask(Step.DELETE)
+
     async def on_value(self, turn: Turn) -> int | None:
-        return await self._stage(turn, turn.answer)
+        field = field_of(turn.draft["kind"], turn.draft["field"])
+        if field.kind == "photo":
+            return await turn.retry(turn.text("devices.photo_hint"))
+        if field.kind in ("choice", "product"):
+            values = dict(await self._options(turn, field))
+            typed = fold(turn.answer)
+            if turn.update.callback_query is None:  # typed: the one option whose label holds it
+                found = [v for v, label in values.items() if typed and typed in fold(label)]
+                if len(found) != 1:
+                    return await turn.retry(turn.text("my.press_button"))
+                raw = found[0]
+            else:
+                raw = turn.answer
+            if raw not in values:
+                raise NotFound("record")
+            if field.kind == "product":
+                products = {str(p.id): p for p in await turn.context.services.vaccines.products()}
+                if products[raw].needs_name:  # «other»: its name is typed next
+                    turn.draft["_product"] = raw
+                    return await turn.ask(Step.PRODUCT_NAME)
+        else:
+            raw = turn.answer
+        return await self._stage(turn, raw)
+
+    async def on_product_name(self, turn: Turn) -> int | None:
+        return await self._stage(turn, {"id": turn.draft["_product"], "name": turn.answer})
+
+    async def on_photo_value(self, turn: Turn) -> int | None:
+        field = field_of(turn.draft["kind"], turn.draft["field"])
+        file_id = photo_file_id(turn)
+        if field.kind != "photo" or file_id is None:
+            return await self.press_button(turn)
+        return await self._stage(turn, file_id)
 
     async def on_clear(self, turn: Turn) -> int | None:
-        return await self._stage(turn, "")
+        return await self._stage(turn, None if turn.draft["field"] == "receipt_photo_file_id" else "")
 
-    async def _stage(self, turn: Turn, raw: str) -> int | None:
+    async def _stage(self, turn: Turn, raw: Any) -> int | None:
         """Check the new value with the record's update schema; keep it for the Save button."""
         draft = turn.draft
         field = field_of(draft["kind"], draft["field"])
         if field.kind == "number" and _dose_number(raw) is None:
-            text = turn.text("my.number_invalid", value=html.escape(raw), maximum=MAX_DOSE_NUMBER)
+            text = turn.text("my.number_invalid", value=html.escape(str(raw)), maximum=MAX_DOSE_NUMBER)
             return await turn.retry(text)
         try:
             change = self._change(turn, draft["kind"], field, raw)
         except ValidationError as exc:
             return await turn.retry(exc)
-        draft["change"] = change.model_dump(mode="json", exclude_unset=True)
+        draft["raw"] = raw
+        after = change.model_dump(mode="json", exclude_unset=True)
+        if field.kind == "product":
+            product_label = dict(await self._options(turn, field)).get(str(after["product_id"]), "")
+            draft["_after"] = html.escape(after.get("product_other_name") or product_label)
+        else:
+            value = raw if field.name == "needs" else after.get(field.name)
+            draft["_after"] = await self._shown(turn, field, value)
         draft["_edit_key"] = uuid.uuid4().hex  # one key per change: a double Save saves it once
         draft.pop("_warnings", None)
         return await turn.ask(Step.CHANGE)
@@ -399,18 +595,29 @@ class MyEntriesFlow(Flow):
     def _change(self, turn: Turn, kind: str, field: EditableField, raw: Any) -> BaseModel:
         today = turn.context.services.clock.today()
         context = {"today": today}
+        name = field.name
         if kind == "batch":
-            return BatchUpdate.model_validate({field.name: raw}, context=context)
-        if kind == "handover":
-            return HandoverUpdate.model_validate({field.name: raw}, context=context)
+            value = int(raw) if name == "donor_id" else raw
+            return BatchUpdate.model_validate({name: value}, context=context)
+        if kind in ("handover", "return"):
+            return HandoverUpdate.model_validate({name: raw}, context=context)
         if kind == "dose":
             if field.kind == "date":
-                value: Any = raw if isinstance(raw, date) else parse_event_date(str(raw), today)
-                return DoseChange.model_validate({"given_on": value})
-            return DoseChange.model_validate(
-                {"dose_number": raw if isinstance(raw, int) else _dose_number(raw)}
-            )
-        return NeedChange.model_validate({field.name: raw})
+                given_on = raw if isinstance(raw, date) else parse_event_date(str(raw), today)
+                return DoseChange.model_validate({"given_on": given_on})
+            if field.kind == "product":
+                if isinstance(raw, dict):
+                    return DoseChange.model_validate(
+                        {"product_id": int(raw["id"]), "product_other_name": raw["name"]}
+                    )
+                return DoseChange.model_validate({"product_id": int(raw), "product_other_name": ""})
+            if field.kind == "number":
+                return DoseChange.model_validate({"dose_number": _dose_number(raw)})
+            return DoseChange.model_validate({name: raw})
+        if name == "needs":
+            device, connectivity = NEEDS[str(raw)]
+            return NeedChange.model_validate({"needs_device": device, "needs_connectivity": connectivity})
+        return NeedChange.model_validate({name: raw})
 
     async def on_save(self, turn: Turn) -> int | None:
         return await self._save(turn, force=False)
@@ -422,41 +629,36 @@ class MyEntriesFlow(Flow):
         draft = turn.draft
         services, school_id, actor_id = turn.context.services, turn.staff.school_id or 0, turn.staff.id
         field = field_of(draft["kind"], draft["field"])
-        before = await self._record(turn)
-        try:
-            change = self._change(turn, draft["kind"], field, draft["change"][field.name])
-        except ValidationError as exc:
-            return await turn.retry(exc)
+        before = await self._shown_record(turn, await self._record(turn), field)
+        change = self._change(turn, draft["kind"], field, draft["raw"])
         record_id, key = draft["_id"], draft["_edit_key"]
-        after: Record
+        saved: Record
         try:
             if isinstance(change, BatchUpdate):
-                after = await services.donations.update_batch(
+                saved = await services.donations.update_batch(
                     record_id, change, school_id=school_id, actor_id=actor_id
                 )
             elif isinstance(change, HandoverUpdate):
-                after = await services.handovers.update_handover(
+                saved = await services.handovers.update_handover(
                     record_id, change, school_id=school_id, actor_id=actor_id
                 )
             elif isinstance(change, DoseChange):
-                after = await services.vaccines.update_dose(
+                saved = await services.vaccines.update_dose(
                     school_id, record_id, change, actor_id=actor_id, request_key=key, confirm_warnings=force
                 )
             else:
                 assert isinstance(change, NeedChange)
-                after = await services.needs.update_need(
+                saved = await services.needs.update_need(
                     school_id, record_id, change, actor_id=actor_id, request_key=key
                 )
         except WarningsNotConfirmed as exc:
             draft["_warnings"] = "\n".join(render_error(w.as_error(), turn.language) for w in exc.warnings)
             return await turn.ask(Step.CHANGE)
         text = turn.text(
-            "my.saved",
-            field=turn.text(f"my.field.{field.name}"),
-            before=self._shown(turn, field, getattr(before, field.name)),
-            after=self._shown(turn, field, getattr(after, field.name)),
+            "my.saved", field=turn.text(f"my.field.{field.name}"), before=before, after=draft["_after"]
         )
-        return await turn.finish_saved(text, late=getattr(after, "entered_late", False))
+        late = getattr(saved, "entered_late", False) and draft["kind"] != "return"
+        return await turn.finish_saved(text, late=late)
 
     async def on_delete_confirmed(self, turn: Turn) -> int | None:
         draft = turn.draft
@@ -478,21 +680,12 @@ class MyEntriesFlow(Flow):
 
     # --- data -----------------------------------------------------------------------------------
 
-    async def _entries(self, turn: Turn) -> list[RecentEntry]:
-        services, staff_id = turn.context.services, turn.staff.id
-        return merge_recent(
-            await services.handovers.recent_entries(staff_id, LIMIT),  # batches and handovers
-            await services.vaccines.recent_entries(staff_id, LIMIT),
-            await services.needs.recent_entries(staff_id, LIMIT),
-            limit=LIMIT,
-        )
-
     async def _record(self, turn: Turn) -> Record:
         services, school_id = turn.context.services, turn.staff.school_id or 0
         kind, record_id = turn.draft["kind"], int(turn.draft["_id"])
         if kind == "batch":
             return await services.donations.get_batch(record_id, school_id=school_id)
-        if kind == "handover":
+        if kind in ("handover", "return"):
             return await services.handovers.get_handover(record_id, school_id=school_id)
         if kind == "dose":
             return await services.vaccines.get_dose(school_id, record_id)
@@ -501,9 +694,14 @@ class MyEntriesFlow(Flow):
     def _refuse_if_locked(self, turn: Turn) -> None:
         """The owning service's own refusal text: which period, who can reopen it, what to do instead."""
         refusal = turn.draft.get("_refusal")
-        if refusal is None:
-            return
-        raise Finding.model_validate(refusal).as_error()
+        if refusal is not None:
+            raise Finding.model_validate(refusal).as_error()
+
+
+def _needs_of(record: NeedOut) -> str:
+    if record.needs_device and record.needs_connectivity:
+        return "both"
+    return "device" if record.needs_device else "connectivity"
 
 
 def _dose_number(text: object) -> int | None:

@@ -28,9 +28,13 @@ from tests.chat import Harness, Person
 from tests.factories import World, make_world
 from tests.test_donations_service import lock_school
 
-EDIT = "✏️ Sửa"
 DELETE = "🗑 Xoá"
 SAVE = "✅ Lưu thay đổi"
+
+
+def entries(person: Person) -> list[str]:
+    """The record buttons of the latest list (not its paging, filter or search buttons)."""
+    return [b for b in person.buttons() if " · " in b]
 
 
 async def step_of(services: Services, person: Person) -> int | None:
@@ -135,26 +139,31 @@ async def test_lists_all_four_kinds_and_edits_a_batch_with_an_audit_row(
     batch, *_ = await all_four(services, world, clock)
     teacher = harness.person("teacher")
     await teacher.send("/my")
-    assert "Các bản ghi bạn nhập gần đây" in teacher.last_text()
-    assert teacher.buttons() == [NEED_BUTTON, DOSE_BUTTON, HANDOVER_BUTTON, batch_button(batch)]
+    assert "Các bản ghi bạn đã nhập (mới nhất trước) · mọi loại · 4 bản ghi, trang 1/1" in teacher.last_text()
+    assert entries(teacher) == [NEED_BUTTON, DOSE_BUTTON, HANDOVER_BUTTON, batch_button(batch)]
     await teacher.tap(batch_button(batch))
     detail = teacher.last_text()
     assert f"Lô #{batch.id}</b> · Nguồn khác (4.8.3.2)" in detail and "Ngày nhận: 10/11/2021" in detail
     assert "Đã bàn giao 1/10 (tặng 1, đang cho mượn 0; 0 máy cho mượn đã trả lại), còn 9" in detail
-    assert teacher.buttons() == [EDIT, DELETE, "◀️ Danh sách"]
-    assert await step_of(services, teacher) is None  # only looking: nothing is held open
-    await teacher.tap("◀️ Danh sách")
-    assert len(teacher.buttons()) == 4
-    await teacher.tap(batch_button(batch))
-    await teacher.tap(EDIT)
+    # Every answer the /donation flow asked can be corrected, one tap each.
     assert teacher.buttons() == [
+        "📥 Nguồn",
+        "🤝 Nhà tài trợ",
         "📅 Ngày nhận",
         "🔢 Số lượng",
+        "💻 Loại thiết bị",
         "🏷 Hãng, mẫu",
+        "✨ Mới / cũ",
         "⚙️ Cấu hình",
+        "🖼 Ảnh biên bản",
         "📝 Ghi chú",
-        "◀️ Quay lại",
+        DELETE,
+        "◀️ Danh sách",
     ]
+    assert await step_of(services, teacher) is None  # only looking: nothing is held open
+    await teacher.tap("◀️ Danh sách")
+    assert len(entries(teacher)) == 4
+    await teacher.tap(batch_button(batch))
     await teacher.tap("🔢 Số lượng")
     assert "Số lượng: đang ghi <b>10</b>" in teacher.last_text()
     await teacher.send("mười hai")
@@ -183,7 +192,7 @@ async def test_edit_a_handover_date_and_kind(services: Services, harness: Harnes
     await teacher.send("/my")
     await teacher.tap(HANDOVER_BUTTON)
     assert f"Bàn giao #{handover.id}" in teacher.last_text()
-    await teacher.tap(EDIT)
+    assert "Ảnh biên bản: (không có)" in teacher.last_text()
     await teacher.tap("📅 Ngày bàn giao")
     assert teacher.buttons() == ["Hôm nay", "Hôm qua", "◀️ Quay lại"]
     await teacher.send("31/02/2021")
@@ -196,7 +205,6 @@ async def test_edit_a_handover_date_and_kind(services: Services, harness: Harnes
     # The kind, with buttons.
     await teacher.send("/my")
     await teacher.tap("🎁 12/11/2021 · Nguyễn Văn An (4A1) · tặng")
-    await teacher.tap(EDIT)
     await teacher.tap("🎁 Tặng / cho mượn")
     assert teacher.buttons() == ["🎁 Tặng hẳn", "🔁 Cho mượn tạm", "◀️ Quay lại"]
     await teacher.tap("🔁 Cho mượn tạm")
@@ -258,7 +266,6 @@ async def test_edit_a_dose_with_a_warning_and_a_need(services: Services, harness
     await teacher.send("/my")
     await teacher.tap(DOSE_BUTTON)
     assert "Mũi 1</b>" in teacher.last_text() and "Vero Cell" in teacher.last_text()
-    await teacher.tap(EDIT)
     await teacher.tap("💉 Số mũi")
     await teacher.send("mũi hai")
     assert "không phải là số mũi" in teacher.last_text()
@@ -277,7 +284,6 @@ async def test_edit_a_dose_with_a_warning_and_a_need(services: Services, harness
     await teacher.send("/my")
     await teacher.tap(NEED_BUTTON)
     assert "Diện ưu tiên: Cha, mẹ tử vong do COVID-19" in teacher.last_text()
-    await teacher.tap(EDIT)
     await teacher.tap("🏷 Diện ưu tiên")
     await teacher.tap("Hộ nghèo")
     await teacher.tap(SAVE)
@@ -288,7 +294,6 @@ async def test_edit_a_dose_with_a_warning_and_a_need(services: Services, harness
     # And its note can be cleared.
     await teacher.send("/my")
     await teacher.tap("🖥 15/11/2021 · Lê Hoàng Cường · Hộ nghèo")
-    await teacher.tap(EDIT)
     await teacher.tap("📝 Ghi chú")
     await teacher.send("Nhà chưa có Internet")
     await teacher.tap(SAVE)
@@ -311,8 +316,6 @@ async def test_a_wrong_answer_at_every_step_stays_at_the_step(
 
     await teacher.send("/my")
     await teacher.tap(batch_button(batch))
-    await teacher.tap(EDIT)
-    await wrong("số lượng", "Hãy bấm một nút", Step.FIELD)
     await teacher.tap("🔢 Số lượng")
     await wrong("0", "từ 1 trở lên", Step.VALUE)
     await teacher.send("1")
@@ -320,12 +323,13 @@ async def test_a_wrong_answer_at_every_step_stays_at_the_step(
     await teacher.tap(SAVE)  # two devices handed over: the service refuses, nothing changes
     assert "Không thể giảm số lượng xuống 1" in teacher.last_text()
     assert await step_of(services, teacher) == Step.CHANGE
+    await teacher.tap("◀️ Quay lại")  # the change -> the value -> the record
     await teacher.tap("◀️ Quay lại")
-    await teacher.tap(EDIT)
     await teacher.tap("📅 Ngày nhận")
     await wrong("15/11/2021", "", Step.CHANGE)  # after the handovers: said by the service on Save
     await teacher.tap(SAVE)
     assert "muộn hơn lần bàn giao đầu tiên của lô (14/11/2021)" in teacher.last_text()
+    await teacher.tap("◀️ Quay lại")
     await teacher.tap("◀️ Quay lại")
     await teacher.tap(DELETE)
     await wrong("xoá", "Hãy bấm một nút", Step.DELETE)
@@ -341,10 +345,12 @@ async def test_a_locked_round_refuses_changes_and_says_who_can_reopen(
     await lock_school(services, world.primary_school_id, SubmissionStatus.SUBMITTED)
     teacher = harness.person("teacher")
     await teacher.send("/my")
-    assert teacher.buttons() == [batch_button(batch, "🔒 ")]
+    assert entries(teacher) == [batch_button(batch, "🔒 ")]
     await teacher.tap(batch_button(batch, "🔒 "))
-    assert "Thuộc đợt báo cáo «Đợt 15/11/2021» đã gửi hoặc đã duyệt" in teacher.last_text()
-    await teacher.tap(EDIT)
+    detail = teacher.last_text()  # shown, with the reason, not hidden
+    assert f"Lô #{batch.id}</b>" in detail and "\n\n🔒 " in detail
+    assert "Đợt 15/11/2021" in detail and "chuyên viên Tiểu học/THCS của Phòng" in detail
+    await teacher.tap("🔢 Số lượng")
     text = teacher.last_text()
     assert "không thêm, sửa hay xoá" in text and "chuyên viên Tiểu học/THCS của Phòng" in text
     assert "trả lại hồ sơ" in text and "01/09/2021 – 15/11/2021" in text
@@ -364,7 +370,7 @@ async def test_another_school_and_another_role(services: Services, harness: Harn
     theirs = await teacher_batch(services, world, quantity=4, actor="teacher_thcs")
     other = harness.person("teacher_thcs")
     await other.send("/my")
-    assert other.buttons() == [batch_button(theirs)]  # only their own records
+    assert entries(other) == [batch_button(theirs)]  # only their own records
     message = other.bot_messages()[-1]
     await harness.deliver(harness.api.callback_query(other.user, message, f"my:open:batch.{ours.id}"))
     assert "Không tìm thấy bản ghi này" in other.last_text()
@@ -375,9 +381,13 @@ async def test_another_school_and_another_role(services: Services, harness: Harn
     specialist = harness.person("primary_specialist")
     await specialist.send("/my")
     assert "Vai trò của bạn không được làm việc này" in specialist.last_text()
-    principal = harness.person("principal")  # same school, but entered nothing
+    principal = harness.person("principal")  # the school's records, whoever entered them
     await principal.send("/my")
-    assert "Bạn chưa nhập bản ghi nào" in principal.last_text()
+    assert "Các bản ghi của trường" in principal.last_text()
+    assert entries(principal) == [batch_button(ours)]
+    other_principal = harness.person("principal_thcs")  # entered nothing, but their school has a batch
+    await other_principal.send("/my")
+    assert entries(other_principal) == [batch_button(theirs)]
 
 
 async def test_restart_mid_flow_and_cancel(services: Services, harness: Harness) -> None:
@@ -386,7 +396,6 @@ async def test_restart_mid_flow_and_cancel(services: Services, harness: Harness)
     teacher = harness.person("teacher")
     await teacher.send("/my")
     await teacher.tap(batch_button(batch))
-    await teacher.tap(EDIT)
     await teacher.tap("🏷 Hãng, mẫu")
     await harness.restart()
     await teacher.send("Dell Latitude 3520")
@@ -395,3 +404,202 @@ async def test_restart_mid_flow_and_cancel(services: Services, harness: Harness)
     assert "Đã huỷ" in teacher.last_text()
     assert (await get(services, DonationBatch, batch.id)).make_model == "Dell Latitude 3420"
     assert await step_of(services, teacher) is None
+
+
+# --- issue 16, item 1: every entry, paged, filtered, searched; every answer editable ----------------
+
+
+async def sixty_entries(services: Services, world: World, clock) -> int:
+    """30 students of 4A2, each with a dose and a need, a minute apart; the oldest entry is the dose
+    of Trịnh Thị Xuân. Returns that dose's id."""
+    from storage.schemas.students import StudentIn
+
+    product = next(p for p in await services.vaccines.products() if p.code == "VEROCELL")
+    names = ["Trịnh Thị Xuân"] + [f"Lê Văn Số {chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(29)]
+    oldest = 0
+    for i, name in enumerate(names):
+        data = StudentIn(code=f"P{i:04d}", full_name=name, date_of_birth="2012-05-01", class_name="4A2")
+        student = await services.students.add(world.primary_school_id, data, actor_id=None)
+        dose = DoseIn(
+            student_id=student.id,
+            dose_number=1,
+            given_on=date(2021, 11, 1),
+            product_id=product.id,
+            place=DosePlace.SCHOOL,
+        )
+        saved = await services.vaccines.record_dose(
+            world.primary_school_id, dose, actor_id=world.staff_ids["teacher"], request_key=None
+        )
+        oldest = oldest or saved.id
+        clock.advance(timedelta(minutes=1))
+        need = NeedIn(student_id=student.id, category="poor", needs_device=True, needs_connectivity=False)
+        await services.needs.record_need(
+            world.primary_school_id, need, actor_id=world.staff_ids["teacher"], request_key=None
+        )
+        clock.advance(timedelta(minutes=1))
+    return oldest
+
+
+async def test_sixty_entries_the_oldest_found_and_edited_in_four_taps(
+    services: Services, harness: Harness, clock
+) -> None:
+    world = await make_world(services)
+    oldest = await sixty_entries(services, world, clock)
+    clock.advance(timedelta(hours=1))
+    teacher = harness.person("teacher")
+    await teacher.send("/my")
+    assert "60 bản ghi, trang 1/8" in teacher.last_text()
+    assert len(entries(teacher)) == 8
+    assert entries(teacher)[0].startswith("🖥 15/11/2021 · Lê Văn Số BC")  # the newest first
+    # Every page can be reached: the oldest is on the last page.
+    await teacher.tap("Cũ nhất ⏭")
+    assert "trang 8/8" in teacher.last_text()
+    assert entries(teacher)[-1] == "💉 01/11/2021 · Trịnh Thị Xuân · mũi 1"
+    await teacher.tap("⏮ Mới nhất")
+    await teacher.tap("💉 Mũi tiêm")  # the filter by kind
+    assert "mũi tiêm · 30 bản ghi, trang 1/4" in teacher.last_text()
+    # The search, typed after «🔍» (without diacritics): only Xuân's records.
+    await teacher.tap("🔍 Tìm theo học sinh")
+    await teacher.send("a")
+    assert "ít nhất 2 ký tự" in teacher.last_text() and await step_of(services, teacher) == Step.SEARCH
+    await teacher.send("trinh xuan")
+    assert entries(teacher) == ["💉 01/11/2021 · Trịnh Thị Xuân · mũi 1"]
+    assert await step_of(services, teacher) is None  # the list holds nothing open
+    # One typed search with the command, then four taps: the record, the answer, the value, save.
+    await teacher.send("/my trinh xuan")
+    assert entries(teacher) == [
+        "🖥 15/11/2021 · Trịnh Thị Xuân · Hộ nghèo",
+        "💉 01/11/2021 · Trịnh Thị Xuân · mũi 1",
+    ]
+    await teacher.tap("💉 01/11/2021 · Trịnh Thị Xuân · mũi 1")  # 1
+    await teacher.tap("📅 Ngày tiêm")  # 2
+    await teacher.tap("Hôm qua")  # 3
+    await teacher.tap(SAVE)  # 4
+    assert "Đã sửa 📅 Ngày tiêm: 01/11/2021 → <b>14/11/2021</b>" in teacher.last_text()
+    assert (await get(services, VaccineDose, oldest)).given_on == date(2021, 11, 14)
+
+
+async def test_edit_a_dose_product_and_place(services: Services, harness: Harness, clock) -> None:
+    world = await make_world(services)
+    _, _, dose_id, _ = await all_four(services, world, clock)
+    teacher = harness.person("teacher")
+    await teacher.send("/my")
+    await teacher.tap(DOSE_BUTTON)
+    assert "Nơi tiêm: Tại trường" in teacher.last_text()
+    await teacher.tap("🧪 Vắc xin")
+    assert "Vắc xin: đang ghi <b>Vero Cell (Sinopharm)</b>" in teacher.last_text()
+    await teacher.send("moderna xyz")  # typed, matching no product
+    assert "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher) == Step.VALUE
+    await teacher.tap("Comirnaty (Pfizer-BioNTech)")
+    assert "Vero Cell (Sinopharm) → <b>Comirnaty (Pfizer-BioNTech)</b>" in teacher.last_text()
+    await teacher.tap(SAVE)
+    assert "Đã sửa 🧪 Vắc xin" in teacher.last_text()
+    products = {p.id: p.code for p in await services.vaccines.products()}
+    assert products[(await get(services, VaccineDose, dose_id)).product_id] == "COMIRNATY"
+    # «Other»: its name typed.
+    await teacher.send("/my")
+    await teacher.tap(DOSE_BUTTON)
+    await teacher.tap("🧪 Vắc xin")
+    await teacher.tap("Khác (gõ tên)")
+    await teacher.send("Corbevax")
+    await teacher.tap(SAVE)
+    assert (await get(services, VaccineDose, dose_id)).product_other_name == "Corbevax"
+    # The place.
+    await teacher.send("/my")
+    await teacher.tap(DOSE_BUTTON)
+    await teacher.tap("📍 Nơi tiêm")
+    await teacher.tap("🏥 Tại cộng đồng")
+    assert "Tại trường → <b>Tại cộng đồng</b>" in teacher.last_text()
+    await teacher.tap(SAVE)
+    assert (await get(services, VaccineDose, dose_id)).place is DosePlace.COMMUNITY
+    updates = [a for a in await audits(services, "vaccine_dose") if a.action is AuditAction.UPDATE]
+    assert [u.after["place"] for u in updates][-1] == "community" and len(updates) == 3
+
+
+async def test_edit_a_handover_photo(services: Services, harness: Harness, clock) -> None:
+    world = await make_world(services)
+    _, handover, *_ = await all_four(services, world, clock)
+    teacher = harness.person("teacher")
+    await teacher.send("/my")
+    await teacher.tap(HANDOVER_BUTTON)
+    await teacher.tap("🖼 Ảnh biên bản")
+    await teacher.send("ảnh đây")  # text where a photo is asked
+    assert "ảnh" in teacher.last_text() and await step_of(services, teacher) == Step.VALUE
+    await teacher.photo(b"\xff\xd8 receipt")
+    assert "(không có) → <b>đã đính kèm ✅</b>" in teacher.last_text()
+    await harness.restart()  # interrupted before Save: the change waits in the draft
+    await teacher.tap(SAVE)
+    assert (await get(services, Handover, handover.id)).receipt_photo_file_id
+    await teacher.send("/my")
+    await teacher.tap(HANDOVER_BUTTON)
+    assert "Ảnh biên bản: đã đính kèm ✅" in teacher.last_text()
+    await teacher.tap("🖼 Ảnh biên bản")
+    await teacher.tap("🧹 Để trống")
+    await teacher.tap(SAVE)
+    assert (await get(services, Handover, handover.id)).receipt_photo_file_id is None
+
+
+async def test_a_batch_edit_that_handovers_depend_on_is_refused_with_the_reason(
+    services: Services, harness: Harness, clock
+) -> None:
+    world = await make_world(services)
+    batch, *_ = await all_four(services, world, clock)
+    teacher = harness.person("teacher")
+    await teacher.send("/my")
+    await teacher.tap(batch_button(batch))
+    await teacher.tap("💻 Loại thiết bị")
+    await teacher.tap("📱 Máy tính bảng")
+    await teacher.tap(SAVE)
+    assert "Không thể đổi loại thiết bị của lô này vì đã có 1 lượt bàn giao" in teacher.last_text()
+    assert await step_of(services, teacher) == Step.CHANGE  # stays open: back, or cancel
+    await teacher.tap("◀️ Quay lại")
+    await teacher.tap("◀️ Quay lại")
+    await teacher.tap("📥 Nguồn")
+    await teacher.tap("🎓 Chương trình của Bộ (4.8.3.1)")
+    await teacher.tap(SAVE)
+    assert "Không thể đổi nguồn của lô này vì đã có 1 lượt bàn giao" in teacher.last_text()
+    row = await get(services, DonationBatch, batch.id)
+    assert row.device_type.value == "laptop" and row.source.value == "other"
+    # What handovers do not depend on changes: the condition.
+    await teacher.send("/cancel")
+    await teacher.send("/my")
+    await teacher.tap(batch_button(batch))
+    await teacher.tap("✨ Mới / cũ")
+    await teacher.tap("♻️ Đã qua sử dụng")
+    await teacher.tap(SAVE)
+    assert "mới → <b>đã qua sử dụng</b>" in teacher.last_text()
+
+
+async def test_returns_are_listed_and_their_date_edited(services: Services, harness: Harness, clock) -> None:
+    world = await make_world(services)
+    batch = await teacher_batch(services, world)
+    data = HandoverIn(
+        batch_id=batch.id, student_id=world.student_ids["HS0002"], kind="loan", handed_on=date(2021, 11, 11)
+    )
+    loan = await services.handovers.create_handover(
+        world.primary_school_id, data, actor_id=world.staff_ids["teacher"]
+    )
+    clock.advance(timedelta(minutes=5))
+    await services.handovers.return_loan(
+        loan.id, date(2021, 11, 14), school_id=world.primary_school_id, actor_id=world.staff_ids["teacher"]
+    )
+    teacher = harness.person("teacher")
+    await teacher.send("/my")
+    await teacher.tap("↩️ Trả máy")
+    assert entries(teacher) == [f"↩️ 14/11/2021 · Trần Thị Bình (4A1) · trả máy lô #{batch.id}"]
+    await teacher.tap(entries(teacher)[0])
+    assert "Đã trả lại ngày 14/11/2021" in teacher.last_text()
+    await teacher.tap("↩️ Ngày trả")
+    await teacher.send("10/11/2021")  # before the loan
+    assert "10/11/2021" in teacher.last_text() and await step_of(services, teacher) in (
+        Step.VALUE,
+        Step.CHANGE,
+    )
+    await teacher.send("/cancel")
+    await teacher.send("/my")
+    await teacher.tap("↩️ Trả máy")
+    await teacher.tap(entries(teacher)[0])
+    await teacher.tap("↩️ Ngày trả")
+    await teacher.send("13/11")
+    await teacher.tap(SAVE)
+    assert (await get(services, Handover, loan.id)).returned_on == date(2021, 11, 13)

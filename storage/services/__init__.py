@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage.clock import Clock
 from storage.services.donations import DonationService
 from storage.services.drafts import DraftService
+from storage.services.entries import EntryService
 from storage.services.faq import FaqService
 from storage.services.handovers import HandoverService
 from storage.services.imports import ImportService
@@ -36,6 +37,7 @@ class Services:
     handovers: HandoverService
     vaccines: VaccineService
     needs: NeedService
+    entries: EntryService
     imports: ImportService
     reports: ReportService
     rounds: RoundService
@@ -61,6 +63,7 @@ def build_services(engine: AsyncEngine, clock: Clock) -> Services:
         handovers=HandoverService(*args),
         vaccines=VaccineService(*args),
         needs=NeedService(*args),
+        entries=EntryService(*args),
         imports=ImportService(*args),
         reports=ReportService(*args),
         rounds=RoundService(*args),

@@ -188,6 +188,14 @@ class DonationService(ServiceBase):
                     )
                 if "received_on" in changes:
                     await self._check_received_on(session, batch, changes["received_on"])
+                for name in ("source", "device_type"):
+                    # What the students were given stands: its source and type are fixed once handed over.
+                    if name in changes and changes[name] != getattr(batch, name):
+                        handed = await session.scalar(
+                            select(func.count(Handover.id)).where(Handover.batch_id == batch.id)
+                        )
+                        if handed:
+                            raise DomainError(f"devices.{name}_has_handovers", count=handed)
                 for key, value in changes.items():
                     setattr(batch, key, value)
                 # Lateness is judged on when the receipt was first entered, against the corrected date.
