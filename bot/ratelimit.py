@@ -331,8 +331,9 @@ def _chat_of(value: object) -> int | str | None:
 def build_rate_limiter(settings: Settings) -> SchoolRateLimiter:
     return SchoolRateLimiter(
         broadcast_per_second=settings.broadcast_max_per_second,
-        # A reminder run starts at the full rate, never above it.
-        broadcast_burst=min(settings.broadcast_max_per_second, 30),
+        # No burst: evenly spaced, so no second ever holds more than the rate (a bucket that starts
+        # full would let a reminder run send twice the rate in its first second).
+        broadcast_burst=1,
         chat_per_second=settings.chat_max_per_second,
         chat_burst=settings.chat_burst,
         group_per_minute=settings.group_max_per_minute,
