@@ -1,19 +1,29 @@
-"""Time the Excel import: a 50,000-row student list and a 10,000-row vaccine file, with peak memory.
+"""Time the Excel import: a 50,000-row student list and a 10,000-row vaccine file, with peak memory,
+against the raw reader (python-calamine + pydantic) on the same file.
 
     .venv/bin/python bench/import_bench.py                 # both files, on a fresh SQLite file each
     .venv/bin/python bench/import_bench.py students:20000  # chosen sizes, KIND:ROWS
+    .venv/bin/python bench/import_bench.py --repeat 3      # each file three times (noisy machine)
     .venv/bin/python bench/import_bench.py --postgres      # on a throw-away PostgreSQL cluster
     BENCH_DATABASE_URL=postgresql+asyncpg://… .venv/bin/python bench/import_bench.py  # a server of yours
 
-`BENCH_DATABASE_URL` names an empty database (migrated here); without it each run gets a new SQLite file.
+`BENCH_DATABASE_URL` names a database (migrated here); without it each run gets a new SQLite file. Every
+run makes its own district, school and student codes and deletes what it wrote at the end, so the same
+database takes any number of runs (and one left half-way by a killed run is in nobody's way).
 
-Each file runs in its own process (peak RSS is per process). Phases, each timed on its own:
+The files are written first, by this process; each file is then imported by a process of its own (peak
+RSS is per process, and the file's generation is not in it). Phases, each timed on its own:
+- raw: python-calamine reads the sheet and pydantic validates every row into a model of the columns'
+  plain types (`TypeAdapter(list[Model])`), in another process: what reading the file costs at least;
 - read: python-calamine reads the workbook and the table is found (`exports.reader.read_table`), in
   the capped worker process (`exports.upload_worker`: its start-up included, its peak RSS reported);
 - check: read + every row validated and compared with the database (what the bot answers with);
+  `check_vs_raw` is its rows/s over the raw rows/s;
 - annotated: the checked copy with one rejected row in ten (the vaccine file only: doses of
   students not on the list);
-- import: read + check again + write, in one transaction (what «Nhập N dòng hợp lệ» does);
+- import: read + check again + write, in one transaction (what «Nhập N dòng hợp lệ» does); `write_s`
+  is the write alone (the plan's `apply`: INSERTs, UPDATEs, audit rows), `write_rows_per_s` the rows
+  written per second of it;
 - again: the same file a second time (every row unchanged, nothing written).
 Each phase reports wall seconds, rows/s, CPU seconds (all threads) and the peak RSS so far.
 The clock is frozen on 15 Nov 2021 (the directive's round), so the generated dates are valid.
@@ -21,6 +31,7 @@ The clock is frozen on 15 Nov 2021 (the directive's round), so the generated dat
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -69,7 +80,8 @@ GIVEN = [
     "Phúc",
     "Quân",
 ]
-SCHOOL_CODE = "79785999"
+STUDENT_HEADER = ["STT", "Mã học sinh", "Họ và tên", "Ngày sinh", "Giới tính", "Lớp"]
+DOSE_HEADER = ["STT", "Mã học sinh", "Họ và tên", "Mũi thứ", "Ngày tiêm", "Loại vắc xin", "Nơi tiêm"]
 
 
 def rss_mb() -> float:
@@ -114,8 +126,9 @@ class LoopLag:
             await self._task
 
 
-def student_rows(count: int, seed: int = 1) -> list[list[Any]]:
-    """A ministry-style list: STT, code, name, date of birth, gender, class (grades 1–9)."""
+def student_rows(count: int, tag: str = "79", seed: int = 1) -> list[list[Any]]:
+    """A ministry-style list: STT, code (`tag` and a number), name, date of birth, gender, class (grades
+    1–9)."""
     rng = random.Random(seed)
     rows: list[list[Any]] = []
     for index in range(count):
@@ -123,8 +136,70 @@ def student_rows(count: int, seed: int = 1) -> list[list[Any]]:
         born = date(2021 - grade - 5, 1, 1) + timedelta(days=rng.randrange(365))
         name = f"{rng.choice(FAMILY)} {rng.choice(MIDDLE)} {rng.choice(GIVEN)}"
         gender = "Nam" if rng.random() < 0.5 else "Nữ"
-        rows.append([index + 1, f"79{index:08d}", name, born, gender, f"{grade}A{1 + index % 12}"])
+        rows.append([index + 1, f"{tag}{index:08d}", name, born, gender, f"{grade}A{1 + index % 12}"])
     return rows
+
+
+def dose_rows(students: list[list[Any]], count: int, tag: str) -> list[list[Any]]:
+    """One dose per student; one row in ten a student not on the list (rejected)."""
+    rng = random.Random(2)
+    products = ["Comirnaty (Pfizer-BioNTech)", "Vero Cell (Sinopharm)"]
+    rows = []
+    for index, student in enumerate(students[:count]):
+        code = student[1] if index % 10 else f"X{tag}{index:08d}"
+        given = date(2021, 10, 1) + timedelta(days=rng.randrange(40))
+        rows.append([index + 1, code, student[2], 1, given, rng.choice(products), "Tại trường"])
+    return rows
+
+
+def write_files(directory: Path, kind: str, rows: int, tag: str) -> tuple[Path, Path | None]:
+    """(the file to import, the student list to import first, untimed, for doses)."""
+    students = student_rows(rows if kind == "students" else max(rows, 10_000), tag)
+    students_path = directory / "hoc-sinh.xlsx"
+    write_xlsx(students_path, STUDENT_HEADER, students)
+    if kind == "students":
+        return students_path, None
+    doses_path = directory / "tiem-vac-xin.xlsx"
+    write_xlsx(doses_path, DOSE_HEADER, dose_rows(students, rows, tag))
+    return doses_path, students_path
+
+
+def raw_baseline(kind: str, path: Path) -> dict[str, Any]:
+    """python-calamine + pydantic on the file, nothing else: the sheet read into Python values, every
+    data row validated into a model of the columns' plain types in one `TypeAdapter(list[…])` call.
+    Run in a process of its own (`--raw`), best of three."""
+    from pydantic import BaseModel, TypeAdapter
+    from python_calamine import CalamineWorkbook
+
+    class StudentRow(BaseModel):
+        number: int
+        code: str
+        full_name: str
+        date_of_birth: date
+        gender: str
+        class_name: str
+
+    class DoseRow(BaseModel):
+        number: int
+        code: str
+        full_name: str
+        dose_number: int
+        given_on: date
+        product: str
+        place: str
+
+    model: type[BaseModel] = StudentRow if kind == "students" else DoseRow
+    names = list(model.model_fields)
+    adapter = TypeAdapter(list[model])  # type: ignore[valid-type]
+    content = path.read_bytes()
+    best = float("inf")
+    count = 0
+    for _ in range(3):
+        started = time.perf_counter()
+        sheet = CalamineWorkbook.from_filelike(io.BytesIO(content)).get_sheet_by_index(0).to_python()
+        count = len(adapter.validate_python([dict(zip(names, row, strict=True)) for row in sheet[3:]]))
+        best = min(best, time.perf_counter() - started)
+    return {"raw_s": round(best, 3), "raw_rows_per_s": round(count / best), "raw_peak_rss_mb": rss_mb()}
 
 
 def write_xlsx(path: Path, header: list[str], rows: list[list[Any]]) -> None:
@@ -146,7 +221,7 @@ def write_xlsx(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     workbook.close()
 
 
-def run_one(kind: str, rows: int) -> dict[str, Any]:
+def run_one(kind: str, rows: int, path: Path, students_path: Path | None, tag: str) -> dict[str, Any]:
     import asyncio
     from zoneinfo import ZoneInfo
 
@@ -158,8 +233,24 @@ def run_one(kind: str, rows: int) -> dict[str, Any]:
     from storage.models import District, School, SchoolLevel
     from storage.schemas.imports import ImportScope, ReadLimits
     from storage.services import build_services
+    from storage.services import imports as imports_service
 
     limits = ReadLimits(max_bytes=10 * 2**20, max_rows=50_000)
+    # The write alone: the time spent in the plan's `apply` (the import's INSERTs, UPDATEs, audit).
+    writing = [0.0]
+
+    def timing(apply: Any) -> Any:
+        async def timed(self: Any, session: Any, actor_id: int | None) -> None:
+            started = time.perf_counter()
+            try:
+                await apply(self, session, actor_id)
+            finally:
+                writing[0] += time.perf_counter() - started
+
+        return timed
+
+    for plan in imports_service.PLANS.values():
+        plan.apply = timing(plan.apply)  # type: ignore[method-assign]
 
     async def main(directory: Path) -> dict[str, Any]:
         url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite+aiosqlite:///{directory / 'bench.sqlite3'}"
@@ -169,40 +260,35 @@ def run_one(kind: str, rows: int) -> dict[str, Any]:
         clock.freeze(datetime(2021, 11, 15, 9, 0, tzinfo=clock.tz))
         services = build_services(engine, clock)
         async with services.sessionmaker.begin() as session:
-            district = District(code="BENCH", name="Huyện thử tốc độ")
+            # Codes of this run only: a database that kept an earlier run's rows takes this one too.
+            district = District(code=f"BENCH-{tag}", name=f"Huyện thử tốc độ {tag}")
             session.add(district)
             await session.flush()
             school = School(
-                district_id=district.id, code=SCHOOL_CODE, name="Trường thử", level=SchoolLevel.COMBINED
+                district_id=district.id, code=f"BENCH-{tag}", name="Trường thử", level=SchoolLevel.COMBINED
             )
             session.add(school)
             await session.flush()
-            scope = ImportScope(school_id=school.id, school_code=SCHOOL_CODE)
-        students = student_rows(rows if kind == "students" else max(rows, 10_000))
-        header = ["STT", "Mã học sinh", "Họ và tên", "Ngày sinh", "Giới tính", "Lớp"]
-        path = directory / "hoc-sinh.xlsx"
-        write_xlsx(path, header, students)
-        if kind == "doses":
+            scope = ImportScope(school_id=school.id, school_code=school.code)
+            ids = (district.id, school.id)
+        try:
+            return await phases(services, scope, engine.dialect.name)
+        finally:
+            await clean_up(services, *ids)
+            await engine.dispose()
+
+    async def phases(services: Any, scope: Any, database: str) -> dict[str, Any]:
+        if students_path is not None:
             await services.imports.import_file(
-                scope, path.name, path.read_bytes(), limits, actor_id=None
+                scope, students_path.name, students_path.read_bytes(), limits, actor_id=None
             )  # the students first, untimed
-            rng = random.Random(2)
-            products = ["Comirnaty (Pfizer-BioNTech)", "Vero Cell (Sinopharm)"]
-            dose_rows = []
-            for index, student in enumerate(students[:rows]):
-                code = student[1] if index % 10 else f"80{index:08d}"  # one in ten: not on the list
-                given = date(2021, 10, 1) + timedelta(days=rng.randrange(40))
-                dose_rows.append([index + 1, code, student[2], 1, given, rng.choice(products), "Tại trường"])
-            header = ["STT", "Mã học sinh", "Họ và tên", "Mũi thứ", "Ngày tiêm", "Loại vắc xin", "Nơi tiêm"]
-            path = directory / "tiem-vac-xin.xlsx"
-            write_xlsx(path, header, dose_rows)
         content = path.read_bytes()
         cpu: list[float] = [0.0]
         figures: dict[str, Any] = {
             "kind": kind,
             "rows": rows,
             "file_mb": round(len(content) / 2**20, 2),
-            "database": engine.dialect.name,
+            "database": database,
             "rss_before_mb": rss_mb(),
         }
 
@@ -221,6 +307,7 @@ def run_one(kind: str, rows: int) -> dict[str, Any]:
         timed("read", time.perf_counter() - started)
         assert outcome.table is not None, outcome.error
         assert len(outcome.table.data_rows) == rows, len(outcome.table.data_rows)
+        figures["read_worker_s"] = round(outcome.seconds, 2)
         figures["read_worker_peak_rss_mb"] = round(outcome.peak_rss_kb / 1024, 1)
         del outcome
         started = time.perf_counter()
@@ -236,6 +323,7 @@ def run_one(kind: str, rows: int) -> dict[str, Any]:
             figures["annotated_mb"] = round(len(copy) / 2**20, 2)
             del copy
         del check
+        writing[0] = 0.0
         started = time.perf_counter()
         async with LoopLag() as lag:
             result = await services.imports.import_file(scope, path.name, content, limits, actor_id=None)
@@ -243,6 +331,9 @@ def run_one(kind: str, rows: int) -> dict[str, Any]:
         figures["import_loop_lag_max_s"] = round(lag.worst, 3)
         figures["import_loop_lag_max_cpu_s"] = round(lag.worst_cpu, 3)
         figures["counts"] = result.as_dict()["counts"]
+        written = result.counts.to_write
+        figures["write_s"] = round(writing[0], 2)
+        figures["write_rows_per_s"] = round(written / writing[0]) if writing[0] else None
         del result
         started = time.perf_counter()
         async with LoopLag() as lag:
@@ -251,13 +342,27 @@ def run_one(kind: str, rows: int) -> dict[str, Any]:
         figures["again_loop_lag_max_s"] = round(lag.worst, 3)
         figures["again_loop_lag_max_cpu_s"] = round(lag.worst_cpu, 3)
         figures["again_unchanged"] = again.counts.unchanged
-        await engine.dispose()
         return figures
 
     with tempfile.TemporaryDirectory() as directory:
         figures = asyncio.run(main(Path(directory)))
     figures["peak_rss_mb"] = rss_mb()
     return figures
+
+
+async def clean_up(services: Any, district_id: int, school_id: int) -> None:
+    """Delete what the run wrote (its school's doses, students, audit rows, the school, the district)."""
+    from sqlalchemy import delete, select
+
+    from storage.models import AuditLog, District, School, Student, VaccineDose
+
+    async with services.sessionmaker.begin() as session:
+        students = select(Student.id).where(Student.school_id == school_id).scalar_subquery()
+        await session.execute(delete(VaccineDose).where(VaccineDose.student_id.in_(students)))
+        await session.execute(delete(Student).where(Student.school_id == school_id))
+        await session.execute(delete(AuditLog).where(AuditLog.school_id == school_id))
+        await session.execute(delete(School).where(School.id == school_id))
+        await session.execute(delete(District).where(District.id == district_id))
 
 
 def _postgres_database(cluster_url: str, name: str) -> str:
@@ -279,10 +384,44 @@ def _postgres_database(cluster_url: str, name: str) -> str:
     return make_url(cluster_url).set(database=name).render_as_string(hide_password=False)
 
 
+def summary(figures: dict[str, Any]) -> str:
+    """One line to read: raw reader, check and its ratio, whole import, write, peak RSS."""
+    return (
+        f"{figures['kind']} {figures['rows']} on {figures['database']}: "
+        f"raw calamine+pydantic {figures['raw_rows_per_s']} rows/s; "
+        f"check {figures['check_s']} s ({figures['check_rows_per_s']} rows/s, "
+        f"{figures['check_vs_raw']}× raw); "
+        f"import {figures['import_s']} s ({figures['import_rows_per_s']} rows/s), "
+        f"of which write {figures['write_s']} s ({figures['write_rows_per_s']} rows/s); "
+        f"again {figures['again_s']} s; peak RSS {figures['peak_rss_mb']} MB"
+    )
+
+
+def _child(argv: list[str]) -> dict[str, Any]:
+    if argv[0] == "--raw":
+        return raw_baseline(argv[1], Path(argv[2]))
+    kind, rows, path, students, tag = argv[1:6]
+    return run_one(kind, int(rows), Path(path), Path(students) if students else None, tag)
+
+
+def _run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    child = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT, env=env, check=False
+    )
+    if child.returncode != 0:
+        raise RuntimeError(child.stderr)
+    return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--child"]:
-        print(json.dumps(run_one(argv[1], int(argv[2]))))
+    if argv[:1] in (["--child"], ["--raw"]):
+        print(json.dumps(_child(argv)))
         return 0
+    repeat = 1
+    if "--repeat" in argv:
+        at = argv.index("--repeat")
+        repeat = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
     cluster = None
     if "--postgres" in argv:
         # The tests' throw-away cluster (tests/postgres.py: initdb + pg_ctl, fsync off).
@@ -295,23 +434,25 @@ def main(argv: list[str]) -> int:
             return 2
     runs = [(a.split(":")[0], int(a.split(":")[1])) for a in argv] or list(DEFAULT_RUNS)
     try:
+        env = dict(os.environ)
+        if cluster is not None:
+            env["BENCH_DATABASE_URL"] = _postgres_database(cluster.url, "bench")
         for kind, rows in runs:
-            env = dict(os.environ)
-            if cluster is not None:
-                env["BENCH_DATABASE_URL"] = _postgres_database(cluster.url, f"bench_{kind}_{rows}")
-            child = subprocess.run(
-                [sys.executable, __file__, "--child", kind, str(rows)],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env=env,
-                check=False,
-            )
-            if child.returncode != 0:
-                print(child.stderr, file=sys.stderr)
-                return child.returncode
-            figures = json.loads(child.stdout.strip().splitlines()[-1])
-            print(json.dumps(figures, ensure_ascii=False))
+            for _ in range(repeat):
+                tag = f"{random.randrange(10**6):06d}"
+                with tempfile.TemporaryDirectory() as directory:
+                    path, students = write_files(Path(directory), kind, rows, tag)
+                    raw = _run_child(["--raw", kind, str(path)], env)
+                    figures = _run_child(
+                        ["--child", kind, str(rows), str(path), str(students or ""), tag], env
+                    )
+                figures.update(raw)
+                figures["check_vs_raw"] = round(figures["check_rows_per_s"] / raw["raw_rows_per_s"], 2)
+                print(json.dumps(figures, ensure_ascii=False))
+                print(summary(figures), file=sys.stderr)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
     finally:
         if cluster is not None:
             cluster.stop()

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import AuditAction, AuditLog, Base, School
 
+# Values JSON takes as they are: one type look-up instead of four isinstance checks (a 50,000-row
+# import snapshots 700,000 values).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
 
 def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime | date):
@@ -29,6 +37,53 @@ def snapshot(row: Base) -> dict[str, Any]:
     """The row's column values as JSON-ready data."""
     mapper = inspect(row).mapper
     return {column.key: _jsonable(getattr(row, column.key)) for column in mapper.column_attrs}
+
+
+@cache
+def _column_keys(model: type[Base]) -> tuple[str, ...]:
+    return tuple(column.key for column in inspect(model).column_attrs)
+
+
+def snapshot_values(model: type[Base], values: Mapping[str, Any]) -> dict[str, Any]:
+    """What `snapshot` gives for a row of `model` holding `values` — a plain row's `_mapping`, or the
+    parameters of a bulk INSERT with the new id — without an ORM object. A column missing from
+    `values` is None. (Attribute keys are the column names in every model.)"""
+    snapshot = {}
+    for key in _column_keys(model):
+        value = values.get(key)
+        snapshot[key] = value if type(value) in _PLAIN else _jsonable(value)  # no call for most values
+    return snapshot
+
+
+def entry(
+    *,
+    at: datetime,
+    actor_id: int | None,
+    action: AuditAction,
+    entity: str,
+    entity_id: int | str,
+    school_id: int | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One audit row as parameters of `record_many`: the row `record` would write."""
+    return {
+        "at": at,
+        "actor_id": actor_id,
+        "action": action,
+        "entity": entity,
+        "entity_id": str(entity_id),
+        "school_id": school_id,
+        "before": before,
+        "after": after,
+    }
+
+
+async def record_many(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
+    """Write audit rows (`entry`) in one executemany INSERT: a bulk write audits every record it
+    changed without an ORM object or a flush per row."""
+    if entries:
+        await session.execute(insert(AuditLog.__table__), list(entries))
 
 
 async def record(

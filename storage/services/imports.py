@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, insert, or_, select, text, update
+from sqlalchemy import bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +36,6 @@ from storage.clock import Clock
 from storage.errors import AccessDenied, Conflict, DomainError, NotFound
 from storage.models import (
     AuditAction,
-    AuditLog,
     Base,
     DeviceCondition,
     DonationBatch,
@@ -93,6 +92,7 @@ from storage.schemas.parsing import clean_code, parse_date
 from storage.schemas.students import StudentIn, show_date
 from storage.schemas.vaccines import OTHER_PRODUCT_CODE, DoseIn, Finding
 from storage.services.base import ServiceBase
+from storage.services.handovers import judge_handover
 from storage.services.students import StudentService
 from storage.services.vaccines import DoseFacts, judge_dose
 from storage.text import fold, fold_key
@@ -138,12 +138,16 @@ class _School:
     district_id: int
 
 
-@dataclass
+_NONE_FAILED: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
 class _Row:
+    # Slots, and no set of its own until a cell fails: a 50,000-row file keeps every row alive.
     result: RowResult
     values: dict[str, Any]
     school: _School | None = None
-    failed: set[str] = field(default_factory=set)  # fields with a problem already
+    failed: set[str] | frozenset[str] = _NONE_FAILED  # fields with a problem already
     parsed: Any = None  # the schema object once valid
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -157,7 +161,7 @@ class _Row:
         if not warning:
             self.result.outcome = Outcome.REJECTED
             if target:
-                self.failed.add(target)
+                self.failed = self.failed | {target}
 
     def text(self, name: str) -> str:
         return cell_text(self.values.get(name))
@@ -212,6 +216,42 @@ def _coerce(row: _Row, name: str, convert: Any) -> Any:
         return None
 
 
+class _Cells:
+    """`_coerce` for one file, each distinct cell value converted once: a file repeats its dates,
+    classes, genders, products and places thousands of times. Conversions are pure functions of the
+    value (and of the import's pinned day), so the result — or the refusal — is the same every time."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[Any, type, Any], Any] = {}
+
+    def coerce(self, row: _Row, name: str, convert: Any) -> Any:
+        if name in row.failed:
+            return None
+        value = row.values.get(name)
+        if is_blank(value):
+            return None
+        key = (convert, type(value), value)  # the type too: 1, 1.0 and True are equal keys
+        try:
+            found = self._seen[key]
+        except KeyError:
+            try:
+                found = convert(value)
+            except DomainError as error:
+                found = error
+            self._seen[key] = found
+        if isinstance(found, DomainError):
+            row.reject(name, found)
+            return None
+        return found
+
+
+def _as_text(value: Any) -> str:
+    """A text cell for a schema whose validator normalises it anyway (`clean_code`, `clean_name`,
+    `clean_class_name` start with `nfc`): passed as it is, not normalised twice; other cells as
+    `cell_text` gives them."""
+    return value if type(value) is str else cell_text(value)
+
+
 def _audit(
     actor_id: int | None,
     action: AuditAction,
@@ -234,7 +274,7 @@ def _audit(
 
 
 def _forget(
-    merged: dict[int, dict[int, tuple[date, int]]], stored: dict[int, dict[int, VaccineDose]], data: DoseIn
+    merged: dict[int, dict[int, tuple[date, int]]], stored: dict[int, dict[int, Any]], data: DoseIn
 ) -> None:
     """A refused dose row: the student keeps the stored dose of that number, if any."""
     kept = stored[data.student_id].get(data.dose_number)
@@ -268,6 +308,11 @@ async def refresh_statistics(session: AsyncSession, model: type[Base], written: 
         await session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
+def _school_id(row: _Row) -> int:
+    assert row.school is not None  # only rows placed in a school are written
+    return row.school.id
+
+
 def _student_id(row: _Row) -> int:
     """The resolved student's id; 0 when the code was refused (the schema still checks the rest)."""
     student = row.extra.get("student")
@@ -275,8 +320,62 @@ def _student_id(row: _Row) -> int:
 
 
 async def _write_audit(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
-    if entries:
-        await session.execute(insert(AuditLog), entries)
+    await audit.record_many(session, entries)
+
+
+# Bulk writes: Core statements with many parameter sets, not ORM objects through the unit of work
+# (one object, one snapshot through the instrumentation, per row). SQLAlchemy sends an executemany
+# with RETURNING as multi-row INSERTs on both databases.
+
+
+async def _insert_many(
+    session: AsyncSession, model: type[Base], rows: list[dict[str, Any]], key: Sequence[str]
+) -> None:
+    """INSERT every row (a dict of every column but the id), then set each row's "id". RETURNING
+    gives no order (asking for one makes SQLite insert row by row): ids are matched by the natural
+    key `key`, unique among the rows."""
+    if not rows:
+        return
+    table = model.__table__
+    result = await session.execute(insert(table).returning(table.c.id, *(table.c[k] for k in key)), rows)
+    ids = {tuple(found[1:]): found[0] for found in result}
+    for row in rows:
+        row["id"] = ids[tuple(row[k] for k in key)]
+
+
+async def _update_many(session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """UPDATE rows by id ("row_id"), one executemany; every dict has the same keys (the SET clause)."""
+    if rows:
+        table = model.__table__
+        await session.execute(update(table).where(table.c.id == bindparam("row_id")), rows)
+
+
+def _entry(
+    model: type[Base],
+    action: AuditAction,
+    values: dict[str, Any],
+    before: dict[str, Any] | None,
+    actor_id: int | None,
+    now: datetime,
+    school_id: int | None,
+) -> dict[str, Any]:
+    """The audit row of a record written in bulk, from the values written (no ORM object)."""
+    return audit.entry(
+        at=now,
+        actor_id=actor_id,
+        action=action,
+        entity=model.__tablename__,
+        entity_id=values["id"],
+        school_id=school_id,
+        before=before,
+        after=audit.snapshot_values(model, values),
+    )
+
+
+def _changed(stored: Any, changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the parameters of `_update_many`, the row's values after) for a stored row and its changes."""
+    after = {**stored._mapping, **changes}
+    return {"row_id": stored.id, **changes}, after
 
 
 # --- the plan of one file -------------------------------------------------------------------------
@@ -313,11 +412,12 @@ class _Plan:
     # Shared checks ---------------------------------------------------------------------------------
 
     async def prepare(self, session: AsyncSession) -> None:
+        required = self.spec.required  # a property: worked out once, not once per row
         for index, (number, values) in enumerate(self.table.records()):
             await _breathe(index)
             row = _Row(RowResult(number), values)
-            for name in self.spec.required:
-                if row.blank(name):
+            for name in required:
+                if is_blank(values.get(name)):
                     row.reject(name, DomainError("excel.cell.required", column=name))
             self.rows.append(row)
         await self._schools(session)
@@ -411,7 +511,7 @@ class _Plan:
                 codes[index] = clean_code(row.text("student_code"))
             except DomainError as error:
                 row.reject("student_code", error)
-        found = await students_repo.by_codes(session, codes.values())
+        found = await students_repo.rows_by_codes(session, codes.values())
         for index, row in enumerate(rows):
             code = codes.get(index)
             if code is None:
@@ -484,30 +584,29 @@ class _StudentsPlan(_Plan):
     async def plan(self, session: AsyncSession) -> None:
         self.students = StudentService(self.service.sessionmaker, _PinnedClock(self.clock))
         self.plans: dict[int, tuple[Any, list[_Row]]] = {}
+        cells = _Cells()
         for index, row in enumerate(self.placed()):
             await _breathe(index)
+            values = row.values
             data = {
-                "code": row.text("student_code"),
-                "full_name": row.text("full_name"),
-                "date_of_birth": _coerce(row, "date_of_birth", cell_date),
-                "class_name": row.text("class_name"),
-                "grade": _coerce(row, "grade", cell_int),
-                "gender": _coerce(row, "gender", cell_text),
+                "code": _as_text(values.get("student_code")),
+                "full_name": _as_text(values.get("full_name")),
+                "date_of_birth": cells.coerce(row, "date_of_birth", cell_date),
+                "class_name": _as_text(values.get("class_name")),
+                "grade": cells.coerce(row, "grade", cell_int),
+                "gender": cells.coerce(row, "gender", cell_text),
             }
             row.parsed = _validate(row, StudentIn, data, self.NAMES, self.today)
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None], lambda r: r.parsed.code, ["student_code"]
         )
+        # The stored students of these codes, looked up once (a SELECT … IN per 500 codes) for both
+        # the check below and the student service's plan.
+        stored = await students_repo.rows_by_codes(session, [row.parsed.code for row in rows])
         # Another school's student: said first, before rules of this school (grades, ages) would.
-        owners: dict[str, int] = {}
-        for chunk in _chunks([row.parsed.code for row in rows]):
-            result = await session.execute(
-                select(Student.code, Student.school_id).where(Student.code.in_(chunk))
-            )
-            owners.update({code: school_id for code, school_id in result})
         for row in rows:
-            owner = owners.get(row.parsed.code)
-            if row.school is not None and owner is not None and owner != row.school.id:
+            owner = stored.get(row.parsed.code)
+            if row.school is not None and owner is not None and owner.school_id != row.school.id:
                 row.reject("student_code", DomainError("students.code_in_other_school", code=row.parsed.code))
         rows = [row for row in rows if row.ok]
         by_school: dict[int, list[_Row]] = defaultdict(list)
@@ -521,7 +620,9 @@ class _StudentsPlan(_Plan):
             plan: Any = None
             for start in range(0, len(school_rows), PLAN_SLICE):
                 part = school_rows[start : start + PLAN_SLICE]
-                sliced = await self.students._plan(session, school_id, [r.parsed for r in part])
+                sliced = await self.students._plan(
+                    session, school_id, [r.parsed for r in part], existing=stored
+                )
                 await asyncio.sleep(0)
                 for verdict in sliced.verdicts:
                     row = part[verdict.index]
@@ -575,12 +676,13 @@ class _NeedsPlan(_Plan):
             [r for r in self.live() if r.parsed is not None], lambda r: r.parsed.student_id, ["student_code"]
         )
         ids = [row.parsed.student_id for row in rows]
-        existing: dict[int, NeedRecord] = {}
+        existing: dict[int, Any] = {}  # plain rows of need_record
+        table = NeedRecord.__table__
         for chunk in _chunks(ids):
-            for need in await session.scalars(select(NeedRecord).where(NeedRecord.student_id.in_(chunk))):
+            for need in await session.execute(select(table).where(table.c.student_id.in_(chunk))):
                 existing[need.student_id] = need
         self.creates: list[_Row] = []
-        self.updates: list[tuple[_Row, NeedRecord]] = []
+        self.updates: list[tuple[_Row, Any]] = []  # the row, the stored need
         for row in rows:
             data: NeedIn = row.parsed
             need = existing.get(data.student_id)
@@ -602,56 +704,79 @@ class _NeedsPlan(_Plan):
                 self.updates.append((row, need))
 
     async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
-        now = self.clock.now()
-        created = []
-        for row in self.creates:
-            data: NeedIn = row.parsed
-            need = NeedRecord(
-                student_id=data.student_id,
-                category=data.category,
-                needs_device=data.needs_device,
-                needs_connectivity=data.needs_connectivity,
-                note=data.note,
-                entered_by_id=actor_id,
-                entered_at=now,
-                opened_on=self.today,
-                changed_on=self.today,
-            )
-            created.append((row, need))
-        session.add_all([need for _, need in created])
-        befores = []
+        now, today = self.clock.now(), self.today
+        created = [
+            {
+                "student_id": row.parsed.student_id,
+                "category": row.parsed.category,
+                "needs_device": row.parsed.needs_device,
+                "needs_connectivity": row.parsed.needs_connectivity,
+                "note": row.parsed.note,
+                "opened_on": today,
+                "changed_on": today,
+                "entered_by_id": actor_id,
+                "entered_at": now,
+                "updated_at": None,
+                "entered_late": False,
+                "request_key": None,
+            }
+            for row in self.creates
+        ]
+        await _insert_many(session, NeedRecord, created, ("student_id",))
+        entries = [
+            _entry(NeedRecord, AuditAction.CREATE, values, None, actor_id, now, _school_id(row))
+            for row, values in zip(self.creates, created, strict=True)
+        ]
+        updated = []
+        afters = []
         for row, need in self.updates:
-            data = row.parsed
-            befores.append(audit.snapshot(need))
-            need.category, need.needs_device = data.category, data.needs_device
-            need.needs_connectivity, need.note = data.needs_connectivity, data.note
-            need.updated_at = now
-            need.changed_on = self.today
+            data: NeedIn = row.parsed
+            params, after = _changed(
+                need,
+                {
+                    "category": data.category,
+                    "needs_device": data.needs_device,
+                    "needs_connectivity": data.needs_connectivity,
+                    "note": data.note,
+                    "updated_at": now,
+                    "changed_on": today,
+                },
+            )
+            updated.append(params)
+            afters.append(after)
+            before = audit.snapshot_values(NeedRecord, need._mapping)
+            entries.append(
+                _entry(NeedRecord, AuditAction.UPDATE, after, before, actor_id, now, _school_id(row))
+            )
+        await _update_many(session, NeedRecord, updated)
         # Each need's state from today (a second row the same day wins by its id).
-        session.add_all(
-            [
-                NeedHistory(
-                    student_id=need.student_id,
-                    changed_on=self.today,
-                    category=need.category,
-                    needs_device=need.needs_device,
-                    needs_connectivity=need.needs_connectivity,
-                    entered_by_id=actor_id,
-                    entered_at=now,
-                )
-                for _, need in created + self.updates
-            ]
-        )
-        students = []
-        for row in [r for r, _ in created] + [r for r, _ in self.updates]:
+        history = [
+            {
+                "student_id": need["student_id"],
+                "changed_on": today,
+                "category": need["category"],
+                "needs_device": need["needs_device"],
+                "needs_connectivity": need["needs_connectivity"],
+                "closed": False,
+                "entered_by_id": actor_id,
+                "entered_at": now,
+            }
+            for need in created + afters
+        ]
+        if history:
+            await session.execute(insert(NeedHistory.__table__), history)
+        # The need's group is the student's priority group.
+        regrouped = []
+        for row in [*self.creates, *(r for r, _ in self.updates)]:
             student = row.extra["student"]
             if student.priority_group != row.parsed.category:
-                students.append((student, audit.snapshot(student)))
-                student.priority_group = row.parsed.category
-                student.updated_at = now
-        await session.flush()
-        entries = _row_audit(actor_id, created, self.updates, befores, now)
-        entries += [_audit(actor_id, AuditAction.UPDATE, s, b, now, s.school_id) for s, b in students]
+                params, after = _changed(student, {"priority_group": row.parsed.category, "updated_at": now})
+                regrouped.append(params)
+                before = audit.snapshot_values(Student, student._mapping)
+                entries.append(
+                    _entry(Student, AuditAction.UPDATE, after, before, actor_id, now, student.school_id)
+                )
+        await _update_many(session, Student, regrouped)
         await _write_audit(session, entries)
         await refresh_statistics(session, NeedRecord, len(created))
 
@@ -681,16 +806,17 @@ class _DosesPlan(_Plan):
             parsed = cell_date(value)
             return parsed if isinstance(parsed, date) else parse_date(parsed, self.today, allow_future=True)
 
+        cells = _Cells()
         for index, row in enumerate(placed):
             await _breathe(index)
-            product = _coerce(row, "product", product_of)
+            product = cells.coerce(row, "product", product_of)
             data = {
                 "student_id": _student_id(row),
-                "dose_number": _coerce(row, "dose_number", cell_int),
-                "given_on": _coerce(row, "given_on", given_on),
+                "dose_number": cells.coerce(row, "dose_number", cell_int),
+                "given_on": cells.coerce(row, "given_on", given_on),
                 "product_id": product.id if product is not None else None,
                 "product_other_name": row.text("product_other_name"),
-                "place": _coerce(row, "place", parse_place),
+                "place": cells.coerce(row, "place", parse_place),
             }
             row.parsed = _validate(row, DoseIn, data, self.NAMES, self.today)
             row.extra["product"] = product
@@ -701,9 +827,10 @@ class _DosesPlan(_Plan):
             ["student_code", "dose_number"],
         )
         student_ids = sorted({row.parsed.student_id for row in rows})
-        stored: dict[int, dict[int, VaccineDose]] = defaultdict(dict)
+        stored: dict[int, dict[int, Any]] = defaultdict(dict)  # plain rows of vaccine_dose
+        table = VaccineDose.__table__
         for chunk in _chunks(student_ids):
-            for dose in await session.scalars(select(VaccineDose).where(VaccineDose.student_id.in_(chunk))):
+            for dose in await session.execute(select(table).where(table.c.student_id.in_(chunk))):
                 stored[dose.student_id][dose.dose_number] = dose
         # Each student's doses as they would be after the import: the stored ones, replaced or
         # completed by the rows of the file.
@@ -717,7 +844,7 @@ class _DosesPlan(_Plan):
                 row.parsed.product_id,
             )
         self.creates: list[_Row] = []
-        self.updates: list[tuple[_Row, VaccineDose]] = []
+        self.updates: list[tuple[_Row, Any]] = []  # the row, the stored dose
         judged: list[_Row] = []
         for index, row in enumerate(rows):
             await _breathe(index)
@@ -782,37 +909,48 @@ class _DosesPlan(_Plan):
 
     async def apply(self, session: AsyncSession, actor_id: int | None) -> None:
         now, tz = self.clock.now(), self.clock.tz
-        created = []
-        for row in self.creates:
-            data: DoseIn = row.parsed
-            created.append(
-                (
-                    row,
-                    VaccineDose(
-                        student_id=data.student_id,
-                        dose_number=data.dose_number,
-                        given_on=data.given_on,
-                        product_id=data.product_id,
-                        product_other_name=row.extra["other_name"],
-                        place=data.place,
-                        entered_by_id=actor_id,
-                        entered_at=now,
-                        entered_late=is_late_entry(data.given_on, now, tz),
-                    ),
-                )
-            )
-        session.add_all([dose for _, dose in created])
-        befores = []
+        created = [
+            {
+                "student_id": row.parsed.student_id,
+                "dose_number": row.parsed.dose_number,
+                "given_on": row.parsed.given_on,
+                "product_id": row.parsed.product_id,
+                "product_other_name": row.extra["other_name"],
+                "place": row.parsed.place,
+                "entered_by_id": actor_id,
+                "entered_at": now,
+                "updated_at": None,
+                "entered_late": is_late_entry(row.parsed.given_on, now, tz),
+                "request_key": None,
+            }
+            for row in self.creates
+        ]
+        await _insert_many(session, VaccineDose, created, ("student_id", "dose_number"))
+        entries = [
+            _entry(VaccineDose, AuditAction.CREATE, values, None, actor_id, now, _school_id(row))
+            for row, values in zip(self.creates, created, strict=True)
+        ]
+        updated = []
         for row, dose in self.updates:
-            data = row.parsed
-            befores.append(audit.snapshot(dose))
-            dose.given_on, dose.product_id = data.given_on, data.product_id
-            dose.product_other_name, dose.place = row.extra["other_name"], data.place
-            # Late is judged from when the dose was first entered, against its corrected date.
-            dose.entered_late = is_late_entry(dose.given_on, dose.entered_at, tz)
-            dose.updated_at = now
-        await session.flush()
-        entries = _row_audit(actor_id, created, self.updates, befores, now)
+            data: DoseIn = row.parsed
+            params, after = _changed(
+                dose,
+                {
+                    "given_on": data.given_on,
+                    "product_id": data.product_id,
+                    "product_other_name": row.extra["other_name"],
+                    "place": data.place,
+                    # Late is judged from when the dose was first entered, against its corrected date.
+                    "entered_late": is_late_entry(data.given_on, dose.entered_at, tz),
+                    "updated_at": now,
+                },
+            )
+            updated.append(params)
+            before = audit.snapshot_values(VaccineDose, dose._mapping)
+            entries.append(
+                _entry(VaccineDose, AuditAction.UPDATE, after, before, actor_id, now, _school_id(row))
+            )
+        await _update_many(session, VaccineDose, updated)
         await _write_audit(session, entries)
         await refresh_statistics(session, VaccineDose, len(created))
 
@@ -1041,15 +1179,21 @@ class _HandoversPlan(_Plan):
         await self.students_by_code(session, live)
         refs = {id(row): _coerce(row, "batch", parse_batch_ref) for row in live}
         wanted = sorted({ref for ref in refs.values() if ref is not None})
-        batches: dict[int, DonationBatch] = {}
+        school_ids = sorted({row.school.id for row in live if row.school is not None})
+        # A row names the batch by its school's own number, as the chat and the template show it.
+        batches: dict[tuple[int, int], DonationBatch] = {}
         for chunk in _chunks(wanted):
-            for batch in await session.scalars(select(DonationBatch).where(DonationBatch.id.in_(chunk))):
-                batches[batch.id] = batch
+            for batch in await session.scalars(
+                select(DonationBatch).where(
+                    DonationBatch.number.in_(chunk), DonationBatch.school_id.in_(school_ids)
+                )
+            ):
+                batches[(batch.school_id, batch.number)] = batch
         for index, row in enumerate(live):
             await _breathe(index)
             ref = refs.get(id(row))
-            batch = batches.get(ref) if ref is not None else None
-            if ref is not None and (batch is None or row.school is None or batch.school_id != row.school.id):
+            batch = batches.get((row.school.id, ref)) if ref is not None and row.school is not None else None
+            if ref is not None and batch is None:
                 row.reject("batch", DomainError("excel.batch.unknown", batch=ref))
                 batch = None
             data = {
@@ -1095,6 +1239,15 @@ class _HandoversPlan(_Plan):
                 active[(handover.batch_id, handover.student_id)] = handover
                 if batch.source is DonationSource.PROGRAM:
                     program_held.setdefault(handover.student_id, (handover, batch))
+        needing: set[int] = set()  # students with a recorded need for a device
+        for chunk in _chunks(student_ids):
+            needing.update(
+                await session.scalars(
+                    select(NeedRecord.student_id).where(
+                        NeedRecord.student_id.in_(chunk), NeedRecord.needs_device
+                    )
+                )
+            )
         self.creates: list[_Row] = []
         self.updates: list[tuple[_Row, Handover]] = []
         taken: dict[int, int] = defaultdict(int)
@@ -1131,6 +1284,16 @@ class _HandoversPlan(_Plan):
                     ),
                     warning=True,
                 )
+            student = row.extra["student"]
+            # The chat's rule (HandoverService.check_handover): no recorded need and no group is a note.
+            for finding in judge_handover(
+                batch.source,
+                student=student.full_name,
+                priority_group=student.priority_group,
+                needs_device=data.student_id in needing,
+                held=None,  # said above, with this file's other rows counted
+            ):
+                row.reject("student_code", finding.as_error(), warning=True)
             if batch.source is DonationSource.PROGRAM and held is None:
                 program_held[data.student_id] = (
                     Handover(batch_id=batch.id, handed_on=data.handed_on, kind=data.kind),
@@ -1154,25 +1317,32 @@ class _HandoversPlan(_Plan):
             )
             if getattr(result, "rowcount", 0) != 1:
                 raise Conflict("excel.conflict")
-        created = []
-        for row in self.creates:
-            data: HandoverIn = row.parsed
-            created.append(
-                (
-                    row,
-                    Handover(
-                        batch_id=data.batch_id,
-                        student_id=data.student_id,
-                        kind=data.kind,
-                        handed_on=data.handed_on,
-                        note=data.note,
-                        entered_by_id=actor_id,
-                        entered_at=now,
-                        entered_late=is_late_entry(data.handed_on, now, tz),
-                    ),
-                )
-            )
-        session.add_all([handover for _, handover in created])
+        created = [
+            {
+                "batch_id": row.parsed.batch_id,
+                "student_id": row.parsed.student_id,
+                "kind": row.parsed.kind,
+                "handed_on": row.parsed.handed_on,
+                "returned_on": None,
+                "receipt_photo_file_id": None,
+                "note": row.parsed.note,
+                "return_entered_at": None,
+                "return_entered_late": False,
+                "entered_by_id": actor_id,
+                "entered_at": now,
+                "updated_at": None,
+                "entered_late": is_late_entry(row.parsed.handed_on, now, tz),
+                "request_key": None,
+            }
+            for row in self.creates
+        ]
+        # (batch, student) is unique among active handovers, and so among the file's new ones.
+        await _insert_many(session, Handover, created, ("batch_id", "student_id"))
+        entries = [
+            _entry(Handover, AuditAction.CREATE, values, None, actor_id, now, _school_id(row))
+            for row, values in zip(self.creates, created, strict=True)
+        ]
+        # Updates stay on the loaded objects: a file changes few handovers (a note, a date).
         befores = []
         for row, handover in self.updates:
             data = row.parsed
@@ -1181,7 +1351,7 @@ class _HandoversPlan(_Plan):
             handover.entered_late = is_late_entry(handover.handed_on, handover.entered_at, tz)
             handover.updated_at = now
         await session.flush()
-        entries = _row_audit(actor_id, created, self.updates, befores, now)
+        entries += _row_audit(actor_id, [], self.updates, befores, now)
         await _write_audit(session, entries)
         await refresh_statistics(session, Handover, len(created))
 
@@ -1247,6 +1417,7 @@ class ImportService(ServiceBase):
                     context.batches = [
                         BatchChoice(
                             id=batch.id,
+                            number=batch.number,
                             received_on=batch.received_on,
                             device_type=batch.device_type,
                             donor_name=donor,

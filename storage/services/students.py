@@ -3,16 +3,16 @@ upsert by student code, and class lists for vaccination rounds."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import DomainError, NotFound
-from storage.models import AuditAction, AuditLog, School, SchoolLevel, Student
+from storage.models import AuditAction, PriorityGroup, School, SchoolLevel, Student
 from storage.repositories import audit
 from storage.repositories import students as repo
 from storage.schemas.students import (
@@ -39,10 +39,13 @@ UPDATABLE = ("full_name", "search_name", "date_of_birth", "class_name", "grade",
 
 @dataclass
 class _Plan:
+    """What an upsert would do. Stored students are plain rows (`repo.rows_by_codes`), not ORM objects:
+    an import compares 50,000 of them and writes with bulk statements."""
+
     verdicts: list[RowVerdict] = field(default_factory=list)
     to_create: list[StudentIn] = field(default_factory=list)
-    to_update: list[tuple[Student, dict[str, Any]]] = field(default_factory=list)
-    unchanged: list[Student] = field(default_factory=list)
+    to_update: list[tuple[Row[Any], dict[str, Any]]] = field(default_factory=list)  # stored, changes
+    unchanged: list[Row[Any]] = field(default_factory=list)
     first_error: DomainError | None = None
 
 
@@ -109,9 +112,6 @@ class StudentService(ServiceBase):
             # Two people adding the same code at once: the second is told the code is taken.
             raise DomainError("students.code_taken", code=data.code) from exc
 
-    async def preview_upsert(self, school_id: int, rows: Sequence[StudentIn]) -> list[RowVerdict]:
-        """What `upsert_many` would do with each row, writing nothing (the import's verdict)."""
-        async with self.sessionmaker() as session:
     async def check_new(self, school_id: int, data: NewStudentIn) -> None:
         """Refusals adding `data` would meet (grade not in the school, age, code taken); writes
         nothing. The chat asks this where it can be fixed, before the record's confirm adds it."""
@@ -136,6 +136,9 @@ class StudentService(ServiceBase):
         await audit.record(session, actor_id=actor_id, action=AuditAction.CREATE, row=student)
         return student
 
+    async def preview_upsert(self, school_id: int, rows: Sequence[StudentIn]) -> list[RowVerdict]:
+        """What `upsert_many` would do with each row, writing nothing (the import's verdict)."""
+        async with self.sessionmaker() as session:
             plan = await self._plan(session, school_id, rows)
             return plan.verdicts
 
@@ -180,9 +183,19 @@ class StudentService(ServiceBase):
         check_grade_in_school(row.checked_grade, level)
         check_birth_date(row.date_of_birth, self.clock.today(), row.checked_grade)
 
-    async def _plan(self, session: AsyncSession, school_id: int, rows: Sequence[StudentIn]) -> _Plan:
+    async def _plan(
+        self,
+        session: AsyncSession,
+        school_id: int,
+        rows: Sequence[StudentIn],
+        *,
+        existing: Mapping[str, Row[Any]] | None = None,
+    ) -> _Plan:
+        """`existing`: the stored students of these codes when the caller has them already (the
+        import looks them up once, for its own check of other schools' codes)."""
         level = await self._school_level(session, school_id)
-        existing = await repo.by_codes(session, (row.code for row in rows))
+        if existing is None:
+            existing = await repo.rows_by_codes(session, (row.code for row in rows))
         plan = _Plan()
         seen: set[str] = set()
         for index, row in enumerate(rows):
@@ -227,63 +240,75 @@ class StudentService(ServiceBase):
     async def _apply(
         self, session: AsyncSession, school_id: int, plan: _Plan, actor_id: int | None
     ) -> UpsertResult:
-        # Bulk statements, not the unit of work: a 50,000-row import must not cost one round trip
-        # (or one ORM object flush) per row.
+        # Bulk statements, not the unit of work: a 50,000-row import must not cost one round trip,
+        # one ORM object or one flush per row. The audit rows are built from the values written.
         now = self.clock.now()
+        table = Student.__table__
+        entries: list[dict[str, Any]] = []
+        ids: dict[str, int] = {}
         if plan.to_create:
-            await session.execute(
-                insert(Student),
-                [
-                    {
-                        "school_id": school_id,
-                        "code": row.code,
-                        "entered_by_id": actor_id,
-                        "entered_at": now,
-                        **_values(row),
-                    }
-                    for row in plan.to_create
-                ],
-            )
-        created = list((await repo.by_codes(session, (row.code for row in plan.to_create))).values())
-        befores: list[dict[str, Any]] = []
-        for student, changes in plan.to_update:
-            befores.append(audit.snapshot(student))
-            for key, value in changes.items():
-                setattr(student, key, value)
-            student.updated_at = now
-        await session.flush()  # UPDATEs by primary key, batched per set of changed columns
-        entries = [_audit_entry(actor_id, AuditAction.CREATE, s, None, now) for s in created]
-        entries += [
-            _audit_entry(actor_id, AuditAction.UPDATE, s, before, now)
-            for (s, _), before in zip(plan.to_update, befores, strict=True)
-        ]
-        if entries:
-            await session.execute(insert(AuditLog), entries)
-        ids = {s.code: s.id for s in created}
+            created = [
+                {
+                    "school_id": school_id,
+                    "code": row.code,
+                    "priority_group": PriorityGroup.NONE,
+                    "entered_by_id": actor_id,
+                    "entered_at": now,
+                    "updated_at": None,
+                    **_values(row),
+                }
+                for row in plan.to_create
+            ]
+            # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs on both databases.
+            result = await session.execute(insert(table).returning(table.c.id, table.c.code), created)
+            ids.update({code: student_id for student_id, code in result})
+            for values in created:
+                values["id"] = ids[values["code"]]
+                entries.append(_audit_entry(actor_id, AuditAction.CREATE, values, None, now))
+        if plan.to_update:
+            # Every updatable column of every changed row: one statement, executemany (the SET
+            # clause is the parameters' keys).
+            columns = (*UPDATABLE, "updated_at")
+            statement = update(table).where(table.c.id == bindparam("student_id"))
+            updated = []
+            for stored, changes in plan.to_update:
+                values = {**stored._mapping, **changes, "updated_at": now}
+                updated.append({"student_id": stored.id, **{name: values[name] for name in columns}})
+                before = audit.snapshot_values(Student, stored._mapping)
+                entries.append(_audit_entry(actor_id, AuditAction.UPDATE, values, before, now))
+            await session.execute(statement, updated)
+        await audit.record_many(session, entries)
         ids.update({s.code: s.id for s, _ in plan.to_update})
         ids.update({s.code: s.id for s in plan.unchanged})
         return UpsertResult(
-            created=len(created), updated=len(plan.to_update), unchanged=len(plan.unchanged), student_ids=ids
+            created=len(plan.to_create),
+            updated=len(plan.to_update),
+            unchanged=len(plan.unchanged),
+            student_ids=ids,
         )
 
 
-def _audit_entry(
-    actor_id: int | None, action: AuditAction, student: Student, before: dict[str, Any] | None, now: Any
-) -> dict[str, Any]:
-    """The row `audit.record` writes, as parameters of one bulk INSERT."""
-    return {
-        "at": now,
-        "actor_id": actor_id,
-        "action": action,
-        "entity": Student.__tablename__,
-        "entity_id": str(student.id),
-        "school_id": student.school_id,
-        "before": before,
-        "after": audit.snapshot(student),
-    }
 def unsaved_student(school_id: int, data: StudentIn, *, code: str = "") -> Student:
     """A student row not added to any session: what a record's checks look at before the confirm
     that creates the student (no id, no doses, no handovers yet)."""
     return Student(school_id=school_id, code=code or data.code or "", **_values(data))
 
 
+def _audit_entry(
+    actor_id: int | None,
+    action: AuditAction,
+    values: Mapping[str, Any],
+    before: dict[str, Any] | None,
+    now: Any,
+) -> dict[str, Any]:
+    """The row `audit.record` writes for a student holding `values`, as parameters of one bulk INSERT."""
+    return audit.entry(
+        at=now,
+        actor_id=actor_id,
+        action=action,
+        entity=Student.__tablename__,
+        entity_id=values["id"],
+        school_id=values["school_id"],
+        before=before,
+        after=audit.snapshot_values(Student, values),
+    )
