@@ -23,6 +23,7 @@ from conversations.rounds import district_of, error_text, esc
 from conversations.widgets import send_lines
 from storage.errors import DomainError
 from storage.permissions import Action
+from storage.rules import round_label
 from storage.schemas.rounds import CompileCheck, CompileChoice, SchoolRef
 
 
@@ -63,7 +64,7 @@ class CompileFlow(Flow):
             missing = [SchoolRef.model_validate(s) for s in turn.draft["_missing"]]
             text = turn.text(
                 "rounds_chat.compile.missing_confirm",
-                round=esc(turn.draft["_round_name"]),
+                round=esc(round_label(turn.draft["_round_name"])),
                 count=len(missing),
                 schools=self._school_lines(turn, missing),
                 choice=turn.text(f"rounds_chat.compile.choice_{turn.draft['_choice']}"),
@@ -80,7 +81,7 @@ class CompileFlow(Flow):
             await turn.reply(text, markup)
 
     async def _show_check(self, turn: Turn, check: CompileCheck) -> None:
-        name = esc(check.round_name)
+        name = esc(round_label(check.round_name))
         cancel = [(turn.text("core.cancel"), self.cb("cancel"))]
         if check.ready:
             lines = [turn.text("rounds_chat.compile.ready", round=name, count=len(check.approved))]
@@ -163,9 +164,11 @@ class CompileFlow(Flow):
         current = await services.rounds.get_round(draft["_round_id"])
         chat = turn.update.effective_chat
         if chat is not None:
-            caption = turn.text("rounds_chat.compile.caption", round=esc(current.name))
+            caption = turn.text("rounds_chat.compile.caption", round=esc(round_label(current.name)))
             await chat.send_document(document=content, filename=compiled.filename, caption=caption)
-        text = turn.text("rounds_chat.compile.done", round=esc(current.name), filename=esc(compiled.filename))
+        text = turn.text(
+            "rounds_chat.compile.done", round=esc(round_label(current.name)), filename=esc(compiled.filename)
+        )
         if compiled.missing_acknowledged:
             text += turn.text(
                 "rounds_chat.compile.done_missing",

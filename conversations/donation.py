@@ -29,7 +29,7 @@ from conversations.common import EditableFlow, Flow, Turn, option_rows
 from conversations.pickers import parse_picked_date
 from storage.errors import DomainError
 from storage.models import DeviceCondition, DeviceType, DonationSource, DonorKind
-from storage.rules import district_report_deadline, is_late_entry
+from storage.rules import district_report_deadline, is_late_entry, names_the_programme
 from storage.schemas.devices import (
     CONDITION_WORDS,
     DEVICE_TYPE_WORDS,
@@ -327,6 +327,8 @@ class DonationFlow(EditableFlow):
 
     async def on_donor_typed(self, turn: Turn) -> int | None:
         query = clean_text(turn.answer, max_length=MAX_DONOR_NAME, required=True)
+        if names_the_programme(query):
+            return await self._program_chosen(turn, query)
         donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
         found = matching_donors(donors, query)
         if len(found) == 1:
@@ -336,6 +338,14 @@ class DonationFlow(EditableFlow):
             return await turn.retry(text)
         turn.draft["_donor_query"] = query
         return await turn.ask(Step.DONOR)
+
+    async def _program_chosen(self, turn: Turn, name: str) -> int | None:
+        """The programme typed as a donor of another source: it is the source 4.8.3.1, taken as such."""
+        await turn.reply(turn.text("devices.donation.program_not_donor", name=html.escape(name)))
+        turn.draft["source"] = DonationSource.PROGRAM.value
+        for key in ("donor_id", "_donor_name", "_donor_kind", "new_donor", "_donor_query"):
+            turn.draft.pop(key, None)
+        return await turn.advance(Step.RECEIVED)
 
     async def on_donor_all(self, turn: Turn) -> int | None:
         turn.draft.pop("_donor_query", None)
@@ -347,6 +357,8 @@ class DonationFlow(EditableFlow):
 
     async def on_donor_name(self, turn: Turn) -> int | None:
         name = clean_text(turn.answer, max_length=MAX_DONOR_NAME, required=True)
+        if names_the_programme(name):
+            return await self._program_chosen(turn, name)
         known = await turn.context.services.donations.donor_by_name(turn.staff.school_id or 0, name)
         if known is not None:  # already in the list: take it rather than refuse
             await turn.reply(turn.text("devices.donation.donor_known", name=html.escape(known.name)))
@@ -431,7 +443,7 @@ class DonationFlow(EditableFlow):
             school_id, data, actor_id=turn.staff.id, request_key=draft["request_key"]
         )
         end = await turn.finish(self._saved_text(turn, batch))
-        offer = turn.text("devices.donation.handover_offer", batch_id=batch.id)
+        offer = turn.text("devices.donation.handover_offer", batch=batch.number)
         button = (turn.text("devices.donation.handover_button"), f"handover:again:{batch.id}")
         await send(turn, offer, rows([button]))
         return end
@@ -440,7 +452,7 @@ class DonationFlow(EditableFlow):
         lines = [
             turn.text(
                 "devices.donation.saved",
-                batch_id=batch.id,
+                batch=batch.number,
                 quantity=batch.quantity,
                 device_type=device_name(batch.device_type, turn.language),
                 make_model=html.escape(batch.make_model),

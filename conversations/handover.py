@@ -43,6 +43,7 @@ from storage.models import DonationSource, HandoverKind
 from storage.rules import is_late_entry
 from storage.schemas.devices import HANDOVER_KIND_WORDS, BatchOut, HandoverIn, HandoverOut, parse_coded
 from storage.schemas.students import show_date
+from storage.services.handovers import HandoverWarnings
 
 Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 
@@ -75,7 +76,7 @@ def batch_button_label(batch: BatchOut, language: str) -> str:
     return t(
         "devices.handover.batch_button",
         language,
-        batch_id=batch.id,
+        batch=batch.number,
         device_type=device_name(batch.device_type, language),
         received_on=show_date(batch.received_on),
         quantity=batch.quantity,
@@ -149,7 +150,7 @@ class HandoverFlow(EditableFlow):
         lines = [
             turn.text(
                 "devices.handover.summary",
-                batch_id=draft["batch_id"],
+                batch=draft.get("_batch_number", draft["batch_id"]),
                 device_type=device_name(draft["_device_type"], turn.language),
                 make_model=html.escape(draft.get("_make_model", "")),
                 received_on=shown_date(draft["_received_on"]),
@@ -164,10 +165,10 @@ class HandoverFlow(EditableFlow):
         clock = turn.context.services.clock
         if is_late_entry(date.fromisoformat(draft["handed_on"]), clock.now(), clock.tz):
             lines.append(turn.text("devices.late_preview"))
-        warning = await self._second_device_warning(turn)
-        if warning:
+        warnings = await self._warnings(turn)
+        for warning in warnings:
             lines.append(turn.text("devices.handover.second_warning", warning=html.escape(warning)))
-        await turn.reply("\n\n".join(lines), self._summary_keyboard(turn, warned=bool(warning)))
+        await turn.reply("\n\n".join(lines), self._summary_keyboard(turn, warned=bool(warnings)))
 
     def _summary_keyboard(self, turn: Turn, *, warned: bool) -> InlineKeyboardMarkup:
         if not warned:
@@ -177,25 +178,29 @@ class HandoverFlow(EditableFlow):
             [(turn.text("core.edit"), self.cb("edit")), (turn.text("core.cancel"), self.cb("cancel"))],
         )
 
-    async def _second_device_warning(self, turn: Turn) -> str | None:
-        """The service's warning when a programme device goes to a student who holds one already."""
+    async def _warnings(self, turn: Turn) -> list[str]:
+        """The service's warnings for this handover (`HandoverService.check_handover`): a second
+        programme device, a programme device to a student with no recorded need and no group."""
         draft = turn.draft
         if draft.get("_second_warning"):  # said by the service on a Confirm
-            return str(draft["_second_warning"])
-        if draft.get("_source") != DonationSource.PROGRAM or draft.get("student_id") is None:
-            return None  # a new student holds no device yet
-        held = await turn.context.services.handovers.handovers_of_student(
-            draft["student_id"], school_id=turn.staff.school_id or 0
+            said = draft["_second_warning"]
+            return [str(w) for w in said] if isinstance(said, list) else [str(said)]
+        if draft.get("_source") != DonationSource.PROGRAM:
+            return []
+        findings = await turn.context.services.handovers.check_handover(
+            turn.staff.school_id or 0, self._data(turn)
         )
-        program = [h for h in held if h.active and h.batch_source is DonationSource.PROGRAM]
-        if not program:
-            return None
-        error = DomainError(
-            "devices.second_program_device",
-            student=draft["_student_name"],
-            handed_on=show_date(program[0].handed_on),
+        return [render_error(finding.as_error(), turn.language) for finding in findings]
+
+    def _data(self, turn: Turn) -> HandoverIn:
+        draft = turn.draft
+        return HandoverIn(
+            batch_id=draft["batch_id"],
+            **student_of(draft),
+            kind=draft["kind"],
+            handed_on=date.fromisoformat(draft["handed_on"]),
+            receipt_photo_file_id=draft.get("photo"),
         )
-        return render_error(error, turn.language)
 
     # --- steps ----------------------------------------------------------------------------------
 
@@ -266,13 +271,7 @@ class HandoverFlow(EditableFlow):
 
     async def _save(self, turn: Turn, *, confirm_second: bool) -> int | None:
         draft, school_id = turn.draft, turn.staff.school_id or 0
-        data = HandoverIn(
-            batch_id=draft["batch_id"],
-            **student_of(draft),
-            kind=draft["kind"],
-            handed_on=date.fromisoformat(draft["handed_on"]),
-            receipt_photo_file_id=draft.get("photo"),
-        )
+        data = self._data(turn)
         try:
             handover = await turn.context.services.handovers.create_handover(
                 school_id,
@@ -281,11 +280,11 @@ class HandoverFlow(EditableFlow):
                 request_key=draft["request_key"],
                 confirm_second_program_device=confirm_second,
             )
-        except DomainError as exc:
-            if exc.code != "devices.second_program_device" or confirm_second:
+        except HandoverWarnings as exc:
+            if confirm_second:
                 raise
-            draft["_second_warning"] = render_error(exc, turn.language)
-            return await turn.ask(Step.SUMMARY)  # the summary again, with the warning to confirm
+            draft["_second_warning"] = [render_error(w.as_error(), turn.language) for w in exc.warnings]
+            return await turn.ask(Step.SUMMARY)  # the summary again, with the warnings to confirm
         return await self._saved(turn, handover)
 
     async def _saved(self, turn: Turn, handover: HandoverOut) -> int:
@@ -294,7 +293,7 @@ class HandoverFlow(EditableFlow):
             "devices.handover.saved",
             kind=turn.text(f"devices.kind_name.{handover.kind.value}"),
             device_type=device_name(handover.batch_device_type, language),
-            batch_id=handover.batch_id,
+            batch=handover.batch_number,
             student=html.escape(turn.draft["_student"]),
             handed_on=show_date(handover.handed_on),
         )
@@ -302,7 +301,7 @@ class HandoverFlow(EditableFlow):
             text += "\n" + turn.text("devices.handover.loan_note")
         end = await turn.finish_saved(text, late=handover.entered_late)
         if handover.batch_left > 0:
-            left = turn.text("devices.handover.left", batch_id=handover.batch_id, left=handover.batch_left)
+            left = turn.text("devices.handover.left", batch=handover.batch_number, left=handover.batch_left)
             again = (turn.text("devices.handover.again"), self.cb("again", handover.batch_id))
             await send(turn, left, rows([again]))
         else:
@@ -310,7 +309,7 @@ class HandoverFlow(EditableFlow):
                 handover.batch_id, school_id=handover.school_id
             )
             await send(
-                turn, turn.text("devices.handover.batch_done", batch_id=batch.id, quantity=batch.quantity)
+                turn, turn.text("devices.handover.batch_done", batch=batch.number, quantity=batch.quantity)
             )
         return end
 
@@ -331,6 +330,7 @@ class HandoverFlow(EditableFlow):
     def _remember_batch(self, turn: Turn, batch: BatchOut) -> None:
         turn.remember(
             batch_id=batch.id,
+            _batch_number=batch.number,
             _source=batch.source.value,
             _device_type=batch.device_type.value,
             _make_model=batch.make_model,

@@ -68,7 +68,7 @@ class ReturnFlow(Flow):
                 "devices.loan_return.date_question",
                 student=html.escape(draft["_student"]),
                 device_type=device_name(draft["_device_type"], language),
-                batch_id=draft["_batch_id"],
+                batch=draft.get("_batch_number", draft["_batch_id"]),
                 handed_on=shown_date(draft["_handed_on"]),
             )
             await turn.reply(text, date_choices(self.cb("date"), language))
@@ -77,7 +77,7 @@ class ReturnFlow(Flow):
                 "devices.loan_return.summary",
                 student=html.escape(draft["_student"]),
                 device_type=device_name(draft["_device_type"], language),
-                batch_id=draft["_batch_id"],
+                batch=draft.get("_batch_number", draft["_batch_id"]),
                 handed_on=shown_date(draft["_handed_on"]),
                 returned_on=shown_date(draft["returned_on"]),
             )
@@ -114,7 +114,7 @@ class ReturnFlow(Flow):
             "devices.loan_return.loan_button",
             student=loan.student_name,
             class_name=loan.class_name,
-            batch_id=loan.batch_id,
+            batch=loan.batch_number,
             handed_on=show_date(loan.handed_on),
         )
 
@@ -164,6 +164,7 @@ class ReturnFlow(Flow):
             _student=f"{loan.student_name} · {loan.class_name}",
             _device_type=loan.batch_device_type.value,
             _batch_id=loan.batch_id,
+            _batch_number=loan.batch_number,
             _handed_on=loan.handed_on.isoformat(),
         )
         return await turn.ask(Step.DATE)
@@ -192,7 +193,7 @@ class ReturnFlow(Flow):
             student=html.escape(draft["_student"]),
             device_type=device_name(loan.batch_device_type, turn.language),
             returned_on=show_date(loan.returned_on or date.fromisoformat(draft["returned_on"])),
-            batch_id=loan.batch_id,
+            batch=loan.batch_number,
             left=loan.batch_left,
         )
         return await turn.finish(text)

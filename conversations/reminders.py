@@ -11,8 +11,8 @@ that one reminder instead. A send that surely did not reach Telegram (an error a
 the next run; a timeout is not (Telegram may have delivered it).
 
 Sends go through the application's rate limiter (AIORateLimiter), so a broadcast to thousands queues
-rather than hits Telegram's limits; a few run side by side so the limiter, not the round trips, sets
-the pace.
+rather than hits Telegram's limits; a few people's run side by side so the limiter, not the round trips,
+sets the pace. One person's reminders go one after another, by the deadline they are about.
 
 A person who blocked the bot (Forbidden) or whose chat is gone is logged and marked, never retried; a
 network error or a flood wait leaves the reminder unmarked, for the next run.
@@ -111,7 +111,16 @@ async def send_due_reminders(context: BotContext) -> ReminderRun:
             else:
                 run.sent.append(reminder)
 
-    await asyncio.gather(*(deliver(reminder) for reminder in due))
+    async def deliver_in_order(reminders: list[ReminderDue]) -> None:
+        # One person's reminders one after another, in the service's order (by deadline): sent side
+        # by side they could arrive the other way round (the late approval before the late submission).
+        for reminder in reminders:
+            await deliver(reminder)
+
+    per_person: dict[int, list[ReminderDue]] = {}
+    for reminder in due:
+        per_person.setdefault(reminder.telegram_user_id, []).append(reminder)
+    await asyncio.gather(*(deliver_in_order(reminders) for reminders in per_person.values()))
     log.info(
         "Reminders: %d sent, %d unreachable, %d to retry",
         len(run.sent),

@@ -21,6 +21,7 @@ from conversations.common import Flow, Turn
 from conversations.rounds import district_of, error_text, esc, names_of, notify, track_label
 from storage.errors import DomainError
 from storage.permissions import Action
+from storage.rules import round_label
 
 MAX_LISTED = 40
 
@@ -47,7 +48,9 @@ class ReopenFlow(Flow):
             return await turn.finish(turn.text("rounds_chat.no_round"))
         approved = await rounds.approved_submissions(current.id, turn.staff.id)
         if not approved:
-            return await turn.finish(turn.text("rounds_chat.reopen.none", round=esc(current.name)))
+            return await turn.finish(
+                turn.text("rounds_chat.reopen.none", round=esc(round_label(current.name)))
+            )
         turn.remember(_round_id=current.id, _round_name=current.name)
         return await turn.ask(Step.PICK)
 
@@ -70,7 +73,7 @@ class ReopenFlow(Flow):
                 ]
                 for s in approved[:MAX_LISTED]
             ]
-            text = turn.text("rounds_chat.reopen.list", round=esc(turn.draft["_round_name"]))
+            text = turn.text("rounds_chat.reopen.list", round=esc(round_label(turn.draft["_round_name"])))
             await turn.reply(text, rows(*buttons, [(turn.text("core.cancel"), self.cb("cancel"))]))
         elif state == Step.REASON:
             await turn.reply(
@@ -108,7 +111,7 @@ class ReopenFlow(Flow):
         submission = outcome.submission
         school, round_name, reason = (
             esc(submission.school_name),
-            esc(submission.round_name),
+            esc(round_label(submission.round_name)),
             esc(outcome.reason),
         )
         by = esc(turn.staff.full_name)

@@ -34,6 +34,7 @@ from conversations.widgets import send_lines
 from storage.errors import DomainError
 from storage.models import SubmissionStatus, SubmissionTrack
 from storage.permissions import Action
+from storage.rules import round_label
 from storage.schemas.reports import ReportKind, ReportPeriod, ReportScope
 from storage.schemas.rounds import PendingReview, ReviewSummary, show_local
 
@@ -130,7 +131,7 @@ class ReviewFlow(Flow):
                 school=esc(submission.school_name),
                 code=esc(submission.school_code),
                 track=track_label(submission.track, language),
-                round=esc(submission.round_name),
+                round=esc(round_label(submission.round_name)),
                 submitted_at=show_local(submitted_at, tz) if submitted_at else "–",
                 by=esc(turn.draft.get("_submitted_by") or "–"),
                 late=turn.text("rounds_chat.late_suffix") if submission.late else "",
@@ -246,7 +247,7 @@ class ReviewFlow(Flow):
             caption = turn.text(
                 "rounds_chat.review.report_caption",
                 school=esc(turn.draft["_school"]),
-                round=esc(turn.draft["_round_name"]),
+                round=esc(round_label(turn.draft["_round_name"])),
             )
             await chat.send_document(document=report.content, filename=report.filename, caption=caption)
         return turn.step
@@ -259,7 +260,7 @@ class ReviewFlow(Flow):
             await reply(turn.update, error_text(exc, language))
             return await self.on_list(turn)
         submission = outcome.submission
-        school, round_name = esc(submission.school_name), esc(submission.round_name)
+        school, round_name = esc(submission.school_name), esc(round_label(submission.round_name))
         told = await notify(
             turn.context,
             outcome.notify,
@@ -294,7 +295,7 @@ class ReviewFlow(Flow):
         submission = outcome.submission
         school, round_name, reason = (
             esc(submission.school_name),
-            esc(submission.round_name),
+            esc(round_label(submission.round_name)),
             esc(outcome.reason),
         )
         told = await notify(

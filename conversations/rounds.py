@@ -38,6 +38,7 @@ from conversations.widgets import send_lines
 from storage.errors import DomainError
 from storage.models import SubmissionTrack
 from storage.permissions import Action
+from storage.rules import round_label
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_text, parse_date
 from storage.schemas.rounds import (
@@ -327,7 +328,7 @@ def escaped_progress(progress: Progress) -> Progress:
         )
         for school in progress.schools
     ]
-    shown_round = progress.round.model_copy(update={"name": esc(progress.round.name)})
+    shown_round = progress.round.model_copy(update={"name": esc(round_label(progress.round.name))})
     return progress.model_copy(update={"round": shown_round, "schools": schools})
 
 
@@ -378,7 +379,7 @@ async def progress_command(update: Update, context: BotContext, staff: StaffOut)
     png = await asyncio.to_thread(progress_png, progress, language, tz)
     chat = update.effective_chat
     if chat is not None:
-        caption = t("rounds_chat.progress.caption", language, round=esc(progress.round.name))
+        caption = t("rounds_chat.progress.caption", language, round=esc(round_label(progress.round.name)))
         await chat.send_photo(photo=png, caption=caption, reply_markup=menu_for(context, staff))
 
 
@@ -395,7 +396,7 @@ def history_line(entry: HistoryEntry, language: str, tz: Any) -> str:
             at=at,
             actor=actor,
             track=track_label(entry.track or SubmissionTrack.PROGRAM, language),
-            round=esc(entry.round_name),
+            round=esc(round_label(entry.round_name)),
             from_status=status_label(entry.from_status, language) if entry.from_status else "–",
             to_status=status_label(entry.to_status, language) if entry.to_status else "–",
             late=t("rounds_chat.history.late", language) if entry.late else "",

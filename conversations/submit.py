@@ -35,6 +35,7 @@ from conversations.widgets import send_lines
 from storage.errors import DomainError
 from storage.models import SubmissionTrack
 from storage.permissions import Action
+from storage.rules import round_label
 from storage.schemas.rounds import SubmissionOut, show_local
 from storage.services.rounds import PENDING_STATUSES
 
@@ -88,7 +89,7 @@ class SubmitFlow(Flow):
         lines = [
             turn.text(
                 "rounds_chat.submit.header",
-                round=esc(first.round_name),
+                round=esc(round_label(first.round_name)),
                 deadline=deadline,
                 school=esc(first.school_name),
             )
@@ -133,7 +134,7 @@ class SubmitFlow(Flow):
                     "rounds_chat.submit.figures_header",
                     track=track_label(track, language),
                     school=esc(submission.school_name),
-                    round=esc(submission.round_name),
+                    round=esc(round_label(submission.round_name)),
                 )
             )
             if submission.return_reason:
@@ -186,7 +187,7 @@ class SubmitFlow(Flow):
                 )
                 continue
             submission = result.submission
-            school, round_name = esc(submission.school_name), esc(submission.round_name)
+            school, round_name = esc(submission.school_name), esc(round_label(submission.round_name))
 
             told = await notify(
                 context,

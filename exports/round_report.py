@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from bot.texts import t
 from exports.xlsx import BOOL, DATETIME, INT, LABEL, TEXT, Column, PrintSetup, Workbook
 from storage.models import SubmissionStatus
+from storage.rules import round_label
 from storage.schemas.rounds import TRACK_FIGURES, CompiledRound, CompiledSchool, TrackState
 from storage.schemas.students import level_label
 
@@ -54,7 +55,7 @@ def _cover(book: Workbook, data: CompiledRound, language: str, tz: ZoneInfo, pre
     sheet.set_column(0, 0, 110)
     rnd = data.round
     lines: list[tuple[str, Any]] = [
-        (_w("cover.title", language, round=rnd.name), formats.center_title),
+        (_w("cover.title", language, round=round_label(rnd.name, limit=None)), formats.center_title),
         (
             _w(
                 "cover.period",
@@ -142,7 +143,7 @@ def _status(book: Workbook, data: CompiledRound, language: str) -> None:
     table = book.table(
         _w("sheet.status", language),
         columns,
-        title=_w("words.status_title", language, round=data.round.name),
+        title=_w("words.status_title", language, round=round_label(data.round.name, limit=None)),
         subtitle=_w("cover.approved", language, approved=data.approved, total=data.total),
         print_setup=PrintSetup(),
     )

@@ -114,7 +114,7 @@ def rule_text(column: ColumnSpec, language: str) -> str:
 
 def batch_label(batch: BatchChoice, language: str) -> str:
     values: dict[str, Any] = {
-        "id": batch.id,
+        "number": batch.number,
         "received_on": batch.received_on.strftime("%d/%m/%Y"),
         "device_type": code_label(CodeList.DEVICE_TYPE, batch.device_type.value, language),
         "left": batch.left,

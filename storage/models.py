@@ -26,10 +26,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
+    func,
+    select,
     text,
 )
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -374,10 +377,14 @@ class DonationBatch(LateMixin, Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("allocated >= 0 AND allocated <= quantity", name="not_over_allocated"),
         Index("ix_donation_batch_school_received", "school_id", "received_on"),
+        UniqueConstraint("school_id", "number", name="uq_donation_batch_school_number"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("school.id", ondelete="RESTRICT"))
+    # The school's own batch number (1, 2, …, in order of entry): «lô #6» to people, while buttons
+    # and links keep the id. Given at creation (`repositories.devices.next_batch_number`).
+    number: Mapped[int] = mapped_column(Integer)
     source: Mapped[DonationSource] = mapped_column(str_enum(DonationSource, "donation_source"))
     donor_id: Mapped[int | None] = mapped_column(ForeignKey("donor.id", ondelete="RESTRICT"), index=True)
     received_on: Mapped[date] = mapped_column(Date)
@@ -395,6 +402,29 @@ class DonationBatch(LateMixin, Base):
 
     school: Mapped[School] = relationship()
     donor: Mapped[Donor | None] = relationship()
+
+
+@event.listens_for(Session, "before_flush")
+def _number_new_batches(session: Session, flush_context: Any, instances: Any) -> None:
+    """A new batch without a number gets its school's next one, in the order the batches were added
+    (the import's, a test's world). The services give it themselves, under the school's row lock."""
+    pending = [o for o in session.new if isinstance(o, DonationBatch) and o.number is None]
+    if not pending:
+        return
+    with session.no_autoflush:
+        for school_id in dict.fromkeys(b.school_id for b in pending):
+            numbered = [
+                o.number
+                for o in session.new
+                if isinstance(o, DonationBatch) and o.school_id == school_id and o.number is not None
+            ]
+            stored = session.scalar(
+                select(func.max(DonationBatch.number)).where(DonationBatch.school_id == school_id)
+            )
+            highest = max([stored or 0, *numbered])
+            for batch in (b for b in pending if b.school_id == school_id):
+                highest += 1
+                batch.number = highest
 
 
 class Handover(LateMixin, Base):

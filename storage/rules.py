@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from storage.text import fold
 
 # The programme "Sóng và máy tính cho em" began with school year 2021-2022.
 PROGRAM_START = date(2021, 9, 1)
@@ -20,3 +23,44 @@ def is_late_entry(event_on: date, entered_at: datetime, tz: ZoneInfo) -> bool:
 
 def district_report_deadline(received_on: date) -> date:
     return received_on + timedelta(days=DISTRICT_REPORT_DAYS)
+
+
+# The ministry's programme (menu 4.8.3.1) is a source of its own, never a donor of "other sources".
+PROGRAM_NAME = "Sóng và máy tính cho em"
+
+
+def names_the_programme(name: str) -> bool:
+    """A donor's name that is the programme itself («Chương trình Sóng và máy tính cho em», with or
+    without diacritics), not a donor of another source (4.8.3.2)."""
+    return fold(PROGRAM_NAME) in fold(name)
+
+
+# A round's name is often a whole title ("Báo cáo Chương trình «Sóng và máy tính cho em» và tiêm vắc
+# xin (CV 1128/GDĐT)"); messages put it inside «…», once or more, so they carry a short form.
+ROUND_LABEL_MAX = 60
+_ROUND_TAIL = re.compile(r"\s*(\([^()]{1,24}\))$")
+
+
+def round_label(name: str, limit: int | None = ROUND_LABEL_MAX) -> str:
+    """The round's name as messages show it inside «…»: its own «» become “” (never «« »»), and a
+    name longer than `limit` keeps its first words — a quoted part whole or not at all — then «…» and
+    a short closing reference in parentheses such as «(CV 1128/GDĐT)». `limit=None`: the full name
+    (official documents), un-nested only."""
+    text = " ".join(name.split()).replace("«", "“").replace("»", "”")
+    if limit is None or len(text) <= limit:
+        return text
+    tail = ""
+    found = _ROUND_TAIL.search(text)
+    if found is not None:
+        tail, text = " " + found.group(1), text[: found.start()]
+    room = max(limit - len(tail) - 1, 12)
+    head = text[:room]
+    if len(text) > room and not text[room].isspace() and " " in head:
+        head = head[: head.rfind(" ")]
+    if head.count("“") > head.count("”"):
+        # Cut inside a quoted part: keep it whole when it closes soon, else stop before it.
+        closing = text.find("”", len(head))
+        opening = head.rfind("“")
+        head = text[: closing + 1] if 0 <= closing < room + 16 else head[:opening]
+    head = head.rstrip(" ,;:-–—")
+    return f"{head}…{tail}" if head else text[:room] + "…" + tail

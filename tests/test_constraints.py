@@ -507,9 +507,9 @@ ENUM_CASES = [
     ),
     (
         "donation_batch",
-        "INSERT INTO donation_batch (school_id, source, received_on, quantity, device_type, make_model, "
-        "condition, specs, note, allocated, entered_late, entered_at) VALUES (:school_id, 'program', "
-        "'2021-11-10', 3, :value, '', 'new', '', '', 0, false, CURRENT_TIMESTAMP)",
+        "INSERT INTO donation_batch (school_id, number, source, received_on, quantity, device_type, "
+        "make_model, condition, specs, note, allocated, entered_late, entered_at) VALUES (:school_id, 99, "
+        "'program', '2021-11-10', 3, :value, '', 'new', '', '', 0, false, CURRENT_TIMESTAMP)",
         "tablet",
     ),
 ]

@@ -64,7 +64,7 @@ async def make_batch(
 
 def batch_label(batch: BatchOut, handed: int = 0) -> str:
     return (
-        f"#{batch.id} máy tính xách tay · {batch.received_on:%d/%m/%Y} · "
+        f"#{batch.number} máy tính xách tay · {batch.received_on:%d/%m/%Y} · "
         f"nhận {batch.quantity} / giao {handed} / còn {batch.quantity - handed}"
     )
 
@@ -115,16 +115,17 @@ async def test_happy_path_gift_then_continue_with_the_same_batch(
     assert "ảnh biên bản bàn giao" in teacher.last_text()
     await teacher.photo(b"\xff\xd8signed")
     summary = teacher.last_text()
-    assert f"Lô: <b>#{batch.id} · máy tính xách tay Dell Latitude 3420</b>" in summary
+    assert f"Lô: <b>#{batch.number} · máy tính xách tay Dell Latitude 3420</b>" in summary
     assert f"Học sinh: <b>{AN}</b>" in summary and "Hình thức: <b>tặng</b>" in summary
     assert "Ngày bàn giao: <b>15/11/2021</b>" in summary and "đã đính kèm" in summary
     assert teacher.buttons() == [CONFIRM, EDIT, "✖️ Huỷ"]
     await teacher.tap(CONFIRM)
     texts = teacher.new_texts()
     assert any(
-        f"Đã lưu: tặng máy tính xách tay (lô #{batch.id}) cho <b>{AN}</b> ngày 15/11/2021" in t for t in texts
+        f"Đã lưu: tặng máy tính xách tay (lô #{batch.number}) cho <b>{AN}</b> ngày 15/11/2021" in t
+        for t in texts
     )
-    assert texts[-1] == f"Lô #{batch.id} còn 1 thiết bị."
+    assert texts[-1] == f"Lô #{batch.number} còn 1 thiết bị."
     [saved] = await handovers(services)
     assert saved.student_id == world.student_ids["HS0001"] and saved.kind is HandoverKind.GIFT
     assert saved.receipt_photo_file_id and not saved.entered_late
@@ -139,7 +140,7 @@ async def test_happy_path_gift_then_continue_with_the_same_batch(
     await teacher.tap(SKIP)
     assert "Ảnh biên bản: (không có)" in teacher.last_text()
     await teacher.tap(CONFIRM)
-    assert teacher.last_text() == f"Lô #{batch.id} đã bàn giao hết 2 thiết bị."
+    assert teacher.last_text() == f"Lô #{batch.number} đã bàn giao hết 2 thiết bị."
     assert len(await handovers(services)) == 2 and await allocated(services, batch.id) == 2
     await teacher.send("/handover")
     assert "chưa có lô thiết bị nào còn máy" in teacher.last_text()
@@ -215,7 +216,9 @@ async def test_edit_from_the_summary(services: Services, harness: Harness) -> No
     assert "Lô này nhận ngày 14/11/2021" in teacher.last_text()
     await teacher.tap("Hôm nay")
     summary = teacher.last_text()
-    assert f"#{later.id} · máy tính xách tay HP" in summary and "Ngày bàn giao: <b>15/11/2021</b>" in summary
+    assert (
+        f"#{later.number} · máy tính xách tay HP" in summary and "Ngày bàn giao: <b>15/11/2021</b>" in summary
+    )
     await teacher.tap(CONFIRM)
     [saved] = await handovers(services)
     assert (saved.batch_id, saved.student_id) == (later.id, world.student_ids["HS0004"])
@@ -402,7 +405,7 @@ async def test_loan_then_return(services: Services, harness: Harness) -> None:
     assert await allocated(services, batch.id) == 1
     await teacher.send("/return")
     assert "Ghi nhận thiết bị cho mượn đã được trả lại" in teacher.last_text()
-    label = f"Nguyễn Văn An · 4A1 · lô #{batch.id} · 15/11/2021"
+    label = f"Nguyễn Văn An · 4A1 · lô #{batch.number} · 15/11/2021"
     assert teacher.buttons() == [label]
     await teacher.tap(label)
     assert "mượn máy tính xách tay" in teacher.last_text()
@@ -411,7 +414,7 @@ async def test_loan_then_return(services: Services, harness: Harness) -> None:
     assert "Ngày mượn: 15/11/2021" in summary and "Ngày trả: <b>15/11/2021</b>" in summary
     assert teacher.buttons() == [CONFIRM, "✖️ Huỷ"]
     await teacher.tap(CONFIRM)
-    assert f"Máy đã về lại lô #{batch.id} (lô còn 1 thiết bị)" in teacher.last_text()
+    assert f"Máy đã về lại lô #{batch.number} (lô còn 1 thiết bị)" in teacher.last_text()
     [loan] = await handovers(services)
     assert loan.returned_on == date(2021, 11, 15) and await allocated(services, batch.id) == 0
     await teacher.send("/return")

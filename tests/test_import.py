@@ -607,7 +607,7 @@ async def test_handovers_reference_the_batch_and_never_overdraw_it(services: Ser
         [
             header,
             [
-                f"Lô {batch.id} · 10/11/2021 · Máy tính xách tay",
+                f"Lô #{batch.number} · 10/11/2021 · Máy tính xách tay",
                 "HS0001",
                 "Nguyễn Văn An",
                 "Tặng",

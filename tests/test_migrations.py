@@ -261,3 +261,43 @@ async def test_0002_keeps_submitted_rounds_working(empty_engine: AsyncEngine) ->
     assert len(rows) == 1 and rows[0][0] == 1 and rows[0][1] == 1 and rows[0][3] is not None
     figures = rows[0][2] if isinstance(rows[0][2], dict) else __import__("json").loads(rows[0][2])
     assert figures["values"]["needs.total"] == 1 and figures["values"]["students"] == 1
+
+
+async def test_0006_numbers_the_batches_of_each_school_in_order_of_id(empty_engine: AsyncEngine) -> None:
+    await upgrade(empty_engine, "0005")
+    async with empty_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO district (code, name, province, created_at) "
+                "VALUES ('NB', 'Nhà Bè', '', CURRENT_TIMESTAMP)"
+            )
+        )
+        for code in ("79785001", "79785101"):
+            await conn.execute(
+                text(
+                    "INSERT INTO school (district_id, code, name, level, address, active, created_at) "
+                    f"VALUES (1, '{code}', 'Trường {code}', 'TH', '', true, CURRENT_TIMESTAMP)"
+                )
+            )
+        for school_id in (1, 2, 1, 1, 2):  # ids 1..5, the schools interleaved as in a district
+            await conn.execute(
+                text(
+                    "INSERT INTO donation_batch (school_id, source, received_on, quantity, device_type, "
+                    "make_model, condition, specs, note, allocated, entered_late, entered_at) VALUES "
+                    f"({school_id}, 'program', '2021-11-01', 2, 'laptop', '', 'new', '', '', 0, false, "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
+    await upgrade(empty_engine)
+    async with empty_engine.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT id, school_id, number FROM donation_batch ORDER BY id"))
+        ).all()
+        assert [tuple(row) for row in rows] == [(1, 1, 1), (2, 2, 1), (3, 1, 2), (4, 1, 3), (5, 2, 2)]
+        assert await conn.run_sync(_differences) == []
+    await downgrade(empty_engine, "0005")
+    async with empty_engine.connect() as conn:
+        columns = await conn.run_sync(
+            lambda sync: [c["name"] for c in inspect(sync).get_columns("donation_batch")]
+        )
+        assert "number" not in columns

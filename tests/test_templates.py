@@ -215,7 +215,7 @@ async def test_handover_template_lists_the_schools_batches(services: Services) -
     lists = workbook[t("excel.sheet.lists", "vi")]
     labels = [c.value for column in lists.iter_cols() for c in column[1:] if c.value]
     assert any(
-        str(label).startswith(f"Lô {context.batches[0].id} · 10/11/2021 · Máy tính xách tay")
+        str(label).startswith(f"Lô #{context.batches[0].number} · 10/11/2021 · Máy tính xách tay")
         for label in labels
     )
 

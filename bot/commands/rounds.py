@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot.texts import load, t
+from storage.rules import round_label
 from storage.schemas.parsing import parse_date
 from storage.schemas.rounds import (
     Inconsistency,
@@ -69,7 +70,7 @@ def progress_text(
         t(
             "rounds.progress.header",
             language,
-            round=rnd.name,
+            round=round_label(rnd.name),
             id=rnd.id,
             status=t(f"rounds.round_status.{rnd.status.value}", language),
         ),
@@ -151,7 +152,7 @@ def chart_labels(progress: Progress, language: str | None, tz: ZoneInfo, *, hidd
     from exports.charts import SEGMENTS, TRACKS, ChartLabels
 
     return ChartLabels(
-        title=t("rounds.chart.title", language, round=progress.round.name),
+        title=t("rounds.chart.title", language, round=round_label(progress.round.name, limit=None)),
         subtitle=t(
             "rounds.chart.subtitle", language, deadline=show_local(progress.round.submit_deadline, tz)
         ),

@@ -60,7 +60,7 @@ def _student_columns() -> list[Any]:
 
 def _batch_columns() -> list[Any]:
     return [
-        DonationBatch.id.label("batch_id"),
+        DonationBatch.number.label("batch_id"),  # the school's own number, as people and the import see it
         _s(DonationBatch.source).label("source"),
         Donor.name.label("donor_name"),
         _s(Donor.kind).label("donor_kind"),

@@ -14,6 +14,7 @@ from storage.models import (
     Donor,
     Handover,
     HandoverKind,
+    School,
 )
 from storage.repositories import locks
 
@@ -22,6 +23,17 @@ async def ensure_program_unlocked(session: AsyncSession, school_id: int, *days: 
     """Refuse a devices record dated any of `days` (an edit: the old day and the new one) when a
     locked period of the school's programme part holds it (storage.repositories.locks)."""
     await locks.refuse_event(session, school_id, "devices", *days)
+
+
+async def next_batch_number(session: AsyncSession, school_id: int) -> int:
+    """The school's next batch number. The school's row is locked first — the lock the Excel import of
+    batches takes too (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers) — so two
+    batches entered at once never get the same number."""
+    await session.execute(select(School.id).where(School.id == school_id).with_for_update())
+    highest = await session.scalar(
+        select(func.max(DonationBatch.number)).where(DonationBatch.school_id == school_id)
+    )
+    return (highest or 0) + 1
 
 
 async def batch_in_school(

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ReportingRound, RoundSubmission, SubmissionStatus, SubmissionTrack
+from storage.rules import round_label
 from storage.schemas.vaccines import Finding
 
 LOCKING_STATUSES = (SubmissionStatus.SUBMITTED, SubmissionStatus.APPROVED)
@@ -116,7 +117,7 @@ def refusal(lock: PeriodLock, area: str) -> Finding:
     return Finding(
         code=code,
         params={
-            "round": lock.round_name,
+            "round": round_label(lock.round_name),
             "start": _day(lock.period_start),
             "end": _day(lock.period_end),
             "after": _day(lock.period_end + timedelta(days=1)),

@@ -259,6 +259,7 @@ class BatchOut(BaseModel):
     """A batch with its stock: handed over = gifts + open loans; returned loans are back in stock."""
 
     id: int
+    number: int  # the school's own batch number: what people see («lô #3»); buttons carry the id
     school_id: int
     source: DonationSource
     donor_id: int | None
@@ -345,6 +346,7 @@ class HandoverOut(BaseModel):
     id: int
     school_id: int
     batch_id: int
+    batch_number: int  # the school's own number of the batch, as people see it
     batch_source: DonationSource
     batch_device_type: DeviceType
     batch_make_model: str

@@ -620,7 +620,7 @@ def parse_handover_kind(value: Any) -> HandoverKind:
 
 
 def parse_batch_ref(value: Any) -> int:
-    """`12`, `Lô 12`, `Lô 12 · 20/10/2021 · Máy tính xách tay`: the batch number (its id)."""
+    """`12`, `Lô 12`, `Lô #12 · 20/10/2021 · Máy tính xách tay`: the batch's number in its school."""
     text = cell_text(value)
     match = re.match(r"^\D*?(\d+)", text)
     if match is None:
@@ -789,6 +789,7 @@ class BatchChoice:
     """A batch offered in the handover template's drop-down."""
 
     id: int
+    number: int  # the school's own batch number: what the template shows and the import reads
     received_on: date
     device_type: DeviceType
     donor_name: str | None

@@ -770,12 +770,19 @@ class _Generator:
                 forced[first_other] = [(HandoverKind.LOAN, True), (HandoverKind.LOAN, False)]
                 plans[first_other]["quantity"] = max(3, plans[first_other]["quantity"])
         handover_plans: list[list[dict[str, Any]]] = []
+        # A plain INSERT gets no number from the session: the school's own, after any it has already.
+        numbered = await self.session.scalar(
+            select(func.coalesce(func.max(DonationBatch.number), 0)).where(
+                DonationBatch.school_id == school.id
+            )
+        )
         for index, plan in enumerate(plans):
             handovers = self.plan_handovers(rng, plan, pool, forced.get(index, []))
             handover_plans.append(handovers)
             received_entered_at, late = self.scenario.entered(rng, plan["received_on"], LATE_SHARE["batch"])
             plan.update(
                 school_id=school.id,
+                number=int(numbered or 0) + index + 1,
                 # Devices given or on open loan: what the database's guard keeps.
                 allocated=sum(1 for h in handovers if h["returned_on"] is None),
                 entered_by_id=school.teacher_id,

@@ -12,7 +12,7 @@ from storage.errors import Conflict, DomainError, NotFound
 from storage.models import AuditAction, DonationBatch, DonationSource, Donor, Handover
 from storage.repositories import audit
 from storage.repositories import devices as repo
-from storage.rules import is_late_entry
+from storage.rules import is_late_entry, names_the_programme
 from storage.schemas.devices import BatchIn, BatchOut, BatchUpdate, DonorIn, DonorOut, check_event_date
 from storage.schemas.students import show_date
 from storage.services.base import ServiceBase
@@ -30,6 +30,7 @@ def batch_out(
 ) -> BatchOut:
     return BatchOut(
         id=batch.id,
+        number=batch.number,
         school_id=batch.school_id,
         source=batch.source,
         donor_id=batch.donor_id,
@@ -67,14 +68,20 @@ class DonationService(ServiceBase):
     # --- donors -----------------------------------------------------------------------------------
 
     async def donors(self, school_id: int) -> list[DonorOut]:
-        """The school's known donors and the district-wide ones, by name."""
+        """The donors of other sources (4.8.3.2) the school may pick, by name: its own and the
+        district-wide ones, never the programme itself (a source of its own, 4.8.3.1)."""
         async with self.sessionmaker() as session:
             rows = await session.scalars(
                 select(Donor)
                 .where(or_(Donor.school_id == school_id, Donor.school_id.is_(None)))
                 .order_by(Donor.name, Donor.id)
             )
-            return sorted((DonorOut.model_validate(d) for d in rows), key=lambda d: (fold(d.name), d.id))
+            found = list(rows)
+            program = await self._program_donor_ids(session, found)
+            return sorted(
+                (DonorOut.model_validate(d) for d in found if d.id not in program),
+                key=lambda d: (fold(d.name), d.id),
+            )
 
     async def donor_by_name(self, school_id: int, name: str) -> DonorOut | None:
         """A known donor whose name matches ignoring case and diacritics (the import's lookup)."""
@@ -85,6 +92,8 @@ class DonationService(ServiceBase):
         return None
 
     async def add_donor(self, school_id: int, data: DonorIn, *, actor_id: int | None) -> DonorOut:
+        if names_the_programme(data.name):
+            raise DomainError("devices.donor_is_program", name=data.name)
         try:
             async with self.sessionmaker.begin() as session:
                 known = await session.scalars(
@@ -127,6 +136,7 @@ class DonationService(ServiceBase):
                 now = self.clock.now()
                 batch = DonationBatch(
                     school_id=school_id,
+                    number=await repo.next_batch_number(session, school_id),
                     source=data.source,
                     donor_id=data.donor_id,
                     received_on=data.received_on,
@@ -178,6 +188,14 @@ class DonationService(ServiceBase):
                     session, school_id, batch.received_on, changes.get("received_on")
                 )
                 before = audit.snapshot(batch)
+                for name in ("source", "device_type"):
+                    # What the students were given stands: its source and type are fixed once handed over.
+                    if name in changes and changes[name] != getattr(batch, name):
+                        handed = await session.scalar(
+                            select(func.count(Handover.id)).where(Handover.batch_id == batch.id)
+                        )
+                        if handed:
+                            raise DomainError(f"devices.{name}_has_handovers", count=handed)
                 source = changes.get("source", batch.source)
                 donor_id = changes.get("donor_id", batch.donor_id)
                 if "source" in changes or "donor_id" in changes:
@@ -188,14 +206,6 @@ class DonationService(ServiceBase):
                     )
                 if "received_on" in changes:
                     await self._check_received_on(session, batch, changes["received_on"])
-                for name in ("source", "device_type"):
-                    # What the students were given stands: its source and type are fixed once handed over.
-                    if name in changes and changes[name] != getattr(batch, name):
-                        handed = await session.scalar(
-                            select(func.count(Handover.id)).where(Handover.batch_id == batch.id)
-                        )
-                        if handed:
-                            raise DomainError(f"devices.{name}_has_handovers", count=handed)
                 for key, value in changes.items():
                     setattr(batch, key, value)
                 # Lateness is judged on when the receipt was first entered, against the corrected date.
@@ -262,6 +272,24 @@ class DonationService(ServiceBase):
         donor = await session.get(Donor, donor_id)
         if donor is None or donor.school_id not in (None, school_id):
             raise DomainError("devices.donor_not_found")
+        if source is DonationSource.OTHER and donor.id in await self._program_donor_ids(session, [donor]):
+            raise DomainError("devices.donor_is_program", name=donor.name)
+
+    async def _program_donor_ids(self, session: AsyncSession, donors: list[Donor]) -> set[int]:
+        """Which of `donors` stand for the programme: named after it, or district-wide and given to
+        programme batches (as the demo district's «Chương trình … (Bộ GD&ĐT, Bộ TT&TT)»)."""
+        program = {d.id for d in donors if names_the_programme(d.name)}
+        district_wide = [d.id for d in donors if d.school_id is None and d.id not in program]
+        if district_wide:
+            used = await session.scalars(
+                select(DonationBatch.donor_id)
+                .where(
+                    DonationBatch.source == DonationSource.PROGRAM, DonationBatch.donor_id.in_(district_wide)
+                )
+                .distinct()
+            )
+            program |= {donor_id for donor_id in used if donor_id is not None}
+        return program
 
     async def _check_received_on(
         self, session: AsyncSession, batch: DonationBatch, received_on: date

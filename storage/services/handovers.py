@@ -21,6 +21,8 @@ from storage.models import (
     Donor,
     Handover,
     HandoverKind,
+    NeedRecord,
+    PriorityGroup,
     Student,
 )
 from storage.repositories import audit, locks
@@ -30,6 +32,7 @@ from storage.rules import is_late_entry
 from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate, check_event_date
 from storage.schemas.entries import RecentEntry, merge_recent
 from storage.schemas.students import show_date
+from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
 from storage.services.students import StudentService
 
@@ -43,6 +46,7 @@ def handover_out(
         id=handover.id,
         school_id=batch.school_id,
         batch_id=batch.id,
+        batch_number=batch.number,
         batch_source=batch.source,
         batch_device_type=batch.device_type,
         batch_make_model=batch.make_model,
@@ -73,6 +77,56 @@ def _joined() -> Any:
         # Fresh counters: the conditional UPDATEs bypass the session's copy of the batch.
         .execution_options(populate_existing=True)
     )
+
+
+def judge_handover(
+    source: DonationSource,
+    *,
+    student: str,
+    priority_group: PriorityGroup,
+    needs_device: bool,
+    held: tuple[date, HandoverKind, int] | None,
+) -> list[Finding]:
+    """The warnings of one handover (nothing here refuses it; the person checks, then goes on):
+
+    - a programme device to a student who already holds one (a gift or an open loan: `held` is its
+      day, kind and batch number) — each student normally gets one;
+    - a programme device to a student with no recorded need for a device and no priority group:
+      the programme is for poor and near-poor households, children who lost a parent to COVID-19
+      and other hardship (a need recorded first, or the group, says why this child).
+    """
+    if source is not DonationSource.PROGRAM:
+        return []
+    warnings = []
+    if held is not None:
+        handed_on, kind, batch_number = held
+        warnings.append(
+            Finding(
+                code="devices.second_program_device",
+                params={
+                    "student": student,
+                    "handed_on": show_date(handed_on),
+                    "kind": kind.value,
+                    "batch": batch_number,
+                },
+            )
+        )
+    if priority_group is PriorityGroup.NONE and not needs_device:
+        warnings.append(Finding(code="devices.program_without_need", params={"student": student}))
+    return warnings
+
+
+class HandoverWarnings(DomainError):
+    """Saving needs the person's check of these warnings (the chat's «Tôi đã kiểm tra, vẫn bàn giao»)."""
+
+    def __init__(self, warnings: list[Finding]) -> None:
+        super().__init__(warnings[0].code, **warnings[0].params)
+        self.warnings = warnings
+
+
+def raise_unconfirmed(warnings: list[Finding]) -> None:
+    if warnings:
+        raise HandoverWarnings(warnings)
 
 
 class HandoverService(ServiceBase):
@@ -121,8 +175,8 @@ class HandoverService(ServiceBase):
                 batch = await self._batch_in_school(session, data.batch_id, school_id)
                 self._check_handed_on(data.handed_on, batch)
                 await self._check_not_holding(session, batch, student)
-                if batch.source is DonationSource.PROGRAM and not confirm_second_program_device:
-                    await self._check_second_program_device(session, student)
+                if not confirm_second_program_device:
+                    raise_unconfirmed(await self._warnings(session, batch, student))
                 if not await repo.allocate_one(session, batch.id):
                     raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
                 now = self.clock.now()
@@ -151,6 +205,27 @@ class HandoverService(ServiceBase):
             if saved is not None:
                 return saved
             raise Conflict("devices.save_conflict") from exc
+
+    async def check_handover(
+        self, school_id: int, data: HandoverIn, *, exclude_id: int | None = None
+    ) -> list[Finding]:
+        """The warnings saving `data` would need the person's check for (`judge_handover`): shown on the
+        chat's summary before Confirm. Writes nothing; refusals are the save's own."""
+        async with self.sessionmaker() as session:
+            batch = await self._batch_in_school(session, data.batch_id, school_id)
+            if data.new_student is not None:
+                # A student added in the flow: no group and no need recorded yet.
+                return judge_handover(
+                    batch.source,
+                    student=data.new_student.full_name,
+                    priority_group=PriorityGroup.NONE,
+                    needs_device=False,
+                    held=None,
+                )
+            student = await students_repo.in_school(session, data.student_id or 0, school_id)
+            if student is None:
+                raise NotFound("student")
+            return await self._warnings(session, batch, student, exclude_id=exclude_id)
 
     async def get_handover(self, handover_id: int, *, school_id: int) -> HandoverOut:
         async with self.sessionmaker() as session:
@@ -184,6 +259,9 @@ class HandoverService(ServiceBase):
             before = audit.snapshot(handover)
             handover.returned_on = returned_on
             handover.updated_at = self.clock.now()
+            # The return is a record of the 1-day rule of its own (reports, Biểu 8).
+            handover.return_entered_at = handover.updated_at
+            handover.return_entered_late = is_late_entry(returned_on, handover.updated_at, self.clock.tz)
             await session.flush()
             await repo.release_one(session, batch.id)
             await audit.record(
@@ -243,8 +321,11 @@ class HandoverService(ServiceBase):
                 is_active = returned_on is None
                 if is_active and (student.id != handover.student_id or not was_active):
                     await self._check_not_holding(session, batch, student, exclude_id=handover.id)
-                    if batch.source is DonationSource.PROGRAM and not confirm_second_program_device:
-                        await self._check_second_program_device(session, student, exclude_id=handover.id)
+                    if not confirm_second_program_device:
+                        warnings = await self._warnings(session, batch, student, exclude_id=handover.id)
+                        if student.id == handover.student_id:  # a loan back on: the child was chosen before
+                            warnings = [w for w in warnings if w.code != "devices.program_without_need"]
+                        raise_unconfirmed(warnings)
                 if is_active and not was_active and not await repo.allocate_one(session, batch.id):
                     raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
                 if was_active and not is_active:
@@ -257,6 +338,14 @@ class HandoverService(ServiceBase):
                 # Lateness is judged on when the handover was first entered, against the corrected date.
                 handover.entered_late = is_late_entry(handover.handed_on, handover.entered_at, self.clock.tz)
                 handover.updated_at = self.clock.now()
+                if returned_on is None:
+                    handover.return_entered_at, handover.return_entered_late = None, False
+                else:
+                    # The return's entry counts from when it was first entered, against its (new) day.
+                    handover.return_entered_at = handover.return_entered_at or handover.updated_at
+                    handover.return_entered_late = is_late_entry(
+                        returned_on, handover.return_entered_at, self.clock.tz
+                    )
                 await session.flush()
                 await audit.record(
                     session,
@@ -324,6 +413,7 @@ class HandoverService(ServiceBase):
                 event_on=batch.received_on,
                 subject=donor_name or "",
                 details={
+                    "number": batch.number,
                     "source": batch.source.value,
                     "quantity": batch.quantity,
                     "device_type": batch.device_type.value,
@@ -348,6 +438,7 @@ class HandoverService(ServiceBase):
                     "kind": handover.kind.value,
                     "device_type": batch.device_type.value,
                     "batch_id": batch.id,
+                    "batch_number": batch.number,
                     "returned_on": handover.returned_on,
                 },
                 entered_at=handover.entered_at,
@@ -441,19 +532,23 @@ class HandoverService(ServiceBase):
                 handed_on=show_date(held.handed_on),
             )
 
-    async def _check_second_program_device(
-        self, session: AsyncSession, student: Student, *, exclude_id: int | None = None
-    ) -> None:
-        found = await repo.active_program_handover(session, student.id, exclude_handover_id=exclude_id)
-        if found is not None:
-            held, held_batch = found
-            raise DomainError(
-                "devices.second_program_device",
-                student=student.full_name,
-                handed_on=show_date(held.handed_on),
-                kind=held.kind.value,
-                batch_id=held_batch.id,
-            )
+    async def _warnings(
+        self, session: AsyncSession, batch: DonationBatch, student: Student, *, exclude_id: int | None = None
+    ) -> list[Finding]:
+        """What the person must check before this student gets a device of this batch."""
+        if batch.source is not DonationSource.PROGRAM:
+            return []
+        held = await repo.active_program_handover(session, student.id, exclude_handover_id=exclude_id)
+        need = await session.scalar(
+            select(NeedRecord.needs_device).where(NeedRecord.student_id == student.id)
+        )
+        return judge_handover(
+            batch.source,
+            student=student.full_name,
+            priority_group=student.priority_group,
+            needs_device=bool(need),
+            held=(held[0].handed_on, held[0].kind, held[1].number) if held is not None else None,
+        )
 
     async def _after_lost_race(
         self, school_id: int, request_key: str | None, batch_id: int, student_id: int
