@@ -6,12 +6,15 @@ import logging
 import re
 from datetime import time as dt_time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
+
+if TYPE_CHECKING:
+    from storage.schemas.reports import ReportCover
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/schoolbot.sqlite3"
 
@@ -57,6 +60,22 @@ class Settings(BaseSettings):
     # Two instances, one leader (`schoolbot run` on two machines): the leader's lease in the database
     # lasts this long and is renewed every third of it; a standby takes over once it has run out.
     leader_lease_seconds: float = Field(default=10, ge=2, le=120)
+    # The district report's cover (issue 15): who signs (name, title: "TRƯỞNG PHÒNG" when empty), the
+    # document's symbol after the number ("Số: 15/BC-GDĐT"), the place of issue (default: the district).
+    district_head_name: str = Field(default="", max_length=200)
+    district_head_title: str = Field(default="", max_length=200)
+    report_number_suffix: str = Field(default="BC-GDĐT", max_length=50)
+    report_place: str = Field(default="", max_length=100)
+
+    def report_cover(self) -> ReportCover:
+        from storage.schemas.reports import ReportCover
+
+        return ReportCover(
+            head_name=self.district_head_name.strip(),
+            head_title=self.district_head_title.strip(),
+            number_suffix=self.report_number_suffix.strip(),
+            place=self.report_place.strip(),
+        )
     # The first reminder run after an instance becomes the leader (seconds).
     reminder_first_run_seconds: float = Field(default=30, ge=0, le=3600)
     # SIGTERM: updates in progress and reports being built get this long, then the process exits.

@@ -25,6 +25,7 @@ from exports.xlsx import (
     DATETIME,
     INT,
     LABEL,
+    LINE_POINTS,
     PERCENT,
     TEXT,
     Column,
@@ -35,7 +36,7 @@ from exports.xlsx import (
     TableSheet,
     Workbook,
     ratio,
-    write_signature_block,
+    wrapped_lines,
     write_value,
 )
 
@@ -67,7 +68,7 @@ ISSUE_AREAS: dict[str, tuple[str, ...]] = {
     TIMELINESS: (),
     DISTRICT: ("needs", "devices", "vaccination"),
 }
-LATE_STREAMS = ("late_batches", "late_handovers", "late_doses", "late_needs")
+LATE_STREAMS = ("late_batches", "late_handovers", "late_returns", "late_doses")
 STREAMS: dict[str, tuple[str, ...]] = {
     NEEDS: ("needs_students",),
     DEVICES: ("device_gifts", "device_loans"),
@@ -195,15 +196,18 @@ DONOR_KINDS = ("organisation", "individual", "agency", "business")
 DEVICE_TYPES = ("laptop", "desktop", "tablet", "phone", "other")
 CONDITIONS = ("new", "used")
 LOAN_STATUSES = ("open", "returned")
-DEADLINE_STATUSES = ("met", "missed", "pending", "no_handover")
+DEADLINE_STATUSES = ("met", "partial", "none", "pending")
+REPORT_STATUSES = ("on_time", "late", "not_reported", "pending")
 SUBMISSION_STATUSES = ("not_submitted", "submitted", "approved", "returned")
-RECORD_TYPES = ("batch", "handover", "dose", "need")
+RECORD_TYPES = ("batch", "handover", "return", "dose")
+HANDOVER_KINDS = ("gift", "loan")
 ISSUE_CODES = (
     "over_given",
     "allocated_mismatch",
     "two_program_devices",
     "handover_before_receipt",
     "handover_other_school",
+    "device_no_need",
     "dose_not_enrolled",
     "dose_gap",
     "dose_order",
@@ -221,26 +225,28 @@ def _col(
     return Column(key=key, header=words(header or f"col.{key}"), kind=kind, width=width, labels=labels)
 
 
-def _school_cols(words: Words, *, level: bool = True) -> list[Column]:
-    columns = [_col(words, "school_code", TEXT, 11), _col(words, "school_name", TEXT, 32)]
+# Widths are in Excel's character units; every table of the printed report must fit A4 landscape
+# at a scale that keeps 11 pt text at 8 pt or more (exports.xlsx.print_scale, tested).
+def _school_cols(words: Words, *, level: bool = True, name_width: float = 26) -> list[Column]:
+    columns = [_col(words, "school_code", TEXT, 9), _col(words, "school_name", TEXT, name_width)]
     if level:
-        columns.append(_col(words, "level", LABEL, 10, words.labels("level", LEVELS)))
+        columns.append(_col(words, "level", LABEL, 8, words.labels("level", LEVELS)))
     return columns
 
 
 def needs_columns(words: Words) -> list[Column]:
-    columns = _school_cols(words)
-    columns += [_col(words, "students", INT, 10), _col(words, "students_priority", INT, 12)]
+    columns = _school_cols(words, name_width=24)
+    columns += [_col(words, "students", INT, 8), _col(words, "students_priority", INT, 8)]
     for group in PRIORITY_GROUPS:
-        columns.append(_col(words, f"device_{group}", INT, 11))
-        columns.append(_col(words, f"connectivity_{group}", INT, 11))
+        columns.append(_col(words, f"device_{group}", INT, 7.5))
+        columns.append(_col(words, f"connectivity_{group}", INT, 7.5))
     columns += [
-        _col(words, "device_program", INT, 12),
-        _col(words, "device_total", INT, 11),
-        _col(words, "device_met", INT, 11),
-        _col(words, "device_unmet", INT, 11),
-        _col(words, "connectivity_total", INT, 11),
-        _col(words, "needs_total", INT, 11),
+        _col(words, "device_program", INT, 8),
+        _col(words, "device_total", INT, 8),
+        _col(words, "device_met", INT, 8),
+        _col(words, "device_unmet", INT, 9),
+        _col(words, "connectivity_total", INT, 8),
+        _col(words, "needs_total", INT, 8),
     ]
     return columns
 
@@ -248,37 +254,36 @@ def needs_columns(words: Words) -> list[Column]:
 def devices_columns(words: Words) -> list[Column]:
     return [
         *_school_cols(words),
-        _col(words, "source", LABEL, 16, words.labels("source", SOURCES)),
-        _col(words, "batches", INT, 9),
+        _col(words, "source", LABEL, 14, words.labels("source", SOURCES)),
+        _col(words, "batches", INT, 8),
         _col(words, "donors", INT, 9),
-        _col(words, "received", INT, 10),
-        _col(words, "given", INT, 10),
+        _col(words, "received", INT, 9),
+        _col(words, "given", INT, 9),
+        _col(words, "lent", INT, 9),
+        _col(words, "returned", INT, 9),
         _col(words, "on_loan", INT, 10),
-        _col(words, "returned", INT, 10),
         _col(words, "left", INT, 10),
     ]
 
 
 def batch_columns(words: Words) -> list[Column]:
     return [
-        _col(words, "batch_id", INT, 8),
-        *_school_cols(words, level=False),
-        _col(words, "source", LABEL, 16, words.labels("source", SOURCES)),
-        _col(words, "donor_name", TEXT, 28),
-        _col(words, "donor_kind", LABEL, 14, words.labels("donor_kind", DONOR_KINDS)),
-        _col(words, "received_on", DATE, 12),
-        _col(words, "device_type", LABEL, 14, words.labels("device_type", DEVICE_TYPES)),
-        _col(words, "make_model", TEXT, 20),
-        _col(words, "condition", LABEL, 10, words.labels("condition", CONDITIONS)),
-        _col(words, "quantity", INT, 9),
-        _col(words, "given", INT, 9),
-        _col(words, "on_loan", INT, 9),
-        _col(words, "returned", INT, 9),
-        _col(words, "left", INT, 9),
-        _col(words, "report_deadline", DATE, 12),
-        _col(words, "last_entered_on", DATE, 12),
-        _col(words, "deadline_status", LABEL, 16, words.labels("deadline_status", DEADLINE_STATUSES)),
-        _col(words, "entered_late", BOOL, 10, words.yes()),
+        _col(words, "batch_id", INT, 6),
+        *_school_cols(words, level=False, name_width=20),
+        _col(words, "source", LABEL, 12, words.labels("source", SOURCES)),
+        _col(words, "donor_name", TEXT, 18),
+        _col(words, "received_on", DATE, 10.5),
+        _col(words, "device_type", LABEL, 11, words.labels("device_type", DEVICE_TYPES)),
+        _col(words, "quantity", INT, 7),
+        _col(words, "given", INT, 7),
+        _col(words, "on_loan", INT, 7),
+        _col(words, "returned", INT, 7),
+        _col(words, "left", INT, 7),
+        _col(words, "report_deadline", DATE, 10.5),
+        _col(words, "handed_by_deadline", INT, 9),
+        _col(words, "deadline_status", LABEL, 12, words.labels("deadline_status", DEADLINE_STATUSES)),
+        _col(words, "reported_on", DATE, 10.5),
+        _col(words, "report_status", LABEL, 12, words.labels("report_status", REPORT_STATUSES)),
     ]
 
 
@@ -331,23 +336,24 @@ def place_columns(words: Words) -> list[Column]:
 
 
 def timeliness_columns(words: Words) -> list[Column]:
-    columns = _school_cols(words)
-    for record in ("batches", "handovers", "doses", "needs", "records"):
+    columns = _school_cols(words, name_width=24)
+    for record in ("batches", "handovers", "returns", "doses", "records"):
         for part in ("total", "late"):
             key = f"{record}_{part}"
-            columns.append(_col(words, key, INT, 10, header=f"timely.{key}"))
-    columns.append(_col(words, "on_time_rate", PERCENT, 11))
-    columns.append(_col(words, "not_in_csdl", INT, 12, header="csdl.not_in_csdl"))
+            columns.append(_col(words, key, INT, 8, header=f"timely.{key}"))
+    columns.append(_col(words, "on_time_rate", PERCENT, 9))
+    columns.append(_col(words, "needs_recorded", INT, 9, header="timely.needs_recorded"))
+    columns.append(_col(words, "not_in_csdl", INT, 10, header="csdl.not_in_csdl"))
     return columns
 
 
 def issue_columns(words: Words) -> list[Column]:
     return [
         _col(words, "area", LABEL, 12, words.labels("area", ("needs", "devices", "vaccination"))),
-        _col(words, "issue", LABEL, 30, words.labels("issue", ISSUE_CODES)),
-        *_school_cols(words, level=False),
-        _col(words, "subject", TEXT, 30),
-        _col(words, "detail", TEXT, 60),
+        _col(words, "issue", LABEL, 24, words.labels("issue", ISSUE_CODES)),
+        *_school_cols(words, level=False, name_width=20),
+        _col(words, "subject", TEXT, 24),
+        Column("detail", words("col.detail"), TEXT, 50, wrap=True),
     ]
 
 
@@ -367,55 +373,56 @@ def stream_columns(words: Words, name: str) -> list[Column]:
     if name == "needs_students":
         groups = words.labels("priority", (*PRIORITY_GROUPS, "none"))
         return [
-            *_school_cols(words, level=False),
-            _col(words, "student_code", TEXT, 13),
-            _col(words, "full_name", TEXT, 26),
-            _col(words, "date_of_birth", DATE, 12),
-            _col(words, "gender", LABEL, 7, words.labels("gender", GENDERS)),
-            _col(words, "grade", INT, 6),
-            _col(words, "class_name", TEXT, 8),
-            _col(words, "priority_group", LABEL, 20, groups),
-            _col(words, "category", LABEL, 20, groups),
-            _col(words, "needs_device", BOOL, 10, yes),
-            _col(words, "needs_connectivity", BOOL, 10, yes),
-            _col(words, "gift_on", DATE, 12),
-            _col(words, "loan_on", DATE, 12),
-            _col(words, "note", TEXT, 30),
-            _col(words, "entered_late", BOOL, 9, yes),
+            *_school_cols(words, level=False, name_width=18),
+            _col(words, "student_code", TEXT, 11),
+            _col(words, "full_name", TEXT, 22),
+            _col(words, "date_of_birth", DATE, 10.5),
+            _col(words, "gender", LABEL, 6, words.labels("gender", GENDERS)),
+            _col(words, "grade", INT, 5),
+            _col(words, "class_name", TEXT, 6),
+            _col(words, "priority_group", LABEL, 14, groups),
+            _col(words, "category", LABEL, 14, groups),
+            _col(words, "needs_device", BOOL, 7, yes),
+            _col(words, "needs_connectivity", BOOL, 7, yes),
+            _col(words, "gift_on", DATE, 10.5),
+            _col(words, "loan_on", DATE, 10.5),
+            Column("note", words("col.note"), TEXT, 14, wrap=True),
+            _col(words, "entered_late", BOOL, 7, yes),
         ]
     if name in ("device_gifts", "device_loans"):
         columns = [
-            *_school_cols(words, level=False),
-            _col(words, "batch_id", INT, 8),
-            _col(words, "source", LABEL, 16, words.labels("source", SOURCES)),
-            _col(words, "donor_name", TEXT, 26),
-            _col(words, "device_type", LABEL, 14, words.labels("device_type", DEVICE_TYPES)),
-            _col(words, "make_model", TEXT, 18),
-            _col(words, "student_code", TEXT, 13),
-            _col(words, "full_name", TEXT, 26),
-            _col(words, "class_name", TEXT, 8),
-            _col(words, "handed_on", DATE, 12),
+            *_school_cols(words, level=False, name_width=18),
+            _col(words, "batch_id", INT, 6),
+            _col(words, "source", LABEL, 12, words.labels("source", SOURCES)),
+            _col(words, "donor_name", TEXT, 16),
+            _col(words, "device_type", LABEL, 11, words.labels("device_type", DEVICE_TYPES)),
+            _col(words, "make_model", TEXT, 12),
+            _col(words, "student_code", TEXT, 11),
+            _col(words, "full_name", TEXT, 22),
+            _col(words, "class_name", TEXT, 6),
+            _col(words, "handed_on", DATE, 10.5),
         ]
         if name == "device_loans":
             columns += [
-                _col(words, "returned_on", DATE, 12),
-                _col(words, "loan_status", LABEL, 14, words.labels("loan_status", LOAN_STATUSES)),
+                _col(words, "returned_on", DATE, 10.5),
+                _col(words, "loan_status", LABEL, 10, words.labels("loan_status", LOAN_STATUSES)),
             ]
-        return [*columns, _col(words, "entered_late", BOOL, 9, yes), _col(words, "note", TEXT, 30)]
+        note = Column("note", words("col.note"), TEXT, 14, wrap=True)
+        return [*columns, _col(words, "entered_late", BOOL, 7, yes), note]
     if name == "vaccination_doses":
         return [
-            *_school_cols(words, level=False),
-            _col(words, "student_code", TEXT, 13),
-            _col(words, "full_name", TEXT, 26),
-            _col(words, "date_of_birth", DATE, 12),
-            _col(words, "grade", INT, 6),
-            _col(words, "class_name", TEXT, 8),
-            _col(words, "dose_number", INT, 7),
-            _col(words, "given_on", DATE, 12),
-            _col(words, "product_name", TEXT, 26),
-            _col(words, "product_other_name", TEXT, 18),
-            _col(words, "place", LABEL, 18, words.labels("place", PLACES)),
-            _col(words, "entered_late", BOOL, 9, yes),
+            *_school_cols(words, level=False, name_width=18),
+            _col(words, "student_code", TEXT, 11),
+            _col(words, "full_name", TEXT, 22),
+            _col(words, "date_of_birth", DATE, 10.5),
+            _col(words, "grade", INT, 5),
+            _col(words, "class_name", TEXT, 6),
+            _col(words, "dose_number", INT, 6),
+            _col(words, "given_on", DATE, 10.5),
+            _col(words, "product_name", TEXT, 16),
+            _col(words, "product_other_name", TEXT, 12),
+            _col(words, "place", LABEL, 12, words.labels("place", PLACES)),
+            _col(words, "entered_late", BOOL, 7, yes),
         ]
     if name == "late":
         return [
@@ -469,7 +476,17 @@ _SUMMARY_COLUMNS = {
     "issues": issue_columns,
     "round_status": round_status_columns,
 }
-_NOTED = {"needs", "devices", "batches", "vaccination", "vaccination_grades", "timeliness", "issues"}
+_NOTED = {
+    "needs",
+    "devices",
+    "batches",
+    "vaccination",
+    "vaccination_grades",
+    "vaccination_products",
+    "vaccination_places",
+    "timeliness",
+    "issues",
+}
 _PORTRAIT = {"vaccination_products", "vaccination_places"}
 
 
@@ -534,7 +551,8 @@ class ReportWriter:
             subtitle=self.subtitle(),
             note=note,
             print_setup=PrintSetup(landscape=key not in _PORTRAIT, footer=w("page_footer")),
-            borders_on_blanks=not detail,
+            # Every table cell is bordered when printed, the long lists' empty cells too.
+            borders_on_blanks=True,
         )
 
     def signature(self) -> SignatureBlock:
@@ -551,7 +569,7 @@ class ReportWriter:
             left_title=w("signature.preparer"),
             left_hint=w("signature.preparer_hint"),
             left_name=meta.get("prepared_by") or "",
-            right_title=w("signature.head"),
+            right_title=meta.get("head_title") or w("signature.head"),
             right_hint=w("signature.head_hint"),
             right_name=meta.get("head_name") or "",
         )
@@ -713,12 +731,15 @@ class ReportWriter:
     def issue_detail(self, issue: Mapping[str, Any]) -> str:
         w = self.words
         groups = w.labels("priority", (*PRIORITY_GROUPS, "none"))
+        kinds = w.labels("handover_kind", HANDOVER_KINDS)
         params: dict[str, Any] = {}
         for name, value in issue["params"].items():
             if isinstance(value, date):
                 value = w.day(value)
             elif name in ("category", "group"):
                 value = groups.get(value, value)
+            elif name == "kind":
+                value = kinds.get(value, value)
             params[name] = value
         return w(f"issue_detail.{issue['issue']}", **params)
 
@@ -727,9 +748,11 @@ class ReportWriter:
         w, formats = self.words, self.book.formats
         chart_sheet = self.chart_sheet
         chart_sheet.write_string(0, 0, w("title.coverage_chart"), formats.title)
-        chart_sheet.write_string(1, 0, self.subtitle(), formats.subtitle)
+        self.book.write_text(chart_sheet, 1, 0, self.subtitle(), formats.subtitle)
         chart_sheet.set_paper(9)
+        chart_sheet.set_landscape()
         chart_sheet.fit_to_pages(1, 0)
+        chart_sheet.set_footer(f"&C{w('page_footer')}")
         first, last = getattr(self, "_chart_rows", (0, -1))
         if last < first:
             chart_sheet.write_string(3, 0, w("chart_empty"), formats.note)
@@ -759,85 +782,152 @@ class ReportWriter:
 
     # cover and metadata
 
-    def key_figures(self) -> list[tuple[str, Any]]:
+    def deadline_counts(self) -> dict[str, int]:
+        """The 5-day rule over the batches of Biểu 3: not-yet-due batches are counted apart."""
+        batches = self.data.get("batches", [])
+        counts = {f"handed_{k}": 0 for k in DEADLINE_STATUSES} | {f"report_{k}": 0 for k in REPORT_STATUSES}
+        for batch in batches:
+            counts[f"handed_{batch['deadline_status']}"] += 1
+            counts[f"report_{batch['report_status']}"] += 1
+        counts["due"] = len(batches) - counts["handed_pending"]
+        counts["report_due"] = len(batches) - counts["report_pending"]
+        return counts
+
+    def key_figures(self) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+        """The cover's figures: (stock as of the period's end, events within the period)."""
         w, data = self.words, self.data
         needs = _total(data.get("needs"))
         devices = _total(data.get("devices"), source=None)
         vaccination = _total(data.get("vaccination"))
         timeliness = _total(data.get("timeliness"))
-        batches = data.get("batches", [])
-        met = sum(1 for b in batches if b["deadline_status"] == "met")
         issues = [i for i in data.get("issues", []) if i["area"] in ISSUE_AREAS[self.kind]]
-        late = w(
-            "figure.of", part=timeliness.get("records_late", 0), whole=timeliness.get("records_total", 0)
-        )
+        deadline = self.deadline_counts()
+        total, late = timeliness.get("records_total", 0), timeliness.get("records_late", 0)
         coverage = ratio(vaccination.get("dose1"), vaccination.get("enrolled")) or 0.0
-        return [
+        stock = [
             (w("figure.schools"), needs.get("schools", 0)),
             (w("figure.students"), needs.get("students", 0)),
             (w("figure.device_program"), needs.get("device_program", 0)),
             (w("figure.device_total"), needs.get("device_total", 0)),
+            (w("figure.device_met"), needs.get("device_met", 0)),
             (w("figure.device_unmet"), needs.get("device_unmet", 0)),
             (w("figure.connectivity_total"), needs.get("connectivity_total", 0)),
-            (w("figure.batches"), devices.get("batches", 0)),
-            (w("figure.received"), devices.get("received", 0)),
-            (w("figure.given"), devices.get("given", 0)),
             (w("figure.on_loan"), devices.get("on_loan", 0)),
             (w("figure.left"), devices.get("left", 0)),
-            (w("figure.batches_met"), w("figure.of", part=met, whole=len(batches))),
             (w("figure.dose1"), vaccination.get("dose1", 0)),
             (w("figure.dose2"), vaccination.get("dose2", 0)),
             (w("figure.dose3"), vaccination.get("dose3", 0)),
             (w("figure.coverage1"), Percent(coverage)),
-            (w("figure.records_late"), late),
+        ]
+        events = [
+            (w("figure.batches"), devices.get("batches", 0)),
+            (w("figure.donors"), devices.get("donors", 0)),
+            (w("figure.received"), devices.get("received", 0)),
+            (w("figure.given"), devices.get("given", 0)),
+            (w("figure.lent"), devices.get("lent", 0)),
+            (w("figure.returned"), devices.get("returned", 0)),
+            (w("figure.batches_met"), w("figure.of", part=deadline["handed_met"], whole=deadline["due"])),
+            (
+                w("figure.batches_reported"),
+                w("figure.of", part=deadline["report_on_time"], whole=deadline["report_due"]),
+            ),
+            (w("figure.batches_pending"), deadline["handed_pending"]),
+            (w("figure.doses"), vaccination.get("doses", 0)),
+            (w("figure.records_late"), w("figure.of", part=late, whole=total)),
+            (w("figure.on_time_rate"), Percent(ratio(total - late, total) or 0.0)),
+            (w("figure.needs_recorded"), timeliness.get("needs_recorded", 0)),
             (w("figure.issues"), len(issues)),
         ]
+        return stock, events
+
+    def approved_line(self) -> str | None:
+        """«Đã duyệt X/Y trường» for a round's report (the programme data decides, as in /compile)."""
+        statuses = self.data.get("round_status")
+        if not statuses:
+            return None
+        approved = sum(1 for row in statuses if row.get("program_status") == "approved")
+        return self.words("cover.approved", approved=approved, total=len(statuses))
 
     def cover_sheet(self, sheet: Any) -> None:
-        w, meta, formats = self.words, self.meta, self.book.formats
-        for col, width in enumerate((30, 16, 30, 16)):
+        w, meta, formats, book = self.words, self.meta, self.book.formats, self.book
+        for col, width in enumerate((34, 14, 30, 14)):
             sheet.set_column(col, col, width)
         sheet.set_paper(9)
         sheet.set_portrait()
         sheet.fit_to_pages(1, 0)
-        sheet.set_margins(left=0.6, right=0.5, top=0.6, bottom=0.6)
+        sheet.set_margins(left=0.7, right=0.5, top=0.6, bottom=0.6)
         sheet.center_horizontally()
+        sheet.set_footer(f"&C{w('page_footer')}")
         district = meta.get("district_name", "")
         self._merged(sheet, 0, 0, 1, w("cover.authority", district=district.upper()), formats.center)
         self._merged(sheet, 0, 2, 3, w("cover.nation"), formats.center_bold)
         self._merged(sheet, 1, 0, 1, w("cover.office"), formats.center_bold)
         self._merged(sheet, 1, 2, 3, w("cover.motto"), formats.center_bold)
+        number = meta.get("document_number") or "\u00a0" * 8  # blank: the clerk writes it when issuing
+        suffix = meta.get("number_suffix") or ""
+        self._merged(sheet, 3, 0, 1, w("cover.number", number=number, suffix=suffix), formats.center)
         self._merged(sheet, 3, 2, 3, self.signature().place_date, formats.center_italic)
         sheet.set_row(5, 28)
         self._merged(sheet, 5, 0, 3, w("cover.title"), formats.center_title)
         sheet.set_row(6, 48)
         self._merged(sheet, 6, 0, 3, w("cover.subtitle"), formats.center_bold)
-        row = 8
+        sheet.set_row(8, 32)
+        self._merged(
+            sheet, 8, 0, 3, w("cover.addressee", province=meta.get("province", "")), formats.center_bold
+        )
+        row = 10
         lines = [
-            (w("cover.to"), w("cover.to_value", province=meta.get("province", ""))),
             (w("cover.from"), w("cover.from_value", district=district)),
             (w("meta.scope"), meta["scope_label"]),
             (w("meta.round"), meta.get("round_name") or "–"),
             (w("meta.period"), self.period_text(with_round=False)),
+        ]
+        approved = self.approved_line()
+        if approved:
+            lines.append((w("cover.approved_label"), approved))
+        lines += [
             (w("meta.generated_at"), meta["generated_at"]),
             (w("meta.prepared_by"), meta.get("prepared_by") or "–"),
         ]
         for label, value in lines:
             sheet.write_string(row, 0, label, formats.key)
             sheet.merge_range(row, 1, row, 3, None, formats.value_text)
-            write_value(self.book, sheet, row, 1, value)
+            if isinstance(value, str):
+                sheet.set_row(row, wrapped_lines(value, 56) * LINE_POINTS + 2)
+            write_value(book, sheet, row, 1, value)
             row += 1
-        row += 1
-        self._merged(sheet, row, 0, 3, w("cover.figures"), formats.plain_bold)
-        row += 1
-        for label, value in self.key_figures():
-            sheet.merge_range(row, 0, row, 2, None, formats.key)
-            sheet.write_string(row, 0, label, formats.key)
-            write_value(self.book, sheet, row, 3, value)
+        stock, events = self.key_figures()
+        end = meta.get("date_to") or meta.get("today")
+        for heading, figures in (
+            (w("cover.figures_stock", day=w.day(end)), stock),
+            (w("cover.figures_events", period=self.period_text(with_round=False)), events),
+        ):
             row += 1
+            self._merged(sheet, row, 0, 3, heading, formats.plain_bold)
+            row += 1
+            for label, value in figures:
+                sheet.merge_range(row, 0, row, 2, None, formats.key)
+                sheet.write_string(row, 0, label, formats.key)
+                if isinstance(value, str):
+                    book.write_text(sheet, row, 3, value, formats.value_right)
+                else:
+                    write_value(book, sheet, row, 3, value)
+                row += 1
         row += 1
         self._merged(sheet, row, 0, 3, w("cover.contents"), formats.note)
-        write_signature_block(self.book, sheet, row + 2, 4, self.signature())
+        row += 2
+        # Nơi nhận (left) beside the head of office's signature (right), as an official letter ends;
+        # row by row, since the workbook is written in constant-memory mode.
+        block = self.signature()
+        left = [(w("cover.recipients"), formats.plain_bold)]
+        left += [(line, formats.plain) for line in w("cover.recipients_lines").split("\n")]
+        right = {0: (block.right_title, formats.center_bold), 1: (block.right_hint, formats.center_italic)}
+        right[6] = (block.right_name, formats.center_bold)
+        for offset in range(max(len(left), 7)):
+            if offset < len(left):
+                self._merged(sheet, row + offset, 0, 1, *left[offset])
+            if offset in right and right[offset][0]:
+                self._merged(sheet, row + offset, 2, 3, *right[offset])
 
     def _merged(self, sheet: Any, row: int, first: int, last: int, text: str, fmt: Any) -> None:
         sheet.merge_range(row, first, row, last, None, fmt)
@@ -861,10 +951,19 @@ class ReportWriter:
             pairs.pair(w("meta.rows", sheet=w(f"sheet.{key}")), count)
         pairs.row += 1
         pairs.heading(w("meta.rules"))
-        for rule in ("period", "scope", "loan", "deadline", "late", "coverage", "totals", "text"):
-            pairs.pair(w(f"rule.{rule}.name"), w(f"rule.{rule}.text"))
+        for rule in RULES:
+            text = w(f"rule.{rule}.text")
+            # Wrapped rule texts need their own height: rows are not measured when the file opens.
+            sheet.set_row(pairs.row, wrapped_lines(text, pairs.widths[1]) * LINE_POINTS + 2)
+            pairs.pair(w(f"rule.{rule}.name"), text)
         sheet.set_paper(9)
         sheet.fit_to_pages(1, 0)
+        sheet.set_footer(f"&C{w('page_footer')}")
+
+
+RULES = (
+    "period", "stock", "events", "scope", "loan", "deadline", "late", "coverage", "distinct", "totals", "text"
+)  # fmt: skip
 
 
 def scope_label(meta: Mapping[str, Any], words: Words) -> str:

@@ -6,7 +6,12 @@ bottom, row by row; the table sheet below does exactly that (title, header, data
 
 Text that people typed (names, donors, notes) is always written with `write_string`, and the workbook
 never turns strings into formulas, numbers or links. Text that starts with `=`, `+`, `-`, `@` (or a
-tab / carriage return) also gets Excel's quote prefix, so editing the cell later keeps it text.
+tab / carriage return) also gets Excel's quote prefix, whatever the cell's format (a quoted twin of
+each format is made on demand), so editing the cell later keeps it text.
+
+Printing: every table fits A4's width at a scale that keeps 11 pt text at 8 pt or more
+(`print_scale`), header rows are as tall as their wrapped text, every table cell has a border, and
+every sheet has page numbers.
 """
 
 from __future__ import annotations
@@ -43,6 +48,40 @@ HEADER_ROW = 3
 FIRST_DATA_ROW = 4
 
 A4 = 9
+# Printing: A4's printable width (inches) with the tables' margins, and the smallest scale that keeps
+# the 11 pt body text at 8 pt or more.
+PRINT_WIDTH_IN = {True: 11.69 - 0.8, False: 8.27 - 0.8}
+MIN_PRINT_SCALE = 8 / 11
+LINE_POINTS = 15.0  # one line of 11 pt text
+
+
+def column_pixels(width: float) -> int:
+    """Excel's pixel width of a column `width` characters wide (Calibri 11, 7-pixel digits)."""
+    return int(width * 7 + 5)
+
+
+def print_scale(widths: Sequence[float], *, landscape: bool = True) -> float:
+    """The scale "fit to one page wide" gives a table of these column widths on A4 (1.0 at most)."""
+    pixels = sum(column_pixels(w) for w in widths)
+    return min(1.0, PRINT_WIDTH_IN[landscape] * 96 / max(pixels, 1))
+
+
+def wrapped_lines(text: str, width: float) -> int:
+    """Lines `text` takes, word-wrapped in a column `width` characters wide (a safe estimate for
+    Times New Roman 11: about one character per width unit)."""
+    per_line = max(4, int(width))
+    lines = 0
+    for paragraph in text.split("\n"):
+        count, used = 1, 0
+        for word in paragraph.split():
+            need = len(word) if used == 0 else used + 1 + len(word)
+            if need <= per_line:
+                used = need
+            else:
+                count += 1 + (len(word) - 1) // per_line
+                used = len(word) % per_line or per_line
+        lines += count
+    return max(1, lines)
 
 
 def workbook_options(tmpdir: str | None = None) -> dict[str, Any]:
@@ -76,6 +115,7 @@ class Column:
     kind: str = TEXT
     width: float = 12.0
     labels: Mapping[Any, str] | None = None
+    wrap: bool = False  # long text: wrapped, and the row made as tall as it needs
 
 
 @dataclass(frozen=True)
@@ -90,10 +130,15 @@ class Formats:
     """The workbook's cell formats, made once."""
 
     def __init__(self, book: xlsxwriter.Workbook) -> None:
+        self._book = book
+        self._props: dict[int, dict[str, Any]] = {}
+        self._quoted: dict[int, Format] = {}
+
         def make(**props: Any) -> Format:
-            return book.add_format(
-                {"font_name": "Times New Roman", "font_size": 11, "valign": "top", **props}
-            )
+            full = {"font_name": "Times New Roman", "font_size": 11, "valign": "top", **props}
+            fmt = book.add_format(full)
+            self._props[id(fmt)] = full
+            return fmt
 
         cell = {"border": 1}
         self.title = make(bold=True, font_size=14)
@@ -121,6 +166,8 @@ class Formats:
         # The same text formats with Excel's quote prefix, for text that looks like a formula.
         self.quoted = make(quote_prefix=True, **cell)
         self.quoted_bold = make(quote_prefix=True, bold=True, bg_color="#F2F2F2", **cell)
+        self.wrap = make(text_wrap=True, **cell)
+        self.quoted_wrap = make(quote_prefix=True, text_wrap=True, **cell)
         # Free layout (cover sheet, signature block, metadata).
         self.plain = make()
         self.plain_wrap = make(text_wrap=True)
@@ -131,10 +178,27 @@ class Formats:
         self.center_title = make(align="center", valign="vcenter", bold=True, font_size=15, text_wrap=True)
         self.key = make(bold=True, text_wrap=True, **cell)
         self.value_text = make(text_wrap=True, **cell)
+        self.value_right = make(align="right", **cell)  # "3/5" figures read as numbers
         self.value_int = make(num_format="#,##0", **cell)
         self.value_percent = make(num_format="0.0%", **cell)
         self.value_date = make(num_format="dd/mm/yyyy", **cell, align="left")
         self.value_datetime = make(num_format="dd/mm/yyyy hh:mm", **cell, align="left")
+
+
+    def quoted_of(self, fmt: Format | None) -> Format:
+        """The same format with Excel's quote prefix (made once per format)."""
+        if fmt is None:
+            return self.quoted
+        found = self._quoted.get(id(fmt))
+        if found is None:
+            props = self._props.get(id(fmt))
+            if props is None:  # a format made elsewhere: the plain quoted one keeps the text safe
+                return self.quoted
+            found = self._book.add_format({**props, "quote_prefix": True})
+            self._props[id(found)] = {**props, "quote_prefix": True}
+            self._quoted[id(fmt)] = found
+            self._quoted[id(found)] = found
+        return found
 
 
 CellWriter = Callable[[int, int, Any], None]
@@ -190,10 +254,10 @@ class Workbook:
         return value.astimezone(self.tz).replace(tzinfo=None)
 
     def write_text(self, sheet: Worksheet, row: int, col: int, value: str, fmt: Format | None = None) -> None:
-        """Write text that may have come from a person: always a string, never a formula."""
+        """Write text that may have come from a person: always a string, never a formula; quote-
+        prefixed when it starts like one, whatever the format."""
         if looks_like_formula(value):
-            quoted = self.formats.quoted if fmt is None or fmt is self.formats.body[TEXT] else fmt
-            sheet.write_string(row, col, value, quoted)
+            sheet.write_string(row, col, value, self.formats.quoted_of(fmt))
         else:
             sheet.write_string(row, col, value, fmt)
 
@@ -227,7 +291,9 @@ class TableSheet:
         formats = workbook.formats
         for index, column in enumerate(self.columns):
             sheet.set_column(index, index, column.width)
-        sheet.set_row(HEADER_ROW, 45)
+        # The header row as tall as its longest wrapped header (bold text: a little wider).
+        lines = max((wrapped_lines(c.header, c.width * 0.9) for c in self.columns), default=1)
+        sheet.set_row(HEADER_ROW, max(30.0, lines * LINE_POINTS + 4))
         sheet.write_string(TITLE_ROW, 0, title, formats.title)
         if subtitle:
             workbook.write_text(sheet, SUBTITLE_ROW, 0, subtitle, formats.subtitle)
@@ -249,6 +315,7 @@ class TableSheet:
         sheet.center_horizontally()
         if print_setup.footer:
             sheet.set_footer(f"&C{print_setup.footer}")
+        self._wrapped = [(i, c.width) for i, c in enumerate(self.columns) if c.wrap]
         self._writers = [self._cell_writer(column, bold=False) for column in self.columns]
         self._bold_writers = [self._cell_writer(column, bold=True) for column in self.columns]
 
@@ -259,9 +326,13 @@ class TableSheet:
         sheet = self.sheet
         kind = column.kind
         fmt = (formats.bold if bold else formats.body)[kind]
-        write_string, write_number, write_datetime, _ = _fast_writers(sheet)
+        write_string, write_number, write_datetime, write_blank = _fast_writers(sheet)
+        # An empty text still gets its bordered cell when the table borders its blanks.
+        borders = self._borders_on_blanks or bold
         if kind == TEXT:
             quoted = formats.quoted_bold if bold else formats.quoted
+            if column.wrap and not bold:
+                fmt, quoted = formats.wrap, formats.quoted_wrap
 
             def text(row: int, col: int, value: Any) -> None:
                 if not isinstance(value, str):
@@ -270,6 +341,8 @@ class TableSheet:
                     write_string(row, col, value, quoted)
                 elif value:
                     write_string(row, col, value, fmt)
+                elif borders:
+                    write_blank(row, col, None, fmt)
 
             return text
         if kind in (LABEL, BOOL):
@@ -284,6 +357,8 @@ class TableSheet:
                         write_string(row, col, shown, formats.quoted_bold if bold else formats.quoted)
                     else:
                         write_string(row, col, shown, fmt)
+                elif borders:
+                    write_blank(row, col, None, fmt)
 
             return label
         if kind in (INT, NUMBER, PERCENT):
@@ -313,7 +388,13 @@ class TableSheet:
         blank = _fast_writers(self.sheet)[3] if self._borders_on_blanks else None
         blank_formats = [self.workbook.formats.body[c.kind] for c in self.columns]
         row = self.row
+        wrapped = self._wrapped
+        set_row = self.sheet.set_row
         for values in rows:
+            if wrapped:
+                lines = max(wrapped_lines(str(values[i] or ""), w) for i, w in wrapped)
+                if lines > 1:
+                    set_row(row, lines * LINE_POINTS + 2)
             for col, write in plan:
                 value = values[col]
                 if value is None:

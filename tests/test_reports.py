@@ -62,7 +62,9 @@ from tests.reports_world import (
 )
 
 W = words()
-ZERO_DEVICES = {"batches": 0, "donors": 0, "received": 0, "given": 0, "on_loan": 0, "returned": 0, "left": 0}
+ZERO_DEVICES = {
+    "batches": 0, "donors": 0, "received": 0, "given": 0, "lent": 0, "on_loan": 0, "returned": 0, "left": 0
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -152,6 +154,7 @@ async def independent_devices(services: Services, district_id: int) -> dict[tupl
         given = sum(1 for h in mine if h.kind == HandoverKind.GIFT)
         on_loan = sum(1 for h in mine if h.kind == HandoverKind.LOAN and h.returned_on is None)
         counter["given"] += given
+        counter["lent"] += sum(1 for h in mine if h.kind == HandoverKind.LOAN)
         counter["on_loan"] += on_loan
         counter["returned"] += sum(
             1 for h in mine if h.kind == HandoverKind.LOAN and h.returned_on is not None
@@ -301,6 +304,7 @@ DEVICES = {
         "donors": 0,
         "received": 3,
         "given": 1,
+        "lent": 2,
         "on_loan": 1,
         "returned": 1,
         "left": 1,
@@ -310,6 +314,7 @@ DEVICES = {
         "donors": 2,
         "received": 3,
         "given": 2,
+        "lent": 0,
         "on_loan": 0,
         "returned": 0,
         "left": 1,
@@ -319,6 +324,7 @@ DEVICES = {
         "donors": 0,
         "received": 3,
         "given": 2,
+        "lent": 1,
         "on_loan": 1,
         "returned": 0,
         "left": 0,
@@ -328,6 +334,7 @@ DEVICES = {
         "donors": 2,
         "received": 6,
         "given": 2,
+        "lent": 0,
         "on_loan": 0,
         "returned": 0,
         "left": 4,
@@ -359,7 +366,8 @@ async def test_devices_report_every_total(services: Services, rw: ReportWorld) -
     assert totals[("Tổng cộng", other)] == _sum(DEVICES[(P_CODE, "other")], DEVICES[(S_CODE, "other")])
     assert totals[("Tổng cộng (mọi nguồn)", None)] == _sum(*DEVICES.values())
     assert totals[("Tổng cộng (mọi nguồn)", None)] == {
-        "batches": 7, "donors": 4, "received": 15, "given": 7, "on_loan": 2, "returned": 1, "left": 6
+        "batches": 7, "donors": 4, "received": 15, "given": 7, "lent": 3, "on_loan": 2, "returned": 1,
+        "left": 6,
     }  # fmt: skip
 
     # Independent count from the database rows.
@@ -396,19 +404,24 @@ async def test_devices_report_every_total(services: Services, rw: ReportWorld) -
     by_id = {r["batch_id"]: r for r in batches.rows}
     status = {key: by_id[rw.batches[key]]["deadline_status"] for key in rw.batches}
     assert status == {
-        "B1": "Đạt",
-        "B2": "Không đạt",  # HS0003's handover was entered on 12/11, after 5/11 + 5 days
+        "B1": "Đạt",  # the whole batch (a gift and two loans) handed over by 6/11
+        "B2": "Đạt",  # both devices handed over by 10/11 (one entered late: the 1-day rule, Biểu 8)
         "B3": "Đạt",
         "B4": "Đạt",
         "B5": "Đạt",
         "B6": "Chưa đến hạn",  # received 14/11, nothing handed over yet, due 19/11
-        "B7": "Quá hạn, chưa có bàn giao",
+        "B7": "Quá hạn, chưa bàn giao",
+    }
+    reported = {key: by_id[rw.batches[key]]["report_status"] for key in rw.batches}
+    assert reported == {
+        **{k: "Quá hạn, chưa báo cáo" for k in rw.batches},
+        "B4": "Chưa đến hạn",  # due 17/11: handed over already, the report upward may still come
+        "B6": "Chưa đến hạn",
     }
     left = {key: by_id[rw.batches[key]]["left"] for key in rw.batches}
     assert left == {"B1": 1, "B2": 0, "B3": 0, "B4": 0, "B5": -1, "B6": 5, "B7": 1}
     assert by_id[rw.batches["B2"]]["report_deadline"] == datetime(2021, 11, 10)
-    assert by_id[rw.batches["B2"]]["last_entered_on"] == datetime(2021, 11, 12)
-    assert by_id[rw.batches["B3"]]["entered_late"] == "Có"
+    assert by_id[rw.batches["B2"]]["handed_by_deadline"] == 2
     donor_col = [c.key for c in batch_columns(W)].index("donor_name")
     for cells in batches.cells:
         value = cells[donor_col].value
@@ -421,7 +434,7 @@ async def test_devices_report_every_total(services: Services, rw: ReportWorld) -
         DASH_DONOR,
     }
     note = sheet(wb, "batches")["A3"].value
-    assert "ngày nhận + 05 ngày" in note  # the sheet says what "met" means
+    assert "ngày nhận + 05 ngày" in note and "Phát sinh trong kỳ" not in note  # what "met" means
 
     # Reconciliation: each planted inconsistency, and nothing else.
     issues = read_table(wb, "issues", issue_columns(W))
@@ -460,12 +473,20 @@ async def test_devices_report_for_a_date_range_counts_loans_as_of_its_end(
     source_of = {label("source", "program"): "program", label("source", "other"): "other"}
     got = {(r["school_code"], source_of[r["source"]]): pick(r, list(ZERO_DEVICES)) for r in table.rows}
     assert got == {
-        # B1 only; HS0004's loan was returned on 10/11, after the period: still on loan on 5/11.
-        (P_CODE, "program"): {**ZERO_DEVICES, "batches": 1, "received": 3, "given": 1, "on_loan": 2},
-        # B2 only; HS0006's handover (6/11) is after the period.
-        (P_CODE, "other"): {**ZERO_DEVICES, "batches": 1, "donors": 1, "received": 2, "given": 1, "left": 1},
+        # B1; HS0004's loan was returned on 10/11, after the period: still on loan on 5/11.
+        (P_CODE, "program"): {
+            **ZERO_DEVICES,
+            "batches": 1,
+            "received": 3,
+            "given": 1,
+            "lent": 2,
+            "on_loan": 2,
+        },
+        # Received in the period: B2; left at the end: B2's other device and B7 (received 20/10).
+        (P_CODE, "other"): {**ZERO_DEVICES, "batches": 1, "donors": 1, "received": 2, "given": 1, "left": 2},
         (S_CODE, "program"): ZERO_DEVICES,
-        (S_CODE, "other"): ZERO_DEVICES,
+        # B5 (1/10) was over-given before the period: a stock of −1 (and a reconciliation row).
+        (S_CODE, "other"): {**ZERO_DEVICES, "left": -1},
     }
     loans = read_table(wb, "device_loans", stream_columns(W, "device_loans"))
     assert sorted((r["student_code"], r["loan_status"], r["returned_on"]) for r in loans.rows) == [
@@ -588,13 +609,17 @@ async def test_vaccination_report_every_total(services: Services, rw: ReportWorl
 
 # --- timeliness -----------------------------------------------------------------------------------
 
+# The records of the 1-day rule (batches, handovers, returns, doses of enrolled students); needs only
+# counted as recorded states (HS0007 left school: neither its dose nor its need counts).
 TIMELY_P = {
-    "batches_total": 3, "batches_late": 0, "handovers_total": 5, "handovers_late": 1, "doses_total": 7,
-    "doses_late": 1, "needs_total": 5, "needs_late": 0, "records_total": 20, "records_late": 2,
+    "batches_total": 3, "batches_late": 0, "handovers_total": 5, "handovers_late": 1, "returns_total": 1,
+    "returns_late": 0, "doses_total": 6, "doses_late": 1, "records_total": 15, "records_late": 2,
+    "needs_recorded": 4,
 }  # fmt: skip
 TIMELY_S = {
-    "batches_total": 4, "batches_late": 1, "handovers_total": 5, "handovers_late": 0, "doses_total": 4,
-    "doses_late": 0, "needs_total": 2, "needs_late": 1, "records_total": 15, "records_late": 2,
+    "batches_total": 4, "batches_late": 1, "handovers_total": 5, "handovers_late": 0, "returns_total": 0,
+    "returns_late": 0, "doses_total": 4, "doses_late": 0, "records_total": 13, "records_late": 1,
+    "needs_recorded": 2,
 }  # fmt: skip
 
 
@@ -604,7 +629,8 @@ async def test_timeliness_report_every_total(services: Services, rw: ReportWorld
     metrics = list(TIMELY_P)
     p, s = table.rows
     assert pick(p, metrics) == TIMELY_P and pick(s, metrics) == TIMELY_S
-    assert p["on_time_rate"] == pytest.approx(18 / 20) and s["on_time_rate"] == pytest.approx(13 / 15)
+    # The rate covers the records of the 1-day rule only: never needs, which can never be late.
+    assert p["on_time_rate"] == pytest.approx(13 / 15) and s["on_time_rate"] == pytest.approx(12 / 13)
     assert pick(table.totals[-1], metrics) == {k: TIMELY_P[k] + TIMELY_S[k] for k in metrics}
 
     # Independent count: every record of the district by its school, late or not.
@@ -615,40 +641,40 @@ async def test_timeliness_report_every_total(services: Services, rw: ReportWorld
         batches = [b for b in await session.scalars(select(DonationBatch)) if b.school_id in schools]
         batch_school = {b.id: b.school_id for b in batches}
         handovers = [h for h in await session.scalars(select(Handover)) if h.batch_id in batch_school]
-        students = {
-            s.id: s.school_id for s in await session.scalars(select(Student)) if s.school_id in schools
+        enrolled = {
+            s.id: s.school_id
+            for s in await session.scalars(select(Student))
+            if s.school_id in schools and s.active
         }
-        doses = [d for d in await session.scalars(select(VaccineDose)) if d.student_id in students]
-        needs = [n for n in await session.scalars(select(NeedRecord)) if n.student_id in students]
+        doses = [d for d in await session.scalars(select(VaccineDose)) if d.student_id in enrolled]
     late = Counter()
     total = Counter()
-    for kind, records, school_of in (
-        ("batches", batches, lambda r: r.school_id),
-        ("handovers", handovers, lambda r: batch_school[r.batch_id]),
-        ("doses", doses, lambda r: students[r.student_id]),
-        ("needs", needs, lambda r: students[r.student_id]),
+    returns = [h for h in handovers if h.returned_on is not None]
+    for kind, records, school_of, is_late in (
+        ("batches", batches, lambda r: r.school_id, lambda r: r.entered_late),
+        ("handovers", handovers, lambda r: batch_school[r.batch_id], lambda r: r.entered_late),
+        ("returns", returns, lambda r: batch_school[r.batch_id], lambda r: r.return_entered_late),
+        ("doses", doses, lambda r: enrolled[r.student_id], lambda r: r.entered_late),
     ):
         for record in records:
             total[(school_of(record), kind)] += 1
-            late[(school_of(record), kind)] += record.entered_late
+            late[(school_of(record), kind)] += is_late(record)
     for row, school_id in ((p, rw.primary_id), (s, rw.secondary_id)):
-        for kind in ("batches", "handovers", "doses", "needs"):
+        for kind in ("batches", "handovers", "returns", "doses"):
             assert row[f"{kind}_total"] == total[(school_id, kind)]
             assert row[f"{kind}_late"] == late[(school_id, kind)]
 
     late_list = read_table(wb, "late", stream_columns(W, "late"))
-    assert len(late_list.rows) == table.totals[-1]["records_late"] == 4
+    assert len(late_list.rows) == table.totals[-1]["records_late"] == 3
     assert [(r["record_type"], r["school_code"], r["subject_code"]) for r in late_list.rows] == [
         ("Đợt tài trợ", S_CODE, f"#{rw.batches['B3']}"),
         ("Bàn giao", P_CODE, "HS0003"),
         ("Mũi tiêm", P_CODE, "HS0004"),
-        ("Nhu cầu", S_CODE, "HS0005"),
     ]
     handover = late_list.rows[1]
     assert handover["event_on"] == datetime(2021, 11, 4) and handover["days_after"] == 8
     assert handover["entered_at"] == datetime(2021, 11, 12, 17, 0)  # local time, not UTC
-    assert late_list.rows[3]["event_on"] is None
-    assert report.summary == "2 trường, 35 bản ghi: 4 bản ghi nhập muộn, đúng hạn 88,6%."
+    assert report.summary == "2 trường, 28 bản ghi: 3 bản ghi nhập muộn, đúng hạn 89,3%."
 
 
 # --- the district report --------------------------------------------------------------------------
@@ -676,19 +702,27 @@ async def test_district_report_cover_tables_signatures_and_print_setup(
     assert "UBND HUYỆN NHÀ BÈ" in flat and "PHÒNG GIÁO DỤC VÀ ĐÀO TẠO" in flat
     assert "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM" in flat and "BÁO CÁO" in flat
     assert "Nhà Bè, ngày 15 tháng 11 năm 2021" in flat
-    assert "Sở Giáo dục và Đào tạo TP. Hồ Chí Minh" in flat
+    assert "Kính gửi: Sở Giáo dục và Đào tạo TP. Hồ Chí Minh (Phòng Chính trị tư tưởng)" in flat
+    assert (
+        "Số: \u00a0\u00a0\u00a0\u00a0\u00a0\u00a0\u00a0\u00a0/BC-GDĐT" in flat
+    )  # the clerk writes the number
+    assert "Nơi nhận:" in flat and "Đã duyệt 1/2 trường" in flat
     assert "Đợt báo cáo 15/11/2021" in flat and "Lý Thị Mai" in flat  # the round, prepared by
-    assert "NGƯỜI LẬP BIỂU" in flat and "TRƯỞNG PHÒNG" in flat
+    assert "TRƯỞNG PHÒNG" in flat and "(Ký tên, đóng dấu)" in flat
     figures = {row[0]: row[3] for row in text if row[0] and row[3] is not None}
     assert figures["Số trường"] == 2 and figures["Số học sinh"] == 7
     assert figures["Học sinh cần máy tính thuộc diện Chương trình"] == 4
     assert figures["Học sinh cần máy tính chưa được tặng (mượn tạm vẫn tính là chưa có)"] == 1
-    assert figures["Số thiết bị đã nhận"] == 15 and figures["Số thiết bị đã tặng học sinh"] == 7
-    assert figures["Số thiết bị đang cho mượn tạm"] == 2 and figures["Số thiết bị còn lại"] == 6
-    assert figures["Đợt báo cáo bàn giao đúng hạn 05 ngày"] == "4/7"
+    assert (
+        figures["Số thiết bị nhận trong kỳ"] == 15 and figures["Số thiết bị đã tặng học sinh trong kỳ"] == 7
+    )
+    assert figures["Số thiết bị đang cho mượn tạm"] == 2 and figures["Số thiết bị còn lại tại trường"] == 6
+    assert figures["Đợt bàn giao hết trong 05 ngày / đợt đã đến hạn"] == "5/6"  # B6 is not yet due
+    assert figures["Đợt Phòng báo cáo Sở đúng hạn / đợt đã đến hạn"] == "0/5"
+    assert figures["Đợt chưa đến hạn 05 ngày (không tính vào tỷ lệ)"] == 1
     assert figures["Học sinh đã tiêm ít nhất 1 mũi"] == 5
     assert figures["Tỷ lệ học sinh đã tiêm ít nhất 1 mũi"] == pytest.approx(5 / 7)
-    assert figures["Bản ghi nhập muộn / tổng số"] == "4/35"
+    assert figures["Bản ghi nhập muộn / tổng số (đợt, bàn giao, trả lại, mũi tiêm)"] == "3/28"
     assert figures["Điểm số liệu cần đối chiếu"] == 10
     assert cover.page_setup.paperSize == 9 and cover.page_setup.orientation == "portrait"
 
@@ -710,7 +744,7 @@ async def test_district_report_cover_tables_signatures_and_print_setup(
     assert len(read_table(wb, "needs_students", stream_columns(W, "needs_students")).rows) == 6
     assert len(read_table(wb, "device_gifts", stream_columns(W, "device_gifts")).rows) == 7
     assert len(read_table(wb, "vaccination_doses", stream_columns(W, "vaccination_doses")).rows) == 10
-    assert len(read_table(wb, "late", stream_columns(W, "late")).rows) == 4
+    assert len(read_table(wb, "late", stream_columns(W, "late")).rows) == 3
     issues = read_table(wb, "issues", issue_columns(W))
     assert Counter(r["area"] for r in issues.rows) == {"Thiết bị": 5, "Tiêm chủng": 3, "Nhu cầu": 2}
 
@@ -736,7 +770,7 @@ async def test_district_report_cover_tables_signatures_and_print_setup(
     assert report.filename == "bao-cao-tong-hop_NB_20211115-0900.xlsx"
     assert report.summary == (
         "2 trường, 7 học sinh: 5 em cần máy tính; đã tặng 7 thiết bị, cho mượn 2; tiêm ít nhất 1 mũi 71,4%; "
-        "4 bản ghi nhập muộn; 10 điểm cần đối chiếu."
+        "3 bản ghi nhập muộn; 10 điểm cần đối chiếu."
     )
 
 
@@ -781,7 +815,7 @@ async def test_stored_copy_and_progress(services: Services, rw: ReportWorld) -> 
         progress=progress,
         store=True,
     )
-    detail_rows = 6 + 7 + 3 + 10 + 4
+    detail_rows = 6 + 7 + 3 + 10 + 3
     assert seen[-1].stage == "done" and seen[-1].done == seen[-1].total == detail_rows
     assert [u.done for u in seen] == sorted(u.done for u in seen)
     assert {u.stage for u in seen} >= {"summary", "needs_students", "vaccination_doses", "finishing", "done"}

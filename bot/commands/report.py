@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--out", required=True, type=Path, help=t("reports.cli.out_help"))
     report.add_argument("--language", default="vi", choices=LANGUAGES, help=t("reports.cli.language_help"))
     report.add_argument("--prepared-by", default="", help=t("reports.cli.prepared_by_help"))
+    report.add_argument("--number", default="", help=t("reports.cli.number_help"))
     report.add_argument(
         "--executor", default="process", choices=("process", "thread"), help=t("reports.cli.executor_help")
     )
@@ -60,7 +61,7 @@ async def _report(ctx: CliContext, args: argparse.Namespace) -> int:
     scope = await services.reports.resolve_scope(args.scope, district_code=args.district_code)
     services.reports.executor = args.executor
     report = await services.reports.build(
-        args.kind, scope, period, args.language, prepared_by=args.prepared_by or None
+        args.kind, scope, period, args.language, prepared_by=args.prepared_by or None, number=args.number
     )
     write_out(args.out, report.content)
     data = {

@@ -5,14 +5,18 @@ lists of plain dicts; the long per-student lists are statements the service stre
 labelled with the names `exports.reports` uses, and enumerations are read as their stored strings
 (no Python enum per cell), so rows can go to the workbook writer as they are.
 
-Which rows count (the tests hold every sheet to these rules):
-- schools: the active schools of the scope;
-- needs: needs of active students as they stood at the period's end (stock): per student the latest
-  state of need_history dated on or before it, unless closed; with no end, the needs recorded now;
-- devices: batches received within the period, with their handovers up to the period's end; a loan
-  is open when it was not returned by then; "left" = quantity − gifts − open loans;
-- vaccination: active students; their doses given within the period;
-- timeliness: every batch, handover, dose and need of the period, late or not.
+Which rows count (docs/reports.md, "The counting model"; the tests hold every sheet to it). Two
+kinds of figure, and each table's note says which it shows:
+- *stock as of the period's end*: needs of active students as they stood then (per student the
+  latest state of need_history dated on or before it, unless closed; with no end, the needs now),
+  needs met (a gift handed over by then), loans still open then, devices left at the school then
+  (every batch received by then − gifts − open loans), each active student's doses given by then
+  (≥1, ≥2, ≥3) and coverage;
+- *events within the period*: batches received (and their donors, counted distinct), gifts, loans
+  and returns by their own day, doses given (by product, dose number, place), entries late — one
+  filter for each kind of event, whatever the sheet.
+Schools: the active schools of the scope; students: active students (records of students who left
+are in the reconciliation only).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
-    Date,
     Integer,
     Select,
     String,
@@ -48,6 +51,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage.models import (
+    BatchReport,
     DonationBatch,
     DonationSource,
     Donor,
@@ -140,6 +144,16 @@ def in_period(column: Any, f: ReportFilter) -> list[ColumnElement[bool]]:
 
 def up_to_end(column: Any, f: ReportFilter) -> list[ColumnElement[bool]]:
     return [column <= f.date_to] if f.date_to is not None else []
+
+
+def within(column: Any, f: ReportFilter) -> ColumnElement[bool]:
+    """The day in `column` is inside the period, as one condition (for CASE)."""
+    return and_(true(), *in_period(column, f))
+
+
+def by_end(column: Any, f: ReportFilter) -> ColumnElement[bool]:
+    """The day in `column` is on or before the period's end, as one condition (for CASE)."""
+    return and_(true(), *up_to_end(column, f))
 
 
 def entered_in_period(column: Any, f: ReportFilter) -> list[ColumnElement[bool]]:
@@ -402,7 +416,9 @@ def needs_students(f: ReportFilter) -> Select[Any]:
 
 # --- devices (4.8.3) ------------------------------------------------------------------------------
 
-DEVICE_METRICS = ("batches", "donors", "received", "given", "on_loan", "returned", "left")
+# Events within the period: batches (received), donors (of those batches, distinct), received, given,
+# lent, returned (each by its own day); stock at the period's end: on_loan, left.
+DEVICE_METRICS = ("batches", "donors", "received", "given", "lent", "returned", "on_loan", "left")
 
 
 def _loan_open(f: ReportFilter) -> ColumnElement[bool]:
@@ -436,11 +452,13 @@ def handovers_per_batch(f: ReportFilter) -> Any:
     )
 
 
-def batches(f: ReportFilter) -> Select[Any]:
+def batches(f: ReportFilter, *, reported: bool = True) -> Select[Any]:
+    """The batches received within the period, each with its handovers as of the period's end and
+    (`reported`) when the district reported it upward (the 5-day rule)."""
     per_batch = handovers_per_batch(f)
     given = func.coalesce(per_batch.c.given, 0)
     on_loan = func.coalesce(per_batch.c.on_loan, 0)
-    return (
+    statement = (
         select(
             DonationBatch.id.label("batch_id"),
             *_school_columns(),
@@ -460,6 +478,9 @@ def batches(f: ReportFilter) -> Select[Any]:
             _zero(per_batch.c.handovers, "handovers"),
             per_batch.c.last_entered_at.label("last_entered_at"),
             DonationBatch.entered_late.label("entered_late"),
+            (BatchReport.reported_at if reported else cast(null(), BatchReport.reported_at.type)).label(
+                "reported_at"
+            ),
         )
         .select_from(DonationBatch)
         .join(School, School.id == DonationBatch.school_id)
@@ -468,6 +489,9 @@ def batches(f: ReportFilter) -> Select[Any]:
         .where(school_condition(f), *in_period(DonationBatch.received_on, f))
         .order_by(*_school_order(), DonationBatch.received_on, DonationBatch.id)
     )
+    if reported:
+        statement = statement.outerjoin(BatchReport, BatchReport.batch_id == DonationBatch.id)
+    return statement
 
 
 def _sources() -> Any:
@@ -477,49 +501,128 @@ def _sources() -> Any:
     ).subquery()
 
 
+def _handover_figures(f: ReportFilter) -> Any:
+    """Per school (the batch's) and source: gifts, loans and returns within the period, each by its
+    own day whatever the batch's day (events); loans open and devices held by students at the
+    period's end (stock)."""
+    gift = Handover.kind == HandoverKind.GIFT
+    loan = Handover.kind == HandoverKind.LOAN
+    handed_by_end = by_end(Handover.handed_on, f)
+    open_loan = and_(handed_by_end, _loan_open(f))
+    return (
+        select(
+            DonationBatch.school_id.label("school_id"),
+            _s(DonationBatch.source).label("source"),
+            count_if(and_(gift, within(Handover.handed_on, f)), "given"),
+            count_if(and_(loan, within(Handover.handed_on, f)), "lent"),
+            count_if(
+                and_(loan, Handover.returned_on.is_not(None), within(Handover.returned_on, f)), "returned"
+            ),
+            count_if(open_loan, "on_loan"),
+            # Held by students at the end, of batches received by then (the rest is left at school).
+            count_if(
+                and_(by_end(DonationBatch.received_on, f), or_(and_(gift, handed_by_end), open_loan)), "held"
+            ),
+        )
+        .select_from(Handover)
+        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        .group_by(DonationBatch.school_id, DonationBatch.source)
+        .subquery()
+    )
+
+
 def devices_per_school(f: ReportFilter) -> Select[Any]:
-    batch = batches(f).order_by(None).subquery()
-    per_source = (
+    batch = batches(f, reported=False).order_by(None).subquery()
+    received = (
         select(
             batch.c.school_id,
             batch.c.source,
             func.count(batch.c.batch_id).label("batches"),
             func.count(distinct(batch.c.donor_id)).label("donors"),
             func.sum(batch.c.quantity).label("received"),
-            func.sum(batch.c.given).label("given"),
-            func.sum(batch.c.on_loan).label("on_loan"),
-            func.sum(batch.c.returned).label("returned"),
-            func.sum(batch.c.left).label("left"),
         )
         .group_by(batch.c.school_id, batch.c.source)
         .subquery()
     )
+    stock = (
+        select(
+            DonationBatch.school_id.label("school_id"),
+            _s(DonationBatch.source).label("source"),
+            func.sum(DonationBatch.quantity).label("quantity"),
+        )
+        .where(*up_to_end(DonationBatch.received_on, f))
+        .group_by(DonationBatch.school_id, DonationBatch.source)
+        .subquery()
+    )
+    handed = _handover_figures(f)
     sources = _sources()
+
+    def joined(sub: Any) -> ColumnElement[bool]:
+        return and_(sub.c.school_id == School.id, sub.c.source == sources.c.source)
+
+    left = func.coalesce(stock.c.quantity, 0) - func.coalesce(handed.c.held, 0)
     return (
         select(
             *_school_columns(),
             sources.c.source.label("source"),
             sources.c.source_order.label("source_order"),
-            *[_zero(per_source.c[m], m) for m in DEVICE_METRICS],
+            *[_zero(received.c[m], m) for m in ("batches", "donors", "received")],
+            *[_zero(handed.c[m], m) for m in ("given", "lent", "returned", "on_loan")],
+            cast(left, BigInteger).label("left"),
         )
         .select_from(School)
         .join(sources, true())
-        .outerjoin(
-            per_source, and_(per_source.c.school_id == School.id, per_source.c.source == sources.c.source)
-        )
+        .outerjoin(received, joined(received))
+        .outerjoin(stock, joined(stock))
+        .outerjoin(handed, joined(handed))
         .where(school_condition(f))
         .order_by(*_school_order(), sources.c.source_order)
     )
 
 
 async def devices_rollup(session: AsyncSession, f: ReportFilter) -> dict[str, Any]:
-    return await rollup(
+    result = await rollup(
         session, devices_per_school(f), DEVICE_METRICS, by=("source", "source_order"), with_grand_total=True
     )
+    # Donors are distinct things: a level's or the scope's donors are counted again, never summed
+    # from the schools (the programme's one donor gives many schools their batches).
+    batch = batches(f).order_by(None).subquery()
+    donors = func.count(distinct(batch.c.donor_id))
+    per_level = {
+        (level, source): n
+        for level, source, n in await session.execute(
+            select(batch.c.level, batch.c.source, donors).group_by(batch.c.level, batch.c.source)
+        )
+    }
+    per_source = {
+        source: n
+        for source, n in await session.execute(select(batch.c.source, donors).group_by(batch.c.source))
+    }
+    every = int(await session.scalar(select(donors)) or 0)
+    for row in result["levels"]:
+        row["donors"] = int(per_level.get((row["level"], row["source"]), 0))
+    for row in result["total"]:
+        row["donors"] = every if row.get("source") is None else int(per_source.get(row["source"], 0))
+    return result
 
 
 async def batch_rows(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
     return await _dicts(session, batches(f))
+
+
+async def batch_handover_days(session: AsyncSession, f: ReportFilter) -> dict[int, list[tuple[date, int]]]:
+    """Per batch received within the period: (day, handovers that day), gifts and loans alike (the
+    5-day rule asks whether the whole batch was handed over in time)."""
+    batch = batches(f).order_by(None).subquery()
+    rows = await session.execute(
+        select(Handover.batch_id, Handover.handed_on, func.count(Handover.id))
+        .where(Handover.batch_id.in_(select(batch.c.batch_id)))
+        .group_by(Handover.batch_id, Handover.handed_on)
+    )
+    found: dict[int, list[tuple[date, int]]] = {}
+    for batch_id, handed_on, count in rows:
+        found.setdefault(int(batch_id), []).append((handed_on, int(count)))
+    return found
 
 
 def device_handovers(f: ReportFilter, kind: HandoverKind) -> Select[Any]:
@@ -545,6 +648,18 @@ def device_handovers(f: ReportFilter, kind: HandoverKind) -> Select[Any]:
             ),
         ]
     columns += [Handover.entered_late.label("entered_late"), Handover.note.label("note")]
+    if kind is HandoverKind.LOAN:
+        # Every loan a figure of Biểu 2 counts: lent within the period, open at its end, returned in it.
+        shown = and_(
+            *up_to_end(Handover.handed_on, f),
+            or_(
+                within(Handover.handed_on, f),
+                _loan_open(f),
+                and_(Handover.returned_on.is_not(None), within(Handover.returned_on, f)),
+            ),
+        )
+    else:
+        shown = within(Handover.handed_on, f)
     return (
         select(*columns)
         .select_from(Handover)
@@ -552,12 +667,7 @@ def device_handovers(f: ReportFilter, kind: HandoverKind) -> Select[Any]:
         .join(School, School.id == DonationBatch.school_id)
         .join(Student, Student.id == Handover.student_id)
         .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
-        .where(
-            school_condition(f),
-            Handover.kind == kind,
-            *in_period(DonationBatch.received_on, f),
-            *up_to_end(Handover.handed_on, f),
-        )
+        .where(school_condition(f), Handover.kind == kind, shown)
         .order_by(
             *_school_order(), DonationBatch.id, Handover.handed_on, Student.class_name, Student.search_name
         )
@@ -580,9 +690,10 @@ COVERAGE_METRICS = ("enrolled", "dose1", "dose2", "dose3")
 
 
 def _doses_per_student(f: ReportFilter) -> Any:
+    """Each student's doses given by the period's end: vaccination status is a stock."""
     return (
         select(VaccineDose.student_id.label("student_id"), func.count(VaccineDose.id).label("doses"))
-        .where(*in_period(VaccineDose.given_on, f))
+        .where(*up_to_end(VaccineDose.given_on, f))
         .group_by(VaccineDose.student_id)
         .subquery()
     )
@@ -785,10 +896,12 @@ def vaccination_doses(f: ReportFilter) -> Select[Any]:
 
 # --- timeliness (the 1-day rule) ------------------------------------------------------------------
 
-TIMELINESS_METRICS = tuple(
-    f"{record}_{part}"
-    for record in ("batches", "handovers", "doses", "needs", "records")
-    for part in ("total", "late")
+# The records the 1-day rule covers, each by its own day within the period; needs have no event day
+# and can never be late, so they get a count of the states recorded in the period, outside the rate.
+TIMELY_RECORDS = ("batches", "handovers", "returns", "doses")
+TIMELINESS_METRICS = (
+    *[f"{record}_{part}" for record in (*TIMELY_RECORDS, "records") for part in ("total", "late")],
+    "needs_recorded",
 )
 
 
@@ -800,7 +913,8 @@ def _late_counts(school_id: Any, record_id: Any, late: Any, prefix: str) -> list
     ]
 
 
-def timeliness_per_school(f: ReportFilter) -> Select[Any]:
+def timeliness_per_school(f: ReportFilter, *, return_entries: bool = True) -> Select[Any]:
+    """`return_entries=False`: before migration 0005 a return had no entry time (none is late)."""
     batch_counts = (
         select(
             *_late_counts(DonationBatch.school_id, DonationBatch.id, DonationBatch.entered_late, "batches")
@@ -817,27 +931,43 @@ def timeliness_per_school(f: ReportFilter) -> Select[Any]:
         .group_by(DonationBatch.school_id)
         .subquery()
     )
+    return_counts = (
+        select(
+            *_late_counts(
+                DonationBatch.school_id,
+                Handover.id,
+                Handover.return_entered_late if return_entries else literal(False),
+                "returns",
+            )
+        )
+        .select_from(Handover)
+        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        .where(Handover.returned_on.is_not(None), *in_period(Handover.returned_on, f))
+        .group_by(DonationBatch.school_id)
+        .subquery()
+    )
+    # Enrolled students only, as in Biểu 4: doses of students who left are in the reconciliation.
     dose_counts = (
         select(*_late_counts(Student.school_id, VaccineDose.id, VaccineDose.entered_late, "doses"))
         .select_from(VaccineDose)
         .join(Student, Student.id == VaccineDose.student_id)
-        .where(*in_period(VaccineDose.given_on, f))
+        .where(Student.active, *in_period(VaccineDose.given_on, f))
         .group_by(Student.school_id)
         .subquery()
     )
     need_counts = (
-        select(*_late_counts(Student.school_id, NeedRecord.id, NeedRecord.entered_late, "needs"))
-        .select_from(NeedRecord)
-        .join(Student, Student.id == NeedRecord.student_id)
-        .where(*entered_in_period(NeedRecord.entered_at, f))
+        select(Student.school_id.label("school_id"), func.count(NeedHistory.id).label("needs_recorded"))
+        .select_from(NeedHistory)
+        .join(Student, Student.id == NeedHistory.student_id)
+        .where(Student.active, *in_period(NeedHistory.changed_on, f))
         .group_by(Student.school_id)
         .subquery()
     )
     parts = (
         ("batches", batch_counts),
         ("handovers", handover_counts),
+        ("returns", return_counts),
         ("doses", dose_counts),
-        ("needs", need_counts),
     )
     columns = []
     totals: dict[str, Any] = {"total": 0, "late": 0}
@@ -851,8 +981,9 @@ def timeliness_per_school(f: ReportFilter) -> Select[Any]:
         *columns,
         cast(totals["total"], BigInteger).label("records_total"),
         cast(totals["late"], BigInteger).label("records_late"),
+        _zero(need_counts.c.needs_recorded, "needs_recorded"),
     ).select_from(School)
-    for _, sub in parts:
+    for _, sub in (*parts, ("needs", need_counts)):
         statement = statement.outerjoin(sub, sub.c.school_id == School.id)
     return statement.where(school_condition(f)).order_by(*_school_order())
 
@@ -936,27 +1067,38 @@ def late_records(f: ReportFilter, record_type: str) -> Select[Any]:
             .join(Student, Student.id == VaccineDose.student_id)
             .join(School, School.id == Student.school_id)
             .outerjoin(entered_by, entered_by.id == VaccineDose.entered_by_id)
-            .where(school_condition(f), VaccineDose.entered_late, *in_period(VaccineDose.given_on, f))
+            .where(
+                school_condition(f),
+                Student.active,
+                VaccineDose.entered_late,
+                *in_period(VaccineDose.given_on, f),
+            )
             .order_by(*_school_order(), VaccineDose.given_on, VaccineDose.id)
         )
-    if record_type == "need":
+    if record_type == "return":
         return (
             select(
-                literal("need", String()).label("record_type"),
+                literal("return", String()).label("record_type"),
                 School.code.label("school_code"),
                 School.name.label("school_name"),
                 Student.code.label("subject_code"),
                 Student.full_name.label("subject_name"),
-                cast(null(), Date()).label("event_on"),
-                NeedRecord.entered_at.label("entered_at"),
-                entered_by.full_name.label("entered_by"),
+                Handover.returned_on.label("event_on"),
+                Handover.return_entered_at.label("entered_at"),
+                # Who entered the return is not kept (the handover's enterer may not be the one).
+                cast(null(), String()).label("entered_by"),
             )
-            .select_from(NeedRecord)
-            .join(Student, Student.id == NeedRecord.student_id)
-            .join(School, School.id == Student.school_id)
-            .outerjoin(entered_by, entered_by.id == NeedRecord.entered_by_id)
-            .where(school_condition(f), NeedRecord.entered_late, *entered_in_period(NeedRecord.entered_at, f))
-            .order_by(*_school_order(), NeedRecord.entered_at, NeedRecord.id)
+            .select_from(Handover)
+            .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+            .join(School, School.id == DonationBatch.school_id)
+            .join(Student, Student.id == Handover.student_id)
+            .where(
+                school_condition(f),
+                Handover.return_entered_late,
+                Handover.returned_on.is_not(None),
+                *in_period(Handover.returned_on, f),
+            )
+            .order_by(*_school_order(), Handover.returned_on, Handover.id)
         )
     raise ValueError(record_type)
 
@@ -1153,6 +1295,46 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
                     other_school=row["student_school_code"],
                 )
             )
+    # A programme device handed over within the period to a student with no standing device need and
+    # no priority group: counted in Biểu 2, met by no need of Biểu 1, outside the programme's groups.
+    standing = needs_as_of(f)
+    needing = select(standing.c.student_id).where(standing.c.needs_device)
+    unneeded = await _dicts(
+        session,
+        select(
+            DonationBatch.id.label("batch_id"),
+            School.code.label("school_code"),
+            School.name.label("school_name"),
+            Student.code.label("student_code"),
+            Student.full_name.label("full_name"),
+            _s(Handover.kind).label("kind"),
+            Handover.handed_on.label("handed_on"),
+        )
+        .select_from(Handover)
+        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        .join(School, School.id == DonationBatch.school_id)
+        .join(Student, Student.id == Handover.student_id)
+        .where(
+            school_condition(f),
+            DonationBatch.source == DonationSource.PROGRAM,
+            within(Handover.handed_on, f),
+            Student.priority_group == PriorityGroup.NONE,
+            Student.id.not_in(needing),
+        )
+        .order_by(*_school_order(), Handover.handed_on, Handover.id),
+    )
+    for row in unneeded:
+        issues.append(
+            _issue(
+                "devices",
+                "device_no_need",
+                row,
+                _subject(row["student_code"], row["full_name"]),
+                batch=f"#{row['batch_id']}",
+                kind=row["kind"],
+                handed_on=row["handed_on"],
+            )
+        )
     return issues
 
 

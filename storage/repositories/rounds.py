@@ -74,14 +74,15 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def figure_statements(f: Any) -> dict[str, Select[Any]]:
+def figure_statements(f: Any, *, schema_before_0005: bool = False) -> dict[str, Select[Any]]:
     """The statements a school's figures come from (the district report's per-school tables); the
-    one place a figure is defined, so the chat, the snapshots and the compiled report agree."""
+    one place a figure is defined, so the chat, the snapshots and the compiled report agree.
+    `schema_before_0005`: for migration 0002, on a database without the returns' entry times."""
     return {
         "needs": report_queries.needs_per_school(f),
         "devices": report_queries.devices_per_school(f),
         "vaccination": report_queries.vaccination_per_school(f),
-        "timeliness": report_queries.timeliness_per_school(f),
+        "timeliness": report_queries.timeliness_per_school(f, return_entries=not schema_before_0005),
     }
 
 
@@ -101,7 +102,7 @@ def figure_values(rows: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
         values["needs.total"] = int(row["needs_total"])
     for row in rows.get("devices") or []:
         source = DonationSource(row["source"]).value
-        for name in ("batches", "received", "given", "on_loan", "returned", "left"):
+        for name in ("batches", "received", "given", "lent", "returned", "on_loan", "left"):
             values[f"devices.{source}.{name}"] = int(row[name])
     vaccination = rows.get("vaccination") or []
     if vaccination:
@@ -111,7 +112,8 @@ def figure_values(rows: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     timeliness = rows.get("timeliness") or []
     if timeliness:
         row = timeliness[0]
-        for name in ("batches", "handovers", "doses", "needs"):
+        # The records of the 1-day rule (needs are never late: docs/reports.md).
+        for name in ("batches", "handovers", "returns", "doses"):
             values[f"late.{name}"] = int(row[f"{name}_late"])
     return values
 
@@ -152,9 +154,9 @@ async def school_figures(
 
 
 async def records_per_school(session: AsyncSession, rnd: ReportingRound, tz: ZoneInfo) -> dict[int, int]:
-    """School id -> records of the round's period (batches, handovers, doses, needs)."""
+    """School id -> records of the round's period (batches, handovers, returns, doses, need states)."""
     rows = await _rows(session, report_queries.timeliness_per_school(report_filter(rnd, tz)))
-    return {int(row["school_id"]): int(row["records_total"]) for row in rows}
+    return {int(row["school_id"]): int(row["records_total"]) + int(row["needs_recorded"]) for row in rows}
 
 
 def _entered_by_statements(

@@ -199,6 +199,18 @@ class ResolvedPeriod:
 
 
 @dataclass(frozen=True)
+class ReportCover:
+    """What the district report's cover takes from settings (DISTRICT_HEAD_NAME, DISTRICT_HEAD_TITLE,
+    REPORT_NUMBER_SUFFIX, REPORT_PLACE): who signs, the document's symbol, the place of issue. Empty
+    values fall back to the catalogue's title, and to the district's name for the place."""
+
+    head_name: str = ""
+    head_title: str = ""
+    number_suffix: str = "BC-GDĐT"
+    place: str = ""
+
+
+@dataclass(frozen=True)
 class ScopeRights:
     """Which scopes a person may ask for (see `allowed_scopes`).
 

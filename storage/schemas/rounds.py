@@ -138,11 +138,11 @@ PROGRAM_FIGURES: tuple[str, ...] = (
     *[
         f"devices.{source.value}.{name}"
         for source in DonationSource
-        for name in ("batches", "received", "given", "on_loan", "returned", "left")
+        for name in ("batches", "received", "given", "lent", "returned", "on_loan", "left")
     ],
     "late.batches",
     "late.handovers",
-    "late.needs",
+    "late.returns",
 )
 VACCINE_FIGURES: tuple[str, ...] = (
     "vaccination.enrolled",
@@ -178,10 +178,10 @@ class Inconsistency(BaseModel):
 class SchoolFigures(BaseModel):
     """A school's figures for a round: what the principal submits and the reviewer checks.
 
-    The rules are the district report's: needs of active students entered (local day) in the
-    period; batches received in the period with their handovers up to its end ("left" = received −
-    given − on loan); doses given in the period, students with at least 1, 2, 3 of them; late entries
-    (the 1-day rule) among the period's records.
+    The rules are the district report's counting model (docs/reports.md): stock as of the period's
+    end — needs as they stood, loans open, devices left, students with at least 1, 2, 3 doses by
+    then; events within the period — batches received, devices given, lent, returned, doses given,
+    late entries among the records of the 1-day rule (batches, handovers, returns, doses).
     """
 
     round_id: int

@@ -32,6 +32,7 @@ from storage.rules import district_report_deadline
 from storage.schemas.reports import (
     LEVEL_SCOPE_LEVELS,
     ProgressCallback,
+    ReportCover,
     ReportFile,
     ReportKind,
     ReportPeriod,
@@ -121,6 +122,8 @@ class ReportService(ServiceBase):
     chunk_rows: int = 1_000
     max_concurrent: int = 2
     progress_step: float = 0.02  # call `progress` again after this share of the rows
+    # The cover's signer, document symbol and place (the bot and the CLI set it from settings).
+    cover: ReportCover = ReportCover()
 
     _slots: asyncio.Semaphore | None = None
 
@@ -226,10 +229,13 @@ class ReportService(ServiceBase):
         prepared_by: str | None = None,
         progress: ProgressCallback | None = None,
         store: bool = False,
+        number: str | None = None,
     ) -> ReportFile:
         """Build one workbook. `actor_id` is the staff member asking (None: the command line); their
         scope is checked. `progress` is called with `ReportProgress` as rows are written (sync or
-        async; errors in it are logged, never fatal). `store` keeps a copy as a CompiledReport."""
+        async; errors in it are logged, never fatal). `store` keeps a copy as a CompiledReport.
+        `number` is the document's number on the cover ("Số: 15/BC-GDĐT"); none leaves it blank for
+        the clerk to fill in when the signed paper is issued."""
         try:
             kind = ReportKind(kind)
         except ValueError:
@@ -238,7 +244,9 @@ class ReportService(ServiceBase):
         who = await self.requester(actor_id) if actor_id is not None else None
         slots = self._concurrency()
         async with slots:
-            return await self._build(kind, scope, period, language, who, prepared_by, progress, store)
+            return await self._build(
+                kind, scope, period, language, who, prepared_by, progress, store, (number or "").strip()
+            )
 
     def _concurrency(self) -> asyncio.Semaphore:
         if self._slots is None:
@@ -255,6 +263,7 @@ class ReportService(ServiceBase):
         prepared_by: str | None,
         progress: ProgressCallback | None,
         store: bool,
+        number: str = "",
     ) -> ReportFile:
         from exports import reports as layout
         from exports.worker import WriterJob
@@ -265,6 +274,7 @@ class ReportService(ServiceBase):
             meta, report_filter, resolved = await self._prepare(session, kind, scope, period, language, who)
             meta["generated_at"] = generated_at
             meta["prepared_by"] = prepared_by if prepared_by is not None else (who.full_name if who else "")
+            meta["document_number"] = number
             statements = {
                 name: self._stream_statement(name, report_filter) for name in layout.STREAMS[kind.value]
             }
@@ -394,8 +404,12 @@ class ReportService(ServiceBase):
             "date_from": resolved.date_from,
             "date_to": resolved.date_to,
             "today": self.clock.today(),
-            "head_name": "",
+            "head_name": self.cover.head_name,
+            "head_title": self.cover.head_title,
+            "number_suffix": self.cover.number_suffix,
         }
+        if self.cover.place:
+            meta["place_name"] = self.cover.place
         return meta, report_filter, resolved
 
     async def _resolve_period(
@@ -425,7 +439,11 @@ class ReportService(ServiceBase):
         if "devices" in areas:
             data["devices"] = await queries.devices_rollup(session, f)
         if "batches" in areas:
-            data["batches"] = [self._with_deadline(row) for row in await queries.batch_rows(session, f)]
+            days = await queries.batch_handover_days(session, f)
+            data["batches"] = [
+                self._with_deadline(row, days.get(row["batch_id"], []))
+                for row in await queries.batch_rows(session, f)
+            ]
         if "vaccination" in areas:
             data["vaccination"] = await queries.vaccination_rollup(session, f)
         if "timeliness" in areas:
@@ -449,17 +467,34 @@ class ReportService(ServiceBase):
             )
         return data
 
-    def _with_deadline(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The district's 5-day rule for one batch: met when every handover of the batch was entered
-        no later than received_on + 5 days (local days)."""
+    def _with_deadline(self, row: dict[str, Any], days: list[tuple[date, int]]) -> dict[str, Any]:
+        """The district's 5-day rule for one batch (see docs/reports.md): the whole batch handed over
+        (gifts and loans) by received_on + 5 days, and the district's report upward by then.
+        Before the deadline, a batch not yet met is "pending": shown apart, outside the rates."""
+        row = {k: v for k, v in row.items() if k != "last_entered_at"}
         deadline = district_report_deadline(row["received_on"])
-        last = row.pop("last_entered_at", None)
-        last_on: date | None = last.astimezone(self.clock.tz).date() if last is not None else None
-        if not row["handovers"]:
-            status = "pending" if self.clock.today() <= deadline else "no_handover"
+        due = self.clock.today() > deadline
+        handed = sum(count for day, count in days if day <= deadline)
+        if handed >= row["quantity"]:
+            status = "met"
+        elif not due:
+            status = "pending"
         else:
-            status = "missed" if last_on is not None and last_on > deadline else "met"
-        return {**row, "report_deadline": deadline, "last_entered_on": last_on, "deadline_status": status}
+            status = "partial" if handed else "none"
+        reported_at = row.pop("reported_at", None)
+        reported_on: date | None = reported_at.astimezone(self.clock.tz).date() if reported_at else None
+        if reported_on is not None:
+            report_status = "on_time" if reported_on <= deadline else "late"
+        else:
+            report_status = "not_reported" if due else "pending"
+        return {
+            **row,
+            "report_deadline": deadline,
+            "handed_by_deadline": handed,
+            "deadline_status": status,
+            "reported_on": reported_on,
+            "report_status": report_status,
+        }
 
     @staticmethod
     def _stream_statement(name: str, f: queries.ReportFilter) -> Any:
@@ -476,8 +511,8 @@ class ReportService(ServiceBase):
         late = {
             "late_batches": "batch",
             "late_handovers": "handover",
+            "late_returns": "return",
             "late_doses": "dose",
-            "late_needs": "need",
         }
         if name in late:
             return queries.late_records(f, late[name])

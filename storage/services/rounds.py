@@ -49,7 +49,7 @@ from storage.models import (
     SubmissionTrack,
 )
 from storage.permissions import SPECIALIST_LEVELS, Action, require, sees_school
-from storage.repositories import audit, locks
+from storage.repositories import audit, batch_reports, locks
 from storage.repositories import csdl as csdl_repo
 from storage.repositories import rounds as repo
 from storage.schemas.organisation import StaffOut
@@ -1019,11 +1019,24 @@ class RoundService(ServiceBase):
             entry = await self._audit(
                 session, actor_id=actor_id, action=AuditAction.UPDATE, row=rnd, before=before
             )
+            # The compiled report is the district's report upward: its batches are reported now (the
+            # 5-day rule, issue 15) — the approved schools', and the others' when they are included.
+            included = [s.school_id for s in check.approved]
+            if CompileChoice(choice) is CompileChoice.INCLUDE_LIVE:
+                included += sorted(missing)
+            reported = await batch_reports.record(
+                session,
+                await batch_reports.batches_of_period(session, included, rnd.period_start, rnd.period_end),
+                now,
+                reported_by_id=actor_id,
+                round_id=rnd.id,
+            )
             entry.after = {
                 **(entry.after or {}),
                 "missing_school_ids_acknowledged": sorted(acknowledged),
                 "compile_choice": CompileChoice(choice).value,
                 "compiled_report_id": stored.id,
+                "batches_reported": reported,
             }
             await session.flush()
             return CompiledOut(

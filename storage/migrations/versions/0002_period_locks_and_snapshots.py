@@ -210,7 +210,7 @@ def _snapshot_submitted(bind: sa.Connection, snapshot: sa.Table, tz: ZoneInfo) -
         f = report_filter(rnd, tz, school_id=school.id)
         found = {
             name: [dict(r._mapping) for r in bind.execute(statement)]
-            for name, statement in figure_statements(f).items()
+            for name, statement in figure_statements(f, schema_before_0005=True).items()
         }
         figures = SchoolFigures(
             round_id=rnd.id,
