@@ -268,7 +268,7 @@ def devices_columns(words: Words) -> list[Column]:
 
 def batch_columns(words: Words) -> list[Column]:
     return [
-        _col(words, "batch_id", INT, 6),
+        _col(words, "batch_number", INT, 6, header="col.batch_id"),  # the school's own number
         *_school_cols(words, level=False, name_width=20),
         _col(words, "source", LABEL, 12, words.labels("source", SOURCES)),
         _col(words, "donor_name", TEXT, 18),

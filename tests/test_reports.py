@@ -346,6 +346,17 @@ def _sum(*rows: dict[str, int]) -> dict[str, int]:
     return {k: sum(r[k] for r in rows) for k in rows[0]}
 
 
+async def shown_batches(services: Services) -> dict[tuple[str, int], int]:
+    """(school code, the school's batch number) -> the batch's id."""
+    async with services.sessionmaker() as session:
+        rows = await session.execute(
+            select(School.code, DonationBatch.number, DonationBatch.id).join(
+                School, School.id == DonationBatch.school_id
+            )
+        )
+        return {(code, number): batch_id for code, number, batch_id in rows}
+
+
 async def test_devices_report_every_total(services: Services, rw: ReportWorld) -> None:
     report, wb = await build(services, "devices", ReportScope.district(rw.district_id))
     table = read_table(wb, "devices", devices_columns(W))
@@ -366,8 +377,7 @@ async def test_devices_report_every_total(services: Services, rw: ReportWorld) -
     assert totals[("Tổng cộng", other)] == _sum(DEVICES[(P_CODE, "other")], DEVICES[(S_CODE, "other")])
     assert totals[("Tổng cộng (mọi nguồn)", None)] == _sum(*DEVICES.values())
     assert totals[("Tổng cộng (mọi nguồn)", None)] == {
-        "batches": 7, "donors": 4, "received": 15, "given": 7, "lent": 3, "on_loan": 2, "returned": 1,
-        "left": 6,
+        "batches": 7, "donors": 4, "received": 15, "given": 7, "lent": 3, "on_loan": 2, "returned": 1, "left": 6
     }  # fmt: skip
 
     # Independent count from the database rows.
@@ -401,7 +411,8 @@ async def test_devices_report_every_total(services: Services, rw: ReportWorld) -
 
     # Batches and the district's 5-day rule.
     batches = read_table(wb, "batches", batch_columns(W))
-    by_id = {r["batch_id"]: r for r in batches.rows}
+    shown = await shown_batches(services)  # the sheet names a batch by its school's own number
+    by_id = {shown[(r["school_code"], r["batch_number"])]: r for r in batches.rows}
     status = {key: by_id[rw.batches[key]]["deadline_status"] for key in rw.batches}
     assert status == {
         "B1": "Đạt",  # the whole batch (a gift and two loans) handed over by 6/11
@@ -439,7 +450,8 @@ async def test_devices_report_every_total(services: Services, rw: ReportWorld) -
     # Reconciliation: each planted inconsistency, and nothing else.
     issues = read_table(wb, "issues", issue_columns(W))
     found = sorted((r["issue"], r["subject"].split(" – ")[0]) for r in issues.rows)
-    b2, b5 = f"#{rw.batches['B2']}", f"#{rw.batches['B5']}"
+    number = {batch_id: n for (_, n), batch_id in shown.items()}
+    b2, b5 = f"#{number[rw.batches['B2']]}", f"#{number[rw.batches['B5']]}"
     assert found == sorted(
         [
             (label("issue", "over_given"), b5),
@@ -664,10 +676,11 @@ async def test_timeliness_report_every_total(services: Services, rw: ReportWorld
             assert row[f"{kind}_total"] == total[(school_id, kind)]
             assert row[f"{kind}_late"] == late[(school_id, kind)]
 
+    number_of = {batch_id: n for (_, n), batch_id in (await shown_batches(services)).items()}
     late_list = read_table(wb, "late", stream_columns(W, "late"))
     assert len(late_list.rows) == table.totals[-1]["records_late"] == 3
     assert [(r["record_type"], r["school_code"], r["subject_code"]) for r in late_list.rows] == [
-        ("Đợt tài trợ", S_CODE, f"#{rw.batches['B3']}"),
+        ("Đợt tài trợ", S_CODE, f"#{number_of[rw.batches['B3']]}"),
         ("Bàn giao", P_CODE, "HS0003"),
         ("Mũi tiêm", P_CODE, "HS0004"),
     ]

@@ -461,6 +461,9 @@ def batches(f: ReportFilter, *, reported: bool = True) -> Select[Any]:
     statement = (
         select(
             DonationBatch.id.label("batch_id"),
+            # The school's own number, what people see (not read for the figures: migration 0002 runs
+            # them on a database without it).
+            (DonationBatch.number if reported else cast(null(), Integer)).label("batch_number"),
             *_school_columns(),
             _s(DonationBatch.source).label("source"),
             DonationBatch.donor_id.label("donor_id"),
@@ -629,7 +632,7 @@ def device_handovers(f: ReportFilter, kind: HandoverKind) -> Select[Any]:
     columns = [
         School.code.label("school_code"),
         School.name.label("school_name"),
-        DonationBatch.id.label("batch_id"),
+        DonationBatch.number.label("batch_id"),  # shown: the school's own number of the batch
         _s(DonationBatch.source).label("source"),
         Donor.name.label("donor_name"),
         _s(DonationBatch.device_type).label("device_type"),
@@ -1018,7 +1021,7 @@ def late_records(f: ReportFilter, record_type: str) -> Select[Any]:
                 literal("batch", String()).label("record_type"),
                 School.code.label("school_code"),
                 School.name.label("school_name"),
-                (literal("#", String()) + cast(DonationBatch.id, String())).label("subject_code"),
+                (literal("#", String()) + cast(DonationBatch.number, String())).label("subject_code"),
                 func.coalesce(Donor.name, DonationBatch.make_model).label("subject_name"),
                 DonationBatch.received_on.label("event_on"),
                 DonationBatch.entered_at.label("entered_at"),
@@ -1122,7 +1125,7 @@ def _issue(area: str, issue: str, row: dict[str, Any], subject: str, **params: A
 
 
 def _batch_subject(row: dict[str, Any]) -> str:
-    return _subject(f"#{row['batch_id']}", row.get("donor_name") or row.get("make_model"))
+    return _subject(f"#{row['batch_number']}", row.get("donor_name") or row.get("make_model"))
 
 
 async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
@@ -1162,6 +1165,7 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
         session,
         select(
             DonationBatch.id.label("batch_id"),
+            DonationBatch.number.label("batch_number"),
             School.code.label("school_code"),
             School.name.label("school_name"),
             Donor.name.label("donor_name"),
@@ -1203,8 +1207,8 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
             Student.code.label("student_code"),
             Student.full_name.label("full_name"),
             func.count(Handover.id).label("devices"),
-            func.min(Handover.batch_id).label("first_batch"),
-            func.max(Handover.batch_id).label("last_batch"),
+            func.min(DonationBatch.number).label("first_batch"),  # the school's own numbers
+            func.max(DonationBatch.number).label("last_batch"),
         )
         .select_from(Handover)
         .join(DonationBatch, DonationBatch.id == Handover.batch_id)
@@ -1244,6 +1248,7 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
         session,
         select(
             DonationBatch.id.label("batch_id"),
+            DonationBatch.number.label("batch_number"),
             School.code.label("school_code"),
             School.name.label("school_name"),
             Donor.name.label("donor_name"),
@@ -1303,6 +1308,7 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
         session,
         select(
             DonationBatch.id.label("batch_id"),
+            DonationBatch.number.label("batch_number"),
             School.code.label("school_code"),
             School.name.label("school_name"),
             Student.code.label("student_code"),

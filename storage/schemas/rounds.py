@@ -474,6 +474,8 @@ class ReminderDue(BaseModel):
     reminder_key: str  # unique per round and person, e.g. `submit:24h`, `late:submit`
     text_key: str  # catalogue key, e.g. `rounds.reminder.submit`
     params: dict[str, str | int] = Field(default_factory=dict)
+    # The deadline it is about: one person's reminders go out one after another in this order.
+    due_at: datetime | None = None
 
 
 # --- history --------------------------------------------------------------------------------------

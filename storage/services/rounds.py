@@ -52,6 +52,7 @@ from storage.permissions import SPECIALIST_LEVELS, Action, require, sees_school
 from storage.repositories import audit, batch_reports, locks
 from storage.repositories import csdl as csdl_repo
 from storage.repositories import rounds as repo
+from storage.rules import round_label
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_text
 from storage.schemas.rounds import (
@@ -285,6 +286,9 @@ def plan_reminders(
         planner.approve(hours_before)
         planner.compile(hours_before)
         planner.late_digests()
+    # By deadline (stable: a round's steps keep their order), so that the job sends each person's
+    # reminders in the order of what they are about — the late submission before the late approval.
+    due.sort(key=lambda reminder: reminder.due_at or now)
     return due
 
 
@@ -296,7 +300,9 @@ class _Planner:
     due: list[ReminderDue]
     planned: set[tuple[int, str]] = field(default_factory=set)
 
-    def add(self, contact: Contact, key: str, text_key: str, **params: str | int) -> None:
+    def add(
+        self, contact: Contact, key: str, text_key: str, *, due_at: datetime, **params: str | int
+    ) -> None:
         if (contact.staff_id, key) in self.state.sent or (contact.staff_id, key) in self.planned:
             return
         self.planned.add((contact.staff_id, key))
@@ -308,7 +314,8 @@ class _Planner:
                 language=contact.language,
                 reminder_key=key,
                 text_key=text_key,
-                params={"round": self.state.name, **params},
+                params={"round": round_label(self.state.name), **params},
+                due_at=due_at,
             )
         )
 
@@ -334,6 +341,7 @@ class _Planner:
                     principal,
                     f"submit:{offset}h",
                     "rounds.reminder.submit",
+                    due_at=deadline,
                     school=school.name,
                     status=school.program.value,
                     **self._deadline_params(deadline),
@@ -357,6 +365,7 @@ class _Planner:
                     specialist,
                     f"approve:{offset}h",
                     "rounds.reminder.approve",
+                    due_at=deadline,
                     count=len(waiting),
                     schools=_names(waiting),
                     **self._deadline_params(deadline),
@@ -368,6 +377,7 @@ class _Planner:
                     officer,
                     f"approve:{offset}h",
                     "rounds.reminder.approve_vaccine",
+                    due_at=deadline,
                     count=len(waiting),
                     schools=_names(waiting),
                     **self._deadline_params(deadline),
@@ -386,6 +396,7 @@ class _Planner:
                     officer,
                     "compile:ready",
                     "rounds.reminder.compile_ready",
+                    due_at=deadline,
                     count=approved,
                     **self._deadline_params(deadline),
                 )
@@ -397,6 +408,7 @@ class _Planner:
                 officer,
                 f"compile:{offset}h",
                 "rounds.reminder.compile",
+                due_at=deadline,
                 approved=approved,
                 total=len(schools),
                 missing=_names(missing) or "–",
@@ -418,6 +430,7 @@ class _Planner:
                     deputy,
                     "late:compile",
                     "rounds.reminder.late_compile",
+                    due_at=state.compile_deadline,
                     deadline=show_local(state.compile_deadline, self.tz),
                     count=len(missing),
                     schools=_names(missing) or "–",
@@ -431,6 +444,7 @@ class _Planner:
                 deputy,
                 key,
                 text_key,
+                due_at=deadline,
                 deadline=show_local(deadline, self.tz),
                 count=len(names),
                 schools=_names(names),
@@ -990,7 +1004,7 @@ class RoundService(ServiceBase):
                 if staff.district_id not in (None, rnd.district_id):
                     raise AccessDenied("rounds.other_district")
             if rnd.status is RoundStatus.COMPILED:
-                raise DomainError("rounds.already_compiled", round=rnd.name)
+                raise DomainError("rounds.already_compiled", round=round_label(rnd.name))
             check = await self._compile_check(session, rnd)
             missing = {s.school_id for s in check.missing}
             acknowledged = set(missing_school_ids_acknowledged)
@@ -1359,7 +1373,7 @@ class RoundService(ServiceBase):
     async def _open_round(self, session: AsyncSession, round_id: int) -> ReportingRound:
         rnd = await self._round(session, round_id, share=True)
         if rnd.status is not RoundStatus.OPEN:
-            raise DomainError("rounds.closed", round=rnd.name)
+            raise DomainError("rounds.closed", round=round_label(rnd.name))
         return rnd
 
     async def _school(self, session: AsyncSession, school_id: int, district_id: int) -> School:
