@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +96,35 @@ class _SQLiteSessionmaker(async_sessionmaker[AsyncSession]):
     def __init__(self, engine: AsyncEngine, **kw: Any) -> None:
         super().__init__(engine.execution_options(**{_DEFERRED_BEGIN: True}), **kw)
         self._write_engine = engine
+        # (the event loop, its writers' lock, the task holding it): see `_write`
+        self._turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Task[Any] | None] | None = None
 
     def begin(self) -> Any:
-        session = self(bind=self._write_engine)
-        return session._maker_context_manager()
+        return self._write()
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        # This process's writers take turns before BEGIN IMMEDIATE: one waiting on SQLite's lock polls
+        # in its busy handler with sleeps of up to 100 ms, so under load writers waited far longer than
+        # the lock was held (hundreds of ms per tap); an asyncio lock hands it over at once. Other
+        # processes (the command line) still meet the busy timeout. A write nested in one of the same
+        # task (none is known) goes straight to SQLite, as before, rather than wait for itself.
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._turn[0] is not loop:
+            self._turn = (loop, asyncio.Lock(), None)
+        _, lock, holder = self._turn
+        task = asyncio.current_task()
+        if holder is not None and holder is task:
+            async with self(bind=self._write_engine) as session, session.begin():
+                yield session
+            return
+        async with lock:
+            self._turn = (loop, lock, task)
+            try:
+                async with self(bind=self._write_engine) as session, session.begin():
+                    yield session
+            finally:
+                self._turn = (loop, lock, None)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
