@@ -854,7 +854,7 @@ class ReportWriter:
             sheet.set_column(col, col, width)
         sheet.set_paper(9)
         sheet.set_portrait()
-        sheet.fit_to_pages(1, 0)
+        sheet.fit_to_pages(1, 1)  # a letter to sign: one page, the signature under the figures
         sheet.set_margins(left=0.7, right=0.5, top=0.6, bottom=0.6)
         sheet.center_horizontally()
         sheet.set_footer(f"&C{w('page_footer')}")

@@ -143,7 +143,11 @@ class Formats:
         cell = {"border": 1}
         self.title = make(bold=True, font_size=14)
         self.subtitle = make(italic=True)
-        self.note = make(italic=True, font_size=10, font_color="#444444")
+        self.note = make(italic=True, font_color="#444444")  # 11 pt: 8 pt or more when fitted
+        # A table's title, subtitle and note, merged across its columns and wrapped there.
+        self.title_wrap = make(bold=True, font_size=14, text_wrap=True)
+        self.subtitle_wrap = make(italic=True, text_wrap=True)
+        self.note_wrap = make(italic=True, font_color="#444444", text_wrap=True)
         self.header = make(
             bold=True, text_wrap=True, align="center", valign="vcenter", bg_color="#DDEBF7", **cell
         )
@@ -160,12 +164,14 @@ class Formats:
             DATETIME: "dd/mm/yyyy hh:mm",
         }
         for kind, num_format in number_formats.items():
-            extra = {"num_format": num_format} if num_format else {}
+            # Text wraps inside its column (the row is made tall enough): never cut off by the next
+            # cell, never running over an empty one.
+            extra = {"num_format": num_format} if num_format else {"text_wrap": True}
             self.body[kind] = make(**cell, **extra)
             self.bold[kind] = make(bold=True, bg_color="#F2F2F2", **cell, **extra)
         # The same text formats with Excel's quote prefix, for text that looks like a formula.
-        self.quoted = make(quote_prefix=True, **cell)
-        self.quoted_bold = make(quote_prefix=True, bold=True, bg_color="#F2F2F2", **cell)
+        self.quoted = make(quote_prefix=True, text_wrap=True, **cell)
+        self.quoted_bold = make(quote_prefix=True, bold=True, bg_color="#F2F2F2", text_wrap=True, **cell)
         self.wrap = make(text_wrap=True, **cell)
         self.quoted_wrap = make(quote_prefix=True, text_wrap=True, **cell)
         # Free layout (cover sheet, signature block, metadata).
@@ -294,11 +300,25 @@ class TableSheet:
         # The header row as tall as its longest wrapped header (bold text: a little wider).
         lines = max((wrapped_lines(c.header, c.width * 0.9) for c in self.columns), default=1)
         sheet.set_row(HEADER_ROW, max(30.0, lines * LINE_POINTS + 4))
-        sheet.write_string(TITLE_ROW, 0, title, formats.title)
-        if subtitle:
-            workbook.write_text(sheet, SUBTITLE_ROW, 0, subtitle, formats.subtitle)
-        if note:
-            workbook.write_text(sheet, NOTE_ROW, 0, note, formats.note)
+        # Title, subtitle and note wrap inside the table's width: text running past the last column
+        # would widen what "fit to the page's width" fits (LibreOffice fits it all, down to 4 pt).
+        table_width = sum(c.width for c in self.columns)
+        last_col = len(self.columns) - 1
+        for row, text, fmt, size in (
+            (TITLE_ROW, title, formats.title_wrap, 14),
+            (SUBTITLE_ROW, subtitle, formats.subtitle_wrap, 11),
+            (NOTE_ROW, note, formats.note_wrap, 11),
+        ):
+            if not text:
+                continue
+            lines = wrapped_lines(text, table_width * 11 / size * 0.95)
+            if lines > 1:
+                sheet.set_row(row, lines * LINE_POINTS * size / 11 + 2)
+            if last_col > 0:
+                sheet.merge_range(row, 0, row, last_col, "", fmt)
+            workbook.write_text(sheet, row, 0, text, fmt)
+        # Only the table's columns print (and are fitted to the page).
+        sheet.print_area(0, 0, EXCEL_MAX_ROWS - 2, max(last_col, 0))
         for index, column in enumerate(self.columns):
             sheet.write_string(HEADER_ROW, index, column.header, formats.header)
         sheet.freeze_panes(FIRST_DATA_ROW, 0)
@@ -315,7 +335,12 @@ class TableSheet:
         sheet.center_horizontally()
         if print_setup.footer:
             sheet.set_footer(f"&C{print_setup.footer}")
-        self._wrapped = [(i, c.width) for i, c in enumerate(self.columns) if c.wrap]
+        # Every text column wraps; a row is made as tall as its longest text (labels as shown).
+        self._wrapped = [
+            (i, c.width, dict(c.labels or {}) if c.kind in (LABEL, BOOL) else None)
+            for i, c in enumerate(self.columns)
+            if c.kind in (TEXT, LABEL, BOOL)
+        ]
         self._writers = [self._cell_writer(column, bold=False) for column in self.columns]
         self._bold_writers = [self._cell_writer(column, bold=True) for column in self.columns]
 
@@ -392,7 +417,14 @@ class TableSheet:
         set_row = self.sheet.set_row
         for values in rows:
             if wrapped:
-                lines = max(wrapped_lines(str(values[i] or ""), w) for i, w in wrapped)
+                lines = 1
+                for i, w, labels in wrapped:
+                    value = values[i]
+                    if value is None:
+                        continue
+                    shown = str(labels.get(value, value) if labels is not None else value)
+                    if len(shown) > w:  # most texts fit: measured only when they might not
+                        lines = max(lines, wrapped_lines(shown, w))
                 if lines > 1:
                     set_row(row, lines * LINE_POINTS + 2)
             for col, write in plan:
