@@ -124,7 +124,7 @@ async def all_four(services: Services, world: World, clock) -> tuple[BatchOut, H
 
 
 def batch_button(batch: BatchOut, lock: str = "") -> str:
-    return f"{lock}📦 10/11/2021 · lô #{batch.id} · {batch.quantity} máy tính xách tay"
+    return f"{lock}📦 10/11/2021 · lô #{batch.number} · {batch.quantity} máy tính xách tay"
 
 
 HANDOVER_BUTTON = "🎁 14/11/2021 · Nguyễn Văn An (4A1) · tặng"
@@ -586,7 +586,7 @@ async def test_returns_are_listed_and_their_date_edited(services: Services, harn
     teacher = harness.person("teacher")
     await teacher.send("/my")
     await teacher.tap("↩️ Trả máy")
-    assert entries(teacher) == [f"↩️ 14/11/2021 · Trần Thị Bình (4A1) · trả máy lô #{batch.id}"]
+    assert entries(teacher) == [f"↩️ 14/11/2021 · Trần Thị Bình (4A1) · trả máy lô #{batch.number}"]
     await teacher.tap(entries(teacher)[0])
     assert "Đã trả lại ngày 14/11/2021" in teacher.last_text()
     await teacher.tap("↩️ Ngày trả")

@@ -186,6 +186,7 @@ class EntryService(ServiceBase):
                 event_on=batch.received_on,
                 subject=donor_name or "",
                 details={
+                    "number": batch.number,  # the school's own number: «lô #3»
                     "source": batch.source.value,
                     "quantity": batch.quantity,
                     "device_type": batch.device_type.value,
@@ -228,6 +229,7 @@ class EntryService(ServiceBase):
                     "kind": handover.kind.value,
                     "device_type": batch.device_type.value,
                     "batch_id": batch.id,
+                    "batch_number": batch.number,
                     "handed_on": handover.handed_on,
                     "returned_on": handover.returned_on,
                 },
