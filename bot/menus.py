@@ -43,6 +43,7 @@ COMMANDS: tuple[MenuCommand, ...] = (
     MenuCommand("review_vaccine", Action.REVIEW_VACCINE, on_keyboard=True),
     MenuCommand("compile", Action.COMPILE, on_keyboard=True),
     MenuCommand("reopen", Action.REOPEN),
+    MenuCommand("reported", Action.COMPILE),  # "đã báo cáo Sở": batches reported upward
     MenuCommand("report", Action.REPORT, on_keyboard=True),
     MenuCommand("progress", Action.PROGRESS, on_keyboard=True),
     MenuCommand("round", Action.MANAGE_ROUNDS),

@@ -501,3 +501,25 @@ class HistoryEntry(BaseModel):
     to_status: SubmissionStatus | None = None
     reason: str = ""
     late: bool = False
+
+
+class UnreportedBatch(BaseModel):
+    """A batch the district has not yet reported upward (the "đã báo cáo Sở" list, issue 15)."""
+
+    id: int
+    number: int  # the school's own batch number, «lô #3»
+    school_code: str
+    school_name: str
+    received_on: date
+    due_on: date  # received_on + 5 days: the district's deadline to report it
+    quantity: int
+
+
+class ReportedUpward(BaseModel):
+    """What "đã báo cáo Sở" recorded: the batches newly marked, on time or late against their
+    5-day deadline, and those someone had marked meanwhile."""
+
+    reported_on: date
+    on_time: int
+    late: int
+    already: int

@@ -33,8 +33,10 @@ from storage.errors import AccessDenied, DomainError
 from storage.models import (
     AuditAction,
     AuditLog,
+    BatchReport,
     CompiledReport,
     District,
+    DonationBatch,
     ReportingRound,
     Role,
     RoundStatus,
@@ -52,7 +54,7 @@ from storage.permissions import SPECIALIST_LEVELS, Action, require, sees_school
 from storage.repositories import audit, batch_reports, locks
 from storage.repositories import csdl as csdl_repo
 from storage.repositories import rounds as repo
-from storage.rules import round_label
+from storage.rules import district_report_deadline, round_label
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_text
 from storage.schemas.rounds import (
@@ -69,6 +71,7 @@ from storage.schemas.rounds import (
     Recipient,
     ReminderDue,
     ReopenOutcome,
+    ReportedUpward,
     ReviewOutcome,
     ReviewSummary,
     RoundIn,
@@ -81,6 +84,7 @@ from storage.schemas.rounds import (
     SubmitResult,
     SubmittedFigures,
     TrackState,
+    UnreportedBatch,
     clean_reason,
     diff_figures,
     show_local,
@@ -1341,6 +1345,77 @@ class RoundService(ServiceBase):
             )
         )
         await session.flush()
+
+    # --- the report upward: "đã báo cáo Sở" (issue 15) ---------------------------------------------
+
+    async def unreported_batches(self, actor_id: int, limit: int = 500) -> list[UnreportedBatch]:
+        """The batches of the officer's district not yet reported upward, oldest first, each with
+        the day it is due (received + 5 days). For whoever compiles (Action.COMPILE)."""
+        async with self.sessionmaker() as session:
+            district_id = await self._upward_district(session, actor_id)
+            rows = await batch_reports.unreported(session, district_id, limit=limit)
+        return [
+            UnreportedBatch(
+                id=batch.id,
+                number=batch.number,
+                school_code=school.code,
+                school_name=school.name,
+                received_on=batch.received_on,
+                due_on=district_report_deadline(batch.received_on),
+                quantity=batch.quantity,
+            )
+            for batch, school in rows
+        ]
+
+    async def mark_reported_upward(self, actor_id: int, batch_ids: Sequence[int]) -> ReportedUpward:
+        """Record the batches as reported to the Department today (one transaction, one audit row
+        each). A batch reported meanwhile keeps its first day and is counted as `already`; a batch of
+        another district is refused."""
+        if not batch_ids:
+            raise DomainError("rounds.upward_none_chosen")
+        now = self.clock.now()
+        today = now.astimezone(self.clock.tz).date()
+        async with self.sessionmaker.begin() as session:
+            district_id = await self._upward_district(session, actor_id)
+            rows = (
+                await session.execute(
+                    select(DonationBatch.id, DonationBatch.school_id, DonationBatch.received_on)
+                    .join(School, School.id == DonationBatch.school_id)
+                    .where(DonationBatch.id.in_(list(batch_ids)), School.district_id == district_id)
+                )
+            ).all()
+            if len(rows) != len(set(batch_ids)):
+                raise DomainError("rounds.upward_unknown_batch")
+            fresh = set(
+                await batch_reports.record(session, [r.id for r in rows], now, reported_by_id=actor_id)
+            )
+            for row in rows:
+                if row.id in fresh:
+                    stored = await session.get(BatchReport, row.id)
+                    assert stored is not None
+                    await self._audit(
+                        session,
+                        actor_id=actor_id,
+                        action=AuditAction.CREATE,
+                        row=stored,
+                        school_id=row.school_id,
+                    )
+            on_time = sum(
+                1 for r in rows if r.id in fresh and today <= district_report_deadline(r.received_on)
+            )
+        return ReportedUpward(
+            reported_on=today, on_time=on_time, late=len(fresh) - on_time, already=len(rows) - len(fresh)
+        )
+
+    async def _upward_district(self, session: AsyncSession, actor_id: int) -> int:
+        staff = await self._staff(session, actor_id)
+        require(staff, Action.COMPILE)
+        if staff.district_id is not None:
+            return staff.district_id
+        districts = list(await session.scalars(select(District.id).limit(2)))
+        if len(districts) != 1:
+            raise DomainError("rounds.upward_no_district")
+        return districts[0]
 
     async def _audit(self, session: AsyncSession, **kwargs: Any) -> AuditLog:
         """An audit row stamped with the service's clock, like the submission events beside it."""

@@ -1,0 +1,181 @@
+"""/reported: the statistics officer records that the Office reported donation batches to the
+Department ("đã báo cáo Sở"), the second half of the 5-day rule (issue 15).
+
+The batches not yet reported, oldest first, as buttons (8 a page) with their due day (received + 5
+days, ⏰ when past) and «all» -> confirm -> recorded as reported today: how many on time, how many
+late. `/compile` records the batches of a compiled round the same way. The service
+(`RoundService.mark_reported_upward`) checks who may (Action.COMPILE), owns the transaction and
+writes one audit row per batch.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date
+from typing import Any
+
+from telegram import Update
+from telegram.ext import BaseHandler
+
+from bot.context import BotContext
+from bot.keyboards import rows
+from conversations.common import Flow, Turn
+from conversations.rounds import error_text, esc
+from storage.errors import DomainError
+from storage.permissions import Action
+from storage.schemas.rounds import UnreportedBatch
+
+PAGE_SIZE = 8
+
+
+class Step(enum.IntEnum):
+    PICK = 1
+    CONFIRM = 2
+
+
+def _day(day: date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
+class ReportUpwardFlow(Flow):
+    name = "upward"
+    command = "reported"
+    title_key = "upward.title"
+    action = Action.COMPILE
+
+    async def _batches(self, turn: Turn) -> list[UnreportedBatch]:
+        return await turn.context.services.rounds.unreported_batches(turn.staff.id)
+
+    async def begin(self, turn: Turn) -> int:
+        try:
+            batches = await self._batches(turn)
+        except DomainError as exc:
+            return await turn.finish(error_text(exc, turn.language))
+        if not batches:
+            return await turn.finish(turn.text("upward.none"))
+        turn.remember(_page=0)
+        return await turn.ask(Step.PICK)
+
+    async def prompt(self, turn: Turn, state: int) -> None:
+        today = turn.context.services.rounds.clock.today()
+        if state == Step.PICK:
+            batches = await self._batches(turn)
+            if not batches:  # reported meanwhile (by /compile or a colleague)
+                await turn.reply(turn.text("upward.none"))
+                return
+            pages = (len(batches) + PAGE_SIZE - 1) // PAGE_SIZE
+            page = min(int(turn.draft.get("_page", 0)), pages - 1)
+            buttons = [
+                [
+                    (
+                        turn.text(
+                            "upward.button",
+                            code=b.school_code,
+                            number=b.number,
+                            received_on=_day(b.received_on),
+                            due_on=_day(b.due_on),
+                            overdue=turn.text("upward.overdue_mark") if today > b.due_on else "",
+                        ),
+                        self.cb("pick", b.id),
+                    )
+                ]
+                for b in batches[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+            ]
+            nav = []
+            if page > 0:
+                nav.append((turn.text("upward.previous"), self.cb("page", page - 1)))
+            if page < pages - 1:
+                nav.append((turn.text("upward.next"), self.cb("page", page + 1)))
+            if nav:
+                buttons.append(nav)
+            buttons.append([(turn.text("upward.all", count=len(batches)), self.cb("all"))])
+            buttons.append([(turn.text("core.cancel"), self.cb("cancel"))])
+            text = turn.text("upward.list", count=len(batches), page=page + 1, pages=pages)
+            await turn.reply(text, rows(*buttons))
+        elif state == Step.CONFIRM:
+            chosen: list[int] = turn.draft["batch_ids"]
+            if len(chosen) == 1 and "_school" in turn.draft:
+                text = turn.text(
+                    "upward.confirm_one",
+                    number=turn.draft["_number"],
+                    school=esc(turn.draft["_school"]),
+                    received_on=turn.draft["_received_on"],
+                    due_on=turn.draft["_due_on"],
+                    today=_day(today),
+                )
+            else:
+                text = turn.text("upward.confirm_all", count=len(chosen), today=_day(today))
+            await turn.reply(
+                text,
+                rows(
+                    [(turn.text("upward.confirm"), self.cb("confirm"))],
+                    [(turn.text("upward.back"), self.cb("back"))],
+                    [(turn.text("core.cancel"), self.cb("cancel"))],
+                ),
+            )
+
+    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+        return {
+            Step.PICK: [
+                self.on_button(r"pick:\d+$", self.on_pick),
+                self.on_button(r"page:\d+$", self.on_page),
+                self.on_button(r"all$", self.on_all),
+            ],
+            Step.CONFIRM: [
+                self.on_button(r"confirm$", self.on_confirm),
+                self.on_button(r"back$", self.on_back),
+            ],
+        }
+
+    async def on_page(self, turn: Turn) -> int | None:
+        turn.remember(_page=int(turn.answer))
+        return await turn.ask(Step.PICK)
+
+    async def on_pick(self, turn: Turn) -> int | None:
+        chosen = int(turn.answer)
+        found = next((b for b in await self._batches(turn) if b.id == chosen), None)
+        if found is None:  # reported meanwhile: the list as it is now
+            return await turn.ask(Step.PICK)
+        turn.remember(
+            batch_ids=[found.id],
+            _number=found.number,
+            _school=found.school_name,
+            _received_on=_day(found.received_on),
+            _due_on=_day(found.due_on),
+        )
+        return await turn.ask(Step.CONFIRM)
+
+    async def on_all(self, turn: Turn) -> int | None:
+        batches = await self._batches(turn)
+        if not batches:
+            return await turn.finish(turn.text("upward.none"))
+        for key in ("_number", "_school", "_received_on", "_due_on"):
+            turn.draft.pop(key, None)
+        # The batches listed when «all» was tapped: one reported meanwhile is not reported twice.
+        turn.remember(batch_ids=[b.id for b in batches])
+        return await turn.ask(Step.CONFIRM)
+
+    async def on_back(self, turn: Turn) -> int | None:
+        return await turn.ask(Step.PICK)
+
+    async def on_confirm(self, turn: Turn) -> int | None:
+        try:
+            outcome = await turn.context.services.rounds.mark_reported_upward(
+                turn.staff.id, turn.draft["batch_ids"]
+            )
+        except DomainError as exc:
+            return await turn.finish(error_text(exc, turn.language))
+        text = turn.text(
+            "upward.done",
+            count=outcome.on_time + outcome.late,
+            today=_day(outcome.reported_on),
+            on_time=outcome.on_time,
+            late=outcome.late,
+        )
+        if outcome.already:
+            text += "\n" + turn.text("upward.done_already", count=outcome.already)
+        return await turn.finish(text)
+
+
+def build_report_upward_conversation() -> ReportUpwardFlow:
+    return ReportUpwardFlow()
