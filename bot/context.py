@@ -14,6 +14,7 @@ from storage.schemas.organisation import StaffOut
 if TYPE_CHECKING:
     from bot.settings import Settings
     from storage.services import Services
+    from storage.services.drafts import Draft
 
 _UNSET = object()
 
@@ -52,6 +53,9 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
         super().__init__(application, chat_id=chat_id, user_id=user_id)
         self._staff: object = _UNSET
         self._language: str | None = None
+        # A flow's draft as the entry guard read it, for the flow's load right after (taken once): a
+        # draft is read once per update (conversations/common.py).
+        self.drafts: dict[str, Draft | None] | None = None
 
     @property
     def services(self) -> Services:

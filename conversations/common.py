@@ -384,7 +384,13 @@ class Flow(abc.ABC):
         return [t(BY_NAME[self.command].button_key, lang) for lang in LANGUAGES]
 
     async def _load(self, update: Update, context: BotContext, staff: StaffOut) -> Turn:
-        draft = await context.services.drafts.get(update.effective_user.id, self.name)  # type: ignore[union-attr]
+        known = context.drafts
+        if known is not None and self.name in known:
+            # Read a moment ago by the entry guard (`_other_open_flow`), nothing written since: taken
+            # once, so that a later load in this update reads what was written meanwhile.
+            draft = known.pop(self.name)
+        else:
+            draft = await context.services.drafts.get(update.effective_user.id, self.name)  # type: ignore[union-attr]
         turn = Turn(self, update, context, staff)
         if draft is not None:
             turn.draft, turn.step = draft.data, draft.step
@@ -424,9 +430,13 @@ class Flow(abc.ABC):
         if user is None:
             return None
         titles: dict[str, str] = getattr(context.application, "flow_titles", {})
-        for flow in await context.services.drafts.active_flows(user.id):
-            if flow != self.name and flow in titles:
-                return titles[flow]
+        # One read for both questions: whether another flow is open, and (kept for `_load`) this one's.
+        drafts = await context.services.drafts.of_person(user.id)
+        context.drafts = {self.name: next((d for d in drafts if d.flow == self.name), None)}
+        for draft in drafts:
+            open_here = draft.step is not None and not draft.suspended
+            if open_here and draft.flow != self.name and draft.flow in titles:
+                return titles[draft.flow]
         return None
 
     def _guard(self, callback: StepCallback) -> Any:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import sqlite3
+import weakref
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -15,6 +18,13 @@ from sqlalchemy.pool import NullPool
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Execution option of read-only sessions on SQLite: `BEGIN` instead of `BEGIN IMMEDIATE`.
 _DEFERRED_BEGIN = "schoolbot_deferred_begin"
+_SQLITE_PRAGMAS = (
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA journal_mode=WAL",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    "PRAGMA synchronous=NORMAL",
+)
+T = TypeVar("T")
 
 
 def is_sqlite(url: str) -> bool:
@@ -73,10 +83,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # pysqlite's own transaction handling is off, so that we can say BEGIN IMMEDIATE ourselves.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
@@ -90,6 +98,65 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class SqliteDirect:
+    """The hot path's statements (a draft read or written, the inbox's marks) on SQLite, one thread
+    hop per call: `fn(connection)` runs whole in a worker thread of its own with a plain sqlite3
+    connection. Through aiosqlite and a session every statement crossed threads 4–6 times (cursor,
+    execute, fetch, close, BEGIN, COMMIT, the pool's reset), and that hand-off was the largest single
+    cost of an update. Writes take the writers' turn of the sessionmaker first (see `_write`), so they
+    never wait in SQLite's busy handler for a writer of this process."""
+
+    def __init__(self, file: Path, turn: Callable[[], contextlib.AbstractAsyncContextManager[None]]) -> None:
+        self._file = file
+        self._turn = turn
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-direct")
+        self._connection: sqlite3.Connection | None = None
+        self.calls = 0  # reads and writes made (the benches count them)
+        # The worker thread ends when this object is collected (tests make thousands of engines).
+        weakref.finalize(self, self._executor.shutdown, wait=False)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(
+                self._file,
+                timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # transactions are ours (`_transaction`)
+                check_same_thread=False,  # used by the one worker thread only; closed by the collector
+            )
+            for pragma in _SQLITE_PRAGMAS:
+                connection.execute(pragma)
+            self._connection = connection
+        return self._connection
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return fn(self._connect())
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._connect()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(connection)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        return result
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` with autocommit: each of its statements sees the latest committed state."""
+        self.calls += 1
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._read, fn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` in one `BEGIN IMMEDIATE` … `COMMIT` (rolled back if it raises)."""
+        self.calls += 1
+        async with self._turn():
+            # Shielded: a cancelled caller must not release the writers' turn while the thread is
+            # still inside the transaction.
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn)
+            return await asyncio.shield(future)
+
+
 class _SQLiteSessionmaker(async_sessionmaker[AsyncSession]):
     """`sessionmaker()` (reads) begins DEFERRED; `sessionmaker.begin()` (writes) begins IMMEDIATE."""
 
@@ -98,9 +165,29 @@ class _SQLiteSessionmaker(async_sessionmaker[AsyncSession]):
         self._write_engine = engine
         # (the event loop, its writers' lock, the task holding it): see `_write`
         self._turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Task[Any] | None] | None = None
+        file = sqlite_file(str(engine.url))
+        self.direct: SqliteDirect | None = SqliteDirect(file, self.writers_turn) if file is not None else None
 
     def begin(self) -> Any:
         return self._write()
+
+    @contextlib.asynccontextmanager
+    async def writers_turn(self) -> AsyncIterator[None]:
+        """This process's turn to write (what `begin()` takes before its BEGIN IMMEDIATE)."""
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._turn[0] is not loop:
+            self._turn = (loop, asyncio.Lock(), None)
+        _, lock, holder = self._turn
+        task = asyncio.current_task()
+        if holder is not None and holder is task:
+            yield
+            return
+        async with lock:
+            self._turn = (loop, lock, task)
+            try:
+                yield
+            finally:
+                self._turn = (loop, lock, None)
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
@@ -109,22 +196,13 @@ class _SQLiteSessionmaker(async_sessionmaker[AsyncSession]):
         # the lock was held (hundreds of ms per tap); an asyncio lock hands it over at once. Other
         # processes (the command line) still meet the busy timeout. A write nested in one of the same
         # task (none is known) goes straight to SQLite, as before, rather than wait for itself.
-        loop = asyncio.get_running_loop()
-        if self._turn is None or self._turn[0] is not loop:
-            self._turn = (loop, asyncio.Lock(), None)
-        _, lock, holder = self._turn
-        task = asyncio.current_task()
-        if holder is not None and holder is task:
-            async with self(bind=self._write_engine) as session, session.begin():
-                yield session
-            return
-        async with lock:
-            self._turn = (loop, lock, task)
-            try:
-                async with self(bind=self._write_engine) as session, session.begin():
-                    yield session
-            finally:
-                self._turn = (loop, lock, None)
+        async with self.writers_turn(), self(bind=self._write_engine) as session, session.begin():
+            yield session
+
+
+def direct_sqlite(sessionmaker: async_sessionmaker[AsyncSession]) -> SqliteDirect | None:
+    """The one-hop path of a file SQLite database (None for PostgreSQL or an in-memory database)."""
+    return getattr(sessionmaker, "direct", None)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

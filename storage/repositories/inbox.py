@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -51,20 +52,55 @@ async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> s
     return set((await session.scalars(statement)).all())
 
 
-async def set_started(session: AsyncSession, update_id: int) -> None:
-    await session.execute(
-        update(UpdateInbox)
-        .where(UpdateInbox.update_id == update_id)
-        .values(status=InboxStatus.HANDLING, attempts=UpdateInbox.attempts + 1)
-    )
+async def set_started(session: AsyncSession, update_ids: int | Sequence[int]) -> None:
+    ids = [update_ids] if isinstance(update_ids, int) else list(update_ids)
+    if ids:
+        await session.execute(
+            update(UpdateInbox)
+            .where(UpdateInbox.update_id.in_(ids))
+            .values(status=InboxStatus.HANDLING, attempts=UpdateInbox.attempts + 1)
+        )
 
 
-async def set_handled(session: AsyncSession, update_id: int, at: datetime) -> None:
-    await session.execute(
-        update(UpdateInbox)
-        .where(UpdateInbox.update_id == update_id)
-        .values(status=InboxStatus.HANDLED, payload=None, handled_at=at)
-    )
+async def set_handled(session: AsyncSession, update_ids: int | Sequence[int], at: datetime) -> None:
+    ids = [update_ids] if isinstance(update_ids, int) else list(update_ids)
+    if ids:
+        await session.execute(
+            update(UpdateInbox)
+            .where(UpdateInbox.update_id.in_(ids))
+            .values(status=InboxStatus.HANDLED, payload=None, handled_at=at)
+        )
+
+
+# The same marks on SQLite's one-hop path (storage.db.SqliteDirect), values converted by the columns'
+# own types.
+_COLUMNS = UpdateInbox.__table__.c
+_SQLITE = sqlite.dialect()
+_STATUS_IN = _COLUMNS.status.type.bind_processor(_SQLITE)
+_AT_IN = _COLUMNS.handled_at.type.bind_processor(_SQLITE)
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def mark_sqlite(
+    connection: sqlite3.Connection, started: Sequence[int], handled: Sequence[int], at: datetime
+) -> None:
+    """`set_started` and `set_handled` in one go, inside the caller's transaction."""
+    assert _STATUS_IN is not None and _AT_IN is not None
+    if started:
+        connection.execute(
+            "UPDATE update_inbox SET status = ?, attempts = attempts + 1 "
+            f"WHERE update_id IN ({_placeholders(len(started))})",
+            (_STATUS_IN(InboxStatus.HANDLING), *started),
+        )
+    if handled:
+        connection.execute(
+            "UPDATE update_inbox SET status = ?, payload = NULL, handled_at = ? "
+            f"WHERE update_id IN ({_placeholders(len(handled))})",
+            (_STATUS_IN(InboxStatus.HANDLED), _AT_IN(at), *handled),
+        )
 
 
 async def unfinished(session: AsyncSession) -> list[UpdateInbox]:

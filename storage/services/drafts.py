@@ -6,15 +6,36 @@ so far. A draft whose conversation timed out is marked suspended and kept for /r
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import sqlite
 
+from storage.db import direct_sqlite
 from storage.models import ConversationDraft
 from storage.persistence import SUSPENDED
 from storage.repositories.upsert import upsert
 from storage.services.base import ServiceBase
+
+# The hot path on SQLite (`storage.db.SqliteDirect`): plain statements, values converted by the
+# columns' own SQLAlchemy types, so rows read and written either way are the same.
+_COLUMNS = ConversationDraft.__table__.c
+_SQLITE = sqlite.dialect()
+_DATA_IN = _COLUMNS.data.type.bind_processor(_SQLITE)
+_DATA_OUT = _COLUMNS.data.type.result_processor(_SQLITE, None)
+_AT_IN = _COLUMNS.updated_at.type.bind_processor(_SQLITE)
+_SELECT_ONE = "SELECT step, data FROM conversation_draft WHERE telegram_user_id = ? AND flow = ?"
+_SELECT_PERSON = (
+    "SELECT flow, step, data FROM conversation_draft WHERE telegram_user_id = ? "
+    "ORDER BY updated_at DESC, id DESC"
+)
+_UPSERT = (
+    "INSERT INTO conversation_draft (telegram_user_id, flow, step, data, updated_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (telegram_user_id, flow) DO UPDATE "
+    "SET step = excluded.step, data = excluded.data, updated_at = excluded.updated_at"
+)
 
 
 class Draft(BaseModel):
@@ -25,9 +46,18 @@ class Draft(BaseModel):
 
 
 def _draft(row: ConversationDraft) -> Draft:
-    data = dict(row.data)
+    return _make(row.flow, row.step, row.data)
+
+
+def _make(flow: str, step: int | None, data: dict[str, Any] | None) -> Draft:
+    data = dict(data or {})
     suspended = bool(data.pop(SUSPENDED, False))
-    return Draft(flow=row.flow, step=row.step, data=data, suspended=suspended)
+    # model_construct: the values come from our own table (pydantic's checks cost more than the read).
+    return Draft.model_construct(flow=flow, step=step, data=data, suspended=suspended)
+
+
+def _convert(processor: Any, value: Any) -> Any:
+    return processor(value) if processor is not None else value
 
 
 class DraftService(ServiceBase):
@@ -35,6 +65,17 @@ class DraftService(ServiceBase):
         self, telegram_user_id: int, flow: str, data: dict[str, Any], step: int | None = None
     ) -> None:
         """Write the draft (an upsert: two quick taps cannot collide)."""
+        direct = direct_sqlite(self.sessionmaker)
+        if direct is not None:
+            values = (
+                telegram_user_id,
+                flow,
+                step,
+                _convert(_DATA_IN, {k: v for k, v in data.items() if k != SUSPENDED}),
+                _convert(_AT_IN, self.clock.now()),
+            )
+            await direct.write(lambda connection: connection.execute(_UPSERT, values))
+            return
         async with self.sessionmaker.begin() as session:
             await upsert(
                 session,
@@ -51,13 +92,44 @@ class DraftService(ServiceBase):
             )
 
     async def get(self, telegram_user_id: int, flow: str) -> Draft | None:
+        direct = direct_sqlite(self.sessionmaker)
+        if direct is not None:
+
+            def read(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
+                row: tuple[Any, ...] | None
+                row = connection.execute(_SELECT_ONE, (telegram_user_id, flow)).fetchone()
+                return row
+
+            found = await direct.read(read)
+            return _make(flow, found[0], _convert(_DATA_OUT, found[1])) if found is not None else None
         async with self.sessionmaker() as session:
-            row = await session.scalar(
-                select(ConversationDraft).where(
-                    ConversationDraft.telegram_user_id == telegram_user_id, ConversationDraft.flow == flow
+            row = (
+                await session.execute(
+                    select(ConversationDraft.step, ConversationDraft.data).where(
+                        ConversationDraft.telegram_user_id == telegram_user_id, ConversationDraft.flow == flow
+                    )
                 )
+            ).first()
+            return _make(flow, row[0], row[1]) if row is not None else None
+
+    async def of_person(self, telegram_user_id: int) -> list[Draft]:
+        """Every draft of the person, most recently touched first (one read: a flow's entry needs its
+        own draft and whether another flow is open)."""
+        direct = direct_sqlite(self.sessionmaker)
+        if direct is not None:
+
+            def read(connection: sqlite3.Connection) -> list[tuple[Any, ...]]:
+                return connection.execute(_SELECT_PERSON, (telegram_user_id,)).fetchall()
+
+            rows = await direct.read(read)
+            return [_make(flow, step, _convert(_DATA_OUT, data)) for flow, step, data in rows]
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                select(ConversationDraft.flow, ConversationDraft.step, ConversationDraft.data)
+                .where(ConversationDraft.telegram_user_id == telegram_user_id)
+                .order_by(ConversationDraft.updated_at.desc(), ConversationDraft.id.desc())
             )
-            return _draft(row) if row else None
+            return [_make(flow, step, data) for flow, step, data in rows.all()]
 
     async def load(self, telegram_user_id: int, flow: str) -> dict[str, Any] | None:
         draft = await self.get(telegram_user_id, flow)
@@ -102,6 +174,13 @@ class DraftService(ServiceBase):
                 row.data = {**row.data, SUSPENDED: True}
 
     async def discard(self, telegram_user_id: int, flow: str | None = None) -> int:
+        direct = direct_sqlite(self.sessionmaker)
+        if direct is not None:
+            sql = "DELETE FROM conversation_draft WHERE telegram_user_id = ?"
+            values: tuple[Any, ...] = (telegram_user_id,)
+            if flow is not None:
+                sql, values = sql + " AND flow = ?", (telegram_user_id, flow)
+            return await direct.write(lambda connection: connection.execute(sql, values).rowcount)
         async with self.sessionmaker.begin() as session:
             query = delete(ConversationDraft).where(ConversationDraft.telegram_user_id == telegram_user_id)
             if flow is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from storage.db import direct_sqlite
 from storage.models import InboxStatus
 from storage.repositories import inbox as repo
 from storage.services.base import ServiceBase
@@ -83,12 +84,24 @@ class InboxService(ServiceBase):
         return [u.update_id for u in updates if u.update_id in new]
 
     async def started(self, update_id: int) -> None:
-        async with self.sessionmaker.begin() as session:
-            await repo.set_started(session, update_id)
+        await self.mark(started=[update_id])
 
     async def handled(self, update_id: int) -> None:
+        await self.mark(handled=[update_id])
+
+    async def mark(self, *, started: Sequence[int] = (), handled: Sequence[int] = ()) -> None:
+        """Mark updates started and others handled, in one transaction (bot/inbox.py gathers the marks
+        of the updates being handled at the same moment into one call)."""
+        if not started and not handled:
+            return
+        now = self.clock.now()
+        direct = direct_sqlite(self.sessionmaker)
+        if direct is not None:
+            await direct.write(lambda connection: repo.mark_sqlite(connection, started, handled, now))
+            return
         async with self.sessionmaker.begin() as session:
-            await repo.set_handled(session, update_id, self.clock.now())
+            await repo.set_started(session, started)
+            await repo.set_handled(session, handled, now)
 
     async def recover(self, max_attempts: int = MAX_ATTEMPTS) -> tuple[list[InboxUpdate], list[InboxUpdate]]:
         """(to handle, given up now): the unfinished updates oldest first; those whose handling was
