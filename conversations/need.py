@@ -43,6 +43,7 @@ from storage.models import PriorityGroup
 from storage.permissions import Action
 from storage.schemas.needs import NEED_GROUPS, NeedIn, NeedOut, clean_note, parse_category
 from storage.schemas.organisation import StaffOut
+from storage.schemas.parsing import parse_date
 from storage.schemas.students import show_date
 from storage.text import fold
 
@@ -325,14 +326,29 @@ def build_need_conversation() -> NeedFlow:
 
 @requires(Action.ENTER_RECORDS)
 async def need_summary(update: Update, context: BotContext, staff: StaffOut) -> None:
-    summary = await context.services.needs.need_summary(staff.school_id or 0)
+    """`/need_summary` (as of today) or `/need_summary 12/11/2021` (as of the end of that day)."""
     language = staff.language
+    typed = " ".join(context.args or [])
+    try:
+        # A future day is the service's to refuse, in the summary's own words.
+        today = context.services.clock.today()
+        as_of = parse_date(typed, today, allow_future=True) if typed.strip() else None
+        summary = await context.services.needs.need_summary(staff.school_id or 0, as_of)
+    except DomainError as exc:
+        await reply(update, render_error(exc, language), menu_for(context, staff))
+        return
 
     def text(key: str, **values: object) -> str:
         return t(f"needs.summary_report.{key}", language, **values)
 
+    day = show_date(summary.as_of)
     lines = [
-        text("header", school=html.escape(staff.school_name or ""), students=summary.students_listed),
+        text(
+            "header",
+            school=html.escape(staff.school_name or ""),
+            students=summary.students_listed,
+            day=day,
+        ),
         "",
     ]
     for group in summary.groups:
@@ -358,6 +374,8 @@ async def need_summary(update: Update, context: BotContext, staff: StaffOut) -> 
             both=totals.both,
         )
     )
+    lines.append(text("met", met=summary.device_met, unmet=summary.device_unmet, day=day))
+    lines.append(text("as_of", day=day))
     lines.append("")
     if summary.inconsistencies:
         lines.append(text("inconsistencies", count=len(summary.inconsistencies)))

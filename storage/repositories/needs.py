@@ -7,11 +7,13 @@ reports can count needs as they stood at a period's end (storage.repositories.re
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import NeedHistory, NeedRecord
+from storage.models import NeedHistory, NeedRecord, PriorityGroup, Student
+from storage.repositories.reports import ReportFilter, needs_as_of
 
 
 async def latest_state(session: AsyncSession, student_id: int) -> NeedHistory | None:
@@ -56,3 +58,37 @@ async def forget(session: AsyncSession, student_id: int, since: date) -> None:
     for row in rows:
         await session.delete(row)
     await session.flush()
+
+
+async def standing_needs(session: AsyncSession, f: ReportFilter) -> list[dict[str, Any]]:
+    """The needs of the school `f.school_id` as they stood at `f.date_to` (reports.needs_as_of, the
+    reports' own definition), one row per student, students who left included (the summary shows
+    them as inconsistencies): the student's code, name, class, active flag and listed priority group,
+    the need's category, needs_device, needs_connectivity."""
+    standing = needs_as_of(f)
+    rows = await session.execute(
+        select(
+            Student.code.label("code"),
+            Student.full_name.label("full_name"),
+            Student.class_name.label("class_name"),
+            Student.active.label("active"),
+            Student.priority_group.label("priority_group"),
+            standing.c.category,
+            standing.c.needs_device,
+            standing.c.needs_connectivity,
+        )
+        .select_from(standing)
+        .join(Student, Student.id == standing.c.student_id)
+        .where(Student.school_id == f.school_id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def listed_per_group(session: AsyncSession, school_id: int) -> dict[PriorityGroup, int]:
+    """Active students of the school's list per priority group."""
+    rows = await session.execute(
+        select(Student.priority_group, func.count(Student.id))
+        .where(Student.school_id == school_id, Student.active.is_(True))
+        .group_by(Student.priority_group)
+    )
+    return {row[0]: row[1] for row in rows}

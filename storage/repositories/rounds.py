@@ -100,6 +100,10 @@ def figure_values(rows: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
         values["needs.device_total"] = int(row["device_total"])
         values["needs.connectivity_total"] = int(row["connectivity_total"])
         values["needs.total"] = int(row["needs_total"])
+        # Met: a gift handed over by the period's end (a loan never meets a need). Not among
+        # PROGRAM_FIGURES (not submitted), but /need_summary shows them as Biểu 1 does.
+        values["needs.device_met"] = int(row["device_met"])
+        values["needs.device_unmet"] = int(row["device_unmet"])
     for row in rows.get("devices") or []:
         source = DonationSource(row["source"]).value
         for name in ("batches", "received", "given", "lent", "returned", "on_loan", "left"):

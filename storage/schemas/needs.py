@@ -119,9 +119,15 @@ class NeedGroupSummary(BaseModel):
 
 
 class NeedSummary(BaseModel):
+    """The needs as they stood at the end of `as_of`, counted as Biểu 1 and a round's figures count."""
+
     school_id: int
+    as_of: date
     groups: list[NeedGroupSummary]  # in the order of NEED_GROUPS
     totals: NeedGroupSummary  # category NONE: the sum over the groups
     students_listed: int  # all active students of the school's list
+    # Device needs met by a gift handed over by `as_of`, and not (a loan never meets a need).
+    device_met: int = 0
+    device_unmet: int = 0
     # Figures that disagree with the school's student list (the directive asks to surface them).
     inconsistencies: list[Finding] = Field(default_factory=list)

@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import Conflict, DomainError, NotFound
-from storage.models import AuditAction, NeedRecord, PriorityGroup, Student
+from storage.models import AuditAction, NeedRecord, PriorityGroup, School, Student
 from storage.repositories import audit, locks
 from storage.repositories import needs as history
+from storage.repositories.reports import ReportFilter
+from storage.repositories.rounds import figure_statements, figure_values
 from storage.schemas.entries import RecentEntry
 from storage.schemas.needs import (
     NEED_GROUPS,
@@ -261,57 +263,69 @@ class NeedService(ServiceBase):
         async with self.sessionmaker() as session:
             return await locks.standing_refusal(session, school_id, self._since(since))
 
-    async def need_summary(self, school_id: int) -> NeedSummary:
+    async def need_summary(self, school_id: int, as_of: date | None = None) -> NeedSummary:
         """What 4.8.2 sends: per priority group, students needing a device, connectivity or both,
-        beside the school's student list per group, and the figures that disagree with that list."""
-        async with self.sessionmaker() as session:
-            result = await session.execute(
-                select(NeedRecord, Student)
-                .join(Student, Student.id == NeedRecord.student_id)
-                .where(Student.school_id == school_id)
-            )
-            rows = [(need, student) for need, student in result]
-            listed_rows = await session.execute(
-                select(Student.priority_group, func.count(Student.id))
-                .where(Student.school_id == school_id, Student.active.is_(True))
-                .group_by(Student.priority_group)
-            )
-            listed = {group: count for group, count in listed_rows}
-        rows.sort(key=lambda row: (row[1].class_name, *given_name_order(row[1].full_name, row[1].code)))
+        beside the school's student list per group, and the figures that disagree with that list.
 
-        groups = {
-            group: NeedGroupSummary(category=group, listed=listed.get(group, 0)) for group in NEED_GROUPS
-        }
+        Counted as the reports count (docs/reports.md): the needs as they stood at the end of `as_of`
+        (today by default; storage.repositories.reports.needs_as_of), the figures from the same
+        statement as a round's figures and Biểu 1 (figure_statements / figure_values), met = a gift
+        handed over by then (a loan never meets a need). So the chat, the submitted figures and the
+        district workbook give one answer for the same school and day."""
+        day = self._as_of(as_of)
+        async with self.sessionmaker() as session:
+            school = await session.get(School, school_id)
+            f = ReportFilter(
+                district_id=school.district_id if school is not None else 0,
+                school_id=school_id,
+                date_to=day,
+                tz=self.clock.tz,
+            )
+            needs_row = [dict(r._mapping) for r in await session.execute(figure_statements(f)["needs"])]
+            values = figure_values({"needs": needs_row})
+            rows = await history.standing_needs(session, f)
+            listed = await history.listed_per_group(session, school_id)
+        rows.sort(key=lambda row: (row["class_name"], *given_name_order(row["full_name"], row["code"])))
+
+        both: Counter[PriorityGroup] = Counter()
         with_need_by_group: Counter[PriorityGroup] = Counter()
         inconsistencies: list[Finding] = []
-        for need, student in rows:
-            who = {"student": student.full_name, "code": student.code, "class_name": student.class_name}
-            if not student.active:
+        for row in rows:
+            who = {"student": row["full_name"], "code": row["code"], "class_name": row["class_name"]}
+            if not row["active"]:
                 # Not on the school's list any more: not counted, shown so the school can delete it.
                 inconsistencies.append(Finding(code="needs.inconsistency.student_not_on_list", params=who))
                 continue
-            summary = groups[need.category]
-            if need.needs_device and need.needs_connectivity:
-                summary.both += 1
-            elif need.needs_device:
-                summary.device_only += 1
-            else:
-                summary.connectivity_only += 1
-            if student.priority_group == need.category:
-                with_need_by_group[need.category] += 1
+            category = PriorityGroup(row["category"])
+            if row["needs_device"] and row["needs_connectivity"]:
+                both[category] += 1
+            if row["priority_group"] == category:
+                with_need_by_group[category] += 1
             else:
                 inconsistencies.append(
                     Finding(
                         code="needs.inconsistency.category_differs",
                         params={
                             **who,
-                            "category": need.category.value,
-                            "listed_group": student.priority_group.value,
+                            "category": category.value,
+                            "listed_group": PriorityGroup(row["priority_group"]).value,
                         },
                     )
                 )
-        for group, summary in groups.items():
-            summary.listed_without_need = summary.listed - with_need_by_group[group]
+        groups: list[NeedGroupSummary] = []
+        for group in NEED_GROUPS:
+            # The per-group device and connectivity figures are Biểu 1's; "both" splits them.
+            device = values.get(f"needs.device_{group.value}", 0)
+            connectivity = values.get(f"needs.connectivity_{group.value}", 0)
+            summary = NeedGroupSummary(
+                category=group,
+                device_only=device - both[group],
+                connectivity_only=connectivity - both[group],
+                both=both[group],
+                listed=listed.get(group, 0),
+                listed_without_need=listed.get(group, 0) - with_need_by_group[group],
+            )
+            groups.append(summary)
             if summary.total > summary.listed:
                 inconsistencies.append(
                     Finding(
@@ -319,24 +333,35 @@ class NeedService(ServiceBase):
                         params={"needs": summary.total, "listed": summary.listed},
                     )
                 )
-        ordered = [groups[group] for group in NEED_GROUPS]
         totals = NeedGroupSummary(
             category=PriorityGroup.NONE,
-            device_only=sum(g.device_only for g in ordered),
-            connectivity_only=sum(g.connectivity_only for g in ordered),
-            both=sum(g.both for g in ordered),
-            listed=sum(g.listed for g in ordered),
-            listed_without_need=sum(g.listed_without_need for g in ordered),
+            device_only=sum(g.device_only for g in groups),
+            connectivity_only=sum(g.connectivity_only for g in groups),
+            both=sum(g.both for g in groups),
+            listed=sum(g.listed for g in groups),
+            listed_without_need=sum(g.listed_without_need for g in groups),
         )
         return NeedSummary(
             school_id=school_id,
-            groups=ordered,
+            as_of=day,
+            groups=groups,
             totals=totals,
-            students_listed=sum(listed.values()),
+            students_listed=values.get("students", 0),
+            device_met=values.get("needs.device_met", 0),
+            device_unmet=values.get("needs.device_unmet", 0),
             inconsistencies=inconsistencies,
         )
 
     # Internals ------------------------------------------------------------------------------------
+
+    def _as_of(self, as_of: date | None) -> date:
+        today = self.clock.today()
+        if as_of is None:
+            return today
+        if as_of > today:
+            # Needs as they will stand are not known: a later change may still be dated before then.
+            raise DomainError("needs.summary_future", day=day_text(as_of))
+        return as_of
 
     def _since(self, since: date | None) -> date:
         today = self.clock.today()
