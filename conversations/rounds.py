@@ -4,11 +4,10 @@
   deadlines as local date and time (`15/11/2021 15:30`) → summary (edit any answer) → confirm.
 - `/progress [round number]` (deputy head and officers): the board as a short text per school, then
   the PNG chart.
-- `/history [school code]` (a principal: their own school; officers: the schools they see): the
-  audit and status history of a school, newest first.
 
-/submit is in conversations/submit.py, /review and /review_vaccine in conversations/review.py, /compile
-in conversations/compile_round.py, the reminder job in conversations/reminders.py.
+/history is in conversations/history.py, /submit in conversations/submit.py, /review and
+/review_vaccine in conversations/review.py, /compile in conversations/compile_round.py, the reminder
+job in conversations/reminders.py.
 """
 
 from __future__ import annotations
@@ -26,13 +25,13 @@ from telegram.error import Forbidden, TelegramError
 from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 
 from bot.access import requires
-from bot.commands.rounds import figure_label, issue_text, progress_png, progress_text, status_label
+from bot.commands.rounds import figure_label, issue_text, progress_png, progress_text
 from bot.context import BotContext
 from bot.errors import render_error_html
 from bot.keyboards import confirm_choices
 from bot.menus import BY_NAME
 from bot.replies import reply
-from bot.texts import LANGUAGES, load, t
+from bot.texts import LANGUAGES, t
 from conversations.common import EditableFlow, Turn, menu_for
 from conversations.widgets import send_lines
 from storage.errors import DomainError
@@ -43,7 +42,6 @@ from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_text, parse_date
 from storage.schemas.rounds import (
     MAX_ROUND_NAME,
-    HistoryEntry,
     Inconsistency,
     Progress,
     Recipient,
@@ -58,7 +56,6 @@ from storage.services.csdl import CsdlService
 
 log = logging.getLogger(__name__)
 
-HISTORY_LIMIT = 40
 # The command that reviews each track (told to the reviewers when a school submits).
 REVIEW_COMMANDS = {SubmissionTrack.PROGRAM: "review", SubmissionTrack.VACCINE: "review_vaccine"}
 
@@ -383,72 +380,6 @@ async def progress_command(update: Update, context: BotContext, staff: StaffOut)
         await chat.send_photo(photo=png, caption=caption, reply_markup=menu_for(context, staff))
 
 
-# --- /history -------------------------------------------------------------------------------------
-
-
-def history_line(entry: HistoryEntry, language: str, tz: Any) -> str:
-    at = show_local(entry.at, tz)
-    actor = esc(entry.actor_name) if entry.actor_name else t("rounds_chat.history.system", language)
-    if entry.kind == "submission":
-        return t(
-            "rounds_chat.history.submission_line",
-            language,
-            at=at,
-            actor=actor,
-            track=track_label(entry.track or SubmissionTrack.PROGRAM, language),
-            round=esc(round_label(entry.round_name)),
-            from_status=status_label(entry.from_status, language) if entry.from_status else "–",
-            to_status=status_label(entry.to_status, language) if entry.to_status else "–",
-            late=t("rounds_chat.history.late", language) if entry.late else "",
-            reason=t("rounds_chat.history.reason", language, reason=esc(entry.reason))
-            if entry.reason
-            else "",
-        )
-    entity_key = f"rounds_chat.history.entity.{entry.entity}"
-    action = entry.action.value if entry.action else "update"
-    changed = (
-        t("rounds_chat.history.changed", language, fields=esc(", ".join(entry.changed)))
-        if entry.changed
-        else ""
-    )
-    return t(
-        "rounds_chat.history.audit_line",
-        language,
-        at=at,
-        actor=actor,
-        action=t(f"rounds_chat.history.action.{action}", language),
-        entity=t(entity_key, language) if entity_key in load("vi") else esc(entry.entity),
-        id=esc(entry.entity_id),
-        changed=changed,
-    )
-
-
-@requires(Action.HISTORY)
-async def history_command(update: Update, context: BotContext, staff: StaffOut) -> None:
-    language = staff.language
-    services = context.services
-    args = list(context.args or [])
-    code = args[0] if args else staff.school_code
-    if not code:
-        await reply(update, t("rounds_chat.history.usage", language))
-        return
-    school = await services.organisation.school_by_code(code)
-    if school is None:
-        await reply(update, t("rounds_chat.history.unknown_school", language, code=esc(code)))
-        return
-    try:
-        entries = await services.rounds.history(school.id, viewer_id=staff.id, limit=HISTORY_LIMIT)
-    except DomainError as exc:
-        await reply(update, error_text(exc, language))
-        return
-    tz = services.clock.tz
-    lines = [t("rounds_chat.history.header", language, school=esc(school.name), code=esc(school.code))]
-    lines += [history_line(entry, language, tz) for entry in entries] or [
-        t("rounds_chat.history.empty", language)
-    ]
-    await send_lines(update, lines)
-
-
 def menu_button(
     command: str, callback: Callable[[Update, BotContext], Awaitable[Any]]
 ) -> MessageHandler[BotContext, Any]:
@@ -461,5 +392,4 @@ def extra_handlers() -> list[BaseHandler[Update, BotContext, Any]]:
     return [
         CommandHandler("progress", progress_command),
         menu_button("progress", progress_command),
-        CommandHandler("history", history_command),
     ]

@@ -321,7 +321,7 @@ async def test_history_of_a_school(services: Services, harness: Harness) -> None
     history = principal_thcs.last_text()
     assert history.startswith("🕘 Lịch sử của Trường THCS Nguyễn Bỉnh Khiêm (79785101)")
     # (Records' audit rows carry the database's time, the steps the frozen clock's: compare steps.)
-    steps = [line for line in history.split("\n")[1:] if "đợt «Báo cáo CV 1128/GDĐT»" in line]
+    steps = [line for line in history.split("\n")[1:] if "đợt «Báo cáo CV 1128/GDĐT»: " in line]
     assert len(steps) == 2
     assert "chờ duyệt → <b>trả lại</b>" in steps[0] and "Cam Văn Võ Kiêm Toàn" in steps[0]
     assert "&lt;Võ Minh Đức&gt;" in steps[0] and steps[0].startswith("09:00 15/11/2021")
@@ -334,11 +334,11 @@ async def test_history_of_a_school(services: Services, harness: Harness) -> None
     # Officers: the schools they see.
     deputy = harness.person("deputy_head")
     await deputy.send("/history 79785001")
-    assert "Trường TH Lê Văn Lương" in deputy.last_text() and "thêm lô thiết bị" in deputy.last_text()
-    await deputy.send("/history")
-    assert "/history 79785001" in deputy.last_text()
+    assert "Trường TH Lê Văn Lương" in deputy.last_text() and "thêm lô #1: 3 máy" in deputy.last_text()
+    await deputy.send("/history")  # a picker of their schools (tests/test_history.py)
+    assert {TH, THCS} <= set(deputy.buttons())
     await deputy.send("/history 99999999")
-    assert "Không có trường nào mã «99999999»" in deputy.last_text()
+    assert "Không có trường nào khớp «99999999»" in deputy.texts()[-2]  # then the picker again
     primary_specialist = harness.person("primary_specialist")
     await primary_specialist.send("/history 79785101")
     assert "chỉ xem và sửa được dữ liệu của trường" in primary_specialist.last_text()

@@ -26,6 +26,7 @@ from storage.models import (
     SubmissionStatus,
     SubmissionTrack,
 )
+from storage.schemas.history import FieldChange, HistoryValue
 from storage.schemas.parsing import clean_text
 from storage.text import fold, nfc
 
@@ -488,11 +489,13 @@ class HistoryEntry(BaseModel):
     at: datetime
     actor_id: int | None
     actor_name: str | None
-    # audit
+    # audit: what the record is and what changed, by `storage.schemas.history.describe_audit`
     action: AuditAction | None = None
     entity: str = ""
-    entity_id: str = ""
-    changed: list[str] = Field(default_factory=list)  # columns an update changed
+    entity_id: str = ""  # kept for tracing; never shown
+    subject_key: str = ""  # `rounds_chat.history.subject.<key>`
+    subject: dict[str, HistoryValue] = Field(default_factory=dict)
+    changes: list[FieldChange] = Field(default_factory=list)
     # submission
     round_id: int | None = None
     round_name: str = ""

@@ -37,6 +37,7 @@ from storage.models import (
     CompiledReport,
     District,
     DonationBatch,
+    Donor,
     ReportingRound,
     Role,
     RoundStatus,
@@ -45,17 +46,20 @@ from storage.models import (
     SchoolLevel,
     SentReminder,
     Staff,
+    Student,
     SubmissionEvent,
     SubmissionSnapshot,
     SubmissionStatus,
     SubmissionTrack,
+    VaccineProduct,
 )
 from storage.permissions import SPECIALIST_LEVELS, Action, require, sees_school
 from storage.repositories import audit, batch_reports, locks
 from storage.repositories import csdl as csdl_repo
 from storage.repositories import rounds as repo
 from storage.rules import district_report_deadline, round_label
-from storage.schemas.organisation import StaffOut
+from storage.schemas.history import HistoryNames, Ref, describe_audit, references
+from storage.schemas.organisation import SchoolOut, StaffOut
 from storage.schemas.parsing import clean_text
 from storage.schemas.rounds import (
     TRACK_FIGURES,
@@ -1287,7 +1291,11 @@ class RoundService(ServiceBase):
                 .order_by(SubmissionEvent.at.desc(), SubmissionEvent.id.desc())
                 .limit(limit)
             )
-            entries = [_audit_entry(row, name) for row, name in audits]
+            audit_rows = list(audits)
+            names = await _history_names(session, audit_rows)
+            entries = [
+                entry for row, name in audit_rows if (entry := _audit_entry(row, name, names)) is not None
+            ]
             for event, submission, rnd, name in events:
                 stored = stored_figures(event.figures)
                 entries.append(
@@ -1297,7 +1305,7 @@ class RoundService(ServiceBase):
                         actor_id=event.actor_id,
                         actor_name=name,
                         round_id=rnd.id,
-                        round_name=rnd.name,
+                        round_name=round_label(rnd.name),
                         track=submission.track,
                         from_status=event.from_status,
                         to_status=event.to_status,
@@ -1308,6 +1316,27 @@ class RoundService(ServiceBase):
         # Events after audit rows of the same instant: a step reads after the change it explains.
         entries.sort(key=lambda e: (e.at, e.kind == "submission"), reverse=True)
         return entries[:limit]
+
+    async def history_schools(self, viewer_id: int) -> list[SchoolOut]:
+        """The schools whose /history the person may read (`sees_school`: a principal their own, a
+        specialist those of their level, officers their district), by name — the picker's list."""
+        async with self.sessionmaker() as session:
+            staff = await self._staff(session, viewer_id)
+            require(staff, Action.HISTORY)
+            query = select(School).where(School.active.is_(True)).order_by(School.name, School.code)
+            if staff.role.is_school_scoped:
+                query = query.where(School.id == staff.school_id)
+            elif staff.district_id is not None:
+                query = query.where(School.district_id == staff.district_id)
+            levels = SPECIALIST_LEVELS.get(staff.role)
+            if levels is not None:
+                query = query.where(School.level.in_(list(levels)))
+            schools = list(await session.scalars(query))
+        return [
+            SchoolOut.model_validate(school)
+            for school in schools
+            if sees_school(staff, school_id=school.id, level=school.level, district_id=school.district_id)
+        ]
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -1686,15 +1715,14 @@ def _contact(staff: Staff) -> Contact:
     )
 
 
-_NOT_CHANGES = {"updated_at"}
-
-
-def _audit_entry(row: AuditLog, actor_name: str | None) -> HistoryEntry:
-    changed: list[str] = []
-    if row.action is AuditAction.UPDATE and row.before and row.after:
-        changed = [
-            key for key in row.after if key not in _NOT_CHANGES and row.before.get(key) != row.after.get(key)
-        ]
+def _audit_entry(row: AuditLog, actor_name: str | None, names: HistoryNames) -> HistoryEntry | None:
+    """A history line of one audit row, or None for an update that changed nothing people see
+    (a batch's handed-over counter, a typing time): a line saying «changed» and nothing else."""
+    subject_key, subject, changes = describe_audit(
+        row.entity, row.action, row.before, row.after, names, row.entity_id
+    )
+    if row.action is AuditAction.UPDATE and not changes:
+        return None
     return HistoryEntry(
         kind="audit",
         at=row.at,
@@ -1703,5 +1731,43 @@ def _audit_entry(row: AuditLog, actor_name: str | None) -> HistoryEntry:
         action=row.action,
         entity=row.entity,
         entity_id=row.entity_id,
-        changed=changed,
+        subject_key=subject_key,
+        subject=subject,
+        changes=changes,
     )
+
+
+async def _history_names(session: AsyncSession, rows: Sequence[tuple[AuditLog, Any]]) -> HistoryNames:
+    """The names the rows' subjects and changes point to, in one query per kind of record."""
+    wanted: dict[Ref, set[int]] = {}
+    for row, _ in rows:
+        for ref, ids in references(row.entity, row.before, row.after).items():
+            wanted.setdefault(ref, set()).update(ids)
+    names = HistoryNames()
+
+    async def pairs(*columns: Any, ids: set[int]) -> list[Any]:
+        return list((await session.execute(select(*columns).where(columns[0].in_(sorted(ids))))).all())
+
+    if ids := wanted.get(Ref.STUDENT):
+        names.students = {i: n for i, n in await pairs(Student.id, Student.full_name, ids=ids)}
+    if ids := wanted.get(Ref.BATCH):
+        names.batches = {i: n for i, n in await pairs(DonationBatch.id, DonationBatch.number, ids=ids)}
+    if ids := wanted.get(Ref.PRODUCT):
+        names.products = {i: n for i, n in await pairs(VaccineProduct.id, VaccineProduct.name, ids=ids)}
+    if ids := wanted.get(Ref.DONOR):
+        names.donors = {i: n for i, n in await pairs(Donor.id, Donor.name, ids=ids)}
+    if ids := wanted.get(Ref.ROUND):
+        names.rounds = {
+            i: round_label(n) for i, n in await pairs(ReportingRound.id, ReportingRound.name, ids=ids)
+        }
+    submission_ids = wanted.get(Ref.SUBMISSION_TRACK, set()) | wanted.get(Ref.SUBMISSION_ROUND, set())
+    if submission_ids:
+        found = await session.execute(
+            select(RoundSubmission.id, RoundSubmission.track, ReportingRound.name)
+            .join(ReportingRound, ReportingRound.id == RoundSubmission.round_id)
+            .where(RoundSubmission.id.in_(sorted(submission_ids)))
+        )
+        for submission_id, track, round_name in found:
+            names.submission_tracks[submission_id] = SubmissionTrack(track).value
+            names.submission_rounds[submission_id] = round_label(round_name)
+    return names
