@@ -377,7 +377,8 @@ async def test_devices_report_every_total(services: Services, rw: ReportWorld) -
     assert totals[("Tổng cộng", other)] == _sum(DEVICES[(P_CODE, "other")], DEVICES[(S_CODE, "other")])
     assert totals[("Tổng cộng (mọi nguồn)", None)] == _sum(*DEVICES.values())
     assert totals[("Tổng cộng (mọi nguồn)", None)] == {
-        "batches": 7, "donors": 4, "received": 15, "given": 7, "lent": 3, "on_loan": 2, "returned": 1, "left": 6
+        "batches": 7, "donors": 4, "received": 15, "given": 7,
+        "lent": 3, "on_loan": 2, "returned": 1, "left": 6,
     }  # fmt: skip
 
     # Independent count from the database rows.
