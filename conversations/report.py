@@ -3,8 +3,10 @@
 report (needs, devices, vaccination, timeliness, district) → scope (the whole district, one level, one
 school: buttons from `services.reports.available_scopes`, schools paged, or typed code/name to find
 one) → period (a round of `services.reports.rounds`, all data, a typed range `01/09/2021 - 15/11/2021`,
-or from… to… in two steps) → the request is accepted: the draft is discarded and the conversation
-ends at once, a «building the report…» message is sent and the workbook is built in a task of its own.
+or from… to… in two steps) → [the district report of the district or a level: the document's number
+for the cover, typed, or skipped to leave it blank for the clerk] → the request is accepted: the draft
+is discarded and the conversation ends at once, a «building the report…» message is sent and the
+workbook is built in a task of its own.
 
 The build never holds up the bot: the handler returns as soon as the task is started, so other
 people's updates (and this person's /cancel, /help …) are answered while the worker writes. The
@@ -57,6 +59,7 @@ from storage.schemas.reports import (
     ScopeKind,
     ScopeOption,
     parse_date_range,
+    parse_document_number,
 )
 from storage.services import Services
 from storage.services.reports import check_scope
@@ -79,6 +82,7 @@ class Step(enum.IntEnum):
     PERIOD = 3
     DATE_FROM = 4
     DATE_TO = 5
+    NUMBER = 6
 
 
 def esc(value: object) -> str:
@@ -164,6 +168,7 @@ class ReportRequest:
     kind_label: str
     scope_label: str
     period_label: str
+    number: str = ""  # the document's number on the cover; empty: blank for the clerk
 
     def text(self, key: str, /, **values: object) -> str:
         return t(key, self.language, **values)
@@ -227,6 +232,7 @@ class ReportJob:
                     request.language,
                     actor_id=request.staff_id,
                     progress=self.progress,
+                    number=request.number,
                 )
             except asyncio.CancelledError:
                 key = "report_chat.interrupted" if self.interrupted else "report_chat.stopped"
@@ -388,6 +394,20 @@ class ReportFlow(Flow):
                 [(turn.text("core.back"), self.cb("back"))],
             )
             await turn.reply(turn.text("report_chat.to_question", date_from=day(date_from)), markup)
+        elif state == Step.NUMBER:
+            period, round_ = self._chosen_period(turn)
+            text = turn.text(
+                "report_chat.number_question",
+                kind=esc(self._kind_label(turn)),
+                scope=esc(turn.draft["_scope_label"]),
+                period=esc(period_label(period, round_, turn.context.services.clock.today(), turn.language)),
+                suffix=esc(turn.context.services.reports.cover.number_suffix),
+            )
+            markup = rows(
+                [(turn.text("report_chat.number_skip"), self.cb("number", "skip"))],
+                [(turn.text("core.back"), self.cb("back"))],
+            )
+            await turn.reply(text, markup)
 
     def _back(self, turn: Turn) -> InlineKeyboardMarkup:
         return rows([(turn.text("core.back"), self.cb("back"))])
@@ -499,6 +519,11 @@ class ReportFlow(Flow):
                 self.on_button("to:today$", self.on_to_today),
                 self.on_button("back$", self.on_back),
             ],
+            Step.NUMBER: [
+                self.on_text(self.on_number),
+                self.on_button("number:skip$", self.on_number_skip),
+                self.on_button("back$", self.on_back),
+            ],
         }
 
     async def on_kind(self, turn: Turn) -> int | None:
@@ -517,6 +542,7 @@ class ReportFlow(Flow):
             Step.PERIOD: Step.SCOPE,
             Step.DATE_FROM: Step.PERIOD,
             Step.DATE_TO: Step.PERIOD,
+            Step.NUMBER: Step.PERIOD,
         }
         assert turn.step is not None
         return await turn.ask(previous.get(Step(turn.step), Step.KIND))
@@ -572,7 +598,7 @@ class ReportFlow(Flow):
         return await turn.ask(Step.PERIOD)
 
     async def on_all(self, turn: Turn) -> int | None:
-        return await self._start(turn, ReportPeriod())
+        return await self._period_chosen(turn, ReportPeriod())
 
     async def on_round(self, turn: Turn) -> int | None:
         chosen = int(turn.answer)
@@ -580,7 +606,7 @@ class ReportFlow(Flow):
         found = next((r for r in rounds if r.id == chosen), None)
         if found is None:
             return await turn.retry(turn.text("report_chat.round_gone"))
-        return await self._start(turn, ReportPeriod(round_id=found.id), found)
+        return await self._period_chosen(turn, ReportPeriod(round_id=found.id), found)
 
     async def on_range(self, turn: Turn) -> int | None:
         try:
@@ -596,7 +622,7 @@ class ReportFlow(Flow):
             else:
                 hint = turn.text("report_chat.period_hint")
             return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
-        return await self._start(turn, period)
+        return await self._period_chosen(turn, period)
 
     async def on_dates(self, turn: Turn) -> int:
         return await turn.ask(Step.DATE_FROM)
@@ -611,7 +637,7 @@ class ReportFlow(Flow):
             # A whole range typed here (as the period question suggests) is taken as it is.
             with contextlib.suppress(DomainError, ValidationError):
                 period = parse_date_range(turn.answer, turn.context.services.clock.today())
-                return await self._start(turn, period)
+                return await self._period_chosen(turn, period)
             hint = turn.text("report_chat.date_hint")
             return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
         turn.remember(date_from=date_from.isoformat())
@@ -625,14 +651,55 @@ class ReportFlow(Flow):
         except (DomainError, ValidationError) as exc:
             hint = turn.text("report_chat.date_hint")
             return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
-        return await self._start(turn, period)
+        return await self._period_chosen(turn, period)
 
     async def on_to_today(self, turn: Turn) -> int | None:
-        return await self._start(turn, ReportPeriod(date_from=date.fromisoformat(turn.draft["date_from"])))
+        return await self._period_chosen(
+            turn, ReportPeriod(date_from=date.fromisoformat(turn.draft["date_from"]))
+        )
+
+    # --- the document's number (the district report of the district or a level) ----------------
+
+    def _wants_number(self, turn: Turn) -> bool:
+        """The official report the office numbers and signs: the district report, not of one school
+        (a principal's, or an officer's look at one school, is no document of the office's register)."""
+        scope = ReportScope.model_validate(turn.draft["scope"])
+        return turn.draft.get("kind") == ReportKind.DISTRICT.value and scope.kind is not ScopeKind.SCHOOL
+
+    async def _period_chosen(
+        self, turn: Turn, period: ReportPeriod, round_: RoundOption | None = None
+    ) -> int | None:
+        if not self._wants_number(turn):
+            return await self._start(turn, period, round_)
+        turn.remember(
+            _period=period.model_dump(mode="json"),
+            _round=round_.model_dump(mode="json") if round_ is not None else None,
+        )
+        return await turn.ask(Step.NUMBER)
+
+    def _chosen_period(self, turn: Turn) -> tuple[ReportPeriod, RoundOption | None]:
+        found = turn.draft.get("_round")
+        return (
+            ReportPeriod.model_validate(turn.draft["_period"]),
+            RoundOption.model_validate(found) if found else None,
+        )
+
+    async def on_number(self, turn: Turn) -> int | None:
+        suffix = turn.context.services.reports.cover.number_suffix
+        try:
+            number = parse_document_number(turn.answer, suffix)
+        except DomainError as exc:
+            return await turn.retry(exc)
+        return await self._start(turn, *self._chosen_period(turn), number=number)
+
+    async def on_number_skip(self, turn: Turn) -> int | None:
+        return await self._start(turn, *self._chosen_period(turn))
 
     # --- the request ----------------------------------------------------------------------------
 
-    async def _start(self, turn: Turn, period: ReportPeriod, round_: RoundOption | None = None) -> int | None:
+    async def _start(
+        self, turn: Turn, period: ReportPeriod, round_: RoundOption | None = None, *, number: str = ""
+    ) -> int | None:
         """Accept the request: end the conversation, send the progress message, build in a task."""
         context, draft = turn.context, turn.draft
         application = context.application
@@ -654,6 +721,7 @@ class ReportFlow(Flow):
             kind_label=self._kind_label(turn),
             scope_label=str(draft["_scope_label"]),
             period_label=period_label(period, round_, services.clock.today(), turn.language),
+            number=number,
         )
         await services.drafts.discard(turn.user_id, self.name)
         message = await reply(turn.update, request.progress_text(None), request.stop_markup())

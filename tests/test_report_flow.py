@@ -57,6 +57,7 @@ ROUND = "🗓 Đợt báo cáo 15/11/2021 (01/09/2021 – 15/11/2021)"
 FROM_TO = "📅 Chọn từ ngày… đến ngày…"
 TO_TODAY = "Đến hôm nay"
 STOP = "✖️ Huỷ báo cáo này"
+SKIP_NUMBER = "⏭ Bỏ qua (để trống số)"
 BACK = "◀️ Quay lại"
 BOUND = 60  # seconds: a bound so that a blocked loop fails the test instead of hanging it
 
@@ -81,12 +82,19 @@ async def step_of(services: Services, person: Person) -> int | None:
     return draft.step if draft else None
 
 
-async def ask(person: Person, kind: str, scope: str, period: str) -> None:
+async def ask(person: Person, kind: str, scope: str, period: str, number: str | None = None) -> None:
+    """Ask for a report; the district report of the whole district also asks for the cover's number
+    (typed when `number` is given, else skipped)."""
     await person.send("/report")
     assert "Chọn loại báo cáo" in person.last_text()
     await person.tap(kind)
     await person.tap(scope)
     await person.tap(period)
+    if kind == DISTRICT and scope == WHOLE_DISTRICT:
+        if number is None:
+            await person.tap(SKIP_NUMBER)
+        else:
+            await person.send(number)
 
 
 async def workbook_of(person: Person) -> tuple[str, OpenpyxlWorkbook, str]:

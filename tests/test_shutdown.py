@@ -13,7 +13,7 @@ from storage.services import Services
 from tests.factories import TELEGRAM_IDS
 from tests.reports_world import make_report_world
 from tests.test_inbox import handled, make_node, running
-from tests.test_report_flow import DISTRICT, ROUND, WHOLE_DISTRICT
+from tests.test_report_flow import DISTRICT, ROUND, SKIP_NUMBER, WHOLE_DISTRICT
 
 BOUND = 60.0  # seconds: a bound for waits, not a measurement
 
@@ -37,7 +37,7 @@ def say(api: FakeBotApi, user: JSON, text: str) -> int:
 
 async def ask_district_report(services: Services, api: FakeBotApi, officer: JSON) -> None:
     await handled(services, say(api, officer, "/report"))
-    for label in (DISTRICT, WHOLE_DISTRICT, ROUND):
+    for label in (DISTRICT, WHOLE_DISTRICT, ROUND, SKIP_NUMBER):
         await handled(services, tap(api, officer, label))
 
 

@@ -121,6 +121,8 @@ async def open_database(
 
     engine = create_engine(settings.sandbox_database_url)
     services = build_services(engine, Clock(tz=settings.tz))
+    # The district report's cover from the same settings as `schoolbot report` and `schoolbot run`.
+    services.reports.cover = settings.report_cover()
     try:
         await upgrade(engine)
         staff = await services.staff.list_staff()

@@ -210,6 +210,28 @@ class ReportCover:
     place: str = ""
 
 
+# A document's number is the office's register number: digits, as in «Số: 125/BC-GDĐT».
+MAX_NUMBER_DIGITS = 6
+_NUMBER_WORD = re.compile(r"^(?:so|no\.?|number)\s*[:.]?\s*")
+
+
+def parse_document_number(text: str, suffix: str = "") -> str:
+    """The number typed for the cover: `125`, `số 125`, `Số: 125/BC-GDĐT` (the symbol after the slash,
+    when it is the office's own `suffix`, is dropped: the cover adds it). Digits only, at most
+    MAX_NUMBER_DIGITS; anything else is refused (DomainError) so no text lands on an official cover."""
+    folded = fold(text).strip()
+    folded = _NUMBER_WORD.sub("", folded)
+    number, slash, symbol = folded.partition("/")
+    number = number.strip()
+    if slash and fold(symbol).replace(" ", "") != fold(suffix).replace(" ", ""):
+        raise DomainError("reports.number_invalid", value=text.strip()[:40], suffix=suffix)
+    if not number.isascii() or not number.isdigit():
+        raise DomainError("reports.number_invalid", value=text.strip()[:40], suffix=suffix)
+    if len(number) > MAX_NUMBER_DIGITS:
+        raise DomainError("reports.number_too_long", digits=MAX_NUMBER_DIGITS)
+    return number
+
+
 @dataclass(frozen=True)
 class ScopeRights:
     """Which scopes a person may ask for (see `allowed_scopes`).
