@@ -76,8 +76,43 @@ async def set_handled(session: AsyncSession, update_ids: int | Sequence[int], at
 # own types.
 _COLUMNS = UpdateInbox.__table__.c
 _SQLITE = sqlite.dialect()
-_STATUS_IN = _COLUMNS.status.type.bind_processor(_SQLITE)
-_AT_IN = _COLUMNS.handled_at.type.bind_processor(_SQLITE)
+_STATUS_IN = _COLUMNS.status.type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
+_AT_IN = _COLUMNS.handled_at.type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
+_PAYLOAD_IN = _COLUMNS.payload.type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
+_LEASE_END_OUT = LeaderLease.__table__.c.expires_at.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None)
+_INSERT_NEW = (
+    "INSERT INTO update_inbox (update_id, chat_id, payload, status, attempts, received_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (update_id) DO NOTHING RETURNING update_id"
+)
+
+
+def lease_sqlite(connection: sqlite3.Connection, name: str) -> tuple[str, int, datetime] | None:
+    """(holder, term, expires_at) of the lease, inside the caller's transaction."""
+    sql = "SELECT holder, term, expires_at FROM leader_lease WHERE name = ?"
+    row = connection.execute(sql, (name,)).fetchone()
+    if row is None:
+        return None
+    expires_at = _LEASE_END_OUT(row[2]) if _LEASE_END_OUT is not None else row[2]
+    return str(row[0]), int(row[1]), expires_at
+
+
+def insert_new_sqlite(connection: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> set[int]:
+    """`insert_new` inside the caller's transaction."""
+    assert _STATUS_IN is not None and _AT_IN is not None and _PAYLOAD_IN is not None
+    new: set[int] = set()
+    for row in rows:
+        values = (
+            row["update_id"],
+            row["chat_id"],
+            _PAYLOAD_IN(row["payload"]),
+            _STATUS_IN(row["status"]),
+            row["attempts"],
+            _AT_IN(row["received_at"]),
+        )
+        inserted = connection.execute(_INSERT_NEW, values).fetchone()
+        if inserted is not None:
+            new.add(int(inserted[0]))
+    return new
 
 
 def _placeholders(count: int) -> str:

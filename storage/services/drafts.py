@@ -23,9 +23,9 @@ from storage.services.base import ServiceBase
 # columns' own SQLAlchemy types, so rows read and written either way are the same.
 _COLUMNS = ConversationDraft.__table__.c
 _SQLITE = sqlite.dialect()
-_DATA_IN = _COLUMNS.data.type.bind_processor(_SQLITE)
-_DATA_OUT = _COLUMNS.data.type.result_processor(_SQLITE, None)
-_AT_IN = _COLUMNS.updated_at.type.bind_processor(_SQLITE)
+_DATA_IN = _COLUMNS.data.type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
+_DATA_OUT = _COLUMNS.data.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None)
+_AT_IN = _COLUMNS.updated_at.type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
 _SELECT_ONE = "SELECT step, data FROM conversation_draft WHERE telegram_user_id = ? AND flow = ?"
 _SELECT_PERSON = (
     "SELECT flow, step, data FROM conversation_draft WHERE telegram_user_id = ? "

@@ -10,9 +10,10 @@ from here, so a killed process loses none and handles each once.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage.db import direct_sqlite
@@ -58,29 +59,48 @@ class InboxService(ServiceBase):
         if not updates:
             return []
         now = self.clock.now()
-        async with self.sessionmaker.begin() as session:
-            if fence is not None:
-                lease = await repo.lease_of(session, fence.name, share=True)
-                db_now = await repo.database_now(session)
-                if (
-                    lease is None
-                    or lease.holder != fence.holder
-                    or lease.term != fence.term
-                    or lease.expires_at <= db_now
-                ):
-                    raise LeaseLost(fence.name)
-            rows = [
-                {
-                    "update_id": u.update_id,
-                    "chat_id": u.chat_id,
-                    "payload": u.payload,
-                    "status": InboxStatus.PENDING,
-                    "attempts": 0,
-                    "received_at": now,
-                }
-                for u in updates
-            ]
-            new = await repo.insert_new(session, rows)
+        rows = [
+            {
+                "update_id": u.update_id,
+                "chat_id": u.chat_id,
+                "payload": u.payload,
+                "status": InboxStatus.PENDING,
+                "attempts": 0,
+                "received_at": now,
+            }
+            for u in updates
+        ]
+        direct = direct_sqlite(self.sessionmaker)
+        if direct is not None:
+            # SQLite: the lease check and the insert in one thread hop; the lease's clock is this
+            # machine's there (`repo.database_now`).
+
+            def write(connection: sqlite3.Connection) -> set[int] | None:
+                if fence is not None:
+                    lease = repo.lease_sqlite(connection, fence.name)
+                    held = lease is not None and lease[:2] == (fence.holder, fence.term)
+                    if not held or lease is None or lease[2] <= datetime.now(UTC):
+                        return None
+                return repo.insert_new_sqlite(connection, rows)
+
+            inserted = await direct.write(write)
+            if inserted is None:
+                assert fence is not None
+                raise LeaseLost(fence.name)
+            new = inserted
+        else:
+            async with self.sessionmaker.begin() as session:
+                if fence is not None:
+                    lease = await repo.lease_of(session, fence.name, share=True)
+                    db_now = await repo.database_now(session)
+                    if (
+                        lease is None
+                        or lease.holder != fence.holder
+                        or lease.term != fence.term
+                        or lease.expires_at <= db_now
+                    ):
+                        raise LeaseLost(fence.name)
+                new = await repo.insert_new(session, rows)
         return [u.update_id for u in updates if u.update_id in new]
 
     async def started(self, update_id: int) -> None:
