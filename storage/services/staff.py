@@ -8,11 +8,13 @@ import secrets
 import time
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import selectinload
 
+from storage.db import direct_sqlite
 from storage.errors import DomainError, NotFound
 from storage.models import AuditAction, District, Invite, Role, School, Staff
 from storage.repositories import audit
@@ -35,6 +37,35 @@ WRONG_INVITE_CODES = frozenset({"invite.unknown", "invite.used", "invite.expired
 # service (deactivation, language, role) drops the entry at once; one made by another process (the
 # command line on the same database) is seen within this many seconds.
 STAFF_CACHE_SECONDS = 5.0
+
+
+# The look-up of every update's sender on a cache miss: a Core statement (no ORM objects); on SQLite
+# through the one-hop path (storage.db.SqliteDirect), values converted by the columns' own types.
+_LOOKUP = (
+    select(
+        Staff.id,
+        Staff.telegram_user_id,
+        Staff.full_name,
+        Staff.phone,
+        Staff.telegram_username,
+        Staff.role,
+        Staff.school_id,
+        School.code.label("school_code"),
+        School.name.label("school_name"),
+        School.level.label("school_level"),
+        Staff.district_id,
+        Staff.language,
+        Staff.active,
+    )
+    .outerjoin(School, School.id == Staff.school_id)
+    .where(Staff.telegram_user_id == bindparam("telegram_user_id"))
+)
+_SQLITE = sqlite.dialect()
+_LOOKUP_SQL = str(_LOOKUP.compile(dialect=_SQLITE))
+_LOOKUP_OUT = [
+    (column.key, column.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None))
+    for column in _LOOKUP.selected_columns
+]
 
 
 def telegram_name(full_name: str) -> str:
@@ -234,15 +265,20 @@ class StaffService(ServiceBase):
         cached = self._cached(telegram_user_id)
         if cached is not None:
             return cached
-        async with self.sessionmaker() as session:
-            staff = await session.scalar(
-                select(Staff)
-                .options(joinedload(Staff.school))  # one statement, not two
-                .where(Staff.telegram_user_id == telegram_user_id)
-            )
-            if staff is None:
+        direct = direct_sqlite(self.sessionmaker)
+        if direct is not None:
+            key = (telegram_user_id,)
+            row = await direct.read(lambda connection: connection.execute(_LOOKUP_SQL, key).fetchone())
+            if row is None:
                 return None
-            found = staff_out(staff)
+            values = {name: p(v) if p else v for (name, p), v in zip(_LOOKUP_OUT, row, strict=True)}
+        else:
+            async with self.sessionmaker() as session:
+                found_row = (await session.execute(_LOOKUP, {"telegram_user_id": telegram_user_id})).first()
+            if found_row is None:
+                return None
+            values = dict(found_row._mapping)
+        found = StaffOut(**values)
         self.__dict__.setdefault("_cache", {})[telegram_user_id] = (found, time.monotonic())
         return found
 
