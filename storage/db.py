@@ -151,10 +151,14 @@ class SqliteDirect:
         """`fn` in one `BEGIN IMMEDIATE` … `COMMIT` (rolled back if it raises)."""
         self.calls += 1
         async with self._turn():
-            # Shielded: a cancelled caller must not release the writers' turn while the thread is
-            # still inside the transaction.
             future = asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn)
-            return await asyncio.shield(future)
+            try:
+                return await asyncio.shield(future)
+            finally:
+                if not future.done():
+                    # A cancelled caller: the thread finishes (commits or rolls back) its transaction
+                    # before the writers' turn passes on, so the next writer never meets SQLite's lock.
+                    await asyncio.wait([future])
 
 
 class _SQLiteSessionmaker(async_sessionmaker[AsyncSession]):
