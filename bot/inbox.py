@@ -81,10 +81,16 @@ class MarkBatcher:
             try:
                 await self.service.mark(started=[i for i, _ in started], handled=[i for i, _ in handled])
                 self.writes += 1
-            except Exception as exc:  # every caller of the batch gets the error (and may try again)
+            except BaseException as exc:  # every caller of the batch gets the error (and may try again)
                 for _, future in (*started, *handled):
                     if not future.done():
-                        future.set_exception(exc)
+                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+                if not isinstance(exc, Exception):  # cancelled: nobody may wait for a mark that will not come
+                    for _, future in (*self._started, *self._handled):
+                        if not future.done():
+                            future.set_exception(RuntimeError("stopped"))
+                    self._started, self._handled = [], []
+                    raise
                 continue
             for _, future in (*started, *handled):
                 if not future.done():

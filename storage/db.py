@@ -109,30 +109,36 @@ class SqliteDirect:
     def __init__(self, file: Path, turn: Callable[[], contextlib.AbstractAsyncContextManager[None]]) -> None:
         self._file = file
         self._turn = turn
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-direct")
-        self._connection: sqlite3.Connection | None = None
+        # Reads and writes each have a thread and a connection: a write holds the writers' turn of the
+        # process while it runs, and must not wait behind queued reads meanwhile (under load that held
+        # every other writer, the leader lease's renewal too, for seconds).
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-direct-read")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-direct-write")
+        self._connections: dict[bool, sqlite3.Connection] = {}
         self.calls = 0  # reads and writes made (the benches count them)
         # The worker thread ends when this object is collected (tests make thousands of engines).
         weakref.finalize(self, self._executor.shutdown, wait=False)
+        weakref.finalize(self, self._reader.shutdown, wait=False)
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._connection is None:
+    def _connect(self, write: bool) -> sqlite3.Connection:
+        connection = self._connections.get(write)
+        if connection is None:
             connection = sqlite3.connect(
                 self._file,
                 timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None,  # transactions are ours (`_transaction`)
-                check_same_thread=False,  # used by the one worker thread only; closed by the collector
+                check_same_thread=False,  # used by its one worker thread only; closed by the collector
             )
             for pragma in _SQLITE_PRAGMAS:
                 connection.execute(pragma)
-            self._connection = connection
-        return self._connection
+            self._connections[write] = connection
+        return connection
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return fn(self._connect())
+        return fn(self._connect(False))
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        connection = self._connect()
+        connection = self._connect(True)
         connection.execute("BEGIN IMMEDIATE")
         try:
             result = fn(connection)
@@ -145,7 +151,7 @@ class SqliteDirect:
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`fn` with autocommit: each of its statements sees the latest committed state."""
         self.calls += 1
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._read, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, self._read, fn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`fn` in one `BEGIN IMMEDIATE` … `COMMIT` (rolled back if it raises)."""
