@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from storage.db import urgent_write
 from storage.models import LeaderLease
 from storage.repositories import inbox as repo
 from storage.services.base import ServiceBase
@@ -47,7 +48,7 @@ class LeaseService(ServiceBase):
         """Take the lease if it is free or has ended (a new term), or extend it if it is ours.
         The current holder's state when it is someone else's; None when the row was raced."""
         try:
-            async with self.sessionmaker.begin() as session:
+            async with urgent_write(self.sessionmaker) as session:
                 now = await repo.database_now(session)
                 row = await repo.lease_of(session, name, lock=True)
                 until = now + timedelta(seconds=seconds)
@@ -68,7 +69,7 @@ class LeaseService(ServiceBase):
 
     async def renew(self, fence: Fence, seconds: float) -> datetime | None:
         """Extend our lease; its new end, or None when it is not ours any more (ended or taken)."""
-        async with self.sessionmaker.begin() as session:
+        async with urgent_write(self.sessionmaker) as session:
             now = await repo.database_now(session)
             row = await repo.lease_of(session, fence.name, lock=True)
             if row is None or row.holder != fence.holder or row.term != fence.term or row.expires_at <= now:
@@ -79,7 +80,7 @@ class LeaseService(ServiceBase):
 
     async def release(self, fence: Fence) -> bool:
         """End our lease now (a clean stop): the standby need not wait for it to run out."""
-        async with self.sessionmaker.begin() as session:
+        async with urgent_write(self.sessionmaker) as session:
             now = await repo.database_now(session)
             row = await repo.lease_of(session, fence.name, lock=True)
             if row is None or row.holder != fence.holder or row.term != fence.term:
