@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, case, func, or_, select, type_coerce
+from sqlalchemy import Select, String, and_, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -32,8 +32,8 @@ from storage.models import (
     VaccineDose,
     VaccineProduct,
 )
+from storage.repositories.students import shown_student_code
 from storage.schemas.csdl import CsdlMenu, fingerprint, fingerprint_fields
-from storage.schemas.students import PROVISIONAL_CODE_PREFIX
 
 # Names a reminder lists per school; more are counted.
 NAMES_PER_SCHOOL = 5
@@ -47,9 +47,7 @@ def _student_columns() -> list[Any]:
     return [
         # A student added in a flow without a CSDL code yet: the code cell stays empty for the school
         # to fill in (never the placeholder); once the real code is known the row reads as changed.
-        case((Student.code.startswith(PROVISIONAL_CODE_PREFIX), ""), else_=Student.code).label(
-            "student_code"
-        ),
+        shown_student_code().label("student_code"),
         Student.full_name.label("full_name"),
         Student.date_of_birth.label("date_of_birth"),
         _s(Student.gender).label("gender"),

@@ -72,6 +72,7 @@ from storage.models import (
     VaccineDose,
     VaccineProduct,
 )
+from storage.repositories.students import shown_student_code
 
 PRIORITY_GROUPS = (
     PriorityGroup.POOR,
@@ -390,7 +391,7 @@ def needs_students(f: ReportFilter) -> Select[Any]:
         select(
             School.code.label("school_code"),
             School.name.label("school_name"),
-            Student.code.label("student_code"),
+            shown_student_code().label("student_code"),
             Student.full_name.label("full_name"),
             Student.date_of_birth.label("date_of_birth"),
             _s(Student.gender).label("gender"),
@@ -637,7 +638,7 @@ def device_handovers(f: ReportFilter, kind: HandoverKind) -> Select[Any]:
         Donor.name.label("donor_name"),
         _s(DonationBatch.device_type).label("device_type"),
         DonationBatch.make_model.label("make_model"),
-        Student.code.label("student_code"),
+        shown_student_code().label("student_code"),
         Student.full_name.label("full_name"),
         Student.class_name.label("class_name"),
         Handover.handed_on.label("handed_on"),
@@ -874,7 +875,7 @@ def vaccination_doses(f: ReportFilter) -> Select[Any]:
         select(
             School.code.label("school_code"),
             School.name.label("school_name"),
-            Student.code.label("student_code"),
+            shown_student_code().label("student_code"),
             Student.full_name.label("full_name"),
             Student.date_of_birth.label("date_of_birth"),
             Student.grade.label("grade"),
@@ -1040,7 +1041,7 @@ def late_records(f: ReportFilter, record_type: str) -> Select[Any]:
                 literal("handover", String()).label("record_type"),
                 School.code.label("school_code"),
                 School.name.label("school_name"),
-                Student.code.label("subject_code"),
+                shown_student_code().label("subject_code"),
                 Student.full_name.label("subject_name"),
                 Handover.handed_on.label("event_on"),
                 Handover.entered_at.label("entered_at"),
@@ -1060,7 +1061,7 @@ def late_records(f: ReportFilter, record_type: str) -> Select[Any]:
                 literal("dose", String()).label("record_type"),
                 School.code.label("school_code"),
                 School.name.label("school_name"),
-                Student.code.label("subject_code"),
+                shown_student_code().label("subject_code"),
                 Student.full_name.label("subject_name"),
                 VaccineDose.given_on.label("event_on"),
                 VaccineDose.entered_at.label("entered_at"),
@@ -1084,7 +1085,7 @@ def late_records(f: ReportFilter, record_type: str) -> Select[Any]:
                 literal("return", String()).label("record_type"),
                 School.code.label("school_code"),
                 School.name.label("school_name"),
-                Student.code.label("subject_code"),
+                shown_student_code().label("subject_code"),
                 Student.full_name.label("subject_name"),
                 Handover.returned_on.label("event_on"),
                 Handover.return_entered_at.label("entered_at"),
@@ -1204,7 +1205,7 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
         select(
             student_school.code.label("school_code"),
             student_school.name.label("school_name"),
-            Student.code.label("student_code"),
+            shown_student_code().label("student_code"),
             Student.full_name.label("full_name"),
             func.count(Handover.id).label("devices"),
             func.min(DonationBatch.number).label("first_batch"),  # the school's own numbers
@@ -1255,7 +1256,7 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
             DonationBatch.make_model.label("make_model"),
             DonationBatch.received_on.label("received_on"),
             Handover.handed_on.label("handed_on"),
-            Student.code.label("student_code"),
+            shown_student_code().label("student_code"),
             Student.full_name.label("full_name"),
             other_school.code.label("student_school_code"),
             (Handover.handed_on < DonationBatch.received_on).label("before_receipt"),
@@ -1311,7 +1312,7 @@ async def device_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str
             DonationBatch.number.label("batch_number"),
             School.code.label("school_code"),
             School.name.label("school_name"),
-            Student.code.label("student_code"),
+            shown_student_code().label("student_code"),
             Student.full_name.label("full_name"),
             _s(Handover.kind).label("kind"),
             Handover.handed_on.label("handed_on"),
@@ -1352,7 +1353,7 @@ async def vaccination_issues(session: AsyncSession, f: ReportFilter) -> list[dic
         select(
             School.code.label("school_code"),
             School.name.label("school_name"),
-            Student.code.label("student_code"),
+            shown_student_code().label("student_code"),
             Student.full_name.label("full_name"),
             func.count(VaccineDose.id).label("doses"),
         )
@@ -1380,7 +1381,7 @@ async def vaccination_issues(session: AsyncSession, f: ReportFilter) -> list[dic
         select(
             School.code.label("school_code"),
             School.name.label("school_name"),
-            Student.code.label("student_code"),
+            shown_student_code().label("student_code"),
             Student.full_name.label("full_name"),
             VaccineDose.dose_number.label("dose"),
             VaccineDose.given_on.label("given_on"),
@@ -1427,7 +1428,7 @@ async def needs_issues(session: AsyncSession, f: ReportFilter) -> list[dict[str,
         select(
             School.code.label("school_code"),
             School.name.label("school_name"),
-            Student.code.label("student_code"),
+            shown_student_code().label("student_code"),
             Student.full_name.label("full_name"),
             Student.active.label("active"),
             _s(Student.priority_group).label("group"),

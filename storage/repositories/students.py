@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Student
+from storage.schemas.students import PROVISIONAL_CODE_PREFIX
 from storage.text import fold, nfc
 
 # Codes are looked up in chunks: both databases cap the number of bound parameters.
@@ -109,3 +110,9 @@ async def classes(session: AsyncSession, school_id: int) -> list[tuple[str, int,
         .order_by(Student.grade, Student.class_name)
     )
     return [(name, grade, count) for name, grade, count in result]
+
+
+def shown_student_code() -> ColumnElement[str]:
+    """The student's ministry code as reports and CSDL files show it: blank for a student added in a flow
+    without a code yet (the placeholder is no code; the school fills the real one in)."""
+    return case((Student.code.startswith(PROVISIONAL_CODE_PREFIX), ""), else_=Student.code)
