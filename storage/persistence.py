@@ -5,24 +5,18 @@ PTB keeps conversation states in memory and calls `update_*` only every `update_
 their draft — the step and the answers so far — to `conversation_draft` on every step, before they
 reply (see conversations/common.py). That table is the truth for conversation states: on start,
 `get_conversations` rebuilds every open conversation from it, and `update_conversation` has nothing
-to add. User and chat data are kept as JSON with upserts, each call in its own short transaction, so
-PTB's concurrent writes cannot break one another.
+to add. User and chat data are kept as JSON with upserts (`storage/services/persisted.py`, which has
+no Telegram import), each call in its own short transaction.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram.ext import BasePersistence, PersistenceInput
 
-from storage.models import ConversationDraft, PersistedData, utcnow
-from storage.repositories.upsert import upsert
-
-SUSPENDED = "_suspended"  # a draft whose conversation timed out: kept for /resume, not restored
+from storage.services.persisted import PersistedStore
 
 
 class SqlPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, Any]]):
@@ -32,34 +26,13 @@ class SqlPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, A
             update_interval=update_interval,
         )
         self.sessionmaker = sessionmaker
-
-    async def _load(self, kind: str) -> dict[int, dict[str, Any]]:
-        async with self.sessionmaker() as session:
-            rows = await session.scalars(select(PersistedData).where(PersistedData.kind == kind))
-            return defaultdict(dict, {int(row.key): dict(row.data) for row in rows})
-
-    async def _store(self, kind: str, key: int, data: dict[str, Any]) -> None:
-        payload = json.loads(json.dumps(data, default=str))  # only JSON survives a restart
-        async with self.sessionmaker.begin() as session:
-            await upsert(
-                session,
-                PersistedData,
-                {"kind": kind, "key": str(key), "data": payload, "updated_at": utcnow()},
-                keys=["kind", "key"],
-                update=["data", "updated_at"],
-            )
-
-    async def _drop(self, kind: str, key: int) -> None:
-        async with self.sessionmaker.begin() as session:
-            await session.execute(
-                delete(PersistedData).where(PersistedData.kind == kind, PersistedData.key == str(key))
-            )
+        self.persisted = PersistedStore(sessionmaker)
 
     async def get_user_data(self) -> dict[int, dict[str, Any]]:
-        return await self._load("user")
+        return await self.persisted.load("user")
 
     async def get_chat_data(self) -> dict[int, dict[str, Any]]:
-        return await self._load("chat")
+        return await self.persisted.load("chat")
 
     async def get_bot_data(self) -> dict[str, Any]:
         return {}
@@ -68,18 +41,7 @@ class SqlPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, A
         return None
 
     async def get_conversations(self, name: str) -> dict[tuple[int | str, ...], object]:
-        async with self.sessionmaker() as session:
-            drafts = await session.scalars(
-                select(ConversationDraft).where(
-                    ConversationDraft.flow == name, ConversationDraft.step.is_not(None)
-                )
-            )
-            # Flows run in private chats, where the chat id is the user id: key = (chat_id, user_id).
-            return {
-                (draft.telegram_user_id, draft.telegram_user_id): draft.step
-                for draft in drafts
-                if not draft.data.get(SUSPENDED)
-            }
+        return await self.persisted.open_conversations(name)
 
     async def update_conversation(
         self, name: str, key: tuple[int | str, ...], new_state: object | None
@@ -87,10 +49,10 @@ class SqlPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, A
         """Nothing to do: flows wrote the draft's step before replying."""
 
     async def update_user_data(self, user_id: int, data: dict[str, Any]) -> None:
-        await self._store("user", user_id, data)
+        await self.persisted.store("user", user_id, data)
 
     async def update_chat_data(self, chat_id: int, data: dict[str, Any]) -> None:
-        await self._store("chat", chat_id, data)
+        await self.persisted.store("chat", chat_id, data)
 
     async def update_bot_data(self, data: dict[str, Any]) -> None:
         """Bot data is not persisted: the database itself is the bot's shared state."""
@@ -99,10 +61,10 @@ class SqlPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, A
         """Callback data is not persisted: buttons carry plain strings."""
 
     async def drop_chat_data(self, chat_id: int) -> None:
-        await self._drop("chat", chat_id)
+        await self.persisted.drop("chat", chat_id)
 
     async def drop_user_data(self, user_id: int) -> None:
-        await self._drop("user", user_id)
+        await self.persisted.drop("user", user_id)
 
     async def refresh_user_data(self, user_id: int, user_data: dict[str, Any]) -> None:
         """User data is written by this process only; nothing to refresh."""

@@ -15,9 +15,9 @@ from sqlalchemy.dialects import sqlite
 
 from storage.db import direct_sqlite
 from storage.models import ConversationDraft
-from storage.persistence import SUSPENDED
 from storage.repositories.upsert import upsert
 from storage.services.base import ServiceBase
+from storage.services.persisted import SUSPENDED
 
 # The hot path on SQLite (`storage.db.SqliteDirect`): plain statements, values converted by the
 # columns' own SQLAlchemy types, so rows read and written either way are the same.
