@@ -40,6 +40,7 @@ from bot.backups import schedule_backup_job
 from bot.context import BotContext, SchoolBotApplication
 from bot.menus import PUBLIC_COMMANDS
 from bot.metrics import count
+from bot.persistence import SqlPersistence
 from bot.privacy import private_chats_only
 from bot.ratelimit import build_rate_limiter, build_request
 from bot.sending import SchoolBot
@@ -47,7 +48,6 @@ from bot.settings import Settings, SettingsError
 from bot.texts import t
 from conversations import core
 from conversations.common import Flow
-from storage.persistence import SqlPersistence
 from storage.services import Services
 
 log = logging.getLogger(__name__)
