@@ -13,10 +13,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from storage.database_url import DEFAULT_DATABASE_URL
+
 if TYPE_CHECKING:
     from storage.schemas.reports import ReportCover
-
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/schoolbot.sqlite3"
 
 
 class SettingsError(Exception):

@@ -28,9 +28,9 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from bot.settings import load_settings
+    from storage.database_url import database_url
 
-    return load_settings().database_url
+    return database_url()  # Alembic's own command line: DATABASE_URL as the bot reads it
 
 
 async def _run_with_own_engine() -> None:
