@@ -48,7 +48,7 @@ from sqlalchemy import func, select, text
 from tornado.httpserver import HTTPServer
 
 from bot.fakeapi import JSON, BotApiError, FakeBotApi, StoredFile
-from bot.sandbox.server import BotApiHandler
+from bot.sandbox.http import BotApiHandler
 from storage.clock import Clock
 from storage.db import create_engine
 from storage.migrate import upgrade

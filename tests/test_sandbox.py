@@ -19,16 +19,11 @@ import httpx
 import pytest
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, ReplyKeyboardMarkup, ReplyKeyboardRemove
 
+from bot.sandbox.app import SANDBOX_TOKEN, Sandbox
+from bot.sandbox.database import SandboxError, reset_database, sandbox_path
 from bot.sandbox.entities import parse_html
 from bot.sandbox.render import telegram_html
-from bot.sandbox.server import (
-    SANDBOX_TOKEN,
-    Sandbox,
-    SandboxError,
-    reset_database,
-    run_sandbox,
-    sandbox_path,
-)
+from bot.sandbox.server import run_sandbox
 from bot.settings import Settings
 from bot.texts import t
 

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.sandbox.server import Persona, Sandbox
+from bot.sandbox.app import Sandbox
+from bot.sandbox.database import Persona
 from bot.texts import t
 from storage.models import Handover, Student
 from storage.text import fold

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
-from bot.sandbox.server import Sandbox
+from bot.sandbox.app import Sandbox
 from bot.texts import t
 from tests.test_sandbox import JSON, bot_texts, chat, persona, sandbox_settings, say, wait_chat
 
