@@ -1,7 +1,7 @@
 """An in-process stand-in for the Telegram Bot API: the subset this bot uses, answered the way
 Telegram answers (field names, types, dates in seconds, message ids, error descriptions).
 
-It serves the tests (through httpx.MockTransport, see `transport()`) and the local sandbox. It keeps
+It serves the tests (in-process, see `sender()` and `transport()`) and the local sandbox. It keeps
 every chat's messages, records every call, hands out updates through getUpdates with offsets and long
 polling, and stores uploaded and sent files for getFile and downloads.
 """
@@ -21,6 +21,8 @@ from email.policy import HTTP
 from typing import Any
 
 import httpx
+
+from bot.botapi_request import payload_bytes, payload_content_type
 
 JSON = dict[str, Any]
 
@@ -390,6 +392,11 @@ class FakeBotApi:
             }
         return {k: _maybe_json(v) for k, v in params.items()}, files
 
+    def sender(self) -> FakeSender:
+        """A `bot.botapi_request.Sender` answering in-process: the bot's production request class
+        (encoding, PTB's status mapping and parsing) runs unchanged above it."""
+        return FakeSender(self)
+
     def transport(self) -> httpx.MockTransport:
         """An httpx transport answering PTB's requests in-process."""
 
@@ -404,6 +411,26 @@ class FakeBotApi:
             return httpx.Response(status, json=payload)
 
         return httpx.MockTransport(handler)
+
+
+class FakeSender:
+    def __init__(self, api: FakeBotApi) -> None:
+        self.api = api
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def send(
+        self, method: str, url: str, body: Any, content_type: str | None, headers: Any, timeouts: Any
+    ) -> tuple[int, bytes]:
+        path = urllib.parse.urlsplit(url).path.lstrip("/")
+        status, payload = await self.api.handle_http(
+            urllib.parse.unquote(path), payload_content_type(body, content_type), await payload_bytes(body)
+        )
+        return status, payload if isinstance(payload, bytes) else json.dumps(payload).encode()
 
 
 def _maybe_json(value: Any) -> Any:

@@ -5,8 +5,8 @@
     await teacher.tap("Hôm nay")
     assert "Đã lưu" in teacher.last_text()
 
-Every Bot API call the bot makes is answered by bot.fakeapi.FakeBotApi through
-`HTTPXRequest(httpx_kwargs={"transport": httpx.MockTransport(...)})` and recorded in `harness.api.calls`.
+Every Bot API call the bot makes goes through the production request class and is answered in-process
+by bot.fakeapi.FakeBotApi (`BotApiRequest(sender=api.sender())`) and recorded in `harness.api.calls`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from telegram import Update
 from telegram.ext import AIORateLimiter
-from telegram.request import HTTPXRequest
 
 from bot.app import build_application
+from bot.botapi_request import BotApiRequest
 from bot.context import SchoolBotApplication
 from bot.fakeapi import JSON, FakeBotApi
 from bot.settings import Settings
@@ -42,8 +42,9 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def fake_request(api: FakeBotApi) -> HTTPXRequest:
-    return HTTPXRequest(httpx_kwargs={"transport": api.transport()}, connection_pool_size=16)
+def fake_request(api: FakeBotApi) -> BotApiRequest:
+    """The production request class (`bot.ratelimit.build_request`) with the fake API in-process."""
+    return BotApiRequest(16, sender=api.sender())
 
 
 class ButtonNotFound(AssertionError):
