@@ -3,7 +3,7 @@
     .venv/bin/python bench/db_copy_bench.py [--schools 30] [--students 20000] [--batch 1000]
                                             [--postgres URL]
 
-1. A demo district (storage/services/demo.py, as `schoolbot demo-data`) in a SQLite file under /tmp,
+1. A demo district (storage/demo.py, as `schoolbot demo-data`) in a SQLite file under /tmp,
    kept and reused.
 2. A throw-away local PostgreSQL cluster (as the tests start one), or the server of `--postgres URL`
    (a maintenance database: a new database is created on it and dropped after).
@@ -40,10 +40,10 @@ FROZEN_AT = datetime(2021, 11, 15, 9, 0, tzinfo=TZ)
 async def demo_file(schools: int, students: int) -> Path:
     from storage.clock import Clock
     from storage.db import create_engine
+    from storage.demo import DemoDataService
     from storage.migrate import upgrade
     from storage.schemas.demo import DemoDataIn
     from storage.services import build_services
-    from storage.services.demo import DemoDataService
 
     path = Path(tempfile.gettempdir()) / f"schoolbot-copy-bench-{schools}-{students}.sqlite3"
     if path.exists():

@@ -27,10 +27,10 @@ def run_one(schools: int, students: int) -> dict[str, object]:
 
     from storage.clock import Clock
     from storage.db import create_engine
+    from storage.demo import DemoDataService
     from storage.migrate import upgrade
     from storage.schemas.demo import DemoDataIn
     from storage.services import build_services
-    from storage.services.demo import DemoDataService
 
     async def main(path: Path) -> dict[str, object]:
         engine = create_engine(f"sqlite+aiosqlite:///{path}")

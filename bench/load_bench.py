@@ -51,6 +51,7 @@ from bot.fakeapi import JSON, BotApiError, FakeBotApi, StoredFile
 from bot.sandbox.http import BotApiHandler
 from storage.clock import Clock
 from storage.db import create_engine
+from storage.demo import DemoDataService
 from storage.migrate import upgrade
 from storage.models import Base, District, Handover, Role, School, Staff, Student, VaccineDose
 from storage.schemas.demo import DemoDataIn
@@ -58,7 +59,6 @@ from storage.schemas.devices import BatchIn
 from storage.schemas.organisation import InviteIn
 from storage.schemas.rounds import RoundIn
 from storage.services import Services, build_services
-from storage.services.demo import DemoDataService
 
 ROOT = Path(__file__).resolve().parent.parent
 STAFF_BASE = 880_000_000  # Telegram ids of the bench's teachers

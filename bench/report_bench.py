@@ -3,7 +3,7 @@
     .venv/bin/python bench/report_bench.py [--schools 100] [--students 100000] [--repeat 3]
                                            [--executor process|thread] [--db PATH] [--postgres URL|auto]
 
-1. A district from the demo generator (`schoolbot demo-data`, storage/services/demo.py) in a SQLite file
+1. A district from the demo generator (`schoolbot demo-data`, storage/demo.py) in a SQLite file
    (kept under /tmp and reused), or a PostgreSQL database given by URL (filled when empty), or a
    throw-away local PostgreSQL cluster (`--postgres auto`, as the tests start one).
 2. The raw writer: every row the district report writes (the long lists and the small tables), read
@@ -69,8 +69,8 @@ async def prepare_database(url: str, schools: int, students: int) -> tuple[Any, 
         existing = await session.scalar(select(func.count(Student.id)))
         district_id = await session.scalar(select(District.id).order_by(District.id).limit(1))
     if not existing:
+        from storage.demo import DemoDataService
         from storage.schemas.demo import DemoDataIn
-        from storage.services.demo import DemoDataService
 
         started = time.perf_counter()
         result = await DemoDataService(services.sessionmaker, clock).generate(

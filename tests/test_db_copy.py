@@ -43,12 +43,12 @@ from bot.texts import t
 from storage.clock import Clock
 from storage.db import create_engine
 from storage.dbcopy import copy_database, table_checksums, tables
+from storage.demo import DemoDataService
 from storage.migrate import upgrade
 from storage.models import School, SchoolLevel, UTCDateTime
 from storage.schemas.demo import DemoDataIn
 from storage.schemas.reports import ReportScope
 from storage.services import build_services
-from storage.services.demo import DemoDataService
 from tests.conftest import FROZEN_AT, TZ
 from tests.reports_world import open_workbook
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.errors import render_error
 from bot.texts import t
+from storage.demo import PERIOD_END, PERIOD_START, DemoDataService, add_years
 from storage.errors import DomainError
 from storage.models import (
     AuditLog,
@@ -43,7 +44,6 @@ from storage.models import (
 from storage.rules import is_late_entry
 from storage.schemas.demo import DemoDataIn, DemoDataOut
 from storage.services import Services
-from storage.services.demo import PERIOD_END, PERIOD_START, DemoDataService, add_years
 from storage.text import fold, nfc
 
 SCHOOLS, STUDENTS = 4, 300

@@ -194,8 +194,8 @@ async def test_donors_are_counted_distinct_on_every_total(services: Services, rw
 
 
 async def test_demo_district_workbooks_agree_with_themselves(services: Services) -> None:
+    from storage.demo import DemoDataService
     from storage.schemas.demo import DemoDataIn
-    from storage.services.demo import DemoDataService
 
     services.reports.executor = "thread"
     demo = await DemoDataService(services.sessionmaker, services.clock).generate(

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def _demo_data(ctx: CliContext, args: argparse.Namespace) -> int:
-    from storage.services.demo import DemoDataService
+    from storage.demo import DemoDataService
 
     data = DemoDataIn(
         schools=args.schools,

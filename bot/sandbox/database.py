@@ -54,7 +54,7 @@ def reset_database(path: Path) -> bool:
 
 
 def is_demo_account(telegram_user_id: int | None) -> bool:
-    from storage.services.demo import FAKE_TELEGRAM_BASE, FAKE_TELEGRAM_CEILING
+    from storage.demo import FAKE_TELEGRAM_BASE, FAKE_TELEGRAM_CEILING
 
     return telegram_user_id is not None and FAKE_TELEGRAM_BASE < telegram_user_id <= FAKE_TELEGRAM_CEILING
 
@@ -65,10 +65,10 @@ async def open_database(
     """Migrate the sandbox database and, on first start, fill it with a demo district."""
     from storage.clock import Clock
     from storage.db import create_engine
+    from storage.demo import DemoDataService
     from storage.migrate import upgrade
     from storage.schemas.demo import DemoDataIn
     from storage.services import build_services
-    from storage.services.demo import DemoDataService
 
     engine = create_engine(settings.sandbox_database_url)
     services = build_services(engine, Clock(tz=settings.tz))
