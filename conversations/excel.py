@@ -20,11 +20,12 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Mess
 
 from bot.access import requires
 from bot.context import BotContext
+from bot.import_texts import annotated_filename, imported_text, message, verdict_text
 from bot.keyboards import choices, rows
 from bot.replies import answer_alert, reply
 from bot.texts import t
 from conversations.common import menu_for
-from exports.annotate import annotated_copy, annotated_filename, imported_text, message, verdict_text
+from exports.annotate import annotated_copy
 from exports.reader import check_size
 from exports.templates import FIRST_DATA_ROW, build_template
 from storage.errors import DomainError

@@ -16,7 +16,8 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from bot.cli import main as cli_main
-from exports.annotate import annotated_copy, message
+from bot.import_texts import message
+from exports.annotate import annotated_copy
 from exports.reader import read_table
 from storage.errors import AccessDenied, DomainError
 from storage.models import (

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from bot.errors import render_error
+from bot.import_texts import message
 from bot.texts import load, t
-from exports.annotate import message
 from storage.errors import DomainError
 from storage.models import AuditAction, AuditLog, Role, Student
 from storage.schemas.devices import DonorIn

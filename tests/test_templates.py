@@ -10,8 +10,8 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.utils import column_index_from_string, range_boundaries
 
+from bot.import_texts import message
 from bot.texts import LANGUAGES, t
-from exports.annotate import message
 from exports.reader import read_table
 from exports.templates import (
     CODE_VALUES,

@@ -12,15 +12,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.import_texts import annotated_filename, imported_text, issue_text, message, verdict_text
 from bot.texts import LANGUAGES, t
-from exports.annotate import (
-    annotated_copy,
-    annotated_filename,
-    imported_text,
-    issue_text,
-    message,
-    verdict_text,
-)
+from exports.annotate import annotated_copy
 from storage.errors import DomainError
 from storage.schemas.imports import ImportCheck, ImportKind, ReadLimits
 
