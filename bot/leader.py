@@ -268,7 +268,7 @@ class Node:
 
     async def _stop_gracefully(self, application: SchoolBotApplication) -> None:
         """Updates in progress finish, reports finish or are interrupted, all within the timeout."""
-        from conversations.report import interrupt_reports, running_reports
+        from bot.report_jobs import interrupt_reports, running_reports
 
         timeout = self.settings.shutdown_timeout_seconds
         deadline = time.monotonic() + timeout
@@ -297,7 +297,7 @@ class Node:
 
     async def _abort(self, application: SchoolBotApplication) -> None:
         """The lease is lost (or starting failed): stop at once, keep nothing of this term in memory."""
-        from conversations.report import interrupt_reports
+        from bot.report_jobs import interrupt_reports
 
         self.role = "standby"
         if application.running:

@@ -17,7 +17,8 @@ from openpyxl.workbook import Workbook as OpenpyxlWorkbook
 from sqlalchemy import func, select
 from telegram.error import BadRequest
 
-from conversations.report import ReportJob, ReportRequest, Step, running_reports
+from bot.report_jobs import ReportJob, ReportRequest, running_reports
+from conversations.report import Step
 from exports import worker
 from exports.reports import (
     devices_columns,

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from bot.fakeapi import JSON, FakeBotApi
-from conversations.report import running_reports
+from bot.report_jobs import running_reports
 from storage.services import Services
 from tests.factories import TELEGRAM_IDS
 from tests.reports_world import make_report_world
