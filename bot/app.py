@@ -264,6 +264,7 @@ def build_application(
     application: SchoolBotApplication = builder.build()  # type: ignore[assignment]
     application.services = services
     application.settings = settings
+    application.report_jobs = {}
     register_handlers(application, settings, extra_flows)
     schedule_jobs(application)
     return application

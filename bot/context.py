@@ -12,6 +12,7 @@ from bot.texts import DEFAULT_LANGUAGE, LANGUAGES, t
 from storage.schemas.organisation import StaffOut
 
 if TYPE_CHECKING:
+    from bot.report_jobs import ReportJob
     from bot.settings import Settings
     from storage.services import Services
     from storage.services.drafts import Draft
@@ -25,6 +26,7 @@ class SchoolBotApplication(Application):  # type: ignore[type-arg]
     services: Services
     settings: Settings
     registered_commands: set[str]
+    report_jobs: dict[int, ReportJob]  # the reports being built, by the Telegram user who asked
 
     async def process_update(self, update: object) -> None:
         """Handle the update with its chat known to the rate limiter: requests to that chat are

@@ -26,6 +26,7 @@ from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application
 
+from bot.context import SchoolBotApplication
 from bot.errors import render_error_html
 from bot.keyboards import rows
 from bot.metrics import count
@@ -212,12 +213,10 @@ class ReportJob:
 
 
 def report_jobs(application: Application[Any, Any, Any, Any, Any, Any]) -> dict[int, ReportJob]:
-    """The reports being built, by the Telegram user who asked (one each)."""
-    jobs: dict[int, ReportJob] | None = getattr(application, "report_jobs", None)
-    if jobs is None:
-        jobs = {}
-        application.report_jobs = jobs  # type: ignore[attr-defined]
-    return jobs
+    """The reports being built, by the Telegram user who asked (one each): the application's own,
+    which build_application sets."""
+    assert isinstance(application, SchoolBotApplication)
+    return application.report_jobs
 
 
 def running_reports(application: Application[Any, Any, Any, Any, Any, Any]) -> list[asyncio.Task[None]]:

@@ -9,11 +9,9 @@ is discarded and the conversation ends at once, a «building the report…» mes
 workbook is built in a task of its own.
 
 The build never holds up the bot: the handler returns as soon as the task is started, so other
-people's updates (and this person's /cancel, /help …) are answered while the worker writes. The
-progress message is edited as `ReportProgress` comes in (at most one edit in flight and one every
-`EDIT_INTERVAL` seconds; «message is not modified» is ignored), carries a «cancel this report» button
-that cancels the task, and ends as «the report is ready» (then the document with the one-line summary as
-its caption), or says why the report could not be built.
+people's updates (and this person's /cancel, /help …) are answered while the worker writes. The task,
+its progress message and its «cancel this report» button are bot/report_jobs.py's; this module keeps
+the conversation and the button's handler.
 
 A teacher never gets here (Action.REPORT); a principal is offered their own school only, and a
 forged button for another scope is refused by the service's `check_scope`. One report at a time
