@@ -32,7 +32,7 @@ from telegram.ext import (
     Defaults,
     TypeHandler,
 )
-from telegram.request import BaseRequest, HTTPXRequest
+from telegram.request import BaseRequest
 from telegram.warnings import PTBUserWarning
 
 import conversations
@@ -248,7 +248,7 @@ def build_application(
         base_file_url=settings.bot_file_base_url,
         defaults=Defaults(parse_mode=ParseMode.HTML, tzinfo=settings.tz),
         request=request or build_request(settings),
-        get_updates_request=get_updates_request or HTTPXRequest(),
+        get_updates_request=get_updates_request or build_request(settings, connections=2),
         # Replies limited per chat, broadcasts at ~30 messages/s overall; nothing is dropped.
         rate_limiter=rate_limiter or build_rate_limiter(settings),
     )

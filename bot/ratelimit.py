@@ -340,10 +340,14 @@ def build_rate_limiter(settings: Settings) -> SchoolRateLimiter:
     )
 
 
-def build_request(settings: Settings, *, sender: Sender | None = None) -> BotApiRequest:
+def build_request(
+    settings: Settings, *, connections: int | None = None, sender: Sender | None = None
+) -> BotApiRequest:
     """The Bot API client (`bot.botapi_request`): PTB's request semantics over one aiohttp session,
     ~0.2 ms of CPU per call where PTB's `HTTPXRequest` took 0.7–2.5 ms (`bench/botapi_client_bench.py`).
     Every connection of the pool (`BOT_API_CONNECTIONS`) is kept alive, and a reply waits up to 30 s for
-    a free one instead of PTB's 1 s, after which it would be lost to a `TimedOut`. `sender`: the tests'
-    in-process fake Bot API (`FakeBotApi.sender()`)."""
-    return BotApiRequest(settings.bot_api_connections, pool_timeout=30.0, sender=sender)
+    a free one instead of PTB's 1 s, after which it would be lost to a `TimedOut`. `connections`: another
+    pool size (getUpdates: one call at a time); `sender`: the tests' in-process fake Bot API
+    (`FakeBotApi.sender()`)."""
+    size = connections if connections is not None else settings.bot_api_connections
+    return BotApiRequest(size, pool_timeout=30.0, sender=sender)

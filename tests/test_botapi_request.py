@@ -252,3 +252,5 @@ async def test_build_request_pool_is_the_setting() -> None:
     request = build_request(make_settings("sqlite+aiosqlite://", bot_api_connections=64))
     assert isinstance(request, BotApiRequest)
     assert request._sender.connections == 64  # type: ignore[attr-defined]
+    updates = build_request(make_settings("sqlite+aiosqlite://"), connections=2)  # getUpdates' (bot.app)
+    assert updates._sender.connections == 2  # type: ignore[attr-defined]
