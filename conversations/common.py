@@ -141,6 +141,9 @@ class Turn:
     # message's place. Not for a summary, asked or answered: summaries stay in the history.
     in_place: bool = False
     replied: bool = False  # this update has had its first reply (the tap is answered)
+    # Reads already made while handling this update (a step's check and the next question's prompt
+    # ask the same), by key; gone with the update, so nothing is ever answered from an older read.
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def language(self) -> str:
@@ -193,6 +196,12 @@ class Turn:
         else:
             await reply(self.update, text, markup)
 
+    async def once(self, key: Any, read: Callable[[], Awaitable[Any]]) -> Any:
+        """`read()`, made once per update for `key` (see `memo`)."""
+        if key not in self.memo:
+            self.memo[key] = await read()
+        return self.memo[key]
+
     def remember(self, **answers: Any) -> None:
         """Keep answers in the draft (written with the next step)."""
         self.draft |= answers
@@ -222,17 +231,25 @@ class Turn:
         await reply_plain(self.update, message)
         return self.step
 
-    async def finish(self, text: str) -> int:
-        """The record is saved (or the flow is over): drop the draft, show the menu again."""
-        await self.context.services.drafts.discard(self.user_id, self.flow.name)
+    async def finish(self, text: str, *, draft_gone: bool = False) -> int:
+        """The record is saved (or the flow is over): drop the draft, show the menu again.
+        `draft_gone`: the service deleted it already, with the record (`finish_draft` below)."""
+        if not draft_gone:
+            await self.context.services.drafts.discard(self.user_id, self.flow.name)
         await self.reply(text, menu_for(self.context, self.staff))
         return END
 
-    async def finish_saved(self, text: str, *, late: bool) -> int:
+    async def finish_saved(self, text: str, *, late: bool, draft_gone: bool = False) -> int:
         """`finish` with what was saved, flagged on a line of its own when it was entered late."""
         if late:
             text += "\n" + self.text("core.late_flag")
-        return await self.finish(text)
+        return await self.finish(text, draft_gone=draft_gone)
+
+    @property
+    def finish_draft(self) -> tuple[int, str]:
+        """For a service's save: this draft, to be deleted in the save's own transaction (one
+        transaction for the record and the draft's end; a refused save keeps the draft)."""
+        return (self.user_id, self.flow.name)
 
 
 async def reply_plain(update: Update, text: str, markup: ReplyMarkup = None) -> None:

@@ -279,6 +279,7 @@ class HandoverFlow(EditableFlow):
                 actor_id=turn.staff.id,
                 request_key=draft["request_key"],
                 confirm_second_program_device=confirm_second,
+                finish_draft=turn.finish_draft,
             )
         except HandoverWarnings as exc:
             if confirm_second:
@@ -299,7 +300,7 @@ class HandoverFlow(EditableFlow):
         )
         if handover.kind is HandoverKind.LOAN:
             text += "\n" + turn.text("devices.handover.loan_note")
-        end = await turn.finish_saved(text, late=handover.entered_late)
+        end = await turn.finish_saved(text, late=handover.entered_late, draft_gone=True)
         if handover.batch_left > 0:
             left = turn.text("devices.handover.left", batch=handover.batch_number, left=handover.batch_left)
             again = (turn.text("devices.handover.again"), self.cb("again", handover.batch_id))
@@ -316,9 +317,11 @@ class HandoverFlow(EditableFlow):
     # --- data -----------------------------------------------------------------------------------
 
     async def _batches(self, turn: Turn) -> list[BatchOut]:
-        return await turn.context.services.donations.batches_with_stock(
-            turn.staff.school_id or 0, with_stock_only=True
+        donations, school_id = turn.context.services.donations, turn.staff.school_id or 0
+        found: list[BatchOut] = await turn.once(
+            "batches", lambda: donations.batches_with_stock(school_id, with_stock_only=True)
         )
+        return found
 
     async def _batch_with_stock(self, turn: Turn, batch_id: int) -> BatchOut:
         """The school's batch (another school's is not found), with a device left."""
@@ -340,13 +343,12 @@ class HandoverFlow(EditableFlow):
 
     async def _check_not_holding(self, turn: Turn, batch_id: int, student_id: int, name: str) -> None:
         """Said at the student step: the student already holds a device of this batch."""
-        held = await turn.context.services.handovers.handovers_of_student(
-            student_id, school_id=turn.staff.school_id or 0
+        handed_on = await turn.context.services.handovers.held_from_batch(
+            batch_id, student_id, school_id=turn.staff.school_id or 0
         )
-        same = next((h for h in held if h.batch_id == batch_id and h.active), None)
-        if same is not None:
+        if handed_on is not None:
             raise DomainError(
-                "devices.already_handed_from_batch", student=name, handed_on=show_date(same.handed_on)
+                "devices.already_handed_from_batch", student=name, handed_on=show_date(handed_on)
             )
 
 

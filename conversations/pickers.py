@@ -30,6 +30,7 @@ from storage.schemas.parsing import clean_name, parse_event_date
 from storage.schemas.students import (
     NewStudentIn,
     StudentOut,
+    StudentPage,
     clean_class_name,
     grade_of_class,
     parse_date_of_birth,
@@ -151,7 +152,7 @@ class StudentPicker:
 
     async def _search(self, turn: Turn) -> int | None:
         query = turn.answer.strip()
-        await turn.context.services.students.search(turn.staff.school_id or 0, query, 1)  # validates
+        await self._matches(turn, query, 1)  # validates (and is shown by the prompt, read once)
         turn.draft[DRAFT_KEY] = {"query": query, "page": 1}
         return await turn.ask(self.states.search)
 
@@ -160,8 +161,16 @@ class StudentPicker:
         picker["page"] = int(turn.answer)
         return await turn.ask(self.states.search)
 
+    async def _matches(self, turn: Turn, query: str, page: int) -> StudentPage:
+        lookup = turn.context.services.student_lookup
+        school_id = turn.staff.school_id or 0
+        found: StudentPage = await turn.once(
+            ("students", query, page), lambda: lookup.search(school_id, query, page)
+        )
+        return found
+
     async def _show_results(self, turn: Turn, query: str, page: int) -> None:
-        result = await turn.context.services.students.search(turn.staff.school_id or 0, query, page)
+        result = await self._matches(turn, query, page)
         add = [(turn.text("pickers.add_student"), self.flow.cb("pick", "add"))]
         if not result.items:
             await turn.reply(turn.text("pickers.no_match", query=html.escape(query)), rows(add))
@@ -178,7 +187,7 @@ class StudentPicker:
         await turn.reply(text, rows(*options, paging, add))
 
     async def _picked(self, turn: Turn) -> int:
-        student = await turn.context.services.students.get(
+        student = await turn.context.services.student_lookup.get(
             int(turn.answer), school_id=turn.staff.school_id or 0
         )
         turn.draft.pop(DRAFT_KEY, None)

@@ -82,15 +82,21 @@ def finding_text(exc: Exception, language: str) -> str:
     return html.escape(render_error(exc, language), quote=False)
 
 
+async def products_of(turn: Turn) -> list[VaccineProductOut]:
+    """The active products, read once per update (a step's check and the next question both use them)."""
+    found: list[VaccineProductOut] = await turn.once("products", turn.context.services.vaccines.products)
+    return found
+
+
 async def product_keyboard(turn: Turn, flow: Flow) -> InlineKeyboardMarkup:
-    products = await turn.context.services.vaccines.products()
+    products = await products_of(turn)
     options = [(product_button_label(p, turn.language), flow.cb("product", p.id)) for p in products]
     return rows(*option_rows(options, columns=2))
 
 
 async def chosen_product(turn: Turn) -> VaccineProductOut:
     """The tapped product, or the one product of the list whose name holds what was typed."""
-    products = await turn.context.services.vaccines.products()
+    products = await products_of(turn)
     if turn.update.callback_query is not None:
         found = [p for p in products if str(p.id) == turn.answer]
     else:
@@ -214,8 +220,7 @@ class VaccineFlow(EditableFlow):
         student_id = turn.draft.get("student_id")
         doses, suggested = [], 1  # a new student, added at the confirm, has none yet
         if student_id is not None:
-            doses = await services.vaccines.doses_of(student_id, school_id)
-            suggested = await services.vaccines.next_dose_number(student_id, school_id)
+            doses, suggested = await services.vaccines.doses_and_next(student_id, school_id)
         if doses:
             lines = [turn.text("vaccines.dose.recorded_header")]
             lines += [self._recorded_line(turn, dose) for dose in doses]
@@ -410,7 +415,7 @@ class VaccineFlow(EditableFlow):
         interval rule, so only what the date decides can be refused here."""
         override: dict[str, Any] = {"given_on": given_on}
         if "product_id" not in turn.draft:
-            products = await turn.context.services.vaccines.products()
+            products = await products_of(turn)
             neutral = next((p for p in products if p.needs_name), None)
             if neutral is None:
                 return  # the summary checks everything anyway
@@ -432,6 +437,7 @@ class VaccineFlow(EditableFlow):
             actor_id=turn.staff.id,
             request_key=turn.draft["request_key"],
             confirm_warnings=confirm_warnings,
+            finish_draft=turn.finish_draft,
         )
 
     async def _saved(self, turn: Turn, dose: DoseOut) -> int:
@@ -443,7 +449,7 @@ class VaccineFlow(EditableFlow):
             product=html.escape(dose.product_label),
             place=place_label(dose.place, turn.language),
         )
-        return await turn.finish_saved(text, late=dose.entered_late)
+        return await turn.finish_saved(text, late=dose.entered_late, draft_gone=True)
 
 
 def build_vaccine_conversation() -> VaccineFlow:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.models import AuditAction, AuditLog, Base, School
 
@@ -96,6 +97,20 @@ async def record(
     school_id: int | None = None,
 ) -> AuditLog:
     """Write one audit row. Call after the change is flushed (so the row has its id)."""
+    return await session.run_sync(
+        record_sync, actor_id=actor_id, action=action, row=row, before=before, school_id=school_id
+    )
+
+
+def record_sync(
+    session: Session,
+    *,
+    actor_id: int | None,
+    action: AuditAction,
+    row: Base,
+    before: dict[str, Any] | None = None,
+    school_id: int | None = None,
+) -> AuditLog:
     after = None if action is AuditAction.DELETE else snapshot(row)
     if action is AuditAction.DELETE and before is None:
         before = snapshot(row)
@@ -114,7 +129,7 @@ async def record(
         after=after,
     )
     session.add(entry)
-    await session.flush()
+    session.flush()
     return entry
 
 

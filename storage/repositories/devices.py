@@ -1,4 +1,8 @@
-"""Batches and handovers: stock, the allocation counter, the round lock."""
+"""Batches and handovers: stock, the allocation counter, the round lock.
+
+Each query is written once, synchronously over a session (`…_sync`, run in one thread hop by
+`storage.db.read_core` / `write_core`); the async form used inside an AsyncSession runs the same code
+through `run_sync`."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.models import (
     DonationBatch,
@@ -25,6 +30,10 @@ async def ensure_program_unlocked(session: AsyncSession, school_id: int, *days: 
     await locks.refuse_event(session, school_id, "devices", *days)
 
 
+def ensure_program_unlocked_sync(session: Session, school_id: int, *days: date | None) -> None:
+    locks.refuse_event_sync(session, school_id, "devices", *days)
+
+
 async def next_batch_number(session: AsyncSession, school_id: int) -> int:
     """The school's next batch number. The school's row is locked first — the lock the Excel import of
     batches takes too (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers) — so two
@@ -40,17 +49,27 @@ async def batch_in_school(
     session: AsyncSession, batch_id: int, school_id: int, *, for_update: bool = False
 ) -> DonationBatch | None:
     """The batch if it belongs to `school_id`; `for_update` row-locks it (PostgreSQL)."""
+    return await session.run_sync(batch_in_school_sync, batch_id, school_id, for_update=for_update)
+
+
+def batch_in_school_sync(
+    session: Session, batch_id: int, school_id: int, *, for_update: bool = False
+) -> DonationBatch | None:
     query = select(DonationBatch).where(DonationBatch.id == batch_id, DonationBatch.school_id == school_id)
     if for_update:
         query = query.with_for_update()
-    return await session.scalar(query)
+    return session.scalar(query)
 
 
 async def allocate_one(session: AsyncSession, batch_id: int) -> bool:
     """Take one device from the batch, only if one is left. The conditional UPDATE is the guard:
     SQLite's BEGIN IMMEDIATE serialises writers and PostgreSQL row-locks the batch, re-checking the
     condition once the other writer commits, so two confirms of the last device cannot both win."""
-    result = await session.execute(
+    return await session.run_sync(allocate_one_sync, batch_id)
+
+
+def allocate_one_sync(session: Session, batch_id: int) -> bool:
+    result = session.execute(
         update(DonationBatch)
         .where(DonationBatch.id == batch_id, DonationBatch.allocated < DonationBatch.quantity)
         .values(allocated=DonationBatch.allocated + 1)
@@ -91,6 +110,18 @@ async def batches_with_counts(
     with_stock_only: bool = False,
 ) -> list[tuple[DonationBatch, str | None, int, int, int]]:
     """(batch, donor name, gifts, open loans, returned loans), newest receipt first."""
+    return await session.run_sync(
+        batches_with_counts_sync, school_id, batch_ids=batch_ids, with_stock_only=with_stock_only
+    )
+
+
+def batches_with_counts_sync(
+    session: Session,
+    school_id: int,
+    *,
+    batch_ids: list[int] | None = None,
+    with_stock_only: bool = False,
+) -> list[tuple[DonationBatch, str | None, int, int, int]]:
     counts = _handover_counts()
     query = (
         select(
@@ -109,7 +140,7 @@ async def batches_with_counts(
         query = query.where(DonationBatch.id.in_(batch_ids))
     if with_stock_only:
         query = query.where(DonationBatch.allocated < DonationBatch.quantity)
-    result = await session.execute(query)
+    result = session.execute(query)
     return [
         (batch, donor, int(gifts), int(loans), int(returned))
         for batch, donor, gifts, loans, returned in result
@@ -120,6 +151,14 @@ async def active_program_handover(
     session: AsyncSession, student_id: int, *, exclude_handover_id: int | None = None
 ) -> tuple[Handover, DonationBatch] | None:
     """The student's earliest active handover from a programme batch (a gift or an open loan)."""
+    return await session.run_sync(
+        active_program_handover_sync, student_id, exclude_handover_id=exclude_handover_id
+    )
+
+
+def active_program_handover_sync(
+    session: Session, student_id: int, *, exclude_handover_id: int | None = None
+) -> tuple[Handover, DonationBatch] | None:
     query = (
         select(Handover, DonationBatch)
         .join(DonationBatch, DonationBatch.id == Handover.batch_id)
@@ -133,12 +172,16 @@ async def active_program_handover(
     )
     if exclude_handover_id is not None:
         query = query.where(Handover.id != exclude_handover_id)
-    row = (await session.execute(query)).first()
+    row = session.execute(query).first()
     return (row[0], row[1]) if row else None
 
 
 async def active_in_batch(session: AsyncSession, batch_id: int, student_id: int) -> Handover | None:
-    return await session.scalar(
+    return await session.run_sync(active_in_batch_sync, batch_id, student_id)
+
+
+def active_in_batch_sync(session: Session, batch_id: int, student_id: int) -> Handover | None:
+    return session.scalar(
         select(Handover).where(
             Handover.batch_id == batch_id, Handover.student_id == student_id, Handover.returned_on.is_(None)
         )

@@ -19,6 +19,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.models import ReportingRound, RoundSubmission, SubmissionStatus, SubmissionTrack
 from storage.rules import round_label
@@ -56,11 +57,17 @@ async def period_locks(
     session: AsyncSession, school_ids: Iterable[int], track: SubmissionTrack
 ) -> dict[int, list[PeriodLock]]:
     """school id -> its locked periods of `track`, the latest period first."""
+    return await session.run_sync(period_locks_sync, school_ids, track)
+
+
+def period_locks_sync(
+    session: Session, school_ids: Iterable[int], track: SubmissionTrack
+) -> dict[int, list[PeriodLock]]:
     ids = sorted(set(school_ids))
     found: dict[int, list[PeriodLock]] = {school_id: [] for school_id in ids}
     if not ids:
         return found
-    rows = await session.execute(
+    rows = session.execute(
         select(RoundSubmission, ReportingRound)
         .join(ReportingRound, ReportingRound.id == RoundSubmission.round_id)
         .where(
@@ -137,6 +144,22 @@ async def refuse_event(session: AsyncSession, school_id: int, area: str, *days: 
     found = await event_refusal(session, school_id, area, *days)
     if found is not None:
         raise found.as_error()
+
+
+def event_refusal_sync(session: Session, school_id: int, area: str, *days: date | None) -> Finding | None:
+    lock = event_lock(period_locks_sync(session, [school_id], AREA_TRACK[area])[school_id], *days)
+    return refusal(lock, area) if lock else None
+
+
+def refuse_event_sync(session: Session, school_id: int, area: str, *days: date | None) -> None:
+    found = event_refusal_sync(session, school_id, area, *days)
+    if found is not None:
+        raise found.as_error()
+
+
+def standing_refusal_sync(session: Session, school_id: int, *days: date | None) -> Finding | None:
+    lock = standing_lock(period_locks_sync(session, [school_id], SubmissionTrack.PROGRAM)[school_id], *days)
+    return refusal(lock, "needs") if lock else None
 
 
 async def standing_refusal(session: AsyncSession, school_id: int, *days: date | None) -> Finding | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from storage.models import Student
 from storage.schemas.students import PROVISIONAL_CODE_PREFIX
@@ -36,9 +37,15 @@ async def search(
 ) -> tuple[list[Student], int]:
     """One page of matches and the total. Exact code first, then names starting with the query,
     then by name; namesakes next to each other, told apart by class and birth date."""
+    return await session.run_sync(search_sync, school_id, query, offset=offset, limit=limit)
+
+
+def search_sync(
+    session: Session, school_id: int, query: str, *, offset: int, limit: int
+) -> tuple[list[Student], int]:
     clause, folded, code_query = search_conditions(school_id, query)
-    total = await session.scalar(select(func.count(Student.id)).where(clause)) or 0
-    rows = await session.scalars(
+    total = session.scalar(select(func.count(Student.id)).where(clause)) or 0
+    rows = session.scalars(
         select(Student)
         .where(clause)
         .order_by(
@@ -59,12 +66,18 @@ async def in_school(
     session: AsyncSession, student_id: int, school_id: int, *, for_update: bool = False
 ) -> Student | None:
     """The student if it belongs to `school_id` and is active; `for_update` row-locks it (PostgreSQL)."""
+    return await session.run_sync(in_school_sync, student_id, school_id, for_update=for_update)
+
+
+def in_school_sync(
+    session: Session, student_id: int, school_id: int, *, for_update: bool = False
+) -> Student | None:
     query = select(Student).where(
         Student.id == student_id, Student.school_id == school_id, Student.active.is_(True)
     )
     if for_update:
         query = query.with_for_update()
-    return await session.scalar(query)
+    return session.scalar(query)
 
 
 async def by_codes(session: AsyncSession, codes: Iterable[str]) -> dict[str, Student]:

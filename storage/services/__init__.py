@@ -20,6 +20,7 @@ from storage.services.organisation import OrganisationService
 from storage.services.reports import ReportService
 from storage.services.rounds import RoundService
 from storage.services.staff import StaffService
+from storage.services.student_lookup import StudentLookupService
 from storage.services.students import StudentService
 from storage.services.vaccines import VaccineService
 
@@ -44,6 +45,7 @@ class Services:
     faq: FaqService
     inbox: InboxService
     lease: LeaseService
+    student_lookup: StudentLookupService  # the picker's reads on a flow's hot path
 
 
 def build_services(engine: AsyncEngine, clock: Clock) -> Services:
@@ -70,4 +72,5 @@ def build_services(engine: AsyncEngine, clock: Clock) -> Services:
         faq=FaqService(*args),
         inbox=InboxService(*args),
         lease=LeaseService(*args),
+        student_lookup=StudentLookupService(*args),
     )

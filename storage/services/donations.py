@@ -7,7 +7,9 @@ from datetime import date
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from storage.db import read_core
 from storage.errors import Conflict, DomainError, NotFound
 from storage.models import AuditAction, DonationBatch, DonationSource, Donor, Handover
 from storage.repositories import audit
@@ -169,13 +171,22 @@ class DonationService(ServiceBase):
     async def batches_with_stock(self, school_id: int, *, with_stock_only: bool = False) -> list[BatchOut]:
         """The school's batches, newest receipt first: received / handed over / left.
         `with_stock_only` keeps those with devices left (the handover flow's batch picker)."""
-        async with self.sessionmaker() as session:
-            rows = await repo.batches_with_counts(session, school_id, with_stock_only=with_stock_only)
+
+        def read(session: Session) -> list[BatchOut]:
+            rows = repo.batches_with_counts_sync(session, school_id, with_stock_only=with_stock_only)
             return [batch_out(*row) for row in rows]
 
+        return await read_core(self.sessionmaker, read)
+
     async def get_batch(self, batch_id: int, *, school_id: int) -> BatchOut:
-        async with self.sessionmaker() as session:
-            return await load_batch_out(session, batch_id, school_id)
+        def read(session: Session) -> list[BatchOut]:
+            rows = repo.batches_with_counts_sync(session, school_id, batch_ids=[batch_id])
+            return [batch_out(*row) for row in rows]
+
+        found = await read_core(self.sessionmaker, read)
+        if not found:
+            raise NotFound("batch")
+        return found[0]
 
     async def update_batch(
         self, batch_id: int, data: BatchUpdate, *, school_id: int, actor_id: int | None

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
 
 from storage.db import direct_sqlite
 from storage.models import ConversationDraft
@@ -58,6 +59,16 @@ def _make(flow: str, step: int | None, data: dict[str, Any] | None) -> Draft:
 
 def _convert(processor: Any, value: Any) -> Any:
     return processor(value) if processor is not None else value
+
+
+def finish_sync(session: Session, telegram_user_id: int, flow: str) -> None:
+    """Delete a flow's draft inside a service's own transaction (its record saved together with the
+    draft's end: one transaction, on SQLite one thread hop; a refused save keeps the draft)."""
+    session.execute(
+        delete(ConversationDraft).where(
+            ConversationDraft.telegram_user_id == telegram_user_id, ConversationDraft.flow == flow
+        )
+    )
 
 
 class DraftService(ServiceBase):

@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from storage.db import read_core, write_core
 from storage.errors import Conflict, DomainError, NotFound
 from storage.models import (
     AuditAction,
@@ -34,6 +36,7 @@ from storage.schemas.entries import RecentEntry, merge_recent
 from storage.schemas.students import show_date
 from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
+from storage.services.drafts import finish_sync
 from storage.services.students import StudentService
 
 HandoverRows = tuple[Handover, DonationBatch, Student]
@@ -138,6 +141,7 @@ class HandoverService(ServiceBase):
         actor_id: int | None,
         request_key: str | None = None,
         confirm_second_program_device: bool = False,
+        finish_draft: tuple[int, str] | None = None,
     ) -> HandoverOut:
         """Hand one device of a batch to a student of the same school.
 
@@ -146,58 +150,45 @@ class HandoverService(ServiceBase):
         holding a device of this batch; no device left (`devices.batch_exhausted`, also for the loser
         of two simultaneous confirms); a student already holding a programme device, unless
         `confirm_second_program_device` (the chat asks first). The same `request_key` again returns
-        the handover already saved.
+        the handover already saved. `finish_draft` (telegram user id, flow): the chat's draft of this
+        handover is deleted in the same transaction (kept when the handover is refused).
+
+        On a SQLite file the whole transaction is one thread hop (`storage.db.write_core`).
         """
+        steps = {
+            "request_key": request_key,
+            "actor_id": actor_id,
+            "confirm_second": confirm_second_program_device,
+        }
         try:
+            if data.new_student is None:
+
+                def save(session: Session) -> HandoverOut:
+                    saved = self._prelude_sync(session, school_id, data, request_key)
+                    if saved is None:
+                        # Locking the student first serialises two handovers to the same child (PostgreSQL).
+                        student = students_repo.in_school_sync(
+                            session, data.student_id or 0, school_id, for_update=True
+                        )
+                        if student is None:
+                            raise NotFound("student")
+                        saved = self._rest_sync(session, school_id, data, student, **steps)
+                    if finish_draft is not None:
+                        finish_sync(session, *finish_draft)
+                    return saved
+
+                return await write_core(self.sessionmaker, save)
             async with self.sessionmaker.begin() as session:
-                if request_key is not None:
-                    saved = await self._by_request_key(session, request_key, school_id)
-                    if saved is not None:
-                        return saved
-                await repo.ensure_program_unlocked(session, school_id, data.handed_on)
-                if data.new_student is not None:
+                saved = await session.run_sync(self._prelude_sync, school_id, data, request_key)
+                if saved is None:
                     # Created here, in the handover's transaction: a refused handover leaves no student.
-                    student: Student | None = await StudentService(self.sessionmaker, self.clock).create_in(
+                    student = await StudentService(self.sessionmaker, self.clock).create_in(
                         session, school_id, data.new_student, actor_id=actor_id
                     )
-                else:
-                    # Locking the student first serialises two handovers to the same child (PostgreSQL).
-                    student = await students_repo.in_school(
-                        session, data.student_id or 0, school_id, for_update=True
-                    )
-                if student is None:
-                    raise NotFound("student")
-                if request_key is not None:
-                    # The same confirm may have been waiting for the lock that its twin held.
-                    saved = await self._by_request_key(session, request_key, school_id)
-                    if saved is not None:
-                        return saved
-                batch = await self._batch_in_school(session, data.batch_id, school_id)
-                self._check_handed_on(data.handed_on, batch)
-                await self._check_not_holding(session, batch, student)
-                if not confirm_second_program_device:
-                    raise_unconfirmed(await self._warnings(session, batch, student))
-                if not await repo.allocate_one(session, batch.id):
-                    raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
-                now = self.clock.now()
-                handover = Handover(
-                    batch_id=batch.id,
-                    student_id=student.id,
-                    kind=data.kind,
-                    handed_on=data.handed_on,
-                    receipt_photo_file_id=data.receipt_photo_file_id,
-                    note=data.note,
-                    entered_by_id=actor_id,
-                    entered_at=now,
-                    entered_late=is_late_entry(data.handed_on, now, self.clock.tz),
-                    request_key=request_key,
-                )
-                session.add(handover)
-                await session.flush()
-                await audit.record(
-                    session, actor_id=actor_id, action=AuditAction.CREATE, row=handover, school_id=school_id
-                )
-                return await self._out(session, handover.id, school_id)
+                    saved = await session.run_sync(self._rest_sync, school_id, data, student, **steps)
+                if finish_draft is not None:
+                    await session.run_sync(finish_sync, *finish_draft)
+                return saved
         except IntegrityError as exc:
             # Lost a race (PostgreSQL): the same confirm saved by the other request, or the same
             # student given a device of this batch by someone else (the unique active index).
@@ -206,13 +197,70 @@ class HandoverService(ServiceBase):
                 return saved
             raise Conflict("devices.save_conflict") from exc
 
+    def _prelude_sync(
+        self, session: Session, school_id: int, data: HandoverIn, request_key: str | None
+    ) -> HandoverOut | None:
+        """A new handover's first checks: the same confirm already saved (returned), the day locked."""
+        if request_key is not None:
+            saved = self._by_request_key_sync(session, request_key, school_id)
+            if saved is not None:
+                return saved
+        repo.ensure_program_unlocked_sync(session, school_id, data.handed_on)
+        return None
+
+    def _rest_sync(
+        self,
+        session: Session,
+        school_id: int,
+        data: HandoverIn,
+        student: Student,
+        *,
+        request_key: str | None,
+        actor_id: int | None,
+        confirm_second: bool,
+    ) -> HandoverOut:
+        """The new handover with its student known (and locked): checks, the guarded allocation, the
+        row and its audit entry."""
+        if request_key is not None:
+            # The same confirm may have been waiting for the lock that its twin held.
+            saved = self._by_request_key_sync(session, request_key, school_id)
+            if saved is not None:
+                return saved
+        batch = self._batch_in_school_sync(session, data.batch_id, school_id)
+        self._check_handed_on(data.handed_on, batch)
+        self._check_not_holding_sync(session, batch, student)
+        if not confirm_second:
+            raise_unconfirmed(self._warnings_sync(session, batch, student))
+        if not repo.allocate_one_sync(session, batch.id):
+            raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
+        now = self.clock.now()
+        handover = Handover(
+            batch_id=batch.id,
+            student_id=student.id,
+            kind=data.kind,
+            handed_on=data.handed_on,
+            receipt_photo_file_id=data.receipt_photo_file_id,
+            note=data.note,
+            entered_by_id=actor_id,
+            entered_at=now,
+            entered_late=is_late_entry(data.handed_on, now, self.clock.tz),
+            request_key=request_key,
+        )
+        session.add(handover)
+        session.flush()
+        audit.record_sync(
+            session, actor_id=actor_id, action=AuditAction.CREATE, row=handover, school_id=school_id
+        )
+        return self._out_sync(session, handover.id, school_id)
+
     async def check_handover(
         self, school_id: int, data: HandoverIn, *, exclude_id: int | None = None
     ) -> list[Finding]:
         """The warnings saving `data` would need the person's check for (`judge_handover`): shown on the
         chat's summary before Confirm. Writes nothing; refusals are the save's own."""
-        async with self.sessionmaker() as session:
-            batch = await self._batch_in_school(session, data.batch_id, school_id)
+
+        def read(session: Session) -> list[Finding]:
+            batch = self._batch_in_school_sync(session, data.batch_id, school_id)
             if data.new_student is not None:
                 # A student added in the flow: no group and no need recorded yet.
                 return judge_handover(
@@ -222,10 +270,33 @@ class HandoverService(ServiceBase):
                     needs_device=False,
                     held=None,
                 )
-            student = await students_repo.in_school(session, data.student_id or 0, school_id)
+            student = students_repo.in_school_sync(session, data.student_id or 0, school_id)
             if student is None:
                 raise NotFound("student")
-            return await self._warnings(session, batch, student, exclude_id=exclude_id)
+            return self._warnings_sync(session, batch, student, exclude_id=exclude_id)
+
+        return await read_core(self.sessionmaker, read)
+
+    async def held_from_batch(self, batch_id: int, student_id: int, *, school_id: int) -> date | None:
+        """The day the student was given the device of this batch they still hold (a gift or an open
+        loan), if any: the chat says so at the student step (the save refuses it anyway)."""
+
+        def read(session: Session) -> date | None:
+            held = session.execute(
+                select(Handover.handed_on)
+                .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+                .where(
+                    Handover.batch_id == batch_id,
+                    Handover.student_id == student_id,
+                    Handover.returned_on.is_(None),
+                    DonationBatch.school_id == school_id,
+                )
+                .order_by(Handover.handed_on, Handover.id)
+                .limit(1)
+            ).first()
+            return held[0] if held is not None else None
+
+        return await read_core(self.sessionmaker, read)
 
     async def get_handover(self, handover_id: int, *, school_id: int) -> HandoverOut:
         async with self.sessionmaker() as session:
@@ -464,10 +535,13 @@ class HandoverService(ServiceBase):
     async def _out(
         self, session: AsyncSession, handover_id: int, school_id: int, *, replayed: bool = False
     ) -> HandoverOut:
-        row = (
-            await session.execute(
-                _joined().where(Handover.id == handover_id, DonationBatch.school_id == school_id)
-            )
+        return await session.run_sync(self._out_sync, handover_id, school_id, replayed=replayed)
+
+    def _out_sync(
+        self, session: Session, handover_id: int, school_id: int, *, replayed: bool = False
+    ) -> HandoverOut:
+        row = session.execute(
+            _joined().where(Handover.id == handover_id, DonationBatch.school_id == school_id)
         ).first()
         if row is None:
             raise NotFound("record")
@@ -490,7 +564,10 @@ class HandoverService(ServiceBase):
     async def _by_request_key(
         self, session: AsyncSession, request_key: str, school_id: int
     ) -> HandoverOut | None:
-        row = (await session.execute(_joined().where(Handover.request_key == request_key))).first()
+        return await session.run_sync(self._by_request_key_sync, request_key, school_id)
+
+    def _by_request_key_sync(self, session: Session, request_key: str, school_id: int) -> HandoverOut | None:
+        row = session.execute(_joined().where(Handover.request_key == request_key)).first()
         if row is None:
             return None
         if row[1].school_id != school_id:
@@ -498,7 +575,10 @@ class HandoverService(ServiceBase):
         return handover_out(*row, replayed=True)
 
     async def _batch_in_school(self, session: AsyncSession, batch_id: int, school_id: int) -> DonationBatch:
-        batch = await repo.batch_in_school(session, batch_id, school_id)
+        return await session.run_sync(self._batch_in_school_sync, batch_id, school_id)
+
+    def _batch_in_school_sync(self, session: Session, batch_id: int, school_id: int) -> DonationBatch:
+        batch = repo.batch_in_school_sync(session, batch_id, school_id)
         if batch is None:
             raise NotFound("batch")
         return batch
@@ -524,7 +604,12 @@ class HandoverService(ServiceBase):
     async def _check_not_holding(
         self, session: AsyncSession, batch: DonationBatch, student: Student, *, exclude_id: int | None = None
     ) -> None:
-        held = await repo.active_in_batch(session, batch.id, student.id)
+        await session.run_sync(self._check_not_holding_sync, batch, student, exclude_id=exclude_id)
+
+    def _check_not_holding_sync(
+        self, session: Session, batch: DonationBatch, student: Student, *, exclude_id: int | None = None
+    ) -> None:
+        held = repo.active_in_batch_sync(session, batch.id, student.id)
         if held is not None and held.id != exclude_id:
             raise DomainError(
                 "devices.already_handed_from_batch",
@@ -536,12 +621,15 @@ class HandoverService(ServiceBase):
         self, session: AsyncSession, batch: DonationBatch, student: Student, *, exclude_id: int | None = None
     ) -> list[Finding]:
         """What the person must check before this student gets a device of this batch."""
+        return await session.run_sync(self._warnings_sync, batch, student, exclude_id=exclude_id)
+
+    def _warnings_sync(
+        self, session: Session, batch: DonationBatch, student: Student, *, exclude_id: int | None = None
+    ) -> list[Finding]:
         if batch.source is not DonationSource.PROGRAM:
             return []
-        held = await repo.active_program_handover(session, student.id, exclude_handover_id=exclude_id)
-        need = await session.scalar(
-            select(NeedRecord.needs_device).where(NeedRecord.student_id == student.id)
-        )
+        held = repo.active_program_handover_sync(session, student.id, exclude_handover_id=exclude_id)
+        need = session.scalar(select(NeedRecord.needs_device).where(NeedRecord.student_id == student.id))
         return judge_handover(
             batch.source,
             student=student.full_name,

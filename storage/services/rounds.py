@@ -27,8 +27,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
+from storage.db import read_core
 from storage.errors import AccessDenied, DomainError
 from storage.models import (
     AuditAction,
@@ -94,6 +95,7 @@ from storage.schemas.rounds import (
     show_local,
 )
 from storage.schemas.students import level_label
+from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
 from storage.services.csdl import csdl_cutoff
 from storage.services.staff import staff_out
@@ -599,11 +601,15 @@ class RoundService(ServiceBase):
         """Refuse a record of `area` ("devices", "vaccines", "needs") dated `day` when a locked period
         holds it (a need change: when it would alter a locked period's stock). The chat asks this as
         soon as a flow knows the day; the owning service checks again when saving."""
-        async with self.sessionmaker() as session:
+
+        def read(session: Session) -> Finding | None:
             if area == "needs":
-                await locks.refuse_standing(session, school_id, day)
-            else:
-                await locks.refuse_event(session, school_id, area, day)
+                return locks.standing_refusal_sync(session, school_id, day)
+            return locks.event_refusal_sync(session, school_id, area, day)
+
+        found = await read_core(self.sessionmaker, read)
+        if found is not None:
+            raise found.as_error()
 
     async def snapshots(self, round_id: int, school_id: int, track: SubmissionTrack) -> list[SnapshotOut]:
         """The school's snapshots of the part in this round, oldest first."""

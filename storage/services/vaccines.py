@@ -14,7 +14,9 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from storage.db import read_core, write_core
 from storage.errors import Conflict, DomainError, NotFound
 from storage.models import (
     AuditAction,
@@ -43,6 +45,7 @@ from storage.schemas.vaccines import (
     VaccineProductOut,
 )
 from storage.services.base import ServiceBase
+from storage.services.drafts import finish_sync
 from storage.services.students import StudentService, unsaved_student
 from storage.text import fold
 
@@ -87,7 +90,11 @@ async def school_student(
     `lock` holds the student's row until commit on PostgreSQL, so two people saving records for the
     same student are serialised (SQLite serialises writers with BEGIN IMMEDIATE anyway).
     """
-    student = await students_repo.in_school(session, student_id, school_id, for_update=lock)
+    return await session.run_sync(school_student_sync, school_id, student_id, lock=lock)
+
+
+def school_student_sync(session: Session, school_id: int, student_id: int, *, lock: bool = False) -> Student:
+    student = students_repo.in_school_sync(session, student_id, school_id, for_update=lock)
     if student is None:
         raise NotFound("student", id=student_id)
     return student
@@ -281,33 +288,41 @@ class VaccineService(ServiceBase):
 
     async def products(self) -> list[VaccineProductOut]:
         """The active products in list order; the one with `needs_name` asks for a typed name."""
-        async with self.sessionmaker() as session:
-            rows = await session.scalars(
+
+        def read(session: Session) -> list[VaccineProductOut]:
+            rows = session.scalars(
                 select(VaccineProduct)
                 .where(VaccineProduct.active.is_(True))
                 .order_by(VaccineProduct.sort_order, VaccineProduct.id)
             )
             return [product_out(p) for p in rows]
 
+        return await read_core(self.sessionmaker, read)
+
     async def doses_of(self, student_id: int, school_id: int) -> list[DoseOut]:
-        async with self.sessionmaker() as session:
-            student = await school_student(session, school_id, student_id)
-            rows = await session.execute(
-                select(VaccineDose, VaccineProduct)
-                .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
-                .where(VaccineDose.student_id == student.id)
-                .order_by(VaccineDose.dose_number)
-            )
-            return [dose_out(dose, student, product) for dose, product in rows]
+        return await read_core(self.sessionmaker, lambda session: _doses_of(session, student_id, school_id))
 
     async def next_dose_number(self, student_id: int, school_id: int) -> int:
         """The number to suggest: one after the highest recorded."""
-        async with self.sessionmaker() as session:
-            student = await school_student(session, school_id, student_id)
-            highest = await session.scalar(
+
+        def read(session: Session) -> int:
+            student = school_student_sync(session, school_id, student_id)
+            highest = session.scalar(
                 select(func.max(VaccineDose.dose_number)).where(VaccineDose.student_id == student.id)
             )
             return min((highest or 0) + 1, MAX_DOSE_NUMBER)
+
+        return await read_core(self.sessionmaker, read)
+
+    async def doses_and_next(self, student_id: int, school_id: int) -> tuple[list[DoseOut], int]:
+        """`doses_of` and `next_dose_number` in one read (the chat's dose question shows both)."""
+
+        def read(session: Session) -> tuple[list[DoseOut], int]:
+            doses = _doses_of(session, student_id, school_id)
+            highest = max((dose.dose_number for dose in doses), default=0)
+            return doses, min(highest + 1, MAX_DOSE_NUMBER)
+
+        return await read_core(self.sessionmaker, read)
 
     async def get_dose(self, school_id: int, dose_id: int) -> DoseOut:
         async with self.sessionmaker() as session:
@@ -318,13 +333,16 @@ class VaccineService(ServiceBase):
 
     async def check_dose(self, school_id: int, data: DoseIn) -> DoseCheck:
         """The refusals and warnings saving `data` would meet; writes nothing."""
-        async with self.sessionmaker() as session:
+
+        def read(session: Session) -> DoseCheck:
             if data.new_student is not None:  # added with this dose at its confirm: no doses yet
                 student = unsaved_student(school_id, data.new_student)
             else:
-                student = await school_student(session, school_id, data.student_id or 0)
-            check, _ = await self._check(session, school_id, student, data)
+                student = school_student_sync(session, school_id, data.student_id or 0)
+            check, _ = self._check_sync(session, school_id, student, data)
             return check
+
+        return await read_core(self.sessionmaker, read)
 
     async def record_dose(
         self,
@@ -334,50 +352,47 @@ class VaccineService(ServiceBase):
         actor_id: int | None,
         request_key: str | None,
         confirm_warnings: bool = False,
+        finish_draft: tuple[int, str] | None = None,
     ) -> DoseOut:
         """Save one dose. Refusals raise DomainError; unconfirmed warnings raise WarningsNotConfirmed.
 
         The same `request_key` again (a double tap, a repeated confirm) returns the saved dose.
+        `finish_draft` (telegram user id, flow): the chat's draft of this dose is deleted in the same
+        transaction (kept when the dose is refused). On a SQLite file the whole transaction is one
+        thread hop (`storage.db.write_core`).
         """
         try:
-            async with self.sessionmaker.begin() as session:
-                # Lock first, then look for the key: a concurrent twin of this confirm waits here and
-                # then finds the dose its twin saved, instead of a duplicate dose number.
-                if data.new_student is not None:
-                    saved = await self._dose_by_key(session, school_id, request_key) if request_key else None
+            if data.new_student is None:
+
+                def save(session: Session) -> DoseOut:
+                    # Lock first, then look for the key: a concurrent twin of this confirm waits here
+                    # and then finds the dose its twin saved, instead of a duplicate dose number.
+                    student = school_student_sync(session, school_id, data.student_id or 0, lock=True)
+                    saved = self._dose_by_key_sync(session, school_id, request_key) if request_key else None
                     if saved is not None:
-                        return saved  # the twin confirm saved the dose and its new student
+                        saved = self._replayed(saved, data.student_id)
+                    else:
+                        saved = self._insert_sync(
+                            session, school_id, student, data, actor_id, request_key, confirm_warnings
+                        )
+                    if finish_draft is not None:
+                        finish_sync(session, *finish_draft)
+                    return saved
+
+                return await write_core(self.sessionmaker, save)
+            async with self.sessionmaker.begin() as session:
+                saved = await self._dose_by_key(session, school_id, request_key) if request_key else None
+                if saved is None:  # else the twin confirm saved the dose and its new student
                     # Created here, in the dose's transaction: a refused dose leaves no student.
                     student = await StudentService(self.sessionmaker, self.clock).create_in(
                         session, school_id, data.new_student, actor_id=actor_id
                     )
-                else:
-                    student = await school_student(session, school_id, data.student_id or 0, lock=True)
-                if request_key and data.new_student is None:
-                    saved = await self._dose_by_key(session, school_id, request_key)
-                    if saved is not None:
-                        return self._replayed(saved, data.student_id)
-                check, product = await self._check(session, school_id, student, data)
-                self._raise_unless_allowed(check, confirm_warnings)
-                assert product is not None
-                dose = VaccineDose(
-                    student_id=student.id,
-                    dose_number=data.dose_number,
-                    given_on=data.given_on,
-                    product_id=product.id,
-                    product_other_name=data.product_other_name if product.code == OTHER_PRODUCT_CODE else "",
-                    place=data.place,
-                    entered_by_id=actor_id,
-                    entered_at=self.clock.now(),
-                    entered_late=check.entered_late,
-                    request_key=request_key,
-                )
-                session.add(dose)
-                await session.flush()
-                await audit.record(
-                    session, actor_id=actor_id, action=AuditAction.CREATE, row=dose, school_id=school_id
-                )
-                return dose_out(dose, student, product)
+                    saved = await session.run_sync(
+                        self._insert_sync, school_id, student, data, actor_id, request_key, confirm_warnings
+                    )
+                if finish_draft is not None:
+                    await session.run_sync(finish_sync, *finish_draft)
+                return saved
         except IntegrityError as exc:
             # A race lost on PostgreSQL: the same confirm saved first, or someone took this dose number.
             if request_key:
@@ -386,6 +401,39 @@ class VaccineService(ServiceBase):
                     if saved is not None:
                         return self._replayed(saved, data.student_id)
             raise Conflict("vaccines.duplicate_dose_race", dose_number=data.dose_number) from exc
+
+    def _insert_sync(
+        self,
+        session: Session,
+        school_id: int,
+        student: Student,
+        data: DoseIn,
+        actor_id: int | None,
+        request_key: str | None,
+        confirm_warnings: bool,
+    ) -> DoseOut:
+        """The dose of a known (locked) student: its checks, the row and its audit entry."""
+        check, product = self._check_sync(session, school_id, student, data)
+        self._raise_unless_allowed(check, confirm_warnings)
+        assert product is not None
+        dose = VaccineDose(
+            student_id=student.id,
+            dose_number=data.dose_number,
+            given_on=data.given_on,
+            product_id=product.id,
+            product_other_name=data.product_other_name if product.code == OTHER_PRODUCT_CODE else "",
+            place=data.place,
+            entered_by_id=actor_id,
+            entered_at=self.clock.now(),
+            entered_late=check.entered_late,
+            request_key=request_key,
+        )
+        session.add(dose)
+        session.flush()
+        audit.record_sync(
+            session, actor_id=actor_id, action=AuditAction.CREATE, row=dose, school_id=school_id
+        )
+        return dose_out(dose, student, product)
 
     async def update_dose(
         self,
@@ -479,9 +527,7 @@ class VaccineService(ServiceBase):
             )
             doses = [dose_out(d, s, p) for d, s, p in rows]
             found = await locks.entry_locks(session, "vaccines", [(d.school_id, d.given_on) for d in doses])
-        return [
-            recent_dose(dose, lock) for dose, lock in zip(doses, found, strict=True)
-        ]
+        return [recent_dose(dose, lock) for dose, lock in zip(doses, found, strict=True)]
 
     # Vaccination round at school --------------------------------------------------------------
 
@@ -667,20 +713,37 @@ class VaccineService(ServiceBase):
         editing: VaccineDose | None = None,
         allow_inactive_product: bool = False,
     ) -> tuple[DoseCheck, VaccineProduct | None]:
+        return await session.run_sync(
+            self._check_sync,
+            school_id,
+            student,
+            data,
+            editing=editing,
+            allow_inactive_product=allow_inactive_product,
+        )
+
+    def _check_sync(
+        self,
+        session: Session,
+        school_id: int,
+        student: Student,
+        data: DoseIn,
+        *,
+        editing: VaccineDose | None = None,
+        allow_inactive_product: bool = False,
+    ) -> tuple[DoseCheck, VaccineProduct | None]:
         check = DoseCheck(entered_late=is_late_entry(data.given_on, self.clock.now(), self.clock.tz))
-        locked = await locks.event_refusal(
+        locked = locks.event_refusal_sync(
             session, school_id, "vaccines", data.given_on, editing.given_on if editing else None
         )
         if locked is not None:
             check.errors.append(locked)
-        product = await session.get(VaccineProduct, data.product_id)
+        product = session.get(VaccineProduct, data.product_id)
         if product is None or not (product.active or allow_inactive_product):
             check.errors.append(Finding(code="vaccines.unknown_product"))
             return check, None
         others = [
-            d
-            for d in (await _doses_by_student(session, [student.id])).get(student.id, [])
-            if d is not editing
+            d for d in _doses_by_student_sync(session, [student.id]).get(student.id, []) if d is not editing
         ]
         facts = DoseFacts(
             date_of_birth=student.date_of_birth,
@@ -690,7 +753,7 @@ class VaccineService(ServiceBase):
             product_other_name=data.product_other_name,
             others=others,
         )
-        errors, warnings = judge_dose(facts, await _all_products(session), self.clock.today())
+        errors, warnings = judge_dose(facts, _all_products_sync(session), self.clock.today())
         check.errors.extend(errors)
         check.warnings.extend(warnings)
         return check, product
@@ -720,13 +783,16 @@ class VaccineService(ServiceBase):
         return dose, student, product
 
     async def _dose_by_key(self, session: AsyncSession, school_id: int, request_key: str) -> DoseOut | None:
+        return await session.run_sync(self._dose_by_key_sync, school_id, request_key)
+
+    def _dose_by_key_sync(self, session: Session, school_id: int, request_key: str) -> DoseOut | None:
         query = (
             select(VaccineDose, Student, VaccineProduct)
             .join(Student, Student.id == VaccineDose.student_id)
             .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
             .where(VaccineDose.request_key == request_key, Student.school_id == school_id)
         )
-        row = (await session.execute(query)).first()
+        row = session.execute(query).first()
         return dose_out(*row) if row else None
 
     @staticmethod
@@ -762,11 +828,15 @@ def _round_dose_number(own: Sequence[VaccineDose], wanted: int | None) -> tuple[
 async def _doses_by_student(
     session: AsyncSession, student_ids: Iterable[int]
 ) -> dict[int, list[VaccineDose]]:
+    return await session.run_sync(_doses_by_student_sync, student_ids)
+
+
+def _doses_by_student_sync(session: Session, student_ids: Iterable[int]) -> dict[int, list[VaccineDose]]:
     ids = list(student_ids)
     found: dict[int, list[VaccineDose]] = {}
     if not ids:
         return found
-    rows = await session.scalars(
+    rows = session.scalars(
         select(VaccineDose).where(VaccineDose.student_id.in_(ids)).order_by(VaccineDose.dose_number)
     )
     for dose in rows:
@@ -775,7 +845,22 @@ async def _doses_by_student(
 
 
 async def _all_products(session: AsyncSession) -> dict[int, VaccineProduct]:
-    return {p.id: p for p in await session.scalars(select(VaccineProduct))}
+    return await session.run_sync(_all_products_sync)
+
+
+def _all_products_sync(session: Session) -> dict[int, VaccineProduct]:
+    return {p.id: p for p in session.scalars(select(VaccineProduct))}
+
+
+def _doses_of(session: Session, student_id: int, school_id: int) -> list[DoseOut]:
+    student = school_student_sync(session, school_id, student_id)
+    rows = session.execute(
+        select(VaccineDose, VaccineProduct)
+        .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
+        .where(VaccineDose.student_id == student.id)
+        .order_by(VaccineDose.dose_number)
+    )
+    return [dose_out(dose, student, product) for dose, product in rows]
 
 
 async def _active_product(session: AsyncSession, product_id: int) -> VaccineProduct:
