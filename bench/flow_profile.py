@@ -105,7 +105,8 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str) -> 
     @event.listens_for(Engine, "before_cursor_execute")
     def _count(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         text = " ".join(statement.split())
-        session = conn.engine is engine.sync_engine
+        # The one-hop path's SQLAlchemy connections are made on an engine of no URL of its own.
+        session = bool(conn.engine.url.database)
         (statements if session else in_hops)[text[:70]] += 1
         step_log.append(("" if session else "(one-hop) ") + text[:110])
 
