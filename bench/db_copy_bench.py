@@ -83,6 +83,7 @@ async def workbook_cells(url: str) -> dict[str, list[list[Any]]]:
     from openpyxl import load_workbook
     from sqlalchemy import text
 
+    from bot.texts import t
     from storage.clock import Clock
     from storage.db import create_engine
     from storage.schemas.reports import ReportScope
@@ -92,7 +93,7 @@ async def workbook_cells(url: str) -> dict[str, list[list[Any]]]:
     try:
         clock = Clock(tz=TZ)
         clock.freeze(FROZEN_AT)
-        services = build_services(engine, clock)
+        services = build_services(engine, clock, translate=t)
         async with engine.connect() as connection:
             district_id = await connection.scalar(text("SELECT MIN(id) FROM district"))
         report = await services.reports.build("district", ReportScope.district(district_id))

@@ -225,7 +225,7 @@ def run_one(kind: str, rows: int, path: Path, students_path: Path | None, tag: s
     import asyncio
     from zoneinfo import ZoneInfo
 
-    from exports.annotate import annotated_copy
+    from bot.import_texts import annotated_copy
     from exports.upload_worker import read_in_worker
     from storage.clock import Clock
     from storage.db import create_engine

@@ -54,6 +54,7 @@ async def prepare_database(url: str, schools: int, students: int) -> tuple[Any, 
     """Services over the bench database, filled by the demo generator when empty."""
     from sqlalchemy import func, select
 
+    from bot.texts import t
     from storage.clock import Clock
     from storage.db import create_engine
     from storage.migrate import upgrade
@@ -64,7 +65,7 @@ async def prepare_database(url: str, schools: int, students: int) -> tuple[Any, 
     await upgrade(engine)
     clock = Clock(tz=TZ)
     clock.freeze(FROZEN_AT)
-    services = build_services(engine, clock)
+    services = build_services(engine, clock, translate=t)
     async with services.sessionmaker() as session:
         existing = await session.scalar(select(func.count(Student.id)))
         district_id = await session.scalar(select(District.id).order_by(District.id).limit(1))

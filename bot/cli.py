@@ -65,7 +65,7 @@ class CliContext:
                 # Opening it would create an empty database: a typo in the path would look like zeros.
                 raise CliError("error_no_database", path=path)
             engine = create_engine(self.settings.database_url)
-            self._services = build_services(engine, Clock(tz=self.settings.tz))
+            self._services = build_services(engine, Clock(tz=self.settings.tz), translate=t)
             self._services.reports.cover = self.settings.report_cover()
             if self.needs_schema:
                 await check_schema(engine, self.settings.database_url)

@@ -1,4 +1,5 @@
-"""The words of an import's verdict (chat and command line), from the catalogue.
+"""The words of an import's verdict (chat and command line), from the catalogue, and the checked copy
+in the person's language (`annotated_copy`: exports/annotate.py with the catalogue's words).
 
 `message(code, params, language)` renders an import error: field names become the column headers of
 the person's language, a kind becomes its label, then `bot.errors.render_error` does the rest.
@@ -12,6 +13,8 @@ from typing import Any
 
 from bot.errors import render_error
 from bot.texts import LANGUAGES, load, t
+from exports.annotate import annotated_workbook
+from exports.labels import Labels
 from storage.errors import DomainError
 from storage.schemas.imports import CellIssue, ImportCheck, ImportKind
 
@@ -48,6 +51,11 @@ def _catalogue(language: str) -> dict[str, str]:
 def issue_text(issue: CellIssue, language: str) -> str:
     text = message(issue.code, issue.params, language)
     return t("excel.annotate.warning", language, message=text) if issue.warning else text
+
+
+def annotated_copy(check: ImportCheck, language: str = "vi") -> bytes:
+    """The upload with its problems marked and a verdict column, in `language` (.xlsx bytes)."""
+    return annotated_workbook(check, Labels(t, language), lambda issue: issue_text(issue, language))
 
 
 def annotated_filename(filename: str, language: str) -> str:

@@ -20,12 +20,12 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Mess
 
 from bot.access import requires
 from bot.context import BotContext
-from bot.import_texts import annotated_filename, imported_text, message, verdict_text
+from bot.import_texts import annotated_copy, annotated_filename, imported_text, message, verdict_text
 from bot.keyboards import choices, rows
 from bot.replies import answer_alert, reply
 from bot.texts import t
 from conversations.common import menu_for
-from exports.annotate import annotated_copy
+from exports.labels import Labels
 from exports.reader import check_size
 from exports.templates import FIRST_DATA_ROW, build_template
 from storage.errors import DomainError
@@ -89,7 +89,7 @@ async def template_chosen(update: Update, context: BotContext, staff: StaffOut) 
         return
     limits = read_limits(context)
     content = await asyncio.to_thread(
-        build_template, template, language, max_bytes=limits.max_bytes, max_rows=limits.max_rows
+        build_template, template, Labels(t, language), max_bytes=limits.max_bytes, max_rows=limits.max_rows
     )
     if update.callback_query is not None:
         await update.callback_query.answer()

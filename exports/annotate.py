@@ -1,19 +1,21 @@
 """The checked copy of an upload.
 
-`annotated_copy(check, language)` writes (openpyxl, write-only: a 50,000-row file costs little memory)
-every sheet of the upload in its order and visibility (instructions and hidden lists included), the
-table's data validations (drop-downs) and the workbook's names, and the table's sheet cell for cell
-at the same addresses — values as read, formulas as their cached values, text that looks like a
-formula (= + - @, tab, CR first) as text with Excel's quote prefix — plus a verdict column after the
-last one. Each cell with a problem is filled (red for
-a refusal, yellow for a warning) and carries a comment with the catalogue text saying what is wrong
-and how to fix it; problems of the row as a whole go on its verdict cell.
+`annotated_workbook(check, labels, issue_text)` writes (openpyxl, write-only: a 50,000-row file costs
+little memory) every sheet of the upload in its order and visibility (instructions and hidden lists
+included), the table's data validations (drop-downs) and the workbook's names, and the table's sheet
+cell for cell at the same addresses — values as read, formulas as their cached values, text that looks
+like a formula (= + - @, tab, CR first) as text with Excel's quote prefix — plus a verdict column after
+the last one. Each cell with a problem is filled (red for a refusal, yellow for a warning) and carries a
+comment with the catalogue text saying what is wrong and how to fix it; problems of the row as a whole
+go on its verdict cell. The words come from the caller: `labels` (exports/labels.py) and `issue_text`,
+the catalogue's text of a problem (bot/import_texts.py).
 """
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -27,8 +29,7 @@ from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from bot.import_texts import issue_text
-from bot.texts import t
+from exports.labels import Labels
 from exports.reader import SheetInfo, ValidationRule
 from exports.xlsx import looks_like_formula
 from storage.schemas.imports import SPECS, CellIssue, ImportCheck, Outcome, RowResult
@@ -44,21 +45,24 @@ SHEET_NAME_MAX = 31
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 
 
-def outcome_label(row: RowResult, language: str) -> str:
+IssueText = Callable[[CellIssue], str]  # a problem of a cell or row in the person's words
+
+
+def outcome_label(row: RowResult, labels: Labels) -> str:
     if row.outcome is Outcome.REJECTED:
         errors = sum(1 for issue in row.issues if not issue.warning)
-        return t("excel.annotate.rejected", language, count=errors)
-    return t(f"excel.annotate.{row.outcome.value}", language)
+        return labels("excel.annotate.rejected", count=errors)
+    return labels(f"excel.annotate.{row.outcome.value}")
 
 
-def annotated_copy(check: ImportCheck, language: str = "vi") -> bytes:
+def annotated_workbook(check: ImportCheck, labels: Labels, issue_text: IssueText) -> bytes:
     """The workbook that was read — every sheet in its order and visibility (the instructions, the
     hidden lists), the table's drop-downs and other data validations — with the table's problems
     marked and a verdict column (.xlsx bytes), so fixing and sending it back keeps the help."""
     table = check.table
     assert table is not None, "the check keeps the table it read"
     workbook = Workbook(write_only=True)
-    data_title = _sheet_title(check.sheet) or t(f"excel.sheet.{check.kind.value}", language)
+    data_title = _sheet_title(check.sheet) or labels(f"excel.sheet.{check.kind.value}")
     infos = list(getattr(table, "sheets", []) or [])
     if not any(info.name == check.sheet for info in infos):
         infos.insert(0, SheetInfo(check.sheet, "visible"))
@@ -67,7 +71,7 @@ def annotated_copy(check: ImportCheck, language: str = "vi") -> bytes:
     for position, info in enumerate(infos):
         if info.name == check.sheet:
             sheet = workbook.create_sheet(titles[info.name])
-            _write_table_sheet(sheet, check, language)
+            _write_table_sheet(sheet, check, labels, issue_text)
             workbook.active = position
         else:
             other = workbook.create_sheet(titles[info.name])
@@ -121,7 +125,9 @@ def _write_plain_sheet(sheet: WriteOnlyWorksheet, grid: list[list[Any]]) -> None
         sheet.append([_plain(sheet, value) for value in cells])
 
 
-def _write_table_sheet(sheet: WriteOnlyWorksheet, check: ImportCheck, language: str) -> None:
+def _write_table_sheet(
+    sheet: WriteOnlyWorksheet, check: ImportCheck, labels: Labels, issue_text: IssueText
+) -> None:
     """The table's sheet cell for cell at the same addresses, its data validations, the problems
     marked and the verdict column after the last column."""
     table = check.table
@@ -140,7 +146,7 @@ def _write_table_sheet(sheet: WriteOnlyWorksheet, check: ImportCheck, language: 
             sheet.data_validations.append(validation)
     results = {row.row: row for row in check.rows}
     by_column = {index: name for name, index in check.columns.items()}
-    author = t("excel.annotate.comment_author", language)
+    author = labels("excel.annotate.comment_author")
     header_index = check.header_row - 1
     for index, cells in enumerate(table.grid):
         values: list[Any] = [_plain(sheet, value) for value in cells]
@@ -150,9 +156,9 @@ def _write_table_sheet(sheet: WriteOnlyWorksheet, check: ImportCheck, language: 
             for column in range(width):
                 if values[column] is not None:
                     values[column] = _bold(sheet, values[column])
-            values.append(_bold(sheet, t("excel.annotate.verdict_header", language)))
+            values.append(_bold(sheet, labels("excel.annotate.verdict_header")))
         elif result is not None:
-            _mark_row(sheet, values, result, by_column, verdict_column, author, language)
+            _mark_row(sheet, values, result, by_column, verdict_column, author, labels, issue_text)
         sheet.append(values)
 
 
@@ -189,7 +195,8 @@ def _mark_row(
     by_column: dict[int, str],
     verdict_column: int,
     author: str,
-    language: str,
+    labels: Labels,
+    issue_text: IssueText,
 ) -> None:
     columns = {name: index for index, name in by_column.items()}
     per_cell: dict[int, list[CellIssue]] = {}
@@ -205,9 +212,9 @@ def _mark_row(
         cell = _cell(sheet, cell)
         warning_only = all(issue.warning for issue in issues)
         cell.fill = WARNING_FILL if warning_only else ERROR_FILL
-        cell.comment = _comment("\n".join(issue_text(i, language) for i in issues), author)
+        cell.comment = _comment("\n".join(issue_text(i) for i in issues), author)
         values[column] = cell
-    verdict = _cell(sheet, outcome_label(result, language))
+    verdict = _cell(sheet, outcome_label(result, labels))
     if result.rejected:
         verdict.fill = ERROR_FILL
     elif result.warned:
@@ -215,7 +222,7 @@ def _mark_row(
     else:
         verdict.fill = VALID_FILL
     if row_issues:
-        verdict.comment = _comment("\n".join(issue_text(i, language) for i in row_issues), author)
+        verdict.comment = _comment("\n".join(issue_text(i) for i in row_issues), author)
     values.append(verdict)
 
 

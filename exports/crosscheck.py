@@ -1,10 +1,11 @@
 """The cross-sheet check: does every sheet of a district workbook give the same answer?
 
-`check_workbook(content)` reads a workbook written by `exports.reports` (any kind, either language)
-back from its bytes and compares, figure by figure, what two sheets say about the same thing under
-the counting model of docs/reports.md: totals against the school rows, each table against the list
-it summarises (Biểu 1 / the needs list, Biểu 2 / Biểu 3 / the gift and loan lists, Biểu 4–7 / the
-dose list, Biểu 8 / the lists and the late entries), and the cover's figures against the tables.
+`check_workbook(content, translate, languages)` reads a workbook written by `exports.reports` (any
+kind, either language) back from its bytes and compares, figure by figure, what two sheets say about
+the same thing under the counting model of docs/reports.md: totals against the school rows, each
+table against the list it summarises (Biểu 1 / the needs list, Biểu 2 / Biểu 3 / the gift and loan
+lists, Biểu 4–7 / the dose list, Biểu 8 / the lists and the late entries), and the cover's figures
+against the tables.
 It returns one line per disagreement; an empty list means the workbook agrees with itself. Plain
 functions over bytes: the tests run it on the hand-built district and on demo districts.
 """
@@ -14,14 +15,14 @@ from __future__ import annotations
 import io
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from openpyxl import load_workbook
 
-from bot.texts import LANGUAGES, t
 from exports import reports as layout
+from exports.labels import Labels, Translate
 
 Row = dict[str, Any]
 # Figures that add up from the school rows to the totals (donors are counted distinct: never summed).
@@ -46,11 +47,12 @@ def _day(value: Any) -> date | None:
 
 
 class _Reader:
-    def __init__(self, content: bytes) -> None:
+    def __init__(self, content: bytes, translate: Translate, languages: Sequence[str]) -> None:
         self.book = load_workbook(io.BytesIO(content))
         names = set(self.book.sheetnames)
-        self.language = next((lang for lang in LANGUAGES if t("reports.sheet.meta", lang) in names), "vi")
-        self.words = layout.Words(self.language)
+        found = (lang for lang in languages if translate("reports.sheet.meta", lang) in names)
+        self.language = next(found, "vi")
+        self.words = layout.Words(Labels(translate, self.language))
         self.meta = self._meta()
 
     def has(self, key: str) -> bool:
@@ -99,9 +101,10 @@ def _num(value: Any) -> int:
     return int(value or 0)
 
 
-def check_workbook(content: bytes) -> list[str]:
-    """Every disagreement between two sheets of the workbook, one line each ([] when it agrees)."""
-    r = _Reader(content)
+def check_workbook(content: bytes, translate: Translate, languages: Sequence[str]) -> list[str]:
+    """Every disagreement between two sheets of the workbook, one line each ([] when it agrees).
+    `translate` is the catalogue's (`bot.texts.t`), `languages` those the workbook may be written in."""
+    r = _Reader(content, translate, languages)
     problems: list[str] = []
     start, end = r.meta["date_from"], r.meta["date_to"]
 

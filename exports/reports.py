@@ -7,8 +7,9 @@ as iterators of tuples whose fields are named by `STREAM_KEYS[name]`. Nothing he
 every total row is a value the database computed, and the tests check that each one matches the rows
 of the detail sheets.
 
-All words come from the catalogue (`bot/texts/<lang>/reports.toml`); the workbook is in Vietnamese
-unless another language is asked for.
+All words come from the catalogue (`bot/texts/<lang>/reports.toml`), through the translator the
+caller passes in (`meta["translate"]`, see exports/labels.py); the workbook is in Vietnamese unless
+another language is asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import date, datetime
 from typing import IO, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from bot.texts import t
+from exports.labels import Labels
 from exports.xlsx import (
     BOOL,
     DATE,
@@ -163,11 +164,12 @@ class MappingStreams:
 class Words:
     """Catalogue texts of the reports in one language."""
 
-    def __init__(self, language: str) -> None:
-        self.language = language
+    def __init__(self, catalogue: Labels) -> None:
+        self.catalogue = catalogue
+        self.language = catalogue.language
 
     def __call__(self, key: str, **values: object) -> str:
-        return t(f"reports.{key}", self.language, **values)
+        return self.catalogue(f"reports.{key}", **values)
 
     def labels(self, group: str, values: Sequence[str]) -> dict[Any, str]:
         return {value: self(f"label.{group}.{value}") for value in values}
@@ -509,7 +511,7 @@ class ReportWriter:
         if kind not in KINDS:
             raise ValueError(f"unknown report kind {kind!r}")
         self.kind = kind
-        self.words = Words(meta.get("language", "vi"))
+        self.words = Words(Labels(meta["translate"], meta.get("language", "vi")))
         self.meta: Mapping[str, Any] = {**meta, "scope_label": scope_label(meta, self.words)}
         self.tz = ZoneInfo(self.meta.get("tz", "Asia/Ho_Chi_Minh"))
         self.book = Workbook(target, tz=self.tz, tmpdir=tmpdir)
@@ -1020,9 +1022,8 @@ def write_report(
 # --- the one-line summary -------------------------------------------------------------------------
 
 
-def summary_line(kind: str, data: Mapping[str, Any], language: str = "vi") -> str:
+def summary_line(kind: str, data: Mapping[str, Any], w: Words) -> str:
     """The line the bot sends with the file: «32 trường, 18.402 học sinh, …»."""
-    w = Words(language)
     n = w.number
     needs = _total(data.get("needs"))
     devices = _total(data.get("devices"), source=None)
@@ -1081,8 +1082,8 @@ def summary_line(kind: str, data: Mapping[str, Any], language: str = "vi") -> st
     )
 
 
-def filename(kind: str, scope_token: str, generated_at: datetime, language: str = "vi") -> str:
+def filename(kind: str, scope_token: str, generated_at: datetime, words: Words) -> str:
     """An ASCII file name: bao-cao-thiet-bi_NB_20211115-0900.xlsx."""
-    stem = Words(language)(f"filename.{kind}")
+    stem = words(f"filename.{kind}")
     safe_scope = "".join(ch if ch.isalnum() else "-" for ch in scope_token).strip("-")
     return f"{stem}_{safe_scope}_{generated_at:%Y%m%d-%H%M}.xlsx"

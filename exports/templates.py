@@ -1,6 +1,6 @@
 """The bulk entry templates: one workbook per kind, written with openpyxl.
 
-`build_template(context, language)` returns the .xlsx bytes. Each workbook has
+`build_template(context, labels)` returns the .xlsx bytes. Each workbook has
 - the data sheet: a title, a note, the header row (required columns marked *, each header with a
   comment stating its rule), an example row (its «STT» cell says «Ví dụ», so the import skips it),
   column widths and formats (dates dd/mm/yyyy, codes as text), and data validation: a drop-down list
@@ -8,7 +8,8 @@
 - the instruction sheet «Hướng dẫn»: how to fill and send the file, the accepted date form, and a
   table with every column's rule and accepted values;
 - a hidden sheet «Danh mục» holding the drop-down lists (lists can hold commas and be long).
-Every word comes from the catalogue (`bot/texts/<lang>/excel.toml`).
+Every word comes from the catalogue (`bot/texts/<lang>/excel.toml`), through the `Labels` the caller
+passes in (exports/labels.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
-from bot.texts import t
+from exports.labels import Labels
 from storage.models import (
     DeviceCondition,
     DeviceType,
@@ -86,42 +87,42 @@ WHOLE_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
-def code_label(codes: CodeList, value: str, language: str) -> str:
-    return t(f"excel.codes.{codes.value}.{value}", language)
+def code_label(codes: CodeList, value: str, labels: Labels) -> str:
+    return labels(f"excel.codes.{codes.value}.{value}")
 
 
-def code_labels(codes: CodeList, language: str) -> list[str]:
-    return [code_label(codes, value, language) for value in CODE_VALUES[codes]]
+def code_labels(codes: CodeList, labels: Labels) -> list[str]:
+    return [code_label(codes, value, labels) for value in CODE_VALUES[codes]]
 
 
-def product_label(name: str, language: str) -> str:
+def product_label(name: str, labels: Labels) -> str:
     """A product as the template shows it. A bilingual name in the product table ("Khác / Other":
     Vietnamese, then English) shows only the template's language; the import accepts either side."""
     parts = [part.strip() for part in name.split(" / ")]
     if len(parts) != 2 or not all(parts):
         return name
-    return parts[0] if language == "vi" else parts[1]
+    return parts[0] if labels.language == "vi" else parts[1]
 
 
-def header_text(column: ColumnSpec, language: str) -> str:
-    return t(f"excel.column.{column.field}.header", language)
+def header_text(column: ColumnSpec, labels: Labels) -> str:
+    return labels(f"excel.column.{column.field}.header")
 
 
-def rule_text(column: ColumnSpec, language: str) -> str:
+def rule_text(column: ColumnSpec, labels: Labels) -> str:
     key = "rule_check" if column.informative else "rule"
-    return t(f"excel.column.{column.field}.{key}", language)
+    return labels(f"excel.column.{column.field}.{key}")
 
 
-def batch_label(batch: BatchChoice, language: str) -> str:
+def batch_label(batch: BatchChoice, labels: Labels) -> str:
     values: dict[str, Any] = {
         "number": batch.number,
         "received_on": batch.received_on.strftime("%d/%m/%Y"),
-        "device_type": code_label(CodeList.DEVICE_TYPE, batch.device_type.value, language),
+        "device_type": code_label(CodeList.DEVICE_TYPE, batch.device_type.value, labels),
         "left": batch.left,
     }
     if batch.donor_name:
-        return t("excel.template.batch_label", language, donor=batch.donor_name, **values)
-    return t("excel.template.batch_label_no_donor", language, **values)
+        return labels("excel.template.batch_label", donor=batch.donor_name, **values)
+    return labels("excel.template.batch_label_no_donor", **values)
 
 
 def template_columns(context: TemplateContext) -> list[ColumnSpec]:
@@ -135,28 +136,28 @@ def is_required(column: ColumnSpec, context: TemplateContext) -> bool:
     return column.required or (column.field == "school_code" and context.with_school_column)
 
 
-def list_values(column: ColumnSpec, context: TemplateContext, language: str) -> list[str] | None:
+def list_values(column: ColumnSpec, context: TemplateContext, labels: Labels) -> list[str] | None:
     """The drop-down values of a column, or None when it has no list."""
     if column.codes is None:
         return None
     if column.codes is CodeList.GRADE:
         return [str(grade) for grade in range(MIN_GRADE, MAX_GRADE + 1)]
     if column.codes is CodeList.PRODUCT:
-        return [product_label(name, language) for name in context.products]
+        return [product_label(name, labels) for name in context.products]
     if column.codes is CodeList.BATCH:
-        return [batch_label(b, language) for b in context.batches] or None
-    return code_labels(column.codes, language)
+        return [batch_label(b, labels) for b in context.batches] or None
+    return code_labels(column.codes, labels)
 
 
-def example_value(column: ColumnSpec, context: TemplateContext, language: str) -> Any:
+def example_value(column: ColumnSpec, context: TemplateContext, labels: Labels) -> Any:
     def label(codes: CodeList, value: str) -> str:
-        return code_label(codes, value, language)
+        return code_label(codes, value, labels)
 
     values: dict[str, Any] = {
-        "row_number": t("excel.template.example_mark", language),
+        "row_number": labels("excel.template.example_mark"),
         "school_code": context.school_code or "79785001",
         "student_code": "7978500123",
-        "full_name": t("excel.example.full_name", language),
+        "full_name": labels("excel.example.full_name"),
         "date_of_birth": date(2012, 3, 14),
         "gender": label(CodeList.GENDER, Gender.MALE.value),
         "class_name": "4A1",
@@ -164,49 +165,49 @@ def example_value(column: ColumnSpec, context: TemplateContext, language: str) -
         "category": label(CodeList.PRIORITY_GROUP, PriorityGroup.POOR.value),
         "needs_device": label(CodeList.YES_NO, "yes"),
         "needs_connectivity": label(CodeList.YES_NO, "no"),
-        "note": t("excel.example.note", language),
+        "note": labels("excel.example.note"),
         "source": label(CodeList.SOURCE, DonationSource.OTHER.value),
-        "donor_name": t("excel.example.donor_name", language),
+        "donor_name": labels("excel.example.donor_name"),
         "donor_kind": label(CodeList.DONOR_KIND, DonorKind.BUSINESS.value),
-        "donor_contact": t("excel.example.donor_contact", language),
+        "donor_contact": labels("excel.example.donor_contact"),
         "received_on": date(2021, 11, 12),
         "device_type": label(CodeList.DEVICE_TYPE, DeviceType.LAPTOP.value),
         "quantity": 20,
-        "make_model": t("excel.example.make_model", language),
+        "make_model": labels("excel.example.make_model"),
         "condition": label(CodeList.CONDITION, DeviceCondition.NEW.value),
-        "specs": t("excel.example.specs", language),
+        "specs": labels("excel.example.specs"),
         "batch": (
-            batch_label(context.batches[0], language)
+            batch_label(context.batches[0], labels)
             if context.batches
-            else t("excel.template.batch_example", language)
+            else labels("excel.template.batch_example")
         ),
         "handover_kind": label(CodeList.HANDOVER_KIND, HandoverKind.GIFT.value),
         "handed_on": date(2021, 11, 13),
         "dose_number": 1,
         "given_on": date(2021, 11, 10),
-        "product": product_label(context.products[0], language) if context.products else "COMIRNATY",
+        "product": product_label(context.products[0], labels) if context.products else "COMIRNATY",
         "product_other_name": None,
         "place": label(CodeList.PLACE, DosePlace.SCHOOL.value),
     }
     return values.get(column.field)
 
 
-def accepted_values(column: ColumnSpec, context: TemplateContext, language: str) -> str:
-    values = list_values(column, context, language)
+def accepted_values(column: ColumnSpec, context: TemplateContext, labels: Labels) -> str:
+    values = list_values(column, context, labels)
     if values:
         return "; ".join(values)
     if column.codes is CodeList.BATCH:
-        return t("excel.guide.values_batch_free", language)
+        return labels("excel.guide.values_batch_free")
     if column.type is ColumnType.DATE:
-        return t("excel.guide.values_date", language)
+        return labels("excel.guide.values_date")
     if column.field in WHOLE_RANGES:
         minimum, maximum = WHOLE_RANGES[column.field]
-        return t("excel.guide.values_whole", language, minimum=minimum, maximum=maximum)
+        return labels("excel.guide.values_whole", minimum=minimum, maximum=maximum)
     return ""
 
 
 def build_template(
-    context: TemplateContext, language: str = "vi", *, max_bytes: int = 10 * 2**20, max_rows: int = 50_000
+    context: TemplateContext, labels: Labels, *, max_bytes: int = 10 * 2**20, max_rows: int = 50_000
 ) -> bytes:
     """The template of `context.kind` as .xlsx bytes."""
     kind = context.kind
@@ -214,13 +215,13 @@ def build_template(
     workbook = Workbook()
     data = workbook.active
     assert data is not None
-    data.title = t(f"excel.sheet.{kind.value}", language)
-    guide = workbook.create_sheet(t("excel.sheet.guide", language))
-    lists = workbook.create_sheet(t("excel.sheet.lists", language))
+    data.title = labels(f"excel.sheet.{kind.value}")
+    guide = workbook.create_sheet(labels("excel.sheet.guide"))
+    lists = workbook.create_sheet(labels("excel.sheet.lists"))
     lists.sheet_state = "hidden"
 
-    _write_data_sheet(data, lists, columns, context, language)
-    _write_guide(guide, data.title, columns, context, language, max_bytes=max_bytes, max_rows=max_rows)
+    _write_data_sheet(data, lists, columns, context, labels)
+    _write_guide(guide, data.title, columns, context, labels, max_bytes=max_bytes, max_rows=max_rows)
     workbook.active = 0
     buffer = io.BytesIO()
     workbook.save(buffer)
@@ -232,47 +233,44 @@ def _write_data_sheet(
     lists: Worksheet,
     columns: Sequence[ColumnSpec],
     context: TemplateContext,
-    language: str,
+    labels: Labels,
 ) -> None:
-    guide_name = t("excel.sheet.guide", language)
+    guide_name = labels("excel.sheet.guide")
     last = get_column_letter(len(columns))
-    sheet.cell(
-        TITLE_ROW, 1, t("excel.template.title", language, kind=t(f"excel.kind.{context.kind}", language))
-    )
+    sheet.cell(TITLE_ROW, 1, labels("excel.template.title", kind=labels(f"excel.kind.{context.kind}")))
     sheet.cell(TITLE_ROW, 1).font = Font(bold=True, size=14)
     if context.school_code and not context.with_school_column:
-        note = t(
+        note = labels(
             "excel.template.subtitle_school",
-            language,
             school=context.school_name or "",
             code=context.school_code,
             first_row=FIRST_DATA_ROW,
             guide=guide_name,
         )
     else:
-        note = t("excel.template.subtitle_district", language, first_row=FIRST_DATA_ROW, guide=guide_name)
+        note = labels("excel.template.subtitle_district", first_row=FIRST_DATA_ROW, guide=guide_name)
     sheet.cell(NOTE_ROW, 1, note).font = Font(italic=True)
     sheet.merge_cells(f"A{TITLE_ROW}:{last}{TITLE_ROW}")
     sheet.merge_cells(f"A{NOTE_ROW}:{last}{NOTE_ROW}")
     sheet.row_dimensions[NOTE_ROW].height = 30
     sheet.cell(NOTE_ROW, 1).alignment = WRAP
-    author = t("excel.annotate.comment_author", language)
+    author = labels("excel.annotate.comment_author")
     last_row = HEADER_ROW + VALIDATED_ROWS
     list_column = 0
     for index, column in enumerate(columns, start=1):
         letter = get_column_letter(index)
         required = is_required(column, context)
         header = sheet.cell(
-            HEADER_ROW, index, header_text(column, language) + (REQUIRED_MARK if required else "")
+            HEADER_ROW, index, header_text(column, labels) + (REQUIRED_MARK if required else "")
         )
         header.font = Font(bold=True)
         header.fill = REQUIRED_FILL if required else HEADER_FILL
         header.alignment = Alignment(wrap_text=True, vertical="center", horizontal="center")
         header.border = BORDER
-        comment = Comment(rule_text(column, language), author)
+        comment = Comment(rule_text(column, labels), author)
         comment.width, comment.height = 320, 140
         header.comment = comment
-        example = sheet.cell(EXAMPLE_ROW, index, example_value(column, context, language))
+        example = sheet.cell(EXAMPLE_ROW, index, example_value(column, context, labels))
         example.font = EXAMPLE_FONT
         dimension = sheet.column_dimensions[letter]
         dimension.width = column.width
@@ -282,17 +280,17 @@ def _write_data_sheet(
         elif column.type in (ColumnType.CODE, ColumnType.TEXT, ColumnType.NAME) and column.codes is None:
             dimension.number_format = TEXT_FORMAT
         cells = f"{letter}{EXAMPLE_ROW}:{letter}{last_row}"
-        values = list_values(column, context, language)
+        values = list_values(column, context, labels)
         if values:
             list_column += 1
-            reference = _write_list(lists, list_column, header_text(column, language), values)
+            reference = _write_list(lists, list_column, header_text(column, labels), values)
             validation = DataValidation(
                 type="list",
                 formula1=reference,
                 allow_blank=True,
                 showErrorMessage=True,
-                errorTitle=t("excel.template.list_error_title", language),
-                error=t("excel.template.list_error", language, guide=guide_name),
+                errorTitle=labels("excel.template.list_error_title"),
+                error=labels("excel.template.list_error", guide=guide_name),
             )
         elif column.type is ColumnType.DATE:
             validation = DataValidation(
@@ -303,8 +301,8 @@ def _write_data_sheet(
                 allow_blank=True,
                 showErrorMessage=True,
                 errorStyle="warning",  # a date typed as text (dd/mm/yyyy on an English Excel) is fine
-                errorTitle=t("excel.template.date_error_title", language),
-                error=t("excel.template.date_error", language),
+                errorTitle=labels("excel.template.date_error_title"),
+                error=labels("excel.template.date_error"),
             )
         elif column.field in WHOLE_RANGES:
             minimum, maximum = WHOLE_RANGES[column.field]
@@ -315,8 +313,8 @@ def _write_data_sheet(
                 formula2=str(maximum),
                 allow_blank=True,
                 showErrorMessage=True,
-                errorTitle=t("excel.template.whole_error_title", language),
-                error=t("excel.template.whole_error", language, minimum=minimum, maximum=maximum),
+                errorTitle=labels("excel.template.whole_error_title"),
+                error=labels("excel.template.whole_error", minimum=minimum, maximum=maximum),
             )
         else:
             continue
@@ -340,22 +338,21 @@ def _write_guide(
     data_title: str,
     columns: Sequence[ColumnSpec],
     context: TemplateContext,
-    language: str,
+    labels: Labels,
     *,
     max_bytes: int,
     max_rows: int,
 ) -> None:
     kind = context.kind
-    sheet.cell(1, 1, t("excel.guide.title", language, kind=t(f"excel.kind.{kind}", language)))
+    sheet.cell(1, 1, labels("excel.guide.title", kind=labels(f"excel.kind.{kind}")))
     sheet.cell(1, 1).font = Font(bold=True, size=14)
-    intro = t(
+    intro = labels(
         "excel.guide.intro",
-        language,
         sheet=data_title,
         first_row=FIRST_DATA_ROW,
         max_mb=max_bytes // 2**20,
         max_rows=f"{max_rows:,}".replace(",", "."),
-        key=t(f"excel.guide.key_{kind.value}", language),
+        key=labels(f"excel.guide.key_{kind.value}"),
     )
     row = 3
     for line in intro.splitlines():
@@ -368,24 +365,24 @@ def _write_guide(
     headers = ("table_column", "table_required", "table_rule", "table_values")
     sheet.cell(row, 1, "#").font = Font(bold=True)
     for offset, key in enumerate(headers, start=2):
-        cell = sheet.cell(row, offset, t(f"excel.guide.{key}", language))
+        cell = sheet.cell(row, offset, labels(f"excel.guide.{key}"))
         cell.font = Font(bold=True)
         cell.fill = HEADER_FILL
         cell.border = BORDER
     for number, column in enumerate(columns, start=1):
         row += 1
         if column.field == "school_code":
-            required = t("excel.guide.required_district", language)
+            required = labels("excel.guide.required_district")
         elif column.required:
-            required = t("excel.guide.required_yes", language)
+            required = labels("excel.guide.required_yes")
         else:
-            required = t("excel.guide.required_no", language)
+            required = labels("excel.guide.required_no")
         values = (
             number,
-            header_text(column, language),
+            header_text(column, labels),
             required,
-            rule_text(column, language),
-            accepted_values(column, context, language),
+            rule_text(column, labels),
+            accepted_values(column, context, labels),
         )
         for offset, value in enumerate(values, start=1):
             cell = sheet.cell(row, offset, value)

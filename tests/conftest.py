@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bot.texts import t
 from storage.clock import Clock
 from storage.db import create_engine
 from storage.migrate import upgrade
@@ -130,4 +131,4 @@ def clock() -> Clock:
 
 @pytest.fixture
 def services(engine: AsyncEngine, clock: Clock) -> Services:
-    return build_services(engine, clock)
+    return build_services(engine, clock, translate=t)

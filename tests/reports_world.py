@@ -23,6 +23,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import select
 
 from bot.texts import t
+from exports.labels import Labels
 from exports.reports import Words
 from exports.xlsx import Column
 from storage.models import (
@@ -403,7 +404,7 @@ def read_table(workbook: OpenpyxlWorkbook, key: str, columns: list[Column], lang
 
 
 def words(language: str = "vi") -> Words:
-    return Words(language)
+    return Words(Labels(t, language))
 
 
 def label(group: str, value: str, language: str = "vi") -> str:

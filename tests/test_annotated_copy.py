@@ -12,7 +12,7 @@ from datetime import date
 from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 
-from exports.annotate import annotated_copy
+from bot.import_texts import annotated_copy
 from exports.templates import FIRST_DATA_ROW, HEADER_ROW
 from storage.schemas.imports import ReadLimits
 from storage.services import Services

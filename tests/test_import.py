@@ -16,8 +16,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from bot.cli import main as cli_main
-from bot.import_texts import message
-from exports.annotate import annotated_copy
+from bot.import_texts import annotated_copy, message
 from exports.reader import read_table
 from storage.errors import AccessDenied, DomainError
 from storage.models import (

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from bot.texts import LANGUAGES, t
 from exports.crosscheck import check_workbook
 from exports.reports import (
     batch_columns,
@@ -123,7 +124,7 @@ ZERO = dict.fromkeys(("batches", "donors", "received", "given", "lent", "returne
 
 async def test_whole_round_every_sheet_agrees(services: Services, rw: ReportWorld) -> None:
     content, wb = await district(services, rw, ReportPeriod(round_id=rw.round_id))
-    assert check_workbook(content) == []
+    assert check_workbook(content, t, LANGUAGES) == []
     got = devices(wb)
     # P programme: B1 (3) — gift HS0001, loans HS0002 (open), HS0004 (returned 10/11), HS0003 (11/11).
     assert got[(P_CODE, "program")] == {**ZERO, "batches": 1, "received": 3, "given": 1, "lent": 3,
@@ -149,7 +150,7 @@ async def test_a_period_starting_mid_way_counts_stock_at_its_end_and_events_with
 ) -> None:
     """05–15/11: stock as of 15/11 whatever happened before 5/11; events only from 5/11 on."""
     content, wb = await district(services, rw, ReportPeriod(date_from=nov(5), date_to=nov(15)))
-    assert check_workbook(content) == []
+    assert check_workbook(content, t, LANGUAGES) == []
     # Vaccination status is a stock: HS0001's doses of October still count on 15/11 (issue item 1).
     vacc = by_school(
         read(wb, "vaccination", vaccination_columns(W)).rows, ("enrolled", "dose1", "dose2", "dose3", "doses")
@@ -190,7 +191,7 @@ async def test_donors_are_counted_distinct_on_every_total(services: Services, rw
     assert rows[(P_CODE, other)] == 2 and rows[(S_CODE, other)] == 2
     grand = {t["source"]: t["donors"] for t in table.totals if t["level"] is None}
     assert grand[other] == 3 and grand[None] == 3  # 4 per-school donors, 3 distinct
-    assert check_workbook(content) == []
+    assert check_workbook(content, t, LANGUAGES) == []
 
 
 async def test_demo_district_workbooks_agree_with_themselves(services: Services) -> None:
@@ -205,7 +206,7 @@ async def test_demo_district_workbooks_agree_with_themselves(services: Services)
     today = services.clock.today()
     for period in (ReportPeriod(), ReportPeriod(date_from=date(today.year, 10, 15), date_to=today)):
         report = await services.reports.build("district", ReportScope.district(district_id), period)
-        assert check_workbook(report.content) == [], period
+        assert check_workbook(report.content, t, LANGUAGES) == [], period
 
 
 # --- formula-looking text, everywhere --------------------------------------------------------------
@@ -271,4 +272,4 @@ async def test_compile_records_the_batches_reported_upward(services: Services, r
     # School S is not in the round: its batches are not reported (B3 due 13/11; B6 not yet due).
     assert rows[nov(8)]["report_status"] == label("report_status", "not_reported")
     assert rows[nov(14)]["report_status"] == label("report_status", "pending")
-    assert check_workbook(content) == []
+    assert check_workbook(content, t, LANGUAGES) == []

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
+from bot.texts import t
 from exports import worker
 from exports.reports import MappingStreams, needs_columns, stream_columns, timeliness_columns, write_report
 from exports.worker import ReportWriterError, WriterJob
@@ -132,6 +133,7 @@ async def test_other_people_are_answered_while_a_report_is_written(
 def _meta(**extra: Any) -> dict[str, Any]:
     return {
         "language": "vi",
+        "translate": t,
         "tz": "Asia/Ho_Chi_Minh",
         "district_name": "Huyện Nhà Bè",
         "scope_kind": "district",

@@ -12,6 +12,7 @@ from openpyxl.utils import column_index_from_string, range_boundaries
 
 from bot.import_texts import message
 from bot.texts import LANGUAGES, t
+from exports.labels import Labels
 from exports.reader import read_table
 from exports.templates import (
     CODE_VALUES,
@@ -91,7 +92,7 @@ def test_openpyxl_parses_xml_with_defusedxml() -> None:
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_drop_down_label_reads_back_as_its_code(language: str) -> None:
     for codes, values in CODE_VALUES.items():
-        for value, label in zip(values, code_labels(codes, language), strict=True):
+        for value, label in zip(values, code_labels(codes, Labels(t, language)), strict=True):
             assert PARSERS[codes](label) == value, (codes, label)
             assert PARSERS[codes](label.upper()) == value  # and typed in capitals, without care
 
@@ -125,7 +126,7 @@ async def test_template_loads_back_with_validations_and_instructions(
     services: Services, kind: ImportKind
 ) -> None:
     context = await _context(services, kind)
-    workbook = load_workbook(io.BytesIO(build_template(context, "vi")))
+    workbook = load_workbook(io.BytesIO(build_template(context, Labels(t, "vi"))))
     data_name, guide_name, lists_name = (
         t(f"excel.sheet.{kind.value}", "vi"),
         t("excel.sheet.guide", "vi"),
@@ -173,7 +174,7 @@ async def test_template_loads_back_with_validations_and_instructions(
             assert offered, column.field
             assert column_index_from_string(column_letter) >= 1
             if column.codes in CODE_VALUES:
-                assert offered == code_labels(column.codes, "vi")
+                assert offered == code_labels(column.codes, Labels(t, "vi"))
     assert CODED[kind] <= {c.field for c in columns}
 
     # The instructions: every column's rule, the date form, the codes.
@@ -184,21 +185,23 @@ async def test_template_loads_back_with_validations_and_instructions(
         key = "rule_check" if column.informative else "rule"
         assert t(f"excel.column.{column.field}.{key}", "vi") in text
         if column.codes in CODE_VALUES:
-            for label in code_labels(column.codes, "vi"):
+            for label in code_labels(column.codes, Labels(t, "vi")):
                 assert label in text
 
 
 async def test_products_come_from_the_table(services: Services) -> None:
     doses = await _context(services, ImportKind.DOSES)
     assert doses.products[0] == "Comirnaty (Pfizer-BioNTech)" and "Khác / Other" in doses.products
-    workbook = load_workbook(io.BytesIO(build_template(doses, "vi")))
+    workbook = load_workbook(io.BytesIO(build_template(doses, Labels(t, "vi"))))
     lists = workbook[t("excel.sheet.lists", "vi")]
-    assert [c.value for c in lists["A"][1:]] == [product_label(name, "vi") for name in doses.products]
+    assert [c.value for c in lists["A"][1:]] == [
+        product_label(name, Labels(t, "vi")) for name in doses.products
+    ]
 
 
 def test_without_batches_the_batch_column_takes_a_number() -> None:
     context = TemplateContext(kind=ImportKind.HANDOVERS, with_school_column=False, school_code="79785001")
-    workbook = load_workbook(io.BytesIO(build_template(context, "vi")))
+    workbook = load_workbook(io.BytesIO(build_template(context, Labels(t, "vi"))))
     data = workbook[t("excel.sheet.handovers", "vi")]
     batch_column = [c.field for c in template_columns(context)].index("batch") + 1
     lists = [v for v in data.data_validations.dataValidation if v.type == "list"]
@@ -211,7 +214,7 @@ def test_without_batches_the_batch_column_takes_a_number() -> None:
 async def test_handover_template_lists_the_schools_batches(services: Services) -> None:
     context = await _context(services, ImportKind.HANDOVERS)
     assert len(context.batches) == 1
-    workbook = load_workbook(io.BytesIO(build_template(context, "vi")))
+    workbook = load_workbook(io.BytesIO(build_template(context, Labels(t, "vi"))))
     lists = workbook[t("excel.sheet.lists", "vi")]
     labels = [c.value for column in lists.iter_cols() for c in column[1:] if c.value]
     assert any(
@@ -223,7 +226,7 @@ async def test_handover_template_lists_the_schools_batches(services: Services) -
 async def test_district_template_requires_the_school_code(services: Services) -> None:
     context = await _context(services, ImportKind.DOSES, school=False)
     assert context.with_school_column
-    workbook = load_workbook(io.BytesIO(build_template(context, "vi")))
+    workbook = load_workbook(io.BytesIO(build_template(context, Labels(t, "vi"))))
     data = workbook[t("excel.sheet.doses", "vi")]
     assert data.cell(HEADER_ROW, 2).value == "Mã trường *"
 
@@ -234,7 +237,7 @@ def test_template_reads_back_as_its_kind_without_rows(kind: ImportKind, language
     context = TemplateContext(
         kind=kind, with_school_column=True, products=["Comirnaty (Pfizer-BioNTech)", "Khác / Other"]
     )
-    table = read_table(build_template(context, language), "mau.xlsx", LIMITS)
+    table = read_table(build_template(context, Labels(t, language)), "mau.xlsx", LIMITS)
     assert table.kind is kind
     assert table.header_row == HEADER_ROW - 1
     assert table.data_rows == []  # the example row is skipped
@@ -269,7 +272,7 @@ def _dose_template(language: str) -> openpyxl.Workbook:
         school_code="79785001",
         products=["Comirnaty (Pfizer-BioNTech)", "Khác / Other"],
     )
-    return load_workbook(io.BytesIO(build_template(context, language)))
+    return load_workbook(io.BytesIO(build_template(context, Labels(t, language))))
 
 
 def test_the_dose_template_says_one_row_per_dose_not_per_student() -> None:
@@ -279,7 +282,9 @@ def test_the_dose_template_says_one_row_per_dose_not_per_student() -> None:
     en = _texts(_dose_template("en"))
     assert "One row per student." not in en and "One row per dose" in en
     students = TemplateContext(kind=ImportKind.STUDENTS, with_school_column=False, school_code="79785001")
-    assert "Mỗi học sinh một dòng" in _texts(load_workbook(io.BytesIO(build_template(students, "vi"))))
+    assert "Mỗi học sinh một dòng" in _texts(
+        load_workbook(io.BytesIO(build_template(students, Labels(t, "vi"))))
+    )
 
 
 def test_the_place_list_says_in_the_community_and_old_files_still_import() -> None:

@@ -18,7 +18,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from bot.cli import main as cli_main
-from exports.annotate import annotated_copy
+from bot.import_texts import annotated_copy
 from exports.reader import read_table, sheet_row_limit
 from exports.upload_worker import read_in_worker
 from storage.errors import DomainError

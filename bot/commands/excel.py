@@ -12,9 +12,15 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.import_texts import annotated_filename, imported_text, issue_text, message, verdict_text
+from bot.import_texts import (
+    annotated_copy,
+    annotated_filename,
+    imported_text,
+    issue_text,
+    message,
+    verdict_text,
+)
 from bot.texts import LANGUAGES, t
-from exports.annotate import annotated_copy
 from storage.errors import DomainError
 from storage.schemas.imports import ImportCheck, ImportKind, ReadLimits
 
@@ -66,6 +72,7 @@ def _refused(ctx: CliContext, exc: DomainError, language: str) -> int:
 
 
 async def _template(ctx: CliContext, args: argparse.Namespace) -> int:
+    from exports.labels import Labels
     from exports.templates import build_template
 
     services = await ctx.services()
@@ -76,7 +83,9 @@ async def _template(ctx: CliContext, args: argparse.Namespace) -> int:
     except DomainError as exc:
         return _refused(ctx, exc, args.lang)
     limits = _limits(ctx)
-    content = build_template(context, args.lang, max_bytes=limits.max_bytes, max_rows=limits.max_rows)
+    content = build_template(
+        context, Labels(t, args.lang), max_bytes=limits.max_bytes, max_rows=limits.max_rows
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(content)
     kind_label = t(f"excel.kind.{kind.value}", args.lang)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from exports.labels import Translate
 from storage.clock import Clock
 from storage.services.donations import DonationService
 from storage.services.drafts import DraftService
@@ -48,7 +49,8 @@ class Services:
     student_lookup: StudentLookupService  # the picker's reads on a flow's hot path
 
 
-def build_services(engine: AsyncEngine, clock: Clock) -> Services:
+def build_services(engine: AsyncEngine, clock: Clock, *, translate: Translate | None = None) -> Services:
+    """`translate`: the catalogue's translator (`bot.texts.t`), for the services that write workbooks."""
     from storage.db import create_sessionmaker
 
     sessionmaker = create_sessionmaker(engine)
@@ -67,8 +69,8 @@ def build_services(engine: AsyncEngine, clock: Clock) -> Services:
         needs=NeedService(*args),
         entries=EntryService(*args),
         imports=ImportService(*args),
-        reports=ReportService(*args),
-        rounds=RoundService(*args),
+        reports=ReportService(*args, translate=translate),
+        rounds=RoundService(*args, translate=translate),
         faq=FaqService(*args),
         inbox=InboxService(*args),
         lease=LeaseService(*args),

@@ -271,7 +271,9 @@ class ReportService(ServiceBase):
         reporter = _Progress(progress, self.progress_step)
         generated_at = self.clock.now()
         async with self._read_session() as session:
+            words = layout.Words(self.labels(language))
             meta, report_filter, resolved = await self._prepare(session, kind, scope, period, language, who)
+            meta["translate"] = words.catalogue.translate  # the writer's words (pickled by reference)
             meta["generated_at"] = generated_at
             meta["prepared_by"] = prepared_by if prepared_by is not None else (who.full_name if who else "")
             meta["document_number"] = number
@@ -318,9 +320,9 @@ class ReportService(ServiceBase):
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        summary = layout.summary_line(kind.value, data, language)
+        summary = layout.summary_line(kind.value, data, words)
         filename = layout.filename(
-            kind.value, meta["scope_token"], generated_at.astimezone(self.clock.tz), language
+            kind.value, meta["scope_token"], generated_at.astimezone(self.clock.tz), words
         )
         report = ReportFile(
             filename=filename,

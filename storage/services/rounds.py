@@ -967,10 +967,11 @@ class RoundService(ServiceBase):
         from exports import round_report
 
         data = await self.compiled_round(round_id, choice)
+        labels = self.labels(language)
         content = await asyncio.to_thread(
-            round_report.write_round_report, data, language, self.clock.tz, prepared_by
+            round_report.write_round_report, data, labels, self.clock.tz, prepared_by
         )
-        return content, round_report.filename(data, language, self.clock.tz), data
+        return content, round_report.filename(data, labels, self.clock.tz), data
 
     async def compile(
         self,
