@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import date, datetime
+from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,7 @@ GRADES_OF_LEVEL = {
 }
 _CLASS_WORDS = ("class", "lop")  # "Lớp 4A1" and "class 4A1" name the class 4A1
 _CLASS_NAME = re.compile(r"^(\d{1,2})[0-9A-Z/.\-_]*$")
+_PLAIN_CLASS_NAME = re.compile(r"[0-9]{1,2}[0-9A-Z/.\-_]*")
 _GENDER_WORDS = {
     "nam": Gender.MALE,
     "male": Gender.MALE,
@@ -121,6 +123,12 @@ def parse_date_of_birth(text: str | date, today: date, grade: int | None = None)
 
 def clean_class_name(text: str) -> str:
     """`lớp 4a1` → `4A1`, `6 / 2` → `6/2`: upper case, no spaces, starting with the grade."""
+    if type(text) is str and len(text) <= MAX_CLASS_NAME_LENGTH and _PLAIN_CLASS_NAME.fullmatch(text):
+        return text  # already clean: what the rule below returns for it
+    return _clean_class_name(text)
+
+
+def _clean_class_name(text: str) -> str:
     value = nfc(str(text))
     for word in _CLASS_WORDS:
         if fold(value[: len(word)]) == word:
@@ -135,10 +143,17 @@ def clean_class_name(text: str) -> str:
 
 
 def grade_of_class(class_name: str) -> int:
-    match = _CLASS_NAME.fullmatch(class_name)
-    if match is None:
+    grade = _class_grade(class_name)
+    if grade is None:
         raise DomainError("students.class_invalid", value=class_name)
-    return int(match.group(1))
+    return grade
+
+
+@lru_cache(maxsize=4096)
+def _class_grade(class_name: str) -> int | None:
+    """A file names a few dozen classes, 50,000 times: each is matched once."""
+    match = _CLASS_NAME.fullmatch(class_name)
+    return None if match is None else int(match.group(1))
 
 
 def check_grade(grade: int) -> int:
@@ -158,9 +173,24 @@ def level_label(level: SchoolLevel) -> str:
     return level.value.replace("_", "/")
 
 
+@cache
+def _gender_spellings() -> dict[str, Gender]:
+    """The usual spellings of the gender words as typed ("Nam", "Nữ", "NỮ"), each mapped as `fold`
+    maps it: a dictionary look-up instead of folding every cell."""
+    spellings: dict[str, Gender] = {}
+    for word in (*_GENDER_WORDS, "nữ", "gái"):
+        for spelling in (word, word.title(), word.upper()):
+            gender = _GENDER_WORDS.get(fold(spelling))
+            if gender is not None:
+                spellings[spelling] = gender
+    return spellings
+
+
 def parse_gender(value: Any) -> Gender | None:
     if value is None or isinstance(value, Gender):
         return value
+    if type(value) is str and value in _gender_spellings():
+        return _gender_spellings()[value]
     folded = fold(str(value))
     if not folded:
         return None
