@@ -26,6 +26,7 @@ python-calamine never evaluates formulas: a formula cell is read as the value Ex
 from __future__ import annotations
 
 import io
+import operator
 import re
 import struct
 import zipfile
@@ -138,8 +139,19 @@ class Table:
 
     def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """(Excel row number, values by field) of every data row."""
+        names, columns = list(self.columns), list(self.columns.values())
+        if len(columns) < 2:
+            for row in self.data_rows:
+                yield row + 1, self.record(row)
+            return
+        # `record` at C speed for the rows long enough to hold every column (nearly all of them).
+        pick, end, grid = operator.itemgetter(*columns), max(columns), self.grid
         for row in self.data_rows:
-            yield row + 1, self.record(row)
+            cells = grid[row]
+            yield (
+                row + 1,
+                dict(zip(names, pick(cells), strict=True)) if len(cells) > end else self.record(row),
+            )
 
 
 # --- refusing what must not be opened -------------------------------------------------------------
@@ -342,6 +354,13 @@ def _extent_scanner(name: str, limits: ReadLimits) -> _Extent | None:
 _XLSX_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?(row|c|dimension)(?=[\s/>])([^>]*)>")
 _XLSX_REF_ATTR = re.compile(rb"""(?:^|\s)(?:r|ref)\s*=\s*["']([^"']*)["']""")
 _CELL_REF = re.compile(rb"\$?([A-Za-z]*)\$?(\d*)")
+# The same tags as `_XLSX_TAG`, at the same places with the same ends (each alternative runs to the
+# first ">"), with the usual explicit forms taken apart: (letters, row) of `<c r="B12" …>`, (row) of
+# `<row r="12" …>`, and the name of any other form (a prefix, no `r`, `$`, a dimension, …).
+_XLSX_TAG_PARTS = re.compile(
+    rb'<(?:c r="([A-Z]{1,3})([1-9]\d{0,6})"(?=[\s/>])|row r="(\d{1,7})"(?=[\s/>])'
+    rb"|((?:[A-Za-z_][\w.\-]*:)?(?:row|c|dimension))(?=[\s/>]))[^>]*>"
+)
 
 
 def _column_number(letters: bytes) -> int:
@@ -378,8 +397,37 @@ class _XlsxSheetExtent(_Extent):
                 window, self.tail, self.skipping = window + self.tail[:_TAG_TAIL_MAX] + b">", b"", True
         else:
             self.tail = b""
-        for match in _XLSX_TAG.finditer(window):
-            self._tag(match.group(1), match.group(2))
+        if not self._explicit(window):
+            for match in _XLSX_TAG.finditer(window):
+                self._tag(match.group(1), match.group(2))
+
+    def _explicit(self, window: bytes) -> bool:
+        """The common case at C speed: when every cell and row tag of the window has its explicit
+        `r` (Excel, LibreOffice and every library we know write them), the extent is the largest row
+        and column among the cells, whatever their order, and the position after the window is the
+        last tag's. False (nothing done) for any other window, or one that would go over the limits:
+        `_tag` then reads it tag by tag, refusing at the same cell with the same figures."""
+        tags = _XLSX_TAG_PARTS.findall(window)
+        if not tags:
+            return True
+        letters, digits, _, others = zip(*tags, strict=True)
+        if any(others):
+            return False
+        cell_rows = [int(d) for d in set(digits) if d]
+        if not cell_rows:
+            rows, columns = self.rows, self.columns
+        else:
+            rows = max(self.rows, max(cell_rows))
+            columns = max(self.columns, max(_column_number(c) for c in set(letters) if c))
+        if rows > self.max_rows or columns > self.max_columns:
+            return False
+        self.rows, self.columns = rows, columns
+        last_letters, last_digits, last_row, _ = tags[-1]
+        if last_letters:
+            self.row, self.column = int(last_digits), _column_number(last_letters)
+        else:
+            self.row, self.column = int(last_row), 0
+        return True
 
     def _tag(self, name: bytes, attributes: bytes) -> None:
         found = _XLSX_REF_ATTR.search(attributes)
@@ -831,15 +879,89 @@ def xlsx_validations(content: bytes, sheet_name: str) -> tuple[list[ValidationRu
             if part is None:
                 return [], names
             with archive.open(part) as stream:
-                return _validations_in(stream), names
+                rules = _validations_around_cells(stream)
+            if rules is None:
+                with archive.open(part) as stream:
+                    rules = _validations_in(stream)
+            return rules, names
     except (KeyError, zipfile.BadZipFile, ElementTree.ParseError, ValueError, OSError):
         return [], []
 
 
+_SHEET_DATA_START = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?sheetData(?=[\s/>])[^>]*>")
+_SHEET_DATA_END = re.compile(rb"</(?:[A-Za-z_][\w.\-]*:)?sheetData\s*>")
+
+
+def _validations_around_cells(stream: Any) -> list[ValidationRule] | None:
+    """`_validations_in` without parsing the cells: the validations sit outside `<sheetData>`, which
+    holds nearly all of a sheet's bytes (parsing it took 0.5 s for 50,000 rows). The parser gets
+    the part with `<sheetData …>`'s content left out. None when that cut could differ from a full
+    parse — a comment, CDATA or processing instruction before or inside the cells, a validation
+    among the cells, a tag split oddly, anything the parser refuses — and the caller parses the
+    whole part instead (`tests/test_reader_fast_paths.py` holds the two equal)."""
+    parser = ElementTree.XMLPullParser(events=("end",))
+    rules: list[ValidationRule] = []
+    first = stream.read(CHUNK)
+    while len(first) < 256 and (more := stream.read(CHUNK)):
+        first += more  # the XML declaration whole, however the stream answers
+    declaration = first.find(b"?>") + 2 if first.startswith(b"<?xml") else 0
+    state = "before"  # then "inside" (skipping the cells), then "after"
+    tail = b""
+    try:
+        while chunk := first or stream.read(CHUNK):
+            first = b""
+            window = tail + chunk
+            tail = b""
+            if state == "before":
+                start = _SHEET_DATA_START.search(window)
+                if start is None:
+                    cut = window.rfind(b"<")
+                    window, tail = (window, b"") if cut == -1 else (window[:cut], window[cut:])
+                    if _not_plain(window, declaration) or len(tail) > _TAG_TAIL_MAX:
+                        return None
+                    parser.feed(window)
+                    declaration = 0
+                    continue
+                if _not_plain(window[: start.start()], declaration):
+                    return None
+                parser.feed(window[: start.end()])
+                window = window[start.end() :]
+                state = "after" if start.group().endswith(b"/>") else "inside"
+            if state == "inside":
+                end = _SHEET_DATA_END.search(window)
+                skipped = window if end is None else window[: end.start()]
+                if b"<!" in skipped or b"<?" in skipped or b"dataValidation" in skipped:
+                    return None  # what a full parse would read differently, or find in there
+                if end is None:
+                    tail = window[-64:]  # a closing tag split between two chunks
+                    continue
+                window = window[end.start() :]
+                state = "after"
+            parser.feed(window)
+            _collect_validations(parser.read_events(), rules)
+        if state != "after" or tail:
+            return None
+        parser.close()
+        _collect_validations(parser.read_events(), rules)
+    except ElementTree.ParseError:
+        return None
+    return [rule for rule in rules if rule.sqref]
+
+
+def _not_plain(xml: bytes, declaration: int) -> bool:
+    """A comment, CDATA, DOCTYPE or processing instruction (past the XML declaration's bytes)."""
+    return b"<!" in xml or b"<?" in xml[declaration:]
+
+
 def _validations_in(stream: Any) -> list[ValidationRule]:
     rules: list[ValidationRule] = []
+    _collect_validations(ElementTree.iterparse(stream), rules)
+    return [rule for rule in rules if rule.sqref]
+
+
+def _collect_validations(events: Any, rules: list[ValidationRule]) -> None:
     plain, extended = f"{{{_MAIN_NS}}}dataValidation", f"{{{_X14_NS}}}dataValidation"
-    for _, element in ElementTree.iterparse(stream):
+    for _, element in events:
         if element.tag == plain:
             rules.append(
                 ValidationRule(
@@ -860,7 +982,6 @@ def _validations_in(stream: Any) -> list[ValidationRule]:
             )
         elif element.tag == f"{{{_MAIN_NS}}}row":
             element.clear()  # the cells are not needed here: keep the memory flat
-    return [rule for rule in rules if rule.sqref]
 
 
 def read_table(content: bytes, filename: str, limits: ReadLimits) -> Table:
@@ -924,11 +1045,14 @@ def _data_rows(table: Table) -> list[int]:
     column numbers ("(1) (2) (3)" under the header of ministry forms), not the template's example
     row, not a total line."""
     columns = list(table.columns.values())
+    number_column = table.columns.get("row_number")
     found: list[int] = []
     first = table.header_row + 1
-    for index in range(first, len(table.grid)):
-        cells = table.grid[index]
+    grid = table.grid
+    for index in range(first, len(grid)):
+        cells = grid[index]
         size = len(cells)
+        # Inlined (50,000 rows): a value counts unless None, "" or white space only.
         filled = [
             value
             for value in (cells[c] for c in columns if c < size)
@@ -938,10 +1062,17 @@ def _data_rows(table: Table) -> list[int]:
             continue
         if not found and index <= first + 1 and _is_numbering(filled):
             continue
-        if is_example_mark(table.value(index, "row_number")):
-            continue
-        first_filled = next((c for c in cells if not is_blank(c)), None)
-        if is_total_mark(first_filled) and is_blank(table.value(index, "student_code")):
+        if number_column is not None and number_column < size:
+            number = cells[number_column]
+            if isinstance(number, str) and is_example_mark(number):
+                continue
+        first_filled = None
+        for cell in cells:
+            if not is_blank(cell):
+                first_filled = cell
+                break
+        total = isinstance(first_filled, str) and is_total_mark(first_filled)
+        if total and is_blank(table.value(index, "student_code")):
             continue
         found.append(index)
     return found
