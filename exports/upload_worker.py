@@ -14,6 +14,12 @@ time, the upload is refused with `excel.file.too_complex`; the bot keeps running
 Reading in another process also keeps the bot's event loop free: calamine holds the GIL while it
 parses, so reading in a thread of the bot held every other chat for as long as the parse took.
 
+A worker is started ahead of each upload: the bot keeps one spare process that has done its imports
+(~0.4 s of Python and python-calamine) and waits for its request; an upload takes it, and the next
+spare is started when that read is over. Each process still reads exactly one upload, capped after
+it has read its request, so a file that kills its worker kills nothing else, and the next upload
+gets a fresh process as before. `prestart()` starts the first spare (the bot at start-up, the bench).
+
 The request crosses the child's stdin as one pickle (the bytes, the file name, the limits); the
 answer comes back on stdout: ("ok", Table without its grid, peak RSS in KiB, number of slices) and
 the grid's slices, or ("refused", code, params, peak RSS).
@@ -23,13 +29,16 @@ The child only ever unpickles what the bot sent it; the bot unpickles what its o
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import io
 import logging
 import os
 import pickle
 import resource
+import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -87,7 +96,10 @@ def _peak_rss_kb() -> int:
 def _process_main() -> None:
     answer = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the answer
-    content, filename, limits = pickle.load(sys.stdin.buffer)
+    try:
+        content, filename, limits = pickle.load(sys.stdin.buffer)
+    except EOFError:
+        return  # a spare the bot never needed: it closed our stdin on its way out
     _cap(limits.worker_max_mb)
     try:
         table = read_table(content, filename, limits)
@@ -117,32 +129,85 @@ def _worker_environment() -> dict[str, str]:
     return environment
 
 
+_spare: subprocess.Popen[bytes] | None = None
+_spare_lock = threading.Lock()
+
+
+def _start_worker() -> subprocess.Popen[bytes]:
+    """A worker process: it imports what it needs, then waits for its request on stdin."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "exports.upload_worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_worker_environment(),
+    )
+
+
+def prestart() -> None:
+    """Start the spare worker now, if there is none (the bot at start-up; the bench)."""
+    global _spare
+    with _spare_lock:
+        if _spare is None or _spare.poll() is not None:
+            _spare = _start_worker()
+            atexit.register(_stop_spare)
+
+
+def _take_worker() -> subprocess.Popen[bytes]:
+    """The spare if it is still waiting, else a new worker."""
+    global _spare
+    with _spare_lock:
+        process, _spare = _spare, None
+    if process is not None and process.poll() is None:
+        return process
+    if process is not None:
+        _reap(process)
+    return _start_worker()
+
+
+def _stop_spare() -> None:
+    """At exit: the spare reads end-of-file and returns."""
+    global _spare
+    with _spare_lock:
+        process, _spare = _spare, None
+    if process is not None:
+        _reap(process)
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(Exception):
+        process.stdin.close()  # type: ignore[union-attr]
+    try:
+        process.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for stream in (process.stdout, process.stderr):
+        with contextlib.suppress(Exception):
+            stream.close()  # type: ignore[union-attr]
+
+
 async def read_in_worker(
     content: bytes, filename: str, limits: ReadLimits, *, timeout: float = TIMEOUT_SECONDS
 ) -> ReadOutcome:
     """Read `content` in a capped worker process; never raises for what the file does to it."""
     started = time.perf_counter()
     request = pickle.dumps((content, filename, limits), protocol=pickle.HIGHEST_PROTOCOL)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exports.upload_worker",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_worker_environment(),
-    )
+    process = _take_worker()
     try:
-        # communicate() writes the request (a child that dies early just stops reading it) and
-        # reads both pipes to the end.
-        raw, errors = await asyncio.wait_for(process.communicate(request), timeout)
-    except TimeoutError:
-        await _kill(process)
+        # communicate() in a thread (the process belongs to no event loop, so a spare outlives the
+        # loop that started it): it writes the request (a child that dies early just stops reading
+        # it) and reads both pipes to the end.
+        raw, errors = await asyncio.to_thread(process.communicate, request, timeout)
+    except subprocess.TimeoutExpired:
+        _kill(process)
         log.warning("upload worker killed after %.0f s reading %r", timeout, filename)
         return _too_complex(None, started)
     except BaseException:
-        await _kill(process)  # cancelled: the child must not outlive the request
+        _kill(process)  # cancelled: the child must not outlive the request
         raise
+    finally:
+        prestart()  # the next upload's worker starts while this one's rows are checked
     outcome = ReadOutcome(returncode=process.returncode, seconds=time.perf_counter() - started)
     reply: tuple[Any, ...] | None = None
     if process.returncode == 0 and raw:
@@ -175,12 +240,14 @@ async def _unpickle(raw: bytes) -> tuple[Any, ...]:
     return reply
 
 
-async def _kill(process: asyncio.subprocess.Process) -> None:
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the worker; its pipes are closed and its exit collected (the thread still in
+    `communicate` returns as the pipes close)."""
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
     with contextlib.suppress(BaseException):
-        await process.wait()
+        process.wait()
 
 
 def _too_complex(returncode: int | None, started: float) -> ReadOutcome:
