@@ -37,12 +37,24 @@ MIN_QUERY_LENGTH = 2
 UPDATABLE = ("full_name", "search_name", "date_of_birth", "class_name", "grade", "gender", "active")
 
 
+@dataclass(slots=True)
+class _Verdict:
+    """`RowVerdict` without pydantic's validation: a plan of 50,000 rows makes one per row
+    (`preview_upsert` hands out `RowVerdict`s)."""
+
+    index: int
+    code: str
+    outcome: str
+    error_code: str | None = None
+    error_params: dict[str, Any] | None = None
+
+
 @dataclass
 class _Plan:
     """What an upsert would do. Stored students are plain rows (`repo.rows_by_codes`), not ORM objects:
     an import compares 50,000 of them and writes with bulk statements."""
 
-    verdicts: list[RowVerdict] = field(default_factory=list)
+    verdicts: list[_Verdict] = field(default_factory=list)
     to_create: list[StudentIn] = field(default_factory=list)
     to_update: list[tuple[Row[Any], dict[str, Any]]] = field(default_factory=list)  # stored, changes
     unchanged: list[Row[Any]] = field(default_factory=list)
@@ -140,7 +152,16 @@ class StudentService(ServiceBase):
         """What `upsert_many` would do with each row, writing nothing (the import's verdict)."""
         async with self.sessionmaker() as session:
             plan = await self._plan(session, school_id, rows)
-            return plan.verdicts
+            return [
+                RowVerdict(
+                    index=v.index,
+                    code=v.code,
+                    outcome=v.outcome,
+                    error_code=v.error_code,
+                    error_params=v.error_params,
+                )
+                for v in plan.verdicts
+            ]
 
     async def upsert_many(
         self, school_id: int, rows: Sequence[StudentIn], *, actor_id: int | None
@@ -210,7 +231,7 @@ class StudentService(ServiceBase):
             except DomainError as error:
                 error.params.setdefault("row", index + 1)
                 plan.verdicts.append(
-                    RowVerdict(
+                    _Verdict(
                         index=index,
                         code=row.code,
                         outcome="rejected",
@@ -234,7 +255,7 @@ class StudentService(ServiceBase):
                 else:
                     plan.unchanged.append(student)
                     outcome = "unchanged"
-            plan.verdicts.append(RowVerdict(index=index, code=row.code, outcome=outcome))
+            plan.verdicts.append(_Verdict(index, row.code, outcome))
         return plan
 
     async def _apply(
