@@ -101,6 +101,7 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str) -> 
     step_log: list[str] = []
     direct = direct_sqlite(services.sessionmaker)
     direct_before = direct.calls if direct is not None else 0
+    direct_cpu = direct.cpu if direct is not None else 0.0
 
     @event.listens_for(Engine, "before_cursor_execute")
     def _count(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -134,7 +135,9 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str) -> 
     print(", ".join(f"{saved[k]} {k} records saved of {flows + 1 + trace} flows" for k in kinds))
     if direct is not None:
         hops = (direct.calls - direct_before) / updates
-        print(f"{hops:.2f} one-hop calls per update (storage.db.SqliteDirect)")
+        in_threads = (direct.cpu - direct_cpu) / updates * 1000
+        where = "storage.db.SqliteDirect"
+        print(f"{hops:.2f} one-hop calls per update ({where}): {in_threads:.2f} ms CPU in its threads")
     for title, counted in (("through SQLAlchemy sessions", statements), ("inside one-hop calls", in_hops)):
         total = sum(counted.values())
         kinds_text = "\n  ".join(f"{k} {v / updates:.2f}" for k, v in counted.most_common(14))

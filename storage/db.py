@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +120,7 @@ class SqliteDirect:
         self._connections: dict[bool, sqlite3.Connection] = {}
         self._core_connections: dict[bool, Connection] = {}
         self.calls = 0  # reads and writes made (the benches count them)
+        self.cpu = 0.0  # CPU seconds the worker threads spent in them (the benches show it)
         # The worker thread ends when this object is collected (tests make thousands of engines).
         weakref.finalize(self, self._executor.shutdown, wait=False)
         weakref.finalize(self, self._reader.shutdown, wait=False)
@@ -138,18 +140,26 @@ class SqliteDirect:
         return connection
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return fn(self._connect(False))
+        began = time.thread_time()
+        try:
+            return fn(self._connect(False))
+        finally:
+            self.cpu += time.thread_time() - began
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        began = time.thread_time()
         connection = self._connect(True)
-        connection.execute("BEGIN IMMEDIATE")
         try:
-            result = fn(connection)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-        return result
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+        finally:
+            self.cpu += time.thread_time() - began
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`fn` with autocommit: each of its statements sees the latest committed state."""
@@ -196,6 +206,7 @@ class SqliteDirect:
         return connection
 
     def _core(self, write: bool, fn: Callable[[Connection], T]) -> T:
+        began = time.thread_time()
         connection = self._core_connection(write)
         raw = self._connect(write)
         try:
@@ -212,6 +223,7 @@ class SqliteDirect:
             # SQLAlchemy's own bookkeeping of the connection; SQLite has nothing open any more (the
             # driver's rollback does nothing outside a transaction).
             connection.rollback()
+            self.cpu += time.thread_time() - began
 
 
 class _SQLiteSessionmaker(async_sessionmaker[AsyncSession]):

@@ -6,10 +6,11 @@ through `run_sync`."""
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, case, func, select, update
+from sqlalchemy import CursorResult, and_, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -89,6 +90,7 @@ async def release_one(session: AsyncSession, batch_id: int) -> None:
 
 
 def _handover_counts() -> Any:
+    """Gifts, open loans and returned loans of each batch of the school `:school_id`."""
     open_loan = and_(Handover.kind == HandoverKind.LOAN, Handover.returned_on.is_(None))
     return (
         select(
@@ -97,9 +99,39 @@ def _handover_counts() -> Any:
             func.sum(case((open_loan, 1), else_=0)).label("open_loans"),
             func.sum(case((Handover.returned_on.is_not(None), 1), else_=0)).label("returned_loans"),
         )
+        # Only the school's batches are counted: the handovers of the whole district are not read.
+        .where(
+            Handover.batch_id.in_(
+                select(DonationBatch.id).where(DonationBatch.school_id == bindparam("school_id"))
+            )
+        )
         .group_by(Handover.batch_id)
         .subquery()
     )
+
+
+@functools.cache
+def _batches_query(by_id: bool, with_stock_only: bool) -> Any:
+    """Built once per kind (the handover flow asks on most of its steps); values bound at execution."""
+    counts = _handover_counts()
+    query = (
+        select(
+            DonationBatch,
+            Donor.name,
+            func.coalesce(counts.c.gifts, 0),
+            func.coalesce(counts.c.open_loans, 0),
+            func.coalesce(counts.c.returned_loans, 0),
+        )
+        .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
+        .outerjoin(counts, counts.c.batch_id == DonationBatch.id)
+        .where(DonationBatch.school_id == bindparam("school_id"))
+        .order_by(DonationBatch.received_on.desc(), DonationBatch.id.desc())
+    )
+    if by_id:
+        query = query.where(DonationBatch.id.in_(bindparam("batch_ids", expanding=True)))
+    if with_stock_only:
+        query = query.where(DonationBatch.allocated < DonationBatch.quantity)
+    return query
 
 
 async def batches_with_counts(
@@ -122,25 +154,11 @@ def batches_with_counts_sync(
     batch_ids: list[int] | None = None,
     with_stock_only: bool = False,
 ) -> list[tuple[DonationBatch, str | None, int, int, int]]:
-    counts = _handover_counts()
-    query = (
-        select(
-            DonationBatch,
-            Donor.name,
-            func.coalesce(counts.c.gifts, 0),
-            func.coalesce(counts.c.open_loans, 0),
-            func.coalesce(counts.c.returned_loans, 0),
-        )
-        .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
-        .outerjoin(counts, counts.c.batch_id == DonationBatch.id)
-        .where(DonationBatch.school_id == school_id)
-        .order_by(DonationBatch.received_on.desc(), DonationBatch.id.desc())
-    )
+    query = _batches_query(batch_ids is not None, with_stock_only)
+    params: dict[str, Any] = {"school_id": school_id}
     if batch_ids is not None:
-        query = query.where(DonationBatch.id.in_(batch_ids))
-    if with_stock_only:
-        query = query.where(DonationBatch.allocated < DonationBatch.quantity)
-    result = session.execute(query)
+        params["batch_ids"] = list(batch_ids)
+    result = session.execute(query, params)
     return [
         (batch, donor, int(gifts), int(loans), int(returned))
         for batch, donor, gifts, loans, returned in result

@@ -13,11 +13,13 @@ what was reported stays as reported. A send-back (before approval) or a reopen (
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -67,29 +69,44 @@ def period_locks_sync(
     found: dict[int, list[PeriodLock]] = {school_id: [] for school_id in ids}
     if not ids:
         return found
-    rows = session.execute(
-        select(RoundSubmission, ReportingRound)
-        .join(ReportingRound, ReportingRound.id == RoundSubmission.round_id)
-        .where(
-            RoundSubmission.school_id.in_(ids),
-            RoundSubmission.track == track,
-            RoundSubmission.status.in_(LOCKING_STATUSES),
-        )
-        .order_by(ReportingRound.period_end.desc(), ReportingRound.id.desc())
-    )
-    for submission, rnd in rows:
-        found[submission.school_id].append(
+    rows = session.execute(_locks_query(), {"ids": ids, "track": SubmissionTrack(track)})
+    for school_id, track_, status, round_id, name, start, end in rows:
+        found[school_id].append(
             PeriodLock(
-                round_id=rnd.id,
-                round_name=rnd.name,
-                school_id=submission.school_id,
-                track=submission.track,
-                period_start=rnd.period_start,
-                period_end=rnd.period_end,
-                status=submission.status,
+                round_id=round_id,
+                round_name=name,
+                school_id=school_id,
+                track=track_,
+                period_start=start,
+                period_end=end,
+                status=status,
             )
         )
     return found
+
+
+@functools.cache
+def _locks_query() -> Select[Any]:
+    """Built once (every record's save and a flow's date step ask it): plain columns, bound values."""
+    submission, rnd = RoundSubmission.__table__.c, ReportingRound.__table__.c
+    return (
+        select(
+            submission.school_id,
+            submission.track,
+            submission.status,
+            rnd.id,
+            rnd.name,
+            rnd.period_start,
+            rnd.period_end,
+        )
+        .join_from(RoundSubmission.__table__, ReportingRound.__table__, rnd.id == submission.round_id)
+        .where(
+            submission.school_id.in_(bindparam("ids", expanding=True)),
+            submission.track == bindparam("track"),
+            submission.status.in_(LOCKING_STATUSES),
+        )
+        .order_by(rnd.period_end.desc(), rnd.id.desc())
+    )
 
 
 async def school_locks(session: AsyncSession, school_id: int, track: SubmissionTrack) -> list[PeriodLock]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -72,12 +73,18 @@ async def in_school(
 def in_school_sync(
     session: Session, student_id: int, school_id: int, *, for_update: bool = False
 ) -> Student | None:
+    return session.scalar(_in_school_query(for_update), {"student_id": student_id, "school_id": school_id})
+
+
+@functools.cache
+def _in_school_query(for_update: bool) -> Any:
+    """Built once (a flow's steps and every save ask it); values bound at execution."""
     query = select(Student).where(
-        Student.id == student_id, Student.school_id == school_id, Student.active.is_(True)
+        Student.id == bindparam("student_id"),
+        Student.school_id == bindparam("school_id"),
+        Student.active.is_(True),
     )
-    if for_update:
-        query = query.with_for_update()
-    return session.scalar(query)
+    return query.with_for_update() if for_update else query
 
 
 async def by_codes(session: AsyncSession, codes: Iterable[str]) -> dict[str, Student]:

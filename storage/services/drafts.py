@@ -10,7 +10,7 @@ import sqlite3
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -61,14 +61,16 @@ def _convert(processor: Any, value: Any) -> Any:
     return processor(value) if processor is not None else value
 
 
+# A plain DELETE of the table (the ORM's bulk delete would look for the rows in the session first).
+_FINISH = delete(ConversationDraft.__table__).where(
+    _COLUMNS.telegram_user_id == bindparam("user"), _COLUMNS.flow == bindparam("flow")
+)
+
+
 def finish_sync(session: Session, telegram_user_id: int, flow: str) -> None:
     """Delete a flow's draft inside a service's own transaction (its record saved together with the
     draft's end: one transaction, on SQLite one thread hop; a refused save keeps the draft)."""
-    session.execute(
-        delete(ConversationDraft).where(
-            ConversationDraft.telegram_user_id == telegram_user_id, ConversationDraft.flow == flow
-        )
-    )
+    session.execute(_FINISH, {"user": telegram_user_id, "flow": flow})
 
 
 class DraftService(ServiceBase):

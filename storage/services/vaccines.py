@@ -738,7 +738,8 @@ class VaccineService(ServiceBase):
         )
         if locked is not None:
             check.errors.append(locked)
-        product = session.get(VaccineProduct, data.product_id)
+        products = _all_products_sync(session)  # the rules need them all; the chosen one is among them
+        product = products.get(data.product_id)
         if product is None or not (product.active or allow_inactive_product):
             check.errors.append(Finding(code="vaccines.unknown_product"))
             return check, None
@@ -753,7 +754,7 @@ class VaccineService(ServiceBase):
             product_other_name=data.product_other_name,
             others=others,
         )
-        errors, warnings = judge_dose(facts, _all_products_sync(session), self.clock.today())
+        errors, warnings = judge_dose(facts, products, self.clock.today())
         check.errors.extend(errors)
         check.warnings.extend(warnings)
         return check, product
