@@ -153,7 +153,8 @@ class _Row:
 
     @property
     def ok(self) -> bool:
-        return not any(not issue.warning for issue in self.result.issues)
+        issues = self.result.issues
+        return not issues or not any(not issue.warning for issue in issues)
 
     def reject(self, name: str | None, error: DomainError, *, warning: bool = False) -> None:
         target = name if name is not None else ERROR_FIELDS.get(error.code)
@@ -429,7 +430,8 @@ class _Plan:
             await _breathe(index)
             row = _Row(RowResult(number), values)
             for name in required:
-                if is_blank(values.get(name)):
+                value = values.get(name)  # `is_blank`, inlined: 200,000 cells
+                if value is None or (isinstance(value, str) and not value.strip()):
                     row.reject(name, DomainError("excel.cell.required", column=name))
             self.rows.append(row)
         await self._schools(session)
