@@ -21,6 +21,7 @@ from typing import Protocol
 from urllib.parse import urlencode
 
 import aiohttp
+import httpx
 from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
@@ -59,8 +60,9 @@ class Sender(Protocol):
 
 
 class AiohttpSender:
-    """One aiohttp session: `connections` kept alive (30 s idle), proxies from the environment
-    (HTTPS_PROXY, ALL_PROXY, NO_PROXY — what httpx's `trust_env` reads) or `proxy`."""
+    """One aiohttp session: `connections` kept alive (30 s idle), the certificate authorities httpx
+    trusted (certifi's, or SSL_CERT_FILE / SSL_CERT_DIR), proxies from the environment (HTTP_PROXY,
+    HTTPS_PROXY, NO_PROXY; not ALL_PROXY) or `proxy`."""
 
     def __init__(self, connections: int, proxy: str | None = None, trust_env: bool = True) -> None:
         self.connections = connections
@@ -74,7 +76,8 @@ class AiohttpSender:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self.connections, limit_per_host=0, keepalive_timeout=30
+                    limit=self.connections, limit_per_host=0, keepalive_timeout=30,
+                    ssl=httpx.create_ssl_context(),
                 ),
                 # Exactly the headers PTB's client sends; no cookies kept between calls.
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -110,7 +113,7 @@ class AiohttpSender:
         try:
             async with self._session.request(
                 method, target, data=body, headers=headers, timeout=_client_timeout(timeouts),
-                proxy=proxy, proxy_auth=proxy_auth,
+                proxy=proxy, proxy_auth=proxy_auth, allow_redirects=False,  # as httpx: none followed
             ) as response:
                 return response.status, await response.read()
         except TimeoutError as exc:  # aiohttp's timeouts all derive from it

@@ -46,6 +46,10 @@ class Api:
     paths: list[str] = field(default_factory=list)
     answers: dict[str, Any] = field(default_factory=dict)  # method -> Answer
 
+    async def download(self, request: web.Request) -> web.Response:
+        self.paths.append(str(request.url))
+        return web.Response(body=b"XLSX" + request.match_info["path"].encode())
+
     async def handle(self, request: web.Request) -> web.Response:
         self.connections.add(id(request.transport))
         self.paths.append(str(request.url))
@@ -62,6 +66,8 @@ class Api:
             return await self.answers[method](fields)
         if method == "getMe":
             result: Any = ME
+        elif method == "getFile":
+            result = {"file_id": fields["file_id"], "file_unique_id": "u1", "file_path": "documents/ds.xlsx"}
         elif method == "getUpdates":
             await asyncio.sleep(float(fields.get("timeout", 0)))  # a long poll with nothing new
             result = []
@@ -75,6 +81,7 @@ async def api() -> AsyncIterator[tuple[Api, str]]:
     state = Api()
     app = web.Application()
     app.router.add_route("*", "/bot{token}/{method}", state.handle)
+    app.router.add_get("/file/bot{token}/{path:.*}", state.download)
     async with TestServer(app, host="127.0.0.1") as server:
         yield state, str(server.make_url(""))
 
@@ -94,7 +101,10 @@ def error(status: int, description: str, **parameters: Any) -> Answer:
 
 def bot_for(base: str, request: BotApiRequest | None = None) -> Bot:
     request = request or build_request(make_settings("sqlite+aiosqlite://"))
-    return Bot(TOKEN, base_url=f"{base}/bot", request=request, get_updates_request=BotApiRequest(2))
+    return Bot(
+        TOKEN, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot", request=request,
+        get_updates_request=BotApiRequest(2),
+    )
 
 
 async def test_method_call_with_keyboard(api: tuple[Api, str]) -> None:
@@ -121,6 +131,14 @@ async def test_document_upload_is_multipart_with_the_file_name_intact(api: tuple
     [(filename, _content_type, received)] = state.files.values()
     assert filename == "Báo cáo tháng 11.xlsx"
     assert received == content
+
+
+async def test_file_download_is_a_get(api: tuple[Api, str]) -> None:
+    state, base = api
+    async with bot_for(base) as bot:
+        file = await bot.get_file("f1")
+        assert bytes(await file.download_as_bytearray()) == b"XLSXdocuments/ds.xlsx"
+    assert state.paths[-1].endswith(f"/file/bot{TOKEN}/documents/ds.xlsx")
 
 
 async def test_slow_answer_is_timed_out(api: tuple[Api, str]) -> None:
