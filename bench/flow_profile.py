@@ -162,18 +162,21 @@ async def traced(
     for kind in kinds:
         print(f"--- {kind}: statements through SQLAlchemy and one-hop calls of each update")
         hops = direct.calls if direct is not None else 0
+        cpu = direct.cpu if direct is not None else 0.0
         step_log.clear()
         number = 0
 
         async def mark(label: str) -> None:
-            nonlocal hops, number
+            nonlocal hops, number, cpu
             number += 1
-            now = direct.calls if direct is not None else 0
-            print(f"{number}. {label}: {now - hops} one-hop calls; {len(step_log)} statements")
+            now, cpu_now = (direct.calls, direct.cpu) if direct is not None else (0, 0.0)
+            spent = (cpu_now - cpu) * 1000
+            calls = f"{now - hops} one-hop calls ({spent:.2f} ms CPU)"
+            print(f"{number}. {label}: {calls}; {len(step_log)} statements")
             for line in step_log:
                 print(f"     {line}")
             step_log.clear()
-            hops = now
+            hops, cpu = now, cpu_now
 
         code = next(codes)
         if kind == "handover":

@@ -69,7 +69,10 @@ def period_locks_sync(
     found: dict[int, list[PeriodLock]] = {school_id: [] for school_id in ids}
     if not ids:
         return found
-    rows = session.execute(_locks_query(), {"ids": ids, "track": SubmissionTrack(track)})
+    if len(ids) == 1:  # a record's own school (the hot path): no list to expand into the statement
+        rows = session.execute(_locks_query(False), {"school_id": ids[0], "track": SubmissionTrack(track)})
+    else:
+        rows = session.execute(_locks_query(True), {"ids": ids, "track": SubmissionTrack(track)})
     for school_id, track_, status, round_id, name, start, end in rows:
         found[school_id].append(
             PeriodLock(
@@ -86,7 +89,7 @@ def period_locks_sync(
 
 
 @functools.cache
-def _locks_query() -> Select[Any]:
+def _locks_query(many: bool) -> Select[Any]:
     """Built once (every record's save and a flow's date step ask it): plain columns, bound values."""
     submission, rnd = RoundSubmission.__table__.c, ReportingRound.__table__.c
     return (
@@ -101,7 +104,9 @@ def _locks_query() -> Select[Any]:
         )
         .join_from(RoundSubmission.__table__, ReportingRound.__table__, rnd.id == submission.round_id)
         .where(
-            submission.school_id.in_(bindparam("ids", expanding=True)),
+            submission.school_id.in_(bindparam("ids", expanding=True))
+            if many
+            else submission.school_id == bindparam("school_id"),
             submission.track == bindparam("track"),
             submission.status.in_(LOCKING_STATUSES),
         )
