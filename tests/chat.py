@@ -156,6 +156,12 @@ class Person:
         return [str(a.get("text")) for a in self.harness.api.callback_answers if a.get("text")]
 
 
+async def step_of(services: Services, person: Person, flow: str) -> int | None:
+    """The step `person`'s draft of `flow` stands at (None when there is no draft)."""
+    draft = await services.drafts.get(person.id, flow)
+    return draft.step if draft else None
+
+
 @dataclass
 class Harness:
     services: Services

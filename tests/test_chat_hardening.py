@@ -12,7 +12,7 @@ from bot.sending import CAPTION_LIMIT, MESSAGE_LIMIT, split_text, telegram_lengt
 from conversations.handover import Step
 from storage.models import Handover
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.factories import make_world
 from tests.test_handover_flow import AN, BINH, CONFIRM, EDIT, GIFT, LOAN, SKIP, batch_label, make_batch
 
@@ -23,11 +23,6 @@ DONE = "không còn dùng được"
 async def handover_students(services: Services) -> list[int]:
     async with services.sessionmaker() as session:
         return list(await session.scalars(select(Handover.student_id).order_by(Handover.id)))
-
-
-async def step_of(services: Services, person: Person) -> int | None:
-    draft = await services.drafts.get(person.id, "handover")
-    return draft.step if draft else None
 
 
 def button_data(message: dict, label: str) -> str:
@@ -70,7 +65,7 @@ async def test_an_old_summarys_confirm_never_saves_the_current_draft(services: S
     assert await handover_students(services) == []
     assert OUTDATED in teacher.alerts()[-1]
     assert BINH in teacher.last_text() and teacher.buttons()[0] == CONFIRM  # the current summary again
-    assert await step_of(services, teacher) == Step.SUMMARY
+    assert await step_of(services, teacher, "handover") == Step.SUMMARY
 
     await teacher.tap(CONFIRM)
     assert await handover_students(services) == [world.student_ids["HS0002"]]
@@ -103,7 +98,7 @@ async def test_buttons_carry_the_draft_stamp_and_a_forged_one_is_stale(services:
     forged = re.sub(r"~[0-9a-z]+:", "~zzz9:", data)
     await harness.deliver(harness.api.callback_query(teacher.user, teacher.bot_messages()[-1], forged))
     assert OUTDATED in teacher.alerts()[-1]
-    assert await step_of(services, teacher) == Step.BATCH
+    assert await step_of(services, teacher, "handover") == Step.BATCH
 
 
 # --- finding 9: an old button after a crash --------------------------------------------------------
@@ -122,14 +117,14 @@ async def test_an_old_button_after_a_restart_reasks_the_current_question(
     kind_question = teacher.bot_messages()[-1]
     old_loan = button_data(kind_question, LOAN)
     await teacher.tap(GIFT)
-    assert await step_of(services, teacher) == Step.DATE
+    assert await step_of(services, teacher, "handover") == Step.DATE
     await harness.restart()
 
     await harness.deliver(harness.api.callback_query(teacher.user, kind_question, old_loan))
     alert = teacher.alerts()[-1]
     assert OUTDATED in alert and DONE not in alert
     assert "Ngày bàn giao" in teacher.last_text() or "ngày" in teacher.last_text().lower()
-    assert await step_of(services, teacher) == Step.DATE
+    assert await step_of(services, teacher, "handover") == Step.DATE
     await teacher.tap("Hôm nay")
     await teacher.tap(SKIP)
     await teacher.tap(CONFIRM)
@@ -219,7 +214,7 @@ async def test_a_huge_typed_answer_is_refused_at_the_step(services: Services, ha
     for huge in ("n" * 5000, "<&>" * 2000):
         await teacher.send(huge)
         assert "quá dài" in teacher.last_text() and "Có lỗi" not in " ".join(teacher.texts())
-        assert await step_of(services, teacher) == Step.SEARCH
+        assert await step_of(services, teacher, "handover") == Step.SEARCH
     await teacher.send("/resume")
     assert "Có lỗi" not in teacher.last_text()
     await teacher.send("nguyen van an")
@@ -229,7 +224,7 @@ async def test_a_huge_typed_answer_is_refused_at_the_step(services: Services, ha
     await teacher.send("ngày " + "9" * 900)
     reply = teacher.last_text()
     assert "Có lỗi" not in reply and telegram_length(reply) < 600
-    assert await step_of(services, teacher) == Step.DATE
+    assert await step_of(services, teacher, "handover") == Step.DATE
 
 
 async def test_every_reply_fits_even_when_the_text_is_too_long(services: Services, harness: Harness):

@@ -18,7 +18,7 @@ from storage.models import (
 )
 from storage.schemas.devices import DonorIn
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.conftest import TZ
 from tests.factories import World, make_world
 
@@ -31,11 +31,6 @@ NEW = "✨ Mới"
 CONFIRM = "✅ Xác nhận"
 EDIT = "✏️ Sửa"
 SKIP = "Bỏ qua"
-
-
-async def step_of(services: Services, person: Person) -> int | None:
-    draft = await services.drafts.get(person.id, "donation")
-    return draft.step if draft else None
 
 
 async def batches(services: Services) -> list[DonationBatch]:
@@ -130,7 +125,7 @@ async def test_happy_path_other_source_with_a_new_donor(services: Services, harn
     assert batch.condition is DeviceCondition.USED and batch.specs == "Core i5, RAM 8GB, SSD 256GB"
     assert batch.receipt_photo_file_id and batch.receipt_photo_file_id.startswith("FILE")
     assert batch.entered_by_id == world.staff_ids["teacher"] and not batch.entered_late
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "donation") is None
     # The offered button goes straight into /handover with this batch.
     await teacher.tap("🎁 Bàn giao máy của lô này")
     assert "Học sinh nhận máy là ai?" in teacher.last_text()
@@ -183,7 +178,7 @@ async def test_a_wrong_answer_at_every_step_stays_at_the_step(services: Services
     async def wrong(answer: str, hint: str, step: Step) -> None:
         await teacher.send(answer)
         assert hint in teacher.last_text(), teacher.last_text()
-        assert await step_of(services, teacher) == step
+        assert await step_of(services, teacher, "donation") == step
 
     await teacher.send("/donation")
     await wrong("tivi", "Nguồn «tivi» không hợp lệ", Step.SOURCE)
@@ -234,7 +229,7 @@ async def test_cancel_saves_nothing(services: Services, harness: Harness) -> Non
     await teacher.tap("Doanh nghiệp")
     await teacher.send("/cancel")
     assert "Đã huỷ <b>phiếu nhận thiết bị tài trợ</b>" in teacher.last_text()
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "donation") is None
     assert await batches(services) == [] and await donors(services) == []
 
 
@@ -301,7 +296,7 @@ async def test_another_school_cannot_see_or_pick_this_schools_donor(
     message = other.bot_messages()[-1]
     await harness.deliver(harness.api.callback_query(other.user, message, f"donation:donor:{donor_id}"))
     assert "Không tìm thấy nhà tài trợ này" in other.last_text()
-    assert await step_of(services, other) == Step.DONOR
+    assert await step_of(services, other, "donation") == Step.DONOR
 
 
 async def test_another_role_is_refused(services: Services, harness: Harness) -> None:
@@ -309,4 +304,4 @@ async def test_another_role_is_refused(services: Services, harness: Harness) -> 
     specialist = harness.person("primary_specialist")
     await specialist.send("/donation")
     assert "Vai trò của bạn không được làm việc này" in specialist.last_text()
-    assert await step_of(services, specialist) is None
+    assert await step_of(services, specialist, "donation") is None

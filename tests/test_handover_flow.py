@@ -12,7 +12,7 @@ from conversations.loan_return import Step as ReturnStep
 from storage.models import AuditLog, DonationBatch, Handover, HandoverKind, Role, Staff
 from storage.schemas.devices import BatchIn, BatchOut, DonorIn, HandoverIn
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.conftest import TZ
 from tests.factories import World, make_world
 
@@ -26,11 +26,6 @@ EDIT = "✏️ Sửa"
 SKIP = "Bỏ qua"
 AGAIN = "➡️ Bàn giao tiếp từ lô này"
 SECOND = "⚠️ Tôi đã kiểm tra, vẫn bàn giao"
-
-
-async def step_of(services: Services, person: Person, flow: str = "handover") -> int | None:
-    draft = await services.drafts.get(person.id, flow)
-    return draft.step if draft else None
 
 
 async def make_batch(
@@ -156,7 +151,7 @@ async def test_a_wrong_answer_at_every_step_stays_at_the_step(services: Services
     async def wrong(answer: str, hint: str, step: Step) -> None:
         await teacher.send(answer)
         assert hint in teacher.last_text(), teacher.last_text()
-        assert await step_of(services, teacher) == step
+        assert await step_of(services, teacher, "handover") == step
 
     await teacher.send("/handover")
     await wrong("lô 1", "Hãy bấm một nút", Step.BATCH)
@@ -165,7 +160,7 @@ async def test_a_wrong_answer_at_every_step_stays_at_the_step(services: Services
     await teacher.send("nguyen van an")
     await teacher.tap(AN)  # already holds a device of this batch: said now, still choosing the student
     assert "đã nhận thiết bị từ lô này ngày 15/11/2021" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.SEARCH
+    assert await step_of(services, teacher, "handover") == Step.SEARCH
     await teacher.send("HS0004")
     await teacher.tap(CUONG)
     await wrong("bán", "Hình thức «bán» không hợp lệ", Step.KIND)
@@ -232,7 +227,7 @@ async def test_cancel_saves_nothing(services: Services, harness: Harness) -> Non
     await teacher.tap("✖️ Huỷ")
     assert "Đã huỷ <b>phiếu bàn giao thiết bị</b>. 4 câu trả lời" in teacher.last_text()
     assert await handovers(services) == [] and await allocated(services, batch.id) == 0
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "handover") is None
 
 
 async def test_restart_mid_flow_and_continue(services: Services, harness: Harness) -> None:
@@ -267,7 +262,7 @@ async def test_another_school_cannot_see_or_pick_this_schools_batch_or_students(
     message = other.bot_messages()[-1]
     await harness.deliver(harness.api.callback_query(other.user, message, f"handover:batch:{ours.id}"))
     assert "Không tìm thấy lô thiết bị này" in other.last_text()
-    assert await step_of(services, other) == Step.BATCH
+    assert await step_of(services, other, "handover") == Step.BATCH
     await other.tap(batch_label(theirs))
     await other.send("Nguyễn Văn An")
     assert "Không tìm thấy học sinh nào" in other.last_text()
@@ -275,12 +270,12 @@ async def test_another_school_cannot_see_or_pick_this_schools_batch_or_students(
     student = world.student_ids["HS0001"]
     await harness.deliver(harness.api.callback_query(other.user, message, f"handover:pick:id:{student}"))
     assert "Không tìm thấy học sinh này trong trường của bạn" in other.last_text()
-    assert await step_of(services, other) == Step.SEARCH
+    assert await step_of(services, other, "handover") == Step.SEARCH
     # «Bàn giao tiếp» with the other school's batch: refused, nothing started.
     await other.send("/cancel")
     await harness.deliver(harness.api.callback_query(other.user, message, f"handover:again:{ours.id}"))
     assert "Không tìm thấy lô thiết bị này" in other.last_text()
-    assert await step_of(services, other) is None
+    assert await step_of(services, other, "handover") is None
     assert await handovers(services) == []
 
 
@@ -346,7 +341,8 @@ async def test_two_confirms_of_the_last_device_at_once(services: Services, harne
     )
     assert any("Đã lưu" in t for t in winner.texts())
     assert "Lô này đã hết thiết bị" in loser.last_text() and "Chưa có gì được lưu" in loser.last_text()
-    assert await step_of(services, loser) == Step.SUMMARY  # nothing else changed: the summary is still there
+    # nothing else changed: the summary is still there
+    assert await step_of(services, loser, "handover") == Step.SUMMARY
     async with services.sessionmaker() as session:
         audits = await session.scalar(select(func.count(AuditLog.id)).where(AuditLog.entity == "handover"))
     assert audits == 1
@@ -462,4 +458,4 @@ async def test_another_role_is_refused(services: Services, harness: Harness) -> 
     for command in ("/handover", "/return"):
         await specialist.send(command)
         assert "Vai trò của bạn không được làm việc này" in specialist.last_text()
-    assert await step_of(services, specialist) is None
+    assert await step_of(services, specialist, "handover") is None

@@ -13,7 +13,7 @@ from storage.schemas.csdl import CsdlMenu
 from storage.schemas.students import is_provisional_code
 from storage.services import Services
 from storage.services.csdl import CsdlService
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.factories import make_world
 from tests.test_my_entries import teacher_batch
 
@@ -31,11 +31,6 @@ async def students_named(services: Services, name: str) -> list[Student]:
 async def count(services: Services, model: type) -> int:
     async with services.sessionmaker() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
-
-
-async def step_of(services: Services, person: Person, flow: str) -> int | None:
-    draft = await services.drafts.get(person.id, flow)
-    return draft.step if draft else None
 
 
 async def add_new(person: Person, *, code: str | None = None) -> None:

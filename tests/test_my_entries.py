@@ -24,7 +24,7 @@ from storage.schemas.devices import BatchIn, BatchOut, DonorIn, HandoverIn, Hand
 from storage.schemas.needs import NeedIn
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.factories import World, make_world
 from tests.test_donations_service import lock_school
 
@@ -35,11 +35,6 @@ SAVE = "✅ Lưu thay đổi"
 def entries(person: Person) -> list[str]:
     """The record buttons of the latest list (not its paging, filter or search buttons)."""
     return [b for b in person.buttons() if " · " in b]
-
-
-async def step_of(services: Services, person: Person) -> int | None:
-    draft = await services.drafts.get(person.id, "my")
-    return draft.step if draft else None
 
 
 async def audits(services: Services, entity: str) -> list[AuditLog]:
@@ -160,7 +155,7 @@ async def test_lists_all_four_kinds_and_edits_a_batch_with_an_audit_row(
         DELETE,
         "◀️ Danh sách",
     ]
-    assert await step_of(services, teacher) is None  # only looking: nothing is held open
+    assert await step_of(services, teacher, "my") is None  # only looking: nothing is held open
     await teacher.tap("◀️ Danh sách")
     assert len(entries(teacher)) == 4
     await teacher.tap(batch_button(batch))
@@ -168,7 +163,7 @@ async def test_lists_all_four_kinds_and_edits_a_batch_with_an_audit_row(
     assert "Số lượng: đang ghi <b>10</b>" in teacher.last_text()
     await teacher.send("mười hai")
     assert "không phải là số nguyên" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.VALUE
+    assert await step_of(services, teacher, "my") == Step.VALUE
     await teacher.send("12")
     assert "10 → <b>12</b>" in teacher.last_text()
     await teacher.tap(SAVE)
@@ -177,7 +172,7 @@ async def test_lists_all_four_kinds_and_edits_a_batch_with_an_audit_row(
     update = [a for a in await audits(services, "donation_batch") if a.action is AuditAction.UPDATE]
     assert len(update) == 1 and update[0].actor_id == world.staff_ids["teacher"]
     assert update[0].before["quantity"] == 10 and update[0].after["quantity"] == 12
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "my") is None
     # Looking at a record does not block starting another flow.
     await teacher.send("/my")
     await teacher.tap(DOSE_BUTTON)
@@ -231,13 +226,13 @@ async def test_delete_a_handover_and_a_batch_with_handovers_is_refused(
     texts = teacher.new_texts()
     assert any("Không thể xoá lô này vì đã có 1 lượt bàn giao" in t for t in texts)
     assert f"Lô #{batch.id}</b>" in texts[-1]  # back at the record, nothing under way
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "my") is None
     assert await get(services, DonationBatch, batch.id) is not None
     await teacher.tap("◀️ Danh sách")
     await teacher.tap(HANDOVER_BUTTON)
     await teacher.tap(DELETE)
     await teacher.tap("◀️ Quay lại")  # changed their mind: back to the record, nothing deleted
-    assert "Bàn giao #" in teacher.last_text() and await step_of(services, teacher) is None
+    assert "Bàn giao #" in teacher.last_text() and await step_of(services, teacher, "my") is None
     await teacher.tap(DELETE)
     await teacher.tap("🗑 Xoá hẳn")
     assert f"Đã xoá: {HANDOVER_BUTTON}" in teacher.last_text()
@@ -271,7 +266,7 @@ async def test_edit_a_dose_with_a_warning_and_a_need(services: Services, harness
     assert "không phải là số mũi" in teacher.last_text()
     await teacher.send("11")
     assert "số mũi phải từ 1 đến 10" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.VALUE
+    assert await step_of(services, teacher, "my") == Step.VALUE
     await teacher.send("3")
     await teacher.tap(SAVE)  # dose 3 without dose 2: the service's warning, to confirm
     assert "chưa được ghi mũi 1, 2" in teacher.last_text() or "chưa được ghi mũi 2" in teacher.last_text()
@@ -312,7 +307,7 @@ async def test_a_wrong_answer_at_every_step_stays_at_the_step(
     async def wrong(answer: str, hint: str, step: Step) -> None:
         await teacher.send(answer)
         assert hint in teacher.last_text(), teacher.last_text()
-        assert await step_of(services, teacher) == step
+        assert await step_of(services, teacher, "my") == step
 
     await teacher.send("/my")
     await teacher.tap(batch_button(batch))
@@ -322,7 +317,7 @@ async def test_a_wrong_answer_at_every_step_stays_at_the_step(
     await wrong("lưu", "Hãy bấm một nút", Step.CHANGE)
     await teacher.tap(SAVE)  # two devices handed over: the service refuses, nothing changes
     assert "Không thể giảm số lượng xuống 1" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.CHANGE
+    assert await step_of(services, teacher, "my") == Step.CHANGE
     await teacher.tap("◀️ Quay lại")  # the change -> the value -> the record
     await teacher.tap("◀️ Quay lại")
     await teacher.tap("📅 Ngày nhận")
@@ -354,12 +349,12 @@ async def test_a_locked_round_refuses_changes_and_says_who_can_reopen(
     text = teacher.last_text()
     assert "không thêm, sửa hay xoá" in text and "chuyên viên Tiểu học/THCS của Phòng" in text
     assert "trả lại hồ sơ" in text and "01/09/2021 – 15/11/2021" in text
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "my") is None
     await teacher.send("/my")
     await teacher.tap(batch_button(batch, "🔒 "))
     await teacher.tap(DELETE)
     assert "chuyên viên Tiểu học/THCS" in teacher.last_text()
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "my") is None
     assert await get(services, DonationBatch, batch.id) is not None
     assert [a.action for a in await audits(services, "donation_batch")] == [AuditAction.CREATE]
 
@@ -376,7 +371,7 @@ async def test_another_school_and_another_role(services: Services, harness: Harn
     assert "Không tìm thấy bản ghi này" in other.last_text()
     await harness.deliver(harness.api.callback_query(other.user, message, f"my:delete:batch.{ours.id}"))
     assert "Không tìm thấy bản ghi này" in other.last_text()
-    assert await step_of(services, other) is None
+    assert await step_of(services, other, "my") is None
     assert await get(services, DonationBatch, ours.id) is not None
     specialist = harness.person("primary_specialist")
     await specialist.send("/my")
@@ -403,7 +398,7 @@ async def test_restart_mid_flow_and_cancel(services: Services, harness: Harness)
     await teacher.send("/cancel")
     assert "Đã huỷ" in teacher.last_text()
     assert (await get(services, DonationBatch, batch.id)).make_model == "Dell Latitude 3420"
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "my") is None
 
 
 # --- issue 16, item 1: every entry, paged, filtered, searched; every answer editable ----------------
@@ -461,10 +456,10 @@ async def test_sixty_entries_the_oldest_found_and_edited_in_four_taps(
     # The search, typed after «🔍» (without diacritics): only Xuân's records.
     await teacher.tap("🔍 Tìm theo học sinh")
     await teacher.send("a")
-    assert "ít nhất 2 ký tự" in teacher.last_text() and await step_of(services, teacher) == Step.SEARCH
+    assert "ít nhất 2 ký tự" in teacher.last_text() and await step_of(services, teacher, "my") == Step.SEARCH
     await teacher.send("trinh xuan")
     assert entries(teacher) == ["💉 01/11/2021 · Trịnh Thị Xuân · mũi 1"]
-    assert await step_of(services, teacher) is None  # the list holds nothing open
+    assert await step_of(services, teacher, "my") is None  # the list holds nothing open
     # One typed search with the command, then four taps: the record, the answer, the value, save.
     await teacher.send("/my trinh xuan")
     assert entries(teacher) == [
@@ -489,7 +484,7 @@ async def test_edit_a_dose_product_and_place(services: Services, harness: Harnes
     await teacher.tap("🧪 Vắc xin")
     assert "Vắc xin: đang ghi <b>Vero Cell (Sinopharm)</b>" in teacher.last_text()
     await teacher.send("moderna xyz")  # typed, matching no product
-    assert "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher) == Step.VALUE
+    assert "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher, "my") == Step.VALUE
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
     assert "Vero Cell (Sinopharm) → <b>Comirnaty (Pfizer-BioNTech)</b>" in teacher.last_text()
     await teacher.tap(SAVE)
@@ -524,7 +519,7 @@ async def test_edit_a_handover_photo(services: Services, harness: Harness, clock
     await teacher.tap(HANDOVER_BUTTON)
     await teacher.tap("🖼 Ảnh biên bản")
     await teacher.send("ảnh đây")  # text where a photo is asked
-    assert "ảnh" in teacher.last_text() and await step_of(services, teacher) == Step.VALUE
+    assert "ảnh" in teacher.last_text() and await step_of(services, teacher, "my") == Step.VALUE
     await teacher.photo(b"\xff\xd8 receipt")
     assert "(không có) → <b>đã đính kèm ✅</b>" in teacher.last_text()
     await harness.restart()  # interrupted before Save: the change waits in the draft
@@ -551,7 +546,7 @@ async def test_a_batch_edit_that_handovers_depend_on_is_refused_with_the_reason(
     await teacher.tap("📱 Máy tính bảng")
     await teacher.tap(SAVE)
     assert "Không thể đổi loại thiết bị của lô này vì đã có 1 lượt bàn giao" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.CHANGE  # stays open: back, or cancel
+    assert await step_of(services, teacher, "my") == Step.CHANGE  # stays open: back, or cancel
     await teacher.tap("◀️ Quay lại")
     await teacher.tap("◀️ Quay lại")
     await teacher.tap("📥 Nguồn")
@@ -591,7 +586,7 @@ async def test_returns_are_listed_and_their_date_edited(services: Services, harn
     assert "Đã trả lại ngày 14/11/2021" in teacher.last_text()
     await teacher.tap("↩️ Ngày trả")
     await teacher.send("10/11/2021")  # before the loan
-    assert "10/11/2021" in teacher.last_text() and await step_of(services, teacher) in (
+    assert "10/11/2021" in teacher.last_text() and await step_of(services, teacher, "my") in (
         Step.VALUE,
         Step.CHANGE,
     )

@@ -8,18 +8,13 @@ from conversations.need import Step
 from storage.models import AuditAction, NeedRecord, PriorityGroup, Student
 from storage.schemas.needs import NeedIn
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.factories import World, make_world
 from tests.helpers import audit_of, priority_group
 
 AN_3A2 = "Nguyễn Văn An · 3A2 · 20/01/2013"  # HS0003, no priority group on the list
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002, near-poor on the list
 CONFIRM = "✅ Xác nhận"
-
-
-async def step_of(services: Services, person: Person) -> int | None:
-    draft = await services.drafts.get(person.id, "need")
-    return draft.step if draft else None
 
 
 async def needs_of(services: Services, student_id: int) -> list[NeedRecord]:
@@ -76,7 +71,7 @@ async def test_happy_path(services: Services, harness: Harness) -> None:
     assert need.entered_by_id == world.staff_ids["teacher"]
     # The student list now says the same group.
     assert await priority_group(services, world.student_ids["HS0003"]) == PriorityGroup.COVID_ORPHAN
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "need") is None
 
 
 async def test_a_wrong_answer_at_every_step(services: Services, harness: Harness) -> None:
@@ -84,28 +79,32 @@ async def test_a_wrong_answer_at_every_step(services: Services, harness: Harness
     teacher = harness.person("teacher")
     await teacher.send("/need")
     await teacher.send("x")
-    assert "2" in teacher.last_text() and await step_of(services, teacher) == Step.SEARCH
+    assert "2" in teacher.last_text() and await step_of(services, teacher, "need") == Step.SEARCH
     await teacher.send("hs0003")
     await teacher.tap(AN_3A2)
     await teacher.send("ngheo")  # both "hộ nghèo" and "hộ cận nghèo": unclear
     assert "Chọn nhóm ưu tiên: hộ nghèo, hộ cận nghèo" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.GROUP
+    assert await step_of(services, teacher, "need") == Step.GROUP
     await teacher.send("can ngheo")  # typed without diacritics, one group only
-    assert await step_of(services, teacher) == Step.NEEDS
+    assert await step_of(services, teacher, "need") == Step.NEEDS
     await teacher.send("abc")
     assert (
-        "Chọn ít nhất một nhu cầu" in teacher.last_text() and await step_of(services, teacher) == Step.NEEDS
+        "Chọn ít nhất một nhu cầu" in teacher.last_text()
+        and await step_of(services, teacher, "need") == Step.NEEDS
     )
     await teacher.send("ca hai")
-    assert await step_of(services, teacher) == Step.NOTE
+    assert await step_of(services, teacher, "need") == Step.NOTE
     await teacher.send("x" * 501)
     assert (
-        "quá dài (tối đa 500 ký tự)" in teacher.last_text() and await step_of(services, teacher) == Step.NOTE
+        "quá dài (tối đa 500 ký tự)" in teacher.last_text()
+        and await step_of(services, teacher, "need") == Step.NOTE
     )
     await teacher.send("Nhà chưa có Internet, học chung điện thoại với anh")
     assert "Ghi chú: Nhà chưa có Internet" in teacher.last_text()
     await teacher.send("ok")
-    assert "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher) == Step.SUMMARY
+    assert (
+        "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher, "need") == Step.SUMMARY
+    )
     await teacher.tap(CONFIRM)
     (need,) = await needs_of(services, world.student_ids["HS0003"])
     assert need.category == PriorityGroup.NEAR_POOR and need.needs_device and need.needs_connectivity
@@ -165,7 +164,9 @@ async def test_already_recorded_and_cancel(services: Services, harness: Harness)
     await teacher.send("hs0002")
     await teacher.tap(BINH)
     await teacher.send("Hộ nghèo")  # typing instead of choosing update / cancel
-    assert "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher) == Step.EXISTING
+    assert (
+        "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher, "need") == Step.EXISTING
+    )
     await teacher.tap("✖️ Huỷ")
     assert "Đã huỷ <b>phiếu nhu cầu máy tính</b>" in teacher.last_text()
     (need,) = await needs_of(services, world.student_ids["HS0002"])
@@ -250,7 +251,7 @@ async def test_person_who_may_not_enter_records_is_refused(services: Services, h
     assert "Vai trò của bạn không được làm việc này" in specialist.last_text()
     await specialist.send("/need_summary")
     assert "Vai trò của bạn không được làm việc này" in specialist.last_text()
-    assert await step_of(services, specialist) is None
+    assert await step_of(services, specialist, "need") is None
 
 
 async def test_need_summary_numbers_and_inconsistencies(services: Services, harness: Harness) -> None:

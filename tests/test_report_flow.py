@@ -31,7 +31,7 @@ from storage.errors import AccessDenied
 from storage.models import Handover, HandoverKind, School, SchoolLevel
 from storage.schemas.reports import ReportKind, ReportPeriod, ReportProgress, ReportScope
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.reports_world import (
     P_CODE,
     P_NAME,
@@ -76,11 +76,6 @@ async def built(harness: Harness) -> None:
     if tasks:
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), BOUND)
     await harness.settle()
-
-
-async def step_of(services: Services, person: Person) -> int | None:
-    draft = await services.drafts.get(person.id, "report")
-    return draft.step if draft else None
 
 
 async def ask(person: Person, kind: str, scope: str, period: str, number: str | None = None) -> None:
@@ -153,7 +148,7 @@ async def test_officer_gets_each_report_with_the_right_numbers(
     progress = officer.last_text()
     assert "Đang tạo báo cáo" in progress and "Nhu cầu hỗ trợ máy tính" in progress
     assert STOP in officer.buttons()
-    assert await step_of(services, officer) is None  # accepted: the conversation is over
+    assert await step_of(services, officer, "report") is None  # accepted: the conversation is over
     await built(harness)
     filename, wb, caption = await workbook_of(officer)
     assert filename.startswith("bao-cao-nhu-cau_NB_") and filename.endswith(".xlsx")
@@ -261,7 +256,7 @@ async def test_a_level_a_school_found_by_typing_and_paging(
     assert "Các trường khớp «so 1» (2 trường" in officer.last_text()  # Số 1 and Số 10
     await officer.send("xyz")
     assert "Không có trường nào khớp «xyz»" in officer.last_text()
-    assert await step_of(services, officer) == Step.SCOPE
+    assert await step_of(services, officer, "report") == Step.SCOPE
     await officer.send("le van luong")
     assert f"Phạm vi: <b>{P_NAME} (mã {P_CODE})</b>" in officer.last_text()
     await officer.tap(BACK)
@@ -309,7 +304,7 @@ async def test_a_principal_gets_only_their_school(
     ):
         await harness.deliver(harness.api.callback_query(principal.user, scope_message, forged))
         assert "Bạn chỉ lập được báo cáo của trường mình" in principal.last_text()
-        assert await step_of(services, principal) == Step.SCOPE
+        assert await step_of(services, principal, "report") == Step.SCOPE
     assert not running_reports(harness.app)  # type: ignore[arg-type]
 
     await principal.tap(OWN_SCHOOL)
@@ -330,7 +325,7 @@ async def test_a_teacher_is_refused(services: Services, harness: Harness, rw: Re
         teacher.last_text()
         == "Vai trò của bạn không được làm việc này. Gõ /help để xem những việc bạn làm được."
     )
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "report") is None
     assert not teacher.buttons()
     assert "📈 Báo cáo Excel" not in (await _menu(teacher))
 
@@ -353,12 +348,12 @@ async def test_a_typed_date_range_wrong_then_right(
     hint = officer.last_text()
     assert "«01/11/2021» không phải là một khoảng ngày" in hint
     assert "Gõ khoảng ngày theo mẫu <code>01/09/2021 - 15/11/2021</code>" in hint
-    assert await step_of(services, officer) == Step.PERIOD
+    assert await step_of(services, officer, "report") == Step.PERIOD
     await officer.send("15/11/2021 - 01/11/2021")
     assert "Ngày bắt đầu 15/11/2021 sau ngày kết thúc 01/11/2021" in officer.last_text()
     await officer.send("31/02/2021 - <b>1/3</b>")  # escaped where it is quoted back
     assert "&lt;b&gt;" in officer.last_text() or "không có trên lịch" in officer.last_text()
-    assert await step_of(services, officer) == Step.PERIOD
+    assert await step_of(services, officer, "report") == Step.PERIOD
     assert not running_reports(harness.app)  # type: ignore[arg-type]
 
     await officer.send("01/10/2021 đến 31/10/2021")
@@ -434,7 +429,7 @@ async def test_the_hints_examples_are_accepted(services: Services, harness: Harn
     refusal = officer.last_text()
     assert "Ngày bắt đầu 15/11/2021 sau ngày kết thúc 01/10/2021" in refusal
     assert code_in(refusal) == "01/10/2021 - 15/11/2021"
-    assert await step_of(services, officer) == Step.PERIOD
+    assert await step_of(services, officer, "report") == Step.PERIOD
     assert not running_reports(harness.app)  # type: ignore[arg-type]
     await officer.send("không biết")
     hint = officer.last_text()
@@ -466,12 +461,12 @@ async def test_from_and_to_in_two_steps(services: Services, harness: Harness, rw
     assert "Báo cáo từ ngày nào?" in officer.last_text()
     await officer.send("hôm kìa nữa")
     assert "Gõ một ngày theo mẫu" in officer.last_text()
-    assert await step_of(services, officer) == Step.DATE_FROM
+    assert await step_of(services, officer, "report") == Step.DATE_FROM
     await officer.send("10/11/2021")
     assert "Từ ngày 10/11/2021 đến ngày nào?" in officer.last_text()
     await officer.send("01/11/2021")
     assert "sau ngày kết thúc" in officer.last_text()
-    assert await step_of(services, officer) == Step.DATE_TO
+    assert await step_of(services, officer, "report") == Step.DATE_TO
     await officer.tap(TO_TODAY)
     await built(harness)
     _, wb, caption = await workbook_of(officer)
@@ -596,7 +591,7 @@ async def test_one_report_at_a_time_and_the_cancel_button(
     # A second report while the first is being built: said so, and the choice stays.
     await ask(officer, TIMELINESS, WHOLE_DISTRICT, ALL_DATA)
     assert "Báo cáo trước của bạn vẫn đang được tạo" in officer.last_text()
-    assert await step_of(services, officer) == Step.PERIOD
+    assert await step_of(services, officer, "report") == Step.PERIOD
     await officer.send("/cancel")
 
     # «Cancel this report» on the progress message stops the build; nothing is sent.

@@ -12,7 +12,7 @@ import pytest
 
 from storage.schemas.reports import ReportCover
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.reports_world import ReportWorld, make_report_world, open_workbook, sheet
 from tests.test_report_flow import (
     ALL_DATA,
@@ -25,7 +25,6 @@ from tests.test_report_flow import (
     WHOLE_DISTRICT,
     ask,
     built,
-    step_of,
 )
 
 BLANK = "\u00a0" * 8  # the number line's blank, for the clerk's pen
@@ -64,7 +63,7 @@ async def test_a_typed_number_is_on_the_cover(services: Services, harness: Harne
     ):
         await officer.send(wrong)
         assert said in officer.last_text(), wrong
-        assert await step_of(services, officer) == 6
+        assert await step_of(services, officer, "report") == 6
     assert harness.app is not None and not getattr(harness.app, "report_jobs", {})
 
     await officer.send("125")
@@ -74,7 +73,7 @@ async def test_a_typed_number_is_on_the_cover(services: Services, harness: Harne
     assert number == "Số: 125/BC-GDĐT"
     assert "Kính gửi: Sở Giáo dục và Đào tạo TP. Hồ Chí Minh (Phòng Chính trị tư tưởng)" in texts
     assert "Nơi nhận:" in texts and "TRƯỞNG PHÒNG" in texts
-    assert await step_of(services, officer) is None
+    assert await step_of(services, officer, "report") is None
 
 
 async def test_the_number_as_it_is_written_and_the_settings_suffix(
@@ -111,7 +110,7 @@ async def test_back_from_the_number_goes_to_the_period(
     await officer.tap(WHOLE_DISTRICT)
     await officer.tap(ALL_DATA)
     await officer.tap(BACK)
-    assert ALL_DATA in officer.buttons() and await step_of(services, officer) == 3
+    assert ALL_DATA in officer.buttons() and await step_of(services, officer, "report") == 3
     await officer.tap(ROUND)
     await officer.send("7")
     await built(harness)

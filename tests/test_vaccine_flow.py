@@ -10,18 +10,13 @@ from conversations.vaccine import Step
 from storage.models import DosePlace, VaccineDose
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.conftest import TZ
 from tests.factories import World, make_world
 
 AN = "Nguyễn Văn An · 4A1 · 14/03/2012"  # HS0001, born 2012: 9 years old
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002
 CONFIRM = "✅ Xác nhận"
-
-
-async def step_of(services: Services, person: Person) -> int | None:
-    draft = await services.drafts.get(person.id, "vaccine")
-    return draft.step if draft else None
 
 
 async def doses_of(services: Services, student_id: int) -> list[VaccineDose]:
@@ -96,7 +91,7 @@ async def test_happy_path_one_dose(services: Services, harness: Harness) -> None
     (dose,) = await doses_of(services, world.student_ids["HS0002"])
     assert (dose.dose_number, dose.given_on, dose.place) == (1, date(2021, 11, 15), DosePlace.SCHOOL)
     assert dose.entered_by_id == world.staff_ids["teacher"] and not dose.entered_late
-    assert await step_of(services, teacher) is None  # the draft is gone
+    assert await step_of(services, teacher, "vaccine") is None  # the draft is gone
     assert "💉 Mũi tiêm" in teacher.reply_keyboard()  # the menu is back
 
 
@@ -106,7 +101,7 @@ async def test_a_wrong_answer_at_every_step(services: Services, harness: Harness
     teacher = harness.person("teacher")
     await teacher.send("/vaccine")
     await teacher.send("a")
-    assert "2" in teacher.last_text() and await step_of(services, teacher) == Step.SEARCH
+    assert "2" in teacher.last_text() and await step_of(services, teacher, "vaccine") == Step.SEARCH
     await teacher.send("hs0001")
     await teacher.tap(AN)
     # The dose step shows what is recorded and suggests the next number.
@@ -121,9 +116,9 @@ async def test_a_wrong_answer_at_every_step(services: Services, harness: Harness
     assert "số mũi phải từ 1 đến 10" in teacher.last_text()
     await teacher.send("1")  # duplicate dose number
     assert "đã có mũi 1 (tiêm ngày 01/10/2021)" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.DOSE
+    assert await step_of(services, teacher, "vaccine") == Step.DOSE
     await teacher.send("mũi 2")
-    assert await step_of(services, teacher) == Step.DATE
+    assert await step_of(services, teacher, "vaccine") == Step.DATE
     # Date: impossible, future, before the previous dose.
     await teacher.send("32/13")
     assert "không có trên lịch" in teacher.last_text()
@@ -131,28 +126,39 @@ async def test_a_wrong_answer_at_every_step(services: Services, harness: Harness
     assert "còn ở tương lai" in teacher.last_text()
     await teacher.send("20/09/2021")
     assert "Mũi 2 (ngày 20/09/2021) không thể tiêm trước mũi 1 (ngày 01/10/2021)" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.DATE
+    assert await step_of(services, teacher, "vaccine") == Step.DATE
     await teacher.send("05/11/2021")
-    assert await step_of(services, teacher) == Step.PRODUCT
+    assert await step_of(services, teacher, "vaccine") == Step.PRODUCT
     # Product: not in the list; too young for the product; "other" needs a sensible name.
     await teacher.send("xyz")
     assert "không có trong danh sách" in teacher.last_text()
     await teacher.tap("Vaxzevria (AstraZeneca)")
-    assert "chưa đủ 18 tuổi" in teacher.last_text() and await step_of(services, teacher) == Step.PRODUCT
+    assert (
+        "chưa đủ 18 tuổi" in teacher.last_text()
+        and await step_of(services, teacher, "vaccine") == Step.PRODUCT
+    )
     await teacher.tap("Khác (gõ tên)")
     assert "Tên vắc xin đã tiêm?" in teacher.last_text()
     await teacher.send("x" * 201)
-    assert "quá dài" in teacher.last_text() and await step_of(services, teacher) == Step.PRODUCT_NAME
+    assert (
+        "quá dài" in teacher.last_text() and await step_of(services, teacher, "vaccine") == Step.PRODUCT_NAME
+    )
     await teacher.send("Corbevax")
     # Place: a word that names no place; then typed without diacritics.
     await teacher.send("abc")
-    assert "Chọn nơi tiêm bằng nút" in teacher.last_text() and await step_of(services, teacher) == Step.PLACE
+    assert (
+        "Chọn nơi tiêm bằng nút" in teacher.last_text()
+        and await step_of(services, teacher, "vaccine") == Step.PLACE
+    )
     await teacher.send("cong dong")
     summary = teacher.last_text()
     assert "Vắc xin: <b>Corbevax</b>" in summary and "Tại cộng đồng" in summary
     assert "⏰ Nhập trễ" in summary  # 05/11 entered on 15/11
     await teacher.send("ok")  # typing at the summary
-    assert "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher) == Step.SUMMARY
+    assert (
+        "Hãy bấm một nút" in teacher.last_text()
+        and await step_of(services, teacher, "vaccine") == Step.SUMMARY
+    )
     await teacher.tap(CONFIRM)
     assert "✅ Đã lưu mũi 2" in teacher.last_text() and "⏰ Nhập trễ" in teacher.last_text()
     _, dose = await doses_of(services, world.student_ids["HS0001"])
@@ -168,7 +174,7 @@ async def test_duplicate_dose_saved_meanwhile_is_refused_at_confirm(
     await seed_dose(services, world, "HS0002", 1, date(2021, 11, 14))  # someone else, meanwhile
     await teacher.tap(CONFIRM)
     assert "đã có mũi 1 (tiêm ngày 14/11/2021)" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.SUMMARY
+    assert await step_of(services, teacher, "vaccine") == Step.SUMMARY
     (dose,) = await doses_of(services, world.student_ids["HS0002"])
     assert dose.given_on == date(2021, 11, 14)
     # Fix it from the summary: it is dose 2... which is too soon after dose 1: the flow says so.
@@ -190,9 +196,9 @@ async def test_out_of_order_dates_refused(services: Services, harness: Harness) 
     assert "Mũi 2 (ngày 05/11/2021) không thể tiêm sau mũi 3 (ngày 01/11/2021)" in teacher.last_text()
     await teacher.send("18/09/2021")
     assert "không thể tiêm trước mũi 1 (ngày 20/09/2021)" in teacher.last_text()
-    assert await step_of(services, teacher) == Step.DATE
+    assert await step_of(services, teacher, "vaccine") == Step.DATE
     await teacher.send("12/10/2021")
-    assert await step_of(services, teacher) == Step.PRODUCT
+    assert await step_of(services, teacher, "vaccine") == Step.PRODUCT
 
 
 async def test_short_interval_is_warned_and_needs_a_second_confirm(
@@ -329,7 +335,7 @@ async def test_person_who_may_not_enter_records_is_refused(services: Services, h
     specialist = harness.person("primary_specialist")
     await specialist.send("/vaccine")
     assert "Vai trò của bạn không được làm việc này" in specialist.last_text()
-    assert await step_of(services, specialist) is None
+    assert await step_of(services, specialist, "vaccine") is None
     await specialist.send("hs0001")  # not taken as an answer: no flow is open
     assert "Học sinh" not in specialist.last_text()
 
@@ -341,7 +347,7 @@ async def test_cancel_mid_flow(services: Services, harness: Harness) -> None:
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
     await teacher.send("/cancel")
     assert "Đã huỷ <b>phiếu ghi mũi tiêm</b>" in teacher.last_text()
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "vaccine") is None
     assert await doses_of(services, world.student_ids["HS0002"]) == []
 
 

@@ -11,7 +11,7 @@ from storage.models import DosePlace, Student, VaccineDose
 from storage.schemas.students import StudentIn
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import Harness, Person, step_of
 from tests.conftest import TZ
 from tests.factories import World, make_world
 
@@ -19,11 +19,6 @@ TODAY = date(2021, 11, 15)
 FAMILIES = ["Nguyễn Văn", "Trần Thị", "Lê Minh", "Phạm Thu", "Hoàng Gia"]
 GIVEN = ["An", "Bảo", "Chi", "Dũng", "Giang", "Hà", "Khoa", "Lan"]
 CONFIRM = "✅ Xác nhận"
-
-
-async def step_of(services: Services, person: Person) -> int | None:
-    draft = await services.drafts.get(person.id, "vaccine_round")
-    return draft.step if draft else None
 
 
 async def product_id(services: Services, code: str) -> int:
@@ -153,7 +148,7 @@ async def test_class_of_40_some_ticked_some_already_at_that_dose(
     absent = {ids["Hoàng Gia Bảo"], ids["Trần Thị Lan"]}
     assert saved_ids == set(ids.values()) - absent - {ids[n] for n in already}
     assert all(d.entered_by_id == world.staff_ids["teacher"] and not d.entered_late for d in saved)
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "vaccine_round") is None
 
 
 async def test_next_dose_mode_skips_a_short_interval(services: Services, harness: Harness) -> None:
@@ -196,34 +191,49 @@ async def test_a_wrong_answer_at_every_step(services: Services, harness: Harness
     teacher = harness.person("teacher")
     await teacher.send("/vaccine_round")
     await teacher.send("abc")
-    assert "abc" in teacher.last_text() and await step_of(services, teacher) == Step.CLASS
+    assert "abc" in teacher.last_text() and await step_of(services, teacher, "vaccine_round") == Step.CLASS
     await teacher.send("9Z9")
     assert "Trường không có lớp «9Z9»" in teacher.last_text()
     await teacher.send("lớp 4a1")
-    assert await step_of(services, teacher) == Step.DATE
+    assert await step_of(services, teacher, "vaccine_round") == Step.DATE
     await teacher.send("20/11/2021")
-    assert "còn ở tương lai" in teacher.last_text() and await step_of(services, teacher) == Step.DATE
+    assert (
+        "còn ở tương lai" in teacher.last_text()
+        and await step_of(services, teacher, "vaccine_round") == Step.DATE
+    )
     await teacher.send("15/11")
     await teacher.send("vac xin la")
     assert "không có trong danh sách" in teacher.last_text()
     await teacher.send("pfizer")  # typed, matched to the list
-    assert await step_of(services, teacher) == Step.PLACE
+    assert await step_of(services, teacher, "vaccine_round") == Step.PLACE
     await teacher.send("san bay")
-    assert "Chọn nơi tiêm bằng nút" in teacher.last_text() and await step_of(services, teacher) == Step.PLACE
+    assert (
+        "Chọn nơi tiêm bằng nút" in teacher.last_text()
+        and await step_of(services, teacher, "vaccine_round") == Step.PLACE
+    )
     await teacher.send("tai truong")
     await teacher.send("abc")
     assert "«abc» không phải là số mũi" in teacher.last_text()
     await teacher.send("0")
-    assert "số mũi phải từ 1 đến 10" in teacher.last_text() and await step_of(services, teacher) == Step.DOSE
+    assert (
+        "số mũi phải từ 1 đến 10" in teacher.last_text()
+        and await step_of(services, teacher, "vaccine_round") == Step.DOSE
+    )
     await teacher.send("1")
     await teacher.tap("➡️ Xong (0 em)")
-    assert "Chưa chọn học sinh nào" in teacher.last_text() and await step_of(services, teacher) == Step.TICK
+    assert (
+        "Chưa chọn học sinh nào" in teacher.last_text()
+        and await step_of(services, teacher, "vaccine_round") == Step.TICK
+    )
     await teacher.send("3")
     assert "«3» không phải số thứ tự" in teacher.last_text()
     await teacher.send("1 2")
     await teacher.tap("➡️ Xong (2 em)")
     await teacher.send("ok")
-    assert "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher) == Step.SUMMARY
+    assert (
+        "Hãy bấm một nút" in teacher.last_text()
+        and await step_of(services, teacher, "vaccine_round") == Step.SUMMARY
+    )
     await teacher.tap(CONFIRM)
     assert teacher.last_text().startswith("✅ Đã lưu 2 mũi cho lớp 4A1")
 
@@ -302,7 +312,7 @@ async def test_cancel_mid_round_and_refusal(services: Services, harness: Harness
     await teacher.tap("1. An (0)")
     await teacher.tap("✖️ Huỷ")
     assert "Đã huỷ <b>phiếu tiêm cả lớp</b>" in teacher.last_text()
-    assert await step_of(services, teacher) is None and await dose_count(services) == 0
+    assert await step_of(services, teacher, "vaccine_round") is None and await dose_count(services) == 0
     specialist = harness.person("primary_specialist")
     await specialist.send("/vaccine_round")
     assert "Vai trò của bạn không được làm việc này" in specialist.last_text()
@@ -318,4 +328,4 @@ async def test_school_without_students(services: Services, harness: Harness) -> 
     teacher = harness.person("teacher_thcs")
     await teacher.send("/vaccine_round")
     assert "chưa có danh sách học sinh" in teacher.last_text()
-    assert await step_of(services, teacher) is None
+    assert await step_of(services, teacher, "vaccine_round") is None
