@@ -79,7 +79,7 @@ class AiohttpSender:
                     limit=self.connections, limit_per_host=0, keepalive_timeout=30,
                     ssl=httpx.create_ssl_context(),
                 ),
-                # Exactly the headers PTB's client sends; no cookies kept between calls.
+                # No cookie jar: the Bot API sets none, so nothing to parse or keep per response.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(),
             )
