@@ -2,7 +2,7 @@
 
     teacher = harness.person("teacher")
     await teacher.send("/vaccine")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)  # = label("core.today"), the catalogue's Vietnamese text
     assert "Đã lưu" in teacher.last_text()
 
 Every Bot API call the bot makes goes through the production request class and is answered in-process
@@ -26,10 +26,28 @@ from bot.botapi_request import BotApiRequest
 from bot.context import SchoolBotApplication
 from bot.fakeapi import JSON, FakeBotApi
 from bot.settings import Settings
+from bot.texts import t
 from storage.services import Services
 from tests.factories import TELEGRAM_IDS
 
 FAKE_BASE_URL = "https://fake-telegram.test"
+
+
+def label(key: str, **values: object) -> str:
+    """The Vietnamese catalogue text of `key` (bot/texts/vi), as the bot shows it: a test that taps or
+    looks for a button by this follows a change of wording instead of asserting the old one."""
+    return t(key, "vi", **values)
+
+
+# The buttons every flow shares (bot/keyboards.py, the pickers, the summaries). TODAY is a date in
+# many tests, hence the date buttons' suffix.
+CONFIRM = label("core.confirm")
+EDIT = label("core.edit")
+CANCEL = label("core.cancel")
+SKIP = label("core.skip")
+BACK = label("core.back")
+TODAY_BUTTON = label("core.today")
+YESTERDAY_BUTTON = label("core.yesterday")
 
 
 def make_settings(db_url: str, **overrides: Any) -> Settings:

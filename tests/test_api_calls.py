@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections import Counter
 
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import CONFIRM, SKIP, TODAY_BUTTON, Harness, Person, label
 from tests.factories import make_world
-from tests.test_handover_flow import AN, GIFT, SKIP, batch_label, make_batch
+from tests.test_handover_flow import AN, GIFT, batch_label, make_batch
 
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"
-CONFIRM = "✅ Xác nhận"
 COUNTED = {
     "sendMessage",
     "editMessageText",
@@ -52,7 +51,7 @@ async def test_a_whole_handover_costs_few_calls(services: Services, harness: Har
     await teacher.send("nguyen van an")
     await teacher.tap(AN)
     await teacher.tap(GIFT)
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap(SKIP)
     assert "Kiểm tra lại" in teacher.last_text()
     await teacher.tap(CONFIRM)
@@ -72,9 +71,9 @@ async def test_a_whole_vaccine_dose_costs_few_calls(services: Services, harness:
     await teacher.send("tran thi binh")
     await teacher.tap(BINH)
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await teacher.tap(label("vaccines.place_button.school"))
     assert "Kiểm tra lại" in teacher.last_text()
     await teacher.tap(CONFIRM)
     assert "Đã lưu" in teacher.last_text()

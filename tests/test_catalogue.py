@@ -45,6 +45,21 @@ def test_same_placeholders_per_key() -> None:
     assert different == {}
 
 
+def test_the_shared_buttons_read_as_users_know_them() -> None:
+    """The chat tests find buttons through the catalogue (tests/chat.py), so they follow a rewording;
+    this test alone holds the words on the buttons every flow shows, so rewording them is deliberate."""
+    from tests import chat
+
+    assert (chat.CONFIRM, chat.EDIT, chat.CANCEL, chat.SKIP, chat.BACK) == (
+        "✅ Xác nhận",
+        "✏️ Sửa",
+        "✖️ Huỷ",
+        "Bỏ qua",
+        "◀️ Quay lại",
+    )
+    assert (chat.TODAY_BUTTON, chat.YESTERDAY_BUTTON) == ("Hôm nay", "Hôm qua")
+
+
 def test_no_empty_texts() -> None:
     for language in LANGUAGES:
         empty = sorted(key for key, value in load(language).items() if not value.strip())

@@ -12,9 +12,9 @@ from bot.sending import CAPTION_LIMIT, MESSAGE_LIMIT, split_text, telegram_lengt
 from conversations.handover import Step
 from storage.models import Handover
 from storage.services import Services
-from tests.chat import Harness, Person, step_of
+from tests.chat import CONFIRM, EDIT, SKIP, TODAY_BUTTON, Harness, Person, label, step_of
 from tests.factories import make_world
-from tests.test_handover_flow import AN, BINH, CONFIRM, EDIT, GIFT, LOAN, SKIP, batch_label, make_batch
+from tests.test_handover_flow import AN, BINH, GIFT, LOAN, batch_label, make_batch
 
 OUTDATED = "thuộc một câu hỏi trước"
 DONE = "không còn dùng được"
@@ -38,7 +38,7 @@ async def walk_to_summary(person: Person, label_of_batch: str, query: str, stude
     await person.send(query)
     await person.tap(student)
     await person.tap(GIFT)
-    await person.tap("Hôm nay")
+    await person.tap(TODAY_BUTTON)
     await person.tap(SKIP)
     return person.bot_messages()[-1]
 
@@ -54,7 +54,7 @@ async def test_an_old_summarys_confirm_never_saves_the_current_draft(services: S
     summary_an = await walk_to_summary(teacher, batch_label(batch), "nguyen van an", AN)
     assert AN in summary_an["text"]
     await teacher.send("/handover")
-    await teacher.tap("🔄 Bắt đầu lại")
+    await teacher.tap(label("core.draft_restart"))
     summary_binh = await walk_to_summary(teacher, batch_label(batch), "binh", BINH)
     assert BINH in summary_binh["text"]
 
@@ -79,7 +79,7 @@ async def test_the_summary_before_an_edit_is_stale(services: Services, harness: 
     first = await walk_to_summary(teacher, batch_label(batch), "nguyen van an", AN)
     old_confirm = button_data(first, CONFIRM)  # its keyboard is closed by the next tap
     await teacher.tap(EDIT)
-    await teacher.tap("🎁 Tặng / cho mượn")
+    await teacher.tap(label("devices.handover.field.kind"))
     await teacher.tap(LOAN)
     assert "cho mượn tạm" in teacher.last_text()
     await harness.deliver(harness.api.callback_query(teacher.user, first, old_confirm))
@@ -125,7 +125,7 @@ async def test_an_old_button_after_a_restart_reasks_the_current_question(
     assert OUTDATED in alert and DONE not in alert
     assert "Ngày bàn giao" in teacher.last_text() or "ngày" in teacher.last_text().lower()
     assert await step_of(services, teacher, "handover") == Step.DATE
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap(SKIP)
     await teacher.tap(CONFIRM)
     assert await handover_students(services) == [world.student_ids["HS0001"]]
@@ -148,7 +148,7 @@ async def test_a_button_of_an_open_draft_outside_its_conversation_offers_to_cont
             handler._conversations.clear()  # what a lost persistence write leaves behind
     await harness.deliver(harness.api.callback_query(teacher.user, question, "handover:cancel_me"))
     assert "đang nhập dở" in teacher.alerts()[-1]
-    assert "▶️ Tiếp tục" in teacher.buttons()
+    assert label("core.draft_continue") in teacher.buttons()
 
 
 async def test_a_finished_tasks_button_says_so(services: Services, harness: Harness):

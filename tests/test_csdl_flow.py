@@ -15,7 +15,7 @@ from storage.clock import Clock
 from storage.db import create_engine
 from storage.models import Role, Staff, VaccineDose
 from storage.services import Services, build_services
-from tests.chat import Harness
+from tests.chat import Harness, label
 from tests.conftest import TZ
 from tests.csdl_world import make_csdl_world
 
@@ -61,8 +61,8 @@ async def test_tech_support_gets_the_file_marks_it_and_then_only_changes_come_ba
     rows = list(load_workbook(io.BytesIO(content)).worksheets[0].iter_rows(min_row=5, values_only=True))
     assert [row[1] for row in rows] == ["HS0001", "HS0001", "HS0002"]
     assert "→ 4.9. Quản lý tiêm vắc-xin của học sinh → 4.9.1. Nhập hồ sơ tiêm vắc-xin" in tech.last_text()
-    assert tech.buttons() == ["✅ Đã tải lên CSDL"]
-    await tech.tap("✅ Đã tải lên CSDL")
+    assert tech.buttons() == [label("csdl.button_mark")]
+    await tech.tap(label("csdl.button_mark"))
     assert tech.last_text().startswith("✅ Đã đánh dấu 3 bản ghi (4.9.1 Mũi tiêm vắc xin) là đã có trên CSDL")
     assert "Trần Kim Ngân" in tech.last_text()
 

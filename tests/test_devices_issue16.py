@@ -15,13 +15,12 @@ from storage.schemas.imports import ImportKind
 from storage.services import Services
 from storage.services.handovers import judge_handover
 from tests import excel_files as files
-from tests.chat import Harness
+from tests.chat import CANCEL, CONFIRM, EDIT, SKIP, TODAY_BUTTON, Harness, label
 from tests.factories import World, make_world
 from tests.test_import import check_as
 
-GIFT = "🎁 Tặng hẳn"
-CONFIRM = "✅ Xác nhận"
-CHECKED = "⚠️ Tôi đã kiểm tra, vẫn bàn giao"
+GIFT = label("devices.kind.gift")
+CHECKED = label("devices.handover.second_button")
 AN_3A2 = "Nguyễn Văn An · 3A2 · 20/01/2013"  # HS0003: no priority group, no need
 PROGRAM_DONOR = "Chương trình «Sóng và máy tính cho em» (Bộ GD&ĐT, Bộ TT&TT)"
 
@@ -82,8 +81,8 @@ async def test_batches_are_numbered_per_school_and_shown_by_that_number(
     await teacher.send("HS0001")
     await teacher.tap("Nguyễn Văn An · 4A1 · 14/03/2012")
     await teacher.tap(GIFT)
-    await teacher.tap("Hôm nay")
-    await teacher.tap("Bỏ qua")
+    await teacher.tap(TODAY_BUTTON)
+    await teacher.tap(SKIP)
     assert "Lô: <b>#2 · máy tính xách tay" in teacher.last_text()
     await teacher.tap(CONFIRM)
     texts = teacher.new_texts()
@@ -135,7 +134,7 @@ async def test_the_programme_is_never_a_donor_of_other_sources(services: Service
 
     teacher = harness.person("teacher")
     await teacher.send("/donation")
-    await teacher.tap("🤝 Nguồn khác (4.8.3.2)")
+    await teacher.tap(label("devices.source.other"))
     buttons = teacher.buttons()
     assert company.name in buttons and PROGRAM_DONOR not in buttons
     assert not any("Sóng và máy tính" in b for b in buttons)
@@ -148,17 +147,17 @@ async def test_the_programme_is_never_a_donor_of_other_sources(services: Service
     # The same typed as a new donor's name.
     await teacher.send("/cancel")
     await teacher.send("/donation")
-    await teacher.tap("🤝 Nguồn khác (4.8.3.2)")
-    await teacher.tap("➕ Thêm nhà tài trợ mới")
+    await teacher.tap(label("devices.source.other"))
+    await teacher.tap(label("devices.donation.donor_add"))
     await teacher.send("Sóng và máy tính cho em")
     assert "Trường nhận thiết bị ngày nào?" in teacher.last_text()
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.send("5")
-    await teacher.tap("💻 Máy tính xách tay")
+    await teacher.tap(label("devices.device_type.laptop"))
     await teacher.send("Dell")
-    await teacher.tap("✨ Mới")
-    await teacher.tap("Bỏ qua")
-    await teacher.tap("Bỏ qua")
+    await teacher.tap(label("devices.condition.new"))
+    await teacher.tap(SKIP)
+    await teacher.tap(SKIP)
     summary = teacher.last_text()
     assert "Chương trình «Sóng và máy tính cho em» (4.8.3.1)" in summary
     assert "không cần: thiết bị do Bộ phân bổ" in summary
@@ -216,12 +215,12 @@ async def test_a_programme_device_to_a_student_with_no_need_is_warned(
     await teacher.send("HS0003")
     await teacher.tap(AN_3A2)
     await teacher.tap(GIFT)
-    await teacher.tap("Hôm nay")
-    await teacher.tap("Bỏ qua")
+    await teacher.tap(TODAY_BUTTON)
+    await teacher.tap(SKIP)
     summary = teacher.last_text()
     assert "⚠️ Học sinh Nguyễn Văn An chưa được ghi nhu cầu máy tính và không thuộc diện ưu tiên" in summary
     assert "/need" in summary
-    assert teacher.buttons() == [CHECKED, "✏️ Sửa", "✖️ Huỷ"]  # no plain Confirm
+    assert teacher.buttons() == [CHECKED, EDIT, CANCEL]  # no plain Confirm
     await teacher.tap(CHECKED)
     assert any("Đã lưu: tặng máy tính xách tay (lô #1)" in t for t in teacher.new_texts())
 

@@ -18,19 +18,27 @@ from storage.models import (
 )
 from storage.schemas.devices import DonorIn
 from storage.services import Services
-from tests.chat import Harness, Person, step_of
+from tests.chat import (
+    CANCEL,
+    CONFIRM,
+    EDIT,
+    SKIP,
+    TODAY_BUTTON,
+    YESTERDAY_BUTTON,
+    Harness,
+    Person,
+    label,
+    step_of,
+)
 from tests.conftest import TZ
 from tests.factories import World, make_world
 
-OTHER = "🤝 Nguồn khác (4.8.3.2)"
-PROGRAM = "🎓 Chương trình của Bộ (4.8.3.1)"
-ADD_DONOR = "➕ Thêm nhà tài trợ mới"
-LAPTOP = "💻 Máy tính xách tay"
-USED = "♻️ Đã qua sử dụng"
-NEW = "✨ Mới"
-CONFIRM = "✅ Xác nhận"
-EDIT = "✏️ Sửa"
-SKIP = "Bỏ qua"
+OTHER = label("devices.source.other")
+PROGRAM = label("devices.source.program")
+ADD_DONOR = label("devices.donation.donor_add")
+LAPTOP = label("devices.device_type.laptop")
+USED = label("devices.condition.used")
+NEW = label("devices.condition.new")
 
 
 async def batches(services: Services) -> list[DonationBatch]:
@@ -50,11 +58,11 @@ async def known_donor(services: Services, world: World, name: str = "Hội Khuy�
     return donor.id
 
 
-async def to_summary_program(teacher: Person, *, date_answer: str = "Hôm nay") -> None:
+async def to_summary_program(teacher: Person, *, date_answer: str = TODAY_BUTTON) -> None:
     """Programme source: no donor asked; the quickest way to the summary."""
     await teacher.send("/donation")
     await teacher.tap(PROGRAM)
-    if date_answer in ("Hôm nay", "Hôm qua"):
+    if date_answer in (TODAY_BUTTON, YESTERDAY_BUTTON):
         await teacher.tap(date_answer)
     else:
         await teacher.send(date_answer)
@@ -77,16 +85,21 @@ async def test_happy_path_other_source_with_a_new_donor(services: Services, harn
     await teacher.tap(ADD_DONOR)
     assert "Tên nhà tài trợ?" in teacher.last_text()
     await teacher.send("Công ty TNHH Ánh Dương")
-    assert teacher.buttons() == ["Tổ chức", "Cá nhân", "Cơ quan, đơn vị", "Doanh nghiệp"]
-    await teacher.tap("Doanh nghiệp")
+    assert teacher.buttons() == [
+        label("devices.donor_kind.organisation"),
+        label("devices.donor_kind.individual"),
+        label("devices.donor_kind.agency"),
+        label("devices.donor_kind.business"),
+    ]
+    await teacher.tap(label("devices.donor_kind.business"))
     assert "Thông tin liên hệ" in teacher.last_text()
     await teacher.send("Anh Minh, 0909 123 456")
     assert "nhận thiết bị ngày nào" in teacher.last_text()
-    assert teacher.buttons() == ["Hôm nay", "Hôm qua"]
-    await teacher.tap("Hôm nay")
+    assert teacher.buttons() == [TODAY_BUTTON, YESTERDAY_BUTTON]
+    await teacher.tap(TODAY_BUTTON)
     assert "bao nhiêu thiết bị" in teacher.last_text()
     await teacher.send("10")
-    assert LAPTOP in teacher.buttons() and "☎️ Điện thoại thông minh" in teacher.buttons()
+    assert LAPTOP in teacher.buttons() and label("devices.device_type.phone") in teacher.buttons()
     await teacher.tap(LAPTOP)
     assert "Hãng và mẫu máy" in teacher.last_text()
     await teacher.send("Dell Latitude 3420")
@@ -103,7 +116,7 @@ async def test_happy_path_other_source_with_a_new_donor(services: Services, harn
     assert "Ngày nhận: <b>15/11/2021</b>" in summary and "Số lượng: <b>10</b>" in summary
     assert "Dell Latitude 3420</b> (đã qua sử dụng)" in summary and "Core i5" in summary
     assert "đã đính kèm" in summary and "nhập trễ" not in summary
-    assert teacher.buttons() == [CONFIRM, EDIT, "✖️ Huỷ"]
+    assert teacher.buttons() == [CONFIRM, EDIT, CANCEL]
     assert await donors(services) == []  # nothing is written before Confirm
     await teacher.tap(CONFIRM)
     texts = teacher.new_texts()
@@ -111,7 +124,7 @@ async def test_happy_path_other_source_with_a_new_donor(services: Services, harn
     assert "10 máy tính xách tay Dell Latitude 3420 (đã qua sử dụng), nhận ngày 15/11/2021" in saved
     assert "trong 5 ngày kể từ ngày nhận" in saved and "20/11/2021" in saved
     assert "Nhập trễ" not in saved
-    assert teacher.buttons() == ["🎁 Bàn giao máy của lô này"]
+    assert teacher.buttons() == [label("devices.donation.handover_button")]
     [batch] = await batches(services)
     [donor] = await donors(services)
     assert (donor.name, donor.kind.value, donor.contact) == (
@@ -127,7 +140,7 @@ async def test_happy_path_other_source_with_a_new_donor(services: Services, harn
     assert batch.entered_by_id == world.staff_ids["teacher"] and not batch.entered_late
     assert await step_of(services, teacher, "donation") is None
     # The offered button goes straight into /handover with this batch.
-    await teacher.tap("🎁 Bàn giao máy của lô này")
+    await teacher.tap(label("devices.donation.handover_button"))
     assert "Học sinh nhận máy là ai?" in teacher.last_text()
 
 
@@ -143,13 +156,13 @@ async def test_known_donor_typed_search_and_edit_from_the_summary(
     assert "Chương trình «Sóng và máy tính cho em» (4.8.3.1)" in summary and "do Bộ phân bổ" in summary
     # Edit the quantity: back to the summary after the one answer.
     await teacher.tap(EDIT)
-    assert "🤝 Nhà tài trợ" not in teacher.buttons()  # no donor for the programme
-    await teacher.tap("🔢 Số lượng")
+    assert label("devices.donation.field.donor") not in teacher.buttons()  # no donor for the programme
+    await teacher.tap(label("devices.donation.field.quantity"))
     await teacher.send("12")
     assert "Số lượng: <b>12</b>" in teacher.last_text()
     # Edit the source: another source needs a donor, asked before going back to the summary.
     await teacher.tap(EDIT)
-    await teacher.tap("📥 Nguồn")
+    await teacher.tap(label("devices.donation.field.source"))
     await teacher.tap(OTHER)
     assert "Nhà tài trợ là ai?" in teacher.last_text()
     assert teacher.buttons() == ["Hội Cha mẹ học sinh", "Hội Khuyến học xã Phước Kiển", ADD_DONOR]
@@ -160,7 +173,7 @@ async def test_known_donor_typed_search_and_edit_from_the_summary(
     assert "Hội Khuyến học xã Phước Kiển · Tổ chức" in summary and "Số lượng: <b>12</b>" in summary
     # A "new" donor whose name is already known is taken from the list, not added twice.
     await teacher.tap(EDIT)
-    await teacher.tap("🤝 Nhà tài trợ")
+    await teacher.tap(label("devices.donation.field.donor"))
     await teacher.tap(ADD_DONOR)
     await teacher.send("HỘI KHUYẾN HỌC XÃ PHƯỚC KIỂN")
     assert any("đã có trong danh sách" in t for t in teacher.new_texts())
@@ -188,7 +201,7 @@ async def test_a_wrong_answer_at_every_step_stays_at_the_step(services: Services
     await wrong("x" * 201, "quá dài (tối đa 200 ký tự)", Step.DONOR_NAME)
     await teacher.send("Bà Năm")
     await wrong("hàng xóm", "Loại nhà tài trợ «hàng xóm» không hợp lệ", Step.DONOR_KIND)
-    await teacher.tap("Cá nhân")
+    await teacher.tap(label("devices.donor_kind.individual"))
     await wrong("y" * 301, "quá dài (tối đa 300 ký tự)", Step.DONOR_CONTACT)
     await teacher.tap(SKIP)
     await wrong("31/02/2021", "không có trên lịch", Step.RECEIVED)
@@ -226,7 +239,7 @@ async def test_cancel_saves_nothing(services: Services, harness: Harness) -> Non
     await teacher.tap(OTHER)
     await teacher.tap(ADD_DONOR)
     await teacher.send("Công ty Ánh Dương")
-    await teacher.tap("Doanh nghiệp")
+    await teacher.tap(label("devices.donor_kind.business"))
     await teacher.send("/cancel")
     assert "Đã huỷ <b>phiếu nhận thiết bị tài trợ</b>" in teacher.last_text()
     assert await step_of(services, teacher, "donation") is None
@@ -238,7 +251,7 @@ async def test_restart_mid_flow_and_continue(services: Services, harness: Harnes
     teacher = harness.person("teacher")
     await teacher.send("/donation")
     await teacher.tap(PROGRAM)
-    await teacher.tap("Hôm qua")
+    await teacher.tap(YESTERDAY_BUTTON)
     await teacher.send("3")
     assert "Loại thiết bị?" in teacher.last_text()
     await harness.restart()

@@ -14,12 +14,11 @@ from storage.models import FaqEntry, FaqQuestion
 from storage.schemas.faq import ContactIn
 from storage.services import Services
 from storage.text import fold
-from tests.chat import Harness, Person
+from tests.chat import BACK, CONFIRM, EDIT, Harness, Person, label
 from tests.factories import World, make_world
 
 REFUSED = "Vai trò của bạn không được làm việc này"
 NOT_FOUND = "Xin lỗi, bot chưa có câu trả lời"
-CONFIRM = "✅ Xác nhận"
 VACCINE_CONTACT = ContactIn(
     topic="vaccine",
     role="Y tế trường học, Phòng GD&ĐT",
@@ -196,7 +195,7 @@ async def test_browsing_by_topic_down_to_an_answer_and_back(services: Services, 
     world = await make_world(services)
     teacher = harness.person("teacher")
     await teacher.send("/me")
-    await teacher.tap("❓ Hỏi đáp")  # the menu button opens the same topic menu as /faq
+    await teacher.tap(label("menu.faq.button"))  # the menu button opens the same topic menu as /faq
     assert "Câu hỏi thường gặp" in teacher.last_text()
     topics = await services.faq.topics()
     assert len(teacher.buttons()) == len(topics)
@@ -210,7 +209,7 @@ async def test_browsing_by_topic_down_to_an_answer_and_back(services: Services, 
     shown = await services.faq.answer_for_entry(entries[2].key, world.staff_ids["teacher"])
     assert teacher.last_text() == render_answer(shown)
     await teacher.tap(t("faq_chat.back_to_topic", "vi", title=topic_title("vaccine")))
-    await teacher.tap("◀️ Các chủ đề")
+    await teacher.tap(label("faq_chat.back_to_menu"))
     assert "Câu hỏi thường gặp" in teacher.last_text()
     await teacher.send("/faq")
     assert "Câu hỏi thường gặp" in teacher.last_text()
@@ -235,11 +234,11 @@ async def test_a_long_topic_is_paged(services: Services, harness: Harness):
     await teacher.tap(f"{topic_title('bot')} ({len(entries)})")
     assert "Trang 1/2" in teacher.last_text()
     first = [button_label(entry.question) for entry in entries[:TOPIC_PAGE_SIZE]]
-    assert teacher.buttons() == [*first, "Xem thêm ▶️", "◀️ Các chủ đề"]
-    await teacher.tap("Xem thêm ▶️")
+    assert teacher.buttons() == [*first, label("core.more"), label("faq_chat.back_to_menu")]
+    await teacher.tap(label("core.more"))
     assert "Trang 2/2" in teacher.last_text()
     second = [button_label(entry.question) for entry in entries[TOPIC_PAGE_SIZE:]]
-    assert teacher.buttons() == [*second, "◀️ Quay lại", "◀️ Các chủ đề"]
+    assert teacher.buttons() == [*second, BACK, label("faq_chat.back_to_menu")]
     await teacher.tap(second[-1])
     assert "Trả lời số" in teacher.last_text()
 
@@ -303,7 +302,7 @@ async def test_contacts_when_nobody_is_filled_in(services: Services, harness: Ha
 
 async def add_sticker_entry(officer: Person) -> None:
     await officer.send("/faq_add")
-    await officer.tap("➕ Mục mới")
+    await officer.tap(label("faq_chat.add.new_button"))
     await officer.tap(topic_title("devices"))
     await officer.send("Trường có được dán tem tài sản lên máy tính tặng học sinh không?")
     await officer.send(
@@ -328,10 +327,10 @@ async def test_faq_add_creates_an_entry_that_answers_at_once(services: Services,
     assert "co duoc dan tem tai san len may tinh khong" in summary
     assert "Máy tặng là tài sản" in summary
     # Change one answer from the summary, then save.
-    await officer.tap("✏️ Sửa")
-    await officer.tap("Câu hỏi")
+    await officer.tap(EDIT)
+    await officer.tap(label("faq_chat.add.field.question"))
     assert "Hiện tại: Trường có được dán tem" in officer.last_text()
-    await officer.tap("↩️ Giữ nguyên")
+    await officer.tap(label("faq_chat.add.keep"))
     assert "Lưu mục này?" in officer.last_text(), "keep goes back to the summary"
     await officer.tap(CONFIRM)
     assert "Đã lưu mục" in officer.last_text()
@@ -366,11 +365,11 @@ async def test_faq_add_edits_an_existing_entry_found_by_typing(services: Service
     await officer.send("nhap mui tiem o muc nao")
     where = await entry_question(services, "vaccine_where")
     assert button_label(f"{where} (vaccine_where)") in officer.buttons()
-    assert "➕ Mục mới" in officer.buttons()
+    assert label("faq_chat.add.new_button") in officer.buttons()
     await officer.tap(button_label(f"{where} (vaccine_where)"))
     assert "Sửa mục <b>vaccine_where</b>" in officer.texts()[-2]
     for _ in range(3):  # topic, question, other phrasings: unchanged
-        await officer.tap("↩️ Giữ nguyên")
+        await officer.tap(label("faq_chat.add.keep"))
     answer_prompt = officer.bot_messages()[-1]
     await officer.send("Vào mục 4.9.1 trên CSDL ngành; nhập chậm nhất 1 ngày sau khi tiêm.")
     # «Keep» under the answer's question (still there: it was answered by typing) keeps nothing now.
@@ -378,7 +377,7 @@ async def test_faq_add_edits_an_existing_entry_found_by_typing(services: Service
     await harness.deliver(harness.api.callback_query(officer.user, answer_prompt, keep["callback_data"]))
     assert "thuộc một câu hỏi trước" in officer.alerts()[-1]
     assert (await services.drafts.get(officer.id, "faq_add")).step == Step.CONTACT
-    await officer.tap("↩️ Giữ nguyên")  # contact
+    await officer.tap(label("faq_chat.add.keep"))  # contact
     assert "Sửa mục hỏi – đáp vaccine_where" in officer.last_text()
     await officer.tap(CONFIRM)
     assert "Đã lưu mục <b>vaccine_where</b>" in officer.last_text()
@@ -391,14 +390,14 @@ async def test_faq_add_says_what_is_wrong_at_the_step(services: Services, harnes
     await make_world(services)
     officer = harness.person("health_officer")
     await officer.send("/faq_add")
-    await officer.tap("➕ Mục mới")
+    await officer.tap(label("faq_chat.add.new_button"))
     await officer.send("chủ đề gõ tay")
     assert "Bấm một nút" in officer.last_text()
     await officer.tap(topic_title("vaccine"))
     await officer.send("x" * 400)
     assert "quá dài" in officer.last_text()
     await officer.send("Học sinh <b>tiêm</b> ở đâu?")
-    await officer.tap("Bỏ qua")
+    await officer.tap(label("faq_chat.add.skip"))
     await officer.send("Ở trường & ở phường.")
     await officer.tap(t("faq_chat.add.contact.vaccine", "vi"))
     summary = officer.last_text()
@@ -445,7 +444,7 @@ async def test_faq_add_summary_of_the_longest_entry_fits_one_message(services: S
     await make_world(services)
     officer = harness.person("admin")
     await officer.send("/faq_add")
-    await officer.tap("➕ Mục mới")
+    await officer.tap(label("faq_chat.add.new_button"))
     await officer.tap(topic_title("excel"))
     await officer.send("<" * 300)
     await officer.send("\n".join(f"{n} " + "&" * 297 for n in range(20)))

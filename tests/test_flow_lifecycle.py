@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tests.chat import running_harness
+from tests.chat import CONFIRM, TODAY_BUTTON, label, running_harness
 from tests.factories import make_world
 from tests.sample_flow import SampleFlow
 
@@ -29,12 +29,12 @@ async def test_happy_path_and_wrong_answers(services, flow_harness):
     await teacher.send("nguyễn văn an")
     await teacher.send("31/02/2021")
     assert "không có trên lịch" in teacher.last_text()
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.send("không")
     assert "không phải là số" in teacher.last_text()
     await teacher.send("1.000")
     assert teacher.last_text() == "Summary: Nguyễn Văn An / 2021-11-15 / 1000"
-    await teacher.tap("✅ Xác nhận")
+    await teacher.tap(CONFIRM)
     assert teacher.last_text() == "Saved."
     assert SampleFlow.saved[0]["quantity"] == 1000
     assert await services.drafts.get(teacher.id, "sample") is None
@@ -62,7 +62,7 @@ async def test_restart_mid_flow_continues_at_the_same_step(services, flow_harnes
     await flow_harness.restart()  # the process is killed and started again
     await teacher.send("12")
     assert teacher.last_text() == "Summary: Trần Thị Bình / 2021-11-14 / 12"
-    await teacher.tap("✅ Xác nhận")
+    await teacher.tap(CONFIRM)
     assert SampleFlow.saved[-1]["name"] == "Trần Thị Bình"
 
 
@@ -83,10 +83,10 @@ async def test_reentry_offers_to_continue_or_restart(services, flow_harness):
     await teacher.send("Lan")
     await teacher.send("/sample")
     assert "nhập dở" in teacher.last_text()
-    await teacher.tap("▶️ Tiếp tục")
+    await teacher.tap(label("core.draft_continue"))
     assert teacher.last_text() == "Step 2: date?"
     await teacher.send("/sample")
-    await teacher.tap("🔄 Bắt đầu lại")
+    await teacher.tap(label("core.draft_restart"))
     assert teacher.last_text() == "Step 1: name?"
 
 
@@ -95,7 +95,7 @@ async def test_double_confirm_saves_once(services, flow_harness):
     teacher = flow_harness.person("teacher")
     await teacher.send("/sample")
     await teacher.send("Lan")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.send("3")
     summary = teacher.bot_messages()[-1]
     button = summary["reply_markup"]["inline_keyboard"][0][0]
@@ -122,9 +122,7 @@ async def test_one_chats_updates_are_handled_in_order(services, flow_harness):
     await make_world(services)
     teacher = flow_harness.person("teacher")
     await teacher.send("/sample")
-    updates = [
-        flow_harness.api.incoming_message(teacher.user, text=text) for text in ("Lan", "hôm nay", "3")
-    ]
+    updates = [flow_harness.api.incoming_message(teacher.user, text=text) for text in ("Lan", "hôm nay", "3")]
     await asyncio.gather(*(flow_harness.deliver(update) for update in updates))
     assert "Lan" in teacher.last_text() and "3" in teacher.last_text()
 
@@ -148,7 +146,7 @@ async def timeout_transcript(services, harness) -> None:
     draft = await services.drafts.get(teacher.id, "sample")
     assert draft is not None and draft.suspended and draft.data["name"] == "Lan"
     await teacher.send("/resume")
-    await teacher.tap("▶️ Tiếp tục")
+    await teacher.tap(label("core.draft_continue"))
     assert teacher.last_text() == "Step 2: date?"
     await teacher.send("hôm nay")
     assert teacher.last_text() == "Step 3: quantity?"

@@ -12,20 +12,28 @@ from conversations.loan_return import Step as ReturnStep
 from storage.models import AuditLog, DonationBatch, Handover, HandoverKind, Role, Staff
 from storage.schemas.devices import BatchIn, BatchOut, DonorIn, HandoverIn
 from storage.services import Services
-from tests.chat import Harness, Person, step_of
+from tests.chat import (
+    CANCEL,
+    CONFIRM,
+    EDIT,
+    SKIP,
+    TODAY_BUTTON,
+    YESTERDAY_BUTTON,
+    Harness,
+    Person,
+    label,
+    step_of,
+)
 from tests.conftest import TZ
 from tests.factories import World, make_world
 
 AN = "Nguyễn Văn An · 4A1 · 14/03/2012"  # HS0001
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002
 CUONG = "Lê Hoàng Cường · 5A1 · 05/11/2011"  # HS0004
-GIFT = "🎁 Tặng hẳn"
-LOAN = "🔁 Cho mượn tạm"
-CONFIRM = "✅ Xác nhận"
-EDIT = "✏️ Sửa"
-SKIP = "Bỏ qua"
-AGAIN = "➡️ Bàn giao tiếp từ lô này"
-SECOND = "⚠️ Tôi đã kiểm tra, vẫn bàn giao"
+GIFT = label("devices.kind.gift")
+LOAN = label("devices.kind.loan")
+AGAIN = label("devices.handover.again")
+SECOND = label("devices.handover.second_button")
 
 
 async def make_batch(
@@ -77,14 +85,14 @@ async def allocated(services: Services, batch_id: int) -> int:
 
 
 async def to_summary(
-    person: Person, batch: BatchOut, query: str, label: str, *, kind: str = GIFT, handed: int = 0
+    person: Person, batch: BatchOut, query: str, student: str, *, kind: str = GIFT, handed: int = 0
 ) -> None:
     await person.send("/handover")
     await person.tap(batch_label(batch, handed))
     await person.send(query)
-    await person.tap(label)
+    await person.tap(student)
     await person.tap(kind)
-    await person.tap("Hôm nay")
+    await person.tap(TODAY_BUTTON)
     await person.tap(SKIP)
 
 
@@ -106,14 +114,14 @@ async def test_happy_path_gift_then_continue_with_the_same_batch(
     assert teacher.buttons() == [GIFT, LOAN]
     await teacher.tap(GIFT)
     assert "Lô này nhận ngày 12/11/2021" in teacher.last_text()
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     assert "ảnh biên bản bàn giao" in teacher.last_text()
     await teacher.photo(b"\xff\xd8signed")
     summary = teacher.last_text()
     assert f"Lô: <b>#{batch.number} · máy tính xách tay Dell Latitude 3420</b>" in summary
     assert f"Học sinh: <b>{AN}</b>" in summary and "Hình thức: <b>tặng</b>" in summary
     assert "Ngày bàn giao: <b>15/11/2021</b>" in summary and "đã đính kèm" in summary
-    assert teacher.buttons() == [CONFIRM, EDIT, "✖️ Huỷ"]
+    assert teacher.buttons() == [CONFIRM, EDIT, CANCEL]
     await teacher.tap(CONFIRM)
     texts = teacher.new_texts()
     assert any(
@@ -131,7 +139,7 @@ async def test_happy_path_gift_then_continue_with_the_same_batch(
     await teacher.send("binh")
     await teacher.tap(BINH)
     await teacher.tap(GIFT)
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap(SKIP)
     assert "Ảnh biên bản: (không có)" in teacher.last_text()
     await teacher.tap(CONFIRM)
@@ -200,16 +208,16 @@ async def test_edit_from_the_summary(services: Services, harness: Harness) -> No
         "🖼 Ảnh biên bản",
         "◀️ Quay lại bảng tóm tắt",
     ]
-    await teacher.tap("👤 Học sinh")
+    await teacher.tap(label("devices.handover.field.student"))
     await teacher.send("cuong")
     await teacher.tap(CUONG)
     assert f"Học sinh: <b>{CUONG}</b>" in teacher.last_text()  # back at the summary
     # Another batch received after the handover date: the date is asked again, then the summary.
     await teacher.tap(EDIT)
-    await teacher.tap("📦 Lô thiết bị")
+    await teacher.tap(label("devices.handover.field.batch"))
     await teacher.tap(batch_label(later))
     assert "Lô này nhận ngày 14/11/2021" in teacher.last_text()
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     summary = teacher.last_text()
     assert (
         f"#{later.number} · máy tính xách tay HP" in summary and "Ngày bàn giao: <b>15/11/2021</b>" in summary
@@ -224,7 +232,7 @@ async def test_cancel_saves_nothing(services: Services, harness: Harness) -> Non
     batch = await make_batch(services, world)
     teacher = harness.person("teacher")
     await to_summary(teacher, batch, "an", AN)
-    await teacher.tap("✖️ Huỷ")
+    await teacher.tap(CANCEL)
     assert "Đã huỷ <b>phiếu bàn giao thiết bị</b>. 4 câu trả lời" in teacher.last_text()
     assert await handovers(services) == [] and await allocated(services, batch.id) == 0
     assert await step_of(services, teacher, "handover") is None
@@ -242,7 +250,7 @@ async def test_restart_mid_flow_and_continue(services: Services, harness: Harnes
     await teacher.send("tang")
     assert "Bàn giao ngày nào?" in teacher.last_text()
     await harness.restart()
-    await teacher.tap("Hôm qua")
+    await teacher.tap(YESTERDAY_BUTTON)
     await teacher.tap(SKIP)
     assert "Ngày bàn giao: <b>14/11/2021</b>" in teacher.last_text()
     await teacher.tap(CONFIRM)
@@ -298,7 +306,7 @@ async def test_late_handover_is_saved_and_flagged(services: Services, harness: H
     await teacher.send("binh")
     await teacher.tap(BINH)
     await teacher.tap(GIFT)
-    await teacher.tap("Hôm qua")
+    await teacher.tap(YESTERDAY_BUTTON)
     await teacher.tap(SKIP)
     assert "nhập trễ" not in teacher.last_text()
     clock.freeze(datetime(2021, 11, 16, 8, 0, tzinfo=TZ))
@@ -380,11 +388,11 @@ async def test_a_second_programme_device_needs_a_confirmed_warning(
     await teacher.send("an")
     await teacher.tap(AN)
     await teacher.tap(GIFT)
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap(SKIP)
     summary = teacher.last_text()
     assert "đã nhận một thiết bị của Chương trình «Sóng và máy tính cho em» ngày 02/11/2021" in summary
-    assert teacher.buttons() == [SECOND, EDIT, "✖️ Huỷ"]  # no plain Confirm
+    assert teacher.buttons() == [SECOND, EDIT, CANCEL]  # no plain Confirm
     await teacher.tap(SECOND)
     assert any("Đã lưu" in t for t in teacher.new_texts())
     assert len(await handovers(services)) == 2
@@ -401,14 +409,14 @@ async def test_loan_then_return(services: Services, harness: Harness) -> None:
     assert await allocated(services, batch.id) == 1
     await teacher.send("/return")
     assert "Ghi nhận thiết bị cho mượn đã được trả lại" in teacher.last_text()
-    label = f"Nguyễn Văn An · 4A1 · lô #{batch.number} · 15/11/2021"
-    assert teacher.buttons() == [label]
-    await teacher.tap(label)
+    loan = f"Nguyễn Văn An · 4A1 · lô #{batch.number} · 15/11/2021"
+    assert teacher.buttons() == [loan]
+    await teacher.tap(loan)
     assert "mượn máy tính xách tay" in teacher.last_text()
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     summary = teacher.last_text()
     assert "Ngày mượn: 15/11/2021" in summary and "Ngày trả: <b>15/11/2021</b>" in summary
-    assert teacher.buttons() == [CONFIRM, "✖️ Huỷ"]
+    assert teacher.buttons() == [CONFIRM, CANCEL]
     await teacher.tap(CONFIRM)
     assert f"Máy đã về lại lô #{batch.number} (lô còn 1 thiết bị)" in teacher.last_text()
     [loan] = await handovers(services)

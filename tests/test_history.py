@@ -12,7 +12,7 @@ from storage.models import AuditAction, DosePlace, PriorityGroup, School, School
 from storage.schemas.history import FIELDS, SUBJECTS, HistoryNames, ValueKind, describe_audit
 from storage.schemas.vaccines import DoseChange, DoseIn
 from storage.services import Services
-from tests.chat import Harness
+from tests.chat import Harness, label
 from tests.factories import World, make_world
 from tests.helpers import laptops_with_one_gift
 from tests.test_round_flow import directive_round, record_need
@@ -83,13 +83,15 @@ async def test_an_officer_picks_the_school_and_reads_what_changed(
     example = question.split("<code>")[1].split("</code>")[0]
     assert example and example.isascii()  # part of a real school's name, typed as people type it
     first_page = [b for b in deputy.buttons() if " · " in b]
-    assert len(first_page) == 8 and "Trang sau ▶️" in deputy.buttons()
-    await deputy.tap("Trang sau ▶️")
-    assert "trang 2/2" in deputy.last_text() and "◀️ Trang trước" in deputy.buttons()
+    assert len(first_page) == 8 and label("rounds_chat.history.page_next") in deputy.buttons()
+    await deputy.tap(label("rounds_chat.history.page_next"))
+    assert (
+        "trang 2/2" in deputy.last_text() and label("rounds_chat.history.page_previous") in deputy.buttons()
+    )
     second_page = [b for b in deputy.buttons() if " · " in b]
     assert len(second_page) == 3 and {TH, THCS} <= {*first_page, *second_page}
     if TH not in second_page:
-        await deputy.tap("◀️ Trang trước")
+        await deputy.tap(label("rounds_chat.history.page_previous"))
     await deputy.tap(TH)
     assert deputy.last_text().startswith("🕘 Lịch sử của Trường TH Lê Văn Lương (79785001)")
 
@@ -115,7 +117,7 @@ async def test_an_officer_picks_the_school_and_reads_what_changed(
     # A part of a name several schools share: the picker, filtered; then the whole list again.
     await deputy.send("/history hiep phuoc")
     assert "Các trường khớp «hiep phuoc» (9 trường, trang 1/2)" in deputy.last_text()
-    assert "📋 Tất cả các trường" in deputy.buttons()
+    assert label("rounds_chat.history.all_schools") in deputy.buttons()
     await deputy.send("nguyen binh khiem")
     history = deputy.last_text()
     assert history.startswith("🕘 Lịch sử của Trường THCS Nguyễn Bỉnh Khiêm (79785101)")

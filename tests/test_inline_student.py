@@ -13,13 +13,12 @@ from storage.schemas.csdl import CsdlMenu
 from storage.schemas.students import is_provisional_code
 from storage.services import Services
 from storage.services.csdl import CsdlService
-from tests.chat import Harness, Person, step_of
+from tests.chat import BACK, CONFIRM, SKIP, TODAY_BUTTON, Harness, Person, label, step_of
 from tests.factories import make_world
 from tests.test_my_entries import teacher_batch
 
-ADD = "➕ Thêm học sinh mới"
-SKIP = "Bỏ qua (chưa có mã)"
-CONFIRM = "✅ Xác nhận"
+SKIP_CODE = label("pickers.skip_code")
+ADD = label("pickers.add_student")
 NEW_LABEL = "Hoàng Thị Mới · 3A1 · 01/06/2013 (🆕 học sinh mới, chưa có mã CSDL)"
 
 
@@ -41,7 +40,7 @@ async def add_new(person: Person, *, code: str | None = None) -> None:
     await person.send("01/06/2013")
     await person.send("3a1")
     if code is None:
-        await person.tap(SKIP)
+        await person.tap(SKIP_CODE)
     else:
         await person.send(code)
 
@@ -56,9 +55,9 @@ async def test_dose_for_a_new_student_without_a_code(services: Services, harness
     assert await students_named(services, "Hoàng Thị Mới") == []  # nothing written at the picker
     assert "Chưa có mũi nào được ghi." in teacher.last_text()
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap("Vero Cell (Sinopharm)")
-    await teacher.tap("🏫 Tại trường")
+    await teacher.tap(label("vaccines.place_button.school"))
     summary = teacher.last_text()
     assert f"Học sinh: <b>{NEW_LABEL}</b>" in summary  # the summary says the student is new
     assert await students_named(services, "Hoàng Thị Mới") == []
@@ -115,11 +114,11 @@ async def test_handover_to_a_new_student_with_a_code(services: Services, harness
     await teacher.send("/handover")
     await teacher.tap(teacher.buttons()[0])  # the one batch
     await add_new(teacher, code="hs 9001")
-    await teacher.tap("🎁 Tặng hẳn")
-    await teacher.tap("Hôm nay")
-    await teacher.tap("Bỏ qua")
-    label = "Hoàng Thị Mới · 3A1 · 01/06/2013 (🆕 học sinh mới, mã HS9001)"
-    assert label in teacher.last_text()
+    await teacher.tap(label("devices.kind.gift"))
+    await teacher.tap(TODAY_BUTTON)
+    await teacher.tap(SKIP)
+    shown = "Hoàng Thị Mới · 3A1 · 01/06/2013 (🆕 học sinh mới, mã HS9001)"
+    assert shown in teacher.last_text()
     assert await students_named(services, "Hoàng Thị Mới") == []
     await teacher.tap(CONFIRM)
     [student] = await students_named(services, "Hoàng Thị Mới")
@@ -137,9 +136,9 @@ async def test_need_of_a_new_student_and_a_refused_record_leaves_no_student(
     await teacher.send("/need")
     await add_new(teacher)
     assert "thuộc diện ưu tiên nào" in teacher.last_text()  # no «already recorded» for a new student
-    await teacher.tap("Hộ nghèo")
-    await teacher.tap("💻 Cần máy tính")
-    await teacher.tap("Bỏ qua")
+    await teacher.tap(label("needs.group.poor"))
+    await teacher.tap(label("needs.kind.device"))
+    await teacher.tap(SKIP)
     assert NEW_LABEL in teacher.last_text()
     await teacher.tap(CONFIRM)
     [student] = await students_named(services, "Hoàng Thị Mới")
@@ -155,9 +154,9 @@ async def test_a_refused_record_rolls_the_new_student_back(services: Services, h
     await teacher.send("/vaccine")
     await add_new(teacher, code="HS9002")
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap("Vero Cell (Sinopharm)")
-    await teacher.tap("🏫 Tại trường")
+    await teacher.tap(label("vaccines.place_button.school"))
     # Meanwhile someone adds a student with the same code: the confirm is refused, nothing written.
     from storage.schemas.students import StudentIn
 
@@ -193,8 +192,8 @@ async def test_a_wrong_answer_at_each_new_step(services: Services, harness: Harn
     await teacher.send("3A1")
     await wrong("mã số 1", "")  # spaces are dropped, but «Ố» is not a code character
     await wrong("HS0001", "HS0001")  # taken by Nguyễn Văn An
-    assert teacher.buttons() == [SKIP, "◀️ Quay lại"]
-    await teacher.tap(SKIP)
+    assert teacher.buttons() == [SKIP_CODE, BACK]
+    await teacher.tap(SKIP_CODE)
     assert "Mũi thứ mấy" in teacher.last_text() or "mũi thứ mấy" in teacher.last_text()
     assert await students_named(services, "Hoàng Thị Mới") == []
 
@@ -210,13 +209,13 @@ async def test_interrupted_and_resumed_mid_way(services: Services, harness: Harn
     await harness.restart()
     await teacher.send("3A1")
     await harness.restart()
-    await teacher.tap(SKIP)
+    await teacher.tap(SKIP_CODE)
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
     await harness.restart()
     await teacher.send("/resume")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap("Vero Cell (Sinopharm)")
-    await teacher.tap("🏫 Tại trường")
+    await teacher.tap(label("vaccines.place_button.school"))
     await teacher.tap(CONFIRM)
     [student] = await students_named(services, "Hoàng Thị Mới")
     assert student.date_of_birth == date(2013, 6, 1) and is_provisional_code(student.code)

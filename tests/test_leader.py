@@ -40,9 +40,10 @@ from storage.db import create_engine
 from storage.models import Base, Handover, HandoverKind, InboxStatus, SentReminder, UpdateInbox
 from storage.schemas.rounds import RoundIn
 from storage.services import Services, build_services
+from tests.chat import CONFIRM, SKIP, TODAY_BUTTON
 from tests.conftest import KEEP_TABLES, TZ
 from tests.factories import TELEGRAM_IDS, make_world
-from tests.test_handover_flow import AN, GIFT, SKIP, batch_label, make_batch
+from tests.test_handover_flow import AN, GIFT, batch_label, make_batch
 
 # The lease of these tests' instances (s); LEADER_LEASE_SECONDS is 10 in production.
 LEASE = float(os.environ.get("TEST_LEASE_SECONDS", "4"))
@@ -383,11 +384,11 @@ async def test_leader_killed_mid_handover_standby_finishes_it_and_sends_no_remin
     assert await cluster.leader() is second
     took_over = time.monotonic() - killed_at
     # The handover goes on where it was, on the other instance.
-    assert "ảnh biên bản" in await cluster.turn(teacher, lambda: cluster.tap(teacher, "Hôm nay"))
+    assert "ảnh biên bản" in await cluster.turn(teacher, lambda: cluster.tap(teacher, TODAY_BUTTON))
     first_reply = time.monotonic() - killed_at
     summary = await cluster.turn(teacher, lambda: cluster.tap(teacher, SKIP))
     assert AN in summary and "tặng" in summary
-    await cluster.turn(teacher, lambda: cluster.tap(teacher, "✅ Xác nhận"))
+    await cluster.turn(teacher, lambda: cluster.tap(teacher, CONFIRM))
     print(
         f"\ntakeover (lease {LEASE:g} s): standby leader {took_over:.1f} s after SIGKILL, "
         f"first update handled {first_reply:.1f} s after it"

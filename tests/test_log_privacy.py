@@ -20,9 +20,9 @@ from storage.models import Role
 from storage.schemas.faq import ContactIn
 from storage.schemas.organisation import InviteIn
 from storage.services import Services
-from tests.chat import Harness
+from tests.chat import CONFIRM, SKIP, TODAY_BUTTON, Harness, label
 from tests.factories import make_world
-from tests.test_handover_flow import AN, GIFT, SKIP, batch_label, make_batch
+from tests.test_handover_flow import AN, GIFT, batch_label, make_batch
 from tests.test_round_flow import BOTH, PROGRAMME, SUBMIT, TH, THCS, directive_round, school_records
 
 PHONE = "0901234567"
@@ -79,9 +79,9 @@ async def test_a_whole_round_at_info_logs_no_personal_data(
     await teacher.send("nguyen van an")
     await teacher.tap(AN)
     await teacher.tap(GIFT)
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap(SKIP)
-    await teacher.tap("✅ Xác nhận")
+    await teacher.tap(CONFIRM)
     assert "Đã lưu" in " ".join(teacher.new_texts())
     await teacher.send("/contacts")
 
@@ -102,21 +102,21 @@ async def test_a_whole_round_at_info_logs_no_personal_data(
     await principal_thcs.tap(SUBMIT)
     await primary.send("/review")
     await primary.tap(TH)
-    await primary.tap("✅ Duyệt")
+    await primary.tap(label("rounds_chat.review.approve_button"))
     await secondary.send("/review")
     await secondary.tap(THCS)
-    await secondary.tap("↩️ Trả lại")
+    await secondary.tap(label("rounds_chat.review.send_back_button"))
     await secondary.send(REASON)
     await principal_thcs.send("/submit")
     await principal_thcs.tap(SUBMIT)
     await secondary.send("/review")
-    await secondary.tap(THCS + " 🔁")
-    await secondary.tap("✅ Duyệt")
+    await secondary.tap(THCS + label("rounds_chat.review.again_mark"))
+    await secondary.tap(label("rounds_chat.review.approve_button"))
     await health.send("/review_vaccine")
     await health.tap(THCS)
-    await health.tap("✅ Duyệt")
+    await health.tap(label("rounds_chat.review.approve_button"))
     await statistics.send("/compile")
-    await statistics.tap("📚 Tổng hợp")
+    await statistics.tap(label("rounds_chat.compile.compile_button"))
     assert "Đã tổng hợp" in statistics.last_text()
 
     log = info_log.getvalue()

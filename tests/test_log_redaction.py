@@ -25,7 +25,7 @@ from bot.settings import Settings
 from storage.models import Role
 from storage.schemas.faq import ContactIn
 from storage.schemas.organisation import InviteIn
-from tests.chat import Harness
+from tests.chat import CONFIRM, TODAY_BUTTON, Harness, label
 from tests.factories import make_world
 
 TOKEN = "7012345678:AAHk2Zp9sQvLx0-NnB_3cTyWq8eRmUd4fGh"
@@ -178,10 +178,10 @@ async def test_a_day_of_chat_at_debug_leaks_nothing(harness: Harness, debug_log:
     await teacher.send("tran thi binh")
     await teacher.tap(BINH)
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
-    await teacher.tap("✅ Xác nhận")
+    await teacher.tap(label("vaccines.place_button.school"))
+    await teacher.tap(CONFIRM)
     assert "Đã lưu mũi 1" in teacher.last_text()
     # The contacts, with a phone number; and a shared contact card.
     await teacher.send("/contacts")

@@ -24,12 +24,13 @@ from storage.schemas.devices import BatchIn, BatchOut, DonorIn, HandoverIn, Hand
 from storage.schemas.needs import NeedIn
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services
-from tests.chat import Harness, Person, step_of
+from tests.chat import TODAY_BUTTON, YESTERDAY_BUTTON, Harness, Person, label, step_of
 from tests.factories import World, make_world
 from tests.test_donations_service import lock_school
 
-DELETE = "🗑 Xoá"
-SAVE = "✅ Lưu thay đổi"
+BACK = label("my.back")  # my entries' own back button (same words as core.back)
+DELETE = label("my.delete")
+SAVE = label("my.save")
 
 
 def entries(person: Person) -> list[str]:
@@ -156,10 +157,10 @@ async def test_lists_all_four_kinds_and_edits_a_batch_with_an_audit_row(
         "◀️ Danh sách",
     ]
     assert await step_of(services, teacher, "my") is None  # only looking: nothing is held open
-    await teacher.tap("◀️ Danh sách")
+    await teacher.tap(label("my.back_to_list"))
     assert len(entries(teacher)) == 4
     await teacher.tap(batch_button(batch))
-    await teacher.tap("🔢 Số lượng")
+    await teacher.tap(label("my.field.quantity"))
     assert "Số lượng: đang ghi <b>10</b>" in teacher.last_text()
     await teacher.send("mười hai")
     assert "không phải là số nguyên" in teacher.last_text()
@@ -188,8 +189,8 @@ async def test_edit_a_handover_date_and_kind(services: Services, harness: Harnes
     await teacher.tap(HANDOVER_BUTTON)
     assert f"Bàn giao #{handover.id}" in teacher.last_text()
     assert "Ảnh biên bản: (không có)" in teacher.last_text()
-    await teacher.tap("📅 Ngày bàn giao")
-    assert teacher.buttons() == ["Hôm nay", "Hôm qua", "◀️ Quay lại"]
+    await teacher.tap(label("my.field.handed_on"))
+    assert teacher.buttons() == [TODAY_BUTTON, YESTERDAY_BUTTON, BACK]
     await teacher.send("31/02/2021")
     assert "không có trên lịch" in teacher.last_text()
     await teacher.send("16/11/2021")
@@ -200,9 +201,9 @@ async def test_edit_a_handover_date_and_kind(services: Services, harness: Harnes
     # The kind, with buttons.
     await teacher.send("/my")
     await teacher.tap("🎁 12/11/2021 · Nguyễn Văn An (4A1) · tặng")
-    await teacher.tap("🎁 Tặng / cho mượn")
-    assert teacher.buttons() == ["🎁 Tặng hẳn", "🔁 Cho mượn tạm", "◀️ Quay lại"]
-    await teacher.tap("🔁 Cho mượn tạm")
+    await teacher.tap(label("my.field.kind"))
+    assert teacher.buttons() == [label("devices.kind.gift"), label("devices.kind.loan"), BACK]
+    await teacher.tap(label("devices.kind.loan"))
     await teacher.tap(SAVE)
     assert "tặng → <b>cho mượn tạm</b>" in teacher.last_text()
     row = await get(services, Handover, handover.id)
@@ -222,19 +223,19 @@ async def test_delete_a_handover_and_a_batch_with_handovers_is_refused(
     await teacher.tap(batch_button(batch))
     await teacher.tap(DELETE)
     assert "Xoá bản ghi này?" in teacher.last_text()
-    await teacher.tap("🗑 Xoá hẳn")
+    await teacher.tap(label("my.delete_confirm"))
     texts = teacher.new_texts()
     assert any("Không thể xoá lô này vì đã có 1 lượt bàn giao" in t for t in texts)
     assert f"Lô #{batch.id}</b>" in texts[-1]  # back at the record, nothing under way
     assert await step_of(services, teacher, "my") is None
     assert await get(services, DonationBatch, batch.id) is not None
-    await teacher.tap("◀️ Danh sách")
+    await teacher.tap(label("my.back_to_list"))
     await teacher.tap(HANDOVER_BUTTON)
     await teacher.tap(DELETE)
-    await teacher.tap("◀️ Quay lại")  # changed their mind: back to the record, nothing deleted
+    await teacher.tap(BACK)  # changed their mind: back to the record, nothing deleted
     assert "Bàn giao #" in teacher.last_text() and await step_of(services, teacher, "my") is None
     await teacher.tap(DELETE)
-    await teacher.tap("🗑 Xoá hẳn")
+    await teacher.tap(label("my.delete_confirm"))
     assert f"Đã xoá: {HANDOVER_BUTTON}" in teacher.last_text()
     assert await get(services, Handover, handover.id) is None
     assert (await services.donations.get_batch(batch.id, school_id=world.primary_school_id)).left == 10
@@ -245,7 +246,7 @@ async def test_delete_a_handover_and_a_batch_with_handovers_is_refused(
     await teacher.send("/my")
     await teacher.tap(batch_button(batch))
     await teacher.tap(DELETE)
-    await teacher.tap("🗑 Xoá hẳn")
+    await teacher.tap(label("my.delete_confirm"))
     assert "Đã xoá" in teacher.last_text()
     assert await get(services, DonationBatch, batch.id) is None
     assert [a.action for a in await audits(services, "donation_batch")] == [
@@ -261,7 +262,7 @@ async def test_edit_a_dose_with_a_warning_and_a_need(services: Services, harness
     await teacher.send("/my")
     await teacher.tap(DOSE_BUTTON)
     assert "Mũi 1</b>" in teacher.last_text() and "Vero Cell" in teacher.last_text()
-    await teacher.tap("💉 Số mũi")
+    await teacher.tap(label("my.field.dose_number"))
     await teacher.send("mũi hai")
     assert "không phải là số mũi" in teacher.last_text()
     await teacher.send("11")
@@ -270,17 +271,17 @@ async def test_edit_a_dose_with_a_warning_and_a_need(services: Services, harness
     await teacher.send("3")
     await teacher.tap(SAVE)  # dose 3 without dose 2: the service's warning, to confirm
     assert "chưa được ghi mũi 1, 2" in teacher.last_text() or "chưa được ghi mũi 2" in teacher.last_text()
-    assert teacher.buttons() == ["⚠️ Tôi đã kiểm tra, vẫn lưu", "◀️ Quay lại"]
+    assert teacher.buttons() == [label("my.save_anyway"), BACK]
     assert (await get(services, VaccineDose, dose_id)).dose_number == 1
-    await teacher.tap("⚠️ Tôi đã kiểm tra, vẫn lưu")
+    await teacher.tap(label("my.save_anyway"))
     assert "Đã sửa 💉 Số mũi: 1 → <b>3</b>" in teacher.last_text()
     assert (await get(services, VaccineDose, dose_id)).dose_number == 3
     # The need's priority group.
     await teacher.send("/my")
     await teacher.tap(NEED_BUTTON)
     assert "Diện ưu tiên: Cha, mẹ tử vong do COVID-19" in teacher.last_text()
-    await teacher.tap("🏷 Diện ưu tiên")
-    await teacher.tap("Hộ nghèo")
+    await teacher.tap(label("my.field.category"))
+    await teacher.tap(label("my.need_group.poor"))
     await teacher.tap(SAVE)
     assert "Cha, mẹ tử vong do COVID-19 → <b>Hộ nghèo</b>" in teacher.last_text()
     assert (await get(services, NeedRecord, need_id)).category is PriorityGroup.POOR
@@ -289,7 +290,7 @@ async def test_edit_a_dose_with_a_warning_and_a_need(services: Services, harness
     # And its note can be cleared.
     await teacher.send("/my")
     await teacher.tap("🖥 15/11/2021 · Lê Hoàng Cường · Hộ nghèo")
-    await teacher.tap("📝 Ghi chú")
+    await teacher.tap(label("my.field.note"))
     await teacher.send("Nhà chưa có Internet")
     await teacher.tap(SAVE)
     assert (await get(services, NeedRecord, need_id)).note == "Nhà chưa có Internet"
@@ -311,21 +312,21 @@ async def test_a_wrong_answer_at_every_step_stays_at_the_step(
 
     await teacher.send("/my")
     await teacher.tap(batch_button(batch))
-    await teacher.tap("🔢 Số lượng")
+    await teacher.tap(label("my.field.quantity"))
     await wrong("0", "từ 1 trở lên", Step.VALUE)
     await teacher.send("1")
     await wrong("lưu", "Hãy bấm một nút", Step.CHANGE)
     await teacher.tap(SAVE)  # two devices handed over: the service refuses, nothing changes
     assert "Không thể giảm số lượng xuống 1" in teacher.last_text()
     assert await step_of(services, teacher, "my") == Step.CHANGE
-    await teacher.tap("◀️ Quay lại")  # the change -> the value -> the record
-    await teacher.tap("◀️ Quay lại")
-    await teacher.tap("📅 Ngày nhận")
+    await teacher.tap(BACK)  # the change -> the value -> the record
+    await teacher.tap(BACK)
+    await teacher.tap(label("my.field.received_on"))
     await wrong("15/11/2021", "", Step.CHANGE)  # after the handovers: said by the service on Save
     await teacher.tap(SAVE)
     assert "muộn hơn lần bàn giao đầu tiên của lô (14/11/2021)" in teacher.last_text()
-    await teacher.tap("◀️ Quay lại")
-    await teacher.tap("◀️ Quay lại")
+    await teacher.tap(BACK)
+    await teacher.tap(BACK)
     await teacher.tap(DELETE)
     await wrong("xoá", "Hãy bấm một nút", Step.DELETE)
     assert (await get(services, DonationBatch, batch.id)).quantity == 2
@@ -341,17 +342,17 @@ async def test_a_locked_round_refuses_changes_and_says_who_can_reopen(
     teacher = harness.person("teacher")
     await teacher.send("/my")
     assert entries(teacher) == [batch_button(batch, "🔒 ")]
-    await teacher.tap(batch_button(batch, "🔒 "))
+    await teacher.tap(batch_button(batch, label("my.locked_mark")))
     detail = teacher.last_text()  # shown, with the reason, not hidden
     assert f"Lô #{batch.id}</b>" in detail and "\n\n🔒 " in detail
     assert "Đợt 15/11/2021" in detail and "chuyên viên Tiểu học/THCS của Phòng" in detail
-    await teacher.tap("🔢 Số lượng")
+    await teacher.tap(label("my.field.quantity"))
     text = teacher.last_text()
     assert "không thêm, sửa hay xoá" in text and "chuyên viên Tiểu học/THCS của Phòng" in text
     assert "trả lại hồ sơ" in text and "01/09/2021 – 15/11/2021" in text
     assert await step_of(services, teacher, "my") is None
     await teacher.send("/my")
-    await teacher.tap(batch_button(batch, "🔒 "))
+    await teacher.tap(batch_button(batch, label("my.locked_mark")))
     await teacher.tap(DELETE)
     assert "chuyên viên Tiểu học/THCS" in teacher.last_text()
     assert await step_of(services, teacher, "my") is None
@@ -391,7 +392,7 @@ async def test_restart_mid_flow_and_cancel(services: Services, harness: Harness)
     teacher = harness.person("teacher")
     await teacher.send("/my")
     await teacher.tap(batch_button(batch))
-    await teacher.tap("🏷 Hãng, mẫu")
+    await teacher.tap(label("my.field.make_model"))
     await harness.restart()
     await teacher.send("Dell Latitude 3520")
     assert "Dell Latitude 3420 → <b>Dell Latitude 3520</b>" in teacher.last_text()
@@ -447,14 +448,14 @@ async def test_sixty_entries_the_oldest_found_and_edited_in_four_taps(
     assert len(entries(teacher)) == 8
     assert entries(teacher)[0].startswith("🖥 15/11/2021 · Lê Văn Số BC")  # the newest first
     # Every page can be reached: the oldest is on the last page.
-    await teacher.tap("Cũ nhất ⏭")
+    await teacher.tap(label("my.last"))
     assert "trang 8/8" in teacher.last_text()
     assert entries(teacher)[-1] == "💉 01/11/2021 · Trịnh Thị Xuân · mũi 1"
-    await teacher.tap("⏮ Mới nhất")
-    await teacher.tap("💉 Mũi tiêm")  # the filter by kind
+    await teacher.tap(label("my.first"))
+    await teacher.tap(label("my.filter.dose"))  # the filter by kind
     assert "mũi tiêm · 30 bản ghi, trang 1/4" in teacher.last_text()
     # The search, typed after «🔍» (without diacritics): only Xuân's records.
-    await teacher.tap("🔍 Tìm theo học sinh")
+    await teacher.tap(label("my.search"))
     await teacher.send("a")
     assert "ít nhất 2 ký tự" in teacher.last_text() and await step_of(services, teacher, "my") == Step.SEARCH
     await teacher.send("trinh xuan")
@@ -467,8 +468,8 @@ async def test_sixty_entries_the_oldest_found_and_edited_in_four_taps(
         "💉 01/11/2021 · Trịnh Thị Xuân · mũi 1",
     ]
     await teacher.tap("💉 01/11/2021 · Trịnh Thị Xuân · mũi 1")  # 1
-    await teacher.tap("📅 Ngày tiêm")  # 2
-    await teacher.tap("Hôm qua")  # 3
+    await teacher.tap(label("my.field.given_on"))  # 2
+    await teacher.tap(YESTERDAY_BUTTON)  # 3
     await teacher.tap(SAVE)  # 4
     assert "Đã sửa 📅 Ngày tiêm: 01/11/2021 → <b>14/11/2021</b>" in teacher.last_text()
     assert (await get(services, VaccineDose, oldest)).given_on == date(2021, 11, 14)
@@ -481,7 +482,7 @@ async def test_edit_a_dose_product_and_place(services: Services, harness: Harnes
     await teacher.send("/my")
     await teacher.tap(DOSE_BUTTON)
     assert "Nơi tiêm: Tại trường" in teacher.last_text()
-    await teacher.tap("🧪 Vắc xin")
+    await teacher.tap(label("my.field.product_id"))
     assert "Vắc xin: đang ghi <b>Vero Cell (Sinopharm)</b>" in teacher.last_text()
     await teacher.send("moderna xyz")  # typed, matching no product
     assert "Hãy bấm một nút" in teacher.last_text() and await step_of(services, teacher, "my") == Step.VALUE
@@ -494,16 +495,16 @@ async def test_edit_a_dose_product_and_place(services: Services, harness: Harnes
     # «Other»: its name typed.
     await teacher.send("/my")
     await teacher.tap(DOSE_BUTTON)
-    await teacher.tap("🧪 Vắc xin")
-    await teacher.tap("Khác (gõ tên)")
+    await teacher.tap(label("my.field.product_id"))
+    await teacher.tap(label("vaccines.product_other"))
     await teacher.send("Corbevax")
     await teacher.tap(SAVE)
     assert (await get(services, VaccineDose, dose_id)).product_other_name == "Corbevax"
     # The place.
     await teacher.send("/my")
     await teacher.tap(DOSE_BUTTON)
-    await teacher.tap("📍 Nơi tiêm")
-    await teacher.tap("🏥 Tại cộng đồng")
+    await teacher.tap(label("my.field.place"))
+    await teacher.tap(label("vaccines.place_button.community"))
     assert "Tại trường → <b>Tại cộng đồng</b>" in teacher.last_text()
     await teacher.tap(SAVE)
     assert (await get(services, VaccineDose, dose_id)).place is DosePlace.COMMUNITY
@@ -517,7 +518,7 @@ async def test_edit_a_handover_photo(services: Services, harness: Harness, clock
     teacher = harness.person("teacher")
     await teacher.send("/my")
     await teacher.tap(HANDOVER_BUTTON)
-    await teacher.tap("🖼 Ảnh biên bản")
+    await teacher.tap(label("my.field.receipt_photo_file_id"))
     await teacher.send("ảnh đây")  # text where a photo is asked
     assert "ảnh" in teacher.last_text() and await step_of(services, teacher, "my") == Step.VALUE
     await teacher.photo(b"\xff\xd8 receipt")
@@ -528,8 +529,8 @@ async def test_edit_a_handover_photo(services: Services, harness: Harness, clock
     await teacher.send("/my")
     await teacher.tap(HANDOVER_BUTTON)
     assert "Ảnh biên bản: đã đính kèm ✅" in teacher.last_text()
-    await teacher.tap("🖼 Ảnh biên bản")
-    await teacher.tap("🧹 Để trống")
+    await teacher.tap(label("my.field.receipt_photo_file_id"))
+    await teacher.tap(label("my.clear"))
     await teacher.tap(SAVE)
     assert (await get(services, Handover, handover.id)).receipt_photo_file_id is None
 
@@ -542,15 +543,15 @@ async def test_a_batch_edit_that_handovers_depend_on_is_refused_with_the_reason(
     teacher = harness.person("teacher")
     await teacher.send("/my")
     await teacher.tap(batch_button(batch))
-    await teacher.tap("💻 Loại thiết bị")
-    await teacher.tap("📱 Máy tính bảng")
+    await teacher.tap(label("my.field.device_type"))
+    await teacher.tap(label("devices.device_type.tablet"))
     await teacher.tap(SAVE)
     assert "Không thể đổi loại thiết bị của lô này vì đã có 1 lượt bàn giao" in teacher.last_text()
     assert await step_of(services, teacher, "my") == Step.CHANGE  # stays open: back, or cancel
-    await teacher.tap("◀️ Quay lại")
-    await teacher.tap("◀️ Quay lại")
-    await teacher.tap("📥 Nguồn")
-    await teacher.tap("🎓 Chương trình của Bộ (4.8.3.1)")
+    await teacher.tap(BACK)
+    await teacher.tap(BACK)
+    await teacher.tap(label("my.field.source"))
+    await teacher.tap(label("devices.source.program"))
     await teacher.tap(SAVE)
     assert "Không thể đổi nguồn của lô này vì đã có 1 lượt bàn giao" in teacher.last_text()
     row = await get(services, DonationBatch, batch.id)
@@ -559,8 +560,8 @@ async def test_a_batch_edit_that_handovers_depend_on_is_refused_with_the_reason(
     await teacher.send("/cancel")
     await teacher.send("/my")
     await teacher.tap(batch_button(batch))
-    await teacher.tap("✨ Mới / cũ")
-    await teacher.tap("♻️ Đã qua sử dụng")
+    await teacher.tap(label("my.field.condition"))
+    await teacher.tap(label("devices.condition.used"))
     await teacher.tap(SAVE)
     assert "mới → <b>đã qua sử dụng</b>" in teacher.last_text()
 
@@ -580,11 +581,11 @@ async def test_returns_are_listed_and_their_date_edited(services: Services, harn
     )
     teacher = harness.person("teacher")
     await teacher.send("/my")
-    await teacher.tap("↩️ Trả máy")
+    await teacher.tap(label("my.filter.return"))
     assert entries(teacher) == [f"↩️ 14/11/2021 · Trần Thị Bình (4A1) · trả máy lô #{batch.number}"]
     await teacher.tap(entries(teacher)[0])
     assert "Đã trả lại ngày 14/11/2021" in teacher.last_text()
-    await teacher.tap("↩️ Ngày trả")
+    await teacher.tap(label("my.field.returned_on"))
     await teacher.send("10/11/2021")  # before the loan
     assert "10/11/2021" in teacher.last_text() and await step_of(services, teacher, "my") in (
         Step.VALUE,
@@ -592,9 +593,9 @@ async def test_returns_are_listed_and_their_date_edited(services: Services, harn
     )
     await teacher.send("/cancel")
     await teacher.send("/my")
-    await teacher.tap("↩️ Trả máy")
+    await teacher.tap(label("my.filter.return"))
     await teacher.tap(entries(teacher)[0])
-    await teacher.tap("↩️ Ngày trả")
+    await teacher.tap(label("my.field.returned_on"))
     await teacher.send("13/11")
     await teacher.tap(SAVE)
     assert (await get(services, Handover, loan.id)).returned_on == date(2021, 11, 13)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chat import running_harness
+from tests.chat import BACK, TODAY_BUTTON, YESTERDAY_BUTTON, label, running_harness
 from tests.factories import make_world
 from tests.sample_flow import PickerFlow
 
@@ -26,7 +26,7 @@ async def test_search_without_diacritics_tells_namesakes_apart(services, picker_
     assert "Nguyễn Văn An · 4A1 · 14/03/2012" in teacher.buttons()
     assert "Nguyễn Văn An · 3A2 · 20/01/2013" in teacher.buttons()
     await teacher.tap("Nguyễn Văn An · 3A2 · 20/01/2013")
-    await teacher.tap("Hôm qua")
+    await teacher.tap(YESTERDAY_BUTTON)
     assert PickerFlow.picked == [(world.student_ids["HS0003"], "2021-11-14")]
 
 
@@ -60,7 +60,7 @@ async def test_too_short_query_and_paging(services, picker_harness):
     assert "2" in teacher.last_text()  # says how many letters are needed, stays at the step
     await teacher.send("le van phuc")
     assert "trang 1/2" in teacher.last_text()
-    await teacher.tap("Xem thêm ▶️")
+    await teacher.tap(label("core.more"))
     assert "trang 2/2" in teacher.last_text()
     assert len([b for b in teacher.buttons() if "Phúc" in b]) == 2
 
@@ -71,7 +71,7 @@ async def test_add_missing_student_in_place(services, picker_harness):
     teacher = picker_harness.person("teacher")
     await teacher.send("/pickdemo")
     await teacher.send("Hoàng Thị Mới")
-    await teacher.tap("➕ Thêm học sinh mới")
+    await teacher.tap(label("pickers.add_student"))
     await teacher.send("hoàng thị mới")
     await teacher.send("32/13/2012")
     assert "không" in teacher.last_text().lower()  # a clear error, still asking for the birth date
@@ -79,7 +79,7 @@ async def test_add_missing_student_in_place(services, picker_harness):
     await teacher.send("9A1")  # a primary school has no grade 9 / age does not fit
     assert "Lớp?" not in teacher.last_text()
     await teacher.send("3A1")
-    assert teacher.buttons() == ["Bỏ qua (chưa có mã)", "◀️ Quay lại"]
+    assert teacher.buttons() == [label("pickers.skip_code"), BACK]
     await teacher.send("HS0001")  # taken
     assert "HS0001" in teacher.last_text()
     await teacher.send("HS9001")
@@ -88,6 +88,6 @@ async def test_add_missing_student_in_place(services, picker_harness):
         for t in teacher.texts()
     )
     assert (await services.students.search(1, "HS9001")).total == 0  # nothing written yet
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     [(new, day)] = PickerFlow.picked
     assert new["code"] == "HS9001" and new["full_name"] == "Hoàng Thị Mới" and day == "2021-11-15"

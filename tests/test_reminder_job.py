@@ -14,7 +14,7 @@ from storage.clock import Clock
 from storage.models import SentReminder
 from storage.schemas.rounds import RoundIn
 from storage.services import Services
-from tests.chat import Harness
+from tests.chat import Harness, label
 from tests.conftest import TZ
 from tests.factories import TELEGRAM_IDS, World, make_world
 
@@ -100,8 +100,8 @@ async def test_reminders_at_24_and_2_hours_only_to_late_schools_and_once(
     thcs = harness.person("principal_thcs")
     clock.freeze(local(15, 9))
     await thcs.send("/submit")
-    await thcs.tap("Chương trình «Sóng và máy tính cho em»")
-    await thcs.tap("📤 Gửi lên Phòng")
+    await thcs.tap(label("rounds.track.program"))
+    await thcs.tap(label("rounds_chat.submit.confirm_button"))
     assert "✅ Đã gửi" in thcs.last_text()
     got = await run_job(harness, clock, local(15, 13, 29))  # (24 h before the review deadline)
     assert set(got) == {TELEGRAM_IDS["secondary_specialist"]}

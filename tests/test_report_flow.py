@@ -31,7 +31,7 @@ from storage.errors import AccessDenied
 from storage.models import Handover, HandoverKind, School, SchoolLevel
 from storage.schemas.reports import ReportKind, ReportPeriod, ReportProgress, ReportScope
 from storage.services import Services
-from tests.chat import Harness, Person, step_of
+from tests.chat import BACK, Harness, Person, label, step_of
 from tests.reports_world import (
     P_CODE,
     P_NAME,
@@ -45,21 +45,20 @@ from tests.reports_world import (
 from tests.reports_world import sheet as sheet_of
 
 W = words()
-NEEDS = "🧒 Nhu cầu máy tính (4.8.1, 4.8.2)"
-DEVICES = "💻 Thiết bị tiếp nhận, bàn giao (4.8.3)"
-VACCINATION = "💉 Tiêm vắc xin COVID-19 (4.9)"
-TIMELINESS = "⏰ Thời hạn cập nhật (01 ngày)"
-DISTRICT = "🏛 Báo cáo tổng hợp gửi Sở"
-WHOLE_DISTRICT = "🏙 Toàn Huyện Nhà Bè"
-PRIMARY_LEVEL = "🏫 Cấp Tiểu học (gồm trường liên cấp)"
+NEEDS = label("report_chat.kind.needs")
+DEVICES = label("report_chat.kind.devices")
+VACCINATION = label("report_chat.kind.vaccination")
+TIMELINESS = label("report_chat.kind.timeliness")
+DISTRICT = label("report_chat.kind.district")
+WHOLE_DISTRICT = label("report_chat.district_button", district="Huyện Nhà Bè")
+PRIMARY_LEVEL = label("report_chat.level_button", level=label("reports.label.level_scope.TH"))
 OWN_SCHOOL = f"{P_CODE} · {P_NAME}"
-ALL_DATA = "📊 Toàn bộ số liệu đến nay"
-ROUND = "🗓 Đợt báo cáo 15/11/2021 (01/09/2021 – 15/11/2021)"
-FROM_TO = "📅 Chọn từ ngày… đến ngày…"
-TO_TODAY = "Đến hôm nay"
-STOP = "✖️ Huỷ báo cáo này"
-SKIP_NUMBER = "⏭ Bỏ qua (để trống số)"
-BACK = "◀️ Quay lại"
+ALL_DATA = label("report_chat.period_all")
+ROUND = label("report_chat.period_round", name="Đợt báo cáo 15/11/2021", start="01/09/2021", end="15/11/2021")
+FROM_TO = label("report_chat.period_dates")
+TO_TODAY = label("report_chat.to_today")
+STOP = label("report_chat.stop_button")
+SKIP_NUMBER = label("report_chat.number_skip")
 BOUND = 60  # seconds: a bound so that a blocked loop fails the test instead of hanging it
 
 
@@ -247,8 +246,8 @@ async def test_a_level_a_school_found_by_typing_and_paging(
     assert "12 trường, trang 1/2" in text
     assert buttons[:3] == [WHOLE_DISTRICT, PRIMARY_LEVEL, "🏫 Cấp THCS (gồm trường liên cấp)"]
     assert len([b for b in buttons if " · " in b]) == 8 and "Trang sau ▶️" in buttons
-    await officer.tap("Trang sau ▶️")
-    assert "trang 2/2" in officer.last_text() and "◀️ Trang trước" in officer.buttons()
+    await officer.tap(label("report_chat.page_next"))
+    assert "trang 2/2" in officer.last_text() and label("report_chat.page_previous") in officer.buttons()
     assert f"{S_CODE} · Trường THCS Nguyễn Bỉnh Khiêm" in officer.buttons()
 
     # Typing finds schools: several matches are listed, one match is picked at once.

@@ -12,11 +12,10 @@ import pytest
 
 from storage.schemas.reports import ReportCover
 from storage.services import Services
-from tests.chat import Harness, Person, step_of
+from tests.chat import BACK, Harness, Person, step_of
 from tests.reports_world import ReportWorld, make_report_world, open_workbook, sheet
 from tests.test_report_flow import (
     ALL_DATA,
-    BACK,
     DISTRICT,
     NEEDS,
     OWN_SCHOOL,

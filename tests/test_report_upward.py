@@ -15,9 +15,11 @@ from sqlalchemy import select
 from storage.models import AuditLog, BatchReport, DeviceType, DonationSource
 from storage.schemas.devices import BatchIn
 from storage.services import Services
-from tests.chat import Harness
+from tests.chat import Harness, label
 from tests.factories import World, make_world
 from tests.helpers import laptops_with_one_gift
+
+CONFIRM = label("upward.confirm")
 
 
 async def older_batches(services: Services, world: World, days: range) -> None:
@@ -53,13 +55,13 @@ async def test_the_officer_records_one_batch_then_all(services: Services, harnes
     assert "79785001 · lô #1 · nhận 01/11/2021 · hạn 06/11/2021 ⏰" in buttons
     assert len([b for b in buttons if "· lô #" in b]) == 8
     assert "📨 Tất cả 10 đợt" in buttons
-    await officer.tap("Tiếp ▶️")
+    await officer.tap(label("upward.next"))
     assert "Trang 2/2" in officer.last_text()
     # The batch received today-5 is due today: not marked overdue.
     await officer.tap("79785001 · lô #10 · nhận 10/11/2021 · hạn 15/11/2021")
     assert "lô #10 của Trường TH Lê Văn Lương" in officer.last_text()
     assert "đã báo cáo Sở hôm nay, 15/11/2021" in officer.last_text()
-    await officer.tap("✅ Xác nhận")
+    await officer.tap(CONFIRM)
     assert "Đã ghi nhận 1 đợt báo cáo Sở ngày 15/11/2021: 1 đúng hạn, 0 quá hạn" in officer.last_text()
     stored = await reported(services)
     assert list(stored) == [latest] and stored[latest].reported_by_id == world.staff_ids["statistics_officer"]
@@ -68,9 +70,9 @@ async def test_the_officer_records_one_batch_then_all(services: Services, harnes
     assert "<b>9</b> đợt" in officer.last_text() and "Trang 1/2" in officer.last_text()
     await officer.tap("📨 Tất cả 9 đợt")
     assert "Ghi nhận <b>9</b> đợt tài trợ" in officer.last_text()
-    await officer.tap("◀️ Quay lại danh sách")  # back to the list, then all again
+    await officer.tap(label("upward.back"))  # back to the list, then all again
     await officer.tap("📨 Tất cả 9 đợt")
-    await officer.tap("✅ Xác nhận")
+    await officer.tap(CONFIRM)
     assert "Đã ghi nhận 9 đợt báo cáo Sở ngày 15/11/2021: 0 đúng hạn, 9 quá hạn" in officer.last_text()
     assert len(await reported(services)) == 10
     async with services.sessionmaker() as session:
@@ -113,7 +115,7 @@ async def test_a_button_of_a_finished_list_is_stale(services: Services, harness:
     listed = next(m for m in reversed(officer.bot_messages()) if m.get("reply_markup"))
     first = listed["reply_markup"]["inline_keyboard"][0][0]
     await officer.tap("📨 Tất cả 2 đợt")
-    await officer.tap("✅ Xác nhận")
+    await officer.tap(CONFIRM)
     assert "Đã ghi nhận 2 đợt" in officer.last_text()
     # The list's first button, tapped after the record was made: refused, nothing recorded twice.
     await harness.deliver(harness.api.callback_query(officer.user, listed, first["callback_data"]))

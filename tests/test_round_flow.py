@@ -19,14 +19,13 @@ from storage.models import (
 from storage.schemas.needs import NeedIn
 from storage.schemas.rounds import RoundIn
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import CANCEL, CONFIRM, SKIP, TODAY_BUTTON, Harness, Person, label
 from tests.factories import World, make_world
 from tests.helpers import laptops_with_one_gift
 
-CONFIRM = "✅ Xác nhận"
-SUBMIT = "📤 Gửi lên Phòng"
-PROGRAMME = "Chương trình «Sóng và máy tính cho em»"
-BOTH = "📤 Cả hai phần"
+SUBMIT = label("rounds_chat.submit.confirm_button")
+PROGRAMME = label("rounds.track.program")
+BOTH = label("rounds_chat.submit.both")
 TH = "79785001 · Trường TH Lê Văn Lương"
 THCS = "79785101 · Trường THCS Nguyễn Bỉnh Khiêm"
 REASON = "Thiếu nhu cầu của học sinh lớp 7A1 <Võ Minh Đức>"
@@ -100,7 +99,7 @@ async def test_round_is_created_in_the_chat(services: Services, harness: Harness
     texts = deputy.new_texts()
     assert any("Chưa tạo được đợt" in text and "theo thứ tự" in text for text in texts), texts
     assert await services.rounds.list_rounds(world.district_id) == []
-    await deputy.tap("Hạn tổng hợp")
+    await deputy.tap(label("rounds_chat.round.field.compile"))
     await deputy.send("16/11/2021 17:00")
     assert "Hạn tổng hợp: <b>17:00 16/11/2021</b>" in deputy.last_text()  # back to the summary
     await deputy.tap(CONFIRM)
@@ -133,7 +132,7 @@ async def test_whole_round_for_two_schools(services: Services, harness: Harness)
     await principal.send("/submit")
     choice = principal.last_text()
     assert "Đợt báo cáo «Báo cáo CV 1128/GDĐT»" in choice and "hạn gửi <b>15:30 15/11/2021</b>" in choice
-    assert principal.buttons() == [PROGRAMME, "Tiêm vắc xin COVID-19", BOTH]
+    assert principal.buttons() == [PROGRAMME, label("rounds.track.vaccine"), BOTH]
     await principal.tap(PROGRAMME)
     figures = principal.last_text()
     assert "• Máy nhận (Chương trình): <b>3</b>" in figures
@@ -173,11 +172,11 @@ async def test_whole_round_for_two_schools(services: Services, harness: Harness)
     summary = primary_specialist.last_text()
     assert "<b>Trường TH Lê Văn Lương</b> (79785001)" in summary and "người gửi: Ngô Văn Hải" in summary
     assert "Lần gửi thứ 1." in summary and "Máy nhận (Chương trình): <b>3</b>" in summary
-    await primary_specialist.tap("📄 Báo cáo Excel của trường")
+    await primary_specialist.tap(label("rounds_chat.review.report_button"))
     name, content = primary_specialist.last_document()
     assert name.endswith(".xlsx")
     assert openpyxl.load_workbook(io.BytesIO(content)).sheetnames
-    await primary_specialist.tap("✅ Duyệt")
+    await primary_specialist.tap(label("rounds_chat.review.approve_button"))
     assert "Đã duyệt" in primary_specialist.last_text() and "Ngô Văn Hải" in primary_specialist.last_text()
     assert "đã được Phòng duyệt" in principal.last_text()
     assert await status(services, rnd.id, world.primary_school_id, SubmissionTrack.PROGRAM) == "approved"
@@ -186,14 +185,17 @@ async def test_whole_round_for_two_schools(services: Services, harness: Harness)
     await statistics.send("/compile")
     refusal = statistics.last_text()
     assert "Chưa tổng hợp được" in refusal and "79785101 Trường THCS Nguyễn Bỉnh Khiêm" in refusal
-    assert "Tổng hợp" not in statistics.buttons() and "📚 Tổng hợp" not in statistics.buttons()
-    await statistics.tap("✖️ Huỷ")
+    assert (
+        "Tổng hợp" not in statistics.buttons()
+        and label("rounds_chat.compile.compile_button") not in statistics.buttons()
+    )
+    await statistics.tap(CANCEL)
     assert (await services.rounds.get_round(rnd.id)).status is RoundStatus.OPEN
 
     # The lower-secondary specialist sends it back; the reason is required and reaches the school.
     await secondary_specialist.send("/review")
     await secondary_specialist.tap(THCS)
-    await secondary_specialist.tap("↩️ Trả lại")
+    await secondary_specialist.tap(label("rounds_chat.review.send_back_button"))
     assert "Vì sao trả lại" in secondary_specialist.last_text()
     await secondary_specialist.send("   ")
     assert "Hãy ghi lý do trả lại" in secondary_specialist.last_text()
@@ -214,14 +216,14 @@ async def test_whole_round_for_two_schools(services: Services, harness: Harness)
 
     # The reviewer sees what changed since last time, and approves.
     await secondary_specialist.send("/review")
-    assert secondary_specialist.buttons() == [THCS + " 🔁"]
-    await secondary_specialist.tap(THCS + " 🔁")
+    assert secondary_specialist.buttons() == [THCS + label("rounds_chat.review.again_mark")]
+    await secondary_specialist.tap(THCS + label("rounds_chat.review.again_mark"))
     summary = secondary_specialist.last_text()
     assert "Lần gửi thứ 2." in summary and f"Lần trước trả lại vì: «{escaped}»" in summary
     assert "Thay đổi so với lần gửi trước" in summary
     assert "• Cần máy tính – hộ nghèo: 0 → <b>1</b> (+1)" in summary
     assert "• Học sinh có nhu cầu: 1 → <b>2</b> (+1)" in summary
-    await secondary_specialist.tap("✅ Duyệt")
+    await secondary_specialist.tap(label("rounds_chat.review.approve_button"))
     assert "Không còn trường nào chờ duyệt" in secondary_specialist.last_text()
     assert "đã được Phòng duyệt" in principal_thcs.last_text()
 
@@ -229,14 +231,14 @@ async def test_whole_round_for_two_schools(services: Services, harness: Harness)
     await health_officer.send("/review_vaccine")
     assert health_officer.buttons() == [THCS]
     await health_officer.tap(THCS)
-    await health_officer.tap("✅ Duyệt")
+    await health_officer.tap(label("rounds_chat.review.approve_button"))
     assert await status(services, rnd.id, world.secondary_school_id, SubmissionTrack.VACCINE) == "approved"
 
     # Every school approved: compiled, the workbook arrives, the round is closed.
     await statistics.send("/compile")
     ready = statistics.last_text()
     assert "cả 2 trường đã được duyệt" in ready and "Trường TH Lê Văn Lương" in ready  # vaccine not approved
-    await statistics.tap("📚 Tổng hợp")
+    await statistics.tap(label("rounds_chat.compile.compile_button"))
     name, content = statistics.last_document()
     workbook = openpyxl.load_workbook(io.BytesIO(content))
     assert len(workbook.sheetnames) > 1
@@ -297,7 +299,7 @@ async def test_progress_sends_text_and_png(services: Services, harness: Harness)
     stored = next(iter(photo.files.values()))
     assert stored.content.startswith(PNG_MAGIC)
     # The menu button does the same; a teacher may not see the board.
-    await deputy.tap("🚦 Tiến độ")
+    await deputy.tap(label("menu.progress.button"))
     assert len([c for c in harness.api.calls if c.method == "sendPhoto"]) == 2
     teacher = harness.person("teacher")
     await teacher.send("/progress")
@@ -352,9 +354,9 @@ async def enter_need(teacher: Person) -> None:
     await teacher.send("/need")
     await teacher.send("hs0003")
     await teacher.tap("Nguyễn Văn An · 3A2 · 20/01/2013")
-    await teacher.tap("Hộ nghèo")
-    await teacher.tap("💻 Cần máy tính")
-    await teacher.tap("Bỏ qua")
+    await teacher.tap(label("needs.group.poor"))
+    await teacher.tap(label("needs.kind.device"))
+    await teacher.tap(SKIP)
     await teacher.tap(CONFIRM)
 
 
@@ -379,7 +381,7 @@ async def test_records_are_locked_for_staff_after_submit(services: Services, har
     await teacher.send("tran thi binh")
     await teacher.tap("Trần Thị Bình · 4A1 · 02/07/2012")
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")  # the dose is checked against the lock as soon as it is dated
+    await teacher.tap(TODAY_BUTTON)  # the dose is checked against the lock as soon as it is dated
     assert "nên đang bị khoá: không thêm, sửa hay xoá mũi tiêm có ngày tiêm trong kỳ" in teacher.last_text()
     await teacher.send("/cancel")
     assert (await services.rounds.school_figures(rnd.id, world.primary_school_id))["needs.total"] == 0

@@ -28,16 +28,15 @@ from storage.models import (
 from storage.schemas.devices import HandoverIn
 from storage.schemas.rounds import CompileChoice, RoundIn
 from storage.services import Services
-from tests.chat import Harness
+from tests.chat import CONFIRM, EDIT, SKIP, TODAY_BUTTON, Harness, label
 from tests.conftest import TZ
 from tests.factories import World, make_world
 from tests.helpers import laptops_with_one_gift
 
 PROGRAM, VACCINE = SubmissionTrack.PROGRAM, SubmissionTrack.VACCINE
-CONFIRM = "✅ Xác nhận"
-SUBMIT = "📤 Gửi lên Phòng"
-PROGRAMME = "Chương trình «Sóng và máy tính cho em»"
-BOTH = "📤 Cả hai phần"
+SUBMIT = label("rounds_chat.submit.confirm_button")
+PROGRAMME = label("rounds.track.program")
+BOTH = label("rounds_chat.submit.both")
 TH = "79785001 · Trường TH Lê Văn Lương"
 THCS = "79785101 · Trường THCS Nguyễn Bỉnh Khiêm"
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"
@@ -82,11 +81,11 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     await principal.tap(SUBMIT)
     assert principal.last_text().count("✅ Đã gửi") == 2
     await specialist.send("/review")
-    await specialist.tap(TH + " ⏰")
-    await specialist.tap("✅ Duyệt")
+    await specialist.tap(TH + label("rounds_chat.review.late_mark"))
+    await specialist.tap(label("rounds_chat.review.approve_button"))
     await health.send("/review_vaccine")
-    await health.tap(TH + " ⏰")
-    await health.tap("✅ Duyệt")
+    await health.tap(TH + label("rounds_chat.review.late_mark"))
+    await health.tap(label("rounds_chat.review.approve_button"))
     for track in (PROGRAM, VACCINE):
         assert (await services.rounds.submission(rnd.id, world.primary_school_id, track)).status == "approved"
     (approved,) = await services.rounds.snapshots(rnd.id, world.primary_school_id, PROGRAM)
@@ -98,10 +97,10 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     await teacher.send("tran thi binh")
     await teacher.tap(BINH)
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     assert "khoá" not in teacher.last_text()
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await teacher.tap(label("vaccines.place_button.school"))
     await teacher.tap(CONFIRM)
     assert "khoá" not in teacher.last_text()
     # ... and so is a handover dated today.
@@ -148,12 +147,12 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     await teacher.send("/need")
     await teacher.send("hs0004")
     await teacher.tap(teacher.buttons()[0])
-    await teacher.tap("Hộ nghèo")
-    await teacher.tap("💻 Cần máy tính")
-    await teacher.tap("Bỏ qua")
+    await teacher.tap(label("needs.group.poor"))
+    await teacher.tap(label("needs.kind.device"))
+    await teacher.tap(SKIP)
     assert "Tính từ ngày: <b>hôm nay</b>" in teacher.last_text()
-    await teacher.tap("✏️ Sửa")
-    await teacher.tap("📅 Tính từ ngày")
+    await teacher.tap(EDIT)
+    await teacher.tap(label("needs.field.since"))
     await teacher.send("10/11/2021")
     refusal = teacher.last_text()
     assert "đến hết ngày 14/11/2021" in refusal and "/reopen" in refusal and "từ ngày 15/11/2021" in refusal
@@ -191,11 +190,11 @@ async def test_need_added_after_a_send_back_is_in_the_new_snapshot(
     await teacher.send("/need")
     await teacher.send("hs0006")
     await teacher.tap(teacher.buttons()[0])
-    await teacher.tap("Hộ nghèo")
-    await teacher.tap("💻 Cần máy tính")
-    await teacher.tap("Bỏ qua")
-    await teacher.tap("✏️ Sửa")
-    await teacher.tap("📅 Tính từ ngày")
+    await teacher.tap(label("needs.group.poor"))
+    await teacher.tap(label("needs.kind.device"))
+    await teacher.tap(SKIP)
+    await teacher.tap(EDIT)
+    await teacher.tap(label("needs.field.since"))
     await teacher.send("10/11/2021")
     assert "Tính từ ngày: <b>10/11/2021</b>" in teacher.last_text()
     await teacher.tap(CONFIRM)
@@ -209,11 +208,11 @@ async def test_need_added_after_a_send_back_is_in_the_new_snapshot(
     assert first.figures["needs.total"] == 0 and second.figures["needs.total"] == 1
 
     await specialist.send("/review")
-    await specialist.tap(THCS + " 🔁")
+    await specialist.tap(THCS + label("rounds_chat.review.again_mark"))
     summary = specialist.last_text()
     assert "Lần gửi thứ 2." in summary and "Thay đổi so với lần gửi trước" in summary
     assert "• Cần máy tính – hộ nghèo: 0 → <b>1</b> (+1)" in summary
-    await specialist.tap("✅ Duyệt")
+    await specialist.tap(label("rounds_chat.review.approve_button"))
     board = await services.rounds.progress(rnd.id)
     (ours,) = [s for s in board.schools if s.school_id == world.secondary_school_id]
     assert ours.program_state.sent_back == 1 and ours.program_state.last_reason == "Thiếu nhu cầu lớp 7A1"

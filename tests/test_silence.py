@@ -9,7 +9,7 @@ import pytest
 
 from conversations.handover import Step
 from storage.services import Services
-from tests.chat import Harness, Person
+from tests.chat import TODAY_BUTTON, Harness, Person
 from tests.factories import make_world
 from tests.test_handover_flow import AN, GIFT, batch_label, make_batch
 
@@ -110,7 +110,7 @@ async def test_every_kind_of_message_at_every_step_of_a_flow_gets_an_answer(
     await everything_at(Step.KIND)
     await teacher.tap(GIFT)
     await everything_at(Step.DATE)
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await everything_at(Step.PHOTO)
     await teacher.photo(b"\xff\xd8signed")  # where a receipt photo is asked, a photo is the answer
     assert (await services.drafts.get(teacher.id, "handover")).step == Step.SUMMARY

@@ -10,13 +10,12 @@ from conversations.vaccine import Step
 from storage.models import DosePlace, VaccineDose
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services
-from tests.chat import Harness, Person, step_of
+from tests.chat import CANCEL, CONFIRM, EDIT, TODAY_BUTTON, YESTERDAY_BUTTON, Harness, Person, label, step_of
 from tests.conftest import TZ
 from tests.factories import World, make_world
 
 AN = "Nguyễn Văn An · 4A1 · 14/03/2012"  # HS0001, born 2012: 9 years old
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002
-CONFIRM = "✅ Xác nhận"
 
 
 async def doses_of(services: Services, student_id: int) -> list[VaccineDose]:
@@ -46,19 +45,19 @@ async def seed_dose(
     )
 
 
-async def start(person: Person, query: str, label: str) -> None:
+async def start(person: Person, query: str, student: str) -> None:
     await person.send("/vaccine")
     await person.send(query)
-    await person.tap(label)
+    await person.tap(student)
 
 
 async def first_dose_to_summary(person: Person) -> None:
     """Bình's first dose, today, Comirnaty, at school: up to the summary."""
     await start(person, "hs0002", BINH)
     await person.tap("Mũi 1 (mũi tiếp theo)")
-    await person.tap("Hôm nay")
+    await person.tap(TODAY_BUTTON)
     await person.tap("Comirnaty (Pfizer-BioNTech)")
-    await person.tap("🏫 Tại trường")
+    await person.tap(label("vaccines.place_button.school"))
 
 
 async def test_happy_path_one_dose(services: Services, harness: Harness) -> None:
@@ -72,17 +71,21 @@ async def test_happy_path_one_dose(services: Services, harness: Harness) -> None
     assert teacher.buttons()[0] == "Mũi 1 (mũi tiếp theo)"
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
     assert "Mũi 1 tiêm ngày nào?" in teacher.last_text()
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     assert "Comirnaty (Pfizer-BioNTech)" in teacher.buttons()
-    assert "Khác (gõ tên)" in teacher.buttons()
+    assert label("vaccines.product_other") in teacher.buttons()
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    assert teacher.buttons() == ["🏫 Tại trường", "🏥 Tại cộng đồng", "📍 Nơi khác"]
-    await teacher.tap("🏫 Tại trường")
+    assert teacher.buttons() == [
+        label("vaccines.place_button.school"),
+        label("vaccines.place_button.community"),
+        label("vaccines.place_button.elsewhere"),
+    ]
+    await teacher.tap(label("vaccines.place_button.school"))
     summary = teacher.last_text()
     assert "Kiểm tra lại trước khi lưu" in summary
     assert "Mũi thứ: <b>1</b>" in summary and "Ngày tiêm: <b>15/11/2021</b>" in summary
     assert "Cần bạn kiểm tra" not in summary and "Nhập trễ" not in summary
-    assert teacher.buttons() == [CONFIRM, "✏️ Sửa", "✖️ Huỷ"]
+    assert teacher.buttons() == [CONFIRM, EDIT, CANCEL]
     assert await doses_of(services, world.student_ids["HS0002"]) == []  # nothing before the confirm
     await teacher.tap(CONFIRM)
     assert teacher.last_text() == (
@@ -137,7 +140,7 @@ async def test_a_wrong_answer_at_every_step(services: Services, harness: Harness
         "chưa đủ 18 tuổi" in teacher.last_text()
         and await step_of(services, teacher, "vaccine") == Step.PRODUCT
     )
-    await teacher.tap("Khác (gõ tên)")
+    await teacher.tap(label("vaccines.product_other"))
     assert "Tên vắc xin đã tiêm?" in teacher.last_text()
     await teacher.send("x" * 201)
     assert (
@@ -178,8 +181,8 @@ async def test_duplicate_dose_saved_meanwhile_is_refused_at_confirm(
     (dose,) = await doses_of(services, world.student_ids["HS0002"])
     assert dose.given_on == date(2021, 11, 14)
     # Fix it from the summary: it is dose 2... which is too soon after dose 1: the flow says so.
-    await teacher.tap("✏️ Sửa")
-    await teacher.tap("💉 Số mũi")
+    await teacher.tap(EDIT)
+    await teacher.tap(label("vaccines.dose.field.dose_number"))
     await teacher.send("2")
     assert "Kiểm tra lại trước khi lưu" in teacher.last_text()  # back to the summary
     assert "chỉ 1 ngày" in teacher.last_text()
@@ -209,17 +212,17 @@ async def test_short_interval_is_warned_and_needs_a_second_confirm(
     teacher = harness.person("teacher")
     await start(teacher, "hs0001", AN)
     await teacher.tap("Mũi 2 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await teacher.tap(label("vaccines.place_button.school"))
     summary = teacher.last_text()
     assert "⚠️ Cần bạn kiểm tra:" in summary
     assert "Mũi 2 cách mũi 1 (ngày 01/11/2021) chỉ 14 ngày, ngắn hơn khoảng cách tối thiểu 21 ngày" in summary
     await teacher.tap(CONFIRM)
     assert "Nếu thông tin đúng" in teacher.last_text()
-    assert teacher.buttons() == ["⚠️ Tôi đã kiểm tra, vẫn lưu", "✏️ Sửa", "✖️ Huỷ"]
+    assert teacher.buttons() == [label("vaccines.dose.warnings_button"), EDIT, CANCEL]
     assert len(await doses_of(services, world.student_ids["HS0001"])) == 1  # not yet
-    await teacher.tap("⚠️ Tôi đã kiểm tra, vẫn lưu")
+    await teacher.tap(label("vaccines.dose.warnings_button"))
     assert "✅ Đã lưu mũi 2" in teacher.last_text()
     assert [d.dose_number for d in await doses_of(services, world.student_ids["HS0001"])] == [1, 2]
 
@@ -229,13 +232,13 @@ async def test_missing_earlier_dose_is_a_warning_too(services: Services, harness
     teacher = harness.person("teacher")
     await start(teacher, "hs0002", BINH)
     await teacher.tap("Mũi 2")
-    await teacher.tap("Hôm qua")
+    await teacher.tap(YESTERDAY_BUTTON)
     await teacher.tap("Vero Cell (Sinopharm)")
-    await teacher.tap("📍 Nơi khác")
+    await teacher.tap(label("vaccines.place_button.elsewhere"))
     assert "chưa được ghi mũi 1 mà bạn đang ghi mũi 2" in teacher.last_text()
     await teacher.tap(CONFIRM)
-    await teacher.tap("✏️ Sửa")  # decides to fix it instead
-    await teacher.tap("💉 Số mũi")
+    await teacher.tap(EDIT)  # decides to fix it instead
+    await teacher.tap(label("vaccines.dose.field.dose_number"))
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
     assert "Cần bạn kiểm tra" not in teacher.last_text()
     await teacher.tap(CONFIRM)
@@ -252,7 +255,7 @@ async def test_late_entry_is_flagged(services: Services, harness: Harness, clock
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
     await teacher.send("15/11")
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await teacher.tap(label("vaccines.place_button.school"))
     assert "⏰ Nhập trễ" in teacher.last_text()
     await teacher.tap(CONFIRM)
     assert teacher.last_text().endswith(
@@ -263,9 +266,9 @@ async def test_late_entry_is_flagged(services: Services, harness: Harness, clock
     # The day after is still on time.
     await start(teacher, "hs0001", AN)
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm qua")
+    await teacher.tap(YESTERDAY_BUTTON)
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await teacher.tap(label("vaccines.place_button.school"))
     await teacher.tap(CONFIRM)
     assert "Nhập trễ" not in teacher.last_text()
 
@@ -274,7 +277,7 @@ async def test_edit_one_answer_from_the_summary(services: Services, harness: Har
     world = await make_world(services)
     teacher = harness.person("teacher")
     await first_dose_to_summary(teacher)
-    await teacher.tap("✏️ Sửa")
+    await teacher.tap(EDIT)
     assert teacher.buttons() == [
         "💉 Số mũi",
         "📅 Ngày tiêm",
@@ -282,11 +285,11 @@ async def test_edit_one_answer_from_the_summary(services: Services, harness: Har
         "📍 Nơi tiêm",
         "◀️ Quay lại bảng tóm tắt",
     ]
-    await teacher.tap("📅 Ngày tiêm")
-    await teacher.tap("Hôm qua")
+    await teacher.tap(label("vaccines.dose.field.date"))
+    await teacher.tap(YESTERDAY_BUTTON)
     assert "Ngày tiêm: <b>14/11/2021</b>" in teacher.last_text()  # straight back to the summary
-    await teacher.tap("✏️ Sửa")
-    await teacher.tap("🧪 Vắc xin")
+    await teacher.tap(EDIT)
+    await teacher.tap(label("vaccines.dose.field.product"))
     await teacher.tap("Spikevax (Moderna)")
     assert "Vắc xin: <b>Spikevax (Moderna)</b>" in teacher.last_text()
     await teacher.tap(CONFIRM)
@@ -327,7 +330,7 @@ async def test_other_school_student_not_visible(services: Services, harness: Har
     assert "Không tìm thấy học sinh nào" in teacher.last_text()
     await teacher.send("HS0001")
     assert "Không tìm thấy học sinh nào" in teacher.last_text()
-    assert teacher.buttons() == ["➕ Thêm học sinh mới"]
+    assert teacher.buttons() == [label("pickers.add_student")]
 
 
 async def test_person_who_may_not_enter_records_is_refused(services: Services, harness: Harness) -> None:
@@ -356,9 +359,9 @@ async def test_restart_mid_flow_continues(services: Services, harness: Harness) 
     teacher = harness.person("teacher")
     await start(teacher, "hs0002", BINH)
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
-    await teacher.tap("Hôm nay")
+    await teacher.tap(TODAY_BUTTON)
     await harness.restart()
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
-    await teacher.tap("🏫 Tại trường")
+    await teacher.tap(label("vaccines.place_button.school"))
     await teacher.tap(CONFIRM)
     assert len(await doses_of(services, world.student_ids["HS0002"])) == 1

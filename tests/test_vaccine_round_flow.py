@@ -11,14 +11,13 @@ from storage.models import DosePlace, Student, VaccineDose
 from storage.schemas.students import StudentIn
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services
-from tests.chat import Harness, Person, step_of
+from tests.chat import CANCEL, CONFIRM, EDIT, TODAY_BUTTON, Harness, Person, label, step_of
 from tests.conftest import TZ
 from tests.factories import World, make_world
 
 TODAY = date(2021, 11, 15)
 FAMILIES = ["Nguyễn Văn", "Trần Thị", "Lê Minh", "Phạm Thu", "Hoàng Gia"]
 GIVEN = ["An", "Bảo", "Chi", "Dũng", "Giang", "Hà", "Khoa", "Lan"]
-CONFIRM = "✅ Xác nhận"
 
 
 async def product_id(services: Services, code: str) -> int:
@@ -69,9 +68,9 @@ async def open_round(
 ) -> None:
     await person.send("/vaccine_round")
     await person.tap(class_button)
-    await person.tap("Hôm nay")
+    await person.tap(TODAY_BUTTON)
     await person.tap("Comirnaty (Pfizer-BioNTech)")
-    await person.tap("🏫 Tại trường")
+    await person.tap(label("vaccines.place_button.school"))
     await person.tap(dose_button)
 
 
@@ -95,32 +94,32 @@ async def test_class_of_40_some_ticked_some_already_at_that_dose(
     teacher = harness.person("teacher")
     taps = 0
 
-    async def tap(label: str) -> None:
+    async def tap(button: str) -> None:
         nonlocal taps
         taps += 1
-        await teacher.tap(label)
+        await teacher.tap(button)
 
     await teacher.send("/vaccine_round")
     assert "4A2 (40)" in teacher.buttons() and "4A1 (2)" in teacher.buttons()
     await tap("4A2 (40)")
-    await tap("Hôm nay")
+    await tap(TODAY_BUTTON)
     await tap("Comirnaty (Pfizer-BioNTech)")
-    await tap("🏫 Tại trường")
-    assert teacher.buttons() == ["Mũi tiếp theo của từng em", "Mũi 1", "Mũi 2", "Mũi 3"]
+    await tap(label("vaccines.place_button.school"))
+    assert teacher.buttons() == [label("vaccines.round.dose_next"), "Mũi 1", "Mũi 2", "Mũi 3"]
     await tap("Mũi 1")
     text = teacher.last_text()
     assert "Đã chọn <b>0/40</b> em (trang 1/2)" in text
     assert "1. Hoàng Gia An · 1 mũi" in text  # class-list order: by given name
     toggles = [b for b in teacher.buttons() if b[0].isdigit() or b.startswith("✅")]
     assert len(toggles) == 24 and toggles[0] == "1. An (1)"
-    assert "Trang sau ▶️" in teacher.buttons()
+    assert label("vaccines.round.page_next") in teacher.buttons()
 
     messages_before = len(teacher.bot_messages())
-    await tap("☑️ Chọn tất cả")
+    await tap(label("vaccines.round.select_all"))
     assert "Đã chọn <b>40/40</b>" in teacher.last_text()
     # Two pupils were absent: untick them (one on each page).
     await tap("✅6. Bảo (0)")  # 6th in the list: the first «Bảo»
-    await tap("Trang sau ▶️")
+    await tap(label("vaccines.round.page_next"))
     assert "(trang 2/2)" in teacher.last_text()
     await tap("✅40. Lan (0)")
     assert "Đã chọn <b>38/40</b>" in teacher.last_text()
@@ -157,7 +156,7 @@ async def test_next_dose_mode_skips_a_short_interval(services: Services, harness
     teacher = harness.person("teacher")
     await open_round(teacher, "4A1 (2)")
     assert "1. Nguyễn Văn An · 1 mũi" in teacher.last_text()
-    await teacher.tap("☑️ Chọn tất cả")
+    await teacher.tap(label("vaccines.round.select_all"))
     await teacher.tap("➡️ Xong (2 em)")
     summary = teacher.last_text()
     assert "• 2. Trần Thị Bình — mũi 1" in summary
@@ -243,8 +242,8 @@ async def test_restart_mid_round_keeps_the_ticks(services: Services, harness: Ha
     ids = await class_of_40(services, world)
     teacher = harness.person("teacher")
     await open_round(teacher, "4A2 (40)")
-    for label in ("1. An (0)", "2. An (0)", "6. Bảo (0)"):
-        await teacher.tap(label)
+    for button in ("1. An (0)", "2. An (0)", "6. Bảo (0)"):
+        await teacher.tap(button)
     assert "Đã chọn <b>3/40</b>" in teacher.last_text()
     await harness.restart()  # the process dies mid-round
     await teacher.tap("11. Chi (0)")  # a button of the list sent before the restart
@@ -262,7 +261,7 @@ async def test_double_confirm_saves_once(services: Services, harness: Harness) -
     await make_world(services)
     teacher = harness.person("teacher")
     await open_round(teacher, "4A1 (2)")
-    await teacher.tap("☑️ Chọn tất cả")
+    await teacher.tap(label("vaccines.round.select_all"))
     await teacher.tap("➡️ Xong (2 em)")
     summary = teacher.bot_messages()[-1]
     data = summary["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
@@ -279,13 +278,13 @@ async def test_edit_from_the_summary_and_late_round(services: Services, harness:
     await open_round(teacher, "4A1 (2)")
     await teacher.tap("1. An (0)")
     await teacher.tap("➡️ Xong (1 em)")
-    await teacher.tap("✏️ Sửa")
-    await teacher.tap("📅 Ngày tiêm")
+    await teacher.tap(EDIT)
+    await teacher.tap(label("vaccines.round.field.date"))
     await teacher.send("15/11")
     summary = teacher.last_text()
     assert "ngày 15/11/2021" in summary and "⏰ Nhập trễ" in summary
-    await teacher.tap("✏️ Sửa")
-    await teacher.tap("✅ Danh sách đã chọn")
+    await teacher.tap(EDIT)
+    await teacher.tap(label("vaccines.round.field.ticks"))
     await teacher.tap("2. Bình (0)")
     await teacher.tap("➡️ Xong (2 em)")
     assert "Sẽ lưu <b>2</b> mũi:" in teacher.last_text()  # back at the summary
@@ -310,7 +309,7 @@ async def test_cancel_mid_round_and_refusal(services: Services, harness: Harness
     teacher = harness.person("teacher")
     await open_round(teacher, "4A1 (2)")
     await teacher.tap("1. An (0)")
-    await teacher.tap("✖️ Huỷ")
+    await teacher.tap(CANCEL)
     assert "Đã huỷ <b>phiếu tiêm cả lớp</b>" in teacher.last_text()
     assert await step_of(services, teacher, "vaccine_round") is None and await dose_count(services) == 0
     specialist = harness.person("primary_specialist")
