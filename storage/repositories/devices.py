@@ -70,13 +70,18 @@ async def allocate_one(session: AsyncSession, batch_id: int) -> bool:
 
 
 def allocate_one_sync(session: Session, batch_id: int) -> bool:
-    result = session.execute(
+    result = session.execute(_allocate_one(), {"batch_id": batch_id})
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
+@functools.cache
+def _allocate_one() -> Any:
+    return (
         update(DonationBatch)
-        .where(DonationBatch.id == batch_id, DonationBatch.allocated < DonationBatch.quantity)
+        .where(DonationBatch.id == bindparam("batch_id"), DonationBatch.allocated < DonationBatch.quantity)
         .values(allocated=DonationBatch.allocated + 1)
         .execution_options(synchronize_session=False)
     )
-    return cast(CursorResult[Any], result).rowcount == 1
 
 
 async def release_one(session: AsyncSession, batch_id: int) -> None:
@@ -199,8 +204,13 @@ async def active_in_batch(session: AsyncSession, batch_id: int, student_id: int)
 
 
 def active_in_batch_sync(session: Session, batch_id: int, student_id: int) -> Handover | None:
-    return session.scalar(
-        select(Handover).where(
-            Handover.batch_id == batch_id, Handover.student_id == student_id, Handover.returned_on.is_(None)
-        )
+    return session.scalar(_active_in_batch(), {"batch_id": batch_id, "student_id": student_id})
+
+
+@functools.cache
+def _active_in_batch() -> Any:
+    return select(Handover).where(
+        Handover.batch_id == bindparam("batch_id"),
+        Handover.student_id == bindparam("student_id"),
+        Handover.returned_on.is_(None),
     )

@@ -6,10 +6,11 @@ UPDATE in `repositories.devices.allocate_one` in the same transaction as the han
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -80,6 +81,23 @@ def _joined() -> Any:
         # Fresh counters: the conditional UPDATEs bypass the session's copy of the batch.
         .execution_options(populate_existing=True)
     )
+
+
+@functools.cache
+def _by_id() -> Any:
+    """A school's handover with its batch and student; built once (every save reads it back)."""
+    return _joined().where(Handover.id == bindparam("id"), DonationBatch.school_id == bindparam("school_id"))
+
+
+@functools.cache
+def _by_key() -> Any:
+    """The handover a confirm saved (its request key); built once (every save looks for it)."""
+    return _joined().where(Handover.request_key == bindparam("key"))
+
+
+@functools.cache
+def _needs_device() -> Any:
+    return select(NeedRecord.needs_device).where(NeedRecord.student_id == bindparam("student_id"))
 
 
 def judge_handover(
@@ -540,9 +558,7 @@ class HandoverService(ServiceBase):
     def _out_sync(
         self, session: Session, handover_id: int, school_id: int, *, replayed: bool = False
     ) -> HandoverOut:
-        row = session.execute(
-            _joined().where(Handover.id == handover_id, DonationBatch.school_id == school_id)
-        ).first()
+        row = session.execute(_by_id(), {"id": handover_id, "school_id": school_id}).first()
         if row is None:
             raise NotFound("record")
         return handover_out(*row, replayed=replayed)
@@ -567,7 +583,7 @@ class HandoverService(ServiceBase):
         return await session.run_sync(self._by_request_key_sync, request_key, school_id)
 
     def _by_request_key_sync(self, session: Session, request_key: str, school_id: int) -> HandoverOut | None:
-        row = session.execute(_joined().where(Handover.request_key == request_key)).first()
+        row = session.execute(_by_key(), {"key": request_key}).first()
         if row is None:
             return None
         if row[1].school_id != school_id:
@@ -629,7 +645,7 @@ class HandoverService(ServiceBase):
         if batch.source is not DonationSource.PROGRAM:
             return []
         held = repo.active_program_handover_sync(session, student.id, exclude_handover_id=exclude_id)
-        need = session.scalar(select(NeedRecord.needs_device).where(NeedRecord.student_id == student.id))
+        need = session.scalar(_needs_device(), {"student_id": student.id})
         return judge_handover(
             batch.source,
             student=student.full_name,
