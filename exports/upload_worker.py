@@ -150,6 +150,7 @@ def prestart() -> None:
     with _spare_lock:
         if _spare is None or _spare.poll() is not None:
             _spare = _start_worker()
+            atexit.unregister(_stop_spare)  # registered once, however many uploads
             atexit.register(_stop_spare)
 
 
