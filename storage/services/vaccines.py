@@ -6,12 +6,14 @@ not code: the district can correct them without a release.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -837,9 +839,12 @@ def _doses_by_student_sync(session: Session, student_ids: Iterable[int]) -> dict
     found: dict[int, list[VaccineDose]] = {}
     if not ids:
         return found
-    rows = session.scalars(
-        select(VaccineDose).where(VaccineDose.student_id.in_(ids)).order_by(VaccineDose.dose_number)
-    )
+    if len(ids) == 1:  # one student's doses (a flow's checks): the statement built once
+        rows = session.scalars(_one_students_doses(), {"student_id": ids[0]})
+    else:
+        rows = session.scalars(
+            select(VaccineDose).where(VaccineDose.student_id.in_(ids)).order_by(VaccineDose.dose_number)
+        )
     for dose in rows:
         found.setdefault(dose.student_id, []).append(dose)
     return found
@@ -850,7 +855,19 @@ async def _all_products(session: AsyncSession) -> dict[int, VaccineProduct]:
 
 
 def _all_products_sync(session: Session) -> dict[int, VaccineProduct]:
-    return {p.id: p for p in session.scalars(select(VaccineProduct))}
+    return {p.id: p for p in session.scalars(_ALL_PRODUCTS)}
+
+
+_ALL_PRODUCTS = select(VaccineProduct)
+
+
+@functools.cache
+def _one_students_doses() -> Any:
+    return (
+        select(VaccineDose)
+        .where(VaccineDose.student_id == bindparam("student_id"))
+        .order_by(VaccineDose.dose_number)
+    )
 
 
 def _doses_of(session: Session, student_id: int, school_id: int) -> list[DoseOut]:
