@@ -252,3 +252,52 @@ async def test_a_refused_save_keeps_its_draft(
     async with services.sessionmaker() as session:
         assert len(list(await session.scalars(select(Handover)))) == 1
         assert (await services.donations.get_batch(batch_id, school_id=school)).handed_over == 1
+
+
+async def test_the_search_finds_what_the_clause_finds(services: Services) -> None:
+    """The picker's search (its statements built once, the words bound) against `search_conditions`
+    (the clause built from the typed words), on queries with LIKE's own characters too."""
+    from sqlalchemy import case
+
+    from storage.models import Student
+    from storage.repositories.students import search_conditions, search_sync
+    from storage.text import fold
+
+    world = await make_world(services)
+    school = world.primary_school_id
+    async with services.sessionmaker.begin() as session:
+        for n, name in enumerate(["Lê 100% An", "Trần_Thị An", "Võ/An Bình", "An Nguyễn"], 1):
+            session.add(
+                Student(
+                    school_id=school,
+                    code=f"X_{n}%",
+                    full_name=name,
+                    search_name=fold(name),
+                    date_of_birth=date(2012, 1, n),
+                    grade=4,
+                    class_name="4A2",
+                )
+            )
+    queries = ["nguyen van an", "HS0001", "hs0", "an", "100%", "_t", "/an", "x_1%", "Văn  An", "x%", "zz"]
+    for query in queries:
+        for offset, limit in ((0, 8), (2, 2)):
+            clause, folded, code_query = search_conditions(school, query)
+            reference = (
+                select(Student)
+                .where(clause)
+                .order_by(
+                    case((Student.code == code_query, 0), else_=1),
+                    case((Student.search_name.startswith(folded, autoescape=True), 0), else_=1),
+                    Student.search_name,
+                    Student.class_name,
+                    Student.date_of_birth,
+                    Student.id,
+                )
+                .offset(offset)
+                .limit(limit)
+            )
+            async with services.sessionmaker() as session:
+                expected = [s.id for s in await session.scalars(reference)]
+                total = len(list(await session.scalars(select(Student.id).where(clause))))
+                found, count = await session.run_sync(search_sync, school, query, offset=offset, limit=limit)
+            assert ([s.id for s in found], count) == (expected, total), query

@@ -44,23 +44,51 @@ async def search(
 def search_sync(
     session: Session, school_id: int, query: str, *, offset: int, limit: int
 ) -> tuple[list[Student], int]:
-    clause, folded, code_query = search_conditions(school_id, query)
-    total = session.scalar(select(func.count(Student.id)).where(clause)) or 0
-    rows = session.scalars(
+    # The clause of `search_conditions` with the typed words as bound values, so that the statements
+    # are built once per shape (how many words, a code or not) instead of on every search.
+    folded = fold(query)
+    code_query = re.sub(r"\s+", "", nfc(query)).upper()
+    words = folded.split()
+    with_code = bool(code_query and _CODE_CHARS.fullmatch(code_query))
+    count, page = _search_queries(len(words), with_code)
+    values: dict[str, Any] = {f"w{n}": f"%{_like_escaped(word)}%" for n, word in enumerate(words)}
+    values |= {"school_id": school_id, "code_like": f"%{_like_escaped(code_query)}%"}
+    total = session.scalar(count, values) or 0
+    values |= {"code": code_query, "prefix": f"{_like_escaped(folded)}%", "offset": offset, "limit": limit}
+    return list(session.scalars(page, values)), total
+
+
+def _like_escaped(text: str) -> str:
+    """`text` as a LIKE pattern matches it literally (what `contains(…, autoescape=True)` does)."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+@functools.cache
+def _search_queries(words: int, with_code: bool) -> tuple[Any, Any]:
+    """(count, one page) of a search of `words` words, and of the code if `with_code`."""
+    matches: list[ColumnElement[bool]] = []
+    if words:
+        matches.append(
+            and_(*[Student.search_name.like(bindparam(f"w{n}"), escape="/") for n in range(words)])
+        )
+    if with_code:
+        matches.append(Student.code.like(bindparam("code_like"), escape="/"))
+    clause = and_(Student.school_id == bindparam("school_id"), Student.active.is_(True), or_(*matches))
+    page = (
         select(Student)
         .where(clause)
         .order_by(
-            case((Student.code == code_query, 0), else_=1),
-            case((Student.search_name.startswith(folded, autoescape=True), 0), else_=1),
+            case((Student.code == bindparam("code"), 0), else_=1),
+            case((Student.search_name.like(bindparam("prefix"), escape="/"), 0), else_=1),
             Student.search_name,
             Student.class_name,
             Student.date_of_birth,
             Student.id,
         )
-        .offset(offset)
-        .limit(limit)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
     )
-    return list(rows), total
+    return select(func.count(Student.id)).where(clause), page
 
 
 async def in_school(
