@@ -29,8 +29,9 @@ from sqlalchemy import Engine, event, func, select
 
 from storage.clock import Clock
 from storage.db import create_engine, direct_sqlite
+from storage.enums import Gender, PriorityGroup
 from storage.migrate import upgrade
-from storage.models import Gender, Handover, PriorityGroup, Student, VaccineDose
+from storage.models import Handover, Student, VaccineDose
 from storage.services import Services, build_services
 from storage.text import fold
 from tests.chat import Harness, Person, make_settings

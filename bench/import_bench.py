@@ -230,8 +230,9 @@ def run_one(kind: str, rows: int, path: Path, students_path: Path | None, tag: s
     from exports.upload_worker import prestart, read_in_worker
     from storage.clock import Clock
     from storage.db import create_engine
+    from storage.enums import SchoolLevel
     from storage.migrate import upgrade
-    from storage.models import District, School, SchoolLevel
+    from storage.models import District, School
     from storage.schemas.imports import ImportScope, ReadLimits
     from storage.services import build_services
     from storage.services import imports as imports_service

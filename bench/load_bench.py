@@ -52,8 +52,9 @@ from bot.sandbox.http import BotApiHandler
 from storage.clock import Clock
 from storage.db import create_engine
 from storage.demo import DemoDataService
+from storage.enums import Role
 from storage.migrate import upgrade
-from storage.models import Base, District, Handover, Role, School, Staff, Student, VaccineDose
+from storage.models import Base, District, Handover, School, Staff, Student, VaccineDose
 from storage.schemas.demo import DemoDataIn
 from storage.schemas.devices import BatchIn
 from storage.schemas.organisation import InviteIn

@@ -24,8 +24,9 @@ from bot.fakeapi import FakeBotApi
 from bot.settings import Settings
 from storage.clock import Clock
 from storage.db import create_engine
+from storage.enums import Role
 from storage.migrate import upgrade
-from storage.models import District, Role, Staff
+from storage.models import District, Staff
 from storage.services import build_services
 
 

@@ -30,8 +30,8 @@ from bot.replies import reply
 from bot.texts import load, t
 from conversations.common import END, Flow, Turn
 from conversations.widgets import send_lines
+from storage.enums import SubmissionTrack
 from storage.errors import DomainError
-from storage.models import SubmissionTrack
 from storage.permissions import Action
 from storage.schemas.history import FieldChange, HistoryValue, ValueKind
 from storage.schemas.organisation import SchoolOut, StaffOut

@@ -20,8 +20,8 @@ from bot.keyboards import confirm_choices, date_choices, rows
 from conversations.common import Flow, Turn
 from conversations.donation import device_name, shown_date
 from conversations.pickers import parse_picked_date
+from storage.enums import HandoverKind
 from storage.errors import DomainError
-from storage.models import HandoverKind
 from storage.schemas.devices import HandoverOut
 from storage.schemas.parsing import clean_text
 from storage.schemas.students import show_date

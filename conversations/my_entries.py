@@ -32,8 +32,8 @@ from bot.keyboards import date_choices, rows
 from conversations.common import END, Flow, Turn, option_rows
 from conversations.donation import device_name, photo_file_id
 from conversations.vaccine import place_button_label, place_label, product_button_label
+from storage.enums import DeviceCondition, DeviceType, DonationSource, DosePlace, HandoverKind, Role
 from storage.errors import DomainError, NotFound
-from storage.models import DeviceCondition, DeviceType, DonationSource, DosePlace, HandoverKind, Role
 from storage.schemas.devices import BatchOut, BatchUpdate, HandoverOut, HandoverUpdate
 from storage.schemas.entries import RecentEntry
 from storage.schemas.needs import NEED_GROUPS, NeedChange, NeedOut

@@ -38,8 +38,8 @@ from conversations.pickers import (
 )
 from conversations.vaccine import Handlers
 from conversations.widgets import pack_lines
+from storage.enums import PriorityGroup
 from storage.errors import DomainError
-from storage.models import PriorityGroup
 from storage.permissions import Action
 from storage.schemas.needs import NEED_GROUPS, NeedIn, NeedOut, clean_note, parse_category
 from storage.schemas.organisation import StaffOut

@@ -31,8 +31,8 @@ from conversations.rounds import (
     track_label,
 )
 from conversations.widgets import send_lines
+from storage.enums import SubmissionStatus, SubmissionTrack
 from storage.errors import DomainError
-from storage.models import SubmissionStatus, SubmissionTrack
 from storage.permissions import Action
 from storage.rules import round_label
 from storage.schemas.reports import ReportKind, ReportPeriod, ReportScope

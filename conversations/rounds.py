@@ -34,8 +34,8 @@ from bot.replies import reply
 from bot.texts import LANGUAGES, t
 from conversations.common import EditableFlow, Turn, menu_for
 from conversations.widgets import send_lines
+from storage.enums import SubmissionTrack
 from storage.errors import DomainError
-from storage.models import SubmissionTrack
 from storage.permissions import Action
 from storage.rules import round_label
 from storage.schemas.organisation import StaffOut

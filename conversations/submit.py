@@ -32,8 +32,8 @@ from conversations.rounds import (
     track_label,
 )
 from conversations.widgets import send_lines
+from storage.enums import SubmissionTrack
 from storage.errors import DomainError
-from storage.models import SubmissionTrack
 from storage.permissions import Action
 from storage.rules import round_label
 from storage.schemas.rounds import SubmissionOut, show_local

@@ -41,8 +41,8 @@ from conversations.vaccine import (
     typed_dose_number,
 )
 from conversations.widgets import pack_lines, send_lines
+from storage.enums import DosePlace
 from storage.errors import DomainError
-from storage.models import DosePlace
 from storage.schemas.students import clean_class_name, show_date
 from storage.schemas.vaccines import MAX_DOSE_NUMBER, RosterStudent, RoundIn, RoundResult
 

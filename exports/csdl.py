@@ -22,8 +22,8 @@ from defusedxml import ElementTree
 
 from exports.reader import header_keys, inspect_zip, open_workbook, sniff
 from exports.xlsx import Workbook, safe_sheet_name
+from storage.enums import CsdlRecordKind
 from storage.errors import DomainError
-from storage.models import CsdlRecordKind
 from storage.schemas.csdl import (
     FIELDS,
     CsdlLayoutSpec,

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from exports.labels import Labels
 from exports.xlsx import BOOL, DATETIME, INT, LABEL, TEXT, Column, PrintSetup, Workbook
-from storage.models import SubmissionStatus
+from storage.enums import SubmissionStatus
 from storage.rules import round_label
 from storage.schemas.rounds import TRACK_FIGURES, CompiledRound, CompiledSchool, TrackState
 from storage.schemas.students import level_label

@@ -22,35 +22,37 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.errors import Conflict, DomainError
-from storage.models import (
+from storage.enums import (
     AuditAction,
-    AuditLog,
-    Base,
     DeviceCondition,
     DeviceType,
-    District,
-    DonationBatch,
     DonationSource,
-    Donor,
     DonorKind,
     DosePlace,
     Gender,
-    Handover,
     HandoverKind,
-    NeedHistory,
-    NeedRecord,
     PriorityGroup,
-    ReportingRound,
     Role,
     RoundStatus,
-    RoundSubmission,
-    School,
     SchoolLevel,
-    Staff,
-    Student,
     SubmissionStatus,
     SubmissionTrack,
+)
+from storage.errors import Conflict, DomainError
+from storage.models import (
+    AuditLog,
+    Base,
+    District,
+    DonationBatch,
+    Donor,
+    Handover,
+    NeedHistory,
+    NeedRecord,
+    ReportingRound,
+    RoundSubmission,
+    School,
+    Staff,
+    Student,
     VaccineDose,
     VaccineProduct,
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import enum
 
+from storage.enums import Role, SchoolLevel
 from storage.errors import AccessDenied
-from storage.models import Role, SchoolLevel
 from storage.schemas.organisation import StaffOut
 
 

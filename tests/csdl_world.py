@@ -9,21 +9,16 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
-from storage.models import (
+from storage.enums import (
     DeviceCondition,
     DeviceType,
-    DonationBatch,
     DonationSource,
-    Donor,
     DonorKind,
     DosePlace,
-    Handover,
     HandoverKind,
-    NeedRecord,
     PriorityGroup,
-    VaccineDose,
-    VaccineProduct,
 )
+from storage.models import DonationBatch, Donor, Handover, NeedRecord, VaccineDose, VaccineProduct
 from storage.services import Services
 from tests.conftest import TZ
 from tests.factories import World, make_world

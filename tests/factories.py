@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from storage.models import District, Gender, PriorityGroup, Role, School, SchoolLevel, Staff, Student
+from storage.enums import Gender, PriorityGroup, Role, SchoolLevel
+from storage.models import District, School, Staff, Student
 from storage.services import Services
 from storage.text import fold
 

@@ -26,26 +26,28 @@ from bot.texts import t
 from exports.labels import Labels
 from exports.reports import Words
 from exports.xlsx import Column
-from storage.models import (
+from storage.enums import (
     DeviceType,
-    District,
-    DonationBatch,
     DonationSource,
-    Donor,
     DonorKind,
     DosePlace,
-    Handover,
     HandoverKind,
+    PriorityGroup,
+    SchoolLevel,
+    SubmissionStatus,
+    SubmissionTrack,
+)
+from storage.models import (
+    District,
+    DonationBatch,
+    Donor,
+    Handover,
     NeedHistory,
     NeedRecord,
-    PriorityGroup,
     ReportingRound,
     RoundSubmission,
     School,
-    SchoolLevel,
     Student,
-    SubmissionStatus,
-    SubmissionTrack,
     VaccineDose,
     VaccineProduct,
 )

@@ -8,8 +8,9 @@ from datetime import date
 import pytest
 from sqlalchemy import select
 
+from storage.enums import AuditAction, Role, SchoolLevel
 from storage.errors import NotFound
-from storage.models import AuditAction, AuditLog, Role, School, SchoolLevel, Student
+from storage.models import AuditLog, School, Student
 from storage.repositories import audit
 from storage.schemas.organisation import DistrictIn, InviteIn, SchoolIn
 from storage.services import Services

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from storage.models import Role
+from storage.enums import Role
 from storage.schemas.organisation import InviteIn
 from tests.factories import make_world
 

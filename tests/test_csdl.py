@@ -17,14 +17,9 @@ from bot.commands.rounds import progress_text
 from exports.csdl import build_csdl_workbook, export_token, layout_from_template
 from exports.reader import header_keys
 from exports.reports import timeliness_columns
+from storage.enums import CsdlRecordKind
 from storage.errors import DomainError
-from storage.models import (
-    CsdlRecordKind,
-    DonationBatch,
-    Handover,
-    NeedRecord,
-    VaccineDose,
-)
+from storage.models import DonationBatch, Handover, NeedRecord, VaccineDose
 from storage.schemas.csdl import (
     FIELDS,
     CsdlExportOut,

@@ -13,7 +13,8 @@ from openpyxl import load_workbook
 from bot.cli import main
 from storage.clock import Clock
 from storage.db import create_engine
-from storage.models import Role, Staff, VaccineDose
+from storage.enums import Role
+from storage.models import Staff, VaccineDose
 from storage.services import Services, build_services
 from tests.chat import Harness, label
 from tests.conftest import TZ

@@ -44,8 +44,9 @@ from storage.clock import Clock
 from storage.db import create_engine
 from storage.dbcopy import copy_database, table_checksums, tables
 from storage.demo import DemoDataService
+from storage.enums import SchoolLevel
 from storage.migrate import upgrade
-from storage.models import School, SchoolLevel, UTCDateTime
+from storage.models import School, UTCDateTime
 from storage.schemas.demo import DemoDataIn
 from storage.schemas.reports import ReportScope
 from storage.services import build_services

@@ -17,27 +17,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.errors import render_error
 from bot.texts import t
 from storage.demo import PERIOD_END, PERIOD_START, DemoDataService, add_years
+from storage.enums import (
+    DonationSource,
+    DonorKind,
+    DosePlace,
+    HandoverKind,
+    PriorityGroup,
+    Role,
+    SchoolLevel,
+    SubmissionStatus,
+)
 from storage.errors import DomainError
 from storage.models import (
     AuditLog,
     Base,
     DonationBatch,
-    DonationSource,
     Donor,
-    DonorKind,
-    DosePlace,
     Handover,
-    HandoverKind,
     NeedRecord,
-    PriorityGroup,
     ReportingRound,
-    Role,
     RoundSubmission,
     School,
-    SchoolLevel,
     Staff,
     Student,
-    SubmissionStatus,
     VaccineDose,
     VaccineProduct,
 )

@@ -8,8 +8,9 @@ from datetime import date
 
 import pytest
 
+from storage.enums import DeviceType, DonationSource, DonorKind, HandoverKind, PriorityGroup
 from storage.errors import DomainError
-from storage.models import DeviceType, DonationSource, Donor, DonorKind, HandoverKind, PriorityGroup
+from storage.models import Donor
 from storage.schemas.devices import BatchIn, DonorIn, HandoverIn
 from storage.schemas.imports import ImportKind
 from storage.services import Services

@@ -7,15 +7,8 @@ from datetime import datetime
 from sqlalchemy import select
 
 from conversations.donation import Step
-from storage.models import (
-    AuditAction,
-    AuditLog,
-    DeviceCondition,
-    DeviceType,
-    DonationBatch,
-    DonationSource,
-    Donor,
-)
+from storage.enums import AuditAction, DeviceCondition, DeviceType, DonationSource
+from storage.models import AuditLog, DonationBatch, Donor
 from storage.schemas.devices import DonorIn
 from storage.services import Services
 from tests.chat import (

@@ -11,21 +11,18 @@ from sqlalchemy import func, select
 
 from bot.errors import render_error
 from bot.texts import load
-from storage.errors import DomainError
-from storage.models import (
+from storage.enums import (
     AuditAction,
-    AuditLog,
     DeviceCondition,
     DeviceType,
-    DonationBatch,
     DonationSource,
     DonorKind,
     HandoverKind,
-    ReportingRound,
-    RoundSubmission,
     SubmissionStatus,
     SubmissionTrack,
 )
+from storage.errors import DomainError
+from storage.models import AuditLog, DonationBatch, ReportingRound, RoundSubmission
 from storage.schemas.devices import BatchIn, BatchUpdate, DonorIn, HandoverIn
 from tests.conftest import TZ
 from tests.factories import make_world

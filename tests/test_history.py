@@ -8,7 +8,8 @@ import re
 from datetime import date
 
 from bot.texts import load
-from storage.models import AuditAction, DosePlace, PriorityGroup, School, SchoolLevel, SubmissionTrack
+from storage.enums import AuditAction, DosePlace, PriorityGroup, SchoolLevel, SubmissionTrack
+from storage.models import School
 from storage.schemas.history import FIELDS, SUBJECTS, HistoryNames, ValueKind, describe_audit
 from storage.schemas.vaccines import DoseChange, DoseIn
 from storage.services import Services

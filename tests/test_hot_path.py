@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from bot.inbox import MarkBatcher
 from storage.clock import Clock
-from storage.models import ConversationDraft, InboxStatus, UpdateInbox
+from storage.enums import InboxStatus
+from storage.models import ConversationDraft, UpdateInbox
 from storage.services import Services
 from storage.services.inbox import Received
 

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from storage.db import direct_sqlite
+from storage.enums import HandoverKind
 from storage.errors import DomainError
-from storage.models import AuditLog, ConversationDraft, Handover, HandoverKind, VaccineDose
+from storage.models import AuditLog, ConversationDraft, Handover, VaccineDose
 from storage.schemas.devices import HandoverIn
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services

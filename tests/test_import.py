@@ -18,19 +18,15 @@ from sqlalchemy import select
 from bot.cli import main as cli_main
 from bot.import_texts import annotated_copy, message
 from exports.reader import read_table
+from storage.enums import AuditAction, DeviceType, DonationSource, Gender, PriorityGroup
 from storage.errors import AccessDenied, DomainError
 from storage.models import (
-    AuditAction,
     AuditLog,
-    DeviceType,
     DonationBatch,
-    DonationSource,
     Donor,
-    Gender,
     Handover,
     NeedRecord,
     PendingUpload,
-    PriorityGroup,
     Student,
     VaccineDose,
 )
@@ -381,7 +377,8 @@ async def test_district_officers_name_the_school_on_every_row(services: Services
 
 async def test_roles_without_schools_cannot_import(services: Services) -> None:
     world = await make_world(services)
-    from storage.models import Role, Staff
+    from storage.enums import Role
+    from storage.models import Staff
 
     async with services.sessionmaker.begin() as session:
         session.add(

@@ -148,7 +148,8 @@ async def test_an_officer_role_without_schools_is_told_it_cannot_import(
     services: Services, harness: Harness
 ) -> None:
     world = await make_world(services)
-    from storage.models import Role, Staff
+    from storage.enums import Role
+    from storage.models import Staff
 
     async with services.sessionmaker.begin() as session:
         session.add(

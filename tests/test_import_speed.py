@@ -11,19 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storage.models import (
-    AuditAction,
-    AuditLog,
-    Base,
-    DeviceType,
-    DonationSource,
-    Handover,
-    NeedHistory,
-    NeedRecord,
-    PriorityGroup,
-    Student,
-    VaccineDose,
-)
+from storage.enums import AuditAction, DeviceType, DonationSource, PriorityGroup
+from storage.models import AuditLog, Base, Handover, NeedHistory, NeedRecord, Student, VaccineDose
 from storage.repositories import audit
 from storage.schemas.devices import BatchIn
 from storage.schemas.imports import ImportCheck, ReadLimits

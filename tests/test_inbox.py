@@ -24,7 +24,8 @@ from bot.fakeapi import FakeBotApi
 from bot.leader import Node
 from bot.logging_setup import JsonFormatter, RedactingFilter
 from bot.webhook import SECRET_HEADER, start_server
-from storage.models import InboxStatus, UpdateInbox
+from storage.enums import InboxStatus
+from storage.models import UpdateInbox
 from storage.services import Services
 from storage.services.inbox import Received
 from tests.chat import fake_request, make_settings

@@ -37,7 +37,8 @@ from tornado.httpserver import HTTPServer
 from bot.fakeapi import JSON, FakeBotApi, StoredFile
 from storage.clock import Clock
 from storage.db import create_engine
-from storage.models import Base, Handover, HandoverKind, InboxStatus, SentReminder, UpdateInbox
+from storage.enums import HandoverKind, InboxStatus
+from storage.models import Base, Handover, SentReminder, UpdateInbox
 from storage.schemas.rounds import RoundIn
 from storage.services import Services, build_services
 from tests.chat import CONFIRM, SKIP, TODAY_BUTTON

@@ -22,7 +22,7 @@ from bot.logging_setup import (
     set_levels,
 )
 from bot.settings import Settings
-from storage.models import Role
+from storage.enums import Role
 from storage.schemas.faq import ContactIn
 from storage.schemas.organisation import InviteIn
 from tests.chat import CONFIRM, TODAY_BUTTON, Harness, label

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from storage.db import create_engine
+from storage.enums import DosePlace
 from storage.migrate import (
     MigrationError,
     alembic_config,
@@ -27,7 +28,7 @@ from storage.migrate import (
     migration_transaction,
     upgrade,
 )
-from storage.models import Base, DosePlace, VaccineDose, VaccineProduct
+from storage.models import Base, VaccineDose, VaccineProduct
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 

@@ -8,18 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from conversations.my_entries import Step
-from storage.models import (
-    AuditAction,
-    AuditLog,
-    DonationBatch,
-    DosePlace,
-    Handover,
-    HandoverKind,
-    NeedRecord,
-    PriorityGroup,
-    SubmissionStatus,
-    VaccineDose,
-)
+from storage.enums import AuditAction, DosePlace, HandoverKind, PriorityGroup, SubmissionStatus
+from storage.models import AuditLog, DonationBatch, Handover, NeedRecord, VaccineDose
 from storage.schemas.devices import BatchIn, BatchOut, DonorIn, HandoverIn, HandoverOut
 from storage.schemas.needs import NeedIn
 from storage.schemas.vaccines import DoseIn

@@ -22,8 +22,9 @@ from sqlalchemy import select
 from bot.errors import render_error
 from bot.import_texts import message
 from bot.texts import load, t
+from storage.enums import AuditAction, Role
 from storage.errors import DomainError
-from storage.models import AuditAction, AuditLog, Role, Student
+from storage.models import AuditLog, Student
 from storage.schemas.devices import DonorIn
 from storage.schemas.faq import ContactIn
 from storage.schemas.organisation import InviteIn

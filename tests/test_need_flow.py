@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from conversations.need import Step
-from storage.models import AuditAction, NeedRecord, PriorityGroup, Student
+from storage.enums import AuditAction, PriorityGroup
+from storage.models import NeedRecord, Student
 from storage.schemas.needs import NeedIn
 from storage.services import Services
 from tests.chat import CANCEL, CONFIRM, EDIT, SKIP, Harness, Person, label, step_of

@@ -18,17 +18,8 @@ import pytest
 from sqlalchemy import delete
 
 from exports.reports import needs_columns
-from storage.models import (
-    DeviceType,
-    DonationBatch,
-    DonationSource,
-    Handover,
-    HandoverKind,
-    NeedHistory,
-    NeedRecord,
-    PriorityGroup,
-    Student,
-)
+from storage.enums import DeviceType, DonationSource, HandoverKind, PriorityGroup
+from storage.models import DonationBatch, Handover, NeedHistory, NeedRecord, Student
 from storage.schemas.needs import NEED_GROUPS, NeedIn, NeedSummary
 from storage.schemas.reports import ReportPeriod, ReportScope
 from storage.services import Services

@@ -8,16 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from bot.errors import render_error
+from storage.enums import AuditAction, Gender, PriorityGroup, SubmissionStatus, SubmissionTrack
 from storage.errors import DomainError
-from storage.models import (
-    AuditAction,
-    Gender,
-    NeedRecord,
-    PriorityGroup,
-    Student,
-    SubmissionStatus,
-    SubmissionTrack,
-)
+from storage.models import NeedRecord, Student
 from storage.schemas.needs import NeedChange, NeedIn
 from storage.services import Services
 from storage.text import fold

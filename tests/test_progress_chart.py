@@ -17,7 +17,7 @@ from exports.charts import (
     progress_figure,
     render_progress_png,
 )
-from storage.models import RoundStatus, SchoolLevel, SubmissionStatus, SubmissionTrack
+from storage.enums import RoundStatus, SchoolLevel, SubmissionStatus, SubmissionTrack
 from storage.schemas.rounds import Progress, ProgressTotals, RoundOut, SchoolProgress
 from storage.services import Services
 from tests.conftest import TZ

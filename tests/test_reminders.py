@@ -9,7 +9,7 @@ import pytest
 
 from bot.texts import t
 from storage.clock import Clock
-from storage.models import SubmissionStatus, SubmissionTrack
+from storage.enums import SubmissionStatus, SubmissionTrack
 from storage.schemas.rounds import ReminderDue, RoundIn
 from storage.services import Services
 from storage.services.rounds import in_quiet_hours, reminder_offset

@@ -27,16 +27,8 @@ from exports.reports import (
     vaccination_columns,
 )
 from exports.xlsx import FORMULA_TRIGGERS, MIN_PRINT_SCALE, print_scale
-from storage.models import (
-    DonationBatch,
-    DosePlace,
-    Handover,
-    HandoverKind,
-    School,
-    Student,
-    VaccineDose,
-    VaccineProduct,
-)
+from storage.enums import DosePlace, HandoverKind
+from storage.models import DonationBatch, Handover, School, Student, VaccineDose, VaccineProduct
 from storage.schemas.reports import ReportPeriod, ReportScope
 from storage.services import Services
 from tests.reports_world import (

@@ -27,8 +27,9 @@ from exports.reports import (
     timeliness_columns,
     vaccination_columns,
 )
+from storage.enums import HandoverKind, SchoolLevel
 from storage.errors import AccessDenied
-from storage.models import Handover, HandoverKind, School, SchoolLevel
+from storage.models import Handover, School
 from storage.schemas.reports import ReportKind, ReportPeriod, ReportProgress, ReportScope
 from storage.services import Services
 from tests.chat import BACK, Harness, Person, label, step_of

@@ -12,7 +12,8 @@ from datetime import date
 
 from sqlalchemy import select
 
-from storage.models import AuditLog, BatchReport, DeviceType, DonationSource
+from storage.enums import DeviceType, DonationSource
+from storage.models import AuditLog, BatchReport
 from storage.schemas.devices import BatchIn
 from storage.services import Services
 from tests.chat import Harness, label

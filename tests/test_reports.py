@@ -29,17 +29,8 @@ from exports.reports import (
     timeliness_columns,
     vaccination_columns,
 )
-from storage.models import (
-    DonationBatch,
-    DonationSource,
-    Handover,
-    HandoverKind,
-    NeedRecord,
-    PriorityGroup,
-    School,
-    Student,
-    VaccineDose,
-)
+from storage.enums import DonationSource, HandoverKind, PriorityGroup
+from storage.models import DonationBatch, Handover, NeedRecord, School, Student, VaccineDose
 from storage.schemas.reports import ReportPeriod, ReportScope
 from storage.services import Services
 from tests.reports_world import (

@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from bot.errors import render_error
+from storage.enums import Role, SchoolLevel
 from storage.errors import AccessDenied, DomainError
-from storage.models import Role, SchoolLevel
 from storage.schemas.reports import ReportPeriod, ReportScope, ScopeKind, parse_scope_text
 from storage.services import Services
 from storage.services.reports import allowed_scopes, check_scope

@@ -9,13 +9,8 @@ from datetime import date, datetime
 import openpyxl
 from sqlalchemy import select
 
-from storage.models import (
-    CompiledReport,
-    PriorityGroup,
-    RoundStatus,
-    SubmissionStatus,
-    SubmissionTrack,
-)
+from storage.enums import PriorityGroup, RoundStatus, SubmissionStatus, SubmissionTrack
+from storage.models import CompiledReport
 from storage.schemas.needs import NeedIn
 from storage.schemas.rounds import RoundIn
 from storage.services import Services

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from storage.clock import Clock
 from storage.db import create_engine
+from storage.enums import DeviceType, DonationSource, PriorityGroup, SubmissionTrack
 from storage.errors import DomainError
-from storage.models import DeviceType, DonationSource, PriorityGroup, SubmissionTrack
 from storage.schemas.devices import BatchIn
 from storage.schemas.needs import NeedIn
 from storage.schemas.rounds import RoundIn

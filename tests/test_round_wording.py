@@ -11,7 +11,7 @@ import pytest
 from bot.fakeapi import JSON, StoredFile
 from conversations.reminders import JOB_NAME
 from storage.clock import Clock
-from storage.models import SubmissionTrack
+from storage.enums import SubmissionTrack
 from storage.rules import round_label
 from storage.schemas.rounds import RoundIn
 from storage.services import Services

@@ -14,17 +14,9 @@ from sqlalchemy import select
 
 from bot.errors import render_error
 from bot.texts import t
+from storage.enums import HandoverKind, PriorityGroup, RoundStatus, SubmissionStatus, SubmissionTrack
 from storage.errors import AccessDenied, DomainError
-from storage.models import (
-    CompiledReport,
-    HandoverKind,
-    PriorityGroup,
-    RoundStatus,
-    Student,
-    SubmissionEvent,
-    SubmissionStatus,
-    SubmissionTrack,
-)
+from storage.models import CompiledReport, Student, SubmissionEvent
 from storage.repositories.locks import school_locks
 from storage.schemas.devices import HandoverIn
 from storage.schemas.needs import NeedIn

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from bot.errors import render_error
+from storage.enums import AuditAction, Gender
 from storage.errors import DomainError
-from storage.models import AuditAction, AuditLog, Gender
+from storage.models import AuditLog
 from storage.schemas.students import StudentIn, clean_class_name, parse_date_of_birth
 from tests.factories import make_world
 

@@ -23,7 +23,7 @@ from exports.templates import (
     product_label,
     template_columns,
 )
-from storage.models import DosePlace
+from storage.enums import DosePlace
 from storage.schemas.imports import (
     SPECS,
     CodeList,
@@ -100,7 +100,7 @@ def test_every_drop_down_label_reads_back_as_its_code(language: str) -> None:
 async def _context(services: Services, kind: ImportKind, *, school: bool = True) -> TemplateContext:
     world = await make_world(services)
     if kind is ImportKind.HANDOVERS:
-        from storage.models import DeviceType, DonationSource
+        from storage.enums import DeviceType, DonationSource
         from storage.schemas.devices import BatchIn
 
         await services.donations.create_batch(

@@ -15,19 +15,9 @@ from sqlalchemy import select
 
 from bot.errors import render_error
 from bot.texts import load
+from storage.enums import AuditAction, DosePlace, Gender, SubmissionStatus, SubmissionTrack
 from storage.errors import DomainError
-from storage.models import (
-    AuditAction,
-    AuditLog,
-    DosePlace,
-    Gender,
-    ReportingRound,
-    RoundSubmission,
-    Student,
-    SubmissionStatus,
-    SubmissionTrack,
-    VaccineDose,
-)
+from storage.models import AuditLog, ReportingRound, RoundSubmission, Student, VaccineDose
 from storage.schemas.vaccines import DoseChange, DoseIn, RoundIn
 from storage.services import Services
 from storage.services.vaccines import WarningsNotConfirmed

@@ -12,7 +12,7 @@ import pytest
 import conversations
 from bot.texts import LANGUAGES, load, t
 from conversations.common import Flow
-from storage.models import DosePlace
+from storage.enums import DosePlace
 
 # The sentences a flow's title goes into (the title is the catalogue text of `Flow.title_key`).
 TITLE_SENTENCES = (

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.texts import t
-from storage.models import Role, SchoolLevel
+from storage.enums import Role, SchoolLevel
 from storage.schemas.organisation import DistrictIn, InviteIn, SchoolIn
 
 if TYPE_CHECKING:

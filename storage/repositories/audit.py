@@ -13,7 +13,8 @@ from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from storage.models import AuditAction, AuditLog, Base, School
+from storage.enums import AuditAction
+from storage.models import AuditLog, Base, School
 
 # Values JSON takes as they are: one type look-up instead of four isinstance checks (a 50,000-row
 # import snapshots 700,000 values).

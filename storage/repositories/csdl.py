@@ -20,11 +20,10 @@ from sqlalchemy import Select, String, and_, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from storage.enums import CsdlRecordKind, DonationSource
 from storage.models import (
     CsdlMark,
-    CsdlRecordKind,
     DonationBatch,
-    DonationSource,
     Donor,
     Handover,
     NeedRecord,

@@ -14,14 +14,8 @@ from sqlalchemy import CursorResult, and_, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from storage.models import (
-    DonationBatch,
-    DonationSource,
-    Donor,
-    Handover,
-    HandoverKind,
-    School,
-)
+from storage.enums import DonationSource, HandoverKind
+from storage.models import DonationBatch, Donor, Handover, School
 from storage.repositories import locks
 
 

@@ -11,7 +11,8 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import InboxStatus, LeaderLease, UpdateInbox
+from storage.enums import InboxStatus
+from storage.models import LeaderLease, UpdateInbox
 
 
 def _dialect(session: AsyncSession) -> str:

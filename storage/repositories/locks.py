@@ -23,7 +23,8 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from storage.models import ReportingRound, RoundSubmission, SubmissionStatus, SubmissionTrack
+from storage.enums import SubmissionStatus, SubmissionTrack
+from storage.models import ReportingRound, RoundSubmission
 from storage.rules import round_label
 from storage.schemas.vaccines import Finding
 

@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import NeedHistory, NeedRecord, PriorityGroup, Student
+from storage.enums import PriorityGroup
+from storage.models import NeedHistory, NeedRecord, Student
 from storage.repositories.reports import ReportFilter, needs_as_of
 
 

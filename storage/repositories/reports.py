@@ -50,25 +50,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from storage.enums import (
+    DonationSource,
+    DosePlace,
+    HandoverKind,
+    PriorityGroup,
+    SchoolLevel,
+    SubmissionStatus,
+    SubmissionTrack,
+)
 from storage.models import (
     BatchReport,
     DonationBatch,
-    DonationSource,
     Donor,
-    DosePlace,
     Handover,
-    HandoverKind,
     NeedHistory,
     NeedRecord,
-    PriorityGroup,
     ReportingRound,
     RoundSubmission,
     School,
-    SchoolLevel,
     Staff,
     Student,
-    SubmissionStatus,
-    SubmissionTrack,
     VaccineDose,
     VaccineProduct,
 )

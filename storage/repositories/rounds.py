@@ -16,21 +16,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, and_, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.enums import DonationSource, Role, SubmissionStatus, SubmissionTrack
 from storage.models import (
     DonationBatch,
-    DonationSource,
     Handover,
     NeedRecord,
     ReportingRound,
-    Role,
     RoundSubmission,
     School,
     SentReminder,
     Staff,
     Student,
     SubmissionEvent,
-    SubmissionStatus,
-    SubmissionTrack,
     VaccineDose,
 )
 from storage.repositories import reports as report_queries

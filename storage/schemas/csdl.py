@@ -22,8 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from storage.errors import DomainError
-from storage.models import (
+from storage.enums import (
     CsdlRecordKind,
     DeviceCondition,
     DeviceType,
@@ -34,6 +33,7 @@ from storage.models import (
     HandoverKind,
     PriorityGroup,
 )
+from storage.errors import DomainError
 from storage.text import fold_key
 
 LAYOUT_DIR = Path(__file__).resolve().parent.parent / "data" / "csdl"

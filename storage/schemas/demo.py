@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, field_validator
 
+from storage.enums import Role
 from storage.errors import DomainError
-from storage.models import Role
 from storage.schemas.parsing import clean_code, clean_text
 
 # The first TH school and the first THCS school carry the school-scoped demo accounts.

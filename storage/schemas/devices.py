@@ -13,14 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
+from storage.enums import DeviceCondition, DeviceType, DonationSource, DonorKind, HandoverKind
 from storage.errors import DomainError
-from storage.models import (
-    DeviceCondition,
-    DeviceType,
-    DonationSource,
-    DonorKind,
-    HandoverKind,
-)
 from storage.rules import PROGRAM_START
 from storage.schemas.parsing import clean_name, clean_text, parse_event_date, parse_quantity
 from storage.schemas.students import ForStudent, context_today, show_date

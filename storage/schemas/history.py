@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from storage.models import AuditAction
+from storage.enums import AuditAction
 
 
 class ValueKind(enum.StrEnum):

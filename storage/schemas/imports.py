@@ -18,8 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from storage.errors import DomainError
-from storage.models import (
+from storage.enums import (
     DeviceCondition,
     DeviceType,
     DonationSource,
@@ -29,6 +28,7 @@ from storage.models import (
     PriorityGroup,
     SchoolLevel,
 )
+from storage.errors import DomainError
 from storage.schemas.devices import (
     CONDITION_WORDS,
     DEVICE_TYPE_WORDS,

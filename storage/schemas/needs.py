@@ -6,8 +6,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
+from storage.enums import PriorityGroup
 from storage.errors import DomainError
-from storage.models import PriorityGroup
 from storage.schemas.parsing import clean_text
 from storage.schemas.students import ForStudent
 from storage.schemas.vaccines import Finding

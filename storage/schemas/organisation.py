@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from storage.models import Role, SchoolLevel
+from storage.enums import Role, SchoolLevel
 from storage.schemas.parsing import clean_code, clean_name, clean_text
 from storage.text import fold, nfc
 

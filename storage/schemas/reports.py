@@ -17,8 +17,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from storage.enums import Role, SchoolLevel
 from storage.errors import DomainError
-from storage.models import Role, SchoolLevel
 from storage.schemas.organisation import parse_level
 from storage.schemas.parsing import parse_date
 from storage.schemas.students import SCHOOL_YEAR_START_MONTH, school_year_start

@@ -15,8 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from storage.errors import DomainError
-from storage.models import (
+from storage.enums import (
     AuditAction,
     DonationSource,
     PriorityGroup,
@@ -26,6 +25,7 @@ from storage.models import (
     SubmissionStatus,
     SubmissionTrack,
 )
+from storage.errors import DomainError
 from storage.schemas.history import FieldChange, HistoryValue
 from storage.schemas.parsing import clean_text
 from storage.text import fold, nfc

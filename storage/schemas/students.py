@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
+from storage.enums import Gender, SchoolLevel
 from storage.errors import DomainError
-from storage.models import Gender, SchoolLevel
 from storage.schemas.parsing import clean_code, clean_name, parse_date
 from storage.text import fold, nfc
 

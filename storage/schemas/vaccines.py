@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, computed_field, field_validator
 
+from storage.enums import DosePlace
 from storage.errors import DomainError
-from storage.models import DosePlace
 from storage.schemas.parsing import clean_text
 from storage.schemas.students import ForStudent
 

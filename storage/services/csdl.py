@@ -22,16 +22,9 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from storage.clock import Clock
+from storage.enums import AuditAction, CsdlRecordKind
 from storage.errors import AccessDenied, DomainError, NotFound
-from storage.models import (
-    AuditAction,
-    CsdlExport,
-    CsdlLayout,
-    CsdlMark,
-    CsdlRecordKind,
-    School,
-    Staff,
-)
+from storage.models import CsdlExport, CsdlLayout, CsdlMark, School, Staff
 from storage.permissions import Action, require, sees_school
 from storage.repositories import audit
 from storage.repositories import csdl as repo

@@ -17,18 +17,9 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, false, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.enums import HandoverKind, Role
 from storage.errors import NotFound
-from storage.models import (
-    DonationBatch,
-    Donor,
-    Handover,
-    HandoverKind,
-    NeedRecord,
-    Role,
-    Student,
-    VaccineDose,
-    VaccineProduct,
-)
+from storage.models import DonationBatch, Donor, Handover, NeedRecord, Student, VaccineDose, VaccineProduct
 from storage.repositories import locks
 from storage.repositories.students import search_conditions
 from storage.schemas.entries import RecentEntry

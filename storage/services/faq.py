@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from storage.clock import Clock
+from storage.enums import AuditAction, Role, SchoolLevel
 from storage.errors import Conflict, DomainError
 from storage.faq_index import (
     GUESS_MIN_SCORE,
@@ -25,7 +26,7 @@ from storage.faq_index import (
     is_match,
     shipped_entries,
 )
-from storage.models import AuditAction, Contact, FaqEntry, FaqQuestion, Role, SchoolLevel, Staff
+from storage.models import Contact, FaqEntry, FaqQuestion, Staff
 from storage.repositories import audit
 from storage.schemas.faq import (
     CONTACT_TOPICS,

@@ -33,21 +33,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from exports.reader import Table
 from exports.upload_worker import read_upload
 from storage.clock import Clock
+from storage.enums import AuditAction, DeviceCondition, DonationSource, Role, SchoolLevel
 from storage.errors import AccessDenied, Conflict, DomainError, NotFound
 from storage.models import (
-    AuditAction,
     Base,
-    DeviceCondition,
     DonationBatch,
-    DonationSource,
     Donor,
     Handover,
     NeedHistory,
     NeedRecord,
     PendingUpload,
-    Role,
     School,
-    SchoolLevel,
     Student,
     VaccineDose,
     VaccineProduct,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage.db import direct_sqlite
-from storage.models import InboxStatus
+from storage.enums import InboxStatus
 from storage.repositories import inbox as repo
 from storage.services.base import ServiceBase
 from storage.services.lease import Fence, LeaseLost

@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.enums import AuditAction, PriorityGroup
 from storage.errors import Conflict, DomainError, NotFound
-from storage.models import AuditAction, NeedRecord, PriorityGroup, School, Student
+from storage.models import NeedRecord, School, Student
 from storage.repositories import audit, locks
 from storage.repositories import needs as history
 from storage.repositories.reports import ReportFilter

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from storage.enums import AuditAction
 from storage.errors import Conflict, NotFound
-from storage.models import AuditAction, District, School
+from storage.models import District, School
 from storage.repositories import audit
 from storage.schemas.organisation import DistrictIn, SchoolIn, SchoolOut
 from storage.services.base import ServiceBase

@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.enums import Role, SchoolLevel
 from storage.errors import AccessDenied, DomainError, NotFound
-from storage.models import CompiledReport, District, ReportingRound, Role, School, SchoolLevel, Staff
+from storage.models import CompiledReport, District, ReportingRound, School, Staff
 from storage.permissions import ROLE_ACTIONS, SPECIALIST_LEVELS, Action
 from storage.repositories import reports as queries
 from storage.rules import district_report_deadline
@@ -500,7 +501,7 @@ class ReportService(ServiceBase):
 
     @staticmethod
     def _stream_statement(name: str, f: queries.ReportFilter) -> Any:
-        from storage.models import HandoverKind
+        from storage.enums import HandoverKind
 
         if name == "needs_students":
             return queries.needs_students(f)

@@ -11,8 +11,9 @@ from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.enums import AuditAction, PriorityGroup, SchoolLevel
 from storage.errors import DomainError, NotFound
-from storage.models import AuditAction, PriorityGroup, School, SchoolLevel, Student
+from storage.models import School, Student
 from storage.repositories import audit
 from storage.repositories import students as repo
 from storage.schemas.students import (
