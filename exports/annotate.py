@@ -17,7 +17,7 @@ import io
 import re
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -27,7 +27,8 @@ from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
-from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.datavalidation import DataValidation, DataValidationList
+from openpyxl.worksheet.dimensions import ColumnDimension, DimensionHolder
 
 from exports.labels import Labels
 from exports.reader import SheetInfo, ValidationRule
@@ -46,6 +47,17 @@ _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 
 
 IssueText = Callable[[CellIssue], str]  # a problem of a cell or row in the person's words
+
+
+class _Layout(Protocol):
+    column_dimensions: DimensionHolder[str, ColumnDimension]
+    data_validations: DataValidationList
+
+
+def _layout(sheet: WriteOnlyWorksheet) -> _Layout:
+    # A write-only sheet has these at run time (Worksheet._setup gives them to it);
+    # types-openpyxl's WriteOnlyWorksheet leaves them out.
+    return cast(_Layout, sheet)
 
 
 def outcome_label(row: RowResult, labels: Labels) -> str:
@@ -118,7 +130,7 @@ def _write_plain_sheet(sheet: WriteOnlyWorksheet, grid: list[list[Any]]) -> None
                 longest = max(len(line) for line in value.splitlines() or [value])
                 widths[column] = max(widths.get(column, 0), longest)
     for column, longest in widths.items():
-        sheet.column_dimensions[get_column_letter(column + 1)].width = min(
+        _layout(sheet).column_dimensions[get_column_letter(column + 1)].width = min(
             MAX_PLAIN_WIDTH, max(MIN_PLAIN_WIDTH, longest + 2)
         )
     for cells in grid:
@@ -134,16 +146,17 @@ def _write_table_sheet(
     width = max(table.width, max(check.columns.values(), default=0) + 1)
     verdict_column = width  # 0-based: right of everything the sheet had
     spec = SPECS[check.kind]
-    for column in spec.columns:
-        if column.field in check.columns:
-            letter = get_column_letter(check.columns[column.field] + 1)
-            sheet.column_dimensions[letter].width = column.width
-    sheet.column_dimensions[get_column_letter(verdict_column + 1)].width = VERDICT_WIDTH
+    layout = _layout(sheet)
+    for spec_column in spec.columns:
+        if spec_column.field in check.columns:
+            letter = get_column_letter(check.columns[spec_column.field] + 1)
+            layout.column_dimensions[letter].width = spec_column.width
+    layout.column_dimensions[get_column_letter(verdict_column + 1)].width = VERDICT_WIDTH
     sheet.freeze_panes = f"A{check.header_row + 1}"
     for rule in getattr(table, "validations", []) or []:
         validation = _validation(rule)
         if validation is not None:
-            sheet.data_validations.append(validation)
+            layout.data_validations.append(validation)
     results = {row.row: row for row in check.rows}
     by_column = {index: name for name, index in check.columns.items()}
     author = labels("excel.annotate.comment_author")
@@ -237,7 +250,7 @@ def _comment(text: str, author: str) -> Comment:
     return comment
 
 
-def _cell(sheet: WriteOnlyWorksheet, value: Any) -> WriteOnlyCell:
+def _cell(sheet: WriteOnlyWorksheet, value: Any) -> Cell:
     if isinstance(value, Cell):
         return value
     cell = WriteOnlyCell(sheet, value=value)
@@ -252,7 +265,7 @@ def _cell(sheet: WriteOnlyWorksheet, value: Any) -> WriteOnlyCell:
     return cell
 
 
-def _bold(sheet: WriteOnlyWorksheet, value: Any) -> WriteOnlyCell:
+def _bold(sheet: WriteOnlyWorksheet, value: Any) -> Cell:
     cell = _cell(sheet, value)
     cell.font = Font(bold=True)
     return cell

@@ -253,17 +253,19 @@ def check_workbook(content: bytes, translate: Translate, languages: Sequence[str
                     f"Biểu 4 {metric} vs the dose list",
                     rows,
                     metric,
-                    per_school(doses, lambda x, p=place: x["place"] == p),
+                    per_school(x for x in doses if x["place"] == place),
                 )
             if r.has("vaccination_products"):
                 products = r.table("vaccination_products", layout.product_columns)
                 numbers = Counter(_num(d["dose_number"]) for d in doses)
-                grand = products.totals[-1] if products.totals else {}
-                same("Biểu 6 first doses vs the dose list", _num(grand.get("first_doses")), numbers[1])
-                same("Biểu 6 second doses vs the dose list", _num(grand.get("second_doses")), numbers[2])
+                all_products = products.totals[-1] if products.totals else {}
+                same("Biểu 6 first doses vs the dose list", _num(all_products.get("first_doses")), numbers[1])
+                same(
+                    "Biểu 6 second doses vs the dose list", _num(all_products.get("second_doses")), numbers[2]
+                )
                 same(
                     "Biểu 6 boosters vs the dose list",
-                    _num(grand.get("booster_doses")),
+                    _num(all_products.get("booster_doses")),
                     sum(n for k, n in numbers.items() if k >= 3),
                 )
         for key, columns in (
@@ -297,7 +299,7 @@ def check_workbook(content: bytes, translate: Translate, languages: Sequence[str
                 f"Biểu 8 {metric} vs the late list",
                 rows,
                 metric,
-                per_school(late, lambda x, k=record: x["record_type"] == k),
+                per_school(x for x in late if x["record_type"] == record),
             )
 
     if r.has("cover"):

@@ -660,7 +660,7 @@ def _cfb_stream(content: bytes, names: Sequence[str]) -> bytes | None:
         fat += struct.unpack(f"<{per_sector}I", sector(index))
 
     def chain(start: int, table: list[int], limit: int) -> list[int]:
-        found = []
+        found: list[int] = []
         while start < len(table) and start not in (_CFB_FREE, _CFB_END) and len(found) <= limit:
             found.append(start)
             start = table[start]
@@ -669,11 +669,11 @@ def _cfb_stream(content: bytes, names: Sequence[str]) -> bytes | None:
         return found
 
     directory = b"".join(sector(i) for i in chain(first_directory, fat, sector_count))
-    entries = [directory[i : i + 128] for i in range(0, len(directory) - 127, 128)]
-    if not entries:
+    records = [directory[i : i + 128] for i in range(0, len(directory) - 127, 128)]
+    if not records:
         return None
-    root_start, root_size = struct.unpack_from("<IQ", entries[0], 116)
-    for entry in entries:
+    root_start, root_size = struct.unpack_from("<IQ", records[0], 116)
+    for entry in records:
         name_size = struct.unpack_from("<H", entry, 64)[0]
         name = entry[: max(0, min(name_size, 64) - 2)].decode("utf-16-le", "replace")
         if entry[66] != 2 or name not in names:
@@ -899,7 +899,7 @@ def _validations_around_cells(stream: Any) -> list[ValidationRule] | None:
     parse — a comment, CDATA or processing instruction before or inside the cells, a validation
     among the cells, a tag split oddly, anything the parser refuses — and the caller parses the
     whole part instead (`tests/test_reader_fast_paths.py` holds the two equal)."""
-    parser = ElementTree.XMLPullParser(events=("end",))
+    parser: ElementTree.XMLPullParser[ElementTree.Element] = ElementTree.XMLPullParser(events=("end",))
     rules: list[ValidationRule] = []
     first = stream.read(CHUNK)
     while len(first) < 256 and (more := stream.read(CHUNK)):

@@ -997,7 +997,8 @@ def _total(rollup: Mapping[str, Any] | None, **match: Any) -> Mapping[str, Any]:
     """The whole-scope total row of a rollup (for devices: the row of all sources)."""
     if not rollup:
         return {}
-    for record in rollup.get("total", []):
+    records: list[Mapping[str, Any]] = rollup.get("total", [])
+    for record in records:
         if all(record.get(k) == v for k, v in match.items()):
             return record
     return {}

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +66,7 @@ class WriterResult:
 class ChannelStreams:
     """The long lists as the event loop sends them: ("begin", name, keys), ("rows", [...]), ("end",)."""
 
-    def __init__(self, receive: Any) -> None:
+    def __init__(self, receive: Callable[[], tuple[Any, ...]]) -> None:
         self.receive = receive
 
     def _next(self) -> tuple[Any, ...]:
@@ -80,7 +80,8 @@ class ChannelStreams:
         message = self._next()
         if message[0] != "data":
             raise ReportWriterError(f"expected the small tables, got {message[0]!r}")
-        return message[1]
+        tables: Mapping[str, Any] = message[1]
+        return tables
 
     def rows(self, name: str, keys: Sequence[str]) -> Iterator[Sequence[Any]]:
         message = self._next()
@@ -302,7 +303,8 @@ class WriterJob:
         if not raw:
             return None
         try:
-            return pickle.loads(raw)
+            answer: tuple[Any, ...] = pickle.loads(raw)
+            return answer
         except Exception:
             return None
 
