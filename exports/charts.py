@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from storage.models import SubmissionStatus
+from storage.enums import SubmissionStatus
 from storage.schemas.rounds import Progress
 
 if TYPE_CHECKING:

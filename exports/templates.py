@@ -27,7 +27,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
 from exports.labels import Labels
-from storage.models import (
+from storage.enums import (
     DeviceCondition,
     DeviceType,
     DonationSource,
