@@ -1,5 +1,5 @@
-"""What several test files do: read the database back (counts, audit rows, a priority group) and
-enter the records a reporting round is about."""
+"""What several test files do: read the database back (counts, audit rows, a priority group, a batch's
+allocation) and enter records (a dose; the records a reporting round is about)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,18 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from storage.models import AuditLog, DeviceType, DonationSource, HandoverKind, PriorityGroup, Student
+from storage.models import (
+    AuditLog,
+    DeviceType,
+    DonationBatch,
+    DonationSource,
+    DosePlace,
+    HandoverKind,
+    PriorityGroup,
+    Student,
+)
 from storage.schemas.devices import BatchIn, HandoverIn
+from storage.schemas.vaccines import DoseIn
 from storage.services import Services
 from tests.factories import World
 
@@ -28,6 +38,32 @@ async def audit_of(services: Services, entity: str, entity_id: int) -> list[Audi
             .order_by(AuditLog.id)
         )
         return list(rows)
+
+
+async def allocated(services: Services, batch_id: int) -> int:
+    """The batch's allocated counter as stored."""
+    async with services.sessionmaker() as session:
+        return await session.scalar(select(DonationBatch.allocated).where(DonationBatch.id == batch_id)) or 0
+
+
+async def product_id(services: Services, code: str) -> int:
+    return next(p.id for p in await services.vaccines.products() if p.code == code)
+
+
+async def seed_dose(
+    services: Services, world: World, student_id: int, number: int, given_on: date, product: str = "COMIRNATY"
+) -> None:
+    """A dose entered behind the chat (at the primary school, in the community), warnings accepted."""
+    data = DoseIn(
+        student_id=student_id,
+        dose_number=number,
+        given_on=given_on,
+        product_id=await product_id(services, product),
+        place=DosePlace.COMMUNITY,
+    )
+    await services.vaccines.record_dose(
+        world.primary_school_id, data, actor_id=None, request_key=None, confirm_warnings=True
+    )
 
 
 async def priority_group(services: Services, student_id: int) -> PriorityGroup:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections import Counter
 
 from storage.services import Services
-from tests.chat import CONFIRM, SKIP, TODAY_BUTTON, Harness, Person, label
+from tests.chat import CONFIRM, TODAY_BUTTON, Harness, Person, label
 from tests.factories import make_world
-from tests.test_handover_flow import AN, GIFT, batch_label, make_batch
+from tests.test_handover_flow import AGAIN, AN, make_batch, to_summary
 
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"
 COUNTED = {
@@ -46,13 +46,7 @@ async def test_a_whole_handover_costs_few_calls(services: Services, harness: Har
     batch = await make_batch(services, world, quantity=2)
     teacher = harness.person("teacher")
     start = len(harness.api.calls)
-    await teacher.send("/handover")
-    await teacher.tap(batch_label(batch))
-    await teacher.send("nguyen van an")
-    await teacher.tap(AN)
-    await teacher.tap(GIFT)
-    await teacher.tap(TODAY_BUTTON)
-    await teacher.tap(SKIP)
+    await to_summary(teacher, batch, "nguyen van an", AN)
     assert "Kiểm tra lại" in teacher.last_text()
     await teacher.tap(CONFIRM)
     assert any("Đã lưu" in text for text in teacher.texts()[-2:])
@@ -60,7 +54,7 @@ async def test_a_whole_handover_costs_few_calls(services: Services, harness: Har
     assert calls == Counter(sendMessage=5, editMessageText=4, answerCallbackQuery=6, editMessageReplyMarkup=2)
     assert sum(calls.values()) == 17
     # Only the saved message's own button («continue with this batch») is left to tap.
-    assert buttons_everywhere(teacher) == [["➡️ Bàn giao tiếp từ lô này"]]
+    assert buttons_everywhere(teacher) == [[AGAIN]]
 
 
 async def test_a_whole_vaccine_dose_costs_few_calls(services: Services, harness: Harness) -> None:

@@ -41,6 +41,7 @@ from storage.models import (
 )
 from storage.services import Services
 from tests.factories import World, make_world
+from tests.helpers import count
 
 Write = Callable[[AsyncSession], Awaitable[Any]]
 
@@ -56,11 +57,6 @@ async def rejected(services: Services, fn: Write) -> IntegrityError:
     with pytest.raises(IntegrityError) as info:
         await write(services, fn)
     return info.value
-
-
-async def count(services: Services, model: type) -> int:
-    async with services.sessionmaker() as session:
-        return await session.scalar(select(func.count()).select_from(model)) or 0
 
 
 def student(world: World, code: str = "HS9999", **overrides: Any) -> Student:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from conversations.handover import Step
 from conversations.loan_return import Step as ReturnStep
-from storage.models import AuditLog, DonationBatch, Handover, HandoverKind, Role, Staff
+from storage.models import AuditLog, Handover, HandoverKind, Role, Staff
 from storage.schemas.devices import BatchIn, BatchOut, DonorIn, HandoverIn
 from storage.services import Services
 from tests.chat import (
@@ -26,6 +26,7 @@ from tests.chat import (
 )
 from tests.conftest import TZ
 from tests.factories import World, make_world
+from tests.helpers import allocated
 
 AN = "Nguyễn Văn An · 4A1 · 14/03/2012"  # HS0001
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002
@@ -75,13 +76,6 @@ def batch_label(batch: BatchOut, handed: int = 0) -> str:
 async def handovers(services: Services) -> list[Handover]:
     async with services.sessionmaker() as session:
         return list(await session.scalars(select(Handover).order_by(Handover.id)))
-
-
-async def allocated(services: Services, batch_id: int) -> int:
-    async with services.sessionmaker() as session:
-        return int(
-            await session.scalar(select(DonationBatch.allocated).where(DonationBatch.id == batch_id)) or 0
-        )
 
 
 async def to_summary(

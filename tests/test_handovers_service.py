@@ -14,7 +14,6 @@ from storage.errors import DomainError
 from storage.models import (
     AuditAction,
     AuditLog,
-    DonationBatch,
     DonationSource,
     Handover,
     HandoverKind,
@@ -24,6 +23,7 @@ from storage.schemas.devices import BatchIn, BatchOut, HandoverIn, HandoverUpdat
 from storage.schemas.entries import RecentEntry, merge_recent
 from storage.schemas.students import StudentIn
 from tests.factories import make_world
+from tests.helpers import allocated
 from tests.test_donations_service import add_donor, lock_school
 
 TODAY = date(2021, 11, 15)
@@ -56,11 +56,6 @@ async def add_students(services, world, count: int, prefix: str = "RC") -> list[
     ]
     result = await services.students.upsert_many(world.primary_school_id, rows, actor_id=None)
     return [result.student_ids[row.code] for row in rows]
-
-
-async def allocated(services, batch_id: int) -> int:
-    async with services.sessionmaker() as session:
-        return await session.scalar(select(DonationBatch.allocated).where(DonationBatch.id == batch_id))
 
 
 async def active_handovers(services, batch_id: int) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from storage.models import AuditAction, AuditLog, Handover, NeedRecord, Student, VaccineDose
 from storage.schemas.csdl import CsdlMenu
@@ -15,6 +15,7 @@ from storage.services import Services
 from storage.services.csdl import CsdlService
 from tests.chat import BACK, CONFIRM, SKIP, TODAY_BUTTON, Harness, Person, label, step_of
 from tests.factories import make_world
+from tests.helpers import count
 from tests.test_my_entries import teacher_batch
 
 SKIP_CODE = label("pickers.skip_code")
@@ -25,11 +26,6 @@ NEW_LABEL = "Hoàng Thị Mới · 3A1 · 01/06/2013 (🆕 học sinh mới, ch�
 async def students_named(services: Services, name: str) -> list[Student]:
     async with services.sessionmaker() as session:
         return list(await session.scalars(select(Student).where(Student.full_name == name)))
-
-
-async def count(services: Services, model: type) -> int:
-    async with services.sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def add_new(person: Person, *, code: str | None = None) -> None:

@@ -20,9 +20,9 @@ from storage.models import Role
 from storage.schemas.faq import ContactIn
 from storage.schemas.organisation import InviteIn
 from storage.services import Services
-from tests.chat import CONFIRM, SKIP, TODAY_BUTTON, Harness, label
+from tests.chat import CONFIRM, Harness, label
 from tests.factories import make_world
-from tests.test_handover_flow import AN, GIFT, batch_label, make_batch
+from tests.test_handover_flow import AN, make_batch, to_summary
 from tests.test_round_flow import BOTH, PROGRAMME, SUBMIT, TH, THCS, directive_round, school_records
 
 PHONE = "0901234567"
@@ -74,13 +74,7 @@ async def test_a_whole_round_at_info_logs_no_personal_data(
 
     # An entry: a handover found by the student's name.
     teacher = harness.person("teacher")
-    await teacher.send("/handover")
-    await teacher.tap(batch_label(batch))
-    await teacher.send("nguyen van an")
-    await teacher.tap(AN)
-    await teacher.tap(GIFT)
-    await teacher.tap(TODAY_BUTTON)
-    await teacher.tap(SKIP)
+    await to_summary(teacher, batch, "nguyen van an", AN)
     await teacher.tap(CONFIRM)
     assert "Đã lưu" in " ".join(teacher.new_texts())
     await teacher.send("/contacts")

@@ -32,13 +32,9 @@ from tests.chat import CONFIRM, EDIT, SKIP, TODAY_BUTTON, Harness, label
 from tests.conftest import TZ
 from tests.factories import World, make_world
 from tests.helpers import laptops_with_one_gift
+from tests.test_round_flow import BOTH, PROGRAMME, SUBMIT, TH, THCS
 
 PROGRAM, VACCINE = SubmissionTrack.PROGRAM, SubmissionTrack.VACCINE
-SUBMIT = label("rounds_chat.submit.confirm_button")
-PROGRAMME = label("rounds.track.program")
-BOTH = label("rounds_chat.submit.both")
-TH = "79785001 · Trường TH Lê Văn Lương"
-THCS = "79785101 · Trường THCS Nguyễn Bỉnh Khiêm"
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"
 AN = "Nguyễn Văn An · 4A1 · 14/03/2012"
 

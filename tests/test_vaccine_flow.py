@@ -8,11 +8,11 @@ from sqlalchemy import select
 
 from conversations.vaccine import Step
 from storage.models import DosePlace, VaccineDose
-from storage.schemas.vaccines import DoseIn
 from storage.services import Services
 from tests.chat import CANCEL, CONFIRM, EDIT, TODAY_BUTTON, YESTERDAY_BUTTON, Harness, Person, label, step_of
 from tests.conftest import TZ
-from tests.factories import World, make_world
+from tests.factories import make_world
+from tests.helpers import product_id, seed_dose
 
 AN = "Nguyễn Văn An · 4A1 · 14/03/2012"  # HS0001, born 2012: 9 years old
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002
@@ -24,25 +24,6 @@ async def doses_of(services: Services, student_id: int) -> list[VaccineDose]:
             select(VaccineDose).where(VaccineDose.student_id == student_id).order_by(VaccineDose.dose_number)
         )
         return list(rows)
-
-
-async def product_id(services: Services, code: str) -> int:
-    return next(p.id for p in await services.vaccines.products() if p.code == code)
-
-
-async def seed_dose(
-    services: Services, world: World, code: str, number: int, given_on: date, product: str = "COMIRNATY"
-) -> None:
-    data = DoseIn(
-        student_id=world.student_ids[code],
-        dose_number=number,
-        given_on=given_on,
-        product_id=await product_id(services, product),
-        place=DosePlace.COMMUNITY,
-    )
-    await services.vaccines.record_dose(
-        world.primary_school_id, data, actor_id=None, request_key=None, confirm_warnings=True
-    )
 
 
 async def start(person: Person, query: str, student: str) -> None:
@@ -100,7 +81,7 @@ async def test_happy_path_one_dose(services: Services, harness: Harness) -> None
 
 async def test_a_wrong_answer_at_every_step(services: Services, harness: Harness) -> None:
     world = await make_world(services)
-    await seed_dose(services, world, "HS0001", 1, date(2021, 10, 1))
+    await seed_dose(services, world, world.student_ids["HS0001"], 1, date(2021, 10, 1))
     teacher = harness.person("teacher")
     await teacher.send("/vaccine")
     await teacher.send("a")
@@ -174,7 +155,8 @@ async def test_duplicate_dose_saved_meanwhile_is_refused_at_confirm(
     world = await make_world(services)
     teacher = harness.person("teacher")
     await first_dose_to_summary(teacher)
-    await seed_dose(services, world, "HS0002", 1, date(2021, 11, 14))  # someone else, meanwhile
+    # someone else, meanwhile
+    await seed_dose(services, world, world.student_ids["HS0002"], 1, date(2021, 11, 14))
     await teacher.tap(CONFIRM)
     assert "đã có mũi 1 (tiêm ngày 14/11/2021)" in teacher.last_text()
     assert await step_of(services, teacher, "vaccine") == Step.SUMMARY
@@ -190,8 +172,8 @@ async def test_duplicate_dose_saved_meanwhile_is_refused_at_confirm(
 
 async def test_out_of_order_dates_refused(services: Services, harness: Harness) -> None:
     world = await make_world(services)
-    await seed_dose(services, world, "HS0001", 1, date(2021, 9, 20))
-    await seed_dose(services, world, "HS0001", 3, date(2021, 11, 1))
+    await seed_dose(services, world, world.student_ids["HS0001"], 1, date(2021, 9, 20))
+    await seed_dose(services, world, world.student_ids["HS0001"], 3, date(2021, 11, 1))
     teacher = harness.person("teacher")
     await start(teacher, "hs0001", AN)
     await teacher.tap("Mũi 2")  # the gap between 1 and 3
@@ -208,7 +190,7 @@ async def test_short_interval_is_warned_and_needs_a_second_confirm(
     services: Services, harness: Harness
 ) -> None:
     world = await make_world(services)
-    await seed_dose(services, world, "HS0001", 1, date(2021, 11, 1))
+    await seed_dose(services, world, world.student_ids["HS0001"], 1, date(2021, 11, 1))
     teacher = harness.person("teacher")
     await start(teacher, "hs0001", AN)
     await teacher.tap("Mũi 2 (mũi tiếp theo)")

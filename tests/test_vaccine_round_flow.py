@@ -4,37 +4,20 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from conversations.vaccine_round import Step, list_numbers
 from storage.models import DosePlace, Student, VaccineDose
 from storage.schemas.students import StudentIn
-from storage.schemas.vaccines import DoseIn
 from storage.services import Services
 from tests.chat import CANCEL, CONFIRM, EDIT, TODAY_BUTTON, Harness, Person, label, step_of
 from tests.conftest import TZ
 from tests.factories import World, make_world
+from tests.helpers import count, seed_dose
 
 TODAY = date(2021, 11, 15)
 FAMILIES = ["Nguyễn Văn", "Trần Thị", "Lê Minh", "Phạm Thu", "Hoàng Gia"]
 GIVEN = ["An", "Bảo", "Chi", "Dũng", "Giang", "Hà", "Khoa", "Lan"]
-
-
-async def product_id(services: Services, code: str) -> int:
-    return next(p.id for p in await services.vaccines.products() if p.code == code)
-
-
-async def seed_dose(services: Services, world: World, student_id: int, number: int, given_on: date) -> None:
-    data = DoseIn(
-        student_id=student_id,
-        dose_number=number,
-        given_on=given_on,
-        product_id=await product_id(services, "COMIRNATY"),
-        place=DosePlace.COMMUNITY,
-    )
-    await services.vaccines.record_dose(
-        world.primary_school_id, data, actor_id=None, request_key=None, confirm_warnings=True
-    )
 
 
 async def class_of_40(services: Services, world: World) -> dict[str, int]:
@@ -56,11 +39,6 @@ async def class_of_40(services: Services, world: World) -> dict[str, int]:
 async def doses_on(services: Services, given_on: date) -> list[VaccineDose]:
     async with services.sessionmaker() as session:
         return list(await session.scalars(select(VaccineDose).where(VaccineDose.given_on == given_on)))
-
-
-async def dose_count(services: Services) -> int:
-    async with services.sessionmaker() as session:
-        return await session.scalar(select(func.count()).select_from(VaccineDose)) or 0
 
 
 async def open_round(
@@ -132,7 +110,7 @@ async def test_class_of_40_some_ticked_some_already_at_that_dose(
     assert "Sẽ bỏ qua <b>5</b> em:" in summary
     assert "• 1. Hoàng Gia An — Đã có mũi 1 (tiêm ngày 01/10/2021)." in summary
     assert "• 7. Lê Minh Bảo — mũi 1" in summary and "Hoàng Gia Bảo" not in summary
-    assert await dose_count(services) == 5  # the preview wrote nothing
+    assert await count(services, VaccineDose) == 5  # the preview wrote nothing
     await tap(CONFIRM)
     result = teacher.last_text()
     assert result.startswith("✅ Đã lưu 33 mũi; bỏ qua 5:")
@@ -267,7 +245,7 @@ async def test_double_confirm_saves_once(services: Services, harness: Harness) -
     data = summary["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     for _ in range(2):
         await harness.deliver(harness.api.callback_query(teacher.user, summary, data))
-    assert await dose_count(services) == 2
+    assert await count(services, VaccineDose) == 2
     assert len([t for t in teacher.texts() if t.startswith("✅ Đã lưu")]) == 1
 
 
@@ -311,7 +289,9 @@ async def test_cancel_mid_round_and_refusal(services: Services, harness: Harness
     await teacher.tap("1. An (0)")
     await teacher.tap(CANCEL)
     assert "Đã huỷ <b>phiếu tiêm cả lớp</b>" in teacher.last_text()
-    assert await step_of(services, teacher, "vaccine_round") is None and await dose_count(services) == 0
+    assert (
+        await step_of(services, teacher, "vaccine_round") is None and await count(services, VaccineDose) == 0
+    )
     specialist = harness.person("primary_specialist")
     await specialist.send("/vaccine_round")
     assert "Vai trò của bạn không được làm việc này" in specialist.last_text()
