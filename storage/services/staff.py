@@ -7,6 +7,7 @@ import math
 import secrets
 import time
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import sqlite
@@ -63,8 +64,8 @@ _LOOKUP = (
 _SQLITE = sqlite.dialect()
 _LOOKUP_SQL = str(_LOOKUP.compile(dialect=_SQLITE))
 _LOOKUP_OUT = [
-    (column.key, column.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None))
-    for column in _LOOKUP.selected_columns
+    (key, column.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None))
+    for key, column in _LOOKUP.selected_columns.items()
 ]
 
 
@@ -104,7 +105,7 @@ class StaffService(ServiceBase):
     _cache: dict[int, tuple[StaffOut, float]]
 
     def _cached(self, telegram_user_id: int) -> StaffOut | None:
-        cache = self.__dict__.setdefault("_cache", {})
+        cache: dict[int, tuple[StaffOut, float]] = self.__dict__.setdefault("_cache", {})
         entry = cache.get(telegram_user_id)
         if entry is None or time.monotonic() - entry[1] > STAFF_CACHE_SECONDS:
             return None
@@ -112,7 +113,7 @@ class StaffService(ServiceBase):
 
     def forget(self, telegram_user_id: int | None = None) -> None:
         """Drop a cached account (every account: None), e.g. after changing it in the database."""
-        cache = self.__dict__.setdefault("_cache", {})
+        cache: dict[int, tuple[StaffOut, float]] = self.__dict__.setdefault("_cache", {})
         if telegram_user_id is None:
             cache.clear()
         else:
@@ -271,7 +272,9 @@ class StaffService(ServiceBase):
             row = await direct.read(lambda connection: connection.execute(_LOOKUP_SQL, key).fetchone())
             if row is None:
                 return None
-            values = {name: p(v) if p else v for (name, p), v in zip(_LOOKUP_OUT, row, strict=True)}
+            values: dict[str, Any] = {
+                name: p(v) if p else v for (name, p), v in zip(_LOOKUP_OUT, row, strict=True)
+            }
         else:
             async with self.sessionmaker() as session:
                 found_row = (await session.execute(_LOOKUP, {"telegram_user_id": telegram_user_id})).first()
