@@ -885,7 +885,9 @@ class RoundService(ServiceBase):
             return await self._compile_check(session, rnd)
 
     async def _compile_check(self, session: AsyncSession, rnd: ReportingRound) -> CompileCheck:
-        approved, missing, vaccine_missing = [], [], []
+        approved: list[SchoolRef] = []
+        missing: list[SchoolRef] = []
+        vaccine_missing: list[SchoolRef] = []
         for submission, school in await repo.submissions_of_round(session, rnd.id):
             ok = submission.status is SubmissionStatus.APPROVED
             if submission.track is SubmissionTrack.PROGRAM:
@@ -1755,17 +1757,17 @@ async def _history_names(session: AsyncSession, rows: Sequence[tuple[AuditLog, A
     async def pairs(*columns: Any, ids: set[int]) -> list[Any]:
         return list((await session.execute(select(*columns).where(columns[0].in_(sorted(ids))))).all())
 
-    if ids := wanted.get(Ref.STUDENT):
-        names.students = {i: n for i, n in await pairs(Student.id, Student.full_name, ids=ids)}
-    if ids := wanted.get(Ref.BATCH):
-        names.batches = {i: n for i, n in await pairs(DonationBatch.id, DonationBatch.number, ids=ids)}
-    if ids := wanted.get(Ref.PRODUCT):
-        names.products = {i: n for i, n in await pairs(VaccineProduct.id, VaccineProduct.name, ids=ids)}
-    if ids := wanted.get(Ref.DONOR):
-        names.donors = {i: n for i, n in await pairs(Donor.id, Donor.name, ids=ids)}
-    if ids := wanted.get(Ref.ROUND):
+    if wanted_ids := wanted.get(Ref.STUDENT):
+        names.students = dict(await pairs(Student.id, Student.full_name, ids=wanted_ids))
+    if wanted_ids := wanted.get(Ref.BATCH):
+        names.batches = dict(await pairs(DonationBatch.id, DonationBatch.number, ids=wanted_ids))
+    if wanted_ids := wanted.get(Ref.PRODUCT):
+        names.products = dict(await pairs(VaccineProduct.id, VaccineProduct.name, ids=wanted_ids))
+    if wanted_ids := wanted.get(Ref.DONOR):
+        names.donors = dict(await pairs(Donor.id, Donor.name, ids=wanted_ids))
+    if wanted_ids := wanted.get(Ref.ROUND):
         names.rounds = {
-            i: round_label(n) for i, n in await pairs(ReportingRound.id, ReportingRound.name, ids=ids)
+            i: round_label(n) for i, n in await pairs(ReportingRound.id, ReportingRound.name, ids=wanted_ids)
         }
     submission_ids = wanted.get(Ref.SUBMISSION_TRACK, set()) | wanted.get(Ref.SUBMISSION_ROUND, set())
     if submission_ids:
