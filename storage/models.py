@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -104,6 +105,10 @@ def str_enum(enum_cls: type[enum.Enum], name: str) -> SAEnum:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    if TYPE_CHECKING:
+        # Every model is mapped to a Table (none to a select), which the core statements' insert(),
+        # update() and delete() take; DeclarativeBase types it as any FromClause.
+        __table__: ClassVar[Table]
 
 
 # --- mixins ---------------------------------------------------------------------------------------
