@@ -27,8 +27,8 @@ from bot.replies import ReplyMarkup
 from bot.texts import t
 from conversations.common import EditableFlow, Flow, Turn, option_rows
 from conversations.pickers import parse_picked_date
+from storage.enums import DeviceCondition, DeviceType, DonationSource, DonorKind
 from storage.errors import DomainError
-from storage.models import DeviceCondition, DeviceType, DonationSource, DonorKind
 from storage.rules import district_report_deadline, is_late_entry, names_the_programme
 from storage.schemas.devices import (
     CONDITION_WORDS,

@@ -38,8 +38,8 @@ from conversations.pickers import (
     remember_student,
     student_of,
 )
+from storage.enums import DonationSource, HandoverKind
 from storage.errors import DomainError
-from storage.models import DonationSource, HandoverKind
 from storage.rules import is_late_entry
 from storage.schemas.devices import HANDOVER_KIND_WORDS, BatchOut, HandoverIn, HandoverOut, parse_coded
 from storage.schemas.students import show_date

@@ -33,8 +33,8 @@ from conversations.pickers import (
     remember_student,
     student_of,
 )
+from storage.enums import DosePlace
 from storage.errors import DomainError
-from storage.models import DosePlace
 from storage.schemas.parsing import clean_text
 from storage.schemas.students import show_date
 from storage.schemas.vaccines import (

@@ -8,16 +8,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from storage.models import (
-    AuditLog,
-    DeviceType,
-    DonationBatch,
-    DonationSource,
-    DosePlace,
-    HandoverKind,
-    PriorityGroup,
-    Student,
-)
+from storage.enums import DeviceType, DonationSource, DosePlace, HandoverKind, PriorityGroup
+from storage.models import AuditLog, DonationBatch, Student
 from storage.schemas.devices import BatchIn, HandoverIn
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services

@@ -17,25 +17,27 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import SQLITE_BUSY_TIMEOUT_MS, create_engine
-from storage.models import (
+from storage.enums import (
     DeviceType,
-    DonationBatch,
     DonationSource,
-    Donor,
     DonorKind,
     DosePlace,
     Gender,
-    Handover,
     HandoverKind,
-    NeedRecord,
     PriorityGroup,
-    ReportingRound,
     Role,
+    SubmissionStatus,
+    SubmissionTrack,
+)
+from storage.models import (
+    DonationBatch,
+    Donor,
+    Handover,
+    NeedRecord,
+    ReportingRound,
     RoundSubmission,
     Staff,
     Student,
-    SubmissionStatus,
-    SubmissionTrack,
     VaccineDose,
     VaccineProduct,
 )

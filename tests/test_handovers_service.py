@@ -10,15 +10,9 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from bot.errors import render_error
+from storage.enums import AuditAction, DonationSource, HandoverKind, SubmissionStatus
 from storage.errors import DomainError
-from storage.models import (
-    AuditAction,
-    AuditLog,
-    DonationSource,
-    Handover,
-    HandoverKind,
-    SubmissionStatus,
-)
+from storage.models import AuditLog, Handover
 from storage.schemas.devices import BatchIn, BatchOut, HandoverIn, HandoverUpdate
 from storage.schemas.entries import RecentEntry, merge_recent
 from storage.schemas.students import StudentIn

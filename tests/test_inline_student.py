@@ -8,7 +8,8 @@ from datetime import date
 
 from sqlalchemy import select
 
-from storage.models import AuditAction, AuditLog, Handover, NeedRecord, Student, VaccineDose
+from storage.enums import AuditAction
+from storage.models import AuditLog, Handover, NeedRecord, Student, VaccineDose
 from storage.schemas.csdl import CsdlMenu
 from storage.schemas.students import is_provisional_code
 from storage.services import Services

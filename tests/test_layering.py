@@ -162,7 +162,6 @@ def violations() -> set[tuple[str, str]]:
     return wrong
 
 
-_ENUMS_IN_MODELS = "imports the domain enums from storage.models, not yet from storage.enums (item 1)"
 _FLOW_LIBRARY = "a flow used as a library by another flow (item 3: shared widgets to conversations/widgets/)"
 _WORDS_IN_COMMANDS = (
     "words shared by the command line and the chat live in bot/commands (item 2: one formatting module)"
@@ -170,15 +169,6 @@ _WORDS_IN_COMMANDS = (
 
 # (importing module, imported module): why it is still so.
 KNOWN: dict[tuple[str, str], str] = {
-    # conversations -> storage.models
-    **{
-        (flow, "storage.models"): _ENUMS_IN_MODELS
-        for flow in (
-            "conversations.donation",
-            "conversations.handover",
-            "conversations.vaccine",
-        )
-    },
     # conversations -> other flows
     **{
         (flow, library): _FLOW_LIBRARY

@@ -7,7 +7,8 @@ from datetime import date, datetime
 from sqlalchemy import select
 
 from conversations.vaccine_round import Step, list_numbers
-from storage.models import DosePlace, Student, VaccineDose
+from storage.enums import DosePlace
+from storage.models import Student, VaccineDose
 from storage.schemas.students import StudentIn
 from storage.services import Services
 from tests.chat import CANCEL, CONFIRM, EDIT, TODAY_BUTTON, Harness, Person, label, step_of

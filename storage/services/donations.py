@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from storage.db import read_core
+from storage.enums import AuditAction, DonationSource
 from storage.errors import Conflict, DomainError, NotFound
-from storage.models import AuditAction, DonationBatch, DonationSource, Donor, Handover
+from storage.models import DonationBatch, Donor, Handover
 from storage.repositories import audit
 from storage.repositories import devices as repo
 from storage.rules import is_late_entry, names_the_programme

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from datetime import date
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -16,18 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from storage.db import read_core, write_core
+from storage.enums import AuditAction, DonationSource, HandoverKind, PriorityGroup
 from storage.errors import Conflict, DomainError, NotFound
-from storage.models import (
-    AuditAction,
-    DonationBatch,
-    DonationSource,
-    Donor,
-    Handover,
-    HandoverKind,
-    NeedRecord,
-    PriorityGroup,
-    Student,
-)
+from storage.models import DonationBatch, Donor, Handover, NeedRecord, Student
 from storage.repositories import audit, locks
 from storage.repositories import devices as repo
 from storage.repositories import students as students_repo
@@ -137,6 +128,14 @@ def judge_handover(
     return warnings
 
 
+class _RestSteps(TypedDict):
+    """`HandoverService._rest_sync`'s keyword arguments, the same on both paths of `save`."""
+
+    request_key: str | None
+    actor_id: int | None
+    confirm_second: bool
+
+
 class HandoverWarnings(DomainError):
     """Saving needs the person's check of these warnings (the chat's «Tôi đã kiểm tra, vẫn bàn giao»)."""
 
@@ -173,7 +172,7 @@ class HandoverService(ServiceBase):
 
         On a SQLite file the whole transaction is one thread hop (`storage.db.write_core`).
         """
-        steps = {
+        steps: _RestSteps = {
             "request_key": request_key,
             "actor_id": actor_id,
             "confirm_second": confirm_second_program_device,

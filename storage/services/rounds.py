@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 
 from storage.db import read_core
+from storage.enums import AuditAction, Role, RoundStatus, SchoolLevel, SubmissionStatus, SubmissionTrack
 from storage.errors import AccessDenied, DomainError
 from storage.models import (
-    AuditAction,
     AuditLog,
     BatchReport,
     CompiledReport,
@@ -40,18 +40,13 @@ from storage.models import (
     DonationBatch,
     Donor,
     ReportingRound,
-    Role,
-    RoundStatus,
     RoundSubmission,
     School,
-    SchoolLevel,
     SentReminder,
     Staff,
     Student,
     SubmissionEvent,
     SubmissionSnapshot,
-    SubmissionStatus,
-    SubmissionTrack,
     VaccineProduct,
 )
 from storage.permissions import SPECIALIST_LEVELS, Action, require, sees_school

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage.db import direct_sqlite
+from storage.enums import AuditAction, Role
 from storage.errors import DomainError, NotFound
-from storage.models import AuditAction, District, Invite, Role, School, Staff
+from storage.models import District, Invite, School, Staff
 from storage.repositories import audit
 from storage.schemas.organisation import InviteIn, InviteOut, StaffOut
 from storage.schemas.parsing import clean_name, without_refused_name_characters

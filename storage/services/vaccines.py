@@ -19,13 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from storage.db import read_core, write_core
+from storage.enums import AuditAction
 from storage.errors import Conflict, DomainError, NotFound
-from storage.models import (
-    AuditAction,
-    Student,
-    VaccineDose,
-    VaccineProduct,
-)
+from storage.models import Student, VaccineDose, VaccineProduct
 from storage.repositories import audit, locks
 from storage.repositories import students as students_repo
 from storage.rules import PROGRAM_START, is_late_entry
