@@ -7,10 +7,10 @@ so far. A draft whose conversation timed out is marked suspended and kept for /r
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import CursorResult, bindparam, delete, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -137,12 +137,12 @@ class DraftService(ServiceBase):
             rows = await direct.read(read)
             return [_make(flow, step, _convert(_DATA_OUT, data)) for flow, step, data in rows]
         async with self.sessionmaker() as session:
-            rows = await session.execute(
+            result = await session.execute(
                 select(ConversationDraft.flow, ConversationDraft.step, ConversationDraft.data)
                 .where(ConversationDraft.telegram_user_id == telegram_user_id)
                 .order_by(ConversationDraft.updated_at.desc(), ConversationDraft.id.desc())
             )
-            return [_make(flow, step, data) for flow, step, data in rows.all()]
+            return [_make(flow, step, data) for flow, step, data in result.all()]
 
     async def load(self, telegram_user_id: int, flow: str) -> dict[str, Any] | None:
         draft = await self.get(telegram_user_id, flow)
@@ -198,5 +198,6 @@ class DraftService(ServiceBase):
             query = delete(ConversationDraft).where(ConversationDraft.telegram_user_id == telegram_user_id)
             if flow is not None:
                 query = query.where(ConversationDraft.flow == flow)
-            result = await session.execute(query)
-            return result.rowcount or 0
+            # A DELETE's result is a CursorResult (the rows it deleted); execute() is typed for any statement.
+            deleted = cast(CursorResult[Any], await session.execute(query))
+            return deleted.rowcount or 0
