@@ -107,7 +107,7 @@ def fit_text(artist: Text, max_width: float, renderer: RendererBase) -> None:
     down to MIN_TITLE_SIZE; failing that, the widest wrap that fits at MIN_TITLE_SIZE, however
     many lines (a name has no length limit, and a clipped title is worse than a tall one)."""
     text = " ".join(artist.get_text().split())
-    size = artist.get_fontsize()
+    size = artist.get_fontproperties().get_size_in_points()
     while True:
         artist.set_fontsize(size)
         chars = len(text)
@@ -130,6 +130,7 @@ def progress_figure(progress: Progress | ChartSeries, labels: ChartLabels, *, dp
     school coloured by its programme status. The height grows with the number of schools."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     series = progress if isinstance(progress, ChartSeries) else progress_chart_series(progress)
     rows = max(1, len(series.schools))
@@ -176,7 +177,9 @@ def progress_figure(progress: Progress | ChartSeries, labels: ChartLabels, *, dp
     counts_axes.set_xlim(0, max(1, *left))
     counts_axes.set_xlabel(labels.count_axis)
     counts_axes.set_title(labels.subtitle, fontsize=11)
-    counts_axes.xaxis.get_major_locator().set_params(integer=True)
+    locator = counts_axes.xaxis.get_major_locator()
+    assert isinstance(locator, MaxNLocator)  # the default, an AutoLocator
+    locator.set_params(integer=True)
     counts_axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=3, fontsize=9, frameon=False)
 
     # Records per school, coloured by the programme status (a square marks it when there are none).

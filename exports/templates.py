@@ -377,7 +377,7 @@ def _write_guide(
             required = labels("excel.guide.required_yes")
         else:
             required = labels("excel.guide.required_no")
-        values = (
+        values: tuple[int | str, ...] = (
             number,
             header_text(column, labels),
             required,
