@@ -154,7 +154,7 @@ def _ordered_key(table: Table, dialect: str) -> Any:
 
 async def read_batches(
     connection: AsyncConnection, table: Table, batch: int = DEFAULT_BATCH
-) -> AsyncIterator[list[Sequence[Any]]]:
+) -> AsyncIterator[Sequence[Sequence[Any]]]:
     """The table's rows in primary-key order, `batch` at a time (keyset: each batch after the last id)."""
     position = list(table.columns).index(_primary_key(table))
     key = _ordered_key(table, connection.dialect.name)
@@ -383,8 +383,8 @@ async def copy_database(
         with _side(target_url):
             async with _read_connection(target) as connection:
                 written = await table_checksums(connection, batch)
-        for table in result.tables:
-            table.target_rows, table.target_checksum = written[table.name]
+        for copied in result.tables:
+            copied.target_rows, copied.target_checksum = written[copied.name]
     result.seconds = time.perf_counter() - started
     return result
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, func, or_, select, union_all
@@ -42,7 +42,20 @@ from storage.schemas.rounds import (
 MAX_LISTED_ISSUES = 50
 
 
-def report_filter(rnd: ReportingRound, tz: ZoneInfo, *, school_id: int | None = None) -> Any:
+class RoundPeriod(Protocol):
+    """What a report filter needs of a round: a ReportingRound, or a row of its table (migration 0002)."""
+
+    @property
+    def district_id(self) -> int: ...
+    @property
+    def period_start(self) -> date: ...
+    @property
+    def period_end(self) -> date: ...
+
+
+def report_filter(
+    rnd: RoundPeriod, tz: ZoneInfo, *, school_id: int | None = None
+) -> report_queries.ReportFilter:
     return report_queries.ReportFilter(
         district_id=rnd.district_id,
         school_id=school_id,
