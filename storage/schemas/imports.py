@@ -11,6 +11,7 @@ Cell values are turned into what the domain schemas expect (`StudentIn`, `NeedIn
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Iterable
@@ -692,7 +693,8 @@ class CellIssue:
 
     field: str | None
     code: str
-    params: dict[str, Any] = field(default_factory=dict)
+    # dataclasses.field by its full name: `field` in this class body is the attribute above.
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     warning: bool = False  # the row is still imported; the person is told
 
 

@@ -238,7 +238,7 @@ class StudentIn(BaseModel):
             self.__pydantic_fields_set__.add("grade")
         elif self.grade != class_grade:
             raise DomainError("students.class_grade_mismatch", class_name=self.class_name, grade=self.grade)
-        check_grade(self.grade)
+        check_grade(self.checked_grade)
         if info.context and isinstance(info.context.get("today"), date):
             check_birth_date(self.date_of_birth, info.context["today"], self.grade)
         return self
@@ -253,9 +253,10 @@ class NewStudentIn(StudentIn):
     """A student added from inside a flow, saved with the flow's record at its confirm (one
     transaction). `code` None: the CSDL code is not known yet; the student gets a placeholder code."""
 
+    # Widened on purpose (not substitutable for a StudentIn's code): a new student may have no CSDL
+    # code yet, and its own validator, replacing StudentIn's by name, keeps the None.
     code: str | None = None  # type: ignore[assignment]
-
-    _code = field_validator("code", mode="before")(
+    _code = field_validator("code", mode="before")(  # type: ignore[assignment]
         lambda v: clean_code(str(v)) if v not in (None, "") else None
     )
 
