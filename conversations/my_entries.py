@@ -32,11 +32,19 @@ from bot.keyboards import date_choices, rows
 from conversations.common import END, Flow, Turn, option_rows
 from conversations.donation import device_name, photo_file_id
 from conversations.vaccine import place_button_label, place_label, product_button_label
-from storage.enums import DeviceCondition, DeviceType, DonationSource, DosePlace, HandoverKind, Role
+from storage.enums import (
+    NEED_GROUPS,
+    DeviceCondition,
+    DeviceType,
+    DonationSource,
+    DosePlace,
+    HandoverKind,
+    Role,
+)
 from storage.errors import DomainError, NotFound
 from storage.schemas.devices import BatchOut, BatchUpdate, HandoverOut, HandoverUpdate
 from storage.schemas.entries import RecentEntry
-from storage.schemas.needs import NEED_GROUPS, NeedChange, NeedOut
+from storage.schemas.needs import NeedChange, NeedOut
 from storage.schemas.parsing import parse_event_date
 from storage.schemas.students import show_date
 from storage.schemas.vaccines import MAX_DOSE_NUMBER, DoseChange, DoseOut, Finding

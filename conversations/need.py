@@ -38,10 +38,10 @@ from conversations.pickers import (
 )
 from conversations.vaccine import Handlers
 from conversations.widgets import pack_lines
-from storage.enums import PriorityGroup
+from storage.enums import NEED_GROUPS, PriorityGroup
 from storage.errors import DomainError
 from storage.permissions import Action
-from storage.schemas.needs import NEED_GROUPS, NeedIn, NeedOut, clean_note, parse_category
+from storage.schemas.needs import NeedIn, NeedOut, clean_note, parse_category
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import parse_date
 from storage.schemas.students import show_date

@@ -44,6 +44,15 @@ class PriorityGroup(enum.StrEnum):
     NONE = "none"
 
 
+# The groups a need is counted in (every group but NONE), in the order forms and reports list them.
+NEED_GROUPS = (
+    PriorityGroup.POOR,
+    PriorityGroup.NEAR_POOR,
+    PriorityGroup.COVID_ORPHAN,
+    PriorityGroup.OTHER_HARDSHIP,
+)
+
+
 class DonorKind(enum.StrEnum):
     ORGANISATION = "organisation"
     INDIVIDUAL = "individual"

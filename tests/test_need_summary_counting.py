@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import delete
 
 from exports.reports import needs_columns
-from storage.enums import DeviceType, DonationSource, HandoverKind, PriorityGroup
+from storage.enums import NEED_GROUPS, DeviceType, DonationSource, HandoverKind, PriorityGroup
 from storage.models import DonationBatch, Handover, NeedHistory, NeedRecord, Student
-from storage.schemas.needs import NEED_GROUPS, NeedIn, NeedSummary
+from storage.schemas.needs import NeedIn, NeedSummary
 from storage.schemas.reports import ReportPeriod, ReportScope
 from storage.services import Services
 from storage.text import fold

@@ -51,6 +51,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage.enums import (
+    NEED_GROUPS,
     DonationSource,
     DosePlace,
     HandoverKind,
@@ -76,12 +77,6 @@ from storage.models import (
 )
 from storage.repositories.students import shown_student_code
 
-PRIORITY_GROUPS = (
-    PriorityGroup.POOR,
-    PriorityGroup.NEAR_POOR,
-    PriorityGroup.COVID_ORPHAN,
-    PriorityGroup.OTHER_HARDSHIP,
-)
 PROGRAM_GROUPS = (PriorityGroup.POOR, PriorityGroup.NEAR_POOR, PriorityGroup.COVID_ORPHAN)
 
 
@@ -263,7 +258,7 @@ async def rollup(
 NEEDS_METRICS = (
     "students",
     "students_priority",
-    *[f"{kind}_{group.value}" for group in PRIORITY_GROUPS for kind in ("device", "connectivity")],
+    *[f"{kind}_{group.value}" for group in NEED_GROUPS for kind in ("device", "connectivity")],
     "device_program",
     "device_total",
     "device_met",
@@ -323,7 +318,7 @@ def needs_per_school(f: ReportFilter) -> Select[Any]:
         standing.c.needs_connectivity,
     )
     metrics = []
-    for group in PRIORITY_GROUPS:
+    for group in NEED_GROUPS:
         metrics.append(count_if(and_(category == group, device), f"device_{group.value}"))
         metrics.append(count_if(and_(category == group, connectivity), f"connectivity_{group.value}"))
     metrics += [

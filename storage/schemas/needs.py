@@ -12,12 +12,6 @@ from storage.schemas.parsing import clean_text
 from storage.schemas.students import ForStudent
 from storage.schemas.vaccines import Finding
 
-NEED_GROUPS = (
-    PriorityGroup.POOR,
-    PriorityGroup.NEAR_POOR,
-    PriorityGroup.COVID_ORPHAN,
-    PriorityGroup.OTHER_HARDSHIP,
-)
 MAX_NOTE_LENGTH = 500
 
 

@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from storage.enums import (
+    NEED_GROUPS,
     AuditAction,
     DonationSource,
-    PriorityGroup,
     Role,
     RoundStatus,
     SchoolLevel,
@@ -32,12 +32,6 @@ from storage.text import fold, nfc
 
 MAX_ROUND_NAME = 200
 MAX_REASON = 1000
-NEED_GROUPS = (
-    PriorityGroup.POOR,
-    PriorityGroup.NEAR_POOR,
-    PriorityGroup.COVID_ORPHAN,
-    PriorityGroup.OTHER_HARDSHIP,
-)
 
 # --- typed local times ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.enums import AuditAction, PriorityGroup
+from storage.enums import NEED_GROUPS, AuditAction, PriorityGroup
 from storage.errors import Conflict, DomainError, NotFound
 from storage.models import NeedRecord, School, Student
 from storage.repositories import audit, locks
@@ -23,14 +23,7 @@ from storage.repositories import needs as history
 from storage.repositories.reports import ReportFilter
 from storage.repositories.rounds import figure_statements, figure_values
 from storage.schemas.entries import RecentEntry
-from storage.schemas.needs import (
-    NEED_GROUPS,
-    NeedChange,
-    NeedGroupSummary,
-    NeedIn,
-    NeedOut,
-    NeedSummary,
-)
+from storage.schemas.needs import NeedChange, NeedGroupSummary, NeedIn, NeedOut, NeedSummary
 from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
 from storage.services.students import StudentService
