@@ -14,8 +14,9 @@ another language is asked for.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
+from enum import StrEnum
 from typing import IO, Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -40,6 +41,19 @@ from exports.xlsx import (
     wrapped_lines,
     write_value,
 )
+from storage.enums import (
+    NEED_GROUPS,
+    DeviceCondition,
+    DeviceType,
+    DonationSource,
+    DonorKind,
+    DosePlace,
+    Gender,
+    HandoverKind,
+    PriorityGroup,
+    SchoolLevel,
+    SubmissionStatus,
+)
 
 NEEDS = "needs"
 DEVICES = "devices"
@@ -48,10 +62,16 @@ TIMELINESS = "timeliness"
 DISTRICT = "district"
 KINDS = (NEEDS, DEVICES, VACCINATION, TIMELINESS, DISTRICT)
 
-PRIORITY_GROUPS = ("poor", "near_poor", "covid_orphan", "other_hardship")
-PROGRAM_GROUPS = ("poor", "near_poor", "covid_orphan")
-SOURCES = ("program", "other")
-PLACES = ("school", "community", "elsewhere")
+
+def _values(members: Iterable[StrEnum]) -> tuple[str, ...]:
+    return tuple(member.value for member in members)
+
+
+# The domain's values as the rows carry them (plain strings): storage.enums is a leaf, so the report
+# writer's worker process still loads no ORM.
+PRIORITY_GROUPS = _values(NEED_GROUPS)
+SOURCES = _values(DonationSource)
+PLACES = _values(DosePlace)
 
 # The small tables each report needs (keys of `data`), and its long lists in the order they stream.
 AREAS: dict[str, tuple[str, ...]] = {
@@ -192,17 +212,17 @@ class Words:
         return value.strftime("%d/%m/%Y") if value else ""
 
 
-LEVELS = ("TH", "THCS", "TH_THCS")
-GENDERS = ("male", "female")
-DONOR_KINDS = ("organisation", "individual", "agency", "business")
-DEVICE_TYPES = ("laptop", "desktop", "tablet", "phone", "other")
-CONDITIONS = ("new", "used")
+LEVELS = _values(SchoolLevel)
+GENDERS = _values(Gender)
+DONOR_KINDS = _values(DonorKind)
+DEVICE_TYPES = _values(DeviceType)
+CONDITIONS = _values(DeviceCondition)
 LOAN_STATUSES = ("open", "returned")
 DEADLINE_STATUSES = ("met", "partial", "none", "pending")
 REPORT_STATUSES = ("on_time", "late", "not_reported", "pending")
-SUBMISSION_STATUSES = ("not_submitted", "submitted", "approved", "returned")
+SUBMISSION_STATUSES = _values(SubmissionStatus)
 RECORD_TYPES = ("batch", "handover", "return", "dose")
-HANDOVER_KINDS = ("gift", "loan")
+HANDOVER_KINDS = _values(HandoverKind)
 ISSUE_CODES = (
     "over_given",
     "allocated_mismatch",
@@ -373,7 +393,7 @@ def round_status_columns(words: Words) -> list[Column]:
 def stream_columns(words: Words, name: str) -> list[Column]:
     yes = words.yes()
     if name == "needs_students":
-        groups = words.labels("priority", (*PRIORITY_GROUPS, "none"))
+        groups = words.labels("priority", _values(PriorityGroup))
         return [
             *_school_cols(words, level=False, name_width=18),
             _col(words, "student_code", TEXT, 11),
@@ -732,7 +752,7 @@ class ReportWriter:
 
     def issue_detail(self, issue: Mapping[str, Any]) -> str:
         w = self.words
-        groups = w.labels("priority", (*PRIORITY_GROUPS, "none"))
+        groups = w.labels("priority", _values(PriorityGroup))
         kinds = w.labels("handover_kind", HANDOVER_KINDS)
         params: dict[str, Any] = {}
         for name, value in issue["params"].items():
