@@ -24,6 +24,12 @@ TELEGRAM_IDS = {
     "admin": 2006,
 }
 
+# Students of STUDENTS as the student picker shows them (conversations/pickers.py student_label).
+AN = "Nguyễn Văn An · 4A1 · 14/03/2012"  # HS0001, poor household
+BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002, near-poor
+AN_3A2 = "Nguyễn Văn An · 3A2 · 20/01/2013"  # HS0003, same name, no priority group
+CUONG = "Lê Hoàng Cường · 5A1 · 05/11/2011"  # HS0004
+
 
 @dataclass
 class World:

@@ -14,10 +14,9 @@ from collections import Counter
 
 from storage.services import Services
 from tests.chat import CONFIRM, TODAY_BUTTON, Harness, Person, label
-from tests.factories import make_world
-from tests.test_handover_flow import AGAIN, AN, make_batch, to_summary
+from tests.factories import AN, BINH, make_world
+from tests.test_handover_flow import AGAIN, make_batch, to_summary
 
-BINH = "Trần Thị Bình · 4A1 · 02/07/2012"
 COUNTED = {
     "sendMessage",
     "editMessageText",

@@ -13,8 +13,8 @@ from conversations.handover import Step
 from storage.models import Handover
 from storage.services import Services
 from tests.chat import CONFIRM, EDIT, SKIP, TODAY_BUTTON, Harness, Person, label, step_of
-from tests.factories import make_world
-from tests.test_handover_flow import AN, BINH, GIFT, LOAN, batch_label, make_batch
+from tests.factories import AN, BINH, make_world
+from tests.test_handover_flow import GIFT, LOAN, batch_label, make_batch
 
 OUTDATED = "thuộc một câu hỏi trước"
 DONE = "không còn dùng được"

@@ -17,12 +17,11 @@ from storage.services import Services
 from storage.services.handovers import judge_handover
 from tests import excel_files as files
 from tests.chat import CANCEL, CONFIRM, EDIT, SKIP, TODAY_BUTTON, Harness, label
-from tests.factories import World, make_world
+from tests.factories import AN, AN_3A2, World, make_world
 from tests.test_import import check_as
 
 GIFT = label("devices.kind.gift")
 CHECKED = label("devices.handover.second_button")
-AN_3A2 = "Nguyễn Văn An · 3A2 · 20/01/2013"  # HS0003: no priority group, no need
 PROGRAM_DONOR = "Chương trình «Sóng và máy tính cho em» (Bộ GD&ĐT, Bộ TT&TT)"
 
 
@@ -80,7 +79,7 @@ async def test_batches_are_numbered_per_school_and_shown_by_that_number(
     assert data["#2 máy tính xách tay · 10/11/2021 · nhận 2 / giao 0 / còn 2"].endswith(f":batch:{second}")
     await teacher.tap("#2 máy tính xách tay · 10/11/2021 · nhận 2 / giao 0 / còn 2")
     await teacher.send("HS0001")
-    await teacher.tap("Nguyễn Văn An · 4A1 · 14/03/2012")
+    await teacher.tap(AN)
     await teacher.tap(GIFT)
     await teacher.tap(TODAY_BUTTON)
     await teacher.tap(SKIP)

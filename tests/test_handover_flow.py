@@ -25,12 +25,9 @@ from tests.chat import (
     step_of,
 )
 from tests.conftest import TZ
-from tests.factories import World, make_world
+from tests.factories import AN, BINH, CUONG, World, make_world
 from tests.helpers import allocated
 
-AN = "Nguyễn Văn An · 4A1 · 14/03/2012"  # HS0001
-BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002
-CUONG = "Lê Hoàng Cường · 5A1 · 05/11/2011"  # HS0004
 GIFT = label("devices.kind.gift")
 LOAN = label("devices.kind.loan")
 AGAIN = label("devices.handover.again")

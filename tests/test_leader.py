@@ -43,8 +43,8 @@ from storage.schemas.rounds import RoundIn
 from storage.services import Services, build_services
 from tests.chat import CONFIRM, SKIP, TODAY_BUTTON
 from tests.conftest import KEEP_TABLES, TZ
-from tests.factories import TELEGRAM_IDS, make_world
-from tests.test_handover_flow import AN, GIFT, batch_label, make_batch
+from tests.factories import AN, TELEGRAM_IDS, make_world
+from tests.test_handover_flow import GIFT, batch_label, make_batch
 
 # The lease of these tests' instances (s); LEADER_LEASE_SECONDS is 10 in production.
 LEASE = float(os.environ.get("TEST_LEASE_SECONDS", "4"))

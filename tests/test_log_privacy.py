@@ -21,8 +21,8 @@ from storage.schemas.faq import ContactIn
 from storage.schemas.organisation import InviteIn
 from storage.services import Services
 from tests.chat import CONFIRM, Harness, label
-from tests.factories import make_world
-from tests.test_handover_flow import AN, make_batch, to_summary
+from tests.factories import AN, make_world
+from tests.test_handover_flow import make_batch, to_summary
 from tests.test_round_flow import BOTH, PROGRAMME, SUBMIT, TH, THCS, directive_round, school_records
 
 PHONE = "0901234567"

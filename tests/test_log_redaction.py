@@ -26,10 +26,9 @@ from storage.enums import Role
 from storage.schemas.faq import ContactIn
 from storage.schemas.organisation import InviteIn
 from tests.chat import CONFIRM, TODAY_BUTTON, Harness, label
-from tests.factories import make_world
+from tests.factories import BINH, make_world
 
 TOKEN = "7012345678:AAHk2Zp9sQvLx0-NnB_3cTyWq8eRmUd4fGh"
-BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002 of tests.factories.make_world
 PHONE = "0901234567"
 CODE = "Ab3_x-Yz09Kq"  # an invite code's shape (secrets.token_urlsafe)
 

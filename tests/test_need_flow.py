@@ -10,11 +10,8 @@ from storage.models import NeedRecord, Student
 from storage.schemas.needs import NeedIn
 from storage.services import Services
 from tests.chat import CANCEL, CONFIRM, EDIT, SKIP, Harness, Person, label, step_of
-from tests.factories import World, make_world
+from tests.factories import AN_3A2, BINH, World, make_world
 from tests.helpers import audit_of, priority_group
-
-AN_3A2 = "Nguyễn Văn An · 3A2 · 20/01/2013"  # HS0003, no priority group on the list
-BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002, near-poor on the list
 
 
 async def needs_of(services: Services, student_id: int) -> list[NeedRecord]:

@@ -23,6 +23,7 @@ async def test_search_without_diacritics_tells_namesakes_apart(services, picker_
     assert "mã học sinh" in teacher.last_text()
     await teacher.send("nguyen van an")
     assert "2 học sinh" in teacher.last_text()
+    # The picker's own format spelled out (tests.factories.AN etc. stand for it elsewhere).
     assert "Nguyễn Văn An · 4A1 · 14/03/2012" in teacher.buttons()
     assert "Nguyễn Văn An · 3A2 · 20/01/2013" in teacher.buttons()
     await teacher.tap("Nguyễn Văn An · 3A2 · 20/01/2013")

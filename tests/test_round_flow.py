@@ -15,7 +15,7 @@ from storage.schemas.needs import NeedIn
 from storage.schemas.rounds import RoundIn
 from storage.services import Services
 from tests.chat import CANCEL, CONFIRM, SKIP, TODAY_BUTTON, Harness, Person, label
-from tests.factories import World, make_world
+from tests.factories import AN_3A2, BINH, World, make_world
 from tests.helpers import laptops_with_one_gift
 
 SUBMIT = label("rounds_chat.submit.confirm_button")
@@ -348,7 +348,7 @@ async def test_history_of_a_school(services: Services, harness: Harness) -> None
 async def enter_need(teacher: Person) -> None:
     await teacher.send("/need")
     await teacher.send("hs0003")
-    await teacher.tap("Nguyễn Văn An · 3A2 · 20/01/2013")
+    await teacher.tap(AN_3A2)
     await teacher.tap(label("needs.group.poor"))
     await teacher.tap(label("needs.kind.device"))
     await teacher.tap(SKIP)
@@ -374,7 +374,7 @@ async def test_records_are_locked_for_staff_after_submit(services: Services, har
     assert "nên đang bị khoá: không thêm, sửa hay xoá nhu cầu được" in teacher.last_text()
     await teacher.send("/vaccine")
     await teacher.send("tran thi binh")
-    await teacher.tap("Trần Thị Bình · 4A1 · 02/07/2012")
+    await teacher.tap(BINH)
     await teacher.tap("Mũi 1 (mũi tiếp theo)")
     await teacher.tap(TODAY_BUTTON)  # the dose is checked against the lock as soon as it is dated
     assert "nên đang bị khoá: không thêm, sửa hay xoá mũi tiêm có ngày tiêm trong kỳ" in teacher.last_text()

@@ -30,13 +30,11 @@ from storage.schemas.rounds import CompileChoice, RoundIn
 from storage.services import Services
 from tests.chat import CONFIRM, EDIT, SKIP, TODAY_BUTTON, Harness, label
 from tests.conftest import TZ
-from tests.factories import World, make_world
+from tests.factories import AN, BINH, World, make_world
 from tests.helpers import laptops_with_one_gift
 from tests.test_round_flow import BOTH, PROGRAMME, SUBMIT, TH, THCS
 
 PROGRAM, VACCINE = SubmissionTrack.PROGRAM, SubmissionTrack.VACCINE
-BINH = "Trần Thị Bình · 4A1 · 02/07/2012"
-AN = "Nguyễn Văn An · 4A1 · 14/03/2012"
 
 
 def round_to_14_november() -> RoundIn:

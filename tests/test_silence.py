@@ -10,8 +10,8 @@ import pytest
 from conversations.handover import Step
 from storage.services import Services
 from tests.chat import TODAY_BUTTON, Harness, Person
-from tests.factories import make_world
-from tests.test_handover_flow import AN, GIFT, batch_label, make_batch
+from tests.factories import AN, make_world
+from tests.test_handover_flow import GIFT, batch_label, make_batch
 
 FILE = {"file_id": "f1", "file_unique_id": "u1"}
 LOCATION = {"latitude": 10.66, "longitude": 106.73}

@@ -11,11 +11,8 @@ from storage.models import DosePlace, VaccineDose
 from storage.services import Services
 from tests.chat import CANCEL, CONFIRM, EDIT, TODAY_BUTTON, YESTERDAY_BUTTON, Harness, Person, label, step_of
 from tests.conftest import TZ
-from tests.factories import make_world
+from tests.factories import AN, BINH, make_world
 from tests.helpers import product_id, seed_dose
-
-AN = "Nguyễn Văn An · 4A1 · 14/03/2012"  # HS0001, born 2012: 9 years old
-BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002
 
 
 async def doses_of(services: Services, student_id: int) -> list[VaccineDose]:
