@@ -9,7 +9,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import RowMapping, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -46,7 +46,7 @@ def _column_keys(model: type[Base]) -> tuple[str, ...]:
     return tuple(column.key for column in inspect(model).column_attrs)
 
 
-def snapshot_values(model: type[Base], values: Mapping[str, Any]) -> dict[str, Any]:
+def snapshot_values(model: type[Base], values: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
     """What `snapshot` gives for a row of `model` holding `values` — a plain row's `_mapping`, or the
     parameters of a bulk INSERT with the new id — without an ORM object. A column missing from
     `values` is None. (Attribute keys are the column names in every model.)"""

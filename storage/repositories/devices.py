@@ -10,7 +10,7 @@ import functools
 from datetime import date
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, bindparam, case, func, select, update
+from sqlalchemy import CursorResult, Select, and_, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -202,7 +202,7 @@ def active_in_batch_sync(session: Session, batch_id: int, student_id: int) -> Ha
 
 
 @functools.cache
-def _active_in_batch() -> Any:
+def _active_in_batch() -> Select[Handover]:
     return select(Handover).where(
         Handover.batch_id == bindparam("batch_id"),
         Handover.student_id == bindparam("student_id"),

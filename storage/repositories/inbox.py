@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -94,7 +94,8 @@ def lease_sqlite(connection: sqlite3.Connection, name: str) -> tuple[str, int, d
     if row is None:
         return None
     expires_at = _LEASE_END_OUT(row[2]) if _LEASE_END_OUT is not None else row[2]
-    return str(row[0]), int(row[1]), expires_at
+    # expires_at is NOT NULL, so its result processor gives a datetime here (its type says "or None").
+    return str(row[0]), int(row[1]), cast(datetime, expires_at)
 
 
 def insert_new_sqlite(connection: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> set[int]:

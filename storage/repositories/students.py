@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, case, func, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -105,7 +105,7 @@ def in_school_sync(
 
 
 @functools.cache
-def _in_school_query(for_update: bool) -> Any:
+def _in_school_query(for_update: bool) -> Select[Student]:
     """Built once (a flow's steps and every save ask it); values bound at execution."""
     query = select(Student).where(
         Student.id == bindparam("student_id"),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, false, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.enums import HandoverKind, Role
 from storage.errors import NotFound
@@ -123,7 +125,7 @@ class EntryService(ServiceBase):
                 mine, DonationBatch.school_id == school_id
             )
         if kind in ("handover", "return"):
-            at = Handover.entered_at
+            at: ColumnElement[datetime] | InstrumentedAttribute[datetime] = Handover.entered_at
             if kind == "return":
                 # Returns have no entry row of their own: the loan's record, dated by its last change.
                 at = func.coalesce(Handover.updated_at, Handover.entered_at)
