@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select
@@ -280,7 +280,10 @@ def split(total: int, weights: Sequence[float]) -> list[int]:
     return parts
 
 
-def weighted(rng: random.Random, choices: Sequence[tuple[Any, float]]) -> Any:
+T = TypeVar("T")
+
+
+def weighted(rng: random.Random, choices: Sequence[tuple[T, float]]) -> T:
     return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
 
 
@@ -368,7 +371,7 @@ class _Generator:
         if count == 0:
             return []
         table = model.__table__
-        if self.session.bind.dialect.name == "postgresql":
+        if self.session.get_bind().dialect.name == "postgresql":
             sequence = func.pg_get_serial_sequence(table.name, "id")
             numbers = select(func.nextval(sequence)).select_from(func.generate_series(1, count))
             return sorted(await self.session.scalars(numbers))
@@ -460,7 +463,7 @@ class _Generator:
         namesakes = list(SCHOOL_NAMESAKES)
         rng.shuffle(namesakes)
         created_at = self.scenario.local(date(2021, 8, 16), 8)  # with the district
-        rows = []
+        rows: list[dict[str, Any]] = []
         for index, level in enumerate(levels):
             round_no, position = divmod(index, len(namesakes))
             name = f"{SCHOOL_KIND_NAMES[level]} {namesakes[position]}"
@@ -494,7 +497,7 @@ class _Generator:
         # School accounts go to the first TH and the first THCS school (indexes 0 and 1).
         first_of = {level: next(s for s in schools if s.level is level) for level in SCHOOL_ACCOUNT_LEVELS}
         created_at = self.scenario.local(date(2021, 9, 6), 8)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for offset, (_key, role, level, full_name) in enumerate(DEMO_ACCOUNTS, start=1):
             telegram_user_id = base + offset
             rows.append(
@@ -555,8 +558,8 @@ class _Generator:
         needs = self.make_needs(school, students)
         await self.insert(NeedRecord, needs)
         # Each need stands from the day it was recorded (its history's first state).
-        states = ("student_id", "category", "needs_device", "needs_connectivity", "entered_by_id")
-        states += ("entered_at",)
+        states: tuple[str, ...] = ("student_id", "category", "needs_device", "needs_connectivity")
+        states += ("entered_by_id", "entered_at")
         history = [{**{k: row[k] for k in states}, "changed_on": row["opened_on"]} for row in needs]
         await self.insert(NeedHistory, history)
         device_needers = {row["student_id"] for row in needs if row["needs_device"]}
