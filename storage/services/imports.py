@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -270,15 +270,23 @@ def _audit(
     }
 
 
+def _known(student_id: int | None) -> int:
+    """A parsed row's student id: the plans resolve every code first (0 when refused), so an
+    import's record never has the chat's "new student" None."""
+    assert student_id is not None
+    return student_id
+
+
 def _forget(
     merged: dict[int, dict[int, tuple[date, int]]], stored: dict[int, dict[int, Any]], data: DoseIn
 ) -> None:
     """A refused dose row: the student keeps the stored dose of that number, if any."""
-    kept = stored[data.student_id].get(data.dose_number)
+    student_id = _known(data.student_id)
+    kept = stored[student_id].get(data.dose_number)
     if kept is not None:
-        merged[data.student_id][data.dose_number] = (kept.given_on, kept.product_id)
+        merged[student_id][data.dose_number] = (kept.given_on, kept.product_id)
     else:
-        merged[data.student_id].pop(data.dose_number, None)
+        merged[student_id].pop(data.dose_number, None)
 
 
 _BREATH_SECONDS = 0.02
@@ -289,8 +297,8 @@ class _Ready:
     """An awaitable that is done at once: `_breathe` on the rows that need no pause costs no
     coroutine (it is awaited 200,000 times for a 50,000-row file)."""
 
-    def __await__(self) -> Iterator[None]:
-        return iter(())
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
 
 
 _READY = _Ready()
@@ -398,9 +406,11 @@ def _row_audit(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The audit rows of the records a file's rows added and changed, each under its row's school."""
-    entries = [_audit(actor_id, AuditAction.CREATE, record, None, now, r.school.id) for r, record in created]
+    entries = [
+        _audit(actor_id, AuditAction.CREATE, record, None, now, _school_id(r)) for r, record in created
+    ]
     entries += [
-        _audit(actor_id, AuditAction.UPDATE, record, before, now, r.school.id)
+        _audit(actor_id, AuditAction.UPDATE, record, before, now, _school_id(r))
         for (r, record), before in zip(updated, befores, strict=True)
     ]
     return entries
@@ -455,8 +465,8 @@ class _Plan:
             result = await session.execute(
                 select(School.id, School.code, School.level, School.district_id).where(School.code.in_(chunk))
             )
-            for school_id, code, level, district_id in result:
-                found[code] = _School(school_id, code, level, district_id)
+            for school_id, school_code, level, district_id in result:
+                found[school_code] = _School(school_id, school_code, level, district_id)
         own = next((s for s in found.values() if s.id == scope.school_id), None)
         if scope.school_id is not None and own is None:
             own_school = await session.get(School, scope.school_id)
@@ -554,7 +564,7 @@ class _Plan:
         refused with the lock's reason; rows of other days go in."""
         rows = [row for row in self.live() if row.parsed is not None and row.school is not None]
         found = await locks.entry_locks(
-            session, area, [(row.school.id, day_of(row.parsed)) for row in rows], standing=standing
+            session, area, [(_school_id(row), day_of(row.parsed)) for row in rows], standing=standing
         )
         for row, lock in zip(rows, found, strict=True):
             if lock is not None:
@@ -672,14 +682,14 @@ class _NeedsPlan(_Plan):
         await self.students_by_code(session, placed)
         for index, row in enumerate(placed):
             await _breathe(index)
-            data = {
+            fields = {
                 "student_id": _student_id(row),
                 "category": _coerce(row, "category", parse_priority),
                 "needs_device": bool(_coerce(row, "needs_device", cell_yes_no)),
                 "needs_connectivity": bool(_coerce(row, "needs_connectivity", cell_yes_no)),
                 "note": row.text("note"),
             }
-            row.parsed = _validate(row, NeedIn, data, self.NAMES, self.today)
+            row.parsed = _validate(row, NeedIn, fields, self.NAMES, self.today)
         # An imported need or change stands from today.
         await self.refuse_locked(session, "needs", "category", lambda _: self.today, standing=True)
         rows = self.mark_duplicates(
@@ -689,13 +699,13 @@ class _NeedsPlan(_Plan):
         existing: dict[int, Any] = {}  # plain rows of need_record
         table = NeedRecord.__table__
         for chunk in _chunks(ids):
-            for need in await session.execute(select(table).where(table.c.student_id.in_(chunk))):
-                existing[need.student_id] = need
+            for stored_need in await session.execute(select(table).where(table.c.student_id.in_(chunk))):
+                existing[stored_need.student_id] = stored_need
         self.creates: list[_Row] = []
         self.updates: list[tuple[_Row, Any]] = []  # the row, the stored need
         for row in rows:
             data: NeedIn = row.parsed
-            need = existing.get(data.student_id)
+            need = existing.get(_known(data.student_id))
             student = row.extra["student"]
             if need is None:
                 row.result.outcome = Outcome.CREATED
@@ -802,9 +812,9 @@ class _DosesPlan(_Plan):
         await self.students_by_code(session, placed)
         products = {p.id: p for p in await session.scalars(select(VaccineProduct))}
         by_key: dict[str, VaccineProduct] = {}
-        for product in sorted(products.values(), key=lambda p: (not p.active, p.sort_order, p.id)):
-            for key in product_keys(product.code, product.name):
-                by_key.setdefault(key, product)
+        for known in sorted(products.values(), key=lambda p: (not p.active, p.sort_order, p.id)):
+            for key in product_keys(known.code, known.name):
+                by_key.setdefault(key, known)
 
         def product_of(value: Any) -> VaccineProduct:
             found = by_key.get(fold_key(cell_text(value)))
@@ -819,17 +829,17 @@ class _DosesPlan(_Plan):
         cells = _Cells()
         for index, row in enumerate(placed):
             await _breathe(index)
-            product = cells.coerce(row, "product", product_of)
-            data = {
+            chosen = cells.coerce(row, "product", product_of)
+            fields = {
                 "student_id": _student_id(row),
                 "dose_number": cells.coerce(row, "dose_number", cell_int),
                 "given_on": cells.coerce(row, "given_on", given_on),
-                "product_id": product.id if product is not None else None,
+                "product_id": chosen.id if chosen is not None else None,
                 "product_other_name": row.text("product_other_name"),
                 "place": cells.coerce(row, "place", parse_place),
             }
-            row.parsed = _validate(row, DoseIn, data, self.NAMES, self.today)
-            row.extra["product"] = product
+            row.parsed = _validate(row, DoseIn, fields, self.NAMES, self.today)
+            row.extra["product"] = chosen
         await self.refuse_locked(session, "vaccines", "given_on", lambda parsed: parsed.given_on)
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None],
@@ -862,7 +872,7 @@ class _DosesPlan(_Plan):
             product: VaccineProduct = row.extra["product"]
             other_name = data.product_other_name if product.code == OTHER_PRODUCT_CODE else ""
             row.extra["other_name"] = other_name
-            existing = stored[data.student_id].get(data.dose_number)
+            existing = stored[_known(data.student_id)].get(data.dose_number)
             row.extra["existing"] = existing
             if existing is not None and (
                 existing.given_on,
@@ -904,7 +914,7 @@ class _DosesPlan(_Plan):
         data: DoseIn = row.parsed
         others = [
             VaccineDose(dose_number=number, given_on=given, product_id=product_id)
-            for number, (given, product_id) in merged[data.student_id].items()
+            for number, (given, product_id) in merged[_known(data.student_id)].items()
             if number != data.dose_number
         ]
         facts = DoseFacts(
@@ -986,10 +996,10 @@ class _BatchesPlan(_Plan):
         donors: dict[int, dict[str, Donor]] = defaultdict(dict)
         batches: dict[tuple[Any, ...], list[DonationBatch]] = defaultdict(list)
         for school_id in schools:
-            rows = await session.scalars(
+            school_donors = await session.scalars(
                 select(Donor).where(or_(Donor.school_id == school_id, Donor.school_id.is_(None)))
             )
-            for donor in sorted(rows, key=lambda d: (d.school_id is None, d.id)):
+            for donor in sorted(school_donors, key=lambda d: (d.school_id is None, d.id)):
                 donors[school_id].setdefault(fold(donor.name), donor)
             for batch in await session.scalars(
                 select(DonationBatch).where(DonationBatch.school_id == school_id)
@@ -1002,14 +1012,14 @@ class _BatchesPlan(_Plan):
             donor_id: int | None = None
             if not row.blank("donor_name"):
                 name = row.text("donor_name")
-                donor = donors[row.school.id].get(fold(name))
-                if donor is not None:
-                    donor_id = donor.id
+                same_name = donors[row.school.id].get(fold(name))
+                if same_name is not None:
+                    donor_id = same_name.id
                 else:
                     donor_id = self.NEW_DONOR
                     self._new_donor(row, name)
             row.extra["donor_id"] = donor_id
-            data = {
+            fields = {
                 "source": _coerce(row, "source", parse_source),
                 "donor_id": donor_id,
                 "received_on": _coerce(row, "received_on", cell_date),
@@ -1020,7 +1030,7 @@ class _BatchesPlan(_Plan):
                 "specs": row.text("specs"),
                 "note": row.text("note"),
             }
-            parsed = _validate(row, BatchIn, data, self.NAMES, self.today)
+            parsed = _validate(row, BatchIn, fields, self.NAMES, self.today)
             if parsed is None:
                 continue
             try:
@@ -1193,12 +1203,12 @@ class _HandoversPlan(_Plan):
         # A row names the batch by its school's own number, as the chat and the template show it.
         batches: dict[tuple[int, int], DonationBatch] = {}
         for chunk in _chunks(wanted):
-            for batch in await session.scalars(
+            for stored_batch in await session.scalars(
                 select(DonationBatch).where(
                     DonationBatch.number.in_(chunk), DonationBatch.school_id.in_(school_ids)
                 )
             ):
-                batches[(batch.school_id, batch.number)] = batch
+                batches[(stored_batch.school_id, stored_batch.number)] = stored_batch
         for index, row in enumerate(live):
             await _breathe(index)
             ref = refs.get(id(row))
@@ -1206,14 +1216,14 @@ class _HandoversPlan(_Plan):
             if ref is not None and batch is None:
                 row.reject("batch", DomainError("excel.batch.unknown", batch=ref))
                 batch = None
-            data = {
+            fields = {
                 "batch_id": batch.id if batch is not None else 0,
                 "student_id": _student_id(row),
                 "kind": _coerce(row, "handover_kind", parse_handover_kind),
                 "handed_on": _coerce(row, "handed_on", cell_date),
                 "note": row.text("note"),
             }
-            parsed = _validate(row, HandoverIn, data, self.NAMES, self.today)
+            parsed = _validate(row, HandoverIn, fields, self.NAMES, self.today)
             if parsed is None or batch is None:
                 continue
             try:
@@ -1263,8 +1273,9 @@ class _HandoversPlan(_Plan):
         taken: dict[int, int] = defaultdict(int)
         for row in rows:
             data: HandoverIn = row.parsed
+            student_id = _known(data.student_id)
             batch = row.extra["batch"]
-            existing = active.get((data.batch_id, data.student_id))
+            existing = active.get((data.batch_id, student_id))
             if existing is not None:
                 if (existing.kind, existing.handed_on, existing.note) == (
                     data.kind,
@@ -1280,7 +1291,7 @@ class _HandoversPlan(_Plan):
                 row.reject("batch", DomainError("devices.batch_exhausted", quantity=batch.quantity))
                 continue
             taken[batch.id] += 1
-            held = program_held.get(data.student_id)
+            held = program_held.get(student_id)
             if batch.source is DonationSource.PROGRAM and held is not None and held[1].id != batch.id:
                 student = row.extra["student"]
                 row.reject(
@@ -1300,12 +1311,12 @@ class _HandoversPlan(_Plan):
                 batch.source,
                 student=student.full_name,
                 priority_group=student.priority_group,
-                needs_device=data.student_id in needing,
+                needs_device=student_id in needing,
                 held=None,  # said above, with this file's other rows counted
             ):
                 row.reject("student_code", finding.as_error(), warning=True)
             if batch.source is DonationSource.PROGRAM and held is None:
-                program_held[data.student_id] = (
+                program_held[student_id] = (
                     Handover(batch_id=batch.id, handed_on=data.handed_on, kind=data.kind),
                     batch,
                 )
