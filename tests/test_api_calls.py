@@ -63,7 +63,7 @@ async def test_a_whole_vaccine_dose_costs_few_calls(services: Services, harness:
     await teacher.send("/vaccine")
     await teacher.send("tran thi binh")
     await teacher.tap(BINH)
-    await teacher.tap("Mũi 1 (mũi tiếp theo)")
+    await teacher.tap(label("vaccines.dose.next_button", dose_number=1))
     await teacher.tap(TODAY_BUTTON)
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
     await teacher.tap(label("vaccines.place_button.school"))

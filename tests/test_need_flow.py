@@ -121,7 +121,7 @@ async def test_recorded_then_updated_with_audit(services: Services, harness: Har
     world = await make_world(services)
     student_id = world.student_ids["HS0002"]
     teacher = harness.person("teacher")
-    await enter_need(teacher, "binh", BINH, "Hộ cận nghèo", "💻 Cần máy tính")
+    await enter_need(teacher, "binh", BINH, label("needs.group.near_poor"), label("needs.kind.device"))
     await teacher.send("Gia đình bán vé số")
     await teacher.tap(CONFIRM)
     (need,) = await needs_of(services, student_id)
@@ -182,7 +182,9 @@ async def test_already_recorded_and_cancel(services: Services, harness: Harness)
 async def test_recorded_by_someone_else_meanwhile_offers_update(services: Services, harness: Harness) -> None:
     world = await make_world(services)
     teacher = harness.person("teacher")
-    await enter_need(teacher, "hs0003", AN_3A2, "Khó khăn khác", "📶 Cần kết nối Internet")
+    await enter_need(
+        teacher, "hs0003", AN_3A2, label("needs.group.other_hardship"), label("needs.kind.connectivity")
+    )
     await teacher.tap(SKIP)
     await record(services, world, "HS0003", PriorityGroup.POOR, True, False)  # the principal, meanwhile
     await teacher.tap(CONFIRM)
@@ -201,7 +203,7 @@ async def test_recorded_by_someone_else_meanwhile_offers_update(services: Servic
 async def test_edit_from_summary(services: Services, harness: Harness) -> None:
     world = await make_world(services)
     teacher = harness.person("teacher")
-    await enter_need(teacher, "hs0003", AN_3A2, "Hộ nghèo", "💻 Cần máy tính")
+    await enter_need(teacher, "hs0003", AN_3A2, label("needs.group.poor"), label("needs.kind.device"))
     await teacher.tap(SKIP)
     await teacher.tap(EDIT)
     assert teacher.buttons() == [
@@ -222,7 +224,7 @@ async def test_edit_from_summary(services: Services, harness: Harness) -> None:
 async def test_double_confirm_saves_one_row(services: Services, harness: Harness) -> None:
     world = await make_world(services)
     teacher = harness.person("teacher")
-    await enter_need(teacher, "hs0003", AN_3A2, "Hộ nghèo", "💻 Cần máy tính")
+    await enter_need(teacher, "hs0003", AN_3A2, label("needs.group.poor"), label("needs.kind.device"))
     await teacher.tap(SKIP)
     summary = teacher.bot_messages()[-1]
     data = summary["reply_markup"]["inline_keyboard"][0][0]["callback_data"]

@@ -375,7 +375,7 @@ async def test_records_are_locked_for_staff_after_submit(services: Services, har
     await teacher.send("/vaccine")
     await teacher.send("tran thi binh")
     await teacher.tap(BINH)
-    await teacher.tap("Mũi 1 (mũi tiếp theo)")
+    await teacher.tap(label("vaccines.dose.next_button", dose_number=1))
     await teacher.tap(TODAY_BUTTON)  # the dose is checked against the lock as soon as it is dated
     assert "nên đang bị khoá: không thêm, sửa hay xoá mũi tiêm có ngày tiêm trong kỳ" in teacher.last_text()
     await teacher.send("/cancel")

@@ -90,7 +90,7 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     await teacher.send("/vaccine")
     await teacher.send("tran thi binh")
     await teacher.tap(BINH)
-    await teacher.tap("Mũi 1 (mũi tiếp theo)")
+    await teacher.tap(label("vaccines.dose.next_button", dose_number=1))
     await teacher.tap(TODAY_BUTTON)
     assert "khoá" not in teacher.last_text()
     await teacher.tap("Comirnaty (Pfizer-BioNTech)")
@@ -128,7 +128,7 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     await teacher.send("/vaccine")
     await teacher.send("nguyen van an")
     await teacher.tap(AN)
-    await teacher.tap("Mũi 1 (mũi tiếp theo)")
+    await teacher.tap(label("vaccines.dose.next_button", dose_number=1))
     await teacher.send("10/11/2021")
     refusal = teacher.last_text()
     assert "«Báo cáo CV 1128/GDĐT»" in refusal and "01/09/2021 – 14/11/2021" in refusal
