@@ -23,6 +23,7 @@ from bot.ratelimit import build_request
 from tests.chat import make_settings
 
 TOKEN = "123456:LOOPBACK"
+Answer = Callable[[dict[str, Any]], Awaitable[web.Response]]
 ME = {"id": 123456, "is_bot": True, "first_name": "Bot", "username": "loop_bot"}
 
 
@@ -44,7 +45,7 @@ class Api:
     files: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
     connections: set[int] = field(default_factory=set)
     paths: list[str] = field(default_factory=list)
-    answers: dict[str, Any] = field(default_factory=dict)  # method -> Answer
+    answers: dict[str, Answer] = field(default_factory=dict)
 
     async def download(self, request: web.Request) -> web.Response:
         self.paths.append(str(request.url))
@@ -84,9 +85,6 @@ async def api() -> AsyncIterator[tuple[Api, str]]:
     app.router.add_get("/file/bot{token}/{path:.*}", state.download)
     async with TestServer(app, host="127.0.0.1") as server:
         yield state, str(server.make_url(""))
-
-
-Answer = Callable[[dict[str, Any]], Awaitable[web.Response]]
 
 
 def error(status: int, description: str, **parameters: Any) -> Answer:
