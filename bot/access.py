@@ -4,7 +4,7 @@ roles without that action get a reply that says why, and the handler never runs.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram import Update
@@ -14,8 +14,9 @@ from bot.replies import reply
 from storage.permissions import Action, can
 from storage.schemas.organisation import StaffOut
 
-StaffHandler = Callable[[Update, BotContext, StaffOut], Awaitable[Any]]
-Handler = Callable[[Update, BotContext], Awaitable[Any]]
+# Coroutine functions (async def), as PTB's handlers take them.
+StaffHandler = Callable[[Update, BotContext, StaffOut], Coroutine[Any, Any, Any]]
+Handler = Callable[[Update, BotContext], Coroutine[Any, Any, Any]]
 
 
 def requires(action: Action, *, denied: object = None) -> Callable[[StaffHandler], Handler]:

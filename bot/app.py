@@ -22,6 +22,7 @@ from telegram import BotCommand, BotCommandScopeDefault, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
+    Application,
     ApplicationBuilder,
     BaseHandler,
     BaseRateLimiter,
@@ -200,7 +201,7 @@ def register_handlers(
     application.add_handlers(core.handlers())
     application.add_handlers(extra)
     application.add_handlers(core.tail_handlers())
-    application.add_error_handler(on_error)  # type: ignore[arg-type]
+    application.add_error_handler(on_error)
     application.flow_titles = flow_titles  # type: ignore[attr-defined]
     application.registered_commands = _commands_of(application.handlers.get(0, []))
 
@@ -215,7 +216,7 @@ def _commands_of(handlers: list[BaseHandler[Any, Any, Any]]) -> set[str]:
     return found
 
 
-async def _post_init(application: SchoolBotApplication) -> None:
+async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Public commands for people who have not registered (per language)."""
     for language in ("vi", "en"):
         commands = [BotCommand(c, t(f"menu.{c}.help", language)) for c in PUBLIC_COMMANDS if c != "start"]
@@ -261,6 +262,7 @@ def build_application(
         .concurrent_updates(PerChatUpdateProcessor())
         .post_init(_post_init)
     )
+    # The builder's type does not follow application_class(): build() is typed as a plain Application.
     application: SchoolBotApplication = builder.build()  # type: ignore[assignment]
     application.services = services
     application.settings = settings

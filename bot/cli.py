@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _dispatch(ctx: CliContext, args: argparse.Namespace) -> int:
     try:
-        return await args.handler(ctx, args)
+        code: int = await args.handler(ctx, args)
+        return code
     finally:
         await ctx.close()
 

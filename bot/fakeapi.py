@@ -377,9 +377,10 @@ class FakeBotApi:
                 b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
             )
             for part in message.iter_parts():
-                name = part.get_param("name", header="content-disposition")
+                name = str(part.get_param("name", header="content-disposition"))
                 filename = part.get_filename()
                 payload = part.get_payload(decode=True) or b""
+                assert isinstance(payload, bytes)  # a form field is a leaf part: decoded, it is bytes
                 if filename is not None:
                     files[name] = self.upload(payload, filename, part.get_content_type())
                 else:

@@ -193,7 +193,7 @@ class Node:
         term = self.keeper.fence.term if self.keeper.fence else "?"
         log.info("Leader now (instance %s, term %s)", self.name, term)
         application = self.build(self.settings, self.services)
-        application.metrics = self.metrics  # type: ignore[attr-defined]
+        application.metrics = self.metrics
         inbox = Inbox(application, self.services.inbox, self.keeper.fence, self.metrics)
         processor = application.update_processor
         if isinstance(processor, PerChatUpdateProcessor):
@@ -306,7 +306,7 @@ class Node:
             if application.job_queue is not None and application.job_queue.scheduler.running:
                 application.job_queue.scheduler.shutdown(wait=False)
             # The new leader owns the conversations now: nothing of ours may be written over them.
-            application.persistence = None  # type: ignore[assignment]
+            application.persistence = None
             await _within(application.stop(), ABORT_SECONDS)
         with contextlib.suppress(Exception):
             await _within(application.shutdown(), ABORT_SECONDS)

@@ -12,7 +12,7 @@ from typing import Any
 try:  # optional dependency
     import prometheus_client
 except ImportError:  # pragma: no cover - depends on the environment
-    prometheus_client = None  # type: ignore[assignment]
+    prometheus_client = None
 
 # Handler latency buckets (seconds): a reply takes tens of milliseconds, an Excel import seconds.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -140,7 +140,7 @@ class SchoolBot(ExtBot[None]):
             self.note_message(result.chat_id, result.message_id)
         return result
 
-    async def send_message(self, chat_id: Any, text: str, *args: Any, **kwargs: Any) -> Message:  # type: ignore[override]
+    async def send_message(self, chat_id: Any, text: str, *args: Any, **kwargs: Any) -> Message:
         html = _is_html(kwargs, self.defaults)
         parts = split_text(text, MESSAGE_LIMIT, html=html)
         if len(parts) == 1:
@@ -151,19 +151,19 @@ class SchoolBot(ExtBot[None]):
             await super().send_message(chat_id, part, **plain)
         return await super().send_message(chat_id, parts[-1], *args, **kwargs)
 
-    async def edit_message_text(self, text: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def edit_message_text(self, text: str, *args: Any, **kwargs: Any) -> Any:
         html = _is_html(kwargs, self.defaults)
         return await super().edit_message_text(shorten_text(text, MESSAGE_LIMIT, html=html), *args, **kwargs)
 
-    async def send_document(self, *args: Any, **kwargs: Any) -> Message:  # type: ignore[override]
+    async def send_document(self, *args: Any, **kwargs: Any) -> Message:
         self._fit_caption(kwargs)
         return await super().send_document(*args, **kwargs)
 
-    async def send_photo(self, *args: Any, **kwargs: Any) -> Message:  # type: ignore[override]
+    async def send_photo(self, *args: Any, **kwargs: Any) -> Message:
         self._fit_caption(kwargs)
         return await super().send_photo(*args, **kwargs)
 
-    async def answer_callback_query(  # type: ignore[override]
+    async def answer_callback_query(
         self, callback_query_id: str, text: str | None = None, *args: Any, **kwargs: Any
     ) -> bool:
         if text:

@@ -259,7 +259,7 @@ async def reply_plain(update: Update, text: str, markup: ReplyMarkup = None) -> 
 
 
 def menu_for(context: BotContext, staff: StaffOut) -> ReplyMarkup:
-    registered = getattr(context.application, "registered_commands", set())
+    registered: set[str] = getattr(context.application, "registered_commands", set())
     return main_menu(keyboard_commands(staff, registered), staff.language)
 
 
@@ -350,8 +350,9 @@ class Flow(abc.ABC):
 
     def build(self, *, timeout_seconds: float | None = None) -> ConversationHandler[BotContext]:
         entry = self._entry_guard(self._enter)
-        states: dict[object, list[BaseHandler[Update, BotContext, Any]]] = {
-            **self.steps(),
+        # The flow's states, then the framework's own (PTB keys the states by any object).
+        states: dict[object, list[BaseHandler[Update, BotContext, Any]]] = dict(self.steps().items())
+        states |= {
             CHOOSE_DRAFT: [
                 CallbackQueryHandler(
                     self._guard(self._continue_draft), pattern=self.button_pattern("draft:continue$")

@@ -55,7 +55,7 @@ def _parts(update: Update) -> list[str]:
 async def csdl_command(update: Update, context: BotContext, staff: StaffOut) -> None:
     language = staff.language
     csdl = CsdlService.of(context.services)
-    code = (context.args or [None])[0]
+    code = context.args[0] if context.args else None
     if code is None and staff.school_id is None:
         await reply(update, t("csdl.ask_school", language))
         return

@@ -131,9 +131,9 @@ class HandoverFlow(EditableFlow):
             options = [[(batch_button_label(b, language), self.cb("batch", b.id))] for b in batches]
             await turn.reply(turn.text("devices.handover.batch_question"), rows(*options))
         elif state == Step.KIND:
-            options = [(turn.text(f"devices.kind.{k.value}"), self.cb("kind", k.value)) for k in HandoverKind]
+            kinds = [(turn.text(f"devices.kind.{k.value}"), self.cb("kind", k.value)) for k in HandoverKind]
             text = turn.text("devices.handover.kind_question", student=html.escape(draft["_student"]))
-            await turn.reply(text, rows(options))
+            await turn.reply(text, rows(kinds))
         elif state == Step.DATE:
             text = turn.text("devices.handover.date_question", received_on=shown_date(draft["_received_on"]))
             await turn.reply(text, date_choices(self.cb("date"), language))

@@ -180,7 +180,8 @@ class HistoryFlow(Flow):
         if turn.staff.role.is_school_scoped or len(schools) == 1:
             if not schools:
                 return await turn.finish(turn.text("rounds_chat.history.no_schools"))
-            return await self._show(turn, schools[0].id, schools[0])
+            shown = await self._show(turn, schools[0].id, schools[0])
+            return END if shown is None else shown
         if not schools:
             return await turn.finish(turn.text("rounds_chat.history.no_schools"))
         turn.remember(_page=1, _query="")

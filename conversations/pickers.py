@@ -206,7 +206,8 @@ class StudentPicker:
         return await turn.ask(self.states.new_name)
 
     def _new(self, turn: Turn) -> dict[str, Any]:
-        return turn.draft.setdefault(DRAFT_KEY, {}).setdefault("new", {})
+        new: dict[str, Any] = turn.draft.setdefault(DRAFT_KEY, {}).setdefault("new", {})
+        return new
 
     async def _new_name(self, turn: Turn) -> int:
         self._new(turn)["full_name"] = clean_name(turn.answer)

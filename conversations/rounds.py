@@ -16,7 +16,7 @@ import asyncio
 import enum
 import html
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -381,7 +381,7 @@ async def progress_command(update: Update, context: BotContext, staff: StaffOut)
 
 
 def menu_button(
-    command: str, callback: Callable[[Update, BotContext], Awaitable[Any]]
+    command: str, callback: Callable[[Update, BotContext], Coroutine[Any, Any, Any]]
 ) -> MessageHandler[BotContext, Any]:
     """The reply-keyboard button of a command that is not a flow (its label in every language)."""
     labels = [t(BY_NAME[command].button_key, language) for language in LANGUAGES]

@@ -218,7 +218,8 @@ class VaccineFlow(EditableFlow):
     async def _ask_dose(self, turn: Turn) -> None:
         services, school_id = turn.context.services, turn.staff.school_id or 0
         student_id = turn.draft.get("student_id")
-        doses, suggested = [], 1  # a new student, added at the confirm, has none yet
+        doses: list[DoseOut] = []  # a new student, added at the confirm, has none yet
+        suggested = 1
         if student_id is not None:
             doses, suggested = await services.vaccines.doses_and_next(student_id, school_id)
         if doses:

@@ -137,7 +137,7 @@ def export_workbook(
 # --- the command line -----------------------------------------------------------------------------
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bot.cli import json_flag
 
     menus = [menu.value for menu in CsdlMenu]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from storage.dbcopy import CopyResult, TableCopy
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bot.cli import json_flag
 
     db = subparsers.add_parser("db", help=t("cli.db_help"))

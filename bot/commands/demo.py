@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 DEFAULTS = DemoDataIn.model_fields
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bot.cli import json_flag
 
     demo = subparsers.add_parser("demo-data", help=t("demo.help"), description=t("demo.description"))

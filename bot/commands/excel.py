@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 MAX_PROBLEMS_PRINTED = 20
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bot.cli import json_flag
 
     template = subparsers.add_parser("template", help=t("excel.cli.template_help"))

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from bot.cli import CliContext
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bot.cli import json_flag
 
     faq = subparsers.add_parser("faq", help=t("faq.cli.help")).add_subparsers(

@@ -25,7 +25,7 @@ SCHOOL_COLUMNS = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bot.cli import json_flag
 
     district = subparsers.add_parser("district", help=t("cli.district_help")).add_subparsers(
@@ -128,7 +128,9 @@ def _read_table(path: Path) -> list[list[str]]:
 
             workbook = load_workbook(path, read_only=True, data_only=True)
             try:
-                return [[_cell(c) for c in row] for row in workbook.active.iter_rows(values_only=True)]
+                sheet = workbook.active
+                assert sheet is not None  # a workbook openpyxl could read has an active sheet
+                return [[_cell(c) for c in row] for row in sheet.iter_rows(values_only=True)]
             finally:
                 workbook.close()
         text = path.read_bytes().decode("utf-8-sig")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 KINDS = ("needs", "devices", "vaccination", "timeliness", "district")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bot.cli import json_flag
 
     report = subparsers.add_parser("report", help=t("reports.cli.help"), description=t("reports.cli.help"))

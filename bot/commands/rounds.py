@@ -176,7 +176,7 @@ def progress_png(progress: Progress, language: str | None, tz: ZoneInfo) -> byte
 # --- the command line -----------------------------------------------------------------------------
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from bot.cli import json_flag
 
     rounds = subparsers.add_parser("round", help=t("rounds.cli.help")).add_subparsers(

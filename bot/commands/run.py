@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = subparsers.add_parser("run", help=t("cli.run_help"))
     run.add_argument("--webhook", action="store_true", help=t("cli.run_webhook_help"))
     # `run` migrates the database itself, so it may create it.

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from bot.cli import CliContext
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sandbox = subparsers.add_parser("sandbox", help=t("sandbox.help"), description=t("sandbox.description"))
     sandbox.add_argument("--port", type=int, default=None, help=t("sandbox.port_help"))
     sandbox.add_argument("--reset", action="store_true", help=t("sandbox.reset_help"))

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, and_, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.enums import DonationSource, Role, SubmissionStatus, SubmissionTrack
+from storage.enums import NEED_GROUPS, DonationSource, Role, SubmissionStatus, SubmissionTrack
 from storage.models import (
     DonationBatch,
     Handover,
@@ -33,7 +33,6 @@ from storage.models import (
 from storage.repositories import reports as report_queries
 from storage.schemas.rounds import (
     ISSUE_AREA_TRACK,
-    NEED_GROUPS,
     Inconsistency,
     SchoolFigures,
 )
