@@ -176,13 +176,13 @@ def _school_order(school: Any = School) -> list[Any]:
     return [school.level, school.code]
 
 
-async def _dicts(session: AsyncSession, statement: Select[Any]) -> list[dict[str, Any]]:
+async def _dicts(session: AsyncSession, statement: Select[*tuple[Any, ...]]) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in await session.execute(statement)]
 
 
 async def rollup(
     session: AsyncSession,
-    per_school: Select[Any],
+    per_school: Select[*tuple[Any, ...]],
     metrics: Sequence[str],
     *,
     by: Sequence[str] = (),
@@ -310,7 +310,7 @@ def needs_as_of(f: ReportFilter) -> Any:
     )
 
 
-def needs_per_school(f: ReportFilter) -> Select[Any]:
+def needs_per_school(f: ReportFilter) -> Select[*tuple[Any, ...]]:
     standing = needs_as_of(f)
     category, device, connectivity = (
         standing.c.category,
@@ -382,7 +382,7 @@ def _first_handover(f: ReportFilter, kind: HandoverKind, *, open_only: bool = Fa
     return select(func.min(handover.handed_on)).where(*conditions).scalar_subquery()
 
 
-def needs_students(f: ReportFilter) -> Select[Any]:
+def needs_students(f: ReportFilter) -> Select[*tuple[Any, ...]]:
     standing = needs_as_of(f)
     return (
         select(
@@ -450,7 +450,7 @@ def handovers_per_batch(f: ReportFilter) -> Any:
     )
 
 
-def batches(f: ReportFilter, *, reported: bool = True) -> Select[Any]:
+def batches(f: ReportFilter, *, reported: bool = True) -> Select[*tuple[Any, ...]]:
     """The batches received within the period, each with its handovers as of the period's end and
     (`reported`) when the district reported it upward (the 5-day rule)."""
     per_batch = handovers_per_batch(f)
@@ -532,7 +532,7 @@ def _handover_figures(f: ReportFilter) -> Any:
     )
 
 
-def devices_per_school(f: ReportFilter) -> Select[Any]:
+def devices_per_school(f: ReportFilter) -> Select[*tuple[Any, ...]]:
     batch = batches(f, reported=False).order_by(None).subquery()
     received = (
         select(
@@ -626,7 +626,7 @@ async def batch_handover_days(session: AsyncSession, f: ReportFilter) -> dict[in
     return found
 
 
-def device_handovers(f: ReportFilter, kind: HandoverKind) -> Select[Any]:
+def device_handovers(f: ReportFilter, kind: HandoverKind) -> Select[*tuple[Any, ...]]:
     columns = [
         School.code.label("school_code"),
         School.name.label("school_name"),
@@ -710,7 +710,7 @@ def _coverage_columns(per_student: Any) -> list[Any]:
     ]
 
 
-def vaccination_per_school(f: ReportFilter) -> Select[Any]:
+def vaccination_per_school(f: ReportFilter) -> Select[*tuple[Any, ...]]:
     per_student = _doses_per_student(f)
     coverage = (
         select(Student.school_id.label("school_id"), *_coverage_columns(per_student))
@@ -749,7 +749,7 @@ def vaccination_per_school(f: ReportFilter) -> Select[Any]:
     )
 
 
-def vaccination_per_grade(f: ReportFilter) -> Select[Any]:
+def vaccination_per_grade(f: ReportFilter) -> Select[*tuple[Any, ...]]:
     per_student = _doses_per_student(f)
     return (
         select(
@@ -780,7 +780,7 @@ def _dose_split(place_or_product: list[Any]) -> list[Any]:
     ]
 
 
-def _scoped_doses(statement: Select[Any], f: ReportFilter) -> Select[Any]:
+def _scoped_doses(statement: Select[*tuple[Any, ...]], f: ReportFilter) -> Select[*tuple[Any, ...]]:
     return (
         statement.join(Student, Student.id == VaccineDose.student_id)
         .join(School, School.id == Student.school_id)
@@ -867,7 +867,7 @@ async def vaccination_rollup(session: AsyncSession, f: ReportFilter) -> dict[str
     return result
 
 
-def vaccination_doses(f: ReportFilter) -> Select[Any]:
+def vaccination_doses(f: ReportFilter) -> Select[*tuple[Any, ...]]:
     return (
         select(
             School.code.label("school_code"),
@@ -914,7 +914,7 @@ def _late_counts(school_id: Any, record_id: Any, late: Any, prefix: str) -> list
     ]
 
 
-def timeliness_per_school(f: ReportFilter, *, return_entries: bool = True) -> Select[Any]:
+def timeliness_per_school(f: ReportFilter, *, return_entries: bool = True) -> Select[*tuple[Any, ...]]:
     """`return_entries=False`: before migration 0005 a return had no entry time (none is late)."""
     batch_counts = (
         select(
@@ -1010,7 +1010,7 @@ async def add_not_in_csdl(session: AsyncSession, rollup: dict[str, Any], touched
         row["not_in_csdl"] = sum(by_level.values())
 
 
-def late_records(f: ReportFilter, record_type: str) -> Select[Any]:
+def late_records(f: ReportFilter, record_type: str) -> Select[*tuple[Any, ...]]:
     """The late entries of one kind of record, as rows of the "entered late" sheet."""
     entered_by = aliased(Staff)
     if record_type == "batch":
@@ -1500,6 +1500,6 @@ async def round_status(session: AsyncSession, f: ReportFilter, round_id: int) ->
     )
 
 
-async def count_rows(session: AsyncSession, statement: Select[Any]) -> int:
+async def count_rows(session: AsyncSession, statement: Select[*tuple[Any, ...]]) -> int:
     sub = statement.order_by(None).subquery()
     return int(await session.scalar(select(func.count()).select_from(sub)) or 0)

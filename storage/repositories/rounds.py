@@ -72,7 +72,7 @@ def period_instants(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, dat
     )
 
 
-async def _rows(session: AsyncSession, statement: Select[Any]) -> list[dict[str, Any]]:
+async def _rows(session: AsyncSession, statement: Select[*tuple[Any, ...]]) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in await session.execute(statement)]
 
 
@@ -83,7 +83,7 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def figure_statements(f: Any, *, schema_before_0005: bool = False) -> dict[str, Select[Any]]:
+def figure_statements(f: Any, *, schema_before_0005: bool = False) -> dict[str, Select[*tuple[Any, ...]]]:
     """The statements a school's figures come from (the district report's per-school tables); the
     one place a figure is defined, so the chat, the snapshots and the compiled report agree.
     `schema_before_0005`: for migration 0002, on a database without the returns' entry times."""
@@ -174,7 +174,7 @@ async def records_per_school(session: AsyncSession, rnd: ReportingRound, tz: Zon
 
 def _entered_by_statements(
     school_id: int, track: SubmissionTrack, rnd: ReportingRound, tz: ZoneInfo
-) -> list[Select[Any]]:
+) -> list[Select[*tuple[Any, ...]]]:
     start, end = rnd.period_start, rnd.period_end
     if track is SubmissionTrack.VACCINE:
         return [
