@@ -17,7 +17,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -206,7 +206,15 @@ async def entry_locks(
     return [pick(found[school_id], day) if day is not None else None for school_id, day in entries]
 
 
-def entry_marks(lock: PeriodLock | None, area: str) -> dict[str, object]:
+class EntryMarks(TypedDict):
+    """RecentEntry's lock fields, spread into it."""
+
+    editable: bool
+    locked_round: str | None
+    refusal: Finding | None
+
+
+def entry_marks(lock: PeriodLock | None, area: str) -> EntryMarks:
     """The fields of a recent entry (/my) that say whether and why it is locked."""
     if lock is None:
         return {"editable": True, "locked_round": None, "refusal": None}

@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from storage.enums import (
     DeviceCondition,
@@ -579,7 +579,10 @@ def cell_yes_no(value: Any) -> bool:
     raise DomainError("excel.cell.yes_no_invalid", value=cell_text(value))
 
 
-def _coded(value: Any, words: dict[str, Any], members: Iterable[enum.Enum], error_code: str) -> Any:
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _coded(value: Any, words: Mapping[str, E], members: Iterable[E], error_code: str) -> E:
     text = cell_text(value)
     key = fold_key(text)
     for member in members:
@@ -593,31 +596,31 @@ def _coded(value: Any, words: dict[str, Any], members: Iterable[enum.Enum], erro
 
 def parse_priority(value: Any) -> PriorityGroup:
     groups = [g for g in PriorityGroup if g is not PriorityGroup.NONE]
-    return _coded(value, PRIORITY_WORDS, groups, "excel.cell.priority_invalid")  # type: ignore[no-any-return]
+    return _coded(value, PRIORITY_WORDS, groups, "excel.cell.priority_invalid")
 
 
 def parse_place(value: Any) -> DosePlace:
-    return _coded(value, PLACE_WORDS, DosePlace, "excel.cell.place_invalid")  # type: ignore[no-any-return]
+    return _coded(value, PLACE_WORDS, DosePlace, "excel.cell.place_invalid")
 
 
 def parse_source(value: Any) -> DonationSource:
-    return _coded(value, SOURCE_KEYS, DonationSource, "devices.source_invalid")  # type: ignore[no-any-return]
+    return _coded(value, SOURCE_KEYS, DonationSource, "devices.source_invalid")
 
 
 def parse_donor_kind(value: Any) -> DonorKind:
-    return _coded(value, DONOR_KIND_KEYS, DonorKind, "devices.donor_kind_invalid")  # type: ignore[no-any-return]
+    return _coded(value, DONOR_KIND_KEYS, DonorKind, "devices.donor_kind_invalid")
 
 
 def parse_device_type(value: Any) -> DeviceType:
-    return _coded(value, DEVICE_TYPE_KEYS, DeviceType, "devices.device_type_invalid")  # type: ignore[no-any-return]
+    return _coded(value, DEVICE_TYPE_KEYS, DeviceType, "devices.device_type_invalid")
 
 
 def parse_condition(value: Any) -> DeviceCondition:
-    return _coded(value, CONDITION_KEYS, DeviceCondition, "devices.condition_invalid")  # type: ignore[no-any-return]
+    return _coded(value, CONDITION_KEYS, DeviceCondition, "devices.condition_invalid")
 
 
 def parse_handover_kind(value: Any) -> HandoverKind:
-    return _coded(value, HANDOVER_KIND_KEYS, HandoverKind, "devices.handover_kind_invalid")  # type: ignore[no-any-return]
+    return _coded(value, HANDOVER_KIND_KEYS, HandoverKind, "devices.handover_kind_invalid")
 
 
 def parse_batch_ref(value: Any) -> int:

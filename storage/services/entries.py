@@ -188,7 +188,7 @@ class EntryService(ServiceBase):
                 },
                 entered_at=batch.entered_at,
                 entered_late=batch.entered_late,
-                **locks.entry_marks(lock, "devices"),  # type: ignore[arg-type]
+                **locks.entry_marks(lock, "devices"),
             )
             for (batch, donor_name), lock in zip(rows, found, strict=True)
         ]
@@ -228,7 +228,7 @@ class EntryService(ServiceBase):
                 },
                 entered_at=(handover.updated_at or handover.entered_at) if returns else handover.entered_at,
                 entered_late=False if returns else handover.entered_late,
-                **locks.entry_marks(lock, "devices"),  # type: ignore[arg-type]
+                **locks.entry_marks(lock, "devices"),
             )
             for (handover, batch, student), lock in zip(rows, found, strict=True)
         ]

@@ -510,7 +510,7 @@ class HandoverService(ServiceBase):
                 },
                 entered_at=batch.entered_at,
                 entered_late=batch.entered_late,
-                **locks.entry_marks(lock, "devices"),  # type: ignore[arg-type]
+                **locks.entry_marks(lock, "devices"),
             )
             for (batch, donor_name), lock in zip(batch_rows, batch_locks, strict=True)
         ]
@@ -531,7 +531,7 @@ class HandoverService(ServiceBase):
                 },
                 entered_at=handover.entered_at,
                 entered_late=handover.entered_late,
-                **locks.entry_marks(lock, "devices"),  # type: ignore[arg-type]
+                **locks.entry_marks(lock, "devices"),
             )
             for (handover, batch, student), lock in zip(handover_rows, handover_locks, strict=True)
         ]

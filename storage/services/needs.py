@@ -65,7 +65,7 @@ def recent_need(need: NeedOut, lock: locks.PeriodLock | None) -> RecentEntry:
             "needs_connectivity": need.needs_connectivity,
         },
         entered_at=need.entered_at,
-        **locks.entry_marks(lock, "needs"),  # type: ignore[arg-type]
+        **locks.entry_marks(lock, "needs"),
     )
 
 

@@ -114,7 +114,7 @@ def recent_dose(dose: DoseOut, lock: locks.PeriodLock | None) -> RecentEntry:
         },
         entered_at=dose.entered_at,
         entered_late=dose.entered_late,
-        **locks.entry_marks(lock, "vaccines"),  # type: ignore[arg-type]
+        **locks.entry_marks(lock, "vaccines"),
     )
 
 
