@@ -75,7 +75,9 @@ class _Reader:
         keys = [by_header[h].key if h in by_header else None for h in header]
         labels = {c.key: {v: k for k, v in (c.labels or {}).items()} for c in cols if c.labels}
         ref = ws.auto_filter.ref or "A4:A4"
-        last = int(re.search(r"(\d+)$", ref).group(1))  # type: ignore[union-attr]
+        row_number = re.search(r"(\d+)$", ref)
+        assert row_number is not None, f"the sheet's filter {ref!r} ends in a row number"
+        last = int(row_number.group(1))
 
         def record(values: Iterable[Any]) -> Row:
             out: Row = {}

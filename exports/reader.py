@@ -434,6 +434,7 @@ class _XlsxSheetExtent(_Extent):
         ref = found.group(1) if found else None
         if name == b"c":
             if ref:
+                # _CELL_REF matches any text (every part optional): match() is never None.
                 letters, digits = _CELL_REF.match(ref).groups()  # type: ignore[union-attr]
                 self.column = _column_number(letters) if letters else self.column + 1
                 if digits:
@@ -446,7 +447,7 @@ class _XlsxSheetExtent(_Extent):
             self.column = 0
         elif ref:  # dimension: "A1:F51", or a single cell "A1"
             for corner in ref.split(b":"):
-                letters, digits = _CELL_REF.match(corner).groups()  # type: ignore[union-attr]
+                letters, digits = _CELL_REF.match(corner).groups()  # type: ignore[union-attr]  # as above
                 self.reach(int(digits) if digits else 0, _column_number(letters))
 
 

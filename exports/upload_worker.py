@@ -177,7 +177,8 @@ def _stop_spare() -> None:
 
 def _reap(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(Exception):
-        process.stdin.close()  # type: ignore[union-attr]
+        if process.stdin is not None:
+            process.stdin.close()
     try:
         process.wait(timeout=2)
     except subprocess.TimeoutExpired:
@@ -185,7 +186,8 @@ def _reap(process: subprocess.Popen[bytes]) -> None:
         process.wait()
     for stream in (process.stdout, process.stderr):
         with contextlib.suppress(Exception):
-            stream.close()  # type: ignore[union-attr]
+            if stream is not None:
+                stream.close()
 
 
 async def read_in_worker(

@@ -28,7 +28,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def _sqlite_pragma(connection: Connection, statement: str) -> None:
     """Run a PRAGMA outside any transaction (where `foreign_keys` takes effect)."""
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None  # an open Connection holds its DBAPI connection
+    cursor = dbapi_connection.cursor()
     try:
         cursor.execute(statement)
     finally:

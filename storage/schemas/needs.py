@@ -95,18 +95,18 @@ class NeedGroupSummary(BaseModel):
     listed: int = 0  # students of the school's list in this priority group
     listed_without_need: int = 0  # of those, students with no need recorded
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses a decorator over @property (as pydantic documents)
     @property
     def total(self) -> int:
         """Students of the group with a need recorded."""
         return self.device_only + self.connectivity_only + self.both
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses a decorator over @property (as pydantic documents)
     @property
     def needs_device(self) -> int:
         return self.device_only + self.both
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses a decorator over @property (as pydantic documents)
     @property
     def needs_connectivity(self) -> int:
         return self.connectivity_only + self.both

@@ -176,7 +176,8 @@ def parse_date_range(text: str, today: date) -> ReportPeriod:
     start_bare, end_bare = _DAY_MONTH.fullmatch(start), _DAY_MONTH.fullmatch(end)  # no year
     dated_from = None if start_bare else parse_date(start, today, allow_future=True)
     dated_to = None if end_bare else parse_date(end, today, allow_future=True)
-    # Without a year: the school year of the other end when it has one, else the current one.
+    # Without a year: the school year of the other end when it has one, else the current one. (The
+    # ignores: an end not parsed as a date is exactly one that matched without a year.)
     date_from = dated_from or _in_school_year(start_bare, dated_to or today)  # type: ignore[arg-type]
     date_to = dated_to or _in_school_year(end_bare, date_from)  # type: ignore[arg-type]
     if date_from > date_to:

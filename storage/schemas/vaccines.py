@@ -46,7 +46,7 @@ class VaccineProductOut(BaseModel):
     min_interval_days: int
     sort_order: int
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses a decorator over @property (as pydantic documents)
     @property
     def needs_name(self) -> bool:
         """The "other" product: the person types the product's name."""
@@ -102,7 +102,7 @@ class DoseOut(BaseModel):
     entered_at: datetime
     entered_by_id: int | None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy refuses a decorator over @property (as pydantic documents)
     @property
     def product_label(self) -> str:
         """What to show: the typed name for the "other" product, else the list's name."""
