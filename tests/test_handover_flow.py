@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from conversations.handover import Step
 from conversations.loan_return import Step as ReturnStep
-from storage.models import AuditLog, Handover, HandoverKind, Role, Staff
+from storage.enums import HandoverKind, Role
+from storage.models import AuditLog, Handover, Staff
 from storage.schemas.devices import BatchIn, BatchOut, DonorIn, HandoverIn
 from storage.services import Services
 from tests.chat import (

@@ -16,7 +16,7 @@ import pytest
 
 from bot.logging_setup import LOG_FORMAT, JsonFormatter, install_filter, secrets_of, set_levels
 from conversations.reminders import JOB_NAME
-from storage.models import Role
+from storage.enums import Role
 from storage.schemas.faq import ContactIn
 from storage.schemas.organisation import InviteIn
 from storage.services import Services

@@ -16,15 +16,9 @@ import openpyxl
 import pytest
 
 from storage.clock import Clock
+from storage.enums import HandoverKind, SchoolLevel, SubmissionStatus, SubmissionTrack
 from storage.errors import DomainError
-from storage.models import (
-    CompiledReport,
-    HandoverKind,
-    School,
-    SchoolLevel,
-    SubmissionStatus,
-    SubmissionTrack,
-)
+from storage.models import CompiledReport, School
 from storage.schemas.devices import HandoverIn
 from storage.schemas.rounds import CompileChoice, RoundIn
 from storage.services import Services
@@ -325,7 +319,7 @@ async def test_compile_leaves_out_or_marks_the_unapproved_and_is_reproducible(
     assert total[received] == 3
 
     # Entered after the snapshots (a batch today, after the period): the compiled figures do not move.
-    from storage.models import DeviceType, DonationSource
+    from storage.enums import DeviceType, DonationSource
     from storage.schemas.devices import BatchIn
 
     await services.donations.create_batch(

@@ -7,7 +7,8 @@ from datetime import date, datetime
 from sqlalchemy import select
 
 from conversations.vaccine import Step
-from storage.models import DosePlace, VaccineDose
+from storage.enums import DosePlace
+from storage.models import VaccineDose
 from storage.services import Services
 from tests.chat import CANCEL, CONFIRM, EDIT, TODAY_BUTTON, YESTERDAY_BUTTON, Harness, Person, label, step_of
 from tests.conftest import TZ
