@@ -35,8 +35,7 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-# The enumerations live in the leaf storage.enums; the names stay importable from here for the
-# modules not yet pointed there.
+# The columns' enumerations live in the leaf storage.enums (import them from there).
 from storage.enums import (
     AuditAction,
     CsdlRecordKind,
