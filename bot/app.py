@@ -91,7 +91,7 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
     async def _process(self, update: object, coroutine: Awaitable[Any]) -> None:
         if isinstance(update, Update):
             if update.update_id in self._seen:
-                coroutine.close()  # type: ignore[attr-defined]
+                coroutine.close()  # type: ignore[attr-defined]  # PTB types the handler's coroutine as an Awaitable
                 return
             self._seen[update.update_id] = None
             if len(self._seen) > self._remember:
@@ -119,7 +119,7 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
         try:
             await hooks.started(update)
         except BaseException:
-            coroutine.close()  # type: ignore[attr-defined]
+            coroutine.close()  # type: ignore[attr-defined]  # a coroutine, as above
             raise
         began = time.monotonic()
         await coroutine
@@ -202,7 +202,7 @@ def register_handlers(
     application.add_handlers(extra)
     application.add_handlers(core.tail_handlers())
     application.add_error_handler(on_error)
-    application.flow_titles = flow_titles  # type: ignore[attr-defined]
+    application.flow_titles = flow_titles
     application.registered_commands = _commands_of(application.handlers.get(0, []))
 
 

@@ -20,8 +20,10 @@ JOB_NAME = "daily_backup"
 async def run_backup(context: BotContext) -> BackupResult | None:
     """The job: one backup now. Returns what it wrote (None when it failed; the log says why)."""
     application = context.application
-    settings = application.settings  # type: ignore[attr-defined]
-    now = application.services.clock.now().astimezone(settings.tz)  # type: ignore[attr-defined]
+    settings = application.settings
+    if settings.backup_dir is None:  # scheduled only when BACKUP_DIR is set (schedule_backup_job)
+        return None
+    now = application.services.clock.now().astimezone(settings.tz)
     try:
         # SQLite's backup API or pg_dump: blocking, so in a thread; the bot keeps answering meanwhile.
         result = await asyncio.to_thread(

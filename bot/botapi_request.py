@@ -198,6 +198,7 @@ class BotApiRequest(BaseRequest):
         files = request_data.multipart_data if request_data is not None else None
         if files:
             form = aiohttp.FormData(quote_fields=False)  # file names in UTF-8, as httpx sends them
+            # files come from request_data, so it is there.
             for name, value in request_data.json_parameters.items():  # type: ignore[union-attr]
                 form.add_field(name, value)
             for name, (filename, content, mimetype) in files.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from telegram import Update
 from telegram.ext import Application, CallbackContext, ExtBot
@@ -17,15 +17,13 @@ if TYPE_CHECKING:
     from storage.services import Services
     from storage.services.drafts import Draft
 
-_UNSET = object()
-
-
-class SchoolBotApplication(Application):  # type: ignore[type-arg]
+class SchoolBotApplication(Application[Any, Any, Any, Any, Any, Any]):
     """PTB's Application with the services and settings the handlers use (set by build_application)."""
 
     services: Services
     settings: Settings
     registered_commands: set[str]
+    flow_titles: dict[str, str]  # flow name -> the catalogue key of its title
     report_jobs: dict[int, ReportJob]  # the reports being built, by the Telegram user who asked
 
     async def process_update(self, update: object) -> None:
@@ -51,31 +49,44 @@ class SchoolBotApplication(Application):  # type: ignore[type-arg]
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
     """One context per update: the person is looked up once and kept for every handler group."""
 
-    def __init__(self, application: Application, chat_id: int | None = None, user_id: int | None = None):  # type: ignore[type-arg]
+    def __init__(
+        self,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        chat_id: int | None = None,
+        user_id: int | None = None,
+    ):
         super().__init__(application, chat_id=chat_id, user_id=user_id)
-        self._staff: object = _UNSET
+        self._staff: StaffOut | None = None
+        self._staff_read = False
         self._language: str | None = None
         # A flow's draft as the entry guard read it, for the flow's load right after (taken once): a
         # draft is read once per update (conversations/common.py).
         self.drafts: dict[str, Draft | None] | None = None
 
     @property
+    def application(self) -> SchoolBotApplication:
+        # build_application makes every application a SchoolBotApplication (application_class).
+        return cast(SchoolBotApplication, super().application)
+
+    @property
     def services(self) -> Services:
-        return self.application.services  # type: ignore[attr-defined,no-any-return]
+        return self.application.services
 
     @property
     def settings(self) -> Settings:
-        return self.application.settings  # type: ignore[attr-defined,no-any-return]
+        return self.application.settings
 
     async def staff_of(self, update: Update) -> StaffOut | None:
         """The registered account of the person who sent the update (None for strangers)."""
-        if self._staff is _UNSET:
+        if not self._staff_read:
             user = update.effective_user
             self._staff = await self.services.staff.by_telegram_id(user.id) if user else None
-        return self._staff  # type: ignore[return-value]
+            self._staff_read = True
+        return self._staff
 
     def forget_staff(self) -> None:
-        self._staff = _UNSET
+        self._staff = None
+        self._staff_read = False
         self._language = None
 
     def language_of(self, update: Update) -> str:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from telegram.error import RetryAfter
@@ -313,18 +314,19 @@ class SchoolRateLimiter(BaseRateLimiter[str]):
             await asyncio.sleep(left)
 
 
-def _seconds(value: object) -> float:
+def _seconds(value: float | timedelta) -> float:
     """RetryAfter.retry_after: seconds, or a timedelta (PTB's newer behaviour)."""
-    total = getattr(value, "total_seconds", None)
-    return float(total()) if callable(total) else float(value)  # type: ignore[arg-type]
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _chat_of(value: object) -> int | str | None:
     if value is None:
         return None
+    if isinstance(value, int):
+        return int(value)
     try:
-        return int(value)  # type: ignore[call-overload,no-any-return]
-    except (TypeError, ValueError):
+        return int(str(value))  # a chat id sent as text
+    except ValueError:
         return str(value)  # a @channel username
 
 

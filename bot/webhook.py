@@ -108,6 +108,7 @@ class TelegramUpdateHandler(tornado.web.RequestHandler):
         if self.request.method != "POST":
             raise tornado.web.HTTPError(405)
         # Also caps bodies sent without Content-Length (chunked): tornado closes the connection beyond.
+        # A request being prepared has its connection (None only in tornado's own tests).
         self.request.connection.set_max_body_size(self.max_body)  # type: ignore[union-attr]
         given = self.request.headers.get(SECRET_HEADER, "")
         if not given or not hmac.compare_digest(given.encode(), self.secret.encode()):

@@ -408,6 +408,7 @@ class Flow(abc.ABC):
             # once, so that a later load in this update reads what was written meanwhile.
             draft = known.pop(self.name)
         else:
+            # The entry guard found the person, so the update has a user.
             draft = await context.services.drafts.get(update.effective_user.id, self.name)  # type: ignore[union-attr]
         turn = Turn(self, update, context, staff)
         if draft is not None:

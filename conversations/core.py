@@ -112,7 +112,7 @@ async def set_language(update: Update, context: BotContext, staff: StaffOut) -> 
 @requires(Action.ASK)
 async def cancel_outside(update: Update, context: BotContext, staff: StaffOut) -> None:
     """/cancel that no flow took: drop any draft left open (e.g. a flow ended by a lost access)."""
-    user_id = update.effective_user.id  # type: ignore[union-attr]
+    user_id = update.effective_user.id  # type: ignore[union-attr]  # @requires found the person
     titles: dict[str, str] = getattr(context.application, "flow_titles", {})
     open_flows = [f for f in await context.services.drafts.active_flows(user_id) if f in titles]
     for flow in open_flows:
@@ -128,7 +128,7 @@ async def cancel_outside(update: Update, context: BotContext, staff: StaffOut) -
 
 @requires(Action.ASK)
 async def resume(update: Update, context: BotContext, staff: StaffOut) -> None:
-    draft = await context.services.drafts.latest(update.effective_user.id)  # type: ignore[union-attr]
+    draft = await context.services.drafts.latest(update.effective_user.id)  # type: ignore[union-attr]  # as above
     titles: dict[str, str] = getattr(context.application, "flow_titles", {})
     if draft is None or draft.flow not in titles:
         await reply(update, t("core.nothing_to_resume", staff.language), menu_for(context, staff))
@@ -147,7 +147,7 @@ async def resume(update: Update, context: BotContext, staff: StaffOut) -> None:
 @requires(Action.ASK)
 async def discard(update: Update, context: BotContext, staff: StaffOut) -> None:
     flow = (update.callback_query.data or "").split(":", 1)[1] if update.callback_query else ""
-    await context.services.drafts.discard(update.effective_user.id, flow)  # type: ignore[union-attr]
+    await context.services.drafts.discard(update.effective_user.id, flow)  # type: ignore[union-attr]  # as above
     await reply(update, t("core.draft_discarded", staff.language), menu_for(context, staff))
 
 

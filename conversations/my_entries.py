@@ -421,7 +421,8 @@ class MyEntriesFlow(Flow):
     async def _shown_record(self, turn: Turn, record: Record, field: EditableField) -> str:
         """The field's current value as the person reads it."""
         if field.name == "needs":
-            return turn.text(f"my.needs.{_needs_of(record)}")  # type: ignore[arg-type]
+            assert isinstance(record, NeedOut)  # only a need has this field
+            return turn.text(f"my.needs.{_needs_of(record)}")
         if field.name == "product_id":
             return html.escape(getattr(record, "product_label", ""))
         if field.name == "donor_id":

@@ -68,7 +68,7 @@ def reminder_text(reminder: ReminderDue) -> str:
 async def send_due_reminders(context: BotContext) -> ReminderRun:
     """The job: send what is due now, mark each one sent."""
     application = context.application
-    services, settings = application.services, application.settings  # type: ignore[attr-defined]
+    services, settings = application.services, application.settings
     due = await services.rounds.due_reminders(
         hours_before=settings.reminder_hours_before,
         quiet_start=settings.quiet_hours_start,

@@ -107,7 +107,7 @@ class _Parser:
     def start_tag(self, i: int) -> int:
         close = self.source.find(">", i)
         body = self.source[i + 1 : close] if close != -1 else self.source[i + 1 :]
-        name = re.match(r"[^\s>/]*", body).group(0).lower()  # type: ignore[union-attr]
+        name = re.match(r"[^\s>/]*", body).group(0).lower()  # type: ignore[union-attr]  # matches even ""
         if close == -1 or (name not in SIMPLE_TAGS and name not in OTHER_TAGS):
             raise HtmlParseError(f'Unsupported start tag "{name}" at byte offset {self.byte_offset(i)}')
         attributes = {
