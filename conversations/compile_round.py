@@ -20,7 +20,7 @@ from bot.context import BotContext
 from bot.keyboards import rows
 from conversations.common import Flow, Turn
 from conversations.rounds import district_of, error_text, esc
-from conversations.widgets import send_lines
+from conversations.widgets.messages import send_lines
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.rules import round_label

@@ -29,7 +29,7 @@ from bot.keyboards import rows
 from bot.replies import reply
 from bot.texts import load, t
 from conversations.common import END, Flow, Turn
-from conversations.widgets import send_lines
+from conversations.widgets.messages import send_lines
 from storage.enums import SubmissionTrack
 from storage.errors import DomainError
 from storage.permissions import Action

@@ -37,7 +37,7 @@ from conversations.pickers import (
     student_of,
 )
 from conversations.vaccine import Handlers
-from conversations.widgets import pack_lines
+from conversations.widgets.messages import pack_lines
 from storage.enums import NEED_GROUPS, PriorityGroup
 from storage.errors import DomainError
 from storage.permissions import Action

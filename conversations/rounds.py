@@ -33,7 +33,7 @@ from bot.menus import BY_NAME
 from bot.replies import reply
 from bot.texts import LANGUAGES, t
 from conversations.common import EditableFlow, Turn, menu_for
-from conversations.widgets import send_lines
+from conversations.widgets.messages import send_lines
 from storage.enums import SubmissionTrack
 from storage.errors import DomainError
 from storage.permissions import Action

@@ -31,7 +31,7 @@ from conversations.rounds import (
     notify,
     track_label,
 )
-from conversations.widgets import send_lines
+from conversations.widgets.messages import send_lines
 from storage.enums import SubmissionTrack
 from storage.errors import DomainError
 from storage.permissions import Action

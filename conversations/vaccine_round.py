@@ -40,7 +40,7 @@ from conversations.vaccine import (
     shown_product,
     typed_dose_number,
 )
-from conversations.widgets import pack_lines, send_lines
+from conversations.widgets.messages import pack_lines, send_lines
 from storage.enums import DosePlace
 from storage.errors import DomainError
 from storage.schemas.students import clean_class_name, show_date
