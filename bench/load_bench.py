@@ -154,6 +154,8 @@ class Teacher:
     students: list[str]
     think: float
     taps: list[float] = field(default_factory=list)
+    steps: list[tuple[str, float]] = field(default_factory=list)  # (which step, latency)
+    step: str = ""
     saved: dict[str, list[str]] = field(default_factory=lambda: {"handover": [], "vaccine": []})
     failed: list[str] = field(default_factory=list)
 
@@ -198,6 +200,7 @@ class Teacher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), left)
         self.taps.append(time.monotonic() - began)
+        self.steps.append((self.step, self.taps[-1]))
 
     async def send(self, text_: str, expect: str) -> None:
         await self.act(self.api.incoming_message(self.user, text=text_), expect)
@@ -213,32 +216,35 @@ class Teacher:
             await asyncio.sleep(random.uniform(0.5, 1.5) * self.think)
 
     async def handover(self, student: str) -> None:
+        self.step = "handover: /handover"
         await self.send("/handover", "buttons")
         await self.pause()
+        self.step = "handover: batch"
         await self.tap("text")  # the batch; then the student is typed
         await self.pause()
+        self.step = "handover: student typed"
         await self.send(student, "buttons")
-        for expect in ("buttons", "buttons", "buttons", "buttons"):  # student, gift, today, no photo
+        for step in ("student", "gift", "today", "no photo"):
             await self.pause()
-            await self.tap(expect)
+            self.step = f"handover: {step}"
+            await self.tap("buttons")
         await self.pause()
+        self.step = "handover: confirm"
         await self.tap("saved")
         self.saved["handover"].append(student)
 
     async def vaccine(self, student: str) -> None:
+        self.step = "vaccine: /vaccine"
         await self.send("/vaccine", "text")
         await self.pause()
+        self.step = "vaccine: student typed"
         await self.send(student, "buttons")
-        for expect in (
-            "buttons",
-            "buttons",
-            "buttons",
-            "buttons",
-            "buttons",
-        ):  # student, dose, date, product, place
+        for step in ("student", "dose", "date", "product", "place"):
             await self.pause()
-            await self.tap(expect)
+            self.step = f"vaccine: {step}"
+            await self.tap("buttons")
         await self.pause()
+        self.step = "vaccine: confirm"
         await self.tap("saved")
         self.saved["vaccine"].append(student)
 
@@ -408,6 +414,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--staff", type=int, default=200)
     parser.add_argument("--think", type=float, default=1.0, help="seconds between taps (±50 %%)")
+    parser.add_argument("--steps", action="store_true", help="print p50/p99 of each step of the flows")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds each Bot API call takes")
     parser.add_argument("--rounds", type=int, default=1, help="handover + vaccine flows per person")
     parser.add_argument("--schools", type=int, default=100)
@@ -470,6 +477,7 @@ async def main() -> None:
             async with slots:
                 await teacher.send(f"/start {invites[teacher.user_id]}", "text")
                 teacher.taps.clear()
+                teacher.steps.clear()
 
         started = time.monotonic()
         await asyncio.gather(*(register(t) for t in teachers))
@@ -490,10 +498,12 @@ async def main() -> None:
             )
         calls_before = len(api.calls)
         cpu_before = cpu_seconds(process.pid)
+        bench_cpu_before = time.process_time()
         began = time.monotonic()
         await asyncio.gather(*(t.run(args.rounds) for t in teachers))
         elapsed = time.monotonic() - began
         cpu = cpu_seconds(process.pid) - cpu_before
+        bench_cpu = time.process_time() - bench_cpu_before
         del calls_before
         if args.broadcast:
             deadline = time.monotonic() + 600
@@ -516,6 +526,19 @@ async def main() -> None:
             f"bot CPU: {cpu:.1f} s, {cpu / max(1, len(taps)) * 1000:.2f} ms per update; "
             f"peak RSS {peak_rss_mb(process.pid):.0f} MB"
         )
+        print(
+            f"the bench's own process (Bot API server, {args.staff} people): {bench_cpu:.1f} s CPU, "
+            f"{bench_cpu / max(1, len(taps)) * 1000:.2f} ms per update"
+        )
+        if args.steps:
+            by_step: dict[str, list[float]] = {}
+            for teacher in teachers:
+                for step, seconds in teacher.steps:
+                    by_step.setdefault(step, []).append(seconds)
+            print("per step (ms): p50 / p99")
+            for step, values in by_step.items():
+                p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
+                print(f"  {step:<26} {p50:6.0f} / {p99:6.0f}")
         for flow, (saved, rows, dup) in (await records(services, teachers)).items():
             print(f"{flow}: saved {saved}, rows {rows}, lost {max(0, saved - rows + dup)}, duplicated {dup}")
         if failed:
