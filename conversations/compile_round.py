@@ -19,8 +19,8 @@ from telegram.ext import BaseHandler
 from bot.context import BotContext
 from bot.keyboards import rows
 from conversations.common import Flow, Turn
-from conversations.rounds import district_of, error_text, esc
 from conversations.widgets.messages import send_lines
+from conversations.widgets.round_helpers import district_of, error_text, esc
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.rules import round_label

@@ -18,7 +18,7 @@ from bot.context import BotContext
 from bot.keyboards import rows
 from bot.texts import t
 from conversations.common import Flow, Turn
-from conversations.rounds import district_of, error_text, esc, names_of, notify, track_label
+from conversations.widgets.round_helpers import district_of, error_text, esc, names_of, notify, track_label
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.rules import round_label

@@ -20,7 +20,7 @@ from telegram.ext import BaseHandler
 from bot.context import BotContext
 from bot.keyboards import rows
 from conversations.common import Flow, Turn
-from conversations.rounds import error_text, esc
+from conversations.widgets.round_helpers import error_text, esc
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.schemas.rounds import UnreportedBatch

@@ -21,7 +21,8 @@ from bot.keyboards import rows
 from bot.replies import reply
 from bot.texts import t
 from conversations.common import Flow, Turn, reply_plain
-from conversations.rounds import (
+from conversations.widgets.messages import send_lines
+from conversations.widgets.round_helpers import (
     error_text,
     esc,
     figure_lines,
@@ -30,7 +31,6 @@ from conversations.rounds import (
     notify,
     track_label,
 )
-from conversations.widgets.messages import send_lines
 from storage.enums import SubmissionStatus, SubmissionTrack
 from storage.errors import DomainError
 from storage.permissions import Action

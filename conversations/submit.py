@@ -20,7 +20,8 @@ from bot.context import BotContext
 from bot.keyboards import rows
 from bot.texts import t
 from conversations.common import Flow, Turn
-from conversations.rounds import (
+from conversations.widgets.messages import send_lines
+from conversations.widgets.round_helpers import (
     REVIEW_COMMANDS,
     district_of,
     error_text,
@@ -31,7 +32,6 @@ from conversations.rounds import (
     notify,
     track_label,
 )
-from conversations.widgets.messages import send_lines
 from storage.enums import SubmissionTrack
 from storage.errors import DomainError
 from storage.permissions import Action

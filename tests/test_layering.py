@@ -174,16 +174,11 @@ KNOWN: dict[tuple[str, str], str] = {
     **{
         (flow, library): _FLOW_LIBRARY
         for flow, library in (
-            ("conversations.compile_round", "conversations.rounds"),
             ("conversations.handover", "conversations.donation"),
             ("conversations.loan_return", "conversations.donation"),
             ("conversations.my_entries", "conversations.donation"),
             ("conversations.my_entries", "conversations.vaccine"),
             ("conversations.need", "conversations.vaccine"),
-            ("conversations.reopen", "conversations.rounds"),
-            ("conversations.report_upward", "conversations.rounds"),
-            ("conversations.review", "conversations.rounds"),
-            ("conversations.submit", "conversations.rounds"),
             ("conversations.vaccine_round", "conversations.vaccine"),
         )
     },
@@ -191,6 +186,7 @@ KNOWN: dict[tuple[str, str], str] = {
     ("conversations.csdl", "bot.commands.csdl"): _WORDS_IN_COMMANDS,
     ("conversations.review", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
     ("conversations.rounds", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
+    ("conversations.widgets.round_helpers", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
     ("conversations.submit", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
     # conversations -> exports
     **{
