@@ -54,6 +54,11 @@ async def run_bot(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not on every platform
             loop.add_signal_handler(sig, on_signal)
             installed.append(sig)
+    # The first upload after a start gets a reading process that has done its imports already, as every
+    # later one does (exports/upload_worker.py); the import bench measures that path.
+    from exports.upload_worker import prestart
+
+    prestart()
     node = Node(settings, services, webhook=webhook)
     server = None
     try:
