@@ -44,6 +44,8 @@ from storage.schemas.organisation import StaffOut
 from storage.text import fold
 
 END = ConversationHandler.END
+# A flow's handlers by state, as ConversationHandler's `states` takes them.
+Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 # Internal state: an unfinished draft exists; continue it or start again?
 CHOOSE_DRAFT = 10_000
 # `<flow>~<stamp>:…` or `<flow>:…` (buttons sent before stamps existed, or built outside a turn).

@@ -31,7 +31,7 @@ from bot.errors import render_error, render_error_html
 from bot.keyboards import date_choices, rows
 from conversations.common import END, Flow, Turn, option_rows
 from conversations.donation import device_name, photo_file_id
-from conversations.vaccine import place_button_label, place_label, product_button_label
+from conversations.widgets.vaccine_choices import place_button_label, place_label, product_button_label
 from storage.enums import (
     NEED_GROUPS,
     DeviceCondition,

@@ -27,7 +27,7 @@ from bot.errors import render_error
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import reply
 from bot.texts import t
-from conversations.common import EditableFlow, Turn, menu_for, option_rows, reply_plain
+from conversations.common import EditableFlow, Handlers, Turn, menu_for, option_rows, reply_plain
 from conversations.pickers import (
     Picked,
     PickerStates,
@@ -36,7 +36,6 @@ from conversations.pickers import (
     remember_student,
     student_of,
 )
-from conversations.vaccine import Handlers
 from conversations.widgets.messages import pack_lines
 from storage.enums import NEED_GROUPS, PriorityGroup
 from storage.errors import DomainError

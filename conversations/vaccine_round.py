@@ -24,10 +24,10 @@ from telegram.error import BadRequest
 
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import answer_alert
-from conversations.common import EditableFlow, Turn, option_rows, reply_plain
+from conversations.common import EditableFlow, Handlers, Turn, option_rows, reply_plain
 from conversations.pickers import parse_picked_date
-from conversations.vaccine import (
-    Handlers,
+from conversations.widgets.messages import pack_lines, send_lines
+from conversations.widgets.vaccine_choices import (
     check_dose_number,
     chosen_place,
     chosen_product,
@@ -40,7 +40,6 @@ from conversations.vaccine import (
     shown_product,
     typed_dose_number,
 )
-from conversations.widgets.messages import pack_lines, send_lines
 from storage.enums import DosePlace
 from storage.errors import DomainError
 from storage.schemas.students import clean_class_name, show_date

@@ -177,9 +177,6 @@ KNOWN: dict[tuple[str, str], str] = {
             ("conversations.handover", "conversations.donation"),
             ("conversations.loan_return", "conversations.donation"),
             ("conversations.my_entries", "conversations.donation"),
-            ("conversations.my_entries", "conversations.vaccine"),
-            ("conversations.need", "conversations.vaccine"),
-            ("conversations.vaccine_round", "conversations.vaccine"),
         )
     },
     # conversations -> bot/commands

@@ -1,0 +1,113 @@
+"""The vaccine product and place choices and the dose number, as /vaccine and /vaccine_round ask them:
+the product and place keyboards, what was tapped or typed, their labels, and a refusal or warning as
+HTML-safe words."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from pydantic import ValidationError
+from telegram import InlineKeyboardMarkup
+
+from bot.errors import render_error
+from bot.keyboards import rows
+from bot.texts import t
+from conversations.common import Flow, Turn, option_rows
+from storage.enums import DosePlace
+from storage.errors import DomainError
+from storage.schemas.parsing import clean_text
+from storage.schemas.vaccines import MAX_DOSE_NUMBER, DoseChange, VaccineProductOut
+from storage.text import fold
+
+PLACES: tuple[DosePlace, ...] = tuple(DosePlace)
+OTHER_NAME_LENGTH = 200  # as DoseIn keeps it
+_ONE_NUMBER = re.compile(r"\D*?(\d{1,3})\D*")
+
+
+def place_label(place: DosePlace | str, language: str) -> str:
+    return t(f"vaccines.place.{DosePlace(place).value}", language)
+
+
+def place_button_label(place: DosePlace, language: str) -> str:
+    # The button has an icon; the value in a sentence does not ("📍 Nơi tiêm: Nơi khác").
+    return t(f"vaccines.place_button.{place.value}", language)
+
+
+def product_button_label(product: VaccineProductOut, language: str) -> str:
+    return t("vaccines.product_other", language) if product.needs_name else product.name
+
+
+def shown_product(draft: dict[str, Any]) -> str:
+    """The product as the person sees it: the typed name for "other", else the list's name (escaped)."""
+    return html.escape(draft.get("product_other_name") or draft.get("product", ""))
+
+
+def finding_text(exc: Exception, language: str) -> str:
+    """A rendered refusal or warning, safe inside an HTML message."""
+    return html.escape(render_error(exc, language), quote=False)
+
+
+async def products_of(turn: Turn) -> list[VaccineProductOut]:
+    """The active products, read once per update (a step's check and the next question both use them)."""
+    found: list[VaccineProductOut] = await turn.once("products", turn.context.services.vaccines.products)
+    return found
+
+
+async def product_keyboard(turn: Turn, flow: Flow) -> InlineKeyboardMarkup:
+    products = await products_of(turn)
+    options = [(product_button_label(p, turn.language), flow.cb("product", p.id)) for p in products]
+    return rows(*option_rows(options, columns=2))
+
+
+async def chosen_product(turn: Turn) -> VaccineProductOut:
+    """The tapped product, or the one product of the list whose name holds what was typed."""
+    products = await products_of(turn)
+    if turn.update.callback_query is not None:
+        found = [p for p in products if str(p.id) == turn.answer]
+    else:
+        typed = fold(turn.answer)
+        found = [p for p in products if typed and not p.needs_name and typed in fold(p.name)]
+    if len(found) != 1:
+        raise DomainError("vaccines.unknown_product")
+    return found[0]
+
+
+def remember_product(draft: dict[str, Any], product: VaccineProductOut) -> None:
+    draft["product_id"] = product.id
+    draft["product"] = product.name
+    draft["product_needs_name"] = product.needs_name
+    if not product.needs_name:
+        draft.pop("product_other_name", None)
+
+
+def other_product_name(turn: Turn) -> str:
+    return clean_text(turn.answer, max_length=OTHER_NAME_LENGTH, required=True)
+
+
+def place_keyboard(flow: Flow, language: str) -> InlineKeyboardMarkup:
+    return rows(*[[(place_button_label(place, language), flow.cb("place", place.value))] for place in PLACES])
+
+
+def chosen_place(turn: Turn) -> DosePlace | None:
+    """The tapped place, or the one place whose label holds what was typed; None when unclear."""
+    if turn.update.callback_query is not None:
+        return next((p for p in PLACES if p.value == turn.answer), None)
+    typed = fold(turn.answer)
+    found = [p for p in PLACES if typed and typed in fold(place_label(p, turn.language))]
+    return found[0] if len(found) == 1 else None
+
+
+def typed_dose_number(text: str) -> int | None:
+    """`2`, `mui 2`, a tapped `2`: the number; anything else (no number, two numbers): None."""
+    match = _ONE_NUMBER.fullmatch(text.strip())
+    return int(match.group(1)) if match else None
+
+
+def check_dose_number(number: int) -> None:
+    """The schema's range rule (1..MAX_DOSE_NUMBER), as a DomainError."""
+    try:
+        DoseChange(dose_number=number)
+    except ValidationError as exc:
+        raise DomainError("vaccines.dose_number_range", value=number, maximum=MAX_DOSE_NUMBER) from exc
