@@ -11,10 +11,10 @@ import pytest
 from storage.enums import DeviceType, DonationSource, DonorKind, HandoverKind, PriorityGroup
 from storage.errors import DomainError
 from storage.models import Donor
+from storage.rules.devices import judge_handover
 from storage.schemas.devices import BatchIn, DonorIn, HandoverIn
 from storage.schemas.imports import ImportKind
 from storage.services import Services
-from storage.services.handovers import judge_handover
 from tests import excel_files as files
 from tests.chat import CANCEL, CONFIRM, EDIT, SKIP, TODAY_BUTTON, Harness, label
 from tests.factories import AN, AN_3A2, World, make_world

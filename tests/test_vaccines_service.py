@@ -856,7 +856,11 @@ async def test_late_round_flags_every_saved_dose(services: Services) -> None:
 
 def test_every_finding_code_has_a_text_in_both_languages() -> None:
     """Findings are returned, not raised, so the catalogue test's scan does not see them."""
-    sources = [ROOT / "storage/services/vaccines.py", ROOT / "storage/services/needs.py"]
+    sources = [
+        ROOT / "storage/rules/vaccines.py",
+        ROOT / "storage/services/vaccines.py",
+        ROOT / "storage/services/needs.py",
+    ]
     codes = {code for path in sources for code in re.findall(r'code="([a-z_.]+)"', path.read_text())}
     codes |= {
         f"needs.inconsistency.group_exceeds_list.{g}"

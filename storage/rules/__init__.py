@@ -1,29 +1,18 @@
-"""Rules of the directive (No. 1128/GDĐT) as code: the 1-day entry rule, the 5-day district rule."""
+"""Rules of the directive (No. 1128/GDĐT) as code, each written once, pure (plain values in, a verdict
+out; no database, no chat): `timeliness` (the day of an event, the 1-day and 5-day rules), `devices`
+(batches and handovers), `vaccines` (doses), `reminders` (a round's reminders). Here: the programme's
+name and a round's label; the timeliness names stay importable from here."""
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
+from storage.rules.timeliness import DISTRICT_REPORT_DAYS as DISTRICT_REPORT_DAYS
+from storage.rules.timeliness import ENTRY_GRACE_DAYS as ENTRY_GRACE_DAYS
+from storage.rules.timeliness import PROGRAM_START as PROGRAM_START
+from storage.rules.timeliness import district_report_deadline as district_report_deadline
+from storage.rules.timeliness import is_late_entry as is_late_entry
 from storage.text import fold
-
-# The programme "Sóng và máy tính cho em" began with school year 2021-2022.
-PROGRAM_START = date(2021, 9, 1)
-# Receipts, handovers and doses must be entered no later than 1 day after they happened.
-ENTRY_GRACE_DAYS = 1
-# The district reports a batch's handovers to the province within 5 days of receiving the devices.
-DISTRICT_REPORT_DAYS = 5
-
-
-def is_late_entry(event_on: date, entered_at: datetime, tz: ZoneInfo) -> bool:
-    """Late when entered after the end of the local day after the event (D+1)."""
-    return entered_at.astimezone(tz).date() > event_on + timedelta(days=ENTRY_GRACE_DAYS)
-
-
-def district_report_deadline(received_on: date) -> date:
-    return received_on + timedelta(days=DISTRICT_REPORT_DAYS)
-
 
 # The ministry's programme (menu 4.8.3.1) is a source of its own, never a donor of "other sources".
 PROGRAM_NAME = "Sóng và máy tính cho em"

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, mod
 
 from storage.enums import DeviceCondition, DeviceType, DonationSource, DonorKind, HandoverKind
 from storage.errors import DomainError
-from storage.rules import PROGRAM_START
+from storage.rules.timeliness import check_event_date as check_event_date
 from storage.schemas.parsing import clean_name, clean_text, parse_event_date, parse_quantity
-from storage.schemas.students import ForStudent, context_today, show_date
+from storage.schemas.students import ForStudent, context_today
 from storage.text import fold, nfc
 
 MAX_DONOR_NAME = 200
@@ -89,16 +89,6 @@ def parse_coded(value: Any, enum_cls: type[E], words: dict[str, E], error_code: 
     if member_for_word is None:
         raise DomainError(error_code, value=nfc(str(value if value is not None else "")))
     return member_for_word
-
-
-def check_event_date(value: date, today: date, *, not_before: date | None = None) -> date:
-    """The rules of `parse_event_date` for a date already parsed (a button, a cell, an edit)."""
-    if value > today:
-        raise DomainError("date.future", value=show_date(value))
-    earliest = max(PROGRAM_START, not_before) if not_before else PROGRAM_START
-    if value < earliest:
-        raise DomainError("date.too_early", value=show_date(value), earliest=show_date(earliest))
-    return value
 
 
 def _event_date(value: Any, info: ValidationInfo) -> Any:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, mod
 
 from storage.enums import Gender, SchoolLevel
 from storage.errors import DomainError
+from storage.rules.dates import show_date as show_date
 from storage.schemas.parsing import clean_code, clean_name, parse_date
 from storage.text import fold, nfc
 
@@ -61,10 +62,6 @@ def is_provisional_code(code: str) -> bool:
 
 def provisional_code() -> str:
     return PROVISIONAL_CODE_PREFIX + secrets.token_hex(6).upper()
-
-
-def show_date(value: date) -> str:
-    return value.strftime("%d/%m/%Y")
 
 
 def context_today(info: ValidationInfo) -> date:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 from pydantic import BaseModel, Field, computed_field, field_validator
 
 from storage.enums import DosePlace
 from storage.errors import DomainError
+from storage.rules.findings import Finding as Finding
+from storage.rules.vaccines import OTHER_PRODUCT_CODE as OTHER_PRODUCT_CODE
 from storage.schemas.parsing import clean_text
 from storage.schemas.students import ForStudent
 
 # The schema's CHECK constraint: dose numbers 1..10.
 MAX_DOSE_NUMBER = 10
-OTHER_PRODUCT_CODE = "OTHER"
 
 
 def _dose_number(value: int) -> int:
@@ -25,17 +25,6 @@ def _dose_number(value: int) -> int:
 
 def _other_name(value: str | None) -> str:
     return clean_text(value or "", max_length=200)
-
-
-class Finding(BaseModel):
-    """A refusal or a warning: `code` names the catalogue text `errors.<code>`, `params` fill it."""
-
-    code: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    def as_error(self) -> DomainError:
-        """As a DomainError, so `bot.errors.render_error` renders it like any other."""
-        return DomainError(self.code, **self.params)
 
 
 class VaccineProductOut(BaseModel):

@@ -22,11 +22,12 @@ from storage.models import DonationBatch, Donor, Handover, NeedRecord, Student
 from storage.repositories import audit, locks
 from storage.repositories import devices as repo
 from storage.repositories import students as students_repo
-from storage.rules import is_late_entry
-from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate, check_event_date
+from storage.rules.devices import judge_handover
+from storage.rules.findings import Finding
+from storage.rules.timeliness import check_event_date, is_late_entry
+from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate
 from storage.schemas.entries import RecentEntry, merge_recent
 from storage.schemas.students import show_date
-from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
 from storage.services.drafts import finish_sync
 from storage.services.students import StudentService
@@ -89,43 +90,6 @@ def _by_key() -> Any:
 @functools.cache
 def _needs_device() -> Any:
     return select(NeedRecord.needs_device).where(NeedRecord.student_id == bindparam("student_id"))
-
-
-def judge_handover(
-    source: DonationSource,
-    *,
-    student: str,
-    priority_group: PriorityGroup,
-    needs_device: bool,
-    held: tuple[date, HandoverKind, int] | None,
-) -> list[Finding]:
-    """The warnings of one handover (nothing here refuses it; the person checks, then goes on):
-
-    - a programme device to a student who already holds one (a gift or an open loan: `held` is its
-      day, kind and batch number) — each student normally gets one;
-    - a programme device to a student with no recorded need for a device and no priority group:
-      the programme is for poor and near-poor households, children who lost a parent to COVID-19
-      and other hardship (a need recorded first, or the group, says why this child).
-    """
-    if source is not DonationSource.PROGRAM:
-        return []
-    warnings = []
-    if held is not None:
-        handed_on, kind, batch_number = held
-        warnings.append(
-            Finding(
-                code="devices.second_program_device",
-                params={
-                    "student": student,
-                    "handed_on": show_date(handed_on),
-                    "kind": kind.value,
-                    "batch": batch_number,
-                },
-            )
-        )
-    if priority_group is PriorityGroup.NONE and not needs_device:
-        warnings.append(Finding(code="devices.program_without_need", params={"student": student}))
-    return warnings
 
 
 class _RestSteps(TypedDict):

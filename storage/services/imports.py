@@ -52,8 +52,10 @@ from storage.permissions import SPECIALIST_LEVELS
 from storage.repositories import audit, locks
 from storage.repositories import devices as devices_repo
 from storage.repositories import students as students_repo
-from storage.rules import is_late_entry
-from storage.schemas.devices import BatchIn, DonorIn, HandoverIn, check_event_date
+from storage.rules.devices import judge_handover
+from storage.rules.timeliness import check_event_date, is_late_entry
+from storage.rules.vaccines import DoseFacts, judge_dose
+from storage.schemas.devices import BatchIn, DonorIn, HandoverIn
 from storage.schemas.imports import (
     ERROR_FIELDS,
     SPECS,
@@ -88,9 +90,7 @@ from storage.schemas.parsing import clean_code, parse_date
 from storage.schemas.students import StudentIn, show_date
 from storage.schemas.vaccines import OTHER_PRODUCT_CODE, DoseIn, Finding
 from storage.services.base import ServiceBase
-from storage.services.handovers import judge_handover
 from storage.services.students import StudentService
-from storage.services.vaccines import DoseFacts, judge_dose
 from storage.text import fold, fold_key
 
 # A checked upload waits this long for its confirmation.

@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -24,7 +22,9 @@ from storage.errors import Conflict, DomainError, NotFound
 from storage.models import Student, VaccineDose, VaccineProduct
 from storage.repositories import audit, locks
 from storage.repositories import students as students_repo
-from storage.rules import PROGRAM_START, is_late_entry
+from storage.rules.timeliness import is_late_entry
+from storage.rules.vaccines import DOSE_DATE_FLOOR, DoseFacts, judge_dose
+from storage.rules.vaccines import day_text as day_text  # needs.py spells its days with it
 from storage.schemas.entries import RecentEntry
 from storage.schemas.students import clean_class_name
 from storage.schemas.vaccines import (
@@ -47,10 +47,6 @@ from storage.services.drafts import finish_sync
 from storage.services.students import StudentService, unsaved_student
 from storage.text import fold
 
-# No dose date before the programme's school year: the same floor as the chat's date parser
-# (storage.schemas.parsing.parse_event_date), so the bot and the Excel import agree.
-DOSE_DATE_FLOOR = PROGRAM_START
-
 
 class WarningsNotConfirmed(DomainError):
     """Saving needs the person's confirmation of these warnings (e.g. a short interval)."""
@@ -58,17 +54,6 @@ class WarningsNotConfirmed(DomainError):
     def __init__(self, warnings: list[Finding]) -> None:
         super().__init__(warnings[0].code, **warnings[0].params)
         self.warnings = warnings
-
-
-def day_text(value: date) -> str:
-    return value.strftime("%d/%m/%Y")
-
-
-def add_years(born: date, years: int) -> date:
-    try:
-        return born.replace(year=born.year + years)
-    except ValueError:  # born on 29 February: of age on 1 March in a common year
-        return date(born.year + years, 3, 1)
 
 
 def given_name_order(full_name: str, code: str) -> tuple[str, str, str]:
@@ -118,119 +103,7 @@ def recent_dose(dose: DoseOut, lock: locks.PeriodLock | None) -> RecentEntry:
     )
 
 
-# --- the rules ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DoseFacts:
-    """What the rules look at: the proposed dose and the student's other doses."""
-
-    date_of_birth: date
-    dose_number: int
-    given_on: date
-    product: VaccineProduct
-    product_other_name: str
-    others: Sequence[VaccineDose]  # the student's doses, without the one being edited
-
-
-def judge_dose(
-    facts: DoseFacts, products: dict[int, VaccineProduct], today: date
-) -> tuple[list[Finding], list[Finding]]:
-    """(errors, warnings) for one dose. Errors refuse; warnings need the person's confirmation."""
-    errors: list[Finding] = []
-    warnings: list[Finding] = []
-    product, given_on, number = facts.product, facts.given_on, facts.dose_number
-    shown = day_text(given_on)
-
-    def error(code: str, **params: object) -> None:
-        errors.append(Finding(code=code, params=params))
-
-    if product.code == OTHER_PRODUCT_CODE and not facts.product_other_name:
-        error("vaccines.other_needs_name")
-    if given_on > today:
-        error("vaccines.future", given_on=shown)
-    if given_on < DOSE_DATE_FLOOR:
-        error("vaccines.too_early", given_on=shown, earliest=day_text(DOSE_DATE_FLOOR))
-
-    by_number = {dose.dose_number: dose for dose in facts.others}
-    if number in by_number:
-        error("vaccines.duplicate_dose", dose_number=number, given_on=day_text(by_number[number].given_on))
-    same_day = [dose for dose in facts.others if dose.given_on == given_on]
-    if same_day and number not in by_number:
-        error("vaccines.same_day", given_on=shown, dose_number=same_day[0].dose_number)
-
-    if given_on < facts.date_of_birth:
-        error("vaccines.before_birth", given_on=shown, date_of_birth=day_text(facts.date_of_birth))
-    else:
-        eligible_from = add_years(facts.date_of_birth, product.min_age_years)
-        if given_on < eligible_from:
-            error(
-                "vaccines.too_young",
-                given_on=shown,
-                product=product.name,
-                min_age=product.min_age_years,
-                eligible_from=day_text(eligible_from),
-            )
-
-    if number in by_number:
-        return errors, warnings  # the neighbours of a duplicate say nothing more
-    previous = max(
-        (d for d in facts.others if d.dose_number < number), key=lambda d: d.dose_number, default=None
-    )
-    following = min(
-        (d for d in facts.others if d.dose_number > number), key=lambda d: d.dose_number, default=None
-    )
-    if previous is not None and given_on < previous.given_on:
-        error(
-            "vaccines.before_previous",
-            dose_number=number,
-            given_on=shown,
-            previous_number=previous.dose_number,
-            previous_on=day_text(previous.given_on),
-        )
-    if following is not None and given_on > following.given_on:
-        error(
-            "vaccines.after_next",
-            dose_number=number,
-            given_on=shown,
-            next_number=following.dose_number,
-            next_on=day_text(following.given_on),
-        )
-    for neighbour in (previous, following):
-        if neighbour is None or neighbour.given_on == given_on:
-            continue
-        days = abs((given_on - neighbour.given_on).days)
-        rule = _interval_rule(product, products.get(neighbour.product_id))
-        if days < rule.min_interval_days:
-            warnings.append(
-                Finding(
-                    code="vaccines.short_interval",
-                    params={
-                        "dose_number": number,
-                        "other_number": neighbour.dose_number,
-                        "other_on": day_text(neighbour.given_on),
-                        "days": days,
-                        "minimum": rule.min_interval_days,
-                        "product": rule.name,
-                    },
-                )
-            )
-    missing = [n for n in range(1, number) if n not in by_number]
-    if missing:
-        warnings.append(
-            Finding(
-                code="vaccines.missing_earlier",
-                params={"dose_number": number, "missing": ", ".join(str(n) for n in missing)},
-            )
-        )
-    return errors, warnings
-
-
-def _interval_rule(product: VaccineProduct, neighbour: VaccineProduct | None) -> VaccineProduct:
-    """Mixed products: the longer minimum interval of the two applies."""
-    if neighbour is None or product.min_interval_days >= neighbour.min_interval_days:
-        return product
-    return neighbour
+# --- round members ----------------------------------------------------------------------------------
 
 
 def round_member_key(request_key: str, student_id: int) -> str:

@@ -1,0 +1,42 @@
+"""When things happen and when they are entered (Directive No. 1128/GDĐT, "Time rules" in DOMAIN.md):
+the day of an event, the 1-day entry rule and the 5-day district rule."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from storage.errors import DomainError
+from storage.rules.dates import show_date
+
+# The programme "Sóng và máy tính cho em" began with school year 2021-2022.
+PROGRAM_START = date(2021, 9, 1)
+# Receipts, handovers and doses must be entered no later than 1 day after they happened.
+ENTRY_GRACE_DAYS = 1
+# The district reports a batch's handovers to the province within 5 days of receiving the devices.
+DISTRICT_REPORT_DAYS = 5
+
+
+def is_late_entry(event_on: date, entered_at: datetime, tz: ZoneInfo) -> bool:
+    """The 1-day rule: «chậm nhất sau 01 ngày kể từ khi» the receipt, the handover, the dose. Late when
+    entered after the end of the local day after the event (D+1); a late entry is kept, and flagged."""
+    return entered_at.astimezone(tz).date() > event_on + timedelta(days=ENTRY_GRACE_DAYS)
+
+
+def district_report_deadline(received_on: date) -> date:
+    """The 5-day rule: the district reports a batch's handovers to the province «chậm nhất sau 05 ngày
+    kể từ khi tiếp nhận máy tính từ đơn vị tài trợ» — by the day received + 5."""
+    return received_on + timedelta(days=DISTRICT_REPORT_DAYS)
+
+
+def check_event_date(value: date, today: date, *, not_before: date | None = None) -> date:
+    """The day a record happened (received, handed over, returned): not in the future — it is entered
+    after it happened (the 1-day rule counts from it) — and not before the programme began (school
+    year 2021-2022), nor before `not_before`. The rules of `parse_event_date` for a date already
+    parsed (a button, a cell, an edit)."""
+    if value > today:
+        raise DomainError("date.future", value=show_date(value))
+    earliest = max(PROGRAM_START, not_before) if not_before else PROGRAM_START
+    if value < earliest:
+        raise DomainError("date.too_early", value=show_date(value), earliest=show_date(earliest))
+    return value
