@@ -6,8 +6,6 @@ model -> new or used -> specs (optional) -> photo of the receipt (optional) -> s
 Confirm / Cancel. Nothing is written before Confirm: a new donor is added together with the batch.
 The confirmation says when the entry is late (more than one day after receipt) and by when the
 district reports the batch's handovers (5 days after receipt).
-
-The photo, label and message helpers here are shared with /handover, /return and /my.
 """
 
 from __future__ import annotations
@@ -18,15 +16,17 @@ from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
-from telegram import InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.ext import BaseHandler
 
 from bot.context import BotContext
 from bot.keyboards import confirm_choices, date_choices, rows
-from bot.replies import ReplyMarkup
-from bot.texts import t
-from conversations.common import EditableFlow, Flow, Turn, option_rows
+from conversations.common import EditableFlow, Turn, option_rows
 from conversations.pickers import parse_picked_date
+from conversations.widgets.date_picker import shown_date
+from conversations.widgets.device_labels import device_name
+from conversations.widgets.messages import send
+from conversations.widgets.photo_step import photo_handlers, skip_keyboard
 from storage.enums import DeviceCondition, DeviceType, DonationSource, DonorKind
 from storage.errors import DomainError
 from storage.rules import district_report_deadline, is_late_entry, names_the_programme
@@ -51,65 +51,6 @@ from storage.text import fold
 Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 MAX_DONOR_BUTTONS = 12  # more known donors than this: type part of the name to find one
 MAX_CONTACT = 300  # as DonorIn keeps it
-
-
-# --- helpers shared by the device flows -----------------------------------------------------------
-
-
-def shown_date(value: str | date) -> str:
-    """An ISO date from the draft (or a date) as the person reads it: 15/11/2021."""
-    return show_date(date.fromisoformat(value) if isinstance(value, str) else value)
-
-
-def device_name(device_type: DeviceType | str, language: str) -> str:
-    return t(f"devices.device_name.{DeviceType(device_type).value}", language)
-
-
-def photo_file_id(turn: Turn) -> str | None:
-    """The file id of a photo sent (or an image sent as a file); None for anything else."""
-    message = turn.message
-    if message is None:
-        return None
-    if message.photo:
-        return message.photo[-1].file_id
-    document = message.document
-    if document is not None and (document.mime_type or "").startswith("image/"):
-        return document.file_id
-    return None
-
-
-def photo_handlers(flow: Flow, following: int) -> list[BaseHandler[Update, BotContext, Any]]:
-    """An optional photo step (kept as `photo` in the draft): a photo, an image sent as a file, or
-    «skip» (`<flow>:photo:skip`); then `following`, or back to the summary when editing."""
-
-    async def sent(turn: Turn) -> int | None:
-        file_id = photo_file_id(turn)
-        if file_id is None:
-            return await turn.retry(turn.text("devices.photo_hint"))
-        turn.draft["photo"] = file_id
-        return await turn.advance(following)
-
-    async def skipped(turn: Turn) -> int | None:
-        turn.draft.pop("photo", None)
-        return await turn.advance(following)
-
-    return [
-        flow.on_photo(sent),
-        flow.on_document(sent),
-        flow.on_button("photo:skip$", skipped),
-        flow.on_text(sent),
-    ]
-
-
-async def send(turn: Turn, text: str, markup: ReplyMarkup = None) -> None:
-    """One more message after the turn's reply (a tapped button is already answered)."""
-    chat = turn.update.effective_chat
-    if chat is not None:
-        await chat.send_message(text, reply_markup=markup)
-
-
-def skip_keyboard(flow: Flow, language: str, field: str) -> InlineKeyboardMarkup:
-    return rows([(t("core.skip", language), flow.cb(field, "skip"))])
 
 
 # --- the flow -------------------------------------------------------------------------------------

@@ -23,13 +23,6 @@ from bot.errors import render_error
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.texts import t
 from conversations.common import EditableFlow, Turn
-from conversations.donation import (
-    device_name,
-    photo_handlers,
-    send,
-    shown_date,
-    skip_keyboard,
-)
 from conversations.pickers import (
     Picked,
     PickerStates,
@@ -38,6 +31,10 @@ from conversations.pickers import (
     remember_student,
     student_of,
 )
+from conversations.widgets.date_picker import shown_date
+from conversations.widgets.device_labels import device_name
+from conversations.widgets.messages import send
+from conversations.widgets.photo_step import photo_handlers, skip_keyboard
 from storage.enums import DonationSource, HandoverKind
 from storage.errors import DomainError
 from storage.rules import is_late_entry

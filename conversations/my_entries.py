@@ -30,7 +30,8 @@ from bot.context import BotContext
 from bot.errors import render_error, render_error_html
 from bot.keyboards import date_choices, rows
 from conversations.common import END, Flow, Turn, option_rows
-from conversations.donation import device_name, photo_file_id
+from conversations.widgets.device_labels import device_name
+from conversations.widgets.photo_step import photo_file_id
 from conversations.widgets.vaccine_choices import place_button_label, place_label, product_button_label
 from storage.enums import (
     NEED_GROUPS,

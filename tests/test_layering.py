@@ -174,9 +174,6 @@ KNOWN: dict[tuple[str, str], str] = {
     **{
         (flow, library): _FLOW_LIBRARY
         for flow, library in (
-            ("conversations.handover", "conversations.donation"),
-            ("conversations.loan_return", "conversations.donation"),
-            ("conversations.my_entries", "conversations.donation"),
         )
     },
     # conversations -> bot/commands

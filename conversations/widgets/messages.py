@@ -1,4 +1,4 @@
-"""Pieces of conversation more than one chat uses: long answers split to fit Telegram's limit."""
+"""Messages beyond a turn's one reply: a long answer split to fit Telegram's limit, one more message."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from telegram import InlineKeyboardMarkup, Update
 
-from bot.replies import reply
+from bot.replies import ReplyMarkup, reply
+from conversations.common import Turn
 
 TEXT_LIMIT = 3500  # a Telegram message holds 4096 characters; keep room for the markup
 
@@ -37,3 +38,10 @@ async def send_lines(
         return
     for index, chunk in enumerate(chunks[1:], start=2):
         await chat.send_message(chunk, reply_markup=markup if index == len(chunks) else None)
+
+
+async def send(turn: Turn, text: str, markup: ReplyMarkup = None) -> None:
+    """One more message after the turn's reply (a tapped button is already answered)."""
+    chat = turn.update.effective_chat
+    if chat is not None:
+        await chat.send_message(text, reply_markup=markup)
