@@ -18,8 +18,7 @@ from telegram.ext import BaseHandler
 from bot.context import BotContext
 from bot.keyboards import confirm_choices, date_choices, rows
 from conversations.common import Flow, Turn
-from conversations.pickers import parse_picked_date
-from conversations.widgets.date_picker import shown_date
+from conversations.widgets.date_picker import parse_picked_date, shown_date
 from conversations.widgets.device_labels import device_name
 from storage.enums import HandoverKind
 from storage.errors import DomainError

@@ -28,15 +28,15 @@ from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import reply
 from bot.texts import t
 from conversations.common import EditableFlow, Handlers, Turn, menu_for, option_rows, reply_plain
-from conversations.pickers import (
+from conversations.widgets.date_picker import parse_picked_date
+from conversations.widgets.messages import pack_lines
+from conversations.widgets.student_picker import (
     Picked,
     PickerStates,
     StudentPicker,
-    parse_picked_date,
     remember_student,
     student_of,
 )
-from conversations.widgets.messages import pack_lines
 from storage.enums import NEED_GROUPS, PriorityGroup
 from storage.errors import DomainError
 from storage.permissions import Action

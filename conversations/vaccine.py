@@ -18,11 +18,11 @@ from typing import Any
 
 from bot.keyboards import confirm_choices, date_choices, rows
 from conversations.common import EditableFlow, Handlers, Turn, option_rows
-from conversations.pickers import (
+from conversations.widgets.date_picker import parse_picked_date
+from conversations.widgets.student_picker import (
     Picked,
     PickerStates,
     StudentPicker,
-    parse_picked_date,
     remember_student,
     student_of,
 )

@@ -25,7 +25,7 @@ from telegram.error import BadRequest
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import answer_alert
 from conversations.common import EditableFlow, Handlers, Turn, option_rows, reply_plain
-from conversations.pickers import parse_picked_date
+from conversations.widgets.date_picker import parse_picked_date
 from conversations.widgets.messages import pack_lines, send_lines
 from conversations.widgets.vaccine_choices import (
     check_dose_number,

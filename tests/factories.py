@@ -24,7 +24,7 @@ TELEGRAM_IDS = {
     "admin": 2006,
 }
 
-# Students of STUDENTS as the student picker shows them (conversations/pickers.py student_label).
+# Students of STUDENTS as the student picker shows them (conversations/widgets/student_picker.py).
 AN = "Nguyễn Văn An · 4A1 · 14/03/2012"  # HS0001, poor household
 BINH = "Trần Thị Bình · 4A1 · 02/07/2012"  # HS0002, near-poor
 AN_3A2 = "Nguyễn Văn An · 3A2 · 20/01/2013"  # HS0003, same name, no priority group

@@ -92,7 +92,7 @@ class PickerFlow(Flow):
     picked: list[tuple[int, str]] = []
 
     def __init__(self) -> None:
-        from conversations.pickers import PickerStates, StudentPicker
+        from conversations.widgets.student_picker import PickerStates, StudentPicker
 
         states = PickerStates(
             PickStep.SEARCH, PickStep.NEW_NAME, PickStep.NEW_BIRTH, PickStep.NEW_CLASS, PickStep.NEW_CODE
@@ -115,13 +115,13 @@ class PickerFlow(Flow):
         }
 
     async def on_student(self, turn: Turn, student: Any) -> int:
-        from conversations.pickers import remember_student
+        from conversations.widgets.student_picker import remember_student
 
         remember_student(turn.draft, student)
         return await turn.ask(PickStep.DATE)
 
     async def on_date(self, turn: Turn) -> int:
-        from conversations.pickers import parse_picked_date
+        from conversations.widgets.date_picker import parse_picked_date
 
         when = parse_picked_date(turn)
         student = turn.draft.get("student_id") or turn.draft["new_student"]

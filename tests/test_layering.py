@@ -49,7 +49,7 @@ SERVICES = (
     "storage.demo",
 )
 # The conversation modules every flow may use; a flow importing another flow is a violation.
-CONVERSATION_HELPERS = ("conversations.common", "conversations.widgets", "conversations.pickers")
+CONVERSATION_HELPERS = ("conversations.common", "conversations.widgets")
 BOT_HELPERS = (
     "bot.texts",
     "bot.keyboards",
@@ -171,11 +171,7 @@ _WORDS_IN_COMMANDS = (
 # (importing module, imported module): why it is still so.
 KNOWN: dict[tuple[str, str], str] = {
     # conversations -> other flows
-    **{
-        (flow, library): _FLOW_LIBRARY
-        for flow, library in (
-        )
-    },
+    **{(flow, library): _FLOW_LIBRARY for flow, library in ()},
     # conversations -> bot/commands
     ("conversations.csdl", "bot.commands.csdl"): _WORDS_IN_COMMANDS,
     ("conversations.review", "bot.commands.rounds"): _WORDS_IN_COMMANDS,

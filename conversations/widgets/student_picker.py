@@ -1,4 +1,4 @@
-"""Pickers every flow that names a student or a date reuses.
+"""The student picker every flow that names a student reuses.
 
 `StudentPicker`: type part of a name (with or without diacritics) or the student code; matches come
 back as buttons with name, class and date of birth (namesakes are told apart), with paging; only the
@@ -8,8 +8,6 @@ in the draft (`new_student`) and the flow's service creates them together with t
 confirm, so `/cancel` leaves no student behind. The picker owns a few of the flow's states; the flow
 hands it their numbers and gets the chosen (or new) student in `on_picked`; `remember_student` and
 `student_of` keep it in the draft and hand it to the record's input schema.
-
-`parse_picked_date`: «Hôm nay» / «Hôm qua» buttons or a typed date, through the same parsing rules.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from telegram.ext import BaseHandler
 from bot.context import BotContext
 from bot.keyboards import rows
 from conversations.common import Flow, Turn
-from storage.schemas.parsing import clean_name, parse_event_date
+from storage.schemas.parsing import clean_name
 from storage.schemas.students import (
     NewStudentIn,
     StudentOut,
@@ -258,9 +256,3 @@ def new_student_label(turn: Turn, data: NewStudentIn) -> str:
         born=show_date(data.date_of_birth),
         code=turn.text("pickers.code_label", code=data.code) if data.code else turn.text("pickers.no_code"),
     )
-
-
-def parse_picked_date(turn: Turn, *, not_before: date | None = None) -> date:
-    """An event date from «Hôm nay»/«Hôm qua» (button data `today`/`yesterday`) or typed text:
-    not in the future, not before the programme began (or `not_before`)."""
-    return parse_event_date(turn.answer, turn.context.services.clock.today(), not_before=not_before)
