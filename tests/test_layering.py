@@ -163,21 +163,18 @@ def violations() -> set[tuple[str, str]]:
     return wrong
 
 
-_FLOW_LIBRARY = "a flow used as a library by another flow (item 3: shared widgets to conversations/widgets/)"
 _WORDS_IN_COMMANDS = (
     "words shared by the command line and the chat live in bot/commands (item 2: one formatting module)"
 )
 
 # (importing module, imported module): why it is still so.
 KNOWN: dict[tuple[str, str], str] = {
-    # conversations -> other flows
-    **{(flow, library): _FLOW_LIBRARY for flow, library in ()},
     # conversations -> bot/commands
     ("conversations.csdl", "bot.commands.csdl"): _WORDS_IN_COMMANDS,
     ("conversations.review", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
     ("conversations.rounds", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
-    ("conversations.widgets.round_helpers", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
     ("conversations.submit", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
+    ("conversations.widgets.round_helpers", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
     # conversations -> exports
     **{
         ("conversations.excel", f"exports.{module}"): "the chat reads the upload and writes the template "
