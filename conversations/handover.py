@@ -36,7 +36,6 @@ from conversations.widgets.student_picker import (
 )
 from storage.enums import DonationSource, HandoverKind
 from storage.errors import DomainError
-from storage.rules import is_late_entry
 from storage.schemas.devices import HANDOVER_KIND_WORDS, BatchOut, HandoverIn, HandoverOut, parse_coded
 from storage.schemas.students import show_date
 from storage.services.handovers import HandoverWarnings
@@ -158,8 +157,7 @@ class HandoverFlow(EditableFlow):
         ]
         if draft["kind"] == HandoverKind.LOAN:
             lines.append(turn.text("devices.handover.loan_note"))
-        clock = turn.context.services.clock
-        if is_late_entry(date.fromisoformat(draft["handed_on"]), clock.now(), clock.tz):
+        if turn.context.services.handovers.entered_late(date.fromisoformat(draft["handed_on"])):
             lines.append(turn.text("devices.late_preview"))
         warnings = await self._warnings(turn)
         for warning in warnings:
@@ -181,10 +179,9 @@ class HandoverFlow(EditableFlow):
         if draft.get("_second_warning"):  # said by the service on a Confirm
             said = draft["_second_warning"]
             return [str(w) for w in said] if isinstance(said, list) else [str(said)]
-        if draft.get("_source") != DonationSource.PROGRAM:
-            return []
+        source = draft.get("_source")
         findings = await turn.context.services.handovers.check_handover(
-            turn.staff.school_id or 0, self._data(turn)
+            turn.staff.school_id or 0, self._data(turn), source=DonationSource(source) if source else None
         )
         return [render_error(finding.as_error(), turn.language) for finding in findings]
 
@@ -220,7 +217,7 @@ class HandoverFlow(EditableFlow):
         if draft.get("student_id") is not None:  # changing the batch at the summary: the student too
             await self._check_not_holding(turn, batch.id, draft["student_id"], draft["_student_name"])
         self._remember_batch(turn, batch)
-        if "handed_on" in draft and date.fromisoformat(draft["handed_on"]) < batch.received_on:
+        if "handed_on" in draft and not self._fits(turn, date.fromisoformat(draft["handed_on"]), batch):
             draft.pop("handed_on")
             return await turn.ask(Step.DATE)  # the date no longer fits: ask it, then back to the summary
         if draft.get("_editing"):
@@ -243,12 +240,7 @@ class HandoverFlow(EditableFlow):
     async def on_date(self, turn: Turn) -> int | None:
         handed_on = parse_picked_date(turn)
         received_on = date.fromisoformat(turn.draft["_received_on"])
-        if handed_on < received_on:
-            raise DomainError(
-                "devices.handed_before_received",
-                value=show_date(handed_on),
-                received_on=show_date(received_on),
-            )
+        turn.context.services.handovers.check_handed_on(handed_on, received_on)
         # Known once dated: a handover of a locked period is refused here, before the other questions.
         await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "devices", handed_on)
         turn.draft["handed_on"] = handed_on.isoformat()
@@ -321,10 +313,17 @@ class HandoverFlow(EditableFlow):
 
     async def _batch_with_stock(self, turn: Turn, batch_id: int) -> BatchOut:
         """The school's batch (another school's is not found), with a device left."""
-        batch = await turn.context.services.donations.get_batch(batch_id, school_id=turn.staff.school_id or 0)
-        if batch.left <= 0:
-            raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
-        return batch
+        return await turn.context.services.donations.batch_to_hand_over(
+            batch_id, school_id=turn.staff.school_id or 0
+        )
+
+    def _fits(self, turn: Turn, handed_on: date, batch: BatchOut) -> bool:
+        """The day already answered still fits `batch` (not before it was received)."""
+        try:
+            turn.context.services.handovers.check_handed_on(handed_on, batch.received_on)
+        except DomainError:
+            return False
+        return True
 
     def _remember_batch(self, turn: Turn, batch: BatchOut) -> None:
         turn.remember(
@@ -339,13 +338,9 @@ class HandoverFlow(EditableFlow):
 
     async def _check_not_holding(self, turn: Turn, batch_id: int, student_id: int, name: str) -> None:
         """Said at the student step: the student already holds a device of this batch."""
-        handed_on = await turn.context.services.handovers.held_from_batch(
-            batch_id, student_id, school_id=turn.staff.school_id or 0
+        await turn.context.services.handovers.check_not_holding(
+            batch_id, student_id, student=name, school_id=turn.staff.school_id or 0
         )
-        if handed_on is not None:
-            raise DomainError(
-                "devices.already_handed_from_batch", student=name, handed_on=show_date(handed_on)
-            )
 
 
 def build_handover_conversation() -> HandoverFlow:

@@ -15,9 +15,9 @@ from storage.errors import Conflict, DomainError, NotFound
 from storage.models import DonationBatch, Donor, Handover
 from storage.repositories import audit
 from storage.repositories import devices as repo
+from storage.rules import devices as rules
 from storage.rules import is_late_entry, names_the_programme
 from storage.schemas.devices import BatchIn, BatchOut, BatchUpdate, DonorIn, DonorOut, check_event_date
-from storage.schemas.students import show_date
 from storage.services.base import ServiceBase
 from storage.text import fold
 
@@ -189,6 +189,13 @@ class DonationService(ServiceBase):
             raise NotFound("batch")
         return found[0]
 
+    async def batch_to_hand_over(self, batch_id: int, *, school_id: int) -> BatchOut:
+        """The school's batch (another school's is not found), refused when it has no device left
+        (`rules.check_devices_left`): the chat's batch step."""
+        batch = await self.get_batch(batch_id, school_id=school_id)
+        rules.check_devices_left(batch.quantity, batch.handed_over)
+        return batch
+
     async def update_batch(
         self, batch_id: int, data: BatchUpdate, *, school_id: int, actor_id: int | None
     ) -> BatchOut:
@@ -212,10 +219,8 @@ class DonationService(ServiceBase):
                 donor_id = changes.get("donor_id", batch.donor_id)
                 if "source" in changes or "donor_id" in changes:
                     await self._check_donor(session, school_id, source, donor_id)
-                if "quantity" in changes and changes["quantity"] < batch.allocated:
-                    raise DomainError(
-                        "devices.quantity_below_handed", quantity=changes["quantity"], handed=batch.allocated
-                    )
+                if "quantity" in changes:
+                    rules.check_quantity(changes["quantity"], batch.allocated)
                 if "received_on" in changes:
                     await self._check_received_on(session, batch, changes["received_on"])
                 for key, value in changes.items():
@@ -306,13 +311,7 @@ class DonationService(ServiceBase):
     async def _check_received_on(
         self, session: AsyncSession, batch: DonationBatch, received_on: date
     ) -> None:
-        check_event_date(received_on, self.clock.today())
         first_handed = await session.scalar(
             select(func.min(Handover.handed_on)).where(Handover.batch_id == batch.id)
         )
-        if first_handed is not None and received_on > first_handed:
-            raise DomainError(
-                "devices.received_after_handover",
-                value=show_date(received_on),
-                first_handed_on=show_date(first_handed),
-            )
+        rules.check_received_on(received_on, first_handed, self.clock.today())

@@ -22,9 +22,10 @@ from storage.models import DonationBatch, Donor, Handover, NeedRecord, Student
 from storage.repositories import audit, locks
 from storage.repositories import devices as repo
 from storage.repositories import students as students_repo
-from storage.rules.devices import judge_handover
+from storage.rules import devices as rules
+from storage.rules.devices import Held, judge_handover
 from storage.rules.findings import Finding
-from storage.rules.timeliness import check_event_date, is_late_entry
+from storage.rules.timeliness import is_late_entry
 from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate
 from storage.schemas.entries import RecentEntry, merge_recent
 from storage.schemas.students import show_date
@@ -208,12 +209,12 @@ class HandoverService(ServiceBase):
             if saved is not None:
                 return saved
         batch = self._batch_in_school_sync(session, data.batch_id, school_id)
-        self._check_handed_on(data.handed_on, batch)
+        rules.check_handed_on(data.handed_on, batch.received_on, self.clock.today())
         self._check_not_holding_sync(session, batch, student)
         if not confirm_second:
             raise_unconfirmed(self._warnings_sync(session, batch, student))
         if not repo.allocate_one_sync(session, batch.id):
-            raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
+            raise rules.exhausted(batch.quantity)
         now = self.clock.now()
         handover = Handover(
             batch_id=batch.id,
@@ -235,10 +236,18 @@ class HandoverService(ServiceBase):
         return self._out_sync(session, handover.id, school_id)
 
     async def check_handover(
-        self, school_id: int, data: HandoverIn, *, exclude_id: int | None = None
+        self,
+        school_id: int,
+        data: HandoverIn,
+        *,
+        exclude_id: int | None = None,
+        source: DonationSource | None = None,
     ) -> list[Finding]:
         """The warnings saving `data` would need the person's check for (`judge_handover`): shown on the
-        chat's summary before Confirm. Writes nothing; refusals are the save's own."""
+        chat's summary before Confirm. Writes nothing; refusals are the save's own. `source`, the
+        batch's as the caller knows it: a batch the rule never warns about is not read."""
+        if source is not None and not rules.may_warn(source):
+            return []
 
         def read(session: Session) -> list[Finding]:
             batch = self._batch_in_school_sync(session, data.batch_id, school_id)
@@ -257,6 +266,24 @@ class HandoverService(ServiceBase):
             return self._warnings_sync(session, batch, student, exclude_id=exclude_id)
 
         return await read_core(self.sessionmaker, read)
+
+    async def check_not_holding(
+        self, batch_id: int, student_id: int, *, student: str, school_id: int
+    ) -> None:
+        """Refuses (`rules.check_not_holding`) a student who still holds a device of this batch: the
+        chat says so at the student step, by the name it shows (the save refuses it anyway)."""
+        held_on = await self.held_from_batch(batch_id, student_id, school_id=school_id)
+        rules.check_not_holding(student, held_on)
+
+    def check_handed_on(self, handed_on: date, received_on: date) -> None:
+        """Refuses a handover day the save would refuse (`rules.check_handed_on`): the chat's date step.
+        Reads nothing."""
+        rules.check_handed_on(handed_on, received_on, self.clock.today())
+
+    def entered_late(self, handed_on: date) -> bool:
+        """Whether a handover of `handed_on` saved now breaks the 1-day rule (the chat's summary says
+        so before Confirm)."""
+        return is_late_entry(handed_on, self.clock.now(), self.clock.tz)
 
     async def held_from_batch(self, batch_id: int, student_id: int, *, school_id: int) -> date | None:
         """The day the student was given the device of this batch they still hold (a gift or an open
@@ -307,7 +334,7 @@ class HandoverService(ServiceBase):
                 raise DomainError("devices.not_a_loan")
             if handover.returned_on is not None:
                 raise DomainError("devices.already_returned", returned_on=show_date(handover.returned_on))
-            self._check_returned_on(returned_on, handover.handed_on)
+            rules.check_returned_on(returned_on, handover.handed_on, self.clock.today())
             before = audit.snapshot(handover)
             handover.returned_on = returned_on
             handover.updated_at = self.clock.now()
@@ -367,9 +394,9 @@ class HandoverService(ServiceBase):
                         "devices.returned_kind_change" if "kind" in changes else "devices.not_a_loan"
                     )
                 if "handed_on" in changes:
-                    self._check_handed_on(handed_on, batch)
+                    rules.check_handed_on(handed_on, batch.received_on, self.clock.today())
                 if returned_on is not None:
-                    self._check_returned_on(returned_on, handed_on)
+                    rules.check_returned_on(returned_on, handed_on, self.clock.today())
                 is_active = returned_on is None
                 if is_active and (student.id != handover.student_id or not was_active):
                     await self._check_not_holding(session, batch, student, exclude_id=handover.id)
@@ -379,7 +406,7 @@ class HandoverService(ServiceBase):
                             warnings = [w for w in warnings if w.code != "devices.program_without_need"]
                         raise_unconfirmed(warnings)
                 if is_active and not was_active and not await repo.allocate_one(session, batch.id):
-                    raise DomainError("devices.batch_exhausted", quantity=batch.quantity)
+                    raise rules.exhausted(batch.quantity)
                 if was_active and not is_active:
                     await repo.release_one(session, batch.id)
                 handover.student_id = student.id
@@ -562,24 +589,6 @@ class HandoverService(ServiceBase):
             raise NotFound("batch")
         return batch
 
-    def _check_handed_on(self, handed_on: date, batch: DonationBatch) -> None:
-        check_event_date(handed_on, self.clock.today())
-        if handed_on < batch.received_on:
-            raise DomainError(
-                "devices.handed_before_received",
-                value=show_date(handed_on),
-                received_on=show_date(batch.received_on),
-            )
-
-    def _check_returned_on(self, returned_on: date, handed_on: date) -> None:
-        check_event_date(returned_on, self.clock.today())
-        if returned_on < handed_on:
-            raise DomainError(
-                "devices.returned_before_handed",
-                value=show_date(returned_on),
-                handed_on=show_date(handed_on),
-            )
-
     async def _check_not_holding(
         self, session: AsyncSession, batch: DonationBatch, student: Student, *, exclude_id: int | None = None
     ) -> None:
@@ -590,11 +599,7 @@ class HandoverService(ServiceBase):
     ) -> None:
         held = repo.active_in_batch_sync(session, batch.id, student.id)
         if held is not None and held.id != exclude_id:
-            raise DomainError(
-                "devices.already_handed_from_batch",
-                student=student.full_name,
-                handed_on=show_date(held.handed_on),
-            )
+            rules.check_not_holding(student.full_name, held.handed_on)
 
     async def _warnings(
         self, session: AsyncSession, batch: DonationBatch, student: Student, *, exclude_id: int | None = None
@@ -605,7 +610,7 @@ class HandoverService(ServiceBase):
     def _warnings_sync(
         self, session: Session, batch: DonationBatch, student: Student, *, exclude_id: int | None = None
     ) -> list[Finding]:
-        if batch.source is not DonationSource.PROGRAM:
+        if not rules.may_warn(batch.source):
             return []
         held = repo.active_program_handover_sync(session, student.id, exclude_handover_id=exclude_id)
         need = session.scalar(_needs_device(), {"student_id": student.id})
@@ -614,7 +619,7 @@ class HandoverService(ServiceBase):
             student=student.full_name,
             priority_group=student.priority_group,
             needs_device=bool(need),
-            held=(held[0].handed_on, held[0].kind, held[1].number) if held is not None else None,
+            held=Held(held[0].handed_on, held[0].kind, held[1].number) if held is not None else None,
         )
 
     async def _after_lost_race(
@@ -628,9 +633,5 @@ class HandoverService(ServiceBase):
             held = await repo.active_in_batch(session, batch_id, student_id)
             if held is not None:
                 student = await session.get(Student, student_id)
-                raise DomainError(
-                    "devices.already_handed_from_batch",
-                    student=student.full_name if student else "",
-                    handed_on=show_date(held.handed_on),
-                )
+                rules.check_not_holding(student.full_name if student else "", held.handed_on)
         return None

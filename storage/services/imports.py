@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from exports.reader import Table
 from exports.upload_worker import read_upload
 from storage.clock import Clock
-from storage.enums import AuditAction, DeviceCondition, DonationSource, Role, SchoolLevel
+from storage.enums import AuditAction, DeviceCondition, Role, SchoolLevel
 from storage.errors import AccessDenied, Conflict, DomainError, NotFound
 from storage.models import (
     Base,
@@ -52,7 +52,7 @@ from storage.permissions import SPECIALIST_LEVELS
 from storage.repositories import audit, locks
 from storage.repositories import devices as devices_repo
 from storage.repositories import students as students_repo
-from storage.rules.devices import judge_handover
+from storage.rules import devices
 from storage.rules.timeliness import check_event_date, is_late_entry
 from storage.rules.vaccines import DoseFacts, judge_dose
 from storage.schemas.devices import BatchIn, DonorIn, HandoverIn
@@ -87,7 +87,7 @@ from storage.schemas.imports import (
 from storage.schemas.needs import NeedIn
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_code, parse_date
-from storage.schemas.students import StudentIn, show_date
+from storage.schemas.students import StudentIn
 from storage.schemas.vaccines import OTHER_PRODUCT_CODE, DoseIn, Finding
 from storage.services.base import ServiceBase
 from storage.services.students import StudentService
@@ -1084,13 +1084,11 @@ class _BatchesPlan(_Plan):
             if not changes:
                 row.result.outcome = Outcome.UNCHANGED
                 continue
-            if "quantity" in changes and data.quantity < batch.allocated:
-                row.reject(
-                    "quantity",
-                    DomainError(
-                        "devices.quantity_below_handed", quantity=data.quantity, handed=batch.allocated
-                    ),
-                )
+            try:
+                if "quantity" in changes:
+                    devices.check_quantity(data.quantity, batch.allocated)
+            except DomainError as error:
+                row.reject("quantity", error)
                 continue
             row.extra["changes"] = changes
             row.result.outcome = Outcome.UPDATED
@@ -1227,13 +1225,7 @@ class _HandoversPlan(_Plan):
             if parsed is None or batch is None:
                 continue
             try:
-                check_event_date(parsed.handed_on, self.today)
-                if parsed.handed_on < batch.received_on:
-                    raise DomainError(
-                        "devices.handed_before_received",
-                        value=show_date(parsed.handed_on),
-                        received_on=show_date(batch.received_on),
-                    )
+                devices.check_handed_on(parsed.handed_on, batch.received_on, self.today)
             except DomainError as error:
                 row.reject("handed_on", error)
                 continue
@@ -1257,7 +1249,7 @@ class _HandoversPlan(_Plan):
             )
             for handover, batch in result:
                 active[(handover.batch_id, handover.student_id)] = handover
-                if batch.source is DonationSource.PROGRAM:
+                if devices.may_warn(batch.source):
                     program_held.setdefault(handover.student_id, (handover, batch))
         needing: set[int] = set()  # students with a recorded need for a device
         for chunk in _chunks(student_ids):
@@ -1287,35 +1279,27 @@ class _HandoversPlan(_Plan):
                     row.result.outcome = Outcome.UPDATED
                     self.updates.append((row, existing))
                 continue
-            if batch.allocated + taken[batch.id] >= batch.quantity:
-                row.reject("batch", DomainError("devices.batch_exhausted", quantity=batch.quantity))
+            try:
+                devices.check_devices_left(batch.quantity, batch.allocated + taken[batch.id])
+            except DomainError as error:
+                row.reject("batch", error)
                 continue
             taken[batch.id] += 1
             held = program_held.get(student_id)
-            if batch.source is DonationSource.PROGRAM and held is not None and held[1].id != batch.id:
-                student = row.extra["student"]
-                row.reject(
-                    "student_code",
-                    DomainError(
-                        "devices.second_program_device",
-                        student=student.full_name,
-                        handed_on=show_date(held[0].handed_on),
-                        kind=held[0].kind.value,
-                        batch_id=held[1].id,
-                    ),
-                    warning=True,
-                )
             student = row.extra["student"]
-            # The chat's rule (HandoverService.check_handover): no recorded need and no group is a note.
-            for finding in judge_handover(
+            # The chat's rule (HandoverService.check_handover), with this file's earlier rows counted
+            # as held: a second programme device, no recorded need and no group, are notes.
+            for finding in devices.judge_handover(
                 batch.source,
                 student=student.full_name,
                 priority_group=student.priority_group,
                 needs_device=student_id in needing,
-                held=None,  # said above, with this file's other rows counted
+                held=devices.Held(held[0].handed_on, held[0].kind, held[1].number)
+                if held is not None and held[1].id != batch.id
+                else None,
             ):
                 row.reject("student_code", finding.as_error(), warning=True)
-            if batch.source is DonationSource.PROGRAM and held is None:
+            if devices.may_warn(batch.source) and held is None:
                 program_held[student_id] = (
                     Handover(batch_id=batch.id, handed_on=data.handed_on, kind=data.kind),
                     batch,
