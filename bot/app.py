@@ -7,15 +7,13 @@ call the same factory with a fake Bot API behind `request=`.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
-import pkgutil
 import time
 import traceback
 import warnings
 from collections import OrderedDict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from telegram import BotCommand, BotCommandScopeDefault, Update
@@ -36,7 +34,6 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 from telegram.warnings import PTBUserWarning
 
-import conversations
 from bot.backups import schedule_backup_job
 from bot.context import BotContext, SchoolBotApplication
 from bot.menus import PUBLIC_COMMANDS
@@ -47,13 +44,65 @@ from bot.ratelimit import build_rate_limiter, build_request
 from bot.sending import SchoolBot
 from bot.settings import Settings, SettingsError
 from bot.texts import t
-from conversations import core
+from conversations import (
+    compile_round,
+    core,
+    csdl,
+    donation,
+    excel,
+    faq,
+    handover,
+    history,
+    loan_return,
+    my_entries,
+    need,
+    reminders,
+    reopen,
+    report,
+    report_upward,
+    review,
+    rounds,
+    submit,
+    vaccine,
+    vaccine_round,
+)
 from conversations.common import Flow
 from storage.services import Services
 
 log = logging.getLogger(__name__)
 
-SKIPPED_MODULES = {"common", "core"}
+# Every flow, in the order its ConversationHandler is added: PTB gives an update to the first handler
+# of its group that takes it, so this order is the flows' precedence (tests/test_flow_list.py checks
+# that every `build_*_conversation` of conversations/ is here).
+FLOWS: tuple[Callable[[], Flow], ...] = (
+    compile_round.build_compile_conversation,
+    donation.build_donation_conversation,
+    faq.build_faq_add_conversation,
+    handover.build_handover_conversation,
+    history.build_history_conversation,
+    loan_return.build_return_conversation,
+    my_entries.build_my_conversation,
+    need.build_need_conversation,
+    reopen.build_reopen_conversation,
+    report.build_report_conversation,
+    report_upward.build_report_upward_conversation,
+    review.build_review_conversation,
+    review.build_review_vaccine_conversation,
+    rounds.build_round_conversation,
+    submit.build_submit_conversation,
+    vaccine.build_vaccine_conversation,
+    vaccine_round.build_vaccine_round_conversation,
+)
+# The handlers that are no conversation, in this order after core's and before core's tail.
+EXTRA_HANDLERS: tuple[Callable[[], list[BaseHandler[Update, BotContext, Any]]], ...] = (
+    csdl.extra_handlers,
+    excel.extra_handlers,
+    faq.extra_handlers,
+    need.extra_handlers,
+    rounds.extra_handlers,
+)
+# The repeating jobs, scheduled when the application is built.
+JOBS: tuple[Callable[[SchoolBotApplication], None], ...] = (reminders.schedule_jobs, schedule_backup_job)
 
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
@@ -166,27 +215,15 @@ async def on_error(update: object, context: BotContext) -> None:
             log.warning("Could not tell the person about the error")
 
 
-def flow_modules() -> list[Any]:
-    """Every module of the `conversations` package except the shared ones."""
-    names = sorted(
-        m.name for m in pkgutil.iter_modules(conversations.__path__) if m.name not in SKIPPED_MODULES
-    )
-    return [importlib.import_module(f"conversations.{name}") for name in names]
-
-
 def register_handlers(
     application: SchoolBotApplication, settings: Settings, extra_flows: Sequence[Flow] = ()
 ) -> None:
     timeout = settings.conversation_timeout_minutes * 60
     flow_titles: dict[str, str] = {}
     extra: list[BaseHandler[Update, BotContext, Any]] = []
-    conversations_found: list[Flow | ConversationHandler[BotContext]] = list(extra_flows)
-    for module in flow_modules():
-        for name in sorted(dir(module)):
-            if name.startswith("build_") and name.endswith("_conversation"):
-                conversations_found.append(getattr(module, name)())
-        if hasattr(module, "extra_handlers"):
-            extra.extend(module.extra_handlers())
+    conversations_found: list[Flow | ConversationHandler[BotContext]] = [*extra_flows, *(b() for b in FLOWS)]
+    for handlers in EXTRA_HANDLERS:
+        extra.extend(handlers())
     with warnings.catch_warnings():
         # Buttons are tracked per chat, not per message, on purpose (PTB warns about that).
         warnings.simplefilter("ignore", PTBUserWarning)
@@ -273,8 +310,6 @@ def build_application(
 
 
 def schedule_jobs(application: SchoolBotApplication) -> None:
-    """Repeating jobs: each conversations module may define `schedule_jobs(application)`."""
-    for module in flow_modules():
-        if hasattr(module, "schedule_jobs"):
-            module.schedule_jobs(application)
-    schedule_backup_job(application)
+    """The repeating jobs of JOBS."""
+    for schedule in JOBS:
+        schedule(application)

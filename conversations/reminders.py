@@ -132,7 +132,7 @@ async def send_due_reminders(context: BotContext) -> ReminderRun:
 
 
 def schedule_jobs(application: SchoolBotApplication) -> None:
-    """Called by bot.app for every conversations module that has it."""
+    """Called by bot.app (listed in its JOBS)."""
     queue = application.job_queue
     if queue is None:
         log.warning("No job queue (install python-telegram-bot[job-queue]): deadline reminders are off")
