@@ -172,10 +172,7 @@ class ReturnFlow(Flow):
     async def on_date(self, turn: Turn) -> int | None:
         returned_on = parse_picked_date(turn)
         handed_on = date.fromisoformat(turn.draft["_handed_on"])
-        if returned_on < handed_on:
-            raise DomainError(
-                "devices.returned_before_handed", value=show_date(returned_on), handed_on=show_date(handed_on)
-            )
+        turn.context.services.handovers.check_returned_on(returned_on, handed_on)
         await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "devices", returned_on)
         turn.draft["returned_on"] = returned_on.isoformat()
         return await turn.ask(Step.SUMMARY)

@@ -280,6 +280,11 @@ class HandoverService(ServiceBase):
         Reads nothing."""
         rules.check_handed_on(handed_on, received_on, self.clock.today())
 
+    def check_returned_on(self, returned_on: date, handed_on: date) -> None:
+        """Refuses a loan's return day the save would refuse (`rules.check_returned_on`): the /return
+        chat's date step. Reads nothing."""
+        rules.check_returned_on(returned_on, handed_on, self.clock.today())
+
     def entered_late(self, handed_on: date) -> bool:
         """Whether a handover of `handed_on` saved now breaks the 1-day rule (the chat's summary says
         so before Confirm)."""
