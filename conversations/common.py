@@ -450,7 +450,7 @@ class Flow(abc.ABC):
         user = update.effective_user
         if user is None:
             return None
-        titles: dict[str, str] = getattr(context.application, "flow_titles", {})
+        titles = context.application.flow_titles
         # One read for both questions: whether another flow is open, and (kept for `_load`) this one's.
         drafts = await context.services.drafts.of_person(user.id)
         context.drafts = {self.name: next((d for d in drafts if d.flow == self.name), None)}

@@ -113,7 +113,7 @@ async def set_language(update: Update, context: BotContext, staff: StaffOut) -> 
 async def cancel_outside(update: Update, context: BotContext, staff: StaffOut) -> None:
     """/cancel that no flow took: drop any draft left open (e.g. a flow ended by a lost access)."""
     user_id = update.effective_user.id  # type: ignore[union-attr]  # @requires found the person
-    titles: dict[str, str] = getattr(context.application, "flow_titles", {})
+    titles = context.application.flow_titles
     open_flows = [f for f in await context.services.drafts.active_flows(user_id) if f in titles]
     for flow in open_flows:
         await context.services.drafts.discard(user_id, flow)
@@ -129,7 +129,7 @@ async def cancel_outside(update: Update, context: BotContext, staff: StaffOut) -
 @requires(Action.ASK)
 async def resume(update: Update, context: BotContext, staff: StaffOut) -> None:
     draft = await context.services.drafts.latest(update.effective_user.id)  # type: ignore[union-attr]  # as above
-    titles: dict[str, str] = getattr(context.application, "flow_titles", {})
+    titles = context.application.flow_titles
     if draft is None or draft.flow not in titles:
         await reply(update, t("core.nothing_to_resume", staff.language), menu_for(context, staff))
         return
@@ -169,7 +169,7 @@ async def stale_button(update: Update, context: BotContext) -> None:
     before a restart), say so and offer to continue; only a finished task's button is "done"."""
     user, query = update.effective_user, update.callback_query
     flow, _ = button_flow_and_stamp(query.data if query else None)
-    titles: dict[str, str] = getattr(context.application, "flow_titles", {})
+    titles = context.application.flow_titles
     staff = await context.staff_of(update)
     if user is not None and staff is not None and staff.active and flow in titles:
         draft = await context.services.drafts.get(user.id, flow)
