@@ -87,12 +87,7 @@ def judge_dose(
     def error(code: str, **params: object) -> None:
         errors.append(Finding(code=code, params=params))
 
-    if product.code == OTHER_PRODUCT_CODE and not facts.product_other_name:
-        error("vaccines.other_needs_name")
-    if given_on > today:
-        error("vaccines.future", given_on=shown)
-    if given_on < DOSE_DATE_FLOOR:
-        error("vaccines.too_early", given_on=shown, earliest=day_text(DOSE_DATE_FLOOR))
+    errors.extend(dose_day_and_product(product, facts.product_other_name, given_on, today))
 
     by_number = {dose.dose_number: dose for dose in facts.others}
     if number in by_number:
@@ -166,6 +161,25 @@ def judge_dose(
             )
         )
     return errors, warnings
+
+
+def dose_day_and_product(product: Product, other_name: str, given_on: date, today: date) -> list[Finding]:
+    """What refuses a dose whoever gets it (the class round refuses the whole round on it): the
+    product «khác» without its name (4.9.1 asks «loại thuốc được tiêm»), a day in the future or
+    before the programme's school year."""
+    found: list[Finding] = []
+    shown = day_text(given_on)
+    if product.code == OTHER_PRODUCT_CODE and not other_name:
+        found.append(Finding(code="vaccines.other_needs_name"))
+    if given_on > today:
+        found.append(Finding(code="vaccines.future", params={"given_on": shown}))
+    if given_on < DOSE_DATE_FLOOR:
+        found.append(
+            Finding(
+                code="vaccines.too_early", params={"given_on": shown, "earliest": day_text(DOSE_DATE_FLOOR)}
+            )
+        )
+    return found
 
 
 def interval_rule(product: Product, neighbour: Product | None) -> Product:

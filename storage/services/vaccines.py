@@ -23,7 +23,7 @@ from storage.models import Student, VaccineDose, VaccineProduct
 from storage.repositories import audit, locks
 from storage.repositories import students as students_repo
 from storage.rules.timeliness import is_late_entry
-from storage.rules.vaccines import DOSE_DATE_FLOOR, DoseFacts, judge_dose
+from storage.rules.vaccines import DoseFacts, dose_day_and_product, judge_dose
 from storage.rules.vaccines import day_text as day_text  # needs.py spells its days with it
 from storage.schemas.entries import RecentEntry
 from storage.schemas.students import clean_class_name
@@ -463,15 +463,9 @@ class VaccineService(ServiceBase):
         await locks.refuse_event(session, school_id, "vaccines", data.given_on)
         product = await _active_product(session, data.product_id)
         # What is wrong for everybody refuses the whole round before anyone is looked at.
-        if product.code == OTHER_PRODUCT_CODE and not data.product_other_name:
-            raise DomainError("vaccines.other_needs_name")
         today = self.clock.today()
-        if data.given_on > today:
-            raise DomainError("vaccines.future", given_on=day_text(data.given_on))
-        if data.given_on < DOSE_DATE_FLOOR:
-            raise DomainError(
-                "vaccines.too_early", given_on=day_text(data.given_on), earliest=day_text(DOSE_DATE_FLOOR)
-            )
+        for finding in dose_day_and_product(product, data.product_other_name, data.given_on, today):
+            raise finding.as_error()
         other_name = data.product_other_name if product.code == OTHER_PRODUCT_CODE else ""
         late = is_late_entry(data.given_on, self.clock.now(), self.clock.tz)
         result = RoundResult(
