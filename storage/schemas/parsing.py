@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from functools import cache
 
 from storage.errors import DomainError
-from storage.rules import PROGRAM_START
+from storage.rules.timeliness import check_event_date
 from storage.text import fold, nfc
 
 _RELATIVE_DAYS = {
@@ -105,9 +105,9 @@ def _most_recent(month: int, day: int, today: date, shown: str) -> date:
 
 
 def parse_event_date(text: str, today: date, *, not_before: date | None = None) -> date:
-    """A receipt, handover or dose date: not in the future, not before the programme began."""
-    earliest = max(PROGRAM_START, not_before) if not_before else PROGRAM_START
-    return parse_date(text, today, not_before=earliest)
+    """A receipt, handover or dose date: not in the future, not before the programme began
+    (`rules.timeliness.check_event_date`)."""
+    return check_event_date(parse_date(text, today, allow_future=True), today, not_before=not_before)
 
 
 def parse_quantity(text: str | int, *, maximum: int = 100_000) -> int:
