@@ -292,7 +292,7 @@ class Flow(abc.ABC):
         """Send the question of `state` (used on every step, on resume and after restarts)."""
 
     @abc.abstractmethod
-    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def steps(self) -> Handlers:
         """The handlers of each state, made with `on_text`, `on_button`, `on_photo`, `on_document`."""
 
     # --- handler makers -----------------------------------------------------------------------
@@ -608,7 +608,7 @@ class EditableFlow(Flow):
         self,
         *extra: BaseHandler[Update, BotContext, Any],
         typed: BaseHandler[Update, BotContext, Any] | None = None,
-    ) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    ) -> Handlers:
         """The summary (Confirm, any `extra` buttons, Edit) and the edit list (`field:<name>`);
         `typed` takes text typed at either (e.g. «press a button»)."""
         assert self.summary_state is not None

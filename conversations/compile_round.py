@@ -11,14 +11,9 @@ round (services.rounds.compile, which closes the round), and sent here as a docu
 from __future__ import annotations
 
 import enum
-from typing import Any
 
-from telegram import Update
-from telegram.ext import BaseHandler
-
-from bot.context import BotContext
 from bot.keyboards import rows
-from conversations.common import Flow, Turn
+from conversations.common import Flow, Handlers, Turn
 from conversations.widgets.messages import send_lines
 from conversations.widgets.round_helpers import district_of, error_text, esc
 from storage.errors import DomainError
@@ -125,7 +120,7 @@ class CompileFlow(Flow):
         else:
             await send_lines(turn.update, lines, rows(*choices, cancel))
 
-    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def steps(self) -> Handlers:
         return {
             Step.CHECK: [
                 self.on_button("run:all$", self.on_compile),

@@ -13,15 +13,11 @@ from __future__ import annotations
 import enum
 import html
 from datetime import date
-from typing import Any
 
 from pydantic import ValidationError
-from telegram import Update
-from telegram.ext import BaseHandler
 
-from bot.context import BotContext
 from bot.keyboards import confirm_choices, date_choices, rows
-from conversations.common import EditableFlow, Turn, option_rows
+from conversations.common import EditableFlow, Handlers, Turn, option_rows
 from conversations.widgets.date_picker import parse_picked_date, shown_date
 from conversations.widgets.device_labels import device_name
 from conversations.widgets.messages import send
@@ -47,7 +43,6 @@ from storage.schemas.parsing import clean_text, parse_quantity
 from storage.schemas.students import show_date
 from storage.text import fold
 
-Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 MAX_DONOR_BUTTONS = 12  # more known donors than this: type part of the name to find one
 MAX_CONTACT = 300  # as DonorIn keeps it
 

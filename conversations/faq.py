@@ -48,7 +48,15 @@ from bot.keyboards import CALLBACK_DATA_LIMIT, confirm_choices, rows
 from bot.menus import BY_NAME
 from bot.replies import answer_alert, reply
 from bot.texts import LANGUAGES, t
-from conversations.common import EditableFlow, Turn, answer_filter, button_words, menu_for, option_rows
+from conversations.common import (
+    EditableFlow,
+    Handlers,
+    Turn,
+    answer_filter,
+    button_words,
+    menu_for,
+    option_rows,
+)
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.schemas.faq import (
@@ -64,8 +72,6 @@ from storage.schemas.faq import (
 )
 from storage.schemas.organisation import StaffOut
 from storage.text import fold, is_stray_text
-
-Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 
 PREFIX = "faq"
 TOPIC_PAGE_SIZE = 8  # questions per page of a topic

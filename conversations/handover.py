@@ -22,7 +22,7 @@ from bot.context import BotContext
 from bot.errors import render_error
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.texts import t
-from conversations.common import EditableFlow, Turn
+from conversations.common import EditableFlow, Handlers, Turn
 from conversations.widgets.date_picker import parse_picked_date, shown_date
 from conversations.widgets.device_labels import device_name
 from conversations.widgets.messages import send
@@ -39,8 +39,6 @@ from storage.errors import DomainError
 from storage.schemas.devices import HANDOVER_KIND_WORDS, BatchOut, HandoverIn, HandoverOut, parse_coded
 from storage.schemas.students import show_date
 from storage.services.handovers import HandoverWarnings
-
-Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 
 
 class Step(enum.IntEnum):

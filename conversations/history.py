@@ -21,14 +21,13 @@ from datetime import date, datetime
 from typing import Any
 
 from telegram import Update
-from telegram.ext import BaseHandler
 
 from bot.context import BotContext
 from bot.errors import render_error_html
 from bot.keyboards import rows
 from bot.replies import reply
 from bot.texts import load, t
-from conversations.common import END, Flow, Turn
+from conversations.common import END, Flow, Handlers, Turn
 from conversations.widgets.messages import send_lines
 from storage.enums import SubmissionTrack
 from storage.errors import DomainError
@@ -224,7 +223,7 @@ class HistoryFlow(Flow):
             )
         await turn.reply(text, rows(*buttons))
 
-    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def steps(self) -> Handlers:
         return {
             Step.SCHOOL: [
                 self.on_button(r"school:\d+$", self.on_school),

@@ -10,14 +10,9 @@ import enum
 import html
 import math
 from datetime import date
-from typing import Any
 
-from telegram import Update
-from telegram.ext import BaseHandler
-
-from bot.context import BotContext
 from bot.keyboards import confirm_choices, date_choices, rows
-from conversations.common import Flow, Turn
+from conversations.common import Flow, Handlers, Turn
 from conversations.widgets.date_picker import parse_picked_date, shown_date
 from conversations.widgets.device_labels import device_name
 from storage.enums import HandoverKind
@@ -27,7 +22,6 @@ from storage.schemas.parsing import clean_text
 from storage.schemas.students import show_date
 from storage.text import fold
 
-Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 PAGE_SIZE = 8
 MAX_QUERY = 100
 

@@ -29,7 +29,7 @@ from telegram.ext import BaseHandler
 from bot.context import BotContext
 from bot.errors import render_error, render_error_html
 from bot.keyboards import date_choices, rows
-from conversations.common import END, Flow, Turn, option_rows
+from conversations.common import END, Flow, Handlers, Turn, option_rows
 from conversations.widgets.device_labels import device_name
 from conversations.widgets.photo_step import photo_file_id
 from conversations.widgets.vaccine_choices import place_button_label, place_label, product_button_label
@@ -53,7 +53,6 @@ from storage.services.entries import KINDS
 from storage.services.vaccines import WarningsNotConfirmed
 from storage.text import fold
 
-Handlers = dict[int, list[BaseHandler[Update, BotContext, Any]]]
 Record = BatchOut | HandoverOut | DoseOut | NeedOut
 ALL = "all"
 FILTERS = (ALL, *KINDS)

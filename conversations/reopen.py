@@ -9,15 +9,10 @@ approved snapshot as it was, stamped reopened.
 from __future__ import annotations
 
 import enum
-from typing import Any
 
-from telegram import Update
-from telegram.ext import BaseHandler
-
-from bot.context import BotContext
 from bot.keyboards import rows
 from bot.texts import t
-from conversations.common import Flow, Turn
+from conversations.common import Flow, Handlers, Turn
 from conversations.widgets.round_helpers import district_of, error_text, esc, names_of, notify, track_label
 from storage.errors import DomainError
 from storage.permissions import Action
@@ -80,7 +75,7 @@ class ReopenFlow(Flow):
                 turn.text("rounds_chat.reopen.reason_question", school=esc(turn.draft["_label"]))
             )
 
-    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def steps(self) -> Handlers:
         return {
             Step.PICK: [self.on_button(r"pick:\d+$", self.on_pick)],
             Step.REASON: [self.on_text(self.on_reason)],

@@ -37,7 +37,7 @@ from bot.keyboards import rows
 from bot.replies import answer_alert, reply
 from bot.report_jobs import STOP_PREFIX, ReportJob, ReportRequest, esc, report_jobs, spawn
 from bot.texts import t
-from conversations.common import END, Flow, Turn, menu_for
+from conversations.common import END, Flow, Handlers, Turn, menu_for
 from storage.errors import AccessDenied, DomainError
 from storage.permissions import Action
 from storage.schemas.parsing import parse_date
@@ -268,7 +268,7 @@ class ReportFlow(Flow):
 
     # --- answers --------------------------------------------------------------------------------
 
-    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def steps(self) -> Handlers:
         return {
             Step.KIND: [
                 self.on_button(r"kind:\w+$", self.on_kind),

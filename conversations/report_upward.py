@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import enum
 from datetime import date
-from typing import Any
 
-from telegram import Update
-from telegram.ext import BaseHandler
-
-from bot.context import BotContext
 from bot.keyboards import rows
-from conversations.common import Flow, Turn
+from conversations.common import Flow, Handlers, Turn
 from conversations.widgets.round_helpers import error_text, esc
 from storage.errors import DomainError
 from storage.permissions import Action
@@ -114,7 +109,7 @@ class ReportUpwardFlow(Flow):
                 ),
             )
 
-    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def steps(self) -> Handlers:
         return {
             Step.PICK: [
                 self.on_button(r"pick:\d+$", self.on_pick),

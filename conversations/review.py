@@ -10,17 +10,13 @@ from __future__ import annotations
 import enum
 import functools
 from datetime import datetime
-from typing import Any, ClassVar
-
-from telegram import Update
-from telegram.ext import BaseHandler
+from typing import ClassVar
 
 from bot.commands.rounds import figure_label, status_label
-from bot.context import BotContext
 from bot.keyboards import rows
 from bot.replies import reply
 from bot.texts import t
-from conversations.common import Flow, Turn, reply_plain
+from conversations.common import Flow, Handlers, Turn, reply_plain
 from conversations.widgets.messages import send_lines
 from conversations.widgets.round_helpers import (
     error_text,
@@ -182,7 +178,7 @@ class ReviewFlow(Flow):
 
     # --- answers --------------------------------------------------------------------------------
 
-    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def steps(self) -> Handlers:
         return {
             Step.LIST: [self.on_button(r"pick:\d+$", self.on_pick)],
             Step.SCHOOL: [

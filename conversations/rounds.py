@@ -28,7 +28,7 @@ from bot.keyboards import confirm_choices
 from bot.menus import BY_NAME
 from bot.replies import reply
 from bot.texts import LANGUAGES, t
-from conversations.common import EditableFlow, Turn, menu_for
+from conversations.common import EditableFlow, Handlers, Turn, menu_for
 from conversations.widgets.messages import send_lines
 from conversations.widgets.round_helpers import district_of, error_text, esc
 from storage.errors import DomainError
@@ -147,7 +147,7 @@ class RoundFlow(EditableFlow):
             compile=typed_time(draft["compile"]),
         )
 
-    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def steps(self) -> Handlers:
         return {
             Step.NAME: [self.on_text(self.on_name)],
             Step.PERIOD_START: [self.on_text(self.on_period_start)],

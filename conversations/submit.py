@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import enum
 import functools
-from typing import Any
-
-from telegram import Update
-from telegram.ext import BaseHandler
 
 from bot.commands.rounds import status_label
-from bot.context import BotContext
 from bot.keyboards import rows
 from bot.texts import t
-from conversations.common import Flow, Turn
+from conversations.common import Flow, Handlers, Turn
 from conversations.widgets.messages import send_lines
 from conversations.widgets.round_helpers import (
     REVIEW_COMMANDS,
@@ -154,7 +149,7 @@ class SubmitFlow(Flow):
         )
         await send_lines(turn.update, lines[1:], markup)
 
-    def steps(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def steps(self) -> Handlers:
         return {
             Step.TRACK: [self.on_button(r"track:\w+$", self.on_track)],
             Step.CONFIRM: [self.on_button("confirm$", self.on_confirm)],

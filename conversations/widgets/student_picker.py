@@ -18,12 +18,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from telegram import Update
-from telegram.ext import BaseHandler
-
-from bot.context import BotContext
 from bot.keyboards import rows
-from conversations.common import Flow, Turn
+from conversations.common import Flow, Handlers, Turn
 from storage.schemas.parsing import clean_name
 from storage.schemas.students import (
     NewStudentIn,
@@ -130,7 +126,7 @@ class StudentPicker:
             )
             await turn.reply(turn.text("pickers.new_code"), markup)
 
-    def handlers(self) -> dict[int, list[BaseHandler[Update, BotContext, Any]]]:
+    def handlers(self) -> Handlers:
         f, s = self.flow, self.states
         back = f.on_button("pick:back$", self._back_to_search)
         return {
