@@ -1,6 +1,7 @@
 """CPU of one update of a flow, in-process (no HTTP, no rate limiter): where the time goes.
 
     .venv/bin/python bench/flow_profile.py [--flows 40] [--flow both] [--trace] [--profile out.prof]
+        [--database-url URL]
 
 One teacher of the test world runs `--flows` whole flows through the application's update queue, the
 Bot API answered in-process by bot.fakeapi.FakeBotApi, pressing what bench/load_bench.py presses:
@@ -9,7 +10,10 @@ confirm) and /vaccine (the code typed and picked, the next dose, today, the firs
 place, confirm), each flow for a student of its own, every flow saving a record. `--flow` runs one of
 them only. Prints the process CPU per update, statements per update through SQLAlchemy and calls on
 SQLite's one-hop path; `--trace` lists the statements of each step of the last flow of each kind;
-`--profile` writes a cProfile of the run and prints its top functions.
+`--profile` writes a cProfile of the run and prints its top functions. `--database-url` (or
+BENCH_DATABASE_URL; emptied first) instead of a temporary SQLite file, e.g. PostgreSQL:
+
+    .venv/bin/python bench/pg_cluster.py -- .venv/bin/python bench/flow_profile.py --flows 30
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,7 +31,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.pool import Pool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from storage.clock import Clock
 from storage.db import create_engine, direct_sqlite
@@ -81,9 +90,22 @@ async def vaccine(teacher: Person, code: str) -> int:
     return 8
 
 
-async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="flow-profile-"))
-    url = f"sqlite+aiosqlite:///{folder / 'p.sqlite3'}"
+async def empty(url: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP SCHEMA public CASCADE"))
+        await connection.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str, url: str) -> None:
+    if url:
+        if not url.startswith("postgresql"):
+            raise SystemExit("--database-url: a PostgreSQL URL (SQLite is a temporary file of its own)")
+        await empty(url)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="flow-profile-"))
+        url = f"sqlite+aiosqlite:///{folder / 'p.sqlite3'}"
     engine = create_engine(url)
     await upgrade(engine)
     services = build_services(engine, Clock())
@@ -112,6 +134,13 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str) -> 
         (statements if session else in_hops)[text[:70]] += 1
         step_log.append(("" if session else "(one-hop) ") + text[:110])
 
+    checkouts = 0  # connections taken from a pool (a session's, or the one-hop path's engine)
+
+    @event.listens_for(Pool, "checkout")
+    def _checkout(*_: Any) -> None:
+        nonlocal checkouts
+        checkouts += 1
+
     profiler = cProfile.Profile() if profile else None
     updates = 0
     began_cpu, began = time.process_time(), time.perf_counter()
@@ -123,6 +152,8 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str) -> 
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - began_cpu, time.perf_counter() - began
+    checked_out = checkouts
+    counted_statements, counted_in_hops = Counter(statements), Counter(in_hops)
     if trace:
         await traced(services, teacher, kinds, steps, codes, step_log, direct)
     async with services.sessionmaker() as session:
@@ -139,7 +170,11 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str) -> 
         in_threads = (direct.cpu - direct_cpu) / updates * 1000
         where = "storage.db.SqliteDirect"
         print(f"{hops:.2f} one-hop calls per update ({where}): {in_threads:.2f} ms CPU in its threads")
-    for title, counted in (("through SQLAlchemy sessions", statements), ("inside one-hop calls", in_hops)):
+    print(f"{checked_out / updates:.2f} connection checkouts per update")
+    for title, counted in (
+        ("through SQLAlchemy sessions", counted_statements),
+        ("inside one-hop calls", counted_in_hops),
+    ):
         total = sum(counted.values())
         kinds_text = "\n  ".join(f"{k} {v / updates:.2f}" for k, v in counted.most_common(14))
         print(f"{total / updates:.2f} statements per update {title}:\n  {kinds_text}")
@@ -206,9 +241,10 @@ def main() -> None:
     parser.add_argument("--flow", choices=("both", *FLOWS), default="both")
     parser.add_argument("--trace", action="store_true")
     parser.add_argument("--profile", default="")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
     args = parser.parse_args()
     kinds = FLOWS if args.flow == "both" else (args.flow,)
-    asyncio.run(run(args.flows, kinds, args.trace, args.profile))
+    asyncio.run(run(args.flows, kinds, args.trace, args.profile, args.database_url))
 
 
 if __name__ == "__main__":
