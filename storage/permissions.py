@@ -7,6 +7,7 @@ import enum
 
 from storage.enums import Role, SchoolLevel
 from storage.errors import AccessDenied
+from storage.rules.roles import SPECIALIST_LEVELS as SPECIALIST_LEVELS
 from storage.schemas.organisation import StaffOut
 
 
@@ -40,12 +41,6 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.DEPUTY_HEAD: frozenset(_OFFICER | {Action.MANAGE_ROUNDS}),
     Role.TECH_SUPPORT: frozenset({Action.ASK, Action.MANAGE_FAQ, Action.CSDL}),
     Role.ADMIN: frozenset(_OFFICER | {Action.MANAGE_ROUNDS, Action.REOPEN}),
-}
-
-# The levels of school a specialist reviews; combined schools belong to both.
-SPECIALIST_LEVELS: dict[Role, frozenset[SchoolLevel]] = {
-    Role.PRIMARY_SPECIALIST: frozenset({SchoolLevel.PRIMARY, SchoolLevel.COMBINED}),
-    Role.SECONDARY_SPECIALIST: frozenset({SchoolLevel.LOWER_SECONDARY, SchoolLevel.COMBINED}),
 }
 
 

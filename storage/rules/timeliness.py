@@ -40,3 +40,11 @@ def check_event_date(value: date, today: date, *, not_before: date | None = None
     if value < earliest:
         raise DomainError("date.too_early", value=show_date(value), earliest=show_date(earliest))
     return value
+
+
+def is_late(first_submitted_at: datetime | None, deadline: datetime, now: datetime) -> bool:
+    """A round's submission (section 5 of the directive: schools submit by 15:30 on the Monday) is
+    late: first submitted after the deadline, or not submitted and the deadline has passed."""
+    if first_submitted_at is not None:
+        return first_submitted_at > deadline
+    return now > deadline

@@ -26,6 +26,8 @@ from storage.enums import (
     SubmissionTrack,
 )
 from storage.errors import DomainError
+from storage.rules.dates import show_local as show_local
+from storage.rules.reminders import ReminderDue as ReminderDue
 from storage.schemas.history import FieldChange, HistoryValue
 from storage.schemas.parsing import clean_text
 from storage.text import fold, nfc
@@ -70,11 +72,6 @@ def clean_reason(text: str | None) -> str:
     if len(value) > MAX_REASON:
         raise DomainError("rounds.reason_too_long", maximum=MAX_REASON)
     return value
-
-
-def show_local(value: datetime, tz: Any) -> str:
-    """`15:30 15/11/2021`: a deadline as people read it, in the district's time zone."""
-    return value.astimezone(tz).strftime("%H:%M %d/%m/%Y")
 
 
 # --- rounds ---------------------------------------------------------------------------------------
@@ -456,21 +453,6 @@ class Progress(BaseModel):
 
 
 # --- reminders ------------------------------------------------------------------------------------
-
-
-class ReminderDue(BaseModel):
-    """One message to send: render `text_key` with `params` in `language`, send to
-    `telegram_user_id`, then call `mark_sent(round_id, staff_id, reminder_key)`."""
-
-    round_id: int
-    staff_id: int
-    telegram_user_id: int
-    language: str
-    reminder_key: str  # unique per round and person, e.g. `submit:24h`, `late:submit`
-    text_key: str  # catalogue key, e.g. `rounds.reminder.submit`
-    params: dict[str, str | int] = Field(default_factory=dict)
-    # The deadline it is about: one person's reminders go out one after another in this order.
-    due_at: datetime | None = None
 
 
 # --- history --------------------------------------------------------------------------------------
