@@ -76,6 +76,7 @@ from storage.models import (
     VaccineProduct,
 )
 from storage.repositories.students import shown_student_code
+from storage.rules.devices import MEETS_NEED
 
 PROGRAM_GROUPS = (PriorityGroup.POOR, PriorityGroup.NEAR_POOR, PriorityGroup.COVID_ORPHAN)
 
@@ -269,10 +270,11 @@ NEEDS_METRICS = (
 
 
 def _gift_received(f: ReportFilter, student_id: Any) -> Any:
-    """The student was given a device (a gift, not a loan) by the period's end."""
+    """The student was given a device (a gift, not a loan: `rules.devices.MEETS_NEED`) by the
+    period's end."""
     gift = aliased(Handover)
     return exists().where(
-        gift.student_id == student_id, gift.kind == HandoverKind.GIFT, *up_to_end(gift.handed_on, f)
+        gift.student_id == student_id, gift.kind == MEETS_NEED, *up_to_end(gift.handed_on, f)
     )
 
 

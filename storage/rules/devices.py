@@ -102,11 +102,10 @@ def check_not_holding(student: str, held_on: date | None) -> None:
         raise DomainError("devices.already_handed_from_batch", student=student, handed_on=show_date(held_on))
 
 
-def counts_as_having_device(kind: HandoverKind) -> bool:
-    """«A loan is not a device»: a device lent until online learning ends «không tính là học sinh đã
-    có thiết bị» — only a gift meets a student's need (the reports' SQL says the same:
-    `repositories/reports.py`, `services/needs.py`)."""
-    return kind is HandoverKind.GIFT
+# «A loan is not a device»: a device lent until online learning ends «không tính là học sinh đã có
+# thiết bị» — only a handover of this kind meets a student's need for a device (the reports' figures
+# read it: `repositories.reports._gift_received`, behind needs met / unmet and Biểu 1).
+MEETS_NEED = HandoverKind.GIFT
 
 
 def may_warn(source: DonationSource) -> bool:
