@@ -29,7 +29,7 @@ from storage.errors import AccessDenied, DomainError, NotFound
 from storage.models import CompiledReport, District, ReportingRound, School, Staff
 from storage.permissions import ROLE_ACTIONS, SPECIALIST_LEVELS, Action
 from storage.repositories import reports as queries
-from storage.rules import district_report_deadline
+from storage.rules.timeliness import judge_five_days
 from storage.schemas.reports import (
     LEVEL_SCOPE_LEVELS,
     ProgressCallback,
@@ -475,28 +475,16 @@ class ReportService(ServiceBase):
         (gifts and loans) by received_on + 5 days, and the district's report upward by then.
         Before the deadline, a batch not yet met is "pending": shown apart, outside the rates."""
         row = {k: v for k, v in row.items() if k != "last_entered_at"}
-        deadline = district_report_deadline(row["received_on"])
-        due = self.clock.today() > deadline
-        handed = sum(count for day, count in days if day <= deadline)
-        if handed >= row["quantity"]:
-            status = "met"
-        elif not due:
-            status = "pending"
-        else:
-            status = "partial" if handed else "none"
         reported_at = row.pop("reported_at", None)
         reported_on: date | None = reported_at.astimezone(self.clock.tz).date() if reported_at else None
-        if reported_on is not None:
-            report_status = "on_time" if reported_on <= deadline else "late"
-        else:
-            report_status = "not_reported" if due else "pending"
+        verdict = judge_five_days(row["received_on"], row["quantity"], days, reported_on, self.clock.today())
         return {
             **row,
-            "report_deadline": deadline,
-            "handed_by_deadline": handed,
-            "deadline_status": status,
+            "report_deadline": verdict.deadline,
+            "handed_by_deadline": verdict.handed,
+            "deadline_status": verdict.status,
             "reported_on": reported_on,
-            "report_status": report_status,
+            "report_status": verdict.report_status,
         }
 
     @staticmethod

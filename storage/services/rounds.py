@@ -52,11 +52,12 @@ from storage.repositories import audit, batch_reports, locks
 from storage.repositories import csdl as csdl_repo
 from storage.repositories import rounds as repo
 from storage.rules import district_report_deadline, round_label
+from storage.rules.dates import show_date, show_local
 from storage.rules.reminders import PENDING_STATUSES as PENDING_STATUSES
 from storage.rules.reminders import Contact, RoundState, SchoolState, plan_reminders
 from storage.rules.reminders import in_quiet_hours as in_quiet_hours
 from storage.rules.reminders import reminder_offset as reminder_offset
-from storage.rules.timeliness import is_late
+from storage.rules.timeliness import is_late, reported_in_time
 from storage.schemas.history import HistoryNames, Ref, describe_audit, references
 from storage.schemas.organisation import SchoolOut, StaffOut
 from storage.schemas.parsing import clean_text
@@ -90,7 +91,6 @@ from storage.schemas.rounds import (
     UnreportedBatch,
     clean_reason,
     diff_figures,
-    show_local,
 )
 from storage.schemas.students import level_label
 from storage.schemas.vaccines import Finding
@@ -201,8 +201,8 @@ class RoundService(ServiceBase):
         if data.period_end < data.period_start:
             raise DomainError(
                 "rounds.period_invalid",
-                period_start=data.period_start.strftime("%d/%m/%Y"),
-                period_end=data.period_end.strftime("%d/%m/%Y"),
+                period_start=show_date(data.period_start),
+                period_end=show_date(data.period_end),
             )
         if not submit < approve < compile_:
             raise DomainError(
@@ -1160,9 +1160,7 @@ class RoundService(ServiceBase):
                         row=stored,
                         school_id=row.school_id,
                     )
-            on_time = sum(
-                1 for r in rows if r.id in fresh and today <= district_report_deadline(r.received_on)
-            )
+            on_time = sum(1 for r in rows if r.id in fresh and reported_in_time(r.received_on, today))
         return ReportedUpward(
             reported_on=today, on_time=on_time, late=len(fresh) - on_time, already=len(rows) - len(fresh)
         )
