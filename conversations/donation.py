@@ -24,7 +24,7 @@ from conversations.widgets.messages import send
 from conversations.widgets.photo_step import photo_handlers, skip_keyboard
 from storage.enums import DeviceCondition, DeviceType, DonationSource, DonorKind
 from storage.errors import DomainError
-from storage.rules import district_report_deadline, is_late_entry, names_the_programme
+from storage.rules import names_the_programme
 from storage.schemas.devices import (
     CONDITION_WORDS,
     DEVICE_TYPE_WORDS,
@@ -191,8 +191,7 @@ class DonationFlow(EditableFlow):
             specs=html.escape(draft.get("specs") or "") or none,
             photo=turn.text("devices.photo_attached") if draft.get("photo") else none,
         )
-        clock = turn.context.services.clock
-        if is_late_entry(date.fromisoformat(draft["received_on"]), clock.now(), clock.tz):
+        if turn.context.services.donations.entered_late(date.fromisoformat(draft["received_on"])):
             text += "\n\n" + turn.text("devices.late_preview")
         return text
 
@@ -397,7 +396,8 @@ class DonationFlow(EditableFlow):
                 donor=html.escape(batch.donor_name) if batch.donor_name else turn.text("devices.none"),
             ),
             turn.text(
-                "devices.donation.deadline", deadline=show_date(district_report_deadline(batch.received_on))
+                "devices.donation.deadline",
+                deadline=show_date(turn.context.services.donations.report_deadline(batch.received_on)),
             ),
         ]
         if batch.entered_late:

@@ -16,7 +16,7 @@ from storage.models import DonationBatch, Donor, Handover
 from storage.repositories import audit
 from storage.repositories import devices as repo
 from storage.rules import devices as rules
-from storage.rules import is_late_entry, names_the_programme
+from storage.rules import district_report_deadline, is_late_entry, names_the_programme
 from storage.schemas.devices import BatchIn, BatchOut, BatchUpdate, DonorIn, DonorOut, check_event_date
 from storage.services.base import ServiceBase
 from storage.text import fold
@@ -188,6 +188,11 @@ class DonationService(ServiceBase):
         if not found:
             raise NotFound("batch")
         return found[0]
+
+    def report_deadline(self, received_on: date) -> date:
+        """The day the district reports a batch received on `received_on` to the province by (the
+        5-day rule, `rules.timeliness.district_report_deadline`): the chat says it on saving."""
+        return district_report_deadline(received_on)
 
     async def batch_to_hand_over(self, batch_id: int, *, school_id: int) -> BatchOut:
         """The school's batch (another school's is not found), refused when it has no device left

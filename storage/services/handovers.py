@@ -285,11 +285,6 @@ class HandoverService(ServiceBase):
         chat's date step. Reads nothing."""
         rules.check_returned_on(returned_on, handed_on, self.clock.today())
 
-    def entered_late(self, handed_on: date) -> bool:
-        """Whether a handover of `handed_on` saved now breaks the 1-day rule (the chat's summary says
-        so before Confirm)."""
-        return is_late_entry(handed_on, self.clock.now(), self.clock.tz)
-
     async def held_from_batch(self, batch_id: int, student_id: int, *, school_id: int) -> date | None:
         """The day the student was given the device of this batch they still hold (a gift or an open
         loan), if any: the chat says so at the student step (the save refuses it anyway)."""
