@@ -15,8 +15,6 @@ from bot.keyboards import confirm_choices, date_choices, rows
 from conversations.common import Flow, Handlers, Turn
 from conversations.widgets.date_picker import parse_picked_date, shown_date
 from conversations.widgets.device_labels import device_name
-from storage.enums import HandoverKind
-from storage.errors import DomainError
 from storage.schemas.devices import HandoverOut
 from storage.schemas.parsing import clean_text
 from storage.schemas.students import show_date
@@ -149,10 +147,7 @@ class ReturnFlow(Flow):
         return await self._chosen(turn, loan)
 
     async def _chosen(self, turn: Turn, loan: HandoverOut) -> int | None:
-        if loan.kind is not HandoverKind.LOAN:
-            raise DomainError("devices.not_a_loan")
-        if loan.returned_on is not None:
-            raise DomainError("devices.already_returned", returned_on=show_date(loan.returned_on))
+        turn.context.services.handovers.check_open_loan(loan)
         turn.remember(
             handover_id=loan.id,
             _student=f"{loan.student_name} · {loan.class_name}",

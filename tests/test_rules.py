@@ -110,6 +110,15 @@ def test_a_return_is_not_before_the_loan() -> None:
     )
 
 
+def test_only_an_open_loan_comes_back() -> None:
+    devices.check_open_loan(HandoverKind.LOAN, None)
+    assert refused(devices.check_open_loan, HandoverKind.GIFT, None) == ("devices.not_a_loan", {})
+    assert refused(devices.check_open_loan, HandoverKind.LOAN, TODAY) == (
+        "devices.already_returned",
+        {"returned_on": "15/11/2021"},
+    )
+
+
 def test_a_batch_is_not_received_after_its_first_handover() -> None:
     devices.check_received_on(RECEIVED, None, TODAY)
     devices.check_received_on(RECEIVED, RECEIVED, TODAY)

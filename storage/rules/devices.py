@@ -95,6 +95,14 @@ def check_returned_after(returned_on: date, handed_on: date) -> None:
         )
 
 
+def check_open_loan(kind: HandoverKind, returned_on: date | None) -> None:
+    """Only a loan comes back («mượn tạm … phải gửi lại»; a gift is the student's), and only once."""
+    if kind is not HandoverKind.LOAN:
+        raise DomainError("devices.not_a_loan")
+    if returned_on is not None:
+        raise DomainError("devices.already_returned", returned_on=show_date(returned_on))
+
+
 def check_not_holding(student: str, held_on: date | None) -> None:
     """One device per student per batch: a student who still holds one of this batch (a gift or an
     open loan handed on `held_on`) gets no second (4.8.3: each handover is one device to one student)."""

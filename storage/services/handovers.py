@@ -28,7 +28,6 @@ from storage.rules.findings import Finding
 from storage.rules.timeliness import is_late_entry
 from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate
 from storage.schemas.entries import RecentEntry, merge_recent
-from storage.schemas.students import show_date
 from storage.services.base import ServiceBase
 from storage.services.drafts import finish_sync
 from storage.services.students import StudentService
@@ -285,6 +284,11 @@ class HandoverService(ServiceBase):
         chat's date step. Reads nothing."""
         rules.check_returned_on(returned_on, handed_on, self.clock.today())
 
+    def check_open_loan(self, loan: HandoverOut) -> None:
+        """Refuses a handover that is not an open loan (`rules.check_open_loan`): the /return chat's
+        choice. Reads nothing."""
+        rules.check_open_loan(loan.kind, loan.returned_on)
+
     async def held_from_batch(self, batch_id: int, student_id: int, *, school_id: int) -> date | None:
         """The day the student was given the device of this batch they still hold (a gift or an open
         loan), if any: the chat says so at the student step (the save refuses it anyway)."""
@@ -330,10 +334,7 @@ class HandoverService(ServiceBase):
             handover, batch, _ = await self._rows_for_update(session, handover_id, school_id)
             # A return is an event of its own day: the loan's period is not touched by it.
             await repo.ensure_program_unlocked(session, school_id, returned_on)
-            if handover.kind is not HandoverKind.LOAN:
-                raise DomainError("devices.not_a_loan")
-            if handover.returned_on is not None:
-                raise DomainError("devices.already_returned", returned_on=show_date(handover.returned_on))
+            rules.check_open_loan(handover.kind, handover.returned_on)
             rules.check_returned_on(returned_on, handover.handed_on, self.clock.today())
             before = audit.snapshot(handover)
             handover.returned_on = returned_on
