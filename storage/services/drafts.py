@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, bindparam, delete, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from storage.db import direct_sqlite
+from storage.db import asyncpg_dialect, direct_postgres, direct_sqlite
 from storage.models import ConversationDraft
 from storage.repositories.upsert import upsert
 from storage.services.base import ServiceBase
@@ -35,6 +35,21 @@ _SELECT_PERSON = (
 _UPSERT = (
     "INSERT INTO conversation_draft (telegram_user_id, flow, step, data, updated_at) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (telegram_user_id, flow) DO UPDATE "
+    "SET step = excluded.step, data = excluded.data, updated_at = excluded.updated_at"
+)
+# The same on PostgreSQL (`storage.db.PostgresDirect`: plain asyncpg, one round trip each).
+_PG = asyncpg_dialect()
+_PG_DATA_IN = _COLUMNS.data.type.dialect_impl(_PG).bind_processor(_PG)
+_PG_DATA_OUT = _COLUMNS.data.type.dialect_impl(_PG).result_processor(_PG, None)
+_PG_AT_IN = _COLUMNS.updated_at.type.dialect_impl(_PG).bind_processor(_PG)
+_PG_SELECT_ONE = "SELECT step, data FROM conversation_draft WHERE telegram_user_id = $1 AND flow = $2"
+_PG_SELECT_PERSON = (
+    "SELECT flow, step, data FROM conversation_draft WHERE telegram_user_id = $1 "
+    "ORDER BY updated_at DESC, id DESC"
+)
+_PG_UPSERT = (
+    "INSERT INTO conversation_draft (telegram_user_id, flow, step, data, updated_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (telegram_user_id, flow) DO UPDATE "
     "SET step = excluded.step, data = excluded.data, updated_at = excluded.updated_at"
 )
 
@@ -89,6 +104,18 @@ class DraftService(ServiceBase):
             )
             await direct.write(lambda connection: connection.execute(_UPSERT, values))
             return
+        postgres = direct_postgres(self.sessionmaker)
+        if postgres is not None:
+            values = (
+                telegram_user_id,
+                flow,
+                step,
+                _convert(_PG_DATA_IN, {k: v for k, v in data.items() if k != SUSPENDED}),
+                _convert(_PG_AT_IN, self.clock.now()),
+            )
+            # One statement in autocommit; written twice (a retry after a lost connection) it is the same.
+            await postgres.run(lambda connection: connection.execute(_PG_UPSERT, *values), retry=True)
+            return
         async with self.sessionmaker.begin() as session:
             await upsert(
                 session,
@@ -115,6 +142,12 @@ class DraftService(ServiceBase):
 
             found = await direct.read(read)
             return _make(flow, found[0], _convert(_DATA_OUT, found[1])) if found is not None else None
+        postgres = direct_postgres(self.sessionmaker)
+        if postgres is not None:
+            row = await postgres.run(
+                lambda connection: connection.fetchrow(_PG_SELECT_ONE, telegram_user_id, flow), retry=True
+            )
+            return _make(flow, row[0], _convert(_PG_DATA_OUT, row[1])) if row is not None else None
         async with self.sessionmaker() as session:
             row = (
                 await session.execute(
@@ -136,6 +169,12 @@ class DraftService(ServiceBase):
 
             rows = await direct.read(read)
             return [_make(flow, step, _convert(_DATA_OUT, data)) for flow, step, data in rows]
+        postgres = direct_postgres(self.sessionmaker)
+        if postgres is not None:
+            found = await postgres.run(
+                lambda connection: connection.fetch(_PG_SELECT_PERSON, telegram_user_id), retry=True
+            )
+            return [_make(flow, step, _convert(_PG_DATA_OUT, data)) for flow, step, data in found]
         async with self.sessionmaker() as session:
             result = await session.execute(
                 select(ConversationDraft.flow, ConversationDraft.step, ConversationDraft.data)
@@ -194,6 +233,14 @@ class DraftService(ServiceBase):
             if flow is not None:
                 sql, values = sql + " AND flow = ?", (telegram_user_id, flow)
             return await direct.write(lambda connection: connection.execute(sql, values).rowcount)
+        postgres = direct_postgres(self.sessionmaker)
+        if postgres is not None:
+            pg_sql = "DELETE FROM conversation_draft WHERE telegram_user_id = $1"
+            pg_values: tuple[Any, ...] = (telegram_user_id,)
+            if flow is not None:
+                pg_sql, pg_values = pg_sql + " AND flow = $2", (telegram_user_id, flow)
+            status: str = await postgres.run(lambda connection: connection.execute(pg_sql, *pg_values))
+            return int(status.rsplit(" ", 1)[-1])  # "DELETE n"
         async with self.sessionmaker.begin() as session:
             query = delete(ConversationDraft).where(ConversationDraft.telegram_user_id == telegram_user_id)
             if flow is not None:

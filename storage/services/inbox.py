@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storage.db import direct_sqlite
+from storage.db import asyncpg_dialect, direct_postgres, direct_sqlite
 from storage.enums import InboxStatus
+from storage.models import UpdateInbox
 from storage.repositories import inbox as repo
 from storage.services.base import ServiceBase
 from storage.services.lease import Fence, LeaseLost
@@ -26,6 +27,46 @@ from storage.services.lease import Fence, LeaseLost
 MAX_ATTEMPTS = 2
 # Telegram keeps an unconfirmed update 24 hours: finished rows older than this can never come again.
 KEEP_FINISHED = timedelta(days=2)
+
+# PostgreSQL's hot path (storage.db.PostgresDirect: plain asyncpg, one statement, one round trip), values
+# converted by the columns' own types. The marks: `set_started` then `set_handled` in one UPDATE (an
+# id in both lists ends handled with its attempt counted, as the two statements in turn left it).
+_PG = asyncpg_dialect()
+_COLUMNS = UpdateInbox.__table__.c
+_PG_STATUS_IN = _COLUMNS.status.type.dialect_impl(_PG).bind_processor(_PG)
+_PG_AT_IN = _COLUMNS.handled_at.type.dialect_impl(_PG).bind_processor(_PG)
+_PG_PAYLOAD_IN = _COLUMNS.payload.type.dialect_impl(_PG).bind_processor(_PG)
+_PG_MARK = (
+    "UPDATE update_inbox SET "
+    "status = CASE WHEN update_id = ANY($2::bigint[]) THEN $4 ELSE $3 END, "
+    "attempts = attempts + CASE WHEN update_id = ANY($1::bigint[]) THEN 1 ELSE 0 END, "
+    "payload = CASE WHEN update_id = ANY($2::bigint[]) THEN NULL ELSE payload END, "
+    "handled_at = CASE WHEN update_id = ANY($2::bigint[]) THEN $5 ELSE handled_at END "
+    "WHERE update_id = ANY($1::bigint[]) OR update_id = ANY($2::bigint[])"
+)
+# Receiving: the lease check (the lease row locked FOR SHARE, so a takeover waits for this insert, as
+# in a session's transaction) and the insert of what is new, in one statement. `held` is NULL
+# unfenced; false when the lease is no longer ours (then nothing was inserted).
+_PG_INSERT_ROWS = (
+    "INSERT INTO update_inbox (update_id, chat_id, payload, status, attempts, received_at) "
+    "SELECT u.update_id, u.chat_id, u.payload, $4, 0, $5 "
+    "FROM unnest($1::bigint[], $2::bigint[], $3::json[]) AS u(update_id, chat_id, payload) "
+)
+_PG_RECEIVE = (
+    "WITH new AS (" + _PG_INSERT_ROWS + "ON CONFLICT (update_id) DO NOTHING RETURNING update_id) "
+    "SELECT NULL::boolean, ARRAY(SELECT update_id FROM new)"
+)
+_PG_RECEIVE_FENCED = (
+    "WITH held AS (SELECT name FROM leader_lease WHERE name = $6 AND holder = $7 AND term = $8 "
+    "AND expires_at > clock_timestamp() FOR SHARE), "
+    "new AS (" + _PG_INSERT_ROWS + "WHERE EXISTS (SELECT FROM held) "
+    "ON CONFLICT (update_id) DO NOTHING RETURNING update_id) "
+    "SELECT EXISTS (SELECT FROM held), ARRAY(SELECT update_id FROM new)"
+)
+
+
+def _convert(processor: Any, value: Any) -> Any:
+    return processor(value) if processor is not None else value
 
 
 @dataclass(frozen=True)
@@ -88,6 +129,24 @@ class InboxService(ServiceBase):
                 assert fence is not None
                 raise LeaseLost(fence.name)
             new = inserted
+        elif (postgres := direct_postgres(self.sessionmaker)) is not None:
+            values: list[Any] = [
+                [u.update_id for u in updates],
+                [u.chat_id for u in updates],
+                [_convert(_PG_PAYLOAD_IN, u.payload) for u in updates],
+                _convert(_PG_STATUS_IN, InboxStatus.PENDING),
+                _convert(_PG_AT_IN, now),
+            ]
+            sql = _PG_RECEIVE if fence is None else _PG_RECEIVE_FENCED
+            if fence is not None:
+                values += [fence.name, fence.holder, fence.term]
+            # Written twice (a retry after a lost connection) the second finds the first's rows, and
+            # `receive` answers which ids were new: not retried, the poller asks again.
+            held, inserted_ids = await postgres.run(lambda connection: connection.fetchrow(sql, *values))
+            if held is False:
+                assert fence is not None
+                raise LeaseLost(fence.name)
+            new = set(inserted_ids)
         else:
             async with self.sessionmaker.begin() as session:
                 if fence is not None:
@@ -118,6 +177,20 @@ class InboxService(ServiceBase):
         direct = direct_sqlite(self.sessionmaker)
         if direct is not None:
             await direct.write(lambda connection: repo.mark_sqlite(connection, started, handled, now))
+            return
+        postgres = direct_postgres(self.sessionmaker)
+        if postgres is not None:
+            values = (
+                list(started),
+                list(handled),
+                _convert(_PG_STATUS_IN, InboxStatus.HANDLING),
+                _convert(_PG_STATUS_IN, InboxStatus.HANDLED),
+                _convert(_PG_AT_IN, now),
+            )
+            # Retried after a lost connection only when done twice is the same (handled marks): a
+            # "started" counted twice brings an update nearer to being given up (bot/inbox.py retries
+            # a failed "started" itself).
+            await postgres.run(lambda connection: connection.execute(_PG_MARK, *values), retry=not started)
             return
         async with self.sessionmaker.begin() as session:
             await repo.set_started(session, started)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage.db import direct_sqlite
+from storage.db import asyncpg_dialect, direct_postgres, direct_sqlite
 from storage.enums import AuditAction, Role
 from storage.errors import DomainError, NotFound
 from storage.models import District, Invite, School, Staff
@@ -66,6 +66,13 @@ _SQLITE = sqlite.dialect()
 _LOOKUP_SQL = str(_LOOKUP.compile(dialect=_SQLITE))
 _LOOKUP_OUT = [
     (key, column.type.dialect_impl(_SQLITE).result_processor(_SQLITE, None))
+    for key, column in _LOOKUP.selected_columns.items()
+]
+# and on PostgreSQL's plain asyncpg path (storage.db.PostgresDirect)
+_PG = asyncpg_dialect()
+_LOOKUP_PG_SQL = str(_LOOKUP.compile(dialect=_PG))
+_LOOKUP_PG_OUT = [
+    (key, column.type.dialect_impl(_PG).result_processor(_PG, None))
     for key, column in _LOOKUP.selected_columns.items()
 ]
 
@@ -276,6 +283,13 @@ class StaffService(ServiceBase):
             values: dict[str, Any] = {
                 name: p(v) if p else v for (name, p), v in zip(_LOOKUP_OUT, row, strict=True)
             }
+        elif (postgres := direct_postgres(self.sessionmaker)) is not None:
+            pg_row = await postgres.run(
+                lambda connection: connection.fetchrow(_LOOKUP_PG_SQL, telegram_user_id), retry=True
+            )
+            if pg_row is None:
+                return None
+            values = {name: p(v) if p else v for (name, p), v in zip(_LOOKUP_PG_OUT, pg_row, strict=True)}
         else:
             async with self.sessionmaker() as session:
                 found_row = (await session.execute(_LOOKUP, {"telegram_user_id": telegram_user_id})).first()
