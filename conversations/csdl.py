@@ -19,7 +19,8 @@ from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from bot.access import requires
-from bot.commands.csdl import (
+from bot.context import BotContext
+from bot.csdl_texts import (
     caption_text,
     changed_lines,
     export_filename,
@@ -27,7 +28,6 @@ from bot.commands.csdl import (
     menu_label,
     status_text,
 )
-from bot.context import BotContext
 from bot.errors import render_error_html
 from bot.keyboards import choices, rows
 from bot.replies import answer_alert, reply

@@ -23,7 +23,7 @@ async def render(menu_name: str, out: str) -> None:
     from openpyxl import load_workbook
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from bot.commands.csdl import export_workbook
+    from bot.csdl_texts import export_workbook
     from storage.clock import Clock
     from storage.db import create_engine
     from storage.models import Base, VaccineProduct

@@ -61,6 +61,7 @@ BOT_HELPERS = (
     "bot.metrics",
     "bot.faq_render",
     "bot.import_texts",
+    "bot.csdl_texts",
     "bot.report_jobs",  # the background runner the /report flow hands its work to
 )
 
@@ -170,7 +171,6 @@ _WORDS_IN_COMMANDS = (
 # (importing module, imported module): why it is still so.
 KNOWN: dict[tuple[str, str], str] = {
     # conversations -> bot/commands
-    ("conversations.csdl", "bot.commands.csdl"): _WORDS_IN_COMMANDS,
     ("conversations.review", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
     ("conversations.rounds", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
     ("conversations.submit", "bot.commands.rounds"): _WORDS_IN_COMMANDS,
