@@ -37,7 +37,7 @@ from sqlalchemy.pool import Pool
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from storage.clock import Clock
-from storage.db import create_engine, direct_sqlite
+from storage.db import create_engine, direct_postgres, direct_sqlite
 from storage.enums import Gender, PriorityGroup
 from storage.migrate import upgrade
 from storage.models import Handover, Student, VaccineDose
@@ -125,6 +125,8 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str, url
     direct = direct_sqlite(services.sessionmaker)
     direct_before = direct.calls if direct is not None else 0
     direct_cpu = direct.cpu if direct is not None else 0.0
+    postgres = direct_postgres(services.sessionmaker)
+    postgres_before = postgres.calls if postgres is not None else 0
 
     @event.listens_for(Engine, "before_cursor_execute")
     def _count(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -153,6 +155,7 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str, url
         profiler.disable()
     cpu, wall = time.process_time() - began_cpu, time.perf_counter() - began
     checked_out = checkouts
+    postgres_calls = postgres.calls - postgres_before if postgres is not None else 0
     counted_statements, counted_in_hops = Counter(statements), Counter(in_hops)
     if trace:
         await traced(services, teacher, kinds, steps, codes, step_log, direct)
@@ -170,6 +173,8 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str, url
         in_threads = (direct.cpu - direct_cpu) / updates * 1000
         where = "storage.db.SqliteDirect"
         print(f"{hops:.2f} one-hop calls per update ({where}): {in_threads:.2f} ms CPU in its threads")
+    if postgres is not None:
+        print(f"{postgres_calls / updates:.2f} plain asyncpg calls per update (storage.db.PostgresDirect)")
     print(f"{checked_out / updates:.2f} connection checkouts per update")
     for title, counted in (
         ("through SQLAlchemy sessions", counted_statements),
