@@ -6,11 +6,11 @@ the command line shows what a teacher would see. Knowledge-base and user text is
 
 from __future__ import annotations
 
-from datetime import datetime
 from html import escape as _escape
 from zoneinfo import ZoneInfo
 
 from bot.texts import t
+from storage.rules.dates import show_local_day_time
 from storage.schemas.faq import ContactOut, FaqAnswer, FaqEntryOut, FaqTopicOut, UnansweredQuestionOut
 
 BUTTON_LABEL_LENGTH = 60
@@ -141,7 +141,7 @@ def render_unanswered(
             "faq.unanswered_line",
             language,
             id=item.id,
-            date=_local(item.asked_at, tz),
+            date=show_local_day_time(item.asked_at, tz),
             question=escape(item.question),
         )
         if item.times_asked > 1:
@@ -154,7 +154,3 @@ def render_unanswered(
     lines.append("")
     lines.append(t("faq.unanswered_hint", language))
     return "\n".join(lines)
-
-
-def _local(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%d/%m/%Y %H:%M")

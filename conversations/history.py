@@ -32,9 +32,10 @@ from conversations.widgets.messages import send_lines
 from storage.enums import SubmissionTrack
 from storage.errors import DomainError
 from storage.permissions import Action
+from storage.rules.dates import show_date, show_local
 from storage.schemas.history import FieldChange, HistoryValue, ValueKind
 from storage.schemas.organisation import SchoolOut, StaffOut
-from storage.schemas.rounds import HistoryEntry, show_local
+from storage.schemas.rounds import HistoryEntry
 from storage.text import fold
 
 HISTORY_LIMIT = 40
@@ -67,7 +68,7 @@ def value_text(value: HistoryValue, language: str, tz: Any) -> str:
     if kind is ValueKind.BATCH:
         return t("rounds_chat.history.value.batch", language, number=raw)
     if kind is ValueKind.DATE:
-        return date.fromisoformat(str(raw)).strftime("%d/%m/%Y")
+        return show_date(date.fromisoformat(str(raw)))
     if kind is ValueKind.TIME:
         return show_local(datetime.fromisoformat(str(raw)), tz)
     if kind is ValueKind.CHOICE:

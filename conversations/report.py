@@ -40,6 +40,7 @@ from bot.texts import t
 from conversations.common import END, Flow, Handlers, Turn, menu_for
 from storage.errors import AccessDenied, DomainError
 from storage.permissions import Action
+from storage.rules.dates import show_date
 from storage.schemas.parsing import parse_date
 from storage.schemas.reports import (
     ReportKind,
@@ -66,10 +67,6 @@ class Step(enum.IntEnum):
     DATE_FROM = 4
     DATE_TO = 5
     NUMBER = 6
-
-
-def day(value: date) -> str:
-    return value.strftime("%d/%m/%Y")
 
 
 # --- what the person picked, in words -------------------------------------------------------------
@@ -101,13 +98,13 @@ def period_label(period: ReportPeriod, round_: RoundOption | None, today: date, 
         (round_.period_start, round_.period_end) if round_ else (period.date_from, period.date_to)
     )
     if date_from and date_to:
-        span = t("reports.period.range", language, date_from=day(date_from), date_to=day(date_to))
+        span = t("reports.period.range", language, date_from=show_date(date_from), date_to=show_date(date_to))
     elif date_from:
-        span = t("reports.period.since", language, date_from=day(date_from))
+        span = t("reports.period.since", language, date_from=show_date(date_from))
     elif date_to:
-        span = t("reports.period.until", language, date_to=day(date_to))
+        span = t("reports.period.until", language, date_to=show_date(date_to))
     else:
-        span = t("reports.period.all", language, today=day(today))
+        span = t("reports.period.all", language, today=show_date(today))
     if round_ is not None:
         return t("reports.period.round", language, round=round_.name, span=span)
     return span
@@ -170,7 +167,7 @@ class ReportFlow(Flow):
                 [(turn.text("report_chat.to_today"), self.cb("to", "today"))],
                 [(turn.text("core.back"), self.cb("back"))],
             )
-            await turn.reply(turn.text("report_chat.to_question", date_from=day(date_from)), markup)
+            await turn.reply(turn.text("report_chat.to_question", date_from=show_date(date_from)), markup)
         elif state == Step.NUMBER:
             period, round_ = self._chosen_period(turn)
             text = turn.text(
@@ -253,8 +250,8 @@ class ReportFlow(Flow):
             label = turn.text(
                 "report_chat.period_round",
                 name=name,
-                start=day(option.period_start),
-                end=day(option.period_end),
+                start=show_date(option.period_start),
+                end=show_date(option.period_end),
             )
             buttons.append([(label, self.cb("round", option.id))])
         buttons.append([(turn.text("report_chat.period_dates"), self.cb("period", "dates"))])

@@ -11,13 +11,13 @@ writes one audit row per batch.
 from __future__ import annotations
 
 import enum
-from datetime import date
 
 from bot.keyboards import rows
 from conversations.common import Flow, Handlers, Turn
 from conversations.widgets.round_helpers import error_text, esc
 from storage.errors import DomainError
 from storage.permissions import Action
+from storage.rules.dates import show_date
 from storage.schemas.rounds import UnreportedBatch
 
 PAGE_SIZE = 8
@@ -26,10 +26,6 @@ PAGE_SIZE = 8
 class Step(enum.IntEnum):
     PICK = 1
     CONFIRM = 2
-
-
-def _day(day: date) -> str:
-    return day.strftime("%d/%m/%Y")
 
 
 class ReportUpwardFlow(Flow):
@@ -67,8 +63,8 @@ class ReportUpwardFlow(Flow):
                             "upward.button",
                             code=b.school_code,
                             number=b.number,
-                            received_on=_day(b.received_on),
-                            due_on=_day(b.due_on),
+                            received_on=show_date(b.received_on),
+                            due_on=show_date(b.due_on),
                             overdue=turn.text("upward.overdue_mark") if today > b.due_on else "",
                         ),
                         self.cb("pick", b.id),
@@ -96,10 +92,10 @@ class ReportUpwardFlow(Flow):
                     school=esc(turn.draft["_school"]),
                     received_on=turn.draft["_received_on"],
                     due_on=turn.draft["_due_on"],
-                    today=_day(today),
+                    today=show_date(today),
                 )
             else:
-                text = turn.text("upward.confirm_all", count=len(chosen), today=_day(today))
+                text = turn.text("upward.confirm_all", count=len(chosen), today=show_date(today))
             await turn.reply(
                 text,
                 rows(
@@ -135,8 +131,8 @@ class ReportUpwardFlow(Flow):
             batch_ids=[found.id],
             _number=found.number,
             _school=found.school_name,
-            _received_on=_day(found.received_on),
-            _due_on=_day(found.due_on),
+            _received_on=show_date(found.received_on),
+            _due_on=show_date(found.due_on),
         )
         return await turn.ask(Step.CONFIRM)
 
@@ -163,7 +159,7 @@ class ReportUpwardFlow(Flow):
         text = turn.text(
             "upward.done",
             count=outcome.on_time + outcome.late,
-            today=_day(outcome.reported_on),
+            today=show_date(outcome.reported_on),
             on_time=outcome.on_time,
             late=outcome.late,
         )

@@ -34,6 +34,7 @@ from conversations.widgets.round_helpers import district_of, error_text, esc
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.rules import round_label
+from storage.rules.dates import show_date, show_local, show_time_day
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_text, parse_date
 from storage.schemas.rounds import (
@@ -43,7 +44,6 @@ from storage.schemas.rounds import (
     RoundOut,
     TrackState,
     parse_local_datetime,
-    show_local,
 )
 from storage.services.csdl import CsdlService
 
@@ -53,10 +53,6 @@ from storage.services.csdl import CsdlService
 async def retry(turn: Turn, exc: Exception) -> int | None:
     """Stay at the step with the refusal, escaped (it may quote what was typed)."""
     return await turn.retry(error_text(exc, turn.language))
-
-
-def day_text(value: date) -> str:
-    return value.strftime("%d/%m/%Y")
 
 
 # --- /round ---------------------------------------------------------------------------------------
@@ -104,11 +100,6 @@ def round_in(draft: dict[str, Any]) -> RoundIn:
     )
 
 
-def typed_time(value: str) -> str:
-    """A deadline kept in the draft (a naive local wall time) as people type it."""
-    return datetime.fromisoformat(value).strftime("%H:%M %d/%m/%Y")
-
-
 class RoundFlow(EditableFlow):
     name = "round"
     command = "round"
@@ -140,11 +131,11 @@ class RoundFlow(EditableFlow):
         return turn.text(
             "rounds_chat.round.summary",
             name=esc(draft["name"]),
-            period_start=day_text(date.fromisoformat(draft["period_start"])),
-            period_end=day_text(date.fromisoformat(draft["period_end"])),
-            submit=typed_time(draft["submit"]),
-            approve=typed_time(draft["approve"]),
-            compile=typed_time(draft["compile"]),
+            period_start=show_date(date.fromisoformat(draft["period_start"])),
+            period_end=show_date(date.fromisoformat(draft["period_end"])),
+            submit=show_time_day(datetime.fromisoformat(draft["submit"])),
+            approve=show_time_day(datetime.fromisoformat(draft["approve"])),
+            compile=show_time_day(datetime.fromisoformat(draft["compile"])),
         )
 
     def steps(self) -> Handlers:
@@ -210,8 +201,8 @@ def created_text(created: RoundOut, language: str, tz: Any) -> str:
         id=created.id,
         name=esc(created.name),
         schools=created.schools,
-        period_start=day_text(created.period_start),
-        period_end=day_text(created.period_end),
+        period_start=show_date(created.period_start),
+        period_end=show_date(created.period_end),
         submit=show_local(created.submit_deadline, tz),
         approve=show_local(created.approve_deadline, tz),
         compile=show_local(created.compile_deadline, tz),

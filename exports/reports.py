@@ -54,6 +54,7 @@ from storage.enums import (
     SchoolLevel,
     SubmissionStatus,
 )
+from storage.rules.dates import show_date
 
 NEEDS = "needs"
 DEVICES = "devices"
@@ -209,7 +210,7 @@ class Words:
         return text.replace(".", ",") if self.language == "vi" else text
 
     def day(self, value: date | None) -> str:
-        return value.strftime("%d/%m/%Y") if value else ""
+        return show_date(value) if value else ""
 
 
 LEVELS = _values(SchoolLevel)

@@ -20,6 +20,7 @@ from exports.labels import Labels
 from exports.xlsx import BOOL, DATETIME, INT, LABEL, TEXT, Column, PrintSetup, Workbook
 from storage.enums import SubmissionStatus
 from storage.rules import round_label
+from storage.rules.dates import show_date
 from storage.schemas.rounds import TRACK_FIGURES, CompiledRound, CompiledSchool, TrackState
 from storage.schemas.students import level_label
 
@@ -61,8 +62,8 @@ def _cover(book: Workbook, data: CompiledRound, labels: Labels, tz: ZoneInfo, pr
             _w(
                 "cover.period",
                 labels,
-                start=rnd.period_start.strftime("%d/%m/%Y"),
-                end=rnd.period_end.strftime("%d/%m/%Y"),
+                start=show_date(rnd.period_start),
+                end=show_date(rnd.period_end),
             ),
             formats.center,
         ),

@@ -37,6 +37,7 @@ from storage.enums import (
     HandoverKind,
     PriorityGroup,
 )
+from storage.rules.dates import show_date
 from storage.schemas.imports import (
     SPECS,
     BatchChoice,
@@ -116,7 +117,7 @@ def rule_text(column: ColumnSpec, labels: Labels) -> str:
 def batch_label(batch: BatchChoice, labels: Labels) -> str:
     values: dict[str, Any] = {
         "number": batch.number,
-        "received_on": batch.received_on.strftime("%d/%m/%Y"),
+        "received_on": show_date(batch.received_on),
         "device_type": code_label(CodeList.DEVICE_TYPE, batch.device_type.value, labels),
         "left": batch.left,
     }

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bot.texts import t
 from storage.enums import Role, SchoolLevel
+from storage.rules.dates import show_local_day_time
 from storage.schemas.organisation import DistrictIn, InviteIn, SchoolIn
 
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ async def _invite_create(ctx: CliContext, args: argparse.Namespace) -> int:
     username = args.bot_username or await _bot_username(ctx)
     link = f"https://t.me/{username}?start={invite.code}" if username else None
     payload = {**invite.model_dump(mode="json"), "link": link}
-    expires = invite.expires_at.astimezone(ctx.settings.tz).strftime("%d/%m/%Y %H:%M")
+    expires = show_local_day_time(invite.expires_at, ctx.settings.tz)
     human = t("cli.invite_created", code=invite.code, role=invite.role.value, expires=expires)
     human += "\n" + (t("cli.invite_link", link=link) if link else t("cli.invite_no_link", code=invite.code))
     ctx.emit(human, payload)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot.texts import load, t
 from storage.rules import round_label
+from storage.rules.dates import show_date, show_local
 from storage.schemas.parsing import parse_date
 from storage.schemas.rounds import (
     Inconsistency,
@@ -20,7 +20,6 @@ from storage.schemas.rounds import (
     RoundOut,
     TrackState,
     parse_local_datetime,
-    show_local,
 )
 
 if TYPE_CHECKING:
@@ -205,10 +204,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     json_flag(progress)
 
 
-def _day(value: date) -> str:
-    return value.strftime("%d/%m/%Y")
-
-
 def _round_json(rnd: RoundOut) -> dict[str, Any]:
     return rnd.model_dump(mode="json")
 
@@ -232,8 +227,8 @@ async def _create(ctx: CliContext, args: argparse.Namespace) -> int:
         id=rnd.id,
         name=rnd.name,
         schools=rnd.schools,
-        period_start=_day(rnd.period_start),
-        period_end=_day(rnd.period_end),
+        period_start=show_date(rnd.period_start),
+        period_end=show_date(rnd.period_end),
         submit=show_local(rnd.submit_deadline, tz),
         approve=show_local(rnd.approve_deadline, tz),
         compile=show_local(rnd.compile_deadline, tz),

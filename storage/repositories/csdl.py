@@ -32,6 +32,7 @@ from storage.models import (
     VaccineProduct,
 )
 from storage.repositories.students import shown_student_code
+from storage.rules.dates import show_date
 from storage.schemas.csdl import CsdlMenu, fingerprint, fingerprint_fields
 
 # Names a reminder lists per school; more are counted.
@@ -264,7 +265,7 @@ def _add_name(names: list[str], name: str) -> None:
 
 def _name(kind: CsdlRecordKind, values: Any) -> str:
     if kind is CsdlRecordKind.BATCH:
-        day = values["received_on"].strftime("%d/%m/%Y") if values["received_on"] else ""
+        day = show_date(values["received_on"]) if values["received_on"] else ""
         return f"{values['donor_name'] or '–'} ({day})"
     code = values["student_code"]
     return f"{values['full_name']} ({code})" if code else str(values["full_name"])

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from storage.enums import SubmissionStatus, SubmissionTrack
 from storage.models import ReportingRound, RoundSubmission
 from storage.rules import round_label
+from storage.rules.dates import show_date
 from storage.schemas.vaccines import Finding
 
 LOCKING_STATUSES = (SubmissionStatus.SUBMITTED, SubmissionStatus.APPROVED)
@@ -135,10 +136,6 @@ def standing_lock(locks: Sequence[PeriodLock], *days: date | None) -> PeriodLock
     return None
 
 
-def _day(value: date) -> str:
-    return value.strftime("%d/%m/%Y")
-
-
 def refusal(lock: PeriodLock, area: str) -> Finding:
     """The refusal of a change to a locked period: which round and period, who can reopen it (the
     reviewer while submitted: `<area>.locked`; after approval the statistics officer or an admin:
@@ -148,9 +145,9 @@ def refusal(lock: PeriodLock, area: str) -> Finding:
         code=code,
         params={
             "round": round_label(lock.round_name),
-            "start": _day(lock.period_start),
-            "end": _day(lock.period_end),
-            "after": _day(lock.period_end + timedelta(days=1)),
+            "start": show_date(lock.period_start),
+            "end": show_date(lock.period_end),
+            "after": show_date(lock.period_end + timedelta(days=1)),
         },
     )
 

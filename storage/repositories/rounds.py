@@ -31,6 +31,7 @@ from storage.models import (
     VaccineDose,
 )
 from storage.repositories import reports as report_queries
+from storage.rules.dates import show_date
 from storage.schemas.rounds import (
     ISSUE_AREA_TRACK,
     Inconsistency,
@@ -79,7 +80,7 @@ async def _rows(session: AsyncSession, statement: Select[*tuple[Any, ...]]) -> l
 def _plain(value: Any) -> Any:
     """JSON-ready issue parameters: dates as people read them, enumerations as their values."""
     if isinstance(value, date):
-        return value.strftime("%d/%m/%Y")
+        return show_date(value)
     return getattr(value, "value", value)
 
 

@@ -45,10 +45,6 @@ class Dose(Protocol):
     def product_id(self) -> int: ...
 
 
-def day_text(value: date) -> str:
-    return show_date(value)
-
-
 def add_years(born: date, years: int) -> date:
     try:
         return born.replace(year=born.year + years)
@@ -82,7 +78,7 @@ def judge_dose(
     errors: list[Finding] = []
     warnings: list[Finding] = []
     product, given_on, number = facts.product, facts.given_on, facts.dose_number
-    shown = day_text(given_on)
+    shown = show_date(given_on)
 
     def error(code: str, **params: object) -> None:
         errors.append(Finding(code=code, params=params))
@@ -91,13 +87,13 @@ def judge_dose(
 
     by_number = {dose.dose_number: dose for dose in facts.others}
     if number in by_number:
-        error("vaccines.duplicate_dose", dose_number=number, given_on=day_text(by_number[number].given_on))
+        error("vaccines.duplicate_dose", dose_number=number, given_on=show_date(by_number[number].given_on))
     same_day = [dose for dose in facts.others if dose.given_on == given_on]
     if same_day and number not in by_number:
         error("vaccines.same_day", given_on=shown, dose_number=same_day[0].dose_number)
 
     if given_on < facts.date_of_birth:
-        error("vaccines.before_birth", given_on=shown, date_of_birth=day_text(facts.date_of_birth))
+        error("vaccines.before_birth", given_on=shown, date_of_birth=show_date(facts.date_of_birth))
     else:
         eligible_from = add_years(facts.date_of_birth, product.min_age_years)
         if given_on < eligible_from:
@@ -106,7 +102,7 @@ def judge_dose(
                 given_on=shown,
                 product=product.name,
                 min_age=product.min_age_years,
-                eligible_from=day_text(eligible_from),
+                eligible_from=show_date(eligible_from),
             )
 
     if number in by_number:
@@ -123,7 +119,7 @@ def judge_dose(
             dose_number=number,
             given_on=shown,
             previous_number=previous.dose_number,
-            previous_on=day_text(previous.given_on),
+            previous_on=show_date(previous.given_on),
         )
     if following is not None and given_on > following.given_on:
         error(
@@ -131,7 +127,7 @@ def judge_dose(
             dose_number=number,
             given_on=shown,
             next_number=following.dose_number,
-            next_on=day_text(following.given_on),
+            next_on=show_date(following.given_on),
         )
     for neighbour in (previous, following):
         if neighbour is None or neighbour.given_on == given_on:
@@ -145,7 +141,7 @@ def judge_dose(
                     params={
                         "dose_number": number,
                         "other_number": neighbour.dose_number,
-                        "other_on": day_text(neighbour.given_on),
+                        "other_on": show_date(neighbour.given_on),
                         "days": days,
                         "minimum": rule.min_interval_days,
                         "product": rule.name,
@@ -168,7 +164,7 @@ def dose_day_and_product(product: Product, other_name: str, given_on: date, toda
     product «khác» without its name (4.9.1 asks «loại thuốc được tiêm»), a day in the future or
     before the programme's school year."""
     found: list[Finding] = []
-    shown = day_text(given_on)
+    shown = show_date(given_on)
     if product.code == OTHER_PRODUCT_CODE and not other_name:
         found.append(Finding(code="vaccines.other_needs_name"))
     if given_on > today:
@@ -176,7 +172,7 @@ def dose_day_and_product(product: Product, other_name: str, given_on: date, toda
     if given_on < DOSE_DATE_FLOOR:
         found.append(
             Finding(
-                code="vaccines.too_early", params={"given_on": shown, "earliest": day_text(DOSE_DATE_FLOOR)}
+                code="vaccines.too_early", params={"given_on": shown, "earliest": show_date(DOSE_DATE_FLOOR)}
             )
         )
     return found

@@ -30,6 +30,7 @@ from storage.enums import (
     SchoolLevel,
 )
 from storage.errors import DomainError
+from storage.rules.dates import show_date
 from storage.schemas.devices import (
     CONDITION_WORDS,
     DEVICE_TYPE_WORDS,
@@ -537,7 +538,7 @@ def cell_text(value: Any) -> str:
     if isinstance(value, datetime):
         value = value.date()
     if isinstance(value, date):
-        return value.strftime("%d/%m/%Y")
+        return show_date(value)
     return nfc(str(value))
 
 

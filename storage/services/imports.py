@@ -53,6 +53,7 @@ from storage.repositories import audit, locks
 from storage.repositories import devices as devices_repo
 from storage.repositories import students as students_repo
 from storage.rules import devices
+from storage.rules.dates import show_local
 from storage.rules.timeliness import check_event_date, is_late_entry
 from storage.rules.vaccines import DoseFacts, judge_dose
 from storage.schemas.devices import BatchIn, DonorIn, HandoverIn
@@ -1566,6 +1567,6 @@ class ImportService(ServiceBase):
         if pending.created_at < self.clock.now() - timedelta(hours=PENDING_HOURS):
             async with self.sessionmaker.begin() as session:
                 await session.execute(delete(PendingUpload).where(PendingUpload.id == pending_id))
-            sent_at = pending.created_at.astimezone(self.clock.tz).strftime("%H:%M %d/%m/%Y")
+            sent_at = show_local(pending.created_at, self.clock.tz)
             raise DomainError("excel.pending.expired", sent_at=sent_at, hours=PENDING_HOURS)
         return pending

@@ -22,12 +22,13 @@ from storage.repositories import audit, locks
 from storage.repositories import needs as history
 from storage.repositories.reports import ReportFilter
 from storage.repositories.rounds import figure_statements, figure_values
+from storage.rules.dates import show_date
 from storage.schemas.entries import RecentEntry
 from storage.schemas.needs import NeedChange, NeedGroupSummary, NeedIn, NeedOut, NeedSummary
 from storage.schemas.vaccines import Finding
 from storage.services.base import ServiceBase
 from storage.services.students import StudentService
-from storage.services.vaccines import day_text, given_name_order, school_student
+from storage.services.vaccines import given_name_order, school_student
 
 
 def need_out(need: NeedRecord, student: Student) -> NeedOut:
@@ -122,12 +123,12 @@ class NeedService(ServiceBase):
                     raise DomainError(
                         "needs.already_recorded",
                         student=student.full_name,
-                        entered_on=day_text(need.entered_at.astimezone(self.clock.tz).date()),
+                        entered_on=show_date(need.entered_at.astimezone(self.clock.tz).date()),
                     )
                 latest = await history.latest_state(session, student.id)
                 if latest is not None and day < latest.changed_on:
                     # Changes are kept in order of their days: one cannot go before the last one.
-                    raise DomainError("needs.since_before_change", since=day_text(latest.changed_on))
+                    raise DomainError("needs.since_before_change", since=show_date(latest.changed_on))
                 if need is None:
                     need = NeedRecord(
                         student_id=student.id,
@@ -247,9 +248,7 @@ class NeedService(ServiceBase):
             found = await locks.entry_locks(
                 session, "needs", [(n.school_id, today) for n in needs], standing=True
             )
-        return [
-            recent_need(need, lock) for need, lock in zip(needs, found, strict=True)
-        ]
+        return [recent_need(need, lock) for need, lock in zip(needs, found, strict=True)]
 
     async def change_refusal(self, school_id: int, since: date | None = None) -> Finding | None:
         """Why a need change dated `since` (today by default) would be refused, if it would: the chat
@@ -354,7 +353,7 @@ class NeedService(ServiceBase):
             return today
         if as_of > today:
             # Needs as they will stand are not known: a later change may still be dated before then.
-            raise DomainError("needs.summary_future", day=day_text(as_of))
+            raise DomainError("needs.summary_future", day=show_date(as_of))
         return as_of
 
     def _since(self, since: date | None) -> date:
@@ -362,7 +361,7 @@ class NeedService(ServiceBase):
         if since is None:
             return today
         if since > today:
-            raise DomainError("needs.since_future", since=day_text(since))
+            raise DomainError("needs.since_future", since=show_date(since))
         return since
 
     async def _apply(
