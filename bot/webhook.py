@@ -337,7 +337,3 @@ async def start_server(
     server = HTTPServer(app, max_body_size=max_body)
     server.listen(port, address=host)
     return server
-
-
-def webhook_kwargs(update_types: Any = None) -> dict[str, Any]:
-    return {"allowed_updates": update_types or Update.ALL_TYPES}

@@ -43,10 +43,8 @@ from exports.xlsx import (
 )
 from storage.enums import (
     NEED_GROUPS,
-    DeviceCondition,
     DeviceType,
     DonationSource,
-    DonorKind,
     DosePlace,
     Gender,
     HandoverKind,
@@ -215,9 +213,7 @@ class Words:
 
 LEVELS = _values(SchoolLevel)
 GENDERS = _values(Gender)
-DONOR_KINDS = _values(DonorKind)
 DEVICE_TYPES = _values(DeviceType)
-CONDITIONS = _values(DeviceCondition)
 LOAN_STATUSES = ("open", "returned")
 DEADLINE_STATUSES = ("met", "partial", "none", "pending")
 REPORT_STATUSES = ("on_time", "late", "not_reported", "pending")

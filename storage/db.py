@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Dialect, event, exc
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import greenlet_spawn
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -83,13 +83,6 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     else:
         _configure_postgres(engine)
     return engine
-
-
-def create_test_engine(url: str) -> AsyncEngine:
-    """An engine without pooling, for tests that create and drop databases."""
-    if is_sqlite(url):
-        return create_engine(url)
-    return create_async_engine(url, poolclass=NullPool)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

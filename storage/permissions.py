@@ -65,8 +65,3 @@ def sees_school(staff: StaffOut, *, school_id: int, level: SchoolLevel, district
         return False
     levels = SPECIALIST_LEVELS.get(staff.role)
     return levels is None or level in levels
-
-
-def require_school(staff: StaffOut, *, school_id: int, level: SchoolLevel, district_id: int) -> None:
-    if not sees_school(staff, school_id=school_id, level=level, district_id=district_id):
-        raise AccessDenied("access.other_school")

@@ -180,11 +180,6 @@ def read_school_table(path: Path, default_district: str | None) -> list[tuple[in
     return rows
 
 
-def read_school_rows(path: Path, default_district: str | None) -> list[dict[str, str]]:
-    """Rows of a CSV or XLSX list of schools, with columns matched by header text."""
-    return [row for _, row in read_school_table(path, default_district)]
-
-
 async def _school_import(ctx: CliContext, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 

@@ -50,7 +50,6 @@ class _Open:
     tag: str
     offset: int  # in UTF-16 code units of the plain text so far
     entity: JSON | None
-    start_byte: int
 
 
 @dataclass
@@ -136,7 +135,7 @@ class _Parser:
             entity = {"type": "expandable_blockquote" if "expandable" in attributes else "blockquote"}
         elif name == "tg-emoji":
             entity = {"type": "custom_emoji", "custom_emoji_id": attributes.get("emoji-id", "")}
-        self.stack.append(_Open(name, self.length, entity, self.byte_offset(i)))
+        self.stack.append(_Open(name, self.length, entity))
         return close + 1
 
     def end_tag(self, i: int) -> int:

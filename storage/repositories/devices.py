@@ -164,15 +164,6 @@ def batches_with_counts_sync(
     ]
 
 
-async def active_program_handover(
-    session: AsyncSession, student_id: int, *, exclude_handover_id: int | None = None
-) -> tuple[Handover, DonationBatch] | None:
-    """The student's earliest active handover from a programme batch (a gift or an open loan)."""
-    return await session.run_sync(
-        active_program_handover_sync, student_id, exclude_handover_id=exclude_handover_id
-    )
-
-
 def active_program_handover_sync(
     session: Session, student_id: int, *, exclude_handover_id: int | None = None
 ) -> tuple[Handover, DonationBatch] | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -92,20 +92,6 @@ class ReportFilter:
     date_to: date | None = None
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Ho_Chi_Minh"))
 
-    @property
-    def entered_from(self) -> datetime | None:
-        """The UTC instant the period's first local day begins."""
-        if self.date_from is None:
-            return None
-        return datetime.combine(self.date_from, time(0), self.tz).astimezone(UTC)
-
-    @property
-    def entered_before(self) -> datetime | None:
-        """The UTC instant after the period's last local day."""
-        if self.date_to is None:
-            return None
-        return datetime.combine(self.date_to + timedelta(days=1), time(0), self.tz).astimezone(UTC)
-
 
 # --- building blocks ------------------------------------------------------------------------------
 
@@ -153,15 +139,6 @@ def within(column: Any, f: ReportFilter) -> ColumnElement[bool]:
 def by_end(column: Any, f: ReportFilter) -> ColumnElement[bool]:
     """The day in `column` is on or before the period's end, as one condition (for CASE)."""
     return and_(true(), *up_to_end(column, f))
-
-
-def entered_in_period(column: Any, f: ReportFilter) -> list[ColumnElement[bool]]:
-    conditions = []
-    if f.entered_from is not None:
-        conditions.append(column >= f.entered_from)
-    if f.entered_before is not None:
-        conditions.append(column < f.entered_before)
-    return conditions
 
 
 def _school_columns(school: Any = School) -> list[Any]:

@@ -115,17 +115,6 @@ def _in_school_query(for_update: bool) -> Select[Student]:
     return query.with_for_update() if for_update else query
 
 
-async def by_codes(session: AsyncSession, codes: Iterable[str]) -> dict[str, Student]:
-    """Students of any school by code."""
-    wanted = sorted(set(codes))
-    found: dict[str, Student] = {}
-    for start in range(0, len(wanted), CODE_CHUNK):
-        chunk = wanted[start : start + CODE_CHUNK]
-        for student in await session.scalars(select(Student).where(Student.code.in_(chunk))):
-            found[student.code] = student
-    return found
-
-
 async def rows_by_codes(session: AsyncSession, codes: Iterable[str]) -> dict[str, Row[Any]]:
     """Students of any school by code, as plain rows of every column (`row.code`, `row.school_id`, …):
     an import of 50,000 rows compares them and lets them go, so no ORM object is built for them."""

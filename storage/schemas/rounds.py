@@ -447,10 +447,6 @@ class Progress(BaseModel):
     schools: list[SchoolProgress]  # by school code
     totals: ProgressTotals
 
-    @property
-    def submit_deadline_passed(self) -> bool:
-        return self.now > self.round.submit_deadline
-
 
 # --- reminders ------------------------------------------------------------------------------------
 

@@ -285,10 +285,6 @@ class StudentOut(BaseModel):
     gender: Gender | None
     active: bool
 
-    @property
-    def has_csdl_code(self) -> bool:
-        return not is_provisional_code(self.code)
-
 
 class StudentPage(BaseModel):
     """One page of search results; `page` counts from 1."""

@@ -319,10 +319,3 @@ class CsdlService(ServiceBase):
             found = await repo.not_in_csdl(session, school_ids, self._cutoff(), with_names=with_names)
         return {sid: OverdueSchool(sid, count, names) for sid, (count, names) in found.items()}
 
-    async def school_ids_of_district(self, district_id: int) -> list[int]:
-        async with self.sessionmaker() as session:
-            return list(
-                await session.scalars(
-                    select(School.id).where(School.district_id == district_id, School.active)
-                )
-            )

@@ -389,10 +389,6 @@ class FaqService(ServiceBase):
             raise DomainError("faq.contact_topic_unknown", value=topic, allowed=", ".join(CONTACT_TOPICS))
         return next(c for c in await self.contacts() if c.topic == topic)
 
-    async def set_contact(self, data: ContactIn, *, actor_id: int | None = None) -> ContactOut:
-        await self.import_contacts([data], actor_id=actor_id)
-        return await self.contact(data.topic)
-
     async def import_contacts(
         self, contacts: list[ContactIn], *, actor_id: int | None = None
     ) -> ContactImportResult:
@@ -429,11 +425,6 @@ class FaqService(ServiceBase):
                     session, actor_id=actor_id, action=AuditAction.UPDATE, row=row, before=before
                 )
                 result.updated += 1
-
-    async def contacts_for(self, contact_topic: str, staff_id: int | None = None) -> list[ContactOut]:
-        """Whom `staff_id` should call about an entry's contact topic ("program": by their school's level)."""
-        async with self.sessionmaker() as session:
-            return await self._contacts_for(session, contact_topic, staff_id)
 
     async def _contacts_for(
         self, session: AsyncSession, contact_topic: str, staff_id: int | None

@@ -320,9 +320,6 @@ class HandoverService(ServiceBase):
             school_id, Handover.kind == HandoverKind.LOAN, Handover.returned_on.is_(None)
         )
 
-    async def handovers_of_batch(self, batch_id: int, *, school_id: int) -> list[HandoverOut]:
-        return await self._listed(school_id, DonationBatch.id == batch_id)
-
     async def handovers_of_student(self, student_id: int, *, school_id: int) -> list[HandoverOut]:
         return await self._listed(school_id, Handover.student_id == student_id)
 
