@@ -53,6 +53,7 @@ from storage.enums import (
     SubmissionStatus,
 )
 from storage.rules.dates import show_date
+from storage.rules.numbers import show_number, show_percent
 
 NEEDS = "needs"
 DEVICES = "devices"
@@ -197,15 +198,10 @@ class Words:
         return {True: self("label.yes"), False: ""}
 
     def number(self, value: int | float | None) -> str:
-        value = value or 0
-        text = f"{value:,.0f}"
-        return text.replace(",", ".") if self.language == "vi" else text
+        return show_number(value, self.language)
 
     def percent(self, fraction: float | None) -> str:
-        if fraction is None:
-            return "–"
-        text = f"{fraction * 100:.1f}%"
-        return text.replace(".", ",") if self.language == "vi" else text
+        return show_percent(fraction, self.language)
 
     def day(self, value: date | None) -> str:
         return show_date(value) if value else ""

@@ -38,6 +38,7 @@ from storage.enums import (
     PriorityGroup,
 )
 from storage.rules.dates import show_date
+from storage.rules.numbers import show_number
 from storage.schemas.imports import (
     SPECS,
     BatchChoice,
@@ -352,7 +353,7 @@ def _write_guide(
         sheet=data_title,
         first_row=FIRST_DATA_ROW,
         max_mb=max_bytes // 2**20,
-        max_rows=f"{max_rows:,}".replace(",", "."),
+        max_rows=show_number(max_rows, "vi"),  # dotted in both languages, as it always was
         key=labels(f"excel.guide.key_{kind.value}"),
     )
     row = 3
