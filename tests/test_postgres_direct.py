@@ -165,3 +165,32 @@ async def test_marks_in_one_statement_as_two_in_turn(services: Services, clock: 
     assert (rows[2].status, rows[2].attempts, rows[2].payload) == (InboxStatus.HANDLED, 1, None)
     assert (rows[3].status, rows[3].attempts, rows[3].payload) == (InboxStatus.HANDLED, 1, None)
     assert rows[3].handled_at == datetime(2026, 3, 1, 8, 0, tzinfo=UTC) and rows[1].handled_at is None
+
+
+@POSTGRES_ONLY
+async def test_a_connection_unused_for_a_while_is_pinged_at_checkout(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
+    import storage.db
+
+    direct = direct_postgres(services.sessionmaker)
+    assert direct is not None
+    assert await direct.run(lambda c: c.fetchval("SELECT 1")) == 1
+    pings: list[object] = []
+    original = AsyncAdapt_asyncpg_connection.ping
+
+    def ping(self: AsyncAdapt_asyncpg_connection) -> None:
+        pings.append(self)
+        original(self)
+
+    monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "ping", ping)
+    assert await direct.run(lambda c: c.fetchval("SELECT 2")) == 2
+    assert pings == []  # used a moment ago: no round trip before the statement
+    monkeypatch.setattr(storage.db, "PING_IDLE_SECONDS", 0.0)  # now every connection has been idle long
+    await asyncio.sleep(0.01)
+    assert await direct.run(lambda c: c.fetchval("SELECT 3")) == 3
+    async with services.sessionmaker() as session:
+        assert await session.scalar(text("SELECT 4")) == 4
+    assert len(pings) == 2
