@@ -16,7 +16,9 @@ own conversation is not a broadcast, so:
   asks: nothing is dropped.
 
 Requests that are not messages (answering a button, chat actions, getFile, setMyCommands) are not
-counted; they only respect a pause of the whole bot.
+counted; they only respect a pause of the whole bot. An edit that answers a person's tap in their
+private chat (the next question put in place of the tapped one) is not a message sent either: it waits
+only for a pause of its chat or of the bot, never for the chat's bucket (`EDITS`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ COUNTED = frozenset(
         "editMessageMedia",
     }
 )
+# Edits change a message already there. Telegram's per-chat limit is about messages sent: an edit
+# answering a person's own tap in their private chat (the next question put in place of the tapped
+# one) comes at the pace of their taps and is not paced by the chat's bucket; a RetryAfter for it is
+# still honoured like any other (the chat paused, the edit tried again).
+EDITS = frozenset({"editMessageText", "editMessageCaption", "editMessageReplyMarkup", "editMessageMedia"})
 GLOBAL_AFTER_CHATS = 3  # refusals of this many chats within a second: the whole bot is limited
 _MARGIN = 0.1  # seconds added to what Telegram asks (clocks and transit)
 
@@ -276,9 +283,11 @@ class SchoolRateLimiter(BaseRateLimiter[str]):
         chat = _chat_of(data.get("chat_id"))
         counted = endpoint in COUNTED and chat is not None
         broadcast = counted and self.kind_of(chat, rate_limit_args) == "broadcast"
+        private = isinstance(chat, int) and chat > 0
+        paced = counted and not (endpoint in EDITS and private and not broadcast)
         seq = next(self._tickets)  # kept across retries: a retried message keeps its place
         while True:
-            if counted:
+            if paced:
                 assert chat is not None
                 if broadcast:
                     await self.broadcasts.acquire(
@@ -290,7 +299,7 @@ class SchoolRateLimiter(BaseRateLimiter[str]):
                     hold=lambda: self.pauses.left(chat, broadcast),
                 )
             else:
-                await self._wait_pauses()
+                await self._wait_pauses(chat if counted else None)
             try:
                 result = await callback(*args, **kwargs)
             except RetryAfter as exc:
@@ -309,8 +318,9 @@ class SchoolRateLimiter(BaseRateLimiter[str]):
                 self.sent["broadcast" if broadcast else "reply"] += 1
             return result
 
-    async def _wait_pauses(self) -> None:
-        while (left := self.pauses.left(None, False)) > 0:
+    async def _wait_pauses(self, chat: int | str | None = None) -> None:
+        """Wait out a pause of the whole bot (and of `chat`, when given)."""
+        while (left := self.pauses.left(chat, False)) > 0:
             await asyncio.sleep(left)
 
 

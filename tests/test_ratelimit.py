@@ -122,6 +122,44 @@ async def test_answering_a_button_is_not_counted() -> None:
     assert api.sent == ["r0", "a0", "a1", "a2", "a3", "a4"]
 
 
+async def test_an_edit_answering_a_tap_in_a_private_chat_is_not_paced_but_honours_a_pause() -> None:
+    limiter = SchoolRateLimiter(chat_per_second=0.001, chat_burst=1)
+    api = FakeTelegram()
+    await send(limiter, api, "r0", 5, handling=5)  # the chat's bucket is now empty
+    edits = [send(limiter, api, f"e{i}", 5, method="editMessageText", handling=5) for i in range(3)]
+    await asyncio.gather(*edits)
+    assert api.sent == ["r0", "e0", "e1", "e2"]
+    # A new message to the chat is still paced by its bucket.
+    message = send(limiter, api, "m1", 5, handling=5)
+    await settle()
+    assert "m1" not in api.sent
+    message.cancel()
+    # Telegram's RetryAfter for an edit pauses the chat; the next edit waits for it.
+    api.refuse["e3"] = [0.2]
+    refused = send(limiter, api, "e3", 5, method="editMessageText", handling=5)
+    await settle()
+    follow = send(limiter, api, "e4", 5, method="editMessageText", handling=5)
+    await settle()
+    assert "e3" not in api.sent and "e4" not in api.sent
+    await asyncio.gather(refused, follow)
+    # Both went once the pause was over (a chat's updates are handled one at a time, so two edits of
+    # one chat are not in flight together in the bot; their order here is not the point).
+    assert sorted(api.sent[-2:]) == ["e3", "e4"] and api.attempts["e3"] == 2
+
+
+async def test_edits_in_a_group_and_edits_sent_as_broadcasts_are_paced() -> None:
+    limiter = SchoolRateLimiter(chat_per_second=0.001, chat_burst=1, group_per_minute=0.06)
+    api = FakeTelegram()
+    await send(limiter, api, "g0", -100, handling=-100)
+    group_edit = send(limiter, api, "g1", -100, method="editMessageText", handling=-100)
+    await send(limiter, api, "p0", 6)  # a broadcast to chat 6 empties its bucket
+    broadcast_edit = send(limiter, api, "p1", 6, method="editMessageText")
+    await settle()
+    assert api.sent == ["g0", "p0"]
+    group_edit.cancel()
+    broadcast_edit.cancel()
+
+
 async def test_retry_after_for_one_chat_delays_only_that_chat() -> None:
     limiter = SchoolRateLimiter()
     api = FakeTelegram()
