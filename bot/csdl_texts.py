@@ -6,6 +6,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from bot.texts import t
+from storage.rules.dates import show_local
 from storage.schemas.csdl import (
     MENU_CODES,
     CsdlExportOut,
@@ -14,7 +15,6 @@ from storage.schemas.csdl import (
     CsdlState,
     CsdlStatus,
 )
-from storage.schemas.rounds import show_local
 
 # Changed records listed in a chat reply; the rest are counted (all are in the file's comments).
 MAX_CHANGED_SHOWN = 10

@@ -34,9 +34,9 @@ from bot.replies import answer_alert, reply
 from bot.texts import t
 from storage.errors import DomainError
 from storage.permissions import Action
+from storage.rules.dates import show_local
 from storage.schemas.csdl import CsdlMenu
 from storage.schemas.organisation import StaffOut
-from storage.schemas.rounds import show_local
 from storage.services.csdl import CsdlService
 
 PREFIX = "csdl"

@@ -25,6 +25,7 @@ from conversations.widgets.photo_step import photo_handlers, skip_keyboard
 from storage.enums import DeviceCondition, DeviceType, DonationSource, DonorKind
 from storage.errors import DomainError
 from storage.rules import names_the_programme
+from storage.rules.dates import show_date
 from storage.schemas.devices import (
     CONDITION_WORDS,
     DEVICE_TYPE_WORDS,
@@ -40,7 +41,6 @@ from storage.schemas.devices import (
     parse_coded,
 )
 from storage.schemas.parsing import clean_text, parse_quantity
-from storage.schemas.students import show_date
 from storage.text import fold
 
 MAX_DONOR_BUTTONS = 12  # more known donors than this: type part of the name to find one

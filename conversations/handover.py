@@ -36,8 +36,8 @@ from conversations.widgets.student_picker import (
 )
 from storage.enums import DonationSource, HandoverKind
 from storage.errors import DomainError
+from storage.rules.dates import show_date
 from storage.schemas.devices import HANDOVER_KIND_WORDS, BatchOut, HandoverIn, HandoverOut, parse_coded
-from storage.schemas.students import show_date
 from storage.services.handovers import HandoverWarnings
 
 

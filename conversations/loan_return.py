@@ -15,9 +15,9 @@ from bot.keyboards import confirm_choices, date_choices, rows
 from conversations.common import Flow, Handlers, Turn
 from conversations.widgets.date_picker import parse_picked_date, shown_date
 from conversations.widgets.device_labels import device_name
+from storage.rules.dates import show_date
 from storage.schemas.devices import HandoverOut
 from storage.schemas.parsing import clean_text
-from storage.schemas.students import show_date
 from storage.text import fold
 
 PAGE_SIZE = 8

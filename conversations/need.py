@@ -40,10 +40,10 @@ from conversations.widgets.student_picker import (
 from storage.enums import NEED_GROUPS, PriorityGroup
 from storage.errors import DomainError
 from storage.permissions import Action
+from storage.rules.dates import show_date
 from storage.schemas.needs import NeedIn, NeedOut, clean_note, parse_category
 from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import parse_date
-from storage.schemas.students import show_date
 from storage.text import fold
 
 # What the student needs -> (needs_device, needs_connectivity).

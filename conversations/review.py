@@ -31,8 +31,9 @@ from storage.enums import SubmissionStatus, SubmissionTrack
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.rules import round_label
+from storage.rules.dates import show_local
 from storage.schemas.reports import ReportKind, ReportPeriod, ReportScope
-from storage.schemas.rounds import PendingReview, ReviewSummary, show_local
+from storage.schemas.rounds import PendingReview, ReviewSummary
 
 MAX_LISTED = 60  # school buttons in one list (Telegram allows 100 buttons)
 # The workbook a reviewer gets for one school: everything for the programme, the vaccination report

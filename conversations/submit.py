@@ -31,7 +31,8 @@ from storage.enums import SubmissionTrack
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.rules import round_label
-from storage.schemas.rounds import SubmissionOut, show_local
+from storage.rules.dates import show_local
+from storage.schemas.rounds import SubmissionOut
 from storage.services.rounds import PENDING_STATUSES
 
 BOTH = "both"

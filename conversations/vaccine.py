@@ -42,7 +42,7 @@ from conversations.widgets.vaccine_choices import (
 )
 from storage.enums import DosePlace
 from storage.errors import DomainError
-from storage.schemas.students import show_date
+from storage.rules.dates import show_date
 from storage.schemas.vaccines import (
     MAX_DOSE_NUMBER,
     DoseCheck,

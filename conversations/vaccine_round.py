@@ -42,7 +42,8 @@ from conversations.widgets.vaccine_choices import (
 )
 from storage.enums import DosePlace
 from storage.errors import DomainError
-from storage.schemas.students import clean_class_name, show_date
+from storage.rules.dates import show_date
+from storage.schemas.students import clean_class_name
 from storage.schemas.vaccines import MAX_DOSE_NUMBER, RosterStudent, RoundIn, RoundResult
 
 PAGE_SIZE = 24  # students per page of toggle buttons: 8 rows of 3

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from bot.csdl_texts import changed_lines, export_counts, export_workbook, menu_label, status_text
 from bot.texts import LANGUAGES, t
+from storage.rules.dates import show_local
 from storage.schemas.csdl import (
     CsdlMenu,
     CsdlState,
     layout_yaml,
     parse_layout,
 )
-from storage.schemas.rounds import show_local
 
 if TYPE_CHECKING:
     from bot.cli import CliContext

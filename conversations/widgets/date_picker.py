@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from conversations.common import Turn
+from storage.rules.dates import show_date
 from storage.schemas.parsing import parse_event_date
-from storage.schemas.students import show_date
 
 
 def shown_date(value: str | date) -> str:

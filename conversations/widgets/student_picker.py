@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.keyboards import rows
 from conversations.common import Flow, Handlers, Turn
+from storage.rules.dates import show_date
 from storage.schemas.parsing import clean_name
 from storage.schemas.students import (
     NewStudentIn,
@@ -28,7 +29,6 @@ from storage.schemas.students import (
     clean_class_name,
     grade_of_class,
     parse_date_of_birth,
-    show_date,
 )
 
 DRAFT_KEY = "_picker"  # the picker's own answers inside the flow's draft

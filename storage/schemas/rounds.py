@@ -26,7 +26,6 @@ from storage.enums import (
     SubmissionTrack,
 )
 from storage.errors import DomainError
-from storage.rules.dates import show_local as show_local
 from storage.rules.reminders import ReminderDue as ReminderDue
 from storage.schemas.history import FieldChange, HistoryValue
 from storage.schemas.parsing import clean_text

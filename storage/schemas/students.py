@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, mod
 
 from storage.enums import Gender, SchoolLevel
 from storage.errors import DomainError
-from storage.rules.dates import show_date as show_date
+from storage.rules.dates import show_date
 from storage.schemas.parsing import clean_code, clean_name, parse_date
 from storage.text import fold, nfc
 
