@@ -12,9 +12,9 @@ import functools
 from datetime import datetime
 from typing import ClassVar
 
-from bot.commands.rounds import figure_label, status_label
 from bot.keyboards import rows
 from bot.replies import reply
+from bot.round_texts import figure_label, status_label
 from bot.texts import t
 from conversations.common import Flow, Handlers, Turn, reply_plain
 from conversations.widgets.messages import send_lines

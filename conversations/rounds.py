@@ -22,11 +22,11 @@ from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler, MessageHandler, filters
 
 from bot.access import requires
-from bot.commands.rounds import progress_png, progress_text
 from bot.context import BotContext
 from bot.keyboards import confirm_choices
 from bot.menus import BY_NAME
 from bot.replies import reply
+from bot.round_texts import progress_png, progress_text
 from bot.texts import LANGUAGES, t
 from conversations.common import EditableFlow, Handlers, Turn, menu_for
 from conversations.widgets.messages import send_lines

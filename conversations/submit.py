@@ -11,8 +11,8 @@ from __future__ import annotations
 import enum
 import functools
 
-from bot.commands.rounds import status_label
 from bot.keyboards import rows
+from bot.round_texts import status_label
 from bot.texts import t
 from conversations.common import Flow, Handlers, Turn
 from conversations.widgets.messages import send_lines

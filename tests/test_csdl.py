@@ -12,8 +12,8 @@ from openpyxl import Workbook as OpenpyxlWorkbook
 from openpyxl import load_workbook
 from sqlalchemy import delete, select
 
-from bot.commands.rounds import progress_text
 from bot.csdl_texts import export_workbook
+from bot.round_texts import progress_text
 from exports.csdl import build_csdl_workbook, export_token, layout_from_template
 from exports.reader import header_keys
 from exports.reports import timeliness_columns

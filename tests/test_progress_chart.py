@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bot.commands.rounds import chart_labels, progress_png
+from bot.round_texts import chart_labels, progress_png
 from exports.charts import (
     MAX_SCHOOL_BARS,
     SEGMENTS,

@@ -465,7 +465,7 @@ async def test_figures_show_inconsistencies(services: Services) -> None:
     assert {"need_category_mismatch", "handover_before_receipt"} <= codes
     assert figures.issues(VACCINE) == []
     assert figures["devices.program.on_loan"] == 1 and figures["devices.program.left"] == 1
-    from bot.commands.rounds import issue_text
+    from bot.round_texts import issue_text
 
     texts = [issue_text(i, "vi") for i in figures.inconsistencies]
     assert any("hộ cận nghèo" in text and "hộ nghèo" in text for text in texts)
@@ -524,7 +524,7 @@ async def test_progress_numbers_and_lateness(services: Services, clock) -> None:
     ]
     assert pending_late.school_id == world.secondary_school_id
 
-    from bot.commands.rounds import progress_text
+    from bot.round_texts import progress_text
 
     text = progress_text(progress, "vi", TZ)
     assert "79785101 Trường THCS Nguyễn Bỉnh Khiêm: 0 bản ghi · CT chờ duyệt · VX chưa nộp · trễ hạn" in text

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 
 from telegram.error import Forbidden, TelegramError
 
-from bot.commands.rounds import figure_label, issue_text
 from bot.context import BotContext
 from bot.errors import render_error_html
+from bot.round_texts import figure_label, issue_text
 from bot.texts import t
 from storage.enums import SubmissionTrack
 from storage.schemas.organisation import StaffOut
