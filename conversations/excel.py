@@ -25,9 +25,6 @@ from bot.keyboards import choices, rows
 from bot.replies import answer_alert, reply
 from bot.texts import t
 from conversations.common import menu_for
-from exports.labels import Labels
-from exports.reader import check_size
-from exports.templates import FIRST_DATA_ROW, build_template
 from storage.errors import DomainError
 from storage.permissions import Action
 from storage.schemas.imports import ImportCheck, ImportKind, ReadLimits
@@ -80,17 +77,13 @@ async def template_chosen(update: Update, context: BotContext, staff: StaffOut) 
     except ValueError:
         await answer_alert(update, t("core.stale_button", language))
         return
-    services = context.services
+    imports = context.services.imports
     try:
-        scope = await services.imports.scope_for(staff)
-        template = await services.imports.template_context(kind, scope)
+        scope = await imports.scope_for(staff)
+        template = await imports.template(kind, scope, language, read_limits(context))
     except DomainError as exc:
         await reply(update, _escaped_error(exc, language))
         return
-    limits = read_limits(context)
-    content = await asyncio.to_thread(
-        build_template, template, Labels(t, language), max_bytes=limits.max_bytes, max_rows=limits.max_rows
-    )
     if update.callback_query is not None:
         await update.callback_query.answer()
     caption = t(
@@ -98,11 +91,11 @@ async def template_chosen(update: Update, context: BotContext, staff: StaffOut) 
         language,
         kind=t(f"excel.kind.{kind.value}", language),
         guide=t("excel.sheet.guide", language),
-        first_row=FIRST_DATA_ROW,
+        first_row=template.first_row,
     )
     if update.effective_chat is not None:
         await update.effective_chat.send_document(
-            document=content, filename=t(f"excel.filename.{kind.value}", language), caption=caption
+            document=template.content, filename=t(f"excel.filename.{kind.value}", language), caption=caption
         )
 
 
@@ -121,7 +114,7 @@ async def on_document(update: Update, context: BotContext, staff: StaffOut) -> N
     imports = context.services.imports
     try:
         scope = await imports.scope_for(staff)
-        check_size(document.file_size, limits)
+        imports.check_announced_size(document.file_size, limits)
         file = await document.get_file()
         content = bytes(await file.download_as_bytearray())
         check = await imports.check(scope, document.file_name or "", content, limits, stage_for=staff.id)

@@ -802,6 +802,14 @@ class BatchChoice:
     left: int
 
 
+@dataclass(frozen=True)
+class TemplateFile:
+    """A template workbook as sent: its bytes and the row where the person starts filling it in."""
+
+    content: bytes
+    first_row: int
+
+
 @dataclass
 class TemplateContext:
     """What a template shows beyond the fixed words: the person's school, the products, the batches."""

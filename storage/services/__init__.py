@@ -68,7 +68,7 @@ def build_services(engine: AsyncEngine, clock: Clock, *, translate: Translate | 
         vaccines=VaccineService(*args),
         needs=NeedService(*args),
         entries=EntryService(*args),
-        imports=ImportService(*args),
+        imports=ImportService(*args, translate=translate),
         reports=ReportService(*args, translate=translate),
         rounds=RoundService(*args, translate=translate),
         faq=FaqService(*args),

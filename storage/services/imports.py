@@ -30,7 +30,8 @@ from sqlalchemy import bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exports.reader import Table
+from exports.reader import Table, check_size
+from exports.templates import FIRST_DATA_ROW, build_template
 from exports.upload_worker import read_upload
 from storage.clock import Clock
 from storage.enums import AuditAction, DeviceCondition, Role, SchoolLevel
@@ -69,6 +70,7 @@ from storage.schemas.imports import (
     ReadLimits,
     RowResult,
     TemplateContext,
+    TemplateFile,
     cell_date,
     cell_int,
     cell_text,
@@ -1432,6 +1434,26 @@ class ImportService(ServiceBase):
                         for batch, donor, *_ in rows
                     ]
         return context
+
+    async def template(
+        self, kind: ImportKind, scope: ImportScope, language: str, limits: ReadLimits
+    ) -> TemplateFile:
+        """The template of `kind` for this scope, in `language`'s words (written in a thread: openpyxl
+        would hold the event loop)."""
+        context = await self.template_context(kind, scope)
+        content = await asyncio.to_thread(
+            build_template,
+            context,
+            self.labels(language),
+            max_bytes=limits.max_bytes,
+            max_rows=limits.max_rows,
+        )
+        return TemplateFile(content=content, first_row=FIRST_DATA_ROW)
+
+    @staticmethod
+    def check_announced_size(size: int | None, limits: ReadLimits) -> None:
+        """Refuse an upload over the size limit from the size Telegram announces, before downloading it."""
+        check_size(size, limits)
 
     # Checking and importing -----------------------------------------------------------------------
 
