@@ -290,9 +290,9 @@ async def test_a_corrected_file_updates_only_what_changed(services: Services) ->
 async def test_large_files_are_written_in_slices_in_one_transaction(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from storage.services import imports
+    from storage.services.imports.plans import students as students_plan
 
-    monkeypatch.setattr(imports, "WRITE_SLICE", 2)
+    monkeypatch.setattr(students_plan, "WRITE_SLICE", 2)
     await make_world(services)
     rows = [STUDENT_HEADER] + [
         [i, f"HS41{i:02d}", name, date(2013, i, 1), "3A1", "Nữ"]

@@ -82,10 +82,10 @@ async def audit_rows(services: Services, entity: str) -> list[AuditLog]:
 async def test_students_in_several_write_slices_count_audit_and_come_back_unchanged(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from storage.services import imports
+    from storage.services.imports.plans import students as students_plan
 
-    monkeypatch.setattr(imports, "WRITE_SLICE", 7)  # several INSERT … RETURNING per school
-    monkeypatch.setattr(imports, "PLAN_SLICE", 5)
+    monkeypatch.setattr(students_plan, "WRITE_SLICE", 7)  # several INSERT … RETURNING per school
+    monkeypatch.setattr(students_plan, "PLAN_SLICE", 5)
     world = await make_world(services)
     rows = student_rows(40)
     first = await run_import(services, world, rows)
