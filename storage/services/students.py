@@ -152,7 +152,7 @@ class StudentService(ServiceBase):
     async def preview_upsert(self, school_id: int, rows: Sequence[StudentIn]) -> list[RowVerdict]:
         """What `upsert_many` would do with each row, writing nothing (the import's verdict)."""
         async with self.sessionmaker() as session:
-            plan = await self._plan(session, school_id, rows)
+            plan = await self.plan_rows(session, school_id, rows)
             return [
                 RowVerdict(
                     index=v.index,
@@ -171,10 +171,10 @@ class StudentService(ServiceBase):
         rejected (see `preview_upsert`) refuses the whole call, writing nothing."""
         try:
             async with self.sessionmaker.begin() as session:
-                plan = await self._plan(session, school_id, rows)
+                plan = await self.plan_rows(session, school_id, rows)
                 if plan.first_error is not None:
                     raise plan.first_error
-                return await self._apply(session, school_id, plan, actor_id)
+                return await self.apply_plan(session, school_id, plan, actor_id)
         except IntegrityError as exc:
             # A code added by someone else since the plan was made.
             raise DomainError("students.import_conflict") from exc
@@ -205,7 +205,9 @@ class StudentService(ServiceBase):
         check_grade_in_school(row.checked_grade, level)
         check_birth_date(row.date_of_birth, self.clock.today(), row.checked_grade)
 
-    async def _plan(
+    # --- the bulk path, shared with the Excel import ----------------------------------------------
+
+    async def plan_rows(
         self,
         session: AsyncSession,
         school_id: int,
@@ -213,8 +215,11 @@ class StudentService(ServiceBase):
         *,
         existing: Mapping[str, Row[Any]] | None = None,
     ) -> _Plan:
-        """`existing`: the stored students of these codes when the caller has them already (the
-        import looks them up once, for its own check of other schools' codes)."""
+        """Each row's verdict and what writing the rows would do, in the caller's session, writing
+        nothing: the bulk path of `preview_upsert`/`upsert_many`, shared with the Excel import's
+        students plan, so the file and the chat judge a student alike. `existing`: the stored
+        students of these codes when the caller has them already (the import looks them up once,
+        for its own check of other schools' codes)."""
         level = await self._school_level(session, school_id)
         if existing is None:
             existing = await repo.rows_by_codes(session, (row.code for row in rows))
@@ -259,9 +264,12 @@ class StudentService(ServiceBase):
             plan.verdicts.append(_Verdict(index, row.code, outcome))
         return plan
 
-    async def _apply(
+    async def apply_plan(
         self, session: AsyncSession, school_id: int, plan: _Plan, actor_id: int | None
     ) -> UpsertResult:
+        """Write a plan of `plan_rows` (its creations and updates, audited) in the caller's
+        transaction: the bulk path of `upsert_many`, shared with the Excel import, which writes one
+        school's plan in slices."""
         # Bulk statements, not the unit of work: a 50,000-row import must not cost one round trip,
         # one ORM object or one flush per row. The audit rows are built from the values written.
         now = self.clock.now()

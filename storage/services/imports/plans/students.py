@@ -84,7 +84,7 @@ class _StudentsPlan(_Plan):
             plan: Any = None
             for start in range(0, len(school_rows), PLAN_SLICE):
                 part = school_rows[start : start + PLAN_SLICE]
-                sliced = await self.students._plan(
+                sliced = await self.students.plan_rows(
                     session, school_id, [r.parsed for r in part], existing=stored
                 )
                 await asyncio.sleep(0)
@@ -112,5 +112,5 @@ class _StudentsPlan(_Plan):
                 part = type(plan)()
                 part.to_create = plan.to_create[start : start + WRITE_SLICE]
                 part.to_update = plan.to_update[start : start + WRITE_SLICE]
-                await self.students._apply(session, school_id, part, actor_id)
+                await self.students.apply_plan(session, school_id, part, actor_id)
                 await refresh_statistics(session, Student, len(part.to_create))
