@@ -50,8 +50,11 @@ def rss_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
-async def prepare_database(url: str, schools: int, students: int) -> tuple[Any, int]:
-    """Services over the bench database, filled by the demo generator when empty."""
+async def prepare_database(
+    url: str, schools: int, students: int, executor: str = "process"
+) -> tuple[Any, int]:
+    """Services over the bench database (reports written by `executor`), filled by the demo generator
+    when empty."""
     from sqlalchemy import func, select
 
     from bot.texts import t
@@ -65,7 +68,7 @@ async def prepare_database(url: str, schools: int, students: int) -> tuple[Any, 
     await upgrade(engine)
     clock = Clock(tz=TZ)
     clock.freeze(FROZEN_AT)
-    services = build_services(engine, clock, translate=t)
+    services = build_services(engine, clock, translate=t, report_executor=executor)
     async with services.sessionmaker() as session:
         existing = await session.scalar(select(func.count(Student.id)))
         district_id = await session.scalar(select(District.id).order_by(District.id).limit(1))
@@ -209,8 +212,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 async def run(args: argparse.Namespace, url: str) -> None:
-    services, district_id = await prepare_database(url, args.schools, args.students)
-    services.reports.executor = args.executor
+    services, district_id = await prepare_database(url, args.schools, args.students, args.executor)
     print(f"database: {url.split('@')[-1]}  executor: {args.executor}  cores: {os.cpu_count()}")
 
     # Warm up (imports, connections, the catalogue) so that the first timing is not the odd one.

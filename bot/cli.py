@@ -51,6 +51,8 @@ class CliContext:
     may_create: bool = False
     # Commands that read or write tables first check the schema is migrated, to say so in one line.
     needs_schema: bool = True
+    # `schoolbot report --executor`: where the report service writes workbooks, fixed when it is built.
+    report_executor: str = "process"
     _services: Any = None
 
     async def services(self) -> Any:
@@ -65,7 +67,9 @@ class CliContext:
                 # Opening it would create an empty database: a typo in the path would look like zeros.
                 raise CliError("error_no_database", path=path)
             engine = create_engine(self.settings.database_url)
-            self._services = build_services(engine, Clock(tz=self.settings.tz), translate=t)
+            self._services = build_services(
+                engine, Clock(tz=self.settings.tz), translate=t, report_executor=self.report_executor
+            )
             self._services.reports.cover = self.settings.report_cover()
             if self.needs_schema:
                 await check_schema(engine, self.settings.database_url)
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         as_json=getattr(args, "json", False),
         may_create=getattr(args, "creates_database", False),
         needs_schema=getattr(args, "needs_schema", True),
+        report_executor=getattr(args, "report_executor", "process"),
     )
     try:
         return asyncio.run(_dispatch(ctx, args))

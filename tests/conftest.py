@@ -130,5 +130,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def services(engine: AsyncEngine, clock: Clock) -> Services:
-    return build_services(engine, clock, translate=t)
+def report_executor() -> str:
+    """Where `services.reports` writes workbooks: the bot's worker process unless a module overrides this
+    fixture or a test parametrizes it (`@pytest.mark.parametrize("report_executor", ["thread"])`)."""
+    return "process"
+
+
+@pytest.fixture
+def services(engine: AsyncEngine, clock: Clock, report_executor: str) -> Services:
+    return build_services(engine, clock, translate=t, report_executor=report_executor)

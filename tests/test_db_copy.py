@@ -218,8 +218,7 @@ async def test_the_district_report_is_the_same_on_both(district_file: Path, fres
         try:
             clock = Clock(tz=TZ)
             clock.freeze(FROZEN_AT)
-            services = build_services(engine, clock, translate=t)
-            services.reports.executor = "thread"
+            services = build_services(engine, clock, translate=t, report_executor="thread")
             async with engine.connect() as connection:
                 district_id = await connection.scalar(text("SELECT MIN(id) FROM district"))
             report = await services.reports.build("district", ReportScope.district(district_id))

@@ -30,6 +30,11 @@ STUDENTS = ("Nguyễn Văn An", "nguyen van an", "Trần Thị Bình", "Lê Hoà
 REASON = "Thiếu nhu cầu của học sinh Võ Minh Đức, gọi phụ huynh 0912345678"
 
 
+@pytest.fixture
+def report_executor() -> str:
+    return "thread"  # the worker process has its own tests (test_reports_worker.py)
+
+
 @pytest.fixture(params=["text", "json"])
 def info_log(request: pytest.FixtureRequest, harness: Harness) -> Iterator[io.StringIO]:
     """Every logger at INFO (LOG_LEVEL=INFO) into a handler set up as configure_logging does."""
@@ -55,7 +60,6 @@ def info_log(request: pytest.FixtureRequest, harness: Harness) -> Iterator[io.St
 async def test_a_whole_round_at_info_logs_no_personal_data(
     services: Services, harness: Harness, info_log: io.StringIO
 ) -> None:
-    services.reports.executor = "thread"
     world = await make_world(services)
     await school_records(services, world)
     await services.faq.import_contacts(

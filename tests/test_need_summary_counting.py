@@ -32,8 +32,12 @@ W = words()
 
 
 @pytest.fixture
+def report_executor() -> str:
+    return "thread"  # the worker process has its own tests (test_reports_worker.py)
+
+
+@pytest.fixture
 async def rw(services: Services) -> ReportWorld:
-    services.reports.executor = "thread"
     world = await make_report_world(services)
     school = world.secondary_id
     async with services.sessionmaker.begin() as session:

@@ -48,11 +48,15 @@ W = words()
 
 
 @pytest.fixture
+def report_executor() -> str:
+    return "thread"  # the worker process has its own tests (test_reports_worker.py)
+
+
+@pytest.fixture
 async def rw(services: Services) -> ReportWorld:
     """reports_world plus: B1's loan to HS0004 (returned 10/11, the return entered on 13/11: late) is
     lent again to HS0003 on 11/11; HS0008 (no group, no need) gets dose 2 without dose 1 on 12/11 in the
     community and B4's second device (a new programme tablet, received 12/11) as a gift on 13/11."""
-    services.reports.executor = "thread"
     world = await make_report_world(services)
     async with services.sessionmaker.begin() as session:
         products = {p.code: p.id for p in await session.scalars(select(VaccineProduct))}
@@ -190,7 +194,6 @@ async def test_demo_district_workbooks_agree_with_themselves(services: Services)
     from storage.demo import DemoDataService
     from storage.schemas.demo import DemoDataIn
 
-    services.reports.executor = "thread"
     demo = await DemoDataService(services.sessionmaker, services.clock).generate(
         DemoDataIn(schools=3, students=300, seed=7, district_code="DM", district_name="Huyện Mẫu")
     )

@@ -64,8 +64,12 @@ BOUND = 60  # seconds: a bound so that a blocked loop fails the test instead of 
 
 
 @pytest.fixture
+def report_executor() -> str:
+    return "thread"  # the worker process is used where a test says so
+
+
+@pytest.fixture
 async def rw(services: Services) -> ReportWorld:
-    services.reports.executor = "thread"  # the worker process is used where a test says so
     return await make_report_world(services)
 
 
@@ -136,10 +140,11 @@ async def gifts_in_district(services: Services, district_id: int) -> int:
 # --- an officer gets each report --------------------------------------------------------------------
 
 
+# As the bot runs: the workbook is written by a worker process.
+@pytest.mark.parametrize("report_executor", ["process"])
 async def test_officer_gets_each_report_with_the_right_numbers(
     services: Services, harness: Harness, rw: ReportWorld
 ) -> None:
-    services.reports.executor = "process"  # as the bot runs: the workbook is written by a worker
     officer = harness.person("statistics_officer")
     assert "📈 Báo cáo Excel" in (await _menu(officer))
 

@@ -30,8 +30,12 @@ BLANK = "\u00a0" * 8  # the number line's blank, for the clerk's pen
 
 
 @pytest.fixture
+def report_executor() -> str:
+    return "thread"  # the worker process has its own tests (test_reports_worker.py)
+
+
+@pytest.fixture
 async def rw(services: Services) -> ReportWorld:
-    services.reports.executor = "thread"
     return await make_report_world(services)
 
 

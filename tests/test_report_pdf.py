@@ -114,10 +114,14 @@ def words_of(text: str, count: int = 4) -> str:
     return " ".join(text.split()[:count])
 
 
+@pytest.fixture
+def report_executor() -> str:
+    return "thread"  # the layout does not depend on where the workbook is written
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])  # the layout does not depend on the database
 async def test_the_district_report_prints_on_a4_at_8_pt_or_more(services: Services, tmp_path: Path) -> None:
     soffice, pdftotext = _tools()
-    services.reports.executor = "thread"
     world = await make_report_world(services)
     report = await services.reports.build(
         "district",

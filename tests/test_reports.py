@@ -59,8 +59,12 @@ ZERO_DEVICES = {
 
 
 @pytest.fixture
+def report_executor() -> str:
+    return "thread"  # the worker process has its own tests (test_reports_worker.py)
+
+
+@pytest.fixture
 async def rw(services: Services) -> ReportWorld:
-    services.reports.executor = "thread"  # the worker process has its own tests below
     return await make_report_world(services)
 
 
@@ -833,7 +837,6 @@ async def test_stored_copy_and_progress(services: Services, rw: ReportWorld) -> 
 async def test_empty_district_gives_a_workbook_with_zero_totals(services: Services) -> None:
     from storage.models import District
 
-    services.reports.executor = "thread"
     async with services.sessionmaker.begin() as session:
         district = District(code="ZZ", name="Huyện Trống")
         session.add(district)

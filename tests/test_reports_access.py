@@ -97,8 +97,12 @@ def test_scope_text() -> None:
 
 
 @pytest.fixture
+def report_executor() -> str:
+    return "thread"  # the worker process has its own tests (test_reports_worker.py)
+
+
+@pytest.fixture
 async def rw(services: Services) -> ReportWorld:
-    services.reports.executor = "thread"
     return await make_report_world(services)
 
 

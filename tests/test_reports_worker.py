@@ -21,6 +21,7 @@ from exports.worker import ReportWriterError, WriterJob
 from exports.xlsx import workbook_options
 from storage.schemas.reports import ReportScope
 from storage.services import Services
+from storage.services.reports import ReportService
 from tests.reports_world import ReportWorld, make_report_world, open_workbook, read_table, words
 
 W = words()
@@ -35,10 +36,10 @@ async def test_worker_process_writes_the_same_workbook_as_a_thread(
     services: Services, rw: ReportWorld
 ) -> None:
     scope = ReportScope.district(rw.district_id)
-    services.reports.executor = "process"
+    assert services.reports.executor == "process"
     in_process = await services.reports.build("district", scope)
-    services.reports.executor = "thread"
-    in_thread = await services.reports.build("district", scope)
+    threaded = ReportService(services.sessionmaker, services.clock, translate=t, executor="thread")
+    in_thread = await threaded.build("district", scope)
     assert in_process.rows == in_thread.rows and in_process.summary == in_thread.summary
     assert in_process.writer_peak_rss_kb > 0
     a, b = open_workbook(in_process.content), open_workbook(in_thread.content)
@@ -52,9 +53,9 @@ async def test_worker_process_writes_the_same_workbook_as_a_thread(
 HOLD_BOUND = 60  # seconds: a bound so that a blocked event loop fails the test instead of hanging it
 
 
-@pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.parametrize("report_executor", ["thread", "process"])
 async def test_other_people_are_answered_while_a_report_is_written(
-    services: Services, rw: ReportWorld, mode: str, monkeypatch: Any
+    services: Services, rw: ReportWorld, report_executor: str, monkeypatch: Any
 ) -> None:
     """While the writer is busy with the workbook, the event loop answers someone else's message.
 
@@ -63,7 +64,7 @@ async def test_other_people_are_answered_while_a_report_is_written(
     it writes; in a worker process, the process is stopped (SIGSTOP) once it started, and continued
     after the answer. Both holds are bounded: if the loop were blocked, the writer would be let go
     after HOLD_BOUND seconds, the report would come first, and the order below would fail."""
-    services.reports.executor = mode
+    mode = report_executor
     events: list[str] = []
     writing = asyncio.Event()
     released = threading.Event()
@@ -239,7 +240,7 @@ def test_needs_columns_are_named_in_both_languages() -> None:
 async def test_a_cancelled_build_stops_its_worker(
     services: Services, rw: ReportWorld, monkeypatch: Any
 ) -> None:
-    services.reports.executor = "process"
+    assert services.reports.executor == "process"
     jobs: list[WriterJob] = []
     original_start = WriterJob.start
 
@@ -266,12 +267,12 @@ async def test_a_cancelled_build_stops_its_worker(
     assert jobs[0]._process.returncode is not None  # killed, not left behind
 
 
+@pytest.mark.parametrize("report_executor", ["thread"])
 async def test_reports_wait_their_turn_and_unknown_kinds_are_refused(
     services: Services, rw: ReportWorld
 ) -> None:
     from storage.errors import DomainError
 
-    services.reports.executor = "thread"
     services.reports.max_concurrent = 1
     scope = ReportScope.district(rw.district_id)
     first, second = await asyncio.gather(

@@ -7,6 +7,7 @@ import io
 from datetime import date, datetime
 
 import openpyxl
+import pytest
 from sqlalchemy import select
 
 from storage.enums import PriorityGroup, RoundStatus, SubmissionStatus, SubmissionTrack
@@ -110,8 +111,8 @@ async def test_round_is_created_in_the_chat(services: Services, harness: Harness
     assert "Vai trò của bạn không được làm việc này" in principal.last_text()
 
 
+@pytest.mark.parametrize("report_executor", ["thread"])
 async def test_whole_round_for_two_schools(services: Services, harness: Harness) -> None:
-    services.reports.executor = "thread"
     world = await make_world(services)
     await school_records(services, world)
     rnd = await services.rounds.create_round(
@@ -255,8 +256,8 @@ async def test_whole_round_for_two_schools(services: Services, harness: Harness)
     assert "Chưa có đợt báo cáo nào đang mở" in statistics.last_text()
 
 
+@pytest.mark.parametrize("report_executor", ["thread"])
 async def test_compile_with_the_missing_schools_confirmed(services: Services, harness: Harness) -> None:
-    services.reports.executor = "thread"
     world = await make_world(services)
     rnd = await services.rounds.create_round(
         world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from bot.fakeapi import JSON, FakeBotApi
 from bot.report_jobs import running_reports
 from storage.services import Services
@@ -54,10 +56,14 @@ def last_text(api: FakeBotApi, chat_id: int) -> str:
     return str(texts[-1])
 
 
+@pytest.fixture
+def report_executor() -> str:
+    return "thread"  # what is tested is the bot's stop; the worker process has its own tests
+
+
 async def test_a_report_still_building_at_the_timeout_is_interrupted_and_the_person_told(
     services: Services, db_url: str
 ) -> None:
-    services.reports.executor = "thread"
     await make_report_world(services)
     never = asyncio.Event()
 
@@ -81,7 +87,6 @@ async def test_a_report_still_building_at_the_timeout_is_interrupted_and_the_per
 async def test_a_report_that_finishes_within_the_timeout_is_sent_before_exit(
     services: Services, db_url: str
 ) -> None:
-    services.reports.executor = "thread"
     await make_report_world(services)
     original = services.reports.build
     go = asyncio.Event()

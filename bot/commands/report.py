@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report.add_argument("--prepared-by", default="", help=t("reports.cli.prepared_by_help"))
     report.add_argument("--number", default="", help=t("reports.cli.number_help"))
     report.add_argument(
-        "--executor", default="process", choices=("process", "thread"), help=t("reports.cli.executor_help")
+        "--executor",
+        dest="report_executor",  # read by main() into CliContext, which builds the services with it
+        default="process",
+        choices=("process", "thread"),
+        help=t("reports.cli.executor_help"),
     )
     report.set_defaults(handler=_report)
     json_flag(report)
@@ -59,7 +63,6 @@ async def _report(ctx: CliContext, args: argparse.Namespace) -> int:
         date_to=parse_date(args.date_to, today, allow_future=True) if args.date_to else None,
     )
     scope = await services.reports.resolve_scope(args.scope, district_code=args.district_code)
-    services.reports.executor = args.executor
     report = await services.reports.build(
         args.kind, scope, period, args.language, prepared_by=args.prepared_by or None, number=args.number
     )

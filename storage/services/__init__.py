@@ -49,8 +49,17 @@ class Services:
     student_lookup: StudentLookupService  # the picker's reads on a flow's hot path
 
 
-def build_services(engine: AsyncEngine, clock: Clock, *, translate: Translate | None = None) -> Services:
-    """`translate`: the catalogue's translator (`bot.texts.t`), for the services that write workbooks."""
+def build_services(
+    engine: AsyncEngine,
+    clock: Clock,
+    *,
+    translate: Translate | None = None,
+    report_executor: str = "process",
+    report_chunk_rows: int = 1_000,
+) -> Services:
+    """`translate`: the catalogue's translator (`bot.texts.t`), for the services that write workbooks;
+    `report_executor`, `report_chunk_rows`: the `ReportService`'s writer ("process" or "thread") and
+    fetch size, fixed when it is built."""
     from storage.db import create_sessionmaker
 
     sessionmaker = create_sessionmaker(engine)
@@ -69,7 +78,9 @@ def build_services(engine: AsyncEngine, clock: Clock, *, translate: Translate | 
         needs=NeedService(*args),
         entries=EntryService(*args),
         imports=ImportService(*args, translate=translate),
-        reports=ReportService(*args, translate=translate),
+        reports=ReportService(
+            *args, translate=translate, executor=report_executor, chunk_rows=report_chunk_rows
+        ),
         rounds=RoundService(*args, translate=translate),
         faq=FaqService(*args),
         inbox=InboxService(*args),

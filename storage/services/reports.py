@@ -3,7 +3,7 @@
 `build()` is what /report and `schoolbot report` call. It checks that the person may see the scope,
 reads every figure from the database in one read-only snapshot (aggregates first, then the long
 lists streamed in chunks), and hands the rows to a workbook writer that runs off the event loop — a
-worker process by default (`executor = "thread"` runs it in a thread instead) — so other people's
+worker process by default (built with `executor="thread"`, in a thread instead) — so other people's
 messages are answered while a district report is being written. At most `max_concurrent` reports are
 written at once; more wait their turn.
 """
@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from exports.labels import Translate
+from storage.clock import Clock
 from storage.enums import Role, SchoolLevel
 from storage.errors import AccessDenied, DomainError, NotFound
 from storage.models import CompiledReport, District, ReportingRound, School, Staff
@@ -119,14 +121,38 @@ def check_scope(
 
 
 class ReportService(ServiceBase):
-    executor: str = "process"  # or "thread"
-    chunk_rows: int = 1_000
     max_concurrent: int = 2
     progress_step: float = 0.02  # call `progress` again after this share of the rows
     # The cover's signer, document symbol and place (the bot and the CLI set it from settings).
     cover: ReportCover = ReportCover()
 
     _slots: asyncio.Semaphore | None = None
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        *,
+        translate: Translate | None = None,
+        executor: str = "process",
+        chunk_rows: int = 1_000,
+    ) -> None:
+        """`executor`: where the workbook is written, "process" (a worker process) or "thread";
+        `chunk_rows`: how many rows of a long list are fetched at a time. Both are fixed for the
+        service's life (read-only): a caller wanting another builds the service with it."""
+        super().__init__(sessionmaker, clock, translate=translate)
+        if executor not in ("process", "thread"):
+            raise ValueError(f"executor must be 'process' or 'thread', not {executor!r}")
+        self._executor = executor
+        self._chunk_rows = chunk_rows
+
+    @property
+    def executor(self) -> str:
+        return self._executor
+
+    @property
+    def chunk_rows(self) -> int:
+        return self._chunk_rows
 
     # -- choices for the chat ----------------------------------------------------------------------
 
