@@ -653,7 +653,12 @@ class MyEntriesFlow(Flow):
                 )
             elif isinstance(change, DoseChange):
                 saved = await services.vaccines.update_dose(
-                    school_id, record_id, change, actor_id=actor_id, request_key=key, confirm_warnings=force
+                    record_id,
+                    change,
+                    school_id=school_id,
+                    actor_id=actor_id,
+                    request_key=key,
+                    confirm_warnings=force,
                 )
             else:
                 assert isinstance(change, NeedChange)
@@ -679,7 +684,7 @@ class MyEntriesFlow(Flow):
             elif kind == "handover":
                 await services.handovers.delete_handover(record_id, school_id=school_id, actor_id=actor_id)
             elif kind == "dose":
-                await services.vaccines.delete_dose(school_id, record_id, actor_id=actor_id)
+                await services.vaccines.delete_dose(record_id, school_id=school_id, actor_id=actor_id)
             else:
                 await services.needs.delete_need(school_id, record_id, actor_id=actor_id)
         except DomainError as exc:  # refused (a batch with handovers, a locked round): say why, back to it
@@ -697,7 +702,7 @@ class MyEntriesFlow(Flow):
         if kind in ("handover", "return"):
             return await services.handovers.get_handover(record_id, school_id=school_id)
         if kind == "dose":
-            return await services.vaccines.get_dose(school_id, record_id)
+            return await services.vaccines.get_dose(record_id, school_id=school_id)
         return await services.needs.get_need(school_id, record_id)
 
     def _refuse_if_locked(self, turn: Turn) -> None:

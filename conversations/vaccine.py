@@ -130,7 +130,7 @@ class VaccineFlow(EditableFlow):
         doses: list[DoseOut] = []  # a new student, added at the confirm, has none yet
         suggested = 1
         if student_id is not None:
-            doses, suggested = await services.vaccines.doses_and_next(student_id, school_id)
+            doses, suggested = await services.vaccines.doses_and_next(student_id, school_id=school_id)
         if doses:
             lines = [turn.text("vaccines.dose.recorded_header")]
             lines += [self._recorded_line(turn, dose) for dose in doses]
@@ -251,7 +251,7 @@ class VaccineFlow(EditableFlow):
         check_dose_number(number)
         student_id = turn.draft.get("student_id")
         doses = (
-            await turn.context.services.vaccines.doses_of(student_id, turn.staff.school_id or 0)
+            await turn.context.services.vaccines.doses_of(student_id, school_id=turn.staff.school_id or 0)
             if student_id is not None
             else []
         )

@@ -44,7 +44,11 @@ async def records(services: Services, world: World) -> None:
             confirm_warnings=True,
         )
     await services.vaccines.update_dose(
-        school, saved.id, DoseChange(given_on=date(2021, 11, 13)), actor_id=teacher, confirm_warnings=True
+        saved.id,
+        DoseChange(given_on=date(2021, 11, 13)),
+        school_id=school,
+        actor_id=teacher,
+        confirm_warnings=True,
     )
     await record_need(services, world, "HS0005", PriorityGroup.OTHER_HARDSHIP)
 

@@ -47,9 +47,9 @@ async def reads(services: Services, world: World, batch_id: int) -> dict[str, An
         "held": await services.handovers.held_from_batch(batch_id, an, school_id=school),
         "not held": await services.handovers.held_from_batch(batch_id, binh, school_id=school),
         "warnings": await services.handovers.check_handover(school, handover),
-        "doses and next": await services.vaccines.doses_and_next(an, school),
-        "doses": await services.vaccines.doses_of(an, school),
-        "next": await services.vaccines.next_dose_number(an, school),
+        "doses and next": await services.vaccines.doses_and_next(an, school_id=school),
+        "doses": await services.vaccines.doses_of(an, school_id=school),
+        "next": await services.vaccines.next_dose_number(an, school_id=school),
         "check": await services.vaccines.check_dose(school, dose),
         "products": products,
     }

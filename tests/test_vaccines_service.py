@@ -106,7 +106,7 @@ async def test_record_a_dose_shows_it_and_suggests_the_next(services: Services) 
         world.student_ids["HS0001"],
         world.staff_ids["teacher"],
     )
-    assert await services.vaccines.next_dose_number(student, school) == 1
+    assert await services.vaccines.next_dose_number(student, school_id=school) == 1
 
     saved = await services.vaccines.record_dose(
         school,
@@ -118,8 +118,8 @@ async def test_record_a_dose_shows_it_and_suggests_the_next(services: Services) 
     assert saved.dose_number == 1 and saved.product_label == "Comirnaty (Pfizer-BioNTech)"
     assert saved.student_name == "Nguyễn Văn An" and saved.class_name == "4A1"
     assert saved.entered_late is False and saved.entered_by_id == teacher
-    assert [d.id for d in await services.vaccines.doses_of(student, school)] == [saved.id]
-    assert await services.vaccines.next_dose_number(student, school) == 2
+    assert [d.id for d in await services.vaccines.doses_of(student, school_id=school)] == [saved.id]
+    assert await services.vaccines.next_dose_number(student, school_id=school) == 2
     (entry,) = await audit_of(services, "vaccine_dose", saved.id)
     assert entry.action is AuditAction.CREATE and entry.actor_id == teacher
     assert entry.school_id == school and entry.before is None
@@ -309,7 +309,7 @@ async def test_another_schools_student_is_not_found(services: Services) -> None:
         )
     assert error_code(excinfo) == "not_found.student"
     for call in (
-        services.vaccines.doses_of(other_school_student, world.primary_school_id),
+        services.vaccines.doses_of(other_school_student, school_id=world.primary_school_id),
         services.vaccines.check_dose(
             world.primary_school_id, dose(other_school_student, 1, TODAY, products["COMIRNATY"])
         ),
@@ -448,14 +448,18 @@ async def test_update_and_delete_are_audited(services: Services) -> None:
     )
 
     changed = await services.vaccines.update_dose(
-        school,
         saved.id,
         DoseChange(given_on=date(2021, 11, 10), place=DosePlace.COMMUNITY),
+        school_id=school,
         actor_id=teacher,
         request_key="edit-1",
     )
     again = await services.vaccines.update_dose(
-        school, saved.id, DoseChange(given_on=date(2021, 11, 9)), actor_id=teacher, request_key="edit-1"
+        saved.id,
+        DoseChange(given_on=date(2021, 11, 9)),
+        school_id=school,
+        actor_id=teacher,
+        request_key="edit-1",
     )
 
     assert changed.given_on == date(2021, 11, 10) and changed.place is DosePlace.COMMUNITY
@@ -466,7 +470,7 @@ async def test_update_and_delete_are_audited(services: Services) -> None:
     assert (updated.before["given_on"], updated.after["given_on"]) == ("2021-11-15", "2021-11-10")
     assert (updated.before["place"], updated.after["place"]) == ("school", "community")
 
-    gone = await services.vaccines.delete_dose(school, saved.id, actor_id=teacher)
+    gone = await services.vaccines.delete_dose(saved.id, school_id=school, actor_id=teacher)
     assert gone.id == saved.id and await count(services, VaccineDose) == 0
     *_, deleted = await audit_of(services, "vaccine_dose", saved.id)
     assert deleted.action is AuditAction.DELETE and deleted.after is None
@@ -485,16 +489,18 @@ async def test_update_runs_the_same_checks_against_the_other_doses(services: Ser
     )
 
     with pytest.raises(DomainError) as excinfo:
-        await services.vaccines.update_dose(school, second.id, DoseChange(dose_number=1), actor_id=None)
+        await services.vaccines.update_dose(
+            second.id, DoseChange(dose_number=1), school_id=school, actor_id=None
+        )
     assert error_code(excinfo) == "vaccines.duplicate_dose"
     with pytest.raises(DomainError) as excinfo:
         await services.vaccines.update_dose(
-            school, second.id, DoseChange(given_on=date(2021, 9, 30)), actor_id=None
+            second.id, DoseChange(given_on=date(2021, 9, 30)), school_id=school, actor_id=None
         )
     assert error_code(excinfo) == "vaccines.before_previous"
     # The dose itself is not its own neighbour: moving it by a day is fine.
     moved = await services.vaccines.update_dose(
-        school, second.id, DoseChange(given_on=date(2021, 11, 2)), actor_id=None
+        second.id, DoseChange(given_on=date(2021, 11, 2)), school_id=school, actor_id=None
     )
     assert moved.given_on == date(2021, 11, 2)
 
@@ -508,7 +514,7 @@ async def test_update_recomputes_late_from_the_first_entry(services: Services) -
     )
     # Entered on 15/11 for a dose on 10/11: more than a day after it, so late.
     changed = await services.vaccines.update_dose(
-        school, saved.id, DoseChange(given_on=date(2021, 11, 10)), actor_id=None
+        saved.id, DoseChange(given_on=date(2021, 11, 10)), school_id=school, actor_id=None
     )
     assert changed.entered_late is True
 
@@ -523,8 +529,10 @@ async def test_another_schools_dose_cannot_be_changed(services: Services) -> Non
         request_key=None,
     )
     for call in (
-        services.vaccines.update_dose(world.primary_school_id, saved.id, DoseChange(), actor_id=None),
-        services.vaccines.delete_dose(world.primary_school_id, saved.id, actor_id=None),
+        services.vaccines.update_dose(
+            saved.id, DoseChange(), school_id=world.primary_school_id, actor_id=None
+        ),
+        services.vaccines.delete_dose(saved.id, school_id=world.primary_school_id, actor_id=None),
     ):
         with pytest.raises(DomainError) as excinfo:
             await call
@@ -567,7 +575,7 @@ async def test_a_submitted_vaccine_round_locks_the_schools_doses(services: Servi
     (entry,) = await services.vaccines.recent_entries(teacher)
     assert entry.kind == "dose" and entry.editable is True and entry.locked_round is None
     await services.vaccines.update_dose(
-        school, saved.id, DoseChange(place=DosePlace.ELSEWHERE), actor_id=teacher
+        saved.id, DoseChange(place=DosePlace.ELSEWHERE), school_id=school, actor_id=teacher
     )
 
     # The other school and the programme track are not locked by this submission.

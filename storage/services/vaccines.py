@@ -170,10 +170,10 @@ class VaccineService(ServiceBase):
 
         return await read_core(self.sessionmaker, read)
 
-    async def doses_of(self, student_id: int, school_id: int) -> list[DoseOut]:
+    async def doses_of(self, student_id: int, *, school_id: int) -> list[DoseOut]:
         return await read_core(self.sessionmaker, lambda session: _doses_of(session, student_id, school_id))
 
-    async def next_dose_number(self, student_id: int, school_id: int) -> int:
+    async def next_dose_number(self, student_id: int, *, school_id: int) -> int:
         """The number to suggest: one after the highest recorded."""
 
         def read(session: Session) -> int:
@@ -185,7 +185,7 @@ class VaccineService(ServiceBase):
 
         return await read_core(self.sessionmaker, read)
 
-    async def doses_and_next(self, student_id: int, school_id: int) -> tuple[list[DoseOut], int]:
+    async def doses_and_next(self, student_id: int, *, school_id: int) -> tuple[list[DoseOut], int]:
         """`doses_of` and `next_dose_number` in one read (the chat's dose question shows both)."""
 
         def read(session: Session) -> tuple[list[DoseOut], int]:
@@ -195,7 +195,7 @@ class VaccineService(ServiceBase):
 
         return await read_core(self.sessionmaker, read)
 
-    async def get_dose(self, school_id: int, dose_id: int) -> DoseOut:
+    async def get_dose(self, dose_id: int, *, school_id: int) -> DoseOut:
         async with self.sessionmaker() as session:
             dose, student, product = await self._school_dose(session, school_id, dose_id)
             return dose_out(dose, student, product)
@@ -308,10 +308,10 @@ class VaccineService(ServiceBase):
 
     async def update_dose(
         self,
-        school_id: int,
         dose_id: int,
         change: DoseChange,
         *,
+        school_id: int,
         actor_id: int | None,
         request_key: str | None = None,
         confirm_warnings: bool = False,
@@ -372,7 +372,7 @@ class VaccineService(ServiceBase):
         except IntegrityError as exc:
             raise Conflict("vaccines.duplicate_dose_race", dose_number=change.dose_number or 0) from exc
 
-    async def delete_dose(self, school_id: int, dose_id: int, *, actor_id: int | None) -> DoseOut:
+    async def delete_dose(self, dose_id: int, *, school_id: int, actor_id: int | None) -> DoseOut:
         """Delete a dose; returns what was deleted (for the confirmation message)."""
         async with self.sessionmaker.begin() as session:
             dose, student, product = await self._school_dose(session, school_id, dose_id, lock=True)
