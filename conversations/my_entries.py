@@ -663,7 +663,7 @@ class MyEntriesFlow(Flow):
             else:
                 assert isinstance(change, NeedChange)
                 saved = await services.needs.update_need(
-                    school_id, record_id, change, actor_id=actor_id, request_key=key
+                    record_id, change, school_id=school_id, actor_id=actor_id, request_key=key
                 )
         except WarningsNotConfirmed as exc:
             draft["_warnings"] = "\n".join(render_error(w.as_error(), turn.language) for w in exc.warnings)
@@ -686,7 +686,7 @@ class MyEntriesFlow(Flow):
             elif kind == "dose":
                 await services.vaccines.delete_dose(record_id, school_id=school_id, actor_id=actor_id)
             else:
-                await services.needs.delete_need(school_id, record_id, actor_id=actor_id)
+                await services.needs.delete_need(record_id, school_id=school_id, actor_id=actor_id)
         except DomainError as exc:  # refused (a batch with handovers, a locked round): say why, back to it
             await turn.reply(render_error_html(exc, turn.language))
             return await self._show_detail(turn)
@@ -703,7 +703,7 @@ class MyEntriesFlow(Flow):
             return await services.handovers.get_handover(record_id, school_id=school_id)
         if kind == "dose":
             return await services.vaccines.get_dose(record_id, school_id=school_id)
-        return await services.needs.get_need(school_id, record_id)
+        return await services.needs.get_need(record_id, school_id=school_id)
 
     def _refuse_if_locked(self, turn: Turn) -> None:
         """The owning service's own refusal text: which period, who can reopen it, what to do instead."""

@@ -151,7 +151,7 @@ class NeedFlow(EditableFlow):
 
     async def _show_existing(self, turn: Turn) -> None:
         need = await turn.context.services.needs.existing_need(
-            turn.staff.school_id or 0, turn.draft["student_id"]
+            turn.draft["student_id"], school_id=turn.staff.school_id or 0
         )
         markup = rows(
             [(turn.text("needs.update_button"), self.cb("update"))],
@@ -225,14 +225,16 @@ class NeedFlow(EditableFlow):
         turn.draft["student"] = student.label
         if student.id is None:  # a new student, added at the confirm: no need recorded yet
             return await turn.ask(Step.GROUP)
-        existing = await turn.context.services.needs.existing_need(turn.staff.school_id or 0, student.id)
+        existing = await turn.context.services.needs.existing_need(
+            student.id, school_id=turn.staff.school_id or 0
+        )
         if existing is not None:
             return await turn.ask(Step.EXISTING)
         return await turn.ask(Step.GROUP)
 
     async def on_update(self, turn: Turn) -> int:
         need = await turn.context.services.needs.existing_need(
-            turn.staff.school_id or 0, turn.draft["student_id"]
+            turn.draft["student_id"], school_id=turn.staff.school_id or 0
         )
         turn.draft["update"] = need is not None
         if need is not None:

@@ -40,7 +40,7 @@ async def test_need_recorded_refused_again_then_updated_with_audit(services: Ser
     world = await make_world(services)
     school, teacher = world.primary_school_id, world.staff_ids["teacher"]
     student = world.student_ids["HS0003"]  # on the list without a priority group
-    assert await services.needs.existing_need(school, student) is None
+    assert await services.needs.existing_need(student, school_id=school) is None
 
     saved = await services.needs.record_need(
         school,
@@ -78,7 +78,7 @@ async def test_need_recorded_refused_again_then_updated_with_audit(services: Ser
     assert excinfo.value.code == "needs.already_recorded"
     assert excinfo.value.params == {"student": "Nguyễn Văn An", "entered_on": "15/11/2021"}
     assert "Cập nhật" in render_error(excinfo.value, "vi") and "Update" in render_error(excinfo.value, "en")
-    existing = await services.needs.existing_need(school, student)
+    existing = await services.needs.existing_need(student, school_id=school)
     assert existing is not None and existing.id == saved.id
 
     updated = await services.needs.record_need(
@@ -149,7 +149,7 @@ async def test_another_schools_student_is_not_found(services: Services) -> None:
     other = world.student_ids["HS0005"]  # of the THCS school
     for call in (
         services.needs.record_need(world.primary_school_id, need(other), actor_id=None, request_key=None),
-        services.needs.existing_need(world.primary_school_id, other),
+        services.needs.existing_need(other, school_id=world.primary_school_id),
     ):
         with pytest.raises(DomainError) as excinfo:
             await call
@@ -173,12 +173,15 @@ async def test_update_and_delete_from_my_are_audited(services: Services) -> None
     )
 
     changed = await services.needs.update_need(
-        school, saved.id, NeedChange(needs_connectivity=True, note="Cần wifi"), actor_id=teacher
+        saved.id, NeedChange(needs_connectivity=True, note="Cần wifi"), school_id=school, actor_id=teacher
     )
     assert (changed.needs_device, changed.needs_connectivity, changed.note) == (True, True, "Cần wifi")
     with pytest.raises(DomainError) as excinfo:
         await services.needs.update_need(
-            school, saved.id, NeedChange(needs_device=False, needs_connectivity=False), actor_id=teacher
+            saved.id,
+            NeedChange(needs_device=False, needs_connectivity=False),
+            school_id=school,
+            actor_id=teacher,
         )
     assert excinfo.value.code == "needs.nothing_needed"
 
@@ -186,12 +189,12 @@ async def test_update_and_delete_from_my_are_audited(services: Services) -> None
     assert entry.kind == "need" and entry.id == saved.id and entry.subject == "Nguyễn Văn An"
     assert entry.details["needs_connectivity"] is True and entry.editable is True
 
-    gone = await services.needs.delete_need(school, saved.id, actor_id=teacher)
+    gone = await services.needs.delete_need(saved.id, school_id=school, actor_id=teacher)
     assert gone.id == saved.id and await count(services, NeedRecord) == 0
     actions = [row.action for row in await audit_of(services, "need_record", saved.id)]
     assert actions == [AuditAction.CREATE, AuditAction.UPDATE, AuditAction.DELETE]
     with pytest.raises(DomainError) as excinfo:
-        await services.needs.get_need(school, saved.id)
+        await services.needs.get_need(saved.id, school_id=school)
     assert excinfo.value.code == "not_found.record"
 
 
@@ -203,15 +206,15 @@ async def test_a_submitted_programme_round_locks_the_schools_needs(services: Ser
     )
     # The vaccine track does not lock needs.
     await lock_school(services, world, school, SubmissionTrack.VACCINE)
-    await services.needs.update_need(school, saved.id, NeedChange(note="Cần gấp"), actor_id=teacher)
+    await services.needs.update_need(saved.id, NeedChange(note="Cần gấp"), school_id=school, actor_id=teacher)
 
     submission_id = await lock_school(services, world, school, SubmissionTrack.PROGRAM)
     for call in (
         services.needs.record_need(
             school, need(world.student_ids["HS0002"]), actor_id=teacher, request_key=None
         ),
-        services.needs.update_need(school, saved.id, NeedChange(note="x"), actor_id=teacher),
-        services.needs.delete_need(school, saved.id, actor_id=teacher),
+        services.needs.update_need(saved.id, NeedChange(note="x"), school_id=school, actor_id=teacher),
+        services.needs.delete_need(saved.id, school_id=school, actor_id=teacher),
     ):
         with pytest.raises(DomainError) as excinfo:
             await call
@@ -221,7 +224,7 @@ async def test_a_submitted_programme_round_locks_the_schools_needs(services: Ser
     assert entry.editable is False and entry.locked_round == "Đợt 15/11/2021"
 
     await set_submission_status(services, submission_id, SubmissionStatus.RETURNED)
-    await services.needs.delete_need(school, saved.id, actor_id=teacher)
+    await services.needs.delete_need(saved.id, school_id=school, actor_id=teacher)
 
 
 async def add_students(

@@ -71,14 +71,14 @@ def recent_need(need: NeedOut, lock: locks.PeriodLock | None) -> RecentEntry:
 
 
 class NeedService(ServiceBase):
-    async def existing_need(self, school_id: int, student_id: int) -> NeedOut | None:
+    async def existing_need(self, student_id: int, *, school_id: int) -> NeedOut | None:
         """The student's need if one is recorded: the chat then offers to update it."""
         async with self.sessionmaker() as session:
             student = await school_student(session, school_id, student_id)
             need = await session.scalar(select(NeedRecord).where(NeedRecord.student_id == student.id))
             return need_out(need, student) if need else None
 
-    async def get_need(self, school_id: int, need_id: int) -> NeedOut:
+    async def get_need(self, need_id: int, *, school_id: int) -> NeedOut:
         async with self.sessionmaker() as session:
             need, student = await _school_need(session, school_id, need_id)
             return need_out(need, student)
@@ -171,10 +171,10 @@ class NeedService(ServiceBase):
 
     async def update_need(
         self,
-        school_id: int,
         need_id: int,
         change: NeedChange,
         *,
+        school_id: int,
         actor_id: int | None,
         request_key: str | None = None,
     ) -> NeedOut:
@@ -209,7 +209,7 @@ class NeedService(ServiceBase):
             await self._set_priority_group(session, student, data.category, actor_id=actor_id)
             return need_out(need, student)
 
-    async def delete_need(self, school_id: int, need_id: int, *, actor_id: int | None) -> NeedOut:
+    async def delete_need(self, need_id: int, *, school_id: int, actor_id: int | None) -> NeedOut:
         """Delete a need; returns what was deleted. The student's priority group is left as it is:
         it belongs to the student list, which may have said so before the need was recorded."""
         async with self.sessionmaker.begin() as session:
