@@ -58,7 +58,7 @@ class SubmitFlow(Flow):
             if current is None:
                 return await turn.finish(turn.text("rounds_chat.no_round"))
             submissions = [
-                await services.rounds.submission(current.id, staff.school_id, track)
+                await services.rounds.submission(current.id, track, school_id=staff.school_id)
                 for track in SubmissionTrack
             ]
         except DomainError as exc:
@@ -77,7 +77,8 @@ class SubmitFlow(Flow):
     async def _submissions(self, turn: Turn) -> list[SubmissionOut]:
         rounds, school_id = turn.context.services.rounds, turn.staff.school_id or 0
         return [
-            await rounds.submission(turn.draft["_round_id"], school_id, track) for track in SubmissionTrack
+            await rounds.submission(turn.draft["_round_id"], track, school_id=school_id)
+            for track in SubmissionTrack
         ]
 
     def _header(self, turn: Turn, submissions: list[SubmissionOut], deadline: str) -> str:
@@ -118,7 +119,9 @@ class SubmitFlow(Flow):
 
     async def _show_figures(self, turn: Turn, submissions: list[SubmissionOut], deadline: str) -> None:
         services, language = turn.context.services, turn.language
-        figures = await services.rounds.school_figures(turn.draft["_round_id"], turn.staff.school_id or 0)
+        figures = await services.rounds.school_figures(
+            turn.draft["_round_id"], school_id=turn.staff.school_id or 0
+        )
         by_track = {s.track: s for s in submissions}
         lines: list[str] = []
         for value in turn.draft["tracks"]:
@@ -171,7 +174,7 @@ class SubmitFlow(Flow):
             track = SubmissionTrack(value)
             try:
                 result = await context.services.rounds.submit(
-                    turn.draft["_round_id"], staff.school_id or 0, track, staff.id
+                    turn.draft["_round_id"], track, school_id=staff.school_id or 0, actor_id=staff.id
                 )
             except DomainError as exc:
                 lines.append(

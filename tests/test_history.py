@@ -144,7 +144,10 @@ async def test_submission_steps_and_english(services: Services, harness: Harness
         world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]
     )
     result = await services.rounds.submit(
-        rnd.id, world.primary_school_id, SubmissionTrack.PROGRAM, world.staff_ids["principal"]
+        rnd.id,
+        SubmissionTrack.PROGRAM,
+        school_id=world.primary_school_id,
+        actor_id=world.staff_ids["principal"],
     )
     await services.rounds.send_back(
         result.submission.id, world.staff_ids["primary_specialist"], "Thiếu ảnh <biên bản>"

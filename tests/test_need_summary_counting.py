@@ -182,7 +182,7 @@ async def test_summary_equals_the_district_workbook_for_the_same_school_and_day(
 
 async def test_summary_equals_the_rounds_figures(services: Services, rw: ReportWorld) -> None:
     """The round ends on 15/11: what the principal would submit is what the summary says that day."""
-    figures = await services.rounds.school_figures(rw.round_id, rw.secondary_id)
+    figures = await services.rounds.school_figures(rw.round_id, school_id=rw.secondary_id)
     summary = await services.needs.need_summary(rw.secondary_id, nov(15))
     assert figures["needs.total"] == summary.totals.total == 4
     assert figures["needs.device_total"] == summary.totals.needs_device

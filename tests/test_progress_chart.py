@@ -140,7 +140,10 @@ async def test_chart_of_a_real_round(services: Services) -> None:
     await primary_records(services, world)
     round_id = await open_round(services, world)
     await services.rounds.submit(
-        round_id, world.primary_school_id, SubmissionTrack.PROGRAM, world.staff_ids["principal"]
+        round_id,
+        SubmissionTrack.PROGRAM,
+        school_id=world.primary_school_id,
+        actor_id=world.staff_ids["principal"],
     )
     progress = await services.rounds.progress(round_id)
     series = progress_chart_series(progress)

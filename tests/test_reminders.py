@@ -99,7 +99,9 @@ async def test_submit_reminders_at_24_and_2_hours_before(services: Services, clo
     assert await due(services, clock, local(14, 16)) == []
 
     # The lower-secondary school submits; 2 h before the deadline only the primary school is reminded.
-    await services.rounds.submit(round_id, world.secondary_school_id, PROGRAM, ids["principal_thcs"])
+    await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.secondary_school_id, actor_id=ids["principal_thcs"]
+    )
     # (The lower-secondary specialist is reminded to review it from 12:00, 24 h before that deadline.)
     assert await submit_reminders(services, clock, local(15, 13, 29)) == []
     reminders = await submit_reminders(services, clock, local(15, 13, 30))
@@ -116,7 +118,9 @@ async def test_a_school_sent_back_is_reminded_again(services: Services, clock: C
     round_id = await open_round(services, world)
     for key in ("principal", "principal_thcs"):
         await services.rounds.mark_sent(round_id, ids[key], "submit:24h")
-    result = await services.rounds.submit(round_id, world.primary_school_id, PROGRAM, ids["principal"])
+    result = await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+    )
     await services.rounds.send_back(result.submission.id, ids["primary_specialist"], "Thiếu số liệu lớp 4A1")
     reminders = await due(services, clock, local(15, 14))
     submit_reminders = {
@@ -161,7 +165,9 @@ async def test_late_digest_to_the_deputy_head(services: Services, clock: Clock) 
     world = await make_world(services)
     ids = world.staff_ids
     round_id = await open_round(services, world)
-    await services.rounds.submit(round_id, world.secondary_school_id, PROGRAM, ids["principal_thcs"])
+    await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.secondary_school_id, actor_id=ids["principal_thcs"]
+    )
     await send(
         services, [r for r in await due(services, clock, local(15, 9)) if r.reminder_key.startswith("submit")]
     )
@@ -185,9 +191,11 @@ async def test_reviewer_and_statistics_reminders(services: Services, clock: Cloc
     world = await make_world(services)
     ids = world.staff_ids
     round_id = await open_round(services, world)
-    primary = await services.rounds.submit(round_id, world.primary_school_id, PROGRAM, ids["principal"])
+    primary = await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+    )
     secondary = await services.rounds.submit(
-        round_id, world.secondary_school_id, PROGRAM, ids["principal_thcs"]
+        round_id, PROGRAM, school_id=world.secondary_school_id, actor_id=ids["principal_thcs"]
     )
     # 24 h before the approve deadline: each specialist about the schools of their level.
     reminders = await due(services, clock, local(15, 12))

@@ -60,7 +60,7 @@ async def record_need(services: Services, world: World, code: str, group: Priori
 async def status(
     services: Services, round_id: int, school_id: int, track: SubmissionTrack
 ) -> SubmissionStatus:
-    return (await services.rounds.submission(round_id, school_id, track)).status
+    return (await services.rounds.submission(round_id, track, school_id=school_id)).status
 
 
 async def submit_programme(principal: Person) -> None:
@@ -281,7 +281,10 @@ async def test_progress_sends_text_and_png(services: Services, harness: Harness)
         world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]
     )
     await services.rounds.submit(
-        rnd.id, world.primary_school_id, SubmissionTrack.PROGRAM, world.staff_ids["principal"]
+        rnd.id,
+        SubmissionTrack.PROGRAM,
+        school_id=world.primary_school_id,
+        actor_id=world.staff_ids["principal"],
     )
     deputy = harness.person("deputy_head")
     await deputy.send("/progress")
@@ -309,7 +312,10 @@ async def test_history_of_a_school(services: Services, harness: Harness) -> None
         world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]
     )
     result = await services.rounds.submit(
-        rnd.id, world.secondary_school_id, SubmissionTrack.PROGRAM, world.staff_ids["principal_thcs"]
+        rnd.id,
+        SubmissionTrack.PROGRAM,
+        school_id=world.secondary_school_id,
+        actor_id=world.staff_ids["principal_thcs"],
     )
     await services.rounds.send_back(result.submission.id, world.staff_ids["secondary_specialist"], REASON)
 
@@ -380,11 +386,15 @@ async def test_records_are_locked_for_staff_after_submit(services: Services, har
     await teacher.tap(TODAY_BUTTON)  # the dose is checked against the lock as soon as it is dated
     assert "nên đang bị khoá: không thêm, sửa hay xoá mũi tiêm có ngày tiêm trong kỳ" in teacher.last_text()
     await teacher.send("/cancel")
-    assert (await services.rounds.school_figures(rnd.id, world.primary_school_id))["needs.total"] == 0
+    assert (await services.rounds.school_figures(rnd.id, school_id=world.primary_school_id))[
+        "needs.total"
+    ] == 0
 
     # Sent back: the programme data is open again for the staff; the vaccine data stays locked.
     pending = await services.rounds.pending_reviews(world.staff_ids["primary_specialist"])
     await services.rounds.send_back(pending[0].submission_id, world.staff_ids["primary_specialist"], REASON)
     await enter_need(teacher)
     assert teacher.last_text().startswith("✅ Đã lưu nhu cầu")
-    assert (await services.rounds.school_figures(rnd.id, world.primary_school_id))["needs.total"] == 1
+    assert (await services.rounds.school_figures(rnd.id, school_id=world.primary_school_id))[
+        "needs.total"
+    ] == 1

@@ -75,8 +75,10 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     await health.tap(TH + label("rounds_chat.review.late_mark"))
     await health.tap(label("rounds_chat.review.approve_button"))
     for track in (PROGRAM, VACCINE):
-        assert (await services.rounds.submission(rnd.id, world.primary_school_id, track)).status == "approved"
-    (approved,) = await services.rounds.snapshots(rnd.id, world.primary_school_id, PROGRAM)
+        assert (
+            await services.rounds.submission(rnd.id, track, school_id=world.primary_school_id)
+        ).status == "approved"
+    (approved,) = await services.rounds.snapshots(rnd.id, PROGRAM, school_id=world.primary_school_id)
     frozen = approved.figures.values
     assert frozen["devices.program.given"] == 1 and approved.approved_at is not None
 
@@ -105,14 +107,14 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     assert handover.id
 
     # Neither is in the approved snapshot; both are in the next round's period.
-    (still,) = await services.rounds.snapshots(rnd.id, world.primary_school_id, PROGRAM)
+    (still,) = await services.rounds.snapshots(rnd.id, PROGRAM, school_id=world.primary_school_id)
     assert still.figures.values == frozen and still.approved_at == approved.approved_at
-    (vaccine,) = await services.rounds.snapshots(rnd.id, world.primary_school_id, VACCINE)
+    (vaccine,) = await services.rounds.snapshots(rnd.id, VACCINE, school_id=world.primary_school_id)
     assert vaccine.figures.values.get("vaccination.doses", 0) == 0
     later = await services.rounds.create_round(
         world.district_id, next_round(), actor_id=world.staff_ids["deputy_head"]
     )
-    figures = await services.rounds.school_figures(later.id, world.primary_school_id)
+    figures = await services.rounds.school_figures(later.id, school_id=world.primary_school_id)
     assert figures["vaccination.doses"] == 1
     board = await services.rounds.progress(later.id)
     (primary,) = [s for s in board.schools if s.school_id == world.primary_school_id]
@@ -192,7 +194,7 @@ async def test_need_added_after_a_send_back_is_in_the_new_snapshot(
     await principal.tap(PROGRAMME)
     assert "Cần máy tính – hộ nghèo: <b>1</b>" in principal.last_text()
     await principal.tap(SUBMIT)
-    first, second = await services.rounds.snapshots(rnd.id, world.secondary_school_id, PROGRAM)
+    first, second = await services.rounds.snapshots(rnd.id, PROGRAM, school_id=world.secondary_school_id)
     assert first.figures["needs.total"] == 0 and second.figures["needs.total"] == 1
 
     await specialist.send("/review")
@@ -214,7 +216,9 @@ async def test_reopen_is_for_the_statistics_officer_with_a_reason(
         world.district_id, round_to_14_november(), actor_id=world.staff_ids["deputy_head"]
     )
     ids = world.staff_ids
-    result = await services.rounds.submit(rnd.id, world.primary_school_id, PROGRAM, ids["principal"])
+    result = await services.rounds.submit(
+        rnd.id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+    )
     await services.rounds.approve(result.submission.id, ids["primary_specialist"])
     # The reviewer cannot undo an approval; the statistics officer can, with a reason.
     with pytest.raises(DomainError):
@@ -230,15 +234,17 @@ async def test_reopen_is_for_the_statistics_officer_with_a_reason(
     assert "🔓 Đã mở lại" in statistics.last_text()
     for person in (principal, specialist):
         assert "đã được mở lại" in person.last_text() and "&lt;lô 10/11&gt;" in person.last_text()
-    submission = await services.rounds.submission(rnd.id, world.primary_school_id, PROGRAM)
+    submission = await services.rounds.submission(rnd.id, PROGRAM, school_id=world.primary_school_id)
     assert submission.status is SubmissionStatus.RETURNED
-    (snapshot,) = await services.rounds.snapshots(rnd.id, world.primary_school_id, PROGRAM)
+    (snapshot,) = await services.rounds.snapshots(rnd.id, PROGRAM, school_id=world.primary_school_id)
     assert snapshot.approved_at is not None and snapshot.reopen_reason == "Sai số máy nhận <lô 10/11>"
     history = await services.rounds.history(world.primary_school_id, viewer_id=ids["deputy_head"])
     assert any(e.kind == "submission" and e.reason == "Sai số máy nhận <lô 10/11>" for e in history)
     # Reopened: the period unlocks; the school submits again for a new review.
     await services.rounds.check_entry_day(world.primary_school_id, "devices", date(2021, 11, 10))
-    again = await services.rounds.submit(rnd.id, world.primary_school_id, PROGRAM, ids["principal"])
+    again = await services.rounds.submit(
+        rnd.id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+    )
     assert again.submission.status is SubmissionStatus.SUBMITTED
 
 
@@ -287,7 +293,7 @@ async def approved_round_with_two_missing(services: Services, world: World) -> i
         (world.primary_school_id, "principal", "primary_specialist"),
         (world.secondary_school_id, "principal_thcs", "secondary_specialist"),
     ):
-        result = await services.rounds.submit(rnd.id, school_id, PROGRAM, ids[principal])
+        result = await services.rounds.submit(rnd.id, PROGRAM, school_id=school_id, actor_id=ids[principal])
         await services.rounds.approve(result.submission.id, ids[reviewer])
     return rnd.id
 

@@ -112,7 +112,7 @@ async def _run(url: str, operations: list[tuple[Any, ...]]) -> None:
                 await _expect(call, refused=locked and since <= END, area="needs")
             elif kind == "submit" and status in ("not_submitted", "returned"):
                 result = await services.rounds.submit(
-                    rnd.id, school, SubmissionTrack.PROGRAM, ids["principal"]
+                    rnd.id, SubmissionTrack.PROGRAM, school_id=school, actor_id=ids["principal"]
                 )
                 submission_id, status = result.submission.id, "submitted"
             elif kind == "send_back" and status == "submitted":
@@ -123,10 +123,12 @@ async def _run(url: str, operations: list[tuple[Any, ...]]) -> None:
                 assert submission_id is not None
                 await services.rounds.approve(submission_id, ids["primary_specialist"])
                 status = "approved"
-                latest = (await services.rounds.snapshots(rnd.id, school, SubmissionTrack.PROGRAM))[-1]
+                latest = (await services.rounds.snapshots(rnd.id, SubmissionTrack.PROGRAM, school_id=school))[
+                    -1
+                ]
                 approved[latest.id] = (latest.figures.values, latest.approved_at)
             # The approved snapshot never changes, whatever came after.
-            snapshots = await services.rounds.snapshots(rnd.id, school, SubmissionTrack.PROGRAM)
+            snapshots = await services.rounds.snapshots(rnd.id, SubmissionTrack.PROGRAM, school_id=school)
             for snapshot in snapshots:
                 if snapshot.id in approved:
                     assert (snapshot.figures.values, snapshot.approved_at) == approved[snapshot.id]

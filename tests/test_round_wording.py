@@ -98,7 +98,10 @@ async def test_the_deputy_heads_late_notices_arrive_in_the_order_of_their_deadli
     )
     # The lower-secondary school submits and waits for review; the primary school never submits.
     await services.rounds.submit(
-        rnd.id, world.secondary_school_id, SubmissionTrack.PROGRAM, world.staff_ids["principal_thcs"]
+        rnd.id,
+        SubmissionTrack.PROGRAM,
+        school_id=world.secondary_school_id,
+        actor_id=world.staff_ids["principal_thcs"],
     )
     # Both deadlines passed in the quiet hours: the next run has both notices for the deputy head.
     due = await services.rounds.due_reminders(hours_before=(24, 2), quiet_start=21, quiet_end=7)

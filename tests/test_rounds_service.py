@@ -101,7 +101,7 @@ async def test_create_round_with_local_deadlines(services: Services) -> None:
     assert current is not None and current.id == rnd.id
     for school in (world.primary_school_id, world.secondary_school_id):
         for track in SubmissionTrack:
-            submission = await services.rounds.submission(rnd.id, school, track)
+            submission = await services.rounds.submission(rnd.id, track, school_id=school)
             assert submission.status is SubmissionStatus.NOT_SUBMITTED and not submission.late
     (created,) = await audit_of(services, "reporting_round", rnd.id)
     assert created.actor_id == world.staff_ids["deputy_head"]
@@ -168,7 +168,7 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
     round_id = await open_round(services, world)
 
     # The principal sees the school's figures before submitting.
-    figures = await services.rounds.school_figures(round_id, primary)
+    figures = await services.rounds.school_figures(round_id, school_id=primary)
     assert figures["students"] == 4 and figures["students_priority"] == 3
     assert figures["devices.program.received"] == 3
     assert figures["devices.program.given"] == 1 and figures["devices.program.left"] == 2
@@ -178,7 +178,7 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
     assert figures.inconsistencies == []
 
     # Both principals submit their programme data; their records are locked.
-    first = await services.rounds.submit(round_id, primary, PROGRAM, ids["principal"])
+    first = await services.rounds.submit(round_id, PROGRAM, school_id=primary, actor_id=ids["principal"])
     assert first.submission.status is SubmissionStatus.SUBMITTED and not first.late
     assert first.notify_staff_ids == [ids["primary_specialist"]]
     assert await locked(services, primary)
@@ -195,10 +195,12 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
             actor_id=ids["teacher"],
         )
     assert excinfo.value.code == "devices.locked"
-    second = await services.rounds.submit(round_id, secondary, PROGRAM, ids["principal_thcs"])
+    second = await services.rounds.submit(
+        round_id, PROGRAM, school_id=secondary, actor_id=ids["principal_thcs"]
+    )
     assert second.notify_staff_ids == [ids["secondary_specialist"]]
     with pytest.raises(DomainError) as excinfo:
-        await services.rounds.submit(round_id, primary, PROGRAM, ids["principal"])
+        await services.rounds.submit(round_id, PROGRAM, school_id=primary, actor_id=ids["principal"])
     assert excinfo.value.code == "rounds.already_submitted"
 
     # Each specialist sees the schools of their level.
@@ -240,7 +242,7 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
         ),
         actor_id=ids["teacher"],
     )
-    again = await services.rounds.submit(round_id, primary, PROGRAM, ids["principal"])
+    again = await services.rounds.submit(round_id, PROGRAM, school_id=primary, actor_id=ids["principal"])
     assert again.submission.return_reason == ""
     (pending,) = await services.rounds.pending_reviews(ids["primary_specialist"])
     assert pending.resubmission
@@ -313,7 +315,9 @@ async def test_vaccine_track_is_reviewed_by_the_health_officer(services: Service
     world = await make_world(services)
     ids = world.staff_ids
     round_id = await open_round(services, world)
-    result = await services.rounds.submit(round_id, world.secondary_school_id, VACCINE, ids["principal_thcs"])
+    result = await services.rounds.submit(
+        round_id, VACCINE, school_id=world.secondary_school_id, actor_id=ids["principal_thcs"]
+    )
     assert result.notify_staff_ids == [ids["health_officer"]]
     assert await locked(services, world.secondary_school_id, VACCINE)
     assert not await locked(services, world.secondary_school_id, PROGRAM)
@@ -334,19 +338,24 @@ async def test_submit_only_by_the_schools_principal(services: Services) -> None:
     world = await make_world(services)
     round_id = await open_round(services, world)
     with pytest.raises(AccessDenied) as denied:
-        await services.rounds.submit(round_id, world.primary_school_id, PROGRAM, world.staff_ids["teacher"])
+        await services.rounds.submit(
+            round_id, PROGRAM, school_id=world.primary_school_id, actor_id=world.staff_ids["teacher"]
+        )
     assert denied.value.code == "access.role_cannot"
     with pytest.raises(AccessDenied) as denied:
         await services.rounds.submit(
-            round_id, world.primary_school_id, PROGRAM, world.staff_ids["principal_thcs"]
+            round_id, PROGRAM, school_id=world.primary_school_id, actor_id=world.staff_ids["principal_thcs"]
         )
     assert denied.value.code == "rounds.not_your_school"
     assert "Hiệu trưởng" in render_error(denied.value, "vi")
     with pytest.raises(AccessDenied):
         await services.rounds.submit(
-            round_id, world.primary_school_id, PROGRAM, world.staff_ids["primary_specialist"]
+            round_id,
+            PROGRAM,
+            school_id=world.primary_school_id,
+            actor_id=world.staff_ids["primary_specialist"],
         )
-    submission = await services.rounds.submission(round_id, world.primary_school_id, PROGRAM)
+    submission = await services.rounds.submission(round_id, PROGRAM, school_id=world.primary_school_id)
     assert submission.status is SubmissionStatus.NOT_SUBMITTED
     assert await events_of(services, submission.id) == []
     assert not await locked(services, world.primary_school_id)
@@ -356,7 +365,9 @@ async def test_review_only_by_the_specialist_of_the_level(services: Services) ->
     world = await make_world(services)
     ids = world.staff_ids
     round_id = await open_round(services, world)
-    result = await services.rounds.submit(round_id, world.primary_school_id, PROGRAM, ids["principal"])
+    result = await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+    )
     submission_id = result.submission.id
     with pytest.raises(AccessDenied) as denied:
         await services.rounds.approve(submission_id, ids["secondary_specialist"])
@@ -369,16 +380,18 @@ async def test_review_only_by_the_specialist_of_the_level(services: Services) ->
             await services.rounds.review_summary(submission_id, ids[who])
     with pytest.raises(AccessDenied):
         await services.rounds.pending_reviews(ids["teacher"])
-    assert (await services.rounds.submission(round_id, world.primary_school_id, PROGRAM)).status is (
-        SubmissionStatus.SUBMITTED
-    )
+    assert (
+        await services.rounds.submission(round_id, PROGRAM, school_id=world.primary_school_id)
+    ).status is (SubmissionStatus.SUBMITTED)
 
 
 async def test_send_back_needs_a_reason(services: Services) -> None:
     world = await make_world(services)
     ids = world.staff_ids
     round_id = await open_round(services, world)
-    result = await services.rounds.submit(round_id, world.primary_school_id, PROGRAM, ids["principal"])
+    result = await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+    )
     for reason in ("", "   ", "\n"):
         with pytest.raises(DomainError) as excinfo:
             await services.rounds.send_back(result.submission.id, ids["primary_specialist"], reason)
@@ -397,7 +410,9 @@ async def test_compile_refused_while_a_school_is_pending(services: Services) -> 
     world = await make_world(services)
     ids = world.staff_ids
     round_id = await open_round(services, world)
-    result = await services.rounds.submit(round_id, world.primary_school_id, PROGRAM, ids["principal"])
+    result = await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+    )
     await services.rounds.approve(result.submission.id, ids["primary_specialist"])
     check = await services.rounds.compile_check(round_id)
     assert not check.ready and [s.school_id for s in check.missing] == [world.secondary_school_id]
@@ -426,7 +441,9 @@ async def test_compile_refused_while_a_school_is_pending(services: Services) -> 
     assert round_audit[-1].after["status"] == "compiled"
     assert round_audit[-1].after["missing_school_ids_acknowledged"] == [world.secondary_school_id]
     with pytest.raises(DomainError) as excinfo:
-        await services.rounds.submit(round_id, world.secondary_school_id, PROGRAM, ids["principal_thcs"])
+        await services.rounds.submit(
+            round_id, PROGRAM, school_id=world.secondary_school_id, actor_id=ids["principal_thcs"]
+        )
     assert excinfo.value.code == "rounds.closed"
 
 
@@ -460,7 +477,7 @@ async def test_figures_show_inconsistencies(services: Services) -> None:
         )
         assert handover is not None
         handover.handed_on = date(2021, 11, 5)
-    figures = await services.rounds.school_figures(round_id, world.primary_school_id)
+    figures = await services.rounds.school_figures(round_id, school_id=world.primary_school_id)
     codes = {i.code for i in figures.issues(PROGRAM)}
     assert {"need_category_mismatch", "handover_before_receipt"} <= codes
     assert figures.issues(VACCINE) == []
@@ -472,7 +489,7 @@ async def test_figures_show_inconsistencies(services: Services) -> None:
     assert any("05/11/2021" in text and "10/11/2021" in text for text in texts)
     # The principal submits anyway: the reviewer sees the same inconsistencies.
     result = await services.rounds.submit(
-        round_id, world.primary_school_id, PROGRAM, world.staff_ids["principal"]
+        round_id, PROGRAM, school_id=world.primary_school_id, actor_id=world.staff_ids["principal"]
     )
     assert {i.code for i in result.figures.issues(PROGRAM)} == codes
     summary = await services.rounds.review_summary(
@@ -497,7 +514,9 @@ async def test_progress_numbers_and_lateness(services: Services, clock) -> None:
     assert progress.totals.program_late == 0
 
     # The primary school submits on time and is sent back; then the deadline passes.
-    result = await services.rounds.submit(round_id, world.primary_school_id, PROGRAM, ids["principal"])
+    result = await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+    )
     await services.rounds.send_back(result.submission.id, ids["primary_specialist"], REASON)
     clock.freeze(SUBMIT_DEADLINE + timedelta(minutes=1))
     progress = await services.rounds.progress(round_id)
@@ -510,11 +529,15 @@ async def test_progress_numbers_and_lateness(services: Services, clock) -> None:
     assert progress.totals.program_late == 1 and progress.totals.returned == 1
 
     # Submitting after the deadline is accepted, flagged late in the event and on the board.
-    late = await services.rounds.submit(round_id, world.secondary_school_id, PROGRAM, ids["principal_thcs"])
+    late = await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.secondary_school_id, actor_id=ids["principal_thcs"]
+    )
     assert late.late and late.submission.late
     (event,) = await events_of(services, late.submission.id)
     assert event.figures is not None and event.figures["late"] is True
-    resubmitted = await services.rounds.submit(round_id, world.primary_school_id, PROGRAM, ids["principal"])
+    resubmitted = await services.rounds.submit(
+        round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+    )
     assert resubmitted.late and not resubmitted.submission.late  # its first submission was on time
     progress = await services.rounds.progress(round_id)
     assert progress.totals.program == {"not_submitted": 0, "submitted": 2, "approved": 0, "returned": 0}
@@ -625,7 +648,9 @@ async def test_two_taps_at_once_submit_and_approve_once(services: Services) -> N
     round_id = await open_round(services, world)
     results = await asyncio.gather(
         *[
-            services.rounds.submit(round_id, world.primary_school_id, PROGRAM, ids["principal"])
+            services.rounds.submit(
+                round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
+            )
             for _ in range(2)
         ],
         return_exceptions=True,

@@ -312,7 +312,7 @@ class RoundService(ServiceBase):
 
     # -- figures and submissions -------------------------------------------------------------------
 
-    async def school_figures(self, round_id: int, school_id: int) -> SchoolFigures:
+    async def school_figures(self, round_id: int, *, school_id: int) -> SchoolFigures:
         """The school's figures for the round now, with the inconsistencies found."""
         async with self.sessionmaker() as session:
             rnd = await self._round(session, round_id)
@@ -333,13 +333,13 @@ class RoundService(ServiceBase):
         if found is not None:
             raise found.as_error()
 
-    async def snapshots(self, round_id: int, school_id: int, track: SubmissionTrack) -> list[SnapshotOut]:
+    async def snapshots(self, round_id: int, track: SubmissionTrack, *, school_id: int) -> list[SnapshotOut]:
         """The school's snapshots of the part in this round, oldest first."""
         async with self.sessionmaker() as session:
             submission = await self._submission_of(session, round_id, school_id, SubmissionTrack(track))
             return [_snapshot_out(s) for s in await self._snapshots(session, submission.id)]
 
-    async def submission(self, round_id: int, school_id: int, track: SubmissionTrack) -> SubmissionOut:
+    async def submission(self, round_id: int, track: SubmissionTrack, *, school_id: int) -> SubmissionOut:
         async with self.sessionmaker() as session:
             rnd = await self._round(session, round_id)
             submission = await self._submission_of(session, round_id, school_id, track)
@@ -349,7 +349,7 @@ class RoundService(ServiceBase):
             return submission_out(submission, rnd, school, late=late)
 
     async def submit(
-        self, round_id: int, school_id: int, track: SubmissionTrack, actor_id: int
+        self, round_id: int, track: SubmissionTrack, *, school_id: int, actor_id: int
     ) -> SubmitResult:
         """The principal submits the school's data of `track`: the figures are stored and the
         school's records of the track are locked. After the submit deadline it is still accepted,
