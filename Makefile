@@ -36,7 +36,7 @@ test: $(DEVSTAMP)
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check .
 
-# The files and the strictness are in pyproject.toml's [tool.mypy] (strict on storage/ and exports/).
+# The files and the strictness are in pyproject.toml's [tool.mypy] (strict on bot/, conversations/, storage/ and exports/).
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy
 

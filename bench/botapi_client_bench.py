@@ -105,15 +105,20 @@ class HttpcoreRequest(BaseRequest):
     async def shutdown(self) -> None:
         await self._pool.aclose()
 
-    async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
-                         *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+    async def do_request(
+        self, url: str, method: str, request_data: RequestData | None = None, *args: Any, **kwargs: Any
+    ) -> tuple[int, bytes]:
         body = httpx.QueryParams(request_data.json_parameters).__str__().encode() if request_data else b""
         timeouts = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 1.0}
         response = await self._pool.request(
-            method, url,
-            headers=[(b"User-Agent", self.USER_AGENT.encode()),
-                     (b"Content-Type", b"application/x-www-form-urlencoded")],
-            content=body, extensions={"timeout": timeouts},
+            method,
+            url,
+            headers=[
+                (b"User-Agent", self.USER_AGENT.encode()),
+                (b"Content-Type", b"application/x-www-form-urlencoded"),
+            ],
+            content=body,
+            extensions={"timeout": timeouts},
         )
         return response.status, response.content
 
@@ -122,9 +127,13 @@ def make(kind: str, size: int) -> BaseRequest:
     if kind == "httpx":
         # bot.ratelimit.build_request before this change
         return HTTPXRequest(
-            connection_pool_size=size, pool_timeout=30.0,
-            httpx_kwargs={"limits": httpx.Limits(max_connections=size, max_keepalive_connections=size,
-                                                 keepalive_expiry=30)},
+            connection_pool_size=size,
+            pool_timeout=30.0,
+            httpx_kwargs={
+                "limits": httpx.Limits(
+                    max_connections=size, max_keepalive_connections=size, keepalive_expiry=30
+                )
+            },
         )
     if kind == "httpcore":
         return HttpcoreRequest(size)
@@ -170,8 +179,10 @@ def main() -> None:
     server.start()
     ready.wait(10)
     url = f"http://127.0.0.1:{port}/bot{TOKEN}/editMessageText"
-    print(f"load average {os.getloadavg()[0]:.2f}; {args.requests} requests per run, best and median "
-          f"of {args.repeat} runs")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; {args.requests} requests per run, best and median "
+        f"of {args.repeat} runs"
+    )
     print(f"{'client':<10} {'concurrency':>11} {'CPU ms/request':>22} {'wall ms/request':>16}")
     try:
         for concurrency in (int(c) for c in args.concurrency.split(",")):
@@ -179,8 +190,10 @@ def main() -> None:
                 runs = [asyncio.run(run(kind, url, args.requests, concurrency)) for _ in range(args.repeat)]
                 cpus = [r[0] for r in runs]
                 walls = [r[1] for r in runs]
-                print(f"{kind:<10} {concurrency:>11} {min(cpus):>10.3f} (med {statistics.median(cpus):.3f})"
-                      f" {statistics.median(walls):>16.3f}")
+                print(
+                    f"{kind:<10} {concurrency:>11} {min(cpus):>10.3f} (med {statistics.median(cpus):.3f})"
+                    f" {statistics.median(walls):>16.3f}"
+                )
     finally:
         server.terminate()
 

@@ -55,8 +55,13 @@ class Sender(Protocol):
     async def close(self) -> None: ...
 
     async def send(
-        self, method: str, url: str, body: bytes | aiohttp.Payload | None, content_type: str | None,
-        headers: dict[str, str], timeouts: Timeouts,
+        self,
+        method: str,
+        url: str,
+        body: bytes | aiohttp.Payload | None,
+        content_type: str | None,
+        headers: dict[str, str],
+        timeouts: Timeouts,
     ) -> tuple[int, bytes]: ...
 
 
@@ -77,7 +82,9 @@ class AiohttpSender:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self.connections, limit_per_host=0, keepalive_timeout=30,
+                    limit=self.connections,
+                    limit_per_host=0,
+                    keepalive_timeout=30,
                     ssl=httpx.create_ssl_context(),
                 ),
                 # No cookie jar: the Bot API sets none, so nothing to parse or keep per response.
@@ -102,8 +109,13 @@ class AiohttpSender:
         return self._proxies[key]
 
     async def send(
-        self, method: str, url: str, body: bytes | aiohttp.Payload | None, content_type: str | None,
-        headers: dict[str, str], timeouts: Timeouts,
+        self,
+        method: str,
+        url: str,
+        body: bytes | aiohttp.Payload | None,
+        content_type: str | None,
+        headers: dict[str, str],
+        timeouts: Timeouts,
     ) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             raise RuntimeError("This BotApiRequest is not initialized!")
@@ -113,8 +125,14 @@ class AiohttpSender:
             headers = {**headers, "Content-Type": content_type}
         try:
             async with self._session.request(
-                method, target, data=body, headers=headers, timeout=_client_timeout(timeouts),
-                proxy=proxy, proxy_auth=proxy_auth, allow_redirects=False,  # as httpx: none followed
+                method,
+                target,
+                data=body,
+                headers=headers,
+                timeout=_client_timeout(timeouts),
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+                allow_redirects=False,  # as httpx: none followed
             ) as response:
                 return response.status, await response.read()
         except TimeoutError as exc:  # aiohttp's timeouts all derive from it

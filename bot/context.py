@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from storage.services import Services
     from storage.services.drafts import Draft
 
+
 class SchoolBotApplication(Application[Any, Any, Any, Any, Any, Any]):
     """PTB's Application with the services and settings the handlers use (set by build_application)."""
 

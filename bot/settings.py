@@ -76,6 +76,7 @@ class Settings(BaseSettings):
             number_suffix=self.report_number_suffix.strip(),
             place=self.report_place.strip(),
         )
+
     # The first reminder run after an instance becomes the leader (seconds).
     reminder_first_run_seconds: float = Field(default=30, ge=0, le=3600)
     # SIGTERM: updates in progress and reports being built get this long, then the process exits.

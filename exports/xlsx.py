@@ -190,7 +190,6 @@ class Formats:
         self.value_date = make(num_format="dd/mm/yyyy", **cell, align="left")
         self.value_datetime = make(num_format="dd/mm/yyyy hh:mm", **cell, align="left")
 
-
     def quoted_of(self, fmt: Format | None) -> Format:
         """The same format with Excel's quote prefix (made once per format)."""
         if fmt is None:

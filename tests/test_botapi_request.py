@@ -100,7 +100,10 @@ def error(status: int, description: str, **parameters: Any) -> Answer:
 def bot_for(base: str, request: BotApiRequest | None = None) -> Bot:
     request = request or build_request(make_settings("sqlite+aiosqlite://"))
     return Bot(
-        TOKEN, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot", request=request,
+        TOKEN,
+        base_url=f"{base}/bot",
+        base_file_url=f"{base}/file/bot",
+        request=request,
         get_updates_request=BotApiRequest(2),
     )
 

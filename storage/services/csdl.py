@@ -318,4 +318,3 @@ class CsdlService(ServiceBase):
         async with self.sessionmaker() as session:
             found = await repo.not_in_csdl(session, school_ids, self._cutoff(), with_names=with_names)
         return {sid: OverdueSchool(sid, count, names) for sid, (count, names) in found.items()}
-

@@ -102,7 +102,10 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
-            ["student_id"], ["student.id"], name=op.f("fk_need_history_student_id_student"), ondelete="CASCADE"
+            ["student_id"],
+            ["student.id"],
+            name=op.f("fk_need_history_student_id_student"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_need_history")),
     )
@@ -141,7 +144,8 @@ def upgrade() -> None:
         sa.Column("reopened_by_id", sa.Integer(), nullable=True),
         sa.Column("reopen_reason", sa.Text(), nullable=False),
         sa.CheckConstraint(
-            "reopened_at IS NULL OR reopen_reason <> ''", name=op.f("ck_submission_snapshot_reopen_has_reason")
+            "reopened_at IS NULL OR reopen_reason <> ''",
+            name=op.f("ck_submission_snapshot_reopen_has_reason"),
         ),
         sa.ForeignKeyConstraint(
             ["approved_by_id"],
@@ -191,9 +195,7 @@ def _snapshot_submitted(bind: sa.Connection, snapshot: sa.Table, tz: ZoneInfo) -
         sa.column("reviewed_by_id", sa.Integer()),
         sa.column("figures", sa.JSON()),
     )
-    rows = list(
-        bind.execute(sa.select(submission).where(submission.c.status.in_(("submitted", "approved"))))
-    )
+    rows = list(bind.execute(sa.select(submission).where(submission.c.status.in_(("submitted", "approved")))))
     if not rows:
         return
     # The figures are the application's own (one definition of every figure); only an existing
@@ -235,7 +237,9 @@ def _snapshot_submitted(bind: sa.Connection, snapshot: sa.Table, tz: ZoneInfo) -
                 taken_by_id=row.submitted_by_id,
                 late=bool(stored.get("late", False)),
                 figures=figures.model_dump(mode="json"),
-                approved_at=(_aware(row.reviewed_at) if row.reviewed_at else submitted_at) if approved else None,
+                approved_at=(_aware(row.reviewed_at) if row.reviewed_at else submitted_at)
+                if approved
+                else None,
                 approved_by_id=row.reviewed_by_id if approved else None,
                 reopen_reason="",
             )
