@@ -7,7 +7,7 @@ through `run_sync`."""
 from __future__ import annotations
 
 import functools
-from datetime import date
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Select, and_, bindparam, case, func, select, update
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from storage.enums import DonationSource, HandoverKind
 from storage.models import DonationBatch, Donor, Handover, School
 from storage.repositories import locks
+from storage.schemas.devices import BatchIn
 
 
 async def ensure_program_unlocked(session: AsyncSession, school_id: int, *days: date | None) -> None:
@@ -198,4 +199,28 @@ def _active_in_batch() -> Select[Handover]:
         Handover.batch_id == bindparam("batch_id"),
         Handover.student_id == bindparam("student_id"),
         Handover.returned_on.is_(None),
+    )
+
+
+def new_batch(
+    data: BatchIn, *, school_id: int, donor_id: int | None, actor_id: int | None, now: datetime, late: bool
+) -> DonationBatch:
+    """A received batch as entered, nothing handed over yet: the chat (/donation) and the Excel import
+    build it alike (the caller numbers it, or the session's numbering does at flush)."""
+    return DonationBatch(
+        school_id=school_id,
+        source=data.source,
+        donor_id=donor_id,
+        received_on=data.received_on,
+        quantity=data.quantity,
+        device_type=data.device_type,
+        make_model=data.make_model,
+        condition=data.condition,
+        specs=data.specs,
+        receipt_photo_file_id=data.receipt_photo_file_id,
+        note=data.note,
+        allocated=0,
+        entered_by_id=actor_id,
+        entered_at=now,
+        entered_late=late,
     )

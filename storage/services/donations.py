@@ -137,25 +137,16 @@ class DonationService(ServiceBase):
                 await self._check_donor(session, school_id, data.source, data.donor_id)
                 check_event_date(data.received_on, self.clock.today())
                 now = self.clock.now()
-                batch = DonationBatch(
+                batch = repo.new_batch(
+                    data,
                     school_id=school_id,
-                    number=await repo.next_batch_number(session, school_id),
-                    source=data.source,
                     donor_id=data.donor_id,
-                    received_on=data.received_on,
-                    quantity=data.quantity,
-                    device_type=data.device_type,
-                    make_model=data.make_model,
-                    condition=data.condition,
-                    specs=data.specs,
-                    receipt_photo_file_id=data.receipt_photo_file_id,
-                    note=data.note,
-                    allocated=0,
-                    entered_by_id=actor_id,
-                    entered_at=now,
-                    entered_late=is_late_entry(data.received_on, now, self.clock.tz),
-                    request_key=request_key,
+                    actor_id=actor_id,
+                    now=now,
+                    late=is_late_entry(data.received_on, now, self.clock.tz),
                 )
+                batch.number = await repo.next_batch_number(session, school_id)
+                batch.request_key = request_key
                 session.add(batch)
                 await session.flush()
                 await audit.record(session, actor_id=actor_id, action=AuditAction.CREATE, row=batch)

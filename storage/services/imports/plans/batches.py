@@ -12,6 +12,7 @@ from storage.enums import AuditAction, DeviceCondition
 from storage.errors import DomainError
 from storage.models import DonationBatch, Donor, School
 from storage.repositories import audit
+from storage.repositories import devices as devices_repo
 from storage.rules import devices
 from storage.rules.timeliness import check_event_date, is_late_entry
 from storage.schemas.devices import BatchIn, DonorIn
@@ -209,21 +210,13 @@ class _BatchesPlan(_Plan):
             created.append(
                 (
                     row,
-                    DonationBatch(
+                    devices_repo.new_batch(
+                        data,
                         school_id=row.school.id,
-                        source=data.source,
                         donor_id=donor_id,
-                        received_on=data.received_on,
-                        quantity=data.quantity,
-                        device_type=data.device_type,
-                        make_model=data.make_model,
-                        condition=data.condition,
-                        specs=data.specs,
-                        note=data.note,
-                        allocated=0,
-                        entered_by_id=actor_id,
-                        entered_at=now,
-                        entered_late=is_late_entry(data.received_on, now, tz),
+                        actor_id=actor_id,
+                        now=now,
+                        late=is_late_entry(data.received_on, now, tz),
                     ),
                 )
             )
