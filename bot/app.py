@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 # Every flow, in the order its ConversationHandler is added: PTB gives an update to the first handler
 # of its group that takes it, so this order is the flows' precedence (tests/test_flow_list.py checks
 # that every `build_*_conversation` of conversations/ is here).
-FLOWS: tuple[Callable[[], Flow], ...] = (
+FLOWS: tuple[Callable[[], Flow[Any]], ...] = (
     compile_round.build_compile_conversation,
     donation.build_donation_conversation,
     faq.build_faq_add_conversation,
@@ -216,12 +216,15 @@ async def on_error(update: object, context: BotContext) -> None:
 
 
 def register_handlers(
-    application: SchoolBotApplication, settings: Settings, extra_flows: Sequence[Flow] = ()
+    application: SchoolBotApplication, settings: Settings, extra_flows: Sequence[Flow[Any]] = ()
 ) -> None:
     timeout = settings.conversation_timeout_minutes * 60
     flow_titles: dict[str, str] = {}
     extra: list[BaseHandler[Update, BotContext, Any]] = []
-    conversations_found: list[Flow | ConversationHandler[BotContext]] = [*extra_flows, *(b() for b in FLOWS)]
+    conversations_found: list[Flow[Any] | ConversationHandler[BotContext]] = [
+        *extra_flows,
+        *(b() for b in FLOWS),
+    ]
     for handlers in EXTRA_HANDLERS:
         extra.extend(handlers())
     with warnings.catch_warnings():
@@ -274,7 +277,7 @@ def build_application(
     get_updates_request: BaseRequest | None = None,
     rate_limiter: BaseRateLimiter[Any] | None = None,
     persistence_interval: float = 60,
-    extra_flows: Sequence[Flow] = (),
+    extra_flows: Sequence[Flow[Any]] = (),
 ) -> SchoolBotApplication:
     if settings.telegram_bot_token is None:
         raise SettingsError(

@@ -17,9 +17,9 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Self
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.ext import (
     BaseHandler,
@@ -30,6 +30,7 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
+from typing_extensions import TypeVar
 
 from bot.access import refusal_key
 from bot.context import BotContext
@@ -129,16 +130,59 @@ def answer_filter() -> filters.BaseFilter:
     return filters.TEXT & ~filters.COMMAND & ~menu_filter()
 
 
+# The framework's own keys in a stored draft (all else is the flow's answers): the draft's identity
+# (its request key, which also makes a double-tapped Confirm save once), how many questions it has
+# asked (the stamp of its buttons), the step to resume at, and whether one answer is being edited.
+META_KEYS = frozenset({"request_key", "_v", "_resume_step", "_editing"})
+
+
+class Answers(BaseModel):
+    """A flow's answers so far: the typed part of its draft (one subclass per flow, every field
+    optional until asked). A stored draft is the answers' JSON beside the framework's `META_KEYS`.
+
+    `derived` names fields that are not the person's answers but kept with them: labels read once
+    for the questions and the summary (a batch's number, a student's label), warnings already said."""
+
+    model_config = ConfigDict(extra="ignore")
+    derived: ClassVar[frozenset[str]] = frozenset()
+
+    def answered(self) -> int:
+        """How many answers the person has given (a cancel says how many it drops)."""
+        return sum(1 for name, value in self if value is not None and name not in self.derived)
+
+    @classmethod
+    def from_draft(cls, data: Mapping[str, Any]) -> Self:
+        """The answers of a stored draft. Keys written before the answers were typed (`_student`)
+        lose their underscore; a value that no longer fits its field is dropped, not the draft."""
+        raw = {key.removeprefix("_"): value for key, value in data.items() if key not in META_KEYS}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            bad = {error["loc"][0] for error in exc.errors() if error["loc"]}
+            return cls.model_validate({key: value for key, value in raw.items() if key not in bad})
+
+    def to_draft(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+A = TypeVar("A", bound=Answers, default=Answers)
+A_co = TypeVar("A_co", bound=Answers, covariant=True, default=Answers)
+A_contra = TypeVar("A_contra", bound=Answers, contravariant=True, default=Answers)
+
+
 @dataclass
-class Turn:
+class Turn(Generic[A_co]):
     """One step of a flow: the update, the person, the draft, and ways to answer."""
 
-    flow: Flow
+    flow: Flow[Any]
     update: Update
     context: BotContext
     staff: StaffOut
+    # The stored draft as read: the framework's META_KEYS; for a flow without an `answers_model`
+    # (not yet typed) its answers too.
     draft: dict[str, Any] = field(default_factory=dict)
     step: int | None = None
+    typed: A_co | None = None  # the flow's answers (`answers`), for a flow with an `answers_model`
     # The tapped button answered the question asked (set by the guard): the next question takes that
     # message's place. Not for a summary, asked or answered: summaries stay in the history.
     in_place: bool = False
@@ -146,6 +190,51 @@ class Turn:
     # Reads already made while handling this update (a step's check and the next question's prompt
     # ask the same), by key; gone with the update, so nothing is ever answered from an older read.
     memo: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def answers(self) -> A_co:
+        """The flow's answers so far, typed (read from the draft, written back by `save`)."""
+        assert self.typed is not None, f"{self.flow.name} declares no answers_model"
+        return self.typed
+
+    @property
+    def request_key(self) -> str:
+        """The draft's identity: a record saved from it carries it, so a double-tapped Confirm saves once."""
+        return str(self.draft["request_key"])
+
+    @property
+    def editing(self) -> bool:
+        """One answer is being asked again from the summary's edit list (`advance` goes back to it)."""
+        return bool(self.draft.get("_editing"))
+
+    @editing.setter
+    def editing(self, value: bool) -> None:
+        if value:
+            self.draft["_editing"] = True
+        else:
+            self.draft.pop("_editing", None)
+
+    def start_over(self) -> None:
+        """A fresh draft: a new request key, no answers."""
+        self.draft = {"request_key": uuid.uuid4().hex}
+        model = self.flow.answers_model
+        self.typed = model() if model is not None else None  # type: ignore[assignment]  # the flow's A
+
+    def load_draft(self, data: dict[str, Any], step: int | None) -> None:
+        """A stored draft: the framework's keys, and the flow's answers typed when it has a model."""
+        model = self.flow.answers_model
+        if model is None:
+            self.draft = data
+        else:
+            self.draft = {key: value for key, value in data.items() if key in META_KEYS}
+            self.typed = model.from_draft(data)  # type: ignore[assignment]  # the flow's A
+        self.step = step
+
+    def stored(self) -> dict[str, Any]:
+        """The draft as written to the database."""
+        if self.typed is None:
+            return self.draft
+        return self.typed.to_draft() | self.draft
 
     @property
     def language(self) -> str:
@@ -209,7 +298,7 @@ class Turn:
         self.draft |= answers
 
     async def save(self) -> None:
-        await self.context.services.drafts.save(self.user_id, self.flow.name, self.draft, self.step)
+        await self.context.services.drafts.save(self.user_id, self.flow.name, self.stored(), self.step)
 
     async def ask(self, state: int) -> int:
         """Write the draft at `state`, then send that state's question."""
@@ -221,7 +310,8 @@ class Turn:
 
     async def advance(self, state: int) -> int:
         """Go to `state`, or back to the summary when the person was editing one answer."""
-        if self.draft.pop("_editing", False) and self.flow.summary_state is not None:
+        if self.editing and self.flow.summary_state is not None:
+            self.editing = False
             return await self.ask(self.flow.summary_state)
         return await self.ask(state)
 
@@ -265,10 +355,26 @@ def menu_for(context: BotContext, staff: StaffOut) -> ReplyMarkup:
     return main_menu(keyboard_commands(staff, registered), staff.language)
 
 
-StepCallback = Callable[[Turn], Awaitable[int | None]]
+StepCallback = Callable[[Turn[A_contra]], Awaitable[int | None]]
+Question = Callable[[Turn[A_contra]], Awaitable[None]]
+FlowHandler = BaseHandler[Update, BotContext, Any]
 
 
-class Flow(abc.ABC):
+@dataclass(frozen=True)
+class Window(Generic[A_contra]):
+    """One state of a flow, declared in one place: the question it asks (sent on entering the state,
+    on /resume, after a restart, for an outdated button) and the handlers of the answers it takes
+    (made with the flow's `on_text`, `on_button`, `on_photo`, `on_document`)."""
+
+    question: Question[A_contra]
+    answers: Sequence[FlowHandler]
+
+
+# A flow's states: state -> its window.
+Windows = Mapping[int, Window[A_contra]]
+
+
+class Flow(abc.ABC, Generic[A]):
     """Base of every step-by-step flow (one ConversationHandler, one draft per person)."""
 
     name: ClassVar[str]  # conversation and draft name
@@ -276,6 +382,8 @@ class Flow(abc.ABC):
     title_key: ClassVar[str]  # catalogue key naming the flow in cancel / resume / timeout texts
     action: ClassVar[Action] = Action.ENTER_RECORDS
     summary_state: ClassVar[int | None] = None
+    # The flow's answers, typed (a subclass of `Answers`); None: a flow still on an untyped dict.
+    answers_model: ClassVar[type[Answers] | None] = None
     # A typed answer longer than this is refused at the step, before it reaches the draft or is
     # echoed back. Above every field's own limit (specs, a send-back reason: 1,000), so that the
     # field's message, which names the field, comes first for anything a field could take.
@@ -284,21 +392,30 @@ class Flow(abc.ABC):
     # --- what a flow writes -------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def begin(self, turn: Turn) -> int:
+    async def begin(self, turn: Turn[A]) -> int:
         """Fill the fresh draft and ask the first question."""
 
-    @abc.abstractmethod
-    async def prompt(self, turn: Turn, state: int) -> None:
-        """Send the question of `state` (used on every step, on resume and after restarts)."""
+    def windows(self) -> Windows[A]:
+        """Every state of the flow: its question and the handlers of its answers (`Window`)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no windows")
 
-    @abc.abstractmethod
+    @functools.cached_property
+    def table(self) -> dict[int, Window[A]]:
+        """`windows()`, made once: the conversation's handlers and questions are these objects."""
+        return dict(self.windows())
+
+    async def prompt(self, turn: Turn[A], state: int) -> None:
+        """Send the question of `state` (used on every step, on resume and after restarts)."""
+        await self.table[state].question(turn)
+
     def steps(self) -> Handlers:
-        """The handlers of each state, made with `on_text`, `on_button`, `on_photo`, `on_document`."""
+        """The handlers of each state, as ConversationHandler's `states` takes them."""
+        return {state: list(window.answers) for state, window in self.table.items()}
 
     # --- handler makers -----------------------------------------------------------------------
 
-    def on_text(self, callback: StepCallback) -> MessageHandler[BotContext, Any]:
-        async def bounded(turn: Turn) -> int | None:
+    def on_text(self, callback: StepCallback[A]) -> MessageHandler[BotContext, Any]:
+        async def bounded(turn: Turn[A]) -> int | None:
             length = len(turn.answer)
             if length > self.answer_limit:
                 return await turn.retry(
@@ -308,7 +425,7 @@ class Flow(abc.ABC):
 
         return MessageHandler(answer_filter(), self._guard(bounded))
 
-    def on_button(self, pattern: str, callback: StepCallback) -> CallbackQueryHandler[BotContext, Any]:
+    def on_button(self, pattern: str, callback: StepCallback[A]) -> CallbackQueryHandler[BotContext, Any]:
         """Buttons whose data is `<flow>:<pattern…>` (a regular expression after the prefix); the
         draft's stamp after the flow name (`<flow>~<stamp>:…`) is checked by the guard."""
         return CallbackQueryHandler(self._guard(callback), pattern=self.button_pattern(pattern))
@@ -316,17 +433,17 @@ class Flow(abc.ABC):
     def button_pattern(self, pattern: str) -> str:
         return f"^{self.name}(?:{STAMP_MARK}[0-9a-z]+)?:{pattern}"
 
-    def on_photo(self, callback: StepCallback) -> MessageHandler[BotContext, Any]:
+    def on_photo(self, callback: StepCallback[A]) -> MessageHandler[BotContext, Any]:
         return MessageHandler(filters.PHOTO, self._guard(callback))
 
-    def on_document(self, callback: StepCallback) -> MessageHandler[BotContext, Any]:
+    def on_document(self, callback: StepCallback[A]) -> MessageHandler[BotContext, Any]:
         return MessageHandler(filters.Document.ALL, self._guard(callback))
 
     def cb(self, *parts: object) -> str:
         """Callback data for this flow's buttons."""
         return ":".join([self.name, *(str(p) for p in parts)])
 
-    def entry_button(self, pattern: str, callback: StepCallback) -> CallbackQueryHandler[BotContext, Any]:
+    def entry_button(self, pattern: str, callback: StepCallback[A]) -> CallbackQueryHandler[BotContext, Any]:
         """A button that starts the flow again (e.g. «continue with the same batch» under a saved
         record): data `<flow>:<pattern…>`; `callback` gets a Turn with a fresh draft. An unfinished
         draft of the flow is offered to continue or restart first, as with the command."""
@@ -335,7 +452,7 @@ class Flow(abc.ABC):
             turn = await self._load(update, context, staff)
             if turn.step is not None and turn.step != CHOOSE_DRAFT:
                 return await self._enter(update, context, staff)
-            turn.draft = {"request_key": uuid.uuid4().hex}
+            turn.start_over()
             try:
                 return await callback(turn)
             except DomainError as exc:
@@ -403,7 +520,7 @@ class Flow(abc.ABC):
             return []
         return [t(BY_NAME[self.command].button_key, lang) for lang in LANGUAGES]
 
-    async def _load(self, update: Update, context: BotContext, staff: StaffOut) -> Turn:
+    async def _load(self, update: Update, context: BotContext, staff: StaffOut) -> Turn[A]:
         known = context.drafts
         if known is not None and self.name in known:
             # Read a moment ago by the entry guard (`_other_open_flow`), nothing written since: taken
@@ -412,9 +529,9 @@ class Flow(abc.ABC):
         else:
             # The entry guard found the person, so the update has a user.
             draft = await context.services.drafts.get(update.effective_user.id, self.name)  # type: ignore[union-attr]
-        turn = Turn(self, update, context, staff)
+        turn: Turn[A] = Turn(self, update, context, staff)
         if draft is not None:
-            turn.draft, turn.step = draft.data, draft.step
+            turn.load_draft(draft.data, draft.step)
         # Buttons of this flow built while this update is handled carry the draft's stamp.
         flow_stamp.set((self.name, lambda: turn.stamp))
         return turn
@@ -460,7 +577,7 @@ class Flow(abc.ABC):
                 return titles[draft.flow]
         return None
 
-    def _guard(self, callback: StepCallback) -> Any:
+    def _guard(self, callback: StepCallback[A]) -> Any:
         """Every step re-checks access (a deactivated account stops at once) and loads the draft."""
 
         async def handler(update: Update, context: BotContext) -> object:
@@ -481,7 +598,7 @@ class Flow(abc.ABC):
 
         return handler
 
-    def _outdated(self, update: Update, turn: Turn) -> bool:
+    def _outdated(self, update: Update, turn: Turn[A]) -> bool:
         """A tapped button that carries another draft's stamp, or an earlier question's."""
         query = update.callback_query
         if query is None:
@@ -489,7 +606,7 @@ class Flow(abc.ABC):
         flow, stamp = button_flow_and_stamp(query.data)
         return flow == self.name and stamp is not None and stamp != turn.stamp
 
-    async def _reask(self, turn: Turn) -> int | None:
+    async def _reask(self, turn: Turn[A]) -> int | None:
         """An old button of an open draft: say so, and ask the current question again."""
         await answer_alert(turn.update, turn.text("core.button_outdated", title=turn.text(self.title_key)))
         assert turn.step is not None
@@ -499,7 +616,7 @@ class Flow(abc.ABC):
             await self.prompt(turn, turn.step)
         return turn.step
 
-    async def _offer_draft(self, turn: Turn) -> None:
+    async def _offer_draft(self, turn: Turn[A]) -> None:
         await turn.reply(
             turn.text("core.draft_exists", title=turn.text(self.title_key)),
             rows(
@@ -518,16 +635,16 @@ class Flow(abc.ABC):
             await turn.save()
             await self._offer_draft(turn)
             return CHOOSE_DRAFT
-        turn.draft = {"request_key": uuid.uuid4().hex}
+        turn.start_over()
         return await self.begin(turn)
 
-    async def _continue_draft(self, turn: Turn) -> int:
+    async def _continue_draft(self, turn: Turn[A]) -> int:
         state = int(turn.draft.pop("_resume_step"))
         return await turn.ask(state)
 
-    async def _restart_draft(self, turn: Turn) -> int:
+    async def _restart_draft(self, turn: Turn[A]) -> int:
         await close_buttons(turn.update)
-        turn.draft = {"request_key": uuid.uuid4().hex}
+        turn.start_over()
         return await self.begin(turn)
 
     async def _resume(self, update: Update, context: BotContext, staff: StaffOut) -> int:
@@ -538,15 +655,18 @@ class Flow(abc.ABC):
         state = int(turn.draft.pop("_resume_step", turn.step))
         return await turn.ask(state)
 
-    async def _repeat(self, turn: Turn) -> int | None:
+    async def _repeat(self, turn: Turn[A]) -> int | None:
         assert turn.step is not None
         if turn.step == CHOOSE_DRAFT:
             return turn.step
         await self.prompt(turn, turn.step)
         return turn.step
 
-    async def _cancel(self, turn: Turn) -> int:
-        answers = len([k for k in turn.draft if not k.startswith("_") and k != "request_key"])
+    async def _cancel(self, turn: Turn[A]) -> int:
+        if turn.typed is not None:
+            answers = turn.typed.answered()
+        else:
+            answers = len([k for k in turn.draft if not k.startswith("_") and k != "request_key"])
         await turn.context.services.drafts.discard(turn.user_id, self.name)
         await turn.reply(
             turn.text("core.cancelled", title=turn.text(self.title_key), answers=answers),
@@ -554,13 +674,13 @@ class Flow(abc.ABC):
         )
         return END
 
-    async def _unexpected(self, turn: Turn) -> int | None:
+    async def _unexpected(self, turn: Turn[A]) -> int | None:
         kind = message_kind(turn.update)
         key = "core.press_a_button" if kind == "text" else "core.unexpected_in_flow"
         await turn.reply(turn.text(key, kind=turn.text(f"core.kind.{kind}")))
         return await self._repeat(turn)
 
-    async def _busy(self, turn: Turn) -> int | None:
+    async def _busy(self, turn: Turn[A]) -> int | None:
         await turn.reply(turn.text("core.busy", title=turn.text(self.title_key)))
         return await self._repeat(turn)
 
@@ -587,13 +707,13 @@ class Flow(abc.ABC):
             )
 
 
-class EditableFlow(Flow):
+class EditableFlow(Flow[A]):
     """A flow whose summary offers «Edit»: the list of its answers; the one tapped is asked again,
     then `Turn.advance` goes back to the summary.
 
-    Its `steps` take the summary's and the edit list's handlers from `summary_steps`; its prompt of
-    `edit_state` calls `ask_field_list`. Texts: `<field_labels>.<name>` for each answer,
-    `<edit_texts>.edit_question` and `<edit_texts>.back_to_summary`."""
+    Its `windows` take the summary's and the edit list's windows from `summary_windows`. Texts:
+    `<field_labels>.<name>` for each answer, `<edit_texts>.edit_question` and
+    `<edit_texts>.back_to_summary`."""
 
     edit_state: ClassVar[int]
     editable: ClassVar[Mapping[str, int]]  # answer -> the step that asks it again
@@ -601,7 +721,7 @@ class EditableFlow(Flow):
     edit_texts: ClassVar[str]
 
     @abc.abstractmethod
-    async def on_confirm(self, turn: Turn) -> int | None:
+    async def on_confirm(self, turn: Turn[A]) -> int | None:
         """The summary's «Confirm»: save, then `turn.finish`."""
 
     def summary_steps(
@@ -623,25 +743,42 @@ class EditableFlow(Flow):
             self.edit_state: [self.on_button(r"field:\w+$", self.on_field), *tail],
         }
 
-    async def ask_field_list(self, turn: Turn, fields: Iterable[str] | None = None) -> None:
+    def summary_windows(
+        self,
+        summary: Question[A],
+        *extra: FlowHandler,
+        edit_list: Question[A] | None = None,
+        typed: FlowHandler | None = None,
+    ) -> dict[int, Window[A]]:
+        """The summary's window (`summary` shows it; Confirm, any `extra` buttons, Edit) and the edit
+        list's (`edit_list`, by default every editable answer; `field:<name>` buttons); `typed` takes
+        text typed at either (e.g. «press a button»)."""
+        steps = self.summary_steps(*extra, typed=typed)
+        assert self.summary_state is not None
+        return {
+            self.summary_state: Window(summary, steps[self.summary_state]),
+            self.edit_state: Window(edit_list or self.ask_field_list, steps[self.edit_state]),
+        }
+
+    async def ask_field_list(self, turn: Turn[A], fields: Iterable[str] | None = None) -> None:
         """The edit list: every editable answer, or only `fields` (those that apply to this draft)."""
         names = self.editable if fields is None else fields
         options = [(turn.text(f"{self.field_labels}.{name}"), self.cb("field", name)) for name in names]
         back = (turn.text(f"{self.edit_texts}.back_to_summary"), self.cb("field", "back"))
         await turn.reply(turn.text(f"{self.edit_texts}.edit_question"), rows(*option_rows(options), [back]))
 
-    async def on_edit(self, turn: Turn) -> int:
+    async def on_edit(self, turn: Turn[A]) -> int:
         return await turn.ask(self.edit_state)
 
-    async def on_field(self, turn: Turn) -> int | None:
+    async def on_field(self, turn: Turn[A]) -> int | None:
         state = self.editable.get(turn.answer)
         if state is None:  # «back to the summary»
             assert self.summary_state is not None
             return await turn.ask(self.summary_state)
-        turn.draft["_editing"] = True
+        turn.editing = True
         return await self.ask_again(turn, state)
 
-    async def ask_again(self, turn: Turn, state: int) -> int:
+    async def ask_again(self, turn: Turn[A], state: int) -> int:
         """Ask one answer again (a flow that asks some step another way, e.g. a picker, overrides)."""
         return await turn.ask(state)
 

@@ -17,7 +17,7 @@ import html
 from datetime import date
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler, CommandHandler
 
@@ -27,12 +27,13 @@ from bot.errors import render_error
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import reply
 from bot.texts import t
-from conversations.common import EditableFlow, Handlers, Turn, menu_for, option_rows, reply_plain
+from conversations.common import EditableFlow, Turn, Window, Windows, menu_for, option_rows, reply_plain
 from conversations.widgets.date_picker import parse_picked_date
 from conversations.widgets.messages import pack_lines
 from conversations.widgets.student_picker import (
     Picked,
     PickerStates,
+    StudentAnswers,
     StudentPicker,
     remember_student,
     student_of,
@@ -69,6 +70,26 @@ class Step(enum.IntEnum):
     SINCE = 12
 
 
+class CurrentNeed(BaseModel):
+    """The need already recorded, when the person chose to update it (shown beside each question)."""
+
+    category: PriorityGroup
+    kind: str
+    note: str = ""
+
+
+class NeedAnswers(StudentAnswers):
+    category: PriorityGroup | None = None
+    kind: str | None = None  # a key of KINDS
+    note: str | None = None
+    since: date | None = None  # None: today
+    update: bool = False  # the student's need is recorded already: this changes it
+    current: CurrentNeed | None = None
+    derived = StudentAnswers.derived | {"update", "current"}
+
+
+Ask = Turn[NeedAnswers]
+
 # Summary "Edit": field -> the step that asks it again.
 EDITABLE = {"group": Step.GROUP, "needs": Step.NEEDS, "note": Step.NOTE, "since": Step.SINCE}
 
@@ -97,7 +118,7 @@ def matching(typed: str, labels: dict[str, str]) -> str | None:
     return partial[0] if len(partial) == 1 else None
 
 
-class NeedFlow(EditableFlow):
+class NeedFlow(EditableFlow[NeedAnswers]):
     name = "need"
     command = "need"
     title_key = "needs.title"
@@ -106,52 +127,45 @@ class NeedFlow(EditableFlow):
     editable = EDITABLE
     field_labels = "needs.field"
     edit_texts = "needs"
+    answers_model = NeedAnswers
 
     def __init__(self) -> None:
         states = PickerStates(Step.SEARCH, Step.NEW_NAME, Step.NEW_BIRTH, Step.NEW_CLASS, Step.NEW_CODE)
         self.picker = StudentPicker(self, states, self.on_student, prompt_key="needs.student_question")
 
-    # --- questions ------------------------------------------------------------------------------
+    # --- the states: each question with the answers it takes --------------------------------------
 
-    async def begin(self, turn: Turn) -> int:
+    def windows(self) -> Windows[NeedAnswers]:
+        press = self.on_text(self.press_button)
+        return {
+            **self.picker.windows(),
+            Step.EXISTING: Window(self.show_existing, [self.on_button("update$", self.on_update), press]),
+            Step.GROUP: Window(
+                self.ask_group, [self.on_button(r"group:\w+$", self.on_group), self.on_text(self.on_group)]
+            ),
+            Step.NEEDS: Window(
+                self.ask_needs, [self.on_button(r"needs:\w+$", self.on_needs), self.on_text(self.on_needs)]
+            ),
+            Step.NOTE: Window(
+                self.ask_note, [self.on_button(r"note:\w+$", self.on_note_button), self.on_text(self.on_note)]
+            ),
+            Step.SINCE: Window(
+                self.ask_since, [self.on_button("since:", self.on_since), self.on_text(self.on_since)]
+            ),
+            **self.summary_windows(self.show_summary, typed=press),
+        }
+
+    async def begin(self, turn: Ask) -> int:
         refusal = await turn.context.services.needs.change_refusal(turn.staff.school_id or 0)
         if refusal is not None:
             # Today is inside a locked period: every change would alter it; say so before asking.
             return await turn.finish(render_error(refusal.as_error(), turn.language))
         return await self.picker.ask(turn)
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        if self.picker.owns(state):
-            await self.picker.prompt(turn, state)
-            return
-        draft, language = turn.draft, turn.language
-        current = draft.get("current") or {}
-        if state == Step.EXISTING:
-            await self._show_existing(turn)
-        elif state == Step.GROUP:
-            text = turn.text("needs.group_question", student=html.escape(draft["student"]))
-            if current:
-                text += "\n" + turn.text("needs.current", value=group_label(current["category"], language))
-            options = [(group_label(g, language), self.cb("group", g.value)) for g in NEED_GROUPS]
-            await turn.reply(text, rows(*option_rows(options, columns=1)))
-        elif state == Step.NEEDS:
-            text = turn.text("needs.needs_question")
-            if current:
-                text += "\n" + turn.text("needs.current", value=kind_label(current["kind"], language))
-            options = [(kind_label(k, language), self.cb("needs", k)) for k in KINDS]
-            await turn.reply(text, rows(*option_rows(options, columns=1)))
-        elif state == Step.NOTE:
-            await self._ask_note(turn, current.get("note", ""))
-        elif state == Step.SUMMARY:
-            await self._show_summary(turn)
-        elif state == Step.EDIT:
-            await self.ask_field_list(turn)
-        elif state == Step.SINCE:
-            await turn.reply(turn.text("needs.since_question"), date_choices(self.cb("since"), language))
-
-    async def _show_existing(self, turn: Turn) -> None:
+    async def show_existing(self, turn: Ask) -> None:
+        assert turn.answers.student_id is not None  # a new student has no need recorded
         need = await turn.context.services.needs.existing_need(
-            turn.draft["student_id"], school_id=turn.staff.school_id or 0
+            turn.answers.student_id, school_id=turn.staff.school_id or 0
         )
         markup = rows(
             [(turn.text("needs.update_button"), self.cb("update"))],
@@ -164,7 +178,7 @@ class NeedFlow(EditableFlow):
         note = turn.text("needs.existing_note", note=html.escape(need.note)) if need.note else ""
         text = turn.text(
             "needs.existing",
-            student=html.escape(turn.draft["student"]),
+            student=html.escape(turn.answers.student_label or ""),
             entered_on=show_date(entered_on),
             group=group_label(need.category, turn.language),
             needs=kind_label(kind_of(need), turn.language),
@@ -172,7 +186,24 @@ class NeedFlow(EditableFlow):
         )
         await turn.reply(text, markup)
 
-    async def _ask_note(self, turn: Turn, current_note: str) -> None:
+    async def ask_group(self, turn: Ask) -> None:
+        language, current = turn.language, turn.answers.current
+        text = turn.text("needs.group_question", student=html.escape(turn.answers.student_label or ""))
+        if current is not None:
+            text += "\n" + turn.text("needs.current", value=group_label(current.category, language))
+        options = [(group_label(g, language), self.cb("group", g.value)) for g in NEED_GROUPS]
+        await turn.reply(text, rows(*option_rows(options, columns=1)))
+
+    async def ask_needs(self, turn: Ask) -> None:
+        language, current = turn.language, turn.answers.current
+        text = turn.text("needs.needs_question")
+        if current is not None:
+            text += "\n" + turn.text("needs.current", value=kind_label(current.kind, language))
+        options = [(kind_label(k, language), self.cb("needs", k)) for k in KINDS]
+        await turn.reply(text, rows(*option_rows(options, columns=1)))
+
+    async def ask_note(self, turn: Ask) -> None:
+        current_note = turn.answers.current.note if turn.answers.current is not None else ""
         text = turn.text("needs.note_question")
         if current_note:
             text += "\n" + turn.text("needs.note_current", note=html.escape(current_note))
@@ -184,45 +215,36 @@ class NeedFlow(EditableFlow):
             markup = rows([(turn.text("core.skip"), self.cb("note", "skip"))])
         await turn.reply(text, markup)
 
-    async def _show_summary(self, turn: Turn) -> None:
-        draft, language = turn.draft, turn.language
-        note = draft.get("note", "")
+    async def ask_since(self, turn: Ask) -> None:
+        await turn.reply(turn.text("needs.since_question"), date_choices(self.cb("since"), turn.language))
+
+    async def show_summary(self, turn: Ask) -> None:
+        answers, language = turn.answers, turn.language
+        assert answers.category is not None and answers.kind is not None
+        note = answers.note or ""
         text = turn.text(
             "needs.summary",
-            student=html.escape(draft["student"]),
-            group=group_label(draft["category"], language),
-            needs=kind_label(draft["kind"], language),
+            student=html.escape(answers.student_label or ""),
+            group=group_label(answers.category, language),
+            needs=kind_label(answers.kind, language),
             note=html.escape(note) if note else turn.text("needs.no_note"),
         )
-        since = draft.get("since")
+        since = answers.since
         text += "\n" + turn.text(
             "needs.summary_since",
-            since=show_date(date.fromisoformat(since)) if since else turn.text("needs.since_today"),
+            since=show_date(since) if since else turn.text("needs.since_today"),
         )
-        if draft.get("update"):
+        if answers.update:
             text += "\n\n" + turn.text("needs.summary_update")
         await turn.reply(text, confirm_choices(self.cb(), language))
 
-    # --- steps ----------------------------------------------------------------------------------
+    # --- answers --------------------------------------------------------------------------------
 
-    def steps(self) -> Handlers:
-        press = self.on_text(self.press_button)
-        return {
-            **self.picker.handlers(),
-            Step.EXISTING: [self.on_button("update$", self.on_update), press],
-            Step.GROUP: [self.on_button(r"group:\w+$", self.on_group), self.on_text(self.on_group)],
-            Step.NEEDS: [self.on_button(r"needs:\w+$", self.on_needs), self.on_text(self.on_needs)],
-            Step.NOTE: [self.on_button(r"note:\w+$", self.on_note_button), self.on_text(self.on_note)],
-            Step.SINCE: [self.on_button("since:", self.on_since), self.on_text(self.on_since)],
-            **self.summary_steps(typed=press),
-        }
-
-    async def press_button(self, turn: Turn) -> int | None:
+    async def press_button(self, turn: Ask) -> int | None:
         return await turn.retry(turn.text("needs.press_button"))
 
-    async def on_student(self, turn: Turn, student: Picked) -> int:
-        remember_student(turn.draft, student)
-        turn.draft["student"] = student.label
+    async def on_student(self, turn: Turn[StudentAnswers], student: Picked) -> int:
+        remember_student(turn.answers, student)
         if student.id is None:  # a new student, added at the confirm: no need recorded yet
             return await turn.ask(Step.GROUP)
         existing = await turn.context.services.needs.existing_need(
@@ -232,75 +254,73 @@ class NeedFlow(EditableFlow):
             return await turn.ask(Step.EXISTING)
         return await turn.ask(Step.GROUP)
 
-    async def on_update(self, turn: Turn) -> int:
+    async def on_update(self, turn: Ask) -> int:
+        assert turn.answers.student_id is not None  # a new student has no need recorded
         need = await turn.context.services.needs.existing_need(
-            turn.draft["student_id"], school_id=turn.staff.school_id or 0
+            turn.answers.student_id, school_id=turn.staff.school_id or 0
         )
-        turn.draft["update"] = need is not None
+        turn.answers.update = need is not None
         if need is not None:
-            turn.draft["current"] = {
-                "category": need.category.value,
-                "kind": kind_of(need),
-                "note": need.note,
-            }
+            turn.answers.current = CurrentNeed(category=need.category, kind=kind_of(need), note=need.note)
         return await turn.ask(Step.GROUP)
 
-    async def on_group(self, turn: Turn) -> int | None:
+    async def on_group(self, turn: Ask) -> int | None:
         if turn.update.callback_query is not None:
             group = parse_category(turn.answer)
         else:
             labels = {g.value: group_label(g, turn.language) for g in NEED_GROUPS}
             group = parse_category(matching(turn.answer, labels) or PriorityGroup.NONE)
-        turn.draft["category"] = group.value
+        turn.answers.category = group
         return await turn.advance(Step.NEEDS)
 
-    async def on_needs(self, turn: Turn) -> int | None:
+    async def on_needs(self, turn: Ask) -> int | None:
         if turn.update.callback_query is not None:
             kind = turn.answer if turn.answer in KINDS else None
         else:
             kind = matching(turn.answer, {k: kind_label(k, turn.language) for k in KINDS})
         if kind is None:
             raise DomainError("needs.nothing_needed")
-        turn.draft["kind"] = kind
+        turn.answers.kind = kind
         return await turn.advance(Step.NOTE)
 
-    async def on_note(self, turn: Turn) -> int | None:
-        turn.draft["note"] = clean_note(turn.answer)
+    async def on_note(self, turn: Ask) -> int | None:
+        turn.answers.note = clean_note(turn.answer)
         return await turn.advance(Step.SUMMARY)
 
-    async def on_note_button(self, turn: Turn) -> int | None:
-        current = turn.draft.get("current") or {}
-        turn.draft["note"] = current.get("note", "") if turn.answer == "keep" else ""
+    async def on_note_button(self, turn: Ask) -> int | None:
+        current = turn.answers.current
+        turn.answers.note = current.note if turn.answer == "keep" and current is not None else ""
         return await turn.advance(Step.SUMMARY)
 
-    async def on_since(self, turn: Turn) -> int | None:
+    async def on_since(self, turn: Ask) -> int | None:
         since = parse_picked_date(turn)
         # Known once dated: a change the locked period would see is refused now, not at the confirm.
         await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "needs", since)
-        turn.draft["since"] = since.isoformat()
+        turn.answers.since = since
         return await turn.advance(Step.SUMMARY)
 
-    async def on_confirm(self, turn: Turn) -> int | None:
-        draft = turn.draft
-        needs_device, needs_connectivity = KINDS[draft["kind"]]
+    async def on_confirm(self, turn: Ask) -> int | None:
+        answers = turn.answers
+        assert answers.kind is not None and answers.category is not None
+        needs_device, needs_connectivity = KINDS[answers.kind]
         try:
             data = NeedIn(
-                **student_of(draft),
-                category=draft["category"],
+                **student_of(answers),
+                category=answers.category,
                 needs_device=needs_device,
                 needs_connectivity=needs_connectivity,
-                note=draft.get("note", ""),
-                since=draft.get("since"),
+                note=answers.note or "",
+                since=answers.since,
             )
         except ValidationError as exc:
             return await turn.retry(exc)
-        update = bool(draft.get("update"))
+        update = answers.update
         try:
             need = await turn.context.services.needs.record_need(
                 turn.staff.school_id or 0,
                 data,
                 actor_id=turn.staff.id,
-                request_key=draft["request_key"],
+                request_key=turn.request_key,
                 update=update,
             )
         except DomainError as exc:
@@ -311,7 +331,7 @@ class NeedFlow(EditableFlow):
             return await turn.ask(Step.EXISTING)
         text = turn.text(
             "needs.updated" if update else "needs.saved",
-            student=html.escape(draft["student"]),
+            student=html.escape(answers.student_label or ""),
             group=group_label(need.category, turn.language),
             needs=kind_label(kind_of(need), turn.language),
         )

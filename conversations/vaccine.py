@@ -17,16 +17,18 @@ from datetime import date
 from typing import Any
 
 from bot.keyboards import confirm_choices, date_choices, rows
-from conversations.common import EditableFlow, Handlers, Turn, option_rows
+from conversations.common import EditableFlow, Turn, Window, Windows, option_rows
 from conversations.widgets.date_picker import parse_picked_date
 from conversations.widgets.student_picker import (
     Picked,
     PickerStates,
+    StudentAnswers,
     StudentPicker,
     remember_student,
     student_of,
 )
 from conversations.widgets.vaccine_choices import (
+    ProductAnswers,
     check_dose_number,
     chosen_place,
     chosen_product,
@@ -74,11 +76,19 @@ class Step(enum.IntEnum):
     EDIT = 13
 
 
+class DoseAnswers(StudentAnswers, ProductAnswers):
+    dose_number: int | None = None
+    given_on: date | None = None
+    place: DosePlace | None = None
+
+
+Ask = Turn[DoseAnswers]
+
 # Summary "Edit": field -> the step that asks it again.
 EDITABLE = {"dose_number": Step.DOSE, "date": Step.DATE, "product": Step.PRODUCT, "place": Step.PLACE}
 
 
-class VaccineFlow(EditableFlow):
+class VaccineFlow(EditableFlow[DoseAnswers]):
     name = "vaccine"
     command = "vaccine"
     title_key = "vaccines.dose.title"
@@ -87,6 +97,7 @@ class VaccineFlow(EditableFlow):
     editable = EDITABLE
     field_labels = "vaccines.dose.field"
     edit_texts = "vaccines"
+    answers_model = DoseAnswers
 
     def __init__(self) -> None:
         states = PickerStates(Step.SEARCH, Step.NEW_NAME, Step.NEW_BIRTH, Step.NEW_CLASS, Step.NEW_CODE)
@@ -94,39 +105,58 @@ class VaccineFlow(EditableFlow):
             self, states, self.on_student, prompt_key="vaccines.dose.student_question"
         )
 
-    # --- questions ------------------------------------------------------------------------------
+    # --- the states: each question with the answers it takes --------------------------------------
 
-    async def begin(self, turn: Turn) -> int:
+    def windows(self) -> Windows[DoseAnswers]:
+        press = self.on_text(self.press_button)
+        return {
+            **self.picker.windows(),
+            Step.DOSE: Window(
+                self.ask_dose, [self.on_button(r"dose:\d+$", self.on_dose), self.on_text(self.on_dose)]
+            ),
+            Step.DATE: Window(
+                self.ask_date, [self.on_button("date:", self.on_date), self.on_text(self.on_date)]
+            ),
+            Step.PRODUCT: Window(
+                self.ask_product,
+                [self.on_button(r"product:\d+$", self.on_product), self.on_text(self.on_product)],
+            ),
+            Step.PRODUCT_NAME: Window(self.ask_product_name, [self.on_text(self.on_product_name)]),
+            Step.PLACE: Window(
+                self.ask_place, [self.on_button(r"place:\w+$", self.on_place), self.on_text(self.on_place)]
+            ),
+            **self.summary_windows(self.show_summary, typed=press),
+            Step.WARNINGS: Window(
+                self.show_warnings,
+                [
+                    self.on_button("warn:confirm$", self.on_confirm_warnings),
+                    self.on_button("edit$", self.on_edit),
+                    press,
+                ],
+            ),
+        }
+
+    async def begin(self, turn: Ask) -> int:
         return await self.picker.ask(turn)
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        if self.picker.owns(state):
-            await self.picker.prompt(turn, state)
-            return
-        draft, language = turn.draft, turn.language
-        if state == Step.DOSE:
-            await self._ask_dose(turn)
-        elif state == Step.DATE:
-            text = turn.text("vaccines.dose.date_question", dose_number=draft["dose_number"])
-            await turn.reply(text, date_choices(self.cb("date"), language))
-        elif state == Step.PRODUCT:
-            given_on = show_date(date.fromisoformat(draft["given_on"]))
-            text = turn.text("vaccines.dose.product_question", given_on=given_on)
-            await turn.reply(text, await product_keyboard(turn, self))
-        elif state == Step.PRODUCT_NAME:
-            await turn.reply(turn.text("vaccines.product_name_question"))
-        elif state == Step.PLACE:
-            await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, language))
-        elif state == Step.SUMMARY:
-            await self._show_summary(turn)
-        elif state == Step.WARNINGS:
-            await self._show_warnings(turn)
-        elif state == Step.EDIT:
-            await self.ask_field_list(turn)
+    async def ask_date(self, turn: Ask) -> None:
+        text = turn.text("vaccines.dose.date_question", dose_number=turn.answers.dose_number)
+        await turn.reply(text, date_choices(self.cb("date"), turn.language))
 
-    async def _ask_dose(self, turn: Turn) -> None:
+    async def ask_product(self, turn: Ask) -> None:
+        assert turn.answers.given_on is not None  # the date is asked first
+        text = turn.text("vaccines.dose.product_question", given_on=show_date(turn.answers.given_on))
+        await turn.reply(text, await product_keyboard(turn, self))
+
+    async def ask_product_name(self, turn: Ask) -> None:
+        await turn.reply(turn.text("vaccines.product_name_question"))
+
+    async def ask_place(self, turn: Ask) -> None:
+        await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, turn.language))
+
+    async def ask_dose(self, turn: Ask) -> None:
         services, school_id = turn.context.services, turn.staff.school_id or 0
-        student_id = turn.draft.get("student_id")
+        student_id = turn.answers.student_id
         doses: list[DoseOut] = []  # a new student, added at the confirm, has none yet
         suggested = 1
         if student_id is not None:
@@ -138,7 +168,7 @@ class VaccineFlow(EditableFlow):
             lines = [turn.text("vaccines.dose.recorded_none")]
         text = turn.text(
             "vaccines.dose.dose_question",
-            student=html.escape(turn.draft["student"]),
+            student=html.escape(turn.answers.student_label or ""),
             recorded="\n".join(lines),
         )
         taken = {dose.dose_number for dose in doses}
@@ -155,7 +185,7 @@ class VaccineFlow(EditableFlow):
         await turn.reply(text, rows(first, *option_rows(others, columns=4)))
 
     @staticmethod
-    def _recorded_line(turn: Turn, dose: DoseOut) -> str:
+    def _recorded_line(turn: Ask, dose: DoseOut) -> str:
         return turn.text(
             "vaccines.dose.recorded_line",
             dose_number=dose.dose_number,
@@ -164,18 +194,19 @@ class VaccineFlow(EditableFlow):
             place=place_label(dose.place, turn.language),
         )
 
-    def _summary_text(self, turn: Turn) -> str:
-        draft = turn.draft
+    def _summary_text(self, turn: Ask) -> str:
+        answers = turn.answers
+        assert answers.given_on is not None and answers.place is not None
         return turn.text(
             "vaccines.dose.summary",
-            student=html.escape(draft["student"]),
-            dose_number=draft["dose_number"],
-            given_on=show_date(date.fromisoformat(draft["given_on"])),
-            product=shown_product(draft),
-            place=place_label(draft["place"], turn.language),
+            student=html.escape(answers.student_label or ""),
+            dose_number=answers.dose_number,
+            given_on=show_date(answers.given_on),
+            product=shown_product(answers),
+            place=place_label(answers.place, turn.language),
         )
 
-    async def _show_summary(self, turn: Turn) -> None:
+    async def show_summary(self, turn: Ask) -> None:
         check = await self._check(turn)
         lines = [self._summary_text(turn)]
         if check.errors:
@@ -200,7 +231,7 @@ class VaccineFlow(EditableFlow):
             markup = confirm_choices(self.cb(), turn.language)
         await turn.reply("\n".join(lines), markup)
 
-    async def _show_warnings(self, turn: Turn) -> None:
+    async def show_warnings(self, turn: Ask) -> None:
         check = await self._check(turn)
         warnings = [
             turn.text("vaccines.line", text=finding_text(w.as_error(), turn.language))
@@ -214,34 +245,16 @@ class VaccineFlow(EditableFlow):
         )
         await turn.reply(text, markup)
 
-    # --- steps ----------------------------------------------------------------------------------
+    # --- answers --------------------------------------------------------------------------------
 
-    def steps(self) -> Handlers:
-        press = self.on_text(self.press_button)
-        return {
-            **self.picker.handlers(),
-            Step.DOSE: [self.on_button(r"dose:\d+$", self.on_dose), self.on_text(self.on_dose)],
-            Step.DATE: [self.on_button("date:", self.on_date), self.on_text(self.on_date)],
-            Step.PRODUCT: [self.on_button(r"product:\d+$", self.on_product), self.on_text(self.on_product)],
-            Step.PRODUCT_NAME: [self.on_text(self.on_product_name)],
-            Step.PLACE: [self.on_button(r"place:\w+$", self.on_place), self.on_text(self.on_place)],
-            **self.summary_steps(typed=press),
-            Step.WARNINGS: [
-                self.on_button("warn:confirm$", self.on_confirm_warnings),
-                self.on_button("edit$", self.on_edit),
-                press,
-            ],
-        }
-
-    async def press_button(self, turn: Turn) -> int | None:
+    async def press_button(self, turn: Ask) -> int | None:
         return await turn.retry(turn.text("vaccines.press_button"))
 
-    async def on_student(self, turn: Turn, student: Picked) -> int:
-        remember_student(turn.draft, student)
-        turn.draft["student"] = student.label
+    async def on_student(self, turn: Turn[StudentAnswers], student: Picked) -> int:
+        remember_student(turn.answers, student)
         return await turn.ask(Step.DOSE)
 
-    async def on_dose(self, turn: Turn) -> int | None:
+    async def on_dose(self, turn: Ask) -> int | None:
         number = typed_dose_number(turn.answer)
         if number is None:
             text = turn.text(
@@ -249,7 +262,7 @@ class VaccineFlow(EditableFlow):
             )
             return await turn.retry(text)
         check_dose_number(number)
-        student_id = turn.draft.get("student_id")
+        student_id = turn.answers.student_id
         doses = (
             await turn.context.services.vaccines.doses_of(student_id, school_id=turn.staff.school_id or 0)
             if student_id is not None
@@ -260,71 +273,71 @@ class VaccineFlow(EditableFlow):
             raise DomainError(
                 "vaccines.duplicate_dose", dose_number=number, given_on=show_date(taken.given_on)
             )
-        turn.draft["dose_number"] = number
+        turn.answers.dose_number = number
         return await turn.advance(Step.DATE)
 
-    async def on_date(self, turn: Turn) -> int | None:
+    async def on_date(self, turn: Ask) -> int | None:
         given_on = parse_picked_date(turn)
         await self._check_date(turn, given_on)
-        turn.draft["given_on"] = given_on.isoformat()
+        turn.answers.given_on = given_on
         return await turn.advance(Step.PRODUCT)
 
-    async def on_product(self, turn: Turn) -> int | None:
+    async def on_product(self, turn: Ask) -> int | None:
         product = await chosen_product(turn)
-        remember_product(turn.draft, product)
+        remember_product(turn.answers, product)
         if product.needs_name:
             return await turn.ask(Step.PRODUCT_NAME)
         await self._check_product(turn)
         return await turn.advance(Step.PLACE)
 
-    async def on_product_name(self, turn: Turn) -> int | None:
-        turn.draft["product_other_name"] = other_product_name(turn)
+    async def on_product_name(self, turn: Ask) -> int | None:
+        turn.answers.product_other_name = other_product_name(turn)
         await self._check_product(turn)
         return await turn.advance(Step.PLACE)
 
-    async def on_place(self, turn: Turn) -> int | None:
+    async def on_place(self, turn: Ask) -> int | None:
         place = chosen_place(turn)
         if place is None:
             return await turn.retry(turn.text("vaccines.place_hint"))
-        turn.draft["place"] = place.value
+        turn.answers.place = place
         return await turn.advance(Step.SUMMARY)
 
-    async def on_confirm(self, turn: Turn) -> int | None:
+    async def on_confirm(self, turn: Ask) -> int | None:
         try:
             dose = await self._record(turn, confirm_warnings=False)
         except WarningsNotConfirmed:
             return await turn.ask(Step.WARNINGS)
         return await self._saved(turn, dose)
 
-    async def on_confirm_warnings(self, turn: Turn) -> int | None:
+    async def on_confirm_warnings(self, turn: Ask) -> int | None:
         return await self._saved(turn, await self._record(turn, confirm_warnings=True))
 
     # --- calls to the service ---------------------------------------------------------------------
 
-    def _dose_in(self, turn: Turn, **override: Any) -> DoseIn:
-        draft = turn.draft
+    def _dose_in(self, turn: Ask, **override: Any) -> DoseIn:
+        answers = turn.answers
         values: dict[str, Any] = {
-            **student_of(draft),
-            "dose_number": draft["dose_number"],
-            "given_on": draft.get("given_on"),
-            "product_id": draft.get("product_id"),
-            "product_other_name": draft.get("product_other_name", ""),
-            "place": draft.get("place", DosePlace.SCHOOL.value),
+            **student_of(answers),
+            "dose_number": answers.dose_number,
+            "given_on": answers.given_on,
+            "product_id": answers.product_id,
+            "product_other_name": answers.product_other_name or "",
+            "place": answers.place or DosePlace.SCHOOL,
             **override,
         }
         return DoseIn.model_validate(values)
 
-    async def _check(self, turn: Turn, **override: Any) -> DoseCheck:
+    async def _check(self, turn: Ask, **override: Any) -> DoseCheck:
         data = self._dose_in(turn, **override)
         return await turn.context.services.vaccines.check_dose(turn.staff.school_id or 0, data)
 
-    async def _check_date(self, turn: Turn, given_on: date) -> None:
+    async def _check_date(self, turn: Ask, given_on: date) -> None:
         """Refusals the date alone decides (order of the doses, birth date, future), said at once.
 
         Before a product is chosen, the check runs with the "other" product: it has no age or
         interval rule, so only what the date decides can be refused here."""
         override: dict[str, Any] = {"given_on": given_on}
-        if "product_id" not in turn.draft:
+        if turn.answers.product_id is None:
             products = await products_of(turn)
             neutral = next((p for p in products if p.needs_name), None)
             if neutral is None:
@@ -334,27 +347,27 @@ class VaccineFlow(EditableFlow):
         if check.errors:
             raise check.errors[0].as_error()
 
-    async def _check_product(self, turn: Turn) -> None:
+    async def _check_product(self, turn: Ask) -> None:
         check = await self._check(turn)
         for error in check.errors:
             if error.code in PRODUCT_ERRORS:
                 raise error.as_error()
 
-    async def _record(self, turn: Turn, *, confirm_warnings: bool) -> DoseOut:
+    async def _record(self, turn: Ask, *, confirm_warnings: bool) -> DoseOut:
         return await turn.context.services.vaccines.record_dose(
             turn.staff.school_id or 0,
             self._dose_in(turn),
             actor_id=turn.staff.id,
-            request_key=turn.draft["request_key"],
+            request_key=turn.request_key,
             confirm_warnings=confirm_warnings,
             finish_draft=turn.finish_draft,
         )
 
-    async def _saved(self, turn: Turn, dose: DoseOut) -> int:
+    async def _saved(self, turn: Ask, dose: DoseOut) -> int:
         text = turn.text(
             "vaccines.dose.saved",
             dose_number=dose.dose_number,
-            student=html.escape(turn.draft["student"]),
+            student=html.escape(turn.answers.student_label or ""),
             given_on=show_date(dose.given_on),
             product=html.escape(dose.product_label),
             place=place_label(dose.place, turn.language),

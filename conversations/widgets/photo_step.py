@@ -10,10 +10,16 @@ from telegram.ext import BaseHandler
 from bot.context import BotContext
 from bot.keyboards import rows
 from bot.texts import t
-from conversations.common import Flow, Turn
+from conversations.common import Answers, Flow, Turn
 
 
-def photo_file_id(turn: Turn) -> str | None:
+class PhotoAnswers(Answers):
+    """Answers of a flow with a photo step (`photo_handlers`)."""
+
+    photo: str | None = None  # the photo's Telegram file id; None when skipped
+
+
+def photo_file_id(turn: Turn[Any]) -> str | None:
     """The file id of a photo sent (or an image sent as a file); None for anything else."""
     message = turn.message
     if message is None:
@@ -26,19 +32,27 @@ def photo_file_id(turn: Turn) -> str | None:
     return None
 
 
-def photo_handlers(flow: Flow, following: int) -> list[BaseHandler[Update, BotContext, Any]]:
-    """An optional photo step (kept as `photo` in the draft): a photo, an image sent as a file, or
-    «skip» (`<flow>:photo:skip`); then `following`, or back to the summary when editing."""
+def photo_handlers(flow: Flow[Any], following: int) -> list[BaseHandler[Update, BotContext, Any]]:
+    """An optional photo step (kept as `photo` in the answers, `PhotoAnswers`): a photo, an image sent
+    as a file, or «skip» (`<flow>:photo:skip`); then `following`, or back to the summary when editing."""
 
-    async def sent(turn: Turn) -> int | None:
+    def keep(turn: Turn[PhotoAnswers], file_id: str | None) -> None:
+        if turn.typed is not None:
+            turn.typed.photo = file_id
+        elif file_id is None:  # a flow whose answers are not typed yet
+            turn.draft.pop("photo", None)
+        else:
+            turn.draft["photo"] = file_id
+
+    async def sent(turn: Turn[PhotoAnswers]) -> int | None:
         file_id = photo_file_id(turn)
         if file_id is None:
             return await turn.retry(turn.text("devices.photo_hint"))
-        turn.draft["photo"] = file_id
+        keep(turn, file_id)
         return await turn.advance(following)
 
-    async def skipped(turn: Turn) -> int | None:
-        turn.draft.pop("photo", None)
+    async def skipped(turn: Turn[PhotoAnswers]) -> int | None:
+        keep(turn, None)
         return await turn.advance(following)
 
     return [
@@ -49,5 +63,5 @@ def photo_handlers(flow: Flow, following: int) -> list[BaseHandler[Update, BotCo
     ]
 
 
-def skip_keyboard(flow: Flow, language: str, field: str) -> InlineKeyboardMarkup:
+def skip_keyboard(flow: Flow[Any], language: str, field: str) -> InlineKeyboardMarkup:
     return rows([(t("core.skip", language), flow.cb(field, "skip"))])

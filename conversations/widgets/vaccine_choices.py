@@ -14,7 +14,7 @@ from telegram import InlineKeyboardMarkup
 from bot.errors import render_error
 from bot.keyboards import rows
 from bot.texts import t
-from conversations.common import Flow, Turn, option_rows
+from conversations.common import Answers, Flow, Turn, option_rows
 from storage.enums import DosePlace
 from storage.errors import DomainError
 from storage.schemas.parsing import clean_text
@@ -24,6 +24,15 @@ from storage.text import fold
 PLACES: tuple[DosePlace, ...] = tuple(DosePlace)
 OTHER_NAME_LENGTH = 200  # as DoseIn keeps it
 _ONE_NUMBER = re.compile(r"\D*?(\d{1,3})\D*")
+
+
+class ProductAnswers(Answers):
+    """Answers of a flow that asks for a vaccine product (`remember_product`)."""
+
+    product_id: int | None = None
+    product: str | None = None  # its name as the list shows it
+    product_needs_name: bool | None = None  # the "other" product: its name is typed
+    product_other_name: str | None = None
 
 
 def place_label(place: DosePlace | str, language: str) -> str:
@@ -39,9 +48,11 @@ def product_button_label(product: VaccineProductOut, language: str) -> str:
     return t("vaccines.product_other", language) if product.needs_name else product.name
 
 
-def shown_product(draft: dict[str, Any]) -> str:
+def shown_product(answers: ProductAnswers | dict[str, Any]) -> str:
     """The product as the person sees it: the typed name for "other", else the list's name (escaped)."""
-    return html.escape(draft.get("product_other_name") or draft.get("product", ""))
+    if isinstance(answers, dict):  # a flow whose answers are not typed yet
+        return html.escape(answers.get("product_other_name") or answers.get("product", ""))
+    return html.escape(answers.product_other_name or answers.product or "")
 
 
 def finding_text(exc: Exception, language: str) -> str:
@@ -49,19 +60,19 @@ def finding_text(exc: Exception, language: str) -> str:
     return html.escape(render_error(exc, language), quote=False)
 
 
-async def products_of(turn: Turn) -> list[VaccineProductOut]:
+async def products_of(turn: Turn[Any]) -> list[VaccineProductOut]:
     """The active products, read once per update (a step's check and the next question both use them)."""
     found: list[VaccineProductOut] = await turn.once("products", turn.context.services.vaccines.products)
     return found
 
 
-async def product_keyboard(turn: Turn, flow: Flow) -> InlineKeyboardMarkup:
+async def product_keyboard(turn: Turn[Any], flow: Flow[Any]) -> InlineKeyboardMarkup:
     products = await products_of(turn)
     options = [(product_button_label(p, turn.language), flow.cb("product", p.id)) for p in products]
     return rows(*option_rows(options, columns=2))
 
 
-async def chosen_product(turn: Turn) -> VaccineProductOut:
+async def chosen_product(turn: Turn[Any]) -> VaccineProductOut:
     """The tapped product, or the one product of the list whose name holds what was typed."""
     products = await products_of(turn)
     if turn.update.callback_query is not None:
@@ -74,23 +85,29 @@ async def chosen_product(turn: Turn) -> VaccineProductOut:
     return found[0]
 
 
-def remember_product(draft: dict[str, Any], product: VaccineProductOut) -> None:
-    draft["product_id"] = product.id
-    draft["product"] = product.name
-    draft["product_needs_name"] = product.needs_name
+def remember_product(answers: ProductAnswers | dict[str, Any], product: VaccineProductOut) -> None:
+    if isinstance(answers, dict):  # a flow whose answers are not typed yet
+        answers["product_id"] = product.id
+        answers["product"] = product.name
+        answers["product_needs_name"] = product.needs_name
+        if not product.needs_name:
+            answers.pop("product_other_name", None)
+        return
+    answers.product_id, answers.product = product.id, product.name
+    answers.product_needs_name = product.needs_name
     if not product.needs_name:
-        draft.pop("product_other_name", None)
+        answers.product_other_name = None
 
 
-def other_product_name(turn: Turn) -> str:
+def other_product_name(turn: Turn[Any]) -> str:
     return clean_text(turn.answer, max_length=OTHER_NAME_LENGTH, required=True)
 
 
-def place_keyboard(flow: Flow, language: str) -> InlineKeyboardMarkup:
+def place_keyboard(flow: Flow[Any], language: str) -> InlineKeyboardMarkup:
     return rows(*[[(place_button_label(place, language), flow.cb("place", place.value))] for place in PLACES])
 
 
-def chosen_place(turn: Turn) -> DosePlace | None:
+def chosen_place(turn: Turn[Any]) -> DosePlace | None:
     """The tapped place, or the one place whose label holds what was typed; None when unclear."""
     if turn.update.callback_query is not None:
         return next((p for p in PLACES if p.value == turn.answer), None)
