@@ -12,7 +12,7 @@ import enum
 
 from bot.keyboards import rows
 from bot.texts import t
-from conversations.common import Flow, Handlers, Turn
+from conversations.common import Answers, Flow, Turn, Window, Windows
 from conversations.widgets.round_helpers import district_of, error_text, esc, names_of, notify, track_label
 from storage.errors import DomainError
 from storage.permissions import Action
@@ -26,13 +26,32 @@ class Step(enum.IntEnum):
     REASON = 2
 
 
-class ReopenFlow(Flow):
+class ReopenAnswers(Answers):
+    submission_id: int | None = None
+    # The current round, read at the start; the chosen part as the reason question names it.
+    round_id: int | None = None
+    round_name: str | None = None
+    label: str | None = None
+    derived = Answers.derived | {"round_id", "round_name", "label"}
+
+
+Ask = Turn[ReopenAnswers]
+
+
+class ReopenFlow(Flow[ReopenAnswers]):
     name = "reopen"
     command = "reopen"
     title_key = "rounds_chat.reopen.title"
     action = Action.REOPEN
+    answers_model = ReopenAnswers
 
-    async def begin(self, turn: Turn) -> int:
+    def windows(self) -> Windows[ReopenAnswers]:
+        return {
+            Step.PICK: Window(self.ask_pick, [self.on_button(r"pick:\d+$", self.on_pick)]),
+            Step.REASON: Window(self.ask_reason, [self.on_text(self.on_reason)]),
+        }
+
+    async def begin(self, turn: Ask) -> int:
         rounds = turn.context.services.rounds
         try:
             district_id = await district_of(turn.context, turn.staff)
@@ -46,59 +65,53 @@ class ReopenFlow(Flow):
             return await turn.finish(
                 turn.text("rounds_chat.reopen.none", round=esc(round_label(current.name)))
             )
-        turn.remember(_round_id=current.id, _round_name=current.name)
+        turn.answers.round_id, turn.answers.round_name = current.id, current.name
         return await turn.ask(Step.PICK)
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        if state == Step.PICK:
-            approved = await turn.context.services.rounds.approved_submissions(
-                turn.draft["_round_id"], turn.staff.id
-            )
-            buttons = [
-                [
-                    (
-                        turn.text(
-                            "rounds_chat.reopen.button",
-                            code=s.school_code,
-                            name=s.school_name,
-                            track=track_label(s.track, turn.language),
-                        ),
-                        self.cb("pick", s.id),
-                    )
-                ]
-                for s in approved[:MAX_LISTED]
+    async def ask_pick(self, turn: Ask) -> None:
+        answers = turn.answers
+        assert answers.round_id is not None
+        approved = await turn.context.services.rounds.approved_submissions(answers.round_id, turn.staff.id)
+        buttons = [
+            [
+                (
+                    turn.text(
+                        "rounds_chat.reopen.button",
+                        code=s.school_code,
+                        name=s.school_name,
+                        track=track_label(s.track, turn.language),
+                    ),
+                    self.cb("pick", s.id),
+                )
             ]
-            text = turn.text("rounds_chat.reopen.list", round=esc(round_label(turn.draft["_round_name"])))
-            await turn.reply(text, rows(*buttons, [(turn.text("core.cancel"), self.cb("cancel"))]))
-        elif state == Step.REASON:
-            await turn.reply(
-                turn.text("rounds_chat.reopen.reason_question", school=esc(turn.draft["_label"]))
-            )
+            for s in approved[:MAX_LISTED]
+        ]
+        text = turn.text("rounds_chat.reopen.list", round=esc(round_label(answers.round_name or "")))
+        await turn.reply(text, rows(*buttons, [(turn.text("core.cancel"), self.cb("cancel"))]))
 
-    def steps(self) -> Handlers:
-        return {
-            Step.PICK: [self.on_button(r"pick:\d+$", self.on_pick)],
-            Step.REASON: [self.on_text(self.on_reason)],
-        }
+    async def ask_reason(self, turn: Ask) -> None:
+        await turn.reply(
+            turn.text("rounds_chat.reopen.reason_question", school=esc(turn.answers.label or ""))
+        )
 
-    async def on_pick(self, turn: Turn) -> int | None:
+    async def on_pick(self, turn: Ask) -> int | None:
         chosen = int(turn.answer)
+        assert turn.answers.round_id is not None
         approved = await turn.context.services.rounds.approved_submissions(
-            turn.draft["_round_id"], turn.staff.id
+            turn.answers.round_id, turn.staff.id
         )
         found = next((s for s in approved if s.id == chosen), None)
         if found is None:  # reopened or changed meanwhile: the list again
             return await turn.ask(Step.PICK)
-        turn.remember(
-            submission_id=found.id,
-            _label=f"{found.school_name} · {track_label(found.track, turn.language)}",
-        )
+        turn.answers.submission_id = found.id
+        turn.answers.label = f"{found.school_name} · {track_label(found.track, turn.language)}"
         return await turn.ask(Step.REASON)
 
-    async def on_reason(self, turn: Turn) -> int | None:
+    async def on_reason(self, turn: Ask) -> int | None:
         services, language = turn.context.services, turn.language
+        assert turn.answers.submission_id is not None
         try:
-            outcome = await services.rounds.reopen(turn.draft["submission_id"], turn.staff.id, turn.answer)
+            outcome = await services.rounds.reopen(turn.answers.submission_id, turn.staff.id, turn.answer)
         except DomainError as exc:
             if exc.code in ("rounds.reason_required", "rounds.reason_too_long"):
                 return await turn.retry(error_text(exc, language))
