@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 
 from bot.keyboards import rows
-from conversations.common import Flow, Handlers, Turn
+from conversations.common import Answers, Flow, Turn, Window, Windows
 from conversations.widgets.messages import send_lines
 from conversations.widgets.round_helpers import district_of, error_text, esc
 from storage.errors import DomainError
@@ -27,13 +27,41 @@ class Step(enum.IntEnum):
     MISSING = 2
 
 
-class CompileFlow(Flow):
+class CompileAnswers(Answers):
+    # What the officer chose for the schools not approved (at the check).
+    choice: CompileChoice | None = None
+    # The current round, read at the start; the round's name and the schools not approved as the
+    # check found them when the choice was made (the second confirmation names exactly those).
+    round_id: int | None = None
+    district_id: int | None = None
+    round_name: str | None = None
+    missing: list[SchoolRef] = []
+    derived = Answers.derived | {"round_id", "district_id", "round_name", "missing"}
+
+
+Ask = Turn[CompileAnswers]
+
+
+class CompileFlow(Flow[CompileAnswers]):
     name = "compile"
     command = "compile"
     title_key = "rounds_chat.compile.title"
     action = Action.COMPILE
+    answers_model = CompileAnswers
 
-    async def begin(self, turn: Turn) -> int:
+    def windows(self) -> Windows[CompileAnswers]:
+        return {
+            Step.CHECK: Window(
+                self.show_check,
+                [
+                    self.on_button("run:all$", self.on_compile),
+                    self.on_button("without:(leave_out|include_live)$", self.on_without),
+                ],
+            ),
+            Step.MISSING: Window(self.ask_missing, [self.on_button("run:without$", self.on_compile)]),
+        }
+
+    async def begin(self, turn: Ask) -> int:
         rounds = turn.context.services.rounds
         try:
             district_id = await district_of(turn.context, turn.staff)
@@ -42,40 +70,43 @@ class CompileFlow(Flow):
             return await turn.finish(error_text(exc, turn.language))
         if current is None:
             return await turn.finish(turn.text("rounds_chat.no_round"))
-        turn.remember(_round_id=current.id, _district_id=current.district_id)
+        turn.answers.round_id, turn.answers.district_id = current.id, current.district_id
         return await turn.ask(Step.CHECK)
 
-    def _school_lines(self, turn: Turn, schools: list[SchoolRef]) -> str:
+    def _school_lines(self, turn: Ask, schools: list[SchoolRef]) -> str:
         return "\n".join(
             turn.text("rounds_chat.compile.school_line", code=esc(s.school_code), name=esc(s.school_name))
             for s in schools
         )
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        if state == Step.CHECK:
-            check = await turn.context.services.rounds.compile_check(turn.draft["_round_id"])
-            await self._show_check(turn, check)
-        elif state == Step.MISSING:
-            missing = [SchoolRef.model_validate(s) for s in turn.draft["_missing"]]
-            text = turn.text(
-                "rounds_chat.compile.missing_confirm",
-                round=esc(round_label(turn.draft["_round_name"])),
-                count=len(missing),
-                schools=self._school_lines(turn, missing),
-                choice=turn.text(f"rounds_chat.compile.choice_{turn.draft['_choice']}"),
-            )
-            markup = rows(
-                [
-                    (
-                        turn.text("rounds_chat.compile.missing_confirm_button", count=len(missing)),
-                        self.cb("run", "without"),
-                    )
-                ],
-                [(turn.text("core.cancel"), self.cb("cancel"))],
-            )
-            await turn.reply(text, markup)
+    async def show_check(self, turn: Ask) -> None:
+        assert turn.answers.round_id is not None
+        check = await turn.context.services.rounds.compile_check(turn.answers.round_id)
+        await self._show_check(turn, check)
 
-    async def _show_check(self, turn: Turn, check: CompileCheck) -> None:
+    async def ask_missing(self, turn: Ask) -> None:
+        answers = turn.answers
+        assert answers.choice is not None
+        missing = answers.missing
+        text = turn.text(
+            "rounds_chat.compile.missing_confirm",
+            round=esc(round_label(answers.round_name or "")),
+            count=len(missing),
+            schools=self._school_lines(turn, missing),
+            choice=turn.text(f"rounds_chat.compile.choice_{answers.choice.value}"),
+        )
+        markup = rows(
+            [
+                (
+                    turn.text("rounds_chat.compile.missing_confirm_button", count=len(missing)),
+                    self.cb("run", "without"),
+                )
+            ],
+            [(turn.text("core.cancel"), self.cb("cancel"))],
+        )
+        await turn.reply(text, markup)
+
+    async def _show_check(self, turn: Ask, check: CompileCheck) -> None:
         name = esc(round_label(check.round_name))
         cancel = [(turn.text("core.cancel"), self.cb("cancel"))]
         if check.ready:
@@ -120,43 +151,37 @@ class CompileFlow(Flow):
         else:
             await send_lines(turn.update, lines, rows(*choices, cancel))
 
-    def steps(self) -> Handlers:
-        return {
-            Step.CHECK: [
-                self.on_button("run:all$", self.on_compile),
-                self.on_button("without:(leave_out|include_live)$", self.on_without),
-            ],
-            Step.MISSING: [self.on_button("run:without$", self.on_compile)],
-        }
-
-    async def on_without(self, turn: Turn) -> int:
-        check = await turn.context.services.rounds.compile_check(turn.draft["_round_id"])
+    async def on_without(self, turn: Ask) -> int:
+        answers = turn.answers
+        assert answers.round_id is not None
+        check = await turn.context.services.rounds.compile_check(answers.round_id)
         if check.ready:  # approved meanwhile: nothing is missing any more
             return await turn.ask(Step.CHECK)
-        turn.draft["_round_name"] = check.round_name
-        turn.draft["_missing"] = [s.model_dump(mode="json") for s in check.missing]
-        turn.draft["_choice"] = CompileChoice(turn.answer).value
+        answers.round_name, answers.missing = check.round_name, check.missing
+        answers.choice = CompileChoice(turn.answer)
         return await turn.ask(Step.MISSING)
 
-    async def on_compile(self, turn: Turn) -> int:
+    async def on_compile(self, turn: Ask) -> int:
         services, language = turn.context.services, turn.language
-        draft = turn.draft
+        answers = turn.answers
+        assert answers.round_id is not None
         without = turn.answer == "without"
-        missing = draft.get("_missing", []) if without else []
-        choice = CompileChoice(draft["_choice"]) if without else CompileChoice.ALL_APPROVED
+        missing, choice = [], CompileChoice.ALL_APPROVED
+        if without:  # the second confirmation: the choice and the schools it named
+            assert answers.choice is not None
+            missing, choice = answers.missing, answers.choice
         await turn.reply(turn.text("rounds_chat.compile.building"))
         try:
             compiled, content = await services.rounds.compile(
-                draft["_round_id"], turn.staff.id, choice, [s["school_id"] for s in missing], language
+                answers.round_id, turn.staff.id, choice, [s.school_id for s in missing], language
             )
         except DomainError as exc:
             failed = turn.text("rounds_chat.compile.failed", reason=error_text(exc, language))
             if exc.code == "rounds.already_compiled":
                 return await turn.finish(failed)
             await turn.reply(failed)
-            draft.pop("missing", None)
             return await turn.ask(Step.CHECK)
-        current = await services.rounds.get_round(draft["_round_id"])
+        current = await services.rounds.get_round(answers.round_id)
         chat = turn.update.effective_chat
         if chat is not None:
             caption = turn.text("rounds_chat.compile.caption", round=esc(round_label(current.name)))
