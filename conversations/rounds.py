@@ -28,7 +28,7 @@ from bot.menus import BY_NAME
 from bot.replies import reply
 from bot.round_texts import progress_png, progress_text
 from bot.texts import LANGUAGES, t
-from conversations.common import EditableFlow, Handlers, Turn, menu_for
+from conversations.common import Answers, EditableFlow, Question, Turn, Window, Windows, menu_for
 from conversations.widgets.messages import send_lines
 from conversations.widgets.round_helpers import district_of, error_text, esc
 from storage.errors import DomainError
@@ -50,7 +50,7 @@ from storage.services.csdl import CsdlService
 # --- what the /round steps share -----------------------------------------------------------------
 
 
-async def retry(turn: Turn, exc: Exception) -> int | None:
+async def retry(turn: Turn[Any], exc: Exception) -> int | None:
     """Stay at the step with the refusal, escaped (it may quote what was typed)."""
     return await turn.retry(error_text(exc, turn.language))
 
@@ -69,6 +69,20 @@ class Step(enum.IntEnum):
     EDIT = 8
 
 
+class RoundAnswers(Answers):
+    name: str | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+    # The three deadlines, local date and time as typed (the service puts them in the district's zone).
+    submit: datetime | None = None
+    approve: datetime | None = None
+    compile: datetime | None = None
+    district_id: int | None = None  # the deputy head's district, read at the start
+    derived = frozenset({"district_id"})
+
+
+Ask = Turn[RoundAnswers]
+
 QUESTIONS = {
     Step.NAME: "rounds_chat.round.name_question",
     Step.PERIOD_START: "rounds_chat.round.period_start_question",
@@ -86,21 +100,32 @@ EDITABLE = {
     "approve": Step.APPROVE,
     "compile": Step.COMPILE,
 }
-DEADLINE_FIELDS = {Step.SUBMIT: "submit", Step.APPROVE: "approve", Step.COMPILE: "compile"}
+# Each date or deadline step: the answer it sets and the step that follows.
+DAY_STEPS = {
+    Step.PERIOD_START: ("period_start", Step.PERIOD_END),
+    Step.PERIOD_END: ("period_end", Step.SUBMIT),
+}
+DEADLINE_STEPS = {
+    Step.SUBMIT: ("submit", Step.APPROVE),
+    Step.APPROVE: ("approve", Step.COMPILE),
+    Step.COMPILE: ("compile", Step.SUMMARY),
+}
 
 
-def round_in(draft: dict[str, Any]) -> RoundIn:
+def round_in(answers: RoundAnswers) -> RoundIn:
+    assert answers.name is not None and answers.period_start is not None and answers.period_end is not None
+    assert answers.submit is not None and answers.approve is not None and answers.compile is not None
     return RoundIn(
-        name=draft["name"],
-        period_start=date.fromisoformat(draft["period_start"]),
-        period_end=date.fromisoformat(draft["period_end"]),
-        submit_deadline=datetime.fromisoformat(draft["submit"]),
-        approve_deadline=datetime.fromisoformat(draft["approve"]),
-        compile_deadline=datetime.fromisoformat(draft["compile"]),
+        name=answers.name,
+        period_start=answers.period_start,
+        period_end=answers.period_end,
+        submit_deadline=answers.submit,
+        approve_deadline=answers.approve,
+        compile_deadline=answers.compile,
     )
 
 
-class RoundFlow(EditableFlow):
+class RoundFlow(EditableFlow[RoundAnswers]):
     name = "round"
     command = "round"
     title_key = "rounds_chat.round.title"
@@ -110,81 +135,86 @@ class RoundFlow(EditableFlow):
     editable = EDITABLE
     field_labels = "rounds_chat.round.field"
     edit_texts = "rounds_chat.round"
+    answers_model = RoundAnswers
 
-    async def begin(self, turn: Turn) -> int:
+    # --- the states: each question with the answers it takes --------------------------------------
+
+    def windows(self) -> Windows[RoundAnswers]:
+        day, deadline = self.on_text(self.on_day), self.on_text(self.on_deadline)
+        return {
+            Step.NAME: Window(self.typed_question(Step.NAME), [self.on_text(self.on_name)]),
+            Step.PERIOD_START: Window(self.typed_question(Step.PERIOD_START), [day]),
+            Step.PERIOD_END: Window(self.typed_question(Step.PERIOD_END), [day]),
+            Step.SUBMIT: Window(self.typed_question(Step.SUBMIT), [deadline]),
+            Step.APPROVE: Window(self.typed_question(Step.APPROVE), [deadline]),
+            Step.COMPILE: Window(self.typed_question(Step.COMPILE), [deadline]),
+            **self.summary_windows(self.show_summary),
+        }
+
+    def typed_question(self, step: Step) -> Question[RoundAnswers]:
+        """The question of `step`, answered by typing: its text alone."""
+
+        async def question(turn: Ask) -> None:
+            await turn.reply(turn.text(QUESTIONS[step]))
+
+        return question
+
+    async def begin(self, turn: Ask) -> int:
         try:
-            turn.draft["_district_id"] = await district_of(turn.context, turn.staff)
+            turn.answers.district_id = await district_of(turn.context, turn.staff)
         except DomainError as exc:
             return await turn.finish(error_text(exc, turn.language))
         return await turn.ask(Step.NAME)
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        if state in QUESTIONS:
-            await turn.reply(turn.text(QUESTIONS[Step(state)]))
-        elif state == Step.SUMMARY:
-            await turn.reply(self._summary(turn), confirm_choices(self.name, turn.language))
-        elif state == Step.EDIT:
-            await self.ask_field_list(turn)
-
-    def _summary(self, turn: Turn) -> str:
-        draft = turn.draft
-        return turn.text(
+    async def show_summary(self, turn: Ask) -> None:
+        answers = turn.answers
+        shown = round_in(answers)
+        text = turn.text(
             "rounds_chat.round.summary",
-            name=esc(draft["name"]),
-            period_start=show_date(date.fromisoformat(draft["period_start"])),
-            period_end=show_date(date.fromisoformat(draft["period_end"])),
-            submit=show_time_day(datetime.fromisoformat(draft["submit"])),
-            approve=show_time_day(datetime.fromisoformat(draft["approve"])),
-            compile=show_time_day(datetime.fromisoformat(draft["compile"])),
+            name=esc(shown.name),
+            period_start=show_date(shown.period_start),
+            period_end=show_date(shown.period_end),
+            submit=show_time_day(shown.submit_deadline),
+            approve=show_time_day(shown.approve_deadline),
+            compile=show_time_day(shown.compile_deadline),
         )
+        await turn.reply(text, confirm_choices(self.name, turn.language))
 
-    def steps(self) -> Handlers:
-        return {
-            Step.NAME: [self.on_text(self.on_name)],
-            Step.PERIOD_START: [self.on_text(self.on_period_start)],
-            Step.PERIOD_END: [self.on_text(self.on_period_end)],
-            Step.SUBMIT: [self.on_text(self.on_deadline)],
-            Step.APPROVE: [self.on_text(self.on_deadline)],
-            Step.COMPILE: [self.on_text(self.on_deadline)],
-            **self.summary_steps(),
-        }
+    # --- answers --------------------------------------------------------------------------------
 
-    async def on_name(self, turn: Turn) -> int | None:
+    async def on_name(self, turn: Ask) -> int | None:
         try:
-            turn.draft["name"] = clean_text(turn.answer, max_length=MAX_ROUND_NAME, required=True)
+            turn.answers.name = clean_text(turn.answer, max_length=MAX_ROUND_NAME, required=True)
         except DomainError as exc:
             return await retry(turn, exc)
         return await turn.advance(Step.PERIOD_START)
 
-    async def _on_date(self, turn: Turn, key: str, following: Step) -> int | None:
+    async def on_day(self, turn: Ask) -> int | None:
+        assert turn.step is not None
+        field, following = DAY_STEPS[Step(turn.step)]
         try:
             value = parse_date(turn.answer, turn.context.services.clock.today(), allow_future=True)
         except DomainError as exc:
             return await retry(turn, exc)
-        turn.draft[key] = value.isoformat()
+        setattr(turn.answers, field, value)
         return await turn.advance(following)
 
-    async def on_period_start(self, turn: Turn) -> int | None:
-        return await self._on_date(turn, "period_start", Step.PERIOD_END)
-
-    async def on_period_end(self, turn: Turn) -> int | None:
-        return await self._on_date(turn, "period_end", Step.SUBMIT)
-
-    async def on_deadline(self, turn: Turn) -> int | None:
+    async def on_deadline(self, turn: Ask) -> int | None:
         assert turn.step is not None
-        step = Step(turn.step)
+        field, following = DEADLINE_STEPS[Step(turn.step)]
         try:
-            turn.draft[DEADLINE_FIELDS[step]] = parse_local_datetime(turn.answer).isoformat()
+            value = parse_local_datetime(turn.answer)
         except DomainError as exc:
             return await retry(turn, exc)
-        following = {Step.SUBMIT: Step.APPROVE, Step.APPROVE: Step.COMPILE, Step.COMPILE: Step.SUMMARY}
-        return await turn.advance(following[step])
+        setattr(turn.answers, field, value)
+        return await turn.advance(following)
 
-    async def on_confirm(self, turn: Turn) -> int:
+    async def on_confirm(self, turn: Ask) -> int:
         services = turn.context.services
+        assert turn.answers.district_id is not None  # read by `begin`
         try:
             created = await services.rounds.create_round(
-                int(turn.draft["_district_id"]), round_in(turn.draft), actor_id=turn.staff.id
+                turn.answers.district_id, round_in(turn.answers), actor_id=turn.staff.id
             )
         except DomainError as exc:
             await turn.reply(
