@@ -14,7 +14,7 @@ import functools
 from bot.keyboards import rows
 from bot.round_texts import status_label
 from bot.texts import t
-from conversations.common import Flow, Handlers, Turn
+from conversations.common import Answers, Flow, Turn, Window, Windows
 from conversations.widgets.messages import send_lines
 from conversations.widgets.round_helpers import (
     REVIEW_COMMANDS,
@@ -43,13 +43,33 @@ class Step(enum.IntEnum):
     CONFIRM = 2
 
 
-class SubmitFlow(Flow):
+class SubmitAnswers(Answers):
+    tracks: list[SubmissionTrack] | None = None  # the parts to submit
+    # The current round, and its parts still to be submitted by the school, read at the start.
+    round_id: int | None = None
+    pending: list[SubmissionTrack] = []
+    derived = frozenset({"round_id", "pending"})
+
+
+Ask = Turn[SubmitAnswers]
+
+
+class SubmitFlow(Flow[SubmitAnswers]):
     name = "submit"
     command = "submit"
     title_key = "rounds_chat.submit.title"
     action = Action.SUBMIT
+    answers_model = SubmitAnswers
 
-    async def begin(self, turn: Turn) -> int:
+    # --- the states: each question with the answers it takes --------------------------------------
+
+    def windows(self) -> Windows[SubmitAnswers]:
+        return {
+            Step.TRACK: Window(self.ask_track, [self.on_button(r"track:\w+$", self.on_track)]),
+            Step.CONFIRM: Window(self.show_figures, [self.on_button("confirm$", self.on_confirm)]),
+        }
+
+    async def begin(self, turn: Ask) -> int:
         staff, services = turn.staff, turn.context.services
         if staff.school_id is None:
             return await turn.finish(turn.text("rounds_chat.no_school"))
@@ -63,25 +83,35 @@ class SubmitFlow(Flow):
             ]
         except DomainError as exc:
             return await turn.finish(error_text(exc, turn.language))
-        pending = [s.track.value for s in submissions if s.status in PENDING_STATUSES]
-        turn.remember(_round_id=current.id, _pending=pending)
-        if not pending:
+        answers = turn.answers
+        answers.round_id = current.id
+        answers.pending = [s.track for s in submissions if s.status in PENDING_STATUSES]
+        if not answers.pending:
             deadline = show_local(current.submit_deadline, services.clock.tz)
             lines = [self._header(turn, submissions, deadline), turn.text("rounds_chat.submit.nothing_left")]
             return await turn.finish("\n".join(lines))
-        if len(pending) == 1:
-            turn.draft["tracks"] = pending
+        if len(answers.pending) == 1:
+            answers.tracks = list(answers.pending)
             return await turn.ask(Step.CONFIRM)
         return await turn.ask(Step.TRACK)
 
-    async def _submissions(self, turn: Turn) -> list[SubmissionOut]:
+    def _round_id(self, turn: Ask) -> int:
+        assert turn.answers.round_id is not None  # read by `begin`
+        return turn.answers.round_id
+
+    async def _submissions(self, turn: Ask) -> list[SubmissionOut]:
         rounds, school_id = turn.context.services.rounds, turn.staff.school_id or 0
         return [
-            await rounds.submission(turn.draft["_round_id"], track, school_id=school_id)
+            await rounds.submission(self._round_id(turn), track, school_id=school_id)
             for track in SubmissionTrack
         ]
 
-    def _header(self, turn: Turn, submissions: list[SubmissionOut], deadline: str) -> str:
+    async def _deadline(self, turn: Ask) -> str:
+        services = turn.context.services
+        current = await services.rounds.get_round(self._round_id(turn))
+        return show_local(current.submit_deadline, services.clock.tz)
+
+    def _header(self, turn: Ask, submissions: list[SubmissionOut], deadline: str) -> str:
         first = submissions[0]
         lines = [
             turn.text(
@@ -101,31 +131,27 @@ class SubmitFlow(Flow):
         ]
         return "\n".join(lines)
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        services = turn.context.services
-        current = await services.rounds.get_round(turn.draft["_round_id"])
-        deadline = show_local(current.submit_deadline, services.clock.tz)
+    async def ask_track(self, turn: Ask) -> None:
+        deadline = await self._deadline(turn)
         submissions = await self._submissions(turn)
-        if state == Step.TRACK:
-            options = [
-                [(track_label(track, turn.language), self.cb("track", track))]
-                for track in turn.draft["_pending"]
-            ]
-            options.append([(turn.text("rounds_chat.submit.both"), self.cb("track", BOTH))])
-            text = self._header(turn, submissions, deadline) + "\n\n" + turn.text("rounds_chat.submit.choose")
-            await turn.reply(text, rows(*options))
-        elif state == Step.CONFIRM:
-            await self._show_figures(turn, submissions, deadline)
+        options = [
+            [(track_label(track, turn.language), self.cb("track", track))] for track in turn.answers.pending
+        ]
+        options.append([(turn.text("rounds_chat.submit.both"), self.cb("track", BOTH))])
+        text = self._header(turn, submissions, deadline) + "\n\n" + turn.text("rounds_chat.submit.choose")
+        await turn.reply(text, rows(*options))
 
-    async def _show_figures(self, turn: Turn, submissions: list[SubmissionOut], deadline: str) -> None:
+    async def show_figures(self, turn: Ask) -> None:
         services, language = turn.context.services, turn.language
+        deadline = await self._deadline(turn)
+        submissions = await self._submissions(turn)
         figures = await services.rounds.school_figures(
-            turn.draft["_round_id"], school_id=turn.staff.school_id or 0
+            self._round_id(turn), school_id=turn.staff.school_id or 0
         )
         by_track = {s.track: s for s in submissions}
+        tracks = turn.answers.tracks or []
         lines: list[str] = []
-        for value in turn.draft["tracks"]:
-            track = SubmissionTrack(value)
+        for track in tracks:
             submission = by_track[track]
             lines.append("")
             lines.append(
@@ -143,7 +169,7 @@ class SubmitFlow(Flow):
             lines += issue_lines(issues, figures.more_inconsistencies if issues else 0, language)
             if issues:
                 lines.append(turn.text("rounds_chat.submit.issues_hint"))
-        if any(by_track[SubmissionTrack(v)].late for v in turn.draft["tracks"]):
+        if any(by_track[track].late for track in tracks):
             lines.append(turn.text("rounds_chat.submit.late_warning", deadline=deadline))
         lines.append("")
         lines.append(turn.text("rounds_chat.submit.confirm_question"))
@@ -153,28 +179,23 @@ class SubmitFlow(Flow):
         )
         await send_lines(turn.update, lines[1:], markup)
 
-    def steps(self) -> Handlers:
-        return {
-            Step.TRACK: [self.on_button(r"track:\w+$", self.on_track)],
-            Step.CONFIRM: [self.on_button("confirm$", self.on_confirm)],
-        }
+    # --- answers --------------------------------------------------------------------------------
 
-    async def on_track(self, turn: Turn) -> int | None:
-        pending = turn.draft["_pending"]
-        chosen = pending if turn.answer == BOTH else [turn.answer]
-        if not set(chosen) <= set(pending):
+    async def on_track(self, turn: Ask) -> int | None:
+        pending = turn.answers.pending
+        chosen = pending if turn.answer == BOTH else [t for t in SubmissionTrack if t.value == turn.answer]
+        if not chosen or not set(chosen) <= set(pending):
             return await turn.ask(Step.TRACK)
-        turn.draft["tracks"] = chosen
+        turn.answers.tracks = list(chosen)
         return await turn.ask(Step.CONFIRM)
 
-    async def on_confirm(self, turn: Turn) -> int:
+    async def on_confirm(self, turn: Ask) -> int:
         context, staff, language = turn.context, turn.staff, turn.language
         lines: list[str] = []
-        for value in turn.draft["tracks"]:
-            track = SubmissionTrack(value)
+        for track in turn.answers.tracks or []:
             try:
                 result = await context.services.rounds.submit(
-                    turn.draft["_round_id"], track, school_id=staff.school_id or 0, actor_id=staff.id
+                    self._round_id(turn), track, school_id=staff.school_id or 0, actor_id=staff.id
                 )
             except DomainError as exc:
                 lines.append(
