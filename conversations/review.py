@@ -16,7 +16,7 @@ from bot.keyboards import rows
 from bot.replies import reply
 from bot.round_texts import figure_label, status_label
 from bot.texts import t
-from conversations.common import Flow, Handlers, Turn, reply_plain
+from conversations.common import Answers, Flow, Turn, Window, Windows, reply_plain
 from conversations.widgets.messages import send_lines
 from conversations.widgets.round_helpers import (
     error_text,
@@ -60,19 +60,51 @@ def decision_text(
     )
 
 
-class ReviewFlow(Flow):
+class ReviewAnswers(Answers):
+    submission_id: int | None = None  # the school's submission being reviewed
+    # That submission as the list showed it (its school, round, and who submitted it).
+    school: str | None = None
+    school_id: int | None = None
+    round_id: int | None = None
+    round_name: str | None = None
+    submitted_by: str | None = None
+    derived = frozenset({"school", "school_id", "round_id", "round_name", "submitted_by"})
+
+
+Ask = Turn[ReviewAnswers]
+
+
+class ReviewFlow(Flow[ReviewAnswers]):
     name = "review"
     command = "review"
     title_key = "rounds_chat.review.title"
     action = Action.REVIEW_PROGRAM
     track: ClassVar[SubmissionTrack] = SubmissionTrack.PROGRAM
+    answers_model = ReviewAnswers
 
-    # --- questions ------------------------------------------------------------------------------
+    # --- the states: each question with the answers it takes --------------------------------------
 
-    async def _pending(self, turn: Turn) -> list[PendingReview]:
+    def windows(self) -> Windows[ReviewAnswers]:
+        return {
+            Step.LIST: Window(self.show_list, [self.on_button(r"pick:\d+$", self.on_pick)]),
+            Step.SCHOOL: Window(
+                self.show_school,
+                [
+                    self.on_button("act:report$", self.on_report),
+                    self.on_button("act:approve$", self.on_approve),
+                    self.on_button("act:back$", self.on_send_back),
+                    self.on_button("act:list$", self.on_list),
+                ],
+            ),
+            Step.REASON: Window(
+                self.ask_reason, [self.on_text(self.on_reason), self.on_button("act:show$", self.on_show)]
+            ),
+        }
+
+    async def _pending(self, turn: Ask) -> list[PendingReview]:
         return await turn.context.services.rounds.pending_reviews(turn.staff.id, self.track)
 
-    async def begin(self, turn: Turn) -> int:
+    async def begin(self, turn: Ask) -> int:
         try:
             pending = await self._pending(turn)
         except DomainError as exc:
@@ -81,20 +113,10 @@ class ReviewFlow(Flow):
             return await turn.finish(self._nothing(turn))
         return await turn.ask(Step.LIST)
 
-    def _nothing(self, turn: Turn) -> str:
+    def _nothing(self, turn: Ask) -> str:
         return turn.text("rounds_chat.review.nothing", track=track_label(self.track, turn.language))
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        if state == Step.LIST:
-            await self._show_list(turn)
-        elif state == Step.SCHOOL:
-            await self._show_school(turn)
-        elif state == Step.REASON:
-            back = [(turn.text("rounds_chat.review.back_to_school"), self.cb("act", "show"))]
-            text = turn.text("rounds_chat.review.reason_question", school=esc(turn.draft["_school"]))
-            await turn.reply(text, rows(back))
-
-    async def _show_list(self, turn: Turn) -> None:
+    async def show_list(self, turn: Ask) -> None:
         pending = await self._pending(turn)
         if not pending:
             await turn.reply(self._nothing(turn))
@@ -114,10 +136,14 @@ class ReviewFlow(Flow):
             text += "\n" + turn.text("rounds_chat.review.list_more", count=len(pending) - MAX_LISTED)
         await turn.reply(text, rows(*buttons))
 
-    async def _summary(self, turn: Turn) -> ReviewSummary:
-        return await turn.context.services.rounds.review_summary(turn.draft["submission_id"], turn.staff.id)
+    def _submission_id(self, turn: Ask) -> int:
+        assert turn.answers.submission_id is not None  # picked from the list
+        return turn.answers.submission_id
 
-    async def _show_school(self, turn: Turn) -> None:
+    async def _summary(self, turn: Ask) -> ReviewSummary:
+        return await turn.context.services.rounds.review_summary(self._submission_id(turn), turn.staff.id)
+
+    async def show_school(self, turn: Ask) -> None:
         language, tz = turn.language, turn.context.services.clock.tz
         summary = await self._summary(turn)
         submission = summary.submission
@@ -130,7 +156,7 @@ class ReviewFlow(Flow):
                 track=track_label(submission.track, language),
                 round=esc(round_label(submission.round_name)),
                 submitted_at=show_local(submitted_at, tz) if submitted_at else "–",
-                by=esc(turn.draft.get("_submitted_by") or "–"),
+                by=esc(turn.answers.submitted_by or "–"),
                 late=turn.text("rounds_chat.late_suffix") if submission.late else "",
                 times=summary.submissions,
             )
@@ -177,59 +203,47 @@ class ReviewFlow(Flow):
         )
         await send_lines(turn.update, lines, markup)
 
+    async def ask_reason(self, turn: Ask) -> None:
+        back = [(turn.text("rounds_chat.review.back_to_school"), self.cb("act", "show"))]
+        text = turn.text("rounds_chat.review.reason_question", school=esc(turn.answers.school or ""))
+        await turn.reply(text, rows(back))
+
     # --- answers --------------------------------------------------------------------------------
 
-    def steps(self) -> Handlers:
-        return {
-            Step.LIST: [self.on_button(r"pick:\d+$", self.on_pick)],
-            Step.SCHOOL: [
-                self.on_button("act:report$", self.on_report),
-                self.on_button("act:approve$", self.on_approve),
-                self.on_button("act:back$", self.on_send_back),
-                self.on_button("act:list$", self.on_list),
-            ],
-            Step.REASON: [
-                self.on_text(self.on_reason),
-                self.on_button("act:show$", self.on_show),
-            ],
-        }
-
-    async def on_pick(self, turn: Turn) -> int | None:
+    async def on_pick(self, turn: Ask) -> int | None:
         chosen = int(turn.answer)
         pending = {p.submission_id: p for p in await self._pending(turn)}
         item = pending.get(chosen)
         if item is None:  # reviewed by someone else meanwhile
             await reply(turn.update, turn.text("core.stale_button"))
             return await self.on_list(turn)
-        turn.remember(
-            submission_id=item.submission_id,
-            _school=item.school_name,
-            _round_id=item.round_id,
-            _round_name=item.round_name,
-            _school_id=item.school_id,
-            _submitted_by=item.submitted_by_name or "",
-        )
+        answers = turn.answers
+        answers.submission_id, answers.school = item.submission_id, item.school_name
+        answers.round_id, answers.round_name = item.round_id, item.round_name
+        answers.school_id, answers.submitted_by = item.school_id, item.submitted_by_name or ""
         return await turn.ask(Step.SCHOOL)
 
-    async def on_list(self, turn: Turn) -> int:
+    async def on_list(self, turn: Ask) -> int:
         if not await self._pending(turn):
             return await turn.finish(self._nothing(turn))
         return await turn.ask(Step.LIST)
 
-    async def on_show(self, turn: Turn) -> int:
+    async def on_show(self, turn: Ask) -> int:
         return await turn.ask(Step.SCHOOL)
 
-    async def on_report(self, turn: Turn) -> int | None:
+    async def on_report(self, turn: Ask) -> int | None:
         """The school's workbook for the round; the summary's buttons stay for the decision."""
         services, language = turn.context.services, turn.language
         query = turn.update.callback_query
         if query is not None:
             await query.answer()
+        answers = turn.answers
+        assert answers.round_id is not None and answers.school_id is not None  # picked from the list
         try:
-            current = await services.rounds.get_round(turn.draft["_round_id"])
+            current = await services.rounds.get_round(answers.round_id)
             report = await services.reports.build(
                 REPORT_KINDS[self.track],
-                ReportScope.for_school(current.district_id, turn.draft["_school_id"]),
+                ReportScope.for_school(current.district_id, answers.school_id),
                 ReportPeriod(round_id=current.id),
                 language,
                 actor_id=turn.staff.id,
@@ -243,16 +257,16 @@ class ReviewFlow(Flow):
         if chat is not None:
             caption = turn.text(
                 "rounds_chat.review.report_caption",
-                school=esc(turn.draft["_school"]),
-                round=esc(round_label(turn.draft["_round_name"])),
+                school=esc(answers.school or ""),
+                round=esc(round_label(answers.round_name or "")),
             )
             await chat.send_document(document=report.content, filename=report.filename, caption=caption)
         return turn.step
 
-    async def on_approve(self, turn: Turn) -> int:
+    async def on_approve(self, turn: Ask) -> int:
         services, language = turn.context.services, turn.language
         try:
-            outcome = await services.rounds.approve(turn.draft["submission_id"], turn.staff.id)
+            outcome = await services.rounds.approve(self._submission_id(turn), turn.staff.id)
         except DomainError as exc:
             await reply(turn.update, error_text(exc, language))
             return await self.on_list(turn)
@@ -277,13 +291,13 @@ class ReviewFlow(Flow):
         )
         return await turn.finish(text + await self._left(turn))
 
-    async def on_send_back(self, turn: Turn) -> int:
+    async def on_send_back(self, turn: Ask) -> int:
         return await turn.ask(Step.REASON)
 
-    async def on_reason(self, turn: Turn) -> int | None:
+    async def on_reason(self, turn: Ask) -> int | None:
         services, language = turn.context.services, turn.language
         try:
-            outcome = await services.rounds.send_back(turn.draft["submission_id"], turn.staff.id, turn.answer)
+            outcome = await services.rounds.send_back(self._submission_id(turn), turn.staff.id, turn.answer)
         except DomainError as exc:
             if exc.code in ("rounds.reason_required", "rounds.reason_too_long"):
                 return await turn.retry(error_text(exc, language))
@@ -312,7 +326,7 @@ class ReviewFlow(Flow):
         )
         return await turn.finish(text + await self._left(turn))
 
-    async def _left(self, turn: Turn) -> str:
+    async def _left(self, turn: Ask) -> str:
         left = len(await self._pending(turn))
         if not left:
             return turn.text("rounds_chat.review.none_left")
