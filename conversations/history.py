@@ -27,7 +27,7 @@ from bot.errors import render_error_html
 from bot.keyboards import rows
 from bot.replies import reply
 from bot.texts import load, t
-from conversations.common import END, Flow, Handlers, Turn
+from conversations.common import END, Answers, Flow, Turn, Window, Windows
 from conversations.widgets.messages import send_lines
 from storage.enums import SubmissionTrack
 from storage.errors import DomainError
@@ -154,11 +154,36 @@ def example_of(schools: Sequence[SchoolOut]) -> str:
     return " ".join(words[-2:])
 
 
-class HistoryFlow(Flow):
+class HistoryAnswers(Answers):
+    """The school picker's position: the filter typed and the page shown (nothing the person
+    answers: a cancel drops no answers)."""
+
+    query: str = ""
+    page: int = 1
+    derived = Answers.derived | {"query", "page"}
+
+
+Ask = Turn[HistoryAnswers]
+
+
+class HistoryFlow(Flow[HistoryAnswers]):
     name = "history"
     command = "history"
     title_key = "rounds_chat.history.title"
     action = Action.HISTORY
+    answers_model = HistoryAnswers
+
+    def windows(self) -> Windows[HistoryAnswers]:
+        return {
+            Step.SCHOOL: Window(
+                self.ask_school,
+                [
+                    self.on_button(r"school:\d+$", self.on_school),
+                    self.on_button(r"page:\d+$", self.on_page),
+                    self.on_text(self.on_typed),
+                ],
+            )
+        }
 
     async def _enter(self, update: Update, context: BotContext, staff: StaffOut) -> int:
         # The picker holds no answers: a new /history starts over instead of offering the old one.
@@ -169,10 +194,10 @@ class HistoryFlow(Flow):
                 known[self.name] = None
         return await super()._enter(update, context, staff)
 
-    async def _schools(self, turn: Turn) -> list[SchoolOut]:
+    async def _schools(self, turn: Ask) -> list[SchoolOut]:
         return await turn.context.services.rounds.history_schools(turn.staff.id)
 
-    async def begin(self, turn: Turn) -> int:
+    async def begin(self, turn: Ask) -> int:
         typed = " ".join(turn.context.args or []).strip()
         schools = await self._schools(turn)
         if typed:
@@ -184,15 +209,15 @@ class HistoryFlow(Flow):
             return END if shown is None else shown
         if not schools:
             return await turn.finish(turn.text("rounds_chat.history.no_schools"))
-        turn.remember(_page=1, _query="")
+        turn.answers.page, turn.answers.query = 1, ""
         return await turn.ask(Step.SCHOOL)
 
-    async def prompt(self, turn: Turn, state: int) -> None:
+    async def ask_school(self, turn: Ask) -> None:
         schools = await self._schools(turn)
-        query = str(turn.draft.get("_query") or "")
+        query = turn.answers.query
         shown = matching(schools, query) if query else schools
         pages = max(1, math.ceil(len(shown) / SCHOOLS_PER_PAGE))
-        page = min(max(1, int(turn.draft.get("_page") or 1)), pages)
+        page = min(max(1, turn.answers.page), pages)
         first = (page - 1) * SCHOOLS_PER_PAGE
         buttons: list[Sequence[tuple[str, str]]] = [
             [
@@ -224,38 +249,29 @@ class HistoryFlow(Flow):
             )
         await turn.reply(text, rows(*buttons))
 
-    def steps(self) -> Handlers:
-        return {
-            Step.SCHOOL: [
-                self.on_button(r"school:\d+$", self.on_school),
-                self.on_button(r"page:\d+$", self.on_page),
-                self.on_text(self.on_typed),
-            ]
-        }
-
-    async def on_school(self, turn: Turn) -> int | None:
+    async def on_school(self, turn: Ask) -> int | None:
         school_id = int(turn.answer)
         school = next((s for s in await self._schools(turn) if s.id == school_id), None)
         return await self._show(turn, school_id, school)
 
-    async def on_page(self, turn: Turn) -> int:
+    async def on_page(self, turn: Ask) -> int:
         page = int(turn.answer)
         if page == 1:
-            turn.remember(_query="")
-        turn.remember(_page=page)
+            turn.answers.query = ""
+        turn.answers.page = page
         return await turn.ask(Step.SCHOOL)
 
-    async def on_typed(self, turn: Turn) -> int | None:
+    async def on_typed(self, turn: Ask) -> int | None:
         return await self._typed(turn, turn.answer.strip(), await self._schools(turn), starting=False)
 
     async def _typed(
-        self, turn: Turn, typed: str, schools: Sequence[SchoolOut], *, starting: bool
+        self, turn: Ask, typed: str, schools: Sequence[SchoolOut], *, starting: bool
     ) -> int | None:
         found = matching(schools, typed)
         if len(found) == 1:
             return await self._show(turn, found[0].id, found[0])
         if found:
-            turn.remember(_query=typed, _page=1)
+            turn.answers.query, turn.answers.page = typed, 1
             return await turn.ask(Step.SCHOOL)
         # Not one of theirs: another school's exact code gets the service's refusal, which says why.
         other = await turn.context.services.organisation.school_by_code(typed)
@@ -265,12 +281,12 @@ class HistoryFlow(Flow):
         if starting:
             if len(schools) > 1:
                 await turn.reply(text)
-                turn.remember(_page=1, _query="")
+                turn.answers.page, turn.answers.query = 1, ""
                 return await turn.ask(Step.SCHOOL)
             return await turn.finish(text)
         return await turn.retry(text)
 
-    async def _show(self, turn: Turn, school_id: int, school: SchoolOut | None) -> int | None:
+    async def _show(self, turn: Ask, school_id: int, school: SchoolOut | None) -> int | None:
         """The school's history, after the service's access check (a school not offered — a forged
         button, another school's code — is refused there with the reason)."""
         services = turn.context.services
