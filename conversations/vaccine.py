@@ -270,9 +270,7 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
         )
         taken = next((dose for dose in doses if dose.dose_number == number), None)
         if taken is not None:  # one record per dose number: say so now, not at the summary
-            raise DomainError(
-                "vaccines.duplicate_dose", dose_number=number, given_on=show_date(taken.given_on)
-            )
+            raise DomainError("vaccines.duplicate_dose", dose_number=number, given_on=taken.given_on)
         turn.answers.dose_number = number
         return await turn.advance(Step.DATE)
 

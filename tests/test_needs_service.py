@@ -76,7 +76,7 @@ async def test_need_recorded_refused_again_then_updated_with_audit(services: Ser
             request_key="need-2",
         )
     assert excinfo.value.code == "needs.already_recorded"
-    assert excinfo.value.params == {"student": "Nguyễn Văn An", "entered_on": "15/11/2021"}
+    assert excinfo.value.params == {"student": "Nguyễn Văn An", "entered_on": date(2021, 11, 15)}
     assert "Cập nhật" in render_error(excinfo.value, "vi") and "Update" in render_error(excinfo.value, "en")
     existing = await services.needs.existing_need(student, school_id=school)
     assert existing is not None and existing.id == saved.id

@@ -42,13 +42,13 @@ def test_an_event_day_is_not_in_the_future_nor_before_the_programme() -> None:
     assert timeliness.check_event_date(TODAY, TODAY) == TODAY  # the same day
     assert refused(timeliness.check_event_date, TODAY + timedelta(days=1), TODAY) == (
         "date.future",
-        {"value": "16/11/2021"},
+        {"value": date(2021, 11, 16)},
     )
     start = timeliness.PROGRAM_START
     assert timeliness.check_event_date(start, TODAY) == start
     assert refused(timeliness.check_event_date, start - timedelta(days=1), TODAY) == (
         "date.too_early",
-        {"value": "31/08/2021", "earliest": "01/09/2021"},
+        {"value": date(2021, 8, 31), "earliest": date(2021, 9, 1)},
     )
 
 
@@ -97,7 +97,7 @@ def test_a_handover_is_not_before_its_batch_was_received() -> None:
     devices.check_handed_on(RECEIVED, RECEIVED, TODAY)  # the same day
     assert refused(devices.check_handed_on, RECEIVED - timedelta(days=1), RECEIVED, TODAY) == (
         "devices.handed_before_received",
-        {"value": "09/11/2021", "received_on": "10/11/2021"},
+        {"value": date(2021, 11, 9), "received_on": date(2021, 11, 10)},
     )
     assert refused(devices.check_handed_on, TODAY + timedelta(days=1), RECEIVED, TODAY)[0] == "date.future"
 
@@ -106,7 +106,7 @@ def test_a_return_is_not_before_the_loan() -> None:
     devices.check_returned_on(RECEIVED, RECEIVED, TODAY)  # lent and back the same day
     assert refused(devices.check_returned_on, date(2021, 11, 9), RECEIVED, TODAY) == (
         "devices.returned_before_handed",
-        {"value": "09/11/2021", "handed_on": "10/11/2021"},
+        {"value": date(2021, 11, 9), "handed_on": date(2021, 11, 10)},
     )
 
 
@@ -115,7 +115,7 @@ def test_only_an_open_loan_comes_back() -> None:
     assert refused(devices.check_open_loan, HandoverKind.GIFT, None) == ("devices.not_a_loan", {})
     assert refused(devices.check_open_loan, HandoverKind.LOAN, TODAY) == (
         "devices.already_returned",
-        {"returned_on": "15/11/2021"},
+        {"returned_on": date(2021, 11, 15)},
     )
 
 
@@ -124,7 +124,7 @@ def test_a_batch_is_not_received_after_its_first_handover() -> None:
     devices.check_received_on(RECEIVED, RECEIVED, TODAY)
     assert refused(devices.check_received_on, date(2021, 11, 11), RECEIVED, TODAY) == (
         "devices.received_after_handover",
-        {"value": "11/11/2021", "first_handed_on": "10/11/2021"},
+        {"value": date(2021, 11, 11), "first_handed_on": date(2021, 11, 10)},
     )
 
 
@@ -132,7 +132,7 @@ def test_one_device_per_student_per_batch() -> None:
     devices.check_not_holding("An", None)
     assert refused(devices.check_not_holding, "An", RECEIVED) == (
         "devices.already_handed_from_batch",
-        {"student": "An", "handed_on": "10/11/2021"},
+        {"student": "An", "handed_on": date(2021, 11, 10)},
     )
 
 
@@ -173,7 +173,7 @@ def test_the_programme_warnings() -> None:
     [second] = devices.judge_handover(
         DonationSource.PROGRAM, student="An", priority_group=PriorityGroup.POOR, needs_device=False, held=held
     )
-    assert second.params == {"student": "An", "handed_on": "10/11/2021", "kind": "loan", "batch": 2}
+    assert second.params == {"student": "An", "handed_on": date(2021, 11, 10), "kind": "loan", "batch": 2}
 
 
 # --- vaccines ------------------------------------------------------------------------------------
@@ -228,7 +228,9 @@ def test_a_dose_day_and_product() -> None:
     ]
     too_early = dose_day_and_product(PFIZER, "", date(2021, 8, 31), TODAY)
     assert too_early == [
-        Finding(code="vaccines.too_early", params={"given_on": "31/08/2021", "earliest": "01/09/2021"})
+        Finding(
+            code="vaccines.too_early", params={"given_on": date(2021, 8, 31), "earliest": date(2021, 9, 1)}
+        )
     ]
 
 
@@ -312,8 +314,8 @@ async def test_the_service_the_import_and_the_chat_agree(services: Services) -> 
         == (
             "devices.handed_before_received",
             {
-                "value": "09/11/2021",
-                "received_on": "10/11/2021",
+                "value": date(2021, 11, 9),
+                "received_on": date(2021, 11, 10),
             },
         )
     )

@@ -143,7 +143,7 @@ async def test_duplicate_dose_number_is_refused(services: Services) -> None:
         )
 
     assert error_code(excinfo) == "vaccines.duplicate_dose"
-    assert excinfo.value.params == {"dose_number": 1, "given_on": "01/11/2021"}
+    assert excinfo.value.params == {"dose_number": 1, "given_on": date(2021, 11, 1)}
     assert "01/11/2021" in render_error(excinfo.value, "vi")
     assert await count(services, VaccineDose) == 1
 
@@ -193,7 +193,7 @@ async def test_filling_a_gap_after_the_next_dose_is_refused(services: Services) 
             request_key="b",
         )
     assert error_code(excinfo) == "vaccines.after_next"
-    assert excinfo.value.params["next_on"] == "10/11/2021"
+    assert excinfo.value.params["next_on"] == date(2021, 11, 10)
 
     fine = await services.vaccines.record_dose(
         school, dose(student, 1, date(2021, 10, 15), products["COMIRNATY"]), actor_id=None, request_key="c"
@@ -230,7 +230,7 @@ async def test_dose_before_the_products_minimum_age_is_refused(services: Service
 
     assert error_code(excinfo) == "vaccines.too_young"
     assert excinfo.value.params["min_age"] == 18
-    assert excinfo.value.params["eligible_from"] == "14/03/2030"
+    assert excinfo.value.params["eligible_from"] == date(2030, 3, 14)
     saved = await services.vaccines.record_dose(
         school, dose(student, 1, TODAY, products["COMIRNATY"]), actor_id=None, request_key=None
     )
@@ -260,7 +260,7 @@ async def test_minimum_age_is_counted_to_the_day(services: Services) -> None:
         world.secondary_school_id, dose(student_id, 1, TODAY, products["NUVAXOVID"])
     )
     assert [e.code for e in check.errors] == ["vaccines.too_young"]
-    assert check.errors[0].params["eligible_from"] == "16/11/2021"
+    assert check.errors[0].params["eligible_from"] == date(2021, 11, 16)
 
 
 async def test_other_product_needs_a_name(services: Services) -> None:

@@ -4,6 +4,8 @@ Texts live in TOML files, one per area: `bot/texts/vi/<area>.toml` and `bot/text
 A key `greeting` in `core.toml` is asked for as `core.greeting`; a file's stem may be dotted
 (`errors.devices.toml` holds the keys `errors.devices.*`), so each area keeps its own files.
 Placeholders use `str.format` (`{name}`); both languages have the same keys and placeholders (tested).
+A value that is a day (`datetime.date`) is shown as people read it (15/11/2021, `storage.rules.dates`),
+so domain errors carry days, not text, and the catalogue formats them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import string
 import tomllib
 from collections.abc import Mapping
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
+
+from storage.rules.dates import show_date
 
 LANGUAGES = ("vi", "en")
 DEFAULT_LANGUAGE = "vi"
@@ -50,4 +55,7 @@ def t(key: str, language: str | None = None, /, **values: object) -> str:
         template = load(DEFAULT_LANGUAGE).get(key)
         if template is None:
             raise KeyError(f"missing text {key!r}")
+    for name, value in values.items():
+        if isinstance(value, date) and not isinstance(value, datetime):
+            values[name] = show_date(value)
     return template.format(**values)

@@ -9,7 +9,6 @@ from typing import NamedTuple
 
 from storage.enums import DonationSource, HandoverKind, PriorityGroup
 from storage.errors import DomainError
-from storage.rules.dates import show_date
 from storage.rules.findings import Finding
 from storage.rules.timeliness import check_event_date
 
@@ -60,8 +59,8 @@ def check_handed_after(handed_on: date, received_on: date) -> None:
     if handed_on < received_on:
         raise DomainError(
             "devices.handed_before_received",
-            value=show_date(handed_on),
-            received_on=show_date(received_on),
+            value=handed_on,
+            received_on=received_on,
         )
 
 
@@ -72,8 +71,8 @@ def check_received_on(received_on: date, first_handed_on: date | None, today: da
     if first_handed_on is not None and received_on > first_handed_on:
         raise DomainError(
             "devices.received_after_handover",
-            value=show_date(received_on),
-            first_handed_on=show_date(first_handed_on),
+            value=received_on,
+            first_handed_on=first_handed_on,
         )
 
 
@@ -90,8 +89,8 @@ def check_returned_after(returned_on: date, handed_on: date) -> None:
     if returned_on < handed_on:
         raise DomainError(
             "devices.returned_before_handed",
-            value=show_date(returned_on),
-            handed_on=show_date(handed_on),
+            value=returned_on,
+            handed_on=handed_on,
         )
 
 
@@ -100,14 +99,14 @@ def check_open_loan(kind: HandoverKind, returned_on: date | None) -> None:
     if kind is not HandoverKind.LOAN:
         raise DomainError("devices.not_a_loan")
     if returned_on is not None:
-        raise DomainError("devices.already_returned", returned_on=show_date(returned_on))
+        raise DomainError("devices.already_returned", returned_on=returned_on)
 
 
 def check_not_holding(student: str, held_on: date | None) -> None:
     """One device per student per batch: a student who still holds one of this batch (a gift or an
     open loan handed on `held_on`) gets no second (4.8.3: each handover is one device to one student)."""
     if held_on is not None:
-        raise DomainError("devices.already_handed_from_batch", student=student, handed_on=show_date(held_on))
+        raise DomainError("devices.already_handed_from_batch", student=student, handed_on=held_on)
 
 
 # «A loan is not a device»: a device lent until online learning ends «không tính là học sinh đã có
@@ -148,7 +147,7 @@ def judge_handover(
                 code="devices.second_program_device",
                 params={
                     "student": student,
-                    "handed_on": show_date(held.handed_on),
+                    "handed_on": held.handed_on,
                     "kind": held.kind.value,
                     "batch": held.batch_number,
                 },

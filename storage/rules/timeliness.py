@@ -9,7 +9,6 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from storage.errors import DomainError
-from storage.rules.dates import show_date
 
 # The programme "Sóng và máy tính cho em" began with school year 2021-2022.
 PROGRAM_START = date(2021, 9, 1)
@@ -80,10 +79,10 @@ def check_event_date(value: date, today: date, *, not_before: date | None = None
     year 2021-2022), nor before `not_before`. The rules of `parse_event_date` for a date already
     parsed (a button, a cell, an edit)."""
     if value > today:
-        raise DomainError("date.future", value=show_date(value))
+        raise DomainError("date.future", value=value)
     earliest = max(PROGRAM_START, not_before) if not_before else PROGRAM_START
     if value < earliest:
-        raise DomainError("date.too_early", value=show_date(value), earliest=show_date(earliest))
+        raise DomainError("date.too_early", value=value, earliest=earliest)
     return value
 
 

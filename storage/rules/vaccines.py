@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-from storage.rules.dates import show_date
 from storage.rules.findings import Finding
 from storage.rules.timeliness import PROGRAM_START
 
@@ -78,7 +77,7 @@ def judge_dose(
     errors: list[Finding] = []
     warnings: list[Finding] = []
     product, given_on, number = facts.product, facts.given_on, facts.dose_number
-    shown = show_date(given_on)
+    shown = given_on
 
     def error(code: str, **params: object) -> None:
         errors.append(Finding(code=code, params=params))
@@ -87,13 +86,13 @@ def judge_dose(
 
     by_number = {dose.dose_number: dose for dose in facts.others}
     if number in by_number:
-        error("vaccines.duplicate_dose", dose_number=number, given_on=show_date(by_number[number].given_on))
+        error("vaccines.duplicate_dose", dose_number=number, given_on=by_number[number].given_on)
     same_day = [dose for dose in facts.others if dose.given_on == given_on]
     if same_day and number not in by_number:
         error("vaccines.same_day", given_on=shown, dose_number=same_day[0].dose_number)
 
     if given_on < facts.date_of_birth:
-        error("vaccines.before_birth", given_on=shown, date_of_birth=show_date(facts.date_of_birth))
+        error("vaccines.before_birth", given_on=shown, date_of_birth=facts.date_of_birth)
     else:
         eligible_from = add_years(facts.date_of_birth, product.min_age_years)
         if given_on < eligible_from:
@@ -102,7 +101,7 @@ def judge_dose(
                 given_on=shown,
                 product=product.name,
                 min_age=product.min_age_years,
-                eligible_from=show_date(eligible_from),
+                eligible_from=eligible_from,
             )
 
     if number in by_number:
@@ -119,7 +118,7 @@ def judge_dose(
             dose_number=number,
             given_on=shown,
             previous_number=previous.dose_number,
-            previous_on=show_date(previous.given_on),
+            previous_on=previous.given_on,
         )
     if following is not None and given_on > following.given_on:
         error(
@@ -127,7 +126,7 @@ def judge_dose(
             dose_number=number,
             given_on=shown,
             next_number=following.dose_number,
-            next_on=show_date(following.given_on),
+            next_on=following.given_on,
         )
     for neighbour in (previous, following):
         if neighbour is None or neighbour.given_on == given_on:
@@ -141,7 +140,7 @@ def judge_dose(
                     params={
                         "dose_number": number,
                         "other_number": neighbour.dose_number,
-                        "other_on": show_date(neighbour.given_on),
+                        "other_on": neighbour.given_on,
                         "days": days,
                         "minimum": rule.min_interval_days,
                         "product": rule.name,
@@ -164,16 +163,14 @@ def dose_day_and_product(product: Product, other_name: str, given_on: date, toda
     product «khác» without its name (4.9.1 asks «loại thuốc được tiêm»), a day in the future or
     before the programme's school year."""
     found: list[Finding] = []
-    shown = show_date(given_on)
+    shown = given_on
     if product.code == OTHER_PRODUCT_CODE and not other_name:
         found.append(Finding(code="vaccines.other_needs_name"))
     if given_on > today:
         found.append(Finding(code="vaccines.future", params={"given_on": shown}))
     if given_on < DOSE_DATE_FLOOR:
         found.append(
-            Finding(
-                code="vaccines.too_early", params={"given_on": shown, "earliest": show_date(DOSE_DATE_FLOOR)}
-            )
+            Finding(code="vaccines.too_early", params={"given_on": shown, "earliest": DOSE_DATE_FLOOR})
         )
     return found
 

@@ -22,7 +22,6 @@ from storage.repositories import audit, locks
 from storage.repositories import needs as history
 from storage.repositories.reports import ReportFilter
 from storage.repositories.rounds import figure_statements, figure_values
-from storage.rules.dates import show_date
 from storage.schemas.entries import RecentEntry
 from storage.schemas.needs import NeedChange, NeedGroupSummary, NeedIn, NeedOut, NeedSummary
 from storage.schemas.vaccines import Finding
@@ -123,12 +122,12 @@ class NeedService(ServiceBase):
                     raise DomainError(
                         "needs.already_recorded",
                         student=student.full_name,
-                        entered_on=show_date(need.entered_at.astimezone(self.clock.tz).date()),
+                        entered_on=need.entered_at.astimezone(self.clock.tz).date(),
                     )
                 latest = await history.latest_state(session, student.id)
                 if latest is not None and day < latest.changed_on:
                     # Changes are kept in order of their days: one cannot go before the last one.
-                    raise DomainError("needs.since_before_change", since=show_date(latest.changed_on))
+                    raise DomainError("needs.since_before_change", since=latest.changed_on)
                 if need is None:
                     need = NeedRecord(
                         student_id=student.id,
@@ -353,7 +352,7 @@ class NeedService(ServiceBase):
             return today
         if as_of > today:
             # Needs as they will stand are not known: a later change may still be dated before then.
-            raise DomainError("needs.summary_future", day=show_date(as_of))
+            raise DomainError("needs.summary_future", day=as_of)
         return as_of
 
     def _since(self, since: date | None) -> date:
@@ -361,7 +360,7 @@ class NeedService(ServiceBase):
         if since is None:
             return today
         if since > today:
-            raise DomainError("needs.since_future", since=show_date(since))
+            raise DomainError("needs.since_future", since=since)
         return since
 
     async def _apply(

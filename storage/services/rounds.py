@@ -52,7 +52,7 @@ from storage.repositories import audit, batch_reports, locks
 from storage.repositories import csdl as csdl_repo
 from storage.repositories import rounds as repo
 from storage.rules import district_report_deadline, round_label
-from storage.rules.dates import show_date, show_local
+from storage.rules.dates import show_local
 from storage.rules.reminders import PENDING_STATUSES as PENDING_STATUSES
 from storage.rules.reminders import Contact, RoundState, SchoolState, plan_reminders
 from storage.rules.reminders import in_quiet_hours as in_quiet_hours
@@ -201,8 +201,8 @@ class RoundService(ServiceBase):
         if data.period_end < data.period_start:
             raise DomainError(
                 "rounds.period_invalid",
-                period_start=show_date(data.period_start),
-                period_end=show_date(data.period_end),
+                period_start=data.period_start,
+                period_end=data.period_end,
             )
         if not submit < approve < compile_:
             raise DomainError(

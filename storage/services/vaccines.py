@@ -22,7 +22,6 @@ from storage.errors import Conflict, DomainError, NotFound
 from storage.models import Student, VaccineDose, VaccineProduct
 from storage.repositories import audit, locks
 from storage.repositories import students as students_repo
-from storage.rules.dates import show_date
 from storage.rules.timeliness import is_late_entry
 from storage.rules.vaccines import DoseFacts, dose_day_and_product, judge_dose
 from storage.schemas.entries import RecentEntry
@@ -682,7 +681,7 @@ def _round_dose_number(own: Sequence[VaccineDose], wanted: int | None) -> tuple[
     if existing is not None:
         return None, Finding(
             code="vaccines.round.already_has_dose",
-            params={"dose_number": wanted, "given_on": show_date(existing.given_on)},
+            params={"dose_number": wanted, "given_on": existing.given_on},
         )
     if highest + 1 < wanted:
         return None, Finding(
