@@ -14,14 +14,14 @@ import enum
 import html
 from datetime import date
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bot.keyboards import confirm_choices, date_choices, rows
-from conversations.common import EditableFlow, Handlers, Turn, option_rows
+from conversations.common import EditableFlow, Turn, Window, Windows, option_rows
 from conversations.widgets.date_picker import parse_picked_date, shown_date
 from conversations.widgets.device_labels import device_name
 from conversations.widgets.messages import send
-from conversations.widgets.photo_step import photo_handlers, skip_keyboard
+from conversations.widgets.photo_step import PhotoAnswers, photo_handlers, skip_keyboard
 from storage.enums import DeviceCondition, DeviceType, DonationSource, DonorKind
 from storage.errors import DomainError
 from storage.rules import names_the_programme
@@ -67,6 +67,37 @@ class Step(enum.IntEnum):
     EDIT = 14
 
 
+class NewDonor(BaseModel):
+    """A donor not yet in the school's list, answered in the flow and added with the batch."""
+
+    name: str
+    kind: DonorKind | None = None
+    contact: str | None = None
+
+
+class DonationAnswers(PhotoAnswers):
+    source: DonationSource | None = None
+    donor_id: int | None = None  # one of the school's donors, or `new_donor`
+    new_donor: NewDonor | None = None
+    received_on: date | None = None
+    quantity: int | None = None
+    device_type: DeviceType | None = None
+    make_model: str | None = None
+    condition: DeviceCondition | None = None
+    specs: str | None = None  # "" when skipped
+    # The chosen donor as the summary shows it, and the filter typed at the donor question.
+    donor_name: str | None = None
+    donor_kind: DonorKind | None = None
+    donor_query: str | None = None
+    derived = PhotoAnswers.derived | {"donor_name", "donor_kind", "donor_query"}
+
+    def forget_donor(self) -> None:
+        """The programme is the source: no donor, chosen or new."""
+        self.donor_id = self.donor_name = self.donor_kind = self.new_donor = self.donor_query = None
+
+
+Ask = Turn[DonationAnswers]
+
 # Summary "Edit": answer -> the step that asks it again.
 EDITABLE = {
     "source": Step.SOURCE,
@@ -81,7 +112,7 @@ EDITABLE = {
 }
 
 
-class DonationFlow(EditableFlow):
+class DonationFlow(EditableFlow[DonationAnswers]):
     name = "donation"
     command = "donation"
     title_key = "devices.donation.title"
@@ -90,69 +121,69 @@ class DonationFlow(EditableFlow):
     editable = EDITABLE
     field_labels = "devices.donation.field"
     edit_texts = "devices"
+    answers_model = DonationAnswers
+
+    # --- the states: each question with the answers it takes --------------------------------------
+
+    def windows(self) -> Windows[DonationAnswers]:
+        press = self.on_text(self.press_button)
+        return {
+            Step.SOURCE: Window(
+                self.ask_source,
+                [self.on_button(r"source:\w+$", self.on_source), self.on_text(self.on_source)],
+            ),
+            Step.DONOR: Window(
+                self.ask_donor,
+                [
+                    self.on_button(r"donor:\d+$", self.on_donor),
+                    self.on_button("donor:new$", self.on_donor_new),
+                    self.on_button("donor:all$", self.on_donor_all),
+                    self.on_text(self.on_donor_typed),
+                ],
+            ),
+            Step.DONOR_NAME: Window(self.ask_donor_name, [self.on_text(self.on_donor_name)]),
+            Step.DONOR_KIND: Window(
+                self.ask_donor_kind,
+                [self.on_button(r"kind:\w+$", self.on_donor_kind), self.on_text(self.on_donor_kind)],
+            ),
+            Step.DONOR_CONTACT: Window(
+                self.ask_donor_contact,
+                [self.on_button("contact:skip$", self.on_donor_contact), self.on_text(self.on_donor_contact)],
+            ),
+            Step.RECEIVED: Window(
+                self.ask_received, [self.on_button("date:", self.on_received), self.on_text(self.on_received)]
+            ),
+            Step.QUANTITY: Window(self.ask_quantity, [self.on_text(self.on_quantity)]),
+            Step.DEVICE_TYPE: Window(
+                self.ask_device_type,
+                [self.on_button(r"type:\w+$", self.on_device_type), self.on_text(self.on_device_type)],
+            ),
+            Step.MAKE_MODEL: Window(self.ask_make_model, [self.on_text(self.on_make_model)]),
+            Step.CONDITION: Window(
+                self.ask_condition,
+                [self.on_button(r"cond:\w+$", self.on_condition), self.on_text(self.on_condition)],
+            ),
+            Step.SPECS: Window(
+                self.ask_specs, [self.on_button("specs:skip$", self.on_specs), self.on_text(self.on_specs)]
+            ),
+            Step.PHOTO: Window(self.ask_photo, photo_handlers(self, Step.SUMMARY)),
+            **self.summary_windows(self.show_summary, edit_list=self.ask_fields, typed=press),
+        }
+
+    async def begin(self, turn: Ask) -> int:
+        return await turn.ask(Step.SOURCE)
 
     # --- questions ------------------------------------------------------------------------------
 
-    async def begin(self, turn: Turn) -> int:
-        return await turn.ask(Step.SOURCE)
+    async def ask_source(self, turn: Ask) -> None:
+        options = [
+            (turn.text(f"devices.source.{s.value}"), self.cb("source", s.value)) for s in DonationSource
+        ]
+        await turn.reply(turn.text("devices.donation.source_question"), rows(*[[o] for o in options]))
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        language = turn.language
-        if state == Step.SOURCE:
-            options = [
-                (turn.text(f"devices.source.{s.value}"), self.cb("source", s.value)) for s in DonationSource
-            ]
-            await turn.reply(turn.text("devices.donation.source_question"), rows(*[[o] for o in options]))
-        elif state == Step.DONOR:
-            await self._ask_donor(turn)
-        elif state == Step.DONOR_NAME:
-            await turn.reply(turn.text("devices.donation.donor_name_question"))
-        elif state == Step.DONOR_KIND:
-            options = [
-                (turn.text(f"devices.donor_kind.{k.value}"), self.cb("kind", k.value)) for k in DonorKind
-            ]
-            name = html.escape(turn.draft["new_donor"]["name"])
-            await turn.reply(
-                turn.text("devices.donation.donor_kind_question", name=name), rows(*option_rows(options))
-            )
-        elif state == Step.DONOR_CONTACT:
-            text = turn.text("devices.donation.donor_contact_question")
-            await turn.reply(text, skip_keyboard(self, language, "contact"))
-        elif state == Step.RECEIVED:
-            await turn.reply(
-                turn.text("devices.donation.date_question"), date_choices(self.cb("date"), language)
-            )
-        elif state == Step.QUANTITY:
-            await turn.reply(turn.text("devices.donation.quantity_question"))
-        elif state == Step.DEVICE_TYPE:
-            options = [
-                (turn.text(f"devices.device_type.{d.value}"), self.cb("type", d.value)) for d in DeviceType
-            ]
-            await turn.reply(turn.text("devices.donation.type_question"), rows(*option_rows(options)))
-        elif state == Step.MAKE_MODEL:
-            await turn.reply(turn.text("devices.donation.make_model_question"))
-        elif state == Step.CONDITION:
-            options = [
-                (turn.text(f"devices.condition.{c.value}"), self.cb("cond", c.value)) for c in DeviceCondition
-            ]
-            await turn.reply(turn.text("devices.donation.condition_question"), rows(options))
-        elif state == Step.SPECS:
-            await turn.reply(
-                turn.text("devices.donation.specs_question"), skip_keyboard(self, language, "specs")
-            )
-        elif state == Step.PHOTO:
-            await turn.reply(
-                turn.text("devices.donation.photo_question"), skip_keyboard(self, language, "photo")
-            )
-        elif state == Step.SUMMARY:
-            await turn.reply(self._summary_text(turn), confirm_choices(self.cb(), language))
-        elif state == Step.EDIT:
-            fields = [k for k in EDITABLE if k != "donor" or turn.draft.get("source") == DonationSource.OTHER]
-            await self.ask_field_list(turn, fields)
-
-    async def _ask_donor(self, turn: Turn) -> None:
+    async def ask_donor(self, turn: Ask) -> None:
         donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
-        query = turn.draft.get("_donor_query")
+        query = turn.answers.donor_query
         if query:
             donors = matching_donors(donors, query)
             text = turn.text("devices.donation.donor_filtered", query=html.escape(query))
@@ -166,100 +197,125 @@ class DonationFlow(EditableFlow):
             extra.append((turn.text("devices.donation.donor_all"), self.cb("donor", "all")))
         await turn.reply(text, rows(*buttons, extra))
 
-    def _donor_text(self, turn: Turn) -> str:
-        draft = turn.draft
-        if draft.get("source") != DonationSource.OTHER:
-            return turn.text("devices.donation.donor_program")
-        new = draft.get("new_donor")
-        if new and "donor_id" not in draft:
-            kind = turn.text(f"devices.donor_kind.{new['kind']}")
-            return turn.text("devices.donation.donor_new", name=html.escape(new["name"]), kind=kind)
-        kind = turn.text(f"devices.donor_kind.{draft['_donor_kind']}")
-        return turn.text("devices.donation.donor_line", name=html.escape(draft["_donor_name"]), kind=kind)
+    async def ask_donor_name(self, turn: Ask) -> None:
+        await turn.reply(turn.text("devices.donation.donor_name_question"))
 
-    def _summary_text(self, turn: Turn) -> str:
-        draft, none = turn.draft, turn.text("devices.none")
+    async def ask_donor_kind(self, turn: Ask) -> None:
+        options = [(turn.text(f"devices.donor_kind.{k.value}"), self.cb("kind", k.value)) for k in DonorKind]
+        new = turn.answers.new_donor
+        name = html.escape(new.name if new is not None else "")
+        await turn.reply(
+            turn.text("devices.donation.donor_kind_question", name=name), rows(*option_rows(options))
+        )
+
+    async def ask_donor_contact(self, turn: Ask) -> None:
+        text = turn.text("devices.donation.donor_contact_question")
+        await turn.reply(text, skip_keyboard(self, turn.language, "contact"))
+
+    async def ask_received(self, turn: Ask) -> None:
+        await turn.reply(
+            turn.text("devices.donation.date_question"), date_choices(self.cb("date"), turn.language)
+        )
+
+    async def ask_quantity(self, turn: Ask) -> None:
+        await turn.reply(turn.text("devices.donation.quantity_question"))
+
+    async def ask_device_type(self, turn: Ask) -> None:
+        options = [
+            (turn.text(f"devices.device_type.{d.value}"), self.cb("type", d.value)) for d in DeviceType
+        ]
+        await turn.reply(turn.text("devices.donation.type_question"), rows(*option_rows(options)))
+
+    async def ask_make_model(self, turn: Ask) -> None:
+        await turn.reply(turn.text("devices.donation.make_model_question"))
+
+    async def ask_condition(self, turn: Ask) -> None:
+        options = [
+            (turn.text(f"devices.condition.{c.value}"), self.cb("cond", c.value)) for c in DeviceCondition
+        ]
+        await turn.reply(turn.text("devices.donation.condition_question"), rows(options))
+
+    async def ask_specs(self, turn: Ask) -> None:
+        await turn.reply(
+            turn.text("devices.donation.specs_question"), skip_keyboard(self, turn.language, "specs")
+        )
+
+    async def ask_photo(self, turn: Ask) -> None:
+        await turn.reply(
+            turn.text("devices.donation.photo_question"), skip_keyboard(self, turn.language, "photo")
+        )
+
+    async def show_summary(self, turn: Ask) -> None:
+        await turn.reply(self._summary_text(turn), confirm_choices(self.cb(), turn.language))
+
+    async def ask_fields(self, turn: Ask) -> None:
+        """The edit list: the donor only for another source."""
+        other = turn.answers.source is DonationSource.OTHER
+        await self.ask_field_list(turn, [k for k in EDITABLE if k != "donor" or other])
+
+    def _donor_text(self, turn: Ask) -> str:
+        answers = turn.answers
+        if answers.source is not DonationSource.OTHER:
+            return turn.text("devices.donation.donor_program")
+        new = answers.new_donor
+        if new is not None and answers.donor_id is None:
+            assert new.kind is not None  # asked before the summary
+            kind = turn.text(f"devices.donor_kind.{new.kind.value}")
+            return turn.text("devices.donation.donor_new", name=html.escape(new.name), kind=kind)
+        assert answers.donor_kind is not None  # read with the donor chosen
+        kind = turn.text(f"devices.donor_kind.{answers.donor_kind.value}")
+        return turn.text("devices.donation.donor_line", name=html.escape(answers.donor_name or ""), kind=kind)
+
+    def _summary_text(self, turn: Ask) -> str:
+        answers, none = turn.answers, turn.text("devices.none")
+        assert answers.source is not None and answers.received_on is not None  # asked before the summary
+        assert answers.device_type is not None and answers.condition is not None
         text = turn.text(
             "devices.donation.summary",
-            source=turn.text(f"devices.source_name.{draft['source']}"),
+            source=turn.text(f"devices.source_name.{answers.source.value}"),
             donor=self._donor_text(turn),
-            received_on=shown_date(draft["received_on"]),
-            quantity=draft["quantity"],
-            device_type=device_name(draft["device_type"], turn.language),
-            make_model=html.escape(draft["make_model"]),
-            condition=turn.text(f"devices.condition_name.{draft['condition']}"),
-            specs=html.escape(draft.get("specs") or "") or none,
-            photo=turn.text("devices.photo_attached") if draft.get("photo") else none,
+            received_on=shown_date(answers.received_on),
+            quantity=answers.quantity,
+            device_type=device_name(answers.device_type, turn.language),
+            make_model=html.escape(answers.make_model or ""),
+            condition=turn.text(f"devices.condition_name.{answers.condition.value}"),
+            specs=html.escape(answers.specs or "") or none,
+            photo=turn.text("devices.photo_attached") if answers.photo else none,
         )
-        if turn.context.services.donations.entered_late(date.fromisoformat(draft["received_on"])):
+        if turn.context.services.donations.entered_late(answers.received_on):
             text += "\n\n" + turn.text("devices.late_preview")
         return text
 
-    # --- steps ----------------------------------------------------------------------------------
+    # --- answers --------------------------------------------------------------------------------
 
-    def steps(self) -> Handlers:
-        press = self.on_text(self.press_button)
-        return {
-            Step.SOURCE: [self.on_button(r"source:\w+$", self.on_source), self.on_text(self.on_source)],
-            Step.DONOR: [
-                self.on_button(r"donor:\d+$", self.on_donor),
-                self.on_button("donor:new$", self.on_donor_new),
-                self.on_button("donor:all$", self.on_donor_all),
-                self.on_text(self.on_donor_typed),
-            ],
-            Step.DONOR_NAME: [self.on_text(self.on_donor_name)],
-            Step.DONOR_KIND: [
-                self.on_button(r"kind:\w+$", self.on_donor_kind),
-                self.on_text(self.on_donor_kind),
-            ],
-            Step.DONOR_CONTACT: [
-                self.on_button("contact:skip$", self.on_donor_contact),
-                self.on_text(self.on_donor_contact),
-            ],
-            Step.RECEIVED: [self.on_button("date:", self.on_received), self.on_text(self.on_received)],
-            Step.QUANTITY: [self.on_text(self.on_quantity)],
-            Step.DEVICE_TYPE: [
-                self.on_button(r"type:\w+$", self.on_device_type),
-                self.on_text(self.on_device_type),
-            ],
-            Step.MAKE_MODEL: [self.on_text(self.on_make_model)],
-            Step.CONDITION: [
-                self.on_button(r"cond:\w+$", self.on_condition),
-                self.on_text(self.on_condition),
-            ],
-            Step.SPECS: [self.on_button("specs:skip$", self.on_specs), self.on_text(self.on_specs)],
-            Step.PHOTO: photo_handlers(self, Step.SUMMARY),
-            **self.summary_steps(typed=press),
-        }
-
-    async def press_button(self, turn: Turn) -> int | None:
+    async def press_button(self, turn: Ask) -> int | None:
         return await turn.retry(turn.text("devices.press_button"))
 
-    async def on_source(self, turn: Turn) -> int | None:
+    async def on_source(self, turn: Ask) -> int | None:
         source = parse_coded(turn.answer, DonationSource, SOURCE_WORDS, "devices.source_invalid")
-        turn.draft["source"] = source.value
+        answers = turn.answers
+        answers.source = source
         if source is DonationSource.PROGRAM:
-            for key in ("donor_id", "_donor_name", "_donor_kind", "new_donor", "_donor_query"):
-                turn.draft.pop(key, None)
+            answers.forget_donor()
             return await turn.advance(Step.RECEIVED)
-        if "donor_id" not in turn.draft and "new_donor" not in turn.draft:
+        if answers.donor_id is None and answers.new_donor is None:
             return await turn.ask(Step.DONOR)  # an edit of the source goes on to the donor first
         return await turn.advance(Step.RECEIVED)
 
-    async def on_donor(self, turn: Turn) -> int | None:
+    async def on_donor(self, turn: Ask) -> int | None:
         donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
         donor = next((d for d in donors if str(d.id) == turn.answer), None)
         if donor is None:
             raise DomainError("devices.donor_not_found")
         return await self._donor_chosen(turn, donor)
 
-    async def _donor_chosen(self, turn: Turn, donor: DonorOut) -> int | None:
-        turn.remember(donor_id=donor.id, _donor_name=donor.name, _donor_kind=donor.kind.value)
-        turn.draft.pop("new_donor", None)
-        turn.draft.pop("_donor_query", None)
+    async def _donor_chosen(self, turn: Ask, donor: DonorOut) -> int | None:
+        answers = turn.answers
+        answers.donor_id, answers.donor_name, answers.donor_kind = donor.id, donor.name, donor.kind
+        answers.new_donor = answers.donor_query = None
         return await turn.advance(Step.RECEIVED)
 
-    async def on_donor_typed(self, turn: Turn) -> int | None:
+    async def on_donor_typed(self, turn: Ask) -> int | None:
         query = clean_text(turn.answer, max_length=MAX_DONOR_NAME, required=True)
         if names_the_programme(query):
             return await self._program_chosen(turn, query)
@@ -270,26 +326,25 @@ class DonationFlow(EditableFlow):
         if not found:
             text = turn.text("devices.donation.donor_no_match", query=html.escape(query))
             return await turn.retry(text)
-        turn.draft["_donor_query"] = query
+        turn.answers.donor_query = query
         return await turn.ask(Step.DONOR)
 
-    async def _program_chosen(self, turn: Turn, name: str) -> int | None:
+    async def _program_chosen(self, turn: Ask, name: str) -> int | None:
         """The programme typed as a donor of another source: it is the source 4.8.3.1, taken as such."""
         await turn.reply(turn.text("devices.donation.program_not_donor", name=html.escape(name)))
-        turn.draft["source"] = DonationSource.PROGRAM.value
-        for key in ("donor_id", "_donor_name", "_donor_kind", "new_donor", "_donor_query"):
-            turn.draft.pop(key, None)
+        turn.answers.source = DonationSource.PROGRAM
+        turn.answers.forget_donor()
         return await turn.advance(Step.RECEIVED)
 
-    async def on_donor_all(self, turn: Turn) -> int | None:
-        turn.draft.pop("_donor_query", None)
+    async def on_donor_all(self, turn: Ask) -> int | None:
+        turn.answers.donor_query = None
         return await turn.ask(Step.DONOR)
 
-    async def on_donor_new(self, turn: Turn) -> int | None:
-        turn.draft.pop("_donor_query", None)
+    async def on_donor_new(self, turn: Ask) -> int | None:
+        turn.answers.donor_query = None
         return await turn.ask(Step.DONOR_NAME)
 
-    async def on_donor_name(self, turn: Turn) -> int | None:
+    async def on_donor_name(self, turn: Ask) -> int | None:
         name = clean_text(turn.answer, max_length=MAX_DONOR_NAME, required=True)
         if names_the_programme(name):
             return await self._program_chosen(turn, name)
@@ -297,84 +352,92 @@ class DonationFlow(EditableFlow):
         if known is not None:  # already in the list: take it rather than refuse
             await turn.reply(turn.text("devices.donation.donor_known", name=html.escape(known.name)))
             return await self._donor_chosen(turn, known)
-        turn.draft["new_donor"] = {"name": name}
+        turn.answers.new_donor = NewDonor(name=name)
         return await turn.ask(Step.DONOR_KIND)
 
-    async def on_donor_kind(self, turn: Turn) -> int | None:
+    async def on_donor_kind(self, turn: Ask) -> int | None:
         kind = parse_coded(turn.answer, DonorKind, DONOR_KIND_WORDS, "devices.donor_kind_invalid")
-        turn.draft.setdefault("new_donor", {})["kind"] = kind.value
+        new = turn.answers.new_donor
+        if new is None:  # the name is asked first (a draft that lost it: ask it again)
+            return await turn.ask(Step.DONOR_NAME)
+        new.kind = kind
         return await turn.ask(Step.DONOR_CONTACT)
 
-    async def on_donor_contact(self, turn: Turn) -> int | None:
+    async def on_donor_contact(self, turn: Ask) -> int | None:
         skipped = turn.update.callback_query is not None
         contact = "" if skipped else clean_text(turn.answer, max_length=MAX_CONTACT)
-        new = turn.draft["new_donor"]
-        new["contact"] = contact
+        answers = turn.answers
+        if answers.new_donor is None:  # the name is asked first (a draft that lost it: ask it again)
+            return await turn.ask(Step.DONOR_NAME)
+        answers.new_donor.contact = contact
         try:
-            DonorIn.model_validate(new)  # the whole donor, by the schema the service takes
+            # The whole donor, by the schema the service takes.
+            DonorIn.model_validate(answers.new_donor.model_dump(exclude_none=True))
         except ValidationError as exc:
             return await turn.retry(exc)
-        for key in ("donor_id", "_donor_name", "_donor_kind"):
-            turn.draft.pop(key, None)
+        answers.donor_id = answers.donor_name = answers.donor_kind = None
         return await turn.advance(Step.RECEIVED)
 
-    async def on_received(self, turn: Turn) -> int | None:
+    async def on_received(self, turn: Ask) -> int | None:
         received_on = parse_picked_date(turn)
         # Known once dated: a batch of a locked period is refused here, before the other questions.
         await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "devices", received_on)
-        turn.draft["received_on"] = received_on.isoformat()
+        turn.answers.received_on = received_on
         return await turn.advance(Step.QUANTITY)
 
-    async def on_quantity(self, turn: Turn) -> int | None:
-        turn.draft["quantity"] = parse_quantity(turn.answer)
+    async def on_quantity(self, turn: Ask) -> int | None:
+        turn.answers.quantity = parse_quantity(turn.answer)
         return await turn.advance(Step.DEVICE_TYPE)
 
-    async def on_device_type(self, turn: Turn) -> int | None:
+    async def on_device_type(self, turn: Ask) -> int | None:
         device_type = parse_coded(turn.answer, DeviceType, DEVICE_TYPE_WORDS, "devices.device_type_invalid")
-        turn.draft["device_type"] = device_type.value
+        turn.answers.device_type = device_type
         return await turn.advance(Step.MAKE_MODEL)
 
-    async def on_make_model(self, turn: Turn) -> int | None:
-        turn.draft["make_model"] = clean_text(turn.answer, max_length=MAX_MAKE_MODEL, required=True)
+    async def on_make_model(self, turn: Ask) -> int | None:
+        turn.answers.make_model = clean_text(turn.answer, max_length=MAX_MAKE_MODEL, required=True)
         return await turn.advance(Step.CONDITION)
 
-    async def on_condition(self, turn: Turn) -> int | None:
+    async def on_condition(self, turn: Ask) -> int | None:
         condition = parse_coded(turn.answer, DeviceCondition, CONDITION_WORDS, "devices.condition_invalid")
-        turn.draft["condition"] = condition.value
+        turn.answers.condition = condition
         return await turn.advance(Step.SPECS)
 
-    async def on_specs(self, turn: Turn) -> int | None:
+    async def on_specs(self, turn: Ask) -> int | None:
         skipped = turn.update.callback_query is not None
-        turn.draft["specs"] = "" if skipped else clean_text(turn.answer, max_length=MAX_SPECS, required=True)
+        specs = "" if skipped else clean_text(turn.answer, max_length=MAX_SPECS, required=True)
+        turn.answers.specs = specs
         return await turn.advance(Step.PHOTO)
 
-    async def on_confirm(self, turn: Turn) -> int | None:
-        services, school_id, draft = turn.context.services, turn.staff.school_id or 0, turn.draft
-        donor_id = draft.get("donor_id")
-        if draft.get("source") == DonationSource.OTHER and donor_id is None:
-            new = DonorIn.model_validate(draft["new_donor"])
+    async def on_confirm(self, turn: Ask) -> int | None:
+        services, school_id, answers = turn.context.services, turn.staff.school_id or 0, turn.answers
+        donor_id = answers.donor_id
+        if answers.source is DonationSource.OTHER and donor_id is None:
+            new = DonorIn.model_validate(
+                answers.new_donor.model_dump(exclude_none=True) if answers.new_donor else {}
+            )
             # A second Confirm after a failed save finds the donor the first one added.
             donor = await services.donations.donor_by_name(school_id, new.name)
             if donor is None:
                 donor = await services.donations.add_donor(school_id, new, actor_id=turn.staff.id)
             donor_id = donor.id
         values = {
-            "source": draft["source"],
+            "source": answers.source,
             "donor_id": donor_id,
-            "received_on": draft["received_on"],
-            "quantity": draft["quantity"],
-            "device_type": draft["device_type"],
-            "make_model": draft["make_model"],
-            "condition": draft["condition"],
-            "specs": draft.get("specs", ""),
-            "receipt_photo_file_id": draft.get("photo"),
+            "received_on": answers.received_on,
+            "quantity": answers.quantity,
+            "device_type": answers.device_type,
+            "make_model": answers.make_model,
+            "condition": answers.condition,
+            "specs": answers.specs or "",
+            "receipt_photo_file_id": answers.photo,
         }
         try:
             data = BatchIn.model_validate(values, context={"today": services.clock.today()})
         except ValidationError as exc:
             return await turn.retry(exc)
         batch = await services.donations.create_batch(
-            school_id, data, actor_id=turn.staff.id, request_key=draft["request_key"]
+            school_id, data, actor_id=turn.staff.id, request_key=turn.request_key
         )
         end = await turn.finish(self._saved_text(turn, batch))
         offer = turn.text("devices.donation.handover_offer", batch=batch.number)
@@ -382,7 +445,7 @@ class DonationFlow(EditableFlow):
         await send(turn, offer, rows([button]))
         return end
 
-    def _saved_text(self, turn: Turn, batch: BatchOut) -> str:
+    def _saved_text(self, turn: Ask, batch: BatchOut) -> str:
         lines = [
             turn.text(
                 "devices.donation.saved",
