@@ -5,8 +5,8 @@ class list as toggle buttons (each student with the doses recorded so far; tick 
 pages; typed list numbers such as `1-12, 15`) -> summary from the service's preview (who gets which
 dose, who is skipped and why) -> one confirm -> "saved N; skipped M: ..." with each reason.
 
-The ticks live in the draft, written on every tap, so a restart mid-round keeps them. A tap edits
-the list message in place instead of sending a new one.
+The ticks are an answer (`ticked`), written to the draft on every tap, so a restart mid-round keeps
+them. A tap edits the list message in place instead of sending a new one.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from telegram.error import BadRequest
 
 from bot.keyboards import confirm_choices, date_choices, rows
 from bot.replies import answer_alert
-from conversations.common import EditableFlow, Handlers, Turn, option_rows, reply_plain
+from conversations.common import EditableFlow, Turn, Window, Windows, option_rows, reply_plain
 from conversations.widgets.date_picker import parse_picked_date
 from conversations.widgets.messages import pack_lines, send_lines
 from conversations.widgets.vaccine_choices import (
+    ProductAnswers,
     check_dose_number,
     chosen_place,
     chosen_product,
@@ -65,6 +66,18 @@ class Step(enum.IntEnum):
     EDIT = 9
 
 
+class VaccineRoundAnswers(ProductAnswers):
+    class_name: str | None = None
+    given_on: date | None = None
+    place: DosePlace | None = None
+    dose_number: int | None = None  # None: each student's own next dose
+    ticked: list[int] = []  # student ids, in class-list order
+    page: int = 1  # the page of the class list shown
+    derived = ProductAnswers.derived | {"product", "product_needs_name", "page"}
+
+
+Ask = Turn[VaccineRoundAnswers]
+
 # Summary "Edit": field -> the step that asks it again.
 EDITABLE = {
     "class": Step.CLASS,
@@ -98,7 +111,7 @@ def given_name(full_name: str) -> str:
     return full_name.rsplit(" ", 1)[-1]
 
 
-class VaccineRoundFlow(EditableFlow):
+class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
     name = "vaccine_round"
     command = "vaccine_round"
     title_key = "vaccines.round.title"
@@ -107,84 +120,125 @@ class VaccineRoundFlow(EditableFlow):
     editable = EDITABLE
     field_labels = "vaccines.round.field"
     edit_texts = "vaccines"
+    answers_model = VaccineRoundAnswers
 
-    # --- questions ------------------------------------------------------------------------------
+    # --- the states: each question with the answers it takes --------------------------------------
 
-    async def begin(self, turn: Turn) -> int:
+    def windows(self) -> Windows[VaccineRoundAnswers]:
+        press = self.on_text(self.press_button)
+        return {
+            Step.CLASS: Window(
+                self.ask_class, [self.on_button("class:", self.on_class), self.on_text(self.on_class)]
+            ),
+            Step.DATE: Window(
+                self.ask_date, [self.on_button("date:", self.on_date), self.on_text(self.on_date)]
+            ),
+            Step.PRODUCT: Window(
+                self.ask_product,
+                [self.on_button(r"product:\d+$", self.on_product), self.on_text(self.on_product)],
+            ),
+            Step.PRODUCT_NAME: Window(self.ask_product_name, [self.on_text(self.on_product_name)]),
+            Step.PLACE: Window(
+                self.ask_place, [self.on_button(r"place:\w+$", self.on_place), self.on_text(self.on_place)]
+            ),
+            Step.DOSE: Window(
+                self.ask_dose, [self.on_button(r"dose:\w+$", self.on_dose), self.on_text(self.on_dose)]
+            ),
+            Step.TICK: Window(
+                self.show_ticks,
+                [
+                    self.on_button(r"t:\d+$", self.on_toggle),
+                    self.on_button("all$", self.on_all),
+                    self.on_button("none$", self.on_none),
+                    self.on_button(r"page:\d+$", self.on_page),
+                    self.on_button("done$", self.on_done),
+                    self.on_text(self.on_numbers),
+                ],
+            ),
+            **self.summary_windows(self.show_summary, typed=press),
+        }
+
+    async def begin(self, turn: Ask) -> int:
         classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
         if not classes:
             return await turn.finish(turn.text("vaccines.round.no_classes"))
         return await turn.ask(Step.CLASS)
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        draft, language = turn.draft, turn.language
-        if state == Step.CLASS:
-            classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
-            options = [
-                (
-                    turn.text("vaccines.round.class_button", class_name=c.class_name, count=c.student_count),
-                    self.cb("class", c.class_name),
-                )
-                for c in classes
-            ]
-            await turn.reply(
-                turn.text("vaccines.round.class_question"), rows(*option_rows(options, columns=4))
+    async def ask_class(self, turn: Ask) -> None:
+        classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
+        options = [
+            (
+                turn.text("vaccines.round.class_button", class_name=c.class_name, count=c.student_count),
+                self.cb("class", c.class_name),
             )
-        elif state == Step.DATE:
-            text = turn.text("vaccines.round.date_question", class_name=html.escape(draft["class_name"]))
-            await turn.reply(text, date_choices(self.cb("date"), language))
-        elif state == Step.PRODUCT:
-            text = turn.text(
-                "vaccines.round.product_question",
-                class_name=html.escape(draft["class_name"]),
-                given_on=self._given_on(turn),
-            )
-            await turn.reply(text, await product_keyboard(turn, self))
-        elif state == Step.PRODUCT_NAME:
-            await turn.reply(turn.text("vaccines.product_name_question"))
-        elif state == Step.PLACE:
-            await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, language))
-        elif state == Step.DOSE:
-            numbers = [
-                (turn.text("vaccines.round.dose_button", dose_number=n), self.cb("dose", n))
-                for n in ROUND_DOSES
-            ]
-            markup = rows([(turn.text("vaccines.round.dose_next"), self.cb("dose", NEXT))], numbers)
-            await turn.reply(turn.text("vaccines.round.dose_question"), markup)
-        elif state == Step.TICK:
-            text, markup = self._tick_view(turn, await self._roster(turn))
-            await turn.reply(text, markup)
-        elif state == Step.SUMMARY:
-            await self._show_summary(turn)
-        elif state == Step.EDIT:
-            await self.ask_field_list(turn)
+            for c in classes
+        ]
+        await turn.reply(turn.text("vaccines.round.class_question"), rows(*option_rows(options, columns=4)))
 
-    def _given_on(self, turn: Turn) -> str:
-        return show_date(date.fromisoformat(turn.draft["given_on"]))
+    async def ask_date(self, turn: Ask) -> None:
+        text = turn.text("vaccines.round.date_question", class_name=html.escape(self._class_name(turn)))
+        await turn.reply(text, date_choices(self.cb("date"), turn.language))
 
-    def _dose_label(self, turn: Turn) -> str:
-        number = turn.draft.get("dose_number")
+    async def ask_product(self, turn: Ask) -> None:
+        text = turn.text(
+            "vaccines.round.product_question",
+            class_name=html.escape(self._class_name(turn)),
+            given_on=self._given_on(turn),
+        )
+        await turn.reply(text, await product_keyboard(turn, self))
+
+    async def ask_product_name(self, turn: Ask) -> None:
+        await turn.reply(turn.text("vaccines.product_name_question"))
+
+    async def ask_place(self, turn: Ask) -> None:
+        await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, turn.language))
+
+    async def ask_dose(self, turn: Ask) -> None:
+        numbers = [
+            (turn.text("vaccines.round.dose_button", dose_number=n), self.cb("dose", n)) for n in ROUND_DOSES
+        ]
+        markup = rows([(turn.text("vaccines.round.dose_next"), self.cb("dose", NEXT))], numbers)
+        await turn.reply(turn.text("vaccines.round.dose_question"), markup)
+
+    async def show_ticks(self, turn: Ask) -> None:
+        text, markup = self._tick_view(turn, await self._roster(turn))
+        await turn.reply(text, markup)
+
+    def _class_name(self, turn: Ask) -> str:
+        assert turn.answers.class_name is not None  # the first question
+        return turn.answers.class_name
+
+    def _place(self, turn: Ask) -> DosePlace:
+        assert turn.answers.place is not None  # asked before the class list
+        return turn.answers.place
+
+    def _given_on(self, turn: Ask) -> str:
+        assert turn.answers.given_on is not None  # asked second
+        return show_date(turn.answers.given_on)
+
+    def _dose_label(self, turn: Ask) -> str:
+        number = turn.answers.dose_number
         if number is None:
             return turn.text("vaccines.round.dose_next_short")
         return turn.text("vaccines.round.dose_short", dose_number=number)
 
-    async def _roster(self, turn: Turn) -> list[RosterStudent]:
+    async def _roster(self, turn: Ask) -> list[RosterStudent]:
         return await turn.context.services.vaccines.class_roster(
-            turn.staff.school_id or 0, turn.draft["class_name"]
+            turn.staff.school_id or 0, self._class_name(turn)
         )
 
-    def _tick_view(self, turn: Turn, roster: list[RosterStudent]) -> tuple[str, InlineKeyboardMarkup]:
-        draft = turn.draft
-        ticked = set(draft.get("ticked", []))
+    def _tick_view(self, turn: Ask, roster: list[RosterStudent]) -> tuple[str, InlineKeyboardMarkup]:
+        answers = turn.answers
+        ticked = set(answers.ticked)
         pages = max(1, math.ceil(len(roster) / PAGE_SIZE))
-        page = min(max(1, int(draft.get("page", 1))), pages)
+        page = min(max(1, answers.page), pages)
         numbered = list(enumerate(roster, start=1))[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         header = turn.text(
             "vaccines.round.tick_header",
-            class_name=html.escape(draft["class_name"]),
+            class_name=html.escape(self._class_name(turn)),
             given_on=self._given_on(turn),
-            product=shown_product(draft),
-            place=place_label(draft["place"], turn.language),
+            product=shown_product(answers),
+            place=place_label(self._place(turn), turn.language),
             dose=self._dose_label(turn),
             ticked=len(ticked),
             total=len(roster),
@@ -233,7 +287,7 @@ class VaccineRoundFlow(EditableFlow):
         number = numbers.get(student_id)
         return f"{number}. {html.escape(name)}" if number else html.escape(name)
 
-    def _skip_lines(self, turn: Turn, result: RoundResult, numbers: dict[int, int]) -> list[str]:
+    def _skip_lines(self, turn: Ask, result: RoundResult, numbers: dict[int, int]) -> list[str]:
         return [
             turn.text(
                 "vaccines.round.skip_line",
@@ -243,15 +297,15 @@ class VaccineRoundFlow(EditableFlow):
             for s in result.skipped
         ]
 
-    def _details(self, turn: Turn) -> dict[str, str]:
+    def _details(self, turn: Ask) -> dict[str, str]:
         return {
-            "class_name": html.escape(turn.draft["class_name"]),
+            "class_name": html.escape(self._class_name(turn)),
             "given_on": self._given_on(turn),
-            "product": shown_product(turn.draft),
-            "place": place_label(turn.draft["place"], turn.language),
+            "product": shown_product(turn.answers),
+            "place": place_label(self._place(turn), turn.language),
         }
 
-    async def _show_summary(self, turn: Turn) -> None:
+    async def show_summary(self, turn: Ask) -> None:
         edit_or_cancel = rows(
             [(turn.text("core.edit"), self.cb("edit"))], [(turn.text("core.cancel"), self.cb("cancel"))]
         )
@@ -288,71 +342,51 @@ class VaccineRoundFlow(EditableFlow):
         markup = confirm_choices(self.cb(), turn.language) if preview.saved else edit_or_cancel
         await send_lines(turn.update, lines, markup)
 
-    # --- steps ----------------------------------------------------------------------------------
+    # --- answers ---------------------------------------------------------------------------------
 
-    def steps(self) -> Handlers:
-        press = self.on_text(self.press_button)
-        return {
-            Step.CLASS: [self.on_button("class:", self.on_class), self.on_text(self.on_class)],
-            Step.DATE: [self.on_button("date:", self.on_date), self.on_text(self.on_date)],
-            Step.PRODUCT: [self.on_button(r"product:\d+$", self.on_product), self.on_text(self.on_product)],
-            Step.PRODUCT_NAME: [self.on_text(self.on_product_name)],
-            Step.PLACE: [self.on_button(r"place:\w+$", self.on_place), self.on_text(self.on_place)],
-            Step.DOSE: [self.on_button(r"dose:\w+$", self.on_dose), self.on_text(self.on_dose)],
-            Step.TICK: [
-                self.on_button(r"t:\d+$", self.on_toggle),
-                self.on_button("all$", self.on_all),
-                self.on_button("none$", self.on_none),
-                self.on_button(r"page:\d+$", self.on_page),
-                self.on_button("done$", self.on_done),
-                self.on_text(self.on_numbers),
-            ],
-            **self.summary_steps(typed=press),
-        }
-
-    async def press_button(self, turn: Turn) -> int | None:
+    async def press_button(self, turn: Ask) -> int | None:
         return await turn.retry(turn.text("vaccines.press_button"))
 
-    async def on_class(self, turn: Turn) -> int | None:
+    async def on_class(self, turn: Ask) -> int | None:
         wanted = turn.answer if turn.update.callback_query is not None else clean_class_name(turn.answer)
         classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
         if not any(c.class_name == wanted for c in classes):
             return await turn.retry(turn.text("vaccines.round.class_unknown", class_name=html.escape(wanted)))
-        changed = turn.draft.get("class_name") != wanted
-        turn.draft["class_name"] = wanted
+        answers = turn.answers
+        changed = answers.class_name != wanted
+        answers.class_name = wanted
         if changed:
-            turn.draft["ticked"] = []
-            turn.draft["page"] = 1
-            if turn.draft.get("_editing"):
+            answers.ticked, answers.page = [], 1
+            if turn.editing:
                 return await turn.ask(Step.TICK)  # a new class list to tick; "Done" returns to the summary
         return await turn.advance(Step.DATE)
 
-    async def on_date(self, turn: Turn) -> int | None:
+    async def on_date(self, turn: Ask) -> int | None:
         given_on = parse_picked_date(turn)
         # Known once dated: a round of a locked period is refused here, before the other questions.
         await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "vaccines", given_on)
-        turn.draft["given_on"] = given_on.isoformat()
+        turn.answers.given_on = given_on
         return await turn.advance(Step.PRODUCT)
 
-    async def on_product(self, turn: Turn) -> int | None:
+    async def on_product(self, turn: Ask) -> int | None:
         product = await chosen_product(turn)
-        remember_product(turn.draft, product)
+        remember_product(turn.answers, product)
         if product.needs_name:
             return await turn.ask(Step.PRODUCT_NAME)
         return await turn.advance(Step.PLACE)
 
-    async def on_product_name(self, turn: Turn) -> int | None:
-        turn.draft["product_other_name"] = other_product_name(turn)
+    async def on_product_name(self, turn: Ask) -> int | None:
+        turn.answers.product_other_name = other_product_name(turn)
         return await turn.advance(Step.PLACE)
 
-    async def on_place(self, turn: Turn) -> int | None:
+    async def on_place(self, turn: Ask) -> int | None:
         place = chosen_place(turn)
         if place is None:
             return await turn.retry(turn.text("vaccines.place_hint"))
-        turn.draft["place"] = place.value
+        turn.answers.place = place
         return await turn.advance(Step.DOSE)
 
-    async def on_dose(self, turn: Turn) -> int | None:
+    async def on_dose(self, turn: Ask) -> int | None:
         if turn.update.callback_query is not None and turn.answer == NEXT:
             number = None
         else:
@@ -363,35 +397,33 @@ class VaccineRoundFlow(EditableFlow):
                 )
                 return await turn.retry(text)
             check_dose_number(number)
-        turn.draft["dose_number"] = number
-        turn.draft.setdefault("ticked", [])
+        turn.answers.dose_number = number
         return await turn.advance(Step.TICK)
 
     # The class list: every tap is written to the draft, then the list message is redrawn in place.
 
-    async def on_toggle(self, turn: Turn) -> int | None:
+    async def on_toggle(self, turn: Ask) -> int | None:
         roster = await self._roster(turn)
         student_id = int(turn.answer)
         if not any(s.student_id == student_id for s in roster):
             await answer_alert(turn.update, turn.text("core.stale_button"))
             return turn.step
-        ticked = set(turn.draft.get("ticked", []))
-        ticked ^= {student_id}
+        ticked = set(turn.answers.ticked) ^ {student_id}
         return await self._redraw(turn, roster, ticked)
 
-    async def on_all(self, turn: Turn) -> int | None:
+    async def on_all(self, turn: Ask) -> int | None:
         roster = await self._roster(turn)
         return await self._redraw(turn, roster, {s.student_id for s in roster})
 
-    async def on_none(self, turn: Turn) -> int | None:
+    async def on_none(self, turn: Ask) -> int | None:
         return await self._redraw(turn, await self._roster(turn), set())
 
-    async def on_page(self, turn: Turn) -> int | None:
-        turn.draft["page"] = int(turn.answer)
+    async def on_page(self, turn: Ask) -> int | None:
+        turn.answers.page = int(turn.answer)
         roster = await self._roster(turn)
-        return await self._redraw(turn, roster, set(turn.draft.get("ticked", [])))
+        return await self._redraw(turn, roster, set(turn.answers.ticked))
 
-    async def on_numbers(self, turn: Turn) -> int | None:
+    async def on_numbers(self, turn: Ask) -> int | None:
         roster = await self._roster(turn)
         numbers = list_numbers(turn.answer, len(roster))
         if numbers is None:
@@ -399,11 +431,11 @@ class VaccineRoundFlow(EditableFlow):
                 "vaccines.round.numbers_invalid", value=html.escape(turn.answer), maximum=len(roster)
             )
             return await turn.retry(text)
-        ticked = set(turn.draft.get("ticked", [])) | {roster[n - 1].student_id for n in numbers}
+        ticked = set(turn.answers.ticked) | {roster[n - 1].student_id for n in numbers}
         return await self._redraw(turn, roster, ticked)
 
-    async def _redraw(self, turn: Turn, roster: list[RosterStudent], ticked: set[int]) -> int | None:
-        turn.draft["ticked"] = [s.student_id for s in roster if s.student_id in ticked]  # class-list order
+    async def _redraw(self, turn: Ask, roster: list[RosterStudent], ticked: set[int]) -> int | None:
+        turn.answers.ticked = [s.student_id for s in roster if s.student_id in ticked]  # class-list order
         await turn.save()
         text, markup = self._tick_view(turn, roster)
         query = turn.update.callback_query
@@ -415,7 +447,7 @@ class VaccineRoundFlow(EditableFlow):
             await query.edit_message_text(text, reply_markup=markup)
         return turn.step
 
-    async def on_done(self, turn: Turn) -> int | None:
+    async def on_done(self, turn: Ask) -> int | None:
         try:
             self._round_in(turn)
         except ValidationError as exc:
@@ -424,25 +456,26 @@ class VaccineRoundFlow(EditableFlow):
 
     # --- summary, edit, confirm -------------------------------------------------------------------
 
-    def _round_in(self, turn: Turn) -> RoundIn:
-        draft = turn.draft
+    def _round_in(self, turn: Ask) -> RoundIn:
+        answers = turn.answers
+        assert answers.given_on is not None and answers.product_id is not None  # asked before the list
         return RoundIn(
-            student_ids=draft.get("ticked", []),
-            given_on=date.fromisoformat(draft["given_on"]),
-            product_id=draft["product_id"],
-            product_other_name=draft.get("product_other_name", ""),
-            place=DosePlace(draft["place"]),
-            dose_number=draft.get("dose_number"),
+            student_ids=answers.ticked,
+            given_on=answers.given_on,
+            product_id=answers.product_id,
+            product_other_name=answers.product_other_name or "",
+            place=self._place(turn),
+            dose_number=answers.dose_number,
         )
 
-    async def on_confirm(self, turn: Turn) -> int:
+    async def on_confirm(self, turn: Ask) -> int:
         roster = await self._roster(turn)
         numbers = {s.student_id: n for n, s in enumerate(roster, start=1)}
         result = await turn.context.services.vaccines.record_round(
             turn.staff.school_id or 0,
             self._round_in(turn),
             actor_id=turn.staff.id,
-            request_key=turn.draft["request_key"],
+            request_key=turn.request_key,
         )
         details = self._details(turn)
         if result.skipped:
