@@ -37,7 +37,7 @@ from bot.keyboards import rows
 from bot.replies import answer_alert, reply
 from bot.report_jobs import STOP_PREFIX, ReportJob, ReportRequest, esc, report_jobs, spawn
 from bot.texts import t
-from conversations.common import END, Flow, Handlers, Turn, menu_for
+from conversations.common import END, Answers, Flow, Turn, Window, Windows, menu_for
 from storage.errors import AccessDenied, DomainError
 from storage.permissions import Action
 from storage.rules.dates import show_date
@@ -129,74 +129,130 @@ def scope_of_token(token: str, district_id: int) -> ReportScope:
 # --- the conversation -----------------------------------------------------------------------------
 
 
-class ReportFlow(Flow):
+class ReportAnswers(Answers):
+    kind: ReportKind | None = None
+    scope: ReportScope | None = None
+    date_from: date | None = None  # the first of the period's two dates, asked one by one
+    period: ReportPeriod | None = None  # chosen before the document's number is asked
+    # The round of the period (its name and dates for the labels); the scope's district and label;
+    # the school list's filter (what was typed) and page.
+    round: RoundOption | None = None
+    district_id: int | None = None
+    scope_label: str | None = None
+    query: str = ""
+    page: int = 1
+    derived = Answers.derived | {"round", "district_id", "scope_label", "query", "page"}
+
+
+Ask = Turn[ReportAnswers]
+
+
+class ReportFlow(Flow[ReportAnswers]):
     name = "report"
     command = "report"
     title_key = "report_chat.title"
     action = Action.REPORT
+    answers_model = ReportAnswers
 
     def entry_points(self) -> list[BaseHandler[Update, BotContext, Any]]:
         # The «cancel this report» button works in and out of the conversation.
         return [CallbackQueryHandler(self.on_stop, pattern=rf"^{STOP_PREFIX}:stop:\w+$")]
 
+    # --- the states: each question with the answers it takes --------------------------------------
+
+    def windows(self) -> Windows[ReportAnswers]:
+        back = self.on_button("back$", self.on_back)
+        return {
+            Step.KIND: Window(
+                self.ask_kind,
+                [self.on_button(r"kind:\w+$", self.on_kind), self.on_text(self.on_kind_typed)],
+            ),
+            Step.SCOPE: Window(
+                self.ask_scope,
+                [
+                    self.on_button(r"scope:(district|level:\w+|school:\d+)$", self.on_scope),
+                    self.on_button(r"page:\d+$", self.on_page),
+                    back,
+                    self.on_text(self.on_school_typed),
+                ],
+            ),
+            Step.PERIOD: Window(
+                self.ask_period,
+                [
+                    self.on_button("period:all$", self.on_all),
+                    self.on_button("period:dates$", self.on_dates),
+                    self.on_button(r"round:\d+$", self.on_round),
+                    back,
+                    self.on_text(self.on_range),
+                ],
+            ),
+            Step.DATE_FROM: Window(self.ask_date_from, [self.on_text(self.on_date_from), back]),
+            Step.DATE_TO: Window(
+                self.ask_date_to,
+                [self.on_text(self.on_date_to), self.on_button("to:today$", self.on_to_today), back],
+            ),
+            Step.NUMBER: Window(
+                self.ask_number,
+                [self.on_text(self.on_number), self.on_button("number:skip$", self.on_number_skip), back],
+            ),
+        }
+
     # --- questions ------------------------------------------------------------------------------
 
-    async def _options(self, turn: Turn) -> list[ScopeOption]:
+    async def _options(self, turn: Ask) -> list[ScopeOption]:
         return await turn.context.services.reports.available_scopes(turn.staff.id)
 
-    async def begin(self, turn: Turn) -> int:
+    async def begin(self, turn: Ask) -> int:
         if not await self._options(turn):
             return await turn.finish(turn.text("report_chat.no_scope"))
         return await turn.ask(Step.KIND)
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        if state == Step.KIND:
-            options = [
-                [(turn.text(f"report_chat.kind.{k.value}"), self.cb("kind", k.value))] for k in ReportKind
-            ]
-            await turn.reply(turn.text("report_chat.kind_question"), rows(*options))
-        elif state == Step.SCOPE:
-            await self._ask_scope(turn)
-        elif state == Step.PERIOD:
-            await self._ask_period(turn)
-        elif state == Step.DATE_FROM:
-            await turn.reply(turn.text("report_chat.from_question"), self._back(turn))
-        elif state == Step.DATE_TO:
-            date_from = date.fromisoformat(turn.draft["date_from"])
-            markup = rows(
-                [(turn.text("report_chat.to_today"), self.cb("to", "today"))],
-                [(turn.text("core.back"), self.cb("back"))],
-            )
-            await turn.reply(turn.text("report_chat.to_question", date_from=show_date(date_from)), markup)
-        elif state == Step.NUMBER:
-            period, round_ = self._chosen_period(turn)
-            text = turn.text(
-                "report_chat.number_question",
-                kind=esc(self._kind_label(turn)),
-                scope=esc(turn.draft["_scope_label"]),
-                period=esc(period_label(period, round_, turn.context.services.clock.today(), turn.language)),
-                suffix=esc(turn.context.services.reports.cover.number_suffix),
-            )
-            markup = rows(
-                [(turn.text("report_chat.number_skip"), self.cb("number", "skip"))],
-                [(turn.text("core.back"), self.cb("back"))],
-            )
-            await turn.reply(text, markup)
+    async def ask_kind(self, turn: Ask) -> None:
+        options = [[(turn.text(f"report_chat.kind.{k.value}"), self.cb("kind", k.value))] for k in ReportKind]
+        await turn.reply(turn.text("report_chat.kind_question"), rows(*options))
 
-    def _back(self, turn: Turn) -> InlineKeyboardMarkup:
+    async def ask_date_from(self, turn: Ask) -> None:
+        await turn.reply(turn.text("report_chat.from_question"), self._back(turn))
+
+    async def ask_date_to(self, turn: Ask) -> None:
+        assert turn.answers.date_from is not None  # asked first
+        markup = rows(
+            [(turn.text("report_chat.to_today"), self.cb("to", "today"))],
+            [(turn.text("core.back"), self.cb("back"))],
+        )
+        text = turn.text("report_chat.to_question", date_from=show_date(turn.answers.date_from))
+        await turn.reply(text, markup)
+
+    async def ask_number(self, turn: Ask) -> None:
+        period, round_ = self._chosen_period(turn)
+        text = turn.text(
+            "report_chat.number_question",
+            kind=esc(self._kind_label(turn)),
+            scope=esc(turn.answers.scope_label or ""),
+            period=esc(period_label(period, round_, turn.context.services.clock.today(), turn.language)),
+            suffix=esc(turn.context.services.reports.cover.number_suffix),
+        )
+        markup = rows(
+            [(turn.text("report_chat.number_skip"), self.cb("number", "skip"))],
+            [(turn.text("core.back"), self.cb("back"))],
+        )
+        await turn.reply(text, markup)
+
+    def _back(self, turn: Ask) -> InlineKeyboardMarkup:
         return rows([(turn.text("core.back"), self.cb("back"))])
 
-    def _kind_label(self, turn: Turn) -> str:
-        return turn.text(f"reports.kind.{turn.draft['kind']}")
+    def _kind_label(self, turn: Ask) -> str:
+        assert turn.answers.kind is not None  # the first answer
+        return turn.text(f"reports.kind.{turn.answers.kind.value}")
 
-    async def _ask_scope(self, turn: Turn) -> None:
+    async def ask_scope(self, turn: Ask) -> None:
         options = await self._options(turn)
         areas = [o for o in options if o.scope.kind is not ScopeKind.SCHOOL]
         schools = [o for o in options if o.scope.kind is ScopeKind.SCHOOL]
-        query = str(turn.draft.get("_query") or "")
+        query = turn.answers.query
         shown = [o for o in schools if matches(o, query)] if query else schools
         pages = max(1, math.ceil(len(shown) / SCHOOLS_PER_PAGE))
-        page = min(max(1, int(turn.draft.get("_page") or 1)), pages)
+        page = min(max(1, turn.answers.page), pages)
         first = (page - 1) * SCHOOLS_PER_PAGE
         language = turn.language
         buttons: list[Sequence[tuple[str, str]]] = []
@@ -233,15 +289,15 @@ class ReportFlow(Flow):
             text = turn.text("report_chat.scope_question", kind=kind)
         await turn.reply(text, rows(*buttons))
 
-    async def _rounds(self, turn: Turn) -> list[RoundOption]:
-        rounds = await turn.context.services.reports.rounds(int(turn.draft["_district_id"]))
-        return rounds[:MAX_ROUNDS]
+    async def _all_rounds(self, turn: Ask) -> list[RoundOption]:
+        assert turn.answers.district_id is not None  # known with the scope
+        return await turn.context.services.reports.rounds(turn.answers.district_id)
 
-    async def _ask_period(self, turn: Turn) -> None:
+    async def ask_period(self, turn: Ask) -> None:
         buttons: list[Sequence[tuple[str, str]]] = [
             [(turn.text("report_chat.period_all"), self.cb("period", "all"))]
         ]
-        for option in await self._rounds(turn):
+        for option in (await self._all_rounds(turn))[:MAX_ROUNDS]:
             name = (
                 option.name
                 if len(option.name) <= ROUND_NAME_SHOWN
@@ -259,58 +315,23 @@ class ReportFlow(Flow):
         text = turn.text(
             "report_chat.period_question",
             kind=esc(self._kind_label(turn)),
-            scope=esc(turn.draft["_scope_label"]),
+            scope=esc(turn.answers.scope_label or ""),
         )
         await turn.reply(text, rows(*buttons))
 
     # --- answers --------------------------------------------------------------------------------
 
-    def steps(self) -> Handlers:
-        return {
-            Step.KIND: [
-                self.on_button(r"kind:\w+$", self.on_kind),
-                self.on_text(self.on_kind_typed),
-            ],
-            Step.SCOPE: [
-                self.on_button(r"scope:(district|level:\w+|school:\d+)$", self.on_scope),
-                self.on_button(r"page:\d+$", self.on_page),
-                self.on_button("back$", self.on_back),
-                self.on_text(self.on_school_typed),
-            ],
-            Step.PERIOD: [
-                self.on_button("period:all$", self.on_all),
-                self.on_button("period:dates$", self.on_dates),
-                self.on_button(r"round:\d+$", self.on_round),
-                self.on_button("back$", self.on_back),
-                self.on_text(self.on_range),
-            ],
-            Step.DATE_FROM: [
-                self.on_text(self.on_date_from),
-                self.on_button("back$", self.on_back),
-            ],
-            Step.DATE_TO: [
-                self.on_text(self.on_date_to),
-                self.on_button("to:today$", self.on_to_today),
-                self.on_button("back$", self.on_back),
-            ],
-            Step.NUMBER: [
-                self.on_text(self.on_number),
-                self.on_button("number:skip$", self.on_number_skip),
-                self.on_button("back$", self.on_back),
-            ],
-        }
-
-    async def on_kind(self, turn: Turn) -> int | None:
-        kind = turn.answer
-        if kind not in {k.value for k in ReportKind}:
+    async def on_kind(self, turn: Ask) -> int | None:
+        if turn.answer not in {k.value for k in ReportKind}:
             return await turn.retry(turn.text("report_chat.kind_hint"))
-        turn.remember(kind=kind, _query="", _page=1)
+        answers = turn.answers
+        answers.kind, answers.query, answers.page = ReportKind(turn.answer), "", 1
         return await turn.ask(Step.SCOPE)
 
-    async def on_kind_typed(self, turn: Turn) -> int | None:
+    async def on_kind_typed(self, turn: Ask) -> int | None:
         return await turn.retry(turn.text("report_chat.kind_hint"))
 
-    async def on_back(self, turn: Turn) -> int:
+    async def on_back(self, turn: Ask) -> int:
         previous = {
             Step.SCOPE: Step.KIND,
             Step.PERIOD: Step.SCOPE,
@@ -321,14 +342,14 @@ class ReportFlow(Flow):
         assert turn.step is not None
         return await turn.ask(previous.get(Step(turn.step), Step.KIND))
 
-    async def on_page(self, turn: Turn) -> int:
+    async def on_page(self, turn: Ask) -> int:
         page = int(turn.answer)
         if page == 1:
-            turn.remember(_query="")
-        turn.remember(_page=page)
+            turn.answers.query = ""
+        turn.answers.page = page
         return await turn.ask(Step.SCOPE)
 
-    async def on_school_typed(self, turn: Turn) -> int | None:
+    async def on_school_typed(self, turn: Ask) -> int | None:
         query = turn.answer.strip()
         schools = [o for o in await self._options(turn) if o.scope.kind is ScopeKind.SCHOOL]
         found = [o for o in schools if matches(o, query)]
@@ -336,10 +357,10 @@ class ReportFlow(Flow):
             return await turn.retry(turn.text("report_chat.scope_not_found", query=esc(query)))
         if len(found) == 1:
             return await self._chosen(turn, found[0])
-        turn.remember(_query=query, _page=1)
+        turn.answers.query, turn.answers.page = query, 1
         return await turn.ask(Step.SCOPE)
 
-    async def on_scope(self, turn: Turn) -> int | None:
+    async def on_scope(self, turn: Ask) -> int | None:
         query = turn.update.callback_query
         token = (query.data or "").split(":", 2)[2] if query is not None else ""
         options = await self._options(turn)
@@ -362,27 +383,23 @@ class ReportFlow(Flow):
             return await turn.retry(exc)
         return await turn.retry(turn.text("report_chat.scope_gone"))
 
-    async def _chosen(self, turn: Turn, option: ScopeOption) -> int:
-        turn.remember(
-            scope=option.scope.model_dump(mode="json"),
-            _district_id=option.scope.district_id,
-            _scope_label=scope_label(option, turn.language),
-            _query="",
-        )
+    async def _chosen(self, turn: Ask, option: ScopeOption) -> int:
+        answers = turn.answers
+        answers.scope, answers.district_id = option.scope, option.scope.district_id
+        answers.scope_label, answers.query = scope_label(option, turn.language), ""
         return await turn.ask(Step.PERIOD)
 
-    async def on_all(self, turn: Turn) -> int | None:
+    async def on_all(self, turn: Ask) -> int | None:
         return await self._period_chosen(turn, ReportPeriod())
 
-    async def on_round(self, turn: Turn) -> int | None:
+    async def on_round(self, turn: Ask) -> int | None:
         chosen = int(turn.answer)
-        rounds = await turn.context.services.reports.rounds(int(turn.draft["_district_id"]))
-        found = next((r for r in rounds if r.id == chosen), None)
+        found = next((r for r in await self._all_rounds(turn) if r.id == chosen), None)
         if found is None:
             return await turn.retry(turn.text("report_chat.round_gone"))
         return await self._period_chosen(turn, ReportPeriod(round_id=found.id), found)
 
-    async def on_range(self, turn: Turn) -> int | None:
+    async def on_range(self, turn: Ask) -> int | None:
         try:
             period = parse_date_range(turn.answer, turn.context.services.clock.today())
         except (DomainError, ValidationError) as exc:
@@ -398,13 +415,13 @@ class ReportFlow(Flow):
             return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
         return await self._period_chosen(turn, period)
 
-    async def on_dates(self, turn: Turn) -> int:
+    async def on_dates(self, turn: Ask) -> int:
         return await turn.ask(Step.DATE_FROM)
 
-    def _typed_date(self, turn: Turn) -> date:
+    def _typed_date(self, turn: Ask) -> date:
         return parse_date(turn.answer, turn.context.services.clock.today(), allow_future=True)
 
-    async def on_date_from(self, turn: Turn) -> int | None:
+    async def on_date_from(self, turn: Ask) -> int | None:
         try:
             date_from = self._typed_date(turn)
         except DomainError as exc:
@@ -414,51 +431,42 @@ class ReportFlow(Flow):
                 return await self._period_chosen(turn, period)
             hint = turn.text("report_chat.date_hint")
             return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
-        turn.remember(date_from=date_from.isoformat())
+        turn.answers.date_from = date_from
         return await turn.ask(Step.DATE_TO)
 
-    async def on_date_to(self, turn: Turn) -> int | None:
+    async def on_date_to(self, turn: Ask) -> int | None:
         try:
-            period = ReportPeriod(
-                date_from=date.fromisoformat(turn.draft["date_from"]), date_to=self._typed_date(turn)
-            )
+            period = ReportPeriod(date_from=turn.answers.date_from, date_to=self._typed_date(turn))
         except (DomainError, ValidationError) as exc:
             hint = turn.text("report_chat.date_hint")
             return await turn.retry(f"{render_error_html(exc, turn.language)}\n{hint}")
         return await self._period_chosen(turn, period)
 
-    async def on_to_today(self, turn: Turn) -> int | None:
-        return await self._period_chosen(
-            turn, ReportPeriod(date_from=date.fromisoformat(turn.draft["date_from"]))
-        )
+    async def on_to_today(self, turn: Ask) -> int | None:
+        return await self._period_chosen(turn, ReportPeriod(date_from=turn.answers.date_from))
 
     # --- the document's number (the district report of the district or a level) ----------------
 
-    def _wants_number(self, turn: Turn) -> bool:
+    def _wants_number(self, turn: Ask) -> bool:
         """The official report the office numbers and signs: the district report, not of one school
         (a principal's, or an officer's look at one school, is no document of the office's register)."""
-        scope = ReportScope.model_validate(turn.draft["scope"])
-        return turn.draft.get("kind") == ReportKind.DISTRICT.value and scope.kind is not ScopeKind.SCHOOL
+        answers = turn.answers
+        assert answers.scope is not None  # chosen before the period
+        return answers.kind is ReportKind.DISTRICT and answers.scope.kind is not ScopeKind.SCHOOL
 
     async def _period_chosen(
-        self, turn: Turn, period: ReportPeriod, round_: RoundOption | None = None
+        self, turn: Ask, period: ReportPeriod, round_: RoundOption | None = None
     ) -> int | None:
         if not self._wants_number(turn):
             return await self._start(turn, period, round_)
-        turn.remember(
-            _period=period.model_dump(mode="json"),
-            _round=round_.model_dump(mode="json") if round_ is not None else None,
-        )
+        turn.answers.period, turn.answers.round = period, round_
         return await turn.ask(Step.NUMBER)
 
-    def _chosen_period(self, turn: Turn) -> tuple[ReportPeriod, RoundOption | None]:
-        found = turn.draft.get("_round")
-        return (
-            ReportPeriod.model_validate(turn.draft["_period"]),
-            RoundOption.model_validate(found) if found else None,
-        )
+    def _chosen_period(self, turn: Ask) -> tuple[ReportPeriod, RoundOption | None]:
+        assert turn.answers.period is not None  # chosen before the number is asked
+        return turn.answers.period, turn.answers.round
 
-    async def on_number(self, turn: Turn) -> int | None:
+    async def on_number(self, turn: Ask) -> int | None:
         suffix = turn.context.services.reports.cover.number_suffix
         try:
             number = parse_document_number(turn.answer, suffix)
@@ -466,16 +474,17 @@ class ReportFlow(Flow):
             return await turn.retry(exc)
         return await self._start(turn, *self._chosen_period(turn), number=number)
 
-    async def on_number_skip(self, turn: Turn) -> int | None:
+    async def on_number_skip(self, turn: Ask) -> int | None:
         return await self._start(turn, *self._chosen_period(turn))
 
     # --- the request ----------------------------------------------------------------------------
 
     async def _start(
-        self, turn: Turn, period: ReportPeriod, round_: RoundOption | None = None, *, number: str = ""
+        self, turn: Ask, period: ReportPeriod, round_: RoundOption | None = None, *, number: str = ""
     ) -> int | None:
         """Accept the request: end the conversation, send the progress message, build in a task."""
-        context, draft = turn.context, turn.draft
+        context, answers = turn.context, turn.answers
+        assert answers.kind is not None and answers.scope is not None
         application = context.application
         jobs = report_jobs(application)
         if turn.user_id in jobs:
@@ -484,16 +493,16 @@ class ReportFlow(Flow):
         assert chat is not None
         services = context.services
         request = ReportRequest(
-            key=str(draft.get("request_key") or turn.user_id),
-            kind=ReportKind(draft["kind"]),
-            scope=ReportScope.model_validate(draft["scope"]),
+            key=turn.request_key,
+            kind=answers.kind,
+            scope=answers.scope,
             period=period,
             language=turn.language,
             staff_id=turn.staff.id,
             user_id=turn.user_id,
             chat_id=chat.id,
             kind_label=self._kind_label(turn),
-            scope_label=str(draft["_scope_label"]),
+            scope_label=answers.scope_label or "",
             period_label=period_label(period, round_, services.clock.today(), turn.language),
             number=number,
         )
