@@ -12,7 +12,6 @@ from datetime import date, timedelta
 from functools import cache
 
 from storage.errors import DomainError
-from storage.rules.dates import show_date
 from storage.rules.timeliness import check_event_date
 from storage.text import fold, nfc
 
@@ -58,9 +57,9 @@ def parse_date(
     else:
         value = _parse_numeric_date(folded, today, shown=raw)
     if not allow_future and value > today:
-        raise DomainError("date.future", value=show_date(value))
+        raise DomainError("date.future", value=value)
     if not_before is not None and value < not_before:
-        raise DomainError("date.too_early", value=show_date(value), earliest=show_date(not_before))
+        raise DomainError("date.too_early", value=value, earliest=not_before)
     return value
 
 

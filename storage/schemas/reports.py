@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from storage.enums import Role, SchoolLevel
 from storage.errors import DomainError
-from storage.rules.dates import show_date
 from storage.schemas.organisation import parse_level
 from storage.schemas.parsing import parse_date
 from storage.schemas.students import SCHOOL_YEAR_START_MONTH, school_year_start
@@ -128,8 +127,8 @@ class ReportPeriod(BaseModel):
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise DomainError(
                 "reports.period_invalid",
-                date_from=show_date(self.date_from),
-                date_to=show_date(self.date_to),
+                date_from=self.date_from,
+                date_to=self.date_to,
             )
         return self
 
@@ -184,8 +183,8 @@ def parse_date_range(text: str, today: date) -> ReportPeriod:
     if date_from > date_to:
         raise DomainError(
             "reports.period_invalid",
-            date_from=show_date(date_from),
-            date_to=show_date(date_to),
+            date_from=date_from,
+            date_to=date_to,
         )
     return ReportPeriod(date_from=date_from, date_to=date_to)
 
