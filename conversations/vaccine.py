@@ -80,6 +80,7 @@ class DoseAnswers(StudentAnswers, ProductAnswers):
     dose_number: int | None = None
     given_on: date | None = None
     place: DosePlace | None = None
+    derived = StudentAnswers.derived | ProductAnswers.derived
 
 
 Ask = Turn[DoseAnswers]

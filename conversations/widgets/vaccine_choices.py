@@ -33,6 +33,7 @@ class ProductAnswers(Answers):
     product: str | None = None  # its name as the list shows it
     product_needs_name: bool | None = None  # the "other" product: its name is typed
     product_other_name: str | None = None
+    derived = Answers.derived | {"product", "product_needs_name"}  # the list's name, kept to show it
 
 
 def place_label(place: DosePlace | str, language: str) -> str:
