@@ -3,18 +3,19 @@ upsert by student code, and class lists for vaccination rounds."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.enums import AuditAction, PriorityGroup, SchoolLevel
 from storage.errors import DomainError, NotFound
 from storage.models import School, Student
-from storage.repositories import audit
+from storage.repositories import audit, bulk
 from storage.repositories import students as repo
 from storage.schemas.students import (
     ClassSummary,
@@ -273,12 +274,16 @@ class StudentService(ServiceBase):
         # Bulk statements, not the unit of work: a 50,000-row import must not cost one round trip,
         # one ORM object or one flush per row. The audit rows are built from the values written.
         now = self.clock.now()
-        table = Student.__table__
+        table: Table = Student.__table__
         entries: list[dict[str, Any]] = []
         ids: dict[str, int] = {}
         if plan.to_create:
+            # Ids reserved first, so the rows go to the driver in one call (COPY / executemany) with
+            # no RETURNING to match back, and their audit rows are built from the same values.
+            new_ids = await bulk.reserve_ids(session, table, len(plan.to_create))
             created = [
                 {
+                    "id": student_id,
                     "school_id": school_id,
                     "code": row.code,
                     "priority_group": PriorityGroup.NONE,
@@ -287,13 +292,13 @@ class StudentService(ServiceBase):
                     "updated_at": None,
                     **_values(row),
                 }
-                for row in plan.to_create
+                for student_id, row in zip(new_ids, plan.to_create, strict=True)
             ]
-            # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs on both databases.
-            result = await session.execute(insert(table).returning(table.c.id, table.c.code), created)
-            ids.update({code: student_id for student_id, code in result})
+            order = table.c.keys()
+            row_of = operator.itemgetter(*order)
+            await bulk.insert_rows(session, table, order, [row_of(values) for values in created])
             for values in created:
-                values["id"] = ids[values["code"]]
+                ids[values["code"]] = values["id"]
                 entries.append(_audit_entry(actor_id, AuditAction.CREATE, values, None, now))
         if plan.to_update:
             # Every updatable column of every changed row: one statement, executemany (the SET

@@ -1,0 +1,135 @@
+"""The driver's bulk path (`storage.repositories.bulk`: COPY on PostgreSQL, executemany on SQLite) stores
+what Core's `insert()` stores, value for value, on both databases; reserved ids are the ones the
+database would give; and /history shows a student created and changed by an import. No timing here:
+`bench/import_bench.py` measures."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Table, insert, select
+
+from storage.enums import AuditAction, Gender, PriorityGroup
+from storage.models import AuditLog, Student
+from storage.repositories import audit, bulk
+from storage.services import Services
+from tests.factories import make_world
+from tests.test_import_speed import counts, run_import, student_rows
+
+STUDENTS: Table = Student.__table__
+AUDIT: Table = AuditLog.__table__
+AT = datetime(2021, 11, 15, 2, 3, 4, 567890, tzinfo=UTC)
+
+
+def student_values(school_id: int, code: str, **changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "school_id": school_id,
+        "code": code,
+        "full_name": "Nguyễn Thị Ánh",
+        "search_name": "nguyen thi anh",
+        "date_of_birth": date(2013, 2, 28),
+        "gender": Gender.FEMALE,
+        "grade": 3,
+        "class_name": "3A1",
+        "priority_group": PriorityGroup.NONE,
+        "active": True,
+        "entered_by_id": None,
+        "entered_at": AT,
+        "updated_at": None,
+    }
+    return values | changes
+
+
+async def stored(services: Services, table: Table, where: str, ids: list[int]) -> list[tuple[Any, ...]]:
+    """The rows as the driver returns them (no SQLAlchemy type processing), without their ids."""
+    names = [c for c in list(table.c.keys()) if c != "id"]
+    quoted = ", ".join(f'"{c}"' for c in names)
+    async with services.sessionmaker() as session:
+        connection = await session.connection()
+        result = await connection.exec_driver_sql(
+            f"SELECT {quoted} FROM {table.name} WHERE {where} ORDER BY id", tuple(ids)
+        )
+        return [tuple(row) for row in result]
+
+
+async def test_students_and_audit_rows_stored_by_the_driver_as_core_stores_them(services: Services) -> None:
+    world = await make_world(services)
+    school_id = world.primary_school_id
+    variants: list[dict[str, Any]] = [
+        {},
+        {"gender": None, "active": False, "entered_by_id": world.staff_ids["teacher"], "updated_at": AT},
+        {"priority_group": PriorityGroup.POOR, "full_name": 'Đỗ "Văn" O\'Neil\n', "grade": 12},
+    ]
+    core = [student_values(school_id, f"CORE{n}", **v) for n, v in enumerate(variants)]
+    fast = [student_values(school_id, f"FAST{n}", **v) for n, v in enumerate(variants)]
+    entries = [
+        audit.entry(
+            at=AT,
+            actor_id=world.staff_ids["teacher"] if n else None,
+            action=AuditAction.CREATE if n < 2 else AuditAction.UPDATE,
+            entity="student",
+            entity_id=900 + n,
+            school_id=school_id if n != 1 else None,
+            before=None if n < 2 else audit.snapshot_values(Student, values),
+            after=audit.snapshot_values(Student, values | {"id": 900 + n}),
+        )
+        for n, values in enumerate(core)
+    ]
+    async with services.sessionmaker.begin() as session:
+        await session.execute(insert(STUDENTS), core)
+        await session.execute(insert(AUDIT), [e | {"entity": "core"} for e in entries])
+    async with services.sessionmaker.begin() as session:
+        ids = await bulk.reserve_ids(session, STUDENTS, len(fast))
+        order = STUDENTS.c.keys()
+        await bulk.insert_rows(
+            session,
+            STUDENTS,
+            order,
+            [tuple((v | {"id": i})[c] for c in order) for i, v in zip(ids, fast, strict=True)],
+        )
+        await audit.record_many(session, [e | {"entity": "fast"} for e in entries])
+    by_core = await stored(services, STUDENTS, "code LIKE 'CORE%'", [])
+    by_driver = await stored(services, STUDENTS, "code LIKE 'FAST%'", [])
+    assert len(by_core) == len(by_driver) == 3
+    code = [c for c in list(STUDENTS.c.keys()) if c != "id"].index("code")
+    assert [r[:code] + r[code + 1 :] for r in by_core] == [r[:code] + r[code + 1 :] for r in by_driver]
+    audit_core = await stored(services, AUDIT, "entity = 'core'", [])
+    audit_driver = await stored(services, AUDIT, "entity = 'fast'", [])
+    entity = [c for c in list(AUDIT.c.keys()) if c != "id"].index("entity")
+    assert len(audit_core) == 3
+    assert [r[:entity] + r[entity + 1 :] for r in audit_core] == [
+        r[:entity] + r[entity + 1 :] for r in audit_driver
+    ]
+    # The reserved ids are the ones given, and the next row the database numbers itself comes after.
+    async with services.sessionmaker.begin() as session:
+        got = dict(
+            (await session.execute(select(Student.code, Student.id).where(Student.code.like("FAST%")))).all()
+        )
+        assert sorted(got.values()) == ids
+        await session.execute(insert(STUDENTS), [student_values(school_id, "AFTER")])
+        after = await session.scalar(select(Student.id).where(Student.code == "AFTER"))
+        assert after is not None and after > max(ids)
+        assert await bulk.reserve_ids(session, STUDENTS, 0) == []
+        more = await bulk.reserve_ids(session, STUDENTS, 2)
+        assert min(more) > after and len(set(more)) == 2
+
+
+async def test_history_shows_the_students_an_import_created_and_changed(services: Services) -> None:
+    world = await make_world(services)
+    rows = student_rows(3)
+    assert counts(await run_import(services, world, rows)) == (3, 0, 0, 0)
+    rows[3][4] = "3A2"  # HS6003 (row 0 is the header)
+    assert counts(await run_import(services, world, rows)) == (0, 1, 2, 0)
+    history = await services.rounds.history(world.primary_school_id, limit=50)
+    lines = [e for e in history if e.kind == "audit" and e.entity == "student"]
+    async with services.sessionmaker() as session:
+        ids = dict(
+            (await session.execute(select(Student.code, Student.id).where(Student.code.like("HS6%")))).all()
+        )
+    created = {e.entity_id for e in lines if e.action is AuditAction.CREATE}
+    assert created == {str(i) for i in ids.values()}
+    (changed,) = [e for e in lines if e.action is AuditAction.UPDATE]
+    assert changed.entity_id == str(ids["HS6003"])
+    assert changed.actor_id == world.staff_ids["teacher"]
+    assert [(c.field, c.old.value, c.new.value) for c in changed.changes] == [("class_name", "3A1", "3A2")]
