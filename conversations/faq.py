@@ -49,9 +49,11 @@ from bot.menus import BY_NAME
 from bot.replies import answer_alert, reply
 from bot.texts import LANGUAGES, t
 from conversations.common import (
+    Answers,
     EditableFlow,
-    Handlers,
     Turn,
+    Window,
+    Windows,
     answer_filter,
     button_words,
     menu_for,
@@ -379,7 +381,7 @@ NEXT: dict[int, Step] = {
     Step.ANSWER: Step.CONTACT,
     Step.CONTACT: Step.SUMMARY,
 }
-# Summary «Edit»: field -> the step that asks it again (also: which draft field a step fills).
+# Summary «Edit»: field -> the step that asks it again (also: which answer a step fills).
 EDITABLE: dict[str, Step] = {
     "topic": Step.TOPIC,
     "question": Step.QUESTION,
@@ -397,7 +399,24 @@ def checked(**values: Any) -> FaqEntryIn:
     return FaqEntryIn.model_validate({**_PROBE, **values})
 
 
-class FaqAddFlow(EditableFlow):
+class FaqAddAnswers(Answers):
+    # The entry being edited (None: a new entry, its key made at the confirm) and its fields.
+    key: str | None = None
+    topic: str | None = None
+    question: str | None = None
+    alternatives: list[str] | None = None  # [] when skipped; None until asked
+    answer: str | None = None
+    contact_topic: str | None = None
+    # The search typed at the first question and the entries it found (their keys, by button number).
+    query: str | None = None
+    matches: list[str] = []
+    derived = Answers.derived | {"query", "matches"}
+
+
+Ask = Turn[FaqAddAnswers]
+
+
+class FaqAddFlow(EditableFlow[FaqAddAnswers]):
     name = "faq_add"
     # The longest field: up to 20 alternative questions of 300 characters, one per line.
     answer_limit = max(MAX_ANSWER_LENGTH, MAX_ALTERNATIVES * (MAX_QUESTION_LENGTH + 1))
@@ -409,50 +428,79 @@ class FaqAddFlow(EditableFlow):
     editable = EDITABLE
     field_labels = "faq_chat.add.field"
     edit_texts = "faq_chat.add"
+    answers_model = FaqAddAnswers
+
+    # --- the states: each question with the answers it takes --------------------------------------
+
+    def windows(self) -> Windows[FaqAddAnswers]:
+        press = self.on_text(self.press_button)
+        keep = self.on_button(r"keep:\d+$", self.on_keep)
+        return {
+            Step.PICK: Window(
+                self.ask_pick,
+                [
+                    self.on_text(self.on_search),
+                    self.on_button("new$", self.on_new),
+                    self.on_button(r"entry:\d+$", self.on_existing),
+                ],
+            ),
+            Step.TOPIC: Window(self.ask_topic, [self.on_button(r"topic:\w+$", self.on_topic), keep, press]),
+            Step.QUESTION: Window(self.ask_question, [self.on_text(self.on_question), keep]),
+            Step.ALTERNATIVES: Window(
+                self.ask_alternatives,
+                [self.on_text(self.on_alternatives), self.on_button("skip$", self.on_skip), keep],
+            ),
+            Step.ANSWER: Window(self.ask_answer, [self.on_text(self.on_answer), keep]),
+            Step.CONTACT: Window(
+                self.ask_contact, [self.on_button(r"contact:\w+$", self.on_contact), keep, press]
+            ),
+            **self.summary_windows(self.show_summary, typed=press),
+        }
 
     # --- questions ------------------------------------------------------------------------------
 
-    async def begin(self, turn: Turn) -> int:
+    async def begin(self, turn: Ask) -> int:
         return await turn.ask(Step.PICK)
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        draft = turn.draft
-        if state == Step.PICK:
-            await self._ask_pick(turn)
-        elif state == Step.TOPIC:
-            options = [(topic_title(topic, turn.language), self.cb("topic", topic)) for topic in TOPICS]
-            await self._ask(turn, "faq_chat.add.topic_question", state, options)
-        elif state == Step.QUESTION:
-            await self._ask(turn, "faq_chat.add.question_question", state)
-        elif state == Step.ALTERNATIVES:
-            skip = [] if "alternatives" in draft else [(turn.text("faq_chat.add.skip"), self.cb("skip"))]
-            await self._ask(turn, "faq_chat.add.alternatives_question", state, skip, maximum=MAX_ALTERNATIVES)
-        elif state == Step.ANSWER:
-            await self._ask(turn, "faq_chat.add.answer_question", state, maximum=MAX_ANSWER_LENGTH)
-        elif state == Step.CONTACT:
-            options = [(self._contact_label(turn, c), self.cb("contact", c)) for c in ENTRY_CONTACT_TOPICS]
-            await self._ask(turn, "faq_chat.add.contact_question", state, options)
-        elif state == Step.SUMMARY:
-            await turn.reply(self._summary(turn), confirm_choices(self.cb(), turn.language))
-        elif state == Step.EDIT:
-            await self.ask_field_list(turn)
+    async def ask_topic(self, turn: Ask) -> None:
+        options = [(topic_title(topic, turn.language), self.cb("topic", topic)) for topic in TOPICS]
+        await self._ask(turn, "faq_chat.add.topic_question", Step.TOPIC, options)
+
+    async def ask_question(self, turn: Ask) -> None:
+        await self._ask(turn, "faq_chat.add.question_question", Step.QUESTION)
+
+    async def ask_alternatives(self, turn: Ask) -> None:
+        asked = turn.answers.alternatives is not None
+        skip = [] if asked else [(turn.text("faq_chat.add.skip"), self.cb("skip"))]
+        key = "faq_chat.add.alternatives_question"
+        await self._ask(turn, key, Step.ALTERNATIVES, skip, maximum=MAX_ALTERNATIVES)
+
+    async def ask_answer(self, turn: Ask) -> None:
+        await self._ask(turn, "faq_chat.add.answer_question", Step.ANSWER, maximum=MAX_ANSWER_LENGTH)
+
+    async def ask_contact(self, turn: Ask) -> None:
+        options = [(self._contact_label(turn, c), self.cb("contact", c)) for c in ENTRY_CONTACT_TOPICS]
+        await self._ask(turn, "faq_chat.add.contact_question", Step.CONTACT, options)
+
+    async def show_summary(self, turn: Ask) -> None:
+        await turn.reply(self._summary(turn), confirm_choices(self.cb(), turn.language))
 
     async def _ask(
-        self, turn: Turn, key: str, state: int, options: list[tuple[str, str]] | None = None, **values: object
+        self, turn: Ask, key: str, state: int, options: list[tuple[str, str]] | None = None, **values: object
     ) -> None:
         """A step's question; with the current value and «keep» when the field already has one."""
         text = turn.text(key, **values)
         field = FIELD_OF[state]
         buttons = [[option] for option in options or []]
-        if field in turn.draft:
+        if getattr(turn.answers, field) is not None:
             current = self._shown(turn, field, room=TEXT_LIMIT - len(text) - 100)
             text += "\n\n" + turn.text("faq_chat.add.current", value=current)
             buttons.append([(turn.text("faq_chat.add.keep"), self.cb("keep", int(state)))])
         await turn.reply(text, rows(*buttons) if buttons else None)
 
-    def _shown(self, turn: Turn, field: str, room: int = TEXT_LIMIT) -> str:
-        """A draft field as the person reads it (escaped; a long answer clipped to `room`)."""
-        value = turn.draft[field]
+    def _shown(self, turn: Ask, field: str, room: int = TEXT_LIMIT) -> str:
+        """An answer as the person reads it (escaped; a long answer clipped to `room`)."""
+        value = getattr(turn.answers, field)
         if field == "topic":
             return html.escape(topic_title(value, turn.language), quote=False)
         if field == "contact_topic":
@@ -468,35 +516,35 @@ class FaqAddFlow(EditableFlow):
         return escaped_within(str(value), room)
 
     @staticmethod
-    def _contact_label(turn: Turn, contact_topic: str) -> str:
+    def _contact_label(turn: Ask, contact_topic: str) -> str:
         return turn.text(f"faq_chat.add.contact.{contact_topic}")
 
-    async def _ask_pick(self, turn: Turn) -> None:
+    async def ask_pick(self, turn: Ask) -> None:
         new = [(turn.text("faq_chat.add.new_button"), self.cb("new"))]
-        query = turn.draft.get("_query")
+        query = turn.answers.query
         if not query:
             await turn.reply(turn.text("faq_chat.add.start"), rows(new))
             return
         entries = {entry.key: entry for entry in await turn.context.services.faq.entries()}
         options = [
             [(button_label(f"{entries[key].question} ({key})"), self.cb("entry", number))]
-            for number, key in enumerate(turn.draft.get("_matches", []))
+            for number, key in enumerate(turn.answers.matches)
             if key in entries
         ]
         key = "faq_chat.add.matches" if options else "faq_chat.add.no_match"
         await turn.reply(turn.text(key, query=html.escape(query, quote=False)), rows(*options, new))
 
-    def _summary(self, turn: Turn) -> str:
-        draft = turn.draft
-        if draft.get("key"):
-            heading = turn.text("faq_chat.add.heading_edit", key=html.escape(draft["key"]))
+    def _summary(self, turn: Ask) -> str:
+        answers = turn.answers
+        if answers.key:
+            heading = turn.text("faq_chat.add.heading_edit", key=html.escape(answers.key))
         else:
             heading = turn.text("faq_chat.add.heading_new")
         values = {
             "heading": heading,
             "topic": self._shown(turn, "topic"),
             "question": self._shown(turn, "question", room=SHOWN_QUESTION),
-            "count": len(draft["alternatives"]),
+            "count": len(answers.alternatives or []),
             "alternatives": self._shown(turn, "alternatives").lstrip("\n"),
             "contact": self._shown(turn, "contact_topic"),
         }
@@ -504,36 +552,15 @@ class FaqAddFlow(EditableFlow):
         answer = self._shown(turn, "answer", room=max(200, TEXT_LIMIT - len(frame)))
         return turn.text("faq_chat.add.summary", **values, answer=answer)
 
-    # --- steps ----------------------------------------------------------------------------------
+    # --- answers --------------------------------------------------------------------------------
 
-    def steps(self) -> Handlers:
-        press = self.on_text(self.press_button)
-        keep = self.on_button(r"keep:\d+$", self.on_keep)
-        return {
-            Step.PICK: [
-                self.on_text(self.on_search),
-                self.on_button("new$", self.on_new),
-                self.on_button(r"entry:\d+$", self.on_existing),
-            ],
-            Step.TOPIC: [self.on_button(r"topic:\w+$", self.on_topic), keep, press],
-            Step.QUESTION: [self.on_text(self.on_question), keep],
-            Step.ALTERNATIVES: [
-                self.on_text(self.on_alternatives),
-                self.on_button("skip$", self.on_skip),
-                keep,
-            ],
-            Step.ANSWER: [self.on_text(self.on_answer), keep],
-            Step.CONTACT: [self.on_button(r"contact:\w+$", self.on_contact), keep, press],
-            **self.summary_steps(typed=press),
-        }
-
-    async def press_button(self, turn: Turn) -> int | None:
+    async def press_button(self, turn: Ask) -> int | None:
         return await turn.retry(turn.text("faq_chat.add.press_button"))
 
-    async def _invalid(self, turn: Turn, exc: Exception) -> int | None:
+    async def _invalid(self, turn: Ask, exc: Exception) -> int | None:
         return await turn.retry(escaped_error(exc, turn.language))
 
-    async def on_search(self, turn: Turn) -> int | None:
+    async def on_search(self, turn: Ask) -> int | None:
         query = turn.answer.strip()
         faq = turn.context.services.faq
         keys = {entry.key for entry in await faq.entries()}
@@ -541,29 +568,24 @@ class FaqAddFlow(EditableFlow):
         for match in await faq.search(query, limit=SEARCH_MATCHES):
             if match.score > 0 and match.key in keys and match.key not in matches:
                 matches.append(match.key)
-        turn.draft["_query"] = query
-        turn.draft["_matches"] = matches[:SEARCH_MATCHES]
+        turn.answers.query, turn.answers.matches = query, matches[:SEARCH_MATCHES]
         return await turn.ask(Step.PICK)
 
-    async def on_new(self, turn: Turn) -> int:
-        turn.draft = {"request_key": turn.draft.get("request_key")}
+    async def on_new(self, turn: Ask) -> int:
+        turn.start_over()  # the search's answers go
         return await turn.ask(Step.TOPIC)
 
-    async def on_existing(self, turn: Turn) -> int | None:
-        matches = turn.draft.get("_matches", [])
+    async def on_existing(self, turn: Ask) -> int | None:
+        matches = turn.answers.matches
         number = int(turn.answer)
         if number >= len(matches):
             return await self.press_button(turn)
         entry: FaqEntryOut = await turn.context.services.faq.entry(matches[number])
-        turn.draft = {
-            "request_key": turn.draft.get("request_key"),
-            "key": entry.key,
-            "topic": entry.topic,
-            "question": entry.question,
-            "alternatives": list(entry.alternatives),
-            "answer": entry.answer,
-            "contact_topic": entry.contact_topic,
-        }
+        turn.start_over()  # the entry's fields, and no search any more
+        answers = turn.answers
+        answers.key, answers.topic, answers.question = entry.key, entry.topic, entry.question
+        answers.alternatives, answers.answer = list(entry.alternatives), entry.answer
+        answers.contact_topic = entry.contact_topic
         text = turn.text(
             "faq_chat.add.editing",
             key=html.escape(entry.key),
@@ -572,68 +594,72 @@ class FaqAddFlow(EditableFlow):
         await turn.reply(text)
         return await turn.ask(Step.TOPIC)
 
-    async def on_keep(self, turn: Turn) -> int | None:
+    async def on_keep(self, turn: Ask) -> int | None:
         """«Keep» carries its step: the button of an earlier question does not skip the current one."""
         assert turn.step is not None
-        if int(turn.answer) != turn.step or FIELD_OF.get(turn.step) not in turn.draft:
+        field = FIELD_OF.get(turn.step)
+        if int(turn.answer) != turn.step or field is None or getattr(turn.answers, field) is None:
             await answer_alert(turn.update, turn.text("core.stale_button"))
             return turn.step
         return await turn.advance(NEXT[turn.step])
 
-    async def on_topic(self, turn: Turn) -> int | None:
+    async def on_topic(self, turn: Ask) -> int | None:
         try:
-            turn.draft["topic"] = checked(topic=turn.answer).topic
+            turn.answers.topic = checked(topic=turn.answer).topic
         except ValidationError as exc:
             return await self._invalid(turn, exc)
         return await turn.advance(Step.QUESTION)
 
-    async def on_question(self, turn: Turn) -> int | None:
+    async def on_question(self, turn: Ask) -> int | None:
         try:
-            turn.draft["question"] = checked(question=turn.answer).question
+            turn.answers.question = checked(question=turn.answer).question
         except ValidationError as exc:
             return await self._invalid(turn, exc)
         return await turn.advance(Step.ALTERNATIVES)
 
-    async def on_alternatives(self, turn: Turn) -> int | None:
+    async def on_alternatives(self, turn: Ask) -> int | None:
         lines = [line for line in turn.answer.splitlines() if line.strip()]
         try:
-            turn.draft["alternatives"] = checked(alternatives=lines).alternatives
+            turn.answers.alternatives = checked(alternatives=lines).alternatives
         except ValidationError as exc:
             return await self._invalid(turn, exc)
         return await turn.advance(Step.ANSWER)
 
-    async def on_skip(self, turn: Turn) -> int | None:
-        turn.draft["alternatives"] = []
+    async def on_skip(self, turn: Ask) -> int | None:
+        turn.answers.alternatives = []
         return await turn.advance(Step.ANSWER)
 
-    async def on_answer(self, turn: Turn) -> int | None:
+    async def on_answer(self, turn: Ask) -> int | None:
         try:
-            turn.draft["answer"] = checked(answer=turn.answer).answer
+            turn.answers.answer = checked(answer=turn.answer).answer
         except ValidationError as exc:
             return await self._invalid(turn, exc)
         return await turn.advance(Step.CONTACT)
 
-    async def on_contact(self, turn: Turn) -> int | None:
+    async def on_contact(self, turn: Ask) -> int | None:
         try:
-            turn.draft["contact_topic"] = checked(contact_topic=turn.answer).contact_topic
+            turn.answers.contact_topic = checked(contact_topic=turn.answer).contact_topic
         except ValidationError as exc:
             return await self._invalid(turn, exc)
         return await turn.advance(Step.SUMMARY)
 
-    async def on_confirm(self, turn: Turn) -> int | None:
-        draft, faq = turn.draft, turn.context.services.faq
-        key = draft.get("key")
+    async def on_confirm(self, turn: Ask) -> int | None:
+        answers, faq = turn.answers, turn.context.services.faq
+        # Every field is asked before the summary.
+        assert answers.topic is not None and answers.question is not None and answers.answer is not None
+        assert answers.alternatives is not None and answers.contact_topic is not None
+        key = answers.key
         if not key:
             taken = {entry.key for entry in await faq.entries()}
-            key = new_key(draft["topic"], draft["question"], taken)
+            key = new_key(answers.topic, answers.question, taken)
         try:
             data = FaqEntryIn(
                 key=key,
-                topic=draft["topic"],
-                question=draft["question"],
-                alternatives=draft["alternatives"],
-                answer=draft["answer"],
-                contact_topic=draft["contact_topic"],
+                topic=answers.topic,
+                question=answers.question,
+                alternatives=answers.alternatives,
+                answer=answers.answer,
+                contact_topic=answers.contact_topic,
             )
             saved = await faq.add_or_update_entry(data, actor_id=turn.staff.id)
         except (ValidationError, DomainError) as exc:
