@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, ValidationError
 from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler
 
 from bot.context import BotContext
 from bot.errors import render_error, render_error_html
 from bot.keyboards import date_choices, rows
-from conversations.common import END, Flow, Handlers, Turn, option_rows
+from conversations.common import END, Answers, Flow, Turn, Window, Windows, option_rows
 from conversations.widgets.device_labels import device_name
 from conversations.widgets.photo_step import photo_file_id
 from conversations.widgets.vaccine_choices import place_button_label, place_label, product_button_label
@@ -125,10 +125,80 @@ class Step(enum.IntEnum):
     PRODUCT_NAME = 8
 
 
-class MyEntriesFlow(Flow):
+class OtherProduct(BaseModel):
+    """A vaccine product «other» chosen as the new value, with the name typed for it."""
+
+    id: int
+    name: str
+
+
+class MyAnswers(Answers):
+    """A change or a deletion under way (or a search being typed): the record, the field, the new
+    value as given (checked again by the update schema at Save)."""
+
+    kind: str | None = None  # the record's kind (KINDS)
+    record_id: int | None = Field(None, validation_alias=AliasChoices("record_id", "id"))
+    field: str | None = None  # the field being changed (FIELDS)
+    raw: str | OtherProduct | None = None
+    # The record as the list names it (the deletion's message), the owning service's refusal when
+    # it is locked, the list's filter (a search returns to it), the «other» product whose name is
+    # asked, the new value as shown, the change's own request key, the warnings said at a Save.
+    label: str | None = None
+    refusal: Finding | None = None
+    list_filter: str = Field(ALL, validation_alias=AliasChoices("list_filter", "filter"))
+    product: int | None = None
+    after: str | None = None
+    edit_key: str | None = None
+    warnings: str | None = None
+    derived = Answers.derived | {
+        "record_id",  # bookkeeping: `kind` counts as the record chosen
+        "label",
+        "refusal",
+        "list_filter",
+        "product",
+        "after",
+        "edit_key",
+        "warnings",
+    }
+
+
+Ask = Turn[MyAnswers]
+
+
+class MyEntriesFlow(Flow[MyAnswers]):
     name = "my"
     command = "my"
     title_key = "my.title"
+    answers_model = MyAnswers
+
+    # --- the states: each question with the answers it takes --------------------------------------
+
+    def windows(self) -> Windows[MyAnswers]:
+        press = self.on_text(self.press_button)
+        back = self.on_button("back$", self.on_back)
+        return {
+            Step.SEARCH: Window(self.ask_search, [self.on_text(self.on_query), back]),
+            Step.VALUE: Window(
+                self.ask_value,
+                [
+                    self.on_button("date:", self.on_value),
+                    self.on_button(r"value:[\w\-]+$", self.on_value),
+                    self.on_button("clear$", self.on_clear),
+                    back,
+                    self.on_photo(self.on_photo_value),
+                    self.on_document(self.on_photo_value),
+                    self.on_text(self.on_value),
+                ],
+            ),
+            Step.PRODUCT_NAME: Window(self.ask_product_name, [self.on_text(self.on_product_name), back]),
+            Step.CHANGE: Window(
+                self.show_change,
+                [self.on_button("save$", self.on_save), self.on_button("force$", self.on_force), back, press],
+            ),
+            Step.DELETE: Window(
+                self.ask_delete, [self.on_button("delete_yes$", self.on_delete_confirmed), back, press]
+            ),
+        }
 
     # --- the list -------------------------------------------------------------------------------
 
@@ -142,14 +212,14 @@ class MyEntriesFlow(Flow):
             self.entry_button(r"delete:\w+\.\d+$", self.on_delete),
         ]
 
-    async def begin(self, turn: Turn) -> int:
+    async def begin(self, turn: Ask) -> int:
         typed = turn.message.text if turn.message is not None and turn.message.text else ""
         query = typed.split(maxsplit=1)[1] if typed.startswith("/") and " " in typed.strip() else ""
         if query:
             self._check_query(query)
         return await self._list(turn, ALL, 1, clean_query(query))
 
-    async def _list(self, turn: Turn, kind: str, page: int, query: str) -> int:
+    async def _list(self, turn: Ask, kind: str, page: int, query: str) -> int:
         services = turn.context.services
         found = await services.entries.page(
             turn.staff, kind=None if kind == ALL else kind, query=query, page=page
@@ -197,35 +267,35 @@ class MyEntriesFlow(Flow):
         await turn.reply(text, rows(*options, paging, *option_rows(filters, columns=3), search))
         return await self._close(turn)
 
-    async def _close(self, turn: Turn) -> int:
+    async def _close(self, turn: Ask) -> int:
         """Nothing under way: no draft left behind (a stale one, e.g. from «start again», goes too)."""
         await turn.context.services.drafts.discard(turn.user_id, self.name)
         return END
 
-    def _args(self, turn: Turn) -> list[str]:
+    def _args(self, turn: Ask) -> list[str]:
         """The parts of the tapped button's data after its action (`my~st:open:dose.5:all:1:an`)."""
         query = turn.update.callback_query
         return (query.data or "").split(":")[2:] if query is not None else []
 
-    async def on_list(self, turn: Turn) -> int:
+    async def on_list(self, turn: Ask) -> int:
         kind, page, query = self._args(turn)[:3]
         return await self._list(turn, kind if kind in FILTERS else ALL, int(page), clean_query(query))
 
-    async def on_search(self, turn: Turn) -> int:
+    async def on_search(self, turn: Ask) -> int:
         kind = self._args(turn)[0]
-        turn.draft["_filter"] = kind if kind in FILTERS else ALL
+        turn.answers.list_filter = kind if kind in FILTERS else ALL
         return await turn.ask(Step.SEARCH)
 
-    async def on_query(self, turn: Turn) -> int | None:
+    async def on_query(self, turn: Ask) -> int | None:
         self._check_query(turn.answer)
-        return await self._list(turn, turn.draft.get("_filter", ALL), 1, clean_query(turn.answer))
+        return await self._list(turn, turn.answers.list_filter, 1, clean_query(turn.answer))
 
     @staticmethod
     def _check_query(text: str) -> None:
         if len(clean_query(text).replace(" ", "")) < MIN_QUERY:
             raise DomainError("students.query_too_short", minimum=MIN_QUERY)
 
-    def _entry_label(self, turn: Turn, entry: RecentEntry) -> str:
+    def _entry_label(self, turn: Ask, entry: RecentEntry) -> str:
         details, language = entry.details, turn.language
         event_on = show_date(entry.event_on) if entry.event_on else ""
         values: dict[str, object] = {"id": entry.id, "subject": entry.subject, "event_on": event_on}
@@ -254,22 +324,23 @@ class MyEntriesFlow(Flow):
 
     # --- one record -----------------------------------------------------------------------------
 
-    async def on_open(self, turn: Turn) -> int:
+    async def on_open(self, turn: Ask) -> int:
         args = self._args(turn)
         await self._choose(turn, args[0])
         position = args[1:4] if len(args) >= 4 else [ALL, "1", ""]
         return await self._show_detail(turn, position)
 
-    async def _show_detail(self, turn: Turn, position: list[str] | None = None) -> int:
+    async def _show_detail(self, turn: Ask, position: list[str] | None = None) -> int:
         """The record, one button per answer, Delete, back to the list; the flow holds nothing."""
         record = await self._record(turn)
         lines = [await self._details_text(turn, record)]
-        if getattr(record, "entered_late", False) and turn.draft["kind"] != "return":
+        answers = turn.answers
+        if getattr(record, "entered_late", False) and answers.kind != "return":
             lines.append(turn.text("my.late"))
-        refusal = turn.draft.get("_refusal")
-        if refusal is not None:  # shown, not hidden: which period, who can reopen it
-            lines.append(turn.text("my.locked_because", reason=html.escape(self._refusal_text(turn))))
-        kind, key = turn.draft["kind"], f"{turn.draft['kind']}.{turn.draft['_id']}"
+        if answers.refusal is not None:  # shown, not hidden: which period, who can reopen it
+            reason = render_error(answers.refusal.as_error(), turn.language)
+            lines.append(turn.text("my.locked_because", reason=html.escape(reason)))
+        kind, key = answers.kind or "", f"{answers.kind}.{answers.record_id}"
         fields = [(turn.text(f"my.field.{f.name}"), self.cb("field", key, f.name)) for f in FIELDS[kind]]
         filter_, page, query = position or [ALL, "1", ""]
         markup = rows(
@@ -280,10 +351,7 @@ class MyEntriesFlow(Flow):
         await turn.reply("\n\n".join(lines), markup)
         return await self._close(turn)
 
-    def _refusal_text(self, turn: Turn) -> str:
-        return render_error(Finding.model_validate(turn.draft["_refusal"]).as_error(), turn.language)
-
-    async def _details_text(self, turn: Turn, record: Record) -> str:
+    async def _details_text(self, turn: Ask, record: Record) -> str:
         none, language = turn.text("devices.none"), turn.language
 
         def text(value: str) -> str:
@@ -353,23 +421,22 @@ class MyEntriesFlow(Flow):
 
     # --- editing --------------------------------------------------------------------------------
 
-    async def prompt(self, turn: Turn, state: int) -> None:
-        back = [(turn.text("my.back"), self.cb("back"))]
-        if state == Step.SEARCH:
-            await turn.reply(turn.text("my.search_question"), rows(back))
-        elif state == Step.VALUE:
-            await self._ask_value(turn)
-        elif state == Step.PRODUCT_NAME:
-            await turn.reply(turn.text("vaccines.product_name_question"), rows(back))
-        elif state == Step.CHANGE:
-            await self._show_change(turn)
-        elif state == Step.DELETE:
-            details = await self._details_text(turn, await self._record(turn))
-            markup = rows([(turn.text("my.delete_confirm"), self.cb("delete_yes"))], back)
-            await turn.reply(turn.text("my.delete_question", details=details), markup)
+    def _back(self, turn: Ask) -> list[tuple[str, str]]:
+        return [(turn.text("my.back"), self.cb("back"))]
 
-    async def _ask_value(self, turn: Turn) -> None:
-        field = field_of(turn.draft["kind"], turn.draft["field"])
+    async def ask_search(self, turn: Ask) -> None:
+        await turn.reply(turn.text("my.search_question"), rows(self._back(turn)))
+
+    async def ask_product_name(self, turn: Ask) -> None:
+        await turn.reply(turn.text("vaccines.product_name_question"), rows(self._back(turn)))
+
+    async def ask_delete(self, turn: Ask) -> None:
+        details = await self._details_text(turn, await self._record(turn))
+        markup = rows([(turn.text("my.delete_confirm"), self.cb("delete_yes"))], self._back(turn))
+        await turn.reply(turn.text("my.delete_question", details=details), markup)
+
+    async def ask_value(self, turn: Ask) -> None:
+        field = self._field(turn)
         record = await self._record(turn)
         hint = HINTS.get(field.kind, "text")
         if field.kind == "photo":
@@ -384,7 +451,7 @@ class MyEntriesFlow(Flow):
         )
         await turn.reply(text, await self._value_keyboard(turn, field))
 
-    async def _options(self, turn: Turn, field: EditableField) -> list[tuple[str, str]]:
+    async def _options(self, turn: Ask, field: EditableField) -> list[tuple[str, str]]:
         """(value, label) of a field answered by a button."""
         language, name = turn.language, field.name
         if name == "source":
@@ -409,8 +476,8 @@ class MyEntriesFlow(Flow):
             return [(str(p.id), product_button_label(p, language)) for p in products]
         return []
 
-    async def _value_keyboard(self, turn: Turn, field: EditableField) -> InlineKeyboardMarkup:
-        back = [(turn.text("my.back"), self.cb("back"))]
+    async def _value_keyboard(self, turn: Ask, field: EditableField) -> InlineKeyboardMarkup:
+        back = self._back(turn)
         clear = [(turn.text("my.clear"), self.cb("clear"))] if field.clearable else []
         if field.kind == "date":
             days = date_choices(self.cb("date"), turn.language).inline_keyboard[0]
@@ -418,7 +485,7 @@ class MyEntriesFlow(Flow):
         options = [(label, self.cb("value", value)) for value, label in await self._options(turn, field)]
         return rows(*option_rows(options), clear, back)
 
-    async def _shown_record(self, turn: Turn, record: Record, field: EditableField) -> str:
+    async def _shown_record(self, turn: Ask, record: Record, field: EditableField) -> str:
         """The field's current value as the person reads it."""
         if field.name == "needs":
             assert isinstance(record, NeedOut)  # only a need has this field
@@ -429,7 +496,7 @@ class MyEntriesFlow(Flow):
             return html.escape(getattr(record, "donor_name", None) or "") or turn.text("devices.none")
         return await self._shown(turn, field, getattr(record, field.name))
 
-    async def _shown(self, turn: Turn, field: EditableField, value: Any) -> str:
+    async def _shown(self, turn: Ask, field: EditableField, value: Any) -> str:
         """A value (of the record, or the new one) as the person reads it."""
         if field.kind == "photo":
             return turn.text("devices.photo_attached") if value else turn.text("devices.none")
@@ -457,91 +524,64 @@ class MyEntriesFlow(Flow):
             return html.escape(labels.get(str(value), str(value)))
         return html.escape(str(value))
 
-    async def _show_change(self, turn: Turn) -> None:
-        draft = turn.draft
-        field = field_of(draft["kind"], draft["field"])
+    async def show_change(self, turn: Ask) -> None:
+        answers = turn.answers
+        field = self._field(turn)
         text = turn.text(
             "my.change_summary",
             field=turn.text(f"my.field.{field.name}"),
             before=await self._shown_record(turn, await self._record(turn), field),
-            after=draft["_after"],
+            after=answers.after,
         )
-        if draft.get("_warnings"):
-            text += "\n\n" + turn.text("my.warnings", warnings=html.escape(draft["_warnings"]))
+        if answers.warnings:
+            text += "\n\n" + turn.text("my.warnings", warnings=html.escape(answers.warnings))
             first = [(turn.text("my.save_anyway"), self.cb("force"))]
         else:
             first = [(turn.text("my.save"), self.cb("save"))]
-        await turn.reply(text, rows(first, [(turn.text("my.back"), self.cb("back"))]))
+        await turn.reply(text, rows(first, self._back(turn)))
 
-    # --- steps ----------------------------------------------------------------------------------
+    # --- answers --------------------------------------------------------------------------------
 
-    def steps(self) -> Handlers:
-        press = self.on_text(self.press_button)
-        back = self.on_button("back$", self.on_back)
-        return {
-            Step.SEARCH: [self.on_text(self.on_query), back],
-            Step.VALUE: [
-                self.on_button("date:", self.on_value),
-                self.on_button(r"value:[\w\-]+$", self.on_value),
-                self.on_button("clear$", self.on_clear),
-                back,
-                self.on_photo(self.on_photo_value),
-                self.on_document(self.on_photo_value),
-                self.on_text(self.on_value),
-            ],
-            Step.PRODUCT_NAME: [self.on_text(self.on_product_name), back],
-            Step.CHANGE: [
-                self.on_button("save$", self.on_save),
-                self.on_button("force$", self.on_force),
-                back,
-                press,
-            ],
-            Step.DELETE: [self.on_button("delete_yes$", self.on_delete_confirmed), back, press],
-        }
-
-    async def press_button(self, turn: Turn) -> int | None:
+    async def press_button(self, turn: Ask) -> int | None:
         return await turn.retry(turn.text("my.press_button"))
 
-    async def _choose(self, turn: Turn, key: str) -> None:
+    async def _choose(self, turn: Ask, key: str) -> None:
         """The record the tapped button names (`kind.id`): only one of this person's list."""
         kind, _, number = key.partition(".")
         if not number.isdigit():
             raise NotFound("record")
         entry = await turn.context.services.entries.entry(turn.staff, kind, int(number))
-        turn.remember(
-            kind=entry.kind,
-            _id=entry.id,
-            _label=self._entry_label(turn, entry).removeprefix(turn.text("my.locked_mark")),
-            _refusal=entry.refusal.model_dump(mode="json") if entry.refusal else None,
-        )
+        answers = turn.answers
+        answers.kind, answers.record_id, answers.refusal = entry.kind, entry.id, entry.refusal
+        answers.label = self._entry_label(turn, entry).removeprefix(turn.text("my.locked_mark"))
 
-    async def on_back(self, turn: Turn) -> int:
+    async def on_back(self, turn: Ask) -> int:
         """Back one step: the change -> the value; the value, a deletion -> the record; a search ->
         the list (the flow ends)."""
-        turn.draft.pop("_warnings", None)
+        turn.answers.warnings = None
         if turn.step == Step.SEARCH:
-            return await self._list(turn, turn.draft.get("_filter", ALL), 1, "")
+            return await self._list(turn, turn.answers.list_filter, 1, "")
         if turn.step == Step.CHANGE:
             return await turn.ask(Step.VALUE)
         return await self._show_detail(turn)
 
-    async def on_field(self, turn: Turn) -> int:
+    async def on_field(self, turn: Ask) -> int:
         key, name = self._args(turn)[:2]
         await self._choose(turn, key)
-        field = field_of(turn.draft["kind"], name)
+        field = field_of(turn.answers.kind or "", name)
         self._refuse_if_locked(turn)
-        turn.draft["field"] = field.name
+        turn.answers.field = field.name
         return await turn.ask(Step.VALUE)
 
-    async def on_delete(self, turn: Turn) -> int:
+    async def on_delete(self, turn: Ask) -> int:
         await self._choose(turn, self._args(turn)[0])
-        if turn.draft["kind"] == "return":
+        if turn.answers.kind == "return":
             raise NotFound("record")
         self._refuse_if_locked(turn)
         return await turn.ask(Step.DELETE)
 
-    async def on_value(self, turn: Turn) -> int | None:
-        field = field_of(turn.draft["kind"], turn.draft["field"])
+    async def on_value(self, turn: Ask) -> int | None:
+        field = self._field(turn)
         if field.kind == "photo":
             return await turn.retry(turn.text("devices.photo_hint"))
         if field.kind in ("choice", "product"):
@@ -559,67 +599,70 @@ class MyEntriesFlow(Flow):
             if field.kind == "product":
                 products = {str(p.id): p for p in await turn.context.services.vaccines.products()}
                 if products[raw].needs_name:  # «other»: its name is typed next
-                    turn.draft["_product"] = raw
+                    turn.answers.product = int(raw)
                     return await turn.ask(Step.PRODUCT_NAME)
         else:
             raw = turn.answer
         return await self._stage(turn, raw)
 
-    async def on_product_name(self, turn: Turn) -> int | None:
-        return await self._stage(turn, {"id": turn.draft["_product"], "name": turn.answer})
+    async def on_product_name(self, turn: Ask) -> int | None:
+        product = turn.answers.product
+        if product is None:  # the product is chosen first (a draft that lost it: choose it again)
+            return await turn.ask(Step.VALUE)
+        return await self._stage(turn, OtherProduct(id=product, name=turn.answer))
 
-    async def on_photo_value(self, turn: Turn) -> int | None:
-        field = field_of(turn.draft["kind"], turn.draft["field"])
+    async def on_photo_value(self, turn: Ask) -> int | None:
+        field = self._field(turn)
         file_id = photo_file_id(turn)
         if field.kind != "photo" or file_id is None:
             return await self.press_button(turn)
         return await self._stage(turn, file_id)
 
-    async def on_clear(self, turn: Turn) -> int | None:
-        return await self._stage(turn, None if turn.draft["field"] == "receipt_photo_file_id" else "")
+    async def on_clear(self, turn: Ask) -> int | None:
+        # «Leave empty»: the update schemas take an empty photo for none, like an empty text.
+        return await self._stage(turn, "")
 
-    async def _stage(self, turn: Turn, raw: Any) -> int | None:
+    async def _stage(self, turn: Ask, raw: str | OtherProduct) -> int | None:
         """Check the new value with the record's update schema; keep it for the Save button."""
-        draft = turn.draft
-        field = field_of(draft["kind"], draft["field"])
+        answers = turn.answers
+        field = self._field(turn)
         if field.kind == "number" and _dose_number(raw) is None:
             text = turn.text("my.number_invalid", value=html.escape(str(raw)), maximum=MAX_DOSE_NUMBER)
             return await turn.retry(text)
         try:
-            change = self._change(turn, draft["kind"], field, raw)
+            change = self._change(turn, field, raw)
         except ValidationError as exc:
             return await turn.retry(exc)
-        draft["raw"] = raw
+        answers.raw = raw
         after = change.model_dump(mode="json", exclude_unset=True)
         if field.kind == "product":
             product_label = dict(await self._options(turn, field)).get(str(after["product_id"]), "")
-            draft["_after"] = html.escape(after.get("product_other_name") or product_label)
+            answers.after = html.escape(after.get("product_other_name") or product_label)
         else:
             value = raw if field.name == "needs" else after.get(field.name)
-            draft["_after"] = await self._shown(turn, field, value)
-        draft["_edit_key"] = uuid.uuid4().hex  # one key per change: a double Save saves it once
-        draft.pop("_warnings", None)
+            answers.after = await self._shown(turn, field, value)
+        answers.edit_key = uuid.uuid4().hex  # one key per change: a double Save saves it once
+        answers.warnings = None
         return await turn.ask(Step.CHANGE)
 
-    def _change(self, turn: Turn, kind: str, field: EditableField, raw: Any) -> BaseModel:
+    def _change(self, turn: Ask, field: EditableField, raw: str | OtherProduct | None) -> BaseModel:
+        """The new value as the record's update schema takes it (checked by it)."""
         today = turn.context.services.clock.today()
         context = {"today": today}
-        name = field.name
+        kind, name = turn.answers.kind, field.name
         if kind == "batch":
-            value = int(raw) if name == "donor_id" else raw
+            value = int(raw) if name == "donor_id" and isinstance(raw, str) else raw
             return BatchUpdate.model_validate({name: value}, context=context)
         if kind in ("handover", "return"):
             return HandoverUpdate.model_validate({name: raw}, context=context)
         if kind == "dose":
             if field.kind == "date":
-                given_on = raw if isinstance(raw, date) else parse_event_date(str(raw), today)
+                given_on = parse_event_date(str(raw), today)
                 return DoseChange.model_validate({"given_on": given_on})
             if field.kind == "product":
-                if isinstance(raw, dict):
-                    return DoseChange.model_validate(
-                        {"product_id": int(raw["id"]), "product_other_name": raw["name"]}
-                    )
-                return DoseChange.model_validate({"product_id": int(raw), "product_other_name": ""})
+                if isinstance(raw, OtherProduct):
+                    return DoseChange.model_validate({"product_id": raw.id, "product_other_name": raw.name})
+                return DoseChange.model_validate({"product_id": int(str(raw)), "product_other_name": ""})
             if field.kind == "number":
                 return DoseChange.model_validate({"dose_number": _dose_number(raw)})
             return DoseChange.model_validate({name: raw})
@@ -628,19 +671,19 @@ class MyEntriesFlow(Flow):
             return NeedChange.model_validate({"needs_device": device, "needs_connectivity": connectivity})
         return NeedChange.model_validate({name: raw})
 
-    async def on_save(self, turn: Turn) -> int | None:
+    async def on_save(self, turn: Ask) -> int | None:
         return await self._save(turn, force=False)
 
-    async def on_force(self, turn: Turn) -> int | None:
+    async def on_force(self, turn: Ask) -> int | None:
         return await self._save(turn, force=True)
 
-    async def _save(self, turn: Turn, *, force: bool) -> int | None:
-        draft = turn.draft
+    async def _save(self, turn: Ask, *, force: bool) -> int | None:
+        answers = turn.answers
         services, school_id, actor_id = turn.context.services, turn.staff.school_id or 0, turn.staff.id
-        field = field_of(draft["kind"], draft["field"])
+        field = self._field(turn)
         before = await self._shown_record(turn, await self._record(turn), field)
-        change = self._change(turn, draft["kind"], field, draft["raw"])
-        record_id, key = draft["_id"], draft["_edit_key"]
+        change = self._change(turn, field, answers.raw)
+        record_id, key = self._record_id(turn), answers.edit_key
         saved: Record
         try:
             if isinstance(change, BatchUpdate):
@@ -666,18 +709,17 @@ class MyEntriesFlow(Flow):
                     record_id, change, school_id=school_id, actor_id=actor_id, request_key=key
                 )
         except WarningsNotConfirmed as exc:
-            draft["_warnings"] = "\n".join(render_error(w.as_error(), turn.language) for w in exc.warnings)
+            answers.warnings = "\n".join(render_error(w.as_error(), turn.language) for w in exc.warnings)
             return await turn.ask(Step.CHANGE)
         text = turn.text(
-            "my.saved", field=turn.text(f"my.field.{field.name}"), before=before, after=draft["_after"]
+            "my.saved", field=turn.text(f"my.field.{field.name}"), before=before, after=answers.after
         )
-        late = getattr(saved, "entered_late", False) and draft["kind"] != "return"
+        late = getattr(saved, "entered_late", False) and answers.kind != "return"
         return await turn.finish_saved(text, late=late)
 
-    async def on_delete_confirmed(self, turn: Turn) -> int | None:
-        draft = turn.draft
+    async def on_delete_confirmed(self, turn: Ask) -> int | None:
         services, school_id, actor_id = turn.context.services, turn.staff.school_id or 0, turn.staff.id
-        kind, record_id = draft["kind"], draft["_id"]
+        kind, record_id = turn.answers.kind, self._record_id(turn)
         try:
             if kind == "batch":
                 await services.donations.delete_batch(record_id, school_id=school_id, actor_id=actor_id)
@@ -690,13 +732,22 @@ class MyEntriesFlow(Flow):
         except DomainError as exc:  # refused (a batch with handovers, a locked round): say why, back to it
             await turn.reply(render_error_html(exc, turn.language))
             return await self._show_detail(turn)
-        return await turn.finish(turn.text("my.deleted", entry=html.escape(draft["_label"])))
+        return await turn.finish(turn.text("my.deleted", entry=html.escape(turn.answers.label or "")))
 
     # --- data -----------------------------------------------------------------------------------
 
-    async def _record(self, turn: Turn) -> Record:
+    def _record_id(self, turn: Ask) -> int:
+        if turn.answers.record_id is None:  # a draft without its record: nothing to change
+            raise NotFound("record")
+        return turn.answers.record_id
+
+    def _field(self, turn: Ask) -> EditableField:
+        """The field being changed (of the chosen record's kind)."""
+        return field_of(turn.answers.kind or "", turn.answers.field or "")
+
+    async def _record(self, turn: Ask) -> Record:
         services, school_id = turn.context.services, turn.staff.school_id or 0
-        kind, record_id = turn.draft["kind"], int(turn.draft["_id"])
+        kind, record_id = turn.answers.kind, self._record_id(turn)
         if kind == "batch":
             return await services.donations.get_batch(record_id, school_id=school_id)
         if kind in ("handover", "return"):
@@ -705,11 +756,11 @@ class MyEntriesFlow(Flow):
             return await services.vaccines.get_dose(record_id, school_id=school_id)
         return await services.needs.get_need(record_id, school_id=school_id)
 
-    def _refuse_if_locked(self, turn: Turn) -> None:
+    def _refuse_if_locked(self, turn: Ask) -> None:
         """The owning service's own refusal text: which period, who can reopen it, what to do instead."""
-        refusal = turn.draft.get("_refusal")
+        refusal = turn.answers.refusal
         if refusal is not None:
-            raise Finding.model_validate(refusal).as_error()
+            raise refusal.as_error()
 
 
 def _needs_of(record: NeedOut) -> str:
