@@ -198,6 +198,12 @@ class Turn(Generic[A_co]):
         return self.typed
 
     @property
+    def school_id(self) -> int:
+        """The person's school, for the flows that enter a school's records (teachers and principals,
+        whom the database holds to a school; `StaffOut.own_school_id`)."""
+        return self.staff.own_school_id
+
+    @property
     def request_key(self) -> str:
         """The draft's identity: a record saved from it carries it, so a double-tapped Confirm saves once."""
         return str(self.draft["request_key"])

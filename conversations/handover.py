@@ -219,7 +219,7 @@ class HandoverFlow(EditableFlow[HandoverAnswers]):
         if turn.answers.second_warning:  # said by the service on a Confirm
             return turn.answers.second_warning
         findings = await turn.context.services.handovers.check_handover(
-            turn.staff.school_id or 0, self._data(turn), source=turn.answers.source
+            turn.school_id, self._data(turn), source=turn.answers.source
         )
         return [render_error(finding.as_error(), turn.language) for finding in findings]
 
@@ -272,7 +272,7 @@ class HandoverFlow(EditableFlow[HandoverAnswers]):
         assert turn.answers.received_on is not None  # the batch is chosen first
         turn.context.services.handovers.check_handed_on(handed_on, turn.answers.received_on)
         # Known once dated: a handover of a locked period is refused here, before the other questions.
-        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "devices", handed_on)
+        await turn.context.services.rounds.check_entry_day(turn.school_id, "devices", handed_on)
         turn.answers.handed_on = handed_on
         return await turn.advance(Step.PHOTO)
 
@@ -288,7 +288,7 @@ class HandoverFlow(EditableFlow[HandoverAnswers]):
         return await self._save(turn, confirm_second=True)
 
     async def _save(self, turn: Ask, *, confirm_second: bool) -> int | None:
-        school_id = turn.staff.school_id or 0
+        school_id = turn.school_id
         data = self._data(turn)
         try:
             handover = await turn.context.services.handovers.create_handover(
@@ -335,7 +335,7 @@ class HandoverFlow(EditableFlow[HandoverAnswers]):
     # --- data -----------------------------------------------------------------------------------
 
     async def _batches(self, turn: Ask) -> list[BatchOut]:
-        donations, school_id = turn.context.services.donations, turn.staff.school_id or 0
+        donations, school_id = turn.context.services.donations, turn.school_id
         found: list[BatchOut] = await turn.once(
             "batches", lambda: donations.batches_with_stock(school_id, with_stock_only=True)
         )
@@ -343,9 +343,7 @@ class HandoverFlow(EditableFlow[HandoverAnswers]):
 
     async def _batch_with_stock(self, turn: Ask, batch_id: int) -> BatchOut:
         """The school's batch (another school's is not found), with a device left."""
-        return await turn.context.services.donations.batch_to_hand_over(
-            batch_id, school_id=turn.staff.school_id or 0
-        )
+        return await turn.context.services.donations.batch_to_hand_over(batch_id, school_id=turn.school_id)
 
     def _fits(self, turn: Ask, handed_on: date, batch: BatchOut) -> bool:
         """The day already answered still fits `batch` (not before it was received)."""
@@ -367,7 +365,7 @@ class HandoverFlow(EditableFlow[HandoverAnswers]):
     ) -> None:
         """Said at the student step: the student already holds a device of this batch."""
         await turn.context.services.handovers.check_not_holding(
-            batch_id, student_id, student=name, school_id=turn.staff.school_id or 0
+            batch_id, student_id, student=name, school_id=turn.school_id
         )
 
 

@@ -156,7 +156,7 @@ class NeedFlow(EditableFlow[NeedAnswers]):
         }
 
     async def begin(self, turn: Ask) -> int:
-        refusal = await turn.context.services.needs.change_refusal(turn.staff.school_id or 0)
+        refusal = await turn.context.services.needs.change_refusal(turn.school_id)
         if refusal is not None:
             # Today is inside a locked period: every change would alter it; say so before asking.
             return await turn.finish(render_error(refusal.as_error(), turn.language))
@@ -165,7 +165,7 @@ class NeedFlow(EditableFlow[NeedAnswers]):
     async def show_existing(self, turn: Ask) -> None:
         assert turn.answers.student_id is not None  # a new student has no need recorded
         need = await turn.context.services.needs.existing_need(
-            turn.answers.student_id, school_id=turn.staff.school_id or 0
+            turn.answers.student_id, school_id=turn.school_id
         )
         markup = rows(
             [(turn.text("needs.update_button"), self.cb("update"))],
@@ -247,9 +247,7 @@ class NeedFlow(EditableFlow[NeedAnswers]):
         remember_student(turn.answers, student)
         if student.id is None:  # a new student, added at the confirm: no need recorded yet
             return await turn.ask(Step.GROUP)
-        existing = await turn.context.services.needs.existing_need(
-            student.id, school_id=turn.staff.school_id or 0
-        )
+        existing = await turn.context.services.needs.existing_need(student.id, school_id=turn.school_id)
         if existing is not None:
             return await turn.ask(Step.EXISTING)
         return await turn.ask(Step.GROUP)
@@ -257,7 +255,7 @@ class NeedFlow(EditableFlow[NeedAnswers]):
     async def on_update(self, turn: Ask) -> int:
         assert turn.answers.student_id is not None  # a new student has no need recorded
         need = await turn.context.services.needs.existing_need(
-            turn.answers.student_id, school_id=turn.staff.school_id or 0
+            turn.answers.student_id, school_id=turn.school_id
         )
         turn.answers.update = need is not None
         if need is not None:
@@ -295,7 +293,7 @@ class NeedFlow(EditableFlow[NeedAnswers]):
     async def on_since(self, turn: Ask) -> int | None:
         since = parse_picked_date(turn)
         # Known once dated: a change the locked period would see is refused now, not at the confirm.
-        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "needs", since)
+        await turn.context.services.rounds.check_entry_day(turn.school_id, "needs", since)
         turn.answers.since = since
         return await turn.advance(Step.SUMMARY)
 
@@ -317,7 +315,7 @@ class NeedFlow(EditableFlow[NeedAnswers]):
         update = answers.update
         try:
             need = await turn.context.services.needs.record_need(
-                turn.staff.school_id or 0,
+                turn.school_id,
                 data,
                 actor_id=turn.staff.id,
                 request_key=turn.request_key,
@@ -354,7 +352,7 @@ async def need_summary(update: Update, context: BotContext, staff: StaffOut) -> 
         # A future day is the service's to refuse, in the summary's own words.
         today = context.services.clock.today()
         as_of = parse_date(typed, today, allow_future=True) if typed.strip() else None
-        summary = await context.services.needs.need_summary(staff.school_id or 0, as_of)
+        summary = await context.services.needs.need_summary(staff.own_school_id, as_of)
     except DomainError as exc:
         await reply(update, render_error(exc, language), menu_for(context, staff))
         return

@@ -156,7 +156,7 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
         await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, turn.language))
 
     async def ask_dose(self, turn: Ask) -> None:
-        services, school_id = turn.context.services, turn.staff.school_id or 0
+        services, school_id = turn.context.services, turn.school_id
         student_id = turn.answers.student_id
         doses: list[DoseOut] = []  # a new student, added at the confirm, has none yet
         suggested = 1
@@ -265,7 +265,7 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
         check_dose_number(number)
         student_id = turn.answers.student_id
         doses = (
-            await turn.context.services.vaccines.doses_of(student_id, school_id=turn.staff.school_id or 0)
+            await turn.context.services.vaccines.doses_of(student_id, school_id=turn.school_id)
             if student_id is not None
             else []
         )
@@ -328,7 +328,7 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
 
     async def _check(self, turn: Ask, **override: Any) -> DoseCheck:
         data = self._dose_in(turn, **override)
-        return await turn.context.services.vaccines.check_dose(turn.staff.school_id or 0, data)
+        return await turn.context.services.vaccines.check_dose(turn.school_id, data)
 
     async def _check_date(self, turn: Ask, given_on: date) -> None:
         """Refusals the date alone decides (order of the doses, birth date, future), said at once.
@@ -354,7 +354,7 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
 
     async def _record(self, turn: Ask, *, confirm_warnings: bool) -> DoseOut:
         return await turn.context.services.vaccines.record_dose(
-            turn.staff.school_id or 0,
+            turn.school_id,
             self._dose_in(turn),
             actor_id=turn.staff.id,
             request_key=turn.request_key,

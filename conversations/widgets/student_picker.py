@@ -164,7 +164,7 @@ class StudentPicker:
 
     async def _matches(self, turn: Turn[StudentAnswers], query: str, page: int) -> StudentPage:
         lookup = turn.context.services.student_lookup
-        school_id = turn.staff.school_id or 0
+        school_id = turn.school_id
         found: StudentPage = await turn.once(
             ("students", query, page), lambda: lookup.search(school_id, query, page)
         )
@@ -188,9 +188,7 @@ class StudentPicker:
         await turn.reply(text, rows(*options, paging, add))
 
     async def _picked(self, turn: Turn[StudentAnswers]) -> int:
-        student = await turn.context.services.student_lookup.get(
-            int(turn.answer), school_id=turn.staff.school_id or 0
-        )
+        student = await turn.context.services.student_lookup.get(int(turn.answer), school_id=turn.school_id)
         turn.answers.picker = None
         return await self.on_picked(turn, Picked.of(student))
 
@@ -260,7 +258,7 @@ class StudentPicker:
         age), kept in the draft; nothing is written until the record's confirm."""
         new = {**self._new(turn), "code": code}
         data = NewStudentIn.model_validate(new, context={"today": turn.context.services.clock.today()})
-        await turn.context.services.students.check_new(turn.staff.school_id or 0, data)
+        await turn.context.services.students.check_new(turn.school_id, data)
         turn.answers.picker = None
         label = new_student_label(turn, data)
         picked = Picked(None, data.full_name, label, data.model_dump(mode="json"))

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from storage.enums import Role, SchoolLevel
+from storage.errors import AccessDenied
 from storage.schemas.parsing import clean_code, clean_name, clean_text
 from storage.text import fold, nfc
 
@@ -107,3 +108,11 @@ class StaffOut(BaseModel):
     district_id: int | None
     language: str
     active: bool
+
+    @property
+    def own_school_id(self) -> int:
+        """The school of a teacher or principal: the database holds every one of them to a school
+        (`school_roles_have_school`); anyone else has none to enter records for."""
+        if self.school_id is None:
+            raise AccessDenied("access.no_school")
+        return self.school_id

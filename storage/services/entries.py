@@ -90,7 +90,7 @@ class EntryService(ServiceBase):
     # --- the list -----------------------------------------------------------------------------------
 
     def _parts(self, staff: StaffOut, kind: str | None, query: str) -> list[Any]:
-        school_id = staff.school_id or 0
+        school_id = staff.own_school_id
         whole_school = staff.role is Role.PRINCIPAL
         student = search_conditions(school_id, query)[0] if query.strip() else None
         parts = []
