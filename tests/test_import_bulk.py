@@ -133,3 +133,24 @@ async def test_history_shows_the_students_an_import_created_and_changed(services
     assert changed.entity_id == str(ids["HS6003"])
     assert changed.actor_id == world.staff_ids["teacher"]
     assert [(c.field, c.old.value, c.new.value) for c in changed.changes] == [("class_name", "3A1", "3A2")]
+
+
+async def test_students_looked_up_by_many_codes_in_one_statement(services: Services) -> None:
+    """`rows_by_codes` takes any number of codes in one bound value (more than the 500 per statement
+    the `IN (…)` of literals took), codes of any school, unknown codes left out."""
+    from storage.repositories import students as students_repo
+
+    world = await make_world(services)
+    async with services.sessionmaker.begin() as session:
+        await session.execute(
+            insert(STUDENTS),
+            [student_values(world.primary_school_id, f"MANY{n:05d}") for n in range(1_200)]
+            + [student_values(world.secondary_school_id, "OTHER'S")],
+        )
+    wanted = [f"MANY{n:05d}" for n in range(0, 2_400, 2)] + ["OTHER'S", "NOBODY", "MANY00000"]
+    async with services.sessionmaker() as session:
+        found = await students_repo.rows_by_codes(session, iter(wanted))
+        assert await students_repo.rows_by_codes(session, []) == {}
+    assert set(found) == {f"MANY{n:05d}" for n in range(0, 1_200, 2)} | {"OTHER'S"}
+    assert found["OTHER'S"].school_id == world.secondary_school_id
+    assert found["MANY00002"].code == "MANY00002" and found["MANY00002"].grade == 3
