@@ -152,7 +152,9 @@ def _by_codes(postgres: bool) -> Select[Any]:
     if postgres:
         condition = table.c.code == any_(bindparam("codes", type_=ARRAY(String)))
     else:
-        listed = select(column("value")).select_from(func.json_each(bindparam("codes", type_=String)))
+        listed: Select[Any] = select(column("value")).select_from(
+            func.json_each(bindparam("codes", type_=String))
+        )
         condition = table.c.code.in_(listed)
     return select(table).where(condition)
 
