@@ -1,5 +1,5 @@
 """What several test files do: read the database back (counts, audit rows, a priority group, a batch's
-allocation) and enter records (a dose; the records a reporting round is about)."""
+allocation, a person's account) and enter records (a dose; the records a reporting round is about)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from storage.enums import DeviceType, DonationSource, DosePlace, HandoverKind, PriorityGroup
 from storage.models import AuditLog, DonationBatch, Student
 from storage.schemas.devices import BatchIn, HandoverIn
+from storage.schemas.organisation import StaffOut
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services
-from tests.factories import World
+from tests.factories import TELEGRAM_IDS, World
 
 
 async def count(services: Services, model: Any, *where: Any) -> int:
@@ -36,6 +37,13 @@ async def allocated(services: Services, batch_id: int) -> int:
     """The batch's allocated counter as stored."""
     async with services.sessionmaker() as session:
         return await session.scalar(select(DonationBatch.allocated).where(DonationBatch.id == batch_id)) or 0
+
+
+async def staff_of(services: Services, key: str) -> StaffOut:
+    """The account of one of the world's people (a key of `tests.factories.TELEGRAM_IDS`)."""
+    staff = await services.staff.by_telegram_id(TELEGRAM_IDS[key])
+    assert staff is not None
+    return staff
 
 
 async def product_id(services: Services, code: str) -> int:

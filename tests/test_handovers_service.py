@@ -14,10 +14,9 @@ from storage.enums import AuditAction, DonationSource, HandoverKind, SubmissionS
 from storage.errors import DomainError
 from storage.models import AuditLog, Handover
 from storage.schemas.devices import BatchIn, BatchOut, HandoverIn, HandoverUpdate
-from storage.schemas.entries import RecentEntry, merge_recent
 from storage.schemas.students import StudentIn
 from tests.factories import make_world
-from tests.helpers import allocated
+from tests.helpers import allocated, staff_of
 from tests.test_donations_service import add_donor, lock_school
 
 TODAY = date(2021, 11, 15)
@@ -513,7 +512,9 @@ async def test_locked_round_refuses_handover_changes(services):
 # --- /my ------------------------------------------------------------------------------------------
 
 
-async def test_recent_entries_of_a_person(services, clock):
+async def test_a_persons_device_records_in_my(services, clock):
+    """/my's list (`services.entries`): the person's batches and handovers newest first, paged, each
+    locked one marked with its round and the refusal; another person's neither listed nor found."""
     world = await make_world(services)
     school = world.primary_school_id
     teacher, principal = world.staff_ids["teacher"], world.staff_ids["principal"]
@@ -534,32 +535,31 @@ async def test_recent_entries_of_a_person(services, clock):
             )
         )
     clock.advance(timedelta(minutes=5))
-    await services.handovers.create_handover(
+    theirs = await services.handovers.create_handover(
         school, gift(batch.id, world.student_ids["HS0004"]), actor_id=principal
     )
-    entries = await services.handovers.recent_entries(teacher, limit=3)
-    assert [(e.kind, e.id) for e in entries] == [("handover", h.id) for h in reversed(handovers)]
-    everything = await services.handovers.recent_entries(teacher)
+    me = await staff_of(services, "teacher")
+    first = await services.entries.page(me, page_size=3)
+    assert [(e.kind, e.id) for e in first.items] == [("handover", h.id) for h in reversed(handovers)]
+    assert (first.total, first.pages) == (4, 2)
+    assert [e.kind for e in (await services.entries.page(me, page=2, page_size=3)).items] == ["batch"]
+    everything = (await services.entries.page(me)).items
     assert [e.kind for e in everything] == ["handover", "handover", "handover", "batch"]
     batch_entry = everything[-1]
     assert batch_entry.entered_late  # received on the 12th, entered on the 15th
     assert batch_entry.details["quantity"] == 4 and batch_entry.details["left"] == 0
     assert everything[0].subject == "Nguyễn Văn An" and everything[0].details["kind"] == "gift"
-    assert all(e.editable and e.locked_round is None for e in everything)
+    assert all(e.editable and e.locked_round is None and e.refusal is None for e in everything)
+    handed = await services.entries.page(me, kind="handover")
+    assert [e.id for e in handed.items] == [h.id for h in reversed(handovers)]
+    with pytest.raises(DomainError) as missing:
+        await services.entries.entry(me, "handover", theirs.id)
+    assert missing.value.code == "not_found.record"
+
     await lock_school(services, school)
-    locked = await services.handovers.recent_entries(teacher)
+    locked = (await services.entries.page(me)).items
     assert all(not e.editable and e.locked_round == "Đợt 15/11/2021" for e in locked)
-    assert await services.handovers.recent_entries(world.staff_ids["teacher_thcs"]) == []
-
-
-def test_merge_recent_keeps_the_newest():
-    from datetime import UTC, datetime
-
-    def entry(kind: str, id_: int, minute: int) -> RecentEntry:
-        at = datetime(2021, 11, 15, 2, minute, tzinfo=UTC)
-        return RecentEntry(kind=kind, id=id_, school_id=1, event_on=None, subject="", entered_at=at)
-
-    doses = [entry("dose", 1, 10), entry("dose", 2, 30)]
-    devices = [entry("handover", 7, 20), entry("batch", 3, 5)]
-    merged = merge_recent(doses, devices, limit=3)
-    assert [(e.kind, e.id) for e in merged] == [("dose", 2), ("handover", 7), ("dose", 1)]
+    assert {e.refusal.code for e in locked if e.refusal is not None} == {"devices.locked"}
+    assert (await services.entries.entry(me, "batch", batch.id)).refusal == locked[-1].refusal
+    other = await services.entries.page(await staff_of(services, "teacher_thcs"))
+    assert (other.items, other.total) == ([], 0)

@@ -15,7 +15,7 @@ from storage.schemas.needs import NeedChange, NeedIn
 from storage.services import Services
 from storage.text import fold
 from tests.factories import World, make_world
-from tests.helpers import audit_of, count, priority_group
+from tests.helpers import audit_of, count, priority_group, staff_of
 from tests.test_vaccines_service import lock_school, set_submission_status
 
 
@@ -185,7 +185,7 @@ async def test_update_and_delete_from_my_are_audited(services: Services) -> None
         )
     assert excinfo.value.code == "needs.nothing_needed"
 
-    (entry,) = await services.needs.recent_entries(teacher)
+    (entry,) = (await services.entries.page(await staff_of(services, "teacher"), kind="need")).items
     assert entry.kind == "need" and entry.id == saved.id and entry.subject == "Nguyễn Văn An"
     assert entry.details["needs_connectivity"] is True and entry.editable is True
 
@@ -220,8 +220,9 @@ async def test_a_submitted_programme_round_locks_the_schools_needs(services: Ser
             await call
         assert excinfo.value.code == "needs.locked"
     assert "chuyên viên" in render_error(excinfo.value, "vi")
-    (entry,) = await services.needs.recent_entries(teacher)
+    entry = await services.entries.entry(await staff_of(services, "teacher"), "need", saved.id)
     assert entry.editable is False and entry.locked_round == "Đợt 15/11/2021"
+    assert entry.refusal is not None and entry.refusal.code == "needs.locked"
 
     await set_submission_status(services, submission_id, SubmissionStatus.RETURNED)
     await services.needs.delete_need(saved.id, school_id=school, actor_id=teacher)

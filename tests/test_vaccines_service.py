@@ -24,7 +24,7 @@ from storage.services.vaccines import WarningsNotConfirmed
 from storage.text import fold
 from tests.conftest import TZ
 from tests.factories import World, make_world
-from tests.helpers import audit_of, count
+from tests.helpers import audit_of, count, staff_of
 
 TODAY = date(2021, 11, 15)
 ROOT = Path(__file__).resolve().parent.parent
@@ -572,7 +572,7 @@ async def test_a_submitted_vaccine_round_locks_the_schools_doses(services: Servi
     text = render_error(excinfo.value, "vi")
     assert "Đợt 15/11/2021" in text and "Y tế trường học" in text
     # The dose of 15/10, before the period, is not locked: it can still be corrected.
-    (entry,) = await services.vaccines.recent_entries(teacher)
+    (entry,) = (await services.entries.page(await staff_of(services, "teacher"), kind="dose")).items
     assert entry.kind == "dose" and entry.editable is True and entry.locked_round is None
     await services.vaccines.update_dose(
         saved.id, DoseChange(place=DosePlace.ELSEWHERE), school_id=school, actor_id=teacher
@@ -609,7 +609,7 @@ async def test_an_approved_submission_locks_too(services: Services) -> None:
     assert error_code(excinfo) == "vaccines.locked_approved"  # issue 14: approved, only a reopen
 
 
-async def test_recent_entries_list_the_persons_doses_newest_first(services: Services) -> None:
+async def test_my_lists_the_persons_doses_newest_first(services: Services) -> None:
     world = await make_world(services)
     products = await product_ids(services)
     teacher = world.staff_ids["teacher"]
@@ -626,14 +626,27 @@ async def test_recent_entries_list_the_persons_doses_newest_first(services: Serv
         actor_id=teacher,
         request_key=None,
     )
+    services.clock.advance(timedelta(minutes=5))
+    theirs = await services.vaccines.record_dose(
+        world.primary_school_id,
+        dose(world.student_ids["HS0003"], 1, TODAY, products["COMIRNATY"]),
+        actor_id=world.staff_ids["principal"],
+        request_key=None,
+    )
+    me = await staff_of(services, "teacher")
 
-    entries = await services.vaccines.recent_entries(teacher, limit=10)
+    entries = (await services.entries.page(me, kind="dose")).items
 
-    assert [e.id for e in entries] == [second.id, first.id]
+    assert [e.id for e in entries] == [second.id, first.id]  # not the principal's
     assert entries[0].subject == "Trần Thị Bình" and entries[0].event_on == TODAY
     assert entries[0].details["product"] == "Corbevax" and entries[0].details["dose_number"] == 1
     assert entries[0].editable is True and entries[0].locked_round is None
-    assert await services.vaccines.recent_entries(world.staff_ids["principal"]) == []
+    one = await services.entries.page(me, kind="dose", page=2, page_size=1)
+    assert [e.id for e in one.items] == [first.id] and one.total == 2
+    assert await services.entries.entry(me, "dose", first.id) == entries[1]
+    with pytest.raises(DomainError) as missing:
+        await services.entries.entry(me, "dose", theirs.id)
+    assert error_code(missing) == "not_found.record"
 
 
 # --- a vaccination round at school ------------------------------------------------------------------

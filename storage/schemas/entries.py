@@ -1,13 +1,11 @@
-"""A person's recent records for /my, whatever their kind (batches, handovers, doses, needs).
+"""A person's records for /my, whatever their kind (batches, handovers, returns, doses, needs).
 
-Each service that owns a kind of record offers `recent_entries(staff_id, limit)` returning these; the
-/my handler merges them with `merge_recent` and renders each with the catalogue text of its kind.
+`EntryService` (storage/services/entries.py) lists them, one page of every kind newest first, and the
+/my handler renders each with the catalogue text of its kind.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable
 from datetime import date, datetime
 
 from pydantic import BaseModel, Field
@@ -33,11 +31,3 @@ class RecentEntry(BaseModel):
     locked_round: str | None = None
     refusal: Finding | None = None
 
-
-def merge_recent(*groups: Iterable[RecentEntry], limit: int = 10) -> list[RecentEntry]:
-    """The newest `limit` entries of several kinds, newest first."""
-    return heapq.nlargest(limit, (entry for group in groups for entry in group), key=_newest_first)
-
-
-def _newest_first(entry: RecentEntry) -> tuple[datetime, str, int]:
-    return (entry.entered_at, entry.kind, entry.id)

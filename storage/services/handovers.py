@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from storage.db import read_core, write_core
 from storage.enums import AuditAction, DonationSource, HandoverKind, PriorityGroup
 from storage.errors import Conflict, DomainError, NotFound
-from storage.models import DonationBatch, Donor, Handover, NeedRecord, Student
-from storage.repositories import audit, locks
+from storage.models import DonationBatch, Handover, NeedRecord, Student
+from storage.repositories import audit
 from storage.repositories import devices as repo
 from storage.repositories import students as students_repo
 from storage.rules import devices as rules
@@ -27,7 +27,6 @@ from storage.rules.devices import Held, judge_handover
 from storage.rules.findings import Finding
 from storage.rules.timeliness import is_late_entry
 from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate
-from storage.schemas.entries import RecentEntry, merge_recent
 from storage.services.base import ServiceBase
 from storage.services.drafts import finish_sync
 from storage.services.students import StudentService
@@ -456,75 +455,6 @@ class HandoverService(ServiceBase):
                 before=before,
                 school_id=school_id,
             )
-
-    async def recent_entries(self, staff_id: int, limit: int = 10) -> list[RecentEntry]:
-        """The person's latest device records (batches received and handovers), newest first, each
-        marked editable unless its day is in a locked period of the school's programme part."""
-        async with self.sessionmaker() as session:
-            batch_result = await session.execute(
-                select(DonationBatch, Donor.name)
-                .outerjoin(Donor, Donor.id == DonationBatch.donor_id)
-                .where(DonationBatch.entered_by_id == staff_id)
-                .order_by(DonationBatch.entered_at.desc(), DonationBatch.id.desc())
-                .limit(limit)
-            )
-            batch_rows = list(batch_result)
-            handover_result = await session.execute(
-                _joined()
-                .where(Handover.entered_by_id == staff_id)
-                .order_by(Handover.entered_at.desc(), Handover.id.desc())
-                .limit(limit)
-            )
-            handover_rows = list(handover_result)
-            batch_locks = await locks.entry_locks(
-                session, "devices", [(b.school_id, b.received_on) for b, _ in batch_rows]
-            )
-            handover_locks = await locks.entry_locks(
-                session, "devices", [(b.school_id, h.handed_on) for h, b, _ in handover_rows]
-            )
-        batches = [
-            RecentEntry(
-                kind="batch",
-                id=batch.id,
-                school_id=batch.school_id,
-                event_on=batch.received_on,
-                subject=donor_name or "",
-                details={
-                    "number": batch.number,
-                    "source": batch.source.value,
-                    "quantity": batch.quantity,
-                    "device_type": batch.device_type.value,
-                    "make_model": batch.make_model,
-                    "left": batch.quantity - batch.allocated,
-                },
-                entered_at=batch.entered_at,
-                entered_late=batch.entered_late,
-                **locks.entry_marks(lock, "devices"),
-            )
-            for (batch, donor_name), lock in zip(batch_rows, batch_locks, strict=True)
-        ]
-        handovers = [
-            RecentEntry(
-                kind="handover",
-                id=handover.id,
-                school_id=batch.school_id,
-                event_on=handover.handed_on,
-                subject=student.full_name,
-                details={
-                    "class_name": student.class_name,
-                    "kind": handover.kind.value,
-                    "device_type": batch.device_type.value,
-                    "batch_id": batch.id,
-                    "batch_number": batch.number,
-                    "returned_on": handover.returned_on,
-                },
-                entered_at=handover.entered_at,
-                entered_late=handover.entered_late,
-                **locks.entry_marks(lock, "devices"),
-            )
-            for (handover, batch, student), lock in zip(handover_rows, handover_locks, strict=True)
-        ]
-        return merge_recent(batches, handovers, limit=limit)
 
     # --- internals --------------------------------------------------------------------------------
 

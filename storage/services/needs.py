@@ -231,24 +231,6 @@ class NeedService(ServiceBase):
             await session.flush()
             return gone
 
-    async def recent_entries(self, staff_id: int, limit: int = 10) -> list[RecentEntry]:
-        """The needs this person entered, newest first (for /my)."""
-        async with self.sessionmaker() as session:
-            rows = await session.execute(
-                select(NeedRecord, Student)
-                .join(Student, Student.id == NeedRecord.student_id)
-                .where(NeedRecord.entered_by_id == staff_id)
-                .order_by(NeedRecord.entered_at.desc(), NeedRecord.id.desc())
-                .limit(limit)
-            )
-            needs = [need_out(need, student) for need, student in rows]
-            # Editable while a change dated today alters no locked period.
-            today = self.clock.today()
-            found = await locks.entry_locks(
-                session, "needs", [(n.school_id, today) for n in needs], standing=True
-            )
-        return [recent_need(need, lock) for need, lock in zip(needs, found, strict=True)]
-
     async def change_refusal(self, school_id: int, since: date | None = None) -> Finding | None:
         """Why a need change dated `since` (today by default) would be refused, if it would: the chat
         asks before its questions."""

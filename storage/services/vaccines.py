@@ -384,21 +384,6 @@ class VaccineService(ServiceBase):
             await session.flush()
             return gone
 
-    async def recent_entries(self, staff_id: int, limit: int = 10) -> list[RecentEntry]:
-        """The doses this person entered, newest first (for /my)."""
-        async with self.sessionmaker() as session:
-            rows = await session.execute(
-                select(VaccineDose, Student, VaccineProduct)
-                .join(Student, Student.id == VaccineDose.student_id)
-                .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
-                .where(VaccineDose.entered_by_id == staff_id)
-                .order_by(VaccineDose.entered_at.desc(), VaccineDose.id.desc())
-                .limit(limit)
-            )
-            doses = [dose_out(d, s, p) for d, s, p in rows]
-            found = await locks.entry_locks(session, "vaccines", [(d.school_id, d.given_on) for d in doses])
-        return [recent_dose(dose, lock) for dose, lock in zip(doses, found, strict=True)]
-
     # Vaccination round at school --------------------------------------------------------------
 
     async def class_roster(self, school_id: int, class_name: str) -> list[RosterStudent]:
