@@ -130,15 +130,9 @@ def answer_filter() -> filters.BaseFilter:
     return filters.TEXT & ~filters.COMMAND & ~menu_filter()
 
 
-# The framework's own keys in a stored draft (all else is the flow's answers): the draft's identity
-# (its request key, which also makes a double-tapped Confirm save once), how many questions it has
-# asked (the stamp of its buttons), the step to resume at, and whether one answer is being edited.
-META_KEYS = frozenset({"request_key", "_v", "_resume_step", "_editing"})
-
-
 class Answers(BaseModel):
     """A flow's answers so far: the typed part of its draft (one subclass per flow, every field
-    optional until asked). A stored draft is the answers' JSON beside the framework's `META_KEYS`.
+    optional until asked). A stored draft is the answers' JSON beside the framework's `DraftMeta`.
 
     `derived` names fields that are not the person's answers but kept with them: labels read once
     for the questions and the summary (a batch's number, a student's label), warnings already said."""
@@ -154,7 +148,7 @@ class Answers(BaseModel):
     def from_draft(cls, data: Mapping[str, Any]) -> Self:
         """The answers of a stored draft. Keys written before the answers were typed (`_student`)
         lose their underscore; a value that no longer fits its field is dropped, not the draft."""
-        raw = {key.removeprefix("_"): value for key, value in data.items() if key not in META_KEYS}
+        raw = {key.removeprefix("_"): value for key, value in data.items() if key not in DraftMeta.KEYS}
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
@@ -165,6 +159,42 @@ class Answers(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+@dataclass
+class DraftMeta:
+    """The framework's own part of a draft, whatever the flow. Stored beside the answers under the
+    keys of `KEYS` (the same keys drafts have always had, so a draft survives a deploy)."""
+
+    # The draft's identity: a record saved from it carries it, so a double-tapped Confirm saves once.
+    request_key: str = ""
+    asked: int = 0  # questions asked so far: with the request key, the stamp of the buttons
+    resume_step: int | None = None  # set while «continue or start again?» is asked
+    editing: bool = False  # one answer is asked again from the summary's edit list
+
+    KEYS: ClassVar[frozenset[str]] = frozenset({"request_key", "_v", "_resume_step", "_editing"})
+
+    @classmethod
+    def fresh(cls) -> DraftMeta:
+        return cls(request_key=uuid.uuid4().hex)
+
+    @classmethod
+    def from_draft(cls, data: Mapping[str, Any]) -> DraftMeta:
+        resume = data.get("_resume_step")
+        return cls(
+            request_key=str(data.get("request_key", "")),
+            asked=int(data.get("_v", 0)),
+            resume_step=int(resume) if resume is not None else None,
+            editing=bool(data.get("_editing", False)),
+        )
+
+    def to_draft(self) -> dict[str, Any]:
+        stored: dict[str, Any] = {"request_key": self.request_key, "_v": self.asked}
+        if self.resume_step is not None:
+            stored["_resume_step"] = self.resume_step
+        if self.editing:
+            stored["_editing"] = True
+        return stored
+
+
 A = TypeVar("A", bound=Answers, default=Answers)
 A_co = TypeVar("A_co", bound=Answers, covariant=True, default=Answers)
 A_contra = TypeVar("A_contra", bound=Answers, contravariant=True, default=Answers)
@@ -172,17 +202,16 @@ A_contra = TypeVar("A_contra", bound=Answers, contravariant=True, default=Answer
 
 @dataclass
 class Turn(Generic[A_co]):
-    """One step of a flow: the update, the person, the draft, and ways to answer."""
+    """One step of a flow: the update, the person, the draft (the flow's typed answers and the
+    framework's metadata), and ways to answer."""
 
     flow: Flow[Any]
     update: Update
     context: BotContext
     staff: StaffOut
-    # The stored draft as read: the framework's META_KEYS; for a flow without an `answers_model`
-    # (not yet typed) its answers too.
-    draft: dict[str, Any] = field(default_factory=dict)
+    answers: A_co
+    meta: DraftMeta = field(default_factory=DraftMeta)
     step: int | None = None
-    typed: A_co | None = None  # the flow's answers (`answers`), for a flow with an `answers_model`
     # The tapped button answered the question asked (set by the guard): the next question takes that
     # message's place. Not for a summary, asked or answered: summaries stay in the history.
     in_place: bool = False
@@ -190,12 +219,6 @@ class Turn(Generic[A_co]):
     # Reads already made while handling this update (a step's check and the next question's prompt
     # ask the same), by key; gone with the update, so nothing is ever answered from an older read.
     memo: dict[Any, Any] = field(default_factory=dict)
-
-    @property
-    def answers(self) -> A_co:
-        """The flow's answers so far, typed (read from the draft, written back by `save`)."""
-        assert self.typed is not None, f"{self.flow.name} declares no answers_model"
-        return self.typed
 
     @property
     def school_id(self) -> int:
@@ -206,41 +229,31 @@ class Turn(Generic[A_co]):
     @property
     def request_key(self) -> str:
         """The draft's identity: a record saved from it carries it, so a double-tapped Confirm saves once."""
-        return str(self.draft["request_key"])
+        return self.meta.request_key
 
     @property
     def editing(self) -> bool:
         """One answer is being asked again from the summary's edit list (`advance` goes back to it)."""
-        return bool(self.draft.get("_editing"))
+        return self.meta.editing
 
     @editing.setter
     def editing(self, value: bool) -> None:
-        if value:
-            self.draft["_editing"] = True
-        else:
-            self.draft.pop("_editing", None)
+        self.meta.editing = value
 
     def start_over(self) -> None:
         """A fresh draft: a new request key, no answers."""
-        self.draft = {"request_key": uuid.uuid4().hex}
-        model = self.flow.answers_model
-        self.typed = model() if model is not None else None  # type: ignore[assignment]  # the flow's A
+        self.meta = DraftMeta.fresh()
+        self.answers = self.flow.fresh_answers()
 
-    def load_draft(self, data: dict[str, Any], step: int | None) -> None:
-        """A stored draft: the framework's keys, and the flow's answers typed when it has a model."""
-        model = self.flow.answers_model
-        if model is None:
-            self.draft = data
-        else:
-            self.draft = {key: value for key, value in data.items() if key in META_KEYS}
-            self.typed = model.from_draft(data)  # type: ignore[assignment]  # the flow's A
+    def load_draft(self, data: Mapping[str, Any], step: int | None) -> None:
+        """A stored draft: the framework's part and the flow's answers."""
+        self.meta = DraftMeta.from_draft(data)
+        self.answers = self.flow.answers_model.from_draft(data)  # type: ignore[assignment]  # the flow's A
         self.step = step
 
     def stored(self) -> dict[str, Any]:
         """The draft as written to the database."""
-        if self.typed is None:
-            return self.draft
-        return self.typed.to_draft() | self.draft
+        return self.answers.to_draft() | self.meta.to_draft()
 
     @property
     def language(self) -> str:
@@ -258,14 +271,14 @@ class Turn(Generic[A_co]):
     def stamp(self) -> str:
         """The draft's identity and question number, carried by the buttons of its questions: three
         characters of its request key and how many questions it has asked."""
-        key = str(self.draft.get("request_key", ""))[:3].lower()
+        key = self.meta.request_key[:3].lower()
         if not key.isalnum():
             return ""
-        return key + _base36(int(self.draft.get("_v", 0)))
+        return key + _base36(self.meta.asked)
 
     def next_question(self) -> None:
         """A new question is about to be sent: buttons of the earlier ones become stale."""
-        self.draft["_v"] = int(self.draft.get("_v", 0)) + 1
+        self.meta.asked += 1
 
     @property
     def answer(self) -> str:
@@ -298,10 +311,6 @@ class Turn(Generic[A_co]):
         if key not in self.memo:
             self.memo[key] = await read()
         return self.memo[key]
-
-    def remember(self, **answers: Any) -> None:
-        """Keep answers in the draft (written with the next step)."""
-        self.draft |= answers
 
     async def save(self) -> None:
         await self.context.services.drafts.save(self.user_id, self.flow.name, self.stored(), self.step)
@@ -388,8 +397,8 @@ class Flow(abc.ABC, Generic[A]):
     title_key: ClassVar[str]  # catalogue key naming the flow in cancel / resume / timeout texts
     action: ClassVar[Action] = Action.ENTER_RECORDS
     summary_state: ClassVar[int | None] = None
-    # The flow's answers, typed (a subclass of `Answers`); None: a flow still on an untyped dict.
-    answers_model: ClassVar[type[Answers] | None] = None
+    # The flow's answers, typed: the subclass of `Answers` the flow is generic in.
+    answers_model: ClassVar[type[Answers]] = Answers
     # A typed answer longer than this is refused at the step, before it reaches the draft or is
     # echoed back. Above every field's own limit (specs, a send-back reason: 1,000), so that the
     # field's message, which names the field, comes first for anything a field could take.
@@ -401,9 +410,13 @@ class Flow(abc.ABC, Generic[A]):
     async def begin(self, turn: Turn[A]) -> int:
         """Fill the fresh draft and ask the first question."""
 
+    @abc.abstractmethod
     def windows(self) -> Windows[A]:
         """Every state of the flow: its question and the handlers of its answers (`Window`)."""
-        raise NotImplementedError(f"{type(self).__name__} declares no windows")
+
+    def fresh_answers(self) -> A:
+        """No answers yet."""
+        return self.answers_model()  # type: ignore[return-value]  # `answers_model` is the flow's A
 
     @functools.cached_property
     def table(self) -> dict[int, Window[A]]:
@@ -535,7 +548,7 @@ class Flow(abc.ABC, Generic[A]):
         else:
             # The entry guard found the person, so the update has a user.
             draft = await context.services.drafts.get(update.effective_user.id, self.name)  # type: ignore[union-attr]
-        turn: Turn[A] = Turn(self, update, context, staff)
+        turn: Turn[A] = Turn(self, update, context, staff, self.fresh_answers())
         if draft is not None:
             turn.load_draft(draft.data, draft.step)
         # Buttons of this flow built while this update is handled carry the draft's stamp.
@@ -635,7 +648,7 @@ class Flow(abc.ABC, Generic[A]):
         turn = await self._load(update, context, staff)
         if turn.step is not None and turn.step != CHOOSE_DRAFT:
             # An unfinished draft: continue it or start again, never lose it silently.
-            turn.draft["_resume_step"] = turn.step
+            turn.meta.resume_step = turn.step
             turn.step = CHOOSE_DRAFT
             turn.next_question()
             await turn.save()
@@ -645,7 +658,9 @@ class Flow(abc.ABC, Generic[A]):
         return await self.begin(turn)
 
     async def _continue_draft(self, turn: Turn[A]) -> int:
-        state = int(turn.draft.pop("_resume_step"))
+        state = turn.meta.resume_step if turn.meta.resume_step is not None else turn.step
+        assert state is not None  # a draft at CHOOSE_DRAFT was at a step before
+        turn.meta.resume_step = None
         return await turn.ask(state)
 
     async def _restart_draft(self, turn: Turn[A]) -> int:
@@ -658,7 +673,8 @@ class Flow(abc.ABC, Generic[A]):
         if turn.step is None:
             await answer_alert(update, context.text(update, "core.nothing_to_resume"))
             return END
-        state = int(turn.draft.pop("_resume_step", turn.step))
+        state = turn.meta.resume_step if turn.meta.resume_step is not None else turn.step
+        turn.meta.resume_step = None
         return await turn.ask(state)
 
     async def _repeat(self, turn: Turn[A]) -> int | None:
@@ -669,10 +685,7 @@ class Flow(abc.ABC, Generic[A]):
         return turn.step
 
     async def _cancel(self, turn: Turn[A]) -> int:
-        if turn.typed is not None:
-            answers = turn.typed.answered()
-        else:
-            answers = len([k for k in turn.draft if not k.startswith("_") and k != "request_key"])
+        answers = turn.answers.answered()
         await turn.context.services.drafts.discard(turn.user_id, self.name)
         await turn.reply(
             turn.text("core.cancelled", title=turn.text(self.title_key), answers=answers),

@@ -36,23 +36,15 @@ def photo_handlers(flow: Flow[Any], following: int) -> list[BaseHandler[Update, 
     """An optional photo step (kept as `photo` in the answers, `PhotoAnswers`): a photo, an image sent
     as a file, or «skip» (`<flow>:photo:skip`); then `following`, or back to the summary when editing."""
 
-    def keep(turn: Turn[PhotoAnswers], file_id: str | None) -> None:
-        if turn.typed is not None:
-            turn.typed.photo = file_id
-        elif file_id is None:  # a flow whose answers are not typed yet
-            turn.draft.pop("photo", None)
-        else:
-            turn.draft["photo"] = file_id
-
     async def sent(turn: Turn[PhotoAnswers]) -> int | None:
         file_id = photo_file_id(turn)
         if file_id is None:
             return await turn.retry(turn.text("devices.photo_hint"))
-        keep(turn, file_id)
+        turn.answers.photo = file_id
         return await turn.advance(following)
 
     async def skipped(turn: Turn[PhotoAnswers]) -> int | None:
-        keep(turn, None)
+        turn.answers.photo = None
         return await turn.advance(following)
 
     return [

@@ -49,10 +49,8 @@ def product_button_label(product: VaccineProductOut, language: str) -> str:
     return t("vaccines.product_other", language) if product.needs_name else product.name
 
 
-def shown_product(answers: ProductAnswers | dict[str, Any]) -> str:
+def shown_product(answers: ProductAnswers) -> str:
     """The product as the person sees it: the typed name for "other", else the list's name (escaped)."""
-    if isinstance(answers, dict):  # a flow whose answers are not typed yet
-        return html.escape(answers.get("product_other_name") or answers.get("product", ""))
     return html.escape(answers.product_other_name or answers.product or "")
 
 
@@ -86,14 +84,7 @@ async def chosen_product(turn: Turn[Any]) -> VaccineProductOut:
     return found[0]
 
 
-def remember_product(answers: ProductAnswers | dict[str, Any], product: VaccineProductOut) -> None:
-    if isinstance(answers, dict):  # a flow whose answers are not typed yet
-        answers["product_id"] = product.id
-        answers["product"] = product.name
-        answers["product_needs_name"] = product.needs_name
-        if not product.needs_name:
-            answers.pop("product_other_name", None)
-        return
+def remember_product(answers: ProductAnswers, product: VaccineProductOut) -> None:
     answers.product_id, answers.product = product.id, product.name
     answers.product_needs_name = product.needs_name
     if not product.needs_name:
