@@ -192,6 +192,15 @@ class Node:
         self.metrics.set_leader(True)
         term = self.keeper.fence.term if self.keeper.fence else "?"
         log.info("Leader now (instance %s, term %s)", self.name, term)
+        # Drafts answered from memory while this instance alone handles updates; nothing kept from an
+        # earlier term (another instance may have led and written drafts since).
+        self.services.drafts.use_cache(True)
+        try:
+            await self._lead_term(stop)
+        finally:
+            self.services.drafts.use_cache(False)
+
+    async def _lead_term(self, stop: asyncio.Event) -> None:
         application = self.build(self.settings, self.services)
         application.metrics = self.metrics
         inbox = Inbox(application, self.services.inbox, self.keeper.fence, self.metrics)

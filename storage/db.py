@@ -39,6 +39,42 @@ PING_IDLE_SECONDS = 30.0
 # but a task holding a connection while it asks for a second would wait for itself).
 POOL_SIZE, POOL_OVERFLOW = 20, 10
 T = TypeVar("T")
+# Session.info keys: the sessionmaker's `shared` dict (process-wide helpers of this database, such as
+# the drafts' cache), and the callables to run once the session's transaction has ended.
+_SHARED = "schoolbot_shared"
+_ENDED = "schoolbot_when_ended"
+
+
+def shared(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Any] | None:
+    """What this process keeps beside the database (the drafts' cache), reachable from every session
+    of `sessionmaker` (`shared_of`); None for a sessionmaker not made by `create_sessionmaker`."""
+    info = sessionmaker.kw.get("info") or {}
+    found: dict[str, Any] | None = info.get(_SHARED)
+    return found
+
+
+def shared_of(session: Session) -> dict[str, Any]:
+    """`shared` of the sessionmaker the session came from (empty for another session)."""
+    found: dict[str, Any] = session.info.get(_SHARED) or {}
+    return found
+
+
+def when_ended(session: Session, fn: Callable[[], None]) -> bool:
+    """Call `fn` once the transaction of `session` has ended, committed or rolled back (a cache told
+    of a change made inside a service's transaction: told again after the commit, no read made
+    meanwhile can leave the old value behind). False when the session's transaction is not run by
+    this module's writers (`write_core`, `sessionmaker.begin()`)."""
+    hooks: list[Callable[[], None]] | None = session.info.get(_ENDED)
+    if hooks is None:
+        return False
+    hooks.append(fn)
+    return True
+
+
+def _run_ended(hooks: list[Callable[[], None]]) -> None:
+    for hook in hooks:
+        hook()
+    hooks.clear()
 
 
 def is_sqlite(url: str) -> bool:
@@ -287,10 +323,13 @@ class SqliteDirect:
         self.calls += 1
         return await asyncio.get_running_loop().run_in_executor(self._reader, self._core, False, fn)
 
-    async def write_core(self, fn: Callable[[Connection], T]) -> T:
+    async def write_core(
+        self, fn: Callable[[Connection], T], ended: list[Callable[[], None]] | None = None
+    ) -> T:
         """`fn` over a SQLAlchemy connection in one `BEGIN IMMEDIATE` … `COMMIT`, the writers' turn
-        of the process held (rolled back if it raises)."""
-        return await self._in_writer(self._core, True, fn)
+        of the process held (rolled back if it raises); `ended` are called in the thread right after
+        the COMMIT or ROLLBACK (`when_ended`)."""
+        return await self._in_writer(self._core, True, fn, ended)
 
     async def _in_writer(self, run: Callable[..., T], *args: Any) -> T:
         self.calls += 1
@@ -316,7 +355,9 @@ class SqliteDirect:
             self._core_connections[write] = connection
         return connection
 
-    def _core(self, write: bool, fn: Callable[[Connection], T]) -> T:
+    def _core(
+        self, write: bool, fn: Callable[[Connection], T], ended: list[Callable[[], None]] | None = None
+    ) -> T:
         began = time.thread_time()
         connection = self._core_connection(write)
         raw = self._connect(write)
@@ -331,6 +372,8 @@ class SqliteDirect:
             raw.execute("COMMIT")
             return result
         finally:
+            if ended:
+                _run_ended(ended)
             # SQLAlchemy's own bookkeeping of the connection; SQLite has nothing open any more (the
             # driver's rollback does nothing outside a transaction).
             connection.rollback()
@@ -384,7 +427,7 @@ class _SQLiteSessionmaker(async_sessionmaker[AsyncSession]):
         # the lock was held (hundreds of ms per tap); an asyncio lock hands it over at once. Other
         # processes (the command line) still meet the busy timeout. A write nested in one of the same
         # task (none is known) goes straight to SQLite, as before, rather than wait for itself.
-        async with self.writers_turn(), self(bind=self._write_engine) as session, session.begin():
+        async with self.writers_turn(), _ending(self(bind=self._write_engine, info={_ENDED: []})) as session:
             yield session
 
 
@@ -404,6 +447,17 @@ def direct_postgres(sessionmaker: async_sessionmaker[AsyncSession]) -> PostgresD
     return getattr(sessionmaker, "pg_direct", None)
 
 
+@contextlib.asynccontextmanager
+async def _ending(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """`session` in one transaction (committed unless the block raises, then closed), its `when_ended`
+    callables run once the transaction is over, whatever happened."""
+    try:
+        async with session, session.begin():
+            yield session
+    finally:
+        _run_ended(session.info.get(_ENDED) or [])
+
+
 class _PostgresSessionmaker(async_sessionmaker[AsyncSession]):
     """The sessionmaker of a PostgreSQL engine, with the hot path's plain asyncpg calls
     (`pg_direct`) and an autocommit engine on the same pool for `read_core`."""
@@ -412,6 +466,10 @@ class _PostgresSessionmaker(async_sessionmaker[AsyncSession]):
         super().__init__(engine, **kw)
         self.pg_direct = PostgresDirect(engine)
         self.autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def begin(self) -> Any:
+        """A write transaction, as `async_sessionmaker.begin()`, with `when_ended` available."""
+        return _ending(self(info={_ENDED: []}))
 
     def read_engine(self) -> AsyncEngine | None:
         """The autocommit engine when reading without a transaction sees what one would: at READ
@@ -422,12 +480,14 @@ class _PostgresSessionmaker(async_sessionmaker[AsyncSession]):
         return engine if level == "READ COMMITTED" else None
 
 
-def _on_connection(fn: Callable[[Session], T], *, write: bool) -> Callable[[Connection], T]:
+def _on_connection(
+    fn: Callable[[Session], T], *, write: bool, info: dict[str, Any] | None = None
+) -> Callable[[Connection], T]:
     def run(connection: Connection) -> T:
         # A plain (sync) session on the thread's connection: ORM objects where the code had them, Core
         # statements where they are enough. Never committed or closed here: the transaction is
         # SqliteDirect's (`_core`), which commits or rolls back when this returns.
-        session = Session(bind=connection, expire_on_commit=False, autoflush=True)
+        session = Session(bind=connection, expire_on_commit=False, autoflush=True, info=info)
         result = fn(session)
         if write:
             session.flush()
@@ -456,15 +516,18 @@ async def write_core(sessionmaker: async_sessionmaker[AsyncSession], fn: Callabl
     `sessionmaker.begin()` session. Flushed and committed when `fn` returns, rolled back if it raises."""
     direct = direct_sqlite(sessionmaker)
     if direct is not None:
-        return await direct.write_core(_on_connection(fn, write=True))
+        ended: list[Callable[[], None]] = []
+        info = {_SHARED: shared(sessionmaker), _ENDED: ended}
+        return await direct.write_core(_on_connection(fn, write=True, info=info), ended)
     async with sessionmaker.begin() as session:
         return await session.run_sync(fn)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Services read in `sessionmaker()` sessions and write in `sessionmaker.begin()` ones."""
+    info: dict[str, Any] = {_SHARED: {}}  # one dict for every session of this sessionmaker (`shared`)
     if engine.dialect.name == "sqlite":
-        return _SQLiteSessionmaker(engine, expire_on_commit=False)
+        return _SQLiteSessionmaker(engine, expire_on_commit=False, info=info)
     if engine.dialect.driver == "asyncpg":
-        return _PostgresSessionmaker(engine, expire_on_commit=False)
-    return async_sessionmaker(engine, expire_on_commit=False)
+        return _PostgresSessionmaker(engine, expire_on_commit=False, info=info)
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
