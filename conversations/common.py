@@ -366,7 +366,7 @@ async def reply_plain(update: Update, text: str, markup: ReplyMarkup = None) -> 
 
 
 def menu_for(context: BotContext, staff: StaffOut) -> ReplyMarkup:
-    registered: set[str] = getattr(context.application, "registered_commands", set())
+    registered = context.application.registered_commands
     return main_menu(keyboard_commands(staff, registered), staff.language)
 
 

@@ -32,7 +32,7 @@ def describe(staff: StaffOut, language: str) -> str:
 
 async def publish_commands(context: BotContext, staff: StaffOut, chat_id: int) -> None:
     """The person's own command list in Telegram's menu (setMyCommands, scope: this chat)."""
-    registered: set[str] = getattr(context.application, "registered_commands", set())
+    registered = context.application.registered_commands
     commands = [
         BotCommand(c.command, t(c.help_key, staff.language)[:256]) for c in commands_for(staff, registered)
     ]
@@ -80,7 +80,7 @@ async def me(update: Update, context: BotContext, staff: StaffOut) -> None:
 
 @requires(Action.ASK)
 async def help_command(update: Update, context: BotContext, staff: StaffOut) -> None:
-    registered: set[str] = getattr(context.application, "registered_commands", set())
+    registered = context.application.registered_commands
     lines = [t("core.help_header", staff.language, role=t(f"roles.{staff.role.value}", staff.language))]
     lines += [f"/{c.command} — {t(c.help_key, staff.language)}" for c in commands_for(staff, registered)]
     lines.append(t("core.help_footer", staff.language))
