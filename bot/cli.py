@@ -68,9 +68,12 @@ class CliContext:
                 raise CliError("error_no_database", path=path)
             engine = create_engine(self.settings.database_url)
             self._services = build_services(
-                engine, Clock(tz=self.settings.tz), translate=t, report_executor=self.report_executor
+                engine,
+                Clock(tz=self.settings.tz),
+                translate=t,
+                report_executor=self.report_executor,
+                report_cover=self.settings.report_cover(),
             )
-            self._services.reports.cover = self.settings.report_cover()
             if self.needs_schema:
                 await check_schema(engine, self.settings.database_url)
         return self._services

@@ -26,6 +26,7 @@ from storage.clock import Clock
 from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.models import Base
+from storage.schemas.reports import ReportCover
 from storage.services import Services, build_services
 from tests.chat import harness  # noqa: F401  (the chat driver fixture)
 from tests.postgres import start_cluster
@@ -137,5 +138,31 @@ def report_executor() -> str:
 
 
 @pytest.fixture
-def services(engine: AsyncEngine, clock: Clock, report_executor: str) -> Services:
-    return build_services(engine, clock, translate=t, report_executor=report_executor)
+def report_cover() -> ReportCover:
+    """The district report's cover `services.reports` is built with: the defaults (no settings) unless a
+    test parametrizes it (`@pytest.mark.parametrize("report_cover", [ReportCover(head_name=…)])`)."""
+    return ReportCover()
+
+
+@pytest.fixture
+def report_max_concurrent() -> int:
+    """How many reports `services.reports` writes at once: the bot's 2 unless a test parametrizes it."""
+    return 2
+
+
+@pytest.fixture
+def services(
+    engine: AsyncEngine,
+    clock: Clock,
+    report_executor: str,
+    report_cover: ReportCover,
+    report_max_concurrent: int,
+) -> Services:
+    return build_services(
+        engine,
+        clock,
+        translate=t,
+        report_executor=report_executor,
+        report_cover=report_cover,
+        report_max_concurrent=report_max_concurrent,
+    )

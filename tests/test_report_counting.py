@@ -29,7 +29,7 @@ from exports.reports import (
 from exports.xlsx import FORMULA_TRIGGERS, MIN_PRINT_SCALE, print_scale
 from storage.enums import DosePlace, HandoverKind
 from storage.models import DonationBatch, Handover, School, Student, VaccineDose, VaccineProduct
-from storage.schemas.reports import ReportPeriod, ReportScope
+from storage.schemas.reports import ReportCover, ReportPeriod, ReportScope
 from storage.services import Services
 from tests.reports_world import (
     P_CODE,
@@ -209,6 +209,7 @@ async def test_demo_district_workbooks_agree_with_themselves(services: Services)
 FORMULA = "=cmd|'/C calc'!A0"
 
 
+@pytest.mark.parametrize("report_cover", [ReportCover(head_name="=HEAD()", place="+Nhà Bè")])
 async def test_formula_looking_text_is_quoted_in_every_cell(services: Services, rw: ReportWorld) -> None:
     async with services.sessionmaker.begin() as session:
         for student in await session.scalars(select(Student)):
@@ -219,7 +220,6 @@ async def test_formula_looking_text_is_quoted_in_every_cell(services: Services, 
             handover.note = "@SUM(A1)"
         reporting_round = await session.get(__import__("storage.models").models.ReportingRound, rw.round_id)
         reporting_round.name = FORMULA
-    services.reports.cover = type(services.reports.cover)(head_name="=HEAD()", place="+Nhà Bè")
     bad: list[str] = []
     for kind in ("needs", "devices", "vaccination", "timeliness", "district"):
         report = await services.reports.build(

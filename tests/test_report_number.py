@@ -79,13 +79,16 @@ async def test_a_typed_number_is_on_the_cover(services: Services, harness: Harne
     assert await step_of(services, officer, "report") is None
 
 
+SETTINGS_COVER = ReportCover(
+    head_name="Nguyễn Văn Trưởng", head_title="KT. TRƯỞNG PHÒNG", number_suffix="BC-PGDĐT", place="Nhà Bè"
+)
+
+
+@pytest.mark.parametrize("report_cover", [SETTINGS_COVER])
 async def test_the_number_as_it_is_written_and_the_settings_suffix(
     services: Services, harness: Harness, rw: ReportWorld
 ) -> None:
     """«Số: 125/…» typed whole is taken; the symbol and the signer come from the cover settings."""
-    services.reports.cover = ReportCover(
-        head_name="Nguyễn Văn Trưởng", head_title="KT. TRƯỞNG PHÒNG", number_suffix="BC-PGDĐT", place="Nhà Bè"
-    )
     officer = harness.person("statistics_officer")
     await ask(officer, DISTRICT, WHOLE_DISTRICT, ALL_DATA, number="Số: 42/BC-PGDĐT")
     await built(harness)

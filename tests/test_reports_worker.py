@@ -267,13 +267,13 @@ async def test_a_cancelled_build_stops_its_worker(
     assert jobs[0]._process.returncode is not None  # killed, not left behind
 
 
-@pytest.mark.parametrize("report_executor", ["thread"])
+@pytest.mark.parametrize(("report_executor", "report_max_concurrent"), [("thread", 1)])
 async def test_reports_wait_their_turn_and_unknown_kinds_are_refused(
     services: Services, rw: ReportWorld
 ) -> None:
     from storage.errors import DomainError
 
-    services.reports.max_concurrent = 1
+    assert services.reports.max_concurrent == 1
     scope = ReportScope.district(rw.district_id)
     first, second = await asyncio.gather(
         services.reports.build("needs", scope), services.reports.build("vaccination", scope)

@@ -71,9 +71,10 @@ async def open_database(
     from storage.services import build_services
 
     engine = create_engine(settings.sandbox_database_url)
-    services = build_services(engine, Clock(tz=settings.tz), translate=t)
     # The district report's cover from the same settings as `schoolbot report` and `schoolbot run`.
-    services.reports.cover = settings.report_cover()
+    services = build_services(
+        engine, Clock(tz=settings.tz), translate=t, report_cover=settings.report_cover()
+    )
     try:
         await upgrade(engine)
         staff = await services.staff.list_staff()

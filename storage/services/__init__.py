@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from exports.labels import Translate
 from storage.clock import Clock
+from storage.schemas.reports import ReportCover
 from storage.services.donations import DonationService
 from storage.services.drafts import DraftService
 from storage.services.entries import EntryService
@@ -56,10 +57,13 @@ def build_services(
     translate: Translate | None = None,
     report_executor: str = "process",
     report_chunk_rows: int = 1_000,
+    report_cover: ReportCover | None = None,
+    report_max_concurrent: int = 2,
 ) -> Services:
     """`translate`: the catalogue's translator (`bot.texts.t`), for the services that write workbooks;
-    `report_executor`, `report_chunk_rows`: the `ReportService`'s writer ("process" or "thread") and
-    fetch size, fixed when it is built."""
+    `report_executor`, `report_chunk_rows`, `report_cover`, `report_max_concurrent`: the
+    `ReportService`'s writer ("process" or "thread"), fetch size, district cover (from settings:
+    `Settings.report_cover()`) and how many reports it writes at once, fixed when it is built."""
     from storage.db import create_sessionmaker
 
     sessionmaker = create_sessionmaker(engine)
@@ -79,7 +83,12 @@ def build_services(
         entries=EntryService(*args),
         imports=ImportService(*args, translate=translate),
         reports=ReportService(
-            *args, translate=translate, executor=report_executor, chunk_rows=report_chunk_rows
+            *args,
+            translate=translate,
+            executor=report_executor,
+            chunk_rows=report_chunk_rows,
+            cover=report_cover,
+            max_concurrent=report_max_concurrent,
         ),
         rounds=RoundService(*args, translate=translate),
         faq=FaqService(*args),

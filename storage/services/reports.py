@@ -121,10 +121,7 @@ def check_scope(
 
 
 class ReportService(ServiceBase):
-    max_concurrent: int = 2
     progress_step: float = 0.02  # call `progress` again after this share of the rows
-    # The cover's signer, document symbol and place (the bot and the CLI set it from settings).
-    cover: ReportCover = ReportCover()
 
     _slots: asyncio.Semaphore | None = None
 
@@ -136,15 +133,23 @@ class ReportService(ServiceBase):
         translate: Translate | None = None,
         executor: str = "process",
         chunk_rows: int = 1_000,
+        cover: ReportCover | None = None,
+        max_concurrent: int = 2,
     ) -> None:
         """`executor`: where the workbook is written, "process" (a worker process) or "thread";
-        `chunk_rows`: how many rows of a long list are fetched at a time. Both are fixed for the
+        `chunk_rows`: how many rows of a long list are fetched at a time; `cover`: the district
+        report's signer, document symbol and place (the bot, the CLI and the sandbox read it from
+        settings); `max_concurrent`: how many reports are written at once. All are fixed for the
         service's life (read-only): a caller wanting another builds the service with it."""
         super().__init__(sessionmaker, clock, translate=translate)
         if executor not in ("process", "thread"):
             raise ValueError(f"executor must be 'process' or 'thread', not {executor!r}")
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be at least 1, not {max_concurrent}")
         self._executor = executor
         self._chunk_rows = chunk_rows
+        self._cover = cover if cover is not None else ReportCover()
+        self._max_concurrent = max_concurrent
 
     @property
     def executor(self) -> str:
@@ -153,6 +158,14 @@ class ReportService(ServiceBase):
     @property
     def chunk_rows(self) -> int:
         return self._chunk_rows
+
+    @property
+    def cover(self) -> ReportCover:
+        return self._cover
+
+    @property
+    def max_concurrent(self) -> int:
+        return self._max_concurrent
 
     # -- choices for the chat ----------------------------------------------------------------------
 
