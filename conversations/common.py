@@ -1,12 +1,15 @@
 """What every flow shares: drafts written on every step, resume, cancel, timeout, access checks.
 
-A flow subclasses `Flow`, names its states in an `enum.IntEnum`, and writes three kinds of method:
-`begin` (the first question), `prompt` (send the question of a state), and step callbacks that read
-the answer, call a schema or service, and return `await turn.ask(NextState)` — or `turn.retry(error)`
-to stay at the same step with a message that says how to fix the answer. `turn.ask` writes the draft
-(step and answers) to the database before it sends the question, so a restart loses nothing. A flow
-whose summary offers «Edit» subclasses `EditableFlow`, which answers the summary's and the edit
-list's buttons.
+A flow subclasses `Flow[ItsAnswers]`, names its states in an `enum.IntEnum`, types its answers as an
+`Answers` model (`answers_model`), and declares every state once in `windows()`: a `Window` holds the
+state's question (a method that sends it, used on entering the state, on resume and after restarts)
+and the handlers of its answers (`on_text`, `on_button`, `on_photo`, `on_document`). `begin` asks the
+first question; a handler reads the answer, calls a schema or service, sets `turn.answers.<field>` and
+returns `await turn.ask(NextState)` — or `turn.retry(error)` to stay at the same step with a message
+that says how to fix the answer. `turn.ask` writes the draft (the answers and the framework's
+`DraftMeta`) to the database before it sends the question, so a restart loses nothing. A flow whose
+summary offers «Edit» subclasses `EditableFlow`, whose `summary_windows` answer the summary's and the
+edit list's buttons.
 """
 
 from __future__ import annotations
