@@ -77,8 +77,7 @@ from storage.models import (
 )
 from storage.repositories.students import shown_student_code
 from storage.rules.devices import MEETS_NEED
-
-PROGRAM_GROUPS = (PriorityGroup.POOR, PriorityGroup.NEAR_POOR, PriorityGroup.COVID_ORPHAN)
+from storage.rules.needs import PROGRAM_GROUPS
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Rules of the directive (No. 1128/GDĐT) as code, each written once, pure (plain values in, a verdict
 out; no database, no chat): `timeliness` (the day of an event, the 1-day and 5-day rules, a late
-submission), `devices` (batches, handovers, loans), `vaccines` (doses), `reminders` (a round's
-reminders), `roles` (who reviews which schools); `findings` (what a rule says), `dates` and `numbers`
-(the one place that spells days, times and figures for display). Here: the programme's name and a
-round's label; the timeliness names stay importable from here."""
+submission), `devices` (batches, handovers, loans), `needs` (the programme's priority groups),
+`vaccines` (doses), `reminders` (a round's reminders), `roles` (who reviews which schools); `findings`
+(what a rule says), `dates` and `numbers` (the one place that spells days, times and figures for
+display). Here: the programme's name and a round's label; the timeliness names stay importable from
+here."""
 
 from __future__ import annotations
 
