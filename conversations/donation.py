@@ -182,7 +182,7 @@ class DonationFlow(EditableFlow[DonationAnswers]):
         await turn.reply(turn.text("devices.donation.source_question"), rows(*[[o] for o in options]))
 
     async def ask_donor(self, turn: Ask) -> None:
-        donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
+        donors = await turn.context.services.donations.donors(turn.school_id)
         query = turn.answers.donor_query
         if query:
             donors = matching_donors(donors, query)
@@ -303,7 +303,7 @@ class DonationFlow(EditableFlow[DonationAnswers]):
         return await turn.advance(Step.RECEIVED)
 
     async def on_donor(self, turn: Ask) -> int | None:
-        donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
+        donors = await turn.context.services.donations.donors(turn.school_id)
         donor = next((d for d in donors if str(d.id) == turn.answer), None)
         if donor is None:
             raise DomainError("devices.donor_not_found")
@@ -319,7 +319,7 @@ class DonationFlow(EditableFlow[DonationAnswers]):
         query = clean_text(turn.answer, max_length=MAX_DONOR_NAME, required=True)
         if names_the_programme(query):
             return await self._program_chosen(turn, query)
-        donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
+        donors = await turn.context.services.donations.donors(turn.school_id)
         found = matching_donors(donors, query)
         if len(found) == 1:
             return await self._donor_chosen(turn, found[0])
@@ -348,7 +348,7 @@ class DonationFlow(EditableFlow[DonationAnswers]):
         name = clean_text(turn.answer, max_length=MAX_DONOR_NAME, required=True)
         if names_the_programme(name):
             return await self._program_chosen(turn, name)
-        known = await turn.context.services.donations.donor_by_name(turn.staff.school_id or 0, name)
+        known = await turn.context.services.donations.donor_by_name(turn.school_id, name)
         if known is not None:  # already in the list: take it rather than refuse
             await turn.reply(turn.text("devices.donation.donor_known", name=html.escape(known.name)))
             return await self._donor_chosen(turn, known)
@@ -381,7 +381,7 @@ class DonationFlow(EditableFlow[DonationAnswers]):
     async def on_received(self, turn: Ask) -> int | None:
         received_on = parse_picked_date(turn)
         # Known once dated: a batch of a locked period is refused here, before the other questions.
-        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "devices", received_on)
+        await turn.context.services.rounds.check_entry_day(turn.school_id, "devices", received_on)
         turn.answers.received_on = received_on
         return await turn.advance(Step.QUANTITY)
 
@@ -410,7 +410,7 @@ class DonationFlow(EditableFlow[DonationAnswers]):
         return await turn.advance(Step.PHOTO)
 
     async def on_confirm(self, turn: Ask) -> int | None:
-        services, school_id, answers = turn.context.services, turn.staff.school_id or 0, turn.answers
+        services, school_id, answers = turn.context.services, turn.school_id, turn.answers
         donor_id = answers.donor_id
         if answers.source is DonationSource.OTHER and donor_id is None:
             new = DonorIn.model_validate(

@@ -181,9 +181,7 @@ class ReturnFlow(Flow[ReturnAnswers]):
         return await turn.ask(Step.LOAN)
 
     async def on_loan(self, turn: Ask) -> int | None:
-        loan = await turn.context.services.handovers.get_handover(
-            int(turn.answer), school_id=turn.staff.school_id or 0
-        )
+        loan = await turn.context.services.handovers.get_handover(int(turn.answer), school_id=turn.school_id)
         return await self._chosen(turn, loan)
 
     async def _chosen(self, turn: Ask, loan: HandoverOut) -> int | None:
@@ -199,7 +197,7 @@ class ReturnFlow(Flow[ReturnAnswers]):
         returned_on = parse_picked_date(turn)
         assert turn.answers.handed_on is not None  # the loan is chosen first
         turn.context.services.handovers.check_returned_on(returned_on, turn.answers.handed_on)
-        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "devices", returned_on)
+        await turn.context.services.rounds.check_entry_day(turn.school_id, "devices", returned_on)
         turn.answers.returned_on = returned_on
         return await turn.ask(Step.SUMMARY)
 
@@ -209,7 +207,7 @@ class ReturnFlow(Flow[ReturnAnswers]):
         loan = await turn.context.services.handovers.return_loan(
             answers.handover_id,
             answers.returned_on,
-            school_id=turn.staff.school_id or 0,
+            school_id=turn.school_id,
             actor_id=turn.staff.id,
         )
         text = turn.text(
@@ -223,7 +221,7 @@ class ReturnFlow(Flow[ReturnAnswers]):
         return await turn.finish(text)
 
     async def _loans(self, turn: Ask) -> list[HandoverOut]:
-        return await turn.context.services.handovers.open_loans(turn.staff.school_id or 0)
+        return await turn.context.services.handovers.open_loans(turn.school_id)
 
 
 def build_return_conversation() -> ReturnFlow:

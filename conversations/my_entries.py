@@ -457,7 +457,7 @@ class MyEntriesFlow(Flow[MyAnswers]):
         if name == "source":
             return [(s.value, turn.text(f"devices.source.{s.value}")) for s in DonationSource]
         if name == "donor_id":
-            donors = await turn.context.services.donations.donors(turn.staff.school_id or 0)
+            donors = await turn.context.services.donations.donors(turn.school_id)
             return [(str(d.id), d.name) for d in donors]
         if name == "device_type":
             return [(d.value, turn.text(f"devices.device_type.{d.value}")) for d in DeviceType]
@@ -679,7 +679,7 @@ class MyEntriesFlow(Flow[MyAnswers]):
 
     async def _save(self, turn: Ask, *, force: bool) -> int | None:
         answers = turn.answers
-        services, school_id, actor_id = turn.context.services, turn.staff.school_id or 0, turn.staff.id
+        services, school_id, actor_id = turn.context.services, turn.school_id, turn.staff.id
         field = self._field(turn)
         before = await self._shown_record(turn, await self._record(turn), field)
         change = self._change(turn, field, answers.raw)
@@ -718,7 +718,7 @@ class MyEntriesFlow(Flow[MyAnswers]):
         return await turn.finish_saved(text, late=late)
 
     async def on_delete_confirmed(self, turn: Ask) -> int | None:
-        services, school_id, actor_id = turn.context.services, turn.staff.school_id or 0, turn.staff.id
+        services, school_id, actor_id = turn.context.services, turn.school_id, turn.staff.id
         kind, record_id = turn.answers.kind, self._record_id(turn)
         try:
             if kind == "batch":
@@ -746,7 +746,7 @@ class MyEntriesFlow(Flow[MyAnswers]):
         return field_of(turn.answers.kind or "", turn.answers.field or "")
 
     async def _record(self, turn: Ask) -> Record:
-        services, school_id = turn.context.services, turn.staff.school_id or 0
+        services, school_id = turn.context.services, turn.school_id
         kind, record_id = turn.answers.kind, self._record_id(turn)
         if kind == "batch":
             return await services.donations.get_batch(record_id, school_id=school_id)

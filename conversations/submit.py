@@ -100,7 +100,7 @@ class SubmitFlow(Flow[SubmitAnswers]):
         return turn.answers.round_id
 
     async def _submissions(self, turn: Ask) -> list[SubmissionOut]:
-        rounds, school_id = turn.context.services.rounds, turn.staff.school_id or 0
+        rounds, school_id = turn.context.services.rounds, turn.school_id
         return [
             await rounds.submission(self._round_id(turn), track, school_id=school_id)
             for track in SubmissionTrack
@@ -145,9 +145,7 @@ class SubmitFlow(Flow[SubmitAnswers]):
         services, language = turn.context.services, turn.language
         deadline = await self._deadline(turn)
         submissions = await self._submissions(turn)
-        figures = await services.rounds.school_figures(
-            self._round_id(turn), school_id=turn.staff.school_id or 0
-        )
+        figures = await services.rounds.school_figures(self._round_id(turn), school_id=turn.school_id)
         by_track = {s.track: s for s in submissions}
         tracks = turn.answers.tracks or []
         lines: list[str] = []
@@ -195,7 +193,7 @@ class SubmitFlow(Flow[SubmitAnswers]):
         for track in turn.answers.tracks or []:
             try:
                 result = await context.services.rounds.submit(
-                    self._round_id(turn), track, school_id=staff.school_id or 0, actor_id=staff.id
+                    self._round_id(turn), track, school_id=staff.own_school_id, actor_id=staff.id
                 )
             except DomainError as exc:
                 lines.append(

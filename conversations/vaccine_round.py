@@ -159,13 +159,13 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
         }
 
     async def begin(self, turn: Ask) -> int:
-        classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
+        classes = await turn.context.services.students.classes(turn.school_id)
         if not classes:
             return await turn.finish(turn.text("vaccines.round.no_classes"))
         return await turn.ask(Step.CLASS)
 
     async def ask_class(self, turn: Ask) -> None:
-        classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
+        classes = await turn.context.services.students.classes(turn.school_id)
         options = [
             (
                 turn.text("vaccines.round.class_button", class_name=c.class_name, count=c.student_count),
@@ -223,9 +223,7 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
         return turn.text("vaccines.round.dose_short", dose_number=number)
 
     async def _roster(self, turn: Ask) -> list[RosterStudent]:
-        return await turn.context.services.vaccines.class_roster(
-            turn.staff.school_id or 0, self._class_name(turn)
-        )
+        return await turn.context.services.vaccines.class_roster(turn.school_id, self._class_name(turn))
 
     def _tick_view(self, turn: Ask, roster: list[RosterStudent]) -> tuple[str, InlineKeyboardMarkup]:
         answers = turn.answers
@@ -312,9 +310,7 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
         roster = await self._roster(turn)
         numbers = {s.student_id: n for n, s in enumerate(roster, start=1)}
         try:
-            preview = await turn.context.services.vaccines.preview_round(
-                turn.staff.school_id or 0, self._round_in(turn)
-            )
+            preview = await turn.context.services.vaccines.preview_round(turn.school_id, self._round_in(turn))
         except (DomainError, ValidationError) as exc:  # wrong for the whole round (e.g. records locked)
             reason = finding_text(exc, turn.language)
             await turn.reply(turn.text("vaccines.round.blocked", reason=reason), edit_or_cancel)
@@ -349,7 +345,7 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
 
     async def on_class(self, turn: Ask) -> int | None:
         wanted = turn.answer if turn.update.callback_query is not None else clean_class_name(turn.answer)
-        classes = await turn.context.services.students.classes(turn.staff.school_id or 0)
+        classes = await turn.context.services.students.classes(turn.school_id)
         if not any(c.class_name == wanted for c in classes):
             return await turn.retry(turn.text("vaccines.round.class_unknown", class_name=html.escape(wanted)))
         answers = turn.answers
@@ -364,7 +360,7 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
     async def on_date(self, turn: Ask) -> int | None:
         given_on = parse_picked_date(turn)
         # Known once dated: a round of a locked period is refused here, before the other questions.
-        await turn.context.services.rounds.check_entry_day(turn.staff.school_id or 0, "vaccines", given_on)
+        await turn.context.services.rounds.check_entry_day(turn.school_id, "vaccines", given_on)
         turn.answers.given_on = given_on
         return await turn.advance(Step.PRODUCT)
 
@@ -472,7 +468,7 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
         roster = await self._roster(turn)
         numbers = {s.student_id: n for n, s in enumerate(roster, start=1)}
         result = await turn.context.services.vaccines.record_round(
-            turn.staff.school_id or 0,
+            turn.school_id,
             self._round_in(turn),
             actor_id=turn.staff.id,
             request_key=turn.request_key,
