@@ -30,4 +30,3 @@ class RecentEntry(BaseModel):
     editable: bool = True
     locked_round: str | None = None
     refusal: Finding | None = None
-
