@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import Table, insert, select
 
 from storage.enums import AuditAction, Gender, PriorityGroup
@@ -135,11 +136,15 @@ async def test_history_shows_the_students_an_import_created_and_changed(services
     assert [(c.field, c.old.value, c.new.value) for c in changed.changes] == [("class_name", "3A1", "3A2")]
 
 
-async def test_students_looked_up_by_many_codes_in_one_statement(services: Services) -> None:
-    """`rows_by_codes` takes any number of codes in one bound value (more than the 500 per statement
-    the `IN (…)` of literals took), codes of any school, unknown codes left out."""
+@pytest.mark.parametrize("chunk", [5_000, 500])
+async def test_students_looked_up_by_many_codes_in_one_statement(
+    services: Services, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """`rows_by_codes` takes thousands of codes in one bound value (more than the 500 per statement
+    the `IN (…)` of literals took), codes of any school, unknown codes left out, across chunks."""
     from storage.repositories import students as students_repo
 
+    monkeypatch.setattr(students_repo, "CODE_CHUNK", chunk)
     world = await make_world(services)
     async with services.sessionmaker.begin() as session:
         await session.execute(

@@ -30,6 +30,7 @@ from storage.models import Student
 from storage.schemas.students import PROVISIONAL_CODE_PREFIX
 from storage.text import fold, nfc
 
+CODE_CHUNK = 5_000  # codes per statement of `rows_by_codes`
 _CODE_CHARS = re.compile(r"[0-9A-Z._\-]+")
 
 
@@ -131,15 +132,21 @@ def _in_school_query(for_update: bool) -> Select[Student]:
 async def rows_by_codes(session: AsyncSession, codes: Iterable[str]) -> dict[str, Row[Any]]:
     """Students of any school by code, as plain rows of every column (`row.code`, `row.school_id`, …):
     an import of 50,000 rows compares them and lets them go, so no ORM object is built for them.
-    One statement for any number of codes, the codes in one bound value (`_by_codes`)."""
+    A statement per `CODE_CHUNK` codes, bound as one value (`_by_codes`); chunked only so that the
+    driver's raw rows of one statement and their `Row`s are not all held at once."""
     wanted = sorted(set(codes))
+    found: dict[str, Row[Any]] = {}
     if not wanted:
-        return {}
+        return found
     connection = await session.connection()
     postgres = connection.dialect.name == "postgresql"
-    value: Any = wanted if postgres else json.dumps(wanted)
-    result = await session.execute(_by_codes(postgres), {"codes": value})
-    return {row.code: row for row in result}
+    statement = _by_codes(postgres)
+    for start in range(0, len(wanted), CODE_CHUNK):
+        chunk = wanted[start : start + CODE_CHUNK]
+        result = await session.execute(statement, {"codes": chunk if postgres else json.dumps(chunk)})
+        for row in result:
+            found[row.code] = row
+    return found
 
 
 @functools.cache
@@ -147,7 +154,8 @@ def _by_codes(postgres: bool) -> Select[Any]:
     """Students whose code is in the bound list: `code = ANY(:codes)` (an array) on PostgreSQL,
     `code IN (SELECT value FROM json_each(:codes))` (a JSON array) on SQLite — one statement and one
     parameter, where an `IN (…)` of literal values needed a statement per 500 codes (both databases
-    cap the parameters of one statement). Either probes the unique index on code."""
+    cap the parameters of one statement) and SQLAlchemy expanded each. Either probes the unique
+    index on code."""
     table = Student.__table__
     if postgres:
         condition = table.c.code == any_(bindparam("codes", type_=ARRAY(String)))
