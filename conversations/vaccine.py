@@ -28,17 +28,14 @@ from conversations.widgets.student_picker import (
     student_of,
 )
 from conversations.widgets.vaccine_choices import (
-    ProductAnswers,
+    DoseChoiceAnswers,
+    ProductAndPlace,
+    ProductStates,
     check_dose_number,
-    chosen_place,
-    chosen_product,
     finding_text,
-    other_product_name,
-    place_keyboard,
     place_label,
     product_keyboard,
     products_of,
-    remember_product,
     shown_product,
     typed_dose_number,
 )
@@ -76,11 +73,10 @@ class Step(enum.IntEnum):
     EDIT = 13
 
 
-class DoseAnswers(StudentAnswers, ProductAnswers):
+class DoseAnswers(StudentAnswers, DoseChoiceAnswers):
     dose_number: int | None = None
     given_on: date | None = None
-    place: DosePlace | None = None
-    derived = StudentAnswers.derived | ProductAnswers.derived
+    derived = StudentAnswers.derived | DoseChoiceAnswers.derived
 
 
 Ask = Turn[DoseAnswers]
@@ -105,6 +101,12 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
         self.picker = StudentPicker(
             self, states, self.on_student, prompt_key="vaccines.dose.student_question"
         )
+        self.choices = ProductAndPlace(
+            self,
+            ProductStates(Step.PRODUCT, Step.PRODUCT_NAME, Step.PLACE, following=Step.SUMMARY),
+            ask_product=self.ask_product,
+            check=self._check_product,
+        )
 
     # --- the states: each question with the answers it takes --------------------------------------
 
@@ -118,14 +120,7 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
             Step.DATE: Window(
                 self.ask_date, [self.on_button("date:", self.on_date), self.on_text(self.on_date)]
             ),
-            Step.PRODUCT: Window(
-                self.ask_product,
-                [self.on_button(r"product:\d+$", self.on_product), self.on_text(self.on_product)],
-            ),
-            Step.PRODUCT_NAME: Window(self.ask_product_name, [self.on_text(self.on_product_name)]),
-            Step.PLACE: Window(
-                self.ask_place, [self.on_button(r"place:\w+$", self.on_place), self.on_text(self.on_place)]
-            ),
+            **self.choices.windows(),
             **self.summary_windows(self.show_summary, typed=press),
             Step.WARNINGS: Window(
                 self.show_warnings,
@@ -148,12 +143,6 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
         assert turn.answers.given_on is not None  # the date is asked first
         text = turn.text("vaccines.dose.product_question", given_on=show_date(turn.answers.given_on))
         await turn.reply(text, await product_keyboard(turn, self))
-
-    async def ask_product_name(self, turn: Ask) -> None:
-        await turn.reply(turn.text("vaccines.product_name_question"))
-
-    async def ask_place(self, turn: Ask) -> None:
-        await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, turn.language))
 
     async def ask_dose(self, turn: Ask) -> None:
         services, school_id = turn.context.services, turn.school_id
@@ -280,26 +269,6 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
         await self._check_date(turn, given_on)
         turn.answers.given_on = given_on
         return await turn.advance(Step.PRODUCT)
-
-    async def on_product(self, turn: Ask) -> int | None:
-        product = await chosen_product(turn)
-        remember_product(turn.answers, product)
-        if product.needs_name:
-            return await turn.ask(Step.PRODUCT_NAME)
-        await self._check_product(turn)
-        return await turn.advance(Step.PLACE)
-
-    async def on_product_name(self, turn: Ask) -> int | None:
-        turn.answers.product_other_name = other_product_name(turn)
-        await self._check_product(turn)
-        return await turn.advance(Step.PLACE)
-
-    async def on_place(self, turn: Ask) -> int | None:
-        place = chosen_place(turn)
-        if place is None:
-            return await turn.retry(turn.text("vaccines.place_hint"))
-        turn.answers.place = place
-        return await turn.advance(Step.SUMMARY)
 
     async def on_confirm(self, turn: Ask) -> int | None:
         try:

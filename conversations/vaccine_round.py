@@ -28,16 +28,13 @@ from conversations.common import EditableFlow, Turn, Window, Windows, option_row
 from conversations.widgets.date_picker import parse_picked_date
 from conversations.widgets.messages import pack_lines, send_lines
 from conversations.widgets.vaccine_choices import (
-    ProductAnswers,
+    DoseChoiceAnswers,
+    ProductAndPlace,
+    ProductStates,
     check_dose_number,
-    chosen_place,
-    chosen_product,
     finding_text,
-    other_product_name,
-    place_keyboard,
     place_label,
     product_keyboard,
-    remember_product,
     shown_product,
     typed_dose_number,
 )
@@ -66,14 +63,13 @@ class Step(enum.IntEnum):
     EDIT = 9
 
 
-class VaccineRoundAnswers(ProductAnswers):
+class VaccineRoundAnswers(DoseChoiceAnswers):
     class_name: str | None = None
     given_on: date | None = None
-    place: DosePlace | None = None
     dose_number: int | None = None  # None: each student's own next dose
     ticked: list[int] = []  # student ids, in class-list order
     page: int = 1  # the page of the class list shown
-    derived = ProductAnswers.derived | {"product", "product_needs_name", "page"}
+    derived = DoseChoiceAnswers.derived | {"page"}
 
 
 Ask = Turn[VaccineRoundAnswers]
@@ -122,6 +118,13 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
     edit_texts = "vaccines"
     answers_model = VaccineRoundAnswers
 
+    def __init__(self) -> None:
+        self.choices = ProductAndPlace(
+            self,
+            ProductStates(Step.PRODUCT, Step.PRODUCT_NAME, Step.PLACE, following=Step.DOSE),
+            ask_product=self.ask_product,
+        )
+
     # --- the states: each question with the answers it takes --------------------------------------
 
     def windows(self) -> Windows[VaccineRoundAnswers]:
@@ -133,14 +136,7 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
             Step.DATE: Window(
                 self.ask_date, [self.on_button("date:", self.on_date), self.on_text(self.on_date)]
             ),
-            Step.PRODUCT: Window(
-                self.ask_product,
-                [self.on_button(r"product:\d+$", self.on_product), self.on_text(self.on_product)],
-            ),
-            Step.PRODUCT_NAME: Window(self.ask_product_name, [self.on_text(self.on_product_name)]),
-            Step.PLACE: Window(
-                self.ask_place, [self.on_button(r"place:\w+$", self.on_place), self.on_text(self.on_place)]
-            ),
+            **self.choices.windows(),
             Step.DOSE: Window(
                 self.ask_dose, [self.on_button(r"dose:\w+$", self.on_dose), self.on_text(self.on_dose)]
             ),
@@ -186,12 +182,6 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
             given_on=self._given_on(turn),
         )
         await turn.reply(text, await product_keyboard(turn, self))
-
-    async def ask_product_name(self, turn: Ask) -> None:
-        await turn.reply(turn.text("vaccines.product_name_question"))
-
-    async def ask_place(self, turn: Ask) -> None:
-        await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self, turn.language))
 
     async def ask_dose(self, turn: Ask) -> None:
         numbers = [
@@ -363,24 +353,6 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
         await turn.context.services.rounds.check_entry_day(turn.school_id, "vaccines", given_on)
         turn.answers.given_on = given_on
         return await turn.advance(Step.PRODUCT)
-
-    async def on_product(self, turn: Ask) -> int | None:
-        product = await chosen_product(turn)
-        remember_product(turn.answers, product)
-        if product.needs_name:
-            return await turn.ask(Step.PRODUCT_NAME)
-        return await turn.advance(Step.PLACE)
-
-    async def on_product_name(self, turn: Ask) -> int | None:
-        turn.answers.product_other_name = other_product_name(turn)
-        return await turn.advance(Step.PLACE)
-
-    async def on_place(self, turn: Ask) -> int | None:
-        place = chosen_place(turn)
-        if place is None:
-            return await turn.retry(turn.text("vaccines.place_hint"))
-        turn.answers.place = place
-        return await turn.advance(Step.DOSE)
 
     async def on_dose(self, turn: Ask) -> int | None:
         if turn.update.callback_query is not None and turn.answer == NEXT:

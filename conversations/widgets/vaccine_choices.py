@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 from telegram import InlineKeyboardMarkup
@@ -14,7 +16,7 @@ from telegram import InlineKeyboardMarkup
 from bot.errors import render_error
 from bot.keyboards import rows
 from bot.texts import t
-from conversations.common import Answers, Flow, Turn, option_rows
+from conversations.common import Answers, Flow, Question, Turn, Window, option_rows
 from storage.enums import DosePlace
 from storage.errors import DomainError
 from storage.schemas.parsing import clean_text
@@ -34,6 +36,82 @@ class ProductAnswers(Answers):
     product_needs_name: bool | None = None  # the "other" product: its name is typed
     product_other_name: str | None = None
     derived = Answers.derived | {"product", "product_needs_name"}  # the list's name, kept to show it
+
+
+class DoseChoiceAnswers(ProductAnswers):
+    """Answers of a flow that asks for the product and the place of a dose (`ProductAndPlace`)."""
+
+    place: DosePlace | None = None
+
+
+@dataclass(frozen=True)
+class ProductStates:
+    """The flow's state numbers the product-and-place questions use, and the state after them."""
+
+    product: int
+    product_name: int
+    place: int
+    following: int
+
+
+D = TypeVar("D", bound=DoseChoiceAnswers)
+
+
+class ProductAndPlace(Generic[D]):
+    """The product (tapped, or typed part of its name; the "other" product asks for its name) and
+    the place of a dose, as /vaccine and /vaccine_round ask them. The flow gives its own product
+    question (`ask_product`) and, optionally, a check of the chosen product said at once (`check`)."""
+
+    def __init__(
+        self,
+        flow: Flow[Any],
+        states: ProductStates,
+        *,
+        ask_product: Question[D],
+        check: Callable[[Turn[D]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.flow, self.states = flow, states
+        self.ask_product, self.check = ask_product, check
+
+    def windows(self) -> dict[int, Window[D]]:
+        f, s = self.flow, self.states
+        return {
+            s.product: Window(
+                self.ask_product, [f.on_button(r"product:\d+$", self._product), f.on_text(self._product)]
+            ),
+            s.product_name: Window(self._ask_product_name, [f.on_text(self._product_name)]),
+            s.place: Window(
+                self._ask_place, [f.on_button(r"place:\w+$", self._place), f.on_text(self._place)]
+            ),
+        }
+
+    async def _ask_product_name(self, turn: Turn[D]) -> None:
+        await turn.reply(turn.text("vaccines.product_name_question"))
+
+    async def _ask_place(self, turn: Turn[D]) -> None:
+        await turn.reply(turn.text("vaccines.place_question"), place_keyboard(self.flow, turn.language))
+
+    async def _product(self, turn: Turn[D]) -> int | None:
+        product = await chosen_product(turn)
+        remember_product(turn.answers, product)
+        if product.needs_name:
+            return await turn.ask(self.states.product_name)
+        if self.check is not None:
+            await self.check(turn)
+        return await turn.advance(self.states.place)
+
+    async def _product_name(self, turn: Turn[D]) -> int | None:
+        turn.answers.product_other_name = other_product_name(turn)
+        if self.check is not None:
+            await self.check(turn)
+        return await turn.advance(self.states.place)
+
+    async def _place(self, turn: Turn[D]) -> int | None:
+        place = chosen_place(turn)
+        if place is None:
+            return await turn.retry(turn.text("vaccines.place_hint"))
+        turn.answers.place = place
+        return await turn.advance(self.states.following)
 
 
 def place_label(place: DosePlace | str, language: str) -> str:
