@@ -34,6 +34,7 @@ from storage.enums import (
     PriorityGroup,
 )
 from storage.errors import DomainError
+from storage.schemas.yaml_safe import load_no_aliases
 from storage.text import fold_key
 
 LAYOUT_DIR = Path(__file__).resolve().parent.parent / "data" / "csdl"
@@ -345,16 +346,6 @@ class CsdlLayoutSpec(BaseModel):
         return self.words.get(spec.words or "", {}).get(value)
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without aliases: a layout has no use for them, and they make "billion laughs" possible."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
-            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", event.start_mark)
-        return super().compose_node(parent, index)
-
-
 def parse_layout(text: str | bytes, menu: CsdlMenu | None = None) -> CsdlLayoutSpec:
     """A layout file, validated; `menu` (when given) must be the file's."""
     if isinstance(text, bytes):
@@ -365,7 +356,7 @@ def parse_layout(text: str | bytes, menu: CsdlMenu | None = None) -> CsdlLayoutS
         except UnicodeDecodeError as exc:
             raise DomainError("csdl.layout_invalid", problem="not UTF-8 text") from exc
     try:
-        data = yaml.load(text, Loader=_NoAliasLoader)
+        data = load_no_aliases(text)  # a layout has no use for aliases
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

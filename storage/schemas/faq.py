@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from storage.errors import DomainError
 from storage.schemas.parsing import clean_name, clean_text
+from storage.schemas.yaml_safe import load_no_aliases
 from storage.text import fold_key, nfc
 
 # Topics for browsing (/faq); their titles are catalogue texts `faq.topic.<topic>`. Order = menu order.
@@ -355,19 +356,9 @@ def _contact_from_row(number: int, row: dict[str, Any]) -> ContactIn:
 # --- YAML -------------------------------------------------------------------------------------------
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """Safe YAML without anchors and aliases: an uploaded file cannot expand into a huge structure."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
-            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", event.start_mark)
-        return super().compose_node(parent, index)
-
-
 def load_yaml(text: str) -> Any:
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
+        return load_no_aliases(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 0
