@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -140,32 +140,17 @@ class ReportService(ServiceBase):
         `chunk_rows`: how many rows of a long list are fetched at a time; `cover`: the district
         report's signer, document symbol and place (the bot, the CLI and the sandbox read it from
         settings); `max_concurrent`: how many reports are written at once. All are fixed for the
-        service's life (read-only): a caller wanting another builds the service with it."""
+        service's life (Final: the type checker refuses an assignment from outside); a caller wanting
+        another builds the service with it."""
         super().__init__(sessionmaker, clock, translate=translate)
         if executor not in ("process", "thread"):
             raise ValueError(f"executor must be 'process' or 'thread', not {executor!r}")
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, not {max_concurrent}")
-        self._executor = executor
-        self._chunk_rows = chunk_rows
-        self._cover = cover if cover is not None else ReportCover()
-        self._max_concurrent = max_concurrent
-
-    @property
-    def executor(self) -> str:
-        return self._executor
-
-    @property
-    def chunk_rows(self) -> int:
-        return self._chunk_rows
-
-    @property
-    def cover(self) -> ReportCover:
-        return self._cover
-
-    @property
-    def max_concurrent(self) -> int:
-        return self._max_concurrent
+        self.executor: Final = executor
+        self.chunk_rows: Final = chunk_rows
+        self.cover: Final = cover if cover is not None else ReportCover()
+        self.max_concurrent: Final = max_concurrent
 
     # -- choices for the chat ----------------------------------------------------------------------
 
