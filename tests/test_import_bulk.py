@@ -159,3 +159,25 @@ async def test_students_looked_up_by_many_codes_in_one_statement(
     assert set(found) == {f"MANY{n:05d}" for n in range(0, 1_200, 2)} | {"OTHER'S"}
     assert found["OTHER'S"].school_id == world.secondary_school_id
     assert found["MANY00002"].code == "MANY00002" and found["MANY00002"].grade == 3
+
+
+def test_full_collections_paused_while_imports_run_and_the_thresholds_come_back() -> None:
+    """Imports overlapping on the event loop share one pause (entered A, B; left A, B); the young
+    generations keep their thresholds; an error inside still gives the thresholds back."""
+    import gc
+
+    from storage.services.imports.plans.common import full_collections_paused
+
+    before = gc.get_threshold()
+    first, second = full_collections_paused(), full_collections_paused()
+    first.__enter__()
+    paused = gc.get_threshold()
+    assert paused[:2] == before[:2] and paused[2] > 10_000
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert gc.get_threshold() == paused  # the second import still runs
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before
+    with pytest.raises(ValueError), full_collections_paused():
+        raise ValueError
+    assert gc.get_threshold() == before

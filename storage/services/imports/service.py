@@ -32,7 +32,7 @@ from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_code
 from storage.services.base import ServiceBase
 from storage.services.imports.plans import PLANS
-from storage.services.imports.plans.common import _Plan
+from storage.services.imports.plans.common import _Plan, full_collections_paused
 
 # A checked upload waits this long for its confirmation.
 PENDING_HOURS = 24
@@ -145,9 +145,10 @@ class ImportService(ServiceBase):
         """The verdict of every row, writing nothing. With `stage_for` (a staff id) an upload with
         rows to write is kept in `pending_upload` until `confirm` (its id in `pending_id`)."""
         table = await self._read(scope, filename, content, limits)
-        async with self.sessionmaker() as session:
-            plan = await self._plan(session, scope, table)
-        check = plan.check(filename)
+        with full_collections_paused():
+            async with self.sessionmaker() as session:
+                plan = await self._plan(session, scope, table)
+            check = plan.check(filename)
         if stage_for is not None and check.counts.to_write:
             check.pending_id = await self._stage(stage_for, scope, table.kind, filename, content)
         return check
@@ -164,16 +165,17 @@ class ImportService(ServiceBase):
     ) -> ImportCheck:
         """Check and (unless `dry_run`) write the valid rows in one transaction (the command line)."""
         table = await self._read(scope, filename, content, limits)
-        if dry_run:
-            async with self.sessionmaker() as session:
-                return (await self._plan(session, scope, table)).check(filename)
-        try:
-            async with self.sessionmaker.begin() as session:
-                plan = await self._plan(session, scope, table, write=True)
-                await plan.apply(session, actor_id)
-        except IntegrityError as exc:
-            raise Conflict("excel.conflict") from exc
-        check = plan.check(filename)
+        with full_collections_paused():
+            if dry_run:
+                async with self.sessionmaker() as session:
+                    return (await self._plan(session, scope, table)).check(filename)
+            try:
+                async with self.sessionmaker.begin() as session:
+                    plan = await self._plan(session, scope, table, write=True)
+                    await plan.apply(session, actor_id)
+            except IntegrityError as exc:
+                raise Conflict("excel.conflict") from exc
+            check = plan.check(filename)
         check.written = True
         return check
 
@@ -183,19 +185,20 @@ class ImportService(ServiceBase):
         scope = await self.scope_for(staff)
         pending = await self._pending(pending_id, staff)
         table = await self._read(scope, pending.filename, pending.content, limits)
-        try:
-            async with self.sessionmaker.begin() as session:
-                held = await session.scalar(
-                    select(PendingUpload).where(PendingUpload.id == pending_id).with_for_update()
-                )
-                if held is None:
-                    raise DomainError("excel.pending.gone")
-                plan = await self._plan(session, scope, table, write=True)
-                await plan.apply(session, staff.id)
-                await session.delete(held)
-        except IntegrityError as exc:
-            raise Conflict("excel.conflict") from exc
-        check = plan.check(pending.filename)
+        with full_collections_paused():
+            try:
+                async with self.sessionmaker.begin() as session:
+                    held = await session.scalar(
+                        select(PendingUpload).where(PendingUpload.id == pending_id).with_for_update()
+                    )
+                    if held is None:
+                        raise DomainError("excel.pending.gone")
+                    plan = await self._plan(session, scope, table, write=True)
+                    await plan.apply(session, staff.id)
+                    await session.delete(held)
+            except IntegrityError as exc:
+                raise Conflict("excel.conflict") from exc
+            check = plan.check(pending.filename)
         check.written = True
         return check
 
