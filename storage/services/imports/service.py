@@ -144,8 +144,8 @@ class ImportService(ServiceBase):
     ) -> ImportCheck:
         """The verdict of every row, writing nothing. With `stage_for` (a staff id) an upload with
         rows to write is kept in `pending_upload` until `confirm` (its id in `pending_id`)."""
-        table = await self._read(scope, filename, content, limits)
         with full_collections_paused():
+            table = await self._read(scope, filename, content, limits)
             async with self.sessionmaker() as session:
                 plan = await self._plan(session, scope, table)
             check = plan.check(filename)
@@ -164,8 +164,8 @@ class ImportService(ServiceBase):
         dry_run: bool = False,
     ) -> ImportCheck:
         """Check and (unless `dry_run`) write the valid rows in one transaction (the command line)."""
-        table = await self._read(scope, filename, content, limits)
         with full_collections_paused():
+            table = await self._read(scope, filename, content, limits)
             if dry_run:
                 async with self.sessionmaker() as session:
                     return (await self._plan(session, scope, table)).check(filename)
@@ -184,8 +184,8 @@ class ImportService(ServiceBase):
         A second confirm (a double tap) finds the upload gone and writes nothing."""
         scope = await self.scope_for(staff)
         pending = await self._pending(pending_id, staff)
-        table = await self._read(scope, pending.filename, pending.content, limits)
         with full_collections_paused():
+            table = await self._read(scope, pending.filename, pending.content, limits)
             try:
                 async with self.sessionmaker.begin() as session:
                     held = await session.scalar(
