@@ -398,6 +398,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_thread(pid: int) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds of the process's threads, by thread name (threads of one name summed)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, tuple[float, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            text = (task / "stat").read_text()
+            name = text[text.index("(") + 1 : text.rindex(")")].rstrip("_0123456789")
+            fields = text.rsplit(")", 1)[1].split()
+            user, system = found.get(name, (0.0, 0.0))
+            found[name] = (user + int(fields[11]) / tick, system + int(fields[12]) / tick)
+    return found
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -426,6 +440,7 @@ async def main() -> None:
         "--chat-rate", type=float, default=0, help="CHAT_MAX_PER_SECOND of the bot (0: as shipped)"
     )
     parser.add_argument("--profile", default="", help="py-spy record the bot into this SVG/speedscope file")
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy's samples per second")
     args = parser.parse_args()
     if args.quick:
         args.staff, args.students = min(args.staff, 60), min(args.students, 2000)
@@ -493,18 +508,24 @@ async def main() -> None:
                 "--format",
                 {".json": "speedscope", ".txt": "raw"}.get(Path(args.profile).suffix, "flamegraph"),
                 "--nonblocking",
+                "--rate",
+                str(args.profile_rate),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
         calls_before = len(api.calls)
         cpu_before = cpu_seconds(process.pid)
+        threads_before = cpu_by_thread(process.pid)
         bench_cpu_before = time.process_time()
         began = time.monotonic()
         await asyncio.gather(*(t.run(args.rounds) for t in teachers))
         elapsed = time.monotonic() - began
         cpu = cpu_seconds(process.pid) - cpu_before
+        threads = cpu_by_thread(process.pid)
         bench_cpu = time.process_time() - bench_cpu_before
-        del calls_before
+        methods: dict[str, int] = {}
+        for call in api.calls[calls_before:]:
+            methods[call.method] = methods.get(call.method, 0) + 1
         if args.broadcast:
             deadline = time.monotonic() + 600
             while len(set(api.broadcast_times)) < args.broadcast and time.monotonic() < deadline:
@@ -526,6 +547,19 @@ async def main() -> None:
             f"bot CPU: {cpu:.1f} s, {cpu / max(1, len(taps)) * 1000:.2f} ms per update; "
             f"peak RSS {peak_rss_mb(process.pid):.0f} MB"
         )
+        per_update = 1000 / max(1, len(taps))
+        shares = []
+        for name, (user, system) in sorted(threads.items(), key=lambda item: -sum(item[1])):
+            user_before, system_before = threads_before.get(name, (0.0, 0.0))
+            user, system = user - user_before, system - system_before
+            if user + system >= 0.05:
+                shares.append(f"{name} {user * per_update:.2f} user + {system * per_update:.2f} sys")
+        print(f"  by thread (ms per update): {'; '.join(shares)}")
+        calls = ", ".join(
+            f"{name} {count / max(1, len(taps)):.2f}"
+            for name, count in sorted(methods.items(), key=lambda m: -m[1])
+        )
+        print(f"  Bot API calls per update: {calls}")
         print(
             f"the bench's own process (Bot API server, {args.staff} people): {bench_cpu:.1f} s CPU, "
             f"{bench_cpu / max(1, len(taps)) * 1000:.2f} ms per update"
