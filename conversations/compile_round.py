@@ -173,7 +173,11 @@ class CompileFlow(Flow[CompileAnswers]):
         await turn.reply(turn.text("rounds_chat.compile.building"))
         try:
             compiled, content = await services.rounds.compile(
-                answers.round_id, turn.staff.id, choice, [s.school_id for s in missing], language
+                answers.round_id,
+                actor_id=turn.staff.id,
+                choice=choice,
+                missing_school_ids_acknowledged=[s.school_id for s in missing],
+                language=language,
             )
         except DomainError as exc:
             failed = turn.text("rounds_chat.compile.failed", reason=error_text(exc, language))

@@ -419,7 +419,7 @@ class DonationFlow(EditableFlow[DonationAnswers]):
             # A second Confirm after a failed save finds the donor the first one added.
             donor = await services.donations.donor_by_name(school_id, new.name)
             if donor is None:
-                donor = await services.donations.add_donor(school_id, new, actor_id=turn.staff.id)
+                donor = await services.donations.add_donor(new, school_id=school_id, actor_id=turn.staff.id)
             donor_id = donor.id
         values = {
             "source": answers.source,
@@ -437,7 +437,7 @@ class DonationFlow(EditableFlow[DonationAnswers]):
         except ValidationError as exc:
             return await turn.retry(exc)
         batch = await services.donations.create_batch(
-            school_id, data, actor_id=turn.staff.id, request_key=turn.request_key
+            data, school_id=school_id, actor_id=turn.staff.id, request_key=turn.request_key
         )
         end = await turn.finish(self._saved_text(turn, batch))
         offer = turn.text("devices.donation.handover_offer", batch=batch.number)

@@ -219,7 +219,7 @@ class HandoverFlow(EditableFlow[HandoverAnswers]):
         if turn.answers.second_warning:  # said by the service on a Confirm
             return turn.answers.second_warning
         findings = await turn.context.services.handovers.check_handover(
-            turn.school_id, self._data(turn), source=turn.answers.source
+            self._data(turn), school_id=turn.school_id, source=turn.answers.source
         )
         return [render_error(finding.as_error(), turn.language) for finding in findings]
 
@@ -292,8 +292,8 @@ class HandoverFlow(EditableFlow[HandoverAnswers]):
         data = self._data(turn)
         try:
             handover = await turn.context.services.handovers.create_handover(
-                school_id,
                 data,
+                school_id=school_id,
                 actor_id=turn.staff.id,
                 request_key=turn.request_key,
                 confirm_second_program_device=confirm_second,

@@ -315,8 +315,8 @@ class NeedFlow(EditableFlow[NeedAnswers]):
         update = answers.update
         try:
             need = await turn.context.services.needs.record_need(
-                turn.school_id,
                 data,
+                school_id=turn.school_id,
                 actor_id=turn.staff.id,
                 request_key=turn.request_key,
                 update=update,

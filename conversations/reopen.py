@@ -60,7 +60,7 @@ class ReopenFlow(Flow[ReopenAnswers]):
             return await turn.finish(error_text(exc, turn.language))
         if current is None:
             return await turn.finish(turn.text("rounds_chat.no_round"))
-        approved = await rounds.approved_submissions(current.id, turn.staff.id)
+        approved = await rounds.approved_submissions(current.id, actor_id=turn.staff.id)
         if not approved:
             return await turn.finish(
                 turn.text("rounds_chat.reopen.none", round=esc(round_label(current.name)))
@@ -71,7 +71,9 @@ class ReopenFlow(Flow[ReopenAnswers]):
     async def ask_pick(self, turn: Ask) -> None:
         answers = turn.answers
         assert answers.round_id is not None
-        approved = await turn.context.services.rounds.approved_submissions(answers.round_id, turn.staff.id)
+        approved = await turn.context.services.rounds.approved_submissions(
+            answers.round_id, actor_id=turn.staff.id
+        )
         buttons = [
             [
                 (
@@ -98,7 +100,7 @@ class ReopenFlow(Flow[ReopenAnswers]):
         chosen = int(turn.answer)
         assert turn.answers.round_id is not None
         approved = await turn.context.services.rounds.approved_submissions(
-            turn.answers.round_id, turn.staff.id
+            turn.answers.round_id, actor_id=turn.staff.id
         )
         found = next((s for s in approved if s.id == chosen), None)
         if found is None:  # reopened or changed meanwhile: the list again
@@ -111,7 +113,9 @@ class ReopenFlow(Flow[ReopenAnswers]):
         services, language = turn.context.services, turn.language
         assert turn.answers.submission_id is not None
         try:
-            outcome = await services.rounds.reopen(turn.answers.submission_id, turn.staff.id, turn.answer)
+            outcome = await services.rounds.reopen(
+                turn.answers.submission_id, actor_id=turn.staff.id, reason=turn.answer
+            )
         except DomainError as exc:
             if exc.code in ("rounds.reason_required", "rounds.reason_too_long"):
                 return await turn.retry(error_text(exc, language))

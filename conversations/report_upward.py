@@ -74,7 +74,7 @@ class ReportUpwardFlow(Flow[UpwardAnswers]):
         }
 
     async def _batches(self, turn: Ask) -> list[UnreportedBatch]:
-        return await turn.context.services.rounds.unreported_batches(turn.staff.id)
+        return await turn.context.services.rounds.unreported_batches(actor_id=turn.staff.id)
 
     async def begin(self, turn: Ask) -> int:
         try:
@@ -177,7 +177,7 @@ class ReportUpwardFlow(Flow[UpwardAnswers]):
         assert turn.answers.batch_ids is not None  # chosen before the confirmation
         try:
             outcome = await turn.context.services.rounds.mark_reported_upward(
-                turn.staff.id, turn.answers.batch_ids
+                turn.answers.batch_ids, actor_id=turn.staff.id
             )
         except DomainError as exc:
             return await turn.finish(error_text(exc, turn.language))

@@ -141,7 +141,9 @@ class ReviewFlow(Flow[ReviewAnswers]):
         return turn.answers.submission_id
 
     async def _summary(self, turn: Ask) -> ReviewSummary:
-        return await turn.context.services.rounds.review_summary(self._submission_id(turn), turn.staff.id)
+        return await turn.context.services.rounds.review_summary(
+            self._submission_id(turn), reviewer_id=turn.staff.id
+        )
 
     async def show_school(self, turn: Ask) -> None:
         language, tz = turn.language, turn.context.services.clock.tz
@@ -266,7 +268,7 @@ class ReviewFlow(Flow[ReviewAnswers]):
     async def on_approve(self, turn: Ask) -> int:
         services, language = turn.context.services, turn.language
         try:
-            outcome = await services.rounds.approve(self._submission_id(turn), turn.staff.id)
+            outcome = await services.rounds.approve(self._submission_id(turn), reviewer_id=turn.staff.id)
         except DomainError as exc:
             await reply(turn.update, error_text(exc, language))
             return await self.on_list(turn)
@@ -297,7 +299,9 @@ class ReviewFlow(Flow[ReviewAnswers]):
     async def on_reason(self, turn: Ask) -> int | None:
         services, language = turn.context.services, turn.language
         try:
-            outcome = await services.rounds.send_back(self._submission_id(turn), turn.staff.id, turn.answer)
+            outcome = await services.rounds.send_back(
+                self._submission_id(turn), reviewer_id=turn.staff.id, reason=turn.answer
+            )
         except DomainError as exc:
             if exc.code in ("rounds.reason_required", "rounds.reason_too_long"):
                 return await turn.retry(error_text(exc, language))

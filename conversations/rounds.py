@@ -214,7 +214,7 @@ class RoundFlow(EditableFlow[RoundAnswers]):
         assert turn.answers.district_id is not None  # read by `begin`
         try:
             created = await services.rounds.create_round(
-                turn.answers.district_id, round_in(turn.answers), actor_id=turn.staff.id
+                round_in(turn.answers), district_id=turn.answers.district_id, actor_id=turn.staff.id
             )
         except DomainError as exc:
             await turn.reply(

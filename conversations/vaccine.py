@@ -297,7 +297,7 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
 
     async def _check(self, turn: Ask, **override: Any) -> DoseCheck:
         data = self._dose_in(turn, **override)
-        return await turn.context.services.vaccines.check_dose(turn.school_id, data)
+        return await turn.context.services.vaccines.check_dose(data, school_id=turn.school_id)
 
     async def _check_date(self, turn: Ask, given_on: date) -> None:
         """Refusals the date alone decides (order of the doses, birth date, future), said at once.
@@ -323,8 +323,8 @@ class VaccineFlow(EditableFlow[DoseAnswers]):
 
     async def _record(self, turn: Ask, *, confirm_warnings: bool) -> DoseOut:
         return await turn.context.services.vaccines.record_dose(
-            turn.school_id,
             self._dose_in(turn),
+            school_id=turn.school_id,
             actor_id=turn.staff.id,
             request_key=turn.request_key,
             confirm_warnings=confirm_warnings,

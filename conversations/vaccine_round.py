@@ -300,7 +300,9 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
         roster = await self._roster(turn)
         numbers = {s.student_id: n for n, s in enumerate(roster, start=1)}
         try:
-            preview = await turn.context.services.vaccines.preview_round(turn.school_id, self._round_in(turn))
+            preview = await turn.context.services.vaccines.preview_round(
+                self._round_in(turn), school_id=turn.school_id
+            )
         except (DomainError, ValidationError) as exc:  # wrong for the whole round (e.g. records locked)
             reason = finding_text(exc, turn.language)
             await turn.reply(turn.text("vaccines.round.blocked", reason=reason), edit_or_cancel)
@@ -440,8 +442,8 @@ class VaccineRoundFlow(EditableFlow[VaccineRoundAnswers]):
         roster = await self._roster(turn)
         numbers = {s.student_id: n for n, s in enumerate(roster, start=1)}
         result = await turn.context.services.vaccines.record_round(
-            turn.school_id,
             self._round_in(turn),
+            school_id=turn.school_id,
             actor_id=turn.staff.id,
             request_key=turn.request_key,
         )

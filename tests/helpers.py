@@ -62,7 +62,7 @@ async def seed_dose(
         place=DosePlace.COMMUNITY,
     )
     await services.vaccines.record_dose(
-        world.primary_school_id, data, actor_id=None, request_key=None, confirm_warnings=True
+        data, school_id=world.primary_school_id, actor_id=None, request_key=None, confirm_warnings=True
     )
 
 
@@ -78,23 +78,23 @@ async def laptops_with_one_gift(services: Services, world: World) -> int:
     to HS0001 on 14/11/2021, both entered by its teacher; the batch id."""
     school, teacher = world.primary_school_id, world.staff_ids["teacher"]
     batch = await services.donations.create_batch(
-        school,
         BatchIn(
             source=DonationSource.PROGRAM,
             received_on=date(2021, 11, 10),
             quantity=3,
             device_type=DeviceType.LAPTOP,
         ),
+        school_id=school,
         actor_id=teacher,
     )
     await services.handovers.create_handover(
-        school,
         HandoverIn(
             batch_id=batch.id,
             student_id=world.student_ids["HS0001"],
             kind=HandoverKind.GIFT,
             handed_on=date(2021, 11, 14),
         ),
+        school_id=school,
         actor_id=teacher,
     )
     return batch.id

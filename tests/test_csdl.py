@@ -557,7 +557,6 @@ async def test_the_progress_board_shows_records_not_in_csdl(services: Services, 
     from storage.schemas.rounds import RoundIn
 
     rnd = await services.rounds.create_round(
-        cw.world.district_id,
         RoundIn(
             name="Đợt 15/11",
             period_start=date(2021, 11, 1),
@@ -566,6 +565,7 @@ async def test_the_progress_board_shows_records_not_in_csdl(services: Services, 
             approve_deadline=datetime(2021, 11, 16, 12, 0, tzinfo=TZ),
             compile_deadline=datetime(2021, 11, 16, 17, 0, tzinfo=TZ),
         ),
+        district_id=cw.world.district_id,
         actor_id=None,
     )
     progress = await services.rounds.progress(rnd.id)
@@ -581,7 +581,6 @@ async def test_the_principal_reminder_names_records_not_in_csdl(services: Servic
     from storage.schemas.rounds import RoundIn
 
     await services.rounds.create_round(
-        cw.world.district_id,
         RoundIn(
             name="Đợt 15/11",
             period_start=date(2021, 11, 1),
@@ -590,6 +589,7 @@ async def test_the_principal_reminder_names_records_not_in_csdl(services: Servic
             approve_deadline=datetime(2021, 11, 16, 12, 0, tzinfo=TZ),
             compile_deadline=datetime(2021, 11, 16, 17, 0, tzinfo=TZ),
         ),
+        district_id=cw.world.district_id,
         actor_id=None,
     )
     due = await services.rounds.due_reminders(hours_before=(24, 2), quiet_start=21, quiet_end=7)

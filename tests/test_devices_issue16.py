@@ -29,7 +29,6 @@ async def program_batch(
     services: Services, school_id: int, quantity: int = 3, donor_id: int | None = None
 ) -> int:
     batch = await services.donations.create_batch(
-        school_id,
         BatchIn(
             source=DonationSource.PROGRAM,
             donor_id=donor_id,
@@ -37,6 +36,7 @@ async def program_batch(
             quantity=quantity,
             device_type=DeviceType.LAPTOP,
         ),
+        school_id=school_id,
         actor_id=None,
     )
     return batch.id
@@ -129,7 +129,9 @@ async def test_the_programme_is_never_a_donor_of_other_sources(services: Service
         program_donor_id = donor.id
     await program_batch(services, world.primary_school_id, donor_id=program_donor_id)
     company = await services.donations.add_donor(
-        world.primary_school_id, DonorIn(name="Công ty TNHH Ánh Dương", kind="business"), actor_id=None
+        DonorIn(name="Công ty TNHH Ánh Dương", kind="business"),
+        school_id=world.primary_school_id,
+        actor_id=None,
     )
 
     teacher = harness.person("teacher")
@@ -171,11 +173,13 @@ async def test_the_programme_is_never_a_donor_of_other_sources(services: Service
         device_type=DeviceType.LAPTOP,
     )
     with pytest.raises(DomainError) as refused:
-        await services.donations.create_batch(world.primary_school_id, other, actor_id=None)
+        await services.donations.create_batch(other, school_id=world.primary_school_id, actor_id=None)
     assert refused.value.code == "devices.donor_is_program"
     with pytest.raises(DomainError) as refused:
         await services.donations.add_donor(
-            world.primary_school_id, DonorIn(name="CT Sóng và máy tính cho em", kind="agency"), actor_id=None
+            DonorIn(name="CT Sóng và máy tính cho em", kind="agency"),
+            school_id=world.primary_school_id,
+            actor_id=None,
         )
     assert refused.value.code == "devices.donor_is_program"
 
@@ -228,13 +232,15 @@ async def test_a_programme_device_to_a_student_with_no_need_is_warned(
     data = HandoverIn(
         batch_id=batch_id, student_id=world.student_ids["HS0003"], kind="gift", handed_on=date(2021, 11, 15)
     )
-    assert [f.code for f in await services.handovers.check_handover(world.primary_school_id, data)] == [
+    assert [
+        f.code for f in await services.handovers.check_handover(data, school_id=world.primary_school_id)
+    ] == [
         "devices.second_program_device",
         "devices.program_without_need",
     ]
     # A student of a priority group gets no such word.
     poor = data.model_copy(update={"student_id": world.student_ids["HS0001"]})
-    assert await services.handovers.check_handover(world.primary_school_id, poor) == []
+    assert await services.handovers.check_handover(poor, school_id=world.primary_school_id) == []
 
 
 async def test_the_import_notes_a_programme_device_to_a_student_with_no_need(services: Services) -> None:

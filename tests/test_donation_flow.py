@@ -46,7 +46,7 @@ async def donors(services: Services) -> list[Donor]:
 
 async def known_donor(services: Services, world: World, name: str = "Hội Khuyến học xã Phước Kiển") -> int:
     donor = await services.donations.add_donor(
-        world.primary_school_id, DonorIn(name=name, kind="to chuc"), actor_id=None
+        DonorIn(name=name, kind="to chuc"), school_id=world.primary_school_id, actor_id=None
     )
     return donor.id
 

@@ -32,8 +32,8 @@ TODAY = date(2021, 11, 15)
 
 async def add_donor(services, world, name: str = "Công ty TNHH Ánh Dương") -> int:
     donor = await services.donations.add_donor(
-        world.primary_school_id,
         DonorIn(name=name, kind="doanh nghiệp", contact="028 3873 0000"),
+        school_id=world.primary_school_id,
         actor_id=world.staff_ids["teacher"],
     )
     return donor.id
@@ -108,12 +108,16 @@ async def test_donors_of_a_school(services):
     assert found is not None and found.id == donor_id
     with pytest.raises(DomainError) as caught:
         await services.donations.add_donor(
-            world.primary_school_id, DonorIn(name="CÔNG TY TNHH ÁNH DƯƠNG", kind="business"), actor_id=None
+            DonorIn(name="CÔNG TY TNHH ÁNH DƯƠNG", kind="business"),
+            school_id=world.primary_school_id,
+            actor_id=None,
         )
     assert caught.value.code == "devices.donor_exists"
     # The same name is fine in another school.
     await services.donations.add_donor(
-        world.secondary_school_id, DonorIn(name="Công ty TNHH Ánh Dương", kind="to chuc"), actor_id=None
+        DonorIn(name="Công ty TNHH Ánh Dương", kind="to chuc"),
+        school_id=world.secondary_school_id,
+        actor_id=None,
     )
     with pytest.raises(ValidationError) as invalid:
         DonorIn(name="Bà Năm", kind="hàng xóm")
@@ -127,7 +131,7 @@ async def test_create_batch_other_source_with_stock(services):
     world = await make_world(services)
     donor_id = await add_donor(services, world)
     batch = await services.donations.create_batch(
-        world.primary_school_id, other_batch(donor_id), actor_id=world.staff_ids["teacher"]
+        other_batch(donor_id), school_id=world.primary_school_id, actor_id=world.staff_ids["teacher"]
     )
     assert (batch.source, batch.donor_name, batch.quantity, batch.left, batch.handed_over) == (
         DonationSource.OTHER,
@@ -145,8 +149,8 @@ async def test_create_batch_other_source_with_stock(services):
 async def test_program_batch_needs_no_donor_but_other_source_does(services):
     world = await make_world(services)
     program = await services.donations.create_batch(
-        world.primary_school_id,
         BatchIn(source="chương trình", received_on=TODAY, quantity="1.000", device_type="máy tính bảng"),
+        school_id=world.primary_school_id,
         actor_id=None,
     )
     assert (program.source, program.donor_id, program.quantity, program.device_type) == (
@@ -187,7 +191,7 @@ async def test_batch_dates_are_checked_again_by_the_service(services):
             source="other", donor_id=donor_id, received_on=received_on, quantity=1, device_type="laptop"
         )
         with pytest.raises(DomainError) as caught:
-            await services.donations.create_batch(world.primary_school_id, data, actor_id=None)
+            await services.donations.create_batch(data, school_id=world.primary_school_id, actor_id=None)
         assert caught.value.code == code
     assert await services.donations.batches_with_stock(world.primary_school_id) == []
 
@@ -196,7 +200,9 @@ async def test_another_schools_donor_is_refused(services):
     world = await make_world(services)
     donor_id = await add_donor(services, world)
     with pytest.raises(DomainError) as caught:
-        await services.donations.create_batch(world.secondary_school_id, other_batch(donor_id), actor_id=None)
+        await services.donations.create_batch(
+            other_batch(donor_id), school_id=world.secondary_school_id, actor_id=None
+        )
     assert caught.value.code == "devices.donor_not_found"
 
 
@@ -205,16 +211,22 @@ async def test_late_receipt_is_saved_and_flagged(services, clock):
     donor_id = await add_donor(services, world)
     # Received on the 13th: entering it on the 14th is on time, on the 15th (today) is late.
     late = await services.donations.create_batch(
-        world.primary_school_id, other_batch(donor_id, received_on=date(2021, 11, 13)), actor_id=None
+        other_batch(donor_id, received_on=date(2021, 11, 13)),
+        school_id=world.primary_school_id,
+        actor_id=None,
     )
     on_time = await services.donations.create_batch(
-        world.primary_school_id, other_batch(donor_id, received_on=date(2021, 11, 14)), actor_id=None
+        other_batch(donor_id, received_on=date(2021, 11, 14)),
+        school_id=world.primary_school_id,
+        actor_id=None,
     )
     assert late.entered_late and not on_time.entered_late
     # 23:59 local time on D+1 is still on time.
     clock.freeze(datetime(2021, 11, 16, 23, 59, tzinfo=TZ))
     edge = await services.donations.create_batch(
-        world.primary_school_id, other_batch(donor_id, received_on=date(2021, 11, 15)), actor_id=None
+        other_batch(donor_id, received_on=date(2021, 11, 15)),
+        school_id=world.primary_school_id,
+        actor_id=None,
     )
     assert not edge.entered_late
 
@@ -224,17 +236,17 @@ async def test_double_confirm_saves_one_batch(services):
     donor_id = await add_donor(services, world)
     data = other_batch(donor_id)
     first = await services.donations.create_batch(
-        world.primary_school_id, data, actor_id=None, request_key="draft-1"
+        data, school_id=world.primary_school_id, actor_id=None, request_key="draft-1"
     )
     second = await services.donations.create_batch(
-        world.primary_school_id, data, actor_id=None, request_key="draft-1"
+        data, school_id=world.primary_school_id, actor_id=None, request_key="draft-1"
     )
     assert second.id == first.id and second.replayed and not first.replayed
     # Telegram delivering the same update twice at the same moment.
     both = await asyncio.gather(
         *(
             services.donations.create_batch(
-                world.primary_school_id, data, actor_id=None, request_key="draft-2"
+                data, school_id=world.primary_school_id, actor_id=None, request_key="draft-2"
             )
             for _ in range(2)
         )
@@ -252,21 +264,23 @@ async def test_batches_with_stock_counts_gifts_open_loans_and_returns(services):
     world = await make_world(services)
     school = world.primary_school_id
     donor_id = await add_donor(services, world)
-    batch = await services.donations.create_batch(school, other_batch(donor_id, quantity=3), actor_id=None)
+    batch = await services.donations.create_batch(
+        other_batch(donor_id, quantity=3), school_id=school, actor_id=None
+    )
     ids = world.student_ids
     await services.handovers.create_handover(
-        school,
         HandoverIn(batch_id=batch.id, student_id=ids["HS0001"], kind="gift", handed_on=TODAY),
+        school_id=school,
         actor_id=None,
     )
     loan = await services.handovers.create_handover(
-        school,
         HandoverIn(batch_id=batch.id, student_id=ids["HS0002"], kind="loan", handed_on=TODAY),
+        school_id=school,
         actor_id=None,
     )
     await services.handovers.create_handover(
-        school,
         HandoverIn(batch_id=batch.id, student_id=ids["HS0003"], kind="cho mượn", handed_on=TODAY),
+        school_id=school,
         actor_id=None,
     )
     await services.handovers.return_loan(loan.id, TODAY, school_id=school, actor_id=None)
@@ -288,8 +302,8 @@ async def test_batches_with_stock_counts_gifts_open_loans_and_returns(services):
     )
     assert len(await services.donations.batches_with_stock(school, with_stock_only=True)) == 1
     await services.handovers.create_handover(
-        school,
         HandoverIn(batch_id=batch.id, student_id=ids["HS0004"], kind=HandoverKind.GIFT, handed_on=TODAY),
+        school_id=school,
         actor_id=None,
     )
     assert await services.donations.batches_with_stock(school, with_stock_only=True) == []
@@ -304,11 +318,13 @@ async def test_update_batch_is_audited_and_checked(services, clock):
     world = await make_world(services)
     school = world.primary_school_id
     donor_id = await add_donor(services, world)
-    batch = await services.donations.create_batch(school, other_batch(donor_id, quantity=2), actor_id=None)
+    batch = await services.donations.create_batch(
+        other_batch(donor_id, quantity=2), school_id=school, actor_id=None
+    )
     for code in ("HS0001", "HS0002"):
         await services.handovers.create_handover(
-            school,
             HandoverIn(batch_id=batch.id, student_id=world.student_ids[code], kind="gift", handed_on=TODAY),
+            school_id=school,
             actor_id=None,
         )
     teacher = world.staff_ids["teacher"]
@@ -358,10 +374,10 @@ async def test_delete_batch_refused_with_handovers_then_allowed(services):
     world = await make_world(services)
     school = world.primary_school_id
     donor_id = await add_donor(services, world)
-    batch = await services.donations.create_batch(school, other_batch(donor_id), actor_id=None)
+    batch = await services.donations.create_batch(other_batch(donor_id), school_id=school, actor_id=None)
     handover = await services.handovers.create_handover(
-        school,
         HandoverIn(batch_id=batch.id, student_id=world.student_ids["HS0001"], kind="gift", handed_on=TODAY),
+        school_id=school,
         actor_id=None,
     )
     with pytest.raises(DomainError) as caught:
@@ -381,10 +397,10 @@ async def test_locked_round_refuses_batch_changes(services, status):
     world = await make_world(services)
     school = world.primary_school_id
     donor_id = await add_donor(services, world)
-    batch = await services.donations.create_batch(school, other_batch(donor_id), actor_id=None)
+    batch = await services.donations.create_batch(other_batch(donor_id), school_id=school, actor_id=None)
     await lock_school(services, school, status)
     attempts = [
-        services.donations.create_batch(school, other_batch(donor_id), actor_id=None),
+        services.donations.create_batch(other_batch(donor_id), school_id=school, actor_id=None),
         services.donations.update_batch(batch.id, BatchUpdate(quantity=3), school_id=school, actor_id=None),
         services.donations.delete_batch(batch.id, school_id=school, actor_id=None),
     ]
@@ -403,8 +419,8 @@ async def test_locked_round_refuses_batch_changes(services, status):
             assert "primary/lower-secondary specialist" in render_error(caught.value, "en")
     # The other school is not locked.
     await services.donations.create_batch(
-        world.secondary_school_id,
         BatchIn(source="program", received_on=TODAY, quantity=1, device_type="laptop"),
+        school_id=world.secondary_school_id,
         actor_id=None,
     )
 
@@ -414,7 +430,9 @@ async def test_returned_submission_unlocks(services):
     school = world.primary_school_id
     await lock_school(services, school, SubmissionStatus.RETURNED)
     await services.donations.create_batch(
-        school, BatchIn(source="program", received_on=TODAY, quantity=1, device_type="laptop"), actor_id=None
+        BatchIn(source="program", received_on=TODAY, quantity=1, device_type="laptop"),
+        school_id=school,
+        actor_id=None,
     )
 
 

@@ -50,7 +50,7 @@ async def make_batch(
     if source == "other":
         found = await services.donations.donor_by_name(school_id, "Công ty TNHH Ánh Dương")
         donor = found or await services.donations.add_donor(
-            school_id, DonorIn(name="Công ty TNHH Ánh Dương", kind="business"), actor_id=None
+            DonorIn(name="Công ty TNHH Ánh Dương", kind="business"), school_id=school_id, actor_id=None
         )
         donor_id = donor.id
     data = BatchIn(
@@ -61,7 +61,7 @@ async def make_batch(
         device_type="laptop",
         make_model=make_model,
     )
-    return await services.donations.create_batch(school_id, data, actor_id=None)
+    return await services.donations.create_batch(data, school_id=school_id, actor_id=None)
 
 
 def batch_label(batch: BatchOut, handed: int = 0) -> str:
@@ -367,10 +367,10 @@ async def test_a_second_programme_device_needs_a_confirmed_warning(
     world = await make_world(services)
     held = await make_batch(services, world, source="program", received_on=date(2021, 11, 1))
     await services.handovers.create_handover(
-        world.primary_school_id,
         HandoverIn(
             batch_id=held.id, student_id=world.student_ids["HS0001"], kind="gift", handed_on=date(2021, 11, 2)
         ),
+        school_id=world.primary_school_id,
         actor_id=None,
     )
     batch = await make_batch(services, world, source="program", make_model="Lenovo")
@@ -422,8 +422,8 @@ async def test_return_wrong_answers_filter_cancel_and_restart(services: Services
     batch = await make_batch(services, world, quantity=3, received_on=date(2021, 11, 1))
     for code, handed in (("HS0001", date(2021, 11, 10)), ("HS0002", date(2021, 11, 11))):
         await services.handovers.create_handover(
-            world.primary_school_id,
             HandoverIn(batch_id=batch.id, student_id=world.student_ids[code], kind="loan", handed_on=handed),
+            school_id=world.primary_school_id,
             actor_id=None,
         )
     teacher = harness.person("teacher")

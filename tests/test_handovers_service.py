@@ -30,7 +30,7 @@ async def make_batch(
     data = BatchIn(
         source=source, donor_id=donor_id, received_on=received_on, quantity=quantity, device_type="laptop"
     )
-    return await services.donations.create_batch(world.primary_school_id, data, actor_id=None)
+    return await services.donations.create_batch(data, school_id=world.primary_school_id, actor_id=None)
 
 
 def gift(batch_id: int, student_id: int, handed_on: date = TODAY, kind: str = "gift") -> HandoverIn:
@@ -68,7 +68,6 @@ async def test_hand_over_a_gift(services):
     batch = await make_batch(services, world, quantity=2)
     teacher = world.staff_ids["teacher"]
     handover = await services.handovers.create_handover(
-        world.primary_school_id,
         HandoverIn.model_validate(
             {
                 "batch_id": batch.id,
@@ -80,6 +79,7 @@ async def test_hand_over_a_gift(services):
             },
             context={"today": TODAY},
         ),
+        school_id=world.primary_school_id,
         actor_id=teacher,
     )
     assert (handover.kind, handover.handed_on, handover.student_name, handover.class_name) == (
@@ -119,7 +119,7 @@ async def test_handover_dates_are_refused_with_a_reason(services):
     for handed_on, code in cases:
         with pytest.raises(DomainError) as caught:
             await services.handovers.create_handover(
-                world.primary_school_id, gift(batch.id, student, handed_on), actor_id=None
+                gift(batch.id, student, handed_on), school_id=world.primary_school_id, actor_id=None
             )
         assert caught.value.code == code
     assert "trước ngày trường nhận lô (10/11/2021)" in render_error(caught.value)
@@ -130,13 +130,13 @@ async def test_late_handover_is_saved_and_flagged(services):
     world = await make_world(services)
     batch = await make_batch(services, world, received_on=date(2021, 11, 1))
     late = await services.handovers.create_handover(
-        world.primary_school_id,
         gift(batch.id, world.student_ids["HS0001"], date(2021, 11, 13)),
+        school_id=world.primary_school_id,
         actor_id=None,
     )
     on_time = await services.handovers.create_handover(
-        world.primary_school_id,
         gift(batch.id, world.student_ids["HS0002"], date(2021, 11, 14)),
+        school_id=world.primary_school_id,
         actor_id=None,
     )
     assert late.entered_late and not on_time.entered_late
@@ -148,16 +148,16 @@ async def test_another_schools_batch_or_student_is_not_found(services):
     secondary = world.secondary_school_id
     with pytest.raises(DomainError) as caught:
         await services.handovers.create_handover(
-            world.primary_school_id, gift(batch.id, world.student_ids["HS0005"]), actor_id=None
+            gift(batch.id, world.student_ids["HS0005"]), school_id=world.primary_school_id, actor_id=None
         )
     assert caught.value.code == "not_found.student"
     with pytest.raises(DomainError) as caught:
         await services.handovers.create_handover(
-            secondary, gift(batch.id, world.student_ids["HS0005"]), actor_id=None
+            gift(batch.id, world.student_ids["HS0005"]), school_id=secondary, actor_id=None
         )
     assert caught.value.code == "not_found.batch"
     handover = await services.handovers.create_handover(
-        world.primary_school_id, gift(batch.id, world.student_ids["HS0001"]), actor_id=None
+        gift(batch.id, world.student_ids["HS0001"]), school_id=world.primary_school_id, actor_id=None
     )
     for call in (
         services.handovers.get_handover(handover.id, school_id=secondary),
@@ -176,10 +176,12 @@ async def test_one_active_device_per_student_per_batch(services):
     world = await make_world(services)
     batch = await make_batch(services, world)
     student = world.student_ids["HS0001"]
-    await services.handovers.create_handover(world.primary_school_id, gift(batch.id, student), actor_id=None)
+    await services.handovers.create_handover(
+        gift(batch.id, student), school_id=world.primary_school_id, actor_id=None
+    )
     with pytest.raises(DomainError) as caught:
         await services.handovers.create_handover(
-            world.primary_school_id, gift(batch.id, student), actor_id=None
+            gift(batch.id, student), school_id=world.primary_school_id, actor_id=None
         )
     assert caught.value.code == "devices.already_handed_from_batch"
     assert "Nguyễn Văn An đã nhận thiết bị từ lô này ngày 15/11/2021" in render_error(caught.value)
@@ -192,17 +194,19 @@ async def test_second_program_device_needs_confirmation(services):
     second = await make_batch(services, world, source="program")
     other = await make_batch(services, world, source="other")
     school, student = world.primary_school_id, world.student_ids["HS0001"]
-    await services.handovers.create_handover(school, gift(first.id, student, kind="loan"), actor_id=None)
+    await services.handovers.create_handover(
+        gift(first.id, student, kind="loan"), school_id=school, actor_id=None
+    )
     with pytest.raises(DomainError) as caught:
-        await services.handovers.create_handover(school, gift(second.id, student), actor_id=None)
+        await services.handovers.create_handover(gift(second.id, student), school_id=school, actor_id=None)
     assert caught.value.code == "devices.second_program_device"
     assert caught.value.params["kind"] == "loan"
     assert "Nguyễn Văn An đã nhận một thiết bị của Chương trình" in render_error(caught.value)
     assert await allocated(services, second.id) == 0
     # A device from another donor is no warning; a confirmed second programme device is saved.
-    await services.handovers.create_handover(school, gift(other.id, student), actor_id=None)
+    await services.handovers.create_handover(gift(other.id, student), school_id=school, actor_id=None)
     confirmed = await services.handovers.create_handover(
-        school, gift(second.id, student), actor_id=None, confirm_second_program_device=True
+        gift(second.id, student), school_id=school, actor_id=None, confirm_second_program_device=True
     )
     assert confirmed.batch_source is DonationSource.PROGRAM
 
@@ -212,11 +216,11 @@ async def test_a_batch_is_never_over_allocated(services):
     batch = await make_batch(services, world, quantity=1)
     school = world.primary_school_id
     await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0001"]), actor_id=None
+        gift(batch.id, world.student_ids["HS0001"]), school_id=school, actor_id=None
     )
     with pytest.raises(DomainError) as caught:
         await services.handovers.create_handover(
-            school, gift(batch.id, world.student_ids["HS0002"]), actor_id=None
+            gift(batch.id, world.student_ids["HS0002"]), school_id=school, actor_id=None
         )
     assert caught.value.code == "devices.batch_exhausted"
     assert "Chưa có gì được lưu" in render_error(caught.value)
@@ -232,10 +236,10 @@ async def test_two_confirms_of_the_last_device_at_once(services):
     school = world.primary_school_id
     results = await asyncio.gather(
         services.handovers.create_handover(
-            school, gift(batch.id, world.student_ids["HS0001"]), actor_id=None
+            gift(batch.id, world.student_ids["HS0001"]), school_id=school, actor_id=None
         ),
         services.handovers.create_handover(
-            school, gift(batch.id, world.student_ids["HS0002"]), actor_id=None
+            gift(batch.id, world.student_ids["HS0002"]), school_id=school, actor_id=None
         ),
         return_exceptions=True,
     )
@@ -258,7 +262,7 @@ async def test_many_concurrent_confirms_never_exceed_the_quantity(services):
         batch = await make_batch_quick(services, school, donor_id, quantity=5)
         results = await asyncio.gather(
             *(
-                services.handovers.create_handover(school, gift(batch.id, student), actor_id=None)
+                services.handovers.create_handover(gift(batch.id, student), school_id=school, actor_id=None)
                 for student in students
             ),
             return_exceptions=True,
@@ -278,7 +282,7 @@ async def make_batch_quick(services, school_id: int, donor_id: int, quantity: in
         quantity=quantity,
         device_type="laptop",
     )
-    return await services.donations.create_batch(school_id, data, actor_id=None)
+    return await services.donations.create_batch(data, school_id=school_id, actor_id=None)
 
 
 async def test_double_confirm_saves_one_handover(services):
@@ -286,14 +290,18 @@ async def test_double_confirm_saves_one_handover(services):
     batch = await make_batch(services, world, quantity=3)
     school = world.primary_school_id
     data = gift(batch.id, world.student_ids["HS0001"])
-    first = await services.handovers.create_handover(school, data, actor_id=None, request_key="tap-1")
-    again = await services.handovers.create_handover(school, data, actor_id=None, request_key="tap-1")
+    first = await services.handovers.create_handover(
+        data, school_id=school, actor_id=None, request_key="tap-1"
+    )
+    again = await services.handovers.create_handover(
+        data, school_id=school, actor_id=None, request_key="tap-1"
+    )
     assert again.id == first.id and again.replayed
     # The same update delivered twice at the same moment.
     other = gift(batch.id, world.student_ids["HS0002"])
     both = await asyncio.gather(
         *(
-            services.handovers.create_handover(school, other, actor_id=None, request_key="tap-2")
+            services.handovers.create_handover(other, school_id=school, actor_id=None, request_key="tap-2")
             for _ in range(2)
         )
     )
@@ -309,7 +317,7 @@ async def test_loan_then_return(services, clock):
     batch = await make_batch(services, world, quantity=1)
     school = world.primary_school_id
     loan = await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0001"], kind="loan"), actor_id=None
+        gift(batch.id, world.student_ids["HS0001"], kind="loan"), school_id=school, actor_id=None
     )
     assert [h.id for h in await services.handovers.open_loans(school)] == [loan.id]
     assert loan.batch_left == 0
@@ -331,7 +339,7 @@ async def test_loan_then_return(services, clock):
     assert caught.value.code == "devices.already_returned"
     # The device is back in stock: it can go to someone else, and the first student can get it again.
     await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0001"], date(2021, 12, 15)), actor_id=None
+        gift(batch.id, world.student_ids["HS0001"], date(2021, 12, 15)), school_id=school, actor_id=None
     )
     async with services.sessionmaker() as session:
         entries = list(
@@ -349,7 +357,7 @@ async def test_a_gift_cannot_be_returned(services):
     world = await make_world(services)
     batch = await make_batch(services, world)
     handover = await services.handovers.create_handover(
-        world.primary_school_id, gift(batch.id, world.student_ids["HS0001"]), actor_id=None
+        gift(batch.id, world.student_ids["HS0001"]), school_id=world.primary_school_id, actor_id=None
     )
     with pytest.raises(DomainError) as caught:
         await services.handovers.return_loan(
@@ -363,10 +371,10 @@ async def test_two_returns_at_once_release_one_device(services):
     batch = await make_batch(services, world, quantity=2)
     school = world.primary_school_id
     loan = await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0001"], kind="loan"), actor_id=None
+        gift(batch.id, world.student_ids["HS0001"], kind="loan"), school_id=school, actor_id=None
     )
     await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0002"]), actor_id=None
+        gift(batch.id, world.student_ids["HS0002"]), school_id=school, actor_id=None
     )
     results = await asyncio.gather(
         *(services.handovers.return_loan(loan.id, TODAY, school_id=school, actor_id=None) for _ in range(2)),
@@ -384,7 +392,7 @@ async def test_update_handover_is_audited(services):
     batch = await make_batch(services, world, quantity=2, received_on=date(2021, 11, 1))
     school = world.primary_school_id
     handover = await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0001"]), actor_id=None
+        gift(batch.id, world.student_ids["HS0001"]), school_id=school, actor_id=None
     )
     teacher = world.staff_ids["teacher"]
     updated = await services.handovers.update_handover(
@@ -426,10 +434,12 @@ async def test_update_handover_rules(services):
     batch = await make_batch(services, world, quantity=3, received_on=date(2021, 11, 10))
     school = world.primary_school_id
     ids = world.student_ids
-    first = await services.handovers.create_handover(school, gift(batch.id, ids["HS0001"]), actor_id=None)
-    await services.handovers.create_handover(school, gift(batch.id, ids["HS0002"]), actor_id=None)
+    first = await services.handovers.create_handover(
+        gift(batch.id, ids["HS0001"]), school_id=school, actor_id=None
+    )
+    await services.handovers.create_handover(gift(batch.id, ids["HS0002"]), school_id=school, actor_id=None)
     loan = await services.handovers.create_handover(
-        school, gift(batch.id, ids["HS0003"], kind="loan"), actor_id=None
+        gift(batch.id, ids["HS0003"], kind="loan"), school_id=school, actor_id=None
     )
     await services.handovers.return_loan(loan.id, TODAY, school_id=school, actor_id=None)
     cases = [
@@ -448,7 +458,7 @@ async def test_update_handover_rules(services):
         else:
             assert caught.value.code == "devices.returned_before_handed"
     # Reopening the returned loan when the batch has been given out in full is refused.
-    await services.handovers.create_handover(school, gift(batch.id, ids["HS0004"]), actor_id=None)
+    await services.handovers.create_handover(gift(batch.id, ids["HS0004"]), school_id=school, actor_id=None)
     with pytest.raises(DomainError) as caught:
         await services.handovers.update_handover(
             loan.id, HandoverUpdate(returned_on=None), school_id=school, actor_id=None
@@ -462,7 +472,7 @@ async def test_delete_handover_gives_the_device_back(services):
     batch = await make_batch(services, world, quantity=1)
     school = world.primary_school_id
     handover = await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0001"]), actor_id=None
+        gift(batch.id, world.student_ids["HS0001"]), school_id=school, actor_id=None
     )
     teacher = world.staff_ids["teacher"]
     await services.handovers.delete_handover(handover.id, school_id=school, actor_id=teacher)
@@ -477,7 +487,7 @@ async def test_delete_handover_gives_the_device_back(services):
     assert caught.value.code == "not_found.record"
     # A returned loan's device is already back: deleting it does not free a second one.
     loan = await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0002"], kind="loan"), actor_id=None
+        gift(batch.id, world.student_ids["HS0002"], kind="loan"), school_id=school, actor_id=None
     )
     await services.handovers.return_loan(loan.id, TODAY, school_id=school, actor_id=None)
     await services.handovers.delete_handover(loan.id, school_id=school, actor_id=None)
@@ -489,12 +499,12 @@ async def test_locked_round_refuses_handover_changes(services):
     batch = await make_batch(services, world, quantity=3)
     school = world.primary_school_id
     handover = await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0001"], kind="loan"), actor_id=None
+        gift(batch.id, world.student_ids["HS0001"], kind="loan"), school_id=school, actor_id=None
     )
     await lock_school(services, school, SubmissionStatus.APPROVED)
     attempts = [
         services.handovers.create_handover(
-            school, gift(batch.id, world.student_ids["HS0002"]), actor_id=None
+            gift(batch.id, world.student_ids["HS0002"]), school_id=school, actor_id=None
         ),
         services.handovers.update_handover(
             handover.id, HandoverUpdate(note="x"), school_id=school, actor_id=None
@@ -519,8 +529,8 @@ async def test_a_persons_device_records_in_my(services, clock):
     school = world.primary_school_id
     teacher, principal = world.staff_ids["teacher"], world.staff_ids["principal"]
     batch = await services.donations.create_batch(
-        school,
         BatchIn(source="program", received_on=date(2021, 11, 12), quantity=4, device_type="tablet"),
+        school_id=school,
         actor_id=teacher,
     )
     handovers = []
@@ -528,15 +538,15 @@ async def test_a_persons_device_records_in_my(services, clock):
         clock.advance(timedelta(minutes=5))
         handovers.append(
             await services.handovers.create_handover(
-                school,
                 gift(batch.id, world.student_ids[code]),
+                school_id=school,
                 actor_id=teacher,
                 confirm_second_program_device=True,
             )
         )
     clock.advance(timedelta(minutes=5))
     theirs = await services.handovers.create_handover(
-        school, gift(batch.id, world.student_ids["HS0004"]), actor_id=principal
+        gift(batch.id, world.student_ids["HS0004"]), school_id=school, actor_id=principal
     )
     me = await staff_of(services, "teacher")
     first = await services.entries.page(me, page_size=3)

@@ -31,7 +31,6 @@ async def records(services: Services, world: World) -> None:
     school, teacher = world.primary_school_id, world.staff_ids["teacher"]
     for number, given_on in ((1, date(2021, 10, 1)), (2, date(2021, 11, 12))):
         saved = await services.vaccines.record_dose(
-            school,
             DoseIn(
                 student_id=world.student_ids["HS0002"],
                 dose_number=number,
@@ -39,6 +38,7 @@ async def records(services: Services, world: World) -> None:
                 product_id=products["COMIRNATY"],
                 place=DosePlace.SCHOOL,
             ),
+            school_id=school,
             actor_id=teacher,
             request_key=None,
             confirm_warnings=True,
@@ -141,7 +141,7 @@ async def test_submission_steps_and_english(services: Services, harness: Harness
     world = await make_world(services)
     await records(services, world)
     rnd = await services.rounds.create_round(
-        world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]
+        directive_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     result = await services.rounds.submit(
         rnd.id,
@@ -150,7 +150,7 @@ async def test_submission_steps_and_english(services: Services, harness: Harness
         actor_id=world.staff_ids["principal"],
     )
     await services.rounds.send_back(
-        result.submission.id, world.staff_ids["primary_specialist"], "Thiếu ảnh <biên bản>"
+        result.submission.id, reviewer_id=world.staff_ids["primary_specialist"], reason="Thiếu ảnh <biên bản>"
     )
     specialist = harness.person("primary_specialist")
     await specialist.send("/history le van")

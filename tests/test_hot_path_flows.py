@@ -46,11 +46,11 @@ async def reads(services: Services, world: World, batch_id: int) -> dict[str, An
         "student": await services.student_lookup.get(binh, school_id=school),
         "held": await services.handovers.held_from_batch(batch_id, an, school_id=school),
         "not held": await services.handovers.held_from_batch(batch_id, binh, school_id=school),
-        "warnings": await services.handovers.check_handover(school, handover),
+        "warnings": await services.handovers.check_handover(handover, school_id=school),
         "doses and next": await services.vaccines.doses_and_next(an, school_id=school),
         "doses": await services.vaccines.doses_of(an, school_id=school),
         "next": await services.vaccines.next_dose_number(an, school_id=school),
-        "check": await services.vaccines.check_dose(school, dose),
+        "check": await services.vaccines.check_dose(dose, school_id=school),
         "products": products,
     }
     for name, call in {
@@ -72,8 +72,8 @@ async def world_with_records(services: Services) -> tuple[World, int]:
     school = world.primary_school_id
     an = world.student_ids["HS0001"]
     await services.handovers.create_handover(
-        school,
         HandoverIn(batch_id=batch.id, student_id=an, kind=HandoverKind.GIFT, handed_on=DAY),
+        school_id=school,
         actor_id=world.staff_ids["teacher"],
         request_key="h-1",
     )
@@ -81,7 +81,7 @@ async def world_with_records(services: Services) -> tuple[World, int]:
     first = DoseIn(
         student_id=an, dose_number=1, given_on=date(2021, 10, 1), product_id=product.id, place="school"
     )
-    await services.vaccines.record_dose(school, first, actor_id=None, request_key="d-1")
+    await services.vaccines.record_dose(first, school_id=school, actor_id=None, request_key="d-1")
     return world, batch.id
 
 
@@ -150,16 +150,16 @@ async def save_both(services: Services, world: World, batch_id: int, student: st
     await services.drafts.save(TEACHER, "handover", {"request_key": f"h-{key}"}, 8)
     await services.drafts.save(TEACHER, "vaccine", {"request_key": f"d-{key}"}, 11)
     handover = await services.handovers.create_handover(
-        school,
         HandoverIn(batch_id=batch_id, student_id=student_id, kind=HandoverKind.LOAN, handed_on=DAY),
+        school_id=school,
         actor_id=actor,
         request_key=f"h-{key}",
         confirm_second_program_device=True,  # HS0003 has no group and no need: checked
         finish_draft=(TEACHER, "handover"),
     )
     dose = await services.vaccines.record_dose(
-        school,
         DoseIn(student_id=student_id, dose_number=1, given_on=DAY, product_id=product.id, place="school"),
+        school_id=school,
         actor_id=actor,
         request_key=f"d-{key}",
         finish_draft=(TEACHER, "vaccine"),
@@ -167,16 +167,16 @@ async def save_both(services: Services, world: World, batch_id: int, student: st
     assert await drafts_of(services) == []  # each draft ended with its record
     # The same confirm again (a repeated update): the record already saved, nothing added.
     again = await services.handovers.create_handover(
-        school,
         HandoverIn(batch_id=batch_id, student_id=student_id, kind=HandoverKind.LOAN, handed_on=DAY),
+        school_id=school,
         actor_id=actor,
         request_key=f"h-{key}",
     )
     assert again.replayed and again.id == handover.id
     assert (
         await services.vaccines.record_dose(
-            school,
             DoseIn(student_id=student_id, dose_number=1, given_on=DAY, product_id=product.id, place="school"),
+            school_id=school,
             actor_id=actor,
             request_key=f"d-{key}",
         )
@@ -223,8 +223,8 @@ async def test_a_refused_save_keeps_its_draft(
     await services.drafts.save(TEACHER, "vaccine", {"request_key": "d-x"}, 11)
     with pytest.raises(DomainError) as refused:  # An already holds a device of this batch
         await services.handovers.create_handover(
-            school,
             HandoverIn(batch_id=batch_id, student_id=an, kind=HandoverKind.GIFT, handed_on=DAY),
+            school_id=school,
             actor_id=None,
             request_key="h-x",
             finish_draft=(TEACHER, "handover"),
@@ -233,8 +233,8 @@ async def test_a_refused_save_keeps_its_draft(
     # Hoa (HS0003): no priority group, no need: the warning needs the person's check first.
     with pytest.raises(HandoverWarnings):
         await services.handovers.create_handover(
-            school,
             HandoverIn(batch_id=batch_id, student_id=world.student_ids["HS0003"], kind="gift", handed_on=DAY),
+            school_id=school,
             actor_id=None,
             request_key="h-x",
             finish_draft=(TEACHER, "handover"),
@@ -242,8 +242,8 @@ async def test_a_refused_save_keeps_its_draft(
     product = (await services.vaccines.products())[0]
     with pytest.raises(DomainError) as duplicate:
         await services.vaccines.record_dose(
-            school,
             DoseIn(student_id=an, dose_number=1, given_on=DAY, product_id=product.id, place="school"),
+            school_id=school,
             actor_id=None,
             request_key="d-x",
             finish_draft=(TEACHER, "vaccine"),

@@ -590,13 +590,13 @@ async def test_two_imports_of_the_same_batches_at_once_write_them_once(services:
 async def test_handovers_reference_the_batch_and_never_overdraw_it(services: Services) -> None:
     world = await make_world(services)
     batch = await services.donations.create_batch(
-        world.primary_school_id,
         BatchIn(
             source=DonationSource.PROGRAM,
             received_on=date(2021, 11, 10),
             quantity=2,
             device_type=DeviceType.LAPTOP,
         ),
+        school_id=world.primary_school_id,
         actor_id=None,
     )
     header = ["Lô thiết bị", "Mã học sinh", "Họ và tên", "Hình thức", "Ngày bàn giao"]

@@ -206,13 +206,13 @@ async def test_doses_written_in_bulk_update_in_place_with_audit(services: Servic
 async def test_handovers_written_in_bulk_are_audited_as_the_rows_stored(services: Services) -> None:
     world = await make_world(services)
     batch = await services.donations.create_batch(
-        world.primary_school_id,
         BatchIn(
             source=DonationSource.PROGRAM,
             received_on=date(2021, 11, 10),
             quantity=5,
             device_type=DeviceType.LAPTOP,
         ),
+        school_id=world.primary_school_id,
         actor_id=None,
     )
     rows = [

@@ -342,7 +342,9 @@ async def open_round_due_now(services: Services, world: Any) -> None:
         approve_deadline=now + timedelta(hours=40),
         compile_deadline=now + timedelta(hours=60),
     )
-    await services.rounds.create_round(world.district_id, data, world.staff_ids["deputy_head"])
+    await services.rounds.create_round(
+        data, district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
+    )
 
 
 # --- the processes ------------------------------------------------------------------------------------

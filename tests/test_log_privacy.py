@@ -69,7 +69,9 @@ async def test_a_whole_round_at_info_logs_no_personal_data(
         InviteIn(role=Role.TEACHER, school_code="79785001", full_name="Phạm Ngọc Diệp")
     )
     batch = await make_batch(services, world, quantity=1)
-    await services.rounds.create_round(world.district_id, directive_round(), world.staff_ids["deputy_head"])
+    await services.rounds.create_round(
+        directive_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
+    )
 
     newcomer = harness.person("5001", "Hoàng Quốc Việt")
     await newcomer.send(f"/start {invite.code}")

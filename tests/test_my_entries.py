@@ -44,7 +44,7 @@ async def teacher_batch(
 ) -> BatchOut:
     school_id = world.primary_school_id if actor == "teacher" else world.secondary_school_id
     donor = await services.donations.add_donor(
-        school_id, DonorIn(name=f"Công ty Ánh Dương {quantity}", kind="business"), actor_id=None
+        DonorIn(name=f"Công ty Ánh Dương {quantity}", kind="business"), school_id=school_id, actor_id=None
     )
     data = BatchIn(
         source="other",
@@ -54,7 +54,7 @@ async def teacher_batch(
         device_type="laptop",
         make_model="Dell Latitude 3420",
     )
-    return await services.donations.create_batch(school_id, data, actor_id=world.staff_ids[actor])
+    return await services.donations.create_batch(data, school_id=school_id, actor_id=world.staff_ids[actor])
 
 
 async def teacher_handover(
@@ -64,7 +64,7 @@ async def teacher_handover(
         batch_id=batch.id, student_id=world.student_ids[code], kind="gift", handed_on=date(2021, 11, 14)
     )
     return await services.handovers.create_handover(
-        world.primary_school_id, data, actor_id=world.staff_ids["teacher"]
+        data, school_id=world.primary_school_id, actor_id=world.staff_ids["teacher"]
     )
 
 
@@ -79,7 +79,7 @@ async def teacher_dose(services: Services, world: World) -> int:
         place=DosePlace.SCHOOL,
     )
     dose = await services.vaccines.record_dose(
-        world.primary_school_id, data, actor_id=world.staff_ids["teacher"], request_key=None
+        data, school_id=world.primary_school_id, actor_id=world.staff_ids["teacher"], request_key=None
     )
     return dose.id
 
@@ -92,7 +92,7 @@ async def teacher_need(services: Services, world: World) -> int:
         needs_connectivity=False,
     )
     need = await services.needs.record_need(
-        world.primary_school_id, data, actor_id=world.staff_ids["teacher"], request_key=None
+        data, school_id=world.primary_school_id, actor_id=world.staff_ids["teacher"], request_key=None
     )
     return need.id
 
@@ -414,13 +414,13 @@ async def sixty_entries(services: Services, world: World, clock) -> int:
             place=DosePlace.SCHOOL,
         )
         saved = await services.vaccines.record_dose(
-            world.primary_school_id, dose, actor_id=world.staff_ids["teacher"], request_key=None
+            dose, school_id=world.primary_school_id, actor_id=world.staff_ids["teacher"], request_key=None
         )
         oldest = oldest or saved.id
         clock.advance(timedelta(minutes=1))
         need = NeedIn(student_id=student.id, category="poor", needs_device=True, needs_connectivity=False)
         await services.needs.record_need(
-            world.primary_school_id, need, actor_id=world.staff_ids["teacher"], request_key=None
+            need, school_id=world.primary_school_id, actor_id=world.staff_ids["teacher"], request_key=None
         )
         clock.advance(timedelta(minutes=1))
     return oldest
@@ -563,7 +563,7 @@ async def test_returns_are_listed_and_their_date_edited(services: Services, harn
         batch_id=batch.id, student_id=world.student_ids["HS0002"], kind="loan", handed_on=date(2021, 11, 11)
     )
     loan = await services.handovers.create_handover(
-        world.primary_school_id, data, actor_id=world.staff_ids["teacher"]
+        data, school_id=world.primary_school_id, actor_id=world.staff_ids["teacher"]
     )
     clock.advance(timedelta(minutes=5))
     await services.handovers.return_loan(

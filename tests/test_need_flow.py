@@ -25,7 +25,7 @@ async def record(
     data = NeedIn(
         student_id=world.student_ids[code], category=group, needs_device=device, needs_connectivity=net
     )
-    await services.needs.record_need(world.primary_school_id, data, actor_id=None, request_key=None)
+    await services.needs.record_need(data, school_id=world.primary_school_id, actor_id=None, request_key=None)
 
 
 async def enter_need(person: Person, query: str, student: str, group: str, kind: str) -> None:

@@ -104,7 +104,7 @@ async def rw(services: Services) -> ReportWorld:
             needs_connectivity=connectivity,
             since=since,
         )
-        await services.needs.record_need(school, data, actor_id=None, request_key=None)
+        await services.needs.record_need(data, school_id=school, actor_id=None, request_key=None)
     # HS0010's need closed on 11/11, as delete_need closes one a locked period counted: a closed state
     # in its history and no current record.
     async with services.sessionmaker.begin() as session:

@@ -43,8 +43,8 @@ async def test_need_recorded_refused_again_then_updated_with_audit(services: Ser
     assert await services.needs.existing_need(student, school_id=school) is None
 
     saved = await services.needs.record_need(
-        school,
         need(student, PriorityGroup.NEAR_POOR, note="  Nhà chưa có   máy tính "),
+        school_id=school,
         actor_id=teacher,
         request_key="need-1",
     )
@@ -70,8 +70,8 @@ async def test_need_recorded_refused_again_then_updated_with_audit(services: Ser
     # A second record is refused with a text that offers the update.
     with pytest.raises(DomainError) as excinfo:
         await services.needs.record_need(
-            school,
             need(student, PriorityGroup.POOR, connectivity=True),
+            school_id=school,
             actor_id=teacher,
             request_key="need-2",
         )
@@ -82,8 +82,8 @@ async def test_need_recorded_refused_again_then_updated_with_audit(services: Ser
     assert existing is not None and existing.id == saved.id
 
     updated = await services.needs.record_need(
-        school,
         need(student, PriorityGroup.POOR, connectivity=True),
+        school_id=school,
         actor_id=teacher,
         request_key="need-2",
         update=True,
@@ -105,8 +105,8 @@ async def test_need_recorded_refused_again_then_updated_with_audit(services: Ser
 
     # The update confirmed twice changes nothing more.
     again = await services.needs.record_need(
-        school,
         need(student, PriorityGroup.POOR, connectivity=True),
+        school_id=school,
         actor_id=teacher,
         request_key="need-2",
         update=True,
@@ -117,15 +117,17 @@ async def test_need_recorded_refused_again_then_updated_with_audit(services: Ser
 async def test_unchanged_priority_group_writes_no_student_audit(services: Services) -> None:
     world = await make_world(services)
     student = world.student_ids["HS0001"]  # poor on the list
-    await services.needs.record_need(world.primary_school_id, need(student), actor_id=None, request_key=None)
+    await services.needs.record_need(
+        need(student), school_id=world.primary_school_id, actor_id=None, request_key=None
+    )
     assert await audit_of(services, "student", student) == []
 
 
 async def test_update_flag_on_a_new_student_creates_the_record(services: Services) -> None:
     world = await make_world(services)
     saved = await services.needs.record_need(
-        world.primary_school_id,
         need(world.student_ids["HS0001"]),
+        school_id=world.primary_school_id,
         actor_id=None,
         request_key=None,
         update=True,
@@ -148,7 +150,9 @@ async def test_another_schools_student_is_not_found(services: Services) -> None:
     world = await make_world(services)
     other = world.student_ids["HS0005"]  # of the THCS school
     for call in (
-        services.needs.record_need(world.primary_school_id, need(other), actor_id=None, request_key=None),
+        services.needs.record_need(
+            need(other), school_id=world.primary_school_id, actor_id=None, request_key=None
+        ),
         services.needs.existing_need(other, school_id=world.primary_school_id),
     ):
         with pytest.raises(DomainError) as excinfo:
@@ -160,8 +164,12 @@ async def test_another_schools_student_is_not_found(services: Services) -> None:
 async def test_repeated_confirm_with_the_same_request_key_saves_one_row(services: Services) -> None:
     world = await make_world(services)
     data = need(world.student_ids["HS0001"])
-    first = await services.needs.record_need(world.primary_school_id, data, actor_id=None, request_key="tap")
-    again = await services.needs.record_need(world.primary_school_id, data, actor_id=None, request_key="tap")
+    first = await services.needs.record_need(
+        data, school_id=world.primary_school_id, actor_id=None, request_key="tap"
+    )
+    again = await services.needs.record_need(
+        data, school_id=world.primary_school_id, actor_id=None, request_key="tap"
+    )
     assert again.id == first.id and await count(services, NeedRecord) == 1
 
 
@@ -169,7 +177,7 @@ async def test_update_and_delete_from_my_are_audited(services: Services) -> None
     world = await make_world(services)
     school, teacher = world.primary_school_id, world.staff_ids["teacher"]
     saved = await services.needs.record_need(
-        school, need(world.student_ids["HS0001"]), actor_id=teacher, request_key=None
+        need(world.student_ids["HS0001"]), school_id=school, actor_id=teacher, request_key=None
     )
 
     changed = await services.needs.update_need(
@@ -202,7 +210,7 @@ async def test_a_submitted_programme_round_locks_the_schools_needs(services: Ser
     world = await make_world(services)
     school, teacher = world.primary_school_id, world.staff_ids["teacher"]
     saved = await services.needs.record_need(
-        school, need(world.student_ids["HS0001"]), actor_id=teacher, request_key=None
+        need(world.student_ids["HS0001"]), school_id=school, actor_id=teacher, request_key=None
     )
     # The vaccine track does not lock needs.
     await lock_school(services, world, school, SubmissionTrack.VACCINE)
@@ -211,7 +219,7 @@ async def test_a_submitted_programme_round_locks_the_schools_needs(services: Ser
     submission_id = await lock_school(services, world, school, SubmissionTrack.PROGRAM)
     for call in (
         services.needs.record_need(
-            school, need(world.student_ids["HS0002"]), actor_id=teacher, request_key=None
+            need(world.student_ids["HS0002"]), school_id=school, actor_id=teacher, request_key=None
         ),
         services.needs.update_need(saved.id, NeedChange(note="x"), school_id=school, actor_id=teacher),
         services.needs.delete_need(saved.id, school_id=school, actor_id=teacher),
@@ -280,8 +288,8 @@ async def test_need_summary_by_group_with_the_lists_totals_and_inconsistencies(s
         (leaver, PriorityGroup.NEAR_POOR, True, False),
     ]:
         await services.needs.record_need(
-            school,
             need(student_id, category, device=device, connectivity=connectivity),
+            school_id=school,
             actor_id=None,
             request_key=None,
         )
@@ -294,8 +302,8 @@ async def test_need_summary_by_group_with_the_lists_totals_and_inconsistencies(s
         left.active = False
     # And a need of another school's student does not count here.
     await services.needs.record_need(
-        world.secondary_school_id,
         need(ids["HS0005"], PriorityGroup.OTHER_HARDSHIP),
+        school_id=world.secondary_school_id,
         actor_id=None,
         request_key=None,
     )

@@ -34,7 +34,11 @@ async def open_round(
         approve_deadline=datetime(2021, 11, 16, 12, 0),
         compile_deadline=datetime(2021, 11, 16, 17, 0),
     )
-    return (await services.rounds.create_round(world.district_id, data, world.staff_ids["deputy_head"])).id
+    return (
+        await services.rounds.create_round(
+            data, district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
+        )
+    ).id
 
 
 async def run_job(harness: Harness, clock: Clock, at: datetime) -> dict[int, list[str]]:

@@ -40,7 +40,11 @@ async def open_round(
         approve_deadline=approve,
         compile_deadline=compile_,
     )
-    return (await services.rounds.create_round(world.district_id, data, world.staff_ids["deputy_head"])).id
+    return (
+        await services.rounds.create_round(
+            data, district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
+        )
+    ).id
 
 
 async def due(services: Services, clock: Clock, at: datetime) -> list[ReminderDue]:
@@ -121,7 +125,9 @@ async def test_a_school_sent_back_is_reminded_again(services: Services, clock: C
     result = await services.rounds.submit(
         round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
     )
-    await services.rounds.send_back(result.submission.id, ids["primary_specialist"], "Thiếu số liệu lớp 4A1")
+    await services.rounds.send_back(
+        result.submission.id, reviewer_id=ids["primary_specialist"], reason="Thiếu số liệu lớp 4A1"
+    )
     reminders = await due(services, clock, local(15, 14))
     submit_reminders = {
         (r.telegram_user_id, r.params.get("status")) for r in reminders if r.reminder_key == "submit:2h"
@@ -211,8 +217,8 @@ async def test_reviewer_and_statistics_reminders(services: Services, clock: Cloc
     await send(services, reminders)
 
     # All approved: the statistics officer is told once that the report can be compiled.
-    await services.rounds.approve(primary.submission.id, ids["primary_specialist"])
-    await services.rounds.approve(secondary.submission.id, ids["secondary_specialist"])
+    await services.rounds.approve(primary.submission.id, reviewer_id=ids["primary_specialist"])
+    await services.rounds.approve(secondary.submission.id, reviewer_id=ids["secondary_specialist"])
     reminders = await due(services, clock, local(15, 16))
     assert who(reminders) == {(TELEGRAM_IDS["statistics_officer"], "compile:ready")}
     await send(services, reminders)
@@ -223,7 +229,13 @@ async def test_reviewer_and_statistics_reminders(services: Services, clock: Cloc
     # Not compiled after its deadline: a digest to the deputy head; a compiled round is silent.
     reminders = await due(services, clock, local(16, 17, 5))
     assert who(reminders) == {(TELEGRAM_IDS["deputy_head"], "late:compile")}
-    await services.rounds.mark_compiled(round_id, ids["statistics_officer"], [], b"xlsx", "r.xlsx")
+    await services.rounds.mark_compiled(
+        round_id,
+        actor_id=ids["statistics_officer"],
+        missing_school_ids_acknowledged=[],
+        report=b"xlsx",
+        filename="r.xlsx",
+    )
     assert await due(services, clock, local(16, 17, 10)) == []
 
 

@@ -257,7 +257,9 @@ def test_every_printed_table_keeps_8_pt_on_a4_landscape() -> None:
 async def test_compile_records_the_batches_reported_upward(services: Services, rw: ReportWorld) -> None:
     """/compile is the district's report upward: the batches of the compiled schools get their day."""
     officer = rw.world.staff_ids["statistics_officer"]
-    await services.rounds.compile(rw.round_id, officer, "leave_out", [])  # S takes no part in the round
+    await services.rounds.compile(
+        rw.round_id, actor_id=officer, choice="leave_out", missing_school_ids_acknowledged=[]
+    )  # S takes no part in the round
     content, wb = await district(services, rw, ReportPeriod(round_id=rw.round_id))
     rows = {r["received_on"].date(): r for r in read(wb, "batches", batch_columns(W)).rows}
     # School P's batches (B1 1/11, B2 5/11, B7 20/10) were reported on 15/11, after their deadlines.

@@ -27,13 +27,13 @@ async def older_batches(services: Services, world: World, days: range) -> None:
     """Tablets received on each of `days` of November at the primary school."""
     for day in days:
         await services.donations.create_batch(
-            world.primary_school_id,
             BatchIn(
                 source=DonationSource.PROGRAM,
                 received_on=date(2021, 11, day),
                 quantity=1,
                 device_type=DeviceType.TABLET,
             ),
+            school_id=world.primary_school_id,
             actor_id=world.staff_ids["teacher"],
         )
 

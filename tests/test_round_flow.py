@@ -48,10 +48,10 @@ async def school_records(services: Services, world: World) -> None:
 
 async def record_need(services: Services, world: World, code: str, group: PriorityGroup) -> None:
     await services.needs.record_need(
-        world.secondary_school_id,
         NeedIn(
             student_id=world.student_ids[code], category=group, needs_device=True, needs_connectivity=False
         ),
+        school_id=world.secondary_school_id,
         actor_id=world.staff_ids["teacher_thcs"],
         request_key=None,
     )
@@ -116,7 +116,7 @@ async def test_whole_round_for_two_schools(services: Services, harness: Harness)
     world = await make_world(services)
     await school_records(services, world)
     rnd = await services.rounds.create_round(
-        world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]
+        directive_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     principal, principal_thcs = harness.person("principal"), harness.person("principal_thcs")
     teacher, teacher_thcs = harness.person("teacher"), harness.person("teacher_thcs")
@@ -260,7 +260,7 @@ async def test_whole_round_for_two_schools(services: Services, harness: Harness)
 async def test_compile_with_the_missing_schools_confirmed(services: Services, harness: Harness) -> None:
     world = await make_world(services)
     rnd = await services.rounds.create_round(
-        world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]
+        directive_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     statistics = harness.person("statistics_officer")
     await statistics.send("/compile")
@@ -278,7 +278,7 @@ async def test_progress_sends_text_and_png(services: Services, harness: Harness)
     world = await make_world(services)
     await school_records(services, world)
     rnd = await services.rounds.create_round(
-        world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]
+        directive_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     await services.rounds.submit(
         rnd.id,
@@ -309,7 +309,7 @@ async def test_history_of_a_school(services: Services, harness: Harness) -> None
     world = await make_world(services)
     await school_records(services, world)
     rnd = await services.rounds.create_round(
-        world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]
+        directive_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     result = await services.rounds.submit(
         rnd.id,
@@ -317,7 +317,9 @@ async def test_history_of_a_school(services: Services, harness: Harness) -> None
         school_id=world.secondary_school_id,
         actor_id=world.staff_ids["principal_thcs"],
     )
-    await services.rounds.send_back(result.submission.id, world.staff_ids["secondary_specialist"], REASON)
+    await services.rounds.send_back(
+        result.submission.id, reviewer_id=world.staff_ids["secondary_specialist"], reason=REASON
+    )
 
     # A principal: their own school (no code needed), never another school.
     principal_thcs = harness.person("principal_thcs")
@@ -365,7 +367,7 @@ async def enter_need(teacher: Person) -> None:
 async def test_records_are_locked_for_staff_after_submit(services: Services, harness: Harness) -> None:
     world = await make_world(services)
     rnd = await services.rounds.create_round(
-        world.district_id, directive_round(), actor_id=world.staff_ids["deputy_head"]
+        directive_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     principal, teacher = harness.person("principal"), harness.person("teacher")
     await principal.send("/submit")
@@ -392,7 +394,9 @@ async def test_records_are_locked_for_staff_after_submit(services: Services, har
 
     # Sent back: the programme data is open again for the staff; the vaccine data stays locked.
     pending = await services.rounds.pending_reviews(world.staff_ids["primary_specialist"])
-    await services.rounds.send_back(pending[0].submission_id, world.staff_ids["primary_specialist"], REASON)
+    await services.rounds.send_back(
+        pending[0].submission_id, reviewer_id=world.staff_ids["primary_specialist"], reason=REASON
+    )
     await enter_need(teacher)
     assert teacher.last_text().startswith("✅ Đã lưu nhu cầu")
     assert (await services.rounds.school_figures(rnd.id, school_id=world.primary_school_id))[

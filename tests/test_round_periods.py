@@ -58,7 +58,7 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     world = await make_world(services)
     batch_id = await laptops_with_one_gift(services, world)  # received 10/11, one given 14/11
     rnd = await services.rounds.create_round(
-        world.district_id, round_to_14_november(), actor_id=world.staff_ids["deputy_head"]
+        round_to_14_november(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     clock.freeze(datetime(2021, 11, 15, 16, 0, tzinfo=TZ))  # 16:00, after the 15:30 deadline
     principal, teacher = harness.person("principal"), harness.person("teacher")
@@ -95,13 +95,13 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     assert "khoá" not in teacher.last_text()
     # ... and so is a handover dated today.
     handover = await services.handovers.create_handover(
-        world.primary_school_id,
         HandoverIn(
             batch_id=batch_id,
             student_id=world.student_ids["HS0002"],
             kind=HandoverKind.GIFT,
             handed_on=date(2021, 11, 15),
         ),
+        school_id=world.primary_school_id,
         actor_id=world.staff_ids["teacher"],
     )
     assert handover.id
@@ -112,7 +112,7 @@ async def test_daily_entry_goes_on_after_approval(services: Services, harness: H
     (vaccine,) = await services.rounds.snapshots(rnd.id, VACCINE, school_id=world.primary_school_id)
     assert vaccine.figures.values.get("vaccination.doses", 0) == 0
     later = await services.rounds.create_round(
-        world.district_id, next_round(), actor_id=world.staff_ids["deputy_head"]
+        next_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     figures = await services.rounds.school_figures(later.id, school_id=world.primary_school_id)
     assert figures["vaccination.doses"] == 1
@@ -162,7 +162,7 @@ async def test_need_added_after_a_send_back_is_in_the_new_snapshot(
 ) -> None:
     world = await make_world(services)
     rnd = await services.rounds.create_round(
-        world.district_id, round_to_14_november(), actor_id=world.staff_ids["deputy_head"]
+        round_to_14_november(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     principal = harness.person("principal_thcs")
     teacher = harness.person("teacher_thcs")
@@ -172,7 +172,9 @@ async def test_need_added_after_a_send_back_is_in_the_new_snapshot(
     await principal.tap(SUBMIT)
     pending = await services.rounds.pending_reviews(world.staff_ids["secondary_specialist"])
     await services.rounds.send_back(
-        pending[0].submission_id, world.staff_ids["secondary_specialist"], "Thiếu nhu cầu lớp 7A1"
+        pending[0].submission_id,
+        reviewer_id=world.staff_ids["secondary_specialist"],
+        reason="Thiếu nhu cầu lớp 7A1",
     )
 
     # The next day, after the period, the teacher adds the need that stood since 10/11.
@@ -213,16 +215,18 @@ async def test_reopen_is_for_the_statistics_officer_with_a_reason(
 ) -> None:
     world = await make_world(services)
     rnd = await services.rounds.create_round(
-        world.district_id, round_to_14_november(), actor_id=world.staff_ids["deputy_head"]
+        round_to_14_november(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     ids = world.staff_ids
     result = await services.rounds.submit(
         rnd.id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
     )
-    await services.rounds.approve(result.submission.id, ids["primary_specialist"])
+    await services.rounds.approve(result.submission.id, reviewer_id=ids["primary_specialist"])
     # The reviewer cannot undo an approval; the statistics officer can, with a reason.
     with pytest.raises(DomainError):
-        await services.rounds.reopen(result.submission.id, ids["primary_specialist"], "sai số")
+        await services.rounds.reopen(
+            result.submission.id, actor_id=ids["primary_specialist"], reason="sai số"
+        )
     statistics = harness.person("statistics_officer")
     principal, specialist = harness.person("principal"), harness.person("primary_specialist")
     await statistics.send("/reopen")
@@ -287,14 +291,14 @@ async def approved_round_with_two_missing(services: Services, world: World) -> i
     await add_schools(services, world)
     ids = world.staff_ids
     rnd = await services.rounds.create_round(
-        world.district_id, round_to_14_november(), actor_id=ids["deputy_head"]
+        round_to_14_november(), district_id=world.district_id, actor_id=ids["deputy_head"]
     )
     for school_id, principal, reviewer in (
         (world.primary_school_id, "principal", "primary_specialist"),
         (world.secondary_school_id, "principal_thcs", "secondary_specialist"),
     ):
         result = await services.rounds.submit(rnd.id, PROGRAM, school_id=school_id, actor_id=ids[principal])
-        await services.rounds.approve(result.submission.id, ids[reviewer])
+        await services.rounds.approve(result.submission.id, reviewer_id=ids[reviewer])
     return rnd.id
 
 
@@ -329,13 +333,13 @@ async def test_compile_leaves_out_or_marks_the_unapproved_and_is_reproducible(
     from storage.schemas.devices import BatchIn
 
     await services.donations.create_batch(
-        world.primary_school_id,
         BatchIn(
             source=DonationSource.PROGRAM,
             received_on=date(2021, 11, 15),
             quantity=5,
             device_type=DeviceType.LAPTOP,
         ),
+        school_id=world.primary_school_id,
         actor_id=world.staff_ids["teacher"],
     )
     again, _, _ = await services.rounds.compiled_workbook(round_id, CompileChoice.LEAVE_OUT)
@@ -360,7 +364,10 @@ async def test_compile_leaves_out_or_marks_the_unapproved_and_is_reproducible(
     # is the one built again from the same snapshots.
     missing = [s.school_id for s in data.included_unapproved]
     compiled, content = await services.rounds.compile(
-        round_id, world.staff_ids["statistics_officer"], CompileChoice.LEAVE_OUT, missing
+        round_id,
+        actor_id=world.staff_ids["statistics_officer"],
+        choice=CompileChoice.LEAVE_OUT,
+        missing_school_ids_acknowledged=missing,
     )
     async with services.sessionmaker() as session:
         stored = await session.get(CompiledReport, compiled.report_id)

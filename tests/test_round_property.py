@@ -72,7 +72,6 @@ async def _run(url: str, operations: list[tuple[Any, ...]]) -> None:
         world = await make_world(services)
         ids, school = world.staff_ids, world.primary_school_id
         rnd = await services.rounds.create_round(
-            world.district_id,
             RoundIn(
                 name="Kỳ 01–10/11",
                 period_start=START,
@@ -81,6 +80,7 @@ async def _run(url: str, operations: list[tuple[Any, ...]]) -> None:
                 approve_deadline=datetime(2021, 11, 13, 11, 30),
                 compile_deadline=datetime(2021, 11, 13, 17, 0),
             ),
+            district_id=world.district_id,
             actor_id=ids["deputy_head"],
         )
         status = "not_submitted"
@@ -97,7 +97,7 @@ async def _run(url: str, operations: list[tuple[Any, ...]]) -> None:
                 data = BatchIn(
                     source=DonationSource.PROGRAM, received_on=day, quantity=2, device_type=DeviceType.LAPTOP
                 )
-                call = services.donations.create_batch(school, data, actor_id=ids["teacher"])
+                call = services.donations.create_batch(data, school_id=school, actor_id=ids["teacher"])
                 await _expect(call, refused=locked and START <= day <= END, area="devices")
             elif kind == "need" and students:
                 since = min(FIRST_DAY + timedelta(days=op[1]), clock.today())
@@ -108,7 +108,9 @@ async def _run(url: str, operations: list[tuple[Any, ...]]) -> None:
                     needs_connectivity=False,
                     since=since,
                 )
-                call = services.needs.record_need(school, data, actor_id=ids["teacher"], request_key=None)
+                call = services.needs.record_need(
+                    data, school_id=school, actor_id=ids["teacher"], request_key=None
+                )
                 await _expect(call, refused=locked and since <= END, area="needs")
             elif kind == "submit" and status in ("not_submitted", "returned"):
                 result = await services.rounds.submit(
@@ -117,11 +119,13 @@ async def _run(url: str, operations: list[tuple[Any, ...]]) -> None:
                 submission_id, status = result.submission.id, "submitted"
             elif kind == "send_back" and status == "submitted":
                 assert submission_id is not None
-                await services.rounds.send_back(submission_id, ids["primary_specialist"], "Thiếu số liệu")
+                await services.rounds.send_back(
+                    submission_id, reviewer_id=ids["primary_specialist"], reason="Thiếu số liệu"
+                )
                 status = "returned"
             elif kind == "approve" and status == "submitted":
                 assert submission_id is not None
-                await services.rounds.approve(submission_id, ids["primary_specialist"])
+                await services.rounds.approve(submission_id, reviewer_id=ids["primary_specialist"])
                 status = "approved"
                 latest = (await services.rounds.snapshots(rnd.id, SubmissionTrack.PROGRAM, school_id=school))[
                     -1

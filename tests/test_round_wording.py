@@ -63,7 +63,7 @@ async def test_the_long_name_is_short_and_never_nested_in_the_chat(
 ) -> None:
     world = await make_world(services)
     await services.rounds.create_round(
-        world.district_id, long_round(), actor_id=world.staff_ids["deputy_head"]
+        long_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     principal = harness.person("principal")
     specialist = harness.person("primary_specialist")
@@ -94,7 +94,7 @@ async def test_the_deputy_heads_late_notices_arrive_in_the_order_of_their_deadli
     clock.freeze(local(15, 9))
     world = await make_world(services)
     rnd = await services.rounds.create_round(
-        world.district_id, long_round(), actor_id=world.staff_ids["deputy_head"]
+        long_round(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     # The lower-secondary school submits and waits for review; the primary school never submits.
     await services.rounds.submit(

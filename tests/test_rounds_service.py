@@ -46,7 +46,7 @@ def round_in(**changes: object) -> RoundIn:
 
 async def open_round(services: Services, world: World) -> int:
     rnd = await services.rounds.create_round(
-        world.district_id, round_in(), actor_id=world.staff_ids["deputy_head"]
+        round_in(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     return rnd.id
 
@@ -56,13 +56,13 @@ async def primary_records(services: Services, world: World) -> int:
     school, teacher = world.primary_school_id, world.staff_ids["teacher"]
     batch_id = await laptops_with_one_gift(services, world)
     await services.needs.record_need(
-        school,
         NeedIn(
             student_id=world.student_ids["HS0002"],
             category=PriorityGroup.NEAR_POOR,
             needs_device=True,
             needs_connectivity=True,
         ),
+        school_id=school,
         actor_id=teacher,
         request_key=None,
     )
@@ -90,7 +90,7 @@ async def events_of(services: Services, submission_id: int) -> list[SubmissionEv
 async def test_create_round_with_local_deadlines(services: Services) -> None:
     world = await make_world(services)
     rnd = await services.rounds.create_round(
-        world.district_id, round_in(), actor_id=world.staff_ids["deputy_head"]
+        round_in(), district_id=world.district_id, actor_id=world.staff_ids["deputy_head"]
     )
     assert rnd.status is RoundStatus.OPEN and rnd.schools == 2
     # 15:30 in Ho Chi Minh City is 08:30 UTC.
@@ -112,24 +112,28 @@ async def test_create_round_rules(services: Services) -> None:
     deputy = world.staff_ids["deputy_head"]
     with pytest.raises(DomainError) as excinfo:
         await services.rounds.create_round(
-            world.district_id, round_in(approve_deadline=datetime(2021, 11, 15, 15, 0)), actor_id=deputy
+            round_in(approve_deadline=datetime(2021, 11, 15, 15, 0)),
+            district_id=world.district_id,
+            actor_id=deputy,
         )
     assert excinfo.value.code == "rounds.deadlines_order"
     assert "15:30 15/11/2021" in render_error(excinfo.value, "vi")
     with pytest.raises(DomainError) as excinfo:
         await services.rounds.create_round(
-            world.district_id, round_in(period_start=date(2021, 11, 16)), actor_id=deputy
+            round_in(period_start=date(2021, 11, 16)), district_id=world.district_id, actor_id=deputy
         )
     assert excinfo.value.code == "rounds.period_invalid"
     with pytest.raises(AccessDenied) as denied:
         await services.rounds.create_round(
-            world.district_id, round_in(), actor_id=world.staff_ids["principal"]
+            round_in(), district_id=world.district_id, actor_id=world.staff_ids["principal"]
         )
     assert denied.value.code == "access.role_cannot"
     assert await services.rounds.list_rounds(world.district_id) == []
     # An administrator may open one too.
     assert (
-        await services.rounds.create_round(world.district_id, round_in(), actor_id=world.staff_ids["admin"])
+        await services.rounds.create_round(
+            round_in(), district_id=world.district_id, actor_id=world.staff_ids["admin"]
+        )
     ).id
 
 
@@ -185,13 +189,13 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
     assert not await locked(services, primary, VACCINE)
     with pytest.raises(DomainError) as excinfo:
         await services.handovers.create_handover(
-            primary,
             HandoverIn(
                 batch_id=batch_id,
                 student_id=world.student_ids["HS0002"],
                 kind=HandoverKind.GIFT,
                 handed_on=date(2021, 11, 15),
             ),
+            school_id=primary,
             actor_id=ids["teacher"],
         )
     assert excinfo.value.code == "devices.locked"
@@ -211,18 +215,22 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
     assert pending_thcs.school_id == secondary
 
     # The lower-secondary school is approved at once; the principal is told.
-    approved = await services.rounds.approve(pending_thcs.submission_id, ids["secondary_specialist"])
+    approved = await services.rounds.approve(
+        pending_thcs.submission_id, reviewer_id=ids["secondary_specialist"]
+    )
     assert approved.submission.status is SubmissionStatus.APPROVED
     assert approved.notify_staff_ids == [ids["principal_thcs"]]
     assert await locked(services, secondary)
 
     # The primary school is sent back with a reason: the principal and the teacher who entered
     # the records are told, and the records unlock.
-    summary = await services.rounds.review_summary(pending.submission_id, ids["primary_specialist"])
+    summary = await services.rounds.review_summary(
+        pending.submission_id, reviewer_id=ids["primary_specialist"]
+    )
     assert summary.previous is None and summary.changes == [] and summary.submissions == 1
     assert summary.submitted is not None and summary.submitted["devices.program.given"] == 1
     returned = await services.rounds.send_back(
-        pending.submission_id, ids["primary_specialist"], f"  {REASON} "
+        pending.submission_id, reviewer_id=ids["primary_specialist"], reason=f"  {REASON} "
     )
     assert returned.submission.status is SubmissionStatus.RETURNED
     assert returned.reason == REASON and returned.submission.return_reason == REASON
@@ -233,13 +241,13 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
 
     # The school fixes its data and submits again.
     await services.handovers.create_handover(
-        primary,
         HandoverIn(
             batch_id=batch_id,
             student_id=world.student_ids["HS0002"],
             kind=HandoverKind.GIFT,
             handed_on=date(2021, 11, 15),
         ),
+        school_id=primary,
         actor_id=ids["teacher"],
     )
     again = await services.rounds.submit(round_id, PROGRAM, school_id=primary, actor_id=ids["principal"])
@@ -248,12 +256,14 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
     assert pending.resubmission
 
     # The reviewer sees what changed since the submission sent back.
-    summary = await services.rounds.review_summary(pending.submission_id, ids["primary_specialist"])
+    summary = await services.rounds.review_summary(
+        pending.submission_id, reviewer_id=ids["primary_specialist"]
+    )
     assert summary.submissions == 2 and summary.previous_reason == REASON
     assert summary.previous is not None and summary.previous["devices.program.given"] == 1
     changes = {c.key: (c.before, c.after, c.delta) for c in summary.changes}
     assert changes == {"devices.program.given": (1, 2, 1), "devices.program.left": (2, 1, -1)}
-    await services.rounds.approve(pending.submission_id, ids["primary_specialist"])
+    await services.rounds.approve(pending.submission_id, reviewer_id=ids["primary_specialist"])
 
     # Everything approved: the statistics officer compiles; the round closes. What was reported stays
     # locked (issue 14: the period's records of an approved part, whatever the round's status).
@@ -261,7 +271,11 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
     assert check.ready and {s.school_id for s in check.approved} == {primary, secondary}
     assert {s.school_id for s in check.vaccine_missing} == {primary, secondary}
     compiled = await services.rounds.mark_compiled(
-        round_id, ids["statistics_officer"], [], b"PK\x03\x04 workbook", "bao-cao-quan.xlsx"
+        round_id,
+        actor_id=ids["statistics_officer"],
+        missing_school_ids_acknowledged=[],
+        report=b"PK\x03\x04 workbook",
+        filename="bao-cao-quan.xlsx",
     )
     assert compiled.size == 13 and compiled.missing_acknowledged == []
     rnd = await services.rounds.get_round(round_id)
@@ -271,7 +285,13 @@ async def test_a_whole_round_for_two_schools(services: Services) -> None:
         report = await session.get(CompiledReport, compiled.report_id)
         assert report is not None and report.content == b"PK\x03\x04 workbook" and report.round_id == round_id
     with pytest.raises(DomainError) as excinfo:
-        await services.rounds.mark_compiled(round_id, ids["statistics_officer"], [], b"x", "again.xlsx")
+        await services.rounds.mark_compiled(
+            round_id,
+            actor_id=ids["statistics_officer"],
+            missing_school_ids_acknowledged=[],
+            report=b"x",
+            filename="again.xlsx",
+        )
     assert excinfo.value.code == "rounds.already_compiled"
     assert await services.rounds.current_round(world.district_id) is None
 
@@ -325,9 +345,9 @@ async def test_vaccine_track_is_reviewed_by_the_health_officer(services: Service
     (pending,) = await services.rounds.pending_reviews(ids["health_officer"])
     assert pending.track is VACCINE
     with pytest.raises(AccessDenied) as denied:
-        await services.rounds.approve(pending.submission_id, ids["secondary_specialist"])
+        await services.rounds.approve(pending.submission_id, reviewer_id=ids["secondary_specialist"])
     assert denied.value.code == "access.role_cannot"
-    outcome = await services.rounds.approve(pending.submission_id, ids["health_officer"])
+    outcome = await services.rounds.approve(pending.submission_id, reviewer_id=ids["health_officer"])
     assert outcome.submission.status is SubmissionStatus.APPROVED
 
 
@@ -370,14 +390,14 @@ async def test_review_only_by_the_specialist_of_the_level(services: Services) ->
     )
     submission_id = result.submission.id
     with pytest.raises(AccessDenied) as denied:
-        await services.rounds.approve(submission_id, ids["secondary_specialist"])
+        await services.rounds.approve(submission_id, reviewer_id=ids["secondary_specialist"])
     assert denied.value.code == "rounds.wrong_level"
     assert "TH" in render_error(denied.value, "vi")
     for who in ("secondary_specialist", "health_officer", "principal", "deputy_head"):
         with pytest.raises(AccessDenied):
-            await services.rounds.send_back(submission_id, ids[who], REASON)
+            await services.rounds.send_back(submission_id, reviewer_id=ids[who], reason=REASON)
         with pytest.raises(AccessDenied):
-            await services.rounds.review_summary(submission_id, ids[who])
+            await services.rounds.review_summary(submission_id, reviewer_id=ids[who])
     with pytest.raises(AccessDenied):
         await services.rounds.pending_reviews(ids["teacher"])
     assert (
@@ -394,15 +414,19 @@ async def test_send_back_needs_a_reason(services: Services) -> None:
     )
     for reason in ("", "   ", "\n"):
         with pytest.raises(DomainError) as excinfo:
-            await services.rounds.send_back(result.submission.id, ids["primary_specialist"], reason)
+            await services.rounds.send_back(
+                result.submission.id, reviewer_id=ids["primary_specialist"], reason=reason
+            )
         assert excinfo.value.code == "rounds.reason_required"
     assert await locked(services, world.primary_school_id)
     # NFC: a reason typed in decomposed form is stored composed.
     decomposed = "Thie\u0302\u0301u so\u0302\u0301 lie\u0323\u0302u"
-    outcome = await services.rounds.send_back(result.submission.id, ids["primary_specialist"], decomposed)
+    outcome = await services.rounds.send_back(
+        result.submission.id, reviewer_id=ids["primary_specialist"], reason=decomposed
+    )
     assert outcome.reason == "Thiếu số liệu"
     with pytest.raises(DomainError) as excinfo:
-        await services.rounds.approve(result.submission.id, ids["primary_specialist"])
+        await services.rounds.approve(result.submission.id, reviewer_id=ids["primary_specialist"])
     assert excinfo.value.code == "rounds.review_already_returned"
 
 
@@ -413,27 +437,45 @@ async def test_compile_refused_while_a_school_is_pending(services: Services) -> 
     result = await services.rounds.submit(
         round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
     )
-    await services.rounds.approve(result.submission.id, ids["primary_specialist"])
+    await services.rounds.approve(result.submission.id, reviewer_id=ids["primary_specialist"])
     check = await services.rounds.compile_check(round_id)
     assert not check.ready and [s.school_id for s in check.missing] == [world.secondary_school_id]
     with pytest.raises(DomainError) as excinfo:
-        await services.rounds.mark_compiled(round_id, ids["statistics_officer"], [], b"xlsx", "r.xlsx")
+        await services.rounds.mark_compiled(
+            round_id,
+            actor_id=ids["statistics_officer"],
+            missing_school_ids_acknowledged=[],
+            report=b"xlsx",
+            filename="r.xlsx",
+        )
     assert excinfo.value.code == "rounds.not_all_approved"
     assert "Trường THCS Nguyễn Bỉnh Khiêm" in render_error(excinfo.value, "vi")
     with pytest.raises(DomainError) as excinfo:
         await services.rounds.mark_compiled(
-            round_id, ids["statistics_officer"], [world.primary_school_id], b"xlsx", "r.xlsx"
+            round_id,
+            actor_id=ids["statistics_officer"],
+            missing_school_ids_acknowledged=[world.primary_school_id],
+            report=b"xlsx",
+            filename="r.xlsx",
         )
     assert excinfo.value.code == "rounds.missing_list_differs"
     with pytest.raises(AccessDenied):
         await services.rounds.mark_compiled(
-            round_id, ids["deputy_head"], [world.secondary_school_id], b"xlsx", "r.xlsx"
+            round_id,
+            actor_id=ids["deputy_head"],
+            missing_school_ids_acknowledged=[world.secondary_school_id],
+            report=b"xlsx",
+            filename="r.xlsx",
         )
     assert (await services.rounds.get_round(round_id)).status is RoundStatus.OPEN
 
     # With the explicit list of the missing schools it is allowed, and the audit says so.
     compiled = await services.rounds.mark_compiled(
-        round_id, ids["statistics_officer"], [world.secondary_school_id], b"xlsx", "r.xlsx"
+        round_id,
+        actor_id=ids["statistics_officer"],
+        missing_school_ids_acknowledged=[world.secondary_school_id],
+        report=b"xlsx",
+        filename="r.xlsx",
     )
     assert [s.school_id for s in compiled.missing_acknowledged] == [world.secondary_school_id]
     round_audit = await audit_of(services, "reporting_round", round_id)
@@ -460,13 +502,13 @@ async def test_figures_show_inconsistencies(services: Services) -> None:
         assert student is not None
         student.priority_group = PriorityGroup.POOR
     await services.handovers.create_handover(
-        world.primary_school_id,
         HandoverIn(
             batch_id=batch_id,
             student_id=world.student_ids["HS0004"],
             kind=HandoverKind.LOAN,
             handed_on=date(2021, 11, 12),
         ),
+        school_id=world.primary_school_id,
         actor_id=world.staff_ids["teacher"],
     )
     async with services.sessionmaker.begin() as session:
@@ -493,7 +535,7 @@ async def test_figures_show_inconsistencies(services: Services) -> None:
     )
     assert {i.code for i in result.figures.issues(PROGRAM)} == codes
     summary = await services.rounds.review_summary(
-        result.submission.id, world.staff_ids["primary_specialist"]
+        result.submission.id, reviewer_id=world.staff_ids["primary_specialist"]
     )
     assert {i.code for i in summary.inconsistencies} == codes
 
@@ -517,7 +559,9 @@ async def test_progress_numbers_and_lateness(services: Services, clock) -> None:
     result = await services.rounds.submit(
         round_id, PROGRAM, school_id=world.primary_school_id, actor_id=ids["principal"]
     )
-    await services.rounds.send_back(result.submission.id, ids["primary_specialist"], REASON)
+    await services.rounds.send_back(
+        result.submission.id, reviewer_id=ids["primary_specialist"], reason=REASON
+    )
     clock.freeze(SUBMIT_DEADLINE + timedelta(minutes=1))
     progress = await services.rounds.progress(round_id)
     primary, secondary = progress.schools
@@ -560,7 +604,7 @@ async def test_progress_numbers_and_lateness(services: Services, clock) -> None:
     secondary_part = lines[lines.index(next(x for x in lines if x.startswith("79785101"))) + 1]
     assert "nộp " in secondary_part and "⏰ trễ hạn" in secondary_part
     # Approved: when and by whom.
-    await services.rounds.approve(late.submission.id, ids["secondary_specialist"])
+    await services.rounds.approve(late.submission.id, reviewer_id=ids["secondary_specialist"])
     text = progress_text(await services.rounds.progress(round_id), "vi", TZ)
     lines = text.splitlines()
     secondary_part = lines[lines.index(next(x for x in lines if x.startswith("79785101"))) + 1]
@@ -659,8 +703,8 @@ async def test_two_taps_at_once_submit_and_approve_once(services: Services) -> N
     assert codes == ["SubmitResult", "rounds.already_submitted"]
     submission_id = next(r for r in results if not isinstance(r, BaseException)).submission.id
     results = await asyncio.gather(
-        services.rounds.approve(submission_id, ids["primary_specialist"]),
-        services.rounds.send_back(submission_id, ids["primary_specialist"], REASON),
+        services.rounds.approve(submission_id, reviewer_id=ids["primary_specialist"]),
+        services.rounds.send_back(submission_id, reviewer_id=ids["primary_specialist"], reason=REASON),
         return_exceptions=True,
     )
     assert sum(isinstance(r, DomainError) for r in results) == 1

@@ -261,13 +261,13 @@ async def test_the_service_the_import_and_the_chat_agree(services: Services) -> 
 
     async def program_batch() -> int:
         batch = await services.donations.create_batch(
-            school,
             BatchIn(
                 source=DonationSource.PROGRAM,
                 received_on=RECEIVED,
                 quantity=3,
                 device_type=DeviceType.LAPTOP,
             ),
+            school_id=school,
             actor_id=None,
         )
         return batch.id
@@ -276,13 +276,15 @@ async def test_the_service_the_import_and_the_chat_agree(services: Services) -> 
     gift = HandoverIn(
         batch_id=first, student_id=student, kind=HandoverKind.GIFT, handed_on=date(2021, 11, 11)
     )
-    await services.handovers.create_handover(school, gift, actor_id=None, confirm_second_program_device=True)
+    await services.handovers.create_handover(
+        gift, school_id=school, actor_id=None, confirm_second_program_device=True
+    )
     data = gift.model_copy(update={"batch_id": second, "handed_on": date(2021, 11, 12)})
 
     with pytest.raises(HandoverWarnings) as caught:
-        await services.handovers.create_handover(school, data, actor_id=None)
+        await services.handovers.create_handover(data, school_id=school, actor_id=None)
     by_service = [(f.code, f.params) for f in caught.value.warnings]
-    preview = await services.handovers.check_handover(school, data, source=DonationSource.PROGRAM)
+    preview = await services.handovers.check_handover(data, school_id=school, source=DonationSource.PROGRAM)
     by_chat = [(f.code, f.params) for f in preview]
     header = ["Lô thiết bị", "Mã học sinh", "Hình thức", "Ngày bàn giao"]
     check = await check_as(
@@ -299,7 +301,7 @@ async def test_the_service_the_import_and_the_chat_agree(services: Services) -> 
     early = data.model_copy(update={"handed_on": date(2021, 11, 9)})
     with pytest.raises(DomainError) as saved:
         await services.handovers.create_handover(
-            school, early, actor_id=None, confirm_second_program_device=True
+            early, school_id=school, actor_id=None, confirm_second_program_device=True
         )
     with pytest.raises(DomainError) as chat:
         services.handovers.check_handed_on(early.handed_on, RECEIVED)

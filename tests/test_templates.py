@@ -104,13 +104,13 @@ async def _context(services: Services, kind: ImportKind, *, school: bool = True)
         from storage.schemas.devices import BatchIn
 
         await services.donations.create_batch(
-            world.primary_school_id,
             BatchIn(
                 source=DonationSource.PROGRAM,
                 received_on="10/11/2021",
                 quantity=5,
                 device_type=DeviceType.LAPTOP,
             ),
+            school_id=world.primary_school_id,
             actor_id=None,
         )
     scope = (

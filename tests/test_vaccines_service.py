@@ -109,8 +109,8 @@ async def test_record_a_dose_shows_it_and_suggests_the_next(services: Services) 
     assert await services.vaccines.next_dose_number(student, school_id=school) == 1
 
     saved = await services.vaccines.record_dose(
-        school,
         dose(student, 1, TODAY - timedelta(days=1), products["COMIRNATY"]),
+        school_id=school,
         actor_id=teacher,
         request_key="k-first",
     )
@@ -131,13 +131,16 @@ async def test_duplicate_dose_number_is_refused(services: Services) -> None:
     products = await product_ids(services)
     school, student = world.primary_school_id, world.student_ids["HS0001"]
     await services.vaccines.record_dose(
-        school, dose(student, 1, date(2021, 11, 1), products["COMIRNATY"]), actor_id=None, request_key="a"
+        dose(student, 1, date(2021, 11, 1), products["COMIRNATY"]),
+        school_id=school,
+        actor_id=None,
+        request_key="a",
     )
 
     with pytest.raises(DomainError) as excinfo:
         await services.vaccines.record_dose(
-            school,
             dose(student, 1, date(2021, 11, 14), products["COMIRNATY"]),
+            school_id=school,
             actor_id=None,
             request_key="b",
         )
@@ -153,17 +156,23 @@ async def test_dose_dated_before_the_previous_one_is_refused(services: Services)
     products = await product_ids(services)
     school, student = world.primary_school_id, world.student_ids["HS0001"]
     await services.vaccines.record_dose(
-        school, dose(student, 1, date(2021, 11, 10), products["COMIRNATY"]), actor_id=None, request_key="a"
+        dose(student, 1, date(2021, 11, 10), products["COMIRNATY"]),
+        school_id=school,
+        actor_id=None,
+        request_key="a",
     )
 
     check = await services.vaccines.check_dose(
-        school, dose(student, 2, date(2021, 11, 5), products["COMIRNATY"])
+        dose(student, 2, date(2021, 11, 5), products["COMIRNATY"]), school_id=school
     )
 
     assert [e.code for e in check.errors] == ["vaccines.before_previous"]
     with pytest.raises(DomainError) as excinfo:
         await services.vaccines.record_dose(
-            school, dose(student, 2, date(2021, 11, 5), products["COMIRNATY"]), actor_id=None, request_key="b"
+            dose(student, 2, date(2021, 11, 5), products["COMIRNATY"]),
+            school_id=school,
+            actor_id=None,
+            request_key="b",
         )
     assert error_code(excinfo) == "vaccines.before_previous"
 
@@ -174,12 +183,12 @@ async def test_filling_a_gap_after_the_next_dose_is_refused(services: Services) 
     school, student = world.primary_school_id, world.student_ids["HS0001"]
     # Dose 2 first (dose 1 was given elsewhere and its card is at home): a warning, confirmed.
     check = await services.vaccines.check_dose(
-        school, dose(student, 2, date(2021, 11, 10), products["COMIRNATY"])
+        dose(student, 2, date(2021, 11, 10), products["COMIRNATY"]), school_id=school
     )
     assert check.ok and [w.code for w in check.warnings] == ["vaccines.missing_earlier"]
     await services.vaccines.record_dose(
-        school,
         dose(student, 2, date(2021, 11, 10), products["COMIRNATY"]),
+        school_id=school,
         actor_id=None,
         request_key="a",
         confirm_warnings=True,
@@ -187,8 +196,8 @@ async def test_filling_a_gap_after_the_next_dose_is_refused(services: Services) 
 
     with pytest.raises(DomainError) as excinfo:
         await services.vaccines.record_dose(
-            school,
             dose(student, 1, date(2021, 11, 12), products["COMIRNATY"]),
+            school_id=school,
             actor_id=None,
             request_key="b",
         )
@@ -196,7 +205,10 @@ async def test_filling_a_gap_after_the_next_dose_is_refused(services: Services) 
     assert excinfo.value.params["next_on"] == date(2021, 11, 10)
 
     fine = await services.vaccines.record_dose(
-        school, dose(student, 1, date(2021, 10, 15), products["COMIRNATY"]), actor_id=None, request_key="c"
+        dose(student, 1, date(2021, 10, 15), products["COMIRNATY"]),
+        school_id=school,
+        actor_id=None,
+        request_key="c",
     )
     assert fine.dose_number == 1
 
@@ -212,7 +224,10 @@ async def test_future_and_too_early_dates_are_refused(services: Services) -> Non
     ):
         with pytest.raises(DomainError) as excinfo:
             await services.vaccines.record_dose(
-                school, dose(student, 1, given_on, products["COMIRNATY"]), actor_id=None, request_key=None
+                dose(student, 1, given_on, products["COMIRNATY"]),
+                school_id=school,
+                actor_id=None,
+                request_key=None,
             )
         assert error_code(excinfo) == code
     assert await count(services, VaccineDose) == 0
@@ -225,14 +240,14 @@ async def test_dose_before_the_products_minimum_age_is_refused(services: Service
 
     with pytest.raises(DomainError) as excinfo:
         await services.vaccines.record_dose(
-            school, dose(student, 1, TODAY, products["VAXZEVRIA"]), actor_id=None, request_key=None
+            dose(student, 1, TODAY, products["VAXZEVRIA"]), school_id=school, actor_id=None, request_key=None
         )
 
     assert error_code(excinfo) == "vaccines.too_young"
     assert excinfo.value.params["min_age"] == 18
     assert excinfo.value.params["eligible_from"] == date(2030, 3, 14)
     saved = await services.vaccines.record_dose(
-        school, dose(student, 1, TODAY, products["COMIRNATY"]), actor_id=None, request_key=None
+        dose(student, 1, TODAY, products["COMIRNATY"]), school_id=school, actor_id=None, request_key=None
     )
     assert saved.product_code == "COMIRNATY"
 
@@ -257,7 +272,7 @@ async def test_minimum_age_is_counted_to_the_day(services: Services) -> None:
         student_id = student.id
 
     check = await services.vaccines.check_dose(
-        world.secondary_school_id, dose(student_id, 1, TODAY, products["NUVAXOVID"])
+        dose(student_id, 1, TODAY, products["NUVAXOVID"]), school_id=world.secondary_school_id
     )
     assert [e.code for e in check.errors] == ["vaccines.too_young"]
     assert check.errors[0].params["eligible_from"] == date(2021, 11, 16)
@@ -270,13 +285,13 @@ async def test_other_product_needs_a_name(services: Services) -> None:
 
     with pytest.raises(DomainError) as excinfo:
         await services.vaccines.record_dose(
-            school, dose(student, 1, TODAY, products["OTHER"]), actor_id=None, request_key=None
+            dose(student, 1, TODAY, products["OTHER"]), school_id=school, actor_id=None, request_key=None
         )
     assert error_code(excinfo) == "vaccines.other_needs_name"
 
     saved = await services.vaccines.record_dose(
-        school,
         dose(student, 1, TODAY, products["OTHER"], product_other_name="  Corbevax "),
+        school_id=school,
         actor_id=None,
         request_key=None,
     )
@@ -287,8 +302,8 @@ async def test_a_named_product_drops_a_typed_other_name(services: Services) -> N
     world = await make_world(services)
     products = await product_ids(services)
     saved = await services.vaccines.record_dose(
-        world.primary_school_id,
         dose(world.student_ids["HS0001"], 1, TODAY, products["COMIRNATY"], product_other_name="Corbevax"),
+        school_id=world.primary_school_id,
         actor_id=None,
         request_key=None,
     )
@@ -302,8 +317,8 @@ async def test_another_schools_student_is_not_found(services: Services) -> None:
 
     with pytest.raises(DomainError) as excinfo:
         await services.vaccines.record_dose(
-            world.primary_school_id,
             dose(other_school_student, 1, TODAY, products["COMIRNATY"]),
+            school_id=world.primary_school_id,
             actor_id=None,
             request_key=None,
         )
@@ -311,7 +326,7 @@ async def test_another_schools_student_is_not_found(services: Services) -> None:
     for call in (
         services.vaccines.doses_of(other_school_student, school_id=world.primary_school_id),
         services.vaccines.check_dose(
-            world.primary_school_id, dose(other_school_student, 1, TODAY, products["COMIRNATY"])
+            dose(other_school_student, 1, TODAY, products["COMIRNATY"]), school_id=world.primary_school_id
         ),
     ):
         with pytest.raises(DomainError) as excinfo:
@@ -324,11 +339,14 @@ async def test_short_interval_is_a_warning_saved_once_confirmed(services: Servic
     products = await product_ids(services)
     school, student = world.primary_school_id, world.student_ids["HS0001"]
     await services.vaccines.record_dose(
-        school, dose(student, 1, date(2021, 11, 1), products["COMIRNATY"]), actor_id=None, request_key="a"
+        dose(student, 1, date(2021, 11, 1), products["COMIRNATY"]),
+        school_id=school,
+        actor_id=None,
+        request_key="a",
     )
     second = dose(student, 2, date(2021, 11, 10), products["COMIRNATY"])
 
-    check = await services.vaccines.check_dose(school, second)
+    check = await services.vaccines.check_dose(second, school_id=school)
     assert check.ok and check.needs_confirmation
     (warning,) = check.warnings
     assert warning.code == "vaccines.short_interval"
@@ -336,12 +354,12 @@ async def test_short_interval_is_a_warning_saved_once_confirmed(services: Servic
     assert "21" in render_error(warning.as_error(), "vi")
 
     with pytest.raises(WarningsNotConfirmed) as excinfo:
-        await services.vaccines.record_dose(school, second, actor_id=None, request_key="b")
+        await services.vaccines.record_dose(second, school_id=school, actor_id=None, request_key="b")
     assert excinfo.value.code == "vaccines.short_interval" and len(excinfo.value.warnings) == 1
     assert await count(services, VaccineDose) == 1
 
     saved = await services.vaccines.record_dose(
-        school, second, actor_id=None, request_key="b", confirm_warnings=True
+        second, school_id=school, actor_id=None, request_key="b", confirm_warnings=True
     )
     assert saved.dose_number == 2 and await count(services, VaccineDose) == 2
 
@@ -351,11 +369,14 @@ async def test_mixed_products_use_the_longer_minimum_interval(services: Services
     products = await product_ids(services)
     school, student = world.secondary_school_id, world.student_ids["HS0005"]
     await services.vaccines.record_dose(
-        school, dose(student, 1, date(2021, 10, 20), products["SPIKEVAX"]), actor_id=None, request_key="a"
+        dose(student, 1, date(2021, 10, 20), products["SPIKEVAX"]),
+        school_id=school,
+        actor_id=None,
+        request_key="a",
     )
     # 25 days later: enough for Comirnaty (21) but not after Spikevax (28).
     check = await services.vaccines.check_dose(
-        school, dose(student, 2, date(2021, 11, 14), products["COMIRNATY"])
+        dose(student, 2, date(2021, 11, 14), products["COMIRNATY"]), school_id=school
     )
     assert [(w.code, w.params["minimum"]) for w in check.warnings] == [("vaccines.short_interval", 28)]
 
@@ -366,17 +387,18 @@ async def test_entry_more_than_a_day_after_the_dose_is_saved_late(services: Serv
     school = world.primary_school_id
 
     on_time = await services.vaccines.record_dose(
-        school,
         dose(world.student_ids["HS0001"], 1, TODAY - timedelta(days=1), products["COMIRNATY"]),
+        school_id=school,
         actor_id=None,
         request_key=None,
     )
     late_check = await services.vaccines.check_dose(
-        school, dose(world.student_ids["HS0002"], 1, TODAY - timedelta(days=2), products["COMIRNATY"])
+        dose(world.student_ids["HS0002"], 1, TODAY - timedelta(days=2), products["COMIRNATY"]),
+        school_id=school,
     )
     late = await services.vaccines.record_dose(
-        school,
         dose(world.student_ids["HS0002"], 1, TODAY - timedelta(days=2), products["COMIRNATY"]),
+        school_id=school,
         actor_id=None,
         request_key=None,
     )
@@ -391,10 +413,10 @@ async def test_repeated_confirm_with_the_same_request_key_saves_one_row(services
     data = dose(world.student_ids["HS0001"], 1, TODAY, products["COMIRNATY"])
 
     first = await services.vaccines.record_dose(
-        world.primary_school_id, data, actor_id=None, request_key="tap"
+        data, school_id=world.primary_school_id, actor_id=None, request_key="tap"
     )
     again = await services.vaccines.record_dose(
-        world.primary_school_id, data, actor_id=None, request_key="tap"
+        data, school_id=world.primary_school_id, actor_id=None, request_key="tap"
     )
 
     assert again.id == first.id
@@ -409,8 +431,12 @@ async def test_two_confirms_at_once_save_one_dose(services: Services) -> None:
     data = dose(world.student_ids["HS0001"], 1, TODAY, products["COMIRNATY"])
 
     first, second = await asyncio.gather(
-        services.vaccines.record_dose(world.primary_school_id, data, actor_id=None, request_key="twin"),
-        services.vaccines.record_dose(world.primary_school_id, data, actor_id=None, request_key="twin"),
+        services.vaccines.record_dose(
+            data, school_id=world.primary_school_id, actor_id=None, request_key="twin"
+        ),
+        services.vaccines.record_dose(
+            data, school_id=world.primary_school_id, actor_id=None, request_key="twin"
+        ),
     )
 
     assert first.id == second.id and await count(services, VaccineDose) == 1
@@ -422,8 +448,12 @@ async def test_two_people_taking_the_same_dose_number_at_once(services: Services
     data = dose(world.student_ids["HS0001"], 1, TODAY, products["COMIRNATY"])
 
     outcomes = await asyncio.gather(
-        services.vaccines.record_dose(world.primary_school_id, data, actor_id=None, request_key="one"),
-        services.vaccines.record_dose(world.primary_school_id, data, actor_id=None, request_key="two"),
+        services.vaccines.record_dose(
+            data, school_id=world.primary_school_id, actor_id=None, request_key="one"
+        ),
+        services.vaccines.record_dose(
+            data, school_id=world.primary_school_id, actor_id=None, request_key="two"
+        ),
         return_exceptions=True,
     )
 
@@ -444,7 +474,7 @@ async def test_update_and_delete_are_audited(services: Services) -> None:
         world.staff_ids["teacher"],
     )
     saved = await services.vaccines.record_dose(
-        school, dose(student, 1, TODAY, products["COMIRNATY"]), actor_id=teacher, request_key="a"
+        dose(student, 1, TODAY, products["COMIRNATY"]), school_id=school, actor_id=teacher, request_key="a"
     )
 
     changed = await services.vaccines.update_dose(
@@ -482,10 +512,16 @@ async def test_update_runs_the_same_checks_against_the_other_doses(services: Ser
     products = await product_ids(services)
     school, student = world.primary_school_id, world.student_ids["HS0001"]
     await services.vaccines.record_dose(
-        school, dose(student, 1, date(2021, 10, 1), products["COMIRNATY"]), actor_id=None, request_key="a"
+        dose(student, 1, date(2021, 10, 1), products["COMIRNATY"]),
+        school_id=school,
+        actor_id=None,
+        request_key="a",
     )
     second = await services.vaccines.record_dose(
-        school, dose(student, 2, date(2021, 11, 1), products["COMIRNATY"]), actor_id=None, request_key="b"
+        dose(student, 2, date(2021, 11, 1), products["COMIRNATY"]),
+        school_id=school,
+        actor_id=None,
+        request_key="b",
     )
 
     with pytest.raises(DomainError) as excinfo:
@@ -510,7 +546,7 @@ async def test_update_recomputes_late_from_the_first_entry(services: Services) -
     products = await product_ids(services)
     school, student = world.primary_school_id, world.student_ids["HS0001"]
     saved = await services.vaccines.record_dose(
-        school, dose(student, 1, TODAY, products["COMIRNATY"]), actor_id=None, request_key="a"
+        dose(student, 1, TODAY, products["COMIRNATY"]), school_id=school, actor_id=None, request_key="a"
     )
     # Entered on 15/11 for a dose on 10/11: more than a day after it, so late.
     changed = await services.vaccines.update_dose(
@@ -523,8 +559,8 @@ async def test_another_schools_dose_cannot_be_changed(services: Services) -> Non
     world = await make_world(services)
     products = await product_ids(services)
     saved = await services.vaccines.record_dose(
-        world.secondary_school_id,
         dose(world.student_ids["HS0005"], 1, TODAY, products["COMIRNATY"]),
+        school_id=world.secondary_school_id,
         actor_id=None,
         request_key=None,
     )
@@ -548,19 +584,22 @@ async def test_a_submitted_vaccine_round_locks_the_schools_doses(services: Servi
         world.staff_ids["teacher"],
     )
     saved = await services.vaccines.record_dose(
-        school, dose(student, 1, date(2021, 10, 15), products["COMIRNATY"]), actor_id=teacher, request_key="a"
+        dose(student, 1, date(2021, 10, 15), products["COMIRNATY"]),
+        school_id=school,
+        actor_id=teacher,
+        request_key="a",
     )
     submission_id = await lock_school(services, world, school, SubmissionTrack.VACCINE)
     second = dose(student, 2, TODAY, products["COMIRNATY"])
 
-    check = await services.vaccines.check_dose(school, second)
+    check = await services.vaccines.check_dose(second, school_id=school)
     assert [e.code for e in check.errors] == ["vaccines.locked"]
     # Issue 14: only doses given inside the period (01–15/11) are locked: today's is refused.
     for call in (
-        services.vaccines.record_dose(school, second, actor_id=teacher, request_key="b"),
+        services.vaccines.record_dose(second, school_id=school, actor_id=teacher, request_key="b"),
         services.vaccines.record_round(
-            school,
             RoundIn(student_ids=[student], given_on=TODAY, product_id=products["COMIRNATY"]),
+            school_id=school,
             actor_id=teacher,
             request_key="r",
         ),
@@ -580,8 +619,8 @@ async def test_a_submitted_vaccine_round_locks_the_schools_doses(services: Servi
 
     # The other school and the programme track are not locked by this submission.
     await services.vaccines.record_dose(
-        world.secondary_school_id,
         dose(world.student_ids["HS0005"], 1, TODAY, products["COMIRNATY"]),
+        school_id=world.secondary_school_id,
         actor_id=None,
         request_key=None,
     )
@@ -589,7 +628,7 @@ async def test_a_submitted_vaccine_round_locks_the_schools_doses(services: Servi
     # Sent back by the health officer: the school can correct its doses again.
     await set_submission_status(services, submission_id, SubmissionStatus.RETURNED)
     assert (
-        await services.vaccines.record_dose(school, second, actor_id=teacher, request_key="b")
+        await services.vaccines.record_dose(second, school_id=school, actor_id=teacher, request_key="b")
     ).dose_number == 2
 
 
@@ -601,8 +640,8 @@ async def test_an_approved_submission_locks_too(services: Services) -> None:
     )
     with pytest.raises(DomainError) as excinfo:
         await services.vaccines.record_dose(
-            world.primary_school_id,
             dose(world.student_ids["HS0001"], 1, TODAY, products["COMIRNATY"]),
+            school_id=world.primary_school_id,
             actor_id=None,
             request_key=None,
         )
@@ -614,22 +653,22 @@ async def test_my_lists_the_persons_doses_newest_first(services: Services) -> No
     products = await product_ids(services)
     teacher = world.staff_ids["teacher"]
     first = await services.vaccines.record_dose(
-        world.primary_school_id,
         dose(world.student_ids["HS0001"], 1, TODAY, products["COMIRNATY"]),
+        school_id=world.primary_school_id,
         actor_id=teacher,
         request_key=None,
     )
     services.clock.advance(timedelta(minutes=5))
     second = await services.vaccines.record_dose(
-        world.primary_school_id,
         dose(world.student_ids["HS0002"], 1, TODAY, products["OTHER"], product_other_name="Corbevax"),
+        school_id=world.primary_school_id,
         actor_id=teacher,
         request_key=None,
     )
     services.clock.advance(timedelta(minutes=5))
     theirs = await services.vaccines.record_dose(
-        world.primary_school_id,
         dose(world.student_ids["HS0003"], 1, TODAY, products["COMIRNATY"]),
+        school_id=world.primary_school_id,
         actor_id=world.staff_ids["principal"],
         request_key=None,
     )
@@ -725,10 +764,12 @@ async def test_round_for_a_class_of_forty(services: Services) -> None:
     # Ticked: students 1-30, two of the 11-year-olds (36, 37), and one of another school.
     ticked = [*s[:30], s[35], s[36], world.student_ids["HS0001"]]
     data = RoundIn(student_ids=ticked, given_on=TODAY, product_id=products["NUVAXOVID"])  # minimum age 12
-    preview = await services.vaccines.preview_round(school, data)
+    preview = await services.vaccines.preview_round(data, school_id=school)
     assert preview.preview is True and await count(services, VaccineDose) == before
 
-    result = await services.vaccines.record_round(school, data, actor_id=teacher, request_key="round-6a1")
+    result = await services.vaccines.record_round(
+        data, school_id=school, actor_id=teacher, request_key="round-6a1"
+    )
 
     saved = {r.student_id: r.dose_number for r in result.saved}
     skipped = {r.student_id: r.reason.code for r in result.skipped}
@@ -764,7 +805,9 @@ async def test_round_for_a_class_of_forty(services: Services) -> None:
     assert len(doses_today) == 27 and len({d.request_key for d in doses_today}) == 27
 
     # Confirming again (a double tap, a retry after a lost reply) adds nothing.
-    again = await services.vaccines.record_round(school, data, actor_id=teacher, request_key="round-6a1")
+    again = await services.vaccines.record_round(
+        data, school_id=school, actor_id=teacher, request_key="round-6a1"
+    )
     assert {r.student_id: (r.dose_number, r.dose_id) for r in again.saved} == {
         r.student_id: (r.dose_number, r.dose_id) for r in result.saved
     }
@@ -780,7 +823,9 @@ async def test_round_for_a_class_of_forty(services: Services) -> None:
         product_id=products["COMIRNATY"],
         dose_number=2,
     )
-    second = await services.vaccines.record_round(school, dose_two, actor_id=teacher, request_key="round-2")
+    second = await services.vaccines.record_round(
+        dose_two, school_id=school, actor_id=teacher, request_key="round-2"
+    )
     assert [(r.student_id, r.dose_number) for r in second.saved] == [(s[31], 2)]
     assert {r.student_id: r.reason.code for r in second.skipped} == {
         s[0]: "vaccines.round.already_has_dose",
@@ -796,8 +841,12 @@ async def test_two_round_confirms_at_once_save_each_dose_once(services: Services
     data = RoundIn(student_ids=ticked, given_on=TODAY, product_id=products["COMIRNATY"])
 
     first, second = await asyncio.gather(
-        services.vaccines.record_round(world.primary_school_id, data, actor_id=None, request_key="twin"),
-        services.vaccines.record_round(world.primary_school_id, data, actor_id=None, request_key="twin"),
+        services.vaccines.record_round(
+            data, school_id=world.primary_school_id, actor_id=None, request_key="twin"
+        ),
+        services.vaccines.record_round(
+            data, school_id=world.primary_school_id, actor_id=None, request_key="twin"
+        ),
     )
 
     assert len(first.saved) == len(second.saved) == 3
@@ -813,8 +862,8 @@ async def test_round_with_short_interval_is_skipped_not_saved(services: Services
     await add_doses(services, [(student, 1, TODAY - timedelta(days=2), products["COMIRNATY"])])
 
     result = await services.vaccines.record_round(
-        school,
         RoundIn(student_ids=[student], given_on=TODAY, product_id=products["COMIRNATY"]),
+        school_id=school,
         actor_id=None,
         request_key="r",
     )
@@ -844,7 +893,7 @@ async def test_round_refuses_what_is_wrong_for_everybody(services: Services) -> 
     ]
     for data, code in cases:
         with pytest.raises(DomainError) as excinfo:
-            await services.vaccines.record_round(school, data, actor_id=None, request_key=None)
+            await services.vaccines.record_round(data, school_id=school, actor_id=None, request_key=None)
         assert error_code(excinfo) == code
     with pytest.raises(ValueError, match="nobody_ticked"):
         RoundIn(student_ids=[], given_on=TODAY, product_id=products["COMIRNATY"])
@@ -855,7 +904,6 @@ async def test_late_round_flags_every_saved_dose(services: Services) -> None:
     world = await make_world(services)
     products = await product_ids(services)
     result = await services.vaccines.record_round(
-        world.primary_school_id,
         RoundIn(
             student_ids=[world.student_ids["HS0001"], world.student_ids["HS0002"]],
             given_on=TODAY - timedelta(days=3),
@@ -863,6 +911,7 @@ async def test_late_round_flags_every_saved_dose(services: Services) -> None:
             product_other_name="Corbevax",
             place=DosePlace.COMMUNITY,
         ),
+        school_id=world.primary_school_id,
         actor_id=None,
         request_key=None,
     )

@@ -69,7 +69,7 @@ async def _create(ctx: CliContext, args: argparse.Namespace) -> int:
         compile_deadline=parse_local_datetime(args.compile),
     )
     district_id = await services.rounds.district_id_by_code(args.district_code)
-    rnd = await services.rounds.create_round(district_id, data, actor_id=None)
+    rnd = await services.rounds.create_round(data, district_id=district_id, actor_id=None)
     tz = ctx.settings.tz
     human = t(
         "rounds.cli.created",

@@ -94,7 +94,7 @@ class DonationService(ServiceBase):
                 return donor
         return None
 
-    async def add_donor(self, school_id: int, data: DonorIn, *, actor_id: int | None) -> DonorOut:
+    async def add_donor(self, data: DonorIn, *, school_id: int, actor_id: int | None) -> DonorOut:
         if names_the_programme(data.name):
             raise DomainError("devices.donor_is_program", name=data.name)
         try:
@@ -123,7 +123,7 @@ class DonationService(ServiceBase):
     # --- batches ----------------------------------------------------------------------------------
 
     async def create_batch(
-        self, school_id: int, data: BatchIn, *, actor_id: int | None, request_key: str | None = None
+        self, data: BatchIn, *, school_id: int, actor_id: int | None, request_key: str | None = None
     ) -> BatchOut:
         """Record a batch received. The same `request_key` again (a second Confirm, a repeated
         update) returns the batch already saved instead of a second one."""

@@ -115,9 +115,9 @@ def raise_unconfirmed(warnings: list[Finding]) -> None:
 class HandoverService(ServiceBase):
     async def create_handover(
         self,
-        school_id: int,
         data: HandoverIn,
         *,
+        school_id: int,
         actor_id: int | None,
         request_key: str | None = None,
         confirm_second_program_device: bool = False,
@@ -235,9 +235,9 @@ class HandoverService(ServiceBase):
 
     async def check_handover(
         self,
-        school_id: int,
         data: HandoverIn,
         *,
+        school_id: int,
         exclude_id: int | None = None,
         source: DonationSource | None = None,
     ) -> list[Finding]:

@@ -84,9 +84,9 @@ class NeedService(ServiceBase):
 
     async def record_need(
         self,
-        school_id: int,
         data: NeedIn,
         *,
+        school_id: int,
         actor_id: int | None,
         request_key: str | None,
         update: bool = False,

@@ -189,7 +189,7 @@ def stored_figures(payload: dict[str, Any] | None) -> SubmittedFigures | None:
 class RoundService(ServiceBase):
     # -- rounds ------------------------------------------------------------------------------------
 
-    async def create_round(self, district_id: int, data: RoundIn, actor_id: int | None) -> RoundOut:
+    async def create_round(self, data: RoundIn, *, district_id: int, actor_id: int | None) -> RoundOut:
         """A new round with a submission per track for every active school of the district.
         `actor_id` None: the command line (an administrator on the server)."""
         tz = self.clock.tz
@@ -447,7 +447,7 @@ class RoundService(ServiceBase):
                 for submission, rnd, school, name in rows
             ]
 
-    async def review_summary(self, submission_id: int, reviewer_id: int) -> ReviewSummary:
+    async def review_summary(self, submission_id: int, *, reviewer_id: int) -> ReviewSummary:
         """The school's figures now, as submitted, at the submission before (the one sent back), and
         what changed since; the inconsistencies of the track."""
         async with self.sessionmaker() as session:
@@ -485,10 +485,10 @@ class RoundService(ServiceBase):
                 submissions=max(len(events), len(snapshots)),
             )
 
-    async def approve(self, submission_id: int, reviewer_id: int) -> ReviewOutcome:
+    async def approve(self, submission_id: int, *, reviewer_id: int) -> ReviewOutcome:
         return await self._review(submission_id, reviewer_id, SubmissionStatus.APPROVED, "")
 
-    async def send_back(self, submission_id: int, reviewer_id: int, reason: str) -> ReviewOutcome:
+    async def send_back(self, submission_id: int, *, reviewer_id: int, reason: str) -> ReviewOutcome:
         """Return the submission to the school with a reason (required); its records unlock."""
         return await self._review(submission_id, reviewer_id, SubmissionStatus.RETURNED, clean_reason(reason))
 
@@ -534,7 +534,7 @@ class RoundService(ServiceBase):
 
     # -- reopen ------------------------------------------------------------------------------------
 
-    async def reopen(self, submission_id: int, actor_id: int, reason: str) -> ReopenOutcome:
+    async def reopen(self, submission_id: int, *, actor_id: int, reason: str) -> ReopenOutcome:
         """Reopen a school's approved period: only the statistics officer or an admin, with a reason
         (required). The approved snapshot is stamped reopened (it stays as it was, and compile no
         longer uses it), the part goes back to the school (status returned, the reason given), its
@@ -586,7 +586,7 @@ class RoundService(ServiceBase):
                 notify=[recipient(p) for p in told.values()],
             )
 
-    async def approved_submissions(self, round_id: int, actor_id: int) -> list[SubmissionOut]:
+    async def approved_submissions(self, round_id: int, *, actor_id: int) -> list[SubmissionOut]:
         """The approved parts of the round's schools (what a reopen can choose), by school code."""
         async with self.sessionmaker() as session:
             staff = await self._staff(session, actor_id)
@@ -700,6 +700,7 @@ class RoundService(ServiceBase):
     async def compile(
         self,
         round_id: int,
+        *,
         actor_id: int | None,
         choice: CompileChoice | str,
         missing_school_ids_acknowledged: Sequence[int] = (),
@@ -715,18 +716,23 @@ class RoundService(ServiceBase):
             round_id, choice, language, prepared_by=prepared_by
         )
         compiled = await self.mark_compiled(
-            round_id, actor_id, missing_school_ids_acknowledged, content, filename, choice=data.choice
+            round_id,
+            actor_id=actor_id,
+            missing_school_ids_acknowledged=missing_school_ids_acknowledged,
+            report=content,
+            filename=filename,
+            choice=data.choice,
         )
         return compiled, content
 
     async def mark_compiled(
         self,
         round_id: int,
+        *,
         actor_id: int | None,
         missing_school_ids_acknowledged: Sequence[int],
         report: bytes,
         filename: str,
-        *,
         choice: CompileChoice | str = CompileChoice.LEAVE_OUT,
     ) -> CompiledOut:
         """Store the district report and mark the round compiled. Allowed when every school's
@@ -1108,7 +1114,7 @@ class RoundService(ServiceBase):
 
     # --- the report upward: "đã báo cáo Sở" (issue 15) ---------------------------------------------
 
-    async def unreported_batches(self, actor_id: int, limit: int = 500) -> list[UnreportedBatch]:
+    async def unreported_batches(self, *, actor_id: int, limit: int = 500) -> list[UnreportedBatch]:
         """The batches of the officer's district not yet reported upward, oldest first, each with
         the day it is due (received + 5 days). For whoever compiles (Action.COMPILE)."""
         async with self.sessionmaker() as session:
@@ -1127,7 +1133,7 @@ class RoundService(ServiceBase):
             for batch, school in rows
         ]
 
-    async def mark_reported_upward(self, actor_id: int, batch_ids: Sequence[int]) -> ReportedUpward:
+    async def mark_reported_upward(self, batch_ids: Sequence[int], *, actor_id: int) -> ReportedUpward:
         """Record the batches as reported to the Department today (one transaction, one audit row
         each). A batch reported meanwhile keeps its first day and is counted as `already`; a batch of
         another district is refused."""

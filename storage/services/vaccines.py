@@ -201,7 +201,7 @@ class VaccineService(ServiceBase):
 
     # One dose ------------------------------------------------------------------------------------
 
-    async def check_dose(self, school_id: int, data: DoseIn) -> DoseCheck:
+    async def check_dose(self, data: DoseIn, *, school_id: int) -> DoseCheck:
         """The refusals and warnings saving `data` would meet; writes nothing."""
 
         def read(session: Session) -> DoseCheck:
@@ -216,9 +216,9 @@ class VaccineService(ServiceBase):
 
     async def record_dose(
         self,
-        school_id: int,
         data: DoseIn,
         *,
+        school_id: int,
         actor_id: int | None,
         request_key: str | None,
         confirm_warnings: bool = False,
@@ -409,13 +409,13 @@ class VaccineService(ServiceBase):
             )
         return roster
 
-    async def preview_round(self, school_id: int, data: RoundIn) -> RoundResult:
+    async def preview_round(self, data: RoundIn, *, school_id: int) -> RoundResult:
         """Who would be saved and who skipped, and why; writes nothing (the summary before confirm)."""
         async with self.sessionmaker() as session:
             return await self._round(session, school_id, data, actor_id=None, request_key=None, write=False)
 
     async def record_round(
-        self, school_id: int, data: RoundIn, *, actor_id: int | None, request_key: str | None
+        self, data: RoundIn, *, school_id: int, actor_id: int | None, request_key: str | None
     ) -> RoundResult:
         """Give each ticked student their next dose, in one transaction.
 
