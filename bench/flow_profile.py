@@ -98,7 +98,9 @@ async def empty(url: str) -> None:
     await engine.dispose()
 
 
-async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str, url: str) -> None:
+async def run(
+    flows: int, kinds: tuple[str, ...], trace: bool, profile: str, url: str, draft_cache: bool = True
+) -> None:
     if url:
         if not url.startswith("postgresql"):
             raise SystemExit("--database-url: a PostgreSQL URL (SQLite is a temporary file of its own)")
@@ -109,6 +111,8 @@ async def run(flows: int, kinds: tuple[str, ...], trace: bool, profile: str, url
     engine = create_engine(url)
     await upgrade(engine)
     services = build_services(engine, Clock())
+    # As the leader runs (bot/leader.py): drafts answered from memory, unless --no-draft-cache.
+    services.drafts.use_cache(draft_cache)
     world = await make_world(services)
     await make_batch(services, world, quantity=999, source="program")
     codes = iter(await add_students(services, world, (flows + 2) * len(kinds)))
@@ -247,9 +251,19 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true")
     parser.add_argument("--profile", default="")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
+    parser.add_argument("--no-draft-cache", action="store_true", help="every draft read from the database")
     args = parser.parse_args()
     kinds = FLOWS if args.flow == "both" else (args.flow,)
-    asyncio.run(run(args.flows, kinds, args.trace, args.profile, args.database_url))
+    asyncio.run(
+        run(
+            args.flows,
+            kinds,
+            args.trace,
+            args.profile,
+            args.database_url,
+            draft_cache=not args.no_draft_cache,
+        )
+    )
 
 
 if __name__ == "__main__":
