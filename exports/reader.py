@@ -1050,19 +1050,27 @@ def _data_rows(table: Table) -> list[int]:
     found: list[int] = []
     first = table.header_row + 1
     grid = table.grid
+    end = max(columns, default=-1)
+    pick = operator.itemgetter(*columns) if len(columns) > 1 else None
     for index in range(first, len(grid)):
         cells = grid[index]
         size = len(cells)
-        # Inlined (50,000 rows): a value counts unless None, "" or white space only.
-        filled = [
-            value
-            for value in (cells[c] for c in columns if c < size)
-            if value is not None and value != "" and not (isinstance(value, str) and value.isspace())
-        ]
-        if not filled:
+        picked = pick(cells) if pick is not None and size > end else [cells[c] for c in columns if c < size]
+        # Inlined (50,000 rows): a value counts unless None, "" or white space only; the first that
+        # counts decides (nearly always the row's first column), the others are not looked at.
+        for value in picked:
+            if value is not None and value != "" and not (isinstance(value, str) and value.isspace()):
+                break
+        else:
             continue
-        if not found and index <= first + 1 and _is_numbering(filled):
-            continue
+        if not found and index <= first + 1:
+            filled = [
+                value
+                for value in picked
+                if value is not None and value != "" and not (isinstance(value, str) and value.isspace())
+            ]
+            if _is_numbering(filled):
+                continue
         if number_column is not None and number_column < size:
             number = cells[number_column]
             if isinstance(number, str) and is_example_mark(number):
