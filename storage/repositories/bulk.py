@@ -53,14 +53,14 @@ async def insert_rows(
     if processors:
         # A column's values repeat (the import's instant, dates of birth, enums, flags): each distinct
         # value is processed once. Keyed by type too, since 1, 1.0 and True are equal keys. JSON
-        # values (dicts) are processed each time.
+        # values (dicts) are processed each time, but for None (an audit row's empty "before").
         memos: list[dict[tuple[type, Any], Any]] = [{} for _ in processors]
         records = []
         for row in rows:
             values = list(row)
             for (at, processor, memoised), memo in zip(processors, memos, strict=True):
                 value = values[at]
-                if not memoised:
+                if not memoised and value is not None:
                     values[at] = processor(value)
                     continue
                 key = (type(value), value)
