@@ -181,3 +181,28 @@ def test_full_collections_paused_while_imports_run_and_the_thresholds_come_back(
     with pytest.raises(ValueError), full_collections_paused():
         raise ValueError
     assert gc.get_threshold() == before
+
+
+async def test_a_code_taken_meanwhile_refuses_the_bulk_insert_as_core_would(services: Services) -> None:
+    """A student code stored by someone else between the plan and the write: the driver's refusal
+    (COPY's unique violation on PostgreSQL) is SQLAlchemy's IntegrityError, which the import turns
+    into «excel.conflict»; nothing of the write stays."""
+    from sqlalchemy.exc import IntegrityError
+
+    world = await make_world(services)
+    taken = student_values(world.primary_school_id, "TAKEN")
+    async with services.sessionmaker.begin() as session:
+        await session.execute(insert(STUDENTS), [taken])
+    order = list(STUDENTS.c.keys())
+    with pytest.raises(IntegrityError):
+        async with services.sessionmaker.begin() as session:
+            ids = await bulk.reserve_ids(session, STUDENTS, 2)
+            rows = [student_values(world.primary_school_id, code) for code in ("FRESH", "TAKEN")]
+            await bulk.insert_rows(
+                session,
+                STUDENTS,
+                order,
+                [tuple((v | {"id": i})[c] for c in order) for i, v in zip(ids, rows, strict=True)],
+            )
+    async with services.sessionmaker() as session:
+        assert await session.scalar(select(Student.id).where(Student.code == "FRESH")) is None

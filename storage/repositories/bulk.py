@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs; only its exception classes are used
 from sqlalchemy import JSON, Table, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -19,7 +21,9 @@ async def reserve_ids(session: AsyncSession, table: Table, count: int) -> list[i
     """`count` new ids for rows of `table` about to be inserted with their id given. PostgreSQL: from
     the column's sequence, as its default would take them (safe beside concurrent writers). SQLite:
     the ids after the largest, which is what SQLite gives a rowid table itself; safe because a
-    writing session begins `BEGIN IMMEDIATE` (`storage.db`) and holds the write lock to its end."""
+    writing session begins `BEGIN IMMEDIATE` (`storage.db`) and holds the write lock to its end (and
+    were another writer to take those ids first, the INSERT would fail on the primary key, never
+    overwrite its rows)."""
     if count <= 0:
         return []
     connection = await session.connection()
@@ -74,7 +78,12 @@ async def insert_rows(
     if dialect.name == "postgresql":
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
-        await driver.copy_records_to_table(table.name, columns=list(columns), records=records)
+        try:
+            await driver.copy_records_to_table(table.name, columns=list(columns), records=records)
+        except asyncpg.IntegrityConstraintViolationError as error:
+            # What SQLAlchemy raises for the same refusal of an INSERT (a code another import took
+            # meanwhile): the callers' `except IntegrityError` tells the person, as before.
+            raise IntegrityError(f"COPY {table.name}", None, error) from error
         return
     quote = dialect.identifier_preparer.quote
     statement = "INSERT INTO {} ({}) VALUES ({})".format(
