@@ -15,6 +15,7 @@ from storage.enums import AuditAction, Gender, PriorityGroup
 from storage.models import AuditLog, Student
 from storage.repositories import audit, bulk
 from storage.services import Services
+from storage.services.students import COMPARED
 from tests.factories import make_world
 from tests.test_import_speed import counts, run_import, student_rows
 
@@ -156,9 +157,19 @@ async def test_students_looked_up_by_many_codes_in_one_statement(
     async with services.sessionmaker() as session:
         found = await students_repo.rows_by_codes(session, iter(wanted))
         assert await students_repo.rows_by_codes(session, []) == {}
+        compared = await students_repo.rows_by_codes(session, wanted, columns=COMPARED)
+        whole = await students_repo.rows_by_ids(session, [row.id for row in found.values()] + [10**9])
     assert set(found) == {f"MANY{n:05d}" for n in range(0, 1_200, 2)} | {"OTHER'S"}
     assert found["OTHER'S"].school_id == world.secondary_school_id
     assert found["MANY00002"].code == "MANY00002" and found["MANY00002"].grade == 3
+    # Only the columns asked for (a plan's comparison), the same values; by id, whole rows again.
+    assert set(compared) == set(found)
+    for code, row in compared.items():
+        assert tuple(row._mapping) == COMPARED
+        assert dict(row._mapping) == {name: found[code]._mapping[name] for name in COMPARED}
+    assert {row.code: dict(row._mapping) for row in whole.values()} == {
+        code: dict(row._mapping) for code, row in found.items()
+    }
 
 
 def test_full_collections_paused_while_imports_run_and_the_thresholds_come_back() -> None:

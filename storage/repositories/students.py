@@ -129,42 +129,57 @@ def _in_school_query(for_update: bool) -> Select[Student]:
     return query.with_for_update() if for_update else query
 
 
-async def rows_by_codes(session: AsyncSession, codes: Iterable[str]) -> dict[str, Row[Any]]:
-    """Students of any school by code, as plain rows of every column (`row.code`, `row.school_id`, …):
-    an import of 50,000 rows compares them and lets them go, so no ORM object is built for them.
-    A statement per `CODE_CHUNK` codes, bound as one value (`_by_codes`); chunked only so that the
-    driver's raw rows of one statement and their `Row`s are not all held at once."""
-    wanted = sorted(set(codes))
-    found: dict[str, Row[Any]] = {}
+async def rows_by_codes(
+    session: AsyncSession, codes: Iterable[str], *, columns: Sequence[str] | None = None
+) -> dict[str, Row[Any]]:
+    """Students of any school by code, as plain rows (`row.code`, `row.school_id`, …) of every column,
+    or of `columns` (which must hold "code"): an import of 50,000 rows compares them and lets them go,
+    so no ORM object is built for them, and a column it does not compare is not read (on SQLite each
+    date and time is parsed from text). A statement per `CODE_CHUNK` codes, bound as one value
+    (`_by_values`); chunked only so that the driver's raw rows of one statement and their `Row`s are
+    not all held at once."""
+    return {row.code: row for row in await _rows_by(session, "code", sorted(set(codes)), columns)}
+
+
+async def rows_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, Row[Any]]:
+    """Students by id, as plain rows of every column (`rows_by_codes`' way)."""
+    return {row.id: row for row in await _rows_by(session, "id", sorted(set(ids)), None)}
+
+
+async def _rows_by(
+    session: AsyncSession, key: str, wanted: list[Any], columns: Sequence[str] | None
+) -> list[Row[Any]]:
+    found: list[Row[Any]] = []
     if not wanted:
         return found
     connection = await session.connection()
     postgres = connection.dialect.name == "postgresql"
-    statement = _by_codes(postgres)
+    statement = _by_values(postgres, key, tuple(columns) if columns is not None else None)
     for start in range(0, len(wanted), CODE_CHUNK):
         chunk = wanted[start : start + CODE_CHUNK]
-        result = await session.execute(statement, {"codes": chunk if postgres else json.dumps(chunk)})
-        for row in result:
-            found[row.code] = row
+        result = await session.execute(statement, {"wanted": chunk if postgres else json.dumps(chunk)})
+        found.extend(result)
     return found
 
 
 @functools.cache
-def _by_codes(postgres: bool) -> Select[Any]:
-    """Students whose code is in the bound list: `code = ANY(:codes)` (an array) on PostgreSQL,
-    `code IN (SELECT value FROM json_each(:codes))` (a JSON array) on SQLite — one statement and one
-    parameter, where an `IN (…)` of literal values needed a statement per 500 codes (both databases
-    cap the parameters of one statement) and SQLAlchemy expanded each. Either probes the unique
-    index on code."""
+def _by_values(postgres: bool, key: str, columns: tuple[str, ...] | None) -> Select[Any]:
+    """Students whose `key` ("code" or "id") is in the bound list: `key = ANY(:wanted)` (an array) on
+    PostgreSQL, `key IN (SELECT value FROM json_each(:wanted))` (a JSON array) on SQLite — one
+    statement and one parameter, where an `IN (…)` of literal values needed a statement per 500
+    values (both databases cap the parameters of one statement) and SQLAlchemy expanded each. Either
+    probes the key's unique index."""
     table = Student.__table__
+    target = table.c[key]
     if postgres:
-        condition = table.c.code == any_(bindparam("codes", type_=ARRAY(String)))
+        condition = target == any_(bindparam("wanted", type_=ARRAY(target.type)))
     else:
         listed: Select[Any] = select(column("value")).select_from(
-            func.json_each(bindparam("codes", type_=String))
+            func.json_each(bindparam("wanted", type_=String))
         )
-        condition = table.c.code.in_(listed)
-    return select(table).where(condition)
+        condition = target.in_(listed)
+    picked = [table.c[name] for name in columns] if columns is not None else [table]
+    return select(*picked).where(condition)
 
 
 async def class_list(session: AsyncSession, school_id: int, class_name: str) -> Sequence[Student]:

@@ -37,6 +37,9 @@ PAGE_SIZE = 8
 MIN_QUERY_LENGTH = 2
 # Columns an import or an edit may change; the code is the natural key and never changes.
 UPDATABLE = ("full_name", "search_name", "date_of_birth", "class_name", "grade", "gender", "active")
+# What a plan reads of a stored student to judge a row (`repo.rows_by_codes(columns=…)`); a student it
+# updates is read whole when written, for the audit row's "before".
+COMPARED = ("id", "school_id", "code", *UPDATABLE)
 
 
 @dataclass(slots=True)
@@ -53,8 +56,9 @@ class _Verdict:
 
 @dataclass
 class _Plan:
-    """What an upsert would do. Stored students are plain rows (`repo.rows_by_codes`), not ORM objects:
-    an import compares 50,000 of them and writes with bulk statements."""
+    """What an upsert would do. Stored students are plain rows of the `COMPARED` columns
+    (`repo.rows_by_codes`), not ORM objects: an import compares 50,000 of them and writes with bulk
+    statements."""
 
     verdicts: list[_Verdict] = field(default_factory=list)
     to_create: list[StudentIn] = field(default_factory=list)
@@ -223,7 +227,7 @@ class StudentService(ServiceBase):
         for its own check of other schools' codes)."""
         level = await self._school_level(session, school_id)
         if existing is None:
-            existing = await repo.rows_by_codes(session, (row.code for row in rows))
+            existing = await repo.rows_by_codes(session, (row.code for row in rows), columns=COMPARED)
         plan = _Plan()
         seen: set[str] = set()
         for index, row in enumerate(rows):
@@ -306,10 +310,13 @@ class StudentService(ServiceBase):
             columns = (*UPDATABLE, "updated_at")
             statement = update(table).where(table.c.id == bindparam("student_id"))
             updated = []
+            # The plan compared the columns it reads (`COMPARED`); the audit's "before" is the whole row.
+            whole = await repo.rows_by_ids(session, (stored.id for stored, _ in plan.to_update))
             for stored, changes in plan.to_update:
-                values = {**stored._mapping, **changes, "updated_at": now}
+                found = whole[stored.id]._mapping
+                values = {**found, **changes, "updated_at": now}
                 updated.append({"student_id": stored.id, **{name: values[name] for name in columns}})
-                before = audit.snapshot_values(Student, stored._mapping)
+                before = audit.snapshot_values(Student, found)
                 entries.append(_audit_entry(actor_id, AuditAction.UPDATE, values, before, now))
             await session.execute(statement, updated)
         await audit.record_many(session, entries)

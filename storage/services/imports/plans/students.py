@@ -16,7 +16,7 @@ from storage.repositories import students as students_repo
 from storage.schemas.imports import Outcome, cell_date, cell_int, cell_text
 from storage.schemas.students import StudentIn
 from storage.services.imports.plans.common import _breathe, _Cells, _Plan, _Row, _validate, refresh_statistics
-from storage.services.students import StudentService
+from storage.services.students import COMPARED, StudentService
 
 WRITE_SLICE = 5_000  # students written per flush
 PLAN_SLICE = 2_000  # students planned between two turns of the event loop
@@ -66,7 +66,9 @@ class _StudentsPlan(_Plan):
         )
         # The stored students of these codes, looked up once (a SELECT … IN per 500 codes) for both
         # the check below and the student service's plan.
-        stored = await students_repo.rows_by_codes(session, [row.parsed.code for row in rows])
+        stored = await students_repo.rows_by_codes(
+            session, [row.parsed.code for row in rows], columns=COMPARED
+        )
         # Another school's student: said first, before rules of this school (grades, ages) would.
         for row in rows:
             owner = stored.get(row.parsed.code)
