@@ -64,8 +64,8 @@ class _StudentsPlan(_Plan):
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None], lambda r: r.parsed.code, ["student_code"]
         )
-        # The stored students of these codes, looked up once (a SELECT … IN per 500 codes) for both
-        # the check below and the student service's plan.
+        # The stored students of these codes, looked up once (a statement per 5,000 codes, only the
+        # compared columns) for both the check below and the student service's plan.
         stored = await students_repo.rows_by_codes(
             session, [row.parsed.code for row in rows], columns=COMPARED
         )
