@@ -235,3 +235,43 @@ async def test_rows_in_the_database_match_after_cached_steps(
     async with services.sessionmaker() as session:
         row = (await session.scalars(select(ConversationDraft))).one()
     assert (row.step, row.data) == (5, {"request_key": "k", "_v": 5})
+
+
+async def test_a_read_between_the_finish_and_its_commit_does_not_stay(
+    services: Services, cached: DraftService
+) -> None:
+    """A read that began after `finish_sync` and saw the state before the commit (the draft still
+    there) may fill the cache; the cache is told again once the transaction ended, so it does not stay."""
+    await cached.save(USER, "handover", {"request_key": "a1"}, 5)
+    await agrees(services)
+    before_commit = await cached._person_rows(USER)  # what such a read would bring back
+
+    def save_record(session: Any) -> None:
+        finish_sync(session, USER, "handover")
+        cached.cache.fill(USER, cached.cache.token(USER), before_commit)  # the read, landing now
+
+    await write_core(services.sessionmaker, save_record)
+    assert cached.cache.person(USER) is None
+    assert await agrees(services) == []
+
+    await cached.save(USER, "vaccine", {"request_key": "b1"}, 2)
+    before_commit = await cached._person_rows(USER)
+
+    def in_session(session: Any) -> None:
+        finish_sync(session, USER, "vaccine")
+        cached.cache.fill(USER, cached.cache.token(USER), before_commit)
+
+    async with services.sessionmaker.begin() as session:
+        await session.run_sync(in_session)
+    assert cached.cache.person(USER) is None
+    assert await agrees(services) == []
+
+
+async def test_the_cache_is_bounded(services: Services, cached: DraftService) -> None:
+    cached.cache.MAX_PEOPLE = 3
+    for user in range(1, 6):
+        await cached.save(user, "handover", {"request_key": str(user)}, 1)
+        assert await cached.get(user, "handover") is not None
+    assert len(cached.cache._people) == 3
+    for user in range(1, 6):  # the ones let go are read again, the same
+        await agrees(services, user)
