@@ -297,7 +297,6 @@ async def prepare(
     today = services.clock.now().date()
     for school in schools:
         await services.donations.create_batch(
-            school.id,
             BatchIn(
                 source="program",
                 received_on=today - timedelta(days=3),
@@ -305,6 +304,7 @@ async def prepare(
                 device_type="laptop",
                 make_model="Bench 1",
             ),
+            school_id=school.id,
             actor_id=None,
         )
     for n in range(args.staff):
@@ -337,7 +337,6 @@ async def prepare(
             deputy_id = deputy.id
         now = datetime.now(services.clock.tz).replace(tzinfo=None, second=0, microsecond=0)
         await services.rounds.create_round(
-            district_id,
             RoundIn(
                 name="Báo cáo thử tải",
                 period_start=today - timedelta(days=60),
@@ -346,7 +345,8 @@ async def prepare(
                 approve_deadline=now + timedelta(hours=40),
                 compile_deadline=now + timedelta(hours=60),
             ),
-            deputy_id,
+            district_id=district_id,
+            actor_id=deputy_id,
         )
     return invites, students
 
