@@ -55,7 +55,7 @@ class _Verdict:
 
 
 @dataclass
-class _Plan:
+class StudentPlan:
     """What an upsert would do. Stored students are plain rows of the `COMPARED` columns
     (`repo.rows_by_codes`), not ORM objects: an import compares 50,000 of them and writes with bulk
     statements."""
@@ -219,7 +219,7 @@ class StudentService(ServiceBase):
         rows: Sequence[StudentIn],
         *,
         existing: Mapping[str, Row[Any]] | None = None,
-    ) -> _Plan:
+    ) -> StudentPlan:
         """Each row's verdict and what writing the rows would do, in the caller's session, writing
         nothing: the bulk path of `preview_upsert`/`upsert_many`, shared with the Excel import's
         students plan, so the file and the chat judge a student alike. `existing`: the stored
@@ -228,7 +228,7 @@ class StudentService(ServiceBase):
         level = await self._school_level(session, school_id)
         if existing is None:
             existing = await repo.rows_by_codes(session, (row.code for row in rows), columns=COMPARED)
-        plan = _Plan()
+        plan = StudentPlan()
         seen: set[str] = set()
         for index, row in enumerate(rows):
             try:
@@ -270,7 +270,7 @@ class StudentService(ServiceBase):
         return plan
 
     async def apply_plan(
-        self, session: AsyncSession, school_id: int, plan: _Plan, actor_id: int | None
+        self, session: AsyncSession, school_id: int, plan: StudentPlan, actor_id: int | None
     ) -> UpsertResult:
         """Write a plan of `plan_rows` (its creations and updates, audited) in the caller's
         transaction: the bulk path of `upsert_many`, shared with the Excel import, which writes one

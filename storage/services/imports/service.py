@@ -32,7 +32,7 @@ from storage.schemas.organisation import StaffOut
 from storage.schemas.parsing import clean_code
 from storage.services.base import ServiceBase
 from storage.services.imports.plans import PLANS
-from storage.services.imports.plans.common import _Plan, full_collections_paused
+from storage.services.imports.plans.common import ImportPlan, full_collections_paused
 
 # A checked upload waits this long for its confirmation.
 PENDING_HOURS = 24
@@ -228,7 +228,7 @@ class ImportService(ServiceBase):
 
     async def _plan(
         self, session: AsyncSession, scope: ImportScope, table: Table, *, write: bool = False
-    ) -> _Plan:
+    ) -> ImportPlan:
         plan = PLANS[table.kind](self, scope, table)
         await plan.prepare(session)
         if write:

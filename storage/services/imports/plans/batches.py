@@ -26,19 +26,19 @@ from storage.schemas.imports import (
     parse_source,
 )
 from storage.services.imports.plans.common import (
-    _audit,
-    _breathe,
-    _coerce,
-    _Plan,
-    _Row,
-    _validate,
-    _write_audit,
+    ImportPlan,
+    SheetRow,
+    breathe,
+    coerce_cell,
+    orm_audit_entry,
     refresh_statistics,
+    validate_row,
+    write_audit,
 )
 from storage.text import fold
 
 
-class _BatchesPlan(_Plan):
+class BatchesPlan(ImportPlan):
     """Batches by school + donor + date received + device type; unknown donors are added."""
 
     NAMES: dict[str, str | None] = {"donor_id": "donor_name"}
@@ -70,7 +70,7 @@ class _BatchesPlan(_Plan):
                 batches[(school_id, batch.donor_id, batch.received_on, batch.device_type)].append(batch)
         self.new_donors: dict[tuple[int, str], DonorIn] = {}
         for index, row in enumerate(live):
-            await _breathe(index)
+            await breathe(index)
             assert row.school is not None
             donor_id: int | None = None
             if not row.blank("donor_name"):
@@ -83,17 +83,17 @@ class _BatchesPlan(_Plan):
                     self._new_donor(row, name)
             row.extra["donor_id"] = donor_id
             fields = {
-                "source": _coerce(row, "source", parse_source),
+                "source": coerce_cell(row, "source", parse_source),
                 "donor_id": donor_id,
-                "received_on": _coerce(row, "received_on", cell_date),
-                "quantity": _coerce(row, "quantity", cell_int),
-                "device_type": _coerce(row, "device_type", parse_device_type),
+                "received_on": coerce_cell(row, "received_on", cell_date),
+                "quantity": coerce_cell(row, "quantity", cell_int),
+                "device_type": coerce_cell(row, "device_type", parse_device_type),
                 "make_model": row.text("make_model"),
-                "condition": _coerce(row, "condition", parse_condition) or DeviceCondition.NEW,
+                "condition": coerce_cell(row, "condition", parse_condition) or DeviceCondition.NEW,
                 "specs": row.text("specs"),
                 "note": row.text("note"),
             }
-            parsed = _validate(row, BatchIn, fields, self.NAMES, self.today)
+            parsed = validate_row(row, BatchIn, fields, self.NAMES, self.today)
             if parsed is None:
                 continue
             try:
@@ -104,7 +104,7 @@ class _BatchesPlan(_Plan):
             row.parsed = parsed
         await self.refuse_locked(session, "devices", "received_on", lambda parsed: parsed.received_on)
 
-        def key(row: _Row) -> tuple[Any, ...]:
+        def key(row: SheetRow) -> tuple[Any, ...]:
             donor = row.extra["donor_id"]
             identity = ("new", fold(row.text("donor_name"))) if donor == self.NEW_DONOR else donor
             return (
@@ -121,8 +121,8 @@ class _BatchesPlan(_Plan):
             if "school_code" in self.table.columns
             else ["donor_name", "received_on", "device_type"],
         )
-        self.creates: list[_Row] = []
-        self.updates: list[tuple[_Row, DonationBatch]] = []
+        self.creates: list[SheetRow] = []
+        self.updates: list[tuple[SheetRow, DonationBatch]] = []
         for row in rows:
             data: BatchIn = row.parsed
             assert row.school is not None
@@ -164,7 +164,7 @@ class _BatchesPlan(_Plan):
         }
         self.new_donors = {key: donor for key, donor in self.new_donors.items() if key in wanted}
 
-    def _new_donor(self, row: _Row, name: str) -> None:
+    def _new_donor(self, row: SheetRow, name: str) -> None:
         assert row.school is not None
         key = (row.school.id, fold(name))
         if key in self.new_donors:
@@ -172,10 +172,10 @@ class _BatchesPlan(_Plan):
         if row.blank("donor_kind"):
             row.reject("donor_kind", DomainError("excel.donor.kind_required", name=name))
             return
-        kind = _coerce(row, "donor_kind", parse_donor_kind)
+        kind = coerce_cell(row, "donor_kind", parse_donor_kind)
         if kind is None:
             return
-        donor = _validate(
+        donor = validate_row(
             row,
             DonorIn,
             {"name": name, "kind": kind, "contact": row.text("donor_contact")},
@@ -228,11 +228,15 @@ class _BatchesPlan(_Plan):
                 setattr(batch, name, value)
             batch.updated_at = now
         await session.flush()
-        entries = [_audit(actor_id, AuditAction.CREATE, d, None, now, d.school_id) for d in donors.values()]
-        entries += [_audit(actor_id, AuditAction.CREATE, b, None, now, b.school_id) for _, b in created]
+        entries = [
+            orm_audit_entry(actor_id, AuditAction.CREATE, d, None, now, d.school_id) for d in donors.values()
+        ]
         entries += [
-            _audit(actor_id, AuditAction.UPDATE, b, before, now, b.school_id)
+            orm_audit_entry(actor_id, AuditAction.CREATE, b, None, now, b.school_id) for _, b in created
+        ]
+        entries += [
+            orm_audit_entry(actor_id, AuditAction.UPDATE, b, before, now, b.school_id)
             for (_, b), before in zip(self.updates, befores, strict=True)
         ]
-        await _write_audit(session, entries)
+        await write_audit(session, entries)
         await refresh_statistics(session, DonationBatch, len(created))

@@ -1,5 +1,5 @@
 """What every import plan shares: the row and its verdict, cell conversion, bulk writes and audit
-rows, and `_Plan`, the checks every kind runs before its own plan and apply."""
+rows, and `ImportPlan`, the checks every kind runs before its own plan and apply."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ _NONE_FAILED: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
-class _Row:
+class SheetRow:
     # Slots, and no set of its own until a cell fails: a 50,000-row file keeps every row alive.
     result: RowResult
     values: dict[str, Any]
@@ -87,13 +87,13 @@ class _Row:
         return is_blank(self.values.get(name))
 
 
-def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), CHUNK):
         yield values[start : start + CHUNK]
 
 
-def _validate(
-    row: _Row, model: type[BaseModel], data: dict[str, Any], names: dict[str, str | None], today: date
+def validate_row(
+    row: SheetRow, model: type[BaseModel], data: dict[str, Any], names: dict[str, str | None], today: date
 ) -> Any:
     """Validate `data` with a domain schema; every refusal lands on the cell it is about. Values that
     are None (a blank optional cell, or a cell already refused) are left to the schema's defaults."""
@@ -119,7 +119,7 @@ def _validate(
     return parsed if row.ok else None
 
 
-def _coerce(row: _Row, name: str, convert: Any) -> Any:
+def coerce_cell(row: SheetRow, name: str, convert: Any) -> Any:
     """A cell converted for the schema; a blank optional cell is None; a refusal marks the cell."""
     if name in row.failed:
         return None
@@ -133,15 +133,15 @@ def _coerce(row: _Row, name: str, convert: Any) -> Any:
         return None
 
 
-class _Cells:
-    """`_coerce` for one file, each distinct cell value converted once: a file repeats its dates,
+class Cells:
+    """`coerce_cell` for one file, each distinct cell value converted once: a file repeats its dates,
     classes, genders, products and places thousands of times. Conversions are pure functions of the
     value (and of the import's pinned day), so the result — or the refusal — is the same every time."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[Any, type, Any], Any] = {}
 
-    def coerce(self, row: _Row, name: str, convert: Any) -> Any:
+    def coerce(self, row: SheetRow, name: str, convert: Any) -> Any:
         if name in row.failed:
             return None
         value = row.values.get(name)
@@ -162,7 +162,7 @@ class _Cells:
         return found
 
 
-def _audit(
+def orm_audit_entry(
     actor_id: int | None,
     action: AuditAction,
     row: Base,
@@ -183,7 +183,7 @@ def _audit(
     }
 
 
-def _known(student_id: int | None) -> int:
+def resolved_student_id(student_id: int | None) -> int:
     """A parsed row's student id: the plans resolve every code first (0 when refused), so an
     import's record never has the chat's "new student" None."""
     assert student_id is not None
@@ -195,7 +195,7 @@ _last_breath = [0.0]
 
 
 class _Ready:
-    """An awaitable that is done at once: `_breathe` on the rows that need no pause costs no
+    """An awaitable that is done at once: `breathe` on the rows that need no pause costs no
     coroutine (it is awaited 200,000 times for a 50,000-row file)."""
 
     def __await__(self) -> Generator[None, None, None]:
@@ -205,7 +205,7 @@ class _Ready:
 _READY = _Ready()
 
 
-def _breathe(index: int) -> Awaitable[None]:
+def breathe(index: int) -> Awaitable[None]:
     """Checking rows is CPU work on the event loop: every 20 ms of it (looked at every 50 rows; a
     row's validation can take a millisecond) let other chats' updates run."""
     if index % 50 == 0 and time.perf_counter() - _last_breath[0] > _BREATH_SECONDS:
@@ -252,18 +252,18 @@ async def refresh_statistics(session: AsyncSession, model: type[Base], written: 
         await session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
-def _school_id(row: _Row) -> int:
+def school_of_row(row: SheetRow) -> int:
     assert row.school is not None  # only rows placed in a school are written
     return row.school.id
 
 
-def _student_id(row: _Row) -> int:
+def student_of_row(row: SheetRow) -> int:
     """The resolved student's id; 0 when the code was refused (the schema still checks the rest)."""
     student = row.extra.get("student")
     return student.id if student is not None else 0
 
 
-async def _write_audit(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+async def write_audit(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
     await audit.record_many(session, entries)
 
 
@@ -272,7 +272,7 @@ async def _write_audit(session: AsyncSession, entries: list[dict[str, Any]]) -> 
 # with RETURNING as multi-row INSERTs on both databases.
 
 
-async def _insert_many(
+async def insert_many(
     session: AsyncSession, model: type[Base], rows: list[dict[str, Any]], key: Sequence[str]
 ) -> None:
     """INSERT every row (a dict of every column but the id), then set each row's "id". RETURNING
@@ -287,14 +287,14 @@ async def _insert_many(
         row["id"] = ids[tuple(row[k] for k in key)]
 
 
-async def _update_many(session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]) -> None:
+async def update_many(session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]) -> None:
     """UPDATE rows by id ("row_id"), one executemany; every dict has the same keys (the SET clause)."""
     if rows:
         table = model.__table__
         await session.execute(update(table).where(table.c.id == bindparam("row_id")), rows)
 
 
-def _entry(
+def audit_entry(
     model: type[Base],
     action: AuditAction,
     values: dict[str, Any],
@@ -316,8 +316,8 @@ def _entry(
     )
 
 
-def _changed(stored: Any, changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the parameters of `_update_many`, the row's values after) for a stored row and its changes."""
+def changed_row(stored: Any, changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the parameters of `update_many`, the row's values after) for a stored row and its changes."""
     after = {**stored._mapping, **changes}
     return {"row_id": stored.id, **changes}, after
 
@@ -325,25 +325,26 @@ def _changed(stored: Any, changes: dict[str, Any]) -> tuple[dict[str, Any], dict
 # --- the plan of one file -------------------------------------------------------------------------
 
 
-def _row_audit(
+def rows_audit(
     actor_id: int | None,
-    created: Sequence[tuple[_Row, Base]],
-    updated: Sequence[tuple[_Row, Base]],
+    created: Sequence[tuple[SheetRow, Base]],
+    updated: Sequence[tuple[SheetRow, Base]],
     befores: Sequence[dict[str, Any]],
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The audit rows of the records a file's rows added and changed, each under its row's school."""
     entries = [
-        _audit(actor_id, AuditAction.CREATE, record, None, now, _school_id(r)) for r, record in created
+        orm_audit_entry(actor_id, AuditAction.CREATE, record, None, now, school_of_row(r))
+        for r, record in created
     ]
     entries += [
-        _audit(actor_id, AuditAction.UPDATE, record, before, now, _school_id(r))
+        orm_audit_entry(actor_id, AuditAction.UPDATE, record, before, now, school_of_row(r))
         for (r, record), before in zip(updated, befores, strict=True)
     ]
     return entries
 
 
-class _Plan:
+class ImportPlan:
     """What one file would do: checks shared by every kind, then the kind's own plan and apply."""
 
     def __init__(self, service: ImportService, scope: ImportScope, table: Table) -> None:
@@ -353,15 +354,15 @@ class _Plan:
         self.spec = SPECS[table.kind]
         self.clock = service.clock
         self.today = service.clock.today()
-        self.rows: list[_Row] = []
+        self.rows: list[SheetRow] = []
 
     # Shared checks ---------------------------------------------------------------------------------
 
     async def prepare(self, session: AsyncSession) -> None:
         required = self.spec.required  # a property: worked out once, not once per row
         for index, (number, values) in enumerate(self.table.records()):
-            await _breathe(index)
-            row = _Row(RowResult(number), values)
+            await breathe(index)
+            row = SheetRow(RowResult(number), values)
             for name in required:
                 value = values.get(name)  # `is_blank`, inlined: 200,000 cells
                 if value is None or (isinstance(value, str) and not value.strip()):
@@ -374,7 +375,7 @@ class _Plan:
         wanted: set[str] = set()
         codes: dict[int, str] = {}
         for index, row in enumerate(self.rows):
-            await _breathe(index)
+            await breathe(index)
             if row.blank("school_code"):
                 if not scope.single_school:
                     row.reject("school_code", DomainError("excel.cell.required", column="school_code"))
@@ -388,7 +389,7 @@ class _Plan:
         if scope.school_id is not None:
             wanted.add(scope.school_code or "")
         found: dict[str, _School] = {}
-        for chunk in _chunks(sorted(wanted)):
+        for chunk in chunks(sorted(wanted)):
             result = await session.execute(
                 select(School.id, School.code, School.level, School.district_id).where(School.code.in_(chunk))
             )
@@ -401,7 +402,7 @@ class _Plan:
                 raise NotFound("school", code=str(scope.school_id))
             own = _School(own_school.id, own_school.code, own_school.level, own_school.district_id)
         for index, row in enumerate(self.rows):
-            await _breathe(index)
+            await breathe(index)
             code = codes.get(index)
             if own is not None:
                 if code is not None and code != own.code:
@@ -421,18 +422,18 @@ class _Plan:
             else:
                 row.school = school
 
-    def placed(self) -> list[_Row]:
+    def placed(self) -> list[SheetRow]:
         """Rows whose school is known: every cell of them is checked, to say all that is wrong."""
         return [row for row in self.rows if row.school is not None]
 
-    def live(self) -> list[_Row]:
+    def live(self) -> list[SheetRow]:
         """Rows still worth comparing with the database: a school, and no refusal so far."""
         return [row for row in self.rows if row.school is not None and row.ok]
 
-    def mark_duplicates(self, rows: Sequence[_Row], key: Any, columns: Sequence[str]) -> list[_Row]:
+    def mark_duplicates(self, rows: Sequence[SheetRow], key: Any, columns: Sequence[str]) -> list[SheetRow]:
         """A second row with the same natural key is refused, pointing at the first."""
-        first: dict[Any, _Row] = {}
-        kept: list[_Row] = []
+        first: dict[Any, SheetRow] = {}
+        kept: list[SheetRow] = []
         for row in rows:
             value = key(row)
             if value in first:
@@ -447,7 +448,7 @@ class _Plan:
             kept.append(row)
         return kept
 
-    async def students_by_code(self, session: AsyncSession, rows: Sequence[_Row]) -> None:
+    async def students_by_code(self, session: AsyncSession, rows: Sequence[SheetRow]) -> None:
         """Resolve each row's student code to a student of the row's school (`row.extra['student']`);
         a name given beside the code must be that student's."""
         codes: dict[int, str] = {}
@@ -491,7 +492,7 @@ class _Plan:
         refused with the lock's reason; rows of other days go in."""
         rows = [row for row in self.live() if row.parsed is not None and row.school is not None]
         found = await locks.entry_locks(
-            session, area, [(_school_id(row), day_of(row.parsed)) for row in rows], standing=standing
+            session, area, [(school_of_row(row), day_of(row.parsed)) for row in rows], standing=standing
         )
         for row, lock in zip(rows, found, strict=True):
             if lock is not None:

@@ -19,21 +19,21 @@ from storage.schemas.imports import Outcome, cell_date, cell_int, cell_text, par
 from storage.schemas.parsing import parse_date
 from storage.schemas.vaccines import OTHER_PRODUCT_CODE, DoseIn, Finding
 from storage.services.imports.plans.common import (
-    _breathe,
-    _Cells,
-    _changed,
-    _chunks,
-    _entry,
-    _insert_many,
-    _known,
-    _Plan,
-    _Row,
-    _school_id,
-    _student_id,
-    _update_many,
-    _validate,
-    _write_audit,
+    Cells,
+    ImportPlan,
+    SheetRow,
+    audit_entry,
+    breathe,
+    changed_row,
+    chunks,
+    insert_many,
     refresh_statistics,
+    resolved_student_id,
+    school_of_row,
+    student_of_row,
+    update_many,
+    validate_row,
+    write_audit,
 )
 from storage.text import fold_key
 
@@ -42,7 +42,7 @@ def _forget(
     merged: dict[int, dict[int, tuple[date, int]]], stored: dict[int, dict[int, Any]], data: DoseIn
 ) -> None:
     """A refused dose row: the student keeps the stored dose of that number, if any."""
-    student_id = _known(data.student_id)
+    student_id = resolved_student_id(data.student_id)
     kept = stored[student_id].get(data.dose_number)
     if kept is not None:
         merged[student_id][data.dose_number] = (kept.given_on, kept.product_id)
@@ -50,7 +50,7 @@ def _forget(
         merged[student_id].pop(data.dose_number, None)
 
 
-class _DosesPlan(_Plan):
+class DosesPlan(ImportPlan):
     """Doses by student and dose number, judged by `judge_dose` against the student's other doses —
     those stored and those of the same file."""
 
@@ -75,19 +75,19 @@ class _DosesPlan(_Plan):
             parsed = cell_date(value)
             return parsed if isinstance(parsed, date) else parse_date(parsed, self.today, allow_future=True)
 
-        cells = _Cells()
+        cells = Cells()
         for index, row in enumerate(placed):
-            await _breathe(index)
+            await breathe(index)
             chosen = cells.coerce(row, "product", product_of)
             fields = {
-                "student_id": _student_id(row),
+                "student_id": student_of_row(row),
                 "dose_number": cells.coerce(row, "dose_number", cell_int),
                 "given_on": cells.coerce(row, "given_on", given_on),
                 "product_id": chosen.id if chosen is not None else None,
                 "product_other_name": row.text("product_other_name"),
                 "place": cells.coerce(row, "place", parse_place),
             }
-            row.parsed = _validate(row, DoseIn, fields, self.NAMES, self.today)
+            row.parsed = validate_row(row, DoseIn, fields, self.NAMES, self.today)
             row.extra["product"] = chosen
         await self.refuse_locked(session, "vaccines", "given_on", lambda parsed: parsed.given_on)
         rows = self.mark_duplicates(
@@ -98,7 +98,7 @@ class _DosesPlan(_Plan):
         student_ids = sorted({row.parsed.student_id for row in rows})
         stored: dict[int, dict[int, Any]] = defaultdict(dict)  # plain rows of vaccine_dose
         table = VaccineDose.__table__
-        for chunk in _chunks(student_ids):
+        for chunk in chunks(student_ids):
             for dose in await session.execute(select(table).where(table.c.student_id.in_(chunk))):
                 stored[dose.student_id][dose.dose_number] = dose
         # Each student's doses as they would be after the import: the stored ones, replaced or
@@ -112,16 +112,16 @@ class _DosesPlan(_Plan):
                 row.parsed.given_on,
                 row.parsed.product_id,
             )
-        self.creates: list[_Row] = []
-        self.updates: list[tuple[_Row, Any]] = []  # the row, the stored dose
-        judged: list[_Row] = []
+        self.creates: list[SheetRow] = []
+        self.updates: list[tuple[SheetRow, Any]] = []  # the row, the stored dose
+        judged: list[SheetRow] = []
         for index, row in enumerate(rows):
-            await _breathe(index)
+            await breathe(index)
             data: DoseIn = row.parsed
             product: VaccineProduct = row.extra["product"]
             other_name = data.product_other_name if product.code == OTHER_PRODUCT_CODE else ""
             row.extra["other_name"] = other_name
-            existing = stored[_known(data.student_id)].get(data.dose_number)
+            existing = stored[resolved_student_id(data.student_id)].get(data.dose_number)
             row.extra["existing"] = existing
             if existing is not None and (
                 existing.given_on,
@@ -158,12 +158,15 @@ class _DosesPlan(_Plan):
                 self.updates.append((row, existing))
 
     def _judge(
-        self, row: _Row, merged: dict[int, dict[int, tuple[date, int]]], products: dict[int, VaccineProduct]
+        self,
+        row: SheetRow,
+        merged: dict[int, dict[int, tuple[date, int]]],
+        products: dict[int, VaccineProduct],
     ) -> tuple[list[Finding], list[Finding]]:
         data: DoseIn = row.parsed
         others = [
             VaccineDose(dose_number=number, given_on=given, product_id=product_id)
-            for number, (given, product_id) in merged[_known(data.student_id)].items()
+            for number, (given, product_id) in merged[resolved_student_id(data.student_id)].items()
             if number != data.dose_number
         ]
         facts = DoseFacts(
@@ -194,15 +197,15 @@ class _DosesPlan(_Plan):
             }
             for row in self.creates
         ]
-        await _insert_many(session, VaccineDose, created, ("student_id", "dose_number"))
+        await insert_many(session, VaccineDose, created, ("student_id", "dose_number"))
         entries = [
-            _entry(VaccineDose, AuditAction.CREATE, values, None, actor_id, now, _school_id(row))
+            audit_entry(VaccineDose, AuditAction.CREATE, values, None, actor_id, now, school_of_row(row))
             for row, values in zip(self.creates, created, strict=True)
         ]
         updated = []
         for row, dose in self.updates:
             data: DoseIn = row.parsed
-            params, after = _changed(
+            params, after = changed_row(
                 dose,
                 {
                     "given_on": data.given_on,
@@ -217,8 +220,8 @@ class _DosesPlan(_Plan):
             updated.append(params)
             before = audit.snapshot_values(VaccineDose, dose._mapping)
             entries.append(
-                _entry(VaccineDose, AuditAction.UPDATE, after, before, actor_id, now, _school_id(row))
+                audit_entry(VaccineDose, AuditAction.UPDATE, after, before, actor_id, now, school_of_row(row))
             )
-        await _update_many(session, VaccineDose, updated)
-        await _write_audit(session, entries)
+        await update_many(session, VaccineDose, updated)
+        await write_audit(session, entries)
         await refresh_statistics(session, VaccineDose, len(created))

@@ -16,24 +16,24 @@ from storage.rules.timeliness import is_late_entry
 from storage.schemas.devices import HandoverIn
 from storage.schemas.imports import Outcome, cell_date, parse_batch_ref, parse_handover_kind
 from storage.services.imports.plans.common import (
-    _breathe,
-    _chunks,
-    _coerce,
-    _entry,
-    _insert_many,
-    _known,
-    _Plan,
-    _Row,
-    _row_audit,
-    _school_id,
-    _student_id,
-    _validate,
-    _write_audit,
+    ImportPlan,
+    SheetRow,
+    audit_entry,
+    breathe,
+    chunks,
+    coerce_cell,
+    insert_many,
     refresh_statistics,
+    resolved_student_id,
+    rows_audit,
+    school_of_row,
+    student_of_row,
+    validate_row,
+    write_audit,
 )
 
 
-class _HandoversPlan(_Plan):
+class HandoversPlan(ImportPlan):
     """Handovers by batch and student; a batch never gives more devices than it has left."""
 
     NAMES: dict[str, str | None] = {
@@ -45,12 +45,12 @@ class _HandoversPlan(_Plan):
     async def plan(self, session: AsyncSession) -> None:
         live = self.placed()
         await self.students_by_code(session, live)
-        refs = {id(row): _coerce(row, "batch", parse_batch_ref) for row in live}
+        refs = {id(row): coerce_cell(row, "batch", parse_batch_ref) for row in live}
         wanted = sorted({ref for ref in refs.values() if ref is not None})
         school_ids = sorted({row.school.id for row in live if row.school is not None})
         # A row names the batch by its school's own number, as the chat and the template show it.
         batches: dict[tuple[int, int], DonationBatch] = {}
-        for chunk in _chunks(wanted):
+        for chunk in chunks(wanted):
             for stored_batch in await session.scalars(
                 select(DonationBatch).where(
                     DonationBatch.number.in_(chunk), DonationBatch.school_id.in_(school_ids)
@@ -58,7 +58,7 @@ class _HandoversPlan(_Plan):
             ):
                 batches[(stored_batch.school_id, stored_batch.number)] = stored_batch
         for index, row in enumerate(live):
-            await _breathe(index)
+            await breathe(index)
             ref = refs.get(id(row))
             batch = batches.get((row.school.id, ref)) if ref is not None and row.school is not None else None
             if ref is not None and batch is None:
@@ -66,12 +66,12 @@ class _HandoversPlan(_Plan):
                 batch = None
             fields = {
                 "batch_id": batch.id if batch is not None else 0,
-                "student_id": _student_id(row),
-                "kind": _coerce(row, "handover_kind", parse_handover_kind),
-                "handed_on": _coerce(row, "handed_on", cell_date),
+                "student_id": student_of_row(row),
+                "kind": coerce_cell(row, "handover_kind", parse_handover_kind),
+                "handed_on": coerce_cell(row, "handed_on", cell_date),
                 "note": row.text("note"),
             }
-            parsed = _validate(row, HandoverIn, fields, self.NAMES, self.today)
+            parsed = validate_row(row, HandoverIn, fields, self.NAMES, self.today)
             if parsed is None or batch is None:
                 continue
             try:
@@ -90,7 +90,7 @@ class _HandoversPlan(_Plan):
         student_ids = sorted({row.parsed.student_id for row in rows})
         active: dict[tuple[int, int], Handover] = {}
         program_held: dict[int, tuple[Handover, DonationBatch]] = {}
-        for chunk in _chunks(student_ids):
+        for chunk in chunks(student_ids):
             result = await session.execute(
                 select(Handover, DonationBatch)
                 .join(DonationBatch, DonationBatch.id == Handover.batch_id)
@@ -102,7 +102,7 @@ class _HandoversPlan(_Plan):
                 if devices.may_warn(batch.source):
                     program_held.setdefault(handover.student_id, (handover, batch))
         needing: set[int] = set()  # students with a recorded need for a device
-        for chunk in _chunks(student_ids):
+        for chunk in chunks(student_ids):
             needing.update(
                 await session.scalars(
                     select(NeedRecord.student_id).where(
@@ -110,12 +110,12 @@ class _HandoversPlan(_Plan):
                     )
                 )
             )
-        self.creates: list[_Row] = []
-        self.updates: list[tuple[_Row, Handover]] = []
+        self.creates: list[SheetRow] = []
+        self.updates: list[tuple[SheetRow, Handover]] = []
         taken: dict[int, int] = defaultdict(int)
         for row in rows:
             data: HandoverIn = row.parsed
-            student_id = _known(data.student_id)
+            student_id = resolved_student_id(data.student_id)
             batch = row.extra["batch"]
             existing = active.get((data.batch_id, student_id))
             if existing is not None:
@@ -192,9 +192,9 @@ class _HandoversPlan(_Plan):
             for row in self.creates
         ]
         # (batch, student) is unique among active handovers, and so among the file's new ones.
-        await _insert_many(session, Handover, created, ("batch_id", "student_id"))
+        await insert_many(session, Handover, created, ("batch_id", "student_id"))
         entries = [
-            _entry(Handover, AuditAction.CREATE, values, None, actor_id, now, _school_id(row))
+            audit_entry(Handover, AuditAction.CREATE, values, None, actor_id, now, school_of_row(row))
             for row, values in zip(self.creates, created, strict=True)
         ]
         # Updates stay on the loaded objects: a file changes few handovers (a note, a date).
@@ -206,6 +206,6 @@ class _HandoversPlan(_Plan):
             handover.entered_late = is_late_entry(handover.handed_on, handover.entered_at, tz)
             handover.updated_at = now
         await session.flush()
-        entries += _row_audit(actor_id, [], self.updates, befores, now)
-        await _write_audit(session, entries)
+        entries += rows_audit(actor_id, [], self.updates, befores, now)
+        await write_audit(session, entries)
         await refresh_statistics(session, Handover, len(created))

@@ -13,25 +13,25 @@ from storage.repositories import audit
 from storage.schemas.imports import Outcome, cell_yes_no, parse_priority
 from storage.schemas.needs import NeedIn
 from storage.services.imports.plans.common import (
-    _breathe,
-    _changed,
-    _chunks,
-    _coerce,
-    _entry,
-    _insert_many,
-    _known,
-    _Plan,
-    _Row,
-    _school_id,
-    _student_id,
-    _update_many,
-    _validate,
-    _write_audit,
+    ImportPlan,
+    SheetRow,
+    audit_entry,
+    breathe,
+    changed_row,
+    chunks,
+    coerce_cell,
+    insert_many,
     refresh_statistics,
+    resolved_student_id,
+    school_of_row,
+    student_of_row,
+    update_many,
+    validate_row,
+    write_audit,
 )
 
 
-class _NeedsPlan(_Plan):
+class NeedsPlan(ImportPlan):
     """One need per student (4.8.1); the need's group is also the student's priority group."""
 
     NAMES: dict[str, str | None] = {"student_id": "student_code"}
@@ -40,15 +40,15 @@ class _NeedsPlan(_Plan):
         placed = self.placed()
         await self.students_by_code(session, placed)
         for index, row in enumerate(placed):
-            await _breathe(index)
+            await breathe(index)
             fields = {
-                "student_id": _student_id(row),
-                "category": _coerce(row, "category", parse_priority),
-                "needs_device": bool(_coerce(row, "needs_device", cell_yes_no)),
-                "needs_connectivity": bool(_coerce(row, "needs_connectivity", cell_yes_no)),
+                "student_id": student_of_row(row),
+                "category": coerce_cell(row, "category", parse_priority),
+                "needs_device": bool(coerce_cell(row, "needs_device", cell_yes_no)),
+                "needs_connectivity": bool(coerce_cell(row, "needs_connectivity", cell_yes_no)),
                 "note": row.text("note"),
             }
-            row.parsed = _validate(row, NeedIn, fields, self.NAMES, self.today)
+            row.parsed = validate_row(row, NeedIn, fields, self.NAMES, self.today)
         # An imported need or change stands from today.
         await self.refuse_locked(session, "needs", "category", lambda _: self.today, standing=True)
         rows = self.mark_duplicates(
@@ -57,14 +57,14 @@ class _NeedsPlan(_Plan):
         ids = [row.parsed.student_id for row in rows]
         existing: dict[int, Any] = {}  # plain rows of need_record
         table = NeedRecord.__table__
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             for stored_need in await session.execute(select(table).where(table.c.student_id.in_(chunk))):
                 existing[stored_need.student_id] = stored_need
-        self.creates: list[_Row] = []
-        self.updates: list[tuple[_Row, Any]] = []  # the row, the stored need
+        self.creates: list[SheetRow] = []
+        self.updates: list[tuple[SheetRow, Any]] = []  # the row, the stored need
         for row in rows:
             data: NeedIn = row.parsed
-            need = existing.get(_known(data.student_id))
+            need = existing.get(resolved_student_id(data.student_id))
             student = row.extra["student"]
             if need is None:
                 row.result.outcome = Outcome.CREATED
@@ -101,16 +101,16 @@ class _NeedsPlan(_Plan):
             }
             for row in self.creates
         ]
-        await _insert_many(session, NeedRecord, created, ("student_id",))
+        await insert_many(session, NeedRecord, created, ("student_id",))
         entries = [
-            _entry(NeedRecord, AuditAction.CREATE, values, None, actor_id, now, _school_id(row))
+            audit_entry(NeedRecord, AuditAction.CREATE, values, None, actor_id, now, school_of_row(row))
             for row, values in zip(self.creates, created, strict=True)
         ]
         updated = []
         afters = []
         for row, need in self.updates:
             data: NeedIn = row.parsed
-            params, after = _changed(
+            params, after = changed_row(
                 need,
                 {
                     "category": data.category,
@@ -125,9 +125,9 @@ class _NeedsPlan(_Plan):
             afters.append(after)
             before = audit.snapshot_values(NeedRecord, need._mapping)
             entries.append(
-                _entry(NeedRecord, AuditAction.UPDATE, after, before, actor_id, now, _school_id(row))
+                audit_entry(NeedRecord, AuditAction.UPDATE, after, before, actor_id, now, school_of_row(row))
             )
-        await _update_many(session, NeedRecord, updated)
+        await update_many(session, NeedRecord, updated)
         # Each need's state from today (a second row the same day wins by its id).
         history = [
             {
@@ -149,12 +149,14 @@ class _NeedsPlan(_Plan):
         for row in [*self.creates, *(r for r, _ in self.updates)]:
             student = row.extra["student"]
             if student.priority_group != row.parsed.category:
-                params, after = _changed(student, {"priority_group": row.parsed.category, "updated_at": now})
+                params, after = changed_row(
+                    student, {"priority_group": row.parsed.category, "updated_at": now}
+                )
                 regrouped.append(params)
                 before = audit.snapshot_values(Student, student._mapping)
                 entries.append(
-                    _entry(Student, AuditAction.UPDATE, after, before, actor_id, now, student.school_id)
+                    audit_entry(Student, AuditAction.UPDATE, after, before, actor_id, now, student.school_id)
                 )
-        await _update_many(session, Student, regrouped)
-        await _write_audit(session, entries)
+        await update_many(session, Student, regrouped)
+        await write_audit(session, entries)
         await refresh_statistics(session, NeedRecord, len(created))

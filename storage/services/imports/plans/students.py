@@ -15,7 +15,14 @@ from storage.models import Student
 from storage.repositories import students as students_repo
 from storage.schemas.imports import Outcome, cell_date, cell_int, cell_text
 from storage.schemas.students import StudentIn
-from storage.services.imports.plans.common import _breathe, _Cells, _Plan, _Row, _validate, refresh_statistics
+from storage.services.imports.plans.common import (
+    Cells,
+    ImportPlan,
+    SheetRow,
+    breathe,
+    refresh_statistics,
+    validate_row,
+)
 from storage.services.students import COMPARED, StudentService
 
 WRITE_SLICE = 5_000  # students written per flush
@@ -40,17 +47,17 @@ def _as_text(value: Any) -> str:
     return value if type(value) is str else cell_text(value)
 
 
-class _StudentsPlan(_Plan):
+class StudentsPlan(ImportPlan):
     """Students by code, through the student service's own plan (grade in the school, age)."""
 
     NAMES: dict[str, str | None] = {"code": "student_code"}
 
     async def plan(self, session: AsyncSession) -> None:
         self.students = StudentService(self.service.sessionmaker, _PinnedClock(self.clock))
-        self.plans: dict[int, tuple[Any, list[_Row]]] = {}
-        cells = _Cells()
+        self.plans: dict[int, tuple[Any, list[SheetRow]]] = {}
+        cells = Cells()
         for index, row in enumerate(self.placed()):
-            await _breathe(index)
+            await breathe(index)
             values = row.values
             data = {
                 "code": _as_text(values.get("student_code")),
@@ -60,7 +67,7 @@ class _StudentsPlan(_Plan):
                 "grade": cells.coerce(row, "grade", cell_int),
                 "gender": cells.coerce(row, "gender", cell_text),
             }
-            row.parsed = _validate(row, StudentIn, data, self.NAMES, self.today)
+            row.parsed = validate_row(row, StudentIn, data, self.NAMES, self.today)
         rows = self.mark_duplicates(
             [r for r in self.live() if r.parsed is not None], lambda r: r.parsed.code, ["student_code"]
         )
@@ -75,7 +82,7 @@ class _StudentsPlan(_Plan):
             if row.school is not None and owner is not None and owner.school_id != row.school.id:
                 row.reject("student_code", DomainError("students.code_in_other_school", code=row.parsed.code))
         rows = [row for row in rows if row.ok]
-        by_school: dict[int, list[_Row]] = defaultdict(list)
+        by_school: dict[int, list[SheetRow]] = defaultdict(list)
         for row in rows:
             assert row.school is not None
             by_school[row.school.id].append(row)
