@@ -47,7 +47,7 @@ async def add_students(services, world, count: int, prefix: str = "RC") -> list[
         )
         for i in range(count)
     ]
-    result = await services.students.upsert_many(world.primary_school_id, rows, actor_id=None)
+    result = await services.students.upsert_many(rows, school_id=world.primary_school_id, actor_id=None)
     return [result.student_ids[row.code] for row in rows]
 
 

@@ -158,7 +158,7 @@ async def test_a_refused_record_rolls_the_new_student_back(services: Services, h
     from storage.schemas.students import StudentIn
 
     other = StudentIn(code="HS9002", full_name="Lê Văn Khác", date_of_birth="2013-02-02", class_name="3A2")
-    await services.students.add(world.primary_school_id, other, actor_id=None)
+    await services.students.add(other, school_id=world.primary_school_id, actor_id=None)
     doses = await count(services, VaccineDose)
     await teacher.tap(CONFIRM)
     assert "HS9002" in teacher.last_text()  # the code is taken: said plainly

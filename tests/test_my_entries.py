@@ -405,7 +405,7 @@ async def sixty_entries(services: Services, world: World, clock) -> int:
     oldest = 0
     for i, name in enumerate(names):
         data = StudentIn(code=f"P{i:04d}", full_name=name, date_of_birth="2012-05-01", class_name="4A2")
-        student = await services.students.add(world.primary_school_id, data, actor_id=None)
+        student = await services.students.add(data, school_id=world.primary_school_id, actor_id=None)
         dose = DoseIn(
             student_id=student.id,
             dose_number=1,

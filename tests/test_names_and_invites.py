@@ -257,7 +257,7 @@ def test_name_texts_exist_in_both_languages_with_the_same_placeholders() -> None
 async def test_students_are_stored_nfc_without_invisible_characters(services: Services) -> None:
     world = await make_world(services)
     typed = nfd("\u202elê\u200b thị  mai\u200f")
-    added = await services.students.add(world.primary_school_id, _student(typed), actor_id=None)
+    added = await services.students.add(_student(typed), school_id=world.primary_school_id, actor_id=None)
     assert added.full_name == "Lê Thị Mai"
     async with services.sessionmaker() as session:
         stored = await session.get(Student, added.id)

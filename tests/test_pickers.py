@@ -54,7 +54,7 @@ async def test_too_short_query_and_paging(services, picker_harness):
             date_of_birth="2012-05-01",
             class_name="4A2",
         )
-        await services.students.add(1, data, actor_id=None)
+        await services.students.add(data, school_id=1, actor_id=None)
     teacher = picker_harness.person("teacher")
     await teacher.send("/pickdemo")
     await teacher.send("a")

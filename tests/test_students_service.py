@@ -63,7 +63,7 @@ async def test_search_pages_through_many_namesakes(services):
     rows = [
         student(f"PG{i:03d}", "Nguyễn Thị Tèo", date(2012, 1, 1 + i), f"4A{1 + i % 3}") for i in range(20)
     ]
-    await services.students.upsert_many(world.primary_school_id, rows, actor_id=None)
+    await services.students.upsert_many(rows, school_id=world.primary_school_id, actor_id=None)
     seen: list[str] = []
     for number in (1, 2, 3):
         page = await services.students.search(world.primary_school_id, "nguyen thi teo", page=number)
@@ -117,7 +117,7 @@ async def test_add_a_missing_student_is_audited(services):
         },
         context={"today": TODAY},
     )
-    added = await services.students.add(world.primary_school_id, data, actor_id=teacher)
+    added = await services.students.add(data, school_id=world.primary_school_id, actor_id=teacher)
     assert (added.code, added.full_name, added.class_name, added.grade) == (
         "HS0100",
         "Nguyễn Thị Hoa",
@@ -138,7 +138,9 @@ async def test_add_refuses_a_code_already_used_even_by_another_school(services):
     world = await make_world(services)
     with pytest.raises(DomainError) as caught:
         await services.students.add(
-            world.primary_school_id, student("HS0005", "Lý Văn Tám", date(2012, 5, 5), "4A1"), actor_id=None
+            student("HS0005", "Lý Văn Tám", date(2012, 5, 5), "4A1"),
+            school_id=world.primary_school_id,
+            actor_id=None,
         )
     assert caught.value.code == "students.code_taken"
     assert "HS0005" in render_error(caught.value)
@@ -148,7 +150,9 @@ async def test_add_refuses_a_birth_date_that_does_not_fit_the_grade(services):
     world = await make_world(services)
     with pytest.raises(DomainError) as caught:
         await services.students.add(
-            world.primary_school_id, student("HS0101", "Lý Văn Tám", date(2016, 5, 5), "4A1"), actor_id=None
+            student("HS0101", "Lý Văn Tám", date(2016, 5, 5), "4A1"),
+            school_id=world.primary_school_id,
+            actor_id=None,
         )
     assert caught.value.code == "students.age_grade_mismatch"
     assert caught.value.params["earliest_year"] == 2007 and caught.value.params["latest_year"] == 2014
@@ -160,7 +164,9 @@ async def test_add_refuses_a_grade_the_school_does_not_teach(services):
     world = await make_world(services)
     with pytest.raises(DomainError) as caught:
         await services.students.add(
-            world.primary_school_id, student("HS0102", "Lý Văn Tám", date(2009, 5, 5), "7A1"), actor_id=None
+            student("HS0102", "Lý Văn Tám", date(2009, 5, 5), "7A1"),
+            school_id=world.primary_school_id,
+            actor_id=None,
         )
     assert caught.value.code == "students.grade_not_in_school"
     assert caught.value.params == {"grade": 7, "level": "TH"}
@@ -213,12 +219,14 @@ async def test_upsert_many_creates_updates_and_leaves_unchanged(services):
         student("HS0002", "Trần Thị Bình", date(2012, 7, 2), "4A2"),  # moved class
         student("HS0200", "Đinh Công Mạnh", date(2014, 6, 1), "2A1", gender="nam"),  # new
     ]
-    verdicts = await services.students.preview_upsert(school, rows)
+    verdicts = await services.students.preview_upsert(rows, school_id=school)
     assert [v.outcome for v in verdicts] == ["unchanged", "updated", "created"]
-    result = await services.students.upsert_many(school, rows, actor_id=world.staff_ids["principal"])
+    result = await services.students.upsert_many(
+        rows, school_id=school, actor_id=world.staff_ids["principal"]
+    )
     assert (result.created, result.updated, result.unchanged) == (1, 1, 1)
     assert set(result.student_ids) == {"HS0001", "HS0002", "HS0200"}
-    again = await services.students.upsert_many(school, rows, actor_id=world.staff_ids["principal"])
+    again = await services.students.upsert_many(rows, school_id=school, actor_id=world.staff_ids["principal"])
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
     moved = await services.students.get(world.student_ids["HS0002"], school_id=school)
     assert moved.class_name == "4A2" and moved.gender is Gender.FEMALE  # gender kept when not given
@@ -238,7 +246,7 @@ async def test_upsert_many_refuses_the_whole_file_on_a_bad_row(services):
         student("HS0005", "Phạm Thị Dung", date(2008, 9, 9), "5A1"),  # the other school's code
         student("HS0300", "Đinh Công Mạnh", date(2014, 6, 1), "2A1"),  # repeated
     ]
-    verdicts = await services.students.preview_upsert(school, rows)
+    verdicts = await services.students.preview_upsert(rows, school_id=school)
     assert [(v.outcome, v.error_code) for v in verdicts] == [
         ("created", None),
         ("rejected", "students.code_in_other_school"),
@@ -246,7 +254,7 @@ async def test_upsert_many_refuses_the_whole_file_on_a_bad_row(services):
     ]
     assert verdicts[1].error_params == {"code": "HS0005", "row": 2}
     with pytest.raises(DomainError) as caught:
-        await services.students.upsert_many(school, rows, actor_id=None)
+        await services.students.upsert_many(rows, school_id=school, actor_id=None)
     assert caught.value.code == "students.code_in_other_school"
     assert (await services.students.search(school, "HS0300")).total == 0
 
@@ -258,11 +266,11 @@ async def test_classes_and_class_list_in_given_name_order(services):
     world = await make_world(services)
     school = world.primary_school_id
     await services.students.upsert_many(
-        school,
         [
             student("HS0400", "Trần Văn Anh", date(2012, 2, 2), "4A1"),
             student("HS0401", "Lê Thị Yến", date(2012, 3, 3), "4A1"),
         ],
+        school_id=school,
         actor_id=None,
     )
     classes = await services.students.classes(school)

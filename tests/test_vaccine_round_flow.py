@@ -32,7 +32,7 @@ async def class_of_40(services: Services, world: World) -> dict[str, int]:
         )
         for i, (family, given) in enumerate((f, g) for f in FAMILIES for g in GIVEN)
     ]
-    result = await services.students.upsert_many(world.primary_school_id, rows, actor_id=None)
+    result = await services.students.upsert_many(rows, school_id=world.primary_school_id, actor_id=None)
     assert result.created == 40
     return {row.full_name: result.student_ids[row.code] for row in rows}
 

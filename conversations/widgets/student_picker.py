@@ -258,7 +258,7 @@ class StudentPicker:
         age), kept in the draft; nothing is written until the record's confirm."""
         new = {**self._new(turn), "code": code}
         data = NewStudentIn.model_validate(new, context={"today": turn.context.services.clock.today()})
-        await turn.context.services.students.check_new(turn.school_id, data)
+        await turn.context.services.students.check_new(data, school_id=turn.school_id)
         turn.answers.picker = None
         label = new_student_label(turn, data)
         picked = Picked(None, data.full_name, label, data.model_dump(mode="json"))

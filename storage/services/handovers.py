@@ -163,7 +163,7 @@ class HandoverService(ServiceBase):
                 if saved is None:
                     # Created here, in the handover's transaction: a refused handover leaves no student.
                     student = await StudentService(self.sessionmaker, self.clock).create_in(
-                        session, school_id, data.new_student, actor_id=actor_id
+                        session, data.new_student, school_id=school_id, actor_id=actor_id
                     )
                     saved = await session.run_sync(self._rest_sync, school_id, data, student, **steps)
                 if finish_draft is not None:

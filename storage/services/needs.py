@@ -107,7 +107,7 @@ class NeedService(ServiceBase):
                 if data.new_student is not None:
                     # Created here, in the need's transaction: a refused need leaves no student.
                     student = await StudentService(self.sessionmaker, self.clock).create_in(
-                        session, school_id, data.new_student, actor_id=actor_id
+                        session, data.new_student, school_id=school_id, actor_id=actor_id
                     )
                 else:
                     student = await school_student(session, school_id, data.student_id or 0, lock=True)

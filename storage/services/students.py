@@ -107,7 +107,7 @@ class StudentService(ServiceBase):
                 raise NotFound("student")
             return StudentOut.model_validate(student)
 
-    async def add(self, school_id: int, data: StudentIn, *, actor_id: int | None) -> StudentOut:
+    async def add(self, data: StudentIn, *, school_id: int, actor_id: int | None) -> StudentOut:
         """Add a student missing from the list, from inside a flow."""
         try:
             async with self.sessionmaker.begin() as session:
@@ -130,7 +130,7 @@ class StudentService(ServiceBase):
             # Two people adding the same code at once: the second is told the code is taken.
             raise DomainError("students.code_taken", code=data.code) from exc
 
-    async def check_new(self, school_id: int, data: NewStudentIn) -> None:
+    async def check_new(self, data: NewStudentIn, *, school_id: int) -> None:
         """Refusals adding `data` would meet (grade not in the school, age, code taken); writes
         nothing. The chat asks this where it can be fixed, before the record's confirm adds it."""
         async with self.sessionmaker() as session:
@@ -139,7 +139,7 @@ class StudentService(ServiceBase):
                 raise DomainError("students.code_taken", code=data.code)
 
     async def create_in(
-        self, session: AsyncSession, school_id: int, data: NewStudentIn, *, actor_id: int | None
+        self, session: AsyncSession, data: NewStudentIn, *, school_id: int, actor_id: int | None
     ) -> Student:
         """Add a new student inside the caller's transaction (a handover, dose or need saved with
         its new student: both or neither). No code yet: a placeholder, `is_provisional_code`."""
@@ -154,10 +154,10 @@ class StudentService(ServiceBase):
         await audit.record(session, actor_id=actor_id, action=AuditAction.CREATE, row=student)
         return student
 
-    async def preview_upsert(self, school_id: int, rows: Sequence[StudentIn]) -> list[RowVerdict]:
+    async def preview_upsert(self, rows: Sequence[StudentIn], *, school_id: int) -> list[RowVerdict]:
         """What `upsert_many` would do with each row, writing nothing (the import's verdict)."""
         async with self.sessionmaker() as session:
-            plan = await self.plan_rows(session, school_id, rows)
+            plan = await self.plan_rows(session, rows, school_id=school_id)
             return [
                 RowVerdict(
                     index=v.index,
@@ -170,16 +170,16 @@ class StudentService(ServiceBase):
             ]
 
     async def upsert_many(
-        self, school_id: int, rows: Sequence[StudentIn], *, actor_id: int | None
+        self, rows: Sequence[StudentIn], *, school_id: int, actor_id: int | None
     ) -> UpsertResult:
         """Create or update students by code, in one transaction, audited. Any row that would be
         rejected (see `preview_upsert`) refuses the whole call, writing nothing."""
         try:
             async with self.sessionmaker.begin() as session:
-                plan = await self.plan_rows(session, school_id, rows)
+                plan = await self.plan_rows(session, rows, school_id=school_id)
                 if plan.first_error is not None:
                     raise plan.first_error
-                return await self.apply_plan(session, school_id, plan, actor_id)
+                return await self.apply_plan(session, plan, school_id=school_id, actor_id=actor_id)
         except IntegrityError as exc:
             # A code added by someone else since the plan was made.
             raise DomainError("students.import_conflict") from exc
@@ -215,9 +215,9 @@ class StudentService(ServiceBase):
     async def plan_rows(
         self,
         session: AsyncSession,
-        school_id: int,
         rows: Sequence[StudentIn],
         *,
+        school_id: int,
         existing: Mapping[str, Row[Any]] | None = None,
     ) -> StudentPlan:
         """Each row's verdict and what writing the rows would do, in the caller's session, writing
@@ -270,7 +270,7 @@ class StudentService(ServiceBase):
         return plan
 
     async def apply_plan(
-        self, session: AsyncSession, school_id: int, plan: StudentPlan, actor_id: int | None
+        self, session: AsyncSession, plan: StudentPlan, *, school_id: int, actor_id: int | None
     ) -> UpsertResult:
         """Write a plan of `plan_rows` (its creations and updates, audited) in the caller's
         transaction: the bulk path of `upsert_many`, shared with the Excel import, which writes one

@@ -94,7 +94,7 @@ class StudentsPlan(ImportPlan):
             for start in range(0, len(school_rows), PLAN_SLICE):
                 part = school_rows[start : start + PLAN_SLICE]
                 sliced = await self.students.plan_rows(
-                    session, school_id, [r.parsed for r in part], existing=stored
+                    session, [r.parsed for r in part], school_id=school_id, existing=stored
                 )
                 await asyncio.sleep(0)
                 for verdict in sliced.verdicts:
@@ -122,7 +122,7 @@ class StudentsPlan(ImportPlan):
                 part = type(plan)()
                 part.to_create = plan.to_create[start : start + WRITE_SLICE]
                 part.to_update = plan.to_update[start : start + WRITE_SLICE]
-                await self.students.apply_plan(session, school_id, part, actor_id)
+                await self.students.apply_plan(session, part, school_id=school_id, actor_id=actor_id)
                 created += len(part.to_create)
         # Once, after every slice: ANALYZE samples up to 30,000 rows of the table each time, and
         # after each slice it cost 10 samplings for 50,000 students.
