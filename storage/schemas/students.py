@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, mod
 
 from storage.enums import Gender, SchoolLevel
 from storage.errors import DomainError
-from storage.rules.dates import show_date
 from storage.schemas.parsing import clean_code, clean_name, parse_date
 from storage.text import fold, nfc
 
@@ -89,14 +88,14 @@ def birth_years_for_grade(grade: int, today: date) -> tuple[int, int]:
 def check_birth_date(value: date, today: date, grade: int | None = None) -> date:
     """Refuse a birth date no primary or lower-secondary student (or none of `grade`) can have."""
     if value > today:
-        raise DomainError("date.future", value=show_date(value))
+        raise DomainError("date.future", value=value)
     if grade is None:
         earliest, _ = birth_years_for_grade(MAX_GRADE, today)
         _, latest = birth_years_for_grade(MIN_GRADE, today)
         if not earliest <= value.year <= latest:
             raise DomainError(
                 "students.birth_year_out_of_range",
-                value=show_date(value),
+                value=value,
                 earliest_year=earliest,
                 latest_year=latest,
             )
@@ -105,7 +104,7 @@ def check_birth_date(value: date, today: date, grade: int | None = None) -> date
     if not earliest <= value.year <= latest:
         raise DomainError(
             "students.age_grade_mismatch",
-            value=show_date(value),
+            value=value,
             grade=grade,
             earliest_year=earliest,
             latest_year=latest,
