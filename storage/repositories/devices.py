@@ -10,13 +10,13 @@ import functools
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, and_, bindparam, case, func, select, update
+from sqlalchemy import CursorResult, and_, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from storage.enums import DonationSource, HandoverKind
 from storage.models import DonationBatch, Donor, Handover, School
-from storage.repositories import locks
+from storage.repositories import core, locks
 from storage.schemas.devices import BatchIn
 
 
@@ -111,12 +111,13 @@ def _handover_counts() -> Any:
 
 
 @functools.cache
-def _batches_query(by_id: bool, with_stock_only: bool) -> Any:
-    """Built once per kind (the handover flow asks on most of its steps); values bound at execution."""
+def _batches_query(by_id: bool, with_stock_only: bool, records: bool = False) -> Any:
+    """Built once per kind (the handover flow asks on most of its steps); values bound at execution.
+    `records`: the batch as its columns (`batch_records_with_counts_sync`), not an ORM entity."""
     counts = _handover_counts()
     query = (
         select(
-            DonationBatch,
+            *(core.columns(DonationBatch) if records else [DonationBatch]),
             Donor.name,
             func.coalesce(counts.c.gifts, 0),
             func.coalesce(counts.c.open_loans, 0),
@@ -165,24 +166,68 @@ def batches_with_counts_sync(
     ]
 
 
+def batch_records_with_counts_sync(
+    session: Session,
+    school_id: int,
+    *,
+    batch_ids: list[int] | None = None,
+    with_stock_only: bool = False,
+) -> list[tuple[Any, str | None, int, int, int]]:
+    """`batches_with_counts_sync` with each batch a plain record (`storage.repositories.core`): the
+    hot path's reads (the handover flow's batch list and batch)."""
+    query = _batches_query(batch_ids is not None, with_stock_only, True)
+    params: dict[str, Any] = {"school_id": school_id}
+    if batch_ids is not None:
+        params["batch_ids"] = list(batch_ids)
+    make = core.record_type(DonationBatch)._make
+    width = len(core.table(DonationBatch).c)
+    return [
+        (make(row[:width]), row[width], int(row[width + 1]), int(row[width + 2]), int(row[width + 3]))
+        for row in core.execute(session, query, params)
+    ]
+
+
+def batch_record_sync(session: Session, batch_id: int, school_id: int) -> Any | None:
+    """`batch_in_school_sync` as a plain record (no lock: the hot path's reads and checks)."""
+    row = core.execute(session, _batch_record(), {"batch_id": batch_id, "school_id": school_id}).first()
+    return core.record(row, DonationBatch)
+
+
+@functools.cache
+def _batch_record() -> Any:
+    batch = core.table(DonationBatch).c
+    return select(*core.columns(DonationBatch)).where(
+        batch.id == bindparam("batch_id"), batch.school_id == bindparam("school_id")
+    )
+
+
 def active_program_handover_sync(
     session: Session, student_id: int, *, exclude_handover_id: int | None = None
 ) -> tuple[Handover, DonationBatch] | None:
+    """The student's programme device still held (a gift or an open loan), the earliest, with its
+    batch: plain records (`storage.repositories.core`)."""
+    params: dict[str, Any] = {"student_id": student_id}
+    if exclude_handover_id is not None:
+        params["exclude_id"] = exclude_handover_id
+    row = core.execute(session, _active_program(exclude_handover_id is not None), params).first()
+    return core.split(row, Handover, DonationBatch) if row else None
+
+
+@functools.cache
+def _active_program(excluding: bool) -> Any:
+    handover, batch = core.table(Handover).c, core.table(DonationBatch).c
     query = (
-        select(Handover, DonationBatch)
-        .join(DonationBatch, DonationBatch.id == Handover.batch_id)
+        select(*core.columns(Handover, DonationBatch))
+        .join_from(core.table(Handover), core.table(DonationBatch), batch.id == handover.batch_id)
         .where(
-            Handover.student_id == student_id,
-            Handover.returned_on.is_(None),
-            DonationBatch.source == DonationSource.PROGRAM,
+            handover.student_id == bindparam("student_id"),
+            handover.returned_on.is_(None),
+            batch.source == DonationSource.PROGRAM,
         )
-        .order_by(Handover.handed_on, Handover.id)
+        .order_by(handover.handed_on, handover.id)
         .limit(1)
     )
-    if exclude_handover_id is not None:
-        query = query.where(Handover.id != exclude_handover_id)
-    row = session.execute(query).first()
-    return (row[0], row[1]) if row else None
+    return query.where(handover.id != bindparam("exclude_id")) if excluding else query
 
 
 async def active_in_batch(session: AsyncSession, batch_id: int, student_id: int) -> Handover | None:
@@ -190,15 +235,18 @@ async def active_in_batch(session: AsyncSession, batch_id: int, student_id: int)
 
 
 def active_in_batch_sync(session: Session, batch_id: int, student_id: int) -> Handover | None:
-    return session.scalar(_active_in_batch(), {"batch_id": batch_id, "student_id": student_id})
+    """The student's device of this batch still held, as a plain record (`storage.repositories.core`)."""
+    row = core.execute(session, _active_in_batch(), {"batch_id": batch_id, "student_id": student_id})
+    return core.record(row.first(), Handover)  # type: ignore[no-any-return]
 
 
 @functools.cache
-def _active_in_batch() -> Select[Handover]:
-    return select(Handover).where(
-        Handover.batch_id == bindparam("batch_id"),
-        Handover.student_id == bindparam("student_id"),
-        Handover.returned_on.is_(None),
+def _active_in_batch() -> Any:
+    handover = core.table(Handover).c
+    return select(*core.columns(Handover)).where(
+        handover.batch_id == bindparam("batch_id"),
+        handover.student_id == bindparam("student_id"),
+        handover.returned_on.is_(None),
     )
 
 

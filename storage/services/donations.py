@@ -165,14 +165,14 @@ class DonationService(ServiceBase):
         `with_stock_only` keeps those with devices left (the handover flow's batch picker)."""
 
         def read(session: Session) -> list[BatchOut]:
-            rows = repo.batches_with_counts_sync(session, school_id, with_stock_only=with_stock_only)
+            rows = repo.batch_records_with_counts_sync(session, school_id, with_stock_only=with_stock_only)
             return [batch_out(*row) for row in rows]
 
         return await read_core(self.sessionmaker, read)
 
     async def get_batch(self, batch_id: int, *, school_id: int) -> BatchOut:
         def read(session: Session) -> list[BatchOut]:
-            rows = repo.batches_with_counts_sync(session, school_id, batch_ids=[batch_id])
+            rows = repo.batch_records_with_counts_sync(session, school_id, batch_ids=[batch_id])
             return [batch_out(*row) for row in rows]
 
         found = await read_core(self.sessionmaker, read)

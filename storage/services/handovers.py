@@ -19,7 +19,7 @@ from storage.db import read_core, write_core
 from storage.enums import AuditAction, DonationSource, HandoverKind, PriorityGroup
 from storage.errors import Conflict, DomainError, NotFound
 from storage.models import DonationBatch, Handover, NeedRecord, Student
-from storage.repositories import audit
+from storage.repositories import audit, core
 from storage.repositories import devices as repo
 from storage.repositories import students as students_repo
 from storage.rules import devices as rules
@@ -29,6 +29,7 @@ from storage.rules.timeliness import is_late_entry
 from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate
 from storage.services.base import ServiceBase
 from storage.services.drafts import finish_sync
+from storage.services.student_lookup import student_record_sync
 from storage.services.students import StudentService
 
 HandoverRows = tuple[Handover, DonationBatch, Student]
@@ -74,16 +75,30 @@ def _joined() -> Any:
     )
 
 
+_JOINED = (Handover, DonationBatch, Student)
+
+
+def _joined_records() -> Any:
+    """`_joined` as plain columns (`core.split` makes the three records): always fresh counters."""
+    handover, batch, student = (core.table(m).c for m in _JOINED)
+    return (
+        select(*core.columns(*_JOINED))
+        .join_from(core.table(Handover), core.table(DonationBatch), batch.id == handover.batch_id)
+        .join(core.table(Student), student.id == handover.student_id)
+    )
+
+
 @functools.cache
-def _by_id() -> Any:
+def _by_id_record() -> Any:
     """A school's handover with its batch and student; built once (every save reads it back)."""
-    return _joined().where(Handover.id == bindparam("id"), DonationBatch.school_id == bindparam("school_id"))
+    handover, batch = core.table(Handover).c, core.table(DonationBatch).c
+    return _joined_records().where(handover.id == bindparam("id"), batch.school_id == bindparam("school_id"))
 
 
 @functools.cache
-def _by_key() -> Any:
+def _by_key_record() -> Any:
     """The handover a confirm saved (its request key); built once (every save looks for it)."""
-    return _joined().where(Handover.request_key == bindparam("key"))
+    return _joined_records().where(core.table(Handover).c.request_key == bindparam("key"))
 
 
 @functools.cache
@@ -147,7 +162,7 @@ class HandoverService(ServiceBase):
                     saved = self._prelude_sync(session, school_id, data, request_key)
                     if saved is None:
                         # Locking the student first serialises two handovers to the same child (PostgreSQL).
-                        student = students_repo.in_school_sync(
+                        student = student_record_sync(
                             session, data.student_id or 0, school_id, for_update=True
                         )
                         if student is None:
@@ -258,7 +273,7 @@ class HandoverService(ServiceBase):
                     needs_device=False,
                     held=None,
                 )
-            student = students_repo.in_school_sync(session, data.student_id or 0, school_id)
+            student = student_record_sync(session, data.student_id or 0, school_id)
             if student is None:
                 raise NotFound("student")
             return self._warnings_sync(session, batch, student, exclude_id=exclude_id)
@@ -476,10 +491,10 @@ class HandoverService(ServiceBase):
     def _out_sync(
         self, session: Session, handover_id: int, school_id: int, *, replayed: bool = False
     ) -> HandoverOut:
-        row = session.execute(_by_id(), {"id": handover_id, "school_id": school_id}).first()
+        row = core.execute(session, _by_id_record(), {"id": handover_id, "school_id": school_id}).first()
         if row is None:
             raise NotFound("record")
-        return handover_out(*row, replayed=replayed)
+        return handover_out(*core.split(row, *_JOINED), replayed=replayed)
 
     async def _rows_for_update(self, session: AsyncSession, handover_id: int, school_id: int) -> HandoverRows:
         """The handover with its batch and student, the handover row-locked (PostgreSQL) so that two
@@ -501,18 +516,20 @@ class HandoverService(ServiceBase):
         return await session.run_sync(self._by_request_key_sync, request_key, school_id)
 
     def _by_request_key_sync(self, session: Session, request_key: str, school_id: int) -> HandoverOut | None:
-        row = session.execute(_by_key(), {"key": request_key}).first()
+        row = core.execute(session, _by_key_record(), {"key": request_key}).first()
         if row is None:
             return None
-        if row[1].school_id != school_id:
+        handover, batch, student = core.split(row, *_JOINED)
+        if batch.school_id != school_id:
             raise Conflict("devices.save_conflict")
-        return handover_out(*row, replayed=True)
+        return handover_out(handover, batch, student, replayed=True)
 
     async def _batch_in_school(self, session: AsyncSession, batch_id: int, school_id: int) -> DonationBatch:
         return await session.run_sync(self._batch_in_school_sync, batch_id, school_id)
 
     def _batch_in_school_sync(self, session: Session, batch_id: int, school_id: int) -> DonationBatch:
-        batch = repo.batch_in_school_sync(session, batch_id, school_id)
+        # A plain record (`storage.repositories.core`): read only; the allocation is a guarded UPDATE.
+        batch: DonationBatch | None = repo.batch_record_sync(session, batch_id, school_id)
         if batch is None:
             raise NotFound("batch")
         return batch
@@ -541,7 +558,7 @@ class HandoverService(ServiceBase):
         if not rules.may_warn(batch.source):
             return []
         held = repo.active_program_handover_sync(session, student.id, exclude_handover_id=exclude_id)
-        need = session.scalar(_needs_device(), {"student_id": student.id})
+        need = core.execute(session, _needs_device(), {"student_id": student.id}).scalar()
         return judge_handover(
             batch.source,
             student=student.full_name,

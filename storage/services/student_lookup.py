@@ -4,10 +4,16 @@ id, as `StudentService.search` / `get` answer them, each read in one thread hop 
 
 from __future__ import annotations
 
+import functools
+from typing import Any, cast
+
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from storage.db import read_core
 from storage.errors import DomainError, NotFound
+from storage.models import Student
+from storage.repositories import core
 from storage.repositories import students as repo
 from storage.schemas.students import StudentOut, StudentPage
 from storage.services.base import ServiceBase
@@ -26,8 +32,13 @@ class StudentLookupService(ServiceBase):
         page = max(1, page)
 
         def read(session: Session) -> StudentPage:
+            # The repository's statements, run as Core (rows, not ORM objects).
             rows, total = repo.search_sync(
-                session, school_id, query, offset=(page - 1) * page_size, limit=page_size
+                cast(Session, _RowsSession(session)),
+                school_id,
+                query,
+                offset=(page - 1) * page_size,
+                limit=page_size,
             )
             items = [StudentOut.model_validate(s) for s in rows]
             return StudentPage(items=items, total=total, page=page, page_size=page_size)
@@ -38,10 +49,44 @@ class StudentLookupService(ServiceBase):
         """The student, only if they belong to `school_id` (another school's student is "not found")."""
 
         def read(session: Session) -> StudentOut | None:
-            student = repo.in_school_sync(session, student_id, school_id)
+            student = student_record_sync(session, student_id, school_id)
             return StudentOut.model_validate(student) if student is not None else None
 
         found = await read_core(self.sessionmaker, read)
         if found is None:
             raise NotFound("student")
         return found
+
+
+def student_record_sync(
+    session: Session, student_id: int, school_id: int, *, for_update: bool = False
+) -> Any | None:
+    """`students.in_school_sync` as a plain record (`storage.repositories.core`): the student if it
+    belongs to `school_id` and is active; `for_update` row-locks it (PostgreSQL)."""
+    row = core.execute(session, _in_school(for_update), {"student_id": student_id, "school_id": school_id})
+    return core.record(row.first(), Student)
+
+
+@functools.cache
+def _in_school(for_update: bool) -> Any:
+    student = core.table(Student).c
+    query = select(*core.columns(Student)).where(
+        student.id == bindparam("student_id"),
+        student.school_id == bindparam("school_id"),
+        student.active.is_(True),
+    )
+    return query.with_for_update() if for_update else query
+
+
+class _RowsSession:
+    """What `students.search_sync` asks of a session, answered by Core on its connection: `scalars`
+    of its `select(Student)` page gives the students as plain rows (every column, by name)."""
+
+    def __init__(self, session: Session) -> None:
+        self._connection = session.connection()
+
+    def scalar(self, statement: Any, params: dict[str, Any]) -> Any:
+        return self._connection.execute(statement, params).scalar()
+
+    def scalars(self, statement: Any, params: dict[str, Any]) -> Any:
+        return self._connection.execute(statement, params).all()

@@ -20,7 +20,7 @@ from storage.db import read_core, write_core
 from storage.enums import AuditAction
 from storage.errors import Conflict, DomainError, NotFound
 from storage.models import Student, VaccineDose, VaccineProduct
-from storage.repositories import audit, locks
+from storage.repositories import audit, core, locks
 from storage.repositories import students as students_repo
 from storage.rules.timeliness import is_late_entry
 from storage.rules.vaccines import DoseFacts, dose_day_and_product, judge_dose
@@ -43,6 +43,7 @@ from storage.schemas.vaccines import (
 )
 from storage.services.base import ServiceBase
 from storage.services.drafts import finish_sync
+from storage.services.student_lookup import student_record_sync
 from storage.services.students import StudentService, unsaved_student
 from storage.text import fold
 
@@ -176,7 +177,7 @@ class VaccineService(ServiceBase):
         """The number to suggest: one after the highest recorded."""
 
         def read(session: Session) -> int:
-            student = school_student_sync(session, school_id, student_id)
+            student = _student_record(session, school_id, student_id)
             highest = session.scalar(
                 select(func.max(VaccineDose.dose_number)).where(VaccineDose.student_id == student.id)
             )
@@ -208,7 +209,7 @@ class VaccineService(ServiceBase):
             if data.new_student is not None:  # added with this dose at its confirm: no doses yet
                 student = unsaved_student(school_id, data.new_student)
             else:
-                student = school_student_sync(session, school_id, data.student_id or 0)
+                student = _student_record(session, school_id, data.student_id or 0)
             check, _ = self._check_sync(session, school_id, student, data)
             return check
 
@@ -237,7 +238,7 @@ class VaccineService(ServiceBase):
                 def save(session: Session) -> DoseOut:
                     # Lock first, then look for the key: a concurrent twin of this confirm waits here
                     # and then finds the dose its twin saved, instead of a duplicate dose number.
-                    student = school_student_sync(session, school_id, data.student_id or 0, lock=True)
+                    student = _student_record(session, school_id, data.student_id or 0, lock=True)
                     saved = self._dose_by_key_sync(session, school_id, request_key) if request_key else None
                     if saved is not None:
                         saved = self._replayed(saved, data.student_id)
@@ -592,9 +593,8 @@ class VaccineService(ServiceBase):
         if product is None or not (product.active or allow_inactive_product):
             check.errors.append(Finding(code="vaccines.unknown_product"))
             return check, None
-        others = [
-            d for d in _doses_by_student_sync(session, [student.id]).get(student.id, []) if d is not editing
-        ]
+        doses = _doses_by_student_sync(session, [student.id]).get(student.id, [])
+        others = [d for d in doses if editing is None or d.id != editing.id]
         facts = DoseFacts(
             date_of_birth=student.date_of_birth,
             dose_number=data.dose_number,
@@ -636,14 +636,10 @@ class VaccineService(ServiceBase):
         return await session.run_sync(self._dose_by_key_sync, school_id, request_key)
 
     def _dose_by_key_sync(self, session: Session, school_id: int, request_key: str) -> DoseOut | None:
-        query = (
-            select(VaccineDose, Student, VaccineProduct)
-            .join(Student, Student.id == VaccineDose.student_id)
-            .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
-            .where(VaccineDose.request_key == request_key, Student.school_id == school_id)
-        )
-        row = session.execute(query).first()
-        return dose_out(*row) if row else None
+        row = core.execute(
+            session, _dose_by_key_query(), {"key": request_key, "school_id": school_id}
+        ).first()
+        return dose_out(*core.split(row, VaccineDose, Student, VaccineProduct)) if row else None
 
     @staticmethod
     def _replayed(saved: DoseOut, student_id: int | None) -> DoseOut:
@@ -686,13 +682,14 @@ def _doses_by_student_sync(session: Session, student_ids: Iterable[int]) -> dict
     found: dict[int, list[VaccineDose]] = {}
     if not ids:
         return found
+    # Plain records (`storage.repositories.core`), not ORM objects: the rules only read them.
     if len(ids) == 1:  # one student's doses (a flow's checks): the statement built once
-        rows = session.scalars(_one_students_doses(), {"student_id": ids[0]})
+        rows = core.execute(session, _one_students_doses(), {"student_id": ids[0]})
     else:
-        rows = session.scalars(
-            select(VaccineDose).where(VaccineDose.student_id.in_(ids)).order_by(VaccineDose.dose_number)
-        )
-    for dose in rows:
+        rows = core.execute(session, _doses_query(), {"ids": ids})
+    make = core.record_type(VaccineDose)._make
+    for row in rows:
+        dose = make(row)
         found.setdefault(dose.student_id, []).append(dose)
     return found
 
@@ -702,30 +699,72 @@ async def _all_products(session: AsyncSession) -> dict[int, VaccineProduct]:
 
 
 def _all_products_sync(session: Session) -> dict[int, VaccineProduct]:
-    return {p.id: p for p in session.scalars(_ALL_PRODUCTS)}
+    make = core.record_type(VaccineProduct)._make
+    return {p.id: p for p in map(make, core.execute(session, _all_products_query()))}
 
 
-_ALL_PRODUCTS = select(VaccineProduct)
+@functools.cache
+def _all_products_query() -> Any:
+    return select(*core.columns(VaccineProduct))
 
 
 @functools.cache
 def _one_students_doses() -> Any:
+    dose = core.table(VaccineDose).c
     return (
-        select(VaccineDose)
-        .where(VaccineDose.student_id == bindparam("student_id"))
-        .order_by(VaccineDose.dose_number)
+        select(*core.columns(VaccineDose))
+        .where(dose.student_id == bindparam("student_id"))
+        .order_by(dose.dose_number)
+    )
+
+
+@functools.cache
+def _doses_query() -> Any:
+    dose = core.table(VaccineDose).c
+    return (
+        select(*core.columns(VaccineDose))
+        .where(dose.student_id.in_(bindparam("ids", expanding=True)))
+        .order_by(dose.dose_number)
     )
 
 
 def _doses_of(session: Session, student_id: int, school_id: int) -> list[DoseOut]:
-    student = school_student_sync(session, school_id, student_id)
-    rows = session.execute(
-        select(VaccineDose, VaccineProduct)
-        .join(VaccineProduct, VaccineProduct.id == VaccineDose.product_id)
-        .where(VaccineDose.student_id == student.id)
-        .order_by(VaccineDose.dose_number)
+    student = _student_record(session, school_id, student_id)
+    rows = core.execute(session, _doses_with_products(), {"student_id": student.id})
+    return [
+        dose_out(dose, student, product)
+        for dose, product in (core.split(row, VaccineDose, VaccineProduct) for row in rows)
+    ]
+
+
+@functools.cache
+def _doses_with_products() -> Any:
+    dose, product = core.table(VaccineDose).c, core.table(VaccineProduct).c
+    return (
+        select(*core.columns(VaccineDose, VaccineProduct))
+        .join_from(core.table(VaccineDose), core.table(VaccineProduct), product.id == dose.product_id)
+        .where(dose.student_id == bindparam("student_id"))
+        .order_by(dose.dose_number)
     )
-    return [dose_out(dose, student, product) for dose, product in rows]
+
+
+@functools.cache
+def _dose_by_key_query() -> Any:
+    dose, student, product = (core.table(m).c for m in (VaccineDose, Student, VaccineProduct))
+    return (
+        select(*core.columns(VaccineDose, Student, VaccineProduct))
+        .join_from(core.table(VaccineDose), core.table(Student), student.id == dose.student_id)
+        .join(core.table(VaccineProduct), product.id == dose.product_id)
+        .where(dose.request_key == bindparam("key"), student.school_id == bindparam("school_id"))
+    )
+
+
+def _student_record(session: Session, school_id: int, student_id: int, *, lock: bool = False) -> Any:
+    """`school_student_sync` as a plain record (the hot path reads its values only)."""
+    student = student_record_sync(session, student_id, school_id, for_update=lock)
+    if student is None:
+        raise NotFound("student", id=student_id)
+    return student
 
 
 async def _active_product(session: AsyncSession, product_id: int) -> VaccineProduct:

@@ -1,0 +1,59 @@
+"""Plain rows for the hot path's reads (issue 17, item 3): a flow's steps read a student, a batch, a
+dose or a product many times a minute and only look at their values, so they read them as Core rows
+on the session's own connection instead of ORM objects. An ORM load of one student cost ~72 µs of CPU,
+the same read as a Core row ~27 µs (`bench/flow_profile.py`, fifth round of docs/performance.md).
+
+A record here is a named tuple of the table's columns (attribute names = column names, as in every
+model): the same attributes the ORM object offers to code that only reads it, and the same values (the
+columns' own types convert them on both paths). Nothing is tracked: a record is never written back."""
+
+from __future__ import annotations
+
+import functools
+from collections import namedtuple
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Column, Table
+from sqlalchemy.orm import Session
+
+from storage.models import Base
+
+
+def table(model: type[Base]) -> Table:
+    found: Table = model.__table__  # every model is declared on a Table
+    return found
+
+
+@functools.cache
+def record_type(model: type[Base]) -> Any:
+    """The named tuple of `model`'s columns, in the table's order."""
+    return namedtuple(f"{model.__name__}Record", [column.key for column in table(model).c])
+
+
+def columns(*models: type[Base]) -> list[Column[Any]]:
+    """Every column of each model in turn, to select them as one row (`split`)."""
+    return [column for model in models for column in table(model).c]
+
+
+def split(row: Any, *models: type[Base]) -> tuple[Any, ...]:
+    """A row of `columns(*models)` (then anything else) as one record per model."""
+    found = []
+    start = 0
+    for model in models:
+        kind = record_type(model)
+        end = start + len(kind._fields)
+        found.append(kind._make(row[start:end]))
+        start = end
+    return tuple(found)
+
+
+def record(row: Any, model: type[Base]) -> Any:
+    """A row of every column of `model` as its record (None stays None)."""
+    return record_type(model)._make(row) if row is not None else None
+
+
+def execute(session: Session, statement: Any, params: Mapping[str, Any] | None = None) -> Any:
+    """`statement` on the session's connection: Core's execution (rows, no ORM objects, no
+    autoflush), inside the session's transaction."""
+    return session.connection().execute(statement, params)
