@@ -43,6 +43,7 @@ T = TypeVar("T")
 # the drafts' cache), and the callables to run once the session's transaction has ended.
 _SHARED = "schoolbot_shared"
 _ENDED = "schoolbot_when_ended"
+_CONNECTION = "schoolbot_core_connection"  # the one-hop path's connection (`connection_of`)
 
 
 def shared(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Any] | None:
@@ -480,6 +481,13 @@ class _PostgresSessionmaker(async_sessionmaker[AsyncSession]):
         return engine if level == "READ COMMITTED" else None
 
 
+def connection_of(session: Session) -> Connection:
+    """The connection of `session`'s transaction for Core statements: on the one-hop path the
+    thread's own (known, no look-up through the session), elsewhere `session.connection()`."""
+    connection: Connection | None = session.info.get(_CONNECTION)
+    return connection if connection is not None else session.connection()
+
+
 def _on_connection(
     fn: Callable[[Session], T], *, write: bool, info: dict[str, Any] | None = None
 ) -> Callable[[Connection], T]:
@@ -488,6 +496,7 @@ def _on_connection(
         # statements where they are enough. Never committed or closed here: the transaction is
         # SqliteDirect's (`_core`), which commits or rolls back when this returns.
         session = Session(bind=connection, expire_on_commit=False, autoflush=True, info=info)
+        session.info[_CONNECTION] = connection  # `connection_of`: Core statements skip the lookup
         result = fn(session)
         if write:
             session.flush()

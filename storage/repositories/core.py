@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Column, Table
 from sqlalchemy.orm import Session
 
+from storage.db import connection_of
 from storage.models import Base
 
 
@@ -54,6 +55,8 @@ def record(row: Any, model: type[Base]) -> Any:
 
 
 def execute(session: Session, statement: Any, params: Mapping[str, Any] | None = None) -> Any:
-    """`statement` on the session's connection: Core's execution (rows, no ORM objects, no
-    autoflush), inside the session's transaction."""
-    return session.connection().execute(statement, params)
+    """`statement` on the session's connection: Core's execution (rows, no ORM objects), inside the
+    session's transaction. Pending ORM changes are flushed first, as `session.execute` would."""
+    if session.autoflush and (session.new or session.deleted or session.dirty):
+        session.flush()
+    return connection_of(session).execute(statement, params)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from storage.enums import SubmissionStatus, SubmissionTrack
 from storage.models import ReportingRound, RoundSubmission
+from storage.repositories import core
 from storage.rules import round_label
 from storage.rules.dates import show_date
 from storage.schemas.vaccines import Finding
@@ -72,9 +73,11 @@ def period_locks_sync(
     if not ids:
         return found
     if len(ids) == 1:  # a record's own school (the hot path): no list to expand into the statement
-        rows = session.execute(_locks_query(False), {"school_id": ids[0], "track": SubmissionTrack(track)})
+        rows = core.execute(
+            session, _locks_query(False), {"school_id": ids[0], "track": SubmissionTrack(track)}
+        )
     else:
-        rows = session.execute(_locks_query(True), {"ids": ids, "track": SubmissionTrack(track)})
+        rows = core.execute(session, _locks_query(True), {"ids": ids, "track": SubmissionTrack(track)})
     for school_id, track_, status, round_id, name, start, end in rows:
         found[school_id].append(
             PeriodLock(

@@ -102,6 +102,24 @@ def _by_key_record() -> Any:
 
 
 @functools.cache
+def _held_from_batch() -> Any:
+    """Built once (the handover flow's student step asks it); values bound at execution."""
+    handover, batch = core.table(Handover).c, core.table(DonationBatch).c
+    return (
+        select(handover.handed_on)
+        .join_from(core.table(Handover), core.table(DonationBatch), batch.id == handover.batch_id)
+        .where(
+            handover.batch_id == bindparam("batch_id"),
+            handover.student_id == bindparam("student_id"),
+            handover.returned_on.is_(None),
+            batch.school_id == bindparam("school_id"),
+        )
+        .order_by(handover.handed_on, handover.id)
+        .limit(1)
+    )
+
+
+@functools.cache
 def _needs_device() -> Any:
     return select(NeedRecord.needs_device).where(NeedRecord.student_id == bindparam("student_id"))
 
@@ -308,18 +326,8 @@ class HandoverService(ServiceBase):
         loan), if any: the chat says so at the student step (the save refuses it anyway)."""
 
         def read(session: Session) -> date | None:
-            held = session.execute(
-                select(Handover.handed_on)
-                .join(DonationBatch, DonationBatch.id == Handover.batch_id)
-                .where(
-                    Handover.batch_id == batch_id,
-                    Handover.student_id == student_id,
-                    Handover.returned_on.is_(None),
-                    DonationBatch.school_id == school_id,
-                )
-                .order_by(Handover.handed_on, Handover.id)
-                .limit(1)
-            ).first()
+            params = {"batch_id": batch_id, "student_id": student_id, "school_id": school_id}
+            held = core.execute(session, _held_from_batch(), params).first()
             return held[0] if held is not None else None
 
         return await read_core(self.sessionmaker, read)
