@@ -11,9 +11,9 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from storage.db import read_core
-from storage.enums import HandoverKind
-from storage.models import Base, DonationBatch, Handover, Student, VaccineDose, VaccineProduct
-from storage.repositories import core, devices
+from storage.enums import AuditAction, HandoverKind
+from storage.models import AuditLog, Base, DonationBatch, Handover, Student, VaccineDose, VaccineProduct
+from storage.repositories import audit, core, devices
 from storage.repositories import students as students_repo
 from storage.schemas.devices import HandoverIn
 from storage.services import Services, handovers, vaccines
@@ -175,3 +175,100 @@ async def test_a_handover_saved_reads_back_its_fresh_batch(services: Services) -
     assert saved.batch_left == 3  # 5 received, 2 handed over
     assert (await services.donations.get_batch(batch_id, school_id=world.primary_school_id)).left == 3
     assert date(2021, 11, 1) == saved.batch_received_on
+
+
+async def test_a_core_insert_audits_as_the_orm_did(services: Services) -> None:
+    """`core.insert` + `audit.record_core_sync` (the saves of /handover and /vaccine) write the row and
+    the audit entry that an ORM object, its flush and `audit.record_sync` wrote."""
+    world, batch_id = await world_with_records(services)
+    school, binh = world.primary_school_id, world.student_ids["HS0002"]
+    actor = world.staff_ids["teacher"]
+    product = (await services.vaccines.products())[0]
+    now = services.vaccines.clock.now()
+
+    def handover(key: str, student_id: int) -> dict[str, Any]:
+        return {
+            "batch_id": batch_id,
+            "student_id": student_id,
+            "kind": HandoverKind.LOAN,
+            "handed_on": DAY,
+            "receipt_photo_file_id": None,
+            "note": "ghi chú",
+            "entered_by_id": actor,
+            "entered_at": now,
+            "entered_late": True,
+            "request_key": key,
+        }
+
+    def dose(key: str, number: int) -> dict[str, Any]:
+        return {
+            "student_id": binh,
+            "dose_number": number,
+            "given_on": DAY,
+            "product_id": product.id,
+            "product_other_name": "",
+            "place": "school",
+            "entered_by_id": None,
+            "entered_at": now,
+            "entered_late": False,
+            "request_key": key,
+        }
+
+    def write(session: Session) -> list[Any]:
+        written = []
+        for model, orm_values, core_values in (
+            (Handover, handover("orm", binh), handover("core", world.student_ids["HS0003"])),
+            (VaccineDose, dose("orm", 2), dose("core", 3)),
+        ):
+            row = model(**orm_values)
+            session.add(row)
+            session.flush()
+            orm_entry = audit.record_sync(
+                session, actor_id=actor, action=AuditAction.CREATE, row=row, school_id=school
+            )
+            record = core.insert(session, model, core_values)
+            audit.record_core_sync(session, actor_id=actor, model=model, record=record, school_id=school)
+            core_entry = session.scalars(
+                select(AuditLog).where(
+                    AuditLog.entity == model.__tablename__, AuditLog.entity_id == str(record.id)
+                )
+            ).one()
+            assert set(record._fields) == set(values(row, model))
+            written.append((values(row, model), record._asdict(), orm_entry, core_entry))
+        return written
+
+    async with services.sessionmaker.begin() as session:
+        written = await session.run_sync(write)
+    differ = {"id", "request_key", "dose_number", "student_id"}
+    for orm_row, core_row, orm_entry, core_entry in written:
+        assert {k: v for k, v in orm_row.items() if k not in differ} == {
+            k: v for k, v in core_row.items() if k not in differ
+        }
+        assert (
+            orm_entry.action,
+            orm_entry.actor_id,
+            orm_entry.entity,
+            orm_entry.school_id,
+            orm_entry.before,
+        ) == (
+            core_entry.action,
+            core_entry.actor_id,
+            core_entry.entity,
+            core_entry.school_id,
+            core_entry.before,
+        )
+        assert core_entry.entity_id == str(core_row["id"]) and core_entry.at is not None
+        assert set(orm_entry.after) == set(core_entry.after)
+        assert {k: v for k, v in orm_entry.after.items() if k not in differ} == {
+            k: v for k, v in core_entry.after.items() if k not in differ
+        }
+        assert core_entry.after["request_key"] == "core" and core_entry.after["id"] == core_row["id"]
+    async with services.sessionmaker() as session:  # as stored: the Core rows read back like the ORM's
+        for model in (Handover, VaccineDose):
+            stored = {
+                r.request_key: values(r, model)
+                for r in await session.scalars(select(model).where(model.request_key.in_(["orm", "core"])))
+            }
+            assert {k: v for k, v in stored["orm"].items() if k not in differ} == {
+                k: v for k, v in stored["core"].items() if k not in differ
+            }

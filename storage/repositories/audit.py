@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from storage.enums import AuditAction
-from storage.models import AuditLog, Base, School
-from storage.repositories import bulk
+from storage.models import AuditLog, Base, School, utcnow
+from storage.repositories import bulk, core
 
 # Values JSON takes as they are: one type look-up instead of four isinstance checks (a 50,000-row
 # import snapshots 700,000 values).
@@ -142,6 +142,33 @@ def record_sync(
     session.add(entry)
     session.flush()
     return entry
+
+
+def record_core_sync(
+    session: Session,
+    *,
+    actor_id: int | None,
+    model: type[Base],
+    record: Any,
+    school_id: int | None,
+) -> None:
+    """`record_sync` of a row just created (AuditAction.CREATE) that is a plain record of `model`
+    (`core.insert`), written by Core: the same audit row (`snapshot_values` is `snapshot` of the same
+    values), without an ORM object or a flush."""
+    core.insert(
+        session,
+        AuditLog,
+        {
+            "actor_id": actor_id,
+            "action": AuditAction.CREATE,
+            "entity": model.__tablename__,
+            "entity_id": str(record.id),
+            "school_id": school_id,
+            "before": None,
+            "after": snapshot_values(model, record._asdict()),
+            "at": utcnow(),
+        },
+    )
 
 
 async def record_event(

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Column, Table
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.orm import Session
 
 from storage.db import connection_of
@@ -60,3 +61,30 @@ def execute(session: Session, statement: Any, params: Mapping[str, Any] | None =
     if session.autoflush and (session.new or session.deleted or session.dirty):
         session.flush()
     return connection_of(session).execute(statement, params)
+
+
+def insert(session: Session, model: type[Base], values: Mapping[str, Any]) -> Any:
+    """Insert one row of `model` by Core and return it as a record with its new id: `values`, a column
+    not given its Python-side default (a constant) or None — what the ORM object of the same row
+    holds once flushed, so `audit.snapshot_values` of the record is `audit.snapshot` of that object.
+    A column whose default is computed (a clock's time, a server default alone) must be given."""
+    row: dict[str, Any] = {}
+    for column in table(model).c:
+        if column.key in values:
+            row[column.key] = values[column.key]
+        elif column.primary_key:
+            continue
+        elif column.default is None and column.server_default is None and column.nullable:
+            row[column.key] = None
+        elif column.default is not None and column.default.is_scalar:
+            row[column.key] = column.default.arg  # type: ignore[attr-defined]  # a ScalarElementColumnDefault
+        else:
+            raise ValueError(f"{model.__name__}.{column.key}: its value must be given")
+    result = execute(session, _insert(model), row)
+    (new_id,) = result.inserted_primary_key
+    return record_type(model)(id=new_id, **row)
+
+
+@functools.cache
+def _insert(model: type[Base]) -> Any:
+    return sql_insert(table(model))

@@ -247,22 +247,22 @@ class HandoverService(ServiceBase):
         if not repo.allocate_one_sync(session, batch.id):
             raise rules.exhausted(batch.quantity)
         now = self.clock.now()
-        handover = Handover(
-            batch_id=batch.id,
-            student_id=student.id,
-            kind=data.kind,
-            handed_on=data.handed_on,
-            receipt_photo_file_id=data.receipt_photo_file_id,
-            note=data.note,
-            entered_by_id=actor_id,
-            entered_at=now,
-            entered_late=is_late_entry(data.handed_on, now, self.clock.tz),
-            request_key=request_key,
-        )
-        session.add(handover)
-        session.flush()
-        audit.record_sync(
-            session, actor_id=actor_id, action=AuditAction.CREATE, row=handover, school_id=school_id
+        # By Core (`core.insert`, `audit.record_core_sync`): the row and audit entry the ORM wrote.
+        values = {
+            "batch_id": batch.id,
+            "student_id": student.id,
+            "kind": data.kind,
+            "handed_on": data.handed_on,
+            "receipt_photo_file_id": data.receipt_photo_file_id,
+            "note": data.note,
+            "entered_by_id": actor_id,
+            "entered_at": now,
+            "entered_late": is_late_entry(data.handed_on, now, self.clock.tz),
+            "request_key": request_key,
+        }
+        handover = core.insert(session, Handover, values)
+        audit.record_core_sync(
+            session, actor_id=actor_id, model=Handover, record=handover, school_id=school_id
         )
         return self._out_sync(session, handover.id, school_id)
 

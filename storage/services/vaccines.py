@@ -287,22 +287,22 @@ class VaccineService(ServiceBase):
         check, product = self._check_sync(session, school_id, student, data)
         self._raise_unless_allowed(check, confirm_warnings)
         assert product is not None
-        dose = VaccineDose(
-            student_id=student.id,
-            dose_number=data.dose_number,
-            given_on=data.given_on,
-            product_id=product.id,
-            product_other_name=data.product_other_name if product.code == OTHER_PRODUCT_CODE else "",
-            place=data.place,
-            entered_by_id=actor_id,
-            entered_at=self.clock.now(),
-            entered_late=check.entered_late,
-            request_key=request_key,
-        )
-        session.add(dose)
-        session.flush()
-        audit.record_sync(
-            session, actor_id=actor_id, action=AuditAction.CREATE, row=dose, school_id=school_id
+        # By Core (`core.insert`, `audit.record_core_sync`): the row and audit entry the ORM wrote.
+        values = {
+            "student_id": student.id,
+            "dose_number": data.dose_number,
+            "given_on": data.given_on,
+            "product_id": product.id,
+            "product_other_name": data.product_other_name if product.code == OTHER_PRODUCT_CODE else "",
+            "place": data.place,
+            "entered_by_id": actor_id,
+            "entered_at": self.clock.now(),
+            "entered_late": check.entered_late,
+            "request_key": request_key,
+        }
+        dose = core.insert(session, VaccineDose, values)
+        audit.record_core_sync(
+            session, actor_id=actor_id, model=VaccineDose, record=dose, school_id=school_id
         )
         return dose_out(dose, student, product)
 
