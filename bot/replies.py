@@ -28,7 +28,8 @@ async def replace(update: Update, text: str, markup: InlineKeyboardMarkup | None
     """The next question in place of the tapped one: its text and keyboard in one edit (one message
     per step, and the answered question's buttons gone in the same call). Only when the tapped message
     is a text that is still the latest of the chat, and the new text fits one message; otherwise, or
-    when Telegram refuses the edit, as `reply`."""
+    when Telegram refuses the edit, as `reply` (and then the new message is returned; an edit in place
+    returns None: its answer is not read)."""
     query = update.callback_query
     message = query.message if query is not None else None
     is_latest = getattr(update.get_bot(), "is_latest", None) if message is not None else None
@@ -43,12 +44,26 @@ async def replace(update: Update, text: str, markup: InlineKeyboardMarkup | None
         return await reply(update, text, markup)
     await query.answer()
     try:
-        edited = await message.edit_text(text, reply_markup=markup)
+        await _edit_unread(update, message, text, markup)
     except BadRequest:  # e.g. the same text and keyboard, or too old to edit: a new message
         await close_buttons(update)
         chat = update.effective_chat
         return await chat.send_message(text, reply_markup=markup) if chat is not None else None
-    return edited if isinstance(edited, Message) else None
+    return None
+
+
+async def _edit_unread(
+    update: Update, message: Message, text: str | None, markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """Edit `message` (its text, or only its buttons when `text` is None) without reading Telegram's
+    answer (`SchoolBot.edit_unread`); a bot without it edits as PTB does."""
+    edit = getattr(update.get_bot(), "edit_unread", None)
+    if edit is not None:
+        await edit(message.chat_id, message.message_id, text, markup)
+    elif text is None:
+        await message.edit_reply_markup(reply_markup=markup)
+    else:
+        await message.edit_text(text, reply_markup=markup)
 
 
 async def close_buttons(update: Update, note: str | None = None) -> None:
@@ -61,7 +76,7 @@ async def close_buttons(update: Update, note: str | None = None) -> None:
             base = query.message.text_html or ""
             await query.message.edit_text(f"{base}\n<i>{note}</i>", reply_markup=None)
         else:
-            await query.message.edit_reply_markup(reply_markup=None)
+            await _edit_unread(update, query.message, None)
     except BadRequest:
         pass  # already edited (a double tap): nothing to remove
 
