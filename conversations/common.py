@@ -252,12 +252,6 @@ class Turn(Generic[A_co]):
         self.meta = DraftMeta.fresh()
         self.answers = self.flow.fresh_answers()
 
-    def load_draft(self, data: Mapping[str, Any], step: int | None) -> None:
-        """A stored draft: the framework's part and the flow's answers."""
-        self.meta = DraftMeta.from_draft(data)
-        self.answers = self.flow.answers_model.from_draft(data)  # type: ignore[assignment]  # the flow's A
-        self.step = step
-
     def stored(self) -> dict[str, Any]:
         """The draft as written to the database."""
         return self.answers.to_draft() | self.meta.to_draft()
@@ -628,9 +622,11 @@ class Flow(abc.ABC, Generic[A]):
         else:
             # The entry guard found the person, so the update has a user.
             draft = await context.services.drafts.get(update.effective_user.id, self.name)  # type: ignore[union-attr]
-        turn: Turn[A] = Turn(self, update, context, staff, self.fresh_answers())
-        if draft is not None:
-            turn.load_draft(draft.data, draft.step)
+        if draft is None:
+            turn: Turn[A] = Turn(self, update, context, staff, self.fresh_answers())
+        else:  # the framework's part and the flow's answers
+            answers: A = self.answers_model.from_draft(draft.data)  # type: ignore[assignment]  # the flow's A
+            turn = Turn(self, update, context, staff, answers, DraftMeta.from_draft(draft.data), draft.step)
         # Buttons of this flow built while this update is handled carry the draft's stamp.
         flow_stamp.set((self.name, lambda: turn.stamp))
         return turn
