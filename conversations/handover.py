@@ -38,8 +38,8 @@ from conversations.widgets.student_picker import (
 from storage.enums import DeviceType, DonationSource, HandoverKind
 from storage.errors import DomainError
 from storage.rules.dates import show_date
+from storage.rules.findings import HandoverWarnings
 from storage.schemas.devices import HANDOVER_KIND_WORDS, BatchOut, HandoverIn, HandoverOut, parse_coded
-from storage.services.handovers import HandoverWarnings
 
 
 class Step(enum.IntEnum):

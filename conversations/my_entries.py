@@ -44,13 +44,12 @@ from storage.enums import (
 )
 from storage.errors import DomainError, NotFound
 from storage.rules.dates import show_date
+from storage.rules.findings import WarningsNotConfirmed
 from storage.schemas.devices import BatchOut, BatchUpdate, HandoverOut, HandoverUpdate
-from storage.schemas.entries import RecentEntry
+from storage.schemas.entries import KINDS, RecentEntry
 from storage.schemas.needs import NeedChange, NeedOut
 from storage.schemas.parsing import parse_event_date
 from storage.schemas.vaccines import MAX_DOSE_NUMBER, DoseChange, DoseOut, Finding
-from storage.services.entries import KINDS
-from storage.services.vaccines import WarningsNotConfirmed
 from storage.text import fold
 
 Record = BatchOut | HandoverOut | DoseOut | NeedOut

@@ -32,8 +32,8 @@ from storage.errors import DomainError
 from storage.permissions import Action
 from storage.rules import round_label
 from storage.rules.dates import show_local
+from storage.rules.reminders import PENDING_STATUSES
 from storage.schemas.rounds import SubmissionOut
-from storage.services.rounds import PENDING_STATUSES
 
 BOTH = "both"
 

@@ -42,13 +42,13 @@ from conversations.widgets.vaccine_choices import (
 from storage.enums import DosePlace
 from storage.errors import DomainError
 from storage.rules.dates import show_date
+from storage.rules.findings import WarningsNotConfirmed
 from storage.schemas.vaccines import (
     MAX_DOSE_NUMBER,
     DoseCheck,
     DoseIn,
     DoseOut,
 )
-from storage.services.vaccines import WarningsNotConfirmed
 
 # Refusals that say the chosen product does not suit the student: said at the product step.
 PRODUCT_ERRORS = frozenset({"vaccines.too_young", "vaccines.unknown_product", "vaccines.other_needs_name"})

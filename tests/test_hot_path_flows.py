@@ -16,10 +16,10 @@ from storage.db import direct_sqlite
 from storage.enums import HandoverKind
 from storage.errors import DomainError
 from storage.models import AuditLog, ConversationDraft, Handover, VaccineDose
+from storage.rules.findings import HandoverWarnings
 from storage.schemas.devices import HandoverIn
 from storage.schemas.vaccines import DoseIn
 from storage.services import Services
-from storage.services.handovers import HandoverWarnings
 from tests.factories import World, make_world
 from tests.test_handover_flow import make_batch
 

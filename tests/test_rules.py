@@ -14,12 +14,11 @@ import pytest
 from storage.enums import DeviceType, DonationSource, HandoverKind, PriorityGroup
 from storage.errors import DomainError
 from storage.rules import devices, timeliness
-from storage.rules.findings import Finding
+from storage.rules.findings import Finding, HandoverWarnings
 from storage.rules.reminders import in_quiet_hours, reminder_offset
 from storage.rules.vaccines import DoseFacts, dose_day_and_product, interval_rule, judge_dose
 from storage.schemas.devices import BatchIn, HandoverIn
 from storage.services import Services
-from storage.services.handovers import HandoverWarnings
 from tests import excel_files as files
 from tests.factories import make_world
 from tests.test_import import check_as

@@ -18,9 +18,9 @@ from bot.texts import load
 from storage.enums import AuditAction, DosePlace, Gender, SubmissionStatus, SubmissionTrack
 from storage.errors import DomainError
 from storage.models import AuditLog, ReportingRound, RoundSubmission, Student, VaccineDose
+from storage.rules.findings import WarningsNotConfirmed
 from storage.schemas.vaccines import DoseChange, DoseIn, RoundIn
 from storage.services import Services
-from storage.services.vaccines import WarningsNotConfirmed
 from storage.text import fold
 from tests.conftest import TZ
 from tests.factories import World, make_world

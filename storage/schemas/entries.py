@@ -16,6 +16,10 @@ from storage.schemas.vaccines import Finding
 DetailValue = str | int | bool | date | None
 
 
+# The kinds of record a person's list (/my) holds, in the order its filter offers them.
+KINDS = ("batch", "handover", "return", "dose", "need")
+
+
 class RecentEntry(BaseModel):
     kind: str  # "batch", "handover", "dose", "need": names the catalogue text that renders the entry
     id: int

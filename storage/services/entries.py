@@ -24,13 +24,12 @@ from storage.errors import NotFound
 from storage.models import DonationBatch, Donor, Handover, NeedRecord, Student, VaccineDose, VaccineProduct
 from storage.repositories import locks
 from storage.repositories.students import search_conditions
-from storage.schemas.entries import RecentEntry
+from storage.schemas.entries import KINDS, RecentEntry
 from storage.schemas.organisation import StaffOut
 from storage.services.base import ServiceBase
 from storage.services.needs import need_out, recent_need
 from storage.services.vaccines import dose_out, recent_dose
 
-KINDS = ("batch", "handover", "return", "dose", "need")
 PAGE_SIZE = 8
 
 

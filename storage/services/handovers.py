@@ -24,7 +24,7 @@ from storage.repositories import devices as repo
 from storage.repositories import students as students_repo
 from storage.rules import devices as rules
 from storage.rules.devices import Held, judge_handover
-from storage.rules.findings import Finding
+from storage.rules.findings import Finding, HandoverWarnings
 from storage.rules.timeliness import is_late_entry
 from storage.schemas.devices import HandoverIn, HandoverOut, HandoverUpdate
 from storage.services.base import ServiceBase
@@ -130,14 +130,6 @@ class _RestSteps(TypedDict):
     request_key: str | None
     actor_id: int | None
     confirm_second: bool
-
-
-class HandoverWarnings(DomainError):
-    """Saving needs the person's check of these warnings (the chat's «Tôi đã kiểm tra, vẫn bàn giao»)."""
-
-    def __init__(self, warnings: list[Finding]) -> None:
-        super().__init__(warnings[0].code, **warnings[0].params)
-        self.warnings = warnings
 
 
 def raise_unconfirmed(warnings: list[Finding]) -> None:

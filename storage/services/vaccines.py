@@ -22,6 +22,7 @@ from storage.errors import Conflict, DomainError, NotFound
 from storage.models import Student, VaccineDose, VaccineProduct
 from storage.repositories import audit, core, locks
 from storage.repositories import students as students_repo
+from storage.rules.findings import WarningsNotConfirmed
 from storage.rules.timeliness import is_late_entry
 from storage.rules.vaccines import DoseFacts, dose_day_and_product, judge_dose
 from storage.schemas.entries import RecentEntry
@@ -46,14 +47,6 @@ from storage.services.drafts import finish_sync
 from storage.services.student_lookup import student_record_sync
 from storage.services.students import StudentService, unsaved_student
 from storage.text import fold
-
-
-class WarningsNotConfirmed(DomainError):
-    """Saving needs the person's confirmation of these warnings (e.g. a short interval)."""
-
-    def __init__(self, warnings: list[Finding]) -> None:
-        super().__init__(warnings[0].code, **warnings[0].params)
-        self.warnings = warnings
 
 
 def given_name_order(full_name: str, code: str) -> tuple[str, str, str]:
