@@ -84,6 +84,30 @@ def entry(
     }
 
 
+def values_entry(
+    model: type[Base],
+    action: AuditAction,
+    values: Mapping[str, Any] | RowMapping,
+    *,
+    before: dict[str, Any] | None,
+    actor_id: int | None,
+    at: datetime,
+    school_id: int | None,
+) -> dict[str, Any]:
+    """The audit row of a record of `model` holding `values` (its "id" among them), written without an
+    ORM object: `after` is `snapshot_values`, which is `snapshot` of the same values."""
+    return entry(
+        at=at,
+        actor_id=actor_id,
+        action=action,
+        entity=model.__tablename__,
+        entity_id=values["id"],
+        school_id=school_id,
+        before=before,
+        after=snapshot_values(model, values),
+    )
+
+
 # The columns `entry` gives, in the order `record_many` sends them (the id is the database's).
 ENTRY_COLUMNS = ("at", "actor_id", "action", "entity", "entity_id", "school_id", "before", "after")
 
@@ -155,19 +179,19 @@ def record_core_sync(
     """`record_sync` of a row just created (AuditAction.CREATE) that is a plain record of `model`
     (`core.insert`), written by Core: the same audit row (`snapshot_values` is `snapshot` of the same
     values), without an ORM object or a flush."""
+    values = record._asdict()
     core.insert(
         session,
         AuditLog,
-        {
-            "actor_id": actor_id,
-            "action": AuditAction.CREATE,
-            "entity": model.__tablename__,
-            "entity_id": str(record.id),
-            "school_id": school_id,
-            "before": None,
-            "after": snapshot_values(model, record._asdict()),
-            "at": utcnow(),
-        },
+        values_entry(
+            model,
+            AuditAction.CREATE,
+            values,
+            before=None,
+            actor_id=actor_id,
+            at=utcnow(),
+            school_id=school_id,
+        ),
     )
 
 

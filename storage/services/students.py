@@ -303,7 +303,17 @@ class StudentService(ServiceBase):
             await bulk.insert_rows(session, table, order, [row_of(values) for values in created])
             for values in created:
                 ids[values["code"]] = values["id"]
-                entries.append(_audit_entry(actor_id, AuditAction.CREATE, values, None, now))
+                entries.append(
+                    audit.values_entry(
+                        Student,
+                        AuditAction.CREATE,
+                        values,
+                        before=None,
+                        actor_id=actor_id,
+                        at=now,
+                        school_id=values["school_id"],
+                    )
+                )
         if plan.to_update:
             # Every updatable column of every changed row: one statement, executemany (the SET
             # clause is the parameters' keys).
@@ -317,7 +327,17 @@ class StudentService(ServiceBase):
                 values = {**found, **changes, "updated_at": now}
                 updated.append({"student_id": stored.id, **{name: values[name] for name in columns}})
                 before = audit.snapshot_values(Student, found)
-                entries.append(_audit_entry(actor_id, AuditAction.UPDATE, values, before, now))
+                entries.append(
+                    audit.values_entry(
+                        Student,
+                        AuditAction.UPDATE,
+                        values,
+                        before=before,
+                        actor_id=actor_id,
+                        at=now,
+                        school_id=values["school_id"],
+                    )
+                )
             await session.execute(statement, updated)
         await audit.record_many(session, entries)
         ids.update({s.code: s.id for s, _ in plan.to_update})
@@ -334,23 +354,3 @@ def unsaved_student(school_id: int, data: StudentIn, *, code: str = "") -> Stude
     """A student row not added to any session: what a record's checks look at before the confirm
     that creates the student (no id, no doses, no handovers yet)."""
     return Student(school_id=school_id, code=code or data.code or "", **_values(data))
-
-
-def _audit_entry(
-    actor_id: int | None,
-    action: AuditAction,
-    values: Mapping[str, Any],
-    before: dict[str, Any] | None,
-    now: Any,
-) -> dict[str, Any]:
-    """The row `audit.record` writes for a student holding `values`, as parameters of one bulk INSERT."""
-    return audit.entry(
-        at=now,
-        actor_id=actor_id,
-        action=action,
-        entity=Student.__tablename__,
-        entity_id=values["id"],
-        school_id=values["school_id"],
-        before=before,
-        after=audit.snapshot_values(Student, values),
-    )

@@ -294,28 +294,6 @@ async def update_many(session: AsyncSession, model: type[Base], rows: list[dict[
         await session.execute(update(table).where(table.c.id == bindparam("row_id")), rows)
 
 
-def audit_entry(
-    model: type[Base],
-    action: AuditAction,
-    values: dict[str, Any],
-    before: dict[str, Any] | None,
-    actor_id: int | None,
-    now: datetime,
-    school_id: int | None,
-) -> dict[str, Any]:
-    """The audit row of a record written in bulk, from the values written (no ORM object)."""
-    return audit.entry(
-        at=now,
-        actor_id=actor_id,
-        action=action,
-        entity=model.__tablename__,
-        entity_id=values["id"],
-        school_id=school_id,
-        before=before,
-        after=audit.snapshot_values(model, values),
-    )
-
-
 def changed_row(stored: Any, changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the parameters of `update_many`, the row's values after) for a stored row and its changes."""
     after = {**stored._mapping, **changes}

@@ -22,7 +22,6 @@ from storage.services.imports.plans.common import (
     Cells,
     ImportPlan,
     SheetRow,
-    audit_entry,
     breathe,
     changed_row,
     chunks,
@@ -199,7 +198,15 @@ class DosesPlan(ImportPlan):
         ]
         await insert_many(session, VaccineDose, created, ("student_id", "dose_number"))
         entries = [
-            audit_entry(VaccineDose, AuditAction.CREATE, values, None, actor_id, now, school_of_row(row))
+            audit.values_entry(
+                VaccineDose,
+                AuditAction.CREATE,
+                values,
+                before=None,
+                actor_id=actor_id,
+                at=now,
+                school_id=school_of_row(row),
+            )
             for row, values in zip(self.creates, created, strict=True)
         ]
         updated = []
@@ -220,7 +227,15 @@ class DosesPlan(ImportPlan):
             updated.append(params)
             before = audit.snapshot_values(VaccineDose, dose._mapping)
             entries.append(
-                audit_entry(VaccineDose, AuditAction.UPDATE, after, before, actor_id, now, school_of_row(row))
+                audit.values_entry(
+                    VaccineDose,
+                    AuditAction.UPDATE,
+                    after,
+                    before=before,
+                    actor_id=actor_id,
+                    at=now,
+                    school_id=school_of_row(row),
+                )
             )
         await update_many(session, VaccineDose, updated)
         await write_audit(session, entries)

@@ -18,7 +18,6 @@ from storage.schemas.imports import Outcome, cell_date, parse_batch_ref, parse_h
 from storage.services.imports.plans.common import (
     ImportPlan,
     SheetRow,
-    audit_entry,
     breathe,
     chunks,
     coerce_cell,
@@ -194,7 +193,15 @@ class HandoversPlan(ImportPlan):
         # (batch, student) is unique among active handovers, and so among the file's new ones.
         await insert_many(session, Handover, created, ("batch_id", "student_id"))
         entries = [
-            audit_entry(Handover, AuditAction.CREATE, values, None, actor_id, now, school_of_row(row))
+            audit.values_entry(
+                Handover,
+                AuditAction.CREATE,
+                values,
+                before=None,
+                actor_id=actor_id,
+                at=now,
+                school_id=school_of_row(row),
+            )
             for row, values in zip(self.creates, created, strict=True)
         ]
         # Updates stay on the loaded objects: a file changes few handovers (a note, a date).

@@ -15,7 +15,6 @@ from storage.schemas.needs import NeedIn
 from storage.services.imports.plans.common import (
     ImportPlan,
     SheetRow,
-    audit_entry,
     breathe,
     changed_row,
     chunks,
@@ -103,7 +102,15 @@ class NeedsPlan(ImportPlan):
         ]
         await insert_many(session, NeedRecord, created, ("student_id",))
         entries = [
-            audit_entry(NeedRecord, AuditAction.CREATE, values, None, actor_id, now, school_of_row(row))
+            audit.values_entry(
+                NeedRecord,
+                AuditAction.CREATE,
+                values,
+                before=None,
+                actor_id=actor_id,
+                at=now,
+                school_id=school_of_row(row),
+            )
             for row, values in zip(self.creates, created, strict=True)
         ]
         updated = []
@@ -125,7 +132,15 @@ class NeedsPlan(ImportPlan):
             afters.append(after)
             before = audit.snapshot_values(NeedRecord, need._mapping)
             entries.append(
-                audit_entry(NeedRecord, AuditAction.UPDATE, after, before, actor_id, now, school_of_row(row))
+                audit.values_entry(
+                    NeedRecord,
+                    AuditAction.UPDATE,
+                    after,
+                    before=before,
+                    actor_id=actor_id,
+                    at=now,
+                    school_id=school_of_row(row),
+                )
             )
         await update_many(session, NeedRecord, updated)
         # Each need's state from today (a second row the same day wins by its id).
@@ -155,7 +170,15 @@ class NeedsPlan(ImportPlan):
                 regrouped.append(params)
                 before = audit.snapshot_values(Student, student._mapping)
                 entries.append(
-                    audit_entry(Student, AuditAction.UPDATE, after, before, actor_id, now, student.school_id)
+                    audit.values_entry(
+                        Student,
+                        AuditAction.UPDATE,
+                        after,
+                        before=before,
+                        actor_id=actor_id,
+                        at=now,
+                        school_id=student.school_id,
+                    )
                 )
         await update_many(session, Student, regrouped)
         await write_audit(session, entries)
