@@ -12,7 +12,7 @@ import pytest
 from telegram import Message
 
 from storage.services import Services
-from tests.chat import Harness
+from tests.chat import SKIP, YESTERDAY_BUTTON, Harness
 from tests.factories import BINH, make_world
 from tests.test_handover_flow import batch_label, make_batch
 
@@ -50,14 +50,32 @@ async def test_a_question_edited_in_place_keeps_html_and_its_keyboard(
     assert built == []  # no Message built from the edit's answer
 
 
-async def test_buttons_taken_away_without_reading_the_answer(services: Services, harness: Harness) -> None:
+async def test_buttons_taken_away_without_reading_the_answer(
+    services: Services, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world = await make_world(services)
     batch = await make_batch(services, world)
     teacher = harness.person("teacher")
     await teacher.send("/handover")
     await teacher.tap(batch_label(batch))
-    await teacher.send("/cancel")
-    await teacher.send("/handover")
+    await teacher.send("tran thi binh")
+    await teacher.tap(BINH)
+    await teacher.send("tang")
+    await teacher.tap(YESTERDAY_BUTTON)
+    built: list[object] = []
+    original = Message.de_json.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Message], data: object, bot: object = None) -> object:
+        if any(frame.filename.endswith("telegram/_bot.py") for frame in inspect.stack()):
+            built.append(data)
+        return original(cls, data, bot)
+
     before = len(harness.api.calls)
-    await teacher.tap(batch_label(batch))  # an old question's button: the current one is asked again
-    assert all(c.method != "editMessageText" or "parse_mode" in c.params for c in harness.api.calls[before:])
+    monkeypatch.setattr(Message, "de_json", classmethod(counting))
+    await teacher.tap(SKIP)  # the summary is a new message: the photo question loses its buttons
+    closed = [c for c in harness.api.calls[before:] if c.method == "editMessageReplyMarkup"]
+    assert len(closed) == 1 and "reply_markup" not in closed[0].params
+    assert {"chat_id", "message_id"} <= set(closed[0].params)
+    # The summary sent is parsed (its id is the chat's latest); the edited question's answer is not.
+    edited = int(closed[0].params["message_id"])
+    assert built and all(isinstance(data, dict) and data["message_id"] != edited for data in built)
