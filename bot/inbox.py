@@ -122,10 +122,13 @@ class Inbox:
         if self.marks is None:
             self.marks = MarkBatcher(self.service)
 
-    async def receive(self, updates: list[Update]) -> list[int]:
-        """Write the updates, then queue those new to the inbox; their ids. Raises `LeaseLost` when
-        this instance is no longer the leader (nothing written then)."""
-        received = [Received(u.update_id, chat_of(u), u.to_dict()) for u in updates]
+    async def receive(self, payloads: list[dict[str, Any]]) -> list[int]:
+        """Write the updates (getUpdates' payloads, stored as Telegram sent them), then queue those
+        new to the inbox; their ids. Raises `LeaseLost` when this instance is no longer the leader
+        (nothing written then)."""
+        bot = self.application.bot
+        updates = [Update.de_json(payload, bot) for payload in payloads]
+        received = [Received(u.update_id, chat_of(u), p) for u, p in zip(updates, payloads, strict=True)]
         new = set(await self.service.receive(received, self.fence))
         for update in updates:
             if update.update_id in new:
@@ -223,12 +226,8 @@ async def poll_updates(
     failures = 0
     while True:
         try:
-            updates = await bot.get_updates(
-                offset=offset,
-                limit=POLL_LIMIT,
-                timeout=int(timeout),
-                allowed_updates=Update.ALL_TYPES,
-                read_timeout=timeout + 10,
+            payloads = await bot.get_update_payloads(
+                offset=offset, limit=POLL_LIMIT, timeout=int(timeout), read_timeout=timeout + 10
             )
         except InvalidToken:
             raise
@@ -248,11 +247,11 @@ async def poll_updates(
             await asyncio.sleep(wait)
             continue
         failures = 0
-        if not updates:
+        if not payloads:
             continue
         began = time.monotonic()
-        await inbox.receive(list(updates))
-        log.debug("Stored %d updates in %.3f s", len(updates), time.monotonic() - began)
-        offset = updates[-1].update_id + 1
-        if len(updates) < POLL_LIMIT and gather > 0:
+        await inbox.receive(payloads)
+        log.debug("Stored %d updates in %.3f s", len(payloads), time.monotonic() - began)
+        offset = max(int(p["update_id"]) for p in payloads) + 1
+        if len(payloads) < POLL_LIMIT and gather > 0:
             await asyncio.sleep(max(0.0, gather - (time.monotonic() - began)))

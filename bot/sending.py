@@ -13,7 +13,7 @@ import re
 import warnings
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Message
+from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.ext import ExtBot
 from telegram.warnings import PTBUserWarning
@@ -130,6 +130,7 @@ class SchoolBot(ExtBot[None]):
         # `edit_unread` calls do_api_request for an endpoint PTB has a method for, on purpose (the
         # method would parse the answer); PTB warns about that on every such call.
         warnings.filterwarnings("ignore", message=r"Please use 'Bot\.edit", category=PTBUserWarning)
+        warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates", category=PTBUserWarning)
 
     def note_message(self, chat_id: int, message_id: int) -> None:
         if message_id > self._latest.get(chat_id, 0):
@@ -179,6 +180,25 @@ class SchoolBot(ExtBot[None]):
         if mode is not None:
             api_kwargs["parse_mode"] = mode
         await self.do_api_request("editMessageText", api_kwargs=api_kwargs)
+
+    async def get_update_payloads(
+        self, *, offset: int | None, limit: int, timeout: int, read_timeout: float
+    ) -> list[dict[str, Any]]:
+        """getUpdates' result as Telegram sent it, every type of update asked for: the inbox stores
+        each payload as it came (`Update.to_dict()` of each parsed update was the inbox's largest
+        cost) and parses it once. `read_timeout` is on top of the long poll's `timeout`, as in
+        `get_updates`."""
+        result = await self.do_api_request(
+            "getUpdates",
+            api_kwargs={
+                "offset": offset,
+                "limit": limit,
+                "timeout": timeout,
+                "allowed_updates": list(Update.ALL_TYPES),
+            },
+            read_timeout=read_timeout + timeout,
+        )
+        return result if isinstance(result, list) else []
 
     async def send_document(self, *args: Any, **kwargs: Any) -> Message:
         self._fit_caption(kwargs)

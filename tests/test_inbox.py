@@ -11,16 +11,19 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
 from sqlalchemy import select
+from telegram import Update
 from telegram.ext import AIORateLimiter
 
 from bot import metrics as metrics_module
 from bot.app import build_application
 from bot.fakeapi import FakeBotApi
+from bot.inbox import Inbox
 from bot.leader import Node
 from bot.logging_setup import JsonFormatter, RedactingFilter
 from bot.webhook import SECRET_HEADER, start_server
@@ -119,8 +122,12 @@ async def test_polling_stores_before_confirming_and_handles_from_the_inbox(
         api.push_update(fresh)
         await handled(services, fresh["update_id"])
         assert node.role == "leader"
-        offsets = [int(c.params.get("offset") or 0) for c in api.calls if c.method == "getUpdates"]
-        assert fresh["update_id"] + 1 in offsets  # confirmed only after it was stored
+
+        def confirmed() -> bool:  # the next getUpdates (after the poll's short gathering pause) confirms it
+            offsets = [int(c.params.get("offset") or 0) for c in api.calls if c.method == "getUpdates"]
+            return fresh["update_id"] + 1 in offsets
+
+        await wait_for(confirmed)
     texts = bot_texts(api, teacher["id"])
     # The unfinished ones first, in order, then the new one; the poison one only said it failed.
     assert "Đỗ Thị Hoa" in texts[1] and "/handover" in texts[2] and "Đỗ Thị Hoa" in texts[3]
@@ -215,3 +222,36 @@ async def test_json_log_lines_are_redacted(caplog: pytest.LogCaptureFixture) -> 
     assert line["level"] == "INFO" and line["logger"] == "bot"
     assert "TEST-TOKEN" not in line["message"] and "An'" not in line["message"]
     assert "0903123456" not in line["message"] and "[redacted]" in line["message"]
+
+
+async def test_polled_payloads_are_stored_as_telegram_sent_them() -> None:
+    """The inbox keeps getUpdates' payloads as they came (no `Update.to_dict()` of each parsed update):
+    a field this PTB does not know survives to the stored payload, and the update is parsed once."""
+
+    class Recording:
+        def __init__(self) -> None:
+            self.received: list[Received] = []
+
+        async def receive(self, received: list[Received], fence: object) -> list[int]:
+            self.received.extend(received)
+            return [r.update_id for r in received]
+
+    payload = {
+        "update_id": 7,
+        "message": {
+            "message_id": 3,
+            "date": 1_700_000_000,
+            "chat": {"id": 42, "type": "private"},
+            "from": {"id": 42, "is_bot": False, "first_name": "Hoa"},
+            "text": "/me",
+            "a_field_of_a_later_bot_api": {"x": 1},
+        },
+    }
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    application = cast(Any, SimpleNamespace(bot=None, update_queue=queue))
+    service = Recording()
+    inbox = Inbox(application, cast(Any, service))
+    assert await inbox.receive([payload]) == [7]
+    assert [(r.update_id, r.chat_id, r.payload) for r in service.received] == [(7, 42, payload)]
+    update = queue.get_nowait()
+    assert isinstance(update, Update) and update.message is not None and update.message.text == "/me"
