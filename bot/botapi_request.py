@@ -15,6 +15,7 @@ API's in-process sender (`FakeBotApi.sender()`), so the same encoding and PTB's 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -146,6 +147,7 @@ class AiohttpSender:
             raise NetworkError(f"aiohttp.{exc.__class__.__name__}: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=32)  # a handful of distinct timeouts; ClientTimeout is immutable
 def _client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
     """PTB's timeouts in aiohttp's terms. aiohttp's `connect` covers waiting for a pooled connection
     and opening one (PTB's pool + connect), `sock_read` is the longest silence while reading (for

@@ -256,12 +256,13 @@ async def test_a_refused_save_keeps_its_draft(
 
 
 async def test_the_search_finds_what_the_clause_finds(services: Services) -> None:
-    """The picker's search (its statements built once, the words bound) against `search_conditions`
-    (the clause built from the typed words), on queries with LIKE's own characters too."""
+    """The picker's search (its statements built once, the words bound, the total counted by the page
+    itself) against `search_conditions` (the clause built from the typed words), on queries with LIKE's
+    own characters too, and pages past the end; as ORM objects and as Core's rows."""
     from sqlalchemy import case
 
     from storage.models import Student
-    from storage.repositories.students import search_conditions, search_sync
+    from storage.repositories.students import search_conditions, search_rows_sync, search_sync
     from storage.text import fold
 
     world = await make_world(services)
@@ -281,7 +282,7 @@ async def test_the_search_finds_what_the_clause_finds(services: Services) -> Non
             )
     queries = ["nguyen van an", "HS0001", "hs0", "an", "100%", "_t", "/an", "x_1%", "Văn  An", "x%", "zz"]
     for query in queries:
-        for offset, limit in ((0, 8), (2, 2)):
+        for offset, limit in ((0, 8), (2, 2), (40, 5)):  # the last past the end of every query
             clause, folded, code_query = search_conditions(school, query)
             reference = (
                 select(Student)
@@ -301,4 +302,10 @@ async def test_the_search_finds_what_the_clause_finds(services: Services) -> Non
                 expected = [s.id for s in await session.scalars(reference)]
                 total = len(list(await session.scalars(select(Student.id).where(clause))))
                 found, count = await session.run_sync(search_sync, school, query, offset=offset, limit=limit)
+                rows, counted = await session.run_sync(
+                    lambda s, q=query, o=offset, n=limit: search_rows_sync(
+                        s.connection(), school, q, offset=o, limit=n
+                    )
+                )
             assert ([s.id for s in found], count) == (expected, total), query
+            assert ([r.id for r in rows], counted) == (expected, total), query  # Core's rows: the same page

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
+    Connection,
     Row,
     Select,
     String,
@@ -58,8 +59,34 @@ async def search(
 def search_sync(
     session: Session, school_id: int, query: str, *, offset: int, limit: int
 ) -> tuple[list[Student], int]:
+    rows, total = _search_page(session.execute, session.scalar, school_id, query, offset=offset, limit=limit)
+    return [row[0] for row in rows], total
+
+
+def search_rows_sync(
+    connection: Connection, school_id: int, query: str, *, offset: int, limit: int
+) -> tuple[list[Row[Any]], int]:
+    """`search_sync` as plain rows (every column of the student, by name), for Core's hot path."""
+
+    def scalar(statement: Any, values: dict[str, Any]) -> Any:
+        return connection.execute(statement, values).scalar()
+
+    return _search_page(connection.execute, scalar, school_id, query, offset=offset, limit=limit)
+
+
+def _search_page(
+    execute: Callable[[Any, dict[str, Any]], Any],
+    scalar: Callable[[Any, dict[str, Any]], Any],
+    school_id: int,
+    query: str,
+    *,
+    offset: int,
+    limit: int,
+) -> tuple[list[Row[Any]], int]:
     # The clause of `search_conditions` with the typed words as bound values, so that the statements
-    # are built once per shape (how many words, a code or not) instead of on every search.
+    # are built once per shape (how many words, a code or not) instead of on every search. The page
+    # carries the number of matches (a window count), so a search is one statement; only a page past
+    # the end asks for the count alone.
     folded = fold(query)
     code_query = re.sub(r"\s+", "", nfc(query)).upper()
     words = folded.split()
@@ -67,9 +94,11 @@ def search_sync(
     count, page = _search_queries(len(words), with_code)
     values: dict[str, Any] = {f"w{n}": f"%{_like_escaped(word)}%" for n, word in enumerate(words)}
     values |= {"school_id": school_id, "code_like": f"%{_like_escaped(code_query)}%"}
-    total = session.scalar(count, values) or 0
     values |= {"code": code_query, "prefix": f"{_like_escaped(folded)}%", "offset": offset, "limit": limit}
-    return list(session.scalars(page, values)), total
+    rows = list(execute(page, values).all())
+    if rows:
+        return rows, int(rows[0].matches)
+    return rows, int(scalar(count, values) or 0) if offset else 0
 
 
 def _like_escaped(text: str) -> str:
@@ -89,7 +118,7 @@ def _search_queries(words: int, with_code: bool) -> tuple[Any, Any]:
         matches.append(Student.code.like(bindparam("code_like"), escape="/"))
     clause = and_(Student.school_id == bindparam("school_id"), Student.active.is_(True), or_(*matches))
     page = (
-        select(Student)
+        select(Student, func.count().over().label("matches"))
         .where(clause)
         .order_by(
             case((Student.code == bindparam("code"), 0), else_=1),

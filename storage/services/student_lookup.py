@@ -5,7 +5,7 @@ id, as `StudentService.search` / `get` answer them, each read in one thread hop 
 from __future__ import annotations
 
 import functools
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -33,8 +33,8 @@ class StudentLookupService(ServiceBase):
 
         def read(session: Session) -> StudentPage:
             # The repository's statements, run as Core (rows, not ORM objects).
-            rows, total = repo.search_sync(
-                cast(Session, _RowsSession(session)),
+            rows, total = repo.search_rows_sync(
+                session.connection(),
                 school_id,
                 query,
                 offset=(page - 1) * page_size,
@@ -76,17 +76,3 @@ def _in_school(for_update: bool) -> Any:
         student.active.is_(True),
     )
     return query.with_for_update() if for_update else query
-
-
-class _RowsSession:
-    """What `students.search_sync` asks of a session, answered by Core on its connection: `scalars`
-    of its `select(Student)` page gives the students as plain rows (every column, by name)."""
-
-    def __init__(self, session: Session) -> None:
-        self._connection = session.connection()
-
-    def scalar(self, statement: Any, params: dict[str, Any]) -> Any:
-        return self._connection.execute(statement, params).scalar()
-
-    def scalars(self, statement: Any, params: dict[str, Any]) -> Any:
-        return self._connection.execute(statement, params).all()
