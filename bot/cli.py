@@ -6,7 +6,6 @@ Every command that prints a result also takes `--json` for scripts.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
 import importlib
 import json
@@ -21,6 +20,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from bot import event_loop
 from bot.commands import COMMAND_MODULES
 from bot.errors import render_error
 from bot.settings import Settings, SettingsError, load_settings
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         report_executor=getattr(args, "report_executor", "process"),
     )
     try:
-        return asyncio.run(_dispatch(ctx, args))
+        return event_loop.run(_dispatch(ctx, args), settings.event_loop)
     except (DomainError, ValidationError) as exc:
         _print_error(ctx, render_error(exc))
         return 1

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     health_port: int | None = Field(default=None, ge=1, le=65535)
     # `json`: one JSON object a line (for journald and log collectors); `text` otherwise.
     log_format: Literal["text", "json"] = "text"
+    # The event loop every command runs on: `uvloop` (where installed: Linux, macOS) costs a fraction
+    # of asyncio's own per update (docs/performance.md, seventh round); `asyncio` is the standard one.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Sandbox (`schoolbot sandbox`): its own database, never the production one.
     sandbox_database_url: str = "sqlite+aiosqlite:///./data/sandbox.sqlite3"
     sandbox_port: int = Field(default=8080, ge=1, le=65535)

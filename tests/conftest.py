@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bot.event_loop import LoopFactory, loop_factory
 from bot.texts import t
 from storage.clock import Clock
 from storage.db import create_engine
@@ -38,6 +39,13 @@ FROZEN_AT = datetime(2021, 11, 15, 9, 0, tzinfo=TZ)
 KEEP_TABLES = {"vaccine_product", "alembic_version"}
 
 BACKENDS = ["sqlite", "postgres"]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, LoopFactory]:
+    """Every async test on the event loop production runs on (`bot.event_loop`: uvloop where
+    installed); `TEST_EVENT_LOOP=asyncio` runs the suite on asyncio's own loop instead."""
+    name = "asyncio" if os.environ.get("TEST_EVENT_LOOP") == "asyncio" else "uvloop"
+    return {name: loop_factory(name)}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
