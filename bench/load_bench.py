@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import socket
 import statistics
 import sys
@@ -439,6 +440,13 @@ async def main() -> None:
     parser.add_argument(
         "--chat-rate", type=float, default=0, help="CHAT_MAX_PER_SECOND of the bot (0: as shipped)"
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="",
+        help="EVENT_LOOP of the bot (default: as shipped)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the run's folder (bot log, SQLite file)")
     parser.add_argument("--profile", default="", help="py-spy record the bot into this SVG/speedscope file")
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy's samples per second")
     args = parser.parse_args()
@@ -474,6 +482,8 @@ async def main() -> None:
             "PYTHONPATH": str(ROOT),
         }
     )
+    if args.event_loop:
+        env["EVENT_LOOP"] = args.event_loop
     if args.chat_rate:  # the CPU ceiling: no per-chat pacing
         env.update(
             {"CHAT_MAX_PER_SECOND": str(args.chat_rate), "CHAT_BURST": str(max(3, int(args.chat_rate)))}
@@ -483,6 +493,7 @@ async def main() -> None:
         sys.executable, "-m", "bot", "run", cwd=folder, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
     )
     spy = None
+    clean = False  # the run ended with every record in place: its folder is removed
     try:
         teachers = [Teacher(api, uid, students[uid], args.think) for uid in invites]
         # Registration (not measured): /start <code>, a few at a time.
@@ -573,8 +584,11 @@ async def main() -> None:
             for step, values in by_step.items():
                 p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
                 print(f"  {step:<26} {p50:6.0f} / {p99:6.0f}")
+        wrong = 0
         for flow, (saved, rows, dup) in (await records(services, teachers)).items():
             print(f"{flow}: saved {saved}, rows {rows}, lost {max(0, saved - rows + dup)}, duplicated {dup}")
+            wrong += max(0, saved - rows + dup) + dup
+        clean = not wrong and not failed
         if failed:
             print(f"failed flows: {len(failed)}; first: {failed[0]}")
         if args.broadcast:
@@ -599,7 +613,10 @@ async def main() -> None:
         api._new_update.set()
         await engine.dispose()
         log.close()
-        print(f"(bot log: {folder / 'bot.log'})")
+        if clean and not args.keep:  # ~11 MB a run: kept only when something went wrong, or asked
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            print(f"(bot log and database: {folder})")
 
 
 if __name__ == "__main__":
