@@ -223,10 +223,11 @@ def write_xlsx(path: Path, header: list[str], rows: list[list[Any]]) -> None:
 
 
 def run_one(kind: str, rows: int, path: Path, students_path: Path | None, tag: str) -> dict[str, Any]:
-    import asyncio
     from zoneinfo import ZoneInfo
 
+    from bot import event_loop
     from bot.import_texts import annotated_copy
+    from bot.settings import Settings
     from exports.upload_worker import prestart, read_in_worker
     from storage.clock import Clock
     from storage.db import create_engine
@@ -359,7 +360,8 @@ def run_one(kind: str, rows: int, path: Path, students_path: Path | None, tag: s
         return figures
 
     with tempfile.TemporaryDirectory() as directory:
-        figures = asyncio.run(main(Path(directory)))
+        # On the event loop the bot runs on (`EVENT_LOOP`, uvloop by default).
+        figures = event_loop.run(main(Path(directory)), Settings().event_loop)
     figures["peak_rss_mb"] = rss_mb()
     return figures
 
