@@ -26,6 +26,7 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
 from bot.context import SchoolBotApplication
 from bot.metrics import Metrics
+from bot.ratelimit import retry_seconds
 from bot.texts import t
 from storage.services.inbox import InboxService, InboxUpdate, Received
 from storage.services.lease import Fence
@@ -232,7 +233,7 @@ async def poll_updates(
         except InvalidToken:
             raise
         except RetryAfter as exc:
-            await asyncio.sleep(float(exc.retry_after if isinstance(exc.retry_after, int | float) else 5))
+            await asyncio.sleep(retry_seconds(exc.retry_after))  # seconds or a timedelta, as PTB gives it
             continue
         except Conflict:
             # Another getUpdates (a former leader's last call) or a webhook is set: wait it out.

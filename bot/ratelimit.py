@@ -304,7 +304,7 @@ class SchoolRateLimiter(BaseRateLimiter[str]):
                 result = await callback(*args, **kwargs)
             except RetryAfter as exc:
                 self.retries += 1
-                wait = _seconds(exc.retry_after)
+                wait = retry_seconds(exc.retry_after)
                 scope = self.pauses.refused(chat, broadcast, wait)
                 log.warning(
                     "Telegram asked to wait %.1f s (%s %s): paused the %s, will retry",
@@ -324,7 +324,7 @@ class SchoolRateLimiter(BaseRateLimiter[str]):
             await asyncio.sleep(left)
 
 
-def _seconds(value: float | timedelta) -> float:
+def retry_seconds(value: float | timedelta) -> float:
     """RetryAfter.retry_after: seconds, or a timedelta (PTB's newer behaviour)."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 

@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import warnings
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from functools import partial
 from types import SimpleNamespace
 from typing import Any, cast
@@ -18,8 +20,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 from telegram import Update
+from telegram.error import RetryAfter
 from telegram.ext import AIORateLimiter
 
+from bot import inbox as inbox_module
 from bot import metrics as metrics_module
 from bot.app import build_application
 from bot.fakeapi import FakeBotApi
@@ -255,3 +259,31 @@ async def test_polled_payloads_are_stored_as_telegram_sent_them() -> None:
     assert [(r.update_id, r.chat_id, r.payload) for r in service.received] == [(7, 42, payload)]
     update = queue.get_nowait()
     assert isinstance(update, Update) and update.message is not None and update.message.text == "/me"
+
+
+@pytest.mark.parametrize("retry_after", [3, timedelta(seconds=3)], ids=["seconds", "timedelta"])
+async def test_polling_waits_as_long_as_telegram_asks(
+    monkeypatch: pytest.MonkeyPatch, retry_after: int | timedelta
+) -> None:
+    """A 429 on getUpdates waits what Telegram said, whether PTB gives seconds or (PTB_TIMEDELTA, its
+    next major version) a timedelta — the timedelta used to be waited as 5 s whatever it said."""
+    waits: list[float] = []
+    calls = 0
+
+    class Bot:
+        async def get_update_payloads(self, **_: Any) -> list[dict[str, Any]]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # PTB's deprecation of whole seconds
+                    raise RetryAfter(retry_after)
+            raise asyncio.CancelledError
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(inbox_module.asyncio, "sleep", sleep)
+    with pytest.raises(asyncio.CancelledError):
+        await inbox_module.poll_updates(cast(Any, SimpleNamespace(bot=Bot())), cast(Any, None))
+    assert waits == [3.0]
