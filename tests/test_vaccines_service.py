@@ -17,10 +17,11 @@ from bot.errors import render_error
 from bot.texts import load
 from storage.enums import AuditAction, DosePlace, Gender, SubmissionStatus, SubmissionTrack
 from storage.errors import DomainError
-from storage.models import AuditLog, ReportingRound, RoundSubmission, Student, VaccineDose
+from storage.models import AuditLog, ReportingRound, RoundSubmission, Student, VaccineDose, VaccineProduct
 from storage.rules.findings import WarningsNotConfirmed
 from storage.schemas.vaccines import DoseChange, DoseIn, RoundIn
 from storage.services import Services
+from storage.services import vaccines as vaccines_module
 from storage.text import fold
 from tests.conftest import TZ
 from tests.factories import World, make_world
@@ -96,6 +97,51 @@ async def test_products_are_the_maintained_list_with_other_last(services: Servic
     assert [p.code for p in products if p.needs_name] == ["OTHER"]
     comirnaty = products[0]
     assert (comirnaty.min_age_years, comirnaty.min_interval_days) == (5, 21)
+
+
+async def test_the_product_steps_read_the_products_once_and_a_save_reads_them_itself(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The product list and a step's check answer from the products read in the last
+    PRODUCTS_CACHE_SECONDS (the district corrects them in their table, seen after that long); the
+    save judges against the table as it is."""
+    world = await make_world(services)
+    products = await product_ids(services)
+    school, student = world.primary_school_id, world.student_ids["HS0001"]
+    reads = 0
+    real = vaccines_module._all_products_sync
+
+    def counted(session: object) -> object:
+        nonlocal reads
+        reads += 1
+        return real(session)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vaccines_module, "_all_products_sync", counted)
+    comirnaty = dose(student, 1, TODAY, products["COMIRNATY"])
+    for _ in range(3):
+        assert next(p.code for p in await services.vaccines.products()) == "COMIRNATY"
+        assert not (await services.vaccines.check_dose(comirnaty, school_id=school)).errors
+    assert reads == 0  # all from what `product_ids` read above
+
+    async def set_active(active: bool) -> None:
+        async with services.sessionmaker.begin() as session:
+            product = await session.get(VaccineProduct, products["COMIRNATY"])
+            assert product is not None
+            product.active = active
+
+    await set_active(False)  # the district retires it
+    try:
+        assert not (await services.vaccines.check_dose(comirnaty, school_id=school)).errors  # not seen yet
+        with pytest.raises(DomainError) as refused:  # the save reads the table itself
+            await services.vaccines.record_dose(comirnaty, school_id=school, actor_id=None, request_key=None)
+        assert error_code(refused) == "vaccines.unknown_product" and reads == 1
+
+        monkeypatch.setattr(vaccines_module, "PRODUCTS_CACHE_SECONDS", 0.0)  # that long later
+        assert "COMIRNATY" not in [p.code for p in await services.vaccines.products()]
+        check = await services.vaccines.check_dose(comirnaty, school_id=school)
+        assert [f.code for f in check.errors] == ["vaccines.unknown_product"]
+    finally:
+        await set_active(True)  # reference data: kept from test to test on PostgreSQL
 
 
 async def test_record_a_dose_shows_it_and_suggests_the_next(services: Services) -> None:

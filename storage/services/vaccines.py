@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,6 +48,9 @@ from storage.services.drafts import finish_sync
 from storage.services.student_lookup import student_record_sync
 from storage.services.students import StudentService, unsaved_student
 from storage.text import fold
+
+# How long a process answers the product steps from the products it read (`VaccineService.products`).
+PRODUCTS_CACHE_SECONDS = 5.0
 
 
 def given_name_order(full_name: str, code: str) -> tuple[str, str, str]:
@@ -150,18 +154,28 @@ def _label(product: VaccineProduct, other_name: str) -> str:
 class VaccineService(ServiceBase):
     # Products and one student's doses ----------------------------------------------------------
 
+    # (time.monotonic() when read, every product by id): the product steps' list and checks. The
+    # district corrects a product's rules in its table (no service writes it): a step sees the change
+    # within PRODUCTS_CACHE_SECONDS, and a save always reads the table itself.
+    _products_read: tuple[float, dict[int, VaccineProduct]] | None = None
+
+    def _cached_products_sync(self, session: Session) -> dict[int, VaccineProduct]:
+        cached = self._products_read
+        if cached is not None and time.monotonic() - cached[0] < PRODUCTS_CACHE_SECONDS:
+            return cached[1]
+        products = _all_products_sync(session)
+        self._products_read = (time.monotonic(), products)
+        return products
+
     async def products(self) -> list[VaccineProductOut]:
         """The active products in list order; the one with `needs_name` asks for a typed name."""
-
-        def read(session: Session) -> list[VaccineProductOut]:
-            rows = session.scalars(
-                select(VaccineProduct)
-                .where(VaccineProduct.active.is_(True))
-                .order_by(VaccineProduct.sort_order, VaccineProduct.id)
-            )
-            return [product_out(p) for p in rows]
-
-        return await read_core(self.sessionmaker, read)
+        cached = self._products_read
+        if cached is not None and time.monotonic() - cached[0] < PRODUCTS_CACHE_SECONDS:
+            products = cached[1]
+        else:
+            products = await read_core(self.sessionmaker, self._cached_products_sync)
+        active = sorted((p for p in products.values() if p.active), key=lambda p: (p.sort_order, p.id))
+        return [product_out(p) for p in active]
 
     async def doses_of(self, student_id: int, *, school_id: int) -> list[DoseOut]:
         return await read_core(self.sessionmaker, lambda session: _doses_of(session, student_id, school_id))
@@ -203,7 +217,9 @@ class VaccineService(ServiceBase):
                 student = unsaved_student(school_id, data.new_student)
             else:
                 student = _student_record(session, school_id, data.student_id or 0)
-            check, _ = self._check_sync(session, school_id, student, data)
+            check, _ = self._check_sync(
+                session, school_id, student, data, products=self._cached_products_sync(session)
+            )
             return check
 
         return await read_core(self.sessionmaker, read)
@@ -574,14 +590,17 @@ class VaccineService(ServiceBase):
         *,
         editing: VaccineDose | None = None,
         allow_inactive_product: bool = False,
+        products: dict[int, VaccineProduct] | None = None,
     ) -> tuple[DoseCheck, VaccineProduct | None]:
+        """`products`: every product by id (a step's check passes the cached ones; a save reads them)."""
         check = DoseCheck(entered_late=is_late_entry(data.given_on, self.clock.now(), self.clock.tz))
         locked = locks.event_refusal_sync(
             session, school_id, "vaccines", data.given_on, editing.given_on if editing else None
         )
         if locked is not None:
             check.errors.append(locked)
-        products = _all_products_sync(session)  # the rules need them all; the chosen one is among them
+        if products is None:  # the rules need them all; the chosen one is among them
+            products = _all_products_sync(session)
         product = products.get(data.product_id)
         if product is None or not (product.active or allow_inactive_product):
             check.errors.append(Finding(code="vaccines.unknown_product"))
