@@ -159,20 +159,21 @@ class VaccineService(ServiceBase):
     # within PRODUCTS_CACHE_SECONDS, and a save always reads the table itself.
     _products_read: tuple[float, dict[int, VaccineProduct]] | None = None
 
+    def _recent_products(self) -> dict[int, VaccineProduct] | None:
+        read = self._products_read
+        return read[1] if read is not None and time.monotonic() - read[0] < PRODUCTS_CACHE_SECONDS else None
+
     def _cached_products_sync(self, session: Session) -> dict[int, VaccineProduct]:
-        cached = self._products_read
-        if cached is not None and time.monotonic() - cached[0] < PRODUCTS_CACHE_SECONDS:
-            return cached[1]
-        products = _all_products_sync(session)
-        self._products_read = (time.monotonic(), products)
+        products = self._recent_products()
+        if products is None:
+            products = _all_products_sync(session)
+            self._products_read = (time.monotonic(), products)
         return products
 
     async def products(self) -> list[VaccineProductOut]:
         """The active products in list order; the one with `needs_name` asks for a typed name."""
-        cached = self._products_read
-        if cached is not None and time.monotonic() - cached[0] < PRODUCTS_CACHE_SECONDS:
-            products = cached[1]
-        else:
+        products = self._recent_products()
+        if products is None:
             products = await read_core(self.sessionmaker, self._cached_products_sync)
         active = sorted((p for p in products.values() if p.active), key=lambda p: (p.sort_order, p.id))
         return [product_out(p) for p in active]
