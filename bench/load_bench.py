@@ -586,8 +586,9 @@ async def main() -> None:
                 print(f"  {step:<26} {p50:6.0f} / {p99:6.0f}")
         wrong = 0
         for flow, (saved, rows, dup) in (await records(services, teachers)).items():
-            print(f"{flow}: saved {saved}, rows {rows}, lost {max(0, saved - rows + dup)}, duplicated {dup}")
-            wrong += max(0, saved - rows + dup) + dup
+            lost = max(0, saved - rows + dup)
+            print(f"{flow}: saved {saved}, rows {rows}, lost {lost}, duplicated {dup}")
+            wrong += lost + dup
         clean = not wrong and not failed
         if failed:
             print(f"failed flows: {len(failed)}; first: {failed[0]}")

@@ -59,7 +59,7 @@ async def search(
 def search_sync(
     session: Session, school_id: int, query: str, *, offset: int, limit: int
 ) -> tuple[list[Student], int]:
-    rows, total = _search_page(session.execute, session.scalar, school_id, query, offset=offset, limit=limit)
+    rows, total = _search_page(session.execute, school_id, query, offset=offset, limit=limit)
     return [row[0] for row in rows], total
 
 
@@ -67,16 +67,11 @@ def search_rows_sync(
     connection: Connection, school_id: int, query: str, *, offset: int, limit: int
 ) -> tuple[list[Row[Any]], int]:
     """`search_sync` as plain rows (every column of the student, by name), for Core's hot path."""
-
-    def scalar(statement: Any, values: dict[str, Any]) -> Any:
-        return connection.execute(statement, values).scalar()
-
-    return _search_page(connection.execute, scalar, school_id, query, offset=offset, limit=limit)
+    return _search_page(connection.execute, school_id, query, offset=offset, limit=limit)
 
 
 def _search_page(
     execute: Callable[[Any, dict[str, Any]], Any],
-    scalar: Callable[[Any, dict[str, Any]], Any],
     school_id: int,
     query: str,
     *,
@@ -98,7 +93,7 @@ def _search_page(
     rows = list(execute(page, values).all())
     if rows:
         return rows, int(rows[0].matches)
-    return rows, int(scalar(count, values) or 0) if offset else 0
+    return rows, int(execute(count, values).scalar() or 0) if offset else 0
 
 
 def _like_escaped(text: str) -> str:
